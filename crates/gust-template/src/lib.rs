@@ -1,0 +1,1 @@
+//! Jinja templates with Airflow's context names and macros.
