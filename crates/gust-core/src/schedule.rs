@@ -1,0 +1,500 @@
+//! Schedules: when a DAG's runs are due, and the data interval each run covers.
+//!
+//! Cron expressions are evaluated in the DAG's local wall-clock time (croner), DST-aware: a fixed
+//! time inside a spring-forward gap fires at the end of the gap, and a wall-clock time that a
+//! fall-back repeats fires once, at its first occurrence. So an hourly job skips the repeated
+//! hour: its data interval across the change is two real hours long, and no data is missed.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::duration::{format_duration, parse_duration};
+
+/// When a DAG runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// Only when triggered.
+    Manual,
+    /// One run, for the interval starting at `start_date`.
+    Once,
+    /// On a cron expression (boxed: a parsed expression is large beside the other variants).
+    Cron(Box<CronSchedule>),
+    /// Every fixed interval from `start_date`.
+    Interval(Duration),
+}
+
+/// A parsed five-field cron expression and the text it was written as.
+#[derive(Clone)]
+pub struct CronSchedule {
+    /// As written: a preset (`@daily`) or the expression.
+    text: String,
+    cron: Cron,
+}
+
+impl CronSchedule {
+    /// The schedule as written.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Debug for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CronSchedule").field(&self.text).finish()
+    }
+}
+
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+/// Why a text is not a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// A cron expression croner refuses.
+    #[error("invalid cron expression \"{text}\": {reason}")]
+    Cron {
+        /// The expression.
+        text: String,
+        /// Why.
+        reason: String,
+    },
+    /// Six or seven fields: seconds and years are not part of Airflow's cron.
+    #[error(
+        "cron expression \"{text}\" has {fields} fields; use five (minute hour day month weekday)"
+    )]
+    FieldCount {
+        /// The expression.
+        text: String,
+        /// How many fields it has.
+        fields: usize,
+    },
+    /// An unknown `@` preset.
+    #[error("unknown preset \"{text}\"; use @once, @hourly, @daily, @weekly, @monthly or @yearly")]
+    Preset {
+        /// The preset.
+        text: String,
+    },
+    /// A zero-length interval.
+    #[error("interval \"{text}\" is zero; an interval schedule must be longer")]
+    ZeroInterval {
+        /// The interval as written.
+        text: String,
+    },
+    /// None of the accepted forms.
+    #[error(
+        "invalid schedule \"{text}\": expected a cron expression (\"0 3 * * *\"), a preset (@daily), a duration (1h) or null"
+    )]
+    Invalid {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Airflow's presets and the cron expressions they stand for.
+const PRESETS: &[(&str, &str)] = &[
+    ("@hourly", "0 * * * *"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@monthly", "0 0 1 * *"),
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+];
+
+impl Schedule {
+    /// Reads a schedule: a preset, `@once`, `null`/`None`, five-field cron, or a duration.
+    pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
+        let trimmed = text.trim();
+        match trimmed {
+            "" | "null" | "None" | "none" => return Ok(Schedule::Manual),
+            "@once" => return Ok(Schedule::Once),
+            _ => {}
+        }
+        if trimmed.starts_with('@') {
+            let (_, expr) = PRESETS
+                .iter()
+                .find(|(name, _)| *name == trimmed)
+                .ok_or_else(|| ScheduleError::Preset {
+                    text: trimmed.to_owned(),
+                })?;
+            return Ok(Schedule::Cron(Box::new(CronSchedule {
+                text: trimmed.to_owned(),
+                cron: compile(expr)?,
+            })));
+        }
+        let fields = trimmed.split_whitespace().count();
+        if fields == 5 {
+            return Ok(Schedule::Cron(Box::new(CronSchedule {
+                text: trimmed.to_owned(),
+                cron: compile(trimmed)?,
+            })));
+        }
+        if fields > 5 {
+            return Err(ScheduleError::FieldCount {
+                text: trimmed.to_owned(),
+                fields,
+            });
+        }
+        match parse_duration(trimmed) {
+            Ok(d) if d.is_zero() => Err(ScheduleError::ZeroInterval {
+                text: trimmed.to_owned(),
+            }),
+            Ok(d) => Ok(Schedule::Interval(d)),
+            Err(_) => Err(ScheduleError::Invalid {
+                text: text.to_owned(),
+            }),
+        }
+    }
+
+    /// The schedule as shown to users: the preset or expression, `@once`, `None` or the interval.
+    #[must_use]
+    pub fn as_text(&self) -> String {
+        match self {
+            Schedule::Manual => "None".to_owned(),
+            Schedule::Once => "@once".to_owned(),
+            Schedule::Cron(cron) => cron.text.clone(),
+            Schedule::Interval(d) => format_duration(*d),
+        }
+    }
+
+    /// For cron schedules, the first fire time strictly after `after`, evaluated in `tz`.
+    #[must_use]
+    pub fn next_fire_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Cron(cron) => next(&cron.cron, after, tz, false),
+            Schedule::Manual | Schedule::Once | Schedule::Interval(_) => None,
+        }
+    }
+
+    /// The data interval of the run after `last` (or the first run, from `start_date`), with
+    /// Airflow's semantics. Catchup, `end_date` and "has it ended yet" are the caller's to decide.
+    #[must_use]
+    pub fn next_data_interval(
+        &self,
+        last: Option<&DataInterval>,
+        start_date: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DataInterval> {
+        match self {
+            Schedule::Manual => None,
+            Schedule::Once => last.is_none().then_some(DataInterval {
+                start: start_date,
+                end: start_date,
+            }),
+            Schedule::Interval(d) => {
+                let start = last.map_or(start_date, |l| l.end);
+                let step = chrono::Duration::from_std(*d).ok()?;
+                Some(DataInterval {
+                    start,
+                    end: start.checked_add_signed(step)?,
+                })
+            }
+            Schedule::Cron(cron) => {
+                let start = match last {
+                    Some(l) => l.end,
+                    None => next(&cron.cron, start_date, tz, true)?,
+                };
+                let end = next(&cron.cron, start, tz, false)?;
+                Some(DataInterval { start, end })
+            }
+        }
+    }
+}
+
+/// Each cron field's name and range, for messages that name the field at fault.
+const FIELDS: [(&str, u32, u32); 5] = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+];
+
+/// Finds a number outside its field's range, which croner reports without naming the field.
+fn check_ranges(expr: &str) -> Result<(), ScheduleError> {
+    for (field, (name, low, high)) in expr.split_whitespace().zip(FIELDS) {
+        for part in field.split(',') {
+            // A step (`*/15`) is a count, not a value of the field.
+            let values = part.split('/').next().unwrap_or_default();
+            for value in values.split('-').filter_map(|v| v.parse::<u32>().ok()) {
+                if !(low..=high).contains(&value) {
+                    return Err(ScheduleError::Cron {
+                        text: expr.to_owned(),
+                        reason: format!("{name} {value} is outside {low}-{high}"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn compile(expr: &str) -> Result<Cron, ScheduleError> {
+    check_ranges(expr)?;
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|err| ScheduleError::Cron {
+            text: expr.to_owned(),
+            reason: err.to_string().trim_end_matches('.').to_lowercase(),
+        })
+}
+
+fn next(cron: &Cron, from: DateTime<Utc>, tz: Tz, inclusive: bool) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&from.with_timezone(&tz), inclusive)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl FromStr for Schedule {
+    type Err = ScheduleError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Schedule::parse(text)
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.as_text())
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Schedule::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The span of data a run covers: `[start, end)`; a run's logical date is its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataInterval {
+    /// Inclusive start: the run's logical date.
+    pub start: DateTime<Utc>,
+    /// Exclusive end: the run is due once this has passed.
+    pub end: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .expect("a valid time")
+    }
+
+    fn tz(name: &str) -> Tz {
+        name.parse().expect("a timezone")
+    }
+
+    #[test]
+    fn presets_none_once_and_durations_parse() {
+        assert_eq!(Schedule::parse("@daily").unwrap().as_text(), "@daily");
+        assert_eq!(Schedule::parse("None").unwrap(), Schedule::Manual);
+        assert_eq!(Schedule::parse("@once").unwrap(), Schedule::Once);
+        assert_eq!(
+            Schedule::parse("1h").unwrap(),
+            Schedule::Interval(Duration::from_secs(3600))
+        );
+        assert_eq!(Schedule::parse("PT30M").unwrap().as_text(), "30m");
+        let daily = Schedule::parse("@daily").unwrap();
+        assert_eq!(
+            daily.next_fire_after(utc(2024, 1, 1, 0, 0), chrono_tz::UTC),
+            Some(utc(2024, 1, 2, 0, 0))
+        );
+    }
+
+    #[test]
+    fn cron_ranges_steps_and_names_parse() {
+        let s = Schedule::parse("*/15 9-17 * JAN-MAR MON-FRI").unwrap();
+        // Monday 2024-01-01 09:50 -> 10:00.
+        assert_eq!(
+            s.next_fire_after(utc(2024, 1, 1, 9, 50), chrono_tz::UTC),
+            Some(utc(2024, 1, 1, 10, 0))
+        );
+        // Friday 17:45 -> Monday 09:00.
+        assert_eq!(
+            s.next_fire_after(utc(2024, 1, 5, 17, 45), chrono_tz::UTC),
+            Some(utc(2024, 1, 8, 9, 0))
+        );
+    }
+
+    #[test]
+    fn invalid_schedules_say_what_is_accepted() {
+        assert_eq!(
+            Schedule::parse("61 * * * *").unwrap_err().to_string(),
+            "invalid cron expression \"61 * * * *\": minute 61 is outside 0-59"
+        );
+        assert!(matches!(
+            Schedule::parse("0 0 * * FOO"),
+            Err(ScheduleError::Cron { .. })
+        ));
+        assert_eq!(
+            Schedule::parse("0 0 * * * *").unwrap_err().to_string(),
+            "cron expression \"0 0 * * * *\" has 6 fields; use five (minute hour day month weekday)"
+        );
+        assert_eq!(
+            Schedule::parse("@fortnightly").unwrap_err().to_string(),
+            "unknown preset \"@fortnightly\"; use @once, @hourly, @daily, @weekly, @monthly or @yearly"
+        );
+        assert_eq!(
+            Schedule::parse("every tuesday").unwrap_err().to_string(),
+            "invalid schedule \"every tuesday\": expected a cron expression (\"0 3 * * *\"), a preset (@daily), a duration (1h) or null"
+        );
+        assert!(matches!(
+            Schedule::parse("0s"),
+            Err(ScheduleError::ZeroInterval { .. })
+        ));
+    }
+
+    #[test]
+    fn cron_follows_the_timezone_across_dst() {
+        let ams = tz("Europe/Amsterdam");
+        let daily_3am = Schedule::parse("0 3 * * *").unwrap();
+        // 03:00 CET is 02:00 UTC in winter, 03:00 CEST is 01:00 UTC in summer.
+        assert_eq!(
+            daily_3am.next_fire_after(utc(2024, 3, 30, 12, 0), ams),
+            Some(utc(2024, 3, 31, 1, 0))
+        );
+        assert_eq!(
+            daily_3am.next_fire_after(utc(2024, 3, 29, 12, 0), ams),
+            Some(utc(2024, 3, 30, 2, 0))
+        );
+        // 02:30 does not exist on 2024-03-31: the job runs at the end of the gap (03:00 CEST).
+        let gap = Schedule::parse("30 2 * * *").unwrap();
+        assert_eq!(
+            gap.next_fire_after(utc(2024, 3, 30, 12, 0), ams),
+            Some(utc(2024, 3, 31, 1, 0))
+        );
+        // 02:30 happens twice on 2024-10-27: the job runs once.
+        let fires: Vec<_> =
+            std::iter::successors(gap.next_fire_after(utc(2024, 10, 26, 12, 0), ams), |t| {
+                gap.next_fire_after(*t, ams)
+            })
+            .take(2)
+            .collect();
+        assert_eq!(fires, [utc(2024, 10, 27, 0, 30), utc(2024, 10, 28, 1, 30)]);
+    }
+
+    #[test]
+    fn hourly_cron_fires_once_per_wall_clock_hour_across_fall_back() {
+        let ny = tz("America/New_York");
+        let hourly = Schedule::parse("0 * * * *").unwrap();
+        let fires: Vec<_> =
+            std::iter::successors(hourly.next_fire_after(utc(2024, 11, 3, 4, 30), ny), |t| {
+                hourly.next_fire_after(*t, ny)
+            })
+            .take(3)
+            .collect();
+        // 01:00 EDT (05:00Z), then 02:00 EST (07:00Z): the repeated 01:00 (EST) does not fire again.
+        assert_eq!(
+            fires,
+            [
+                utc(2024, 11, 3, 5, 0),
+                utc(2024, 11, 3, 7, 0),
+                utc(2024, 11, 3, 8, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn data_intervals_chain_from_the_start_date() {
+        let daily = Schedule::parse("@daily").unwrap();
+        let first = daily
+            .next_data_interval(None, utc(2024, 1, 1, 6, 0), chrono_tz::UTC)
+            .unwrap();
+        assert_eq!(
+            first,
+            DataInterval {
+                start: utc(2024, 1, 2, 0, 0),
+                end: utc(2024, 1, 3, 0, 0)
+            }
+        );
+        let second = daily
+            .next_data_interval(Some(&first), utc(2024, 1, 1, 6, 0), chrono_tz::UTC)
+            .unwrap();
+        assert_eq!(second.start, first.end);
+        let aligned = daily
+            .next_data_interval(None, utc(2024, 1, 1, 0, 0), chrono_tz::UTC)
+            .unwrap();
+        assert_eq!(aligned.start, utc(2024, 1, 1, 0, 0));
+
+        let every_6h = Schedule::parse("6h").unwrap();
+        let first = every_6h
+            .next_data_interval(None, utc(2024, 1, 1, 1, 0), chrono_tz::UTC)
+            .unwrap();
+        assert_eq!(
+            first,
+            DataInterval {
+                start: utc(2024, 1, 1, 1, 0),
+                end: utc(2024, 1, 1, 7, 0)
+            }
+        );
+        assert_eq!(
+            every_6h
+                .next_data_interval(Some(&first), utc(2024, 1, 1, 1, 0), chrono_tz::UTC)
+                .unwrap()
+                .start,
+            first.end
+        );
+
+        let once = Schedule::Once;
+        let only = once
+            .next_data_interval(None, utc(2024, 1, 1, 0, 0), chrono_tz::UTC)
+            .unwrap();
+        assert_eq!(
+            once.next_data_interval(Some(&only), utc(2024, 1, 1, 0, 0), chrono_tz::UTC),
+            None
+        );
+        assert_eq!(
+            Schedule::Manual.next_data_interval(None, utc(2024, 1, 1, 0, 0), chrono_tz::UTC),
+            None
+        );
+    }
+
+    #[test]
+    fn schedules_serialize_as_their_text_and_read_back() {
+        for text in ["@daily", "0 3 * * MON", "None", "@once", "30m"] {
+            let s = Schedule::parse(text).unwrap();
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Schedule>(&json).unwrap(),
+                s,
+                "{text}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(text in "\\PC{0,40}") {
+            if let Ok(s) = Schedule::parse(&text) {
+                let _ = s.next_fire_after(utc(2024, 1, 1, 0, 0), chrono_tz::UTC);
+            }
+        }
+
+        #[test]
+        fn cron_like_text_never_panics(parts in proptest::collection::vec("[0-9*/,\\-LW#?A-Z]{1,6}", 5)) {
+            if let Ok(s) = Schedule::parse(&parts.join(" ")) {
+                let _ = s.next_fire_after(utc(2024, 1, 1, 0, 0), chrono_tz::UTC);
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! What Gust cannot run, and what it offers instead.
+//!
+//! Gust runs no Python inside its own processes, so Python callables in DAG files are refused
+//! with a message naming the alternative, never silently dropped. When a Python-callable operator
+//! arrives (running the callable in a task's own process or pod), these refusals shrink.
+
+/// Why an operator named in a DAG file cannot run, if it is a Python-only one.
+#[must_use]
+pub fn refused_operator(name: &str) -> Option<&'static str> {
+    let class = name.rsplit('.').next().unwrap_or(name);
+    match class {
+        "PythonOperator"
+        | "BranchPythonOperator"
+        | "ShortCircuitOperator"
+        | "PythonVirtualenvOperator"
+        | "ExternalPythonOperator"
+        | "BranchExternalPythonOperator"
+        | "PythonSensor" => Some(
+            "Gust does not run Python callables in its own process; run the code as a script with \
+             the `bash` operator (bash_command: python3 script.py) or in a container with \
+             `kubernetes_pod`",
+        ),
+        _ => None,
+    }
+}
+
+/// Why a task argument cannot be honoured, if it needs Python.
+#[must_use]
+pub fn refused_argument(name: &str) -> Option<&'static str> {
+    match name {
+        "python_callable" | "op_args" | "op_kwargs" | "templates_dict" => Some(
+            "Gust does not run Python callables; run the code as a script with the `bash` \
+             operator or in a container with `kubernetes_pod`",
+        ),
+        "decorator" => Some(
+            "TaskFlow decorators need Python functions, which Gust does not run; declare the task \
+             with an `operator` instead",
+        ),
+        "partial" | "expand" | "expand_kwargs" => Some(
+            "dynamic task mapping is not available in Gust yet; list the mapped tasks explicitly",
+        ),
+        _ if name.ends_with("_callback") || name.ends_with("_callbacks") => Some(
+            "callbacks are Python functions, which Gust does not run; use `email_on_failure` \
+             and `email_on_retry`, or a downstream task with trigger_rule: one_failed",
+        ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_operators_are_refused_by_class_name_or_path() {
+        assert!(refused_operator("PythonOperator").is_some());
+        assert!(refused_operator("airflow.operators.python.PythonOperator").is_some());
+        assert!(refused_operator("bash").is_none());
+    }
+
+    #[test]
+    fn callables_and_callbacks_are_refused() {
+        for arg in [
+            "python_callable",
+            "on_failure_callback",
+            "sla_miss_callback",
+            "decorator",
+        ] {
+            assert!(refused_argument(arg).is_some(), "{arg}");
+        }
+        assert!(refused_argument("bash_command").is_none());
+    }
+}

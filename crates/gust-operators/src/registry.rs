@@ -1,0 +1,71 @@
+//! Every operator Gust knows, and name resolution.
+
+use crate::spec::OperatorSpec;
+use crate::{bash, empty};
+
+/// Every operator, in the order `gust` lists them.
+pub static OPERATORS: &[&OperatorSpec] = &[&empty::SPEC, &bash::SPEC];
+
+/// Finds the operator a DAG file names, by short name, class name or class path.
+#[must_use]
+pub fn resolve(name: &str) -> Option<&'static OperatorSpec> {
+    let name = name.trim();
+    OPERATORS
+        .iter()
+        .copied()
+        .find(|spec| spec.name == name || spec.aliases.contains(&name))
+}
+
+/// Every name an operator can be given by, for "did you mean" suggestions.
+pub fn all_names() -> impl Iterator<Item = &'static str> {
+    OPERATORS
+        .iter()
+        .flat_map(|spec| std::iter::once(spec.name).chain(spec.aliases.iter().copied()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_class_names_and_class_paths_resolve() {
+        for (given, canonical) in [
+            ("bash", "bash"),
+            ("BashOperator", "bash"),
+            ("airflow.operators.bash.BashOperator", "bash"),
+            ("airflow.operators.bash_operator.BashOperator", "bash"),
+            (
+                "airflow.providers.standard.operators.bash.BashOperator",
+                "bash",
+            ),
+            ("empty", "empty"),
+            ("DummyOperator", "empty"),
+            ("airflow.operators.empty.EmptyOperator", "empty"),
+            ("airflow.operators.dummy_operator.DummyOperator", "empty"),
+        ] {
+            assert_eq!(resolve(given).map(|s| s.name), Some(canonical), "{given}");
+        }
+    }
+
+    #[test]
+    fn no_two_operators_share_a_name() {
+        let mut names: Vec<&str> = all_names().collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count);
+    }
+
+    #[test]
+    fn every_required_argument_is_an_argument() {
+        for spec in OPERATORS {
+            for required in spec.required {
+                assert!(
+                    spec.accepts(required),
+                    "{} requires unknown {required}",
+                    spec.name
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! What every operator declares about itself.
+
+use serde::de::DeserializeOwned;
+
+/// An operator's names and the arguments it accepts.
+#[derive(Debug)]
+pub struct OperatorSpec {
+    /// The canonical short name (`bash`), stored with each task.
+    pub name: &'static str,
+    /// Other names that resolve to it: Airflow class names and paths.
+    pub aliases: &'static [&'static str],
+    /// Every argument the operator accepts, by canonical name.
+    pub arguments: &'static [&'static str],
+    /// Old argument names still accepted, each with the name it now goes by.
+    pub renamed_arguments: &'static [(&'static str, &'static str)],
+    /// The arguments that must be given.
+    pub required: &'static [&'static str],
+    /// Checks the arguments' types by reading them into the operator's argument struct.
+    pub check: fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), ArgumentError>,
+}
+
+impl OperatorSpec {
+    /// Whether `name` is one of the operator's arguments (canonical names only).
+    #[must_use]
+    pub fn accepts(&self, name: &str) -> bool {
+        self.arguments.contains(&name)
+    }
+
+    /// The canonical name of an argument given under an old name.
+    #[must_use]
+    pub fn canonical_argument(&self, name: &str) -> Option<&'static str> {
+        self.renamed_arguments
+            .iter()
+            .find(|(old, _)| *old == name)
+            .map(|(_, new)| *new)
+    }
+}
+
+/// An argument that does not fit its operator's argument struct.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("argument \"{path}\": {message}")]
+pub struct ArgumentError {
+    /// The path to the bad value, e.g. `env.HOME` or `skip_on_exit_code[1]`.
+    pub path: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Reads `args` into `T`, reporting the path of the first value that does not fit.
+pub fn read_args<T: DeserializeOwned>(
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ArgumentError> {
+    let value = serde_json::Value::Object(args.clone());
+    serde_path_to_error::deserialize(value).map_err(|err| ArgumentError {
+        path: err.path().to_string(),
+        message: err.inner().to_string(),
+    })
+}
+
+/// Checks `args` against `T` (the `check` of an [`OperatorSpec`]).
+pub fn check_args<T: DeserializeOwned>(
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ArgumentError> {
+    read_args::<T>(args).map(drop)
+}
