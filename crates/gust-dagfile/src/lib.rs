@@ -1,1 +1,20 @@
-//! DAG files.
+//! DAG files: dag-factory YAML read into validated [`gust_core::dag::Dag`]s, with every problem
+//! reported as a [`Diagnostic`] naming file, line, column, DAG and task.
+//!
+//! This crate reads files and nothing else: no database, no clock (the load time is passed in),
+//! no network. Start at [`folder::load_folder`]; the layers are [`yaml`] (a bounded, positioned
+//! YAML tree), [`merge`] (defaults), [`file`] (one file's DAGs) and `build` (one DAG's
+//! settings, tasks, groups and edges).
+
+mod build;
+pub mod diagnostic;
+pub mod file;
+pub mod folder;
+pub mod location;
+pub mod merge;
+pub mod yaml;
+
+pub use build::{ChainError, parse_chain};
+pub use diagnostic::Diagnostic;
+pub use folder::{FolderError, FolderLoad, load_folder, load_paths};
+pub use location::Location;

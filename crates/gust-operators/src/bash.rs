@@ -45,7 +45,10 @@ fn default_encoding() -> String {
 /// `null`, one code, or a list of codes, as Airflow accepts.
 fn exit_codes<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<i32>, D::Error> {
     #[derive(Deserialize)]
-    #[serde(untagged, expecting = "an exit code, a list of exit codes, or null")]
+    #[serde(
+        untagged,
+        expecting = "expected an exit code, a list of exit codes, or null"
+    )]
     enum Codes {
         One(i32),
         Many(Vec<i32>),

@@ -1,1 +1,272 @@
-//! Jinja templates with Airflow's context names and macros.
+//! Jinja templates with Airflow's context names and macros, on minijinja.
+//!
+//! String arguments of tasks are templates rendered right before a try starts. This crate is
+//! pure rendering: it reads no clock, database or file; variables and XComs come from the caller
+//! through [`RuntimeLookup`]. Undefined names are errors that name the task, the argument and the
+//! name, never empty strings. Templates are untrusted input: their size is bounded and rendering
+//! runs on a fuel budget, so no template can hang a scheduler. Start at [`Renderer`].
+
+mod context;
+mod lookup;
+mod objects;
+
+use std::sync::Arc;
+
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+
+pub use context::TemplateContext;
+pub use lookup::{MapLookup, NoLookup, RuntimeLookup};
+
+/// The longest template accepted (bytes).
+pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+/// Instructions one rendering may execute before it is stopped.
+const FUEL: u64 = 5_000_000;
+/// How deeply templates may nest (macros, includes, nested blocks).
+const RECURSION_LIMIT: usize = 64;
+
+/// Why one template did not render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// The template is larger than [`MAX_TEMPLATE_BYTES`].
+    #[error("template is {len} bytes; the limit is {MAX_TEMPLATE_BYTES}")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+    },
+    /// The template is not valid Jinja.
+    #[error("syntax error in template (line {line}): {detail}")]
+    Syntax {
+        /// The line inside the template.
+        line: usize,
+        /// What the parser said.
+        detail: String,
+    },
+    /// A name the context does not hold.
+    #[error("undefined name \"{name}\" in template (line {line})")]
+    Undefined {
+        /// The name, with its attribute path (`params.limit`).
+        name: String,
+        /// The line inside the template.
+        line: usize,
+    },
+    /// The template used too much fuel (a runaway loop).
+    #[error("template runs too long (more than {FUEL} steps); simplify its loops")]
+    TooLong,
+    /// Any other failure while rendering (a bad macro argument, a bad filter input...).
+    #[error("template error (line {line}): {detail}")]
+    Render {
+        /// The line inside the template.
+        line: usize,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// A template of one task argument that did not render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task \"{task}\", argument \"{argument}\": {error}")]
+pub struct RenderError {
+    /// The task.
+    pub task: String,
+    /// The argument, with the path inside it (`env.HOME`, `arguments[2]`).
+    pub argument: String,
+    /// What went wrong.
+    pub error: TemplateError,
+}
+
+/// Renders templates with Airflow's context. Build one and reuse it.
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Renderer")
+    }
+}
+
+/// Whether `text` holds any Jinja syntax at all.
+fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+impl Renderer {
+    /// A renderer configured as Airflow renders: strict undefined names, no autoescape,
+    /// trailing newlines kept, Airflow's date filters.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
+        objects::add_filters(&mut env);
+        Self { env }
+    }
+
+    /// Compiles `source` without rendering it, to report syntax errors when DAGs load.
+    pub fn check_syntax(&self, source: &str) -> Result<(), TemplateError> {
+        if !is_template(source) {
+            return Ok(());
+        }
+        check_size(source)?;
+        self.env
+            .template_from_str(source)
+            .map(drop)
+            .map_err(|err| TemplateError::Syntax {
+                line: err.line().unwrap_or(1),
+                detail: detail(&err),
+            })
+    }
+
+    /// Renders one template.
+    pub fn render_str(
+        &self,
+        source: &str,
+        ctx: &TemplateContext,
+        lookup: Arc<dyn RuntimeLookup>,
+    ) -> Result<String, TemplateError> {
+        if !is_template(source) {
+            return Ok(source.to_owned());
+        }
+        self.render_with(source, &ctx.to_value(lookup))
+    }
+
+    fn render_with(&self, source: &str, values: &Value) -> Result<String, TemplateError> {
+        check_size(source)?;
+        let template = self
+            .env
+            .template_from_str(source)
+            .map_err(|err| TemplateError::Syntax {
+                line: err.line().unwrap_or(1),
+                detail: detail(&err),
+            })?;
+        template.render(values).map_err(|err| {
+            let line = err.line().unwrap_or(1);
+            match err.kind() {
+                ErrorKind::UndefinedError => TemplateError::Undefined {
+                    name: self
+                        .undefined_name(&template, values)
+                        .unwrap_or_else(|| "?".to_owned()),
+                    line,
+                },
+                ErrorKind::OutOfFuel => TemplateError::TooLong,
+                _ => TemplateError::Render {
+                    line,
+                    detail: detail(&err),
+                },
+            }
+        })
+    }
+
+    /// Finds which name of the template is undefined: minijinja reports that one is, not which.
+    fn undefined_name(
+        &self,
+        template: &minijinja::Template<'_, '_>,
+        values: &Value,
+    ) -> Option<String> {
+        let mut names: Vec<String> = template.undeclared_variables(true).into_iter().collect();
+        // Shorter paths first, so `params` is blamed before `params.x` when params itself is missing.
+        names.sort_by_key(|n| (n.matches('.').count(), n.clone()));
+        names.into_iter().find(|name| {
+            self.env
+                .compile_expression(name)
+                .and_then(|expr| expr.eval(values))
+                .is_ok_and(|value| value.is_undefined())
+                || self
+                    .env
+                    .compile_expression(name)
+                    .and_then(|expr| expr.eval(values))
+                    .is_err()
+        })
+    }
+
+    /// Renders every string inside `value` (map values and list items; keys are left alone).
+    /// Errors name the task, the argument and the path inside it.
+    pub fn render_value(
+        &self,
+        value: &serde_json::Value,
+        argument: &str,
+        ctx: &TemplateContext,
+        lookup: Arc<dyn RuntimeLookup>,
+    ) -> Result<serde_json::Value, RenderError> {
+        let mut values = None;
+        self.render_json(value, &mut argument.to_owned(), ctx, &lookup, &mut values)
+    }
+
+    fn render_json(
+        &self,
+        value: &serde_json::Value,
+        path: &mut String,
+        ctx: &TemplateContext,
+        lookup: &Arc<dyn RuntimeLookup>,
+        values: &mut Option<Value>,
+    ) -> Result<serde_json::Value, RenderError> {
+        use serde_json::Value as J;
+        Ok(match value {
+            J::String(text) if is_template(text) => {
+                // The context is built once per argument, and only if a template needs it.
+                let values = values.get_or_insert_with(|| ctx.to_value(Arc::clone(lookup)));
+                J::String(
+                    self.render_with(text, values)
+                        .map_err(|error| RenderError {
+                            task: ctx.task_id.clone(),
+                            argument: path.clone(),
+                            error,
+                        })?,
+                )
+            }
+            J::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    out.push(self.render_json(item, path, ctx, lookup, values)?);
+                    path.truncate(len);
+                }
+                J::Array(out)
+            }
+            J::Object(map) => {
+                let mut out = serde_json::Map::with_capacity(map.len());
+                for (key, item) in map {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(key);
+                    out.insert(
+                        key.clone(),
+                        self.render_json(item, path, ctx, lookup, values)?,
+                    );
+                    path.truncate(len);
+                }
+                J::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+fn check_size(source: &str) -> Result<(), TemplateError> {
+    if source.len() > MAX_TEMPLATE_BYTES {
+        return Err(TemplateError::TooLarge { len: source.len() });
+    }
+    Ok(())
+}
+
+/// minijinja's explanation without its location suffix, lowercase-first as our messages are.
+fn detail(err: &minijinja::Error) -> String {
+    let text = err
+        .detail()
+        .map_or_else(|| err.kind().to_string(), str::to_owned);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}

@@ -1,0 +1,268 @@
+//! Task groups: full ids (`outer.inner`), prefixes for their tasks, and inherited default_args.
+
+use std::collections::HashMap;
+
+use gust_core::ids::GroupId;
+
+use super::task::read_names;
+use super::values;
+use crate::diagnostic::{Diagnostic, closest};
+use crate::location::Location;
+use crate::yaml::{Mapping, Node, Value};
+
+/// Keys a task group entry accepts.
+const GROUP_KEYS: &[&str] = &[
+    "group_name",
+    "tooltip",
+    "dependencies",
+    "parent_group_name",
+    "default_args",
+    "prefix_group_id",
+    "ui_color",
+    "ui_fgcolor",
+];
+
+/// A task group as written in the file.
+pub struct GroupEntry<'a> {
+    /// The group's name as written.
+    pub name: String,
+    /// Where the entry starts.
+    pub at: Location,
+    /// Its keys.
+    pub fields: &'a Mapping,
+}
+
+/// A group entry's keys, read.
+struct GroupFields<'a> {
+    parent: Option<(String, Location)>,
+    prefix: bool,
+    default_args: Option<&'a Mapping>,
+    tooltip: Option<String>,
+    dependencies: Vec<(String, Location)>,
+}
+
+/// A group with everything resolved that does not need the tasks.
+#[derive(Debug, Clone)]
+pub struct Group<'a> {
+    /// The full id (`outer.inner`).
+    pub id: GroupId,
+    /// Hover text.
+    pub tooltip: Option<String>,
+    /// The enclosing group's name as written.
+    pub parent: Option<String>,
+    /// What the group depends on, as written.
+    pub dependencies: Vec<(String, Location)>,
+    /// `default_args` of the enclosing groups and this one, outermost first.
+    pub default_args: Vec<&'a Mapping>,
+    /// What its tasks' and child groups' ids start with (`outer.inner.`, or the parent's
+    /// prefix when `prefix_group_id` is false).
+    pub child_prefix: String,
+    /// Where the entry starts.
+    pub at: Location,
+}
+
+/// Reads `task_groups` (a map keyed by name, or a list of maps with `group_name`).
+pub fn entries<'a>(node: &'a Node, problems: &mut Vec<Diagnostic>) -> Vec<GroupEntry<'a>> {
+    let mut out = Vec::new();
+    match &node.value {
+        Value::Null => {}
+        Value::Map(map) => {
+            for (key, value) in map.iter() {
+                match values::map(value, &key.name) {
+                    Ok(fields) => out.push(GroupEntry {
+                        name: key.name.clone(),
+                        at: key.at.clone(),
+                        fields,
+                    }),
+                    Err(p) => problems.push(p),
+                }
+            }
+        }
+        Value::Seq(items) => {
+            for item in items {
+                let fields = match values::map(item, "task_groups") {
+                    Ok(fields) => fields,
+                    Err(p) => {
+                        problems.push(p);
+                        continue;
+                    }
+                };
+                match fields
+                    .get("group_name")
+                    .map(|n| values::string(n, "group_name"))
+                {
+                    Some(Ok(name)) => out.push(GroupEntry {
+                        name,
+                        at: item.at.clone(),
+                        fields,
+                    }),
+                    Some(Err(p)) => problems.push(p),
+                    None => problems.push(
+                        Diagnostic::new(item.at.clone(), "task group has no group_name")
+                            .with_hint("add `group_name: NAME` to the entry"),
+                    ),
+                }
+            }
+        }
+        _ => problems.push(Diagnostic::new(
+            node.at.clone(),
+            format!(
+                "\"task_groups\" must be a map or a list of groups, not {}",
+                node.kind()
+            ),
+        )),
+    }
+    out
+}
+
+/// Resolves every group's id, prefix and inherited defaults. Groups with problems are left out.
+pub fn resolve<'a>(
+    entries: &[GroupEntry<'a>],
+    problems: &mut Vec<Diagnostic>,
+) -> HashMap<String, Group<'a>> {
+    let mut first_at: HashMap<&str, &Location> = HashMap::new();
+    let mut parsed: HashMap<&str, GroupFields<'a>> = HashMap::new();
+    for entry in entries {
+        if let Some(first) = first_at.get(entry.name.as_str()) {
+            problems.push(Diagnostic::new(
+                entry.at.clone(),
+                format!(
+                    "duplicate task group \"{}\" (first at line {})",
+                    entry.name, first.line
+                ),
+            ));
+            continue;
+        }
+        first_at.insert(&entry.name, &entry.at);
+        let mut parent = None;
+        let mut prefix = true;
+        let mut default_args = None;
+        let mut tooltip = None;
+        let mut dependencies = Vec::new();
+        for (key, value) in entry.fields.iter() {
+            let result = match key.name.as_str() {
+                "group_name" | "ui_color" | "ui_fgcolor" => Ok(()),
+                "tooltip" => values::opt_string(value, "tooltip").map(|t| tooltip = t),
+                "parent_group_name" => values::string(value, "parent_group_name")
+                    .map(|p| parent = Some((p, value.at.clone()))),
+                "prefix_group_id" => values::boolean(value, "prefix_group_id").map(|p| prefix = p),
+                "default_args" => {
+                    values::map(value, "default_args").map(|m| default_args = Some(m))
+                }
+                "dependencies" => read_names(value, "dependencies").map(|d| dependencies = d),
+                other => {
+                    let problem = Diagnostic::new(
+                        key.at.clone(),
+                        format!("unknown task group key \"{other}\""),
+                    );
+                    Err(match closest(other, GROUP_KEYS.iter().copied()) {
+                        Some(near) => problem.with_hint(format!("did you mean \"{near}\"?")),
+                        None => problem
+                            .with_hint(format!("task groups take: {}", GROUP_KEYS.join(", "))),
+                    })
+                }
+            };
+            if let Err(p) = result {
+                problems.push(p);
+            }
+        }
+        parsed.insert(
+            &entry.name,
+            GroupFields {
+                parent,
+                prefix,
+                default_args,
+                tooltip,
+                dependencies,
+            },
+        );
+    }
+
+    let mut resolved: HashMap<String, Group<'a>> = HashMap::new();
+    for entry in entries {
+        if resolved.contains_key(&entry.name) || !parsed.contains_key(entry.name.as_str()) {
+            continue;
+        }
+        // Walk up the parents to the outermost group, then build ids on the way down.
+        let mut chain = vec![entry.name.as_str()];
+        let mut failed = false;
+        while let Some(GroupFields {
+            parent: Some((parent, at)),
+            ..
+        }) = parsed.get(chain[chain.len() - 1])
+        {
+            if chain.contains(&parent.as_str()) {
+                problems.push(Diagnostic::new(
+                    at.clone(),
+                    format!(
+                        "task group \"{}\" is nested in itself through parent_group_name",
+                        entry.name
+                    ),
+                ));
+                failed = true;
+                break;
+            }
+            if !parsed.contains_key(parent.as_str()) {
+                let problem = Diagnostic::new(
+                    at.clone(),
+                    format!("parent group \"{parent}\" is not a task group of the DAG"),
+                );
+                problems.push(match closest(parent, parsed.keys().copied()) {
+                    Some(near) => problem.with_hint(format!("did you mean \"{near}\"?")),
+                    None => problem,
+                });
+                failed = true;
+                break;
+            }
+            chain.push(parent);
+        }
+        if failed {
+            continue;
+        }
+        let mut outer: Option<Group<'a>> = None;
+        for name in chain.into_iter().rev() {
+            if let Some(done) = resolved.get(name) {
+                outer = Some(done.clone());
+                continue;
+            }
+            let GroupFields {
+                parent,
+                prefix,
+                default_args,
+                tooltip,
+                dependencies,
+            } = &parsed[name];
+            let parent_prefix = outer
+                .as_ref()
+                .map_or(String::new(), |g| g.child_prefix.clone());
+            let full = format!("{parent_prefix}{name}");
+            let id = match GroupId::new(full) {
+                Ok(id) => id,
+                Err(err) => {
+                    problems.push(Diagnostic::new(first_at[name].clone(), err.to_string()));
+                    break;
+                }
+            };
+            let mut inherited = outer
+                .as_ref()
+                .map_or_else(Vec::new, |g| g.default_args.clone());
+            inherited.extend(default_args.iter().copied());
+            let group = Group {
+                child_prefix: if *prefix {
+                    format!("{id}.")
+                } else {
+                    parent_prefix
+                },
+                id,
+                tooltip: tooltip.clone(),
+                parent: parent.as_ref().map(|(p, _)| p.clone()),
+                dependencies: dependencies.clone(),
+                default_args: inherited,
+                at: first_at[name].clone(),
+            };
+            resolved.insert(name.to_owned(), group.clone());
+            outer = Some(group);
+        }
+    }
+    resolved
+}

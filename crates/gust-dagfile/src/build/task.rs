@@ -1,0 +1,266 @@
+//! One task entry: its operator, its settings and its operator arguments, checked.
+
+use std::collections::HashSet;
+
+use gust_core::task::TaskSettings;
+use gust_operators::{OperatorSpec, refused};
+use gust_template::Renderer;
+
+use super::settings;
+use super::values;
+use crate::diagnostic::{Diagnostic, closest};
+use crate::location::Location;
+use crate::yaml::{Mapping, Node, Value};
+
+/// Keys of a task entry that are neither settings nor operator arguments.
+pub const TASK_KEYS: &[&str] = &[
+    "operator",
+    "task_id",
+    "dependencies",
+    "task_group_name",
+    "doc_md",
+];
+
+/// A task entry after its defaults were laid under it.
+pub struct TaskEntry<'a> {
+    /// The task's name as written (without its group's prefix).
+    pub name: &'a str,
+    /// Where the entry starts.
+    pub at: &'a Location,
+    /// The task's own keys.
+    pub own: &'a Mapping,
+    /// `default_args` of the DAG and its groups, outermost first; the task's own keys win.
+    pub defaults: Vec<&'a Mapping>,
+}
+
+/// A task entry read and checked, before its dependencies are resolved.
+pub struct ReadTask {
+    /// The operator.
+    pub operator: &'static OperatorSpec,
+    /// Operator arguments under canonical names.
+    pub args: serde_json::Map<String, serde_json::Value>,
+    /// Shared settings.
+    pub settings: TaskSettings,
+    /// Names the task depends on, as written, with their places.
+    pub dependencies: Vec<(String, Location)>,
+    /// Markdown documentation.
+    pub doc_md: Option<String>,
+}
+
+/// Reads one task. Every problem is pushed to `problems`; `None` when the task cannot be built.
+pub fn read_task(
+    entry: &TaskEntry<'_>,
+    renderer: &Renderer,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<ReadTask> {
+    let operator = read_operator(entry, problems)?;
+    let mut settings = TaskSettings::default();
+    let mut args = serde_json::Map::new();
+    let mut arg_nodes: Vec<(&str, &Node)> = Vec::new();
+    let mut dependencies = Vec::new();
+    let mut doc_md = None;
+    let own_keys: HashSet<&str> = entry.own.iter().map(|(k, _)| k.name.as_str()).collect();
+    // Arguments a misspelling was taken for, so a typo is reported once rather than also as missing.
+    let mut suggested: HashSet<&str> = HashSet::new();
+
+    // Defaults first, then the task's own keys, so that later values replace earlier ones.
+    let layers = entry
+        .defaults
+        .iter()
+        .map(|m| (false, *m))
+        .chain([(true, entry.own)]);
+    for (own, layer) in layers {
+        for (key, node) in layer.iter() {
+            let name = key.name.as_str();
+            if !own && own_keys.contains(name) {
+                continue;
+            }
+            let result = match name {
+                "operator" | "task_id" => Ok(()),
+                "dependencies" => read_names(node, name).map(|names| dependencies = names),
+                // The group was resolved by the caller, which needs it to lay the group's defaults.
+                "task_group_name" => values::string(node, name).map(drop),
+                "doc_md" => values::opt_string(node, name).map(|d| doc_md = d),
+                _ if settings::is_setting(name) => settings::apply(&mut settings, name, node),
+                _ => {
+                    let canonical = operator.canonical_argument(name).unwrap_or(name);
+                    if operator.accepts(canonical) {
+                        args.insert(canonical.to_owned(), node.to_json());
+                        arg_nodes.push((canonical, node));
+                        Ok(())
+                    } else if !own {
+                        // default_args apply only to operators that take them, as in Airflow.
+                        Ok(())
+                    } else if let Some(why) = refused::refused_argument(name) {
+                        Err(Diagnostic::new(
+                            key.at.clone(),
+                            format!("argument \"{name}\" cannot be used"),
+                        )
+                        .with_hint(why))
+                    } else {
+                        let (problem, near) = unknown_argument(operator, name, &key.at);
+                        suggested.extend(near);
+                        Err(problem)
+                    }
+                }
+            };
+            if let Err(problem) = result {
+                problems.push(problem);
+            }
+        }
+    }
+
+    let mut complete = true;
+    for required in operator.required {
+        if args.contains_key(*required) {
+            continue;
+        }
+        complete = false;
+        if !suggested.contains(required) {
+            problems.push(
+                Diagnostic::new(
+                    entry.at.clone(),
+                    format!(
+                        "missing argument \"{required}\" for operator {}",
+                        operator.name
+                    ),
+                )
+                .with_hint(format!("add `{required}:` to the task")),
+            );
+        }
+    }
+    // Without its required arguments the typed check would only repeat what was said above.
+    let checked = if complete {
+        (operator.check)(&args)
+    } else {
+        Ok(())
+    };
+    if let Err(err) = checked {
+        let top = err.path.split(['.', '[']).next().unwrap_or_default();
+        let at = arg_nodes
+            .iter()
+            .find(|(name, _)| *name == top)
+            .map_or(entry.at, |(_, n)| &n.at);
+        problems.push(Diagnostic::new(
+            at.clone(),
+            format!("argument \"{}\": {}", err.path, err.message),
+        ));
+    }
+    for (_, node) in &arg_nodes {
+        check_templates(node, renderer, problems);
+    }
+    Some(ReadTask {
+        operator,
+        args,
+        settings,
+        dependencies,
+        doc_md,
+    })
+}
+
+fn read_operator(
+    entry: &TaskEntry<'_>,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<&'static OperatorSpec> {
+    let Some(node) = entry
+        .own
+        .get("operator")
+        .or_else(|| entry.defaults.iter().rev().find_map(|m| m.get("operator")))
+    else {
+        problems.push(
+            Diagnostic::new(
+                entry.at.clone(),
+                format!("task \"{}\" has no operator", entry.name),
+            )
+            .with_hint("add `operator: bash` (or another operator) to the task"),
+        );
+        return None;
+    };
+    let name = match values::string(node, "operator") {
+        Ok(name) => name,
+        Err(problem) => {
+            problems.push(problem);
+            return None;
+        }
+    };
+    if let Some(spec) = gust_operators::resolve(&name) {
+        return Some(spec);
+    }
+    let problem = Diagnostic::new(node.at.clone(), format!("unknown operator \"{name}\""));
+    problems.push(if let Some(why) = refused::refused_operator(&name) {
+        problem.with_hint(why)
+    } else if let Some(near) = closest(&name, gust_operators::registry::all_names()) {
+        problem.with_hint(format!("did you mean \"{near}\"?"))
+    } else {
+        let names: Vec<&str> = gust_operators::OPERATORS.iter().map(|s| s.name).collect();
+        problem.with_hint(format!("Gust's operators are: {}", names.join(", ")))
+    });
+    None
+}
+
+fn unknown_argument(
+    operator: &OperatorSpec,
+    name: &str,
+    at: &Location,
+) -> (Diagnostic, Option<&'static str>) {
+    let candidates = operator
+        .arguments
+        .iter()
+        .copied()
+        .chain(settings::SETTING_KEYS.iter().copied())
+        .chain(TASK_KEYS.iter().copied());
+    let problem = Diagnostic::new(
+        at.clone(),
+        format!("unknown argument \"{name}\" for operator {}", operator.name),
+    );
+    let near = closest(name, candidates);
+    let problem = match near {
+        Some(near) => problem.with_hint(format!("did you mean \"{near}\"?")),
+        None if operator.arguments.is_empty() => problem.with_hint(format!(
+            "operator {} takes no arguments of its own",
+            operator.name
+        )),
+        None => problem.with_hint(format!(
+            "operator {} takes: {}",
+            operator.name,
+            operator.arguments.join(", ")
+        )),
+    };
+    (problem, near)
+}
+
+/// A name or a list of names, with their places.
+pub fn read_names(node: &Node, key: &str) -> values::Read<Vec<(String, Location)>> {
+    match &node.value {
+        Value::Null => Ok(Vec::new()),
+        Value::Str(name) => Ok(vec![(name.clone(), node.at.clone())]),
+        Value::Seq(items) => items
+            .iter()
+            .map(|item| values::string(item, key).map(|name| (name, item.at.clone())))
+            .collect(),
+        _ => Err(Diagnostic::new(
+            node.at.clone(),
+            format!(
+                "\"{key}\" must be a list of task names, not {}",
+                node.kind()
+            ),
+        )),
+    }
+}
+
+/// Compiles every string inside `node` as a template, so syntax errors surface at load time.
+fn check_templates(node: &Node, renderer: &Renderer, problems: &mut Vec<Diagnostic>) {
+    let mut pending = vec![node];
+    while let Some(node) = pending.pop() {
+        match &node.value {
+            Value::Str(text) => {
+                if let Err(err) = renderer.check_syntax(text) {
+                    problems.push(Diagnostic::new(node.at.clone(), err.to_string()));
+                }
+            }
+            Value::Seq(items) => pending.extend(items.iter()),
+            Value::Map(map) => pending.extend(map.iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}

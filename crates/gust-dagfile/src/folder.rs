@@ -1,0 +1,313 @@
+//! The DAGs folder: finding DAG files and defaults files, and loading them all.
+//!
+//! Files are `*.yaml`/`*.yml` anywhere below the folder; hidden files and folders (git-sync's
+//! `.git`, editors' swap files) are skipped, and `.gustignore` files skip more with gitignore
+//! patterns. A `defaults.yml`/`defaults.yaml` is not a DAG file: it holds defaults for every DAG
+//! file in its folder and below, the nearer one winning.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use gust_core::dag::Dag;
+use gust_template::Renderer;
+
+use crate::build::BuildContext;
+use crate::diagnostic::Diagnostic;
+use crate::file::{load_dags, read_yaml};
+use crate::location::Location;
+use crate::yaml::{MAX_FILE_BYTES, Node};
+
+/// The file that holds gitignore-style patterns of files to skip.
+pub const IGNORE_FILE: &str = ".gustignore";
+
+/// What loading a folder yielded: the good DAGs and the problems (import errors), side by side.
+#[derive(Debug, Default)]
+pub struct FolderLoad {
+    /// DAGs that passed every check, sorted by id.
+    pub dags: Vec<Dag>,
+    /// Every problem, by file then position.
+    pub problems: Vec<Diagnostic>,
+    /// Every DAG file read (defaults files not included), sorted.
+    pub files: Vec<PathBuf>,
+}
+
+/// Why a folder could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    /// The folder does not exist or is not a folder.
+    #[error("DAGs folder {} does not exist or is not a folder", path.display())]
+    NotAFolder {
+        /// The folder.
+        path: PathBuf,
+    },
+}
+
+/// Whether `path` is a defaults file rather than a DAG file.
+#[must_use]
+pub fn is_defaults_file(path: &Path) -> bool {
+    matches!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some("defaults.yml" | "defaults.yaml")
+    )
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// Finds the DAG files and defaults files below `root`, sorted.
+fn discover(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>, Vec<Diagnostic>) {
+    let mut dag_files = Vec::new();
+    let mut defaults = Vec::new();
+    let mut problems = Vec::new();
+    let walker = ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .hidden(true)
+        .follow_links(true)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .build();
+    for entry in walker {
+        match entry {
+            Ok(entry) => {
+                let path = entry.path();
+                if !entry.file_type().is_some_and(|t| t.is_file()) || !is_yaml(path) {
+                    continue;
+                }
+                if is_defaults_file(path) {
+                    defaults.push(path.to_path_buf());
+                } else {
+                    dag_files.push(path.to_path_buf());
+                }
+            }
+            Err(err) => {
+                let path = match &err {
+                    ignore::Error::WithPath { path, .. } => path.clone(),
+                    _ => root.to_path_buf(),
+                };
+                problems.push(Diagnostic::new(
+                    Location::start_of(path.into()),
+                    format!("cannot read: {err}"),
+                ));
+            }
+        }
+    }
+    dag_files.sort();
+    defaults.sort();
+    (dag_files, defaults, problems)
+}
+
+/// Loads every DAG below `root`. `now` anchors relative start dates.
+pub fn load_folder(root: &Path, now: DateTime<Utc>) -> Result<FolderLoad, FolderError> {
+    if !root.is_dir() {
+        return Err(FolderError::NotAFolder {
+            path: root.to_path_buf(),
+        });
+    }
+    let (dag_files, defaults_files, problems) = discover(root);
+    Ok(Loader::new(root, now, problems, &defaults_files).load(dag_files))
+}
+
+/// Loads the given files and folders (as `gust dags validate PATH...` does). Files inside
+/// `dags_folder` get the defaults files between it and them; other files those of their own folder.
+pub fn load_paths(paths: &[PathBuf], dags_folder: &Path, now: DateTime<Utc>) -> FolderLoad {
+    let mut total = FolderLoad::default();
+    for path in paths {
+        let load = if path.is_dir() {
+            match load_folder(path, now) {
+                Ok(load) => load,
+                Err(err) => {
+                    total.problems.push(Diagnostic::new(
+                        Location::start_of(path.as_path().into()),
+                        err.to_string(),
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            let root = if path.starts_with(dags_folder) {
+                dags_folder.to_path_buf()
+            } else {
+                path.parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            };
+            let defaults: Vec<PathBuf> = ancestors_within(path, &root)
+                .into_iter()
+                .flat_map(|dir| [dir.join("defaults.yml"), dir.join("defaults.yaml")])
+                .filter(|p| p.is_file())
+                .collect();
+            Loader::new(&root, now, Vec::new(), &defaults).load(vec![path.clone()])
+        };
+        total.dags.extend(load.dags);
+        total.problems.extend(load.problems);
+        total.files.extend(load.files);
+    }
+    total.dags.sort_by(|a, b| a.id.cmp(&b.id));
+    total
+}
+
+/// The folders from `root` down to the folder holding `file`.
+fn ancestors_within(file: &Path, root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = file
+        .ancestors()
+        .skip(1)
+        .take_while(|dir| dir.starts_with(root))
+        .map(Path::to_path_buf)
+        .collect();
+    if dirs.is_empty() {
+        dirs.extend(file.parent().map(Path::to_path_buf));
+    }
+    dirs.reverse();
+    dirs
+}
+
+struct Loader<'a> {
+    root: &'a Path,
+    now: DateTime<Utc>,
+    problems: Vec<Diagnostic>,
+    /// Parsed defaults by folder; `Err` holds where the broken defaults file is.
+    defaults: HashMap<PathBuf, Result<Node, PathBuf>>,
+    renderer: Renderer,
+}
+
+impl<'a> Loader<'a> {
+    fn new(
+        root: &'a Path,
+        now: DateTime<Utc>,
+        problems: Vec<Diagnostic>,
+        defaults_files: &[PathBuf],
+    ) -> Self {
+        let mut loader = Self {
+            root,
+            now,
+            problems,
+            defaults: HashMap::new(),
+            renderer: Renderer::new(),
+        };
+        for path in defaults_files {
+            let parsed = read_file(path)
+                .and_then(|text| read_yaml(path, &text))
+                .and_then(|node| {
+                    if node.as_map().is_some() {
+                        Ok(node)
+                    } else {
+                        Err(Diagnostic::new(
+                            node.at.clone(),
+                            format!(
+                                "a defaults file must be a map of DAG settings, not {}",
+                                node.kind()
+                            ),
+                        ))
+                    }
+                });
+            let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+            match parsed {
+                Ok(node) => {
+                    loader.defaults.insert(dir, Ok(node));
+                }
+                Err(problem) => {
+                    loader.problems.push(problem);
+                    loader.defaults.insert(dir, Err(path.clone()));
+                }
+            }
+        }
+        loader
+    }
+
+    fn load(mut self, dag_files: Vec<PathBuf>) -> FolderLoad {
+        let mut dags: BTreeMap<String, Dag> = BTreeMap::new();
+        let root_dir = self.root.display().to_string();
+        for path in &dag_files {
+            let mut layers = Vec::new();
+            let mut broken = None;
+            for dir in ancestors_within(path, self.root) {
+                match self.defaults.get(&dir) {
+                    Some(Ok(node)) => layers.push(node.clone()),
+                    Some(Err(defaults_path)) => broken = Some(defaults_path.clone()),
+                    None => {}
+                }
+            }
+            if let Some(defaults_path) = broken {
+                self.problems.push(
+                    Diagnostic::new(
+                        Location::start_of(path.as_path().into()),
+                        format!(
+                            "not loaded: its defaults file {} has errors",
+                            defaults_path.display()
+                        ),
+                    )
+                    .with_hint("fix the defaults file first"),
+                );
+                continue;
+            }
+            let root = match read_file(path).and_then(|text| read_yaml(path, &text)) {
+                Ok(root) => root,
+                Err(problem) => {
+                    self.problems.push(problem);
+                    continue;
+                }
+            };
+            let ctx = BuildContext {
+                now: self.now,
+                renderer: &self.renderer,
+                fileloc: path,
+            };
+            let file = load_dags(root, &layers, &root_dir, &ctx);
+            self.problems.extend(file.problems);
+            for dag in file.dags {
+                if let Some(first) = dags.get(dag.id.as_str()) {
+                    self.problems.push(
+                        Diagnostic::new(
+                            Location::start_of(path.as_path().into()),
+                            format!(
+                                "DAG \"{}\" is also defined in {}",
+                                dag.id,
+                                first.fileloc.display()
+                            ),
+                        )
+                        .in_dag(dag.id.as_str(), None)
+                        .with_hint("DAG ids must be unique across the DAGs folder; rename one"),
+                    );
+                    continue;
+                }
+                dags.insert(dag.id.to_string(), dag);
+            }
+        }
+        self.problems.sort_by(|a, b| a.location.cmp(&b.location));
+        FolderLoad {
+            dags: dags.into_values().collect(),
+            problems: self.problems,
+            files: dag_files,
+        }
+    }
+}
+
+/// Reads a file's text, refusing oversized files before reading them.
+fn read_file(path: &Path) -> Result<String, Diagnostic> {
+    let at = || Location::start_of(Arc::from(path));
+    let size = std::fs::metadata(path)
+        .map_err(|err| Diagnostic::new(at(), format!("cannot read: {err}")))?
+        .len();
+    if size > MAX_FILE_BYTES as u64 {
+        return Err(Diagnostic::new(
+            at(),
+            format!("the file is {size} bytes; DAG files may be at most {MAX_FILE_BYTES} bytes"),
+        )
+        .with_hint("split the DAGs over several files"));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|err| Diagnostic::new(at(), format!("cannot read: {err}")))?;
+    String::from_utf8(bytes).map_err(|err| {
+        Diagnostic::new(
+            at(),
+            format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                err.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}

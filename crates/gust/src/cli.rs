@@ -1,0 +1,102 @@
+//! The command-line grammar (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Gust: workflows of containers and commands, scheduled like Airflow, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "gust", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and check DAGs.
+    #[command(subcommand)]
+    Dags(DagsCommand),
+    /// Show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print Gust's version.
+    Version,
+}
+
+/// Where DAGs are read from.
+#[derive(Debug, Clone, Args)]
+pub struct DagsFolder {
+    /// Read DAGs from DIR instead of the configured `[core] dags_folder`.
+    #[arg(long, value_name = "DIR")]
+    pub dags_folder: Option<PathBuf>,
+}
+
+/// `gust dags ...`
+#[derive(Debug, Subcommand)]
+pub enum DagsCommand {
+    /// List the DAGs that load without errors.
+    List {
+        #[command(flatten)]
+        folder: DagsFolder,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Check DAG files; print every problem as FILE:LINE:COL: DAG[.TASK]: message.
+    Validate {
+        /// Files or folders to check (default: the DAGs folder).
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        folder: DagsFolder,
+    },
+    /// Show a DAG's tasks and edges.
+    Show {
+        /// The DAG.
+        dag_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
+        /// Text for reading, DOT for Graphviz, Mermaid for Markdown.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// List the problems that keep DAG files from loading.
+    ListImportErrors {
+        #[command(flatten)]
+        folder: DagsFolder,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+/// `gust config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every effective setting (file, environment and defaults combined).
+    List,
+}
+
+/// Output formats for lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// Graph formats for `dags show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Tasks in run order with their upstreams.
+    Text,
+    /// Graphviz DOT.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}

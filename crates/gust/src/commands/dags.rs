@@ -1,0 +1,112 @@
+//! `gust dags list | validate | show | list-import-errors`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use gust_dagfile::FolderLoad;
+
+use crate::cli::{DagsCommand, DagsFolder};
+use crate::config::{self, Config};
+use crate::render;
+
+/// Runs a `gust dags` command.
+pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DagsCommand::List { folder, output } => {
+            let (root, load) = load(&folder)?;
+            print!("{}", render::dag_list(&load.dags, &root, output)?);
+            warn_about_problems(&load);
+            Ok(ExitCode::SUCCESS)
+        }
+        DagsCommand::Validate { paths, folder } => {
+            let dags_folder = dags_folder(&folder)?;
+            let paths = if paths.is_empty() {
+                vec![dags_folder.clone()]
+            } else {
+                paths
+            };
+            let load = gust_dagfile::load_paths(&paths, &dags_folder, wall_clock_now());
+            for problem in &load.problems {
+                println!("{problem}");
+            }
+            if load.problems.is_empty() {
+                eprintln!(
+                    "{} DAGs in {} files: all valid",
+                    load.dags.len(),
+                    load.files.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "{} problems; {} DAGs valid",
+                    load.problems.len(),
+                    load.dags.len()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        DagsCommand::Show {
+            dag_id,
+            folder,
+            format,
+        } => {
+            let (_, load) = load(&folder)?;
+            let Some(dag) = load.dags.iter().find(|d| d.id.as_str() == dag_id) else {
+                let broken = load
+                    .problems
+                    .iter()
+                    .any(|p| p.dag.as_deref() == Some(dag_id.as_str()));
+                anyhow::bail!(if broken {
+                    format!("DAG \"{dag_id}\" has errors; run `gust dags validate` to see them")
+                } else {
+                    format!("no DAG \"{dag_id}\"; run `gust dags list` to see the DAGs")
+                });
+            };
+            print!("{}", render::graph(dag, format));
+            Ok(ExitCode::SUCCESS)
+        }
+        DagsCommand::ListImportErrors { folder, output } => {
+            let (_, load) = load(&folder)?;
+            print!("{}", render::import_errors(&load.problems, output)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The DAGs folder: the flag, else the configuration.
+fn dags_folder(folder: &DagsFolder) -> anyhow::Result<PathBuf> {
+    match &folder.dags_folder {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(Config::load(&config::home()?)?.core.dags_folder),
+    }
+}
+
+fn load(folder: &DagsFolder) -> anyhow::Result<(PathBuf, FolderLoad)> {
+    let root = dags_folder(folder)?;
+    let load = gust_dagfile::load_folder(&root, wall_clock_now())
+        .with_context(|| "cannot load DAGs (set [core] dags_folder or pass --dags-folder DIR)")?;
+    Ok((root, load))
+}
+
+fn warn_about_problems(load: &FolderLoad) {
+    if !load.problems.is_empty() {
+        eprintln!(
+            "warning: {} import errors; run `gust dags list-import-errors` to see them",
+            load.problems.len()
+        );
+    }
+}
+
+/// A path shown relative to the DAGs folder when it is inside it.
+pub fn relative<'a>(path: &'a Path, root: &Path) -> &'a Path {
+    path.strip_prefix(root).unwrap_or(path)
+}
+
+/// The time DAG files are loaded at (relative start dates count back from it). The binary is the
+/// edge of the system, the one place the wall clock is read; everything below takes it as a value.
+#[allow(clippy::disallowed_methods)]
+fn wall_clock_now() -> DateTime<Utc> {
+    Utc::now()
+}

@@ -1,0 +1,22 @@
+//! One module per command group; each turns parsed arguments into output and an exit code.
+
+mod config;
+mod dags;
+
+pub use dags::relative;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Dags(command) => dags::run(command),
+        Command::Config(command) => config::run(command),
+        Command::Version => {
+            println!("gust {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

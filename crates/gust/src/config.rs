@@ -1,0 +1,108 @@
+//! Configuration: `gust.toml` in GUST_HOME, overridden by `GUST__SECTION__KEY` environment
+//! variables, overridden by command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The environment variable naming Gust's home folder (like AIRFLOW_HOME).
+pub const HOME_VAR: &str = "GUST_HOME";
+/// The configuration file's name inside GUST_HOME.
+pub const CONFIG_FILE: &str = "gust.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[core]`: where things are.
+    pub core: CoreConfig,
+}
+
+/// `[core]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreConfig {
+    /// The folder DAG files are read from (default `$GUST_HOME/dags`).
+    pub dags_folder: PathBuf,
+}
+
+impl Config {
+    /// The defaults, which depend only on GUST_HOME.
+    #[must_use]
+    pub fn defaults(home: &Path) -> Self {
+        Self {
+            core: CoreConfig {
+                dags_folder: home.join("dags"),
+            },
+        }
+    }
+
+    /// Loads the configuration for `home`: defaults, then `gust.toml`, then the environment.
+    pub fn load(home: &Path) -> anyhow::Result<Self> {
+        Self::figment(home).extract().with_context(|| {
+            format!(
+                "invalid configuration (from {} and GUST__* variables)",
+                home.join(CONFIG_FILE).display()
+            )
+        })
+    }
+
+    fn figment(home: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Self::defaults(home)))
+            .merge(Toml::file(home.join(CONFIG_FILE)))
+            .merge(Env::prefixed("GUST__").split("__").lowercase(true))
+    }
+}
+
+/// GUST_HOME: the variable, else `~/gust`.
+pub fn home() -> anyhow::Result<PathBuf> {
+    if let Some(home) = std::env::var_os(HOME_VAR).filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    let user_home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("neither GUST_HOME nor HOME is set; set GUST_HOME to Gust's folder")?;
+    Ok(PathBuf::from(user_home).join("gust"))
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment's own large error.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_wins_over_the_file_and_the_file_over_defaults() {
+        figment::Jail::expect_with(|jail| {
+            let home = jail.directory().to_path_buf();
+            assert_eq!(
+                Config::load(&home).unwrap().core.dags_folder,
+                home.join("dags")
+            );
+            jail.create_file(CONFIG_FILE, "[core]\ndags_folder = \"/from/file\"\n")?;
+            assert_eq!(
+                Config::load(&home).unwrap().core.dags_folder,
+                PathBuf::from("/from/file")
+            );
+            jail.set_env("GUST__CORE__DAGS_FOLDER", "/from/env");
+            assert_eq!(
+                Config::load(&home).unwrap().core.dags_folder,
+                PathBuf::from("/from/env")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        figment::Jail::expect_with(|jail| {
+            let home = jail.directory().to_path_buf();
+            jail.create_file(CONFIG_FILE, "[core]\ndags_foldr = \"/x\"\n")?;
+            let err = format!("{:#}", Config::load(&home).unwrap_err());
+            assert!(err.contains("dags_foldr"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,213 @@
+//! Turning DAGs and problems into text: tables, JSON, YAML, and graphs as text, DOT or Mermaid.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use gust_core::dag::Dag;
+use gust_core::duration::format_duration;
+use gust_dagfile::Diagnostic;
+use serde::Serialize;
+
+use crate::cli::{GraphFormat, Output};
+use crate::commands::relative;
+
+/// One row of `gust dags list`.
+#[derive(Debug, Serialize)]
+struct DagRow {
+    dag_id: String,
+    fileloc: String,
+    owners: String,
+    schedule: String,
+    tasks: usize,
+    tags: Vec<String>,
+    description: Option<String>,
+}
+
+fn rows(dags: &[Dag], root: &Path) -> Vec<DagRow> {
+    dags.iter()
+        .map(|dag| {
+            let mut owners: Vec<&str> = dag.tasks().map(|t| t.settings.owner.as_str()).collect();
+            owners.sort_unstable();
+            owners.dedup();
+            DagRow {
+                dag_id: dag.id.to_string(),
+                fileloc: relative(&dag.fileloc, root).display().to_string(),
+                owners: owners.join(", "),
+                schedule: dag.settings.schedule.as_text(),
+                tasks: dag.tasks().len(),
+                tags: dag.settings.tags.clone(),
+                description: dag.settings.description.clone(),
+            }
+        })
+        .collect()
+}
+
+/// `gust dags list`.
+pub fn dag_list(dags: &[Dag], root: &Path, output: Output) -> anyhow::Result<String> {
+    let rows = rows(dags, root);
+    structured(&rows, output).unwrap_or_else(|| {
+        let mut table = table(&["dag_id", "fileloc", "owners", "schedule", "tasks", "tags"]);
+        for row in &rows {
+            table.add_row(vec![
+                row.dag_id.clone(),
+                row.fileloc.clone(),
+                row.owners.clone(),
+                row.schedule.clone(),
+                row.tasks.to_string(),
+                row.tags.join(", "),
+            ]);
+        }
+        Ok(format!("{table}\n"))
+    })
+}
+
+/// `gust dags list-import-errors`.
+pub fn import_errors(problems: &[Diagnostic], output: Output) -> anyhow::Result<String> {
+    structured(problems, output).unwrap_or_else(|| {
+        if problems.is_empty() {
+            return Ok("No import errors.\n".to_owned());
+        }
+        Ok(problems.iter().map(|p| format!("{p}\n")).collect())
+    })
+}
+
+fn structured<T: Serialize + ?Sized>(value: &T, output: Output) -> Option<anyhow::Result<String>> {
+    match output {
+        Output::Table => None,
+        Output::Json => Some(
+            serde_json::to_string_pretty(value)
+                .map(|s| s + "\n")
+                .map_err(Into::into),
+        ),
+        Output::Yaml => Some(serde_yaml_ng::to_string(value).map_err(Into::into)),
+    }
+}
+
+fn table(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec());
+    table
+}
+
+/// `gust dags show`.
+#[must_use]
+pub fn graph(dag: &Dag, format: GraphFormat) -> String {
+    match format {
+        GraphFormat::Text => text_graph(dag),
+        GraphFormat::Dot => dot_graph(dag),
+        GraphFormat::Mermaid => mermaid_graph(dag),
+    }
+}
+
+fn text_graph(dag: &Dag) -> String {
+    let s = &dag.settings;
+    let mut out = format!("{}  schedule: {}", dag.id, s.schedule.as_text());
+    if let Some(start) = s.start_date {
+        let _ = write!(out, "  start: {}", start.to_rfc3339());
+    }
+    if let Some(timeout) = s.dagrun_timeout {
+        let _ = write!(out, "  timeout: {}", format_duration(timeout));
+    }
+    out.push('\n');
+    for task in dag.topological_order() {
+        let _ = write!(out, "  {}  [{}]", task.id, task.operator);
+        if !task.upstream.is_empty() {
+            let ups: Vec<&str> = task.upstream.iter().map(|u| u.as_str()).collect();
+            let _ = write!(out, "  <- {}", ups.join(", "));
+        }
+        if task.settings.trigger_rule != gust_core::trigger_rule::TriggerRule::AllSuccess {
+            let _ = write!(out, "  ({})", task.settings.trigger_rule);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn dot_graph(dag: &Dag) -> String {
+    let mut out = format!(
+        "digraph {} {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+        quoted(dag.id.as_str())
+    );
+    // Tasks in groups go into nested clusters, as Airflow draws groups.
+    let mut by_group: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+    for task in dag.tasks() {
+        by_group
+            .entry(task.group.as_ref().map(|g| g.as_str()))
+            .or_default()
+            .push(task.id.as_str());
+    }
+    fn cluster(
+        dag: &Dag,
+        group: Option<&str>,
+        by_group: &BTreeMap<Option<&str>, Vec<&str>>,
+        depth: usize,
+        out: &mut String,
+    ) {
+        let pad = "  ".repeat(depth);
+        for task in by_group.get(&group).into_iter().flatten() {
+            let _ = writeln!(out, "{pad}{};", quoted(task));
+        }
+        for child in dag
+            .groups
+            .values()
+            .filter(|g| g.parent.as_ref().map(|p| p.as_str()) == group)
+        {
+            let _ = writeln!(
+                out,
+                "{pad}subgraph {} {{\n{pad}  label={};",
+                quoted(&format!("cluster_{}", child.id)),
+                quoted(child.id.as_str())
+            );
+            cluster(dag, Some(child.id.as_str()), by_group, depth + 1, out);
+            let _ = writeln!(out, "{pad}}}");
+        }
+    }
+    cluster(dag, None, &by_group, 1, &mut out);
+    for task in dag.tasks() {
+        for up in &task.upstream {
+            let _ = writeln!(
+                out,
+                "  {} -> {};",
+                quoted(up.as_str()),
+                quoted(task.id.as_str())
+            );
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn mermaid_graph(dag: &Dag) -> String {
+    // Mermaid ids may not contain dots; number the tasks and show their ids as labels.
+    let index: BTreeMap<&str, usize> = dag
+        .tasks()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let mut out = String::from("flowchart LR\n");
+    for (i, task) in dag.tasks().enumerate() {
+        let _ = writeln!(
+            out,
+            "  t{i}[\"{}\"]",
+            task.id.as_str().replace('"', "#quot;")
+        );
+    }
+    for task in dag.tasks() {
+        for up in &task.upstream {
+            let _ = writeln!(
+                out,
+                "  t{} --> t{}",
+                index[up.as_str()],
+                index[task.id.as_str()]
+            );
+        }
+    }
+    out
+}

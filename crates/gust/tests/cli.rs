@@ -1,0 +1,195 @@
+//! The `gust` binary as a user runs it: DAG inspection commands, exit codes and configuration.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/dags")
+}
+
+/// `gust` with an empty GUST_HOME, so the user's own configuration never leaks in.
+fn gust(home: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("gust").expect("the gust binary");
+    cmd.env("GUST_HOME", home)
+        .env_remove("GUST__CORE__DAGS_FOLDER");
+    cmd
+}
+
+#[test]
+fn validate_accepts_the_examples() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["dags", "validate"])
+        .arg(examples())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("all valid"));
+}
+
+#[test]
+fn validate_prints_every_problem_on_its_own_line_and_exits_1() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("a.yaml"),
+        "a:\n  tasks:\n    t: {operator: bash, bash_comand: x}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dags.join("b.yaml"),
+        "b:\n  schedule: every tuesday\n  tasks: {t: {operator: empty}}\n",
+    )
+    .expect("write");
+    let out = gust(home.path())
+        .args(["dags", "validate"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).expect("utf-8");
+    let lines: Vec<&str> = text.lines().collect();
+    // The misspelt argument is reported once: not also as a missing bash_command.
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].ends_with("a.yaml:3:25: a.t: unknown argument \"bash_comand\" for operator bash; did you mean \"bash_command\"?"), "{text}");
+    assert!(lines[1].ends_with("b.yaml:2:13: b: \"schedule\": invalid schedule \"every tuesday\": expected a cron expression (\"0 3 * * *\"), a preset (@daily), a duration (1h) or null"), "{text}");
+}
+
+#[test]
+fn list_shows_dags_as_table_json_and_yaml() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["dags", "list", "--dags-folder"])
+        .arg(examples())
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("kube_operator_diamond")
+                .and(predicate::str::contains("dag_id")),
+        );
+    let out = gust(home.path())
+        .args(["dags", "list", "--output", "json", "--dags-folder"])
+        .arg(examples())
+        .output()
+        .expect("run");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let diamond = rows
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|r| r["dag_id"] == "kube_operator_diamond")
+        .expect("the diamond");
+    assert_eq!(diamond["tasks"], 4);
+    assert_eq!(diamond["schedule"], "1d");
+    gust(home.path())
+        .args(["dags", "list", "-o", "yaml", "--dags-folder"])
+        .arg(examples())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("- dag_id: example_cleanup"));
+}
+
+#[test]
+fn show_draws_the_graph_as_text_dot_and_mermaid() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let show = |format: &str| {
+        let out = gust(home.path())
+            .args([
+                "dags",
+                "show",
+                "kube_operator_diamond",
+                "--format",
+                format,
+                "--dags-folder",
+            ])
+            .arg(examples())
+            .output()
+            .expect("run");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let text = show("text");
+    assert!(text.contains("t4  [bash]  <- t2, t3"), "{text}");
+    let dot = show("dot");
+    assert!(
+        dot.starts_with("digraph \"kube_operator_diamond\"") && dot.contains("\"t1\" -> \"t2\";"),
+        "{dot}"
+    );
+    let mermaid = show("mermaid");
+    assert!(
+        mermaid.starts_with("flowchart LR") && mermaid.contains("t0 --> t1"),
+        "{mermaid}"
+    );
+}
+
+#[test]
+fn show_of_an_unknown_dag_is_one_clear_line() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["dags", "show", "nope", "--dags-folder"])
+        .arg(examples())
+        .assert()
+        .code(1)
+        .stderr("error: no DAG \"nope\"; run `gust dags list` to see the DAGs\n");
+}
+
+#[test]
+fn list_import_errors_lists_broken_files() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(dags.join("x.yaml"), "x: [").expect("write");
+    gust(home.path())
+        .args(["dags", "list-import-errors"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("x.yaml:2:1: invalid YAML"));
+    gust(home.path())
+        .args(["dags", "list"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("1 import errors"));
+}
+
+#[test]
+fn config_comes_from_gust_toml_and_the_environment_wins() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["config", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "dags_folder = \"{}\"",
+            home.path().join("dags").display()
+        )));
+    std::fs::write(
+        home.path().join("gust.toml"),
+        "[core]\ndags_folder = \"/from/file\"\n",
+    )
+    .expect("write");
+    gust(home.path())
+        .args(["config", "list"])
+        .assert()
+        .stdout(predicate::str::contains("/from/file"));
+    gust(home.path())
+        .args(["config", "list"])
+        .env("GUST__CORE__DAGS_FOLDER", "/from/env")
+        .assert()
+        .stdout(predicate::str::contains("/from/env"));
+}
+
+#[test]
+fn a_missing_dags_folder_says_how_to_set_one() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["dags", "list"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("--dags-folder")
+                .and(predicate::str::contains("does not exist")),
+        );
+}
