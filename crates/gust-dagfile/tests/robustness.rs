@@ -57,3 +57,16 @@ fn non_utf8_files_are_refused() {
     let problems = folder.problems();
     assert!(problems[0].contains("not UTF-8"), "{problems:?}");
 }
+
+#[test]
+fn absurdly_nested_task_groups_are_refused() {
+    let mut text = String::from("d:\n  task_groups:\n    g0: {}\n");
+    for i in 1..100 {
+        text.push_str(&format!("    g{i}: {{parent_group_name: g{}}}\n", i - 1));
+    }
+    text.push_str("  tasks:\n    t: {operator: empty, task_group_name: g99}\n");
+    let (folder, load) = support::load_one(&text);
+    assert!(load.dags.is_empty());
+    let problems = folder.problems();
+    assert_eq!(problems.iter().filter(|p| p.contains("nested more than 32 groups deep")).count(), 1, "{problems:?}");
+}

@@ -10,6 +10,9 @@ use crate::diagnostic::{Diagnostic, closest};
 use crate::location::Location;
 use crate::yaml::{Mapping, Node, Value};
 
+/// How deeply task groups may nest; deeper is a mistake, and would make UIs unreadable.
+pub const MAX_GROUP_DEPTH: usize = 32;
+
 /// Keys a task group entry accepts.
 const GROUP_KEYS: &[&str] = &[
     "group_name",
@@ -179,6 +182,7 @@ pub fn resolve<'a>(
     }
 
     let mut resolved: HashMap<String, Group<'a>> = HashMap::new();
+    let mut too_deep_reported = false;
     for entry in entries {
         if resolved.contains_key(&entry.name) || !parsed.contains_key(entry.name.as_str()) {
             continue;
@@ -215,6 +219,18 @@ pub fn resolve<'a>(
                 break;
             }
             chain.push(parent);
+            if chain.len() > MAX_GROUP_DEPTH {
+                // Said once: every group below the limit would repeat it.
+                if !too_deep_reported {
+                    too_deep_reported = true;
+                    problems.push(Diagnostic::new(
+                    entry.at.clone(),
+                    format!("task group \"{}\" is nested more than {MAX_GROUP_DEPTH} groups deep", entry.name),
+                ));
+                }
+                failed = true;
+                break;
+            }
         }
         if failed {
             continue;

@@ -109,7 +109,7 @@ fn build(
         None => None,
     };
     let settings = read_settings(map, default_args, ctx, problems);
-    let task_defaults = default_args.map(task_defaults);
+    let task_defaults = task_defaults(map, default_args);
     if let Some(args) = default_args {
         check_default_args(args, problems);
     }
@@ -306,12 +306,16 @@ fn read_schedule(node: &Node, key: &str) -> values::Read<Schedule> {
     }
 }
 
-/// `default_args` as task defaults: without the DAG-only keys.
-fn task_defaults(args: &Mapping) -> Mapping {
-    let mut defaults = args.clone();
+/// What every task of the DAG starts from: `default_args` without its DAG-only keys, and the
+/// DAG-level `owner` when `default_args` names none.
+fn task_defaults(dag: &Mapping, default_args: Option<&Mapping>) -> Option<Mapping> {
+    let mut defaults = default_args.cloned().unwrap_or_default();
     defaults.remove("start_date");
     defaults.remove("end_date");
-    defaults
+    if let Some((key, owner)) = dag.entry("owner").filter(|_| !defaults.contains("owner")) {
+        defaults.insert(key.clone(), owner.clone());
+    }
+    (!defaults.is_empty()).then_some(defaults)
 }
 
 /// Flags `default_args` keys that no task could use, which are almost always typos.
