@@ -312,9 +312,13 @@ fn yaml_anchors_and_merge_keys_work_in_dag_files() {
 
 #[test]
 fn a_dag_level_owner_is_the_tasks_default_owner() {
-    let dag = only_dag("d:\n  owner: team-a\n  tasks:\n    a: {operator: empty}\n    b: {operator: empty, owner: me}\n");
+    let dag = only_dag(
+        "d:\n  owner: team-a\n  tasks:\n    a: {operator: empty}\n    b: {operator: empty, owner: me}\n",
+    );
     let owners: Vec<&str> = dag.tasks().map(|t| t.settings.owner.as_str()).collect();
     assert_eq!(owners, ["team-a", "me"]);
-    let dag = only_dag("d:\n  owner: team-a\n  default_args: {owner: team-b}\n  tasks:\n    a: {operator: empty}\n");
+    let dag = only_dag(
+        "d:\n  owner: team-a\n  default_args: {owner: team-b}\n  tasks:\n    a: {operator: empty}\n",
+    );
     assert_eq!(dag.tasks().next().expect("a").settings.owner, "team-b");
 }

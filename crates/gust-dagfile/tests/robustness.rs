@@ -68,5 +68,12 @@ fn absurdly_nested_task_groups_are_refused() {
     let (folder, load) = support::load_one(&text);
     assert!(load.dags.is_empty());
     let problems = folder.problems();
-    assert_eq!(problems.iter().filter(|p| p.contains("nested more than 32 groups deep")).count(), 1, "{problems:?}");
+    assert_eq!(
+        problems
+            .iter()
+            .filter(|p| p.contains("nested more than 32 groups deep"))
+            .count(),
+        1,
+        "{problems:?}"
+    );
 }

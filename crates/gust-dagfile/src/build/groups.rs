@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use gust_core::ids::GroupId;
 
 use super::task::read_names;
-use super::values;
+use super::values::{self, NamedEntry};
 use crate::diagnostic::{Diagnostic, closest};
 use crate::location::Location;
-use crate::yaml::{Mapping, Node, Value};
+use crate::yaml::Mapping;
 
 /// How deeply task groups may nest; deeper is a mistake, and would make UIs unreadable.
 pub const MAX_GROUP_DEPTH: usize = 32;
@@ -24,16 +24,6 @@ const GROUP_KEYS: &[&str] = &[
     "ui_color",
     "ui_fgcolor",
 ];
-
-/// A task group as written in the file.
-pub struct GroupEntry<'a> {
-    /// The group's name as written.
-    pub name: String,
-    /// Where the entry starts.
-    pub at: Location,
-    /// Its keys.
-    pub fields: &'a Mapping,
-}
 
 /// A group entry's keys, read.
 struct GroupFields<'a> {
@@ -64,63 +54,9 @@ pub struct Group<'a> {
     pub at: Location,
 }
 
-/// Reads `task_groups` (a map keyed by name, or a list of maps with `group_name`).
-pub fn entries<'a>(node: &'a Node, problems: &mut Vec<Diagnostic>) -> Vec<GroupEntry<'a>> {
-    let mut out = Vec::new();
-    match &node.value {
-        Value::Null => {}
-        Value::Map(map) => {
-            for (key, value) in map.iter() {
-                match values::map(value, &key.name) {
-                    Ok(fields) => out.push(GroupEntry {
-                        name: key.name.clone(),
-                        at: key.at.clone(),
-                        fields,
-                    }),
-                    Err(p) => problems.push(p),
-                }
-            }
-        }
-        Value::Seq(items) => {
-            for item in items {
-                let fields = match values::map(item, "task_groups") {
-                    Ok(fields) => fields,
-                    Err(p) => {
-                        problems.push(p);
-                        continue;
-                    }
-                };
-                match fields
-                    .get("group_name")
-                    .map(|n| values::string(n, "group_name"))
-                {
-                    Some(Ok(name)) => out.push(GroupEntry {
-                        name,
-                        at: item.at.clone(),
-                        fields,
-                    }),
-                    Some(Err(p)) => problems.push(p),
-                    None => problems.push(
-                        Diagnostic::new(item.at.clone(), "task group has no group_name")
-                            .with_hint("add `group_name: NAME` to the entry"),
-                    ),
-                }
-            }
-        }
-        _ => problems.push(Diagnostic::new(
-            node.at.clone(),
-            format!(
-                "\"task_groups\" must be a map or a list of groups, not {}",
-                node.kind()
-            ),
-        )),
-    }
-    out
-}
-
 /// Resolves every group's id, prefix and inherited defaults. Groups with problems are left out.
 pub fn resolve<'a>(
-    entries: &[GroupEntry<'a>],
+    entries: &[NamedEntry<'a>],
     problems: &mut Vec<Diagnostic>,
 ) -> HashMap<String, Group<'a>> {
     let mut first_at: HashMap<&str, &Location> = HashMap::new();
@@ -224,9 +160,12 @@ pub fn resolve<'a>(
                 if !too_deep_reported {
                     too_deep_reported = true;
                     problems.push(Diagnostic::new(
-                    entry.at.clone(),
-                    format!("task group \"{}\" is nested more than {MAX_GROUP_DEPTH} groups deep", entry.name),
-                ));
+                        entry.at.clone(),
+                        format!(
+                            "task group \"{}\" is nested more than {MAX_GROUP_DEPTH} groups deep",
+                            entry.name
+                        ),
+                    ));
                 }
                 failed = true;
                 break;

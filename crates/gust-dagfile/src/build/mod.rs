@@ -116,7 +116,7 @@ fn build(
 
     let group_entries = map
         .get("task_groups")
-        .map(|n| groups::entries(n, problems))
+        .map(|n| values::named_entries(n, "task_groups", "group_name", problems))
         .unwrap_or_default();
     let groups = groups::resolve(&group_entries, problems);
     let tasks = read_tasks(
@@ -379,55 +379,13 @@ fn read_tasks(
 ) -> IndexMap<TaskId, BuiltTask> {
     let mut tasks: IndexMap<TaskId, BuiltTask> = IndexMap::new();
     let Some(node) = node else { return tasks };
-    let entries: Vec<(String, Location, &Mapping)> = match &node.value {
-        Value::Null => Vec::new(),
-        Value::Map(map) => map
-            .iter()
-            .filter_map(|(k, v)| match values::map(v, &k.name) {
-                Ok(m) => Some((k.name.clone(), k.at.clone(), m)),
-                Err(p) => {
-                    let mut p = p;
-                    p.task = Some(k.name.clone());
-                    problems.push(p);
-                    None
-                }
-            })
-            .collect(),
-        Value::Seq(items) => items
-            .iter()
-            .filter_map(|item| {
-                let map = values::map(item, "tasks")
-                    .map_err(|p| problems.push(p))
-                    .ok()?;
-                match map.get("task_id").map(|n| values::string(n, "task_id")) {
-                    Some(Ok(name)) => Some((name, item.at.clone(), map)),
-                    Some(Err(p)) => {
-                        problems.push(p);
-                        None
-                    }
-                    None => {
-                        problems.push(
-                            Diagnostic::new(item.at.clone(), "task has no task_id")
-                                .with_hint("add `task_id: NAME` to the entry"),
-                        );
-                        None
-                    }
-                }
-            })
-            .collect(),
-        _ => {
-            problems.push(Diagnostic::new(
-                node.at.clone(),
-                format!(
-                    "\"tasks\" must be a map or a list of tasks, not {}",
-                    node.kind()
-                ),
-            ));
-            Vec::new()
-        }
-    };
-
-    for (name, at, own) in entries {
+    let entries = values::named_entries(node, "tasks", "task_id", problems);
+    for values::NamedEntry {
+        name,
+        at,
+        fields: own,
+    } in entries
+    {
         let mut task_problems = Vec::new();
         let group_name = own.get("task_group_name").and_then(Node::as_str);
         let group = group_name.and_then(|g| groups.get(g));

@@ -11,6 +11,7 @@ use gust_core::date::{self, DatetimeParts};
 use gust_core::duration::{self, TimedeltaParts};
 
 use crate::diagnostic::Diagnostic;
+use crate::location::Location;
 use crate::yaml::{Mapping, Node, Value};
 
 /// A reader's result: the value, or the problem at the node.
@@ -219,5 +220,71 @@ pub fn datetime(node: &Node, key: &str, tz: Tz, now: DateTime<Utc>) -> Read<Date
             key,
             "a date (2024-01-01), a time (2024-01-01T06:00:00Z) or a relative start (\"2 days\")",
         )),
+    }
+}
+
+/// One entry of a list-or-map section (`tasks`, `task_groups`): its name, place and keys.
+pub struct NamedEntry<'a> {
+    /// The name: the map key, or the entry's `id_key` value.
+    pub name: String,
+    /// Where the entry starts.
+    pub at: Location,
+    /// Its keys.
+    pub fields: &'a Mapping,
+}
+
+/// Reads a section written in either of dag-factory's forms: a map keyed by name, or a list of
+/// maps each naming itself with `id_key`. `what` is the section's key, for messages.
+pub fn named_entries<'a>(
+    node: &'a Node,
+    what: &str,
+    id_key: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<NamedEntry<'a>> {
+    match &node.value {
+        Value::Null => Vec::new(),
+        Value::Map(map) => map
+            .iter()
+            .filter_map(|(key, value)| match self::map(value, &key.name) {
+                Ok(fields) => Some(NamedEntry {
+                    name: key.name.clone(),
+                    at: key.at.clone(),
+                    fields,
+                }),
+                Err(problem) => {
+                    problems.push(problem);
+                    None
+                }
+            })
+            .collect(),
+        Value::Seq(items) => items
+            .iter()
+            .filter_map(|item| {
+                let fields = self::map(item, what).map_err(|p| problems.push(p)).ok()?;
+                let Some(id) = fields.get(id_key) else {
+                    problems.push(
+                        Diagnostic::new(
+                            item.at.clone(),
+                            format!("entry of \"{what}\" has no {id_key}"),
+                        )
+                        .with_hint(format!("add `{id_key}: NAME` to the entry")),
+                    );
+                    return None;
+                };
+                let name = string(id, id_key).map_err(|p| problems.push(p)).ok()?;
+                Some(NamedEntry {
+                    name,
+                    at: item.at.clone(),
+                    fields,
+                })
+            })
+            .collect(),
+        _ => {
+            problems.push(Diagnostic::new(
+                node.at.clone(),
+                format!("\"{what}\" must be a map keyed by name or a list of entries with {id_key}, not {}", node.kind()),
+            ));
+            Vec::new()
+        }
     }
 }
