@@ -13,4 +13,4 @@ pub mod registry;
 mod spec;
 
 pub use registry::{OPERATORS, resolve};
-pub use spec::{ArgumentError, OperatorSpec};
+pub use spec::{ArgumentError, OperatorSpec, read_args};

@@ -1,0 +1,205 @@
+//! The local runtime: runs tries as child processes of the scheduler's host.
+//!
+//! Each try runs in its own process group, so a timeout or a kill ends everything it started
+//! (SIGTERM to the group, then SIGKILL after a grace period). Output is streamed line by line,
+//! time-stamped, into the try's log file as it is produced. At most `parallelism` tries run at
+//! once. The runtime reports events on a channel and never touches task-instance state.
+//! Start at [`LocalExecutor`]; `bash.rs` runs one bash try, `output.rs` reads and logs output.
+
+mod bash;
+mod group;
+mod output;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use gust_core::clock::Clock;
+use gust_executor::{
+    Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How the local runtime behaves.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// How many tries may run at once (default: 32, Airflow's `parallelism`).
+    pub parallelism: usize,
+    /// How long a killed try gets between SIGTERM and SIGKILL (default 5 s).
+    pub kill_grace: Duration,
+    /// The interpreter bash commands run with (default `bash`).
+    pub bash: String,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            parallelism: 32,
+            kill_grace: Duration::from_secs(5),
+            bash: "bash".to_owned(),
+        }
+    }
+}
+
+/// Runs tries as local processes.
+#[derive(Clone)]
+pub struct LocalExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: LocalConfig,
+    events: mpsc::Sender<TryEvent>,
+    clock: Arc<dyn Clock>,
+    slots: Arc<Semaphore>,
+    running: Mutex<HashMap<TryKey, Running>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// A try in progress: how to stop it, and why it was stopped.
+#[derive(Clone, Default)]
+struct Running {
+    cancel: CancellationToken,
+    /// Set once, by the first kill request.
+    reason: Arc<OnceLock<String>>,
+}
+
+impl Running {
+    fn reason(&self) -> String {
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "the runtime is shutting down".to_owned())
+    }
+}
+
+impl LocalExecutor {
+    /// A runtime reporting on `events`.
+    #[must_use]
+    pub fn new(config: LocalConfig, events: mpsc::Sender<TryEvent>, clock: Arc<dyn Clock>) -> Self {
+        let slots = Arc::new(Semaphore::new(config.parallelism.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                events,
+                clock,
+                slots,
+                running: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Kills every running try and waits for their processes to end.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<TryKey, Running>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts and
+        // removes), so a poisoned lock is still safe to use.
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(LaunchError::ShuttingDown);
+        }
+        if !matches!(spec.operator.as_str(), "bash" | "empty") {
+            return Err(LaunchError::UnknownOperator(spec.operator));
+        }
+        let handle = Running {
+            cancel: self.inner.shutdown.child_token(),
+            reason: Arc::default(),
+        };
+        {
+            let mut running = self.running_map();
+            if running.contains_key(&spec.key) {
+                return Err(LaunchError::AlreadyRunning(spec.key));
+            }
+            running.insert(spec.key.clone(), handle.clone());
+        }
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let key = spec.key.clone();
+            let outcome = this.run(spec, handle).await;
+            this.running_map().remove(&key);
+            // The receiver is gone only when the scheduler is shutting down; nothing to tell then.
+            let _ = this
+                .inner
+                .events
+                .send(TryEvent {
+                    key,
+                    kind: TryEventKind::Finished(outcome),
+                })
+                .await;
+        });
+        Ok(())
+    }
+
+    fn kill(&self, key: &TryKey, reason: &str) {
+        if let Some(handle) = self.running_map().get(key) {
+            let _ = handle.reason.set(reason.to_owned());
+            handle.cancel.cancel();
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.running_map().len()
+    }
+}
+
+impl LocalExecutor {
+    async fn run(&self, spec: LaunchSpec, handle: Running) -> TryOutcome {
+        let permit = tokio::select! {
+            permit = Arc::clone(&self.inner.slots).acquire_owned() => permit,
+            () = handle.cancel.cancelled() => return TryOutcome::Failed(FailureReason::Killed(handle.reason())),
+        };
+        let Ok(_permit) = permit else {
+            return TryOutcome::Failed(FailureReason::Killed(
+                "the runtime is shutting down".into(),
+            ));
+        };
+        let started = || {
+            let events = self.inner.events.clone();
+            let key = spec.key.clone();
+            async move {
+                let _ = events
+                    .send(TryEvent {
+                        key,
+                        kind: TryEventKind::Started,
+                    })
+                    .await;
+            }
+        };
+        match spec.operator.as_str() {
+            "empty" => {
+                started().await;
+                TryOutcome::Succeeded { xcom: None }
+            }
+            _ => {
+                let reason = || handle.reason();
+                bash::run(
+                    &spec,
+                    &self.inner.config,
+                    self.inner.clock.as_ref(),
+                    &handle.cancel,
+                    started,
+                    reason,
+                )
+                .await
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The runtime interface: what the scheduler asks a runtime to run ([`LaunchSpec`]) and what the
+//! runtime reports back ([`TryEvent`], [`TryOutcome`]).
+//!
+//! Runtimes never write task-instance state: they report outcomes on a channel, as Airflow's
+//! executors report through their event buffer, and the scheduler alone decides what each
+//! outcome means (success, retry, failure). This crate holds no implementation; the local process
+//! runtime and the Kubernetes pod runtime implement [`Executor`].
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gust_core::ids::{DagId, RunId, TaskId, TryNumber};
+use serde::{Deserialize, Serialize};
+
+/// Which try of which task instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TryKey {
+    /// The DAG.
+    pub dag_id: DagId,
+    /// The run.
+    pub run_id: RunId,
+    /// The task.
+    pub task_id: TaskId,
+    /// The try.
+    pub try_number: TryNumber,
+}
+
+impl fmt::Display for TryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{} {} try {}",
+            self.dag_id, self.task_id, self.run_id, self.try_number
+        )
+    }
+}
+
+/// Everything a runtime needs to run one try.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
+    /// The try.
+    pub key: TryKey,
+    /// The operator's canonical name.
+    pub operator: String,
+    /// The operator's arguments, templates already rendered.
+    pub args: serde_json::Map<String, serde_json::Value>,
+    /// Keep the try's return value.
+    pub do_xcom_push: bool,
+    /// Kill the try after this long.
+    pub execution_timeout: Option<Duration>,
+    /// Where the try's log goes.
+    pub log_path: PathBuf,
+}
+
+/// What a runtime reports about a try.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TryEvent {
+    /// The try.
+    pub key: TryKey,
+    /// What happened.
+    pub kind: TryEventKind,
+}
+
+/// The kinds of [`TryEvent`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TryEventKind {
+    /// The try's process (or pod) started.
+    Started,
+    /// The try ended.
+    Finished(TryOutcome),
+}
+
+/// How a try ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TryOutcome {
+    /// It succeeded; `xcom` is its return value when it pushed one.
+    Succeeded {
+        /// The return value.
+        xcom: Option<serde_json::Value>,
+    },
+    /// It asked to be skipped (an exit code in `skip_on_exit_code`).
+    Skipped {
+        /// The exit code.
+        exit_code: i32,
+    },
+    /// It failed.
+    Failed(FailureReason),
+}
+
+/// Why a try failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FailureReason {
+    /// The process exited with a non-zero code.
+    #[error("exited with code {0}")]
+    ExitCode(i32),
+    /// The process was ended by a signal it did not expect.
+    #[error("killed by signal {0}")]
+    Signal(i32),
+    /// It ran past its execution_timeout and was killed.
+    #[error("timed out after {}s (execution_timeout) and was killed", .0.as_secs_f64())]
+    TimedOut(Duration),
+    /// It was killed on request (marked failed, run cancelled, scheduler shutting down).
+    #[error("killed: {0}")]
+    Killed(String),
+    /// It could not be started.
+    #[error("could not start: {0}")]
+    Spawn(String),
+    /// Its rendered arguments do not fit the operator.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// Its log could not be written.
+    #[error("could not write its log: {0}")]
+    Log(String),
+}
+
+/// Why a runtime refused to start a try.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// The runtime does not run this operator.
+    #[error("this runtime does not run operator \"{0}\"")]
+    UnknownOperator(String),
+    /// A try with this key is already running.
+    #[error("{0} is already running")]
+    AlreadyRunning(TryKey),
+    /// The runtime is shutting down.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
+}
+
+/// A runtime: starts tries and reports their events on the channel it was built with.
+pub trait Executor: Send + Sync {
+    /// Starts a try. Its events (started, finished) arrive on the runtime's event channel; an
+    /// `Err` means it was never started and no event will come.
+    fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError>;
+
+    /// Kills a running try; its `Finished` event reports [`FailureReason::Killed`]. Killing a try
+    /// that is not running does nothing.
+    fn kill(&self, key: &TryKey, reason: &str);
+
+    /// How many tries are running now.
+    fn running(&self) -> usize;
+}
+
+/// The capacity of a runtime's event channel: large enough that a burst of tries finishing at
+/// once never blocks a runtime for long, small enough to bound memory.
+pub const EVENT_CHANNEL_CAPACITY: usize = 4096;
+
+/// A bounded channel for runtime events.
+#[must_use]
+pub fn event_channel() -> (
+    tokio::sync::mpsc::Sender<TryEvent>,
+    tokio::sync::mpsc::Receiver<TryEvent>,
+) {
+    tokio::sync::mpsc::channel(EVENT_CHANNEL_CAPACITY)
+}
