@@ -62,6 +62,19 @@ pub enum DagsCommand {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Run a DAG once, in this process, and print how each task ended (exit 0 iff the run succeeded).
+    Test {
+        /// The DAG.
+        dag_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
+        /// The run's conf, a JSON object overriding the DAG's params.
+        #[arg(long, value_name = "JSON")]
+        conf: Option<String>,
+        /// The run's logical date (default: now).
+        #[arg(long, value_name = "DATE")]
+        logical_date: Option<String>,
+    },
     /// List the problems that keep DAG files from loading.
     ListImportErrors {
         #[command(flatten)]

@@ -17,8 +17,10 @@ pub const CONFIG_FILE: &str = "gust.toml";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// `[core]`: where things are.
+    /// `[core]`: where things are and how much runs at once.
     pub core: CoreConfig,
+    /// `[logging]`: where try logs go.
+    pub logging: LoggingConfig,
 }
 
 /// `[core]`.
@@ -27,6 +29,16 @@ pub struct Config {
 pub struct CoreConfig {
     /// The folder DAG files are read from (default `$GUST_HOME/dags`).
     pub dags_folder: PathBuf,
+    /// How many tries may run at once on this host (default 32, Airflow's).
+    pub parallelism: usize,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Where try logs are written, in Airflow's layout (default `$GUST_HOME/logs`).
+    pub base_log_folder: PathBuf,
 }
 
 impl Config {
@@ -36,6 +48,10 @@ impl Config {
         Self {
             core: CoreConfig {
                 dags_folder: home.join("dags"),
+                parallelism: 32,
+            },
+            logging: LoggingConfig {
+                base_log_folder: home.join("logs"),
             },
         }
     }

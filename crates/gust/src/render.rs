@@ -211,3 +211,20 @@ fn mermaid_graph(dag: &Dag) -> String {
     }
     out
 }
+
+/// `gust dags test`'s table: every task with its state, tries, duration and failure.
+#[must_use]
+pub fn run_report(report: &gust_scheduler::test_run::RunReport) -> String {
+    let mut table = table(&["task_id", "state", "tries", "duration", "failure"]);
+    for task in &report.tasks {
+        table.add_row(vec![
+            task.task_id.to_string(),
+            task.state.to_string(),
+            task.tries.to_string(),
+            task.duration
+                .map_or_else(String::new, |d| format!("{:.3}s", d.as_secs_f64())),
+            task.failure.clone().unwrap_or_default(),
+        ]);
+    }
+    format!("{table}\n")
+}

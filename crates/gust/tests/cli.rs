@@ -193,3 +193,52 @@ fn a_missing_dags_folder_says_how_to_set_one() {
                 .and(predicate::str::contains("does not exist")),
         );
 }
+
+#[test]
+fn dags_test_runs_the_example_diamond_and_exits_0() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args([
+            "dags",
+            "test",
+            "kube_operator_diamond",
+            "--logical-date",
+            "2024-01-01",
+            "--dags-folder",
+        ])
+        .arg(examples())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "run manual__2024-01-01T00:00:00+00:00 of kube_operator_diamond: success",
+        ));
+    let log = home.path().join("logs/dag_id=kube_operator_diamond/run_id=manual__2024-01-01T00:00:00+00:00/task_id=t4/attempt=1.log");
+    let text = std::fs::read_to_string(&log).expect("t4's log");
+    assert!(text.contains("stdout: hello world from t4"), "{text}");
+}
+
+#[test]
+fn dags_test_exits_1_when_the_run_fails_and_names_the_failure() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("f.yaml"),
+        "f:\n  tasks:\n    boom: {operator: bash, bash_command: 'exit 3'}\n",
+    )
+    .expect("write");
+    gust(home.path())
+        .args(["dags", "test", "f"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("boom")
+                .and(predicate::str::contains("exited with code 3"))
+                .and(predicate::str::contains(": failed;")),
+        );
+    gust(home.path())
+        .args(["dags", "test", "f", "--conf", "[1]"])
+        .assert()
+        .code(1)
+        .stderr("error: --conf must be a JSON object, like '{\"limit\": 10}'\n");
+}

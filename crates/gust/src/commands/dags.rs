@@ -67,11 +67,44 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             print!("{}", render::graph(dag, format));
             Ok(ExitCode::SUCCESS)
         }
+        DagsCommand::Test {
+            dag_id,
+            folder,
+            conf,
+            logical_date,
+        } => {
+            let config = Config::load(&config::home()?)?;
+            let (_, load) = load(&folder)?;
+            let dag = find_dag(load, &dag_id)?;
+            super::test_run::run_test(
+                super::test_run::TestArgs {
+                    dag,
+                    conf,
+                    logical_date,
+                },
+                &config,
+            )
+        }
         DagsCommand::ListImportErrors { folder, output } => {
             let (_, load) = load(&folder)?;
             print!("{}", render::import_errors(&load.problems, output)?);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The DAG `dag_id` of a loaded folder, or an error saying why it is not there.
+fn find_dag(load: FolderLoad, dag_id: &str) -> anyhow::Result<gust_core::dag::Dag> {
+    let broken = load
+        .problems
+        .iter()
+        .any(|p| p.dag.as_deref() == Some(dag_id));
+    match load.dags.into_iter().find(|d| d.id.as_str() == dag_id) {
+        Some(dag) => Ok(dag),
+        None if broken => {
+            anyhow::bail!("DAG \"{dag_id}\" has errors; run `gust dags validate` to see them")
+        }
+        None => anyhow::bail!("no DAG \"{dag_id}\"; run `gust dags list` to see the DAGs"),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod config;
 mod dags;
+mod test_run;
 
 pub use dags::relative;
 

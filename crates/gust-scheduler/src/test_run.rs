@@ -1,0 +1,385 @@
+//! One DAG run, start to finish, in this process: what `gust dags test` does.
+//!
+//! Nothing is stored: states, tries and XComs live in memory for the run's length. The decisions
+//! are the scheduler's own (gust-core's trigger rules, lifecycle and retry delays), so a DAG that
+//! passes here behaves the same under the scheduler. Downstream tasks start the moment their
+//! upstreams end: the driver reacts to each runtime event, with no polling interval.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gust_core::dag::Dag;
+use gust_core::ids::{RunId, TaskId, TryNumber};
+use gust_core::readiness::{run_state, settle};
+use gust_core::retry::{can_retry, retry_delay};
+use gust_core::schedule::DataInterval;
+use gust_core::state::{DagRunState, TaskEvent, TaskState};
+use gust_executor::{Executor, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome};
+use gust_template::{Renderer, TemplateContext};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::Instant;
+
+use crate::log_path::log_path;
+use crate::xcom::RunXComs;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct TestRunSpec {
+    /// The run's id (`manual__<logical date>` by convention).
+    pub run_id: RunId,
+    /// The run's data interval; its start is the logical date.
+    pub interval: DataInterval,
+    /// The run's conf, overriding the DAG's params.
+    pub conf: serde_json::Map<String, serde_json::Value>,
+    /// Where try logs go.
+    pub logs_root: PathBuf,
+}
+
+/// How one task instance ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskReport {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its final state.
+    pub state: TaskState,
+    /// How many tries ran.
+    pub tries: u32,
+    /// How long its last try took, when one ran.
+    pub duration: Option<Duration>,
+    /// Why its last try failed, when it did.
+    pub failure: Option<String>,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// The run's final state.
+    pub state: DagRunState,
+    /// Every task, in topological order.
+    pub tasks: Vec<TaskReport>,
+    /// Why the run stopped early, if it did (its timeout).
+    pub stopped: Option<String>,
+}
+
+/// Per-task bookkeeping during the run.
+#[derive(Debug, Default)]
+struct Instance {
+    state: Option<TaskState>,
+    tries: u32,
+    started: Option<Instant>,
+    duration: Option<Duration>,
+    failure: Option<String>,
+}
+
+/// Runs `dag` once with `executor`, whose events arrive on `events`. Returns when every task has
+/// finished (or the run's `dagrun_timeout` passed).
+pub async fn run(
+    dag: &Dag,
+    spec: &TestRunSpec,
+    executor: &dyn Executor,
+    events: &mut Receiver<TryEvent>,
+) -> RunReport {
+    let mut driver = Driver::new(dag, spec, executor);
+    let deadline = dag.settings.dagrun_timeout.map(|t| Instant::now() + t);
+    let mut stopped = None;
+    loop {
+        driver.step();
+        if run_state(dag, &driver.states()) != DagRunState::Running {
+            break;
+        }
+        let next_retry = driver.retry_at.keys().next().copied();
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => driver.on_event(event),
+                None => {
+                    stopped = Some("the runtime stopped".to_owned());
+                    break;
+                }
+            },
+            () = sleep_until(next_retry), if next_retry.is_some() => driver.release_retries(),
+            () = sleep_until(deadline), if deadline.is_some() => {
+                let limit = dag.settings.dagrun_timeout.unwrap_or_default();
+                stopped = Some(format!("the run exceeded its dagrun_timeout of {}s", limit.as_secs_f64()));
+                driver.kill_all("dagrun_timeout reached", events).await;
+                break;
+            }
+        }
+    }
+    driver.report(stopped)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Driver<'a> {
+    dag: &'a Dag,
+    spec: &'a TestRunSpec,
+    executor: &'a dyn Executor,
+    renderer: Renderer,
+    xcoms: Arc<RunXComs>,
+    instances: HashMap<TaskId, Instance>,
+    /// Tasks waiting for their retry delay, by when it ends.
+    retry_at: BTreeMap<Instant, Vec<TaskId>>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(dag: &'a Dag, spec: &'a TestRunSpec, executor: &'a dyn Executor) -> Self {
+        Self {
+            dag,
+            spec,
+            executor,
+            renderer: Renderer::new(),
+            xcoms: Arc::new(RunXComs::default()),
+            instances: dag
+                .tasks()
+                .map(|t| (t.id.clone(), Instance::default()))
+                .collect(),
+            retry_at: BTreeMap::new(),
+        }
+    }
+
+    fn states(&self) -> HashMap<TaskId, TaskState> {
+        self.instances
+            .iter()
+            .map(|(id, i)| (id.clone(), i.state.unwrap_or(TaskState::NoStatus)))
+            .collect()
+    }
+
+    fn state(&self, task: &TaskId) -> TaskState {
+        self.instances
+            .get(task)
+            .and_then(|i| i.state)
+            .unwrap_or(TaskState::NoStatus)
+    }
+
+    /// Moves `task` by `event`. The driver only asks for legal moves; an illegal one is a bug,
+    /// which it reports in the task's failure rather than crash the run.
+    fn transition(&mut self, task: &TaskId, event: TaskEvent) {
+        let from = self.state(task);
+        let instance = self.instances.entry(task.clone()).or_default();
+        match from.apply(event) {
+            Ok(to) => instance.state = Some(to),
+            Err(err) => instance.failure = Some(format!("internal: {err}")),
+        }
+    }
+
+    /// Settles the run and starts every ready task.
+    fn step(&mut self) {
+        let settled = settle(self.dag, &self.states(), |_| true);
+        for (task, state) in settled.finished {
+            let event = if state == TaskState::Skipped {
+                TaskEvent::Skip
+            } else {
+                TaskEvent::UpstreamFail
+            };
+            self.transition(&task, event);
+        }
+        for task in settled.ready {
+            self.transition(&task, TaskEvent::Schedule);
+            self.launch(&task);
+        }
+    }
+
+    fn launch(&mut self, task_id: &TaskId) {
+        let Some(task) = self.dag.task(task_id) else {
+            return;
+        };
+        let instance = self.instances.entry(task_id.clone()).or_default();
+        instance.tries += 1;
+        let try_number = instance.tries;
+        let key = TryKey {
+            dag_id: self.dag.id.clone(),
+            run_id: self.spec.run_id.clone(),
+            task_id: task_id.clone(),
+            try_number: TryNumber(try_number),
+        };
+        let mut ctx = TemplateContext::new(
+            self.dag.id.as_str(),
+            task_id.as_str(),
+            self.spec.run_id.as_str(),
+            self.spec.interval.start,
+            self.spec.interval.end,
+        );
+        ctx.try_number = try_number;
+        ctx.params = self.dag.settings.params.clone();
+        ctx.conf = self.spec.conf.clone();
+        let mut args = serde_json::Map::with_capacity(task.args.len());
+        for (name, value) in &task.args {
+            match self
+                .renderer
+                .render_value(value, name, &ctx, self.xcoms.clone())
+            {
+                Ok(rendered) => {
+                    args.insert(name.clone(), rendered);
+                }
+                Err(err) => {
+                    self.transition(task_id, TaskEvent::Queue);
+                    self.fail(task_id, err.to_string());
+                    return;
+                }
+            }
+        }
+        let spec = LaunchSpec {
+            log_path: log_path(&self.spec.logs_root, &key),
+            key,
+            operator: task.operator.clone(),
+            args,
+            do_xcom_push: task.settings.do_xcom_push,
+            execution_timeout: task.settings.execution_timeout,
+        };
+        self.transition(task_id, TaskEvent::Queue);
+        if let Err(err) = self.executor.start(spec) {
+            self.fail(task_id, err.to_string());
+        }
+    }
+
+    /// Fails the current try of `task`, retrying when tries remain.
+    fn fail(&mut self, task_id: &TaskId, why: String) {
+        let Some(task) = self.dag.task(task_id) else {
+            return;
+        };
+        let tries = self.instances.get(task_id).map_or(1, |i| i.tries);
+        let retry = can_retry(&task.settings, tries);
+        let delay = retry_delay(&task.settings, tries);
+        self.transition(task_id, TaskEvent::Fail { can_retry: retry });
+        if let Some(instance) = self.instances.get_mut(task_id) {
+            instance.failure = Some(why);
+            instance.duration = instance.started.take().map(|s| s.elapsed());
+        }
+        if retry {
+            self.retry_at
+                .entry(Instant::now() + delay)
+                .or_default()
+                .push(task_id.clone());
+        }
+    }
+
+    fn on_event(&mut self, event: TryEvent) {
+        let task_id = event.key.task_id.clone();
+        let current_try = self.instances.get(&task_id).map_or(0, |i| i.tries);
+        if event.key.try_number.0 != current_try {
+            return; // A late event of an earlier try.
+        }
+        match event.kind {
+            TryEventKind::Started => {
+                self.transition(&task_id, TaskEvent::Start);
+                if let Some(instance) = self.instances.get_mut(&task_id) {
+                    instance.started = Some(Instant::now());
+                }
+            }
+            TryEventKind::Finished(outcome) => {
+                if self.state(&task_id) == TaskState::Queued {
+                    // Finished without a Started event (it failed to start): count it as started.
+                    self.transition(&task_id, TaskEvent::Start);
+                }
+                match outcome {
+                    TryOutcome::Succeeded { xcom } => {
+                        // The XCom is recorded before the success, so downstream tasks see it.
+                        if let Some(value) = xcom {
+                            self.xcoms.push(task_id.as_str(), "return_value", value);
+                        }
+                        self.transition(&task_id, TaskEvent::Succeed);
+                        self.finish_timing(&task_id, None);
+                    }
+                    TryOutcome::Skipped { .. } => {
+                        self.transition(&task_id, TaskEvent::Skip);
+                        self.finish_timing(&task_id, None);
+                    }
+                    TryOutcome::Failed(reason) => self.fail(&task_id, reason.to_string()),
+                }
+            }
+        }
+    }
+
+    fn finish_timing(&mut self, task_id: &TaskId, failure: Option<String>) {
+        if let Some(instance) = self.instances.get_mut(task_id) {
+            instance.duration = instance.started.take().map(|s| s.elapsed());
+            instance.failure = failure;
+        }
+    }
+
+    /// Puts tasks whose retry delay has passed back in line.
+    fn release_retries(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Instant> = self.retry_at.range(..=now).map(|(at, _)| *at).collect();
+        for at in due {
+            for task in self.retry_at.remove(&at).unwrap_or_default() {
+                if self.state(&task) == TaskState::UpForRetry {
+                    self.transition(&task, TaskEvent::Schedule);
+                    self.launch(&task);
+                }
+            }
+        }
+    }
+
+    /// Kills every running try and waits for them to report.
+    async fn kill_all(&mut self, reason: &str, events: &mut Receiver<TryEvent>) {
+        let live: Vec<TryKey> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.state.is_some_and(TaskState::holds_slot))
+            .map(|(id, i)| TryKey {
+                dag_id: self.dag.id.clone(),
+                run_id: self.spec.run_id.clone(),
+                task_id: id.clone(),
+                try_number: TryNumber(i.tries),
+            })
+            .collect();
+        for key in &live {
+            self.executor.kill(key, reason);
+        }
+        let mut waiting = live.len();
+        while waiting > 0 {
+            let Some(event) = events.recv().await else {
+                break;
+            };
+            if let TryEventKind::Finished(_) = &event.kind {
+                waiting -= 1;
+                self.transition(&event.key.task_id, TaskEvent::MarkFailed);
+                self.finish_timing(&event.key.task_id, Some(format!("killed: {reason}")));
+            }
+        }
+        // As in Airflow, a timed-out run's tasks that never ran are skipped. This ends the run
+        // from outside the lifecycle (a retry-waiting task could not be skipped from within).
+        for instance in self.instances.values_mut() {
+            if !instance.state.is_some_and(TaskState::is_finished) {
+                instance.state = Some(TaskState::Skipped);
+            }
+        }
+    }
+
+    fn report(self, stopped: Option<String>) -> RunReport {
+        let states = self.states();
+        let state = if stopped.is_some() {
+            DagRunState::Failed
+        } else {
+            run_state(self.dag, &states)
+        };
+        let tasks = self
+            .dag
+            .topological_order()
+            .into_iter()
+            .map(|t| {
+                let instance = self.instances.get(&t.id);
+                TaskReport {
+                    task_id: t.id.clone(),
+                    state: states.get(&t.id).copied().unwrap_or(TaskState::NoStatus),
+                    tries: instance.map_or(0, |i| i.tries),
+                    duration: instance.and_then(|i| i.duration),
+                    failure: instance.and_then(|i| i.failure.clone()),
+                }
+            })
+            .collect();
+        RunReport {
+            state,
+            tasks,
+            stopped,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Whole runs in-process with real processes: ordering, XCom between tasks, failures,
+//! retries, timeouts, skips and templates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use gust_core::clock::SystemClock;
+use gust_core::dag::Dag;
+use gust_core::ids::RunId;
+use gust_core::schedule::DataInterval;
+use gust_core::state::{DagRunState, TaskState};
+use gust_exec_local::{LocalConfig, LocalExecutor};
+use gust_executor::event_channel;
+use gust_scheduler::test_run::{RunReport, TestRunSpec, run};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// Loads the one DAG in `yaml`; `{dir}` stands for a scratch folder.
+    fn dag(&self, yaml: &str) -> Dag {
+        let dags = self.dir.path().join("dags");
+        std::fs::create_dir_all(&dags).expect("mkdir");
+        std::fs::write(
+            dags.join("d.yaml"),
+            yaml.replace("{dir}", &self.dir.path().display().to_string()),
+        )
+        .expect("write");
+        let load =
+            gust_dagfile::load_folder(&dags, Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("a date"))
+                .expect("folder");
+        assert!(load.problems.is_empty(), "{:?}", load.problems);
+        load.dags.into_iter().next().expect("one DAG")
+    }
+
+    async fn run(&self, dag: &Dag, conf: serde_json::Value) -> RunReport {
+        let (tx, mut events) = event_channel();
+        let config = LocalConfig {
+            kill_grace: Duration::from_millis(200),
+            ..LocalConfig::default()
+        };
+        let executor = LocalExecutor::new(config, tx, Arc::new(SystemClock));
+        let start = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).single().expect("a date");
+        let spec = TestRunSpec {
+            run_id: RunId::new("manual__2024-03-05T00:00:00+00:00").expect("a run id"),
+            interval: DataInterval {
+                start,
+                end: start + chrono::Duration::days(1),
+            },
+            conf: conf.as_object().cloned().unwrap_or_default(),
+            logs_root: self.dir.path().join("logs"),
+        };
+        let report = tokio::time::timeout(
+            Duration::from_secs(30),
+            run(dag, &spec, &executor, &mut events),
+        )
+        .await
+        .expect("the run ends");
+        executor.shutdown().await;
+        report
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+fn state_of(report: &RunReport, task: &str) -> TaskState {
+    report
+        .tasks
+        .iter()
+        .find(|t| t.task_id.as_str() == task)
+        .unwrap_or_else(|| panic!("no {task}"))
+        .state
+}
+
+#[tokio::test]
+async fn the_seed_diamond_runs_in_dependency_order() {
+    let f = Fixture::new();
+    let dag = f.dag(
+        "diamond:\n  tasks:\n    t1: {operator: bash, bash_command: 'echo t1 >> {dir}/trace'}\n    t2: {operator: bash, bash_command: 'sleep 0.1; echo t2 >> {dir}/trace'}\n    t3: {operator: bash, bash_command: 'sleep 0.1; echo t3 >> {dir}/trace'}\n    t4: {operator: bash, bash_command: 'echo t4 >> {dir}/trace'}\n  chains: ['t1 >> [t2, t3] >> t4']\n",
+    );
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.state, DagRunState::Success);
+    let trace = f.read("trace");
+    let lines: Vec<&str> = trace.lines().collect();
+    assert_eq!(lines.first(), Some(&"t1"));
+    assert_eq!(lines.last(), Some(&"t4"));
+    assert_eq!(lines.len(), 4);
+    assert!(
+        report
+            .tasks
+            .iter()
+            .all(|t| t.tries == 1 && t.duration.is_some())
+    );
+}
+
+#[tokio::test]
+async fn xcoms_params_and_conf_reach_downstream_templates() {
+    let f = Fixture::new();
+    let dag = f.dag(
+        "x:\n  params: {table: orders, limit: 5}\n  tasks:\n    count: {operator: bash, bash_command: 'echo 42'}\n    report:\n      operator: bash\n      bash_command: \"echo {{ params.table }}-{{ params.limit }}-{{ ti.xcom_pull(task_ids='count') }}-{{ ds }} > {dir}/out\"\n      dependencies: [count]\n",
+    );
+    let report = f.run(&dag, serde_json::json!({"limit": 9})).await;
+    assert_eq!(report.state, DagRunState::Success);
+    assert_eq!(f.read("out"), "orders-9-42-2024-03-05\n");
+}
+
+#[tokio::test]
+async fn a_failure_fails_the_run_and_all_done_tasks_still_run() {
+    let f = Fixture::new();
+    let dag = f.dag(
+        "x:\n  tasks:\n    a: {operator: bash, bash_command: 'exit 4'}\n    b: {operator: bash, bash_command: 'true', dependencies: [a]}\n    cleanup: {operator: bash, bash_command: 'echo cleaned > {dir}/c', dependencies: [b], trigger_rule: all_done}\n",
+    );
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(state_of(&report, "a"), TaskState::Failed);
+    assert_eq!(state_of(&report, "b"), TaskState::UpstreamFailed);
+    assert_eq!(state_of(&report, "cleanup"), TaskState::Success);
+    assert_eq!(f.read("c"), "cleaned\n");
+    // The leaf succeeded, so by Airflow's leaf rule the run succeeds.
+    assert_eq!(report.state, DagRunState::Success);
+    let a = report
+        .tasks
+        .iter()
+        .find(|t| t.task_id.as_str() == "a")
+        .expect("a");
+    assert_eq!(a.failure.as_deref(), Some("exited with code 4"));
+}
+
+#[tokio::test]
+async fn a_failed_try_is_retried_after_its_delay() {
+    let f = Fixture::new();
+    let dag = f.dag(
+        "x:\n  tasks:\n    flaky:\n      operator: bash\n      bash_command: 'echo try >> {dir}/tries; test $(wc -l < {dir}/tries) -ge 2'\n      retries: 2\n      retry_delay: 0.3\n",
+    );
+    let started = std::time::Instant::now();
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.state, DagRunState::Success);
+    assert_eq!(report.tasks[0].tries, 2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the retry waited for retry_delay"
+    );
+}
+
+#[tokio::test]
+async fn out_of_retries_the_task_fails() {
+    let f = Fixture::new();
+    let dag = f.dag("x:\n  tasks:\n    bad: {operator: bash, bash_command: 'exit 1', retries: 1, retry_delay: 0}\n");
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.state, DagRunState::Failed);
+    assert_eq!(
+        (report.tasks[0].state, report.tasks[0].tries),
+        (TaskState::Failed, 2)
+    );
+}
+
+#[tokio::test]
+async fn execution_timeout_fails_the_try() {
+    let f = Fixture::new();
+    let dag = f.dag("x:\n  tasks:\n    slow: {operator: bash, bash_command: 'sleep 20', execution_timeout: 0.3}\n");
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.tasks[0].state, TaskState::Failed);
+    assert!(
+        report.tasks[0]
+            .failure
+            .as_deref()
+            .is_some_and(|f| f.contains("timed out")),
+        "{:?}",
+        report.tasks[0].failure
+    );
+}
+
+#[tokio::test]
+async fn a_skip_exit_code_skips_the_task_and_its_all_success_downstream() {
+    let f = Fixture::new();
+    let dag = f.dag(
+        "x:\n  tasks:\n    gate: {operator: bash, bash_command: 'exit 99'}\n    after: {operator: bash, bash_command: 'true', dependencies: [gate]}\n    join: {operator: empty, dependencies: [after], trigger_rule: none_failed}\n",
+    );
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(state_of(&report, "gate"), TaskState::Skipped);
+    assert_eq!(state_of(&report, "after"), TaskState::Skipped);
+    assert_eq!(state_of(&report, "join"), TaskState::Success);
+    assert_eq!(report.state, DagRunState::Success);
+}
+
+#[tokio::test]
+async fn an_undefined_template_name_fails_the_try_naming_it() {
+    let f = Fixture::new();
+    let dag = f.dag("x:\n  tasks:\n    t: {operator: bash, bash_command: 'echo {{ nope }}'}\n");
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.tasks[0].state, TaskState::Failed);
+    assert_eq!(
+        report.tasks[0].failure.as_deref(),
+        Some("task \"t\", argument \"bash_command\": undefined name \"nope\" in template (line 1)")
+    );
+}
+
+#[tokio::test]
+async fn dagrun_timeout_stops_the_run() {
+    let f = Fixture::new();
+    let dag = f.dag("x:\n  dagrun_timeout: 0.3\n  tasks:\n    long: {operator: bash, bash_command: 'sleep 20'}\n    after: {operator: empty, dependencies: [long]}\n");
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.state, DagRunState::Failed);
+    assert!(
+        report
+            .stopped
+            .as_deref()
+            .is_some_and(|s| s.contains("dagrun_timeout"))
+    );
+    assert_eq!(state_of(&report, "long"), TaskState::Failed);
+    assert_eq!(state_of(&report, "after"), TaskState::Skipped);
+}

@@ -1,0 +1,90 @@
+//! `gust dags test`: one run of a DAG in this process, with the local runtime.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use gust_core::clock::{Clock, SystemClock};
+use gust_core::ids::RunId;
+use gust_core::schedule::DataInterval;
+use gust_core::state::DagRunState;
+use gust_exec_local::{LocalConfig, LocalExecutor};
+use gust_scheduler::test_run::{RunReport, TestRunSpec, run};
+
+use crate::config::Config;
+use crate::render;
+
+/// What `gust dags test` was asked.
+pub struct TestArgs {
+    /// The DAG.
+    pub dag: gust_core::dag::Dag,
+    /// `--conf`, unparsed.
+    pub conf: Option<String>,
+    /// `--logical-date`, unparsed.
+    pub logical_date: Option<String>,
+}
+
+/// Runs the DAG once and prints the report.
+pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let clock = Arc::new(SystemClock);
+    let conf = match &args.conf {
+        None => serde_json::Map::new(),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => anyhow::bail!("--conf must be a JSON object, like '{{\"limit\": 10}}'"),
+            Err(err) => anyhow::bail!("--conf is not valid JSON: {err}"),
+        },
+    };
+    let logical_date: DateTime<Utc> = match &args.logical_date {
+        None => clock.now(),
+        Some(text) => gust_core::date::parse_datetime(text, args.dag.settings.timezone)
+            .context("--logical-date")?,
+    };
+    let stamp = logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+    let run_id = RunId::new(format!("manual__{stamp}"))?;
+    let spec = TestRunSpec {
+        run_id: run_id.clone(),
+        // A manual run covers its logical date alone, as Airflow's manual runs of unscheduled DAGs.
+        interval: DataInterval {
+            start: logical_date,
+            end: logical_date,
+        },
+        conf,
+        logs_root: config.logging.base_log_folder.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report: RunReport = runtime.block_on(async {
+        let (tx, mut events) = gust_executor::event_channel();
+        let local = LocalConfig {
+            parallelism: config.core.parallelism,
+            ..LocalConfig::default()
+        };
+        let executor = LocalExecutor::new(local, tx, clock);
+        let report = run(&args.dag, &spec, &executor, &mut events).await;
+        executor.shutdown().await;
+        report
+    });
+    print!("{}", render::run_report(&report));
+    println!(
+        "run {run_id} of {}: {}; logs in {}",
+        args.dag.id,
+        report.state,
+        config
+            .logging
+            .base_log_folder
+            .join(format!("dag_id={}", args.dag.id))
+            .display()
+    );
+    if let Some(why) = &report.stopped {
+        println!("stopped: {why}");
+    }
+    Ok(if report.state == DagRunState::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
