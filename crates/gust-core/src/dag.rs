@@ -33,6 +33,10 @@ pub struct Dag {
     pub groups: IndexMap<GroupId, TaskGroup>,
     /// The file the DAG was read from.
     pub fileloc: PathBuf,
+    /// Task indices in topological order, computed once: the scheduler walks it after every
+    /// event.
+    #[serde(skip)]
+    order: Vec<usize>,
 }
 
 /// A DAG's settings: when and how it runs.
@@ -141,12 +145,14 @@ impl Dag {
         if let Some(cycle) = find_cycle(&tasks) {
             return Err(GraphError::Cycle(cycle));
         }
+        let order = topological_indices(&tasks);
         Ok(Self {
             id,
             settings,
             tasks,
             groups,
             fileloc,
+            order,
         })
     }
 
@@ -194,36 +200,36 @@ impl Dag {
     }
 
     /// Every task after all of its upstreams; ties keep declaration order.
-    #[must_use]
-    pub fn topological_order(&self) -> Vec<&Task> {
-        let index: BTreeMap<&TaskId, usize> = self
-            .tasks
-            .keys()
-            .enumerate()
-            .map(|(i, id)| (id, i))
-            .collect();
-        let mut remaining: Vec<usize> = self.tasks.values().map(|t| t.upstream.len()).collect();
-        let downstream = self.downstream_map();
-        let mut ready: BTreeSet<usize> = remaining
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n == 0)
-            .map(|(i, _)| i)
-            .collect();
-        let mut order = Vec::with_capacity(self.tasks.len());
-        while let Some(i) = ready.pop_first() {
-            let (id, task) = self.tasks.get_index(i).expect("index from enumerate");
-            order.push(task);
-            for down in &downstream[id] {
-                let d = index[down];
-                remaining[d] -= 1;
-                if remaining[d] == 0 {
-                    ready.insert(d);
-                }
+    pub fn topological_order(&self) -> impl ExactSizeIterator<Item = &Task> {
+        self.order.iter().map(|i| &self.tasks[*i])
+    }
+}
+
+/// Task indices in topological order (Kahn's algorithm); ties keep declaration order. The graph
+/// must be acyclic.
+fn topological_indices(tasks: &IndexMap<TaskId, Task>) -> Vec<usize> {
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+    let mut remaining: Vec<usize> = vec![0; tasks.len()];
+    for (i, task) in tasks.values().enumerate() {
+        for up in &task.upstream {
+            if let Some(u) = tasks.get_index_of(up) {
+                downstream[u].push(i);
+                remaining[i] += 1;
             }
         }
-        order
     }
+    let mut ready: BTreeSet<usize> = (0..tasks.len()).filter(|i| remaining[*i] == 0).collect();
+    let mut order = Vec::with_capacity(tasks.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &d in &downstream[i] {
+            remaining[d] -= 1;
+            if remaining[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    order
 }
 
 /// Finds one cycle, if any, as the list of tasks on it in edge order.

@@ -176,21 +176,22 @@ pub fn settle(
     states: &HashMap<TaskId, TaskState>,
     past_ok: impl Fn(&TaskId) -> bool,
 ) -> Settled {
-    let mut current: HashMap<&TaskId, TaskState> = states.iter().map(|(id, s)| (id, *s)).collect();
+    // Decisions made in this pass, consulted before `states`: no copy of the run's states is made,
+    // as this runs after every event of a run.
+    let mut decided: HashMap<&TaskId, TaskState> = HashMap::new();
+    let state_of = |decided: &HashMap<&TaskId, TaskState>, id: &TaskId| {
+        decided
+            .get(id)
+            .or_else(|| states.get(id))
+            .copied()
+            .unwrap_or(TaskState::NoStatus)
+    };
     let mut out = Settled::default();
     for task in dag.topological_order() {
-        let state = current
-            .get(&task.id)
-            .copied()
-            .unwrap_or(TaskState::NoStatus);
-        if state != TaskState::NoStatus {
+        if state_of(&decided, &task.id) != TaskState::NoStatus {
             continue;
         }
-        let up = UpstreamCounts::of(
-            task.upstream
-                .iter()
-                .map(|u| current.get(u).copied().unwrap_or(TaskState::NoStatus)),
-        );
+        let up = UpstreamCounts::of(task.upstream.iter().map(|u| state_of(&decided, u)));
         match decide(task.settings.trigger_rule, &up) {
             Decision::Wait => {}
             Decision::Ready => {
@@ -199,11 +200,11 @@ pub fn settle(
                 }
             }
             Decision::Skip => {
-                current.insert(&task.id, TaskState::Skipped);
+                decided.insert(&task.id, TaskState::Skipped);
                 out.finished.push((task.id.clone(), TaskState::Skipped));
             }
             Decision::UpstreamFailed => {
-                current.insert(&task.id, TaskState::UpstreamFailed);
+                decided.insert(&task.id, TaskState::UpstreamFailed);
                 out.finished
                     .push((task.id.clone(), TaskState::UpstreamFailed));
             }

@@ -63,10 +63,9 @@ pub struct RunReport {
     pub stopped: Option<String>,
 }
 
-/// Per-task bookkeeping during the run.
+/// Per-task bookkeeping during the run (its state is in `Driver::states`).
 #[derive(Debug, Default)]
 struct Instance {
-    state: Option<TaskState>,
     tries: u32,
     started: Option<Instant>,
     duration: Option<Duration>,
@@ -86,7 +85,7 @@ pub async fn run(
     let mut stopped = None;
     loop {
         driver.step();
-        if run_state(dag, &driver.states()) != DagRunState::Running {
+        if driver.unfinished == 0 {
             break;
         }
         let next_retry = driver.retry_at.keys().next().copied();
@@ -124,6 +123,10 @@ struct Driver<'a> {
     renderer: Renderer,
     xcoms: Arc<RunXComs>,
     instances: HashMap<TaskId, Instance>,
+    /// Every task's state; tasks not in it have none yet.
+    states: HashMap<TaskId, TaskState>,
+    /// How many tasks are not finished: the run ends when none are.
+    unfinished: usize,
     /// Tasks waiting for their retry delay, by when it ends.
     retry_at: BTreeMap<Instant, Vec<TaskId>>,
 }
@@ -140,21 +143,16 @@ impl<'a> Driver<'a> {
                 .tasks()
                 .map(|t| (t.id.clone(), Instance::default()))
                 .collect(),
+            states: HashMap::with_capacity(dag.tasks().len()),
+            unfinished: dag.tasks().len(),
             retry_at: BTreeMap::new(),
         }
     }
 
-    fn states(&self) -> HashMap<TaskId, TaskState> {
-        self.instances
-            .iter()
-            .map(|(id, i)| (id.clone(), i.state.unwrap_or(TaskState::NoStatus)))
-            .collect()
-    }
-
     fn state(&self, task: &TaskId) -> TaskState {
-        self.instances
+        self.states
             .get(task)
-            .and_then(|i| i.state)
+            .copied()
             .unwrap_or(TaskState::NoStatus)
     }
 
@@ -162,16 +160,30 @@ impl<'a> Driver<'a> {
     /// which it reports in the task's failure rather than crash the run.
     fn transition(&mut self, task: &TaskId, event: TaskEvent) {
         let from = self.state(task);
-        let instance = self.instances.entry(task.clone()).or_default();
         match from.apply(event) {
-            Ok(to) => instance.state = Some(to),
-            Err(err) => instance.failure = Some(format!("internal: {err}")),
+            Ok(to) => self.set_state(task, to),
+            Err(err) => {
+                self.instances.entry(task.clone()).or_default().failure =
+                    Some(format!("internal: {err}"))
+            }
+        }
+    }
+
+    fn set_state(&mut self, task: &TaskId, to: TaskState) {
+        let from = self
+            .states
+            .insert(task.clone(), to)
+            .unwrap_or(TaskState::NoStatus);
+        match (from.is_finished(), to.is_finished()) {
+            (false, true) => self.unfinished -= 1,
+            (true, false) => self.unfinished += 1,
+            _ => {}
         }
     }
 
     /// Settles the run and starts every ready task.
     fn step(&mut self) {
-        let settled = settle(self.dag, &self.states(), |_| true);
+        let settled = settle(self.dag, &self.states, |_| true);
         for (task, state) in settled.finished {
             let event = if state == TaskState::Skipped {
                 TaskEvent::Skip
@@ -323,7 +335,7 @@ impl<'a> Driver<'a> {
         let live: Vec<TryKey> = self
             .instances
             .iter()
-            .filter(|(_, i)| i.state.is_some_and(TaskState::holds_slot))
+            .filter(|(id, _)| self.state(id).holds_slot())
             .map(|(id, i)| TryKey {
                 dag_id: self.dag.id.clone(),
                 run_id: self.spec.run_id.clone(),
@@ -347,24 +359,27 @@ impl<'a> Driver<'a> {
         }
         // As in Airflow, a timed-out run's tasks that never ran are skipped. This ends the run
         // from outside the lifecycle (a retry-waiting task could not be skipped from within).
-        for instance in self.instances.values_mut() {
-            if !instance.state.is_some_and(TaskState::is_finished) {
-                instance.state = Some(TaskState::Skipped);
-            }
+        let unfinished: Vec<TaskId> = self
+            .dag
+            .tasks()
+            .filter(|t| !self.state(&t.id).is_finished())
+            .map(|t| t.id.clone())
+            .collect();
+        for task in unfinished {
+            self.set_state(&task, TaskState::Skipped);
         }
     }
 
     fn report(self, stopped: Option<String>) -> RunReport {
-        let states = self.states();
+        let states = &self.states;
         let state = if stopped.is_some() {
             DagRunState::Failed
         } else {
-            run_state(self.dag, &states)
+            run_state(self.dag, states)
         };
         let tasks = self
             .dag
             .topological_order()
-            .into_iter()
             .map(|t| {
                 let instance = self.instances.get(&t.id);
                 TaskReport {

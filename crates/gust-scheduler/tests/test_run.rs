@@ -34,9 +34,13 @@ impl Fixture {
             yaml.replace("{dir}", &self.dir.path().display().to_string()),
         )
         .expect("write");
-        let load =
-            gust_dagfile::load_folder(&dags, Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("a date"))
-                .expect("folder");
+        let load = gust_dagfile::load_folder(
+            &dags,
+            Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+                .single()
+                .expect("a date"),
+        )
+        .expect("folder");
         assert!(load.problems.is_empty(), "{:?}", load.problems);
         load.dags.into_iter().next().expect("one DAG")
     }
@@ -48,7 +52,10 @@ impl Fixture {
             ..LocalConfig::default()
         };
         let executor = LocalExecutor::new(config, tx, Arc::new(SystemClock));
-        let start = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).single().expect("a date");
+        let start = Utc
+            .with_ymd_and_hms(2024, 3, 5, 0, 0, 0)
+            .single()
+            .expect("a date");
         let spec = TestRunSpec {
             run_id: RunId::new("manual__2024-03-05T00:00:00+00:00").expect("a run id"),
             interval: DataInterval {
