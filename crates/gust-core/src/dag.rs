@@ -156,6 +156,20 @@ impl Dag {
         })
     }
 
+    /// A digest of the DAG's whole definition (hex SHA-256 of its JSON form): equal digests mean
+    /// the same DAG, so a re-parsed file that changed nothing changes nothing downstream.
+    #[must_use]
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        // Serializing plain data to a String cannot fail; an empty digest input would only make
+        // every DAG look changed, never unchanged.
+        let json = serde_json::to_string(self).unwrap_or_default();
+        Sha256::digest(json.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The tasks in declaration order.
     pub fn tasks(&self) -> impl ExactSizeIterator<Item = &Task> {
         self.tasks.values()

@@ -6,6 +6,7 @@
 //! YAML tree), [`merge`] (defaults), [`file`] (one file's DAGs) and `build` (one DAG's
 //! settings, tasks, groups and edges).
 
+pub mod bag;
 mod build;
 pub mod diagnostic;
 pub mod file;
@@ -14,6 +15,7 @@ pub mod location;
 pub mod merge;
 pub mod yaml;
 
+pub use bag::{BagChanges, BagEntry, DagBag};
 pub use build::{ChainError, parse_chain};
 pub use diagnostic::Diagnostic;
 pub use folder::{FolderError, FolderLoad, load_folder, load_paths};

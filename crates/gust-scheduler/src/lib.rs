@@ -7,6 +7,7 @@
 //! behind `gust dags test` ([`test_run`]); the database-backed scheduler loop builds on the same
 //! decisions.
 
+pub mod dag_watch;
 pub mod log_path;
 pub mod test_run;
 mod xcom;
