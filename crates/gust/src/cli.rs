@@ -22,6 +22,9 @@ pub enum Command {
     /// Show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the metadata database.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print Gust's version.
     Version,
 }
@@ -83,6 +86,15 @@ pub enum DagsCommand {
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+}
+
+/// `gust db ...`
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create or upgrade the schema (`[database] url`).
+    Migrate,
+    /// Check the database answers and its schema is current.
+    Check,
 }
 
 /// `gust config ...`

@@ -21,6 +21,16 @@ pub struct Config {
     pub core: CoreConfig,
     /// `[logging]`: where try logs go.
     pub logging: LoggingConfig,
+    /// `[database]`: the metadata database.
+    pub database: DatabaseConfig,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (default `sqlite://$GUST_HOME/gust.db`) or `postgres://USER:PASSWORD@HOST/DB`.
+    pub url: String,
 }
 
 /// `[core]`.
@@ -52,6 +62,9 @@ impl Config {
             },
             logging: LoggingConfig {
                 base_log_folder: home.join("logs"),
+            },
+            database: DatabaseConfig {
+                url: format!("sqlite://{}", home.join("gust.db").display()),
             },
         }
     }

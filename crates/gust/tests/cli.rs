@@ -242,3 +242,48 @@ fn dags_test_exits_1_when_the_run_fails_and_names_the_failure() {
         .code(1)
         .stderr("error: --conf must be a JSON object, like '{\"limit\": 10}'\n");
 }
+
+#[test]
+fn db_migrate_creates_the_sqlite_schema_and_check_confirms_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["db", "check"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("run `gust db migrate`"));
+    gust(home.path())
+        .args(["db", "migrate"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("schema at version 1"));
+    gust(home.path())
+        .args(["db", "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(current)"));
+    assert!(home.path().join("gust.db").exists());
+}
+
+#[test]
+fn the_database_password_is_never_printed() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let url = "postgres://gust:hunter2@127.0.0.1:1/gust";
+    gust(home.path())
+        .args(["config", "list"])
+        .env("GUST__DATABASE__URL", url)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("postgres://gust:***@127.0.0.1:1/gust")
+                .and(predicate::str::contains("hunter2").not()),
+        );
+    gust(home.path())
+        .args(["db", "check"])
+        .env("GUST__DATABASE__URL", url)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("cannot connect")
+                .and(predicate::str::contains("hunter2").not()),
+        );
+}

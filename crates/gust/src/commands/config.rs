@@ -10,7 +10,9 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConfigCommand::List => {
             let home = config::home()?;
-            let config = Config::load(&home)?;
+            let mut config = Config::load(&home)?;
+            // The database password is a secret: never printed.
+            config.database.url = gust_store::redact(&config.database.url);
             println!("# GUST_HOME = {}", home.display());
             print!("{}", toml::to_string(&config)?);
             Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 
 mod config;
 mod dags;
+mod db;
 mod test_run;
 
 pub use dags::relative;
@@ -15,6 +16,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dags(command) => dags::run(command),
         Command::Config(command) => config::run(command),
+        Command::Db(command) => db::run(command),
         Command::Version => {
             println!("gust {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,93 @@
+//! DAGs as last parsed: definition, fingerprint, paused flag.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::error::query;
+use crate::time::{from_db, to_db};
+use crate::{Store, StoreError, with_pool};
+
+/// A DAG's stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDag {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The file it came from.
+    pub fileloc: String,
+    /// Its definition as JSON.
+    pub definition: serde_json::Value,
+    /// A digest of the definition.
+    pub fingerprint: String,
+    /// Whether the scheduler leaves it alone.
+    pub is_paused: bool,
+    /// Whether its file has errors and this is its last good version.
+    pub is_stale: bool,
+    /// When it was last parsed.
+    pub last_parsed: DateTime<Utc>,
+}
+
+impl Store {
+    /// Records a parsed DAG; a new DAG starts paused when `paused_if_new`. The paused flag of a
+    /// known DAG is left as users set it.
+    pub async fn upsert_dag(&self, dag: &StoredDag, paused_if_new: bool) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "INSERT INTO dags (dag_id, fileloc, definition, fingerprint, is_paused, is_stale, last_parsed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (dag_id) DO UPDATE SET fileloc = excluded.fileloc, definition = excluded.definition, \
+             fingerprint = excluded.fingerprint, is_stale = excluded.is_stale, last_parsed = excluded.last_parsed",
+        );
+        let definition = dag.definition.to_string();
+        with_pool!(self, pool => sqlx::query(&sql)
+            .bind(&dag.dag_id)
+            .bind(&dag.fileloc)
+            .bind(&definition)
+            .bind(&dag.fingerprint)
+            .bind(i32::from(paused_if_new))
+            .bind(i32::from(dag.is_stale))
+            .bind(to_db(dag.last_parsed))
+            .execute(pool)
+            .await
+            .map(drop))
+        .map_err(query("recording a DAG"))
+    }
+
+    /// One DAG.
+    pub async fn dag(&self, dag_id: &str) -> Result<Option<StoredDag>, StoreError> {
+        let sql = self.sql("SELECT dag_id, fileloc, definition, fingerprint, is_paused, is_stale, last_parsed FROM dags WHERE dag_id = $1");
+        let row = with_pool!(self, pool => sqlx::query(&sql).bind(dag_id).fetch_optional(pool).await.map_err(query("reading a DAG"))?
+            .map(|row| {
+                let definition: String = row.try_get("definition")?;
+                Ok::<_, sqlx::Error>((row.try_get("dag_id")?, row.try_get("fileloc")?, definition, row.try_get("fingerprint")?,
+                    row.try_get::<i32, _>("is_paused")?, row.try_get::<i32, _>("is_stale")?, row.try_get::<i64, _>("last_parsed")?))
+            })
+            .transpose()
+            .map_err(query("reading a DAG"))?);
+        row.map(
+            |(dag_id, fileloc, definition, fingerprint, paused, stale, parsed)| {
+                Ok(StoredDag {
+                    dag_id,
+                    fileloc,
+                    definition: serde_json::from_str(&definition).map_err(|e| {
+                        StoreError::Corrupt {
+                            what: "DAG definition",
+                            detail: e.to_string(),
+                        }
+                    })?,
+                    fingerprint,
+                    is_paused: paused != 0,
+                    is_stale: stale != 0,
+                    last_parsed: from_db(parsed)?,
+                })
+            },
+        )
+        .transpose()
+    }
+
+    /// Pauses or unpauses a DAG; `false` when there is no such DAG.
+    pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool, StoreError> {
+        let sql = self.sql("UPDATE dags SET is_paused = $1 WHERE dag_id = $2");
+        let done = with_pool!(self, pool => sqlx::query(&sql).bind(i32::from(paused)).bind(dag_id).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(query("pausing a DAG"))?;
+        Ok(done == 1)
+    }
+}

@@ -1,0 +1,213 @@
+//! The metadata store: DAGs, runs, task instances with their tries, XComs, variables,
+//! connections, pools, import errors and the log index, on SQLite (the embedded default) or
+//! PostgreSQL, through sqlx.
+//!
+//! One schema, two engines: each query is written once with `$N` placeholders and runs on either
+//! pool. Every state the scheduler moves is updated with compare-and-set (`... WHERE state = $old
+//! AND version = $v`), so two writers can never both win; zero rows updated means "re-read and
+//! decide again". Times are stored as microseconds since the epoch, JSON as text. This crate
+//! stores and reads; deciding what a state should become belongs to gust-core and the scheduler.
+
+mod dags;
+mod error;
+mod pools;
+mod runs;
+mod task_instances;
+mod time;
+mod variables;
+mod xcoms;
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use dags::StoredDag;
+pub use error::StoreError;
+pub use pools::Pool;
+pub use runs::{NewRun, RunType, StoredRun};
+pub use task_instances::StoredTaskInstance;
+
+/// How long connecting (or taking a pooled connection) may take before it is an error.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection pool to the metadata database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    engine: Engine,
+}
+
+#[derive(Debug, Clone)]
+enum Engine {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store has; the body is compiled for
+/// both engines.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.engine {
+            $crate::Engine::Sqlite($pool) => $body,
+            $crate::Engine::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// SQLite, one file.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Store {
+    /// Connects to `url`: `sqlite://PATH` (created if missing, WAL mode) or `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let connect = |source| StoreError::Connect {
+            url: redact(url),
+            source,
+        };
+        let engine = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(connect)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(std::time::Duration::from_secs(10));
+            Engine::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect)?,
+            )
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url).map_err(connect)?;
+            // A server that does not answer in time is reported rather than waited on.
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(CONNECT_TIMEOUT);
+            Engine::Postgres(pool.connect_with(options).await.map_err(connect)?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact(url)));
+        };
+        Ok(Self { engine })
+    }
+
+    /// Which engine this store runs on.
+    #[must_use]
+    pub fn kind(&self) -> EngineKind {
+        match self.engine {
+            Engine::Sqlite(_) => EngineKind::Sqlite,
+            Engine::Postgres(_) => EngineKind::Postgres,
+        }
+    }
+
+    /// Brings the schema up to date (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await,
+            Engine::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+        }
+        .map_err(StoreError::Migrate)
+    }
+
+    /// Checks the database answers and its schema is current; returns the schema version.
+    pub async fn check(&self) -> Result<i64, StoreError> {
+        let latest = match &self.engine {
+            Engine::Sqlite(_) => sqlx::migrate!("migrations/sqlite")
+                .iter()
+                .map(|m| m.version)
+                .max(),
+            Engine::Postgres(_) => sqlx::migrate!("migrations/postgres")
+                .iter()
+                .map(|m| m.version)
+                .max(),
+        }
+        .unwrap_or(0);
+        let sql = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        let applied: i64 = with_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await)
+            .map_err(|source| StoreError::NotMigrated { source })?;
+        if applied < latest {
+            return Err(StoreError::Outdated { applied, latest });
+        }
+        Ok(applied)
+    }
+
+    /// Runs one administrative statement (`CREATE DATABASE`...) outside any transaction; for
+    /// tests and `gust db` commands, never with user input.
+    pub async fn execute_admin(&self, statement: &str) -> Result<(), StoreError> {
+        with_pool!(self, pool => sqlx::raw_sql(statement).execute(pool).await.map(drop))
+            .map_err(error::query("an administrative statement"))
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+
+    /// `text` with `$N` placeholders rewritten for this engine (SQLite numbers them `?N`).
+    pub(crate) fn sql(&self, text: &'static str) -> std::borrow::Cow<'static, str> {
+        match self.engine {
+            Engine::Postgres(_) => std::borrow::Cow::Borrowed(text),
+            Engine::Sqlite(_) => std::borrow::Cow::Owned(to_sqlite_placeholders(text)),
+        }
+    }
+}
+
+fn to_sqlite_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `url` without its password, for messages.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_sqlite() {
+        assert_eq!(
+            to_sqlite_placeholders("a = $1 AND b = $12 AND c = '$x'"),
+            "a = ?1 AND b = ?12 AND c = '$x'"
+        );
+    }
+
+    #[test]
+    fn passwords_never_appear_in_messages() {
+        assert_eq!(
+            redact("postgres://gust:s3cret@db:5432/gust"),
+            "postgres://gust:***@db:5432/gust"
+        );
+        assert_eq!(redact("postgres://gust@db/gust"), "postgres://gust@db/gust");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}
