@@ -119,6 +119,7 @@ async fn run_dag(dag: &Dag, logs: &std::path::Path) -> (Duration, Duration) {
         interval: DataInterval { start, end: start },
         conf: serde_json::Map::new(),
         logs_root: logs.to_path_buf(),
+        variables: Default::default(),
     };
     let cpu_before = cpu_self();
     let began = Instant::now();

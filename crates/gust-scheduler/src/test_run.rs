@@ -35,6 +35,8 @@ pub struct TestRunSpec {
     pub conf: serde_json::Map<String, serde_json::Value>,
     /// Where try logs go.
     pub logs_root: PathBuf,
+    /// Variables templates can read (`var.value.NAME`), as they were when the run started.
+    pub variables: HashMap<String, String>,
 }
 
 /// How one task instance ended.
@@ -138,7 +140,7 @@ impl<'a> Driver<'a> {
             spec,
             executor,
             renderer: Renderer::new(),
-            xcoms: Arc::new(RunXComs::default()),
+            xcoms: Arc::new(RunXComs::with_variables(spec.variables.clone())),
             instances: dag
                 .tasks()
                 .map(|t| (t.id.clone(), Instance::default()))

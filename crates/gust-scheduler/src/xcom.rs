@@ -1,18 +1,28 @@
-//! XComs of one run, shared between the driver (which records them) and template rendering
-//! (which reads them through `ti.xcom_pull`).
+//! What templates of one run can look up: the run's XComs, shared between the driver (which
+//! records them) and rendering (`ti.xcom_pull`), and the variables the run started with.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
 use gust_template::RuntimeLookup;
 
-/// The run's XComs by (task_id, key); no variables.
+/// The run's XComs by (task_id, key), and its variables.
 #[derive(Debug, Default)]
 pub struct RunXComs {
     values: RwLock<HashMap<(String, String), serde_json::Value>>,
+    variables: HashMap<String, String>,
 }
 
 impl RunXComs {
+    /// A lookup with no XComs yet and these variables.
+    #[must_use]
+    pub fn with_variables(variables: HashMap<String, String>) -> Self {
+        Self {
+            values: RwLock::default(),
+            variables,
+        }
+    }
+
     /// Records `value` as `task_id`'s XCom `key`.
     pub fn push(&self, task_id: &str, key: &str, value: serde_json::Value) {
         self.values
@@ -23,8 +33,8 @@ impl RunXComs {
 }
 
 impl RuntimeLookup for RunXComs {
-    fn variable(&self, _key: &str) -> Option<String> {
-        None
+    fn variable(&self, key: &str) -> Option<String> {
+        self.variables.get(key).cloned()
     }
 
     fn xcom(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {

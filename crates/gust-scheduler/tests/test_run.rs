@@ -64,6 +64,9 @@ impl Fixture {
             },
             conf: conf.as_object().cloned().unwrap_or_default(),
             logs_root: self.dir.path().join("logs"),
+            variables: [("env".to_owned(), "prod".to_owned())]
+                .into_iter()
+                .collect(),
         };
         let report = tokio::time::timeout(
             Duration::from_secs(30),
@@ -225,4 +228,13 @@ async fn dagrun_timeout_stops_the_run() {
     );
     assert_eq!(state_of(&report, "long"), TaskState::Failed);
     assert_eq!(state_of(&report, "after"), TaskState::Skipped);
+}
+
+#[tokio::test]
+async fn variables_the_run_started_with_reach_templates() {
+    let f = Fixture::new();
+    let dag = f.dag("x:\n  tasks:\n    t: {operator: bash, bash_command: 'echo {{ var.value.env }} > {dir}/env'}\n");
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.state, DagRunState::Success);
+    assert_eq!(f.read("env"), "prod\n");
 }

@@ -25,6 +25,9 @@ pub enum Command {
     /// Manage the metadata database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Manage variables (templates read them as `var.value.KEY` and `var.json.KEY`).
+    #[command(subcommand)]
+    Variables(VariablesCommand),
     /// Print Gust's version.
     Version,
 }
@@ -85,6 +88,33 @@ pub enum DagsCommand {
         /// Output format.
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
+    },
+}
+
+/// `gust variables ...`
+#[derive(Debug, Subcommand)]
+pub enum VariablesCommand {
+    /// Print a variable's value.
+    Get {
+        /// The variable.
+        key: String,
+    },
+    /// Set a variable.
+    Set {
+        /// The variable.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the variables' keys.
+    List,
+    /// Delete a variable.
+    Delete {
+        /// The variable.
+        key: String,
     },
 }
 

@@ -287,3 +287,55 @@ fn the_database_password_is_never_printed() {
                 .and(predicate::str::contains("hunter2").not()),
         );
 }
+
+#[test]
+fn variables_are_stored_and_reach_templates_in_dags_test() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["variables", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("gust db migrate"));
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    gust(home.path())
+        .args(["variables", "set", "target", "warehouse"])
+        .assert()
+        .success();
+    gust(home.path())
+        .args(["variables", "get", "target"])
+        .assert()
+        .success()
+        .stdout("warehouse\n");
+    gust(home.path())
+        .args(["variables", "list"])
+        .assert()
+        .success()
+        .stdout("target\n");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("v.yaml"),
+        "v:\n  tasks:\n    t: {operator: bash, bash_command: 'echo {{ var.value.target }}'}\n",
+    )
+    .expect("write");
+    gust(home.path())
+        .args(["dags", "test", "v"])
+        .assert()
+        .success();
+    gust(home.path())
+        .args(["variables", "delete", "target"])
+        .assert()
+        .success();
+    gust(home.path())
+        .args(["variables", "get", "target"])
+        .assert()
+        .code(1)
+        .stderr("error: no variable \"target\"; `gust variables list` shows them\n");
+    gust(home.path())
+        .args(["dags", "test", "v"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "undefined name \"var.value.target\"",
+        ));
+}

@@ -4,6 +4,7 @@ mod config;
 mod dags;
 mod db;
 mod test_run;
+mod variables;
 
 pub use dags::relative;
 
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dags(command) => dags::run(command),
         Command::Config(command) => config::run(command),
         Command::Db(command) => db::run(command),
+        Command::Variables(command) => variables::run(command),
         Command::Version => {
             println!("gust {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! `gust dags test`: one run of a DAG in this process, with the local runtime.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use gust_core::schedule::DataInterval;
 use gust_core::state::DagRunState;
 use gust_exec_local::{LocalConfig, LocalExecutor};
 use gust_scheduler::test_run::{RunReport, TestRunSpec, run};
+use gust_store::Store;
 
 use crate::config::Config;
 use crate::render;
@@ -43,21 +45,23 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
     };
     let stamp = logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
     let run_id = RunId::new(format!("manual__{stamp}"))?;
-    let spec = TestRunSpec {
-        run_id: run_id.clone(),
-        // A manual run covers its logical date alone, as Airflow's manual runs of unscheduled DAGs.
-        interval: DataInterval {
-            start: logical_date,
-            end: logical_date,
-        },
-        conf,
-        logs_root: config.logging.base_log_folder.clone(),
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let report: RunReport = runtime.block_on(async {
+        let variables = variables_if_any(&config.database.url).await;
+        let spec = TestRunSpec {
+            run_id: run_id.clone(),
+            // A manual run covers its logical date alone, as Airflow's manual runs of unscheduled DAGs.
+            interval: DataInterval {
+                start: logical_date,
+                end: logical_date,
+            },
+            conf,
+            logs_root: config.logging.base_log_folder.clone(),
+            variables,
+        };
         let (tx, mut events) = gust_executor::event_channel();
         let local = LocalConfig {
             parallelism: config.core.parallelism,
@@ -87,4 +91,28 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The variables in the metadata database, when there is one; a test run works without it.
+async fn variables_if_any(url: &str) -> HashMap<String, String> {
+    // Do not create an empty SQLite database just by looking for one.
+    if url
+        .strip_prefix("sqlite://")
+        .is_some_and(|path| !std::path::Path::new(path).exists())
+    {
+        return HashMap::new();
+    }
+    let Ok(store) = Store::connect(url).await else {
+        return HashMap::new();
+    };
+    let mut variables = HashMap::new();
+    if store.check().await.is_ok() {
+        for key in store.variable_keys().await.unwrap_or_default() {
+            if let Ok(Some(value)) = store.variable(&key).await {
+                variables.insert(key, value);
+            }
+        }
+    }
+    store.close().await;
+    variables
 }

@@ -1,0 +1,55 @@
+//! `gust variables get | set | list | delete`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use gust_store::Store;
+
+use crate::cli::VariablesCommand;
+use crate::config::{self, Config};
+
+/// Runs a `gust variables` command.
+pub fn run(command: VariablesCommand) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config::home()?)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::connect(&config.database.url).await?;
+        store.check().await?;
+        let code = match command {
+            VariablesCommand::Get { key } => match store.variable(&key).await? {
+                Some(value) => {
+                    println!("{value}");
+                    ExitCode::SUCCESS
+                }
+                None => anyhow::bail!("no variable \"{key}\"; `gust variables list` shows them"),
+            },
+            VariablesCommand::Set {
+                key,
+                value,
+                description,
+            } => {
+                store
+                    .set_variable(&key, &value, description.as_deref())
+                    .await?;
+                ExitCode::SUCCESS
+            }
+            VariablesCommand::List => {
+                for key in store.variable_keys().await? {
+                    println!("{key}");
+                }
+                ExitCode::SUCCESS
+            }
+            VariablesCommand::Delete { key } => {
+                if !store.delete_variable(&key).await? {
+                    anyhow::bail!("no variable \"{key}\"");
+                }
+                ExitCode::SUCCESS
+            }
+        };
+        store.close().await;
+        Ok(code)
+    })
+}
