@@ -211,3 +211,27 @@ mod tests {
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
 }
+
+#[cfg(test)]
+mod schema_tests {
+    /// The two engines' migrations must describe the same schema: they may differ only in the
+    /// lines that spell an auto-increment key, which SQLite and PostgreSQL write differently.
+    #[test]
+    fn both_engines_migrations_stay_in_lockstep() {
+        let sqlite = include_str!("../migrations/sqlite/0001_initial.sql");
+        let postgres = include_str!("../migrations/postgres/0001_initial.sql");
+        let differing: Vec<(&str, &str)> = sqlite
+            .lines()
+            .zip(postgres.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(sqlite.lines().count(), postgres.lines().count());
+        assert!(
+            differing
+                .iter()
+                .all(|(a, b)| a.contains("AUTOINCREMENT")
+                    && b.contains("GENERATED ALWAYS AS IDENTITY")),
+            "{differing:#?}"
+        );
+    }
+}

@@ -17,10 +17,7 @@ pub fn run(command: DbCommand) -> anyhow::Result<ExitCode> {
     {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = Store::connect(&url).await?;
         let shown = gust_store::redact(&url);

@@ -45,10 +45,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
     };
     let stamp = logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
     let run_id = RunId::new(format!("manual__{stamp}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     let report: RunReport = runtime.block_on(async {
         let variables = variables_if_any(&config.database.url).await;
         let spec = TestRunSpec {

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use gust_store::Store;
 
 use crate::cli::VariablesCommand;
@@ -11,10 +10,7 @@ use crate::config::{self, Config};
 /// Runs a `gust variables` command.
 pub fn run(command: VariablesCommand) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config::home()?)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = Store::connect(&config.database.url).await?;
         store.check().await?;
