@@ -15,4 +15,5 @@ pub mod retry;
 pub mod schedule;
 pub mod state;
 pub mod task;
+pub mod timetable;
 pub mod trigger_rule;

@@ -177,6 +177,19 @@ impl Schedule {
         }
     }
 
+    /// For cron schedules, the latest fire time at or before `at`, evaluated in `tz`.
+    #[must_use]
+    pub fn prev_fire_at_or_before(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Cron(cron) => cron
+                .cron
+                .find_previous_occurrence(&at.with_timezone(&tz), true)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            Schedule::Manual | Schedule::Once | Schedule::Interval(_) => None,
+        }
+    }
+
     /// The data interval of the run after `last` (or the first run, from `start_date`), with
     /// Airflow's semantics. Catchup, `end_date` and "has it ended yet" are the caller's to decide.
     #[must_use]
