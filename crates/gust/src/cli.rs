@@ -28,6 +28,12 @@ pub enum Command {
     /// Manage variables (templates read them as `var.value.KEY` and `var.json.KEY`).
     #[command(subcommand)]
     Variables(VariablesCommand),
+    /// Manage pools (slot budgets that tasks take slots from).
+    #[command(subcommand)]
+    Pools(PoolsCommand),
+    /// Work with single tasks.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
     /// Print Gust's version.
     Version,
 }
@@ -115,6 +121,44 @@ pub enum VariablesCommand {
     Delete {
         /// The variable.
         key: String,
+    },
+}
+
+/// `gust pools ...`
+#[derive(Debug, Subcommand)]
+pub enum PoolsCommand {
+    /// Create or resize a pool.
+    Set {
+        /// The pool.
+        name: String,
+        /// How many slots it has.
+        slots: u32,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the pools.
+    List,
+}
+
+/// `gust tasks ...`
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Run one task once, in this process, ignoring its upstreams and recording nothing (as
+    /// Airflow's `tasks test`); exit 0 only if it succeeded.
+    Test {
+        /// The DAG.
+        dag_id: String,
+        /// The task.
+        task_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
+        /// The run's conf, a JSON object overriding the DAG's params.
+        #[arg(long, value_name = "JSON")]
+        conf: Option<String>,
+        /// The logical date (default: now).
+        #[arg(long, value_name = "DATE")]
+        logical_date: Option<String>,
     },
 }
 

@@ -339,3 +339,41 @@ fn variables_are_stored_and_reach_templates_in_dags_test() {
             "undefined name \"var.value.target\"",
         ));
 }
+
+#[test]
+fn pools_are_set_and_listed() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    gust(home.path())
+        .args(["pools", "set", "gpu", "2", "--description", "the GPU nodes"])
+        .assert()
+        .success();
+    gust(home.path())
+        .args(["pools", "list"])
+        .assert()
+        .success()
+        .stdout("default_pool\t128\tDefault pool\ngpu\t2\tthe GPU nodes\n");
+}
+
+#[test]
+fn tasks_test_runs_one_task_without_its_upstreams() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args([
+            "tasks",
+            "test",
+            "kube_operator_diamond",
+            "t4",
+            "--dags-folder",
+        ])
+        .arg(examples())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("t4").and(predicate::str::contains("t1").not()));
+    gust(home.path())
+        .args(["tasks", "test", "kube_operator_diamond", "t9", "--dags-folder"])
+        .arg(examples())
+        .assert()
+        .code(1)
+        .stderr("error: DAG \"kube_operator_diamond\" has no task \"t9\"; its tasks are: t1, t2, t3, t4\n");
+}

@@ -93,6 +93,54 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Runs a `gust tasks` command.
+pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        crate::cli::TasksCommand::Test {
+            dag_id,
+            task_id,
+            folder,
+            conf,
+            logical_date,
+        } => {
+            let config = Config::load(&config::home()?)?;
+            let (_, load) = load(&folder)?;
+            let dag = find_dag(load, &dag_id)?;
+            let dag = single_task(&dag, &task_id)?;
+            super::test_run::run_test(
+                super::test_run::TestArgs {
+                    dag,
+                    conf,
+                    logical_date,
+                },
+                &config,
+            )
+        }
+    }
+}
+
+/// `dag` cut down to `task_id` alone, without its upstreams: what `tasks test` runs.
+fn single_task(dag: &gust_core::dag::Dag, task_id: &str) -> anyhow::Result<gust_core::dag::Dag> {
+    let Some(task) = dag.tasks().find(|t| t.id.as_str() == task_id) else {
+        let ids: Vec<&str> = dag.tasks().map(|t| t.id.as_str()).collect();
+        anyhow::bail!(
+            "DAG \"{}\" has no task \"{task_id}\"; its tasks are: {}",
+            dag.id,
+            ids.join(", ")
+        );
+    };
+    let mut task = task.clone();
+    task.upstream.clear();
+    let tasks = [(task.id.clone(), task)].into_iter().collect();
+    Ok(gust_core::dag::Dag::new(
+        dag.id.clone(),
+        dag.settings.clone(),
+        tasks,
+        dag.groups.clone(),
+        dag.fileloc.clone(),
+    )?)
+}
+
 /// The DAG `dag_id` of a loaded folder, or an error saying why it is not there.
 fn find_dag(load: FolderLoad, dag_id: &str) -> anyhow::Result<gust_core::dag::Dag> {
     let broken = load

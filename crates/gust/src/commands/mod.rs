@@ -3,6 +3,7 @@
 mod config;
 mod dags;
 mod db;
+mod pools;
 mod test_run;
 mod variables;
 
@@ -19,6 +20,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(command) => config::run(command),
         Command::Db(command) => db::run(command),
         Command::Variables(command) => variables::run(command),
+        Command::Pools(command) => pools::run(command),
+        Command::Tasks(command) => dags::run_tasks(command),
         Command::Version => {
             println!("gust {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
