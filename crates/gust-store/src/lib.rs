@@ -8,6 +8,7 @@
 //! decide again". Times are stored as microseconds since the epoch, JSON as text. This crate
 //! stores and reads; deciding what a state should become belongs to gust-core and the scheduler.
 
+mod connections;
 mod dags;
 mod error;
 mod pools;
@@ -23,6 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use connections::{Connection, Secret, SecretKey};
 pub use dags::StoredDag;
 pub use error::StoreError;
 pub use pools::Pool;

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use gust_core::state::{DagRunState, TaskState};
-use gust_store::{EngineKind, NewRun, Pool, RunType, Store, StoredDag};
+use gust_store::{
+    Connection, EngineKind, NewRun, Pool, RunType, Secret, SecretKey, Store, StoredDag,
+};
 
 /// A migrated store on SQLite, in a folder that lives as long as the returned guard.
 async fn sqlite() -> (Store, tempfile::TempDir) {
@@ -82,6 +84,7 @@ both_engines!(
     task_instances_move_by_compare_and_set_and_count_tries,
     xcoms_round_trip_and_are_bounded,
     variables_and_pools_round_trip,
+    connection_secrets_are_encrypted_at_rest,
 );
 
 fn at(hour: u32) -> DateTime<Utc> {
@@ -345,4 +348,45 @@ async fn variables_and_pools_round_trip(store: Store) {
         .await
         .expect("set");
     assert_eq!(store.pools().await.expect("pools").len(), 2);
+}
+
+async fn connection_secrets_are_encrypted_at_rest(store: Store) {
+    let key = SecretKey::parse(&SecretKey::generate()).expect("a generated key is valid");
+    let conn = Connection {
+        conn_id: "warehouse".into(),
+        conn_type: "postgres".into(),
+        host: Some("db".into()),
+        login: Some("etl".into()),
+        schema: Some("dw".into()),
+        port: Some(5432),
+        password: Some(Secret::new("hunter2")),
+        extra: Some(Secret::new(r#"{"sslmode": "require"}"#)),
+        description: None,
+    };
+    store.put_connection(&conn, &key).await.expect("put");
+    assert_eq!(
+        store.connection("warehouse", &key).await.expect("get"),
+        Some(conn.clone())
+    );
+    let raw = store
+        .raw_connection_password("warehouse")
+        .await
+        .expect("raw")
+        .expect("stored");
+    assert!(!raw.contains("hunter2"), "the password is stored encrypted");
+    assert!(
+        !format!("{conn:?}").contains("hunter2"),
+        "Debug never shows secrets"
+    );
+    let other = SecretKey::parse(&SecretKey::generate()).expect("key");
+    let err = store
+        .connection("warehouse", &other)
+        .await
+        .expect_err("a wrong key cannot decrypt");
+    assert!(err.to_string().contains("fernet_key"), "{err}");
+    assert_eq!(
+        store.connection_ids().await.expect("list"),
+        [("warehouse".to_owned(), "postgres".to_owned())]
+    );
+    assert!(store.delete_connection("warehouse").await.expect("delete"));
 }

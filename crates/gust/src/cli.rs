@@ -28,6 +28,9 @@ pub enum Command {
     /// Manage variables (templates read them as `var.value.KEY` and `var.json.KEY`).
     #[command(subcommand)]
     Variables(VariablesCommand),
+    /// Manage connections (secrets encrypted at rest, never printed).
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
     /// Manage pools (slot budgets that tasks take slots from).
     #[command(subcommand)]
     Pools(PoolsCommand),
@@ -121,6 +124,52 @@ pub enum VariablesCommand {
     Delete {
         /// The variable.
         key: String,
+    },
+}
+
+/// `gust connections ...` (Airflow's flag names).
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// Create or replace a connection.
+    Add {
+        /// The connection's id.
+        conn_id: String,
+        /// Its type (`kubernetes`, `aws`, `postgres`...).
+        #[arg(long)]
+        conn_type: String,
+        /// Host.
+        #[arg(long)]
+        conn_host: Option<String>,
+        /// User name.
+        #[arg(long)]
+        conn_login: Option<String>,
+        /// Password (encrypted at rest).
+        #[arg(long)]
+        conn_password: Option<String>,
+        /// Schema or database.
+        #[arg(long)]
+        conn_schema: Option<String>,
+        /// Port.
+        #[arg(long)]
+        conn_port: Option<u16>,
+        /// Extra settings, a JSON object (encrypted at rest).
+        #[arg(long)]
+        conn_extra: Option<String>,
+        /// What it is for.
+        #[arg(long)]
+        conn_description: Option<String>,
+    },
+    /// Show a connection (its password as ***).
+    Get {
+        /// The connection's id.
+        conn_id: String,
+    },
+    /// List the connections.
+    List,
+    /// Delete a connection.
+    Delete {
+        /// The connection's id.
+        conn_id: String,
     },
 }
 

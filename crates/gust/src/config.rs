@@ -41,6 +41,10 @@ pub struct CoreConfig {
     pub dags_folder: PathBuf,
     /// How many tries may run at once on this host (default 32, Airflow's).
     pub parallelism: usize,
+    /// The Fernet key connection secrets are encrypted with (Airflow's format, so an Airflow
+    /// `fernet_key` works). Default: a key generated on first use into `$GUST_HOME/fernet.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fernet_key: Option<String>,
 }
 
 /// `[logging]`.
@@ -59,6 +63,7 @@ impl Config {
             core: CoreConfig {
                 dags_folder: home.join("dags"),
                 parallelism: 32,
+                fernet_key: None,
             },
             logging: LoggingConfig {
                 base_log_folder: home.join("logs"),

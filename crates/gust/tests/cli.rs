@@ -377,3 +377,90 @@ fn tasks_test_runs_one_task_without_its_upstreams() {
         .code(1)
         .stderr("error: DAG \"kube_operator_diamond\" has no task \"t9\"; its tasks are: t1, t2, t3, t4\n");
 }
+
+#[test]
+fn connections_keep_their_secrets_encrypted_and_never_print_them() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    gust(home.path())
+        .args([
+            "connections",
+            "add",
+            "warehouse",
+            "--conn-type",
+            "postgres",
+            "--conn-host",
+            "db",
+            "--conn-port",
+            "5432",
+        ])
+        .args([
+            "--conn-login",
+            "etl",
+            "--conn-password",
+            "hunter2",
+            "--conn-extra",
+            r#"{"sslmode": "require"}"#,
+        ])
+        .assert()
+        .success();
+    let key = std::fs::read_to_string(home.path().join("fernet.key")).expect("a key was generated");
+    assert!(
+        gust_store_key_is_private(&home.path().join("fernet.key")),
+        "the key file is private"
+    );
+    gust(home.path())
+        .args(["connections", "get", "warehouse"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("host: db")
+                .and(predicate::str::contains("password: ***"))
+                .and(predicate::str::contains("hunter2").not()),
+        );
+    gust(home.path())
+        .args(["connections", "list"])
+        .assert()
+        .success()
+        .stdout("warehouse\tpostgres\n");
+    let db = std::fs::read(home.path().join("gust.db")).expect("the database");
+    assert!(
+        !db.windows(7).any(|w| w == b"hunter2"),
+        "the password is not stored in plain text"
+    );
+    gust(home.path())
+        .args(["config", "list"])
+        .env("GUST__CORE__FERNET_KEY", key.trim())
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("fernet_key = \"***\"")
+                .and(predicate::str::contains(key.trim()).not()),
+        );
+    gust(home.path())
+        .args([
+            "connections",
+            "add",
+            "bad",
+            "--conn-type",
+            "x",
+            "--conn-extra",
+            "[1]",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "--conn-extra must be a JSON object",
+        ));
+    gust(home.path())
+        .args(["connections", "delete", "warehouse"])
+        .assert()
+        .success();
+}
+
+fn gust_store_key_is_private(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 == 0)
+        .unwrap_or(false)
+}

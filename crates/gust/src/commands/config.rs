@@ -13,6 +13,9 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
             let mut config = Config::load(&home)?;
             // The database password is a secret: never printed.
             config.database.url = gust_store::redact(&config.database.url);
+            if config.core.fernet_key.is_some() {
+                config.core.fernet_key = Some("***".to_owned());
+            }
             println!("# GUST_HOME = {}", home.display());
             print!("{}", toml::to_string(&config)?);
             Ok(ExitCode::SUCCESS)

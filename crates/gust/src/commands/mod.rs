@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into output and an exit code.
 
 mod config;
+mod connections;
 mod dags;
 mod db;
 mod pools;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(command) => db::run(command),
         Command::Variables(command) => variables::run(command),
         Command::Pools(command) => pools::run(command),
+        Command::Connections(command) => connections::run(command),
         Command::Tasks(command) => dags::run_tasks(command),
         Command::Version => {
             println!("gust {}", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,112 @@
+//! `gust connections add | get | list | delete`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use gust_store::{Connection, Secret, SecretKey, Store};
+
+use crate::cli::ConnectionsCommand;
+use crate::config::{self, Config};
+
+/// Runs a `gust connections` command.
+pub fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
+    let home = config::home()?;
+    let config = Config::load(&home)?;
+    let key = secret_key(&config, &home)?;
+    super::runtime()?.block_on(async {
+        let store = Store::connect(&config.database.url).await?;
+        store.check().await?;
+        match command {
+            ConnectionsCommand::Add {
+                conn_id,
+                conn_type,
+                conn_host,
+                conn_login,
+                conn_password,
+                conn_schema,
+                conn_port,
+                conn_extra,
+                conn_description,
+            } => {
+                if let Some(extra) = &conn_extra {
+                    match serde_json::from_str::<serde_json::Value>(extra) {
+                        Ok(serde_json::Value::Object(_)) => {}
+                        _ => anyhow::bail!("--conn-extra must be a JSON object, like '{{\"region\": \"eu-west-1\"}}'"),
+                    }
+                }
+                let conn = Connection {
+                    conn_id,
+                    conn_type,
+                    host: conn_host,
+                    login: conn_login,
+                    schema: conn_schema,
+                    port: conn_port.map(i32::from),
+                    password: conn_password.map(Secret::new),
+                    extra: conn_extra.map(Secret::new),
+                    description: conn_description,
+                };
+                store.put_connection(&conn, &key).await?;
+            }
+            ConnectionsCommand::Get { conn_id } => {
+                let Some(conn) = store.connection(&conn_id, &key).await? else {
+                    anyhow::bail!("no connection \"{conn_id}\"; `gust connections list` shows them");
+                };
+                let show = |v: Option<String>| v.unwrap_or_default();
+                println!("conn_id: {}", conn.conn_id);
+                println!("conn_type: {}", conn.conn_type);
+                println!("host: {}", show(conn.host));
+                println!("login: {}", show(conn.login));
+                println!("schema: {}", show(conn.schema));
+                println!("port: {}", show(conn.port.map(|p| p.to_string())));
+                println!("password: {}", if conn.password.is_some() { "***" } else { "" });
+                println!("extra: {}", if conn.extra.is_some() { "***" } else { "" });
+                println!("description: {}", show(conn.description));
+            }
+            ConnectionsCommand::List => {
+                for (id, kind) in store.connection_ids().await? {
+                    println!("{id}\t{kind}");
+                }
+            }
+            ConnectionsCommand::Delete { conn_id } => {
+                if !store.delete_connection(&conn_id).await? {
+                    anyhow::bail!("no connection \"{conn_id}\"");
+                }
+            }
+        }
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The configured Fernet key, else the one in `$GUST_HOME/fernet.key`, made on first use (as
+/// `airflow standalone` writes a fresh key into its configuration).
+fn secret_key(config: &Config, home: &Path) -> anyhow::Result<SecretKey> {
+    if let Some(key) = &config.core.fernet_key {
+        return SecretKey::parse(key)
+            .context("[core] fernet_key is not a valid Fernet key (32 bytes, URL-safe base64)");
+    }
+    let path = home.join("fernet.key");
+    if !path.exists() {
+        std::fs::create_dir_all(home)
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        write_private(&path, &SecretKey::generate())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    SecretKey::parse(&text)
+        .with_context(|| format!("{} does not hold a valid Fernet key", path.display()))
+}
+
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
