@@ -53,18 +53,8 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let (_, load) = load(&folder)?;
-            let Some(dag) = load.dags.iter().find(|d| d.id.as_str() == dag_id) else {
-                let broken = load
-                    .problems
-                    .iter()
-                    .any(|p| p.dag.as_deref() == Some(dag_id.as_str()));
-                anyhow::bail!(if broken {
-                    format!("DAG \"{dag_id}\" has errors; run `gust dags validate` to see them")
-                } else {
-                    format!("no DAG \"{dag_id}\"; run `gust dags list` to see the DAGs")
-                });
-            };
-            print!("{}", render::graph(dag, format));
+            let dag = find_dag(load, &dag_id)?;
+            print!("{}", render::graph(&dag, format));
             Ok(ExitCode::SUCCESS)
         }
         DagsCommand::Test {
@@ -73,17 +63,8 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             conf,
             logical_date,
         } => {
-            let config = Config::load(&config::home()?)?;
-            let (_, load) = load(&folder)?;
-            let dag = find_dag(load, &dag_id)?;
-            super::test_run::run_test(
-                super::test_run::TestArgs {
-                    dag,
-                    conf,
-                    logical_date,
-                },
-                &config,
-            )
+            let dag = find_dag(load(&folder)?.1, &dag_id)?;
+            test_once(dag, conf, logical_date)
         }
         DagsCommand::ListImportErrors { folder, output } => {
             let (_, load) = load(&folder)?;
@@ -103,20 +84,27 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
             conf,
             logical_date,
         } => {
-            let config = Config::load(&config::home()?)?;
-            let (_, load) = load(&folder)?;
-            let dag = find_dag(load, &dag_id)?;
-            let dag = single_task(&dag, &task_id)?;
-            super::test_run::run_test(
-                super::test_run::TestArgs {
-                    dag,
-                    conf,
-                    logical_date,
-                },
-                &config,
-            )
+            let dag = find_dag(load(&folder)?.1, &dag_id)?;
+            test_once(single_task(&dag, &task_id)?, conf, logical_date)
         }
     }
+}
+
+/// Runs `dag` once in-process: `dags test` and `tasks test`.
+fn test_once(
+    dag: gust_core::dag::Dag,
+    conf: Option<String>,
+    logical_date: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config::home()?)?;
+    super::test_run::run_test(
+        super::test_run::TestArgs {
+            dag,
+            conf,
+            logical_date,
+        },
+        &config,
+    )
 }
 
 /// `dag` cut down to `task_id` alone, without its upstreams: what `tasks test` runs.
