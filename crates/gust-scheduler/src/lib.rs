@@ -9,5 +9,6 @@
 
 pub mod dag_watch;
 pub mod log_path;
+pub mod sync;
 pub mod test_run;
 mod xcom;

@@ -91,3 +91,82 @@ impl Store {
         Ok(done == 1)
     }
 }
+
+/// One file's import errors, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportError {
+    /// The file.
+    pub file: String,
+    /// Its problems, one line each (`FILE:LINE:COL: DAG[.TASK]: message`).
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Marks every DAG not in `present` inactive (its file is gone or no longer defines it) and
+    /// the ones in it active. History of inactive DAGs is kept, as Airflow keeps it.
+    pub async fn set_active_dags(&self, present: &[&str]) -> Result<(), StoreError> {
+        let all: Vec<String> = {
+            let sql = self.sql("SELECT dag_id FROM dags");
+            with_pool!(self, pool => sqlx::query_scalar(&sql).fetch_all(pool).await)
+                .map_err(query("listing DAGs"))?
+        };
+        let sql = self.sql("UPDATE dags SET is_active = $1 WHERE dag_id = $2");
+        for dag_id in all {
+            let active = i32::from(present.contains(&dag_id.as_str()));
+            with_pool!(self, pool => sqlx::query(&sql).bind(active).bind(&dag_id).execute(pool).await.map(drop))
+                .map_err(query("marking DAGs active"))?;
+        }
+        Ok(())
+    }
+
+    /// The active DAGs' ids with their paused flags, by id.
+    pub async fn dag_pause_flags(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let sql =
+            self.sql("SELECT dag_id, is_paused FROM dags WHERE is_active = 1 ORDER BY dag_id");
+        let rows: Vec<(String, i32)> =
+            with_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)
+                .map_err(query("listing DAGs"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, paused)| (id, paused != 0))
+            .collect())
+    }
+
+    /// Replaces the stored import errors with `errors`.
+    pub async fn replace_import_errors(
+        &self,
+        errors: &[ImportError],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let delete = self.sql("DELETE FROM import_errors");
+        let insert =
+            self.sql("INSERT INTO import_errors (file, problems, timestamp) VALUES ($1, $2, $3)");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(query("recording import errors"))?;
+            sqlx::query(&delete).execute(&mut *tx).await.map_err(query("recording import errors"))?;
+            for error in errors {
+                let problems = serde_json::Value::from(error.problems.clone()).to_string();
+                sqlx::query(&insert).bind(&error.file).bind(&problems).bind(to_db(now)).execute(&mut *tx).await.map_err(query("recording import errors"))?;
+            }
+            tx.commit().await.map_err(query("recording import errors"))
+        })
+    }
+
+    /// The stored import errors, by file.
+    pub async fn import_errors(&self) -> Result<Vec<ImportError>, StoreError> {
+        let sql = self.sql("SELECT file, problems FROM import_errors ORDER BY file");
+        let rows: Vec<(String, String)> =
+            with_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)
+                .map_err(query("reading import errors"))?;
+        rows.into_iter()
+            .map(|(file, problems)| {
+                let problems =
+                    serde_json::from_str(&problems).map_err(|e| StoreError::Corrupt {
+                        what: "import errors",
+                        detail: e.to_string(),
+                    })?;
+                Ok(ImportError { file, problems })
+            })
+            .collect()
+    }
+}

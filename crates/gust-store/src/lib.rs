@@ -25,7 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use connections::{Connection, Secret, SecretKey};
-pub use dags::StoredDag;
+pub use dags::{ImportError, StoredDag};
 pub use error::StoreError;
 pub use pools::Pool;
 pub use runs::{NewRun, RunType, StoredRun};

@@ -90,6 +90,20 @@ pub enum DagsCommand {
         #[arg(long, value_name = "DATE")]
         logical_date: Option<String>,
     },
+    /// Pause a DAG: the scheduler creates no runs for it and starts none of its tasks.
+    Pause {
+        /// The DAG.
+        dag_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
+    },
+    /// Unpause a DAG.
+    Unpause {
+        /// The DAG.
+        dag_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
+    },
     /// List the problems that keep DAG files from loading.
     ListImportErrors {
         #[command(flatten)]

@@ -41,6 +41,9 @@ pub struct CoreConfig {
     pub dags_folder: PathBuf,
     /// How many tries may run at once on this host (default 32, Airflow's).
     pub parallelism: usize,
+    /// Whether DAGs seen for the first time start paused (default true, as in Airflow); a DAG's
+    /// own `is_paused_upon_creation` wins.
+    pub dags_are_paused_at_creation: bool,
     /// The Fernet key connection secrets are encrypted with (Airflow's format, so an Airflow
     /// `fernet_key` works). Default: a key generated on first use into `$GUST_HOME/fernet.key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +66,7 @@ impl Config {
             core: CoreConfig {
                 dags_folder: home.join("dags"),
                 parallelism: 32,
+                dags_are_paused_at_creation: true,
                 fernet_key: None,
             },
             logging: LoggingConfig {

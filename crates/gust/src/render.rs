@@ -1,6 +1,6 @@
 //! Turning DAGs and problems into text: tables, JSON, YAML, and graphs as text, DOT or Mermaid.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -21,10 +21,11 @@ struct DagRow {
     schedule: String,
     tasks: usize,
     tags: Vec<String>,
+    is_paused: Option<bool>,
     description: Option<String>,
 }
 
-fn rows(dags: &[Dag], root: &Path) -> Vec<DagRow> {
+fn rows(dags: &[Dag], root: &Path, paused: &HashMap<String, bool>) -> Vec<DagRow> {
     dags.iter()
         .map(|dag| {
             let mut owners: Vec<&str> = dag.tasks().map(|t| t.settings.owner.as_str()).collect();
@@ -37,6 +38,7 @@ fn rows(dags: &[Dag], root: &Path) -> Vec<DagRow> {
                 schedule: dag.settings.schedule.as_text(),
                 tasks: dag.tasks().len(),
                 tags: dag.settings.tags.clone(),
+                is_paused: paused.get(dag.id.as_str()).copied(),
                 description: dag.settings.description.clone(),
             }
         })
@@ -44,10 +46,18 @@ fn rows(dags: &[Dag], root: &Path) -> Vec<DagRow> {
 }
 
 /// `gust dags list`.
-pub fn dag_list(dags: &[Dag], root: &Path, output: Output) -> anyhow::Result<String> {
-    let rows = rows(dags, root);
+/// `paused` holds the pause flags the metadata database knows (empty without one).
+pub fn dag_list(
+    dags: &[Dag],
+    root: &Path,
+    output: Output,
+    paused: &HashMap<String, bool>,
+) -> anyhow::Result<String> {
+    let rows = rows(dags, root, paused);
     structured(&rows, output).unwrap_or_else(|| {
-        let mut table = table(&["dag_id", "fileloc", "owners", "schedule", "tasks", "tags"]);
+        let mut table = table(&[
+            "dag_id", "fileloc", "owners", "schedule", "tasks", "tags", "paused",
+        ]);
         for row in &rows {
             table.add_row(vec![
                 row.dag_id.clone(),
@@ -56,6 +66,7 @@ pub fn dag_list(dags: &[Dag], root: &Path, output: Output) -> anyhow::Result<Str
                 row.schedule.clone(),
                 row.tasks.to_string(),
                 row.tags.join(", "),
+                row.is_paused.map_or_else(String::new, |p| p.to_string()),
             ]);
         }
         Ok(format!("{table}\n"))

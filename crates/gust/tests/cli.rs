@@ -464,3 +464,47 @@ fn gust_store_key_is_private(path: &Path) -> bool {
         .map(|m| m.permissions().mode() & 0o077 == 0)
         .unwrap_or(false)
 }
+
+#[test]
+fn dags_are_paused_at_creation_and_pause_and_unpause_are_recorded() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["dags", "pause", "kube_operator_diamond", "--dags-folder"])
+        .arg(examples())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("gust db migrate"));
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    gust(home.path())
+        .args(["dags", "unpause", "kube_operator_diamond", "--dags-folder"])
+        .arg(examples())
+        .assert()
+        .success()
+        .stdout("kube_operator_diamond: unpaused\n");
+    let out = gust(home.path())
+        .args(["dags", "list", "-o", "json", "--dags-folder"])
+        .arg(examples())
+        .output()
+        .expect("run");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let paused = |id: &str| {
+        rows.as_array()
+            .expect("list")
+            .iter()
+            .find(|r| r["dag_id"] == id)
+            .expect("row")["is_paused"]
+            .clone()
+    };
+    assert_eq!(paused("kube_operator_diamond"), false);
+    assert_eq!(
+        paused("example_cleanup"),
+        true,
+        "new DAGs start paused, as in Airflow"
+    );
+    gust(home.path())
+        .args(["dags", "pause", "nope", "--dags-folder"])
+        .arg(examples())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no DAG \"nope\""));
+}

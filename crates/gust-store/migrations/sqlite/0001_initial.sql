@@ -8,6 +8,7 @@ CREATE TABLE dags (
     fingerprint  TEXT NOT NULL,
     is_paused    INTEGER NOT NULL DEFAULT 0,
     is_stale     INTEGER NOT NULL DEFAULT 0,
+    is_active    INTEGER NOT NULL DEFAULT 1,
     last_parsed  BIGINT NOT NULL
 );
 

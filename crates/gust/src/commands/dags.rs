@@ -16,7 +16,8 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
     match command {
         DagsCommand::List { folder, output } => {
             let (root, load) = load(&folder)?;
-            print!("{}", render::dag_list(&load.dags, &root, output)?);
+            let paused = pause_flags_if_any()?;
+            print!("{}", render::dag_list(&load.dags, &root, output, &paused)?);
             warn_about_problems(&load);
             Ok(ExitCode::SUCCESS)
         }
@@ -66,6 +67,8 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             let dag = find_dag(load(&folder)?.1, &dag_id)?;
             test_once(dag, conf, logical_date)
         }
+        DagsCommand::Pause { dag_id, folder } => set_paused(&folder, &dag_id, true),
+        DagsCommand::Unpause { dag_id, folder } => set_paused(&folder, &dag_id, false),
         DagsCommand::ListImportErrors { folder, output } => {
             let (_, load) = load(&folder)?;
             print!("{}", render::import_errors(&load.problems, output)?);
@@ -88,6 +91,61 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
             test_once(single_task(&dag, &task_id)?, conf, logical_date)
         }
     }
+}
+
+/// The pause flags in the metadata database, when there is one (listing DAGs needs none).
+fn pause_flags_if_any() -> anyhow::Result<std::collections::HashMap<String, bool>> {
+    let config = Config::load(&config::home()?)?;
+    let url = config.database.url;
+    if url
+        .strip_prefix("sqlite://")
+        .is_some_and(|path| !Path::new(path).exists())
+    {
+        return Ok(Default::default());
+    }
+    super::runtime()?.block_on(async {
+        let Ok(store) = gust_store::Store::connect(&url).await else {
+            return Ok(Default::default());
+        };
+        let flags = match store.check().await {
+            Ok(_) => store
+                .dag_pause_flags()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            Err(_) => Default::default(),
+        };
+        store.close().await;
+        Ok(flags)
+    })
+}
+
+/// Records the folder's DAGs in the metadata database, then pauses or unpauses one.
+fn set_paused(folder: &DagsFolder, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&config::home()?)?;
+    let (_, load) = load(folder)?;
+    let known = load.dags.iter().any(|d| d.id.as_str() == dag_id);
+    let mut bag = gust_dagfile::DagBag::default();
+    bag.update(load);
+    super::runtime()?.block_on(async {
+        let store = gust_store::Store::connect(&config.database.url).await?;
+        store.check().await?;
+        gust_scheduler::sync::sync_bag(
+            &store,
+            &bag,
+            wall_clock_now(),
+            config.core.dags_are_paused_at_creation,
+        )
+        .await?;
+        let found = store.set_paused(dag_id, paused).await?;
+        store.close().await;
+        if !found || !known {
+            anyhow::bail!("no DAG \"{dag_id}\"; run `gust dags list` to see the DAGs");
+        }
+        println!("{dag_id}: {}", if paused { "paused" } else { "unpaused" });
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Runs `dag` once in-process: `dags test` and `tasks test`.

@@ -1,0 +1,59 @@
+//! Recording the DAGs in force in the metadata store: definitions and fingerprints, which DAGs
+//! are active, and the import errors, so that the API, the UI and other schedulers see what this
+//! one loaded.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use gust_dagfile::DagBag;
+use gust_store::{ImportError, Store, StoreError, StoredDag};
+
+/// Records `bag` in `store`. A DAG seen for the first time starts paused when its file says so
+/// (`is_paused_upon_creation`), else when `paused_by_default` (`[core]
+/// dags_are_paused_at_creation`); users' pause choices are kept across reloads.
+pub async fn sync_bag(
+    store: &Store,
+    bag: &DagBag,
+    now: DateTime<Utc>,
+    paused_by_default: bool,
+) -> Result<(), StoreError> {
+    let mut active = Vec::new();
+    for entry in bag.dags() {
+        let dag = &entry.dag;
+        let definition = serde_json::to_value(dag.as_ref()).map_err(|e| StoreError::Corrupt {
+            what: "DAG definition",
+            detail: e.to_string(),
+        })?;
+        let record = StoredDag {
+            dag_id: dag.id.to_string(),
+            fileloc: dag.fileloc.display().to_string(),
+            definition,
+            fingerprint: entry.fingerprint.clone(),
+            is_paused: false,
+            is_stale: entry.stale,
+            last_parsed: now,
+        };
+        store
+            .upsert_dag(
+                &record,
+                dag.settings
+                    .is_paused_upon_creation
+                    .unwrap_or(paused_by_default),
+            )
+            .await?;
+        active.push(dag.id.as_str());
+    }
+    store.set_active_dags(&active).await?;
+    let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for problem in &bag.problems {
+        by_file
+            .entry(problem.location.file.display().to_string())
+            .or_default()
+            .push(problem.to_string());
+    }
+    let errors: Vec<ImportError> = by_file
+        .into_iter()
+        .map(|(file, problems)| ImportError { file, problems })
+        .collect();
+    store.replace_import_errors(&errors, now).await
+}
