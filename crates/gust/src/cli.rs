@@ -148,9 +148,13 @@ pub enum ConnectionsCommand {
     Add {
         /// The connection's id.
         conn_id: String,
-        /// Its type (`kubernetes`, `aws`, `postgres`...).
+        /// The whole connection as Airflow's URI form,
+        /// `TYPE://LOGIN:PASSWORD@HOST:PORT/SCHEMA?EXTRA=VALUE`; other flags override its parts.
         #[arg(long)]
-        conn_type: String,
+        conn_uri: Option<String>,
+        /// Its type (`kubernetes`, `aws`, `postgres`...); required without --conn-uri.
+        #[arg(long)]
+        conn_type: Option<String>,
         /// Host.
         #[arg(long)]
         conn_host: Option<String>,

@@ -508,3 +508,33 @@ fn dags_are_paused_at_creation_and_pause_and_unpause_are_recorded() {
         .code(1)
         .stderr(predicate::str::contains("no DAG \"nope\""));
 }
+
+#[test]
+fn a_connection_can_be_added_from_an_airflow_uri() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    gust(home.path())
+        .args([
+            "connections",
+            "add",
+            "s3_artifacts",
+            "--conn-uri",
+            "aws://AKIA:s3cr%2Ft@/?endpoint_url=http%3A%2F%2F127.0.0.1%3A9000",
+        ])
+        .assert()
+        .success();
+    gust(home.path())
+        .args(["connections", "get", "s3_artifacts"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("conn_type: aws")
+                .and(predicate::str::contains("login: AKIA"))
+                .and(predicate::str::contains("s3cr").not()),
+        );
+    gust(home.path())
+        .args(["connections", "add", "bare"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--conn-type is required"));
+}

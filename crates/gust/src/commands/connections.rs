@@ -20,6 +20,7 @@ pub fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
         match command {
             ConnectionsCommand::Add {
                 conn_id,
+                conn_uri,
                 conn_type,
                 conn_host,
                 conn_login,
@@ -35,16 +36,31 @@ pub fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
                         _ => anyhow::bail!("--conn-extra must be a JSON object, like '{{\"region\": \"eu-west-1\"}}'"),
                     }
                 }
+                let base = match &conn_uri {
+                    Some(uri) => super::conn_uri::parse(&conn_id, uri)?,
+                    None => Connection {
+                        conn_id,
+                        conn_type: conn_type.clone().context("--conn-type is required (or give --conn-uri)")?,
+                        host: None,
+                        login: None,
+                        schema: None,
+                        port: None,
+                        password: None,
+                        extra: None,
+                        description: None,
+                    },
+                };
+                // Flags override the URI's parts, as in Airflow.
                 let conn = Connection {
-                    conn_id,
-                    conn_type,
-                    host: conn_host,
-                    login: conn_login,
-                    schema: conn_schema,
-                    port: conn_port.map(i32::from),
-                    password: conn_password.map(Secret::new),
-                    extra: conn_extra.map(Secret::new),
-                    description: conn_description,
+                    conn_type: conn_type.unwrap_or(base.conn_type),
+                    host: conn_host.or(base.host),
+                    login: conn_login.or(base.login),
+                    schema: conn_schema.or(base.schema),
+                    port: conn_port.map(i32::from).or(base.port),
+                    password: conn_password.map(Secret::new).or(base.password),
+                    extra: conn_extra.map(Secret::new).or(base.extra),
+                    description: conn_description.or(base.description),
+                    conn_id: base.conn_id,
                 };
                 store.put_connection(&conn, &key).await?;
             }

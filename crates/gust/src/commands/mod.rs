@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into output and an exit code.
 
 mod config;
+mod conn_uri;
 mod connections;
 mod dags;
 mod db;
