@@ -41,6 +41,9 @@ pub enum TaskEvent {
     Schedule,
     /// A pool slot was taken and the try handed to a runtime.
     Queue,
+    /// The runtime never started the queued try (the scheduler stopped between committing it and
+    /// handing it over): it waits for a slot again, without counting as a failed try.
+    Requeue,
     /// The runtime started the try.
     Start,
     /// The try ended successfully.
@@ -155,12 +158,17 @@ impl TaskState {
             (S::NoStatus, E::Schedule) | (S::UpForRetry, E::Schedule) => Ok(S::Scheduled),
             (S::NoStatus | S::Scheduled, E::UpstreamFail) => Ok(S::UpstreamFailed),
             (S::NoStatus | S::Scheduled | S::Running, E::Skip) => Ok(S::Skipped),
-            (S::NoStatus, E::Queue | E::Start | E::Succeed | E::Fail { .. }) => illegal,
+            (S::NoStatus, E::Queue | E::Requeue | E::Start | E::Succeed | E::Fail { .. }) => {
+                illegal
+            }
 
             (S::Scheduled, E::Queue) => Ok(S::Queued),
-            (S::Scheduled, E::Schedule | E::Start | E::Succeed | E::Fail { .. }) => illegal,
+            (S::Scheduled, E::Schedule | E::Requeue | E::Start | E::Succeed | E::Fail { .. }) => {
+                illegal
+            }
 
             (S::Queued, E::Start) => Ok(S::Running),
+            (S::Queued, E::Requeue) => Ok(S::Scheduled),
             // A try that fails before it starts (its pod cannot be created) fails like any try.
             (S::Queued, E::Fail { can_retry: true }) => Ok(S::UpForRetry),
             (S::Queued, E::Fail { can_retry: false }) => Ok(S::Failed),
@@ -169,17 +177,26 @@ impl TaskState {
             (S::Running, E::Succeed) => Ok(S::Success),
             (S::Running, E::Fail { can_retry: true }) => Ok(S::UpForRetry),
             (S::Running, E::Fail { can_retry: false }) => Ok(S::Failed),
-            (S::Running, E::Schedule | E::Queue | E::Start | E::UpstreamFail) => illegal,
+            (S::Running, E::Schedule | E::Queue | E::Requeue | E::Start | E::UpstreamFail) => {
+                illegal
+            }
 
             (
                 S::UpForRetry,
-                E::Queue | E::Start | E::Succeed | E::Fail { .. } | E::Skip | E::UpstreamFail,
+                E::Queue
+                | E::Requeue
+                | E::Start
+                | E::Succeed
+                | E::Fail { .. }
+                | E::Skip
+                | E::UpstreamFail,
             ) => illegal,
 
             (
                 S::Success | S::Failed | S::Skipped | S::UpstreamFailed | S::Removed,
                 E::Schedule
                 | E::Queue
+                | E::Requeue
                 | E::Start
                 | E::Succeed
                 | E::Fail { .. }
@@ -235,9 +252,10 @@ mod tests {
     use TaskEvent as E;
     use TaskState as S;
 
-    const EVENTS: [TaskEvent; 12] = [
+    const EVENTS: [TaskEvent; 13] = [
         E::Schedule,
         E::Queue,
+        E::Requeue,
         E::Start,
         E::Succeed,
         E::Fail { can_retry: true },
@@ -253,17 +271,17 @@ mod tests {
     /// The whole lifecycle as a table: one row per state, one column per event in `EVENTS`
     /// order; `-` marks a move that must be refused.
     const TABLE: &str = "
-        state            schedule  queue   start    succeed  fail_r       fail      skip     upstream_f      remove   clear     mark_s   mark_f
-        none             scheduled -       -        -        -            -         skipped  upstream_failed removed  none      success  failed
-        scheduled        -         queued  -        -        -            -         skipped  upstream_failed removed  none      success  failed
-        queued           -         -       running  -        up_for_retry failed    -        -               removed  none      success  failed
-        running          -         -       -        success  up_for_retry failed    skipped  -               removed  none      success  failed
-        success          -         -       -        -        -            -         -        -               removed  none      success  failed
-        failed           -         -       -        -        -            -         -        -               removed  none      success  failed
-        up_for_retry     scheduled -       -        -        -            -         -        -               removed  none      success  failed
-        skipped          -         -       -        -        -            -         -        -               removed  none      success  failed
-        upstream_failed  -         -       -        -        -            -         -        -               removed  none      success  failed
-        removed          -         -       -        -        -            -         -        -               -        none      success  failed
+        state            schedule   queue   requeue    start    succeed  fail_r        fail    skip     upstream_f       remove   clear  mark_s   mark_f
+        none             scheduled  -       -          -        -        -             -       skipped  upstream_failed  removed  none   success  failed
+        scheduled        -          queued  -          -        -        -             -       skipped  upstream_failed  removed  none   success  failed
+        queued           -          -       scheduled  running  -        up_for_retry  failed  -        -                removed  none   success  failed
+        running          -          -       -          -        success  up_for_retry  failed  skipped  -                removed  none   success  failed
+        success          -          -       -          -        -        -             -       -        -                removed  none   success  failed
+        failed           -          -       -          -        -        -             -       -        -                removed  none   success  failed
+        up_for_retry     scheduled  -       -          -        -        -             -       -        -                removed  none   success  failed
+        skipped          -          -       -          -        -        -             -       -        -                removed  none   success  failed
+        upstream_failed  -          -       -          -        -        -             -       -        -                removed  none   success  failed
+        removed          -          -       -          -        -        -             -       -        -                -        none   success  failed
     ";
 
     fn by_name(name: &str) -> TaskState {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::LocalConfig;
 use crate::group;
 use crate::output::{Decoder, Lines, LogWriter};
+use crate::record::{EXIT_FILE_VAR, EXIT_TRAP, TryRecord};
 
 /// How long output is still read after the main process exits, for pipes held by its children.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -47,6 +48,7 @@ where
             format!("exit code {exit_code} is a skip code: task skipped")
         }
         TryOutcome::Failed(reason) => format!("try failed: {reason}"),
+        TryOutcome::NeverStarted => "the try never started".to_owned(),
     };
     let _ = log.line("gust", &summary).await;
     let _ = log.flush().await;
@@ -93,13 +95,36 @@ where
         (None, None) => Path::new("."),
     };
 
+    // With a state folder, the try leaves a record a restarted scheduler can read (record.rs):
+    // its lock is the process's stdin, and bash writes its exit code as it exits.
+    let record = config
+        .state_dir
+        .as_ref()
+        .map(|dir| TryRecord::of(dir, &spec.key));
+    let stdin = match record.as_ref().map(TryRecord::prepare).transpose() {
+        Ok(Some(lock)) => Stdio::from(lock),
+        Ok(None) => Stdio::null(),
+        Err(err) => {
+            return TryOutcome::Failed(FailureReason::Spawn(format!(
+                "cannot record the try under {}: {err}",
+                config
+                    .state_dir
+                    .as_ref()
+                    .map_or_else(String::new, |d| d.display().to_string())
+            )));
+        }
+    };
+    let script = match &record {
+        Some(_) => format!("{EXIT_TRAP}{}", args.bash_command),
+        None => args.bash_command.clone(),
+    };
     let mut command = Command::new(&config.bash);
     command
         .arg("-c")
-        .arg(&args.bash_command)
+        .arg(&script)
         .current_dir(cwd)
         .process_group(0)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -108,6 +133,9 @@ where
             command.env_clear();
         }
         command.envs(env);
+    }
+    if let Some(record) = &record {
+        command.env(EXIT_FILE_VAR, record.exit_path());
     }
     let _ = log
         .line(
@@ -121,8 +149,14 @@ where
             return TryOutcome::Failed(FailureReason::Spawn(format!("{}: {err}", config.bash)));
         }
     };
-    started().await;
+    // The parent's copy of the lock is closed with `command`; the child's keeps it.
+    drop(command);
     let pgid = child.id().unwrap_or(0);
+    if let Some(record) = &record {
+        // Without it an adopted try can be waited for but not killed; the try itself is fine.
+        let _ = record.write_pid(pgid);
+    }
+    started().await;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return TryOutcome::Failed(FailureReason::Spawn("no output pipes".into()));
     };
@@ -199,6 +233,26 @@ async fn fail_killing(pgid: u32, config: &LocalConfig, reason: FailureReason) ->
     TryOutcome::Failed(reason)
 }
 
+/// The outcome of a bash try that exited with `code`.
+pub fn outcome_of_code(
+    code: i32,
+    args: &BashArgs,
+    do_xcom_push: bool,
+    last_line: Option<String>,
+) -> TryOutcome {
+    match code {
+        0 => TryOutcome::Succeeded {
+            xcom: if do_xcom_push {
+                last_line.map(serde_json::Value::String)
+            } else {
+                None
+            },
+        },
+        code if args.skip_on_exit_code.contains(&code) => TryOutcome::Skipped { exit_code: code },
+        code => TryOutcome::Failed(FailureReason::ExitCode(code)),
+    }
+}
+
 fn outcome(
     status: Option<ExitStatus>,
     args: &BashArgs,
@@ -212,17 +266,7 @@ fn outcome(
         ));
     };
     match (status.code(), status.signal()) {
-        (Some(0), _) => TryOutcome::Succeeded {
-            xcom: if do_xcom_push {
-                last_line.map(serde_json::Value::String)
-            } else {
-                None
-            },
-        },
-        (Some(code), _) if args.skip_on_exit_code.contains(&code) => {
-            TryOutcome::Skipped { exit_code: code }
-        }
-        (Some(code), _) => TryOutcome::Failed(FailureReason::ExitCode(code)),
+        (Some(code), _) => outcome_of_code(code, args, do_xcom_push, last_line),
         (None, Some(signal)) => TryOutcome::Failed(FailureReason::Signal(signal)),
         (None, None) => TryOutcome::Failed(FailureReason::Spawn(
             "the process ended without a status".into(),

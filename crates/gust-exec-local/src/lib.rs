@@ -4,11 +4,16 @@
 //! (SIGTERM to the group, then SIGKILL after a grace period). Output is streamed line by line,
 //! time-stamped, into the try's log file as it is produced. At most `parallelism` tries run at
 //! once. The runtime reports events on a channel and never touches task-instance state.
+//! With a state folder, every try leaves a record that outlives the scheduler (`record.rs`), so a
+//! restarted scheduler can adopt tries still running, learn how finished ones ended, and be sure
+//! that nothing of a lost try is left running before it is retried.
 //! Start at [`LocalExecutor`]; `bash.rs` runs one bash try, `output.rs` reads and logs output.
 
+mod adopt;
 mod bash;
 mod group;
 mod output;
+mod record;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -31,6 +36,9 @@ pub struct LocalConfig {
     pub kill_grace: Duration,
     /// The interpreter bash commands run with (default `bash`).
     pub bash: String,
+    /// Where tries leave the records a restarted scheduler adopts them by (`None`: no records,
+    /// for one-off runs such as `gust dags test`).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LocalConfig {
@@ -39,6 +47,7 @@ impl Default for LocalConfig {
             parallelism: 32,
             kill_grace: Duration::from_secs(5),
             bash: "bash".to_owned(),
+            state_dir: None,
         }
     }
 }
@@ -157,6 +166,40 @@ impl Executor for LocalExecutor {
 
     fn running(&self) -> usize {
         self.running_map().len()
+    }
+
+    fn adopt(&self, spec: LaunchSpec) {
+        let handle = Running {
+            cancel: self.inner.shutdown.child_token(),
+            reason: Arc::default(),
+        };
+        self.running_map().insert(spec.key.clone(), handle.clone());
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let key = spec.key.clone();
+            let outcome = adopt::wait(
+                &spec,
+                &this.inner.config,
+                this.inner.clock.as_ref(),
+                &handle,
+            )
+            .await;
+            this.running_map().remove(&key);
+            let _ = this
+                .inner
+                .events
+                .send(TryEvent {
+                    key,
+                    kind: TryEventKind::Finished(outcome),
+                })
+                .await;
+        });
+    }
+
+    fn release(&self, key: &TryKey) {
+        if let Some(dir) = &self.inner.config.state_dir {
+            record::TryRecord::of(dir, key).remove();
+        }
     }
 }
 

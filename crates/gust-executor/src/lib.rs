@@ -86,6 +86,9 @@ pub enum TryOutcome {
     },
     /// It failed.
     Failed(FailureReason),
+    /// It never started: a try the scheduler committed but did not hand over before it stopped.
+    /// It is not a failed try; the scheduler queues the task again.
+    NeverStarted,
 }
 
 /// Why a try failed.
@@ -112,6 +115,10 @@ pub enum FailureReason {
     /// Its log could not be written.
     #[error("could not write its log: {0}")]
     Log(String),
+    /// It ran while the scheduler was down and ended leaving no record of how (or its result,
+    /// such as its XCom, could not be recovered).
+    #[error("lost while the scheduler was down: {0}")]
+    Lost(String),
 }
 
 /// Why a runtime refused to start a try.
@@ -140,6 +147,17 @@ pub trait Executor: Send + Sync {
 
     /// How many tries are running now.
     fn running(&self) -> usize;
+
+    /// Takes back a try that an earlier process of this scheduler handed over and did not see
+    /// end (it was killed). `spec` is the try as it was started. Its `Finished` event arrives on
+    /// the channel like any try's: at once when its outcome is already known, when it ends if
+    /// it is still running, as [`TryOutcome::NeverStarted`] when it never started, and as
+    /// [`FailureReason::Lost`] when it ended without a trace of how.
+    fn adopt(&self, spec: LaunchSpec);
+
+    /// Forgets what the runtime kept to recover `key` after a crash; the scheduler calls it once
+    /// the try's outcome is committed.
+    fn release(&self, key: &TryKey);
 }
 
 /// The capacity of a runtime's event channel: large enough that a burst of tries finishing at

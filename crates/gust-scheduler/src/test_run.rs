@@ -306,6 +306,10 @@ impl<'a> Driver<'a> {
                         self.finish_timing(&task_id, None);
                     }
                     TryOutcome::Failed(reason) => self.fail(&task_id, reason.to_string()),
+                    // Only adopted tries report this, and a test run adopts none.
+                    TryOutcome::NeverStarted => {
+                        self.fail(&task_id, "the runtime never started it".to_owned());
+                    }
                 }
             }
         }

@@ -1,0 +1,159 @@
+//! Adopting tries after a scheduler restart, with real processes: a second runtime over the same
+//! state folder plays the restarted scheduler.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gust_core::clock::SystemClock;
+use gust_core::ids::{DagId, RunId, TaskId, TryNumber};
+use gust_exec_local::{LocalConfig, LocalExecutor};
+use gust_executor::{
+    Executor, FailureReason, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome, event_channel,
+};
+use serde_json::json;
+use tokio::sync::mpsc::Receiver;
+
+fn runtime(state: &Path) -> (LocalExecutor, Receiver<TryEvent>) {
+    let (tx, events) = event_channel();
+    let config = LocalConfig {
+        kill_grace: Duration::from_millis(300),
+        state_dir: Some(state.to_path_buf()),
+        ..LocalConfig::default()
+    };
+    (
+        LocalExecutor::new(config, tx, Arc::new(SystemClock)),
+        events,
+    )
+}
+
+fn spec(dir: &Path, task: &str, command: &str, do_xcom_push: bool) -> LaunchSpec {
+    LaunchSpec {
+        key: TryKey {
+            dag_id: DagId::new("d").expect("id"),
+            run_id: RunId::new("manual__1").expect("id"),
+            task_id: TaskId::new(task).expect("id"),
+            try_number: TryNumber(1),
+        },
+        operator: "bash".into(),
+        args: json!({"bash_command": command})
+            .as_object()
+            .cloned()
+            .expect("map"),
+        do_xcom_push,
+        execution_timeout: None,
+        log_path: dir.join(format!("logs/{task}.log")),
+    }
+}
+
+async fn finished(events: &mut Receiver<TryEvent>) -> TryOutcome {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let event = events.recv().await.expect("the runtime is alive");
+            if let TryEventKind::Finished(outcome) = event.kind {
+                return outcome;
+            }
+        }
+    })
+    .await
+    .expect("the try finished in time")
+}
+
+#[tokio::test]
+async fn a_try_still_running_is_waited_for_and_its_exit_code_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (first, mut first_events) = runtime(&state);
+    let try_spec = spec(dir.path(), "t", "sleep 0.5; exit 3", false);
+    first.start(try_spec.clone()).expect("started");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let (second, mut second_events) = runtime(&state);
+    second.adopt(try_spec.clone());
+    assert_eq!(
+        finished(&mut second_events).await,
+        TryOutcome::Failed(FailureReason::ExitCode(3))
+    );
+    assert_eq!(
+        finished(&mut first_events).await,
+        TryOutcome::Failed(FailureReason::ExitCode(3))
+    );
+    let log = std::fs::read_to_string(&try_spec.log_path).expect("log");
+    assert!(
+        log.contains("adopted the try, which is still running"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_try_that_ended_is_known_by_its_exit_code_and_xcom_pushers_are_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (first, mut first_events) = runtime(&state);
+    let quiet = spec(dir.path(), "quiet", "true", false);
+    let pusher = spec(dir.path(), "pusher", "echo 42", true);
+    first.start(quiet.clone()).expect("started");
+    finished(&mut first_events).await;
+    first.start(pusher.clone()).expect("started");
+    finished(&mut first_events).await;
+
+    let (second, mut events) = runtime(&state);
+    second.adopt(quiet.clone());
+    assert_eq!(
+        finished(&mut events).await,
+        TryOutcome::Succeeded { xcom: None }
+    );
+    second.adopt(pusher);
+    assert!(matches!(
+        finished(&mut events).await,
+        TryOutcome::Failed(FailureReason::Lost(why)) if why.contains("XCom")
+    ));
+    second.release(&quiet.key);
+    second.adopt(quiet);
+    assert_eq!(finished(&mut events).await, TryOutcome::NeverStarted);
+}
+
+#[tokio::test]
+async fn a_try_killed_without_a_trace_is_lost_and_one_never_handed_over_never_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (first, mut first_events) = runtime(&state);
+    let doomed = spec(dir.path(), "doomed", "kill -9 $$", false);
+    first.start(doomed.clone()).expect("started");
+    assert_eq!(
+        finished(&mut first_events).await,
+        TryOutcome::Failed(FailureReason::Signal(9))
+    );
+
+    let (second, mut events) = runtime(&state);
+    second.adopt(doomed);
+    assert!(matches!(
+        finished(&mut events).await,
+        TryOutcome::Failed(FailureReason::Lost(_))
+    ));
+    second.adopt(spec(dir.path(), "never", "true", false));
+    assert_eq!(finished(&mut events).await, TryOutcome::NeverStarted);
+}
+
+#[tokio::test]
+async fn an_adopted_try_can_be_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (first, mut first_events) = runtime(&state);
+    let long = spec(dir.path(), "long", "sleep 30", false);
+    first.start(long.clone()).expect("started");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let (second, mut events) = runtime(&state);
+    second.adopt(long.clone());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    second.kill(&long.key, "cleared by a user");
+    assert_eq!(
+        finished(&mut events).await,
+        TryOutcome::Failed(FailureReason::Killed("cleared by a user".into()))
+    );
+    assert!(matches!(
+        finished(&mut first_events).await,
+        TryOutcome::Failed(FailureReason::Signal(_))
+    ));
+}
