@@ -14,7 +14,10 @@ mod error;
 mod pools;
 mod runs;
 mod task_instances;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
+mod tries;
 mod variables;
 mod xcoms;
 
@@ -30,6 +33,8 @@ pub use error::StoreError;
 pub use pools::Pool;
 pub use runs::{NewRun, RunType, StoredRun};
 pub use task_instances::StoredTaskInstance;
+pub use tries::{StoredTry, TaskMove, TryChange};
+pub use xcoms::MAX_XCOM_BYTES;
 
 /// How long connecting (or taking a pooled connection) may take before it is an error.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -154,6 +159,14 @@ impl Store {
         with_pool!(self, pool => pool.close().await);
     }
 
+    /// Like [`Store::sql`], for statements assembled from constant parts.
+    pub(crate) fn sql_owned(&self, text: String) -> String {
+        match self.engine {
+            Engine::Postgres(_) => text,
+            Engine::Sqlite(_) => to_sqlite_placeholders(&text),
+        }
+    }
+
     /// `text` with `$N` placeholders rewritten for this engine (SQLite numbers them `?N`).
     pub(crate) fn sql(&self, text: &'static str) -> std::borrow::Cow<'static, str> {
         match self.engine {
@@ -220,20 +233,35 @@ mod schema_tests {
     /// lines that spell an auto-increment key, which SQLite and PostgreSQL write differently.
     #[test]
     fn both_engines_migrations_stay_in_lockstep() {
-        let sqlite = include_str!("../migrations/sqlite/0001_initial.sql");
-        let postgres = include_str!("../migrations/postgres/0001_initial.sql");
-        let differing: Vec<(&str, &str)> = sqlite
-            .lines()
-            .zip(postgres.lines())
-            .filter(|(a, b)| a != b)
-            .collect();
-        assert_eq!(sqlite.lines().count(), postgres.lines().count());
-        assert!(
-            differing
-                .iter()
-                .all(|(a, b)| a.contains("AUTOINCREMENT")
-                    && b.contains("GENERATED ALWAYS AS IDENTITY")),
-            "{differing:#?}"
+        let pairs = [
+            (
+                include_str!("../migrations/sqlite/0001_initial.sql"),
+                include_str!("../migrations/postgres/0001_initial.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0002_tries.sql"),
+                include_str!("../migrations/postgres/0002_tries.sql"),
+            ),
+        ];
+        assert_eq!(
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+                .map(Iterator::count)
+                .unwrap_or(0),
+            pairs.len(),
+            "every migration is compared here"
         );
+        for (sqlite, postgres) in pairs {
+            let differing: Vec<(&str, &str)> = sqlite
+                .lines()
+                .zip(postgres.lines())
+                .filter(|(a, b)| a != b)
+                .collect();
+            assert_eq!(sqlite.lines().count(), postgres.lines().count());
+            assert!(
+                differing.iter().all(|(a, b)| a.contains("AUTOINCREMENT")
+                    && b.contains("GENERATED ALWAYS AS IDENTITY")),
+                "{differing:#?}"
+            );
+        }
     }
 }

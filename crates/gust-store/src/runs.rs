@@ -82,14 +82,75 @@ pub struct StoredRun {
     pub state: DagRunState,
     /// Its logical date.
     pub logical_date: DateTime<Utc>,
+    /// Its data interval.
+    pub data_interval: (DateTime<Utc>, DateTime<Utc>),
     /// Its conf.
     pub conf: serde_json::Map<String, serde_json::Value>,
+    /// When it was created.
+    pub queued_at: DateTime<Utc>,
     /// When it started running.
     pub start_date: Option<DateTime<Utc>>,
     /// When it ended.
     pub end_date: Option<DateTime<Utc>>,
     /// The row's version, for compare-and-set.
     pub version: i64,
+}
+
+/// The columns [`StoredRun`] is read from, in the order `read_runs!` expects.
+const RUN_COLUMNS: &str = "dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, version";
+
+type RawRun = (
+    (String, String, String, String),
+    (i64, i64, i64, String, i64),
+    (Option<i64>, Option<i64>, i64),
+);
+
+/// Runs `$sql` (bound by `$bind`) and reads every row as a [`RawRun`], on either engine.
+macro_rules! read_runs {
+    ($store:expr, $sql:expr, $what:expr, |$q:ident| $bind:expr) => {
+        with_pool!($store, pool => {
+            let $q = sqlx::query(&$sql);
+            let rows = $bind.fetch_all(pool).await.map_err(query($what))?;
+            rows.iter()
+                .map(|r| Ok::<RawRun, sqlx::Error>((
+                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?),
+                    (r.try_get(4)?, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?, r.try_get(8)?),
+                    (r.try_get(9)?, r.try_get(10)?, r.try_get(11)?),
+                )))
+                .collect::<Result<Vec<RawRun>, _>>()
+                .map_err(query($what))?
+        })
+    };
+}
+
+fn run_from_raw(raw: RawRun) -> Result<StoredRun, StoreError> {
+    let (
+        (dag_id, run_id, run_type, state),
+        (logical, start, end, conf, queued_at),
+        (started, ended, version),
+    ) = raw;
+    let conf = match serde_json::from_str(&conf) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => {
+            return Err(StoreError::Corrupt {
+                what: "run conf",
+                detail: conf,
+            });
+        }
+    };
+    Ok(StoredRun {
+        dag_id,
+        run_id,
+        run_type: RunType::parse(&run_type)?,
+        state: parse_run_state(&state)?,
+        logical_date: from_db(logical)?,
+        data_interval: (from_db(start)?, from_db(end)?),
+        conf,
+        queued_at: from_db(queued_at)?,
+        start_date: opt_from_db(started)?,
+        end_date: opt_from_db(ended)?,
+        version,
+    })
 }
 
 impl Store {
@@ -119,52 +180,66 @@ impl Store {
 
     /// One run.
     pub async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<StoredRun>, StoreError> {
+        let sql = self.sql_owned(format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND run_id = $2"
+        ));
+        let raw = read_runs!(self, sql, "reading a run", |q| q.bind(dag_id).bind(run_id));
+        raw.into_iter().next().map(run_from_raw).transpose()
+    }
+
+    /// Every run still to finish (queued or running), oldest logical date first.
+    pub async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
+        let sql = self.sql_owned(format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE state IN ('queued', 'running') ORDER BY logical_date, id"
+        ));
+        let raw = read_runs!(self, sql, "reading active runs", |q| q);
+        raw.into_iter().map(run_from_raw).collect()
+    }
+
+    /// A DAG's runs, newest logical date first, at most `limit`.
+    pub async fn runs_of_dag(
+        &self,
+        dag_id: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        let sql = self.sql_owned(format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 ORDER BY logical_date DESC, id DESC LIMIT $2"
+        ));
+        let raw = read_runs!(self, sql, "reading a DAG's runs", |q| q
+            .bind(dag_id)
+            .bind(limit));
+        raw.into_iter().map(run_from_raw).collect()
+    }
+
+    /// The run of `dag_id` just before `logical_date` (what `depends_on_past` looks at).
+    pub async fn previous_run(
+        &self,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Option<StoredRun>, StoreError> {
+        let sql = self.sql_owned(format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND logical_date < $2 ORDER BY logical_date DESC, id DESC LIMIT 1"
+        ));
+        let raw = read_runs!(self, sql, "reading the previous run", |q| q
+            .bind(dag_id)
+            .bind(to_db(logical_date)));
+        raw.into_iter().next().map(run_from_raw).transpose()
+    }
+
+    /// The data interval of the DAG's latest scheduled run: where its schedule continues from.
+    pub async fn latest_scheduled_interval(
+        &self,
+        dag_id: &str,
+    ) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
         let sql = self.sql(
-            "SELECT dag_id, run_id, run_type, state, logical_date, conf, start_date, end_date, version FROM dag_runs WHERE dag_id = $1 AND run_id = $2",
+            "SELECT data_interval_start, data_interval_end FROM dag_runs WHERE dag_id = $1 AND run_type = 'scheduled' \
+             ORDER BY logical_date DESC LIMIT 1",
         );
-        type Raw = (
-            String,
-            String,
-            String,
-            String,
-            i64,
-            String,
-            Option<i64>,
-            Option<i64>,
-            i64,
-        );
-        let raw: Option<Raw> = with_pool!(self, pool => {
-            let row = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_optional(pool).await.map_err(query("reading a run"))?;
-            row.map(|r| Ok::<Raw, sqlx::Error>((r.try_get("dag_id")?, r.try_get("run_id")?, r.try_get("run_type")?, r.try_get("state")?,
-                r.try_get("logical_date")?, r.try_get("conf")?, r.try_get("start_date")?, r.try_get("end_date")?, r.try_get("version")?)))
-                .transpose()
-                .map_err(query("reading a run"))?
-        });
-        raw.map(
-            |(dag_id, run_id, run_type, state, logical, conf, start, end, version)| {
-                let conf = match serde_json::from_str(&conf) {
-                    Ok(serde_json::Value::Object(map)) => map,
-                    _ => {
-                        return Err(StoreError::Corrupt {
-                            what: "run conf",
-                            detail: conf,
-                        });
-                    }
-                };
-                Ok(StoredRun {
-                    dag_id,
-                    run_id,
-                    run_type: RunType::parse(&run_type)?,
-                    state: parse_run_state(&state)?,
-                    logical_date: from_db(logical)?,
-                    conf,
-                    start_date: opt_from_db(start)?,
-                    end_date: opt_from_db(end)?,
-                    version,
-                })
-            },
-        )
-        .transpose()
+        let raw: Option<(i64, i64)> =
+            with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).fetch_optional(pool).await)
+                .map_err(query("reading the latest scheduled run"))?;
+        raw.map(|(start, end)| Ok((from_db(start)?, from_db(end)?)))
+            .transpose()
     }
 
     /// Moves a run from `from` (at `version`) to `to`, stamping its start or end; `false` when

@@ -6,6 +6,25 @@ use crate::{Store, StoreError, with_pool};
 /// The largest XCom value kept (bytes of JSON): XComs pass references between tasks, not data.
 pub const MAX_XCOM_BYTES: usize = 1024 * 1024;
 
+/// `value` as stored, or an error when it is over [`MAX_XCOM_BYTES`].
+pub(crate) fn check_xcom_size(
+    task_id: &str,
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<String, StoreError> {
+    let text = value.to_string();
+    if text.len() > MAX_XCOM_BYTES {
+        return Err(StoreError::Corrupt {
+            what: "XCom",
+            detail: format!(
+                "{task_id}'s XCom \"{key}\" is {} bytes; the limit is {MAX_XCOM_BYTES}",
+                text.len()
+            ),
+        });
+    }
+    Ok(text)
+}
+
 impl Store {
     /// Records a task's XCom, replacing an earlier value of the same key.
     pub async fn put_xcom(
@@ -16,16 +35,7 @@ impl Store {
         key: &str,
         value: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let text = value.to_string();
-        if text.len() > MAX_XCOM_BYTES {
-            return Err(StoreError::Corrupt {
-                what: "XCom",
-                detail: format!(
-                    "{task_id}'s XCom \"{key}\" is {} bytes; the limit is {MAX_XCOM_BYTES}",
-                    text.len()
-                ),
-            });
-        }
+        let text = check_xcom_size(task_id, key, value)?;
         let sql = self.sql(
             "INSERT INTO xcoms (dag_id, run_id, task_id, key, value) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE SET value = excluded.value",

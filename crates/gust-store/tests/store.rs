@@ -2,79 +2,14 @@
 //! PostgreSQL database on the server named by GUST_TEST_POSTGRES_URL (skipped, loudly, when the
 //! variable is unset; `.ci/run` always sets it).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use chrono::{DateTime, TimeZone, Utc};
 use gust_core::state::{DagRunState, TaskState};
 use gust_store::{
-    Connection, EngineKind, NewRun, Pool, RunType, Secret, SecretKey, Store, StoredDag,
+    Connection, EngineKind, NewRun, Pool, RunType, Secret, SecretKey, Store, StoredDag, TaskMove,
+    TryChange,
 };
 
-/// A migrated store on SQLite, in a folder that lives as long as the returned guard.
-async fn sqlite() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("gust.db").display());
-    let store = Store::connect(&url).await.expect("sqlite");
-    store.migrate().await.expect("migrate");
-    (store, dir)
-}
-
-static DATABASES: AtomicU32 = AtomicU32::new(0);
-
-/// A migrated store on a fresh PostgreSQL database, or `None` when no server is configured.
-async fn postgres() -> Option<(Store, Store, String)> {
-    let Ok(admin_url) = std::env::var("GUST_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "SKIPPED: GUST_TEST_POSTGRES_URL is not set, so the PostgreSQL variant did not run"
-        );
-        return None;
-    };
-    let admin = Store::connect(&admin_url)
-        .await
-        .expect("the PostgreSQL test server");
-    let name = format!(
-        "gust_test_{}_{}",
-        std::process::id(),
-        DATABASES.fetch_add(1, Ordering::SeqCst)
-    );
-    admin
-        .execute_admin(&format!("DROP DATABASE IF EXISTS {name}"))
-        .await
-        .expect("drop");
-    admin
-        .execute_admin(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(base, _)| base);
-    let store = Store::connect(&format!("{base}/{name}"))
-        .await
-        .expect("the fresh database");
-    store.migrate().await.expect("migrate");
-    Some((store, admin, name))
-}
-
-/// Expands `case` into a SQLite and a PostgreSQL test.
-macro_rules! both_engines {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test]
-            async fn sqlite() {
-                let (store, _dir) = super::sqlite().await;
-                super::$case(store).await;
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                let Some((store, admin, name)) = super::postgres().await else { return };
-                super::$case(store.clone()).await;
-                store.close().await;
-                admin.execute_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.expect("drop");
-            }
-        }
-    )*};
-}
+use gust_store::both_engines;
 
 both_engines!(
     migrations_are_idempotent_and_checked,
@@ -85,6 +20,9 @@ both_engines!(
     xcoms_round_trip_and_are_bounded,
     variables_and_pools_round_trip,
     connection_secrets_are_encrypted_at_rest,
+    scheduling_moves_record_tries_xcoms_and_logs_atomically,
+    clearing_sends_a_finished_run_back_to_the_queue,
+    active_previous_and_latest_scheduled_runs_are_found,
 );
 
 fn at(hour: u32) -> DateTime<Utc> {
@@ -98,7 +36,7 @@ async fn migrations_are_idempotent_and_checked(store: Store) {
         .migrate()
         .await
         .expect("a second migration is a no-op");
-    assert_eq!(store.check().await.expect("current"), 1);
+    assert_eq!(store.check().await.expect("current"), 2);
     assert!(matches!(
         store.kind(),
         EngineKind::Sqlite | EngineKind::Postgres
@@ -389,4 +327,226 @@ async fn connection_secrets_are_encrypted_at_rest(store: Store) {
         [("warehouse".to_owned(), "postgres".to_owned())]
     );
     assert!(store.delete_connection("warehouse").await.expect("delete"));
+}
+
+fn a_move(task: &str, from: TaskState, version: i64, to: TaskState) -> TaskMove {
+    TaskMove {
+        dag_id: "d".into(),
+        run_id: "r".into(),
+        task_id: task.into(),
+        from,
+        version,
+        to,
+        next_retry_at: None,
+        try_change: None,
+    }
+}
+
+async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
+    store
+        .create_task_instances("d", "r", &["a", "b"])
+        .await
+        .expect("create");
+    let queue = |task: &str| TaskMove {
+        try_change: Some(TryChange::Queued {
+            try_number: 1,
+            rendered_args: serde_json::json!({"bash_command": "echo 1"}),
+            log_location: format!("logs/{task}/attempt=1.log"),
+            at: at(1),
+        }),
+        ..a_move(task, TaskState::NoStatus, 0, TaskState::Queued)
+    };
+    // The second move of `a` is stale (version 0 again): it is refused, the others happen.
+    let done = store
+        .apply_moves(&[queue("a"), queue("b"), queue("a")])
+        .await
+        .expect("moves");
+    assert_eq!(done, [true, true, false]);
+    let started = TaskMove {
+        try_change: Some(TryChange::Started {
+            try_number: 1,
+            at: at(2),
+        }),
+        ..a_move("a", TaskState::Queued, 1, TaskState::Running)
+    };
+    let ended = TaskMove {
+        try_change: Some(TryChange::Ended {
+            try_number: 1,
+            at: at(3),
+            failure: None,
+            xcom: Some(serde_json::json!("s3://bucket/out")),
+        }),
+        ..a_move("a", TaskState::Running, 2, TaskState::Success)
+    };
+    let retry = TaskMove {
+        next_retry_at: Some(at(5)),
+        try_change: Some(TryChange::Ended {
+            try_number: 1,
+            at: at(3),
+            failure: Some("exited with code 1".into()),
+            xcom: None,
+        }),
+        ..a_move("b", TaskState::Queued, 1, TaskState::UpForRetry)
+    };
+    assert_eq!(store.apply_moves(&[started]).await.expect("start"), [true]);
+    assert_eq!(
+        store.apply_moves(&[ended, retry]).await.expect("end"),
+        [true, true]
+    );
+
+    let tis = store.task_instances("d", "r").await.expect("read");
+    assert_eq!(
+        tis.iter()
+            .map(|t| (t.task_id.as_str(), t.state, t.try_number, t.next_retry_at))
+            .collect::<Vec<_>>(),
+        [
+            ("a", TaskState::Success, 1, None),
+            ("b", TaskState::UpForRetry, 1, Some(at(5)))
+        ]
+    );
+    let tries = store.tries_of_run("d", "r").await.expect("tries");
+    assert_eq!(tries.len(), 2);
+    assert_eq!(
+        (tries[0].state, tries[0].start_date, tries[0].end_date),
+        (TaskState::Success, Some(at(2)), Some(at(3)))
+    );
+    assert_eq!(
+        tries[0].rendered_args,
+        Some(serde_json::json!({"bash_command": "echo 1"}))
+    );
+    assert_eq!(tries[1].failure.as_deref(), Some("exited with code 1"));
+    assert_eq!(
+        store.xcoms_of_run("d", "r").await.expect("xcoms"),
+        [(
+            "a".to_owned(),
+            "return_value".to_owned(),
+            serde_json::json!("s3://bucket/out")
+        )]
+    );
+
+    // A new try of `a` drops its earlier XCom.
+    let requeue = TaskMove {
+        try_change: Some(TryChange::Queued {
+            try_number: 2,
+            rendered_args: serde_json::json!({}),
+            log_location: "logs/a/attempt=2.log".into(),
+            at: at(6),
+        }),
+        ..a_move("a", TaskState::Success, 3, TaskState::Queued)
+    };
+    assert_eq!(
+        store.apply_moves(&[requeue]).await.expect("requeue"),
+        [true]
+    );
+    assert!(
+        store
+            .xcoms_of_run("d", "r")
+            .await
+            .expect("xcoms")
+            .is_empty()
+    );
+
+    // An XCom over the limit is refused before anything is written.
+    let huge = TaskMove {
+        try_change: Some(TryChange::Ended {
+            try_number: 2,
+            at: at(7),
+            failure: None,
+            xcom: Some(serde_json::json!("x".repeat(gust_store::MAX_XCOM_BYTES))),
+        }),
+        ..a_move("a", TaskState::Queued, 4, TaskState::Success)
+    };
+    assert!(store.apply_moves(&[huge]).await.is_err());
+    assert_eq!(
+        store.task_instances("d", "r").await.expect("read")[0].state,
+        TaskState::Queued
+    );
+}
+
+async fn clearing_sends_a_finished_run_back_to_the_queue(store: Store) {
+    store
+        .create_run(&new_run("r", RunType::Manual, 1))
+        .await
+        .expect("run");
+    store
+        .create_task_instances("d", "r", &["a", "b"])
+        .await
+        .expect("tis");
+    let run = store.run("d", "r").await.expect("read").expect("exists");
+    assert!(
+        store
+            .transition_run(&run, DagRunState::Failed, at(2))
+            .await
+            .expect("fail")
+    );
+    let a = a_move("a", TaskState::NoStatus, 0, TaskState::Failed);
+    store.apply_moves(&[a]).await.expect("fail a");
+    let cleared = store
+        .clear_task_instances("d", "r", &["a".to_owned()], at(3))
+        .await
+        .expect("clear");
+    assert_eq!(cleared, 1);
+    let run = store.run("d", "r").await.expect("read").expect("exists");
+    assert_eq!((run.state, run.end_date), (DagRunState::Queued, None));
+    let tis = store.task_instances("d", "r").await.expect("read");
+    assert_eq!(tis[0].state, TaskState::NoStatus);
+    assert_eq!(
+        store
+            .clear_task_instances("d", "nope", &["a".to_owned()], at(3))
+            .await
+            .expect("clear nothing"),
+        0
+    );
+}
+
+async fn active_previous_and_latest_scheduled_runs_are_found(store: Store) {
+    for (id, kind, hour) in [
+        ("s1", RunType::Scheduled, 1),
+        ("m2", RunType::Manual, 2),
+        ("s3", RunType::Scheduled, 3),
+    ] {
+        assert!(
+            store
+                .create_run(&new_run(id, kind, hour))
+                .await
+                .expect("create")
+        );
+    }
+    let s1 = store.run("d", "s1").await.expect("read").expect("exists");
+    assert_eq!(s1.data_interval, (at(1), at(2)));
+    assert!(
+        store
+            .transition_run(&s1, DagRunState::Success, at(2))
+            .await
+            .expect("finish")
+    );
+    let active: Vec<String> = store
+        .active_runs()
+        .await
+        .expect("active")
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(active, ["m2", "s3"]);
+    assert_eq!(
+        store
+            .previous_run("d", at(3))
+            .await
+            .expect("previous")
+            .map(|r| r.run_id),
+        Some("m2".to_owned())
+    );
+    assert_eq!(store.previous_run("d", at(1)).await.expect("none"), None);
+    assert_eq!(
+        store.latest_scheduled_interval("d").await.expect("latest"),
+        Some((at(3), at(4)))
+    );
+    let listed: Vec<String> = store
+        .runs_of_dag("d", 2)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(listed, ["s3", "m2"]);
 }

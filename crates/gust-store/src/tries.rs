@@ -1,0 +1,257 @@
+//! The scheduler's writes: task-instance moves with what goes with them (the try's history row,
+//! its rendered arguments, its XCom, its log's place), many at once in one transaction, each move
+//! by compare-and-set. One commit per batch keeps a 1000-task fan-out to a handful of commits.
+
+use chrono::{DateTime, Utc};
+use gust_core::state::TaskState;
+use sqlx::Row;
+
+use crate::error::query;
+use crate::task_instances::parse_state;
+use crate::time::{opt_from_db, to_db};
+use crate::xcoms::check_xcom_size;
+use crate::{Store, StoreError, with_pool};
+
+/// One task-instance move and what goes with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskMove {
+    /// The DAG.
+    pub dag_id: String,
+    /// The run.
+    pub run_id: String,
+    /// The task.
+    pub task_id: String,
+    /// The state the move starts from, as read.
+    pub from: TaskState,
+    /// The version it was read at: the move happens only if nobody moved it since.
+    pub version: i64,
+    /// Where it goes.
+    pub to: TaskState,
+    /// When its retry delay ends (moves to `up_for_retry`).
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// What happens to its try.
+    pub try_change: Option<TryChange>,
+}
+
+/// What a move does to the task's try history.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TryChange {
+    /// A new try is handed to a runtime (the move to `queued`): its row is created with the
+    /// arguments it runs with, its log's place is indexed, and earlier XComs of the task go.
+    Queued {
+        /// The new try's number.
+        try_number: i32,
+        /// Its arguments, templates rendered.
+        rendered_args: serde_json::Value,
+        /// Where its log is.
+        log_location: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The try started.
+    Started {
+        /// Which try.
+        try_number: i32,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The try ended in the move's target state.
+    Ended {
+        /// Which try.
+        try_number: i32,
+        /// When.
+        at: DateTime<Utc>,
+        /// Why it failed, when it did.
+        failure: Option<String>,
+        /// Its return value, kept as the XCom `return_value`.
+        xcom: Option<serde_json::Value>,
+    },
+}
+
+/// One try as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTry {
+    /// The task.
+    pub task_id: String,
+    /// Which try.
+    pub try_number: i32,
+    /// How it ended (or `queued` / `running`).
+    pub state: TaskState,
+    /// When it was queued.
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When it started.
+    pub start_date: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub end_date: Option<DateTime<Utc>>,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// The arguments it ran with.
+    pub rendered_args: Option<serde_json::Value>,
+}
+
+impl Store {
+    /// Applies `moves` in one transaction. Each is compare-and-set: the result says, per move,
+    /// whether it happened (`false`: someone else moved the instance first; re-read it). What goes
+    /// with a move is written only when the move happens.
+    pub async fn apply_moves(&self, moves: &[TaskMove]) -> Result<Vec<bool>, StoreError> {
+        for m in moves {
+            if let Some(TryChange::Ended {
+                xcom: Some(value), ..
+            }) = &m.try_change
+            {
+                check_xcom_size(&m.task_id, "return_value", value)?;
+            }
+        }
+        let update = self.sql(
+            "UPDATE task_instances SET state = $1, version = version + 1, next_retry_at = $2, \
+             try_number = CASE WHEN $3 = 'queued' THEN try_number + 1 ELSE try_number END \
+             WHERE dag_id = $4 AND run_id = $5 AND task_id = $6 AND state = $7 AND version = $8",
+        );
+        let insert_try = self.sql(
+            "INSERT INTO task_tries (dag_id, run_id, task_id, try_number, state, queued_at, rendered_args) \
+             VALUES ($1, $2, $3, $4, 'queued', $5, $6) \
+             ON CONFLICT (dag_id, run_id, task_id, try_number) DO UPDATE SET state = 'queued', queued_at = excluded.queued_at, rendered_args = excluded.rendered_args",
+        );
+        let index_log = self.sql(
+            "INSERT INTO log_index (dag_id, run_id, task_id, try_number, location) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (dag_id, run_id, task_id, try_number) DO UPDATE SET location = excluded.location",
+        );
+        let drop_xcoms =
+            self.sql("DELETE FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3");
+        let start_try = self.sql(
+            "UPDATE task_tries SET state = 'running', start_date = $1 \
+             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND try_number = $5",
+        );
+        let end_try = self.sql(
+            "UPDATE task_tries SET state = $1, end_date = $2, failure = $3, start_date = COALESCE(start_date, $2) \
+             WHERE dag_id = $4 AND run_id = $5 AND task_id = $6 AND try_number = $7",
+        );
+        let put_xcom = self.sql(
+            "INSERT INTO xcoms (dag_id, run_id, task_id, key, value) VALUES ($1, $2, $3, 'return_value', $4) \
+             ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE SET value = excluded.value",
+        );
+        let failed = query("recording task instance moves");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(failed)?;
+            let mut done = Vec::with_capacity(moves.len());
+            for m in moves {
+                let moved = sqlx::query(&update)
+                    .bind(m.to.as_str())
+                    .bind(m.next_retry_at.map(to_db))
+                    .bind(m.to.as_str())
+                    .bind(&m.dag_id)
+                    .bind(&m.run_id)
+                    .bind(&m.task_id)
+                    .bind(m.from.as_str())
+                    .bind(m.version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query("recording task instance moves"))?
+                    .rows_affected() == 1;
+                done.push(moved);
+                if !moved {
+                    continue;
+                }
+                let (dag, run, task) = (&m.dag_id, &m.run_id, &m.task_id);
+                match &m.try_change {
+                    None => {}
+                    Some(TryChange::Queued { try_number, rendered_args, log_location, at }) => {
+                        sqlx::query(&insert_try).bind(dag).bind(run).bind(task).bind(try_number).bind(to_db(*at)).bind(rendered_args.to_string())
+                            .execute(&mut *tx).await.map_err(query("recording a try"))?;
+                        sqlx::query(&index_log).bind(dag).bind(run).bind(task).bind(try_number).bind(log_location)
+                            .execute(&mut *tx).await.map_err(query("indexing a log"))?;
+                        sqlx::query(&drop_xcoms).bind(dag).bind(run).bind(task)
+                            .execute(&mut *tx).await.map_err(query("dropping old XComs"))?;
+                    }
+                    Some(TryChange::Started { try_number, at }) => {
+                        sqlx::query(&start_try).bind(to_db(*at)).bind(dag).bind(run).bind(task).bind(try_number)
+                            .execute(&mut *tx).await.map_err(query("recording a try's start"))?;
+                    }
+                    Some(TryChange::Ended { try_number, at, failure, xcom }) => {
+                        sqlx::query(&end_try).bind(m.to.as_str()).bind(to_db(*at)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(try_number)
+                            .execute(&mut *tx).await.map_err(query("recording a try's end"))?;
+                        if let Some(value) = xcom {
+                            sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(value.to_string())
+                                .execute(&mut *tx).await.map_err(query("recording an XCom"))?;
+                        }
+                    }
+                }
+            }
+            tx.commit().await.map_err(query("recording task instance moves"))?;
+            Ok(done)
+        })
+    }
+
+    /// Every try of a run, by task then try number.
+    pub async fn tries_of_run(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Vec<StoredTry>, StoreError> {
+        let sql = self.sql(
+            "SELECT task_id, try_number, state, queued_at, start_date, end_date, failure, rendered_args FROM task_tries \
+             WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id, try_number",
+        );
+        type Raw = (
+            String,
+            i32,
+            String,
+            (Option<i64>, Option<i64>, Option<i64>),
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Raw> = with_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await.map_err(query("reading tries"))?;
+            rows.iter()
+                .map(|r| Ok::<Raw, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?), r.try_get(6)?, r.try_get(7)?)))
+                .collect::<Result<_, _>>()
+                .map_err(query("reading tries"))?
+        });
+        rows.into_iter()
+            .map(
+                |(task_id, try_number, state, (queued, start, end), failure, args)| {
+                    let rendered_args = args
+                        .map(|text| {
+                            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                                what: "rendered arguments",
+                                detail: e.to_string(),
+                            })
+                        })
+                        .transpose()?;
+                    Ok(StoredTry {
+                        task_id,
+                        try_number,
+                        state: parse_state(&state)?,
+                        queued_at: opt_from_db(queued)?,
+                        start_date: opt_from_db(start)?,
+                        end_date: opt_from_db(end)?,
+                        failure,
+                        rendered_args,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Every XCom of a run, as (task, key, value).
+    pub async fn xcoms_of_run(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Vec<(String, String, serde_json::Value)>, StoreError> {
+        let sql = self.sql(
+            "SELECT task_id, key, value FROM xcoms WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id, key",
+        );
+        let rows: Vec<(String, String, String)> = with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await)
+            .map_err(query("reading a run's XComs"))?;
+        rows.into_iter()
+            .map(|(task, key, text)| {
+                let value = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    what: "XCom",
+                    detail: e.to_string(),
+                })?;
+                Ok((task, key, value))
+            })
+            .collect()
+    }
+}
