@@ -53,7 +53,11 @@ impl TryRecord {
     pub fn of(state_dir: &Path, key: &TryKey) -> Self {
         let folder = state_dir
             .join(format!("dag_id={}", key.dag_id))
-            .join(format!("run_id={}", key.run_id))
+            // Run ids are free text: a slash must not become a folder (or climb out of one).
+            .join(format!(
+                "run_id={}",
+                key.run_id.as_str().replace(['/', '\\'], "_")
+            ))
             .join(format!("task_id={}", key.task_id));
         let stem = format!("attempt={}", key.try_number);
         Self {

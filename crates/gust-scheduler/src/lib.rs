@@ -8,7 +8,10 @@
 //! decisions.
 
 pub mod dag_watch;
+pub mod launch;
 pub mod log_path;
+pub mod scheduler;
 pub mod sync;
 pub mod test_run;
+pub mod trigger;
 mod xcom;

@@ -16,12 +16,12 @@ use gust_core::readiness::{run_state, settle};
 use gust_core::retry::{can_retry, retry_delay};
 use gust_core::schedule::DataInterval;
 use gust_core::state::{DagRunState, TaskEvent, TaskState};
-use gust_executor::{Executor, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome};
-use gust_template::{Renderer, TemplateContext};
+use gust_executor::{Executor, TryEvent, TryEventKind, TryKey, TryOutcome};
+use gust_template::Renderer;
 use tokio::sync::mpsc::Receiver;
 use tokio::time::Instant;
 
-use crate::log_path::log_path;
+use crate::launch::{RunContext, launch_spec, render_args};
 use crate::xcom::RunXComs;
 
 /// What to run.
@@ -207,46 +207,34 @@ impl<'a> Driver<'a> {
         let instance = self.instances.entry(task_id.clone()).or_default();
         instance.tries += 1;
         let try_number = instance.tries;
-        let key = TryKey {
-            dag_id: self.dag.id.clone(),
-            run_id: self.spec.run_id.clone(),
-            task_id: task_id.clone(),
-            try_number: TryNumber(try_number),
+        let run = RunContext {
+            run_id: &self.spec.run_id,
+            interval: self.spec.interval,
+            conf: &self.spec.conf,
         };
-        let mut ctx = TemplateContext::new(
-            self.dag.id.as_str(),
-            task_id.as_str(),
-            self.spec.run_id.as_str(),
-            self.spec.interval.start,
-            self.spec.interval.end,
-        );
-        ctx.try_number = try_number;
-        ctx.params = self.dag.settings.params.clone();
-        ctx.conf = self.spec.conf.clone();
-        let mut args = serde_json::Map::with_capacity(task.args.len());
-        for (name, value) in &task.args {
-            match self
-                .renderer
-                .render_value(value, name, &ctx, self.xcoms.clone())
-            {
-                Ok(rendered) => {
-                    args.insert(name.clone(), rendered);
-                }
-                Err(err) => {
-                    self.transition(task_id, TaskEvent::Queue);
-                    self.fail(task_id, err.to_string());
-                    return;
-                }
+        let args = match render_args(
+            &self.renderer,
+            self.dag,
+            task,
+            run,
+            try_number,
+            self.xcoms.clone(),
+        ) {
+            Ok(args) => args,
+            Err(err) => {
+                self.transition(task_id, TaskEvent::Queue);
+                self.fail(task_id, err);
+                return;
             }
-        }
-        let spec = LaunchSpec {
-            log_path: log_path(&self.spec.logs_root, &key),
-            key,
-            operator: task.operator.clone(),
-            args,
-            do_xcom_push: task.settings.do_xcom_push,
-            execution_timeout: task.settings.execution_timeout,
         };
+        let spec = launch_spec(
+            self.dag,
+            task,
+            &self.spec.run_id,
+            try_number,
+            args,
+            &self.spec.logs_root,
+        );
         self.transition(task_id, TaskEvent::Queue);
         if let Err(err) = self.executor.start(spec) {
             self.fail(task_id, err.to_string());

@@ -2,7 +2,7 @@
 //! records them) and rendering (`ti.xcom_pull`), and the variables the run started with.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use gust_template::RuntimeLookup;
 
@@ -10,16 +10,16 @@ use gust_template::RuntimeLookup;
 #[derive(Debug, Default)]
 pub struct RunXComs {
     values: RwLock<HashMap<(String, String), serde_json::Value>>,
-    variables: HashMap<String, String>,
+    variables: Arc<HashMap<String, String>>,
 }
 
 impl RunXComs {
     /// A lookup with no XComs yet and these variables.
     #[must_use]
-    pub fn with_variables(variables: HashMap<String, String>) -> Self {
+    pub fn with_variables(variables: impl Into<Arc<HashMap<String, String>>>) -> Self {
         Self {
             values: RwLock::default(),
-            variables,
+            variables: variables.into(),
         }
     }
 

@@ -40,4 +40,15 @@ impl Store {
             .map_err(query("deleting a variable"))?;
         Ok(done == 1)
     }
+
+    /// Every variable, as templates read them (`var.value.KEY`).
+    pub async fn all_variables(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let sql = self.sql("SELECT key, value FROM variables");
+        let rows: Vec<(String, String)> =
+            with_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)
+                .map_err(query("reading variables"))?;
+        Ok(rows.into_iter().collect())
+    }
 }

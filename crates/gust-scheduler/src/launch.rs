@@ -1,0 +1,81 @@
+//! Turning a task of a run into what a runtime starts: its templates rendered with the run's
+//! context (right before the try, so XComs and variables are current), its log's place.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use gust_core::dag::Dag;
+use gust_core::ids::{RunId, TryNumber};
+use gust_core::schedule::DataInterval;
+use gust_core::task::Task;
+use gust_executor::{LaunchSpec, TryKey};
+use gust_template::{Renderer, RuntimeLookup, TemplateContext};
+
+use crate::log_path::log_path;
+
+/// The run a try belongs to, as templates see it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunContext<'a> {
+    /// The run's id.
+    pub run_id: &'a RunId,
+    /// Its data interval (its start is the logical date).
+    pub interval: DataInterval,
+    /// Its conf, overriding the DAG's params.
+    pub conf: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// Renders `task`'s arguments for try `try_number` of the run. The error names the task, the
+/// argument and what went wrong.
+pub fn render_args(
+    renderer: &Renderer,
+    dag: &Dag,
+    task: &Task,
+    run: RunContext<'_>,
+    try_number: u32,
+    lookup: Arc<dyn RuntimeLookup>,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut ctx = TemplateContext::new(
+        dag.id.as_str(),
+        task.id.as_str(),
+        run.run_id.as_str(),
+        run.interval.start,
+        run.interval.end,
+    );
+    ctx.try_number = try_number;
+    ctx.params = dag.settings.params.clone();
+    ctx.conf = run.conf.clone();
+    let mut args = serde_json::Map::with_capacity(task.args.len());
+    for (name, value) in &task.args {
+        let rendered = renderer
+            .render_value(value, name, &ctx, lookup.clone())
+            .map_err(|err| err.to_string())?;
+        args.insert(name.clone(), rendered);
+    }
+    Ok(args)
+}
+
+/// The runtime's view of a try whose arguments are rendered.
+#[must_use]
+pub fn launch_spec(
+    dag: &Dag,
+    task: &Task,
+    run_id: &RunId,
+    try_number: u32,
+    args: serde_json::Map<String, serde_json::Value>,
+    logs_root: &Path,
+) -> LaunchSpec {
+    let key = TryKey {
+        dag_id: dag.id.clone(),
+        run_id: run_id.clone(),
+        task_id: task.id.clone(),
+        try_number: TryNumber(try_number),
+    };
+    LaunchSpec {
+        log_path: log_path(logs_root, &key),
+        key,
+        operator: task.operator.clone(),
+        args,
+        do_xcom_push: task.settings.do_xcom_push,
+        execution_timeout: task.settings.execution_timeout,
+    }
+}

@@ -1,0 +1,111 @@
+//! A running DAG run as the scheduler holds it: the stored run, its task instances as last
+//! committed (state and version, for compare-and-set), and its XComs for templates.
+//!
+//! Moves are made here, in memory, through the core's lifecycle ([`TaskState::apply`]); each move
+//! yields the [`TaskMove`] that commits it. If the commit finds the row moved by someone else,
+//! the scheduler re-reads the whole run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use gust_core::dag::Dag;
+use gust_core::ids::{RunId, TaskId};
+use gust_core::schedule::DataInterval;
+use gust_core::state::{IllegalTransition, TaskEvent, TaskState};
+use gust_store::{StoredRun, StoredTaskInstance, TaskMove, TryChange};
+
+use crate::xcom::RunXComs;
+
+/// Which run: (DAG id, run id).
+pub type RunKey = (String, String);
+
+/// A run being driven.
+pub struct ActiveRun {
+    /// The DAG version in force.
+    pub dag: Arc<Dag>,
+    /// The run as last committed.
+    pub run: StoredRun,
+    /// The run's id, checked.
+    pub run_id: RunId,
+    /// Its task instances, as last committed.
+    pub tis: HashMap<TaskId, StoredTaskInstance>,
+    /// Every task's state, for the core's readiness pass (kept equal to `tis`).
+    pub states: HashMap<TaskId, TaskState>,
+    /// Its XComs and the variables templates read.
+    pub xcoms: Arc<RunXComs>,
+    /// For `depends_on_past`: the previous run's task states, once it has finished.
+    pub past: Option<HashMap<TaskId, TaskState>>,
+    /// The previous run's key, while it is itself active.
+    pub previous: Option<RunKey>,
+    /// Whether its tasks need a readiness pass.
+    pub dirty: bool,
+    /// It passed its `dagrun_timeout`: it fails whatever its leaves say.
+    pub timed_out: bool,
+}
+
+impl ActiveRun {
+    /// The run's data interval.
+    pub fn interval(&self) -> DataInterval {
+        DataInterval {
+            start: self.run.data_interval.0,
+            end: self.run.data_interval.1,
+        }
+    }
+
+    /// A task's committed state.
+    pub fn state(&self, task: &TaskId) -> TaskState {
+        self.states
+            .get(task)
+            .copied()
+            .unwrap_or(TaskState::NoStatus)
+    }
+
+    /// Moves `task` by `event` in memory and returns the move to commit.
+    pub fn move_task(
+        &mut self,
+        task: &TaskId,
+        event: TaskEvent,
+        next_retry_at: Option<DateTime<Utc>>,
+        try_change: Option<TryChange>,
+    ) -> Result<TaskMove, IllegalTransition> {
+        let Some(ti) = self.tis.get_mut(task) else {
+            return Err(IllegalTransition {
+                from: TaskState::Removed,
+                event,
+            });
+        };
+        let to = ti.state.apply(event)?;
+        let planned = TaskMove {
+            dag_id: ti.dag_id.clone(),
+            run_id: ti.run_id.clone(),
+            task_id: ti.task_id.clone(),
+            from: ti.state,
+            version: ti.version,
+            to,
+            next_retry_at,
+            try_change,
+        };
+        ti.state = to;
+        ti.version += 1;
+        ti.next_retry_at = next_retry_at;
+        if to == TaskState::Queued {
+            ti.try_number += 1;
+        }
+        self.states.insert(task.clone(), to);
+        self.dirty = true;
+        Ok(planned)
+    }
+
+    /// The latest try number of `task`.
+    pub fn try_number(&self, task: &TaskId) -> u32 {
+        self.tis
+            .get(task)
+            .map_or(0, |ti| u32::try_from(ti.try_number).unwrap_or(0))
+    }
+
+    /// Whether every task instance has finished.
+    pub fn all_finished(&self) -> bool {
+        self.dag.tasks().all(|t| self.state(&t.id).is_finished())
+    }
+}

@@ -1,0 +1,390 @@
+//! The scheduler: the database-backed loop that creates runs from schedules, decides which task
+//! instances may run, hands tries to a runtime and records what happens to them.
+//!
+//! It is event-driven. One loop waits on whatever comes first: a runtime event (a try started or
+//! ended), the next timer (a retry delay, a run timeout, a schedule's next interval), a new
+//! version of the DAG folder, or a short poll for what other processes wrote (runs triggered from
+//! the CLI or the API, cleared tasks, paused DAGs). Whatever arrives is turned into task moves,
+//! the downstream tasks it unblocks are decided in the same step, and every move is committed
+//! (compare-and-set, one transaction per batch) before anything is acted on: a try is handed to
+//! the runtime only once its `queued` state is stored. After a crash the next scheduler re-reads
+//! the runs and adopts the tries that were handed over (`Executor::adopt`), so nothing is lost
+//! and nothing runs twice.
+//!
+//! `active.rs` holds one run in memory, `slots.rs` decides who may start, `runs.rs` creates,
+//! loads and ends runs, `tasks.rs` moves task instances.
+
+mod active;
+mod runs;
+mod slots;
+mod tasks;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gust_core::clock::Clock;
+use gust_core::ids::TaskId;
+use gust_dagfile::DagBag;
+use gust_executor::{Executor, LaunchSpec, TryEvent, TryKey};
+use gust_store::{Store, StoreError, TaskMove};
+use gust_template::Renderer;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use active::{ActiveRun, RunKey};
+use slots::{Slots, WaitingLine};
+
+/// How the scheduler behaves.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// At most this many tries at once (`[core] parallelism`).
+    pub parallelism: usize,
+    /// Where try logs go.
+    pub logs_root: PathBuf,
+    /// How often the database is read for what other processes changed (default 1 s). Nothing
+    /// of the scheduler's own work waits for it.
+    pub poll_interval: Duration,
+    /// Whether DAGs seen for the first time start paused.
+    pub paused_by_default: bool,
+}
+
+impl SchedulerConfig {
+    /// The defaults, logging under `logs_root`.
+    #[must_use]
+    pub fn new(logs_root: PathBuf) -> Self {
+        Self {
+            parallelism: 32,
+            logs_root,
+            poll_interval: Duration::from_secs(1),
+            paused_by_default: true,
+        }
+    }
+}
+
+/// Why the scheduler stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The metadata database failed; a restarted scheduler picks up where this one stopped.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The runtime's event channel closed.
+    #[error("the runtime stopped reporting events")]
+    RuntimeGone,
+}
+
+/// Wakes a running scheduler to look at the database now (a run was triggered in-process).
+#[derive(Debug, Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    /// Asks the scheduler to look for new runs now.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Something due at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Timer {
+    /// A task's retry delay ends.
+    Retry(RunKey, TaskId),
+    /// A run reaches its `dagrun_timeout`.
+    RunTimeout(RunKey),
+    /// A schedule may have a new interval due.
+    Schedules,
+}
+
+/// What to do once a batch of moves is committed, if the move it follows was.
+#[derive(Debug)]
+enum After {
+    Launch(Box<LaunchSpec>),
+    Release(TryKey),
+    Kill(TryKey, String),
+}
+
+/// Moves to commit together, and what follows each.
+#[derive(Debug, Default)]
+struct Batch {
+    moves: Vec<TaskMove>,
+    runs: Vec<RunKey>,
+    /// Actions, each after the move at its index (or unconditional with `None`).
+    after: Vec<(Option<usize>, After)>,
+}
+
+impl Batch {
+    fn push(&mut self, run: &RunKey, planned: TaskMove) {
+        self.moves.push(planned);
+        self.runs.push(run.clone());
+    }
+
+    /// `action`, once the last pushed move is committed.
+    fn then(&mut self, action: After) {
+        let index = self.moves.len().checked_sub(1);
+        self.after.push((index, action));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.moves.is_empty() && self.after.is_empty()
+    }
+}
+
+/// The scheduler loop and everything it holds.
+pub struct Scheduler {
+    store: Store,
+    executor: Arc<dyn Executor>,
+    events: mpsc::Receiver<TryEvent>,
+    bags: watch::Receiver<Arc<DagBag>>,
+    clock: Arc<dyn Clock>,
+    config: SchedulerConfig,
+    waker: Waker,
+    renderer: Renderer,
+
+    bag: Arc<DagBag>,
+    paused: HashMap<String, bool>,
+    variables: Arc<HashMap<String, String>>,
+    runs: HashMap<RunKey, ActiveRun>,
+    /// Tries this process started or adopted whose end it has not recorded.
+    live: HashSet<TryKey>,
+    slots: Slots,
+    line: WaitingLine,
+    timers: BTreeMap<DateTime<Utc>, Vec<Timer>>,
+    /// Runs to re-read from the database (someone else moved them).
+    stale: HashSet<RunKey>,
+    /// Look at schedules for new runs.
+    schedules_due: bool,
+    /// Look for queued runs to start.
+    runs_due: bool,
+    /// Stopping: start nothing new, wait for what runs.
+    draining: bool,
+    /// Moves decided between steps (runtime events, timers), committed by the next step.
+    pending: Batch,
+}
+
+impl Scheduler {
+    /// A scheduler over `store`, handing tries to `executor` (whose events arrive on `events`),
+    /// running the DAGs published on `bags`.
+    pub fn new(
+        store: Store,
+        executor: Arc<dyn Executor>,
+        events: mpsc::Receiver<TryEvent>,
+        bags: watch::Receiver<Arc<DagBag>>,
+        clock: Arc<dyn Clock>,
+        config: SchedulerConfig,
+    ) -> Self {
+        let bag = bags.borrow().clone();
+        let mut slots = Slots::default();
+        slots.parallelism = config.parallelism;
+        Self {
+            store,
+            executor,
+            events,
+            bags,
+            clock,
+            config,
+            waker: Waker::default(),
+            renderer: Renderer::new(),
+            bag,
+            paused: HashMap::new(),
+            variables: Arc::new(HashMap::new()),
+            runs: HashMap::new(),
+            live: HashSet::new(),
+            slots,
+            line: WaitingLine::default(),
+            timers: BTreeMap::new(),
+            stale: HashSet::new(),
+            schedules_due: true,
+            runs_due: true,
+            draining: false,
+            pending: Batch::default(),
+        }
+    }
+
+    /// A handle that wakes this scheduler.
+    #[must_use]
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Runs until `shutdown`, then stops starting tries and returns once the running ones have
+    /// ended (a second stop is the caller's: dropping the scheduler leaves tries to be adopted).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+        self.sync_bag().await?;
+        self.poll().await?;
+        let mut poll = tokio::time::interval(self.config.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let waker = self.waker.0.clone();
+        loop {
+            self.step().await?;
+            if self.draining && self.live.is_empty() {
+                return Ok(());
+            }
+            let next_timer = self.timers.keys().next().copied();
+            let sleep =
+                next_timer.map(|at| (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO));
+            tokio::select! {
+                biased;
+                event = self.events.recv() => {
+                    let Some(event) = event else { return Err(SchedulerError::RuntimeGone) };
+                    // Everything already reported is handled in one batch: one commit for a
+                    // thousand tries ending together.
+                    let mut events = vec![event];
+                    while events.len() < 4096 {
+                        match self.events.try_recv() {
+                            Ok(event) => events.push(event),
+                            Err(_) => break,
+                        }
+                    }
+                    for event in events {
+                        self.on_event(event);
+                    }
+                }
+                () = sleep_for(sleep), if sleep.is_some() => self.fire_timers(),
+                () = shutdown.cancelled(), if !self.draining => {
+                    self.draining = true;
+                }
+                changed = self.bags.changed() => {
+                    if changed.is_ok() {
+                        self.bag = self.bags.borrow_and_update().clone();
+                        self.sync_bag().await?;
+                    }
+                }
+                () = waker.notified() => {
+                    self.runs_due = true;
+                }
+                _ = poll.tick() => self.poll().await?,
+            }
+        }
+    }
+
+    /// Records the DAGs in force and re-reads the runs of changed DAGs.
+    async fn sync_bag(&mut self) -> Result<(), SchedulerError> {
+        crate::sync::sync_bag(
+            &self.store,
+            &self.bag,
+            self.clock.now(),
+            self.config.paused_by_default,
+        )
+        .await?;
+        for (key, run) in &self.runs {
+            let current = self
+                .bag
+                .dags()
+                .find(|e| e.dag.id.as_str() == key.0)
+                .map(|e| e.dag.clone());
+            if current.is_some_and(|dag| !Arc::ptr_eq(&dag, &run.dag)) {
+                self.stale.insert(key.clone());
+            }
+        }
+        self.schedules_due = true;
+        self.runs_due = true;
+        Ok(())
+    }
+
+    /// Reads what other processes may have changed: runs, pause flags, variables, pools.
+    async fn poll(&mut self) -> Result<(), SchedulerError> {
+        self.paused = self.store.dag_pause_flags().await?.into_iter().collect();
+        self.variables = Arc::new(self.store.all_variables().await?);
+        self.slots.pool_sizes = self
+            .store
+            .pools()
+            .await?
+            .into_iter()
+            .map(|p| (p.name, i64::from(p.slots)))
+            .collect();
+        self.runs_due = true;
+        self.schedules_due = true;
+        Ok(())
+    }
+
+    /// Does everything that can be done now, until nothing changes.
+    async fn step(&mut self) -> Result<(), SchedulerError> {
+        loop {
+            if self.schedules_due {
+                self.schedules_due = false;
+                self.create_scheduled_runs().await?;
+            }
+            if self.runs_due {
+                self.runs_due = false;
+                self.refresh_runs().await?;
+            }
+            if !self.stale.is_empty() {
+                self.reload_stale().await?;
+            }
+            let mut batch = std::mem::take(&mut self.pending);
+            self.settle_dirty(&mut batch);
+            self.admit(&mut batch);
+            if batch.is_empty() {
+                if self.finish_runs().await? {
+                    continue;
+                }
+                return Ok(());
+            }
+            self.commit(batch).await?;
+            self.finish_runs().await?;
+        }
+    }
+
+    /// Commits `batch`, then acts on what was committed. A move someone else beat us to marks
+    /// its run for re-reading, and what would have followed it is not done.
+    async fn commit(&mut self, batch: Batch) -> Result<(), SchedulerError> {
+        let done = if batch.moves.is_empty() {
+            Vec::new()
+        } else {
+            self.store.apply_moves(&batch.moves).await?
+        };
+        for (committed, run) in done.iter().zip(&batch.runs) {
+            if !committed {
+                self.stale.insert(run.clone());
+            }
+        }
+        for (index, action) in batch.after {
+            if index.is_some_and(|i| !done.get(i).copied().unwrap_or(false)) {
+                continue;
+            }
+            match action {
+                After::Launch(spec) => {
+                    let key = spec.key.clone();
+                    self.live.insert(key.clone());
+                    if let Err(err) = self.executor.start(*spec) {
+                        // Handled like a try that failed to start: its own event.
+                        self.on_launch_error(key, err.to_string());
+                    }
+                }
+                After::Release(key) => {
+                    self.live.remove(&key);
+                    self.executor.release(&key);
+                }
+                After::Kill(key, reason) => self.executor.kill(&key, &reason),
+            }
+        }
+        Ok(())
+    }
+
+    fn add_timer(&mut self, at: DateTime<Utc>, timer: Timer) {
+        self.timers.entry(at).or_default().push(timer);
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.clock.now();
+        let due: Vec<DateTime<Utc>> = self.timers.range(..=now).map(|(at, _)| *at).collect();
+        for at in due {
+            for timer in self.timers.remove(&at).unwrap_or_default() {
+                match timer {
+                    Timer::Retry(run, task) => self.retry_due(&run, &task),
+                    Timer::RunTimeout(run) => self.run_timed_out(&run),
+                    Timer::Schedules => self.schedules_due = true,
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_for(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

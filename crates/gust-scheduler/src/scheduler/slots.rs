@@ -1,0 +1,116 @@
+//! Who may start now: global `parallelism`, each DAG's `max_active_tasks` and each pool's slots,
+//! with waiting tasks taken highest `priority_weight` first, then first come.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+
+use gust_core::ids::TaskId;
+use gust_core::task::Task;
+
+use super::active::RunKey;
+
+/// Slots in use and their limits. Counts change only with task moves into and out of the
+/// states that hold a slot (`queued`, `running`).
+#[derive(Debug, Default)]
+pub struct Slots {
+    /// At most this many tries at once (`[core] parallelism`).
+    pub parallelism: usize,
+    /// Each pool's size, as stored.
+    pub pool_sizes: HashMap<String, i64>,
+    used: usize,
+    used_by_pool: HashMap<String, i64>,
+    used_by_dag: HashMap<String, u32>,
+}
+
+/// Why a waiting task cannot start now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// `parallelism` is reached: nothing else can start either.
+    Parallelism,
+    /// The DAG's `max_active_tasks` is reached.
+    DagLimit,
+    /// The pool has too few open slots.
+    PoolFull,
+    /// The pool does not exist.
+    UnknownPool(String),
+}
+
+impl Slots {
+    /// Records that a try of `task` (of `dag_id`) took its slots (`true`) or gave them back.
+    pub fn track(&mut self, dag_id: &str, task: &Task, taken: bool) {
+        let slots = i64::from(task.settings.pool_slots);
+        let pool = self
+            .used_by_pool
+            .entry(task.settings.pool.clone())
+            .or_default();
+        let dag = self.used_by_dag.entry(dag_id.to_owned()).or_default();
+        if taken {
+            self.used += 1;
+            *pool += slots;
+            *dag += 1;
+        } else {
+            self.used = self.used.saturating_sub(1);
+            *pool = (*pool - slots).max(0);
+            *dag = dag.saturating_sub(1);
+        }
+    }
+
+    /// Whether a try of `task` may start now.
+    pub fn check(&self, dag_id: &str, max_active_tasks: u32, task: &Task) -> Result<(), Blocked> {
+        if self.used >= self.parallelism.max(1) {
+            return Err(Blocked::Parallelism);
+        }
+        if self.used_by_dag.get(dag_id).copied().unwrap_or(0) >= max_active_tasks {
+            return Err(Blocked::DagLimit);
+        }
+        let Some(size) = self.pool_sizes.get(&task.settings.pool) else {
+            return Err(Blocked::UnknownPool(task.settings.pool.clone()));
+        };
+        let used = self
+            .used_by_pool
+            .get(&task.settings.pool)
+            .copied()
+            .unwrap_or(0);
+        if used + i64::from(task.settings.pool_slots) > *size {
+            return Err(Blocked::PoolFull);
+        }
+        Ok(())
+    }
+}
+
+/// A place in the [`WaitingLine`]: higher weights first, then arrival order.
+pub type LinePlace = (Reverse<i32>, u64);
+
+/// Tasks in `scheduled` waiting for slots, in the order they get them.
+#[derive(Debug, Default)]
+pub struct WaitingLine {
+    line: BTreeMap<LinePlace, (RunKey, TaskId)>,
+    next: u64,
+}
+
+impl WaitingLine {
+    /// Puts a task in line.
+    pub fn push(&mut self, priority_weight: i32, run: RunKey, task: TaskId) {
+        self.line
+            .insert((Reverse(priority_weight), self.next), (run, task));
+        self.next += 1;
+    }
+
+    /// The first entry after `after` (from the start when `None`), in line order.
+    pub fn next_after(&self, after: Option<LinePlace>) -> Option<(LinePlace, RunKey, TaskId)> {
+        let mut range = match after {
+            None => self.line.range(..),
+            Some(place) => self
+                .line
+                .range((std::ops::Bound::Excluded(place), std::ops::Bound::Unbounded)),
+        };
+        range
+            .next()
+            .map(|(place, (run, task))| (*place, run.clone(), task.clone()))
+    }
+
+    /// Takes an entry out of line.
+    pub fn remove(&mut self, place: LinePlace) {
+        self.line.remove(&place);
+    }
+}

@@ -1,0 +1,513 @@
+//! Moving task instances: deciding what is ready (the core's readiness pass), admitting waiting
+//! tasks to slots and handing them over, and turning runtime events, retry delays and run
+//! timeouts into moves.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use gust_core::ids::TaskId;
+use gust_core::readiness::settle;
+use gust_core::retry::{can_retry, retry_delay};
+use gust_core::state::{TaskEvent, TaskState};
+use gust_executor::{FailureReason, TryEvent, TryEventKind, TryKey, TryOutcome};
+use gust_store::TryChange;
+
+use super::active::RunKey;
+use super::slots::Blocked;
+use super::{After, Batch, Scheduler, Timer};
+use crate::launch::{RunContext, launch_spec, render_args};
+
+impl Scheduler {
+    /// Moves `task` of `run` by `event`, keeping slot counts, into `batch`. An illegal move is a
+    /// bug or a race with another writer; either way the run is re-read rather than trusted.
+    pub(super) fn move_into(
+        &mut self,
+        batch: &mut Batch,
+        run_key: &RunKey,
+        task: &TaskId,
+        event: TaskEvent,
+        next_retry_at: Option<DateTime<Utc>>,
+        try_change: Option<TryChange>,
+    ) -> bool {
+        let Some(run) = self.runs.get_mut(run_key) else {
+            return false;
+        };
+        let before = run.state(task);
+        match run.move_task(task, event, next_retry_at, try_change) {
+            Ok(planned) => {
+                let after = planned.to;
+                if before.holds_slot() != after.holds_slot()
+                    && let Some(t) = run.dag.task(task)
+                {
+                    self.slots.track(&run_key.0, t, after.holds_slot());
+                }
+                batch.push(run_key, planned);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(dag_id = %run_key.0, run_id = %run_key.1, task_id = %task, "{err}; re-reading the run");
+                self.stale.insert(run_key.clone());
+                false
+            }
+        }
+    }
+
+    /// Decides every dirty run's tasks whose upstreams allow it: skipped and upstream_failed
+    /// ones are moved, ready ones are scheduled and put in line.
+    pub(super) fn settle_dirty(&mut self, batch: &mut Batch) {
+        let dirty: Vec<RunKey> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| r.dirty)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in dirty {
+            let Some(run) = self.runs.get_mut(&key) else {
+                continue;
+            };
+            run.dirty = false;
+            let past = self.past_states(&key);
+            let Some(run) = self.runs.get(&key) else {
+                continue;
+            };
+            let settled = settle(&run.dag, &run.states, |task| {
+                past.as_ref().is_none_or(|states| {
+                    states
+                        .get(task)
+                        .is_none_or(|s| matches!(s, TaskState::Success | TaskState::Skipped))
+                })
+            });
+            let dag = run.dag.clone();
+            for (task, state) in settled.finished {
+                let event = if state == TaskState::Skipped {
+                    TaskEvent::Skip
+                } else {
+                    TaskEvent::UpstreamFail
+                };
+                self.move_into(batch, &key, &task, event, None, None);
+            }
+            for task in settled.ready {
+                if self.move_into(batch, &key, &task, TaskEvent::Schedule, None, None) {
+                    let weight = dag.task(&task).map_or(1, |t| t.settings.priority_weight);
+                    self.line.push(weight, key.clone(), task);
+                }
+            }
+        }
+    }
+
+    /// For `depends_on_past`: the previous run's task states, or `None` when there is no
+    /// previous run (the first run may always go). A previous run still active blocks tasks
+    /// until its own instance succeeds.
+    fn past_states(&self, key: &RunKey) -> Option<HashMap<TaskId, TaskState>> {
+        let run = self.runs.get(key)?;
+        if !run.dag.tasks().any(|t| t.settings.depends_on_past) {
+            return None;
+        }
+        match &run.previous {
+            Some(previous) => Some(
+                self.runs
+                    .get(previous)
+                    .map(|p| p.states.clone())
+                    .unwrap_or_default(),
+            ),
+            None => run.past.clone(),
+        }
+    }
+
+    /// Hands waiting tasks to the runtime while slots allow, highest priority first.
+    pub(super) fn admit(&mut self, batch: &mut Batch) {
+        if self.draining {
+            return;
+        }
+        let mut place = None;
+        while let Some((at, run_key, task_id)) = self.line.next_after(place) {
+            place = Some(at);
+            let Some(run) = self.runs.get(&run_key) else {
+                self.line.remove(at);
+                continue;
+            };
+            if run.state(&task_id) != TaskState::Scheduled {
+                self.line.remove(at);
+                continue;
+            }
+            let dag = run.dag.clone();
+            let Some(task) = dag.task(&task_id) else {
+                self.line.remove(at);
+                continue;
+            };
+            match self
+                .slots
+                .check(dag.id.as_str(), dag.settings.max_active_tasks, task)
+            {
+                Ok(()) => {}
+                Err(Blocked::Parallelism) => return,
+                Err(Blocked::DagLimit | Blocked::PoolFull) => continue,
+                Err(Blocked::UnknownPool(pool)) => {
+                    self.line.remove(at);
+                    let why = format!(
+                        "pool \"{pool}\" does not exist; create it with `gust pools set {pool} SLOTS`"
+                    );
+                    self.queue_and_fail(batch, &run_key, &task_id, serde_json::Value::Null, why);
+                    continue;
+                }
+            }
+            self.line.remove(at);
+            let try_number = run.try_number(&task_id) + 1;
+            let rendered = render_args(
+                &self.renderer,
+                &dag,
+                task,
+                RunContext {
+                    run_id: &run.run_id,
+                    interval: run.interval(),
+                    conf: &run.run.conf,
+                },
+                try_number,
+                run.xcoms.clone(),
+            );
+            let run_id = run.run_id.clone();
+            match rendered {
+                Ok(args) => {
+                    let spec = launch_spec(
+                        &dag,
+                        task,
+                        &run_id,
+                        try_number,
+                        args,
+                        &self.config.logs_root,
+                    );
+                    let change = TryChange::Queued {
+                        try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
+                        rendered_args: serde_json::Value::Object(spec.args.clone()),
+                        log_location: spec.log_path.display().to_string(),
+                        at: self.clock.now(),
+                    };
+                    if self.move_into(
+                        batch,
+                        &run_key,
+                        &task_id,
+                        TaskEvent::Queue,
+                        None,
+                        Some(change),
+                    ) {
+                        batch.then(After::Launch(Box::new(spec)));
+                    }
+                }
+                Err(why) => {
+                    let raw = serde_json::Value::Object(task.args.clone());
+                    self.queue_and_fail(batch, &run_key, &task_id, raw, why);
+                }
+            }
+        }
+    }
+
+    /// A try that fails before it can be handed over (its templates do not render, its pool
+    /// does not exist): it is recorded as a try, with the reason, and fails like any.
+    fn queue_and_fail(
+        &mut self,
+        batch: &mut Batch,
+        run_key: &RunKey,
+        task_id: &TaskId,
+        args: serde_json::Value,
+        why: String,
+    ) {
+        let Some(run) = self.runs.get(run_key) else {
+            return;
+        };
+        let try_number = run.try_number(task_id) + 1;
+        let log = crate::log_path::log_path(
+            &self.config.logs_root,
+            &TryKey {
+                dag_id: run.dag.id.clone(),
+                run_id: run.run_id.clone(),
+                task_id: task_id.clone(),
+                try_number: gust_core::ids::TryNumber(try_number),
+            },
+        );
+        let change = TryChange::Queued {
+            try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
+            rendered_args: args,
+            log_location: log.display().to_string(),
+            at: self.clock.now(),
+        };
+        if self.move_into(
+            batch,
+            run_key,
+            task_id,
+            TaskEvent::Queue,
+            None,
+            Some(change),
+        ) {
+            self.fail_try(batch, run_key, task_id, try_number, why);
+        }
+    }
+
+    /// Fails try `try_number` of a queued or running task: up_for_retry with a timer when tries
+    /// remain, failed otherwise.
+    fn fail_try(
+        &mut self,
+        batch: &mut Batch,
+        run_key: &RunKey,
+        task_id: &TaskId,
+        try_number: u32,
+        why: String,
+    ) {
+        let Some(settings) = self
+            .runs
+            .get(run_key)
+            .and_then(|r| r.dag.task(task_id))
+            .map(|t| t.settings.clone())
+        else {
+            return;
+        };
+        let now = self.clock.now();
+        let retry = can_retry(&settings, try_number);
+        let retry_at = retry.then(|| {
+            now + chrono::Duration::from_std(retry_delay(&settings, try_number))
+                .unwrap_or(chrono::Duration::MAX)
+        });
+        let change = TryChange::Ended {
+            try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
+            at: now,
+            failure: Some(why),
+            xcom: None,
+        };
+        let event = TaskEvent::Fail { can_retry: retry };
+        if self.move_into(batch, run_key, task_id, event, retry_at, Some(change))
+            && let Some(at) = retry_at
+        {
+            self.add_timer(at, Timer::Retry(run_key.clone(), task_id.clone()));
+        }
+    }
+
+    /// The runtime refused a try: it failed to start.
+    pub(super) fn on_launch_error(&mut self, key: TryKey, why: String) {
+        self.on_event(TryEvent {
+            key,
+            kind: TryEventKind::Finished(TryOutcome::Failed(FailureReason::Spawn(why))),
+        });
+    }
+
+    /// Turns a runtime event into moves (committed by the next step).
+    pub(super) fn on_event(&mut self, event: TryEvent) {
+        let mut batch = std::mem::take(&mut self.pending);
+        self.apply_event(&mut batch, event);
+        self.pending = batch;
+    }
+
+    fn apply_event(&mut self, batch: &mut Batch, event: TryEvent) {
+        let run_key: RunKey = (event.key.dag_id.to_string(), event.key.run_id.to_string());
+        let task_id = event.key.task_id.clone();
+        let try_number = event.key.try_number.0;
+        let current = self
+            .runs
+            .get(&run_key)
+            .map(|r| (r.try_number(&task_id), r.state(&task_id)));
+        let is_current = current.is_some_and(|(n, state)| n == try_number && state.holds_slot());
+        if !is_current {
+            // A try of a run or instance that moved on (cleared, marked, timed out): its end
+            // changes nothing, but its record can go.
+            if matches!(event.kind, TryEventKind::Finished(_)) {
+                batch.then_unconditionally(After::Release(event.key));
+            }
+            return;
+        }
+        let now = self.clock.now();
+        let state = current.map_or(TaskState::NoStatus, |(_, s)| s);
+        let n = i32::try_from(try_number).unwrap_or(i32::MAX);
+        let outcome = match event.kind {
+            TryEventKind::Started => {
+                if state == TaskState::Queued {
+                    let change = TryChange::Started {
+                        try_number: n,
+                        at: now,
+                    };
+                    self.move_into(
+                        batch,
+                        &run_key,
+                        &task_id,
+                        TaskEvent::Start,
+                        None,
+                        Some(change),
+                    );
+                }
+                return;
+            }
+            TryEventKind::Finished(outcome) => outcome,
+        };
+        if state == TaskState::Queued && outcome != TryOutcome::NeverStarted {
+            let change = TryChange::Started {
+                try_number: n,
+                at: now,
+            };
+            if !self.move_into(
+                batch,
+                &run_key,
+                &task_id,
+                TaskEvent::Start,
+                None,
+                Some(change),
+            ) {
+                return;
+            }
+        }
+        let ended = |failure: Option<String>, xcom| TryChange::Ended {
+            try_number: n,
+            at: now,
+            failure,
+            xcom,
+        };
+        let moved = match outcome {
+            TryOutcome::Succeeded { xcom } => {
+                if let (Some(value), Some(run)) = (&xcom, self.runs.get(&run_key)) {
+                    run.xcoms
+                        .push(task_id.as_str(), "return_value", value.clone());
+                }
+                self.move_into(
+                    batch,
+                    &run_key,
+                    &task_id,
+                    TaskEvent::Succeed,
+                    None,
+                    Some(ended(None, xcom)),
+                )
+            }
+            TryOutcome::Skipped { exit_code } => {
+                let why = format!("exit code {exit_code} is a skip code");
+                self.move_into(
+                    batch,
+                    &run_key,
+                    &task_id,
+                    TaskEvent::Skip,
+                    None,
+                    Some(ended(Some(why), None)),
+                )
+            }
+            TryOutcome::Failed(reason) => {
+                self.fail_try(batch, &run_key, &task_id, try_number, reason.to_string());
+                true
+            }
+            TryOutcome::NeverStarted => {
+                let why =
+                    "never started (the scheduler stopped before handing it over); queued again"
+                        .to_owned();
+                let requeued = self.move_into(
+                    batch,
+                    &run_key,
+                    &task_id,
+                    TaskEvent::Requeue,
+                    None,
+                    Some(ended(Some(why), None)),
+                );
+                if requeued {
+                    let weight = self
+                        .runs
+                        .get(&run_key)
+                        .and_then(|r| r.dag.task(&task_id))
+                        .map_or(1, |t| t.settings.priority_weight);
+                    self.line.push(weight, run_key.clone(), task_id.clone());
+                }
+                requeued
+            }
+        };
+        if moved {
+            batch.then(After::Release(event.key));
+        }
+    }
+
+    /// A retry delay ended: the task waits for a slot again.
+    pub(super) fn retry_due(&mut self, run_key: &RunKey, task_id: &TaskId) {
+        let is_waiting = self
+            .runs
+            .get(run_key)
+            .is_some_and(|r| r.state(task_id) == TaskState::UpForRetry);
+        if !is_waiting {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.pending);
+        if self.move_into(
+            &mut batch,
+            run_key,
+            task_id,
+            TaskEvent::Schedule,
+            None,
+            None,
+        ) {
+            let weight = self
+                .runs
+                .get(run_key)
+                .and_then(|r| r.dag.task(task_id))
+                .map_or(1, |t| t.settings.priority_weight);
+            self.line.push(weight, run_key.clone(), task_id.clone());
+        }
+        self.pending = batch;
+    }
+
+    /// A run passed its `dagrun_timeout`: its running tries are killed and fail, what has not
+    /// run is skipped, and the run fails (Airflow's behaviour).
+    pub(super) fn run_timed_out(&mut self, run_key: &RunKey) {
+        let Some(run) = self.runs.get_mut(run_key) else {
+            return;
+        };
+        let limit = run
+            .dag
+            .settings
+            .dagrun_timeout
+            .map_or(0.0, |d| d.as_secs_f64());
+        run.timed_out = true;
+        let unfinished: Vec<(TaskId, TaskState, u32)> = run
+            .dag
+            .tasks()
+            .map(|t| (t.id.clone(), run.state(&t.id), run.try_number(&t.id)))
+            .filter(|(_, s, _)| !s.is_finished())
+            .collect();
+        let dag_id = run.dag.id.clone();
+        let run_id = run.run_id.clone();
+        let why = format!("the run exceeded its dagrun_timeout of {limit}s");
+        let now = self.clock.now();
+        let mut batch = std::mem::take(&mut self.pending);
+        for (task, state, try_number) in unfinished {
+            if state.holds_slot() {
+                let change = TryChange::Ended {
+                    try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
+                    at: now,
+                    failure: Some(why.clone()),
+                    xcom: None,
+                };
+                if self.move_into(
+                    &mut batch,
+                    run_key,
+                    &task,
+                    TaskEvent::MarkFailed,
+                    None,
+                    Some(change),
+                ) {
+                    batch.then(After::Kill(
+                        TryKey {
+                            dag_id: dag_id.clone(),
+                            run_id: run_id.clone(),
+                            task_id: task.clone(),
+                            try_number: gust_core::ids::TryNumber(try_number),
+                        },
+                        why.clone(),
+                    ));
+                }
+            } else {
+                let event = if state == TaskState::UpForRetry {
+                    TaskEvent::MarkFailed
+                } else {
+                    TaskEvent::Skip
+                };
+                self.move_into(&mut batch, run_key, &task, event, None, None);
+            }
+        }
+        self.pending = batch;
+    }
+}
+
+impl Batch {
+    /// `action` whatever the commit finds.
+    pub(super) fn then_unconditionally(&mut self, action: After) {
+        self.after.push((None, action));
+    }
+}

@@ -1,0 +1,167 @@
+//! The database-backed scheduler end to end, on SQLite and on PostgreSQL: DAG files in a folder,
+//! runs triggered through the store, real bash processes, and the outcome read back from the
+//! store as the API would.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gust_core::clock::{Clock, SystemClock};
+use gust_core::state::{DagRunState, TaskState};
+use gust_exec_local::{LocalConfig, LocalExecutor};
+use gust_scheduler::dag_watch::{WatchConfig, watch_folder};
+use gust_scheduler::scheduler::{Scheduler, SchedulerConfig};
+use gust_store::{Store, both_engines};
+use tokio_util::sync::CancellationToken;
+
+/// A scheduler running in the background over `dags` until the returned token is cancelled.
+async fn start(
+    store: &Store,
+    dags: &Path,
+    state: &Path,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let stop = CancellationToken::new();
+    let (bags, _watch) = watch_folder(
+        dags.to_path_buf(),
+        WatchConfig::default(),
+        clock.clone(),
+        stop.clone(),
+    )
+    .await;
+    let (tx, events) = gust_executor::event_channel();
+    let local = LocalConfig {
+        state_dir: Some(state.join("tries")),
+        ..LocalConfig::default()
+    };
+    let executor = Arc::new(LocalExecutor::new(local, tx, clock.clone()));
+    let mut config = SchedulerConfig::new(state.join("logs"));
+    config.paused_by_default = false;
+    config.poll_interval = Duration::from_millis(100);
+    let scheduler = Scheduler::new(store.clone(), executor, events, bags, clock, config);
+    let token = stop.clone();
+    let handle = tokio::spawn(async move {
+        scheduler.run(token).await.expect("the scheduler runs");
+    });
+    (stop, handle)
+}
+
+async fn wait_for_run(store: &Store, dag: &str, run: &str) -> DagRunState {
+    for _ in 0..300 {
+        let state = store.run(dag, run).await.expect("read").map(|r| r.state);
+        if let Some(state @ (DagRunState::Success | DagRunState::Failed)) = state {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {dag}/{run} did not finish in 15 s");
+}
+
+async fn trigger(store: &Store, dags: &Path, dag_id: &str, conf: serde_json::Value) -> String {
+    let load = gust_dagfile::load_folder(dags, SystemClock.now()).expect("load");
+    let dag = load
+        .dags
+        .iter()
+        .find(|d| d.id.as_str() == dag_id)
+        .expect("the DAG")
+        .clone();
+    gust_scheduler::trigger::trigger(
+        store,
+        &dag,
+        conf.as_object().cloned().unwrap_or_default(),
+        None,
+        SystemClock.now(),
+        SystemClock.now(),
+    )
+    .await
+    .expect("triggered")
+}
+
+const DAGS: &str = r#"
+flow:
+  schedule: null
+  params: {greeting: hello}
+  default_args: {retries: 1, retry_delay: 0}
+  tasks:
+    start:
+      operator: BashOperator
+      bash_command: 'echo "{{ params.greeting }}"'
+    flaky:
+      operator: BashOperator
+      bash_command: 'if [ -e "$MARK" ]; then echo ok; else touch "$MARK"; exit 1; fi'
+      env: {MARK: "{{ var.value.get('mark', '/nonexistent/x') }}"}
+      append_env: true
+      dependencies: [start]
+    doomed:
+      operator: BashOperator
+      bash_command: exit 3
+      retries: 0
+      dependencies: [start]
+    after_doomed:
+      operator: BashOperator
+      bash_command: 'true'
+      dependencies: [doomed]
+    cleanup:
+      operator: BashOperator
+      bash_command: 'echo "{{ ti.xcom_pull(task_ids="start") }} done"'
+      trigger_rule: all_done
+      dependencies: [flaky, after_doomed]
+"#;
+
+both_engines!(a_triggered_run_follows_trigger_rules_retries_and_xcoms);
+
+async fn a_triggered_run_follows_trigger_rules_retries_and_xcoms(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("flow.yaml"), DAGS).expect("dag file");
+    store
+        .set_variable("mark", &dir.path().join("mark").display().to_string(), None)
+        .await
+        .expect("variable");
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    let run_id = trigger(&store, &dags, "flow", serde_json::json!({"greeting": "hi"})).await;
+    assert_eq!(
+        wait_for_run(&store, "flow", &run_id).await,
+        DagRunState::Success
+    );
+
+    let tis = store.task_instances("flow", &run_id).await.expect("tis");
+    let states: Vec<(&str, TaskState, i32)> = tis
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.state, t.try_number))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("after_doomed", TaskState::UpstreamFailed, 0),
+            ("cleanup", TaskState::Success, 1),
+            ("doomed", TaskState::Failed, 1),
+            ("flaky", TaskState::Success, 2),
+            ("start", TaskState::Success, 1),
+        ]
+    );
+    let xcoms = store.xcoms_of_run("flow", &run_id).await.expect("xcoms");
+    let value = |task: &str| {
+        xcoms
+            .iter()
+            .find(|(t, _, _)| t == task)
+            .map(|(_, _, v)| v.clone())
+    };
+    assert_eq!(value("start"), Some(serde_json::json!("hi")));
+    assert_eq!(value("cleanup"), Some(serde_json::json!("hi done")));
+    let tries = store.tries_of_run("flow", &run_id).await.expect("tries");
+    let flaky: Vec<_> = tries.iter().filter(|t| t.task_id == "flaky").collect();
+    assert_eq!(flaky.len(), 2);
+    assert_eq!(flaky[0].failure.as_deref(), Some("exited with code 1"));
+    assert_eq!(
+        tries
+            .iter()
+            .find(|t| t.task_id == "start")
+            .and_then(|t| t.rendered_args.clone())
+            .and_then(|a| a.get("bash_command").cloned()),
+        Some(serde_json::json!("echo \"hi\""))
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+}
