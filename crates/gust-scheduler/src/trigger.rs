@@ -98,6 +98,8 @@ pub async fn trigger(
     now: DateTime<Utc>,
 ) -> Result<String, TriggerError> {
     check_conf(dag, &conf)?;
+    // The store keeps microseconds; the run id must name the same instant.
+    let logical_date = chrono::SubsecRound::trunc_subsecs(logical_date, 6);
     let run_id = RunId::new(run_id.unwrap_or_else(|| run_id_for(RunType::Manual, logical_date)))?;
     let run = NewRun {
         dag_id: dag.id.to_string(),

@@ -37,6 +37,10 @@ pub enum Command {
     /// Work with single tasks.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Run the scheduler: watch the DAGs folder, create runs, run tasks (until Ctrl-C).
+    Scheduler(ServeArgs),
+    /// Everything in one process on this machine: migrate the database, then run the scheduler.
+    Standalone(ServeArgs),
     /// Print Gust's version.
     Version,
 }
@@ -103,6 +107,49 @@ pub enum DagsCommand {
         dag_id: String,
         #[command(flatten)]
         folder: DagsFolder,
+    },
+    /// Create a manual run; a running scheduler picks it up.
+    Trigger {
+        /// The DAG.
+        dag_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
+        /// The run's conf, a JSON object (its keys override the DAG's params).
+        #[arg(long, short, value_name = "JSON")]
+        conf: Option<String>,
+        /// The run's id (default `manual__<logical date>`).
+        #[arg(long, short, value_name = "ID")]
+        run_id: Option<String>,
+        /// The run's logical date (default: now).
+        #[arg(long, short, value_name = "DATE")]
+        logical_date: Option<String>,
+    },
+    /// List a DAG's runs, newest first.
+    ListRuns {
+        /// The DAG.
+        dag_id: String,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 25)]
+        limit: i64,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Create the runs of every schedule interval between two dates; a running scheduler runs
+    /// them, within `max_active_runs`.
+    Backfill {
+        /// The DAG.
+        dag_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
+        /// The first logical date.
+        #[arg(long, short, value_name = "DATE")]
+        start_date: String,
+        /// The last logical date.
+        #[arg(long, short, value_name = "DATE")]
+        end_date: String,
+        /// The runs' conf, a JSON object.
+        #[arg(long, short, value_name = "JSON")]
+        conf: Option<String>,
     },
     /// List the problems that keep DAG files from loading.
     ListImportErrors {
@@ -211,6 +258,35 @@ pub enum PoolsCommand {
 /// `gust tasks ...`
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
+    /// Show the state of every task instance of a run, with its latest try.
+    StatesForDagRun {
+        /// The DAG.
+        dag_id: String,
+        /// The run.
+        run_id: String,
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Clear task instances so they run again (their runs are re-queued).
+    Clear {
+        /// The DAG.
+        dag_id: String,
+        /// Only tasks whose id matches this regular expression.
+        #[arg(long, short = 't', value_name = "REGEX")]
+        task_regex: Option<String>,
+        /// Only runs with a logical date at or after this.
+        #[arg(long, short, value_name = "DATE")]
+        start_date: Option<String>,
+        /// Only runs with a logical date at or before this.
+        #[arg(long, short, value_name = "DATE")]
+        end_date: Option<String>,
+        /// Only failed (and upstream_failed) instances.
+        #[arg(long, short = 'f')]
+        only_failed: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Run one task once, in this process, ignoring its upstreams and recording nothing (as
     /// Airflow's `tasks test`); exit 0 only if it succeeded.
     Test {
@@ -265,4 +341,11 @@ pub enum GraphFormat {
     Dot,
     /// Mermaid flowchart.
     Mermaid,
+}
+
+/// Flags of `gust scheduler` and `gust standalone`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub folder: DagsFolder,
 }

@@ -239,3 +239,129 @@ pub fn run_report(report: &gust_scheduler::test_run::RunReport) -> String {
     }
     format!("{table}\n")
 }
+
+fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map_or_else(String::new, |t| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    })
+}
+
+/// One row of `gust dags list-runs`.
+#[derive(Debug, Serialize)]
+struct RunRow {
+    dag_id: String,
+    run_id: String,
+    state: String,
+    run_type: String,
+    logical_date: String,
+    start_date: String,
+    end_date: String,
+}
+
+/// `gust dags list-runs`.
+pub fn runs(runs: &[gust_store::StoredRun], output: Output) -> anyhow::Result<String> {
+    let rows: Vec<RunRow> = runs
+        .iter()
+        .map(|r| RunRow {
+            dag_id: r.dag_id.clone(),
+            run_id: r.run_id.clone(),
+            state: r.state.to_string(),
+            run_type: format!("{:?}", r.run_type).to_lowercase(),
+            logical_date: when(Some(r.logical_date)),
+            start_date: when(r.start_date),
+            end_date: when(r.end_date),
+        })
+        .collect();
+    if let Some(text) = structured(&rows, output) {
+        return text;
+    }
+    Ok({
+        let mut t = table(&[
+            "run_id",
+            "state",
+            "run_type",
+            "logical_date",
+            "start_date",
+            "end_date",
+        ]);
+        for r in &rows {
+            t.add_row(vec![
+                r.run_id.clone(),
+                r.state.clone(),
+                r.run_type.clone(),
+                r.logical_date.clone(),
+                r.start_date.clone(),
+                r.end_date.clone(),
+            ]);
+        }
+        format!("{t}\n")
+    })
+}
+
+/// One row of `gust tasks states-for-dag-run`.
+#[derive(Debug, Serialize)]
+struct TaskStateRow {
+    task_id: String,
+    state: String,
+    try_number: i32,
+    start_date: String,
+    end_date: String,
+    duration: Option<f64>,
+    failure: Option<String>,
+}
+
+/// `gust tasks states-for-dag-run`: each instance with its latest try.
+pub fn task_states(
+    tis: &[gust_store::StoredTaskInstance],
+    tries: &[gust_store::StoredTry],
+    output: Output,
+) -> anyhow::Result<String> {
+    let rows: Vec<TaskStateRow> = tis
+        .iter()
+        .map(|ti| {
+            let latest = tries
+                .iter()
+                .filter(|t| t.task_id == ti.task_id)
+                .max_by_key(|t| t.try_number);
+            let start = latest.and_then(|t| t.start_date);
+            let end = latest.and_then(|t| t.end_date);
+            TaskStateRow {
+                task_id: ti.task_id.clone(),
+                state: ti.state.to_string(),
+                try_number: ti.try_number,
+                start_date: when(start),
+                end_date: when(end),
+                duration: start
+                    .zip(end)
+                    .map(|(s, e)| (e - s).num_milliseconds() as f64 / 1000.0),
+                failure: latest.and_then(|t| t.failure.clone()),
+            }
+        })
+        .collect();
+    if let Some(text) = structured(&rows, output) {
+        return text;
+    }
+    Ok({
+        let mut t = table(&[
+            "task_id",
+            "state",
+            "try",
+            "start_date",
+            "end_date",
+            "duration",
+            "failure",
+        ]);
+        for r in &rows {
+            t.add_row(vec![
+                r.task_id.clone(),
+                r.state.clone(),
+                r.try_number.to_string(),
+                r.start_date.clone(),
+                r.end_date.clone(),
+                r.duration.map_or_else(String::new, |d| format!("{d:.3}s")),
+                r.failure.clone().unwrap_or_default(),
+            ]);
+        }
+        format!("{t}\n")
+    })
+}

@@ -69,6 +69,43 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
         }
         DagsCommand::Pause { dag_id, folder } => set_paused(&folder, &dag_id, true),
         DagsCommand::Unpause { dag_id, folder } => set_paused(&folder, &dag_id, false),
+        DagsCommand::Trigger {
+            dag_id,
+            folder,
+            conf,
+            run_id,
+            logical_date,
+        } => {
+            let dag = find_dag(load(&folder)?.1, &dag_id)?;
+            super::runs::trigger(
+                &dag,
+                conf.as_deref(),
+                run_id,
+                logical_date.as_deref(),
+                wall_clock_now(),
+            )
+        }
+        DagsCommand::ListRuns {
+            dag_id,
+            limit,
+            output,
+        } => super::runs::list_runs(&dag_id, limit, output),
+        DagsCommand::Backfill {
+            dag_id,
+            folder,
+            start_date,
+            end_date,
+            conf,
+        } => {
+            let dag = find_dag(load(&folder)?.1, &dag_id)?;
+            super::runs::backfill(
+                &dag,
+                &start_date,
+                &end_date,
+                conf.as_deref(),
+                wall_clock_now(),
+            )
+        }
         DagsCommand::ListImportErrors { folder, output } => {
             let (_, load) = load(&folder)?;
             print!("{}", render::import_errors(&load.problems, output)?);
@@ -80,6 +117,29 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
 /// Runs a `gust tasks` command.
 pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> {
     match command {
+        crate::cli::TasksCommand::StatesForDagRun {
+            dag_id,
+            run_id,
+            output,
+        } => super::runs::states_for_dag_run(&dag_id, &run_id, output),
+        crate::cli::TasksCommand::Clear {
+            dag_id,
+            task_regex,
+            start_date,
+            end_date,
+            only_failed,
+            yes,
+        } => super::runs::clear(
+            super::runs::ClearArgs {
+                dag_id,
+                task_regex,
+                start_date,
+                end_date,
+                only_failed,
+                yes,
+            },
+            wall_clock_now(),
+        ),
         crate::cli::TasksCommand::Test {
             dag_id,
             task_id,

@@ -6,6 +6,8 @@ mod connections;
 mod dags;
 mod db;
 mod pools;
+mod runs;
+mod serve;
 mod test_run;
 mod variables;
 
@@ -25,6 +27,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pools(command) => pools::run(command),
         Command::Connections(command) => connections::run(command),
         Command::Tasks(command) => dags::run_tasks(command),
+        Command::Scheduler(args) => serve::serve(serve::Mode::Scheduler, args),
+        Command::Standalone(args) => serve::serve(serve::Mode::Standalone, args),
         Command::Version => {
             println!("gust {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
