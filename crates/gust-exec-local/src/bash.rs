@@ -143,6 +143,8 @@ where
             &format!("starting {} (bash) in {}", spec.key, cwd.display()),
         )
         .await;
+    // Flushed now: if the scheduler dies during the try, its log still says it started.
+    let _ = log.flush().await;
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
