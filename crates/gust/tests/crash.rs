@@ -15,9 +15,7 @@ const TASKS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
 /// A diamond-and-chain DAG whose tasks append their name to a file, taking a little time so
 /// that kills land before, during and after tries.
 fn dag_file(side_effects: &Path) -> String {
-    let mut text = format!(
-        "crashy:\n  schedule: null\n  is_paused_upon_creation: false\n  default_args: {{retries: 2, retry_delay: 0, do_xcom_push: false}}\n  tasks:\n"
-    );
+    let mut text = "crashy:\n  schedule: null\n  is_paused_upon_creation: false\n  default_args: {retries: 2, retry_delay: 0, do_xcom_push: false}\n  tasks:\n".to_owned();
     let upstream = |t: &str| match t {
         "a" => vec![],
         "b" | "c" | "d" => vec!["a"],
@@ -38,6 +36,8 @@ fn dag_file(side_effects: &Path) -> String {
 }
 
 fn gust(home: &Path, url: &str) -> Command {
+    // The binary under test, as a separate process so that it can be killed.
+    #[allow(clippy::disallowed_methods)]
     let mut command = Command::new(env!("CARGO_BIN_EXE_gust"));
     command
         .env("GUST_HOME", home)
