@@ -76,7 +76,7 @@ async fn crash_many_times(db: TestDb) {
     // Kill it at spread-out moments: during start-up, while tries are handed over, mid-try.
     for round in 0..16u64 {
         let child = scheduler(home.path(), &db.url);
-        std::thread::sleep(Duration::from_millis(150 + (round * 137) % 700));
+        tokio::time::sleep(Duration::from_millis(150 + (round * 137) % 700)).await;
         kill9(child);
     }
     let child = scheduler(home.path(), &db.url);
