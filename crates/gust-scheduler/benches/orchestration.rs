@@ -21,9 +21,10 @@ use gust_core::task::{Task, TaskSettings};
 use gust_exec_local::{LocalConfig, LocalExecutor};
 use gust_scheduler::test_run::{TestRunSpec, run};
 use indexmap::IndexMap;
-use nix::sys::resource::{UsageWho, getrusage};
 
-const PARALLELISM: usize = 32;
+mod common;
+
+use common::{PARALLELISM, cpu_self, floor, ms, peak_rss_mib, ratio};
 
 fn task(name: &str, upstream: &[String]) -> Task {
     let mut args = serde_json::Map::new();
@@ -89,20 +90,6 @@ fn layered(layers: usize, width: usize) -> Dag {
     dag("layered", tasks)
 }
 
-fn cpu_self() -> Duration {
-    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
-    let t =
-        |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000);
-    t(usage.user_time()) + t(usage.system_time())
-}
-
-fn peak_rss_mib() -> f64 {
-    getrusage(UsageWho::RUSAGE_SELF)
-        .expect("getrusage")
-        .max_rss() as f64
-        / 1024.0
-}
-
 async fn run_dag(dag: &Dag, logs: &std::path::Path) -> (Duration, Duration) {
     let (tx, mut events) = gust_executor::event_channel();
     let config = LocalConfig {
@@ -131,27 +118,6 @@ async fn run_dag(dag: &Dag, logs: &std::path::Path) -> (Duration, Duration) {
     (wall, cpu)
 }
 
-/// `n` `bash -c true` processes, at most `parallel` at once.
-async fn floor(n: usize, parallel: usize) -> Duration {
-    let began = Instant::now();
-    let mut pending = tokio::task::JoinSet::new();
-    for _ in 0..n {
-        if pending.len() >= parallel {
-            pending.join_next().await;
-        }
-        pending.spawn(async {
-            let status = tokio::process::Command::new("bash")
-                .args(["-c", "true"])
-                .status()
-                .await
-                .expect("bash");
-            assert!(status.success());
-        });
-    }
-    while pending.join_next().await.is_some() {}
-    began.elapsed()
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -176,12 +142,4 @@ fn main() {
         println!("dag_10000:   wall {:>8.1} ms   scheduler CPU/task {:.3} ms   peak RSS {:.1} MiB",
             ms(big_wall), ms(big_cpu) / 10_000.0, peak_rss_mib());
     });
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }

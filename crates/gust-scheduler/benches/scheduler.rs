@@ -1,0 +1,170 @@
+//! The database-backed scheduler's overhead, on SQLite and on PostgreSQL:
+//! `cargo bench -p gust-scheduler --bench scheduler` (PostgreSQL when GUST_TEST_POSTGRES_URL
+//! names a server).
+//!
+//! The same workloads as the in-process benchmark, but written as DAG files, triggered as a
+//! manual run through the store and run by the real scheduler loop with the local runtime:
+//! every state change committed before it is acted on, every try recorded. Wall time runs from
+//! the trigger to the run's end, as a user sees it.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{PARALLELISM, cpu_self, floor, ms, peak_rss_mib, ratio};
+use gust_core::clock::{Clock, SystemClock};
+use gust_core::state::DagRunState;
+use gust_exec_local::{LocalConfig, LocalExecutor};
+use gust_scheduler::dag_watch::{WatchConfig, watch_folder};
+use gust_scheduler::scheduler::{Scheduler, SchedulerConfig};
+use gust_store::Store;
+use gust_store::testing::TestDb;
+use tokio_util::sync::CancellationToken;
+
+/// A DAG file: `tasks` as (id, upstream ids), each running `true`.
+fn dag_file(dag_id: &str, tasks: &[(String, Vec<String>)]) -> String {
+    let mut text = format!(
+        "{dag_id}:\n  schedule: null\n  max_active_tasks: 100000\n  is_paused_upon_creation: false\n  default_args: {{do_xcom_push: false}}\n  tasks:\n"
+    );
+    for (id, upstream) in tasks {
+        let _ = write!(
+            text,
+            "    {id}:\n      operator: BashOperator\n      bash_command: 'true'\n"
+        );
+        if !upstream.is_empty() {
+            let _ = writeln!(text, "      dependencies: [{}]", upstream.join(", "));
+        }
+    }
+    text
+}
+
+fn chain(n: usize) -> Vec<(String, Vec<String>)> {
+    (0..n)
+        .map(|i| {
+            let up = if i == 0 { vec![] } else { vec![format!("t{}", i - 1)] };
+            (format!("t{i}"), up)
+        })
+        .collect()
+}
+
+fn fanout(n: usize) -> Vec<(String, Vec<String>)> {
+    let mut tasks = vec![("start".to_owned(), vec![])];
+    tasks.extend((0..n).map(|i| (format!("t{i}"), vec!["start".to_owned()])));
+    tasks.push(("join".to_owned(), (0..n).map(|i| format!("t{i}")).collect()));
+    tasks
+}
+
+fn layered(layers: usize, width: usize) -> Vec<(String, Vec<String>)> {
+    let mut tasks = Vec::new();
+    for l in 0..layers {
+        for w in 0..width {
+            let up = if l == 0 {
+                vec![]
+            } else {
+                vec![format!("l{}_{w}", l - 1)]
+            };
+            tasks.push((format!("l{l}_{w}"), up));
+        }
+    }
+    tasks
+}
+
+/// Runs `dag_id` once under a fresh scheduler; returns (wall, scheduler CPU).
+async fn run_once(store: &Store, home: &Path, dag_id: &str) -> (Duration, Duration) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let stop = CancellationToken::new();
+    let (bags, _watch) = watch_folder(
+        home.join("dags"),
+        WatchConfig::default(),
+        clock.clone(),
+        stop.clone(),
+    )
+    .await;
+    let dag = bags
+        .borrow()
+        .dags()
+        .find(|e| e.dag.id.as_str() == dag_id)
+        .expect("the DAG")
+        .dag
+        .clone();
+    let (tx, events) = gust_executor::event_channel();
+    let local = LocalConfig {
+        parallelism: PARALLELISM,
+        state_dir: Some(home.join("tries")),
+        ..LocalConfig::default()
+    };
+    let executor = Arc::new(LocalExecutor::new(local, tx, clock.clone()));
+    let mut config = SchedulerConfig::new(home.join("logs"));
+    config.paused_by_default = false;
+    config.parallelism = PARALLELISM;
+    let scheduler = Scheduler::new(store.clone(), executor, events, bags, clock.clone(), config);
+    let waker = scheduler.waker();
+    let token = stop.clone();
+    let handle = tokio::spawn(async move { scheduler.run(token).await });
+    // Let the scheduler record the DAGs before the clock starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu_before = cpu_self();
+    let began = Instant::now();
+    let run_id = gust_scheduler::trigger::trigger(
+        store,
+        &dag,
+        serde_json::Map::new(),
+        None,
+        clock.now(),
+        clock.now(),
+    )
+    .await
+    .expect("trigger");
+    waker.wake();
+    loop {
+        let state = store.run(dag_id, &run_id).await.expect("read").map(|r| r.state);
+        if state == Some(DagRunState::Success) {
+            break;
+        }
+        assert_ne!(state, Some(DagRunState::Failed));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let wall = began.elapsed();
+    let cpu = cpu_self() - cpu_before;
+    stop.cancel();
+    handle.await.expect("join").expect("scheduler");
+    (wall, cpu)
+}
+
+async fn bench(engine: &str, db: TestDb) {
+    let home = tempfile::tempdir().expect("home");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags");
+    std::fs::write(dags.join("chain.yaml"), dag_file("chain_100", &chain(100))).expect("write");
+    std::fs::write(dags.join("fan.yaml"), dag_file("fanout_1000", &fanout(1000))).expect("write");
+    std::fs::write(dags.join("big.yaml"), dag_file("dag_10000", &layered(100, 100))).expect("write");
+
+    let chain_floor = floor(100, 1).await;
+    let (wall, cpu) = run_once(&db.store, home.path(), "chain_100").await;
+    println!("{engine:<8} chain_100:   wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   overhead/task {:.2} ms   scheduler CPU/task {:.3} ms",
+        ms(wall), ms(chain_floor), ratio(wall, chain_floor), (ms(wall) - ms(chain_floor)) / 100.0, ms(cpu) / 100.0);
+    let fan_floor = floor(1002, PARALLELISM).await;
+    let (wall, cpu) = run_once(&db.store, home.path(), "fanout_1000").await;
+    println!("{engine:<8} fanout_1000: wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   parallelism {PARALLELISM}   scheduler CPU/task {:.3} ms",
+        ms(wall), ms(fan_floor), ratio(wall, fan_floor), ms(cpu) / 1002.0);
+    let (wall, cpu) = run_once(&db.store, home.path(), "dag_10000").await;
+    println!("{engine:<8} dag_10000:   wall {:>8.1} ms   scheduler CPU/task {:.3} ms   peak RSS {:.1} MiB",
+        ms(wall), ms(cpu) / 10_000.0, peak_rss_mib());
+    db.finish().await;
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        bench("sqlite", TestDb::sqlite().await).await;
+        if let Some(db) = TestDb::postgres().await {
+            bench("postgres", db).await;
+        }
+    });
+}
