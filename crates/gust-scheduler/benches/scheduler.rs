@@ -44,7 +44,11 @@ fn dag_file(dag_id: &str, tasks: &[(String, Vec<String>)]) -> String {
 fn chain(n: usize) -> Vec<(String, Vec<String>)> {
     (0..n)
         .map(|i| {
-            let up = if i == 0 { vec![] } else { vec![format!("t{}", i - 1)] };
+            let up = if i == 0 {
+                vec![]
+            } else {
+                vec![format!("t{}", i - 1)]
+            };
             (format!("t{i}"), up)
         })
         .collect()
@@ -120,7 +124,11 @@ async fn run_once(store: &Store, home: &Path, dag_id: &str) -> (Duration, Durati
     .expect("trigger");
     waker.wake();
     loop {
-        let state = store.run(dag_id, &run_id).await.expect("read").map(|r| r.state);
+        let state = store
+            .run(dag_id, &run_id)
+            .await
+            .expect("read")
+            .map(|r| r.state);
         if state == Some(DagRunState::Success) {
             break;
         }
@@ -139,20 +147,43 @@ async fn bench(engine: &str, db: TestDb) {
     let dags = home.path().join("dags");
     std::fs::create_dir_all(&dags).expect("dags");
     std::fs::write(dags.join("chain.yaml"), dag_file("chain_100", &chain(100))).expect("write");
-    std::fs::write(dags.join("fan.yaml"), dag_file("fanout_1000", &fanout(1000))).expect("write");
-    std::fs::write(dags.join("big.yaml"), dag_file("dag_10000", &layered(100, 100))).expect("write");
+    std::fs::write(
+        dags.join("fan.yaml"),
+        dag_file("fanout_1000", &fanout(1000)),
+    )
+    .expect("write");
+    std::fs::write(
+        dags.join("big.yaml"),
+        dag_file("dag_10000", &layered(100, 100)),
+    )
+    .expect("write");
 
     let chain_floor = floor(100, 1).await;
     let (wall, cpu) = run_once(&db.store, home.path(), "chain_100").await;
-    println!("{engine:<8} chain_100:   wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   overhead/task {:.2} ms   scheduler CPU/task {:.3} ms",
-        ms(wall), ms(chain_floor), ratio(wall, chain_floor), (ms(wall) - ms(chain_floor)) / 100.0, ms(cpu) / 100.0);
+    println!(
+        "{engine:<8} chain_100:   wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   overhead/task {:.2} ms   scheduler CPU/task {:.3} ms",
+        ms(wall),
+        ms(chain_floor),
+        ratio(wall, chain_floor),
+        (ms(wall) - ms(chain_floor)) / 100.0,
+        ms(cpu) / 100.0
+    );
     let fan_floor = floor(1002, PARALLELISM).await;
     let (wall, cpu) = run_once(&db.store, home.path(), "fanout_1000").await;
-    println!("{engine:<8} fanout_1000: wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   parallelism {PARALLELISM}   scheduler CPU/task {:.3} ms",
-        ms(wall), ms(fan_floor), ratio(wall, fan_floor), ms(cpu) / 1002.0);
+    println!(
+        "{engine:<8} fanout_1000: wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   parallelism {PARALLELISM}   scheduler CPU/task {:.3} ms",
+        ms(wall),
+        ms(fan_floor),
+        ratio(wall, fan_floor),
+        ms(cpu) / 1002.0
+    );
     let (wall, cpu) = run_once(&db.store, home.path(), "dag_10000").await;
-    println!("{engine:<8} dag_10000:   wall {:>8.1} ms   scheduler CPU/task {:.3} ms   peak RSS {:.1} MiB",
-        ms(wall), ms(cpu) / 10_000.0, peak_rss_mib());
+    println!(
+        "{engine:<8} dag_10000:   wall {:>8.1} ms   scheduler CPU/task {:.3} ms   peak RSS {:.1} MiB",
+        ms(wall),
+        ms(cpu) / 10_000.0,
+        peak_rss_mib()
+    );
     db.finish().await;
 }
 
