@@ -43,7 +43,7 @@ fn default_encoding() -> String {
 }
 
 /// `null`, one code, or a list of codes, as Airflow accepts.
-fn exit_codes<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<i32>, D::Error> {
+pub(crate) fn exit_codes<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<i32>, D::Error> {
     #[derive(Deserialize)]
     #[serde(
         untagged,
@@ -113,6 +113,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     ],
     renamed_arguments: &[],
     required: &["bash_command"],
+    pushes_xcom_by_default: true,
     check: check_args::<BashArgs>,
 };
 

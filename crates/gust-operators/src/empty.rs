@@ -24,5 +24,6 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     arguments: &[],
     renamed_arguments: &[],
     required: &[],
+    pushes_xcom_by_default: true,
     check: check_args::<EmptyArgs>,
 };

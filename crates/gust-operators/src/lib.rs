@@ -8,6 +8,7 @@
 
 pub mod bash;
 pub mod empty;
+pub mod kubernetes_pod;
 pub mod refused;
 pub mod registry;
 mod spec;

@@ -1,10 +1,10 @@
 //! Every operator Gust knows, and name resolution.
 
 use crate::spec::OperatorSpec;
-use crate::{bash, empty};
+use crate::{bash, empty, kubernetes_pod};
 
 /// Every operator, in the order `gust` lists them.
-pub static OPERATORS: &[&OperatorSpec] = &[&empty::SPEC, &bash::SPEC];
+pub static OPERATORS: &[&OperatorSpec] = &[&empty::SPEC, &bash::SPEC, &kubernetes_pod::SPEC];
 
 /// Finds the operator a DAG file names, by short name, class name or class path.
 #[must_use]

@@ -15,6 +15,9 @@ pub struct OperatorSpec {
     pub renamed_arguments: &'static [(&'static str, &'static str)],
     /// The arguments that must be given.
     pub required: &'static [&'static str],
+    /// Whether `do_xcom_push` is on unless the task says otherwise (Airflow's default is on;
+    /// KubernetesPodOperator turns it off).
+    pub pushes_xcom_by_default: bool,
     /// Checks the arguments' types by reading them into the operator's argument struct.
     pub check: fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), ArgumentError>,
 }

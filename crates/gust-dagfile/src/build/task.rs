@@ -54,7 +54,10 @@ pub fn read_task(
     problems: &mut Vec<Diagnostic>,
 ) -> Option<ReadTask> {
     let operator = read_operator(entry, problems)?;
-    let mut settings = TaskSettings::default();
+    let mut settings = TaskSettings {
+        do_xcom_push: operator.pushes_xcom_by_default,
+        ..TaskSettings::default()
+    };
     let mut args = serde_json::Map::new();
     let mut arg_nodes: Vec<(&str, &Node)> = Vec::new();
     let mut dependencies = Vec::new();
