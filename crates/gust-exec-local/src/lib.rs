@@ -13,6 +13,8 @@ mod adopt;
 mod bash;
 mod group;
 mod output;
+mod pod;
+mod process;
 mod record;
 
 use std::collections::HashMap;
@@ -39,6 +41,9 @@ pub struct LocalConfig {
     /// Where tries leave the records a restarted scheduler adopts them by (`None`: no records,
     /// for one-off runs such as `gust dags test`).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Run `kubernetes_pod` tries as host processes (the local pod runtime, `pod.rs`) instead
+    /// of leaving them to a cluster runtime (default: off).
+    pub run_pods: bool,
 }
 
 impl Default for LocalConfig {
@@ -48,6 +53,7 @@ impl Default for LocalConfig {
             kill_grace: Duration::from_secs(5),
             bash: "bash".to_owned(),
             state_dir: None,
+            run_pods: false,
         }
     }
 }
@@ -110,6 +116,16 @@ impl LocalExecutor {
         self.inner.tasks.wait().await;
     }
 
+    /// Whether this runtime runs tries of `operator`.
+    #[must_use]
+    pub fn runs(&self, operator: &str) -> bool {
+        match operator {
+            "bash" | "empty" => true,
+            "kubernetes_pod" => self.inner.config.run_pods,
+            _ => false,
+        }
+    }
+
     fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<TryKey, Running>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts and
         // removes), so a poisoned lock is still safe to use.
@@ -125,7 +141,7 @@ impl Executor for LocalExecutor {
         if self.inner.shutdown.is_cancelled() {
             return Err(LaunchError::ShuttingDown);
         }
-        if !matches!(spec.operator.as_str(), "bash" | "empty") {
+        if !self.runs(&spec.operator) {
             return Err(LaunchError::UnknownOperator(spec.operator));
         }
         let handle = Running {
@@ -233,7 +249,7 @@ impl LocalExecutor {
             }
             _ => {
                 let reason = || handle.reason();
-                bash::run(
+                process::run(
                     &spec,
                     &self.inner.config,
                     self.inner.clock.as_ref(),

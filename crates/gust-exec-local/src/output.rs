@@ -71,6 +71,14 @@ impl Decoder {
         encoding_rs::Encoding::for_label(label.as_bytes()).map(|encoding| Self { encoding })
     }
 
+    /// UTF-8, what containers write.
+    #[must_use]
+    pub fn utf8() -> Self {
+        Self {
+            encoding: encoding_rs::UTF_8,
+        }
+    }
+
     /// The text of `bytes`; undecodable bytes become U+FFFD.
     pub fn decode(&self, bytes: &[u8]) -> String {
         self.encoding

@@ -43,6 +43,7 @@ fn spec(dir: &Path, task: &str, command: &str, do_xcom_push: bool) -> LaunchSpec
         do_xcom_push,
         execution_timeout: None,
         log_path: dir.join(format!("logs/{task}.log")),
+        dag_file: dir.join("dag.yaml"),
     }
 }
 

@@ -53,6 +53,7 @@ impl Harness {
             do_xcom_push: true,
             execution_timeout: None,
             log_path: self.log(task),
+            dag_file: self.dir.path().join("dag.yaml"),
         }
     }
 

@@ -51,6 +51,9 @@ pub struct LaunchSpec {
     pub execution_timeout: Option<Duration>,
     /// Where the try's log goes.
     pub log_path: PathBuf,
+    /// The DAG's file; relative paths in arguments (`pod_template_file`) resolve against its
+    /// folder.
+    pub dag_file: PathBuf,
 }
 
 /// What a runtime reports about a try.
@@ -106,6 +109,10 @@ pub enum FailureReason {
     /// It was killed on request (marked failed, run cancelled, scheduler shutting down).
     #[error("killed: {0}")]
     Killed(String),
+    /// Its pod (or the containers of a local pod) failed; the message says how, with the
+    /// container's exit code and termination message.
+    #[error("{0}")]
+    Pod(String),
     /// It could not be started.
     #[error("could not start: {0}")]
     Spawn(String),

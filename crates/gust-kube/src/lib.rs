@@ -5,4 +5,7 @@
 //! task-instance state: like every runtime it reports what happened to the scheduler.
 
 pub mod build;
+pub mod diagnose;
 pub mod manifest;
+pub mod template;
+pub mod xcom;

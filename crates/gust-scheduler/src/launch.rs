@@ -77,5 +77,6 @@ pub fn launch_spec(
         args,
         do_xcom_push: task.settings.do_xcom_push,
         execution_timeout: task.settings.execution_timeout,
+        dag_file: dag.fileloc.clone(),
     }
 }

@@ -96,6 +96,17 @@ pub fn safe_label_value(value: &str) -> String {
     format!("{cut}-{hash}")
 }
 
+/// Eight random lowercase letters and digits, as KPO's name suffixes.
+#[must_use]
+pub fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
 fn replace_runs(text: &str, keep: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_run = false;

@@ -1,0 +1,355 @@
+//! The local pod runtime: a `kubernetes_pod` try run on this machine, without a cluster.
+//!
+//! The pod is built exactly as for a cluster (`gust_kube::build`), then its init containers run
+//! one after the other and its containers side by side, each as a host process with the
+//! container's command, arguments, environment and working folder. `emptyDir` volumes are
+//! folders of the try, `hostPath` volumes the host's own; mount paths (and
+//! `/dev/termination-log`) in commands, arguments and environment values are rewritten to
+//! those folders. The XCom sidecar is not run: its file is read directly. Images are not
+//! pulled and nothing is isolated: this is for developing pod DAGs on a laptop or in CI.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
+use gust_kube::build::{PodDefaults, PodRequest, TryLabels, XCOM_SIDECAR_NAME, build_pod};
+use gust_operators::kubernetes_pod::PodArgs;
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::output::{Decoder, LogWriter};
+use crate::process::Plan;
+
+/// Where Kubernetes lets a container leave a message about how it ended.
+const TERMINATION_LOG: &str = "/dev/termination-log";
+/// Written by the script when an init container fails, naming it and its exit code.
+const INIT_FAILED_FILE: &str = "init-failed";
+
+/// Why a pod cannot run locally.
+fn refuse(message: String) -> TryOutcome {
+    TryOutcome::Failed(FailureReason::Pod(message))
+}
+
+/// The plan of a pod try: the pod's containers as one script.
+pub async fn plan(spec: &LaunchSpec, log: &mut LogWriter<'_>) -> Result<Plan, TryOutcome> {
+    let args = PodArgs::read(&spec.args)
+        .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
+    let template = gust_kube::template::load(&args, &spec.dag_file)
+        .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
+    let unique = gust_kube::build::names::random_suffix();
+    let defaults = PodDefaults::default();
+    let pod = build_pod(&PodRequest {
+        args: &args,
+        labels: TryLabels {
+            dag_id: spec.key.dag_id.as_str(),
+            task_id: spec.key.task_id.as_str(),
+            run_id: spec.key.run_id.as_str(),
+            try_number: spec.key.try_number.0,
+        },
+        template_file: template.as_ref(),
+        do_xcom_push: spec.do_xcom_push,
+        unique: &unique,
+        defaults: &defaults,
+    })
+    .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let _ = log
+        .line(
+            "gust",
+            &format!(
+                "local pod runtime: running pod {name}'s containers as processes on this host \
+                 (images are not pulled, containers are not isolated)"
+            ),
+        )
+        .await;
+
+    let root = tempfile::Builder::new()
+        .prefix("gust-pod-")
+        .tempdir()
+        .map_err(|err| refuse(format!("no temporary folder for the pod: {err}")))?;
+    let layout = Layout::new(root.path(), &pod)?;
+    let script = script(&pod, &args, &layout)?;
+    let finish_layout = layout.clone();
+    let do_xcom_push = spec.do_xcom_push;
+    Ok(Plan {
+        script,
+        env: None,
+        clear_env: false,
+        cwd: layout.root.clone(),
+        decoder: Decoder::utf8(),
+        what: format!("local pod {name}"),
+        folders: vec![root],
+        finish: Box::new(move |code, _| finish(code, &args, do_xcom_push, &finish_layout)),
+    })
+}
+
+/// The try's folders: one per volume, one per container's termination log.
+#[derive(Debug, Clone)]
+struct Layout {
+    root: PathBuf,
+    volumes: BTreeMap<String, PathBuf>,
+}
+
+impl Layout {
+    fn new(root: &Path, pod: &Pod) -> Result<Self, TryOutcome> {
+        let mut volumes = BTreeMap::new();
+        let spec = pod.spec.as_ref();
+        for volume in spec.and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+            let path = if volume.empty_dir.is_some() {
+                root.join("volumes").join(&volume.name)
+            } else if let Some(host) = &volume.host_path {
+                PathBuf::from(&host.path)
+            } else {
+                return Err(refuse(format!(
+                    "the local pod runtime cannot provide volume \"{}\": it provides emptyDir \
+                     and hostPath volumes only; run this task on a cluster",
+                    volume.name
+                )));
+            };
+            std::fs::create_dir_all(&path)
+                .map_err(|err| refuse(format!("cannot make {}: {err}", path.display())))?;
+            volumes.insert(volume.name.clone(), path);
+        }
+        for dir in ["termination", "work"] {
+            std::fs::create_dir_all(root.join(dir))
+                .map_err(|err| refuse(format!("cannot make the pod's folders: {err}")))?;
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            volumes,
+        })
+    }
+
+    fn xcom_file(&self) -> Option<PathBuf> {
+        self.volumes.get("xcom").map(|dir| dir.join("return.json"))
+    }
+
+    fn termination_log(&self, container: &str) -> PathBuf {
+        self.root.join("termination").join(container)
+    }
+
+    /// Mount paths of `container` and the folders they stand for, longest first.
+    fn rewrites(&self, container: &Container) -> Result<Vec<(String, String)>, TryOutcome> {
+        let mut rewrites = Vec::new();
+        for mount in container.volume_mounts.iter().flatten() {
+            let Some(dir) = self.volumes.get(&mount.name) else {
+                return Err(refuse(format!(
+                    "container \"{}\" mounts volume \"{}\", which the pod does not have",
+                    container.name, mount.name
+                )));
+            };
+            let dir = match &mount.sub_path {
+                Some(sub) if !sub.is_empty() => dir.join(sub),
+                _ => dir.clone(),
+            };
+            rewrites.push((mount.mount_path.clone(), dir.display().to_string()));
+        }
+        let termination = container
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| TERMINATION_LOG.to_owned());
+        rewrites.push((
+            termination,
+            self.termination_log(&container.name).display().to_string(),
+        ));
+        rewrites.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        Ok(rewrites)
+    }
+}
+
+fn rewrite(text: &str, rewrites: &[(String, String)]) -> String {
+    rewrites
+        .iter()
+        .fold(text.to_owned(), |text, (from, to)| text.replace(from, to))
+}
+
+/// Quotes a word for bash.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// One container as a command line: its environment (nothing inherited but PATH), its working
+/// folder, its command and arguments, paths rewritten.
+fn command_line(container: &Container, pod: &Pod, layout: &Layout) -> Result<String, TryOutcome> {
+    let rewrites = layout.rewrites(container)?;
+    let words: Vec<&String> = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .collect();
+    if container.command.as_ref().is_none_or(Vec::is_empty) {
+        return Err(refuse(format!(
+            "container \"{}\" has no command: the local pod runtime runs commands, not images' \
+             entrypoints; give the task `cmds` (or the container a `command`)",
+            container.name
+        )));
+    }
+    if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
+        return Err(refuse(format!(
+            "container \"{}\" takes variables from ConfigMaps or Secrets (envFrom), which only a \
+             cluster has; run this task on a cluster",
+            container.name
+        )));
+    }
+    let mut env = vec![
+        "PATH=\"$PATH\"".to_owned(),
+        format!(
+            "HOME={}",
+            quote(&layout.root.join("work").display().to_string())
+        ),
+    ];
+    for var in container.env.iter().flatten() {
+        let value = env_value(var, pod, &container.name)?;
+        env.push(format!(
+            "{}={}",
+            var.name,
+            quote(&rewrite(&value, &rewrites))
+        ));
+    }
+    let cwd = container.working_dir.as_deref().map_or_else(
+        || layout.root.join("work").display().to_string(),
+        |dir| rewrite(dir, &rewrites),
+    );
+    let command: Vec<String> = words
+        .iter()
+        .map(|word| quote(&rewrite(word, &rewrites)))
+        .collect();
+    Ok(format!(
+        "cd {} && exec env -i {} {}",
+        quote(&cwd),
+        env.join(" "),
+        command.join(" ")
+    ))
+}
+
+fn env_value(
+    var: &k8s_openapi::api::core::v1::EnvVar,
+    pod: &Pod,
+    container: &str,
+) -> Result<String, TryOutcome> {
+    if let Some(value) = &var.value {
+        return Ok(value.clone());
+    }
+    let field = var
+        .value_from
+        .as_ref()
+        .and_then(|from| from.field_ref.as_ref())
+        .map(|f| f.field_path.as_str());
+    match field {
+        Some("metadata.name") => Ok(pod.metadata.name.clone().unwrap_or_default()),
+        Some("metadata.namespace") => Ok(pod.metadata.namespace.clone().unwrap_or_default()),
+        None if var.value_from.is_none() => Ok(String::new()),
+        _ => Err(refuse(format!(
+            "variable \"{}\" of container \"{container}\" comes from the cluster (a Secret, \
+             ConfigMap or field), which the local pod runtime does not have; run this task on a \
+             cluster",
+            var.name
+        ))),
+    }
+}
+
+/// The pod as one bash script: init containers in order (stopping at the first that fails),
+/// then every container in the background but the base container, which the script waits for.
+fn script(pod: &Pod, args: &PodArgs, layout: &Layout) -> Result<String, TryOutcome> {
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| refuse("the pod has no spec".to_owned()))?;
+    let base = &args.base_container_name;
+    let init_logged = args.init_container_logs.clone().unwrap_or(
+        gust_operators::kubernetes_pod::ContainerChoice::Named(Vec::new()),
+    );
+    let logged = args.logged_containers();
+    let silence = |logged: bool| if logged { "" } else { " >/dev/null 2>&1" };
+    let mut lines = vec!["set -u".to_owned()];
+    for init in spec.init_containers.iter().flatten() {
+        let marker = layout.root.join(INIT_FAILED_FILE).display().to_string();
+        lines.push(format!(
+            "( {} ){} || {{ code=$?; printf '%s %s' {} \"$code\" > {}; exit \"$code\"; }}",
+            command_line(init, pod, layout)?,
+            silence(init_logged.includes(&init.name)),
+            quote(&init.name),
+            quote(&marker),
+        ));
+    }
+    let mut base_line = None;
+    for container in &spec.containers {
+        if container.name == XCOM_SIDECAR_NAME {
+            continue;
+        }
+        let line = format!(
+            "( {} ){}",
+            command_line(container, pod, layout)?,
+            silence(logged.includes(&container.name))
+        );
+        if &container.name == base {
+            base_line = Some(line);
+        } else {
+            lines.push(format!("{line} &"));
+        }
+    }
+    let Some(base_line) = base_line else {
+        return Err(refuse(format!("the pod has no container named \"{base}\"")));
+    };
+    lines.push(base_line);
+    Ok(lines.join("\n"))
+}
+
+/// How the try ended, from the base container's exit code and the files the pod left.
+fn finish(code: i32, args: &PodArgs, do_xcom_push: bool, layout: &Layout) -> TryOutcome {
+    if let Ok(marker) = std::fs::read_to_string(layout.root.join(INIT_FAILED_FILE)) {
+        let (name, code) = marker.rsplit_once(' ').unwrap_or((marker.as_str(), "?"));
+        return TryOutcome::Failed(FailureReason::Pod(format!(
+            "init container \"{name}\" exited with code {code}"
+        )));
+    }
+    let base = &args.base_container_name;
+    let message = std::fs::read_to_string(layout.termination_log(base))
+        .map(|m| m.trim().to_owned())
+        .unwrap_or_default();
+    match code {
+        0 => {
+            let xcom = if do_xcom_push {
+                match layout
+                    .xcom_file()
+                    .map(|file| gust_kube::xcom::read_file(&file))
+                {
+                    Some(Ok(value)) => value,
+                    Some(Err(err)) => {
+                        return TryOutcome::Failed(FailureReason::Pod(err.to_string()));
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            };
+            TryOutcome::Succeeded { xcom }
+        }
+        code if args.skip_on_exit_code.contains(&code) => TryOutcome::Skipped { exit_code: code },
+        code => TryOutcome::Failed(FailureReason::Pod(gust_kube::diagnose::exit_message(
+            base, code, &message,
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_bash() {
+        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn longer_mount_paths_are_rewritten_first() {
+        let rewrites = vec![
+            ("/data/in".to_owned(), "/tmp/a".to_owned()),
+            ("/data".to_owned(), "/tmp/b".to_owned()),
+        ];
+        assert_eq!(
+            rewrite("cat /data/in/x /data/y", &rewrites),
+            "cat /tmp/a/x /tmp/b/y"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! One local try: run the [`Plan`] its operator made (a bash script) in its own process group,
+//! stream its output to the log, enforce the timeout, and map the exit to an outcome.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+
+use gust_core::clock::Clock;
+use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::LocalConfig;
+use crate::group;
+use crate::output::{Decoder, Lines, LogWriter};
+use crate::record::{EXIT_FILE_VAR, EXIT_TRAP, TryRecord};
+
+/// How long output is still read after the main process exits, for pipes held by its children.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Maps a try's exit code and last line of output to its outcome.
+pub type Finish = Box<dyn FnOnce(i32, Option<String>) -> TryOutcome + Send>;
+
+/// What a try runs, as its operator prepared it.
+pub struct Plan {
+    /// The script, run by `bash -c`.
+    pub script: String,
+    /// Its environment: `None` inherits the scheduler's.
+    pub env: Option<Vec<(String, String)>>,
+    /// Whether `env` replaces the inherited environment rather than adding to it.
+    pub clear_env: bool,
+    /// Its working folder.
+    pub cwd: PathBuf,
+    /// How its output is decoded.
+    pub decoder: Decoder,
+    /// What is started, for the log (`bash`, `local pod NAME`).
+    pub what: String,
+    /// Folders that must live as long as the try (removed when it ends).
+    pub folders: Vec<tempfile::TempDir>,
+    /// How its exit maps to an outcome.
+    pub finish: Finish,
+}
+
+/// Runs one try to its end: prepares its plan with `plan`, runs it, logs the outcome.
+pub async fn run<F, Fut>(
+    spec: &LaunchSpec,
+    config: &LocalConfig,
+    clock: &dyn Clock,
+    cancel: &CancellationToken,
+    started: F,
+    kill_reason: impl Fn() -> String,
+) -> TryOutcome
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut log = match LogWriter::open(&spec.log_path, clock).await {
+        Ok(log) => log,
+        Err(err) => {
+            return TryOutcome::Failed(FailureReason::Log(format!(
+                "{}: {err}",
+                spec.log_path.display()
+            )));
+        }
+    };
+    let planned = match spec.operator.as_str() {
+        "bash" => crate::bash::plan(spec),
+        "kubernetes_pod" => crate::pod::plan(spec, &mut log).await,
+        other => Err(TryOutcome::Failed(FailureReason::InvalidArguments(
+            format!("the local runtime does not run operator \"{other}\""),
+        ))),
+    };
+    let outcome = match planned {
+        Ok(plan) => run_plan(spec, plan, config, &mut log, cancel, started, kill_reason).await,
+        Err(outcome) => outcome,
+    };
+    let summary = match &outcome {
+        TryOutcome::Succeeded { .. } => "try succeeded".to_owned(),
+        TryOutcome::Skipped { exit_code } => {
+            format!("exit code {exit_code} is a skip code: task skipped")
+        }
+        TryOutcome::Failed(reason) => format!("try failed: {reason}"),
+        TryOutcome::NeverStarted => "the try never started".to_owned(),
+    };
+    let _ = log.line("gust", &summary).await;
+    let _ = log.flush().await;
+    outcome
+}
+
+async fn run_plan<F, Fut>(
+    spec: &LaunchSpec,
+    plan: Plan,
+    config: &LocalConfig,
+    log: &mut LogWriter<'_>,
+    cancel: &CancellationToken,
+    started: F,
+    kill_reason: impl Fn() -> String,
+) -> TryOutcome
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    // With a state folder, the try leaves a record a restarted scheduler can read (record.rs):
+    // its lock is the process's stdin, and bash writes its exit code as it exits.
+    let record = config
+        .state_dir
+        .as_ref()
+        .map(|dir| TryRecord::of(dir, &spec.key));
+    let stdin = match record.as_ref().map(TryRecord::prepare).transpose() {
+        Ok(Some(lock)) => Stdio::from(lock),
+        Ok(None) => Stdio::null(),
+        Err(err) => {
+            return TryOutcome::Failed(FailureReason::Spawn(format!(
+                "cannot record the try under {}: {err}",
+                config
+                    .state_dir
+                    .as_ref()
+                    .map_or_else(String::new, |d| d.display().to_string())
+            )));
+        }
+    };
+    let script = match &record {
+        Some(_) => format!("{EXIT_TRAP}{}", plan.script),
+        None => plan.script.clone(),
+    };
+    let mut command = Command::new(&config.bash);
+    command
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&plan.cwd)
+        .process_group(0)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(env) = &plan.env {
+        if plan.clear_env {
+            command.env_clear();
+        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+    }
+    if let Some(record) = &record {
+        command.env(EXIT_FILE_VAR, record.exit_path());
+    }
+    let _ = log
+        .line(
+            "gust",
+            &format!(
+                "starting {} ({}) in {}",
+                spec.key,
+                plan.what,
+                plan.cwd.display()
+            ),
+        )
+        .await;
+    // Flushed now: if the scheduler dies during the try, its log still says it started.
+    let _ = log.flush().await;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            return TryOutcome::Failed(FailureReason::Spawn(format!("{}: {err}", config.bash)));
+        }
+    };
+    // The parent's copy of the lock is closed with `command`; the child's keeps it.
+    drop(command);
+    let pgid = child.id().unwrap_or(0);
+    if let Some(record) = &record {
+        // Without it an adopted try can be waited for but not killed; the try itself is fine.
+        let _ = record.write_pid(pgid);
+    }
+    started().await;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return TryOutcome::Failed(FailureReason::Spawn("no output pipes".into()));
+    };
+    let decoder = plan.decoder;
+    // The pod's volumes and the scratch folder outlive the process, then go with the try.
+    let folders = plan.folders;
+    let mut out = Lines::new(stdout);
+    let mut err = Lines::new(stderr);
+    let (mut out_open, mut err_open) = (true, true);
+    let mut last_line: Option<String> = None;
+    let mut status: Option<ExitStatus> = None;
+    let timeout = spec.execution_timeout;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut drain_deadline = None;
+
+    while status.is_none() || out_open || err_open {
+        tokio::select! {
+            line = out.next_line(), if out_open => match line {
+                Ok(Some(bytes)) => {
+                    let text = decoder.decode(&bytes);
+                    if log.line("stdout", &text).await.is_err() {
+                        return fail_killing(pgid, config, FailureReason::Log(spec.log_path.display().to_string())).await;
+                    }
+                    last_line = Some(text);
+                }
+                _ => out_open = false,
+            },
+            line = err.next_line(), if err_open => match line {
+                Ok(Some(bytes)) => {
+                    if log.line("stderr", &decoder.decode(&bytes)).await.is_err() {
+                        return fail_killing(pgid, config, FailureReason::Log(spec.log_path.display().to_string())).await;
+                    }
+                }
+                _ => err_open = false,
+            },
+            exit = child.wait(), if status.is_none() => match exit {
+                Ok(exit) => {
+                    status = Some(exit);
+                    // Leftover children of the command are ended, as their output is no longer wanted.
+                    group::signal(pgid, nix::sys::signal::Signal::SIGTERM);
+                    drain_deadline = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+                }
+                Err(e) => return fail_killing(pgid, config, FailureReason::Spawn(format!("lost the process: {e}"))).await,
+            },
+            () = sleep_until(drain_deadline), if drain_deadline.is_some() => {
+                group::signal(pgid, nix::sys::signal::Signal::SIGKILL);
+                break;
+            },
+            () = sleep_until(deadline), if deadline.is_some() && status.is_none() => {
+                let limit = timeout.unwrap_or_default();
+                let _ = log.line("gust", &format!("execution_timeout of {}s reached: killing the try", limit.as_secs_f64())).await;
+                return fail_killing(pgid, config, FailureReason::TimedOut(limit)).await;
+            },
+            () = cancel.cancelled(), if status.is_none() => {
+                let reason = kill_reason();
+                let _ = log.line("gust", &format!("killing the try: {reason}")).await;
+                return fail_killing(pgid, config, FailureReason::Killed(reason)).await;
+            },
+        }
+        if !out_open || !err_open {
+            let _ = log.flush().await;
+        }
+    }
+    let _ = log.flush().await;
+    let outcome = outcome(status, plan.finish, last_line);
+    drop(folders);
+    outcome
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn fail_killing(pgid: u32, config: &LocalConfig, reason: FailureReason) -> TryOutcome {
+    group::terminate(pgid, config.kill_grace).await;
+    TryOutcome::Failed(reason)
+}
+
+fn outcome(status: Option<ExitStatus>, finish: Finish, last_line: Option<String>) -> TryOutcome {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(status) = status else {
+        return TryOutcome::Failed(FailureReason::Spawn(
+            "the process ended without a status".into(),
+        ));
+    };
+    match (status.code(), status.signal()) {
+        (Some(code), _) => finish(code, last_line),
+        (None, Some(signal)) => TryOutcome::Failed(FailureReason::Signal(signal)),
+        (None, None) => TryOutcome::Failed(FailureReason::Spawn(
+            "the process ended without a status".into(),
+        )),
+    }
+}

@@ -1,0 +1,222 @@
+//! The local pod runtime: `kubernetes_pod` tries run as host processes with the pod's commands,
+//! environment, emptyDir volumes, init containers, XCom file and termination message.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gust_core::clock::SystemClock;
+use gust_core::ids::{DagId, RunId, TaskId, TryNumber};
+use gust_exec_local::{LocalConfig, LocalExecutor};
+use gust_executor::{
+    Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome,
+    event_channel,
+};
+use serde_json::json;
+use tokio::sync::mpsc::Receiver;
+
+struct Harness {
+    executor: LocalExecutor,
+    events: Receiver<TryEvent>,
+    dir: tempfile::TempDir,
+}
+
+fn harness(run_pods: bool) -> Harness {
+    let (tx, events) = event_channel();
+    let config = LocalConfig {
+        kill_grace: Duration::from_millis(300),
+        run_pods,
+        ..LocalConfig::default()
+    };
+    Harness {
+        executor: LocalExecutor::new(config, tx, Arc::new(SystemClock)),
+        events,
+        dir: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+fn key(task: &str) -> TryKey {
+    TryKey {
+        dag_id: DagId::new("pods").expect("id"),
+        run_id: RunId::new("manual__1").expect("id"),
+        task_id: TaskId::new(task).expect("id"),
+        try_number: TryNumber(1),
+    }
+}
+
+impl Harness {
+    fn spec(&self, task: &str, args: serde_json::Value, do_xcom_push: bool) -> LaunchSpec {
+        LaunchSpec {
+            key: key(task),
+            operator: "kubernetes_pod".into(),
+            args: args.as_object().cloned().expect("a map"),
+            do_xcom_push,
+            execution_timeout: None,
+            log_path: self.log(task),
+            dag_file: self.dir.path().join("dag.yaml"),
+        }
+    }
+
+    fn log(&self, task: &str) -> PathBuf {
+        self.dir.path().join(format!("logs/{task}.log"))
+    }
+
+    async fn run(&mut self, spec: LaunchSpec) -> TryOutcome {
+        let wanted = spec.key.clone();
+        self.executor.start(spec).expect("started");
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let event = self.events.recv().await.expect("the runtime is alive");
+                if let (true, TryEventKind::Finished(outcome)) = (event.key == wanted, event.kind) {
+                    return outcome;
+                }
+            }
+        })
+        .await
+        .expect("the try finished in time")
+    }
+
+    fn log_text(&self, task: &str) -> String {
+        std::fs::read_to_string(self.log(task)).unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn the_seed_passing_pod_runs_and_logs_its_output() {
+    let mut h = harness(true);
+    let spec = h.spec(
+        "passing-task",
+        json!({"image": "python:3.12-slim", "name": "passing-test",
+               "cmds": ["sh", "-c"], "arguments": ["echo hello world; echo $GREETING"],
+               "env_vars": {"GREETING": "hi from env"}, "labels": {"foo": "bar"}}),
+        false,
+    );
+    assert_eq!(h.run(spec).await, TryOutcome::Succeeded { xcom: None });
+    let log = h.log_text("passing-task");
+    assert!(log.contains("stdout: hello world"), "{log}");
+    assert!(log.contains("stdout: hi from env"), "{log}");
+    assert!(
+        log.contains("local pod runtime"),
+        "the log says what it is: {log}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_pod_fails_with_its_exit_code_and_termination_message() {
+    let mut h = harness(true);
+    let spec = h.spec(
+        "failing",
+        json!({"image": "ubuntu", "cmds": ["sh", "-c"],
+               "arguments": ["echo 'no input data' > /dev/termination-log; exit 3"]}),
+        false,
+    );
+    assert_eq!(
+        h.run(spec).await,
+        TryOutcome::Failed(FailureReason::Pod(
+            "container \"base\" exited with code 3: no input data".into()
+        ))
+    );
+}
+
+#[tokio::test]
+async fn the_xcom_file_becomes_the_return_value() {
+    let mut h = harness(true);
+    let spec = h.spec(
+        "xcom",
+        json!({"image": "alpine", "cmds": ["sh", "-c"],
+               "arguments": ["mkdir -p /airflow/xcom; echo '{\"train\": \"s3://b/t\", \"rows\": 3}' > /airflow/xcom/return.json"]}),
+        true,
+    );
+    assert_eq!(
+        h.run(spec).await,
+        TryOutcome::Succeeded {
+            xcom: Some(json!({"train": "s3://b/t", "rows": 3}))
+        }
+    );
+    let bad = h.spec(
+        "bad-xcom",
+        json!({"image": "alpine", "cmds": ["sh", "-c"],
+               "arguments": ["echo 'not json' > /airflow/xcom/return.json"]}),
+        true,
+    );
+    let outcome = h.run(bad).await;
+    assert!(
+        matches!(&outcome, TryOutcome::Failed(FailureReason::Pod(m)) if m.contains("not valid JSON")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn init_containers_fill_shared_volumes_before_the_base_container() {
+    let mut h = harness(true);
+    let spec = h.spec(
+        "with-init",
+        json!({
+            "image": "busybox",
+            "volumes": [{"name": "inputs", "emptyDir": {}}],
+            "volume_mounts": [{"name": "inputs", "mountPath": "/opt/ml/processing/input"}],
+            "init_containers": [{
+                "name": "fetch", "image": "busybox", "command": ["sh", "-c"],
+                "args": ["echo 42 > /opt/ml/processing/input/answer"],
+                "volumeMounts": [{"name": "inputs", "mountPath": "/opt/ml/processing/input"}],
+            }],
+            "cmds": ["sh", "-c"],
+            "arguments": ["echo answer=$(cat /opt/ml/processing/input/answer)"],
+        }),
+        false,
+    );
+    assert_eq!(h.run(spec).await, TryOutcome::Succeeded { xcom: None });
+    assert!(h.log_text("with-init").contains("stdout: answer=42"));
+
+    let failing_init = h.spec(
+        "bad-init",
+        json!({"image": "busybox", "cmds": ["true"],
+               "init_containers": [{"name": "fetch", "image": "busybox", "command": ["sh", "-c", "exit 4"]}]}),
+        false,
+    );
+    assert_eq!(
+        h.run(failing_init).await,
+        TryOutcome::Failed(FailureReason::Pod(
+            "init container \"fetch\" exited with code 4".into()
+        ))
+    );
+}
+
+#[tokio::test]
+async fn skip_codes_skip_and_cluster_only_features_are_refused_clearly() {
+    let mut h = harness(true);
+    let skip = h.spec(
+        "skip",
+        json!({"image": "x", "cmds": ["sh", "-c", "exit 100"], "skip_on_exit_code": 100}),
+        false,
+    );
+    assert_eq!(h.run(skip).await, TryOutcome::Skipped { exit_code: 100 });
+
+    let secret = h.spec(
+        "secret",
+        json!({"image": "x", "cmds": ["true"],
+               "secrets": [{"deploy_type": "env", "deploy_target": "pw", "secret": "db", "key": "password"}]}),
+        false,
+    );
+    let outcome = h.run(secret).await;
+    assert!(
+        matches!(&outcome, TryOutcome::Failed(FailureReason::Pod(m)) if m.contains("\"PW\"") && m.contains("cluster")),
+        "{outcome:?}"
+    );
+    let no_command = h.spec("entrypoint", json!({"image": "x"}), false);
+    let outcome = h.run(no_command).await;
+    assert!(
+        matches!(&outcome, TryOutcome::Failed(FailureReason::Pod(m)) if m.contains("give the task `cmds`")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_the_local_pod_runtime_pod_tries_are_refused() {
+    let h = harness(false);
+    let spec = h.spec("p", json!({"image": "x", "cmds": ["true"]}), false);
+    assert_eq!(
+        h.executor.start(spec),
+        Err(LaunchError::UnknownOperator("kubernetes_pod".into()))
+    );
+}
