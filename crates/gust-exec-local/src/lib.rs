@@ -29,6 +29,12 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Why a pod try is refused when the local pod runtime is off and no cluster runtime took it.
+pub const NO_POD_RUNTIME: &str = "kubernetes_pod tasks need a pod runtime: connect a cluster \
+    ([kubernetes] config_file, cluster_context or in_cluster) or run pods' commands on this host \
+    with the local pod runtime ([kubernetes] runtime = \"local\", GUST__KUBERNETES__RUNTIME=local, \
+    or --local-pods)";
+
 /// How the local runtime behaves.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -140,6 +146,9 @@ impl Executor for LocalExecutor {
     fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(LaunchError::ShuttingDown);
+        }
+        if spec.operator == "kubernetes_pod" && !self.inner.config.run_pods {
+            return Err(LaunchError::Unconfigured(NO_POD_RUNTIME.to_owned()));
         }
         if !self.runs(&spec.operator) {
             return Err(LaunchError::UnknownOperator(spec.operator));

@@ -311,11 +311,11 @@ async fn bad_arguments_and_unknown_operators_are_refused_clearly() {
         h.run(spec).await,
         TryOutcome::Failed(FailureReason::InvalidArguments(_))
     ));
-    let mut pod = h.spec("pod", json!({}));
-    pod.operator = "kubernetes_pod".into();
+    let mut spark = h.spec("spark", json!({}));
+    spark.operator = "spark_kubernetes".into();
     assert_eq!(
-        h.executor.start(pod),
-        Err(LaunchError::UnknownOperator("kubernetes_pod".into()))
+        h.executor.start(spark),
+        Err(LaunchError::UnknownOperator("spark_kubernetes".into()))
     );
     let mut empty = h.spec("noop", json!({}));
     empty.operator = "empty".into();

@@ -134,6 +134,10 @@ pub enum LaunchError {
     /// The runtime does not run this operator.
     #[error("this runtime does not run operator \"{0}\"")]
     UnknownOperator(String),
+    /// The runtime that would run this operator is not configured; the message says how to
+    /// configure it.
+    #[error("{0}")]
+    Unconfigured(String),
     /// A try with this key is already running.
     #[error("{0} is already running")]
     AlreadyRunning(TryKey),

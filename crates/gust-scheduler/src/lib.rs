@@ -14,4 +14,4 @@ pub mod scheduler;
 pub mod sync;
 pub mod test_run;
 pub mod trigger;
-mod xcom;
+pub mod xcom;

@@ -93,6 +93,9 @@ pub enum DagsCommand {
         /// The run's logical date (default: now).
         #[arg(long, value_name = "DATE")]
         logical_date: Option<String>,
+        /// Run `kubernetes_pod` tasks with the local pod runtime (as processes on this host).
+        #[arg(long)]
+        local_pods: bool,
     },
     /// Pause a DAG: the scheduler creates no runs for it and starts none of its tasks.
     Pause {
@@ -290,6 +293,25 @@ pub enum TasksCommand {
     /// Run one task once, in this process, ignoring its upstreams and recording nothing (as
     /// Airflow's `tasks test`); exit 0 only if it succeeded.
     Test {
+        /// The DAG.
+        dag_id: String,
+        /// The task.
+        task_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
+        /// The run's conf, a JSON object overriding the DAG's params.
+        #[arg(long, value_name = "JSON")]
+        conf: Option<String>,
+        /// The logical date (default: now).
+        #[arg(long, value_name = "DATE")]
+        logical_date: Option<String>,
+        /// Run a `kubernetes_pod` task with the local pod runtime (as processes on this host).
+        #[arg(long)]
+        local_pods: bool,
+    },
+    /// Print what a task would run, templates rendered, without running it: for a
+    /// `kubernetes_pod` task the exact pod manifest (YAML), for others its arguments.
+    DryRun {
         /// The DAG.
         dag_id: String,
         /// The task.

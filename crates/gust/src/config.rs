@@ -23,6 +23,56 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// `[database]`: the metadata database.
     pub database: DatabaseConfig,
+    /// `[kubernetes]`: where `kubernetes_pod` tries run.
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
+}
+
+/// `[kubernetes]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// `cluster` (default): pods on a Kubernetes cluster; `local`: the pod's commands as
+    /// processes on this host, for developing pod DAGs without a cluster.
+    pub runtime: PodRuntime,
+    /// The namespace pods go to when a task names none (default: the connection's, the
+    /// scheduler's own when it runs in a cluster, then `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Use the in-cluster service account (default: when running in a pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_cluster: Option<bool>,
+    /// A kubeconfig file (default: `KUBECONFIG`, then `~/.kube/config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_context: Option<String>,
+    /// The XCom sidecar's image (default `alpine`, as Airflow's).
+    pub xcom_sidecar_image: String,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            runtime: PodRuntime::Cluster,
+            namespace: None,
+            in_cluster: None,
+            config_file: None,
+            cluster_context: None,
+            xcom_sidecar_image: "alpine".to_owned(),
+        }
+    }
+}
+
+/// Where `kubernetes_pod` tries run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodRuntime {
+    /// On a Kubernetes cluster.
+    Cluster,
+    /// As processes on this host (the local pod runtime).
+    Local,
 }
 
 /// `[database]`.
@@ -75,6 +125,7 @@ impl Config {
             database: DatabaseConfig {
                 url: format!("sqlite://{}", home.join("gust.db").display()),
             },
+            kubernetes: KubernetesConfig::default(),
         }
     }
 

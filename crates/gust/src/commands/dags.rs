@@ -63,9 +63,10 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             folder,
             conf,
             logical_date,
+            local_pods,
         } => {
             let dag = find_dag(load(&folder)?.1, &dag_id)?;
-            test_once(dag, conf, logical_date)
+            test_once(dag, conf, logical_date, local_pods)
         }
         DagsCommand::Pause { dag_id, folder } => set_paused(&folder, &dag_id, true),
         DagsCommand::Unpause { dag_id, folder } => set_paused(&folder, &dag_id, false),
@@ -146,9 +147,21 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
             folder,
             conf,
             logical_date,
+            local_pods,
         } => {
             let dag = find_dag(load(&folder)?.1, &dag_id)?;
-            test_once(single_task(&dag, &task_id)?, conf, logical_date)
+            test_once(single_task(&dag, &task_id)?, conf, logical_date, local_pods)
+        }
+        crate::cli::TasksCommand::DryRun {
+            dag_id,
+            task_id,
+            folder,
+            conf,
+            logical_date,
+        } => {
+            let dag = find_dag(load(&folder)?.1, &dag_id)?;
+            let config = Config::load(&config::home()?)?;
+            super::dry_run::dry_run(&dag, &task_id, conf, logical_date, &config)
         }
     }
 }
@@ -213,6 +226,7 @@ fn test_once(
     dag: gust_core::dag::Dag,
     conf: Option<String>,
     logical_date: Option<String>,
+    local_pods: bool,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config::home()?)?;
     super::test_run::run_test(
@@ -220,6 +234,7 @@ fn test_once(
             dag,
             conf,
             logical_date,
+            local_pods,
         },
         &config,
     )

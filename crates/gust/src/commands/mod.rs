@@ -5,6 +5,7 @@ mod conn_uri;
 mod connections;
 mod dags;
 mod db;
+mod dry_run;
 mod pools;
 mod runs;
 mod serve;

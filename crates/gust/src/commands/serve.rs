@@ -12,7 +12,7 @@ use gust_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
-use crate::config::{self, Config};
+use crate::config::{self, Config, PodRuntime};
 
 /// Which process to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,7 @@ pub fn serve(mode: Mode, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let local = LocalConfig {
             parallelism: config.core.parallelism,
             state_dir: Some(home.join("run").join("tries")),
+            run_pods: config.kubernetes.runtime == PodRuntime::Local,
             ..LocalConfig::default()
         };
         let executor = Arc::new(LocalExecutor::new(local, tx, clock.clone()));

@@ -14,7 +14,7 @@ use gust_exec_local::{LocalConfig, LocalExecutor};
 use gust_scheduler::test_run::{RunReport, TestRunSpec, run};
 use gust_store::Store;
 
-use crate::config::Config;
+use crate::config::{Config, PodRuntime};
 use crate::render;
 
 /// What `gust dags test` was asked.
@@ -25,19 +25,14 @@ pub struct TestArgs {
     pub conf: Option<String>,
     /// `--logical-date`, unparsed.
     pub logical_date: Option<String>,
+    /// `--local-pods`: run pod tasks with the local pod runtime.
+    pub local_pods: bool,
 }
 
 /// Runs the DAG once and prints the report.
 pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let clock = Arc::new(SystemClock);
-    let conf = match &args.conf {
-        None => serde_json::Map::new(),
-        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(map)) => map,
-            Ok(_) => anyhow::bail!("--conf must be a JSON object, like '{{\"limit\": 10}}'"),
-            Err(err) => anyhow::bail!("--conf is not valid JSON: {err}"),
-        },
-    };
+    let conf = super::runs::parse_conf(args.conf.as_deref())?;
     let logical_date: DateTime<Utc> = match &args.logical_date {
         None => clock.now(),
         Some(text) => gust_core::date::parse_datetime(text, args.dag.settings.timezone)
@@ -62,6 +57,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
         let (tx, mut events) = gust_executor::event_channel();
         let local = LocalConfig {
             parallelism: config.core.parallelism,
+            run_pods: args.local_pods || config.kubernetes.runtime == PodRuntime::Local,
             ..LocalConfig::default()
         };
         let executor = LocalExecutor::new(local, tx, clock);
@@ -91,7 +87,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 /// The variables in the metadata database, when there is one; a test run works without it.
-async fn variables_if_any(url: &str) -> HashMap<String, String> {
+pub async fn variables_if_any(url: &str) -> HashMap<String, String> {
     // Do not create an empty SQLite database just by looking for one.
     if url
         .strip_prefix("sqlite://")

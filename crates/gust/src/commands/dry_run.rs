@@ -1,0 +1,101 @@
+//! `gust tasks dry-run`: what a task would run, templates rendered, without running it or
+//! contacting a cluster. A `kubernetes_pod` task prints the exact pod manifest; secret values
+//! are masked.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use gust_core::clock::{Clock, SystemClock};
+use gust_core::dag::Dag;
+use gust_core::ids::RunId;
+use gust_core::schedule::DataInterval;
+use gust_kube::build::{PodDefaults, PodRequest, TryLabels, build_pod, names};
+use gust_operators::kubernetes_pod::PodArgs;
+use gust_scheduler::launch::{RunContext, render_args};
+use gust_scheduler::xcom::RunXComs;
+use gust_template::Renderer;
+
+use crate::config::Config;
+
+/// Prints the task's pod manifest (or rendered arguments) for a run at `logical_date`.
+pub fn dry_run(
+    dag: &Dag,
+    task_id: &str,
+    conf: Option<String>,
+    logical_date: Option<String>,
+    config: &Config,
+) -> anyhow::Result<ExitCode> {
+    let Some(task) = dag.tasks().find(|t| t.id.as_str() == task_id) else {
+        let ids: Vec<&str> = dag.tasks().map(|t| t.id.as_str()).collect();
+        anyhow::bail!(
+            "DAG \"{}\" has no task \"{task_id}\"; its tasks are: {}",
+            dag.id,
+            ids.join(", ")
+        );
+    };
+    let conf = super::runs::parse_conf(conf.as_deref())?;
+    let logical_date = match &logical_date {
+        None => SystemClock.now(),
+        Some(text) => gust_core::date::parse_datetime(text, dag.settings.timezone)
+            .context("--logical-date")?,
+    };
+    let stamp = logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+    let run_id = RunId::new(format!("manual__{stamp}"))?;
+    let variables =
+        super::runtime()?.block_on(super::test_run::variables_if_any(&config.database.url));
+    let lookup = Arc::new(RunXComs::with_variables(variables));
+    let run = RunContext {
+        run_id: &run_id,
+        interval: DataInterval {
+            start: logical_date,
+            end: logical_date,
+        },
+        conf: &conf,
+    };
+    let args = render_args(&Renderer::new(), dag, task, run, 1, lookup)
+        .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
+
+    if task.operator != "kubernetes_pod" {
+        let mut shown = args;
+        mask_env(&mut shown);
+        print!("{}", serde_yaml_ng::to_string(&shown)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pod_args =
+        PodArgs::read(&args).map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
+    let template = gust_kube::template::load(&pod_args, &dag.fileloc)
+        .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
+    let defaults = PodDefaults {
+        namespace: config.kubernetes.namespace.clone(),
+        xcom_sidecar_image: config.kubernetes.xcom_sidecar_image.clone(),
+        ..PodDefaults::default()
+    };
+    let pod = build_pod(&PodRequest {
+        args: &pod_args,
+        labels: TryLabels {
+            dag_id: dag.id.as_str(),
+            task_id,
+            run_id: run_id.as_str(),
+            try_number: 1,
+        },
+        template_file: template.as_ref(),
+        do_xcom_push: task.settings.do_xcom_push,
+        unique: &names::random_suffix(),
+        defaults: &defaults,
+    })
+    .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
+    print!("{}", gust_kube::manifest::to_yaml(&pod)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Masks the values of sensitive variables in a non-pod task's `env`.
+fn mask_env(args: &mut serde_json::Map<String, serde_json::Value>) {
+    if let Some(serde_json::Value::Object(env)) = args.get_mut("env") {
+        for (name, value) in env.iter_mut() {
+            if gust_kube::manifest::is_sensitive(name) {
+                *value = serde_json::Value::String(gust_kube::manifest::MASK.to_owned());
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Pod tasks from the command line: the manifest `gust tasks dry-run` prints, and pod DAGs run
+//! with the local pod runtime.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use k8s_openapi::api::core::v1::Pod;
+use predicates::prelude::*;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/dags")
+}
+
+fn gust(home: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("gust").expect("the gust binary");
+    cmd.env("GUST_HOME", home)
+        .env_remove("GUST__CORE__DAGS_FOLDER")
+        .env_remove("GUST__KUBERNETES__RUNTIME");
+    cmd
+}
+
+const POD_DAG: &str = r#"
+etl:
+  start_date: 2024-01-01
+  params: {table: orders}
+  tasks:
+    extract:
+      operator: KubernetesPodOperator
+      image: "registry.example/etl:{{ params.table }}"
+      cmds: ["python3", "extract.py"]
+      arguments: ["--date", "{{ ds }}"]
+      env_vars: {DB_PASSWORD: hunter2, MODE: full}
+      secrets:
+        - {deploy_type: env, deploy_target: token, secret: api, key: token}
+      pod_template_file: template.yaml
+      do_xcom_push: true
+"#;
+
+const TEMPLATE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  namespace: data
+  labels: {team: data}
+spec:
+  serviceAccountName: etl
+  containers:
+    - name: base
+      resources: {limits: {memory: 1Gi}}
+"#;
+
+#[test]
+fn dry_run_prints_the_pod_with_templates_rendered_and_secrets_masked() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(dags.join("etl.yaml"), POD_DAG).expect("write");
+    std::fs::write(dags.join("template.yaml"), TEMPLATE).expect("write");
+    let out = gust(home.path())
+        .args([
+            "tasks",
+            "dry-run",
+            "etl",
+            "extract",
+            "--logical-date",
+            "2024-03-01",
+            "--dags-folder",
+        ])
+        .arg(&dags)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(!text.contains("hunter2"), "a secret was printed: {text}");
+    let pod: Pod = serde_yaml_ng::from_str(&text).expect("the output is a Kubernetes Pod");
+    let meta = &pod.metadata;
+    assert_eq!(meta.namespace.as_deref(), Some("data"), "from the template");
+    let labels = meta.labels.as_ref().expect("labels");
+    assert_eq!(labels["team"], "data");
+    assert_eq!(labels["dag_id"], "etl");
+    assert!(
+        meta.name
+            .as_deref()
+            .expect("a name")
+            .starts_with("extract-")
+    );
+    let spec = pod.spec.expect("a spec");
+    assert_eq!(spec.service_account_name.as_deref(), Some("etl"));
+    let base = &spec.containers[0];
+    assert_eq!(base.image.as_deref(), Some("registry.example/etl:orders"));
+    assert_eq!(
+        base.args.as_deref(),
+        Some(&["--date".to_owned(), "2024-03-01".to_owned()][..])
+    );
+    let env = base.env.as_ref().expect("env");
+    assert_eq!(env[0].value.as_deref(), Some("***"));
+    assert_eq!(env[1].value.as_deref(), Some("full"));
+    assert_eq!(env[2].name, "TOKEN");
+    assert_eq!(spec.containers[1].name, "airflow-xcom-sidecar");
+    let limits = base
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .expect("limits");
+    assert_eq!(limits["memory"].0, "1Gi");
+}
+
+#[test]
+fn dry_run_names_a_missing_template() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(dags.join("etl.yaml"), POD_DAG).expect("write");
+    gust(home.path())
+        .args(["tasks", "dry-run", "etl", "extract", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("etl.extract: pod_template_file")
+                .and(predicate::str::contains("template.yaml")),
+        );
+}
+
+#[test]
+fn the_example_pod_dags_run_with_the_local_pod_runtime() {
+    let home = tempfile::tempdir().expect("tempdir");
+    for dag in ["kube-operator", "pod_xcom"] {
+        gust(home.path())
+            .args([
+                "dags",
+                "test",
+                dag,
+                "--local-pods",
+                "--logical-date",
+                "2024-01-01",
+                "--dags-folder",
+            ])
+            .arg(examples())
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(format!("of {dag}: success")));
+    }
+    let log = home.path().join("logs/dag_id=pod_xcom/run_id=manual__2024-01-01T00:00:00+00:00/task_id=pod_task_xcom_result/attempt=1.log");
+    let text = std::fs::read_to_string(log).expect("the bash task's log");
+    assert!(
+        text.contains("stdout: 1"),
+        "the pod's XCom reached the bash task: {text}"
+    );
+}
+
+#[test]
+fn without_a_pod_runtime_pod_tasks_fail_saying_how_to_get_one() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["tasks", "test", "pod_xcom", "write-xcom", "--dags-folder"])
+        .arg(examples())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("runtime = \"local\""));
+}
