@@ -1,9 +1,6 @@
 //! Reading a process's output as bounded lines and writing them, time-stamped, to the try's log.
 
-use std::path::Path;
-
-use gust_core::clock::Clock;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The longest line kept whole; longer lines are cut into pieces of this size, so a process
 /// that prints without newlines cannot grow the scheduler's memory.
@@ -88,41 +85,7 @@ impl Decoder {
     }
 }
 
-/// A try's log file: every line prefixed with its time and its source.
-pub struct LogWriter<'c> {
-    file: BufWriter<tokio::fs::File>,
-    clock: &'c dyn Clock,
-}
-
-impl<'c> LogWriter<'c> {
-    /// Opens (appending) the log at `path`, creating its folders.
-    pub async fn open(path: &Path, clock: &'c dyn Clock) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
-        Ok(Self {
-            file: BufWriter::new(file),
-            clock,
-        })
-    }
-
-    /// Writes one line from `source` (`stdout`, `stderr`, `gust`).
-    pub async fn line(&mut self, source: &str, text: &str) -> std::io::Result<()> {
-        let stamp = self.clock.now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-        let line = format!("[{stamp}] {source}: {text}\n");
-        self.file.write_all(line.as_bytes()).await
-    }
-
-    /// Makes everything written so far visible to readers (a live tail).
-    pub async fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush().await
-    }
-}
+pub use gust_executor::try_log::LogWriter;
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,8 @@
 //! outcome means (success, retry, failure). This crate holds no implementation; the local process
 //! runtime and the Kubernetes pod runtime implement [`Executor`].
 
+pub mod try_log;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;

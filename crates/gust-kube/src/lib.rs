@@ -7,5 +7,6 @@
 pub mod build;
 pub mod diagnose;
 pub mod manifest;
+pub mod runtime;
 pub mod template;
 pub mod xcom;

@@ -62,8 +62,18 @@ impl PodTask {
                 .into_iter()
                 .map(|c| {
                     let image = c.image.unwrap_or_default();
+                    // The XCom sidecar sleeps until it is interrupted (KPO's command), so it
+                    // runs until an exec sends it `kill`.
+                    let script = if c.name == crate::server::exec::XCOM_SIDECAR {
+                        crate::PodScript {
+                            runs_forever: true,
+                            ..crate::PodScript::default()
+                        }
+                    } else {
+                        state.kubelet.script_for(&image)
+                    };
                     ContainerPlan {
-                        script: state.kubelet.script_for(&image),
+                        script,
                         name: c.name,
                         image,
                         init,

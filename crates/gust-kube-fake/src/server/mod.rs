@@ -5,7 +5,7 @@
 //! including unknown paths and malformed input, is a `Status` body (see `crate::status`).
 
 mod events;
-mod exec;
+pub(crate) mod exec;
 mod logs;
 mod pods;
 mod query;

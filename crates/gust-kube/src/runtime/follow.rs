@@ -1,0 +1,750 @@
+//! One try's pod from creation to its end: create it (or find it again after a restart), wait
+//! for it to be scheduled and to start within the timeouts, stream its logs, wait for the base
+//! container to end, read its XCom, delete it as `on_finish_action` says, and report how it
+//! went. Everything waits on the namespace's watch and on timers; nothing polls or holds a
+//! thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gust_executor::try_log::LogWriter;
+use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
+use gust_operators::kubernetes_pod::{OnFinishAction, PodArgs};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::cluster::{Cluster, ClusterChoice};
+use super::logs::{self, LogLine};
+use super::watch::{Seen, Subscription};
+use super::{Inner, Running};
+use crate::build::{self, MANAGED_BY_LABEL, PodRequest, TryLabels, XCOM_SIDECAR_NAME, names};
+use crate::diagnose::{self, Ending, PodView};
+use crate::xcom;
+
+/// How many times a pod taken away before it started (evicted, preempted) is created again.
+const MAX_RECREATIONS: u32 = 3;
+/// How long the log streams get to deliver their last lines once the container has ended.
+const LOG_DRAIN: Duration = Duration::from_secs(5);
+/// KPO's label on pods whose try is over, so that they are never re-attached.
+const CHECKED_LABEL: &str = "already_checked";
+/// The capacity of a try's log-line channel.
+const LOG_LINES: usize = 1024;
+
+/// Whether the try starts a pod or takes back one started before a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Create a new pod.
+    Create,
+    /// Find the try's pod by its labels.
+    Adopt,
+}
+
+/// Follows one try to its end.
+pub async fn run(inner: Arc<Inner>, spec: LaunchSpec, handle: Running, start: Start) -> TryOutcome {
+    let mut log = match LogWriter::open(&spec.log_path, inner.clock.as_ref()).await {
+        Ok(log) => log,
+        Err(err) => {
+            return TryOutcome::Failed(FailureReason::Log(format!(
+                "{}: {err}",
+                spec.log_path.display()
+            )));
+        }
+    };
+    let outcome = Follower::prepare(&inner, &spec, &handle)
+        .await
+        .map(|f| (f, &mut log));
+    let outcome = match outcome {
+        Ok((follower, log)) => follower.run(start, log).await,
+        Err(outcome) => outcome,
+    };
+    let summary = match &outcome {
+        TryOutcome::Succeeded { .. } => "try succeeded".to_owned(),
+        TryOutcome::Skipped { exit_code } => {
+            format!("exit code {exit_code} is a skip code: task skipped")
+        }
+        TryOutcome::Failed(reason) => format!("try failed: {reason}"),
+        TryOutcome::NeverStarted => {
+            "the try's pod was never created; it will be queued again".to_owned()
+        }
+    };
+    let _ = log.line("gust", &summary).await;
+    let _ = log.flush().await;
+    outcome
+}
+
+struct Follower<'a> {
+    inner: &'a Arc<Inner>,
+    spec: &'a LaunchSpec,
+    handle: &'a Running,
+    args: PodArgs,
+    template: Option<serde_json::Value>,
+    choice: ClusterChoice,
+    cluster: Cluster,
+}
+
+/// How watching a pod ended.
+enum Watched {
+    /// Its base container ended.
+    Ended(Ending, Arc<Pod>),
+    /// It was taken away before it started: create it again.
+    Lost(String),
+    /// The try is over with this outcome.
+    Over(TryOutcome),
+    /// The runtime is shutting down: the pod is left running, to be re-attached.
+    Abandoned,
+}
+
+impl<'a> Follower<'a> {
+    async fn prepare(
+        inner: &'a Arc<Inner>,
+        spec: &'a LaunchSpec,
+        handle: &'a Running,
+    ) -> Result<Self, TryOutcome> {
+        let invalid =
+            |message: String| TryOutcome::Failed(FailureReason::InvalidArguments(message));
+        let args = PodArgs::read(&spec.args).map_err(|err| invalid(err.to_string()))?;
+        let template =
+            crate::template::load(&args, &spec.dag_file).map_err(|err| invalid(err.to_string()))?;
+        let choice = ClusterChoice::for_task(&args, &inner.config.cluster);
+        let cluster = inner
+            .clusters
+            .get(&choice)
+            .await
+            .map_err(|err| TryOutcome::Failed(FailureReason::Spawn(err.to_string())))?;
+        Ok(Self {
+            inner,
+            spec,
+            handle,
+            args,
+            template,
+            choice,
+            cluster,
+        })
+    }
+
+    fn labels(&self) -> TryLabels<'a> {
+        let key = &self.spec.key;
+        TryLabels {
+            dag_id: key.dag_id.as_str(),
+            task_id: key.task_id.as_str(),
+            run_id: key.run_id.as_str(),
+            try_number: key.try_number.0,
+        }
+    }
+
+    fn build(&self) -> Result<Pod, TryOutcome> {
+        let defaults = build::PodDefaults {
+            own_namespace: Some(self.cluster.namespace.clone()),
+            ..self.inner.config.pod_defaults.clone()
+        };
+        build::build_pod(&PodRequest {
+            args: &self.args,
+            labels: self.labels(),
+            template_file: self.template.as_ref(),
+            do_xcom_push: self.spec.do_xcom_push,
+            unique: &names::random_suffix(),
+            defaults: &defaults,
+        })
+        .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))
+    }
+
+    async fn run(self, start: Start, log: &mut LogWriter<'_>) -> TryOutcome {
+        let pod = match self.build() {
+            Ok(pod) => pod,
+            Err(outcome) => return outcome,
+        };
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.cluster.client.clone(), &namespace);
+        let deadline = self.spec.execution_timeout.map(|t| Instant::now() + t);
+
+        let mut name = match start {
+            Start::Create => match self.create(&api, &pod, log).await {
+                Ok(name) => name,
+                Err(outcome) => return outcome,
+            },
+            Start::Adopt => match self.find(&api, log).await {
+                Ok(Some(name)) => name,
+                Ok(None) => return TryOutcome::NeverStarted,
+                Err(outcome) => return outcome,
+            },
+        };
+        (self.inner.started)(&self.spec.key).await;
+        let mut recreations = 0;
+        loop {
+            let subscription =
+                self.inner
+                    .watches
+                    .subscribe(&self.choice, &self.cluster, &namespace, &name);
+            let watched = self.watch(&api, &name, subscription, deadline, log).await;
+            match watched {
+                Watched::Ended(ending, last) => {
+                    return self.finish(&api, &name, &ending, &last, log).await;
+                }
+                Watched::Abandoned => {
+                    return TryOutcome::Failed(FailureReason::Killed(
+                        "the runtime is shutting down; the pod is left to be re-attached".into(),
+                    ));
+                }
+                Watched::Over(outcome) => {
+                    if let TryOutcome::Failed(FailureReason::Pod(_)) = &outcome {
+                        self.report_events(&api, &name, log).await;
+                    }
+                    self.end_pod(&api, &name, false, log).await;
+                    return outcome;
+                }
+                Watched::Lost(why) if recreations < MAX_RECREATIONS => {
+                    recreations += 1;
+                    let _ = log
+                        .line("gust", &format!("pod {name} was taken away before it started ({why}); creating it again"))
+                        .await;
+                    let _ = api.delete(&name, &DeleteParams::default()).await;
+                    let pod = match self.build() {
+                        Ok(pod) => pod,
+                        Err(outcome) => return outcome,
+                    };
+                    name = match self.create(&api, &pod, log).await {
+                        Ok(name) => name,
+                        Err(outcome) => return outcome,
+                    };
+                }
+                Watched::Lost(why) => {
+                    return TryOutcome::Failed(FailureReason::Pod(format!(
+                        "the pod was taken away before it started {} times: {why}",
+                        MAX_RECREATIONS + 1
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn create(
+        &self,
+        api: &Api<Pod>,
+        pod: &Pod,
+        log: &mut LogWriter<'_>,
+    ) -> Result<String, TryOutcome> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let mut wait = Duration::from_millis(200);
+        let mut attempts = 0;
+        loop {
+            match api.create(&PostParams::default(), pod).await {
+                Ok(_) => {
+                    let _ = log
+                        .line(
+                            "gust",
+                            &format!(
+                                "created pod {name} in namespace {}",
+                                pod.metadata.namespace.as_deref().unwrap_or_default()
+                            ),
+                        )
+                        .await;
+                    let _ = log.flush().await;
+                    return Ok(name);
+                }
+                Err(kube::Error::Api(status)) if is_transient(status.code) && attempts < 5 => {
+                    attempts += 1;
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(err) => {
+                    return Err(TryOutcome::Failed(FailureReason::Spawn(format!(
+                        "cannot create pod {name}: {err}"
+                    ))));
+                }
+            }
+        }
+    }
+
+    /// The try's pod, found by the labels it was created with.
+    async fn find(
+        &self,
+        api: &Api<Pod>,
+        log: &mut LogWriter<'_>,
+    ) -> Result<Option<String>, TryOutcome> {
+        let mut selector: Vec<String> = build::try_labels(self.labels())
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        selector.push(format!("{CHECKED_LABEL}!=True"));
+        let found = api
+            .list(&ListParams::default().labels(&selector.join(",")))
+            .await
+            .map_err(|err| {
+                TryOutcome::Failed(FailureReason::Lost(format!("cannot list pods: {err}")))
+            })?;
+        let Some(pod) = found.items.into_iter().next() else {
+            return Ok(None);
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if !self.args.reattach_on_restart {
+            let _ = api.delete(&name, &DeleteParams::default()).await;
+            return Err(TryOutcome::Failed(FailureReason::Lost(format!(
+                "the scheduler restarted and reattach_on_restart is off; deleted pod {name}"
+            ))));
+        }
+        let _ = log
+            .line(
+                "gust",
+                &format!("the scheduler restarted; re-attached to pod {name}"),
+            )
+            .await;
+        Ok(Some(name))
+    }
+
+    /// Waits on the watch until the base container ends or the try is over.
+    async fn watch(
+        &self,
+        api: &Api<Pod>,
+        name: &str,
+        mut subscription: Subscription,
+        deadline: Option<Instant>,
+        log: &mut LogWriter<'_>,
+    ) -> Watched {
+        let base = self.args.base_container_name.clone();
+        let created = Instant::now();
+        let schedule_deadline = created + Duration::from_secs(self.args.schedule_timeout());
+        let mut start_deadline: Option<Instant> = None;
+        let mut last_wait: Option<String> = None;
+        let mut streams: BTreeMap<String, ()> = BTreeMap::new();
+        let (line_tx, mut line_rx) = mpsc::channel::<LogLine>(LOG_LINES);
+        let mut announced_start = false;
+        let mut last_pod: Option<Arc<Pod>> = None;
+
+        loop {
+            let seen = subscription.seen.borrow_and_update().clone();
+            match seen {
+                Seen::NotYet => {}
+                Seen::Gone => {
+                    let when = if announced_start {
+                        "while it ran"
+                    } else {
+                        "before it started"
+                    };
+                    return Watched::Over(TryOutcome::Failed(FailureReason::Pod(format!(
+                        "pod {name} was deleted {when}"
+                    ))));
+                }
+                Seen::Pod(pod) => {
+                    self.start_log_streams(api, name, &pod, &mut streams, &line_tx, &subscription);
+                    last_pod = Some(Arc::clone(&pod));
+                    match diagnose::diagnose(&pod, &base) {
+                        PodView::Unscheduled { unschedulable } => {
+                            if let Some(why) = unschedulable {
+                                last_wait = Some(format!("Unschedulable: {why}"));
+                            }
+                        }
+                        PodView::Starting { waiting } => {
+                            start_deadline.get_or_insert_with(|| {
+                                Instant::now()
+                                    + Duration::from_secs(self.args.startup_timeout_seconds)
+                            });
+                            if let Some(mut waiting) = waiting {
+                                if waiting.reason == "ImagePullBackOff" && !waiting.permanent {
+                                    self.explain_backoff(api, name, &mut waiting).await;
+                                }
+                                if waiting.permanent {
+                                    return Watched::Over(TryOutcome::Failed(FailureReason::Pod(
+                                        waiting.describe(),
+                                    )));
+                                }
+                                last_wait = Some(waiting.describe());
+                            }
+                        }
+                        PodView::Running => {
+                            if !announced_start {
+                                announced_start = true;
+                                let node = pod
+                                    .spec
+                                    .as_ref()
+                                    .and_then(|s| s.node_name.clone())
+                                    .unwrap_or_default();
+                                let _ = log
+                                    .line("gust", &format!("pod {name} started on node {node}"))
+                                    .await;
+                                let _ = log.flush().await;
+                            }
+                        }
+                        PodView::Ended(ending) => {
+                            self.drain_logs(&mut line_rx, line_tx, log).await;
+                            return Watched::Ended(ending, pod);
+                        }
+                        PodView::LostBeforeStart(why) => return Watched::Lost(why),
+                        PodView::Failed(why) => {
+                            self.drain_logs(&mut line_rx, line_tx, log).await;
+                            return Watched::Over(TryOutcome::Failed(FailureReason::Pod(why)));
+                        }
+                    }
+                }
+            }
+            let scheduling = last_pod.as_ref().is_none_or(|p| {
+                matches!(diagnose::diagnose(p, &base), PodView::Unscheduled { .. })
+            });
+            let wait_until = match (scheduling, start_deadline, announced_start) {
+                (_, _, true) => None,
+                (true, _, false) => Some(schedule_deadline),
+                (false, Some(at), false) => Some(at),
+                (false, None, false) => None,
+            };
+            let wake = [wait_until, deadline].into_iter().flatten().min();
+            tokio::select! {
+                changed = subscription.seen.changed() => {
+                    if changed.is_err() {
+                        return Watched::Over(TryOutcome::Failed(FailureReason::Killed("the runtime is shutting down".into())));
+                    }
+                }
+                Some(line) = line_rx.recv() => {
+                    write_line(log, &line, &base).await;
+                    // Keep draining lines without re-reading an unchanged pod.
+                    while let Ok(line) = line_rx.try_recv() {
+                        write_line(log, &line, &base).await;
+                    }
+                    let _ = log.flush().await;
+                }
+                () = sleep_until(wake) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        let limit = self.spec.execution_timeout.unwrap_or_default();
+                        let _ = log.line("gust", &format!("execution_timeout of {}s reached: deleting the pod", limit.as_secs_f64())).await;
+                        self.delete_now(api, name).await;
+                        return Watched::Over(TryOutcome::Failed(FailureReason::TimedOut(limit)));
+                    }
+                    let why = last_wait.clone().unwrap_or_else(|| "no reason given".to_owned());
+                    let message = if scheduling {
+                        format!("pod {name} was not scheduled within schedule_timeout_seconds ({}s): {why}", self.args.schedule_timeout())
+                    } else {
+                        format!("pod {name} did not start within startup_timeout_seconds ({}s): {why}", self.args.startup_timeout_seconds)
+                    };
+                    return Watched::Over(TryOutcome::Failed(FailureReason::Pod(message)));
+                }
+                () = self.handle.cancel.cancelled() => {
+                    return match self.handle.reason.get() {
+                        Some(reason) => {
+                            let _ = log.line("gust", &format!("killing the try: {reason}; deleting pod {name}")).await;
+                            self.delete_now(api, name).await;
+                            Watched::Over(TryOutcome::Failed(FailureReason::Killed(reason.clone())))
+                        }
+                        // The runtime is shutting down: the pod keeps running, to be re-attached.
+                        None => Watched::Abandoned,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Reads why an image pull backs off from the pod's events (the status does not say),
+    /// so that a missing image fails fast while a rate limit is waited out.
+    async fn explain_backoff(&self, api: &Api<Pod>, name: &str, waiting: &mut diagnose::Waiting) {
+        let Some(namespace) = api_namespace(api) else {
+            return;
+        };
+        let events: Api<Event> = Api::namespaced(self.cluster.client.clone(), &namespace);
+        let params = ListParams::default().fields(&format!("involvedObject.name={name}"));
+        let Ok(list) = events.list(&params).await else {
+            return;
+        };
+        let pull_error = list
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Failed"))
+            .filter_map(|e| e.message)
+            .rfind(|m| m.contains("pull"));
+        if let Some(message) = pull_error {
+            waiting.permanent = diagnose::pull_error_is_permanent(&message);
+            waiting.message = message;
+        }
+    }
+
+    /// Starts a log stream for every chosen container that has started and has none yet.
+    fn start_log_streams(
+        &self,
+        api: &Api<Pod>,
+        name: &str,
+        pod: &Pod,
+        streams: &mut BTreeMap<String, ()>,
+        lines: &mpsc::Sender<LogLine>,
+        subscription: &Subscription,
+    ) {
+        let chosen = self.args.logged_containers();
+        let init_chosen = self.args.init_container_logs.clone();
+        let Some(status) = &pod.status else { return };
+        let started = |s: &k8s_openapi::api::core::v1::ContainerStatus| {
+            s.state
+                .as_ref()
+                .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+        };
+        let inits = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .filter(|s| init_chosen.as_ref().is_some_and(|c| c.includes(&s.name)));
+        let mains = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .filter(|s| s.name != XCOM_SIDECAR_NAME && chosen.includes(&s.name));
+        for container in inits.chain(mains) {
+            if !started(container) || streams.contains_key(&container.name) {
+                continue;
+            }
+            streams.insert(container.name.clone(), ());
+            let seen = subscription.seen.clone();
+            let container_name = container.name.clone();
+            let ended = move || container_ended(&seen, &container_name);
+            self.inner.tasks.spawn(logs::follow(
+                api.clone(),
+                name.to_owned(),
+                container.name.clone(),
+                lines.clone(),
+                ended,
+            ));
+        }
+    }
+
+    /// Writes the lines still coming from the log streams, for at most [`LOG_DRAIN`].
+    async fn drain_logs(
+        &self,
+        lines: &mut mpsc::Receiver<LogLine>,
+        sender: mpsc::Sender<LogLine>,
+        log: &mut LogWriter<'_>,
+    ) {
+        drop(sender);
+        let base = &self.args.base_container_name;
+        let until = Instant::now() + LOG_DRAIN;
+        loop {
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Some(line) => write_line(log, &line, base).await,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(until) => break,
+            }
+        }
+        let _ = log.flush().await;
+    }
+
+    /// How the try ended, once its base container has: XCom, skip codes, the failure message.
+    async fn finish(
+        &self,
+        api: &Api<Pod>,
+        name: &str,
+        ending: &Ending,
+        pod: &Pod,
+        log: &mut LogWriter<'_>,
+    ) -> TryOutcome {
+        let base = &self.args.base_container_name;
+        let _ = log
+            .line(
+                "gust",
+                &format!(
+                    "container \"{base}\" of pod {name} exited with code {}",
+                    ending.exit_code
+                ),
+            )
+            .await;
+        let outcome = if ending.exit_code == 0 {
+            let xcom = if self.spec.do_xcom_push {
+                match self.read_xcom(api, name).await {
+                    Ok(value) => value,
+                    Err(message) => {
+                        self.end_pod(api, name, false, log).await;
+                        return TryOutcome::Failed(FailureReason::Pod(message));
+                    }
+                }
+            } else {
+                None
+            };
+            TryOutcome::Succeeded { xcom }
+        } else if self.args.skip_on_exit_code.contains(&ending.exit_code) {
+            TryOutcome::Skipped {
+                exit_code: ending.exit_code,
+            }
+        } else {
+            let limit = memory_limit(pod, base);
+            let message = diagnose::ending_message(base, ending, limit.as_deref());
+            let events = self.report_events(api, name, log).await;
+            TryOutcome::Failed(FailureReason::Pod(match events {
+                Some(events) => format!("{message}; pod events: {events}"),
+                None => message,
+            }))
+        };
+        if self.spec.do_xcom_push && ending.exit_code != 0 {
+            self.stop_sidecar(api, name).await;
+        }
+        let succeeded = matches!(outcome, TryOutcome::Succeeded { .. });
+        self.end_pod(api, name, succeeded, log).await;
+        outcome
+    }
+
+    /// The return value the base container left, read through the XCom sidecar, which is then
+    /// stopped so the pod can complete.
+    async fn read_xcom(
+        &self,
+        api: &Api<Pod>,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let read = super::exec::run(
+            api,
+            name,
+            XCOM_SIDECAR_NAME,
+            &["sh", "-c", "cat /airflow/xcom/return.json"],
+            xcom::MAX_XCOM_BYTES,
+        )
+        .await;
+        self.stop_sidecar(api, name).await;
+        match read {
+            Ok(output) if output.success => xcom::parse(&output.stdout).map_err(|e| e.to_string()),
+            Ok(output) if output.stderr.contains("No such file") => Ok(None),
+            Ok(output) => Err(format!(
+                "cannot read the XCom file in the sidecar: {}",
+                output.stderr.trim()
+            )),
+            Err(err) => Err(format!("cannot read the XCom file in the sidecar: {err}")),
+        }
+    }
+
+    async fn stop_sidecar(&self, api: &Api<Pod>, name: &str) {
+        let _ = super::exec::run(
+            api,
+            name,
+            XCOM_SIDECAR_NAME,
+            &["sh", "-c", "kill -2 1"],
+            4096,
+        )
+        .await;
+    }
+
+    /// The pod's events, written to the log when `log_events_on_failure`; their summary.
+    async fn report_events(
+        &self,
+        api: &Api<Pod>,
+        name: &str,
+        log: &mut LogWriter<'_>,
+    ) -> Option<String> {
+        if !self.args.log_events_on_failure {
+            return None;
+        }
+        let namespace = api_namespace(api)?;
+        let events: Api<Event> = Api::namespaced(self.cluster.client.clone(), &namespace);
+        let params = ListParams::default().fields(&format!("involvedObject.name={name}"));
+        let list = events.list(&params).await.ok()?;
+        let mut summary = Vec::new();
+        for event in list.items {
+            let reason = event.reason.unwrap_or_default();
+            let message = event.message.unwrap_or_default();
+            let _ = log
+                .line(
+                    "gust",
+                    &format!(
+                        "pod event: {} {reason}: {message}",
+                        event.type_.unwrap_or_default()
+                    ),
+                )
+                .await;
+            summary.push(format!("{reason}: {message}"));
+        }
+        (!summary.is_empty()).then(|| summary.join("; "))
+    }
+
+    /// Deletes or keeps the pod as `on_finish_action` says.
+    async fn end_pod(&self, api: &Api<Pod>, name: &str, succeeded: bool, log: &mut LogWriter<'_>) {
+        let delete = match self.args.on_finish() {
+            OnFinishAction::DeletePod => true,
+            OnFinishAction::DeleteSucceededPod => succeeded,
+            OnFinishAction::KeepPod => false,
+        };
+        if delete {
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    let _ = log.line("gust", &format!("deleted pod {name}")).await;
+                }
+                Err(err) => {
+                    let _ = log
+                        .line("gust", &format!("could not delete pod {name}: {err}"))
+                        .await;
+                }
+            }
+        } else {
+            // Marked, as KPO marks it, so that no later try re-attaches to it.
+            let patch = serde_json::json!({"metadata": {"labels": {CHECKED_LABEL: "True"}}});
+            let _ = api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+            let _ = log
+                .line("gust", &format!("kept pod {name} (on_finish_action)"))
+                .await;
+        }
+    }
+
+    async fn delete_now(&self, api: &Api<Pod>, name: &str) {
+        let mut params = DeleteParams::default();
+        if let Some(grace) = self.args.termination_grace_period {
+            params.grace_period_seconds = u32::try_from(grace).ok();
+        }
+        let _ = api.delete(name, &params).await;
+    }
+}
+
+fn api_namespace(api: &Api<Pod>) -> Option<String> {
+    api.namespace().map(str::to_owned)
+}
+
+fn container_ended(seen: &tokio::sync::watch::Receiver<Seen>, container: &str) -> bool {
+    match &*seen.borrow() {
+        Seen::Gone => true,
+        Seen::NotYet => false,
+        Seen::Pod(pod) => pod.status.as_ref().is_some_and(|status| {
+            status
+                .container_statuses
+                .iter()
+                .flatten()
+                .chain(status.init_container_statuses.iter().flatten())
+                .find(|c| c.name == container)
+                .is_none_or(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+        }),
+    }
+}
+
+fn memory_limit(pod: &Pod, base: &str) -> Option<String> {
+    let container = pod
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == base)?;
+    let limits = container.resources.as_ref()?.limits.as_ref()?;
+    limits.get("memory").map(|q| q.0.clone())
+}
+
+async fn write_line(log: &mut LogWriter<'_>, line: &LogLine, base: &str) {
+    let at = chrono::DateTime::from_timestamp(
+        line.at.as_second(),
+        u32::try_from(line.at.subsec_nanosecond()).unwrap_or(0),
+    )
+    .unwrap_or_default();
+    let source = if line.container == base {
+        "stdout".to_owned()
+    } else {
+        line.container.clone()
+    };
+    let _ = log.line_at(at, &source, &line.text).await;
+}
+
+fn is_transient(code: u16) -> bool {
+    matches!(code, 429 | 500 | 502 | 503 | 504)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The label selector of every pod Gust manages.
+#[must_use]
+pub fn managed_selector() -> String {
+    format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1)
+}

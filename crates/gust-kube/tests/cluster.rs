@@ -1,0 +1,504 @@
+//! The cluster pod runtime against the fake API server, over real HTTP with the real kube
+//! client: every outcome and failure mode a pod try can have.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gust_core::clock::SystemClock;
+use gust_core::ids::{DagId, RunId, TaskId, TryNumber};
+use gust_executor::{
+    Executor, FailureReason, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome, event_channel,
+};
+use gust_kube::runtime::{Cluster, ClusterChoice, KubeConfig, KubeExecutor};
+use gust_kube_fake::{FakeCluster, ImagePull, PodScript, Scheduling};
+use serde_json::json;
+use tokio::sync::mpsc::Receiver;
+
+struct Harness {
+    fake: FakeCluster,
+    executor: KubeExecutor,
+    events: Receiver<TryEvent>,
+    dir: tempfile::TempDir,
+}
+
+async fn runtime(fake: &FakeCluster) -> (KubeExecutor, Receiver<TryEvent>) {
+    let (tx, events) = event_channel();
+    let executor = KubeExecutor::new(KubeConfig::default(), tx, Arc::new(SystemClock));
+    let config = kube::Config::new(fake.url().parse().expect("a URL"));
+    let client = kube::Client::try_from(config).expect("a client");
+    executor
+        .use_cluster(
+            ClusterChoice::default(),
+            Cluster {
+                client,
+                namespace: "default".into(),
+            },
+        )
+        .await;
+    (executor, events)
+}
+
+async fn harness() -> Harness {
+    let fake = FakeCluster::start().await;
+    let (executor, events) = runtime(&fake).await;
+    Harness {
+        fake,
+        executor,
+        events,
+        dir: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+fn key(task: &str) -> TryKey {
+    TryKey {
+        dag_id: DagId::new("pods").expect("id"),
+        run_id: RunId::new("manual__2024-01-01T00:00:00+00:00").expect("id"),
+        task_id: TaskId::new(task).expect("id"),
+        try_number: TryNumber(1),
+    }
+}
+
+impl Harness {
+    fn spec(&self, task: &str, args: serde_json::Value, do_xcom_push: bool) -> LaunchSpec {
+        LaunchSpec {
+            key: key(task),
+            operator: "kubernetes_pod".into(),
+            args: args.as_object().cloned().expect("a map"),
+            do_xcom_push,
+            execution_timeout: None,
+            log_path: self.log(task),
+            dag_file: self.dir.path().join("dag.yaml"),
+        }
+    }
+
+    fn log(&self, task: &str) -> PathBuf {
+        self.dir.path().join(format!("logs/{task}.log"))
+    }
+
+    fn log_text(&self, task: &str) -> String {
+        std::fs::read_to_string(self.log(task)).unwrap_or_default()
+    }
+
+    async fn finished(&mut self, task: &str) -> TryOutcome {
+        let wanted = key(task);
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let event = self.events.recv().await.expect("the runtime is alive");
+                if let (true, TryEventKind::Finished(outcome)) = (event.key == wanted, event.kind) {
+                    return outcome;
+                }
+            }
+        })
+        .await
+        .expect("the try finished in time")
+    }
+
+    async fn run(&mut self, spec: LaunchSpec) -> TryOutcome {
+        let task = spec.key.task_id.to_string();
+        self.executor.start(spec).expect("started");
+        self.finished(&task).await
+    }
+}
+
+fn failure(outcome: &TryOutcome) -> String {
+    match outcome {
+        TryOutcome::Failed(reason) => reason.to_string(),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_pod_runs_its_output_reaches_the_log_and_the_pod_is_deleted() {
+    let mut h = harness().await;
+    h.fake.script(
+        "app:1",
+        PodScript {
+            lines: vec!["hello".into(), "world".into()],
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec("hello", json!({"image": "app:1", "name": "hello"}), false);
+    assert_eq!(h.run(spec).await, TryOutcome::Succeeded { xcom: None });
+    let log = h.log_text("hello");
+    assert!(
+        log.contains("stdout: hello\n") && log.contains("stdout: world\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains("created pod hello-") && log.contains("deleted pod hello-"),
+        "{log}"
+    );
+    assert_eq!(h.fake.created_count(), 1);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !h.fake.pods().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the pod is deleted (on_finish_action delete_pod)");
+}
+
+#[tokio::test]
+async fn a_failing_pod_fails_with_its_exit_code_termination_message_and_events() {
+    let mut h = harness().await;
+    h.fake.script(
+        "app:bad",
+        PodScript {
+            exit_code: 3,
+            termination_message: Some("input table is empty".into()),
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec(
+        "bad",
+        json!({"image": "app:bad", "log_events_on_failure": true, "on_finish_action": "delete_succeeded_pod"}),
+        false,
+    );
+    let message = failure(&h.run(spec).await);
+    assert!(
+        message.starts_with("container \"base\" exited with code 3: input table is empty"),
+        "{message}"
+    );
+    assert!(message.contains("pod events: "), "{message}");
+    assert_eq!(
+        h.fake.pods().len(),
+        1,
+        "a failed pod is kept with delete_succeeded_pod"
+    );
+}
+
+#[tokio::test]
+async fn the_xcom_sidecar_hands_back_the_return_value() {
+    let mut h = harness().await;
+    h.fake.script(
+        "writer",
+        PodScript {
+            xcom: Some(r#"{"train": "s3://bucket/train", "rows": 3}"#.into()),
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec("write", json!({"image": "writer"}), true);
+    assert_eq!(
+        h.run(spec).await,
+        TryOutcome::Succeeded {
+            xcom: Some(json!({"train": "s3://bucket/train", "rows": 3}))
+        }
+    );
+    h.fake.script(
+        "garbage",
+        PodScript {
+            xcom: Some("hello".into()),
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec("garbage", json!({"image": "garbage"}), true);
+    let message = failure(&h.run(spec).await);
+    assert!(message.contains("not valid JSON"), "{message}");
+}
+
+#[tokio::test]
+async fn skip_codes_skip_the_task() {
+    let mut h = harness().await;
+    h.fake.script(
+        "skipper",
+        PodScript {
+            exit_code: 100,
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec(
+        "skip",
+        json!({"image": "skipper", "skip_on_exit_code": [100]}),
+        false,
+    );
+    assert_eq!(h.run(spec).await, TryOutcome::Skipped { exit_code: 100 });
+}
+
+#[tokio::test]
+async fn permanent_start_failures_fail_fast_and_transient_ones_are_waited_out() {
+    let mut h = harness().await;
+    h.fake.script(
+        "nope:1",
+        PodScript {
+            image_pull: ImagePull::NotFound,
+            ..PodScript::default()
+        },
+    );
+    h.fake.script(
+        "needs-secret",
+        PodScript {
+            config_error: Some("secret \"db\" not found".into()),
+            ..PodScript::default()
+        },
+    );
+    h.fake.script(
+        "busy-registry",
+        PodScript {
+            image_pull: ImagePull::RateLimited {
+                lasting: Duration::from_millis(700),
+            },
+            ..PodScript::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let message = failure(
+        &h.run(h.spec("missing", json!({"image": "nope:1"}), false))
+            .await,
+    );
+    assert!(
+        message.contains("ErrImagePull") || message.contains("ImagePullBackOff"),
+        "{message}"
+    );
+    assert!(message.contains("check the image name"), "{message}");
+    let message = failure(
+        &h.run(h.spec("config", json!({"image": "needs-secret"}), false))
+            .await,
+    );
+    assert!(
+        message.contains("CreateContainerConfigError")
+            && message.contains("secret \"db\" not found"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "failed fast, not after the startup timeout"
+    );
+    assert_eq!(
+        h.run(h.spec("limited", json!({"image": "busy-registry"}), false))
+            .await,
+        TryOutcome::Succeeded { xcom: None }
+    );
+}
+
+#[tokio::test]
+async fn a_pod_that_cannot_be_scheduled_fails_after_schedule_timeout_seconds() {
+    let mut h = harness().await;
+    h.fake.script(
+        "huge",
+        PodScript {
+            scheduling: Scheduling::Unschedulable,
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec(
+        "huge",
+        json!({"image": "huge", "schedule_timeout_seconds": 1}),
+        false,
+    );
+    let message = failure(&h.run(spec).await);
+    assert!(
+        message.contains("not scheduled within schedule_timeout_seconds (1s)"),
+        "{message}"
+    );
+    assert!(message.contains("Unschedulable"), "{message}");
+}
+
+#[tokio::test]
+async fn out_of_memory_is_named_with_the_limit() {
+    let mut h = harness().await;
+    h.fake.script(
+        "hungry",
+        PodScript {
+            oom_killed: true,
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec(
+        "oom",
+        json!({"image": "hungry", "container_resources": {"limits": {"memory": "256Mi"}}}),
+        false,
+    );
+    let message = failure(&h.run(spec).await);
+    assert!(
+        message.contains("OOMKilled") && message.contains("256Mi"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_pod_evicted_before_it_starts_is_created_again_without_spending_the_try() {
+    let mut h = harness().await;
+    h.fake.script(
+        "slow-start",
+        PodScript {
+            scheduling: Scheduling::After(Duration::from_millis(800)),
+            ..PodScript::default()
+        },
+    );
+    h.executor
+        .start(h.spec("evicted", json!({"image": "slow-start"}), false))
+        .expect("started");
+    let first = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(pod) = h.fake.pods().into_iter().next() {
+                return pod.metadata.name.expect("a name");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the pod was created");
+    assert!(h.fake.evict("default", &first));
+    assert_eq!(
+        h.finished("evicted").await,
+        TryOutcome::Succeeded { xcom: None }
+    );
+    assert_eq!(h.fake.created_count(), 2);
+    assert!(h.log_text("evicted").contains("creating it again"));
+}
+
+#[tokio::test]
+async fn killing_a_try_deletes_its_pod() {
+    let mut h = harness().await;
+    h.fake.script(
+        "forever",
+        PodScript {
+            runs_forever: true,
+            ..PodScript::default()
+        },
+    );
+    h.executor
+        .start(h.spec("long", json!({"image": "forever"}), false))
+        .expect("started");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !h.log_text("long").contains("started on node") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the pod started");
+    h.executor.kill(&key("long"), "marked failed");
+    assert_eq!(
+        h.finished("long").await,
+        TryOutcome::Failed(FailureReason::Killed("marked failed".into()))
+    );
+    assert_eq!(h.fake.deleted_count(), 1);
+}
+
+#[tokio::test]
+async fn a_restarted_runtime_re_attaches_to_the_running_pod() {
+    let h = harness().await;
+    h.fake.script(
+        "batch",
+        PodScript {
+            lines: vec!["one".into(), "two".into(), "three".into()],
+            line_interval: Duration::from_millis(300),
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec("batch", json!({"image": "batch"}), false);
+    h.executor.start(spec.clone()).expect("started");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !h.log_text("batch").contains("started on node") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the pod started");
+    // The scheduler dies: its runtime stops following without touching the pod.
+    h.executor.shutdown().await;
+    let (adopter, mut events) = runtime(&h.fake).await;
+    adopter.adopt(spec);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let event = events.recv().await.expect("alive");
+            if let TryEventKind::Finished(outcome) = event.kind {
+                return outcome;
+            }
+        }
+    })
+    .await
+    .expect("finished");
+    assert_eq!(outcome, TryOutcome::Succeeded { xcom: None });
+    assert_eq!(h.fake.created_count(), 1, "no second pod");
+    assert!(h.log_text("batch").contains("re-attached to pod"));
+}
+
+#[tokio::test]
+async fn adopting_a_try_whose_pod_never_existed_queues_it_again() {
+    let h = harness().await;
+    let (adopter, mut events) = runtime(&h.fake).await;
+    adopter.adopt(h.spec("ghost", json!({"image": "x"}), false));
+    let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("in time")
+        .expect("an event");
+    assert_eq!(event.kind, TryEventKind::Finished(TryOutcome::NeverStarted));
+}
+
+#[tokio::test]
+async fn log_lines_survive_broken_connections_exactly_once() {
+    let mut h = harness().await;
+    let lines: Vec<String> = (1..=12).map(|i| format!("line {i}")).collect();
+    h.fake.script(
+        "chatty",
+        PodScript {
+            lines: lines.clone(),
+            line_interval: Duration::from_millis(100),
+            ..PodScript::default()
+        },
+    );
+    h.executor
+        .start(h.spec("chatty", json!({"image": "chatty"}), false))
+        .expect("started");
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        h.fake.break_connections();
+    }
+    assert_eq!(
+        h.finished("chatty").await,
+        TryOutcome::Succeeded { xcom: None }
+    );
+    let log = h.log_text("chatty");
+    for line in &lines {
+        let count = log.matches(&format!("stdout: {line}\n")).count();
+        assert_eq!(count, 1, "{line} appears {count} times in:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_pod_deleted_while_it_runs_fails_the_try() {
+    let mut h = harness().await;
+    h.fake.script(
+        "victim",
+        PodScript {
+            runs_forever: true,
+            ..PodScript::default()
+        },
+    );
+    h.executor
+        .start(h.spec("victim", json!({"image": "victim"}), false))
+        .expect("started");
+    let name = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if h.log_text("victim").contains("started on node")
+                && let Some(pod) = h.fake.pods().into_iter().next()
+            {
+                return pod.metadata.name.expect("named");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("started");
+    assert!(h.fake.delete_externally("default", &name));
+    let message = failure(&h.finished("victim").await);
+    assert!(message.contains("deleted while it ran"), "{message}");
+}
+
+#[tokio::test]
+async fn keep_pod_leaves_the_pod_marked_as_checked() {
+    let mut h = harness().await;
+    let spec = h.spec(
+        "kept",
+        json!({"image": "anything", "on_finish_action": "keep_pod"}),
+        false,
+    );
+    assert_eq!(h.run(spec).await, TryOutcome::Succeeded { xcom: None });
+    let pods = h.fake.pods();
+    assert_eq!(pods.len(), 1);
+    let labels = pods[0].metadata.labels.clone().expect("labels");
+    assert_eq!(labels["already_checked"], "True");
+    assert_eq!(labels["task_id"], "kept");
+}
