@@ -185,3 +185,66 @@ pub fn event_channel() -> (
 ) {
     tokio::sync::mpsc::channel(EVENT_CHANNEL_CAPACITY)
 }
+
+/// Several runtimes behind one [`Executor`]: each try goes to the runtime registered for its
+/// operator, or to the fallback (e.g. pods to a cluster, everything else to local processes).
+pub struct Routed {
+    routes: Vec<(&'static str, std::sync::Arc<dyn Executor>)>,
+    fallback: std::sync::Arc<dyn Executor>,
+}
+
+impl Routed {
+    /// Every operator goes to `fallback` until routed elsewhere.
+    #[must_use]
+    pub fn new(fallback: std::sync::Arc<dyn Executor>) -> Self {
+        Self {
+            routes: Vec::new(),
+            fallback,
+        }
+    }
+
+    /// Sends tries of `operator` to `runtime`.
+    #[must_use]
+    pub fn route(mut self, operator: &'static str, runtime: std::sync::Arc<dyn Executor>) -> Self {
+        self.routes.push((operator, runtime));
+        self
+    }
+
+    fn runtime_for(&self, operator: &str) -> &dyn Executor {
+        self.routes
+            .iter()
+            .find(|(name, _)| *name == operator)
+            .map_or(self.fallback.as_ref(), |(_, runtime)| runtime.as_ref())
+    }
+
+    fn all(&self) -> impl Iterator<Item = &dyn Executor> {
+        std::iter::once(self.fallback.as_ref()).chain(self.routes.iter().map(|(_, r)| r.as_ref()))
+    }
+}
+
+impl Executor for Routed {
+    fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
+        self.runtime_for(&spec.operator).start(spec)
+    }
+
+    fn kill(&self, key: &TryKey, reason: &str) {
+        // Only the runtime running it knows the key; the others ignore it.
+        for runtime in self.all() {
+            runtime.kill(key, reason);
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.all().map(Executor::running).sum()
+    }
+
+    fn adopt(&self, spec: LaunchSpec) {
+        self.runtime_for(&spec.operator).adopt(spec);
+    }
+
+    fn release(&self, key: &TryKey) {
+        for runtime in self.all() {
+            runtime.release(key);
+        }
+    }
+}

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod render;
+mod runtimes;
 
 use std::process::ExitCode;
 

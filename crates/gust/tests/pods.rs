@@ -161,3 +161,53 @@ fn without_a_pod_runtime_pod_tasks_fail_saying_how_to_get_one() {
         .code(1)
         .stdout(predicate::str::contains("runtime = \"local\""));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dags_test_runs_pod_tasks_on_a_cluster_named_by_a_kubeconfig() {
+    let fake = gust_kube_fake::FakeCluster::start().await;
+    fake.script(
+        "alpine",
+        gust_kube_fake::PodScript {
+            lines: vec!["writing the xcom".into()],
+            xcom: Some("[1, 2, 3, 4]".into()),
+            ..gust_kube_fake::PodScript::default()
+        },
+    );
+    let home = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("write");
+    let home_path = home.path().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        gust(&home_path)
+            .env("GUST__KUBERNETES__CONFIG_FILE", &kubeconfig)
+            .args([
+                "dags",
+                "test",
+                "pod_xcom",
+                "--logical-date",
+                "2024-01-01",
+                "--dags-folder",
+            ])
+            .arg(examples())
+            .output()
+            .expect("gust ran")
+    })
+    .await
+    .expect("joined");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(fake.created_count(), 1);
+    let logs = home
+        .path()
+        .join("logs/dag_id=pod_xcom/run_id=manual__2024-01-01T00:00:00+00:00");
+    let pod_log = std::fs::read_to_string(logs.join("task_id=write-xcom/attempt=1.log"))
+        .expect("the pod's log");
+    assert!(pod_log.contains("stdout: writing the xcom"), "{pod_log}");
+    let bash_log = std::fs::read_to_string(logs.join("task_id=pod_task_xcom_result/attempt=1.log"))
+        .expect("the bash log");
+    assert!(bash_log.contains("stdout: 1"), "{bash_log}");
+}

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gust_core::clock::{Clock, SystemClock};
-use gust_exec_local::{LocalConfig, LocalExecutor};
 use gust_scheduler::dag_watch::{WatchConfig, watch_folder};
 use gust_scheduler::scheduler::{Scheduler, SchedulerConfig};
 use gust_store::Store;
@@ -13,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
 use crate::config::{self, Config, PodRuntime};
+use crate::runtimes::Runtimes;
 
 /// Which process to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,19 +70,19 @@ pub fn serve(mode: Mode, args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
         .await;
         let (tx, events) = gust_executor::event_channel();
-        let local = LocalConfig {
-            parallelism: config.core.parallelism,
-            state_dir: Some(home.join("run").join("tries")),
-            run_pods: config.kubernetes.runtime == PodRuntime::Local,
-            ..LocalConfig::default()
-        };
-        let executor = Arc::new(LocalExecutor::new(local, tx, clock.clone()));
+        let runtimes = Runtimes::new(
+            &config,
+            Some(home.join("run").join("tries")),
+            false,
+            tx,
+            clock.clone(),
+        );
         let mut scheduler_config = SchedulerConfig::new(config.logging.base_log_folder.clone());
         scheduler_config.parallelism = config.core.parallelism;
         scheduler_config.paused_by_default = config.core.dags_are_paused_at_creation;
         let scheduler = Scheduler::new(
             store.clone(),
-            executor,
+            runtimes.executor.clone(),
             events,
             bags.clone(),
             clock,
@@ -103,12 +103,14 @@ pub fn serve(mode: Mode, args: ServeArgs) -> anyhow::Result<ExitCode> {
             config.logging.base_log_folder.display()
         );
         println!("  parallelism: {}", config.core.parallelism);
+        println!("  pods:        {}", pod_runtime(&config));
         println!("Trigger a run with `gust dags trigger DAG_ID`; Ctrl-C stops.");
         let signals = tokio::spawn(stop_on_signals(stop.clone()));
         let result = scheduler.run(stop.clone()).await;
         stop.cancel();
         signals.abort();
         let _ = watcher.await;
+        runtimes.shutdown().await;
         store.close().await;
         result?;
         Ok(ExitCode::SUCCESS)
@@ -147,4 +149,29 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// Where pod tasks run, for the start-up banner.
+fn pod_runtime(config: &Config) -> String {
+    let k = &config.kubernetes;
+    match k.runtime {
+        PodRuntime::Local => {
+            "local pod runtime (the pods' commands run as processes here)".to_owned()
+        }
+        PodRuntime::Cluster => match (&k.config_file, &k.cluster_context, k.in_cluster) {
+            (_, _, Some(true)) => "this cluster (in-cluster service account)".to_owned(),
+            (Some(file), context, _) => format!(
+                "cluster from {}{}",
+                file.display(),
+                context
+                    .as_deref()
+                    .map(|c| format!(" (context {c})"))
+                    .unwrap_or_default()
+            ),
+            (None, Some(context), _) => format!("kubeconfig context {context}"),
+            (None, None, _) => {
+                "the cluster of KUBECONFIG or ~/.kube/config, else in-cluster".to_owned()
+            }
+        },
+    }
 }

@@ -10,12 +10,12 @@ use gust_core::clock::{Clock, SystemClock};
 use gust_core::ids::RunId;
 use gust_core::schedule::DataInterval;
 use gust_core::state::DagRunState;
-use gust_exec_local::{LocalConfig, LocalExecutor};
 use gust_scheduler::test_run::{RunReport, TestRunSpec, run};
 use gust_store::Store;
 
-use crate::config::{Config, PodRuntime};
+use crate::config::Config;
 use crate::render;
+use crate::runtimes::Runtimes;
 
 /// What `gust dags test` was asked.
 pub struct TestArgs {
@@ -55,14 +55,9 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
             variables,
         };
         let (tx, mut events) = gust_executor::event_channel();
-        let local = LocalConfig {
-            parallelism: config.core.parallelism,
-            run_pods: args.local_pods || config.kubernetes.runtime == PodRuntime::Local,
-            ..LocalConfig::default()
-        };
-        let executor = LocalExecutor::new(local, tx, clock);
-        let report = run(&args.dag, &spec, &executor, &mut events).await;
-        executor.shutdown().await;
+        let runtimes = Runtimes::new(config, None, args.local_pods, tx, clock);
+        let report = run(&args.dag, &spec, runtimes.executor.as_ref(), &mut events).await;
+        runtimes.shutdown().await;
         report
     });
     print!("{}", render::run_report(&report));
