@@ -1,0 +1,310 @@
+//! The pod runtime under the real scheduler, against the fake API server:
+//! `cargo bench -p gust --bench pods`.
+//!
+//! The fake server runs in a child process (this same executable, re-run in server mode), so
+//! the figures are the scheduler's alone. Two workloads, on SQLite:
+//! - `fanout_1000`: 1,000 pods running at once (each runs 8 s), all followed by one scheduler:
+//!   its peak RSS and CPU per pod;
+//! - `chain_30`: 30 pods in a chain: the delay from a pod's base container ending to its
+//!   downstream pod's creation, both seen by one watch on the API server (median and p90).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gust_core::clock::{Clock, SystemClock};
+use gust_core::state::DagRunState;
+use gust_kube::runtime::{Cluster, ClusterChoice, KubeConfig, KubeExecutor};
+use gust_scheduler::dag_watch::{WatchConfig, watch_folder};
+use gust_scheduler::scheduler::{Scheduler, SchedulerConfig};
+use gust_store::Store;
+use gust_store::testing::TestDb;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use nix::sys::resource::{UsageWho, getrusage};
+use tokio_util::sync::CancellationToken;
+
+const SERVER_MODE: &str = "GUST_BENCH_FAKE_SERVER";
+const FAN: usize = 1000;
+const CHAIN: usize = 30;
+
+fn cpu_self() -> Duration {
+    let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+    let t =
+        |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000);
+    t(usage.user_time()) + t(usage.system_time())
+}
+
+fn peak_rss_mib() -> f64 {
+    getrusage(UsageWho::RUSAGE_SELF)
+        .expect("getrusage")
+        .max_rss() as f64
+        / 1024.0
+}
+
+/// Server mode: a fake API server whose `sleeper` pods run 8 s; prints its URL, serves until
+/// stdin closes.
+async fn serve() {
+    let fake = gust_kube_fake::FakeCluster::start().await;
+    fake.script(
+        "sleeper",
+        gust_kube_fake::PodScript {
+            runs_for: Duration::from_secs(8),
+            ..gust_kube_fake::PodScript::default()
+        },
+    );
+    println!("{}", fake.url());
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        let _ = std::io::stdin().read_line(&mut sink);
+    })
+    .await;
+}
+
+fn dag_file(dag_id: &str, image: &str, tasks: &[(String, Vec<String>)]) -> String {
+    let mut text = format!(
+        "{dag_id}:\n  schedule: null\n  max_active_tasks: 100000\n  is_paused_upon_creation: false\n  tasks:\n"
+    );
+    for (id, upstream) in tasks {
+        let _ = write!(
+            text,
+            "    {id}:\n      operator: KubernetesPodOperator\n      image: {image}\n      get_logs: false\n"
+        );
+        if !upstream.is_empty() {
+            let _ = writeln!(text, "      dependencies: [{}]", upstream.join(", "));
+        }
+    }
+    text
+}
+
+/// Records when each pod was first seen and when its base container was first seen ended.
+#[derive(Default)]
+struct Seen {
+    added: HashMap<String, Instant>,
+    ended: HashMap<String, Instant>,
+}
+
+async fn observe(client: kube::Client, seen: Arc<Mutex<Seen>>, stop: CancellationToken) {
+    let api: kube::Api<Pod> = kube::Api::namespaced(client, "default");
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            e = events.next() => e,
+        };
+        let Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) = event else {
+            continue;
+        };
+        let now = Instant::now();
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let Some(task) = labels.get("task_id").cloned() else {
+            continue;
+        };
+        let ended = pod.status.as_ref().is_some_and(|s| {
+            s.container_statuses.iter().flatten().any(|c| {
+                c.name == "base" && c.state.as_ref().is_some_and(|st| st.terminated.is_some())
+            })
+        });
+        let mut seen = seen.lock().expect("lock");
+        seen.added.entry(task.clone()).or_insert(now);
+        if ended {
+            seen.ended.entry(task).or_insert(now);
+        }
+    }
+}
+
+/// Runs `dag_id` once under a fresh scheduler with the pod runtime; returns (wall, CPU).
+async fn run_once(
+    store: &Store,
+    home: &Path,
+    client: &kube::Client,
+    dag_id: &str,
+) -> (Duration, Duration) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let stop = CancellationToken::new();
+    let (bags, _watch) = watch_folder(
+        home.join("dags"),
+        WatchConfig::default(),
+        clock.clone(),
+        stop.clone(),
+    )
+    .await;
+    let dag = bags
+        .borrow()
+        .dags()
+        .find(|e| e.dag.id.as_str() == dag_id)
+        .expect("the DAG")
+        .dag
+        .clone();
+    let (tx, events) = gust_executor::event_channel();
+    let kube = KubeExecutor::new(KubeConfig::default(), tx, clock.clone());
+    kube.use_cluster(
+        ClusterChoice::default(),
+        Cluster {
+            client: client.clone(),
+            namespace: "default".into(),
+        },
+    )
+    .await;
+    let mut config = SchedulerConfig::new(home.join("logs"));
+    config.paused_by_default = false;
+    config.parallelism = 4 * FAN;
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(kube.clone()),
+        events,
+        bags,
+        clock.clone(),
+        config,
+    );
+    let waker = scheduler.waker();
+    let token = stop.clone();
+    let handle = tokio::spawn(async move { scheduler.run(token).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu_before = cpu_self();
+    let began = Instant::now();
+    let run_id = gust_scheduler::trigger::trigger(
+        store,
+        &dag,
+        serde_json::Map::new(),
+        None,
+        clock.now(),
+        clock.now(),
+    )
+    .await
+    .expect("trigger");
+    waker.wake();
+    loop {
+        let state = store
+            .run(dag_id, &run_id)
+            .await
+            .expect("read")
+            .map(|r| r.state);
+        if state == Some(DagRunState::Success) {
+            break;
+        }
+        assert_ne!(state, Some(DagRunState::Failed), "{dag_id} failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wall = began.elapsed();
+    let cpu = cpu_self() - cpu_before;
+    stop.cancel();
+    handle.await.expect("join").expect("scheduler");
+    kube.shutdown().await;
+    (wall, cpu)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[at.min(sorted.len() - 1)]
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the benchmark runs the fake API server as its own child process, to measure the scheduler alone"
+)]
+fn spawn_server() -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .env(SERVER_MODE, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the fake server starts");
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut url)
+        .expect("its URL");
+    (child, url.trim().to_owned())
+}
+
+async fn bench() {
+    let (mut server, url) = spawn_server();
+    let client =
+        kube::Client::try_from(kube::Config::new(url.parse().expect("URL"))).expect("client");
+    let db = TestDb::sqlite().await;
+    db.store
+        .set_pool(&gust_store::Pool {
+            name: "default_pool".into(),
+            slots: 100_000,
+            description: None,
+        })
+        .await
+        .expect("pool");
+    let home = tempfile::tempdir().expect("home");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags");
+    let fan: Vec<(String, Vec<String>)> = (0..FAN).map(|i| (format!("p{i}"), vec![])).collect();
+    std::fs::write(
+        dags.join("fan.yaml"),
+        dag_file("fanout_1000", "sleeper", &fan),
+    )
+    .expect("write");
+    let chain: Vec<(String, Vec<String>)> = (0..CHAIN)
+        .map(|i| {
+            (
+                format!("c{i}"),
+                if i == 0 {
+                    vec![]
+                } else {
+                    vec![format!("c{}", i - 1)]
+                },
+            )
+        })
+        .collect();
+    std::fs::write(
+        dags.join("chain.yaml"),
+        dag_file("chain_30", "quick", &chain),
+    )
+    .expect("write");
+
+    let (wall, cpu) = run_once(&db.store, home.path(), &client, "fanout_1000").await;
+    println!(
+        "fanout_1000 pods: wall {:.1} s (each pod runs 8 s)   scheduler CPU/pod {:.2} ms   peak RSS {:.1} MiB",
+        wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e3 / FAN as f64,
+        peak_rss_mib()
+    );
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = CancellationToken::new();
+    let observer = tokio::spawn(observe(client.clone(), Arc::clone(&seen), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (wall, _) = run_once(&db.store, home.path(), &client, "chain_30").await;
+    stop.cancel();
+    let _ = observer.await;
+    let seen = seen.lock().expect("lock");
+    let mut delays: Vec<f64> = (1..CHAIN)
+        .filter_map(|i| {
+            let ended = seen.ended.get(&format!("c{}", i - 1))?;
+            let added = seen.added.get(&format!("c{i}"))?;
+            Some(added.saturating_duration_since(*ended).as_secs_f64() * 1e3)
+        })
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    println!(
+        "chain_30 pods:    wall {:.2} s   pod end -> downstream pod created: median {:.1} ms, p90 {:.1} ms ({} pairs)",
+        wall.as_secs_f64(),
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.9),
+        delays.len()
+    );
+    drop(server.stdin.take());
+    let _ = server.wait();
+    db.finish().await;
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if std::env::var_os(SERVER_MODE).is_some() {
+        runtime.block_on(serve());
+        return;
+    }
+    runtime.block_on(bench());
+}
