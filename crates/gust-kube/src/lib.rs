@@ -7,6 +7,7 @@
 pub mod build;
 pub mod diagnose;
 pub mod manifest;
+pub mod rbac;
 pub mod runtime;
 pub mod template;
 pub mod xcom;

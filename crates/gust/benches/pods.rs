@@ -276,14 +276,16 @@ async fn bench() {
     let (wall, _) = run_once(&db.store, home.path(), &client, "chain_30").await;
     stop.cancel();
     let _ = observer.await;
-    let seen = seen.lock().expect("lock");
-    let mut delays: Vec<f64> = (1..CHAIN)
-        .filter_map(|i| {
-            let ended = seen.ended.get(&format!("c{}", i - 1))?;
-            let added = seen.added.get(&format!("c{i}"))?;
-            Some(added.saturating_duration_since(*ended).as_secs_f64() * 1e3)
-        })
-        .collect();
+    let mut delays: Vec<f64> = {
+        let seen = seen.lock().expect("lock");
+        (1..CHAIN)
+            .filter_map(|i| {
+                let ended = seen.ended.get(&format!("c{}", i - 1))?;
+                let added = seen.added.get(&format!("c{i}"))?;
+                Some(added.saturating_duration_since(*ended).as_secs_f64() * 1e3)
+            })
+            .collect()
+    };
     delays.sort_by(f64::total_cmp);
     println!(
         "chain_30 pods:    wall {:.2} s   pod end -> downstream pod created: median {:.1} ms, p90 {:.1} ms ({} pairs)",

@@ -37,6 +37,9 @@ pub enum Command {
     /// Work with single tasks.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Kubernetes set-up for pod tasks.
+    #[command(subcommand)]
+    Kubernetes(KubernetesCommand),
     /// Run the scheduler: watch the DAGs folder, create runs, run tasks (until Ctrl-C).
     Scheduler(ServeArgs),
     /// Everything in one process on this machine: migrate the database, then run the scheduler.
@@ -324,6 +327,21 @@ pub enum TasksCommand {
         /// The logical date (default: now).
         #[arg(long, value_name = "DATE")]
         logical_date: Option<String>,
+    },
+}
+
+/// `gust kubernetes ...`
+#[derive(Debug, Subcommand)]
+pub enum KubernetesCommand {
+    /// Print the ServiceAccount, Role and RoleBinding the pod runtime needs in a namespace
+    /// (`gust kubernetes rbac | kubectl apply -f -`).
+    Rbac {
+        /// The namespace pods run in.
+        #[arg(long, short, default_value = "default")]
+        namespace: String,
+        /// The service account Gust runs as.
+        #[arg(long, default_value = "gust")]
+        service_account: String,
     },
 }
 

@@ -2,14 +2,15 @@
 //! and for `kubernetes_pod` tasks either a cluster (`[kubernetes] runtime = "cluster"`, the
 //! default) or the local pod runtime.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gust_core::clock::Clock;
 use gust_exec_local::{LocalConfig, LocalExecutor};
 use gust_executor::{Executor, Routed, TryEvent};
 use gust_kube::build::PodDefaults;
-use gust_kube::runtime::{ClusterChoice, KubeConfig, KubeExecutor};
+use gust_kube::runtime::{ClusterChoice, ConnectionSettings, KubeConfig, KubeExecutor};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PodRuntime};
@@ -30,6 +31,7 @@ impl Runtimes {
         config: &Config,
         state_dir: Option<PathBuf>,
         local_pods: bool,
+        connections: HashMap<String, ConnectionSettings>,
         events: mpsc::Sender<TryEvent>,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -51,7 +53,7 @@ impl Runtimes {
                 kube: None,
             };
         }
-        let kube = KubeExecutor::new(kube_config(config), events, clock);
+        let kube = KubeExecutor::new(kube_config(config, connections), events, clock);
         let executor =
             Routed::new(Arc::new(local.clone())).route("kubernetes_pod", Arc::new(kube.clone()));
         Self {
@@ -70,7 +72,7 @@ impl Runtimes {
     }
 }
 
-fn kube_config(config: &Config) -> KubeConfig {
+fn kube_config(config: &Config, connections: HashMap<String, ConnectionSettings>) -> KubeConfig {
     let k = &config.kubernetes;
     KubeConfig {
         cluster: ClusterChoice {
@@ -83,5 +85,57 @@ fn kube_config(config: &Config) -> KubeConfig {
             xcom_sidecar_image: k.xcom_sidecar_image.clone(),
             ..PodDefaults::default()
         },
+        connections,
     }
+}
+
+/// The `kubernetes` connections in the metadata database, when there is one. A connection whose
+/// extras cannot be read is reported and left out (its tasks then use `[kubernetes]`).
+pub async fn kubernetes_connections(
+    config: &Config,
+    home: &Path,
+) -> HashMap<String, ConnectionSettings> {
+    let url = &config.database.url;
+    if url
+        .strip_prefix("sqlite://")
+        .is_some_and(|path| !Path::new(path).exists())
+    {
+        return HashMap::new();
+    }
+    let Ok(store) = gust_store::Store::connect(url).await else {
+        return HashMap::new();
+    };
+    let mut found = HashMap::new();
+    if store.check().await.is_ok()
+        && let Ok(ids) = store.connection_ids().await
+    {
+        let kubernetes: Vec<String> = ids
+            .into_iter()
+            .filter(|(_, conn_type)| conn_type == "kubernetes")
+            .map(|(id, _)| id)
+            .collect();
+        if !kubernetes.is_empty() {
+            match crate::commands::secret_key(config, home) {
+                Ok(key) => {
+                    for id in kubernetes {
+                        let Ok(Some(conn)) = store.connection(&id, &key).await else {
+                            continue;
+                        };
+                        let extra = conn.extra.as_ref().map(|e| e.expose().to_owned());
+                        match ConnectionSettings::from_extra(extra.as_deref()) {
+                            Ok(settings) => {
+                                found.insert(id, settings);
+                            }
+                            Err(why) => {
+                                eprintln!("warning: connection \"{id}\" is not used: {why}")
+                            }
+                        }
+                    }
+                }
+                Err(err) => eprintln!("warning: kubernetes connections are not used: {err:#}"),
+            }
+        }
+    }
+    store.close().await;
+    found
 }

@@ -211,3 +211,82 @@ async fn dags_test_runs_pod_tasks_on_a_cluster_named_by_a_kubeconfig() {
         .expect("the bash log");
     assert!(bash_log.contains("stdout: 1"), "{bash_log}");
 }
+
+#[test]
+fn kubernetes_rbac_prints_the_objects_a_cluster_needs() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = gust(home.path())
+        .args(["kubernetes", "rbac", "--namespace", "pipelines"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).expect("utf-8");
+    let kinds: Vec<String> = text
+        .split("---\n")
+        .map(|doc| {
+            let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(doc).expect("YAML");
+            value["kind"].as_str().expect("a kind").to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding"]);
+    assert!(text.contains("namespace: pipelines"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubernetes_connection_names_the_cluster_and_namespace() {
+    let fake = gust_kube_fake::FakeCluster::start().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("write");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("ml.yaml"),
+        "ml:\n  start_date: 2024-01-01\n  tasks:\n    train:\n      operator: KubernetesPodOperator\n      image: trainer\n      kubernetes_conn_id: k8s_ml\n",
+    )
+    .expect("write");
+    let extra = format!(
+        r#"{{"kube_config_path": "{}", "namespace": "ml-team"}}"#,
+        kubeconfig.display()
+    );
+    let home_path = home.path().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        gust(&home_path).args(["db", "migrate"]).assert().success();
+        gust(&home_path)
+            .args([
+                "connections",
+                "add",
+                "k8s_ml",
+                "--conn-type",
+                "kubernetes",
+                "--conn-extra",
+            ])
+            .arg(&extra)
+            .assert()
+            .success();
+        gust(&home_path)
+            .args(["dags", "test", "ml", "--dags-folder"])
+            .arg(&dags)
+            .output()
+            .expect("gust ran")
+    })
+    .await
+    .expect("joined");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let created = fake.requests().into_iter().any(|(method, path)| {
+        method == gust_kube_fake::Method::POST
+            && path.starts_with("/api/v1/namespaces/ml-team/pods")
+    });
+    assert!(
+        created,
+        "the pod went to the connection's namespace: {:?}",
+        fake.requests()
+    );
+}

@@ -111,3 +111,119 @@ async fn config_for(choice: &ClusterChoice) -> Result<kube::Config, NoCluster> {
             .map_err(|err| NoCluster(err.to_string())),
     }
 }
+
+/// A `kubernetes` connection's settings (`kubernetes_conn_id`), from its extras as Airflow's
+/// Kubernetes connection stores them: `in_cluster`, `kube_config_path`, `cluster_context`,
+/// `namespace`, `xcom_sidecar_container_image` (each also accepted with Airflow's older
+/// `extra__kubernetes__` prefix).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// The cluster it names.
+    pub cluster: ClusterChoice,
+    /// Its namespace for pods.
+    pub namespace: Option<String>,
+    /// Its XCom sidecar image.
+    pub xcom_sidecar_image: Option<String>,
+}
+
+impl ConnectionSettings {
+    /// Reads a connection's extras (a JSON object); the error names the bad key.
+    pub fn from_extra(extra: Option<&str>) -> Result<Self, String> {
+        let extra: serde_json::Map<String, serde_json::Value> = match extra {
+            None => return Ok(Self::default()),
+            Some(text) if text.trim().is_empty() => return Ok(Self::default()),
+            Some(text) => serde_json::from_str(text)
+                .map_err(|err| format!("its extra is not a JSON object: {err}"))?,
+        };
+        let get = |key: &str| {
+            extra
+                .get(key)
+                .or_else(|| extra.get(&format!("extra__kubernetes__{key}")))
+                .filter(|v| !v.is_null() && v.as_str() != Some(""))
+        };
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match get(key) {
+                None => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(format!("extra \"{key}\" must be text, not {other}")),
+            }
+        };
+        let in_cluster = match get("in_cluster") {
+            None => None,
+            Some(serde_json::Value::Bool(b)) => Some(*b),
+            Some(serde_json::Value::String(s)) => {
+                Some(matches!(s.to_lowercase().as_str(), "true" | "1" | "yes"))
+            }
+            Some(other) => {
+                return Err(format!(
+                    "extra \"in_cluster\" must be true or false, not {other}"
+                ));
+            }
+        };
+        if get("kube_config").is_some() {
+            return Err(
+                "extra \"kube_config\" (an inline kubeconfig) is not supported; save it to a file \
+                 and set \"kube_config_path\""
+                    .to_owned(),
+            );
+        }
+        Ok(Self {
+            cluster: ClusterChoice {
+                in_cluster,
+                config_file: text("kube_config_path")?.map(PathBuf::from),
+                context: text("cluster_context")?,
+            },
+            namespace: text("namespace")?,
+            xcom_sidecar_image: text("xcom_sidecar_container_image")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn airflow_kubernetes_connection_extras_are_read() {
+        let settings = ConnectionSettings::from_extra(Some(
+            r#"{"kube_config_path": "/etc/kube/config", "cluster_context": "prod",
+                "extra__kubernetes__namespace": "ml", "in_cluster": "false"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            settings.cluster.config_file,
+            Some(PathBuf::from("/etc/kube/config"))
+        );
+        assert_eq!(settings.cluster.context.as_deref(), Some("prod"));
+        assert_eq!(settings.cluster.in_cluster, Some(false));
+        assert_eq!(settings.namespace.as_deref(), Some("ml"));
+        assert!(ConnectionSettings::from_extra(Some(r#"{"in_cluster": 3}"#)).is_err());
+        assert!(
+            ConnectionSettings::from_extra(Some(r#"{"kube_config": "{}"}"#))
+                .unwrap_err()
+                .contains("kube_config_path")
+        );
+        assert_eq!(
+            ConnectionSettings::from_extra(None).unwrap(),
+            ConnectionSettings::default()
+        );
+    }
+
+    #[test]
+    fn task_arguments_override_the_connection() {
+        let args: PodArgs = PodArgs::read(
+            serde_json::json!({"cluster_context": "staging"})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        let base = ClusterChoice {
+            in_cluster: None,
+            config_file: Some(PathBuf::from("/k")),
+            context: Some("prod".into()),
+        };
+        let choice = ClusterChoice::for_task(&args, &base);
+        assert_eq!(choice.context.as_deref(), Some("staging"));
+        assert_eq!(choice.config_file, Some(PathBuf::from("/k")));
+    }
+}

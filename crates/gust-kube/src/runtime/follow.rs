@@ -109,7 +109,9 @@ impl<'a> Follower<'a> {
         let args = PodArgs::read(&spec.args).map_err(|err| invalid(err.to_string()))?;
         let template =
             crate::template::load(&args, &spec.dag_file).map_err(|err| invalid(err.to_string()))?;
-        let choice = ClusterChoice::for_task(&args, &inner.config.cluster);
+        let connection = inner.config.connections.get(&args.kubernetes_conn_id);
+        let base = connection.map_or(&inner.config.cluster, |c| &c.cluster);
+        let choice = ClusterChoice::for_task(&args, base);
         let cluster = inner
             .clusters
             .get(&choice)
@@ -137,10 +139,24 @@ impl<'a> Follower<'a> {
     }
 
     fn build(&self) -> Result<Pod, TryOutcome> {
-        let defaults = build::PodDefaults {
+        let mut defaults = build::PodDefaults {
             own_namespace: Some(self.cluster.namespace.clone()),
             ..self.inner.config.pod_defaults.clone()
         };
+        // The connection's namespace and sidecar image come before the configuration's.
+        if let Some(connection) = self
+            .inner
+            .config
+            .connections
+            .get(&self.args.kubernetes_conn_id)
+        {
+            if connection.namespace.is_some() {
+                defaults.namespace.clone_from(&connection.namespace);
+            }
+            if let Some(image) = &connection.xcom_sidecar_image {
+                defaults.xcom_sidecar_image.clone_from(image);
+            }
+        }
         build::build_pod(&PodRequest {
             args: &self.args,
             labels: self.labels(),

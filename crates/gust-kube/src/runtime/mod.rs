@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use cluster::{Cluster, ClusterChoice, Clusters, NoCluster};
+pub use cluster::{Cluster, ClusterChoice, Clusters, ConnectionSettings, NoCluster};
 pub use follow::managed_selector;
 pub use logs::{LogLine, parse_line};
 
@@ -34,6 +34,9 @@ pub struct KubeConfig {
     pub cluster: ClusterChoice,
     /// What every pod gets: the default namespace, the XCom sidecar's image.
     pub pod_defaults: PodDefaults,
+    /// The `kubernetes` connections tasks name with `kubernetes_conn_id`; a task naming one
+    /// that is not here (such as the default `kubernetes_default`) uses the settings above.
+    pub connections: HashMap<String, ConnectionSettings>,
 }
 
 /// Runs `kubernetes_pod` tries as pods on a cluster.

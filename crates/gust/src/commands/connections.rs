@@ -97,7 +97,7 @@ pub fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
 
 /// The configured Fernet key, else the one in `$GUST_HOME/fernet.key`, made on first use (as
 /// `airflow standalone` writes a fresh key into its configuration).
-fn secret_key(config: &Config, home: &Path) -> anyhow::Result<SecretKey> {
+pub(crate) fn secret_key(config: &Config, home: &Path) -> anyhow::Result<SecretKey> {
     if let Some(key) = &config.core.fernet_key {
         return SecretKey::parse(key)
             .context("[core] fernet_key is not a valid Fernet key (32 bytes, URL-safe base64)");

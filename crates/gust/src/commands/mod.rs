@@ -12,6 +12,7 @@ mod serve;
 mod test_run;
 mod variables;
 
+pub(crate) use connections::secret_key;
 pub use dags::relative;
 
 use std::process::ExitCode;
@@ -28,6 +29,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pools(command) => pools::run(command),
         Command::Connections(command) => connections::run(command),
         Command::Tasks(command) => dags::run_tasks(command),
+        Command::Kubernetes(crate::cli::KubernetesCommand::Rbac {
+            namespace,
+            service_account,
+        }) => {
+            print!(
+                "{}",
+                gust_kube::rbac::manifests(&namespace, &service_account)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Scheduler(args) => serve::serve(serve::Mode::Scheduler, args),
         Command::Standalone(args) => serve::serve(serve::Mode::Standalone, args),
         Command::Version => {

@@ -40,6 +40,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
     };
     let stamp = logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
     let run_id = RunId::new(format!("manual__{stamp}"))?;
+    let home = crate::config::home()?;
     let runtime = super::runtime()?;
     let report: RunReport = runtime.block_on(async {
         let variables = variables_if_any(&config.database.url).await;
@@ -55,7 +56,8 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
             variables,
         };
         let (tx, mut events) = gust_executor::event_channel();
-        let runtimes = Runtimes::new(config, None, args.local_pods, tx, clock);
+        let connections = crate::runtimes::kubernetes_connections(config, &home).await;
+        let runtimes = Runtimes::new(config, None, args.local_pods, connections, tx, clock);
         let report = run(&args.dag, &spec, runtimes.executor.as_ref(), &mut events).await;
         runtimes.shutdown().await;
         report
