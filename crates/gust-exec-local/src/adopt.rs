@@ -9,7 +9,9 @@ use gust_operators::bash::BashArgs;
 
 use crate::output::LogWriter;
 use crate::record::{RecordStatus, TryRecord};
-use crate::{LocalConfig, Running, bash, group};
+use gust_executor::running::TryHandle;
+
+use crate::{LocalConfig, bash, group};
 
 /// How often an adopted try that still runs is looked at. Its process is not our child, so
 /// nothing wakes us when it ends; adopted tries exist only after a crash, so the cost is small.
@@ -20,7 +22,7 @@ pub async fn wait(
     spec: &LaunchSpec,
     config: &LocalConfig,
     clock: &dyn Clock,
-    handle: &Running,
+    handle: &TryHandle,
 ) -> TryOutcome {
     let Some(dir) = &config.state_dir else {
         return TryOutcome::Failed(FailureReason::Lost(

@@ -17,13 +17,13 @@ mod pod;
 mod process;
 mod record;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gust_core::clock::Clock;
+use gust_executor::running::{RunningTries, TryHandle};
 use gust_executor::{
-    Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome,
+    Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryKey, TryOutcome,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -72,29 +72,11 @@ pub struct LocalExecutor {
 
 struct Inner {
     config: LocalConfig,
-    events: mpsc::Sender<TryEvent>,
     clock: Arc<dyn Clock>,
     slots: Arc<Semaphore>,
-    running: Mutex<HashMap<TryKey, Running>>,
+    running: Arc<RunningTries>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
-}
-
-/// A try in progress: how to stop it, and why it was stopped.
-#[derive(Clone, Default)]
-struct Running {
-    cancel: CancellationToken,
-    /// Set once, by the first kill request.
-    reason: Arc<OnceLock<String>>,
-}
-
-impl Running {
-    fn reason(&self) -> String {
-        self.reason
-            .get()
-            .cloned()
-            .unwrap_or_else(|| "the runtime is shutting down".to_owned())
-    }
 }
 
 impl LocalExecutor {
@@ -102,15 +84,16 @@ impl LocalExecutor {
     #[must_use]
     pub fn new(config: LocalConfig, events: mpsc::Sender<TryEvent>, clock: Arc<dyn Clock>) -> Self {
         let slots = Arc::new(Semaphore::new(config.parallelism.max(1)));
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
         Self {
             inner: Arc::new(Inner {
                 config,
-                events,
                 clock,
                 slots,
-                running: Mutex::new(HashMap::new()),
-                tasks: TaskTracker::new(),
-                shutdown: CancellationToken::new(),
+                running: Arc::new(RunningTries::new(shutdown.clone(), tasks.clone(), events)),
+                tasks,
+                shutdown,
             }),
         }
     }
@@ -131,94 +114,50 @@ impl LocalExecutor {
             _ => false,
         }
     }
-
-    fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<TryKey, Running>> {
-        // A panic while holding this lock cannot leave the map inconsistent (single inserts and
-        // removes), so a poisoned lock is still safe to use.
-        self.inner
-            .running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 impl Executor for LocalExecutor {
     fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
-        if self.inner.shutdown.is_cancelled() {
-            return Err(LaunchError::ShuttingDown);
-        }
         if spec.operator == "kubernetes_pod" && !self.inner.config.run_pods {
             return Err(LaunchError::Unconfigured(NO_POD_RUNTIME.to_owned()));
         }
         if !self.runs(&spec.operator) {
             return Err(LaunchError::UnknownOperator(spec.operator));
         }
-        let handle = Running {
-            cancel: self.inner.shutdown.child_token(),
-            reason: Arc::default(),
-        };
-        {
-            let mut running = self.running_map();
-            if running.contains_key(&spec.key) {
-                return Err(LaunchError::AlreadyRunning(spec.key));
-            }
-            running.insert(spec.key.clone(), handle.clone());
-        }
+        let handle = self.inner.running.register(&spec.key)?;
         let this = self.clone();
-        self.inner.tasks.spawn(async move {
-            let key = spec.key.clone();
-            let outcome = this.run(spec, handle).await;
-            this.running_map().remove(&key);
-            // The receiver is gone only when the scheduler is shutting down; nothing to tell then.
-            let _ = this
-                .inner
-                .events
-                .send(TryEvent {
-                    key,
-                    kind: TryEventKind::Finished(outcome),
-                })
-                .await;
-        });
+        let key = spec.key.clone();
+        self.inner
+            .running
+            .spawn(key, async move { this.run(spec, handle).await });
         Ok(())
     }
 
     fn kill(&self, key: &TryKey, reason: &str) {
-        if let Some(handle) = self.running_map().get(key) {
-            let _ = handle.reason.set(reason.to_owned());
-            handle.cancel.cancel();
-        }
+        self.inner.running.kill(key, reason);
     }
 
     fn running(&self) -> usize {
-        self.running_map().len()
+        self.inner.running.len()
     }
 
     fn adopt(&self, spec: LaunchSpec) {
-        let handle = Running {
-            cancel: self.inner.shutdown.child_token(),
-            reason: Arc::default(),
-        };
-        self.running_map().insert(spec.key.clone(), handle.clone());
+        let key = spec.key.clone();
         let this = self.clone();
-        self.inner.tasks.spawn(async move {
-            let key = spec.key.clone();
-            let outcome = adopt::wait(
-                &spec,
-                &this.inner.config,
-                this.inner.clock.as_ref(),
-                &handle,
-            )
-            .await;
-            this.running_map().remove(&key);
-            let _ = this
-                .inner
-                .events
-                .send(TryEvent {
-                    key,
-                    kind: TryEventKind::Finished(outcome),
-                })
-                .await;
-        });
+        match self.inner.running.register(&key) {
+            Ok(handle) => self.inner.running.spawn(key, async move {
+                adopt::wait(
+                    &spec,
+                    &this.inner.config,
+                    this.inner.clock.as_ref(),
+                    &handle,
+                )
+                .await
+            }),
+            Err(err) => self.inner.running.spawn(key, async move {
+                TryOutcome::Failed(FailureReason::Lost(err.to_string()))
+            }),
+        }
     }
 
     fn release(&self, key: &TryKey) {
@@ -229,7 +168,7 @@ impl Executor for LocalExecutor {
 }
 
 impl LocalExecutor {
-    async fn run(&self, spec: LaunchSpec, handle: Running) -> TryOutcome {
+    async fn run(&self, spec: LaunchSpec, handle: TryHandle) -> TryOutcome {
         let permit = tokio::select! {
             permit = Arc::clone(&self.inner.slots).acquire_owned() => permit,
             () = handle.cancel.cancelled() => return TryOutcome::Failed(FailureReason::Killed(handle.reason())),
@@ -239,18 +178,7 @@ impl LocalExecutor {
                 "the runtime is shutting down".into(),
             ));
         };
-        let started = || {
-            let events = self.inner.events.clone();
-            let key = spec.key.clone();
-            async move {
-                let _ = events
-                    .send(TryEvent {
-                        key,
-                        kind: TryEventKind::Started,
-                    })
-                    .await;
-            }
-        };
+        let started = || self.inner.running.started(&spec.key);
         match spec.operator.as_str() {
             "empty" => {
                 started().await;

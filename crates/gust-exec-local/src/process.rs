@@ -74,14 +74,7 @@ where
         Ok(plan) => run_plan(spec, plan, config, &mut log, cancel, started, kill_reason).await,
         Err(outcome) => outcome,
     };
-    let summary = match &outcome {
-        TryOutcome::Succeeded { .. } => "try succeeded".to_owned(),
-        TryOutcome::Skipped { exit_code } => {
-            format!("exit code {exit_code} is a skip code: task skipped")
-        }
-        TryOutcome::Failed(reason) => format!("try failed: {reason}"),
-        TryOutcome::NeverStarted => "the try never started".to_owned(),
-    };
+    let summary = outcome.summary();
     let _ = log.line("gust", &summary).await;
     let _ = log.flush().await;
     outcome

@@ -6,6 +6,7 @@
 //! outcome means (success, retry, failure). This crate holds no implementation; the local process
 //! runtime and the Kubernetes pod runtime implement [`Executor`].
 
+pub mod running;
 pub mod try_log;
 
 use std::fmt;

@@ -17,13 +17,14 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::Inner;
 use super::cluster::{Cluster, ClusterChoice};
 use super::logs::{self, LogLine};
 use super::watch::{Seen, Subscription};
-use super::{Inner, Running};
 use crate::build::{self, MANAGED_BY_LABEL, PodRequest, TryLabels, XCOM_SIDECAR_NAME, names};
 use crate::diagnose::{self, Ending, PodView};
 use crate::xcom;
+use gust_executor::running::TryHandle;
 
 /// How many times a pod taken away before it started (evicted, preempted) is created again.
 const MAX_RECREATIONS: u32 = 3;
@@ -44,7 +45,12 @@ pub enum Start {
 }
 
 /// Follows one try to its end.
-pub async fn run(inner: Arc<Inner>, spec: LaunchSpec, handle: Running, start: Start) -> TryOutcome {
+pub async fn run(
+    inner: Arc<Inner>,
+    spec: LaunchSpec,
+    handle: TryHandle,
+    start: Start,
+) -> TryOutcome {
     let mut log = match LogWriter::open(&spec.log_path, inner.clock.as_ref()).await {
         Ok(log) => log,
         Err(err) => {
@@ -61,16 +67,7 @@ pub async fn run(inner: Arc<Inner>, spec: LaunchSpec, handle: Running, start: St
         Ok((follower, log)) => follower.run(start, log).await,
         Err(outcome) => outcome,
     };
-    let summary = match &outcome {
-        TryOutcome::Succeeded { .. } => "try succeeded".to_owned(),
-        TryOutcome::Skipped { exit_code } => {
-            format!("exit code {exit_code} is a skip code: task skipped")
-        }
-        TryOutcome::Failed(reason) => format!("try failed: {reason}"),
-        TryOutcome::NeverStarted => {
-            "the try's pod was never created; it will be queued again".to_owned()
-        }
-    };
+    let summary = outcome.summary();
     let _ = log.line("gust", &summary).await;
     let _ = log.flush().await;
     outcome
@@ -79,7 +76,7 @@ pub async fn run(inner: Arc<Inner>, spec: LaunchSpec, handle: Running, start: St
 struct Follower<'a> {
     inner: &'a Arc<Inner>,
     spec: &'a LaunchSpec,
-    handle: &'a Running,
+    handle: &'a TryHandle,
     args: PodArgs,
     template: Option<serde_json::Value>,
     choice: ClusterChoice,
@@ -102,7 +99,7 @@ impl<'a> Follower<'a> {
     async fn prepare(
         inner: &'a Arc<Inner>,
         spec: &'a LaunchSpec,
-        handle: &'a Running,
+        handle: &'a TryHandle,
     ) -> Result<Self, TryOutcome> {
         let invalid =
             |message: String| TryOutcome::Failed(FailureReason::InvalidArguments(message));
@@ -188,7 +185,7 @@ impl<'a> Follower<'a> {
                 Err(outcome) => return outcome,
             },
         };
-        (self.inner.started)(&self.spec.key).await;
+        self.inner.running.started(&self.spec.key).await;
         let mut recreations = 0;
         loop {
             let subscription =
@@ -436,11 +433,11 @@ impl<'a> Follower<'a> {
                     return Watched::Over(TryOutcome::Failed(FailureReason::Pod(message)));
                 }
                 () = self.handle.cancel.cancelled() => {
-                    return match self.handle.reason.get() {
+                    return match self.handle.kill_reason() {
                         Some(reason) => {
                             let _ = log.line("gust", &format!("killing the try: {reason}; deleting pod {name}")).await;
                             self.delete_now(api, name).await;
-                            Watched::Over(TryOutcome::Failed(FailureReason::Killed(reason.clone())))
+                            Watched::Over(TryOutcome::Failed(FailureReason::Killed(reason)))
                         }
                         // The runtime is shutting down: the pod keeps running, to be re-attached.
                         None => Watched::Abandoned,

@@ -9,13 +9,12 @@ mod logs;
 mod watch;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use gust_core::clock::Clock;
+use gust_executor::running::RunningTries;
 use gust_executor::{
-    Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome,
+    Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryKey, TryOutcome,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,27 +44,14 @@ pub struct KubeExecutor {
     inner: Arc<Inner>,
 }
 
-/// Reports that a try's pod exists (the try is running).
-type Started = Box<dyn Fn(&TryKey) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
 struct Inner {
     config: KubeConfig,
     clusters: Clusters,
     watches: watch::Watches,
     clock: Arc<dyn Clock>,
-    events: mpsc::Sender<TryEvent>,
-    started: Started,
-    running: Mutex<HashMap<TryKey, Running>>,
+    running: Arc<RunningTries>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
-}
-
-/// A try being followed: how to stop it, and why.
-#[derive(Clone, Default)]
-struct Running {
-    cancel: CancellationToken,
-    /// Set by a kill request; unset when the runtime shuts down.
-    reason: Arc<OnceLock<String>>,
 }
 
 impl KubeExecutor {
@@ -74,28 +60,13 @@ impl KubeExecutor {
     pub fn new(config: KubeConfig, events: mpsc::Sender<TryEvent>, clock: Arc<dyn Clock>) -> Self {
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let started_events = events.clone();
-        let started: Started = Box::new(move |key: &TryKey| {
-            let events = started_events.clone();
-            let key = key.clone();
-            Box::pin(async move {
-                let _ = events
-                    .send(TryEvent {
-                        key,
-                        kind: TryEventKind::Started,
-                    })
-                    .await;
-            })
-        });
         Self {
             inner: Arc::new(Inner {
                 config,
                 clusters: Clusters::default(),
                 watches: watch::Watches::new(shutdown.clone(), tasks.clone()),
                 clock,
-                events,
-                started,
-                running: Mutex::new(HashMap::new()),
+                running: Arc::new(RunningTries::new(shutdown.clone(), tasks.clone(), events)),
                 tasks,
                 shutdown,
             }),
@@ -114,43 +85,13 @@ impl KubeExecutor {
         self.inner.tasks.wait().await;
     }
 
-    fn running_map(&self) -> std::sync::MutexGuard<'_, HashMap<TryKey, Running>> {
-        // Single inserts and removes only: a poisoned map is still whole.
+    fn spawn(&self, spec: LaunchSpec, start: follow::Start) -> Result<(), LaunchError> {
+        let handle = self.inner.running.register(&spec.key)?;
+        let inner = Arc::clone(&self.inner);
+        let key = spec.key.clone();
         self.inner
             .running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn spawn(&self, spec: LaunchSpec, start: follow::Start) -> Result<(), LaunchError> {
-        if self.inner.shutdown.is_cancelled() {
-            return Err(LaunchError::ShuttingDown);
-        }
-        let handle = Running {
-            cancel: self.inner.shutdown.child_token(),
-            reason: Arc::default(),
-        };
-        {
-            let mut running = self.running_map();
-            if running.contains_key(&spec.key) {
-                return Err(LaunchError::AlreadyRunning(spec.key));
-            }
-            running.insert(spec.key.clone(), handle.clone());
-        }
-        let this = self.clone();
-        self.inner.tasks.spawn(async move {
-            let key = spec.key.clone();
-            let outcome = follow::run(Arc::clone(&this.inner), spec, handle, start).await;
-            this.running_map().remove(&key);
-            let _ = this
-                .inner
-                .events
-                .send(TryEvent {
-                    key,
-                    kind: TryEventKind::Finished(outcome),
-                })
-                .await;
-        });
+            .spawn(key, follow::run(inner, spec, handle, start));
         Ok(())
     }
 }
@@ -164,29 +105,18 @@ impl Executor for KubeExecutor {
     }
 
     fn kill(&self, key: &TryKey, reason: &str) {
-        if let Some(handle) = self.running_map().get(key) {
-            let _ = handle.reason.set(reason.to_owned());
-            handle.cancel.cancel();
-        }
+        self.inner.running.kill(key, reason);
     }
 
     fn running(&self) -> usize {
-        self.running_map().len()
+        self.inner.running.len()
     }
 
     fn adopt(&self, spec: LaunchSpec) {
         let key = spec.key.clone();
         if let Err(err) = self.spawn(spec, follow::Start::Adopt) {
-            let events = self.inner.events.clone();
-            self.inner.tasks.spawn(async move {
-                let _ = events
-                    .send(TryEvent {
-                        key,
-                        kind: TryEventKind::Finished(TryOutcome::Failed(FailureReason::Lost(
-                            err.to_string(),
-                        ))),
-                    })
-                    .await;
+            self.inner.running.spawn(key, async move {
+                TryOutcome::Failed(FailureReason::Lost(err.to_string()))
             });
         }
     }

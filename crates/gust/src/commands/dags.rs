@@ -242,15 +242,7 @@ fn test_once(
 
 /// `dag` cut down to `task_id` alone, without its upstreams: what `tasks test` runs.
 fn single_task(dag: &gust_core::dag::Dag, task_id: &str) -> anyhow::Result<gust_core::dag::Dag> {
-    let Some(task) = dag.tasks().find(|t| t.id.as_str() == task_id) else {
-        let ids: Vec<&str> = dag.tasks().map(|t| t.id.as_str()).collect();
-        anyhow::bail!(
-            "DAG \"{}\" has no task \"{task_id}\"; its tasks are: {}",
-            dag.id,
-            ids.join(", ")
-        );
-    };
-    let mut task = task.clone();
+    let mut task = find_task(dag, task_id)?.clone();
     task.upstream.clear();
     let tasks = [(task.id.clone(), task)].into_iter().collect();
     Ok(gust_core::dag::Dag::new(
@@ -260,6 +252,23 @@ fn single_task(dag: &gust_core::dag::Dag, task_id: &str) -> anyhow::Result<gust_
         dag.groups.clone(),
         dag.fileloc.clone(),
     )?)
+}
+
+/// The task `task_id` of `dag`, or an error listing its tasks.
+pub fn find_task<'d>(
+    dag: &'d gust_core::dag::Dag,
+    task_id: &str,
+) -> anyhow::Result<&'d gust_core::task::Task> {
+    dag.tasks()
+        .find(|t| t.id.as_str() == task_id)
+        .ok_or_else(|| {
+            let ids: Vec<&str> = dag.tasks().map(|t| t.id.as_str()).collect();
+            anyhow::anyhow!(
+                "DAG \"{}\" has no task \"{task_id}\"; its tasks are: {}",
+                dag.id,
+                ids.join(", ")
+            )
+        })
 }
 
 /// The DAG `dag_id` of a loaded folder, or an error saying why it is not there.

@@ -26,14 +26,7 @@ pub fn dry_run(
     logical_date: Option<String>,
     config: &Config,
 ) -> anyhow::Result<ExitCode> {
-    let Some(task) = dag.tasks().find(|t| t.id.as_str() == task_id) else {
-        let ids: Vec<&str> = dag.tasks().map(|t| t.id.as_str()).collect();
-        anyhow::bail!(
-            "DAG \"{}\" has no task \"{task_id}\"; its tasks are: {}",
-            dag.id,
-            ids.join(", ")
-        );
-    };
+    let task = super::dags::find_task(dag, task_id)?;
     let conf = super::runs::parse_conf(conf.as_deref())?;
     let logical_date = match &logical_date {
         None => SystemClock.now(),
