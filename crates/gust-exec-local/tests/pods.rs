@@ -8,9 +8,9 @@ use std::time::Duration;
 use gust_core::clock::SystemClock;
 use gust_core::ids::{DagId, RunId, TaskId, TryNumber};
 use gust_exec_local::{LocalConfig, LocalExecutor};
+use gust_executor::testing::finished;
 use gust_executor::{
-    Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome,
-    event_channel,
+    Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryKey, TryOutcome, event_channel,
 };
 use serde_json::json;
 use tokio::sync::mpsc::Receiver;
@@ -64,16 +64,7 @@ impl Harness {
     async fn run(&mut self, spec: LaunchSpec) -> TryOutcome {
         let wanted = spec.key.clone();
         self.executor.start(spec).expect("started");
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                let event = self.events.recv().await.expect("the runtime is alive");
-                if let (true, TryEventKind::Finished(outcome)) = (event.key == wanted, event.kind) {
-                    return outcome;
-                }
-            }
-        })
-        .await
-        .expect("the try finished in time")
+        finished(&mut self.events, &wanted, Duration::from_secs(20)).await
     }
 
     fn log_text(&self, task: &str) -> String {

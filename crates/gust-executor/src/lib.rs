@@ -7,6 +7,8 @@
 //! runtime and the Kubernetes pod runtime implement [`Executor`].
 
 pub mod running;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod try_log;
 
 use std::fmt;

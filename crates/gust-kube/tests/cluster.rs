@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use gust_core::clock::SystemClock;
 use gust_core::ids::{DagId, RunId, TaskId, TryNumber};
+use gust_executor::testing::finished;
 use gust_executor::{
     Executor, FailureReason, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome, event_channel,
 };
@@ -81,17 +82,7 @@ impl Harness {
     }
 
     async fn finished(&mut self, task: &str) -> TryOutcome {
-        let wanted = key(task);
-        tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                let event = self.events.recv().await.expect("the runtime is alive");
-                if let (true, TryEventKind::Finished(outcome)) = (event.key == wanted, event.kind) {
-                    return outcome;
-                }
-            }
-        })
-        .await
-        .expect("the try finished in time")
+        finished(&mut self.events, &key(task), Duration::from_secs(30)).await
     }
 
     async fn run(&mut self, spec: LaunchSpec) -> TryOutcome {
