@@ -85,10 +85,24 @@ impl Harness {
         finished(&mut self.events, &key(task), Duration::from_secs(30)).await
     }
 
+    /// Runs a try to its end and releases it, as the scheduler does once it recorded it.
     async fn run(&mut self, spec: LaunchSpec) -> TryOutcome {
         let task = spec.key.task_id.to_string();
         self.executor.start(spec).expect("started");
-        self.finished(&task).await
+        let outcome = self.finished(&task).await;
+        self.executor.release(&key(&task));
+        outcome
+    }
+
+    /// Waits until the fake holds `count` pods.
+    async fn pods_left(&self, count: usize) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while self.fake.pods().len() != count {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{count} pods left, not {}", self.fake.pods().len()));
     }
 }
 
@@ -116,18 +130,16 @@ async fn a_pod_runs_its_output_reaches_the_log_and_the_pod_is_deleted() {
         log.contains("stdout: hello\n") && log.contains("stdout: world\n"),
         "{log}"
     );
-    assert!(
-        log.contains("created pod hello-") && log.contains("deleted pod hello-"),
-        "{log}"
-    );
+    assert!(log.contains("created pod hello-"), "{log}");
     assert_eq!(h.fake.created_count(), 1);
+    h.pods_left(0).await;
     tokio::time::timeout(Duration::from_secs(5), async {
-        while !h.fake.pods().is_empty() {
+        while !h.log_text("hello").contains("deleted pod hello-") {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
-    .expect("the pod is deleted (on_finish_action delete_pod)");
+    .expect("the deletion is in the try's log");
 }
 
 #[tokio::test]
@@ -487,9 +499,51 @@ async fn keep_pod_leaves_the_pod_marked_as_checked() {
         false,
     );
     assert_eq!(h.run(spec).await, TryOutcome::Succeeded { xcom: None });
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !h.log_text("kept").contains("kept pod") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the pod is marked");
     let pods = h.fake.pods();
     assert_eq!(pods.len(), 1);
     let labels = pods[0].metadata.labels.clone().expect("labels");
     assert_eq!(labels["already_checked"], "True");
     assert_eq!(labels["task_id"], "kept");
+}
+
+#[tokio::test]
+async fn a_pod_that_ended_before_its_outcome_was_recorded_still_gives_it_after_a_restart() {
+    let mut h = harness().await;
+    h.fake.script(
+        "answer",
+        PodScript {
+            xcom: Some("42".into()),
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec("answer", json!({"image": "answer"}), true);
+    h.executor.start(spec.clone()).expect("started");
+    assert_eq!(
+        h.finished("answer").await,
+        TryOutcome::Succeeded {
+            xcom: Some(json!(42))
+        }
+    );
+    // The scheduler dies before recording the outcome: no release, the pod stays.
+    h.executor.shutdown().await;
+    assert_eq!(h.fake.pods().len(), 1);
+    let (adopter, mut events) = runtime(&h.fake).await;
+    adopter.adopt(spec);
+    assert_eq!(
+        finished(&mut events, &key("answer"), Duration::from_secs(20)).await,
+        TryOutcome::Succeeded {
+            xcom: Some(json!(42))
+        },
+        "the XCom is read again from the sidecar"
+    );
+    assert_eq!(h.fake.created_count(), 1, "the try did not run twice");
+    adopter.release(&key("answer"));
+    h.pods_left(0).await;
 }

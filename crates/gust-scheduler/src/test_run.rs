@@ -265,6 +265,10 @@ impl<'a> Driver<'a> {
     fn on_event(&mut self, event: TryEvent) {
         let task_id = event.key.task_id.clone();
         let current_try = self.instances.get(&task_id).map_or(0, |i| i.tries);
+        if matches!(event.kind, TryEventKind::Finished(_)) {
+            // Recorded as soon as it is handled (in memory): the runtime may clean up.
+            self.executor.release(&event.key);
+        }
         if event.key.try_number.0 != current_try {
             return; // A late event of an earlier try.
         }

@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use gust_executor::try_log::LogWriter;
 use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
-use gust_operators::kubernetes_pod::{OnFinishAction, PodArgs};
+use gust_operators::kubernetes_pod::PodArgs;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Inner;
+use super::cleanup::{self, CHECKED_LABEL};
 use super::cluster::{Cluster, ClusterChoice};
 use super::logs::{self, LogLine};
 use super::watch::{Seen, Subscription};
@@ -30,8 +31,6 @@ use gust_executor::running::TryHandle;
 const MAX_RECREATIONS: u32 = 3;
 /// How long the log streams get to deliver their last lines once the container has ended.
 const LOG_DRAIN: Duration = Duration::from_secs(5);
-/// KPO's label on pods whose try is over, so that they are never re-attached.
-const CHECKED_LABEL: &str = "already_checked";
 /// The capacity of a try's log-line channel.
 const LOG_LINES: usize = 1024;
 
@@ -206,7 +205,7 @@ impl<'a> Follower<'a> {
                     if let TryOutcome::Failed(FailureReason::Pod(_)) = &outcome {
                         self.report_events(&api, &name, log).await;
                     }
-                    self.end_pod(&api, &name, false, log).await;
+                    self.leave(&api, &name, false);
                     return outcome;
                 }
                 Watched::Lost(why) if recreations < MAX_RECREATIONS => {
@@ -562,7 +561,7 @@ impl<'a> Follower<'a> {
                 match self.read_xcom(api, name).await {
                     Ok(value) => value,
                     Err(message) => {
-                        self.end_pod(api, name, false, log).await;
+                        self.leave(api, name, false);
                         return TryOutcome::Failed(FailureReason::Pod(message));
                     }
                 }
@@ -583,16 +582,12 @@ impl<'a> Follower<'a> {
                 None => message,
             }))
         };
-        if self.spec.do_xcom_push && ending.exit_code != 0 {
-            self.stop_sidecar(api, name).await;
-        }
-        let succeeded = matches!(outcome, TryOutcome::Succeeded { .. });
-        self.end_pod(api, name, succeeded, log).await;
+        self.leave(api, name, matches!(outcome, TryOutcome::Succeeded { .. }));
         outcome
     }
 
-    /// The return value the base container left, read through the XCom sidecar, which is then
-    /// stopped so the pod can complete.
+    /// The return value the base container left, read through the XCom sidecar (stopped only
+    /// once the outcome is recorded, so that a restarted scheduler can read it again).
     async fn read_xcom(
         &self,
         api: &Api<Pod>,
@@ -606,7 +601,6 @@ impl<'a> Follower<'a> {
             xcom::MAX_XCOM_BYTES,
         )
         .await;
-        self.stop_sidecar(api, name).await;
         match read {
             Ok(output) if output.success => xcom::parse(&output.stdout).map_err(|e| e.to_string()),
             Ok(output) if output.stderr.contains("No such file") => Ok(None),
@@ -616,17 +610,6 @@ impl<'a> Follower<'a> {
             )),
             Err(err) => Err(format!("cannot read the XCom file in the sidecar: {err}")),
         }
-    }
-
-    async fn stop_sidecar(&self, api: &Api<Pod>, name: &str) {
-        let _ = super::exec::run(
-            api,
-            name,
-            XCOM_SIDECAR_NAME,
-            &["sh", "-c", "kill -2 1"],
-            4096,
-        )
-        .await;
     }
 
     /// The pod's events, written to the log when `log_events_on_failure`; their summary.
@@ -661,34 +644,19 @@ impl<'a> Follower<'a> {
         (!summary.is_empty()).then(|| summary.join("; "))
     }
 
-    /// Deletes or keeps the pod as `on_finish_action` says.
-    async fn end_pod(&self, api: &Api<Pod>, name: &str, succeeded: bool, log: &mut LogWriter<'_>) {
-        let delete = match self.args.on_finish() {
-            OnFinishAction::DeletePod => true,
-            OnFinishAction::DeleteSucceededPod => succeeded,
-            OnFinishAction::KeepPod => false,
+    /// Leaves the pod to be stopped and deleted (or kept) once the scheduler has recorded the
+    /// try's outcome (`Executor::release`).
+    fn leave(&self, api: &Api<Pod>, name: &str, succeeded: bool) {
+        let leftover = cleanup::Leftover {
+            api: api.clone(),
+            name: name.to_owned(),
+            has_sidecar: self.spec.do_xcom_push,
+            delete: cleanup::deletes(self.args.on_finish(), succeeded),
+            log_path: self.spec.log_path.clone(),
         };
-        if delete {
-            match api.delete(name, &DeleteParams::default()).await {
-                Ok(_) => {
-                    let _ = log.line("gust", &format!("deleted pod {name}")).await;
-                }
-                Err(err) => {
-                    let _ = log
-                        .line("gust", &format!("could not delete pod {name}: {err}"))
-                        .await;
-                }
-            }
-        } else {
-            // Marked, as KPO marks it, so that no later try re-attaches to it.
-            let patch = serde_json::json!({"metadata": {"labels": {CHECKED_LABEL: "True"}}});
-            let _ = api
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await;
-            let _ = log
-                .line("gust", &format!("kept pod {name} (on_finish_action)"))
-                .await;
-        }
+        self.inner
+            .leftovers()
+            .insert(self.spec.key.clone(), leftover);
     }
 
     async fn delete_now(&self, api: &Api<Pod>, name: &str) {

@@ -2,6 +2,7 @@
 //! follows it with the namespace's watch (`watch.rs`), one tokio task per try and no thread
 //! (`follow.rs`), its logs streamed (`logs.rs`) and its XCom read by exec (`exec.rs`).
 
+mod cleanup;
 mod cluster;
 mod exec;
 mod follow;
@@ -9,7 +10,7 @@ mod logs;
 mod watch;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use gust_core::clock::Clock;
 use gust_executor::running::RunningTries;
@@ -50,8 +51,19 @@ struct Inner {
     watches: watch::Watches,
     clock: Arc<dyn Clock>,
     running: Arc<RunningTries>,
+    /// Finished tries' pods, cleaned up once their outcome is recorded.
+    leftovers: Mutex<HashMap<TryKey, cleanup::Leftover>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+}
+
+impl Inner {
+    fn leftovers(&self) -> MutexGuard<'_, HashMap<TryKey, cleanup::Leftover>> {
+        // Single inserts and removes only: a poisoned map is still whole.
+        self.leftovers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl KubeExecutor {
@@ -67,6 +79,7 @@ impl KubeExecutor {
                 watches: watch::Watches::new(shutdown.clone(), tasks.clone()),
                 clock,
                 running: Arc::new(RunningTries::new(shutdown.clone(), tasks.clone(), events)),
+                leftovers: Mutex::new(HashMap::new()),
                 tasks,
                 shutdown,
             }),
@@ -121,7 +134,13 @@ impl Executor for KubeExecutor {
         }
     }
 
-    fn release(&self, _key: &TryKey) {
-        // Pods are deleted (or marked checked) as each try ends; nothing else is kept.
+    fn release(&self, key: &TryKey) {
+        let Some(leftover) = self.inner.leftovers().remove(key) else {
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        self.inner
+            .tasks
+            .spawn(async move { cleanup::clean(leftover, inner.clock.as_ref()).await });
     }
 }
