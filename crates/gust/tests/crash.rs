@@ -16,14 +16,6 @@ const TASKS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
 /// that kills land before, during and after tries.
 fn dag_file(side_effects: &Path) -> String {
     let mut text = "crashy:\n  schedule: null\n  is_paused_upon_creation: false\n  default_args: {retries: 2, retry_delay: 0, do_xcom_push: false}\n  tasks:\n".to_owned();
-    let upstream = |t: &str| match t {
-        "a" => vec![],
-        "b" | "c" | "d" => vec!["a"],
-        "e" => vec!["b", "c", "d"],
-        "f" => vec!["e"],
-        "g" => vec!["e"],
-        _ => vec!["f", "g"],
-    };
     for (i, task) in TASKS.iter().enumerate() {
         text.push_str(&format!(
             "    {task}:\n      operator: BashOperator\n      bash_command: 'sleep 0.{i}; echo {task} >> {}; sleep 0.{}'\n      dependencies: [{}]\n",
@@ -33,6 +25,28 @@ fn dag_file(side_effects: &Path) -> String {
         ));
     }
     text
+}
+
+/// The same DAG with pod tasks, whose pods take a little time and push an XCom.
+fn pod_dag_file() -> String {
+    let mut text = "crashy:\n  schedule: null\n  is_paused_upon_creation: false\n  default_args: {retries: 2, retry_delay: 0, do_xcom_push: true}\n  tasks:\n".to_owned();
+    for task in TASKS {
+        text.push_str(&format!(
+            "    {task}:\n      operator: KubernetesPodOperator\n      image: work\n      dependencies: [{}]\n",
+            upstream(task).join(", ")
+        ));
+    }
+    text
+}
+
+fn upstream(task: &str) -> Vec<&'static str> {
+    match task {
+        "a" => vec![],
+        "b" | "c" | "d" => vec!["a"],
+        "e" => vec!["b", "c", "d"],
+        "f" | "g" => vec!["e"],
+        _ => vec!["f", "g"],
+    }
 }
 
 fn gust(home: &Path, url: &str) -> Command {
@@ -138,4 +152,101 @@ async fn postgres_scheduler_survives_sigkill_at_any_moment() {
         return;
     };
     crash_many_times(db).await;
+}
+
+/// The pod runtime under the same kills: each task's pod is created exactly once, and every
+/// task ends with its pod's XCom.
+async fn crash_many_times_with_pods(db: TestDb) {
+    let fake = gust_kube_fake::FakeCluster::start().await;
+    fake.script(
+        "work",
+        gust_kube_fake::PodScript {
+            runs_for: Duration::from_millis(500),
+            xcom: Some(r#"{"done": true}"#.into()),
+            ..gust_kube_fake::PodScript::default()
+        },
+    );
+    let home = tempfile::tempdir().expect("home");
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("kubeconfig");
+    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
+    std::fs::write(home.path().join("dags/crashy.yaml"), pod_dag_file()).expect("dag");
+    let with_cluster = |mut command: Command| {
+        command.env("GUST__KUBERNETES__CONFIG_FILE", &kubeconfig);
+        command
+    };
+    let trigger = with_cluster(gust(home.path(), &db.url))
+        .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
+        .output()
+        .expect("trigger");
+    assert!(trigger.status.success(), "{trigger:?}");
+    let start = |home: &Path| {
+        with_cluster(gust(home, &db.url))
+            .arg("scheduler")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the scheduler starts")
+    };
+    for round in 0..12u64 {
+        let child = start(home.path());
+        tokio::time::sleep(Duration::from_millis(200 + (round * 137) % 700)).await;
+        kill9(child);
+    }
+    let child = start(home.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let state = loop {
+        let run = db.store.run("crashy", "crash-test").await.expect("read");
+        match run.map(|r| r.state) {
+            Some(s @ (DagRunState::Success | DagRunState::Failed)) => break s,
+            _ if Instant::now() > deadline => panic!("the run did not finish after the crashes"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    kill9(child);
+    let tries = db
+        .store
+        .tries_of_run("crashy", "crash-test")
+        .await
+        .expect("tries");
+    assert_eq!(state, DagRunState::Success, "{tries:#?}");
+    let xcoms = db
+        .store
+        .xcoms_of_run("crashy", "crash-test")
+        .await
+        .expect("xcoms");
+    assert_eq!(
+        xcoms.len(),
+        TASKS.len(),
+        "every task kept its pod's XCom: {xcoms:#?}"
+    );
+    assert_eq!(
+        fake.created_count(),
+        TASKS.len() as u64,
+        "each task's pod created exactly once\n{tries:#?}"
+    );
+    let reattached = TASKS
+        .iter()
+        .filter(|task| {
+            let log = home.path().join(format!(
+                "logs/dag_id=crashy/run_id=crash-test/task_id={task}/attempt=1.log"
+            ));
+            std::fs::read_to_string(log).is_ok_and(|text| text.contains("re-attached to pod"))
+        })
+        .count();
+    assert!(reattached > 0, "no kill landed while a pod ran");
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_scheduler_with_pods_survives_sigkill_at_any_moment() {
+    crash_many_times_with_pods(TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_scheduler_with_pods_survives_sigkill_at_any_moment() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    crash_many_times_with_pods(db).await;
 }
