@@ -174,6 +174,15 @@ pub trait Executor: Send + Sync {
     /// Forgets what the runtime kept to recover `key` after a crash; the scheduler calls it once
     /// the try's outcome is committed.
     fn release(&self, key: &TryKey);
+
+    /// Cleans up what earlier processes left behind for tries that are no longer live, such as
+    /// the pods of tries whose outcome was recorded just before a crash cut their clean-up
+    /// short. `live` is every try the database holds as queued or running (all of them already
+    /// adopted). The scheduler calls it once, after its start-up recovery. Runtimes that leave
+    /// nothing behind do nothing.
+    fn sweep(&self, live: Vec<TryKey>) {
+        let _ = live;
+    }
 }
 
 /// The capacity of a runtime's event channel: large enough that a burst of tries finishing at
@@ -248,6 +257,12 @@ impl Executor for Routed {
     fn release(&self, key: &TryKey) {
         for runtime in self.all() {
             runtime.release(key);
+        }
+    }
+
+    fn sweep(&self, live: Vec<TryKey>) {
+        for runtime in self.all() {
+            runtime.sweep(live.clone());
         }
     }
 }

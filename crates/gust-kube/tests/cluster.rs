@@ -547,3 +547,56 @@ async fn a_pod_that_ended_before_its_outcome_was_recorded_still_gives_it_after_a
     adopter.release(&key("answer"));
     h.pods_left(0).await;
 }
+
+#[tokio::test]
+async fn the_start_up_sweep_deletes_pods_of_tries_that_are_over() {
+    let h = harness().await;
+    h.fake.script(
+        "idle",
+        PodScript {
+            runs_forever: true,
+            ..PodScript::default()
+        },
+    );
+    let client = kube::Client::try_from(kube::Config::new(h.fake.url().parse().expect("URL")))
+        .expect("client");
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, "default");
+    let pod = |name: &str, task: &str, extra: Option<(&str, &str)>| {
+        let mut labels: std::collections::BTreeMap<String, String> =
+            gust_kube::build::try_labels(gust_kube::build::TryLabels {
+                dag_id: "pods",
+                task_id: task,
+                run_id: "manual__2024-01-01T00:00:00+00:00",
+                try_number: 1,
+            })
+            .into_iter()
+            .collect();
+        if let Some((k, v)) = extra {
+            labels.insert(k.into(), v.into());
+        }
+        serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "base", "image": "idle"}]},
+        }))
+        .expect("a pod")
+    };
+    for (name, task, extra) in [
+        ("live", "live", None),
+        ("orphan", "orphan", None),
+        ("kept", "kept", Some(("already_checked", "True"))),
+    ] {
+        api.create(&Default::default(), &pod(name, task, extra))
+            .await
+            .expect("created");
+    }
+    h.executor.sweep(vec![key("live")]);
+    h.pods_left(2).await;
+    let mut left: Vec<String> = h
+        .fake
+        .pods()
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["kept", "live"]);
+}

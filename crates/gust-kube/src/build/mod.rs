@@ -438,17 +438,32 @@ fn add_try_labels(pod: &mut Value, labels: TryLabels<'_>) {
     }
 }
 
+/// The names of the labels [`try_labels`] gives, in its order.
+pub const TRY_LABEL_NAMES: [&str; 6] = [
+    "dag_id",
+    "task_id",
+    "run_id",
+    POD_OPERATOR_LABEL.0,
+    "try_number",
+    MANAGED_BY_LABEL.0,
+];
+
 /// The labels a try's pod carries, by which a restarted scheduler finds it again.
 #[must_use]
 pub fn try_labels(labels: TryLabels<'_>) -> Vec<(String, String)> {
-    vec![
-        ("dag_id".into(), names::safe_label_value(labels.dag_id)),
-        ("task_id".into(), names::safe_label_value(labels.task_id)),
-        ("run_id".into(), names::safe_label_value(labels.run_id)),
-        (POD_OPERATOR_LABEL.0.into(), POD_OPERATOR_LABEL.1.into()),
-        ("try_number".into(), labels.try_number.to_string()),
-        (MANAGED_BY_LABEL.0.into(), MANAGED_BY_LABEL.1.into()),
-    ]
+    let values = [
+        names::safe_label_value(labels.dag_id),
+        names::safe_label_value(labels.task_id),
+        names::safe_label_value(labels.run_id),
+        POD_OPERATOR_LABEL.1.to_owned(),
+        labels.try_number.to_string(),
+        MANAGED_BY_LABEL.1.to_owned(),
+    ];
+    TRY_LABEL_NAMES
+        .iter()
+        .map(|name| (*name).to_owned())
+        .zip(values)
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod cluster;
 mod exec;
 mod follow;
 mod logs;
+mod sweep;
 mod watch;
 
 use std::collections::HashMap;
@@ -132,6 +133,11 @@ impl Executor for KubeExecutor {
                 TryOutcome::Failed(FailureReason::Lost(err.to_string()))
             });
         }
+    }
+
+    fn sweep(&self, live: Vec<TryKey>) {
+        let inner = Arc::clone(&self.inner);
+        self.inner.tasks.spawn(sweep::sweep(inner, live));
     }
 
     fn release(&self, key: &TryKey) {

@@ -213,6 +213,8 @@ impl Scheduler {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
         self.sync_bag().await?;
         self.poll().await?;
+        // Start-up recovery has adopted every live try: what runtimes hold for others is left over.
+        self.executor.sweep(self.live.iter().cloned().collect());
         let mut poll = tokio::time::interval(self.config.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let waker = self.waker.0.clone();
