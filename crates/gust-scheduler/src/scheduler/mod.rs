@@ -213,13 +213,18 @@ impl Scheduler {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
         self.sync_bag().await?;
         self.poll().await?;
-        // Start-up recovery has adopted every live try: what runtimes hold for others is left over.
-        self.executor.sweep(self.live.iter().cloned().collect());
+        let mut swept = false;
         let mut poll = tokio::time::interval(self.config.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let waker = self.waker.0.clone();
         loop {
             self.step().await?;
+            if !swept {
+                // The first step loaded every active run and adopted its live tries: what the
+                // runtimes hold for any other try is left over from before a crash.
+                swept = true;
+                self.executor.sweep(self.live.iter().cloned().collect());
+            }
             if self.draining && self.live.is_empty() {
                 return Ok(());
             }
