@@ -15,6 +15,8 @@ mod group;
 mod output;
 mod pod;
 mod process;
+
+pub use pod::Secrets;
 mod record;
 
 use std::sync::Arc;
@@ -50,6 +52,10 @@ pub struct LocalConfig {
     /// Run `kubernetes_pod` tries as host processes (the local pod runtime, `pod.rs`) instead
     /// of leaving them to a cluster runtime (default: off).
     pub run_pods: bool,
+    /// The Kubernetes Secrets the local pod runtime provides, by name (default: none): the
+    /// binary fills it from Gust's connections, each a Secret named by its id whose keys are
+    /// the connection's fields and its extra's keys.
+    pub secrets: Arc<pod::Secrets>,
 }
 
 impl Default for LocalConfig {
@@ -60,6 +66,7 @@ impl Default for LocalConfig {
             bash: "bash".to_owned(),
             state_dir: None,
             run_pods: false,
+            secrets: Arc::default(),
         }
     }
 }

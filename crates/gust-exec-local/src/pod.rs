@@ -30,7 +30,11 @@ fn refuse(message: String) -> TryOutcome {
 }
 
 /// The plan of a pod try: the pod's containers as one script.
-pub async fn plan(spec: &LaunchSpec, log: &mut LogWriter<'_>) -> Result<Plan, TryOutcome> {
+pub async fn plan(
+    spec: &LaunchSpec,
+    secrets: &Secrets,
+    log: &mut LogWriter<'_>,
+) -> Result<Plan, TryOutcome> {
     let args = PodArgs::read(&spec.args)
         .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
     let template = gust_kube::template::load(&args, &spec.dag_file)
@@ -66,13 +70,14 @@ pub async fn plan(spec: &LaunchSpec, log: &mut LogWriter<'_>) -> Result<Plan, Tr
         .prefix("gust-pod-")
         .tempdir()
         .map_err(|err| refuse(format!("no temporary folder for the pod: {err}")))?;
-    let layout = Layout::new(root.path(), &pod)?;
-    let script = script(&pod, &args, &layout)?;
+    let layout = Layout::new(root.path(), &pod, secrets)?;
+    let mut values = Values::default();
+    let script = script(&pod, &args, &layout, secrets, &mut values)?;
     let finish_layout = layout.clone();
     let do_xcom_push = spec.do_xcom_push;
     Ok(Plan {
         script,
-        env: None,
+        env: Some(values.0),
         clear_env: false,
         cwd: layout.root.clone(),
         decoder: Decoder::utf8(),
@@ -90,7 +95,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(root: &Path, pod: &Pod) -> Result<Self, TryOutcome> {
+    fn new(root: &Path, pod: &Pod, secrets: &Secrets) -> Result<Self, TryOutcome> {
         let mut volumes = BTreeMap::new();
         let spec = pod.spec.as_ref();
         for volume in spec.and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
@@ -98,10 +103,15 @@ impl Layout {
                 root.join("volumes").join(&volume.name)
             } else if let Some(host) = &volume.host_path {
                 PathBuf::from(&host.path)
+            } else if let Some(source) = &volume.secret {
+                let dir = root.join("volumes").join(&volume.name);
+                let name = source.secret_name.clone().unwrap_or_default();
+                write_secret(&dir, secrets, &name, source.items.as_deref())?;
+                dir
             } else {
                 return Err(refuse(format!(
-                    "the local pod runtime cannot provide volume \"{}\": it provides emptyDir \
-                     and hostPath volumes only; run this task on a cluster",
+                    "the local pod runtime cannot provide volume \"{}\": it provides emptyDir, \
+                     hostPath and Secret volumes only; run this task on a cluster",
                     volume.name
                 )));
             };
@@ -156,6 +166,50 @@ impl Layout {
     }
 }
 
+/// A Secret volume: one file per key (or per `items` entry), readable by its owner only.
+fn write_secret(
+    dir: &Path,
+    secrets: &Secrets,
+    name: &str,
+    items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+) -> Result<(), TryOutcome> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let keys = secret_of(secrets, name, "(a volume)")?;
+    let files: Vec<(&str, &str)> = match items {
+        Some(items) if !items.is_empty() => items
+            .iter()
+            .map(|item| (item.key.as_str(), item.path.as_str()))
+            .collect(),
+        _ => keys.keys().map(|k| (k.as_str(), k.as_str())).collect(),
+    };
+    for (key, path) in files {
+        let value = keys.get(key).ok_or_else(|| {
+            refuse(format!(
+                "Secret \"{name}\" (the connection of that id) has no key \"{key}\""
+            ))
+        })?;
+        let file = dir.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|err| refuse(format!("cannot make {}: {err}", parent.display())))?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&file)
+            .and_then(|mut f| f.write_all(value.as_bytes()))
+            .map_err(|err| {
+                refuse(format!(
+                    "cannot write Secret \"{name}\" key \"{key}\": {err}"
+                ))
+            })?;
+    }
+    Ok(())
+}
+
 fn rewrite(text: &str, rewrites: &[(String, String)]) -> String {
     rewrites
         .iter()
@@ -167,16 +221,34 @@ fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// One container as a command line: its environment (nothing inherited but PATH), its working
+/// Values handed to the script through its environment rather than its text, so that no
+/// variable's value (a secret, say) shows in the process list.
+#[derive(Default)]
+struct Values(Vec<(String, String)>);
+
+impl Values {
+    /// The shell expression that reads `value` back.
+    fn pass(&mut self, value: String) -> String {
+        let name = format!("GUST_POD_VALUE_{}", self.0.len());
+        self.0.push((name.clone(), value));
+        format!("\"${name}\"")
+    }
+}
+
+/// Kubernetes Secrets as the local pod runtime provides them: by name, each a map of keys to
+/// values (see [`crate::LocalConfig::secrets`]).
+pub type Secrets = std::collections::HashMap<String, BTreeMap<String, String>>;
+
+/// One container as a subshell: its environment (nothing inherited but PATH), its working
 /// folder, its command and arguments, paths rewritten.
-fn command_line(container: &Container, pod: &Pod, layout: &Layout) -> Result<String, TryOutcome> {
+fn command_line(
+    container: &Container,
+    pod: &Pod,
+    layout: &Layout,
+    secrets: &Secrets,
+    values: &mut Values,
+) -> Result<String, TryOutcome> {
     let rewrites = layout.rewrites(container)?;
-    let words: Vec<&String> = container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten())
-        .collect();
     if container.command.as_ref().is_none_or(Vec::is_empty) {
         return Err(refuse(format!(
             "container \"{}\" has no command: the local pod runtime runs commands, not images' \
@@ -184,65 +256,109 @@ fn command_line(container: &Container, pod: &Pod, layout: &Layout) -> Result<Str
             container.name
         )));
     }
-    if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        return Err(refuse(format!(
-            "container \"{}\" takes variables from ConfigMaps or Secrets (envFrom), which only a \
-             cluster has; run this task on a cluster",
-            container.name
-        )));
+    let mut env: Vec<(String, String)> = vec![(
+        "HOME".to_owned(),
+        layout.root.join("work").display().to_string(),
+    )];
+    for from in container.env_from.iter().flatten() {
+        let Some(secret) = &from.secret_ref else {
+            return Err(refuse(format!(
+                "container \"{}\" takes variables from a ConfigMap (envFrom), which only a \
+                 cluster has; run this task on a cluster",
+                container.name
+            )));
+        };
+        let keys = secret_of(secrets, &secret.name, &container.name)?;
+        let prefix = from.prefix.clone().unwrap_or_default();
+        env.extend(
+            keys.iter()
+                .map(|(k, v)| (format!("{prefix}{k}"), v.clone())),
+        );
     }
-    let mut env = vec![
-        "PATH=\"$PATH\"".to_owned(),
-        format!(
-            "HOME={}",
-            quote(&layout.root.join("work").display().to_string())
-        ),
-    ];
     for var in container.env.iter().flatten() {
-        let value = env_value(var, pod, &container.name)?;
-        env.push(format!(
-            "{}={}",
-            var.name,
-            quote(&rewrite(&value, &rewrites))
-        ));
+        let value = env_value(var, pod, &container.name, secrets)?;
+        env.push((var.name.clone(), rewrite(&value, &rewrites)));
+    }
+    let mut copies = Vec::with_capacity(env.len());
+    let mut exports = Vec::with_capacity(env.len());
+    for (i, (name, value)) in env.into_iter().enumerate() {
+        if !is_shell_name(&name) {
+            return Err(refuse(format!(
+                "variable \"{name}\" of container \"{}\" is not a name the local pod runtime can \
+                 set (letters, digits and '_')",
+                container.name
+            )));
+        }
+        copies.push(format!("gust_v{i}={}", values.pass(value)));
+        exports.push(format!("{name}=\"$gust_v{i}\""));
     }
     let cwd = container.working_dir.as_deref().map_or_else(
         || layout.root.join("work").display().to_string(),
         |dir| rewrite(dir, &rewrites),
     );
-    let command: Vec<String> = words
+    let command: Vec<String> = container
+        .command
         .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
         .map(|word| quote(&rewrite(word, &rewrites)))
         .collect();
+    // The values are copied out of the inherited environment before it is emptied.
     Ok(format!(
-        "cd {} && exec env -i {} {}",
+        "cd {} || exit 127; {}; for gust_name in $(compgen -e); do [ \"$gust_name\" = PATH ] || unset \"$gust_name\" 2>/dev/null; done; export {}; exec {}",
         quote(&cwd),
-        env.join(" "),
+        copies.join("; "),
+        exports.join(" "),
         command.join(" ")
     ))
+}
+
+fn is_shell_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn secret_of<'s>(
+    secrets: &'s Secrets,
+    name: &str,
+    container: &str,
+) -> Result<&'s BTreeMap<String, String>, TryOutcome> {
+    secrets.get(name).ok_or_else(|| {
+        refuse(format!(
+            "container \"{container}\" uses Secret \"{name}\", which the local pod runtime \
+             provides from the connection of that id; add it with `gust connections add {name} \
+             --conn-type generic --conn-extra '{{\"KEY\": \"VALUE\"}}'`"
+        ))
+    })
 }
 
 fn env_value(
     var: &k8s_openapi::api::core::v1::EnvVar,
     pod: &Pod,
     container: &str,
+    secrets: &Secrets,
 ) -> Result<String, TryOutcome> {
     if let Some(value) = &var.value {
         return Ok(value.clone());
     }
-    let field = var
-        .value_from
-        .as_ref()
-        .and_then(|from| from.field_ref.as_ref())
-        .map(|f| f.field_path.as_str());
-    match field {
+    let Some(from) = &var.value_from else {
+        return Ok(String::new());
+    };
+    if let Some(key_ref) = &from.secret_key_ref {
+        let keys = secret_of(secrets, &key_ref.name, container)?;
+        return keys.get(&key_ref.key).cloned().ok_or_else(|| {
+            refuse(format!(
+                "Secret \"{}\" (the connection of that id) has no key \"{}\" for variable \"{}\"",
+                key_ref.name, key_ref.key, var.name
+            ))
+        });
+    }
+    match from.field_ref.as_ref().map(|f| f.field_path.as_str()) {
         Some("metadata.name") => Ok(pod.metadata.name.clone().unwrap_or_default()),
         Some("metadata.namespace") => Ok(pod.metadata.namespace.clone().unwrap_or_default()),
-        None if var.value_from.is_none() => Ok(String::new()),
         _ => Err(refuse(format!(
-            "variable \"{}\" of container \"{container}\" comes from the cluster (a Secret, \
-             ConfigMap or field), which the local pod runtime does not have; run this task on a \
-             cluster",
+            "variable \"{}\" of container \"{container}\" comes from the cluster (a ConfigMap or \
+             a field), which the local pod runtime does not have; run this task on a cluster",
             var.name
         ))),
     }
@@ -250,7 +366,13 @@ fn env_value(
 
 /// The pod as one bash script: init containers in order (stopping at the first that fails),
 /// then every container in the background but the base container, which the script waits for.
-fn script(pod: &Pod, args: &PodArgs, layout: &Layout) -> Result<String, TryOutcome> {
+fn script(
+    pod: &Pod,
+    args: &PodArgs,
+    layout: &Layout,
+    secrets: &Secrets,
+    values: &mut Values,
+) -> Result<String, TryOutcome> {
     let spec = pod
         .spec
         .as_ref()
@@ -266,7 +388,7 @@ fn script(pod: &Pod, args: &PodArgs, layout: &Layout) -> Result<String, TryOutco
         let marker = layout.root.join(INIT_FAILED_FILE).display().to_string();
         lines.push(format!(
             "( {} ){} || {{ code=$?; printf '%s %s' {} \"$code\" > {}; exit \"$code\"; }}",
-            command_line(init, pod, layout)?,
+            command_line(init, pod, layout, secrets, values)?,
             silence(init_logged.includes(&init.name)),
             quote(&init.name),
             quote(&marker),
@@ -279,7 +401,7 @@ fn script(pod: &Pod, args: &PodArgs, layout: &Layout) -> Result<String, TryOutco
         }
         let line = format!(
             "( {} ){}",
-            command_line(container, pod, layout)?,
+            command_line(container, pod, layout, secrets, values)?,
             silence(logged.includes(&container.name))
         );
         if &container.name == base {

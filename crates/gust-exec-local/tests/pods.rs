@@ -22,10 +22,15 @@ struct Harness {
 }
 
 fn harness(run_pods: bool) -> Harness {
+    harness_with(run_pods, gust_exec_local::Secrets::default())
+}
+
+fn harness_with(run_pods: bool, secrets: gust_exec_local::Secrets) -> Harness {
     let (tx, events) = event_channel();
     let config = LocalConfig {
         kill_grace: Duration::from_millis(300),
         run_pods,
+        secrets: Arc::new(secrets),
         ..LocalConfig::default()
     };
     Harness {
@@ -191,7 +196,7 @@ async fn skip_codes_skip_and_cluster_only_features_are_refused_clearly() {
     );
     let outcome = h.run(secret).await;
     assert!(
-        matches!(&outcome, TryOutcome::Failed(FailureReason::Pod(m)) if m.contains("\"PW\"") && m.contains("cluster")),
+        matches!(&outcome, TryOutcome::Failed(FailureReason::Pod(m)) if m.contains("Secret \"db\"") && m.contains("gust connections add db")),
         "{outcome:?}"
     );
     let no_command = h.spec("entrypoint", json!({"image": "x"}), false);
@@ -208,5 +213,46 @@ async fn without_the_local_pod_runtime_pod_tries_are_refused() {
     let spec = h.spec("p", json!({"image": "x", "cmds": ["true"]}), false);
     assert!(
         matches!(h.executor.start(spec), Err(LaunchError::Unconfigured(m)) if m.contains("runtime = \"local\""))
+    );
+}
+
+#[tokio::test]
+async fn secrets_come_from_connections_and_never_show_in_the_command_line() {
+    let secrets = gust_exec_local::Secrets::from([(
+        "airflow-secrets".to_owned(),
+        std::collections::BTreeMap::from([
+            (
+                "sql_alchemy_conn".to_owned(),
+                "postgres://u:hunter2@db/x".to_owned(),
+            ),
+            ("token".to_owned(), "t0k3n".to_owned()),
+        ]),
+    )]);
+    let mut h = harness_with(true, secrets);
+    let spec = h.spec(
+        "secret-user",
+        json!({
+            "image": "x",
+            "cmds": ["sh", "-c"],
+            "arguments": ["ps -eo args > /airflow/out/ps; case \"$SQL_CONN\" in postgres://u:*@db/x) ;; *) exit 3;; esac; test \"$(cat /etc/sql_conn/conn)\" = \"$SQL_CONN\" && test \"$token\" = t0k3n && test -z \"${GUST_POD_VALUE_0:-}\" && echo ok"],
+            "volumes": [{"name": "out", "hostPath": {"path": h.dir.path().join("out").display().to_string()}}],
+            "volume_mounts": [{"name": "out", "mountPath": "/airflow/out"}],
+            "secrets": [
+                {"deploy_type": "env", "deploy_target": "sql_conn", "secret": "airflow-secrets", "key": "sql_alchemy_conn"},
+                {"deploy_type": "env", "secret": "airflow-secrets"},
+                {"deploy_type": "volume", "deploy_target": "/etc/sql_conn", "secret": "airflow-secrets",
+                 "items": [{"key": "sql_alchemy_conn", "path": "conn"}]},
+            ],
+        }),
+        false,
+    );
+    assert_eq!(h.run(spec).await, TryOutcome::Succeeded { xcom: None });
+    let log = h.log_text("secret-user");
+    assert!(log.contains("stdout: ok"), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+    let in_ps = std::fs::read_to_string(h.dir.path().join("out/ps")).expect("ps output");
+    assert!(
+        !in_ps.contains("hunter2"),
+        "a secret showed in the process list:\n{in_ps}"
     );
 }

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gust_core::clock::Clock;
-use gust_exec_local::{LocalConfig, LocalExecutor};
+use gust_exec_local::{LocalConfig, LocalExecutor, Secrets};
 use gust_executor::{Executor, Routed, TryEvent};
 use gust_kube::build::PodDefaults;
 use gust_kube::runtime::{ClusterChoice, ConnectionSettings, KubeConfig, KubeExecutor};
+use gust_store::Connection;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PodRuntime};
@@ -31,7 +32,7 @@ impl Runtimes {
         config: &Config,
         state_dir: Option<PathBuf>,
         local_pods: bool,
-        connections: HashMap<String, ConnectionSettings>,
+        connections: &[Connection],
         events: mpsc::Sender<TryEvent>,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -41,6 +42,11 @@ impl Runtimes {
                 parallelism: config.core.parallelism,
                 state_dir,
                 run_pods,
+                secrets: Arc::new(if run_pods {
+                    local_secrets(connections)
+                } else {
+                    Secrets::default()
+                }),
                 ..LocalConfig::default()
             },
             events.clone(),
@@ -53,7 +59,11 @@ impl Runtimes {
                 kube: None,
             };
         }
-        let kube = KubeExecutor::new(kube_config(config, connections), events, clock);
+        let kube = KubeExecutor::new(
+            kube_config(config, kubernetes_connections(connections)),
+            events,
+            clock,
+        );
         let executor =
             Routed::new(Arc::new(local.clone())).route("kubernetes_pod", Arc::new(kube.clone()));
         Self {
@@ -89,53 +99,100 @@ fn kube_config(config: &Config, connections: HashMap<String, ConnectionSettings>
     }
 }
 
-/// The `kubernetes` connections in the metadata database, when there is one. A connection whose
-/// extras cannot be read is reported and left out (its tasks then use `[kubernetes]`).
-pub async fn kubernetes_connections(
-    config: &Config,
-    home: &Path,
-) -> HashMap<String, ConnectionSettings> {
+/// The connections in the metadata database, secrets decrypted, when there is one (a one-off
+/// run works without it). Problems are warnings: tasks that need a connection then say so.
+pub async fn connections(config: &Config, home: &Path) -> Vec<Connection> {
     let url = &config.database.url;
     if url
         .strip_prefix("sqlite://")
         .is_some_and(|path| !Path::new(path).exists())
     {
-        return HashMap::new();
+        return Vec::new();
     }
     let Ok(store) = gust_store::Store::connect(url).await else {
-        return HashMap::new();
+        return Vec::new();
     };
-    let mut found = HashMap::new();
+    let mut found = Vec::new();
     if store.check().await.is_ok()
         && let Ok(ids) = store.connection_ids().await
+        && !ids.is_empty()
     {
-        let kubernetes: Vec<String> = ids
-            .into_iter()
-            .filter(|(_, conn_type)| conn_type == "kubernetes")
-            .map(|(id, _)| id)
-            .collect();
-        if !kubernetes.is_empty() {
-            match crate::commands::secret_key(config, home) {
-                Ok(key) => {
-                    for id in kubernetes {
-                        let Ok(Some(conn)) = store.connection(&id, &key).await else {
-                            continue;
-                        };
-                        let extra = conn.extra.as_ref().map(|e| e.expose().to_owned());
-                        match ConnectionSettings::from_extra(extra.as_deref()) {
-                            Ok(settings) => {
-                                found.insert(id, settings);
-                            }
-                            Err(why) => {
-                                eprintln!("warning: connection \"{id}\" is not used: {why}")
-                            }
-                        }
+        match crate::commands::secret_key(config, home) {
+            Ok(key) => {
+                for (id, _) in ids {
+                    if let Ok(Some(conn)) = store.connection(&id, &key).await {
+                        found.push(conn);
                     }
                 }
-                Err(err) => eprintln!("warning: kubernetes connections are not used: {err:#}"),
             }
+            Err(err) => eprintln!("warning: connections are not used: {err:#}"),
         }
     }
     store.close().await;
     found
+}
+
+/// The `kubernetes` connections, for `kubernetes_conn_id`. One whose extras cannot be read is
+/// reported and left out (its tasks then use `[kubernetes]`).
+#[must_use]
+pub fn kubernetes_connections(connections: &[Connection]) -> HashMap<String, ConnectionSettings> {
+    let mut found = HashMap::new();
+    for conn in connections.iter().filter(|c| c.conn_type == "kubernetes") {
+        let extra = conn.extra.as_ref().map(|e| e.expose().to_owned());
+        match ConnectionSettings::from_extra(extra.as_deref()) {
+            Ok(settings) => {
+                found.insert(conn.conn_id.clone(), settings);
+            }
+            Err(why) => eprintln!(
+                "warning: connection \"{}\" is not used: {why}",
+                conn.conn_id
+            ),
+        }
+    }
+    found
+}
+
+/// Connections as the Kubernetes Secrets the local pod runtime provides: each a Secret named by
+/// its id, whose keys are its fields (`login`, `password`, `host`, `port`, `schema`) and the
+/// keys of its extra.
+#[must_use]
+pub fn local_secrets(connections: &[Connection]) -> Secrets {
+    connections
+        .iter()
+        .map(|conn| {
+            let mut keys = std::collections::BTreeMap::new();
+            let fields = [
+                ("login", conn.login.clone()),
+                (
+                    "password",
+                    conn.password.as_ref().map(|p| p.expose().to_owned()),
+                ),
+                ("host", conn.host.clone()),
+                ("port", conn.port.map(|p| p.to_string())),
+                ("schema", conn.schema.clone()),
+            ];
+            for (name, value) in fields {
+                if let Some(value) = value {
+                    keys.insert(name.to_owned(), value);
+                }
+            }
+            let extra = conn
+                .extra
+                .as_ref()
+                .and_then(|e| {
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(e.expose())
+                        .ok()
+                })
+                .unwrap_or_default();
+            for (key, value) in extra {
+                let text = match value {
+                    serde_json::Value::String(text) => text,
+                    serde_json::Value::Null => continue,
+                    other => other.to_string(),
+                };
+                keys.insert(key, text);
+            }
+            (conn.conn_id.clone(), keys)
+        })
+        .collect()
 }

@@ -290,3 +290,58 @@ async fn a_kubernetes_connection_names_the_cluster_and_namespace() {
         fake.requests()
     );
 }
+
+#[test]
+fn the_local_pod_runtime_reads_secrets_from_connections() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("s.yaml"),
+        r#"
+s:
+  start_date: 2024-01-01
+  tasks:
+    use-secret:
+      operator: KubernetesPodOperator
+      image: x
+      cmds: ["sh", "-c", "test \"$SQL_CONN\" = \"$(cat /etc/db/conn)\" && echo length=$(printf %s \"$SQL_CONN\" | wc -c)"]
+      secrets:
+        - {deploy_type: env, deploy_target: sql_conn, secret: airflow-secrets, key: sql_alchemy_conn}
+        - {deploy_type: volume, deploy_target: /etc/db, secret: airflow-secrets, items: [{key: sql_alchemy_conn, path: conn}]}
+"#,
+    )
+    .expect("write");
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    gust(home.path())
+        .args([
+            "connections",
+            "add",
+            "airflow-secrets",
+            "--conn-type",
+            "generic",
+            "--conn-extra",
+            r#"{"sql_alchemy_conn": "postgres://u:hunter2@db/x"}"#,
+        ])
+        .assert()
+        .success();
+    gust(home.path())
+        .args([
+            "dags",
+            "test",
+            "s",
+            "--local-pods",
+            "--logical-date",
+            "2024-01-01",
+            "--dags-folder",
+        ])
+        .arg(&dags)
+        .assert()
+        .success();
+    let log = std::fs::read_to_string(home.path().join(
+        "logs/dag_id=s/run_id=manual__2024-01-01T00:00:00+00:00/task_id=use-secret/attempt=1.log",
+    ))
+    .expect("the log");
+    assert!(log.contains("stdout: length=25"), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+}

@@ -70,12 +70,12 @@ pub fn serve(mode: Mode, args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
         .await;
         let (tx, events) = gust_executor::event_channel();
-        let connections = crate::runtimes::kubernetes_connections(&config, &home).await;
+        let connections = crate::runtimes::connections(&config, &home).await;
         let runtimes = Runtimes::new(
             &config,
             Some(home.join("run").join("tries")),
             false,
-            connections,
+            &connections,
             tx,
             clock.clone(),
         );

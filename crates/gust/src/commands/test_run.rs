@@ -56,8 +56,8 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
             variables,
         };
         let (tx, mut events) = gust_executor::event_channel();
-        let connections = crate::runtimes::kubernetes_connections(config, &home).await;
-        let runtimes = Runtimes::new(config, None, args.local_pods, connections, tx, clock);
+        let connections = crate::runtimes::connections(config, &home).await;
+        let runtimes = Runtimes::new(config, None, args.local_pods, &connections, tx, clock);
         let report = run(&args.dag, &spec, runtimes.executor.as_ref(), &mut events).await;
         runtimes.shutdown().await;
         report
