@@ -114,6 +114,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     renamed_arguments: &[],
     required: &["bash_command"],
     pushes_xcom_by_default: true,
+    holds_worker: true,
     check: check_args::<BashArgs>,
 };
 

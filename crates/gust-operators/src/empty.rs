@@ -25,5 +25,6 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     renamed_arguments: &[],
     required: &[],
     pushes_xcom_by_default: true,
+    holds_worker: true,
     check: check_args::<EmptyArgs>,
 };

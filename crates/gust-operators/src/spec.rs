@@ -18,6 +18,9 @@ pub struct OperatorSpec {
     /// Whether `do_xcom_push` is on unless the task says otherwise (Airflow's default is on;
     /// KubernetesPodOperator turns it off).
     pub pushes_xcom_by_default: bool,
+    /// Whether a running try holds a worker of this host (a process), counting against
+    /// `[core] parallelism`; a pod, followed by a watch, does not.
+    pub holds_worker: bool,
     /// Checks the arguments' types by reading them into the operator's argument struct.
     pub check: fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), ArgumentError>,
 }

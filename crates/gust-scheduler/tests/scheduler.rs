@@ -20,6 +20,16 @@ async fn start(
     dags: &Path,
     state: &Path,
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    start_with(store, dags, state, |_, _| {}).await
+}
+
+/// [`start`], with the scheduler's and the runtime's configuration adjusted by `configure`.
+async fn start_with(
+    store: &Store,
+    dags: &Path,
+    state: &Path,
+    configure: impl FnOnce(&mut SchedulerConfig, &mut LocalConfig),
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let stop = CancellationToken::new();
     let (bags, _watch) = watch_folder(
@@ -30,14 +40,15 @@ async fn start(
     )
     .await;
     let (tx, events) = gust_executor::event_channel();
-    let local = LocalConfig {
+    let mut local = LocalConfig {
         state_dir: Some(state.join("tries")),
         ..LocalConfig::default()
     };
-    let executor = Arc::new(LocalExecutor::new(local, tx, clock.clone()));
     let mut config = SchedulerConfig::new(state.join("logs"));
     config.paused_by_default = false;
     config.poll_interval = Duration::from_millis(100);
+    configure(&mut config, &mut local);
+    let executor = Arc::new(LocalExecutor::new(local, tx, clock.clone()));
     let scheduler = Scheduler::new(store.clone(), executor, events, bags, clock, config);
     let token = stop.clone();
     let handle = tokio::spawn(async move {
@@ -164,4 +175,51 @@ async fn a_triggered_run_follows_trigger_rules_retries_and_xcoms(store: Store) {
     );
     stop.cancel();
     handle.await.expect("the scheduler stopped");
+}
+
+const MIXED: &str = r#"
+mixed:
+  schedule: null
+  tasks:
+    slow:
+      operator: BashOperator
+      bash_command: sleep 1.5
+    p1: {operator: KubernetesPodOperator, image: x, cmds: ["sleep", "0.2"]}
+    p2: {operator: KubernetesPodOperator, image: x, cmds: ["sleep", "0.2"]}
+"#;
+
+both_engines!(pod_tries_hold_no_worker_and_do_not_wait_for_parallelism);
+
+async fn pod_tries_hold_no_worker_and_do_not_wait_for_parallelism(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(dags.join("mixed.yaml"), MIXED).expect("write");
+    let (stop, handle) = start_with(&store, &dags, dir.path(), |config, local| {
+        config.parallelism = 1;
+        config.worker_free_operators = ["kubernetes_pod".to_owned()].into();
+        local.run_pods = true;
+    })
+    .await;
+    let run = trigger(&store, &dags, "mixed", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "mixed", &run).await,
+        DagRunState::Success
+    );
+    stop.cancel();
+    handle.await.expect("joined");
+    let tries = store.tries_of_run("mixed", &run).await.expect("tries");
+    let span = |task: &str| {
+        let t = tries.iter().find(|t| t.task_id == task).expect("a try");
+        (t.start_date.expect("started"), t.end_date.expect("ended"))
+    };
+    let (slow_start, slow_end) = span("slow");
+    let overlaps = ["p1", "p2"].iter().any(|p| {
+        let (start, end) = span(p);
+        start < slow_end && slow_start < end
+    });
+    assert!(
+        overlaps,
+        "pods ran beside the bash task despite parallelism 1: {tries:#?}"
+    );
 }

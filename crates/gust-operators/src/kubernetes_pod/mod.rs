@@ -585,6 +585,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     renamed_arguments: &[("resources", "container_resources")],
     required: &[],
     pushes_xcom_by_default: false,
+    holds_worker: false,
     check: |args| PodArgs::read(args).map(drop),
 };
 

@@ -49,6 +49,9 @@ pub struct SchedulerConfig {
     pub poll_interval: Duration,
     /// Whether DAGs seen for the first time start paused.
     pub paused_by_default: bool,
+    /// Operators whose tries hold no worker while they run (a pod is followed by a watch), so
+    /// they do not count against `parallelism`; pools and `max_active_tasks` still apply.
+    pub worker_free_operators: std::collections::HashSet<String>,
 }
 
 impl SchedulerConfig {
@@ -60,6 +63,7 @@ impl SchedulerConfig {
             logs_root,
             poll_interval: Duration::from_secs(1),
             paused_by_default: true,
+            worker_free_operators: std::collections::HashSet::new(),
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct Scheduler {
     live: HashSet<TryKey>,
     slots: Slots,
     line: WaitingLine,
+    /// Tasks waiting whose tries hold no worker (see `SchedulerConfig::worker_free_operators`).
+    worker_free_line: WaitingLine,
     timers: BTreeMap<DateTime<Utc>, Vec<Timer>>,
     /// Runs to re-read from the database (someone else moved them).
     stale: HashSet<RunKey>,
@@ -177,6 +183,7 @@ impl Scheduler {
         let bag = bags.borrow().clone();
         let mut slots = Slots::default();
         slots.parallelism = config.parallelism;
+        slots.worker_free.clone_from(&config.worker_free_operators);
         Self {
             store,
             executor,
@@ -193,6 +200,7 @@ impl Scheduler {
             live: HashSet::new(),
             slots,
             line: WaitingLine::default(),
+            worker_free_line: WaitingLine::default(),
             timers: BTreeMap::new(),
             stale: HashSet::new(),
             schedules_due: true,

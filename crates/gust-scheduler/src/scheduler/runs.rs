@@ -250,9 +250,7 @@ impl Scheduler {
                     TaskState::UpForRetry => {
                         retries.push((task_id.clone(), ti.next_retry_at.unwrap_or(now)));
                     }
-                    TaskState::Scheduled => {
-                        waiting.push((task.settings.priority_weight, task_id.clone()))
-                    }
+                    TaskState::Scheduled => waiting.push(task_id.clone()),
                     _ => {}
                 },
             }
@@ -263,8 +261,8 @@ impl Scheduler {
         for (at, task_id) in retries.into_iter().map(|(t, at)| (at, t)) {
             self.add_timer(at, Timer::Retry(key.clone(), task_id));
         }
-        for (weight, task_id) in waiting {
-            self.line.push(weight, key.clone(), task_id);
+        for task_id in waiting {
+            self.wait_for_slot(&key, &task_id);
         }
         let tries = if holding.is_empty() {
             Vec::new()

@@ -17,6 +17,8 @@ pub struct Slots {
     pub parallelism: usize,
     /// Each pool's size, as stored.
     pub pool_sizes: HashMap<String, i64>,
+    /// Operators whose tries do not count against `parallelism`.
+    pub worker_free: std::collections::HashSet<String>,
     used: usize,
     used_by_pool: HashMap<String, i64>,
     used_by_dag: HashMap<String, u32>,
@@ -44,12 +46,13 @@ impl Slots {
             .entry(task.settings.pool.clone())
             .or_default();
         let dag = self.used_by_dag.entry(dag_id.to_owned()).or_default();
+        let holds_worker = !self.worker_free.contains(&task.operator);
         if taken {
-            self.used += 1;
+            self.used += usize::from(holds_worker);
             *pool += slots;
             *dag += 1;
         } else {
-            self.used = self.used.saturating_sub(1);
+            self.used = self.used.saturating_sub(usize::from(holds_worker));
             *pool = (*pool - slots).max(0);
             *dag = dag.saturating_sub(1);
         }
@@ -57,7 +60,7 @@ impl Slots {
 
     /// Whether a try of `task` may start now.
     pub fn check(&self, dag_id: &str, max_active_tasks: u32, task: &Task) -> Result<(), Blocked> {
-        if self.used >= self.parallelism.max(1) {
+        if self.used >= self.parallelism.max(1) && !self.worker_free.contains(&task.operator) {
             return Err(Blocked::Parallelism);
         }
         if self.used_by_dag.get(dag_id).copied().unwrap_or(0) >= max_active_tasks {

@@ -77,7 +77,6 @@ impl Scheduler {
                         .is_none_or(|s| matches!(s, TaskState::Success | TaskState::Skipped))
                 })
             });
-            let dag = run.dag.clone();
             for (task, state) in settled.finished {
                 let event = if state == TaskState::Skipped {
                     TaskEvent::Skip
@@ -88,8 +87,7 @@ impl Scheduler {
             }
             for task in settled.ready {
                 if self.move_into(batch, &key, &task, TaskEvent::Schedule, None, None) {
-                    let weight = dag.task(&task).map_or(1, |t| t.settings.priority_weight);
-                    self.line.push(weight, key.clone(), task);
+                    self.wait_for_slot(&key, &task);
                 }
             }
         }
@@ -114,11 +112,35 @@ impl Scheduler {
         }
     }
 
-    /// Hands waiting tasks to the runtime while slots allow, highest priority first.
+    /// Puts a task now `scheduled` in line for slots: by its `priority_weight`, in the line of
+    /// tries that hold no worker (pods) when its operator is one of those.
+    pub(super) fn wait_for_slot(&mut self, run_key: &RunKey, task_id: &TaskId) {
+        let task = self.runs.get(run_key).and_then(|r| r.dag.task(task_id));
+        let weight = task.map_or(1, |t| t.settings.priority_weight);
+        let worker_free = task.is_some_and(|t| self.slots.worker_free.contains(&t.operator));
+        let line = if worker_free {
+            &mut self.worker_free_line
+        } else {
+            &mut self.line
+        };
+        line.push(weight, run_key.clone(), task_id.clone());
+    }
+
+    /// Hands waiting tasks to the runtime while slots allow, highest priority first; tries that
+    /// hold no worker are not held back by `parallelism`.
     pub(super) fn admit(&mut self, batch: &mut Batch) {
         if self.draining {
             return;
         }
+        let worker_free = std::mem::take(&mut self.worker_free_line);
+        let line = std::mem::replace(&mut self.line, worker_free);
+        self.admit_line(batch);
+        self.worker_free_line = std::mem::replace(&mut self.line, line);
+        self.admit_line(batch);
+    }
+
+    /// Admits from `self.line` until `parallelism` stops it or the line is done.
+    fn admit_line(&mut self, batch: &mut Batch) {
         let mut place = None;
         while let Some((at, run_key, task_id)) = self.line.next_after(place) {
             place = Some(at);
@@ -400,12 +422,7 @@ impl Scheduler {
                     Some(ended(Some(why), None)),
                 );
                 if requeued {
-                    let weight = self
-                        .runs
-                        .get(&run_key)
-                        .and_then(|r| r.dag.task(&task_id))
-                        .map_or(1, |t| t.settings.priority_weight);
-                    self.line.push(weight, run_key.clone(), task_id.clone());
+                    self.wait_for_slot(&run_key, &task_id);
                 }
                 requeued
             }
@@ -433,12 +450,7 @@ impl Scheduler {
             None,
             None,
         ) {
-            let weight = self
-                .runs
-                .get(run_key)
-                .and_then(|r| r.dag.task(task_id))
-                .map_or(1, |t| t.settings.priority_weight);
-            self.line.push(weight, run_key.clone(), task_id.clone());
+            self.wait_for_slot(run_key, task_id);
         }
         self.pending = batch;
     }

@@ -82,6 +82,11 @@ pub fn serve(mode: Mode, args: ServeArgs) -> anyhow::Result<ExitCode> {
         let mut scheduler_config = SchedulerConfig::new(config.logging.base_log_folder.clone());
         scheduler_config.parallelism = config.core.parallelism;
         scheduler_config.paused_by_default = config.core.dags_are_paused_at_creation;
+        scheduler_config.worker_free_operators = gust_operators::OPERATORS
+            .iter()
+            .filter(|spec| !spec.holds_worker)
+            .map(|spec| spec.name.to_owned())
+            .collect();
         let scheduler = Scheduler::new(
             store.clone(),
             runtimes.executor.clone(),
