@@ -164,6 +164,11 @@ async fn a_failing_pod_fails_with_its_exit_code_termination_message_and_events()
         "{message}"
     );
     assert!(message.contains("pod events: "), "{message}");
+    let log = h.log_text("bad");
+    assert!(
+        log.contains("as it failed:") && log.contains("  status:"),
+        "{log}"
+    );
     assert_eq!(
         h.fake.pods().len(),
         1,

@@ -204,6 +204,7 @@ impl<'a> Follower<'a> {
                 Watched::Over(outcome) => {
                     if let TryOutcome::Failed(FailureReason::Pod(_)) = &outcome {
                         self.report_events(&api, &name, log).await;
+                        self.report_pod(&api, &name, log).await;
                     }
                     self.leave(&api, &name, false);
                     return outcome;
@@ -577,6 +578,7 @@ impl<'a> Follower<'a> {
             let limit = memory_limit(pod, base);
             let message = diagnose::ending_message(base, ending, limit.as_deref());
             let events = self.report_events(api, name, log).await;
+            self.report_pod(api, name, log).await;
             TryOutcome::Failed(FailureReason::Pod(match events {
                 Some(events) => format!("{message}; pod events: {events}"),
                 None => message,
@@ -609,6 +611,22 @@ impl<'a> Follower<'a> {
                 output.stderr.trim()
             )),
             Err(err) => Err(format!("cannot read the XCom file in the sidecar: {err}")),
+        }
+    }
+
+    /// The failed pod as the API holds it (spec and status), written to the log when
+    /// `log_pod_spec_on_failure` (KPO's default), secret values masked.
+    async fn report_pod(&self, api: &Api<Pod>, name: &str, log: &mut LogWriter<'_>) {
+        if !self.args.log_pod_spec_on_failure {
+            return;
+        }
+        let Ok(pod) = api.get(name).await else { return };
+        let Ok(yaml) = crate::manifest::to_yaml(&pod) else {
+            return;
+        };
+        let _ = log.line("gust", &format!("pod {name} as it failed:")).await;
+        for line in yaml.lines() {
+            let _ = log.line("gust", &format!("  {line}")).await;
         }
     }
 

@@ -184,7 +184,7 @@ pub struct PodArgs {
     /// Add the pod's events to the failure message.
     #[serde(default)]
     pub log_events_on_failure: bool,
-    /// Add the pod's manifest to the try's log on failure.
+    /// Write the failed pod (spec and status) to the try's log.
     #[serde(default = "yes")]
     pub log_pod_spec_on_failure: bool,
     /// How long the pod may take to start once scheduled, in seconds.
