@@ -138,6 +138,16 @@ pub fn diagnose(pod: &Pod, base: &str) -> PodView {
             "the pod was deleted before it started".to_owned()
         });
     }
+    // Evicted, preempted, node lost: the pod's reason says more than its killed containers.
+    let pod_reason = status.reason.as_deref().unwrap_or_default();
+    if phase == "Failed" && TAKEN_AWAY_REASONS.contains(&pod_reason) {
+        let said = join(pod_reason, status.message.as_deref().unwrap_or_default());
+        return if base_started {
+            PodView::Failed(format!("the pod was taken away while it ran: {said}"))
+        } else {
+            PodView::LostBeforeStart(said)
+        };
+    }
     if let Some(ending) = base_status.and_then(ending) {
         return PodView::Ended(ending);
     }
@@ -148,9 +158,6 @@ pub fn diagnose(pod: &Pod, base: &str) -> PodView {
         let said = join(&reason, &message);
         if let Some(init) = failed_init(status.init_container_statuses.iter().flatten()) {
             return PodView::Failed(init);
-        }
-        if TAKEN_AWAY_REASONS.contains(&reason.as_str()) && !base_started {
-            return PodView::LostBeforeStart(said);
         }
         if reason == "DeadlineExceeded" {
             return PodView::Failed(format!("the pod ran past activeDeadlineSeconds: {said}"));

@@ -605,3 +605,95 @@ async fn the_start_up_sweep_deletes_pods_of_tries_that_are_over() {
     left.sort();
     assert_eq!(left, ["kept", "live"]);
 }
+
+#[tokio::test]
+async fn denied_and_invalid_images_fail_fast_with_their_reason() {
+    let mut h = harness().await;
+    h.fake.script(
+        "private/app",
+        PodScript {
+            image_pull: ImagePull::Denied,
+            ..PodScript::default()
+        },
+    );
+    h.fake.script(
+        "Bad Image",
+        PodScript {
+            image_pull: ImagePull::InvalidName,
+            ..PodScript::default()
+        },
+    );
+    let denied = failure(
+        &h.run(h.spec("denied", json!({"image": "private/app"}), false))
+            .await,
+    );
+    assert!(denied.contains("cannot start"), "{denied}");
+    let invalid = failure(
+        &h.run(h.spec("invalid", json!({"image": "Bad Image"}), false))
+            .await,
+    );
+    assert!(
+        invalid.contains("InvalidImageName") && invalid.contains("fix the task's `image`"),
+        "{invalid}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_init_container_fails_the_try_by_name() {
+    let mut h = harness().await;
+    h.fake.script(
+        "fetcher",
+        PodScript {
+            exit_code: 2,
+            termination_message: Some("no such bucket".into()),
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec(
+        "init",
+        json!({"image": "app", "init_containers": [{"name": "fetch", "image": "fetcher"}]}),
+        false,
+    );
+    let message = failure(&h.run(spec).await);
+    assert!(
+        message.contains("init container \"fetch\" exited with code 2: no such bucket"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_pod_evicted_while_it_runs_fails_the_try() {
+    let mut h = harness().await;
+    h.fake.script(
+        "pressure",
+        PodScript {
+            runs_for: Duration::from_secs(5),
+            evict_after: Some(Duration::from_millis(300)),
+            ..PodScript::default()
+        },
+    );
+    let message = failure(
+        &h.run(h.spec("evicted", json!({"image": "pressure"}), false))
+            .await,
+    );
+    assert!(message.contains("Evicted"), "{message}");
+}
+
+#[tokio::test]
+async fn execution_timeout_deletes_the_pod() {
+    let mut h = harness().await;
+    h.fake.script(
+        "endless",
+        PodScript {
+            runs_forever: true,
+            ..PodScript::default()
+        },
+    );
+    let mut spec = h.spec("slow", json!({"image": "endless"}), false);
+    spec.execution_timeout = Some(Duration::from_millis(500));
+    assert_eq!(
+        h.run(spec).await,
+        TryOutcome::Failed(FailureReason::TimedOut(Duration::from_millis(500)))
+    );
+    h.pods_left(0).await;
+}
