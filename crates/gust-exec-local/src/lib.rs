@@ -18,6 +18,7 @@ mod process;
 
 pub use pod::Secrets;
 mod record;
+mod sandbox;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,10 @@ pub struct LocalConfig {
     /// binary fills it from Gust's connections, each a Secret named by its id whose keys are
     /// the connection's fields and its extra's keys.
     pub secrets: Arc<pod::Secrets>,
+    /// Run local pods' containers in a bwrap sandbox where bwrap works (default: on): volumes
+    /// at their mount paths, the host's files read-only. Without it, or where bwrap cannot run,
+    /// mount paths in commands are rewritten instead.
+    pub sandbox: bool,
 }
 
 impl Default for LocalConfig {
@@ -67,6 +72,7 @@ impl Default for LocalConfig {
             state_dir: None,
             run_pods: false,
             secrets: Arc::default(),
+            sandbox: true,
         }
     }
 }

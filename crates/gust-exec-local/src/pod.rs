@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::output::{Decoder, LogWriter};
 use crate::process::Plan;
+use crate::sandbox;
 
 /// Where Kubernetes lets a container leave a message about how it ended.
 const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -33,6 +34,7 @@ fn refuse(message: String) -> TryOutcome {
 pub async fn plan(
     spec: &LaunchSpec,
     secrets: &Secrets,
+    sandbox: bool,
     log: &mut LogWriter<'_>,
 ) -> Result<Plan, TryOutcome> {
     let args = PodArgs::read(&spec.args)
@@ -70,7 +72,18 @@ pub async fn plan(
         .prefix("gust-pod-")
         .tempdir()
         .map_err(|err| refuse(format!("no temporary folder for the pod: {err}")))?;
-    let layout = Layout::new(root.path(), &pod, secrets)?;
+    let sandboxed = sandbox && sandbox::available();
+    let _ = log
+        .line(
+            "gust",
+            if sandboxed {
+                "each container runs in a bwrap sandbox: the host's files read-only, the pod's volumes at their mount paths"
+            } else {
+                "without a bwrap sandbox, mount paths in commands, arguments and variables are rewritten to the pod's folders on this host"
+            },
+        )
+        .await;
+    let layout = Layout::new(root.path(), &pod, secrets, sandboxed)?;
     let mut values = Values::default();
     let script = script(&pod, &args, &layout, secrets, &mut values)?;
     let finish_layout = layout.clone();
@@ -92,10 +105,13 @@ pub async fn plan(
 struct Layout {
     root: PathBuf,
     volumes: BTreeMap<String, PathBuf>,
+    /// Containers run in a bwrap sandbox with volumes at their mount paths (else paths in
+    /// commands are rewritten to the host folders).
+    sandboxed: bool,
 }
 
 impl Layout {
-    fn new(root: &Path, pod: &Pod, secrets: &Secrets) -> Result<Self, TryOutcome> {
+    fn new(root: &Path, pod: &Pod, secrets: &Secrets, sandboxed: bool) -> Result<Self, TryOutcome> {
         let mut volumes = BTreeMap::new();
         let spec = pod.spec.as_ref();
         for volume in spec.and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
@@ -126,6 +142,7 @@ impl Layout {
         Ok(Self {
             root: root.to_owned(),
             volumes,
+            sandboxed,
         })
     }
 
@@ -248,7 +265,9 @@ fn command_line(
     secrets: &Secrets,
     values: &mut Values,
 ) -> Result<String, TryOutcome> {
-    let rewrites = layout.rewrites(container)?;
+    let mounts = layout.rewrites(container)?;
+    // In the sandbox the volumes are at their mount paths: nothing to rewrite.
+    let rewrites: &[(String, String)] = if layout.sandboxed { &[] } else { &mounts };
     if container.command.as_ref().is_none_or(Vec::is_empty) {
         return Err(refuse(format!(
             "container \"{}\" has no command: the local pod runtime runs commands, not images' \
@@ -256,10 +275,12 @@ fn command_line(
             container.name
         )));
     }
-    let mut env: Vec<(String, String)> = vec![(
-        "HOME".to_owned(),
-        layout.root.join("work").display().to_string(),
-    )];
+    let home = if layout.sandboxed {
+        "/tmp".to_owned()
+    } else {
+        layout.root.join("work").display().to_string()
+    };
+    let mut env: Vec<(String, String)> = vec![("HOME".to_owned(), home)];
     for from in container.env_from.iter().flatten() {
         let Some(secret) = &from.secret_ref else {
             return Err(refuse(format!(
@@ -277,7 +298,7 @@ fn command_line(
     }
     for var in container.env.iter().flatten() {
         let value = env_value(var, pod, &container.name, secrets)?;
-        env.push((var.name.clone(), rewrite(&value, &rewrites)));
+        env.push((var.name.clone(), rewrite(&value, rewrites)));
     }
     let mut copies = Vec::with_capacity(env.len());
     let mut exports = Vec::with_capacity(env.len());
@@ -292,21 +313,43 @@ fn command_line(
         copies.push(format!("gust_v{i}={}", values.pass(value)));
         exports.push(format!("{name}=\"$gust_v{i}\""));
     }
-    let cwd = container.working_dir.as_deref().map_or_else(
-        || layout.root.join("work").display().to_string(),
-        |dir| rewrite(dir, &rewrites),
-    );
-    let command: Vec<String> = container
+    let work = layout.root.join("work").display().to_string();
+    let cwd = match (&container.working_dir, layout.sandboxed) {
+        (Some(dir), _) => rewrite(dir, rewrites),
+        (None, true) => "/".to_owned(),
+        (None, false) => work.clone(),
+    };
+    let mut command: Vec<String> = container
         .command
         .iter()
         .flatten()
         .chain(container.args.iter().flatten())
-        .map(|word| quote(&rewrite(word, &rewrites)))
+        .map(|word| quote(&rewrite(word, rewrites)))
         .collect();
+    let host_cwd = if layout.sandboxed {
+        let _ = std::fs::File::create(layout.termination_log(&container.name));
+        let mounts: Vec<sandbox::Mount> = mounts
+            .iter()
+            .map(|(target, source)| sandbox::Mount {
+                source: PathBuf::from(source),
+                target: PathBuf::from(target),
+            })
+            .collect();
+        let args = sandbox::arguments(&mounts, &cwd)
+            .map_err(|why| refuse(format!("container \"{}\": {why}", container.name)))?;
+        let mut wrapped = vec!["bwrap".to_owned()];
+        wrapped.extend(args.iter().map(|a| quote(a)));
+        wrapped.push("--".to_owned());
+        wrapped.append(&mut command);
+        command = wrapped;
+        work
+    } else {
+        cwd
+    };
     // The values are copied out of the inherited environment before it is emptied.
     Ok(format!(
         "cd {} || exit 127; {}; for gust_name in $(compgen -e); do [ \"$gust_name\" = PATH ] || unset \"$gust_name\" 2>/dev/null; done; export {}; exec {}",
-        quote(&cwd),
+        quote(&host_cwd),
         copies.join("; "),
         exports.join(" "),
         command.join(" ")

@@ -65,7 +65,7 @@ where
     };
     let planned = match spec.operator.as_str() {
         "bash" => crate::bash::plan(spec),
-        "kubernetes_pod" => crate::pod::plan(spec, &config.secrets, &mut log).await,
+        "kubernetes_pod" => crate::pod::plan(spec, &config.secrets, config.sandbox, &mut log).await,
         other => Err(TryOutcome::Failed(FailureReason::InvalidArguments(
             format!("the local runtime does not run operator \"{other}\""),
         ))),

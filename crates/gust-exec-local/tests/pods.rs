@@ -1,7 +1,7 @@
 //! The local pod runtime: `kubernetes_pod` tries run as host processes with the pod's commands,
 //! environment, emptyDir volumes, init containers, XCom file and termination message.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,22 +15,52 @@ use gust_executor::{
 use serde_json::json;
 use tokio::sync::mpsc::Receiver;
 
+/// Runs the test `$name(mode)` once in each mode.
+macro_rules! both_modes {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn in_a_sandbox() {
+                super::$name(super::Mode::Sandbox).await;
+            }
+
+            #[tokio::test]
+            async fn with_rewritten_paths() {
+                super::$name(super::Mode::Rewrite).await;
+            }
+        }
+    };
+}
+
 struct Harness {
     executor: LocalExecutor,
     events: Receiver<TryEvent>,
     dir: tempfile::TempDir,
 }
 
-fn harness(run_pods: bool) -> Harness {
-    harness_with(run_pods, gust_exec_local::Secrets::default())
+/// How the local pod runtime reaches mount paths: a bwrap sandbox (where bwrap works; else it
+/// falls back to rewriting), or rewritten paths.
+#[derive(Clone, Copy)]
+enum Mode {
+    Sandbox,
+    Rewrite,
 }
 
-fn harness_with(run_pods: bool, secrets: gust_exec_local::Secrets) -> Harness {
+fn harness(run_pods: bool) -> Harness {
+    harness_with(run_pods, gust_exec_local::Secrets::default(), Mode::Sandbox)
+}
+
+fn harness_in(mode: Mode) -> Harness {
+    harness_with(true, gust_exec_local::Secrets::default(), mode)
+}
+
+fn harness_with(run_pods: bool, secrets: gust_exec_local::Secrets, mode: Mode) -> Harness {
     let (tx, events) = event_channel();
     let config = LocalConfig {
         kill_grace: Duration::from_millis(300),
         run_pods,
         secrets: Arc::new(secrets),
+        sandbox: matches!(mode, Mode::Sandbox),
         ..LocalConfig::default()
     };
     Harness {
@@ -77,9 +107,10 @@ impl Harness {
     }
 }
 
-#[tokio::test]
-async fn the_seed_passing_pod_runs_and_logs_its_output() {
-    let mut h = harness(true);
+both_modes!(the_seed_passing_pod_runs_and_logs_its_output);
+
+async fn the_seed_passing_pod_runs_and_logs_its_output(mode: Mode) {
+    let mut h = harness_in(mode);
     let spec = h.spec(
         "passing-task",
         json!({"image": "python:3.12-slim", "name": "passing-test",
@@ -97,9 +128,10 @@ async fn the_seed_passing_pod_runs_and_logs_its_output() {
     );
 }
 
-#[tokio::test]
-async fn a_failing_pod_fails_with_its_exit_code_and_termination_message() {
-    let mut h = harness(true);
+both_modes!(a_failing_pod_fails_with_its_exit_code_and_termination_message);
+
+async fn a_failing_pod_fails_with_its_exit_code_and_termination_message(mode: Mode) {
+    let mut h = harness_in(mode);
     let spec = h.spec(
         "failing",
         json!({"image": "ubuntu", "cmds": ["sh", "-c"],
@@ -114,9 +146,10 @@ async fn a_failing_pod_fails_with_its_exit_code_and_termination_message() {
     );
 }
 
-#[tokio::test]
-async fn the_xcom_file_becomes_the_return_value() {
-    let mut h = harness(true);
+both_modes!(the_xcom_file_becomes_the_return_value);
+
+async fn the_xcom_file_becomes_the_return_value(mode: Mode) {
+    let mut h = harness_in(mode);
     let spec = h.spec(
         "xcom",
         json!({"image": "alpine", "cmds": ["sh", "-c"],
@@ -142,9 +175,10 @@ async fn the_xcom_file_becomes_the_return_value() {
     );
 }
 
-#[tokio::test]
-async fn init_containers_fill_shared_volumes_before_the_base_container() {
-    let mut h = harness(true);
+both_modes!(init_containers_fill_shared_volumes_before_the_base_container);
+
+async fn init_containers_fill_shared_volumes_before_the_base_container(mode: Mode) {
+    let mut h = harness_in(mode);
     let spec = h.spec(
         "with-init",
         json!({
@@ -216,8 +250,9 @@ async fn without_the_local_pod_runtime_pod_tries_are_refused() {
     );
 }
 
-#[tokio::test]
-async fn secrets_come_from_connections_and_never_show_in_the_command_line() {
+both_modes!(secrets_come_from_connections_and_never_show_in_the_command_line);
+
+async fn secrets_come_from_connections_and_never_show_in_the_command_line(mode: Mode) {
     let secrets = gust_exec_local::Secrets::from([(
         "airflow-secrets".to_owned(),
         std::collections::BTreeMap::from([
@@ -228,7 +263,7 @@ async fn secrets_come_from_connections_and_never_show_in_the_command_line() {
             ("token".to_owned(), "t0k3n".to_owned()),
         ]),
     )]);
-    let mut h = harness_with(true, secrets);
+    let mut h = harness_with(true, secrets, mode);
     let spec = h.spec(
         "secret-user",
         json!({
@@ -254,5 +289,48 @@ async fn secrets_come_from_connections_and_never_show_in_the_command_line() {
     assert!(
         !in_ps.contains("hunter2"),
         "a secret showed in the process list:\n{in_ps}"
+    );
+}
+
+/// Whether bwrap runs here (as the runtime probes it).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a test probing for bwrap, as the runtime does"
+)]
+fn bwrap_works() -> bool {
+    std::process::Command::new("bwrap")
+        .args(["--ro-bind", "/", "/", "--", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn in_the_sandbox_volumes_are_at_their_mount_paths_and_the_host_is_read_only() {
+    if !bwrap_works() {
+        eprintln!("bwrap does not run here: the sandbox is not tested (install bubblewrap)");
+        return;
+    }
+    let mut h = harness_in(Mode::Sandbox);
+    let spec = h.spec(
+        "sandboxed",
+        json!({"image": "x", "cmds": ["sh", "-c"],
+               "arguments": ["test -d /airflow/xcom && ! touch /etc/gust-sandbox-test 2>/dev/null && pwd && echo '[1]' > /airflow/xcom/return.json"]}),
+        true,
+    );
+    assert_eq!(
+        h.run(spec).await,
+        TryOutcome::Succeeded {
+            xcom: Some(json!([1]))
+        }
+    );
+    let log = h.log_text("sandboxed");
+    assert!(log.contains("bwrap sandbox"), "{log}");
+    assert!(
+        log.contains("stdout: /\n"),
+        "the working folder is /: {log}"
+    );
+    assert!(
+        !Path::new("/airflow").exists(),
+        "nothing was made on the host"
     );
 }
