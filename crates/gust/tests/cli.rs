@@ -1,21 +1,12 @@
 //! The `gust` binary as a user runs it: DAG inspection commands, exit codes and configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/dags")
-}
+mod common;
 
-/// `gust` with an empty GUST_HOME, so the user's own configuration never leaks in.
-fn gust(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("gust").expect("the gust binary");
-    cmd.env("GUST_HOME", home)
-        .env_remove("GUST__CORE__DAGS_FOLDER");
-    cmd
-}
+use common::{examples, gust};
 
 #[test]
 fn validate_accepts_the_examples() {

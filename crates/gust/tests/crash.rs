@@ -70,6 +70,19 @@ fn scheduler(home: &Path, url: &str) -> Child {
         .expect("the scheduler starts")
 }
 
+/// The test run's final state, once the restarted scheduler has finished it (at most 60 s).
+async fn run_end(db: &TestDb) -> DagRunState {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = db.store.run("crashy", "crash-test").await.expect("read");
+        match run.map(|r| r.state) {
+            Some(s @ (DagRunState::Success | DagRunState::Failed)) => return s,
+            _ if Instant::now() > deadline => panic!("the run did not finish after the crashes"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 fn kill9(mut child: Child) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -94,15 +107,7 @@ async fn crash_many_times(db: TestDb) {
         kill9(child);
     }
     let child = scheduler(home.path(), &db.url);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let state = loop {
-        let run = db.store.run("crashy", "crash-test").await.expect("read");
-        match run.map(|r| r.state) {
-            Some(s @ (DagRunState::Success | DagRunState::Failed)) => break s,
-            _ if Instant::now() > deadline => panic!("the run did not finish after the crashes"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let state = run_end(&db).await;
     kill9(child);
     let tis = db
         .store
@@ -194,15 +199,7 @@ async fn crash_many_times_with_pods(db: TestDb) {
         kill9(child);
     }
     let child = start(home.path());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let state = loop {
-        let run = db.store.run("crashy", "crash-test").await.expect("read");
-        match run.map(|r| r.state) {
-            Some(s @ (DagRunState::Success | DagRunState::Failed)) => break s,
-            _ if Instant::now() > deadline => panic!("the run did not finish after the crashes"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let state = run_end(&db).await;
     kill9(child);
     let tries = db
         .store

@@ -1,23 +1,11 @@
 //! Pod tasks from the command line: the manifest `gust tasks dry-run` prints, and pod DAGs run
 //! with the local pod runtime.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use assert_cmd::Command;
+use common::{examples, gust};
 use k8s_openapi::api::core::v1::Pod;
 use predicates::prelude::*;
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/dags")
-}
-
-fn gust(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("gust").expect("the gust binary");
-    cmd.env("GUST_HOME", home)
-        .env_remove("GUST__CORE__DAGS_FOLDER")
-        .env_remove("GUST__KUBERNETES__RUNTIME");
-    cmd
-}
 
 const POD_DAG: &str = r#"
 etl:
