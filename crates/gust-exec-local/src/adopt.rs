@@ -32,6 +32,12 @@ pub async fn wait(
     let record = TryRecord::of(dir, &spec.key);
     let mut log = LogWriter::open(&spec.log_path, clock).await.ok();
     let mut noted = false;
+    // The try's execution_timeout still counts from its start, before the restart.
+    let deadline = spec.execution_timeout.and_then(|limit| {
+        let started = record.started_at()?;
+        let limit_left = chrono::Duration::from_std(limit).ok()? - (clock.now() - started);
+        Some(tokio::time::Instant::now() + limit_left.to_std().unwrap_or(Duration::ZERO))
+    });
     let outcome = loop {
         match record.status() {
             RecordStatus::Exited(code) => break exited(spec, code),
@@ -48,6 +54,14 @@ pub async fn wait(
                 }
                 tokio::select! {
                     () = tokio::time::sleep(POLL) => {}
+                    () = sleep_until(deadline) => {
+                        let limit = spec.execution_timeout.unwrap_or_default();
+                        note(&mut log, &format!("execution_timeout of {}s reached: killing the try", limit.as_secs_f64())).await;
+                        if let Some(pgid) = record.pid() {
+                            group::terminate(pgid, config.kill_grace).await;
+                        }
+                        break TryOutcome::Failed(FailureReason::TimedOut(limit));
+                    }
                     () = handle.cancel.cancelled() => {
                         let reason = handle.reason();
                         if let Some(pgid) = record.pid() {
@@ -69,6 +83,13 @@ pub async fn wait(
     };
     note(&mut log, &summary).await;
     outcome
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn note(log: &mut Option<LogWriter<'_>>, text: &str) {

@@ -110,6 +110,13 @@ impl TryRecord {
         fs::read_to_string(&self.pid).ok()?.trim().parse().ok()
     }
 
+    /// When the try's process started (its process group was recorded right after the spawn).
+    #[must_use]
+    pub fn started_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let modified = fs::metadata(&self.pid).ok()?.modified().ok()?;
+        Some(chrono::DateTime::<chrono::Utc>::from(modified))
+    }
+
     /// What the record says now.
     #[must_use]
     pub fn status(&self) -> RecordStatus {

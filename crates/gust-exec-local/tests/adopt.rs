@@ -158,3 +158,32 @@ async fn an_adopted_try_can_be_killed() {
         TryOutcome::Failed(FailureReason::Signal(_))
     ));
 }
+
+#[tokio::test]
+async fn an_adopted_try_still_times_out_from_its_own_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (first, mut first_events) = runtime(&state);
+    let long = spec(dir.path(), "long", "sleep 30", false);
+    // The first scheduler "dies" (it never enforces the timeout); the second adopts the try.
+    first.start(long.clone()).expect("started");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (second, mut events) = runtime(&state);
+    let mut adopted = long.clone();
+    adopted.execution_timeout = Some(Duration::from_secs(1));
+    let began = std::time::Instant::now();
+    second.adopt(adopted);
+    assert_eq!(
+        finished(&mut events).await,
+        TryOutcome::Failed(FailureReason::TimedOut(Duration::from_secs(1)))
+    );
+    assert!(
+        began.elapsed() < Duration::from_millis(1500),
+        "counted from the try's start, not the adoption"
+    );
+    assert!(matches!(
+        finished(&mut first_events).await,
+        TryOutcome::Failed(FailureReason::Signal(_))
+    ));
+}
