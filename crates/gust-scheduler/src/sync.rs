@@ -20,7 +20,7 @@ pub async fn sync_bag(
     let mut active = Vec::new();
     for entry in bag.dags() {
         let dag = &entry.dag;
-        let definition = serde_json::to_value(dag.as_ref()).map_err(|e| StoreError::Corrupt {
+        let definition = serde_json::to_string(dag.as_ref()).map_err(|e| StoreError::Corrupt {
             what: "DAG definition",
             detail: e.to_string(),
         })?;

@@ -14,8 +14,9 @@ pub struct StoredDag {
     pub dag_id: String,
     /// The file it came from.
     pub fileloc: String,
-    /// Its definition as JSON.
-    pub definition: serde_json::Value,
+    /// Its definition, as JSON text (kept as text: a large DAG's definition is megabytes of
+    /// JSON, which a `Value` tree would multiply).
+    pub definition: String,
     /// A digest of the definition.
     pub fingerprint: String,
     /// Whether the scheduler leaves it alone.
@@ -36,11 +37,10 @@ impl Store {
              ON CONFLICT (dag_id) DO UPDATE SET fileloc = excluded.fileloc, definition = excluded.definition, \
              fingerprint = excluded.fingerprint, is_stale = excluded.is_stale, last_parsed = excluded.last_parsed",
         );
-        let definition = dag.definition.to_string();
         with_pool!(self, pool => sqlx::query(&sql)
             .bind(&dag.dag_id)
             .bind(&dag.fileloc)
-            .bind(&definition)
+            .bind(&dag.definition)
             .bind(&dag.fingerprint)
             .bind(i32::from(paused_if_new))
             .bind(i32::from(dag.is_stale))
@@ -67,12 +67,7 @@ impl Store {
                 Ok(StoredDag {
                     dag_id,
                     fileloc,
-                    definition: serde_json::from_str(&definition).map_err(|e| {
-                        StoreError::Corrupt {
-                            what: "DAG definition",
-                            detail: e.to_string(),
-                        }
-                    })?,
+                    definition,
                     fingerprint,
                     is_paused: paused != 0,
                     is_stale: stale != 0,

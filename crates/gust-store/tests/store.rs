@@ -47,7 +47,7 @@ fn dag(id: &str, fingerprint: &str) -> StoredDag {
     StoredDag {
         dag_id: id.into(),
         fileloc: "/dags/d.yaml".into(),
-        definition: serde_json::json!({"id": id}),
+        definition: serde_json::json!({"id": id}).to_string(),
         fingerprint: fingerprint.into(),
         is_paused: false,
         is_stale: false,
