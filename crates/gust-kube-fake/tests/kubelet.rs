@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{container_state, create, phase, pod, pods, wait_for, waiting_reason};
+use common::{
+    container_state, create, phase, pod, pods, wait_for, wait_for_waiting, waiting_reason,
+};
 use gust_kube_fake::{FakeCluster, ImagePull, PodScript, Scheduling};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::Api;
@@ -118,20 +120,14 @@ async fn a_missing_image_backs_off_forever() {
         ..PodScript::default()
     })
     .await;
-    let pulling = wait_for(&api, "p", "ErrImagePull", |p| {
-        waiting_reason(p, "base").as_deref() == Some("ErrImagePull")
-    })
-    .await;
+    let pulling = wait_for_waiting(&api, "p", "ErrImagePull").await;
     let message = waiting_message(&pulling, "base");
     assert!(
         message.starts_with("Failed to pull image \"scripted\": rpc error: code = NotFound"),
         "{message}"
     );
     assert!(message.ends_with("not found"), "{message}");
-    let backing_off = wait_for(&api, "p", "ImagePullBackOff", |p| {
-        waiting_reason(p, "base").as_deref() == Some("ImagePullBackOff")
-    })
-    .await;
+    let backing_off = wait_for_waiting(&api, "p", "ImagePullBackOff").await;
     assert_eq!(
         waiting_message(&backing_off, "base"),
         "Back-off pulling image \"scripted\""
@@ -148,10 +144,7 @@ async fn a_denied_pull_says_so() {
         ..PodScript::default()
     })
     .await;
-    let denied = wait_for(&api, "p", "ErrImagePull", |p| {
-        waiting_reason(p, "base").as_deref() == Some("ErrImagePull")
-    })
-    .await;
+    let denied = wait_for_waiting(&api, "p", "ErrImagePull").await;
     assert!(waiting_message(&denied, "base").contains("pull access denied"));
 }
 
@@ -162,10 +155,7 @@ async fn a_rate_limited_pull_recovers() {
         ..PodScript::default()
     })
     .await;
-    let limited = wait_for(&api, "p", "ErrImagePull", |p| {
-        waiting_reason(p, "base").as_deref() == Some("ErrImagePull")
-    })
-    .await;
+    let limited = wait_for_waiting(&api, "p", "ErrImagePull").await;
     assert!(waiting_message(&limited, "base").contains("429 Too Many Requests"));
     wait_for(&api, "p", "success", |p| phase(p) == "Succeeded").await;
 }
@@ -177,10 +167,7 @@ async fn a_failing_registry_recovers() {
         ..PodScript::default()
     })
     .await;
-    let failing = wait_for(&api, "p", "ErrImagePull", |p| {
-        waiting_reason(p, "base").as_deref() == Some("ErrImagePull")
-    })
-    .await;
+    let failing = wait_for_waiting(&api, "p", "ErrImagePull").await;
     assert!(waiting_message(&failing, "base").contains("503 Service Unavailable"));
     wait_for(&api, "p", "success", |p| phase(p) == "Succeeded").await;
 }
@@ -192,10 +179,7 @@ async fn an_invalid_image_name_is_reported_as_such() {
         ..PodScript::default()
     })
     .await;
-    let invalid = wait_for(&api, "p", "InvalidImageName", |p| {
-        waiting_reason(p, "base").as_deref() == Some("InvalidImageName")
-    })
-    .await;
+    let invalid = wait_for_waiting(&api, "p", "InvalidImageName").await;
     assert!(waiting_message(&invalid, "base").contains("invalid reference format"));
 }
 
@@ -206,10 +190,7 @@ async fn a_config_error_keeps_the_container_waiting() {
         ..PodScript::default()
     })
     .await;
-    let stuck = wait_for(&api, "p", "CreateContainerConfigError", |p| {
-        waiting_reason(p, "base").as_deref() == Some("CreateContainerConfigError")
-    })
-    .await;
+    let stuck = wait_for_waiting(&api, "p", "CreateContainerConfigError").await;
     assert_eq!(waiting_message(&stuck, "base"), "secret \"db\" not found");
     assert_eq!(phase(&stuck), "Pending");
 }

@@ -199,30 +199,8 @@ async fn exec_reads_the_xcom_and_kill_ends_the_sidecar_so_the_pod_succeeds() {
         "Running",
         "the sidecar keeps the pod running"
     );
-    let attach = AttachParams::default()
-        .container("airflow-xcom-sidecar")
-        .stdout(true)
-        .stderr(true);
-    let mut process = within(
-        "exec cat",
-        api.exec(
-            "task",
-            ["sh", "-c", "cat /airflow/xcom/return.json"],
-            &attach,
-        ),
-    )
-    .await
-    .unwrap();
-    let mut stdout = String::new();
-    process
-        .stdout()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .await
-        .unwrap();
-    let status = within("exec status", process.take_status().unwrap())
-        .await
-        .unwrap();
+    let attach = sidecar();
+    let (stdout, _, status) = cat_xcom(&api).await;
     assert_eq!(stdout, "{\"rows\": 42}");
     assert_eq!(status.status.as_deref(), Some("Success"));
     let mut kill = within(
@@ -261,33 +239,55 @@ async fn exec_without_an_xcom_fails_with_exit_code_1() {
         container_state(p, "airflow-xcom-sidecar").is_some_and(|s| s.running.is_some())
     })
     .await;
-    let attach = AttachParams::default()
-        .container("airflow-xcom-sidecar")
-        .stdout(true)
-        .stderr(true);
-    let mut process = within(
-        "exec cat",
-        api.exec(
-            "task",
-            ["sh", "-c", "cat /airflow/xcom/return.json"],
-            &attach,
-        ),
-    )
-    .await
-    .unwrap();
-    let mut stderr = String::new();
-    process
-        .stderr()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    let status = within("exec status", process.take_status().unwrap())
-        .await
-        .unwrap();
+    let (_, stderr, status) = cat_xcom(&api).await;
     assert!(stderr.contains("No such file"), "stderr: {stderr}");
     assert_eq!(status.status.as_deref(), Some("Failure"));
     let cause = &status.details.unwrap().causes.unwrap()[0];
     assert_eq!(cause.reason.as_deref(), Some("ExitCode"));
     assert_eq!(cause.message.as_deref(), Some("1"));
+}
+
+/// Exec into the XCom sidecar of pod `task`, as the pod runtime attaches.
+fn sidecar() -> AttachParams {
+    AttachParams::default()
+        .container("airflow-xcom-sidecar")
+        .stdout(true)
+        .stderr(true)
+}
+
+/// Reads the XCom file through the sidecar: its stdout, stderr and final status.
+async fn cat_xcom(
+    api: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+) -> (
+    String,
+    String,
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Status,
+) {
+    let mut process = within(
+        "exec cat",
+        api.exec(
+            "task",
+            ["sh", "-c", "cat /airflow/xcom/return.json"],
+            &sidecar(),
+        ),
+    )
+    .await
+    .expect("exec started");
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    process
+        .stdout()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .await
+        .expect("stdout read");
+    process
+        .stderr()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .await
+        .expect("stderr read");
+    let status = within("exec status", process.take_status().expect("a status"))
+        .await
+        .expect("the status");
+    (stdout, stderr, status)
 }

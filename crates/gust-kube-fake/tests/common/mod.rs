@@ -88,6 +88,14 @@ pub fn waiting_reason(pod: &Pod, name: &str) -> Option<String> {
     container_state(pod, name)?.waiting?.reason
 }
 
+/// Waits until pod `name`'s base container waits with `reason`; returns the pod then.
+pub async fn wait_for_waiting(api: &Api<Pod>, name: &str, reason: &str) -> Pod {
+    wait_for(api, name, reason, |p| {
+        waiting_reason(p, "base").as_deref() == Some(reason)
+    })
+    .await
+}
+
 /// The state of the (init) container called `name`.
 pub fn container_state(
     pod: &Pod,
