@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::{DagId, GroupId, TaskId};
 use crate::schedule::Schedule;
@@ -21,7 +21,8 @@ pub const DEFAULT_MAX_ACTIVE_RUNS: u32 = 16;
 pub const DEFAULT_MAX_ACTIVE_TASKS: u32 = 16;
 
 /// A validated DAG.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "DagRecord")]
 pub struct Dag {
     /// The DAG's id.
     pub id: DagId,
@@ -40,7 +41,7 @@ pub struct Dag {
 }
 
 /// A DAG's settings: when and how it runs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DagSettings {
     /// One line shown in lists.
     pub description: Option<String>,
@@ -91,7 +92,7 @@ impl Default for DagSettings {
 }
 
 /// A task group: a named, possibly nested, set of tasks shown collapsed in the UI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskGroup {
     /// The group's id (`outer.inner` when nested).
     pub id: GroupId,
@@ -123,6 +124,30 @@ fn cycle_text(cycle: &[TaskId]) -> String {
         text.push(first.as_str());
     }
     text.join(" >> ")
+}
+
+/// A DAG as stored (its serialized form), checked again by [`Dag::new`] when read back, so a
+/// definition read from the metadata database is as valid as one read from a file.
+#[derive(Deserialize)]
+struct DagRecord {
+    id: DagId,
+    settings: DagSettings,
+    tasks: IndexMap<TaskId, Task>,
+    groups: IndexMap<GroupId, TaskGroup>,
+    fileloc: PathBuf,
+}
+
+impl TryFrom<DagRecord> for Dag {
+    type Error = GraphError;
+    fn try_from(record: DagRecord) -> Result<Self, GraphError> {
+        Dag::new(
+            record.id,
+            record.settings,
+            record.tasks,
+            record.groups,
+            record.fileloc,
+        )
+    }
 }
 
 impl Dag {
@@ -344,6 +369,18 @@ mod tests {
         assert_eq!(ids(d.topological_order()), ["t1", "t2", "t3", "t4"]);
         assert_eq!(ids(d.leaves()), ["t4"]);
         assert_eq!(ids(d.roots()), ["t1"]);
+    }
+
+    #[test]
+    fn a_stored_definition_reads_back_as_the_same_dag_and_is_checked_again() {
+        let d = dag(vec![task("b", &["a"]), task("a", &[])]).unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        let back: Dag = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.fingerprint(), d.fingerprint());
+        assert_eq!(ids(back.topological_order()), ["a", "b"]);
+        let cyclic = json.replace(r#""upstream":[]"#, r#""upstream":["b"]"#);
+        let err = serde_json::from_str::<Dag>(&cyclic).unwrap_err();
+        assert!(err.to_string().contains("cycle"), "{err}");
     }
 
     #[test]

@@ -87,6 +87,106 @@ impl Store {
     }
 }
 
+/// A DAG's stored record without its definition: what lists need, cheap to read for thousands
+/// of DAGs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DagSummary {
+    /// The DAG's id.
+    pub dag_id: String,
+    /// The file it came from.
+    pub fileloc: String,
+    /// A digest of the definition: equal digests, equal definitions.
+    pub fingerprint: String,
+    /// Whether the scheduler leaves it alone.
+    pub is_paused: bool,
+    /// Whether its file has errors and this is its last good version.
+    pub is_stale: bool,
+    /// Whether its file still defines it.
+    pub is_active: bool,
+    /// When it was last parsed.
+    pub last_parsed: DateTime<Utc>,
+}
+
+type SummaryRow = (String, String, String, i32, i32, i32, i64);
+
+fn summary_from_row(row: SummaryRow) -> Result<DagSummary, StoreError> {
+    let (dag_id, fileloc, fingerprint, paused, stale, active, parsed) = row;
+    Ok(DagSummary {
+        dag_id,
+        fileloc,
+        fingerprint,
+        is_paused: paused != 0,
+        is_stale: stale != 0,
+        is_active: active != 0,
+        last_parsed: from_db(parsed)?,
+    })
+}
+
+const SUMMARY_COLUMNS: &str =
+    "dag_id, fileloc, fingerprint, is_paused, is_stale, is_active, last_parsed";
+
+impl Store {
+    /// Every DAG's summary, by id (inactive ones too: their history is kept).
+    pub async fn dag_summaries(&self) -> Result<Vec<DagSummary>, StoreError> {
+        let sql = self.sql_owned(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM dags ORDER BY dag_id"
+        ));
+        let rows: Vec<SummaryRow> =
+            with_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)
+                .map_err(query("listing DAGs"))?;
+        rows.into_iter().map(summary_from_row).collect()
+    }
+
+    /// One DAG's summary.
+    pub async fn dag_summary(&self, dag_id: &str) -> Result<Option<DagSummary>, StoreError> {
+        let sql = self.sql_owned(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM dags WHERE dag_id = $1"
+        ));
+        let row: Option<SummaryRow> =
+            with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).fetch_optional(pool).await)
+                .map_err(query("reading a DAG"))?;
+        row.map(summary_from_row).transpose()
+    }
+
+    /// One DAG's definition (JSON text) with its fingerprint.
+    pub async fn dag_definition(
+        &self,
+        dag_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let sql = self.sql("SELECT fingerprint, definition FROM dags WHERE dag_id = $1");
+        with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).fetch_optional(pool).await)
+            .map_err(query("reading a DAG"))
+    }
+
+    /// Deletes a DAG's record and all its history (runs, task instances, tries, XComs, log
+    /// index), as Airflow's delete does; a file that still defines it brings it back on the
+    /// next parse. `false` when there was no such DAG.
+    pub async fn delete_dag(&self, dag_id: &str) -> Result<bool, StoreError> {
+        let tables = [
+            "xcoms",
+            "log_index",
+            "task_tries",
+            "task_instances",
+            "dag_runs",
+            "dags",
+        ];
+        let statements: Vec<String> = tables
+            .iter()
+            .map(|table| self.sql_owned(format!("DELETE FROM {table} WHERE dag_id = $1")))
+            .collect();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(query("deleting a DAG"))?;
+            let mut deleted = 0;
+            for sql in &statements {
+                deleted = sqlx::query(sql).bind(dag_id).execute(&mut *tx).await
+                    .map_err(query("deleting a DAG"))?.rows_affected();
+            }
+            tx.commit().await.map_err(query("deleting a DAG"))?;
+            Ok(deleted == 1)
+        })
+    }
+}
+
 /// One file's import errors, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportError {

@@ -11,6 +11,7 @@
 mod connections;
 mod dags;
 mod error;
+mod heartbeats;
 mod pools;
 mod runs;
 mod task_instances;
@@ -18,6 +19,7 @@ mod task_instances;
 pub mod testing;
 mod time;
 mod tries;
+mod users;
 mod variables;
 mod xcoms;
 
@@ -28,12 +30,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use connections::{Connection, Secret, SecretKey};
-pub use dags::{ImportError, StoredDag};
+pub use dags::{DagSummary, ImportError, StoredDag};
 pub use error::StoreError;
 pub use pools::Pool;
 pub use runs::{NewRun, RunType, StoredRun};
 pub use task_instances::StoredTaskInstance;
 pub use tries::{StoredTry, TaskMove, TryChange};
+pub use users::{Role, User};
 pub use xcoms::MAX_XCOM_BYTES;
 
 /// How long connecting (or taking a pooled connection) may take before it is an error.
@@ -241,6 +244,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0002_tries.sql"),
                 include_str!("../migrations/postgres/0002_tries.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0003_api.sql"),
+                include_str!("../migrations/postgres/0003_api.sql"),
             ),
         ];
         assert_eq!(

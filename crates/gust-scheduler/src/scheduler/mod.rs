@@ -52,6 +52,8 @@ pub struct SchedulerConfig {
     /// Operators whose tries hold no worker while they run (a pod is followed by a watch), so
     /// they do not count against `parallelism`; pools and `max_active_tasks` still apply.
     pub worker_free_operators: std::collections::HashSet<String>,
+    /// This scheduler's name in the heartbeat table (default `HOSTNAME:PID`).
+    pub id: String,
 }
 
 impl SchedulerConfig {
@@ -64,6 +66,11 @@ impl SchedulerConfig {
             poll_interval: Duration::from_secs(1),
             paused_by_default: true,
             worker_free_operators: std::collections::HashSet::new(),
+            id: format!(
+                "{}:{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned()),
+                std::process::id()
+            ),
         }
     }
 }
@@ -300,6 +307,9 @@ impl Scheduler {
 
     /// Reads what other processes may have changed: runs, pause flags, variables, pools.
     async fn poll(&mut self) -> Result<(), SchedulerError> {
+        self.store
+            .scheduler_heartbeat(&self.config.id, self.clock.now())
+            .await?;
         self.paused = self.store.dag_pause_flags().await?.into_iter().collect();
         self.variables = Arc::new(self.store.all_variables().await?);
         self.slots.pool_sizes = self

@@ -1,0 +1,100 @@
+//! Request extractors whose rejections are Airflow's 422 bodies: `Params<T>` for the query string
+//! (repeated keys such as `tags=a&tags=b` read as lists, as FastAPI reads them) and `Body<T>`
+//! for JSON bodies.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The most nesting a JSON body may have (a run's conf, a variable's value): deeper is refused
+/// before it reaches anything that recurses.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// The query string, read into `T`.
+#[derive(Debug, Clone)]
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum_extra::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::Invalid {
+                loc: vec!["query".into()],
+                msg: e.body_text(),
+            })
+    }
+}
+
+/// A JSON body, read into `T`.
+#[derive(Debug, Clone)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        if json_depth(&bytes) > MAX_JSON_DEPTH {
+            return Err(ApiError::invalid(
+                "body",
+                "",
+                format!("the JSON body nests deeper than {MAX_JSON_DEPTH} levels"),
+            ));
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map(Body)
+            .map_err(|e| ApiError::Invalid {
+                loc: std::iter::once("body".to_owned())
+                    .chain(e.path().iter().map(|seg| seg.to_string()))
+                    .filter(|s| s != ".")
+                    .collect(),
+                msg: e.inner().to_string(),
+            })
+    }
+}
+
+/// How deeply brackets nest in `json` (strings skipped), without parsing it.
+fn json_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_depth;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        assert_eq!(json_depth(br#"{"a": [1, {"b": "[[[["}]}"#), 3);
+        assert_eq!(json_depth(b"1"), 0);
+        assert_eq!(json_depth(&b"[".repeat(100)), 100);
+    }
+}

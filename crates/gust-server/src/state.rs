@@ -1,0 +1,160 @@
+//! What every handler shares: the store, the token keys, the clock, where logs are, the
+//! scheduler's waker when it runs in this process, and parsed DAG definitions.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gust_core::clock::Clock;
+use gust_core::dag::Dag;
+use gust_scheduler::scheduler::Waker;
+use gust_store::{DagSummary, Store};
+
+use crate::auth::token::TokenKeys;
+use crate::error::{ApiError, ApiResult};
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The secret tokens are signed with (every API server of one installation shares it).
+    pub secret: Vec<u8>,
+    /// How long an access token is valid.
+    pub token_ttl: Duration,
+    /// Where try logs are (`[logging] base_log_folder`).
+    pub logs_root: PathBuf,
+}
+
+/// The shared state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    tokens: TokenKeys,
+    clock: Arc<dyn Clock>,
+    logs_root: PathBuf,
+    waker: Option<Waker>,
+    dags: DagCache,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("logs_root", &self.0.logs_root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The state of a server on `store`; `waker` wakes a scheduler in the same process when a
+    /// run is triggered or changed (a scheduler elsewhere notices within its poll interval).
+    #[must_use]
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: ServerSettings,
+        waker: Option<Waker>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            tokens: TokenKeys::new(&settings.secret, settings.token_ttl),
+            clock,
+            logs_root: settings.logs_root,
+            waker,
+            dags: DagCache::default(),
+        }))
+    }
+
+    /// The metadata store.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The token keys.
+    #[must_use]
+    pub fn tokens(&self) -> &TokenKeys {
+        &self.0.tokens
+    }
+
+    /// Now, by the server's clock.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        self.0.clock.now()
+    }
+
+    /// Where try logs are.
+    #[must_use]
+    pub fn logs_root(&self) -> &Path {
+        &self.0.logs_root
+    }
+
+    /// Tells a scheduler in this process to look at the database now.
+    pub fn wake_scheduler(&self) {
+        if let Some(waker) = &self.0.waker {
+            waker.wake();
+        }
+    }
+
+    /// A DAG's summary and definition; 404 when there is no such DAG.
+    pub async fn dag(&self, dag_id: &str) -> ApiResult<(DagSummary, Arc<Dag>)> {
+        let summary = self
+            .store()
+            .dag_summary(dag_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("Dag", dag_id))?;
+        let dag = self.definition(&summary).await?;
+        Ok((summary, dag))
+    }
+
+    /// The definition of a DAG whose summary was read, parsed once per fingerprint.
+    pub async fn definition(&self, summary: &DagSummary) -> ApiResult<Arc<Dag>> {
+        if let Some(dag) = self.0.dags.get(&summary.dag_id, &summary.fingerprint) {
+            return Ok(dag);
+        }
+        let (fingerprint, text) = self
+            .store()
+            .dag_definition(&summary.dag_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("Dag", &summary.dag_id))?;
+        let dag: Dag = serde_json::from_str(&text).map_err(|e| {
+            ApiError::Store(gust_store::StoreError::Corrupt {
+                what: "DAG definition",
+                detail: format!("{}: {e}", summary.dag_id),
+            })
+        })?;
+        let dag = Arc::new(dag);
+        self.0
+            .dags
+            .put(summary.dag_id.clone(), fingerprint, dag.clone());
+        Ok(dag)
+    }
+}
+
+/// Parsed definitions by DAG id, each valid while its fingerprint is the stored one: a DAG of
+/// thousands of tasks is megabytes of JSON, parsed once per change, not once per request.
+#[derive(Default)]
+struct DagCache(Mutex<HashMap<String, (String, Arc<Dag>)>>);
+
+impl DagCache {
+    fn get(&self, dag_id: &str, fingerprint: &str) -> Option<Arc<Dag>> {
+        let cache = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .get(dag_id)
+            .filter(|(stored, _)| stored == fingerprint)
+            .map(|(_, dag)| dag.clone())
+    }
+
+    fn put(&self, dag_id: String, fingerprint: String, dag: Arc<Dag>) {
+        let mut cache = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.insert(dag_id, (fingerprint, dag));
+    }
+}
