@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod state;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let document = Arc::new(openapi);
     router
+        .merge(ui::routes())
         .route(
             "/api/v2/openapi.json",
             get(move || {

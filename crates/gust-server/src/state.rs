@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use gust_core::clock::Clock;
 use gust_core::dag::Dag;
 use gust_scheduler::scheduler::Waker;
-use gust_store::{DagSummary, Store};
+use gust_store::{DagSummary, SecretKey, Store};
 
 use crate::auth::token::TokenKeys;
 use crate::error::{ApiError, ApiResult};
@@ -24,6 +24,9 @@ pub struct ServerSettings {
     pub token_ttl: Duration,
     /// Where try logs are (`[logging] base_log_folder`).
     pub logs_root: PathBuf,
+    /// The key connection secrets are encrypted with (`[core] fernet_key`, else
+    /// `$GUST_HOME/fernet.key`); without one the connection endpoints answer 400.
+    pub fernet_key: Option<SecretKey>,
 }
 
 /// The shared state (cheap to clone).
@@ -35,6 +38,7 @@ struct Inner {
     tokens: TokenKeys,
     clock: Arc<dyn Clock>,
     logs_root: PathBuf,
+    fernet_key: Option<SecretKey>,
     waker: Option<Waker>,
     dags: DagCache,
 }
@@ -62,6 +66,7 @@ impl AppState {
             tokens: TokenKeys::new(&settings.secret, settings.token_ttl),
             clock,
             logs_root: settings.logs_root,
+            fernet_key: settings.fernet_key,
             waker,
             dags: DagCache::default(),
         }))
@@ -89,6 +94,17 @@ impl AppState {
     #[must_use]
     pub fn logs_root(&self) -> &Path {
         &self.0.logs_root
+    }
+
+    /// The key connection secrets are encrypted with; a 400 naming the setting when none is
+    /// configured.
+    pub fn fernet_key(&self) -> ApiResult<&SecretKey> {
+        self.0.fernet_key.as_ref().ok_or_else(|| {
+            ApiError::BadRequest(
+                "connections need a Fernet key: set [core] fernet_key (or GUST__CORE__FERNET_KEY)"
+                    .into(),
+            )
+        })
     }
 
     /// Tells a scheduler in this process to look at the database now.

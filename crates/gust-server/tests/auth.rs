@@ -116,3 +116,85 @@ async fn health_version_and_the_openapi_document_are_public() {
     assert!(openapi.json["paths"]["/api/v2/dags"]["get"].is_object());
     server.finish().await;
 }
+
+/// Every operation the OpenAPI document lists, with its path parameters filled in.
+fn operations(openapi: &serde_json::Value) -> Vec<(Method, String)> {
+    let mut operations = Vec::new();
+    for (path, item) in openapi["paths"].as_object().expect("paths") {
+        let concrete: String = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in item.as_object().expect("path item").keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            operations.push((method, concrete.clone()));
+        }
+    }
+    operations
+}
+
+#[tokio::test]
+async fn every_endpoint_refuses_strangers_and_every_change_refuses_viewers() {
+    let server = TestServer::sqlite().await;
+    let openapi = server.get("/api/v2/openapi.json").await.json;
+    let public = [
+        "/api/v2/monitor/health",
+        "/api/v2/version",
+        "/auth/token",
+        "/auth/token/cli",
+    ];
+    let operations = operations(&openapi);
+    assert!(operations.len() > 10, "{operations:?}");
+    for (method, path) in operations {
+        if public.contains(&path.as_str()) {
+            continue;
+        }
+        let body = (method != Method::GET).then(|| json!({}));
+        let stranger = server.call(method.clone(), &path, None, body.clone()).await;
+        assert_eq!(
+            stranger.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token"
+        );
+        if method != Method::GET {
+            let viewer = server
+                .call(method.clone(), &path, Some(Role::Viewer), body)
+                .await;
+            assert_eq!(
+                viewer.status,
+                StatusCode::FORBIDDEN,
+                "{method} {path} as a viewer"
+            );
+        }
+    }
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn a_cookie_session_must_send_its_csrf_token_to_change_anything() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    let token = server.token(Role::Op);
+    let patch = |csrf: Option<String>| {
+        let mut request = Request::patch("/api/v2/dags/hello")
+            .header(
+                "cookie",
+                format!("{}={token}", gust_server::auth::SESSION_COOKIE),
+            )
+            .header("content-type", "application/json");
+        if let Some(csrf) = csrf {
+            request = request.header(gust_server::auth::CSRF_HEADER, csrf);
+        }
+        request.body(Body::from(r#"{"is_paused": true}"#)).unwrap()
+    };
+    assert_eq!(server.send(patch(None)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.send(patch(Some("guess".into()))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let csrf = gust_server::auth::csrf_token(&token);
+    let allowed = server.send(patch(Some(csrf))).await;
+    assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text);
+    server.finish().await;
+}

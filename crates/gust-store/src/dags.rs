@@ -196,6 +196,15 @@ pub struct ImportError {
     pub problems: Vec<String>,
 }
 
+/// One file's import errors with when they were recorded, as the REST API lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportErrorRecord {
+    /// The file and its problems.
+    pub error: ImportError,
+    /// When the file was last parsed with these problems.
+    pub timestamp: DateTime<Utc>,
+}
+
 impl Store {
     /// Marks every DAG not in `present` inactive (its file is gone or no longer defines it) and
     /// the ones in it active. History of inactive DAGs is kept, as Airflow keeps it.
@@ -249,19 +258,61 @@ impl Store {
 
     /// The stored import errors, by file.
     pub async fn import_errors(&self) -> Result<Vec<ImportError>, StoreError> {
-        let sql = self.sql("SELECT file, problems FROM import_errors ORDER BY file");
-        let rows: Vec<(String, String)> =
+        Ok(self
+            .import_error_records()
+            .await?
+            .into_iter()
+            .map(|record| record.error)
+            .collect())
+    }
+
+    /// The stored import errors with their times, by file.
+    pub async fn import_error_records(&self) -> Result<Vec<ImportErrorRecord>, StoreError> {
+        let sql = self.sql("SELECT file, problems, timestamp FROM import_errors ORDER BY file");
+        let rows: Vec<(String, String, i64)> =
             with_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)
                 .map_err(query("reading import errors"))?;
         rows.into_iter()
-            .map(|(file, problems)| {
+            .map(|(file, problems, timestamp)| {
                 let problems =
                     serde_json::from_str(&problems).map_err(|e| StoreError::Corrupt {
                         what: "import errors",
                         detail: e.to_string(),
                     })?;
-                Ok(ImportError { file, problems })
+                Ok(ImportErrorRecord {
+                    error: ImportError { file, problems },
+                    timestamp: from_db(timestamp)?,
+                })
             })
             .collect()
     }
+}
+
+#[cfg(test)]
+mod import_error_tests {
+    use super::*;
+
+    async fn import_errors_are_replaced_and_read_with_their_time(store: Store) {
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let broken = ImportError {
+            file: "/dags/b.yaml".into(),
+            problems: vec!["b.yaml:1:1: bad".into(), "b.yaml:2:1: worse".into()],
+        };
+        store
+            .replace_import_errors(std::slice::from_ref(&broken), t)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.import_error_records().await.unwrap(),
+            vec![ImportErrorRecord {
+                error: broken.clone(),
+                timestamp: t,
+            }]
+        );
+        assert_eq!(store.import_errors().await.unwrap(), vec![broken]);
+        store.replace_import_errors(&[], t).await.unwrap();
+        assert!(store.import_error_records().await.unwrap().is_empty());
+    }
+
+    crate::both_engines!(import_errors_are_replaced_and_read_with_their_time);
 }

@@ -21,6 +21,7 @@ mod time;
 mod tries;
 mod users;
 mod variables;
+mod views;
 mod xcoms;
 
 use std::str::FromStr;
@@ -30,13 +31,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use connections::{Connection, Secret, SecretKey};
-pub use dags::{DagSummary, ImportError, StoredDag};
+pub use dags::{DagSummary, ImportError, ImportErrorRecord, StoredDag};
 pub use error::StoreError;
-pub use pools::Pool;
-pub use runs::{NewRun, RunType, StoredRun};
-pub use task_instances::StoredTaskInstance;
+pub use pools::{DEFAULT_POOL, Pool};
+pub use runs::{NewRun, RunFilter, RunOrder, RunType, StoredRun, TimeRange};
+pub use task_instances::{InstanceFilter, InstanceOrder, StoredTaskInstance};
 pub use tries::{StoredTry, TaskMove, TryChange};
 pub use users::{Role, User};
+pub use variables::Variable;
+pub use views::{ConnectionView, MAX_GRID_RUNS, PackedColumn, RunHeader, TaskInstanceView};
 pub use xcoms::MAX_XCOM_BYTES;
 
 /// How long connecting (or taking a pooled connection) may take before it is an error.

@@ -8,6 +8,143 @@ use crate::error::query;
 use crate::time::{from_db, opt_from_db, to_db};
 use crate::{Store, StoreError, with_pool};
 
+/// Bounds on one time column of a listing (each bound optional).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    /// At or after.
+    pub gte: Option<DateTime<Utc>>,
+    /// After.
+    pub gt: Option<DateTime<Utc>>,
+    /// At or before.
+    pub lte: Option<DateTime<Utc>>,
+    /// Before.
+    pub lt: Option<DateTime<Utc>>,
+}
+
+/// Which runs a listing wants; empty fields filter nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    /// Only these DAGs (`None`: every DAG).
+    pub dag_ids: Option<Vec<String>>,
+    /// Only runs in these states.
+    pub states: Vec<DagRunState>,
+    /// Only runs of these types.
+    pub run_types: Vec<RunType>,
+    /// By logical date.
+    pub logical_date: TimeRange,
+    /// By the time the run may start (its data interval's end).
+    pub run_after: TimeRange,
+    /// By start date.
+    pub start_date: TimeRange,
+    /// By end date.
+    pub end_date: TimeRange,
+}
+
+/// A column runs can be listed in the order of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOrder {
+    /// Creation order.
+    Id,
+    /// State name.
+    State,
+    /// DAG id.
+    DagId,
+    /// Run id.
+    RunId,
+    /// Logical date.
+    LogicalDate,
+    /// When the run may start.
+    RunAfter,
+    /// Start date.
+    StartDate,
+    /// End date.
+    EndDate,
+}
+
+impl RunOrder {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::State => "state",
+            Self::DagId => "dag_id",
+            Self::RunId => "run_id",
+            Self::LogicalDate => "logical_date",
+            Self::RunAfter => "data_interval_end",
+            Self::StartDate => "start_date",
+            Self::EndDate => "end_date",
+        }
+    }
+}
+
+/// A value bound into an assembled statement.
+pub(crate) enum Bound {
+    Text(String),
+    Int(i64),
+}
+
+/// `filter` as a `WHERE` clause over `dag_runs`, with its values in placeholder order.
+fn run_filter_sql(filter: &RunFilter) -> (String, Vec<Bound>) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut binds: Vec<Bound> = Vec::new();
+    let mut any_of = |column: &str, values: Vec<String>, clauses: &mut Vec<String>| {
+        let marks: Vec<String> = values
+            .into_iter()
+            .map(|v| {
+                binds.push(Bound::Text(v));
+                format!("${}", binds.len())
+            })
+            .collect();
+        clauses.push(format!("{column} IN ({})", marks.join(", ")));
+    };
+    if let Some(dag_ids) = &filter.dag_ids {
+        if dag_ids.is_empty() {
+            clauses.push("1 = 0".to_owned());
+        } else {
+            any_of("dag_id", dag_ids.clone(), &mut clauses);
+        }
+    }
+    if !filter.states.is_empty() {
+        let states = filter
+            .states
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        any_of("state", states, &mut clauses);
+    }
+    if !filter.run_types.is_empty() {
+        let types = filter
+            .run_types
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        any_of("run_type", types, &mut clauses);
+    }
+    for (column, range) in [
+        ("logical_date", filter.logical_date),
+        ("data_interval_end", filter.run_after),
+        ("start_date", filter.start_date),
+        ("end_date", filter.end_date),
+    ] {
+        for (op, bound) in [
+            (">=", range.gte),
+            (">", range.gt),
+            ("<=", range.lte),
+            ("<", range.lt),
+        ] {
+            if let Some(t) = bound {
+                binds.push(Bound::Int(to_db(t)));
+                clauses.push(format!("{column} {op} ${}", binds.len()));
+            }
+        }
+    }
+    let clause = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    (clause, binds)
+}
+
 /// Why a run exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunType {
@@ -20,7 +157,9 @@ pub enum RunType {
 }
 
 impl RunType {
-    fn as_str(self) -> &'static str {
+    /// The type's name as Airflow writes it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Scheduled => "scheduled",
             Self::Manual => "manual",
@@ -94,15 +233,17 @@ pub struct StoredRun {
     pub end_date: Option<DateTime<Utc>>,
     /// The row's version, for compare-and-set.
     pub version: i64,
+    /// A user's note on the run.
+    pub note: Option<String>,
 }
 
 /// The columns [`StoredRun`] is read from, in the order `read_runs!` expects.
-const RUN_COLUMNS: &str = "dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, version";
+const RUN_COLUMNS: &str = "dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, version, note";
 
 type RawRun = (
     (String, String, String, String),
     (i64, i64, i64, String, i64),
-    (Option<i64>, Option<i64>, i64),
+    (Option<i64>, Option<i64>, i64, Option<String>),
 );
 
 /// Runs `$sql` (bound by `$bind`) and reads every row as a [`RawRun`], on either engine.
@@ -115,7 +256,7 @@ macro_rules! read_runs {
                 .map(|r| Ok::<RawRun, sqlx::Error>((
                     (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?),
                     (r.try_get(4)?, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?, r.try_get(8)?),
-                    (r.try_get(9)?, r.try_get(10)?, r.try_get(11)?),
+                    (r.try_get(9)?, r.try_get(10)?, r.try_get(11)?, r.try_get(12)?),
                 )))
                 .collect::<Result<Vec<RawRun>, _>>()
                 .map_err(query($what))?
@@ -127,7 +268,7 @@ fn run_from_raw(raw: RawRun) -> Result<StoredRun, StoreError> {
     let (
         (dag_id, run_id, run_type, state),
         (logical, start, end, conf, queued_at),
-        (started, ended, version),
+        (started, ended, version, note),
     ) = raw;
     let conf = match serde_json::from_str(&conf) {
         Ok(serde_json::Value::Object(map)) => map,
@@ -150,6 +291,7 @@ fn run_from_raw(raw: RawRun) -> Result<StoredRun, StoreError> {
         start_date: opt_from_db(started)?,
         end_date: opt_from_db(ended)?,
         version,
+        note,
     })
 }
 
@@ -270,4 +412,415 @@ impl Store {
         .map_err(query("moving a run"))?;
         Ok(done == 1)
     }
+}
+
+impl Store {
+    /// The runs `filter` selects, ordered by `order` (then by creation), `limit` of them after
+    /// skipping `offset`, with how many match in all.
+    pub async fn list_runs(
+        &self,
+        filter: &RunFilter,
+        order: &[(RunOrder, bool)],
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<StoredRun>, i64), StoreError> {
+        let (clause, binds) = run_filter_sql(filter);
+        let mut keys: Vec<String> = order
+            .iter()
+            .map(|(column, descending)| {
+                format!(
+                    "{} {}",
+                    column.column(),
+                    if *descending { "DESC" } else { "ASC" }
+                )
+            })
+            .collect();
+        keys.push("id ASC".to_owned());
+        let n = binds.len();
+        let sql = self.sql_owned(format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs{clause} ORDER BY {} LIMIT ${} OFFSET ${}",
+            keys.join(", "),
+            n + 1,
+            n + 2
+        ));
+        let count_sql = self.sql_owned(format!("SELECT COUNT(*) FROM dag_runs{clause}"));
+        let raw = read_runs!(self, sql, "listing runs", |q| {
+            let mut q = q;
+            for b in &binds {
+                q = match b {
+                    Bound::Text(t) => q.bind(t.as_str()),
+                    Bound::Int(i) => q.bind(*i),
+                };
+            }
+            q.bind(limit).bind(offset)
+        });
+        let total: i64 = with_pool!(self, pool => {
+            let mut q = sqlx::query_scalar(&count_sql);
+            for b in &binds {
+                q = match b {
+                    Bound::Text(t) => q.bind(t.as_str()),
+                    Bound::Int(i) => q.bind(*i),
+                };
+            }
+            q.fetch_one(pool).await
+        })
+        .map_err(query("counting runs"))?;
+        let runs = raw
+            .into_iter()
+            .map(run_from_raw)
+            .collect::<Result<_, _>>()?;
+        Ok((runs, total))
+    }
+
+    /// Sets (or removes) a run's note; `false` when there is no such run.
+    pub async fn set_run_note(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        note: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql("UPDATE dag_runs SET note = $1 WHERE dag_id = $2 AND run_id = $3");
+        let done = with_pool!(self, pool => sqlx::query(&sql).bind(note).bind(dag_id).bind(run_id).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(query("setting a run's note"))?;
+        Ok(done == 1)
+    }
+
+    /// Deletes a run that is not running, with its task instances, tries, XComs and log index
+    /// (log files stay, as Airflow leaves them). `None` when there is no such run, `Some(false)`
+    /// when it is running (a scheduler holds it).
+    pub async fn delete_run(&self, dag_id: &str, run_id: &str) -> Result<Option<bool>, StoreError> {
+        let delete_run = self
+            .sql("DELETE FROM dag_runs WHERE dag_id = $1 AND run_id = $2 AND state <> 'running'");
+        let exists = self.sql("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND run_id = $2");
+        let rest: Vec<String> = ["xcoms", "log_index", "task_tries", "task_instances"]
+            .iter()
+            .map(|table| {
+                self.sql_owned(format!(
+                    "DELETE FROM {table} WHERE dag_id = $1 AND run_id = $2"
+                ))
+            })
+            .collect();
+        let failed = query("deleting a run");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(failed)?;
+            let deleted = sqlx::query(&delete_run).bind(dag_id).bind(run_id).execute(&mut *tx).await
+                .map_err(query("deleting a run"))?.rows_affected();
+            if deleted == 0 {
+                let found: i64 = sqlx::query_scalar(&exists).bind(dag_id).bind(run_id).fetch_one(&mut *tx).await
+                    .map_err(query("deleting a run"))?;
+                tx.rollback().await.map_err(query("deleting a run"))?;
+                return Ok((found > 0).then_some(false));
+            }
+            for sql in &rest {
+                sqlx::query(sql).bind(dag_id).bind(run_id).execute(&mut *tx).await
+                    .map_err(query("deleting a run"))?;
+            }
+            tx.commit().await.map_err(query("deleting a run"))?;
+            Ok(Some(true))
+        })
+    }
+
+    /// Sets a run's state as a user asks (Airflow's "mark run as"), in one transaction that
+    /// bumps the versions of everything it changes, so a scheduler holding the run re-reads it
+    /// and kills the tries no longer wanted:
+    /// - `success`: every task instance not yet `success` becomes `success`;
+    /// - `failed`: running instances become `failed`, the others not finished `skipped`;
+    /// - `queued`: only the run changes; the scheduler starts it again.
+    ///
+    /// Live tries of changed instances are ended in their history with the new state. `false`
+    /// when there is no such run.
+    pub async fn mark_run(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        to: DagRunState,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // Instances are changed before the run, so a scheduler never sees the run finished with
+        // its instances unchanged. `$1` is the instance state, `$2..` the run and the states moved.
+        let instance_moves: Vec<(&str, &str)> = match to {
+            DagRunState::Success => vec![("success", "state <> 'success'")],
+            DagRunState::Failed => vec![
+                ("failed", "state = 'running'"),
+                (
+                    "skipped",
+                    "state IN ('none', 'scheduled', 'queued', 'up_for_retry')",
+                ),
+            ],
+            DagRunState::Queued | DagRunState::Running => Vec::new(),
+        };
+        let end_tries = |condition: &str| {
+            self.sql_owned(format!(
+                "UPDATE task_tries SET state = $1, end_date = $2 WHERE dag_id = $3 AND run_id = $4 \
+                 AND state IN ('queued', 'running') AND EXISTS (SELECT 1 FROM task_instances ti \
+                 WHERE ti.dag_id = task_tries.dag_id AND ti.run_id = task_tries.run_id \
+                 AND ti.task_id = task_tries.task_id AND ti.try_number = task_tries.try_number AND ti.{condition})"
+            ))
+        };
+        let move_instances = |condition: &str| {
+            self.sql_owned(format!(
+                "UPDATE task_instances SET state = $1, next_retry_at = NULL, version = version + 1 \
+                 WHERE dag_id = $2 AND run_id = $3 AND {condition}"
+            ))
+        };
+        let statements: Vec<(&str, String, String)> = instance_moves
+            .iter()
+            .map(|(state, condition)| (*state, end_tries(condition), move_instances(condition)))
+            .collect();
+        let move_run = self.sql(
+            "UPDATE dag_runs SET state = $1, version = version + 1, \
+             end_date = CASE WHEN $1 IN ('success', 'failed') THEN $2 ELSE NULL END, \
+             queued_at = CASE WHEN $1 = 'queued' THEN $2 ELSE queued_at END \
+             WHERE dag_id = $3 AND run_id = $4",
+        );
+        let failed = query("marking a run");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(failed)?;
+            for (state, end_tries, move_instances) in &statements {
+                sqlx::query(end_tries).bind(*state).bind(to_db(now)).bind(dag_id).bind(run_id)
+                    .execute(&mut *tx).await.map_err(query("marking a run"))?;
+                sqlx::query(move_instances).bind(*state).bind(dag_id).bind(run_id)
+                    .execute(&mut *tx).await.map_err(query("marking a run"))?;
+            }
+            let moved = sqlx::query(&move_run).bind(to.as_str()).bind(to_db(now)).bind(dag_id).bind(run_id)
+                .execute(&mut *tx).await.map_err(query("marking a run"))?.rows_affected();
+            tx.commit().await.map_err(query("marking a run"))?;
+            Ok(moved == 1)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{TaskMove, TryChange};
+    use chrono::TimeZone;
+    use gust_core::state::TaskState;
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, hour, 0, 0).unwrap()
+    }
+
+    fn new_run(dag: &str, run: &str, hour: u32, run_type: RunType) -> NewRun {
+        NewRun {
+            dag_id: dag.into(),
+            run_id: run.into(),
+            run_type,
+            logical_date: at(hour),
+            data_interval: (at(hour), at(hour + 1)),
+            conf: serde_json::Map::new(),
+            queued_at: at(hour),
+        }
+    }
+
+    /// A run of `a` then `b` with `a` running its first try.
+    async fn running_run(store: &Store, run: &str) -> StoredRun {
+        store
+            .create_run(&new_run("d", run, 1, RunType::Manual))
+            .await
+            .unwrap();
+        let queued = store.run("d", run).await.unwrap().unwrap();
+        assert!(
+            store
+                .transition_run(&queued, DagRunState::Running, at(2))
+                .await
+                .unwrap()
+        );
+        store
+            .create_task_instances("d", run, &["a", "b"])
+            .await
+            .unwrap();
+        let mv = |from, to, change| TaskMove {
+            dag_id: "d".into(),
+            run_id: run.into(),
+            task_id: "a".into(),
+            from,
+            version: 0,
+            to,
+            next_retry_at: None,
+            try_change: change,
+        };
+        let queue = mv(
+            TaskState::NoStatus,
+            TaskState::Queued,
+            Some(TryChange::Queued {
+                try_number: 1,
+                rendered_args: serde_json::json!({}),
+                log_location: "/logs/a/attempt=1.log".into(),
+                at: at(2),
+            }),
+        );
+        assert_eq!(store.apply_moves(&[queue]).await.unwrap(), vec![true]);
+        let mut start = mv(
+            TaskState::Queued,
+            TaskState::Running,
+            Some(TryChange::Started {
+                try_number: 1,
+                at: at(2),
+            }),
+        );
+        start.version = 1;
+        assert_eq!(store.apply_moves(&[start]).await.unwrap(), vec![true]);
+        store.run("d", run).await.unwrap().unwrap()
+    }
+
+    async fn runs_are_listed_filtered_sorted_and_paged(store: Store) {
+        for (dag, run, hour, kind) in [
+            ("d", "r1", 1, RunType::Scheduled),
+            ("d", "r2", 3, RunType::Manual),
+            ("e", "r3", 2, RunType::Scheduled),
+        ] {
+            assert!(
+                store
+                    .create_run(&new_run(dag, run, hour, kind))
+                    .await
+                    .unwrap()
+            );
+        }
+        let ids = |runs: Vec<StoredRun>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+        let all = RunFilter::default();
+        let (runs, total) = store.list_runs(&all, &[], 10, 0).await.unwrap();
+        assert_eq!(
+            (ids(runs), total),
+            (vec!["r1".into(), "r2".into(), "r3".into()], 3)
+        );
+        let by_date = [(RunOrder::LogicalDate, true)];
+        let (runs, total) = store.list_runs(&all, &by_date, 1, 1).await.unwrap();
+        assert_eq!((ids(runs), total), (vec!["r3".to_owned()], 3));
+        let of_d = RunFilter {
+            dag_ids: Some(vec!["d".into()]),
+            logical_date: TimeRange {
+                gte: Some(at(2)),
+                ..TimeRange::default()
+            },
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            ids(store.list_runs(&of_d, &[], 10, 0).await.unwrap().0),
+            vec!["r2"]
+        );
+        let manual_queued = RunFilter {
+            states: vec![DagRunState::Queued],
+            run_types: vec![RunType::Manual],
+            run_after: TimeRange {
+                lt: Some(at(5)),
+                ..TimeRange::default()
+            },
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            store.list_runs(&manual_queued, &[], 10, 0).await.unwrap().1,
+            1
+        );
+        let nothing = RunFilter {
+            dag_ids: Some(Vec::new()),
+            ..RunFilter::default()
+        };
+        assert_eq!(store.list_runs(&nothing, &[], 10, 0).await.unwrap().1, 0);
+
+        assert!(
+            store
+                .set_run_note("d", "r1", Some("looked at"))
+                .await
+                .unwrap()
+        );
+        let r1 = store.run("d", "r1").await.unwrap().unwrap();
+        assert_eq!(r1.note.as_deref(), Some("looked at"));
+        assert!(!store.set_run_note("d", "nope", None).await.unwrap());
+    }
+
+    async fn only_runs_not_running_are_deleted_with_their_history(store: Store) {
+        let run = running_run(&store, "live").await;
+        assert_eq!(store.delete_run("d", "live").await.unwrap(), Some(false));
+        assert!(
+            store
+                .transition_run(&run, DagRunState::Failed, at(3))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.delete_run("d", "live").await.unwrap(), Some(true));
+        assert_eq!(store.run("d", "live").await.unwrap(), None);
+        assert!(store.task_instances("d", "live").await.unwrap().is_empty());
+        assert!(store.tries_of_run("d", "live").await.unwrap().is_empty());
+        assert_eq!(store.log_location("d", "live", "a", 1).await.unwrap(), None);
+        assert_eq!(store.delete_run("d", "live").await.unwrap(), None);
+    }
+
+    async fn marking_a_run_moves_its_instances_and_versions(store: Store) {
+        let before = running_run(&store, "r").await;
+        assert_eq!(
+            store
+                .log_location("d", "r", "a", 1)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("/logs/a/attempt=1.log")
+        );
+        assert!(
+            store
+                .mark_run("d", "r", DagRunState::Failed, at(4))
+                .await
+                .unwrap()
+        );
+        let after = store.run("d", "r").await.unwrap().unwrap();
+        assert_eq!(after.state, DagRunState::Failed);
+        assert_eq!(after.end_date, Some(at(4)));
+        assert!(
+            after.version > before.version,
+            "a holding scheduler re-reads it"
+        );
+        let states: Vec<(String, TaskState)> = store
+            .task_instances("d", "r")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.task_id, t.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("a".into(), TaskState::Failed),
+                ("b".into(), TaskState::Skipped)
+            ]
+        );
+        let tries = store.tries_of_run("d", "r").await.unwrap();
+        assert_eq!(tries[0].state, TaskState::Failed);
+        assert_eq!(tries[0].end_date, Some(at(4)));
+
+        assert!(
+            store
+                .mark_run("d", "r", DagRunState::Success, at(5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .task_instances("d", "r")
+                .await
+                .unwrap()
+                .iter()
+                .all(|t| t.state == TaskState::Success)
+        );
+        assert!(
+            store
+                .mark_run("d", "r", DagRunState::Queued, at(6))
+                .await
+                .unwrap()
+        );
+        let queued = store.run("d", "r").await.unwrap().unwrap();
+        assert_eq!((queued.state, queued.end_date), (DagRunState::Queued, None));
+        assert_eq!(queued.queued_at, at(6));
+        assert!(
+            !store
+                .mark_run("d", "nope", DagRunState::Failed, at(6))
+                .await
+                .unwrap()
+        );
+    }
+
+    crate::both_engines!(
+        runs_are_listed_filtered_sorted_and_paged,
+        only_runs_not_running_are_deleted_with_their_history,
+        marking_a_run_moves_its_instances_and_versions,
+    );
 }

@@ -25,6 +25,8 @@ pub struct StoredTaskInstance {
     pub next_retry_at: Option<DateTime<Utc>>,
     /// The row's version, for compare-and-set.
     pub version: i64,
+    /// A user's note on the instance.
+    pub note: Option<String>,
 }
 
 pub(crate) fn parse_state(text: &str) -> Result<TaskState, StoreError> {
@@ -64,28 +66,31 @@ impl Store {
         run_id: &str,
     ) -> Result<Vec<StoredTaskInstance>, StoreError> {
         let sql = self.sql(
-            "SELECT task_id, state, try_number, next_retry_at, version FROM task_instances WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id",
+            "SELECT task_id, state, try_number, next_retry_at, version, note FROM task_instances WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id",
         );
-        type Raw = (String, String, i32, Option<i64>, i64);
+        type Raw = (String, String, i32, Option<i64>, i64, Option<String>);
         let rows: Vec<Raw> = with_pool!(self, pool => {
             let rows = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await.map_err(query("reading task instances"))?;
             rows.iter()
-                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)))
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))
                 .collect::<Result<_, _>>()
                 .map_err(query("reading task instances"))?
         });
         rows.into_iter()
-            .map(|(task_id, state, try_number, next_retry_at, version)| {
-                Ok(StoredTaskInstance {
-                    dag_id: dag_id.to_owned(),
-                    run_id: run_id.to_owned(),
-                    task_id,
-                    state: parse_state(&state)?,
-                    try_number,
-                    next_retry_at: opt_from_db(next_retry_at)?,
-                    version,
-                })
-            })
+            .map(
+                |(task_id, state, try_number, next_retry_at, version, note)| {
+                    Ok(StoredTaskInstance {
+                        dag_id: dag_id.to_owned(),
+                        run_id: run_id.to_owned(),
+                        task_id,
+                        state: parse_state(&state)?,
+                        try_number,
+                        next_retry_at: opt_from_db(next_retry_at)?,
+                        version,
+                        note,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -153,4 +158,411 @@ impl Store {
             Ok(cleared)
         })
     }
+}
+
+impl Store {
+    /// Marks task instances of one run as a user asks (`success`, `failed` or `skipped`), and
+    /// clears those of `reset` that are `failed` or `upstream_failed` so they run again (what
+    /// Airflow does downstream of a task marked by hand). One transaction bumps the version of
+    /// every instance changed and of the run, so a scheduler holding the run re-reads it: it
+    /// kills the tries of marked instances and never starts them again. The live try of a
+    /// marked instance is ended in its history with the new state; a finished run whose
+    /// instances were cleared goes back to the queue. Returns the marked instances that changed.
+    pub async fn mark_task_instances(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_ids: &[String],
+        to: TaskState,
+        reset: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let end_try = self.sql(
+            "UPDATE task_tries SET state = $1, end_date = $2 WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 \
+             AND state IN ('queued', 'running') AND try_number = \
+             (SELECT try_number FROM task_instances WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 AND state <> $1)",
+        );
+        let mark = self.sql(
+            "UPDATE task_instances SET state = $1, next_retry_at = NULL, version = version + 1 \
+             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND state <> $1",
+        );
+        let clear = self.sql(
+            "UPDATE task_instances SET state = 'none', next_retry_at = NULL, version = version + 1 \
+             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND state IN ('failed', 'upstream_failed')",
+        );
+        let touch = self.sql(
+            "UPDATE dag_runs SET version = version + 1, \
+             end_date = CASE WHEN $3 AND state IN ('success', 'failed') THEN NULL ELSE end_date END, \
+             queued_at = CASE WHEN $3 AND state IN ('success', 'failed') THEN $4 ELSE queued_at END, \
+             state = CASE WHEN $3 AND state IN ('success', 'failed') THEN 'queued' ELSE state END \
+             WHERE dag_id = $1 AND run_id = $2",
+        );
+        let failed = query("marking task instances");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(failed)?;
+            let mut changed = Vec::new();
+            for task_id in task_ids {
+                sqlx::query(&end_try).bind(to.as_str()).bind(to_db(now)).bind(dag_id).bind(run_id).bind(task_id)
+                    .execute(&mut *tx).await.map_err(query("marking task instances"))?;
+                let moved = sqlx::query(&mark).bind(to.as_str()).bind(dag_id).bind(run_id).bind(task_id)
+                    .execute(&mut *tx).await.map_err(query("marking task instances"))?.rows_affected();
+                if moved > 0 {
+                    changed.push(task_id.clone());
+                }
+            }
+            let mut cleared = 0;
+            for task_id in reset {
+                cleared += sqlx::query(&clear).bind(dag_id).bind(run_id).bind(task_id)
+                    .execute(&mut *tx).await.map_err(query("marking task instances"))?.rows_affected();
+            }
+            if !changed.is_empty() || cleared > 0 {
+                sqlx::query(&touch).bind(dag_id).bind(run_id).bind(cleared > 0).bind(to_db(now))
+                    .execute(&mut *tx).await.map_err(query("marking task instances"))?;
+            }
+            tx.commit().await.map_err(query("marking task instances"))?;
+            Ok(changed)
+        })
+    }
+
+    /// Sets (or removes) a task instance's note; `false` when there is no such instance.
+    pub async fn set_task_instance_note(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        note: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql(
+            "UPDATE task_instances SET note = $1 WHERE dag_id = $2 AND run_id = $3 AND task_id = $4",
+        );
+        let done = with_pool!(self, pool => sqlx::query(&sql).bind(note).bind(dag_id).bind(run_id).bind(task_id).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(query("setting a task instance's note"))?;
+        Ok(done == 1)
+    }
+}
+
+/// Which task instances a listing across runs wants; empty fields filter nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceFilter {
+    /// Only this DAG's.
+    pub dag_id: Option<String>,
+    /// Only this run's.
+    pub run_id: Option<String>,
+    /// Only this task's.
+    pub task_id: Option<String>,
+    /// Only in these states.
+    pub states: Vec<TaskState>,
+    /// Only at these try numbers.
+    pub try_numbers: Vec<i32>,
+}
+
+/// A column task instances can be listed in the order of (then by run and task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceOrder {
+    /// Their run's creation order.
+    Run,
+    /// Task id.
+    TaskId,
+    /// State name.
+    State,
+    /// Try number.
+    TryNumber,
+}
+
+impl Store {
+    /// The task instances `filter` selects across runs, ordered by `order`, `limit` of them
+    /// after skipping `offset`, with how many match in all.
+    pub async fn list_task_instances(
+        &self,
+        filter: &InstanceFilter,
+        order: &[(InstanceOrder, bool)],
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<StoredTaskInstance>, i64), StoreError> {
+        use crate::runs::Bound;
+        let mut clauses: Vec<String> = Vec::new();
+        let mut binds: Vec<Bound> = Vec::new();
+        for (column, value) in [
+            ("ti.dag_id", &filter.dag_id),
+            ("ti.run_id", &filter.run_id),
+            ("ti.task_id", &filter.task_id),
+        ] {
+            if let Some(value) = value {
+                binds.push(Bound::Text(value.clone()));
+                clauses.push(format!("{column} = ${}", binds.len()));
+            }
+        }
+        if !filter.states.is_empty() {
+            let marks: Vec<String> = filter
+                .states
+                .iter()
+                .map(|s| {
+                    binds.push(Bound::Text(s.as_str().to_owned()));
+                    format!("${}", binds.len())
+                })
+                .collect();
+            clauses.push(format!("ti.state IN ({})", marks.join(", ")));
+        }
+        if !filter.try_numbers.is_empty() {
+            let marks: Vec<String> = filter
+                .try_numbers
+                .iter()
+                .map(|n| {
+                    binds.push(Bound::Int(i64::from(*n)));
+                    format!("${}", binds.len())
+                })
+                .collect();
+            clauses.push(format!("ti.try_number IN ({})", marks.join(", ")));
+        }
+        let clause = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        let mut keys: Vec<String> = order
+            .iter()
+            .map(|(column, descending)| {
+                let column = match column {
+                    InstanceOrder::Run => "r.id",
+                    InstanceOrder::TaskId => "ti.task_id",
+                    InstanceOrder::State => "ti.state",
+                    InstanceOrder::TryNumber => "ti.try_number",
+                };
+                format!("{column} {}", if *descending { "DESC" } else { "ASC" })
+            })
+            .collect();
+        keys.push("r.id ASC, ti.task_id ASC".to_owned());
+        let from = "FROM task_instances ti JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id";
+        let n = binds.len();
+        let sql = self.sql_owned(format!(
+            "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.state, ti.try_number, ti.next_retry_at, ti.version, ti.note \
+             {from}{clause} ORDER BY {} LIMIT ${} OFFSET ${}",
+            keys.join(", "),
+            n + 1,
+            n + 2
+        ));
+        let count_sql = self.sql_owned(format!("SELECT COUNT(*) {from}{clause}"));
+        type Raw = (
+            String,
+            String,
+            String,
+            String,
+            i32,
+            Option<i64>,
+            i64,
+            Option<String>,
+        );
+        let failed = query("listing task instances");
+        let rows: Vec<Raw> = with_pool!(self, pool => {
+            let mut q = sqlx::query_as::<_, Raw>(&sql);
+            for b in &binds {
+                q = match b {
+                    Bound::Text(t) => q.bind(t.as_str()),
+                    Bound::Int(i) => q.bind(*i),
+                };
+            }
+            q.bind(limit).bind(offset).fetch_all(pool).await
+        })
+        .map_err(failed)?;
+        let total: i64 = with_pool!(self, pool => {
+            let mut q = sqlx::query_scalar(&count_sql);
+            for b in &binds {
+                q = match b {
+                    Bound::Text(t) => q.bind(t.as_str()),
+                    Bound::Int(i) => q.bind(*i),
+                };
+            }
+            q.fetch_one(pool).await
+        })
+        .map_err(query("counting task instances"))?;
+        let instances = rows
+            .into_iter()
+            .map(
+                |(dag_id, run_id, task_id, state, try_number, next_retry_at, version, note)| {
+                    Ok(StoredTaskInstance {
+                        dag_id,
+                        run_id,
+                        task_id,
+                        state: parse_state(&state)?,
+                        try_number,
+                        next_retry_at: opt_from_db(next_retry_at)?,
+                        version,
+                        note,
+                    })
+                },
+            )
+            .collect::<Result<_, StoreError>>()?;
+        Ok((instances, total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewRun, RunType, TaskMove, TryChange};
+    use chrono::TimeZone;
+    use gust_core::state::DagRunState;
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, hour, 0, 0).unwrap()
+    }
+
+    async fn set(store: &Store, task: &str, to: TaskState, try_change: Option<TryChange>) {
+        let ti = store
+            .task_instances("d", "r")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.task_id == task)
+            .unwrap();
+        let mv = TaskMove {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            task_id: task.into(),
+            from: ti.state,
+            version: ti.version,
+            to,
+            next_retry_at: None,
+            try_change,
+        };
+        assert_eq!(store.apply_moves(&[mv]).await.unwrap(), vec![true]);
+    }
+
+    async fn marking_ends_the_live_try_and_clears_what_failed_downstream(store: Store) {
+        let run = NewRun {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            run_type: RunType::Manual,
+            logical_date: at(1),
+            data_interval: (at(1), at(1)),
+            conf: serde_json::Map::new(),
+            queued_at: at(1),
+        };
+        assert!(store.create_run(&run).await.unwrap());
+        let queued = store.run("d", "r").await.unwrap().unwrap();
+        assert!(
+            store
+                .transition_run(&queued, DagRunState::Running, at(1))
+                .await
+                .unwrap()
+        );
+        store
+            .create_task_instances("d", "r", &["a", "b", "c"])
+            .await
+            .unwrap();
+        set(
+            &store,
+            "a",
+            TaskState::Queued,
+            Some(TryChange::Queued {
+                try_number: 1,
+                rendered_args: serde_json::json!({}),
+                log_location: "a.log".into(),
+                at: at(2),
+            }),
+        )
+        .await;
+        set(
+            &store,
+            "a",
+            TaskState::Running,
+            Some(TryChange::Started {
+                try_number: 1,
+                at: at(2),
+            }),
+        )
+        .await;
+        set(&store, "b", TaskState::UpstreamFailed, None).await;
+        let before = store.run("d", "r").await.unwrap().unwrap();
+        let running = store.run("d", "r").await.unwrap().unwrap();
+        assert!(
+            store
+                .transition_run(&running, DagRunState::Failed, at(3))
+                .await
+                .unwrap()
+        );
+
+        let changed = store
+            .mark_task_instances(
+                "d",
+                "r",
+                &["a".to_owned()],
+                TaskState::Success,
+                &["b".to_owned(), "c".to_owned()],
+                at(4),
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, vec!["a".to_owned()]);
+        let tis = store.task_instances("d", "r").await.unwrap();
+        let states: Vec<TaskState> = tis.iter().map(|t| t.state).collect();
+        assert_eq!(
+            states,
+            vec![TaskState::Success, TaskState::NoStatus, TaskState::NoStatus],
+            "b was upstream_failed and is cleared; c had not run and is left alone"
+        );
+        let tries = store.tries_of_run("d", "r").await.unwrap();
+        assert_eq!(
+            (tries[0].state, tries[0].end_date),
+            (TaskState::Success, Some(at(4)))
+        );
+        let after = store.run("d", "r").await.unwrap().unwrap();
+        assert_eq!(
+            after.state,
+            DagRunState::Queued,
+            "the failed run runs again"
+        );
+        assert!(after.version > before.version + 1);
+
+        let again = store
+            .mark_task_instances("d", "r", &["a".to_owned()], TaskState::Success, &[], at(5))
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "already success: nothing changes");
+        assert!(
+            store
+                .set_task_instance_note("d", "r", "a", Some("done by hand"))
+                .await
+                .unwrap()
+        );
+        let a = store.task_instances("d", "r").await.unwrap().remove(0);
+        assert_eq!(a.note.as_deref(), Some("done by hand"));
+        assert!(
+            !store
+                .set_task_instance_note("d", "r", "zz", None)
+                .await
+                .unwrap()
+        );
+
+        let done = InstanceFilter {
+            dag_id: Some("d".into()),
+            states: vec![TaskState::Success],
+            ..InstanceFilter::default()
+        };
+        let (found, total) = store.list_task_instances(&done, &[], 10, 0).await.unwrap();
+        assert_eq!((found.len(), total), (1, 1));
+        assert_eq!(found[0].note.as_deref(), Some("done by hand"));
+        let every = InstanceFilter::default();
+        let (page, total) = store
+            .list_task_instances(&every, &[(InstanceOrder::TaskId, true)], 2, 0)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!((ids, total), (vec!["c", "b"], 3));
+        let tried = InstanceFilter {
+            try_numbers: vec![1],
+            run_id: Some("r".into()),
+            ..InstanceFilter::default()
+        };
+        assert_eq!(
+            store
+                .list_task_instances(&tried, &[], 10, 0)
+                .await
+                .unwrap()
+                .1,
+            1
+        );
+    }
+
+    crate::both_engines!(marking_ends_the_live_try_and_clears_what_failed_downstream);
 }

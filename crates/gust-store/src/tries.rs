@@ -255,3 +255,20 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Where a try's log was written, as the scheduler indexed it when it queued the try.
+    pub async fn log_location(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        try_number: i32,
+    ) -> Result<Option<String>, StoreError> {
+        let sql = self.sql(
+            "SELECT location FROM log_index WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND try_number = $4",
+        );
+        with_pool!(self, pool => sqlx::query_scalar(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(try_number).fetch_optional(pool).await)
+            .map_err(query("reading a log's location"))
+    }
+}

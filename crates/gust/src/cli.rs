@@ -40,10 +40,16 @@ pub enum Command {
     /// Kubernetes set-up for pod tasks.
     #[command(subcommand)]
     Kubernetes(KubernetesCommand),
+    /// Manage the users of the REST API and the web UI.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Run the scheduler: watch the DAGs folder, create runs, run tasks (until Ctrl-C).
     Scheduler(ServeArgs),
-    /// Everything in one process on this machine: migrate the database, then run the scheduler.
-    Standalone(ServeArgs),
+    /// Serve the REST API (Airflow 3's /api/v2) and the web UI (until Ctrl-C).
+    ApiServer(ApiServerArgs),
+    /// Everything in one process on this machine: migrate the database, create an admin user on
+    /// first start, then run the scheduler, the REST API and the web UI.
+    Standalone(StandaloneArgs),
     /// Print Gust's version.
     Version,
 }
@@ -388,4 +394,70 @@ pub enum GraphFormat {
 pub struct ServeArgs {
     #[command(flatten)]
     pub folder: DagsFolder,
+}
+
+/// Where the API server listens.
+#[derive(Debug, Clone, Args)]
+pub struct Listen {
+    /// Listen on this port instead of `[api] port` (default 8080).
+    #[arg(long, short, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Listen on this address instead of `[api] host` (default 0.0.0.0).
+    #[arg(long, value_name = "ADDRESS")]
+    pub host: Option<String>,
+}
+
+/// `gust api-server`.
+#[derive(Debug, Clone, Args)]
+pub struct ApiServerArgs {
+    #[command(flatten)]
+    pub listen: Listen,
+}
+
+/// `gust standalone`.
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub listen: Listen,
+}
+
+/// `gust users ...`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user.
+    Create {
+        /// The login name.
+        #[arg(long, short)]
+        username: String,
+        /// The password (at least 8 characters); `-` reads it from standard input.
+        #[arg(long, short)]
+        password: String,
+        /// What the user may do: viewer reads, op also runs and edits, admin also manages users.
+        #[arg(long, short, value_enum)]
+        role: RoleArg,
+    },
+    /// List the users and their roles.
+    List {
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Delete a user (their tokens stop working at once).
+    Delete {
+        /// The login name.
+        #[arg(long, short)]
+        username: String,
+    },
+}
+
+/// A user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Reads everything.
+    Viewer,
+    /// Also pauses, triggers, clears, marks, and edits variables, connections and pools.
+    Op,
+    /// Also manages users.
+    Admin,
 }

@@ -26,6 +26,53 @@ pub struct Config {
     /// `[kubernetes]`: where `kubernetes_pod` tries run.
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    /// `[api]`: the REST API and web UI server.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The address to listen on (default `0.0.0.0`, all interfaces, as Airflow's API server).
+    pub host: String,
+    /// The port (default 8080).
+    pub port: u16,
+    /// The secret access tokens are signed with; every API server of one installation must
+    /// share it. Default: a secret generated on first use into `$GUST_HOME/api_secret.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    /// How long an access token is valid (default `24h`, Airflow's `jwt_expiration_time`).
+    #[serde(with = "humantime_serde_compat")]
+    pub token_ttl: std::time::Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".to_owned(),
+            port: 8080,
+            secret_key: None,
+            token_ttl: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Durations in the configuration as humans write them (`24h`, `30m`).
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("\"{text}\" is not a duration like 24h or 30m: {e}"))
+        })
+    }
 }
 
 /// `[kubernetes]`.
@@ -126,6 +173,7 @@ impl Config {
                 url: format!("sqlite://{}", home.join("gust.db").display()),
             },
             kubernetes: KubernetesConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 

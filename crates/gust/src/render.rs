@@ -298,6 +298,38 @@ pub fn runs(runs: &[gust_store::StoredRun], output: Output) -> anyhow::Result<St
     })
 }
 
+/// One row of `gust users list` (never the password hash).
+#[derive(Debug, Serialize)]
+struct UserRow {
+    username: String,
+    role: &'static str,
+    created_at: String,
+}
+
+/// `gust users list`.
+pub fn users(users: &[gust_store::User], output: Output) -> anyhow::Result<String> {
+    let rows: Vec<UserRow> = users
+        .iter()
+        .map(|u| UserRow {
+            username: u.username.clone(),
+            role: u.role.as_str(),
+            created_at: when(Some(u.created_at)),
+        })
+        .collect();
+    if let Some(text) = structured(&rows, output) {
+        return text;
+    }
+    let mut t = table(&["username", "role", "created_at"]);
+    for r in &rows {
+        t.add_row(vec![
+            r.username.clone(),
+            r.role.to_owned(),
+            r.created_at.clone(),
+        ]);
+    }
+    Ok(format!("{t}\n"))
+}
+
 /// One row of `gust tasks states-for-dag-run`.
 #[derive(Debug, Serialize)]
 struct TaskStateRow {

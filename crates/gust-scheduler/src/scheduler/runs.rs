@@ -92,7 +92,18 @@ impl Scheduler {
         for run in stored.iter().filter(|r| r.state == DagRunState::Running) {
             *running.entry(run.dag_id.clone()).or_default() += 1;
         }
-        let mut held_elsewhere: Vec<RunKey> = Vec::new();
+        // A held run no longer active was finished (or deleted) by someone else, say a user
+        // marking it through the API: re-reading it kills its tries and forgets it.
+        let mut held_elsewhere: Vec<RunKey> = self
+            .runs
+            .keys()
+            .filter(|key| {
+                !stored
+                    .iter()
+                    .any(|r| r.dag_id == key.0 && r.run_id == key.1)
+            })
+            .cloned()
+            .collect();
         for run in stored {
             let key = (run.dag_id.clone(), run.run_id.clone());
             match self.runs.get(&key) {
@@ -146,6 +157,7 @@ impl Scheduler {
         for key in stale {
             self.unload_run(&key);
             let Some(run) = self.store.run(&key.0, &key.1).await? else {
+                self.kill_tries_of(&key, "its run was deleted");
                 continue;
             };
             let Some(dag) = self.dag(&key.0) else {
@@ -153,13 +165,30 @@ impl Scheduler {
             };
             match run.state {
                 DagRunState::Running => self.load_run(run, dag).await?,
-                // Queued again (cleared) or finished by someone else: `refresh_runs` decides.
-                DagRunState::Queued | DagRunState::Success | DagRunState::Failed => {
+                // Queued again (cleared): `refresh_runs` starts it and decides about its tries.
+                DagRunState::Queued => self.runs_due = true,
+                // Finished by someone else (a user marked it): nothing of it runs on.
+                DagRunState::Success | DagRunState::Failed => {
+                    self.kill_tries_of(&key, "its run was marked finished by a user");
                     self.runs_due = true;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Kills the tries this process runs for `key`'s run (once the next batch is committed).
+    fn kill_tries_of(&mut self, key: &RunKey, why: &str) {
+        let unwanted: Vec<TryKey> = self
+            .live
+            .iter()
+            .filter(|k| k.dag_id.as_str() == key.0 && k.run_id.as_str() == key.1)
+            .cloned()
+            .collect();
+        for try_key in unwanted {
+            self.pending
+                .then_unconditionally(super::After::Kill(try_key, why.to_owned()));
+        }
     }
 
     /// Forgets a run held in memory: its slots are given back (its tries, if any, stay live

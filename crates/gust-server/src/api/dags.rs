@@ -94,6 +94,10 @@ pub struct DagDetailsResponse {
     pub default_args: Option<serde_json::Value>,
     pub is_favorite: bool,
     pub active_runs_count: u32,
+    /// `max_active_tasks` under its deprecated name, which Airflow still answers.
+    pub concurrency: u32,
+    /// Gust keeps no DAG versions: always null.
+    pub latest_dag_version: Option<serde_json::Value>,
 }
 
 /// A page of DAGs.
@@ -381,6 +385,8 @@ async fn get_dag_details(
         default_args: None,
         is_favorite: false,
         active_runs_count: u32::try_from(active_runs_count).unwrap_or(u32::MAX),
+        concurrency: settings.max_active_tasks,
+        latest_dag_version: None,
     }))
 }
 

@@ -6,11 +6,59 @@
     missing_docs,
     reason = "response fields are Airflow's, described by its OpenAPI document"
 )]
+pub mod connections;
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
+pub mod dag_runs;
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
 pub mod dags;
 pub mod extract;
+pub mod fields;
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
+pub mod import_errors;
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
+pub mod logs;
 pub mod monitor;
 pub mod page;
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
+pub mod pools;
+pub mod redact;
+pub mod search;
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
+pub mod task_instances;
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
+pub mod tasks;
 pub mod time;
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
+pub mod variables;
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
+pub mod xcoms;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -23,5 +71,15 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
 
 /// The endpoints that need credentials.
 pub fn protected_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(dags::routes())
+    OpenApiRouter::new()
+        .merge(dags::routes())
+        .merge(dag_runs::routes())
+        .merge(logs::routes())
+        .merge(task_instances::routes())
+        .merge(tasks::routes())
+        .merge(xcoms::routes())
+        .merge(variables::routes())
+        .merge(connections::routes())
+        .merge(pools::routes())
+        .merge(import_errors::routes())
 }

@@ -21,7 +21,7 @@ use gust_store::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub use login::{login_routes, session_cookie};
+pub use login::{LoginBody, check_credentials, login_routes, session_cookie};
 
 /// The cookie holding the web UI's session token.
 pub const SESSION_COOKIE: &str = "_token";

@@ -116,7 +116,7 @@ pub(crate) fn secret_key(config: &Config, home: &Path) -> anyhow::Result<SecretK
 }
 
 /// Writes `text` to a new file only its owner can read.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

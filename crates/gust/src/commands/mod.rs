@@ -10,6 +10,7 @@ mod pools;
 mod runs;
 mod serve;
 mod test_run;
+mod users;
 mod variables;
 
 pub(crate) use connections::secret_key;
@@ -39,8 +40,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Scheduler(args) => serve::serve(serve::Mode::Scheduler, args),
-        Command::Standalone(args) => serve::serve(serve::Mode::Standalone, args),
+        Command::Users(command) => users::run(command),
+        Command::Scheduler(args) => serve::scheduler(args),
+        Command::ApiServer(args) => serve::api_server(args),
+        Command::Standalone(args) => serve::standalone(args),
         Command::Version => {
             println!("gust {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -10,7 +10,7 @@ use gust_scheduler::scheduler::{Scheduler, SchedulerConfig};
 use gust_store::Store;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ApiServerArgs, Listen, ServeArgs, StandaloneArgs};
 use crate::config::{self, Config, PodRuntime};
 use crate::runtimes::Runtimes;
 
@@ -23,9 +23,117 @@ pub enum Mode {
     Standalone,
 }
 
+/// `gust scheduler`.
+pub fn scheduler(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    serve(Mode::Scheduler, args, None)
+}
+
+/// `gust standalone`: the scheduler with the API server in the same process.
+pub fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
+    serve(Mode::Standalone, args.serve, Some(args.listen))
+}
+
+/// `gust api-server`: the REST API and the web UI on a migrated database, until Ctrl-C.
+pub fn api_server(args: ApiServerArgs) -> anyhow::Result<ExitCode> {
+    let home = config::home()?;
+    let config = Config::load(&home)?;
+    init_logging();
+    let settings = server_settings(&config, &home)?;
+    super::runtime()?.block_on(async {
+        let store = Store::connect(&config.database.url).await?;
+        store
+            .check()
+            .await
+            .context("the metadata database is not ready; run `gust db migrate`")?;
+        let stop = CancellationToken::new();
+        let state =
+            gust_server::AppState::new(store.clone(), Arc::new(SystemClock), settings, None);
+        let (server, address) = start_server(&config, &args.listen, state, stop.clone()).await?;
+        println!("gust {} (API server)", env!("CARGO_PKG_VERSION"));
+        println!("  web UI and REST API: {address}");
+        println!(
+            "  database:            {}",
+            gust_store::redact(&config.database.url)
+        );
+        println!("Ctrl-C stops.");
+        let signals = tokio::spawn(stop_on_signals(stop.clone()));
+        let result = server.await;
+        signals.abort();
+        store.close().await;
+        result.context("the API server stopped")??;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The server's settings from the configuration.
+fn server_settings(
+    config: &Config,
+    home: &std::path::Path,
+) -> anyhow::Result<gust_server::ServerSettings> {
+    Ok(gust_server::ServerSettings {
+        secret: api_secret(config, home)?.into_bytes(),
+        token_ttl: config.api.token_ttl,
+        logs_root: config.logging.base_log_folder.clone(),
+        fernet_key: Some(super::secret_key(config, home)?),
+    })
+}
+
+/// The configured token secret, else the one in `$GUST_HOME/api_secret.key`, made on first use.
+fn api_secret(config: &Config, home: &std::path::Path) -> anyhow::Result<String> {
+    if let Some(secret) = &config.api.secret_key {
+        if secret.len() < 16 {
+            anyhow::bail!("[api] secret_key is too short: use at least 16 random characters");
+        }
+        return Ok(secret.clone());
+    }
+    let path = home.join("api_secret.key");
+    if !path.exists() {
+        std::fs::create_dir_all(home)
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        let secret = gust_server::auth::password::random_password()
+            + &gust_server::auth::password::random_password();
+        super::connections::write_private(&path, &secret)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let secret = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(secret.trim().to_owned())
+}
+
+/// Binds the server's address and serves until `stop`; answers the task and the URL to show.
+async fn start_server(
+    config: &Config,
+    listen: &Listen,
+    state: gust_server::AppState,
+    stop: CancellationToken,
+) -> anyhow::Result<(tokio::task::JoinHandle<std::io::Result<()>>, String)> {
+    let host = listen
+        .host
+        .clone()
+        .unwrap_or_else(|| config.api.host.clone());
+    let port = listen.port.unwrap_or(config.api.port);
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .with_context(|| {
+            format!("cannot listen on {host}:{port}; pass --port PORT or set [api] port")
+        })?;
+    let bound = listener
+        .local_addr()
+        .context("the listening socket has no address")?;
+    let shown = if host == "0.0.0.0" {
+        "localhost".to_owned()
+    } else {
+        host
+    };
+    let app = gust_server::router(state);
+    let server = tokio::spawn(gust_server::serve(listener, app, stop));
+    Ok((server, format!("http://{shown}:{}", bound.port())))
+}
+
 /// Runs the scheduler until Ctrl-C (or SIGTERM): then no new try starts and the running ones
-/// are waited for; a second signal exits at once, leaving them to be adopted on restart.
-pub fn serve(mode: Mode, args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// are waited for; a second signal exits at once, leaving them to be adopted on restart. With
+/// `listen`, the API server runs in the same process, waking the scheduler on every change.
+fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<ExitCode> {
     let home = config::home()?;
     let config = Config::load(&home)?;
     let dags_folder = args
@@ -95,6 +203,24 @@ pub fn serve(mode: Mode, args: ServeArgs) -> anyhow::Result<ExitCode> {
             clock,
             scheduler_config,
         );
+        let server = match &listen {
+            Some(listen) => {
+                let settings = server_settings(&config, &home)?;
+                let state = gust_server::AppState::new(
+                    store.clone(),
+                    Arc::new(SystemClock),
+                    settings,
+                    Some(scheduler.waker()),
+                );
+                Some(start_server(&config, listen, state, stop.clone()).await?)
+            }
+            None => None,
+        };
+        let first_admin = if mode == Mode::Standalone {
+            super::users::ensure_first_admin(&store, &home).await?
+        } else {
+            None
+        };
         let dag_count = bags.borrow().dags().count();
         println!("gust {} ({mode:?})", env!("CARGO_PKG_VERSION"));
         println!(
@@ -111,10 +237,22 @@ pub fn serve(mode: Mode, args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         println!("  parallelism: {}", config.core.parallelism);
         println!("  pods:        {}", pod_runtime(&config));
+        if let Some((_, address)) = &server {
+            println!("  web UI, API: {address}");
+        }
+        if let Some(password) = first_admin {
+            println!(
+                "Login with username: admin  password: {password}\n  (shown once; also in {})",
+                home.join("standalone_admin_password.txt").display()
+            );
+        }
         println!("Trigger a run with `gust dags trigger DAG_ID`; Ctrl-C stops.");
         let signals = tokio::spawn(stop_on_signals(stop.clone()));
         let result = scheduler.run(stop.clone()).await;
         stop.cancel();
+        if let Some((server, _)) = server {
+            let _ = server.await;
+        }
         signals.abort();
         let _ = watcher.await;
         runtimes.shutdown().await;

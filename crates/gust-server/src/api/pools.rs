@@ -1,0 +1,367 @@
+//! `/api/v2/pools`: list, get, create, update and delete pools, each with its slots in use.
+//! Which pool a task instance uses is in its DAG's definition (the task's `pool` and
+//! `pool_slots`), so the counts come from the unfinished runs' task instances read against
+//! their DAGs' current definitions.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use gust_core::ids::TaskId;
+use gust_core::state::TaskState;
+use gust_store::{DEFAULT_POOL, Pool};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::dags::UpdateMask;
+use crate::api::extract::{Body, Params};
+use crate::api::fields::Fields;
+use crate::api::page::{OrderBy, Page, sort_by};
+use crate::api::search::{matches_pattern, matches_prefix};
+use crate::api::variables::no_team;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The longest pool name (Airflow's limit).
+pub const MAX_POOL_NAME_LEN: usize = 256;
+
+/// The pool endpoints.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_pools, post_pool))
+        .routes(routes!(get_pool, patch_pool, delete_pool))
+}
+
+/// A pool with its slots in use (Airflow's `PoolResponse`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolResponse {
+    pub name: String,
+    pub slots: i64,
+    pub description: Option<String>,
+    /// Always false: Gust has no deferred tasks.
+    pub include_deferred: bool,
+    /// Slots held by queued and running tries.
+    pub occupied_slots: i64,
+    pub running_slots: i64,
+    pub queued_slots: i64,
+    /// Slots wanted by tasks waiting for them.
+    pub scheduled_slots: i64,
+    /// `slots - occupied_slots`.
+    pub open_slots: i64,
+    /// Always 0: Gust has no deferred tasks.
+    pub deferred_slots: i64,
+    pub team_name: Option<String>,
+}
+
+/// A page of pools.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolCollectionResponse {
+    pub pools: Vec<PoolResponse>,
+    pub total_entries: usize,
+}
+
+/// A pool to create (Airflow's `PoolBody`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolBody {
+    pub name: String,
+    pub slots: i64,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Accepted for Airflow's clients; Gust has no deferred tasks, so it changes nothing.
+    #[serde(default)]
+    pub include_deferred: bool,
+    /// Must be null: Gust has no teams.
+    #[serde(default)]
+    pub team_name: Option<String>,
+}
+
+/// What `PATCH /pools/{pool_name}` changes (Airflow's `PoolPatchBody`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPatchBody {
+    /// The pool's name (it cannot change).
+    #[serde(default, alias = "name")]
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub slots: Option<i64>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Accepted for Airflow's clients; Gust has no deferred tasks, so it changes nothing.
+    #[serde(default)]
+    pub include_deferred: Option<bool>,
+    /// Must be null: Gust has no teams.
+    #[serde(default)]
+    pub team_name: Option<String>,
+}
+
+/// `GET /pools` filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PoolsQuery {
+    /// At most this many (default 50, at most 100).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Skip this many.
+    #[serde(default)]
+    pub offset: usize,
+    /// Sort keys: `id`, `pool`, `name`; `-` first for descending.
+    #[serde(default)]
+    pub order_by: Vec<String>,
+    /// Case-insensitive `ILIKE` pattern of the name.
+    pub pool_name_pattern: Option<String>,
+    /// Case-sensitive prefix of the name.
+    pub pool_name_prefix_pattern: Option<String>,
+}
+
+fn default_limit() -> usize {
+    crate::api::page::DEFAULT_PAGE
+}
+
+/// A pool size as stored; Gust's scheduler gives every pool a fixed size, so Airflow's `-1`
+/// (unlimited) is refused.
+fn checked_slots(slots: i64) -> ApiResult<i32> {
+    if slots < 0 {
+        return Err(ApiError::invalid(
+            "body",
+            "slots",
+            "Gust pools have a fixed number of slots: give 0 or more (-1, unlimited, is not supported)",
+        ));
+    }
+    i32::try_from(slots)
+        .map_err(|_| ApiError::invalid("body", "slots", format!("{slots} slots is too many")))
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("The Pool with name: `{name}` was not found"))
+}
+
+/// Slots taken or wanted in one pool, by state.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    running: i64,
+    queued: i64,
+    scheduled: i64,
+}
+
+/// Every pool's usage: the unfinished runs' `scheduled`, `queued` and `running` task
+/// instances, each counted with its task's `pool_slots` in its task's pool.
+async fn usage(state: &AppState) -> ApiResult<HashMap<String, Usage>> {
+    let mut by_dag: BTreeMap<String, Vec<(String, TaskState)>> = BTreeMap::new();
+    for (dag_id, task_id, task_state) in state.store().slot_holders().await? {
+        by_dag
+            .entry(dag_id)
+            .or_default()
+            .push((task_id, task_state));
+    }
+    let mut usage: HashMap<String, Usage> = HashMap::new();
+    for (dag_id, tasks) in by_dag {
+        // A DAG deleted since its run started holds no slots the scheduler counts either.
+        let Some(summary) = state.store().dag_summary(&dag_id).await? else {
+            continue;
+        };
+        let dag = state.definition(&summary).await?;
+        for (task_id, task_state) in tasks {
+            let Ok(task_id) = TaskId::new(task_id) else {
+                continue;
+            };
+            let Some(task) = dag.task(&task_id) else {
+                continue;
+            };
+            let slots = i64::from(task.settings.pool_slots);
+            let entry = usage.entry(task.settings.pool.clone()).or_default();
+            match task_state {
+                TaskState::Running => entry.running += slots,
+                TaskState::Queued => entry.queued += slots,
+                TaskState::Scheduled => entry.scheduled += slots,
+                TaskState::NoStatus
+                | TaskState::Success
+                | TaskState::Failed
+                | TaskState::UpForRetry
+                | TaskState::Skipped
+                | TaskState::UpstreamFailed
+                | TaskState::Removed => {}
+            }
+        }
+    }
+    Ok(usage)
+}
+
+fn pool_response(pool: Pool, usage: &HashMap<String, Usage>) -> PoolResponse {
+    let used = usage.get(&pool.name).copied().unwrap_or_default();
+    let occupied = used.running + used.queued;
+    PoolResponse {
+        slots: i64::from(pool.slots),
+        open_slots: i64::from(pool.slots) - occupied,
+        name: pool.name,
+        description: pool.description,
+        include_deferred: false,
+        occupied_slots: occupied,
+        running_slots: used.running,
+        queued_slots: used.queued,
+        scheduled_slots: used.scheduled,
+        deferred_slots: 0,
+        team_name: None,
+    }
+}
+
+/// Get all pools.
+#[utoipa::path(get, path = "/api/v2/pools", tag = "Pool", params(PoolsQuery),
+    responses((status = 200, body = PoolCollectionResponse), (status = 401), (status = 403), (status = 422)))]
+async fn get_pools(
+    State(state): State<AppState>,
+    Params(query): Params<PoolsQuery>,
+) -> ApiResult<Json<PoolCollectionResponse>> {
+    let order = OrderBy::parse(&query.order_by, &["id", "pool", "name"])?;
+    let mut pools: Vec<Pool> = state
+        .store()
+        .pools()
+        .await?
+        .into_iter()
+        .filter(|p| {
+            matches_pattern(query.pool_name_pattern.as_deref(), &p.name)
+                && matches_prefix(query.pool_name_prefix_pattern.as_deref(), &p.name)
+        })
+        .collect();
+    // Every key sorts by name, which stands in for Airflow's row id.
+    sort_by(&mut pools, &order, |p, _| p.name.clone());
+    let total_entries = pools.len();
+    let page = Page {
+        limit: query.limit,
+        offset: query.offset,
+    };
+    let pools = page.slice(pools);
+    let usage = usage(&state).await?;
+    Ok(Json(PoolCollectionResponse {
+        pools: pools
+            .into_iter()
+            .map(|p| pool_response(p, &usage))
+            .collect(),
+        total_entries,
+    }))
+}
+
+/// Get a pool.
+#[utoipa::path(get, path = "/api/v2/pools/{pool_name}", tag = "Pool",
+    params(("pool_name" = String, Path)),
+    responses((status = 200, body = PoolResponse), (status = 401), (status = 403), (status = 404)))]
+async fn get_pool(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<PoolResponse>> {
+    let pool = state
+        .store()
+        .pool(&name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(Json(pool_response(pool, &usage(&state).await?)))
+}
+
+/// Create a pool.
+#[utoipa::path(post, path = "/api/v2/pools", tag = "Pool", request_body = PoolBody,
+    responses((status = 201, body = PoolResponse), (status = 401), (status = 403), (status = 409), (status = 422)))]
+async fn post_pool(
+    State(state): State<AppState>,
+    Body(body): Body<PoolBody>,
+) -> ApiResult<(StatusCode, Json<PoolResponse>)> {
+    if body.name.chars().count() > MAX_POOL_NAME_LEN {
+        return Err(ApiError::invalid(
+            "body",
+            "name",
+            format!("String should have at most {MAX_POOL_NAME_LEN} characters"),
+        ));
+    }
+    no_team(body.team_name.as_ref())?;
+    let pool = Pool {
+        slots: checked_slots(body.slots)?,
+        name: body.name,
+        description: body.description,
+    };
+    if !state.store().create_pool(&pool).await? {
+        return Err(ApiError::Conflict(format!(
+            "The Pool with name: `{}` already exists",
+            pool.name
+        )));
+    }
+    tracing::info!(pool = %pool.name, slots = pool.slots, "pool created through the API");
+    state.wake_scheduler();
+    let usage = usage(&state).await?;
+    Ok((StatusCode::CREATED, Json(pool_response(pool, &usage))))
+}
+
+/// Update a pool: the fields the body carries (and the update mask names, when given); of
+/// `default_pool` only the slots, named by the mask.
+#[utoipa::path(patch, path = "/api/v2/pools/{pool_name}", tag = "Pool",
+    params(("pool_name" = String, Path), UpdateMask), request_body = PoolPatchBody,
+    responses((status = 200, body = PoolResponse), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn patch_pool(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Params(mask): Params<UpdateMask>,
+    body: Fields<PoolPatchBody>,
+) -> ApiResult<Json<PoolResponse>> {
+    no_team(body.body.team_name.as_ref())?;
+    if body.body.pool.as_ref().is_some_and(|n| *n != name) {
+        return Err(ApiError::BadRequest(
+            "Invalid body, pool name from request body doesn't match uri parameter".into(),
+        ));
+    }
+    let mask = mask.update_mask.as_deref().filter(|m| !m.is_empty());
+    if name == DEFAULT_POOL
+        && !mask.is_some_and(|m| {
+            m.iter()
+                .all(|f| matches!(f.trim(), "slots" | "include_deferred"))
+        })
+    {
+        return Err(ApiError::BadRequest(
+            "Only slots and included_deferred can be modified on Default Pool".into(),
+        ));
+    }
+    let mut pool = state
+        .store()
+        .pool(&name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    if body.updates("slots", mask) {
+        let Some(slots) = body.body.slots else {
+            return Err(ApiError::invalid(
+                "body",
+                "slots",
+                "Input should be a valid integer",
+            ));
+        };
+        pool.slots = checked_slots(slots)?;
+    }
+    if body.updates("description", mask) {
+        pool.description.clone_from(&body.body.description);
+    }
+    if !state.store().update_pool(&pool).await? {
+        return Err(not_found(&name));
+    }
+    tracing::info!(pool = %pool.name, slots = pool.slots, "pool updated through the API");
+    state.wake_scheduler();
+    let usage = usage(&state).await?;
+    Ok(Json(pool_response(pool, &usage)))
+}
+
+/// Delete a pool (not `default_pool`).
+#[utoipa::path(delete, path = "/api/v2/pools/{pool_name}", tag = "Pool",
+    params(("pool_name" = String, Path)),
+    responses((status = 204), (status = 400), (status = 401), (status = 403), (status = 404)))]
+async fn delete_pool(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    if name == DEFAULT_POOL {
+        return Err(ApiError::BadRequest("Default Pool can't be deleted".into()));
+    }
+    if !state.store().delete_pool(&name).await? {
+        return Err(not_found(&name));
+    }
+    tracing::info!(pool = %name, "pool deleted through the API");
+    state.wake_scheduler();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,256 @@
+//! Hiding secrets in answers as Airflow's secrets masker does: a value whose name is sensitive
+//! (a connection's password, an `extra` key such as `api_key`, a variable named `db_password`)
+//! is answered as `***`, at any depth; a `***` sent back in a change keeps the stored value.
+//! Also `python_json`, the text Python's `json.dumps` writes, which Airflow answers values in.
+
+use serde_json::Value;
+
+/// What a hidden value is answered as.
+pub const MASK: &str = "***";
+
+/// Names whose values are hidden when a name contains one of them (Airflow's
+/// `DEFAULT_SENSITIVE_FIELDS`, the defaults of `[core] sensitive_var_conn_names`).
+pub const SENSITIVE_FIELDS: &[&str] = &[
+    "access_key",
+    "access_token",
+    "api_key",
+    "apikey",
+    "auth_header",
+    "authorization",
+    "bearer",
+    "connection_string",
+    "dsn",
+    "passphrase",
+    "passwd",
+    "password",
+    "private_key",
+    "proxy",
+    "proxy_password",
+    "proxies",
+    "secret",
+    "service_account",
+    "service_key",
+    "token",
+    "keyfile_dict",
+    "webhook_url",
+];
+
+/// Whether values named `name` are hidden: lowercased, runs of other characters than letters,
+/// digits and `_` read as one `_` (so `API-Key` is `api_key`), then any sensitive field within.
+#[must_use]
+pub fn is_sensitive(name: &str) -> bool {
+    let mut normalized = String::with_capacity(name.len());
+    let mut in_run = false;
+    for c in name.trim().to_lowercase().chars() {
+        if c.is_alphanumeric() || c == '_' {
+            normalized.push(c);
+            in_run = false;
+        } else if !in_run {
+            normalized.push('_');
+            in_run = true;
+        }
+    }
+    SENSITIVE_FIELDS.iter().any(|s| normalized.contains(s))
+}
+
+/// `value` with every string under a sensitive name replaced by [`MASK`]; `name` is the name of
+/// `value` itself (a variable's key), if any.
+#[must_use]
+pub fn redact(value: &Value, name: Option<&str>) -> Value {
+    if name.is_some_and(is_sensitive) {
+        return redact_all(value);
+    }
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), redact(v, Some(k))))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| redact(v, None)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Every string in `value` replaced by [`MASK`] (numbers and booleans say nothing secret).
+fn redact_all(value: &Value) -> Value {
+    match value {
+        Value::String(_) => Value::String(MASK.to_owned()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), redact_all(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact_all).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A changed value merged with the stored one: wherever `new` still says [`MASK`] under a
+/// sensitive name, the stored value is kept (a client that read `***` and sent it back did not
+/// mean to set the secret to `***`).
+#[must_use]
+pub fn merge(new: &Value, old: &Value, name: Option<&str>) -> Value {
+    merge_at(new, old, name, false)
+}
+
+fn merge_at(new: &Value, old: &Value, name: Option<&str>, force: bool) -> Value {
+    let sensitive = force || name.is_some_and(is_sensitive);
+    match (new, old) {
+        (Value::Object(new_map), Value::Object(old_map)) => Value::Object(
+            new_map
+                .iter()
+                .map(|(k, v)| {
+                    let merged = match old_map.get(k) {
+                        Some(o) => merge_at(v, o, (!sensitive).then_some(k.as_str()), sensitive),
+                        None => v.clone(),
+                    };
+                    (k.clone(), merged)
+                })
+                .collect(),
+        ),
+        (Value::Array(new_items), Value::Array(old_items)) => Value::Array(
+            new_items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match old_items.get(i) {
+                    Some(o) => merge_at(v, o, None, sensitive),
+                    None => v.clone(),
+                })
+                .collect(),
+        ),
+        (Value::String(s), _) if sensitive && s == MASK => old.clone(),
+        _ => new.clone(),
+    }
+}
+
+/// `value` as Python's `json.dumps` writes it (`, ` and `: ` between items, non-ASCII as
+/// `\uXXXX`): the text Airflow answers JSON-valued fields in.
+#[must_use]
+pub fn python_json(value: &Value) -> String {
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    // Writing a Value into memory cannot fail: its keys are strings, its numbers finite.
+    if serde::Serialize::serialize(value, &mut serializer).is_err() {
+        return value.to_string();
+    }
+    String::from_utf8(out).unwrap_or_else(|_| value.to_string())
+}
+
+/// Python's default `json.dumps` layout.
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        item_separator(writer, first)
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        item_separator(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        if fragment.is_ascii() {
+            return writer.write_all(fragment.as_bytes());
+        }
+        let mut units = [0u16; 2];
+        for c in fragment.chars() {
+            if c.is_ascii() {
+                writer.write_all(&[c as u8])?;
+            } else {
+                for unit in c.encode_utf16(&mut units) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Python's `, ` before every item but the first.
+fn item_separator<W: ?Sized + std::io::Write>(writer: &mut W, first: bool) -> std::io::Result<()> {
+    if first {
+        Ok(())
+    } else {
+        writer.write_all(b", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sensitive_names_are_found_inside_other_words() {
+        for name in [
+            "password",
+            "DB_PASSWORD",
+            "my-api-key",
+            "aws_secret_access_key",
+            "Token",
+        ] {
+            assert!(is_sensitive(name), "{name}");
+        }
+        for name in ["host", "region", "key", "monkey"] {
+            assert!(!is_sensitive(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn redaction_hides_strings_under_sensitive_names_at_any_depth() {
+        let extra =
+            json!({"region": "eu", "api_key": "abc", "nested": [{"token": {"a": "x", "n": 1}}]});
+        assert_eq!(
+            redact(&extra, None),
+            json!({"region": "eu", "api_key": "***", "nested": [{"token": {"a": "***", "n": 1}}]})
+        );
+        assert_eq!(redact(&json!("hunter2"), Some("db_password")), json!("***"));
+        assert_eq!(redact(&json!("eu"), Some("region")), json!("eu"));
+    }
+
+    #[test]
+    fn a_mask_sent_back_keeps_the_stored_secret() {
+        let old = json!({"api_key": "abc", "region": "eu", "list": ["s1", "s2"]});
+        let new = json!({"api_key": "***", "region": "***", "extra": 1});
+        assert_eq!(
+            merge(&new, &old, None),
+            json!({"api_key": "abc", "region": "***", "extra": 1})
+        );
+        assert_eq!(
+            merge(&json!("***"), &json!("pw"), Some("password")),
+            json!("pw")
+        );
+        assert_eq!(
+            merge(&json!("new"), &json!("pw"), Some("password")),
+            json!("new")
+        );
+    }
+
+    #[test]
+    fn json_is_written_as_python_writes_it() {
+        assert_eq!(
+            python_json(&json!({"a": [1, 2.5, null, true], "é": "ü"})),
+            r#"{"a": [1, 2.5, null, true], "\u00e9": "\u00fc"}"#
+        );
+        assert_eq!(python_json(&json!("😀")), r#""\ud83d\ude00""#);
+    }
+}

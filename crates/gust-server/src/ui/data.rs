@@ -1,0 +1,543 @@
+//! The JSON the pages draw from, shaped for drawing rather than for API clients: the grid is one
+//! string of one-letter state codes per run (500,000 cells are 500 kB), the graph's layout comes
+//! computed and cached per DAG fingerprint, and a task instance comes with its tries, masked
+//! arguments and XComs in one answer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::SeekFrom;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use gust_core::dag::Dag;
+use gust_core::schedule::{DataInterval, Schedule};
+use gust_core::state::TaskState;
+use gust_store::RunHeader;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::api::time::Timestamp;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::ui::layout::{self, NODE_HEIGHT, NODE_WIDTH};
+use crate::ui::mask::masked;
+use crate::ui::session::DataUser;
+
+/// How many runs the grid shows when the page does not say.
+pub const DEFAULT_GRID_RUNS: i64 = 25;
+/// The most runs one grid may show.
+pub const MAX_GRID_RUNS: i64 = 365;
+/// How many recent runs the DAG list shows per DAG.
+pub const RECENT_RUNS: i64 = 10;
+/// The most log bytes one answer carries.
+const MAX_LOG_CHUNK: u64 = 256 * 1024;
+/// How much of a log the page shows first when it does not ask for a place: its end.
+const LOG_TAIL: u64 = 64 * 1024;
+
+/// The one-letter code of a task state in the grid's strings (`-`: no task instance).
+#[must_use]
+pub fn state_code(state: TaskState) -> u8 {
+    match state {
+        TaskState::NoStatus => b'n',
+        TaskState::Scheduled => b'c',
+        TaskState::Queued => b'q',
+        TaskState::Running => b'r',
+        TaskState::Success => b's',
+        TaskState::Failed => b'f',
+        TaskState::UpForRetry => b'u',
+        TaskState::Skipped => b'k',
+        TaskState::UpstreamFailed => b'p',
+        TaskState::Removed => b'x',
+    }
+}
+
+/// A run as the UI draws it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunJson {
+    run_id: String,
+    run_type: String,
+    state: String,
+    logical_date: Timestamp,
+    start_date: Option<Timestamp>,
+    end_date: Option<Timestamp>,
+}
+
+impl From<&RunHeader> for RunJson {
+    fn from(run: &RunHeader) -> Self {
+        RunJson {
+            run_id: run.run_id.clone(),
+            run_type: run.run_type.clone(),
+            state: run.state.as_str().to_owned(),
+            logical_date: run.logical_date.into(),
+            start_date: run.start_date.map(Into::into),
+            end_date: run.end_date.map(Into::into),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The DAG list.
+
+/// One DAG in the list.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct DagRow {
+    dag_id: String,
+    description: Option<String>,
+    is_paused: bool,
+    is_stale: bool,
+    schedule: String,
+    next_run: Option<Timestamp>,
+    tags: Vec<String>,
+    owners: Vec<String>,
+    tasks: usize,
+    fileloc: String,
+    has_import_errors: bool,
+    /// The latest runs, newest first.
+    recent_runs: Vec<RunJson>,
+}
+
+/// `GET /ui/api/dags`: every DAG with its latest runs, and the import errors.
+pub async fn dags(_: DataUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(dags_snapshot(&state).await?))
+}
+
+/// The DAG list as JSON: `{dags: [...], import_errors: [...]}`. Three queries however many
+/// DAGs and runs there are.
+pub async fn dags_snapshot(state: &AppState) -> ApiResult<Value> {
+    let store = state.store();
+    let summaries = store.dag_summaries().await?;
+    let errors = store.import_errors().await?;
+    let error_files: BTreeSet<&str> = errors.iter().map(|e| e.file.as_str()).collect();
+    let mut recent: HashMap<String, Vec<RunJson>> = HashMap::new();
+    for run in store.ui_recent_runs(RECENT_RUNS).await? {
+        recent
+            .entry(run.dag_id.clone())
+            .or_default()
+            .push(RunJson::from(&run));
+    }
+    let latest: HashMap<String, DataInterval> = store
+        .ui_latest_scheduled_intervals()
+        .await?
+        .into_iter()
+        .map(|(dag, start, end)| (dag, DataInterval { start, end }))
+        .collect();
+    let mut rows = Vec::with_capacity(summaries.len());
+    for summary in &summaries {
+        if !summary.is_active {
+            continue;
+        }
+        let dag = state.definition(summary).await?;
+        let settings = &dag.settings;
+        let next_run = match settings.schedule {
+            Schedule::Manual => None,
+            _ => settings
+                .schedule
+                .next_data_interval(
+                    latest.get(&summary.dag_id),
+                    settings.start_date.unwrap_or_else(|| state.now()),
+                    settings.timezone,
+                )
+                .filter(|next| settings.end_date.is_none_or(|end| next.start <= end))
+                .map(|next| next.start.into()),
+        };
+        let owners: BTreeSet<String> = dag.tasks().map(|t| t.settings.owner.clone()).collect();
+        rows.push(DagRow {
+            dag_id: summary.dag_id.clone(),
+            description: settings.description.clone(),
+            is_paused: summary.is_paused,
+            is_stale: summary.is_stale,
+            schedule: settings.schedule.as_text(),
+            next_run,
+            tags: settings.tags.clone(),
+            owners: owners.into_iter().collect(),
+            tasks: dag.tasks().len(),
+            fileloc: summary.fileloc.clone(),
+            has_import_errors: error_files.contains(summary.fileloc.as_str()),
+            recent_runs: recent.remove(&summary.dag_id).unwrap_or_default(),
+        });
+    }
+    let import_errors: Vec<Value> = errors
+        .iter()
+        .map(|e| json!({"file": e.file, "problems": e.problems}))
+        .collect();
+    Ok(json!({"dags": rows, "import_errors": import_errors}))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The grid.
+
+/// `?runs=N` (how many latest runs) or `?run_id=R` (one run).
+#[derive(Debug, Deserialize)]
+pub struct GridQuery {
+    runs: Option<i64>,
+    run_id: Option<String>,
+}
+
+impl GridQuery {
+    /// How many runs to show, bounded.
+    pub fn limit(&self) -> i64 {
+        self.runs
+            .unwrap_or(DEFAULT_GRID_RUNS)
+            .clamp(1, MAX_GRID_RUNS)
+    }
+}
+
+/// A DAG's tasks and groups as the grid and graph list them.
+fn structure(dag: &Dag) -> (Vec<Value>, Vec<Value>) {
+    let tasks = dag
+        .tasks()
+        .map(|t| json!({"id": t.id.as_str(), "group": t.group.as_ref().map(|g| g.as_str()), "operator": t.operator}))
+        .collect();
+    let groups = dag
+        .groups
+        .values()
+        .map(|g| json!({"id": g.id.as_str(), "parent": g.parent.as_ref().map(|p| p.as_str()), "tooltip": g.tooltip}))
+        .collect();
+    (tasks, groups)
+}
+
+/// The runs to draw (newest first, as read).
+pub async fn grid_runs(
+    state: &AppState,
+    dag_id: &str,
+    query: &GridQuery,
+) -> ApiResult<Vec<RunHeader>> {
+    match &query.run_id {
+        Some(run_id) => Ok(state
+            .store()
+            .ui_run(dag_id, run_id)
+            .await?
+            .into_iter()
+            .collect()),
+        None => Ok(state.store().ui_runs(dag_id, query.limit()).await?),
+    }
+}
+
+/// Each named run's column of state codes, in the DAG's task order (one query).
+pub async fn grid_cells(
+    state: &AppState,
+    dag: &Dag,
+    run_ids: &[String],
+) -> ApiResult<HashMap<String, String>> {
+    let index: HashMap<&str, usize> = dag
+        .tasks()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let columns = state
+        .store()
+        .ui_grid_columns(dag.id.as_str(), run_ids)
+        .await?;
+    let mut cells = HashMap::with_capacity(columns.len());
+    for column in &columns {
+        let mut codes = vec![b'-'; index.len()];
+        for cell in column.cells() {
+            let (task, task_state) = cell?;
+            if let Some(&i) = index.get(task) {
+                codes[i] = state_code(task_state);
+            }
+        }
+        // Only ASCII codes were written.
+        cells.insert(
+            column.run_id.clone(),
+            String::from_utf8_lossy(&codes).into_owned(),
+        );
+    }
+    Ok(cells)
+}
+
+/// `GET /ui/api/dags/{dag_id}/grid`: tasks, groups, runs (oldest first) and one string of state
+/// codes per run.
+pub async fn grid(
+    _: DataUser,
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    Query(query): Query<GridQuery>,
+) -> ApiResult<Json<Value>> {
+    let (summary, dag) = state.dag(&dag_id).await?;
+    let mut runs = grid_runs(&state, &dag_id, &query).await?;
+    runs.reverse();
+    let run_ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
+    let mut cells = grid_cells(&state, &dag, &run_ids).await?;
+    let blank = "-".repeat(dag.tasks().len());
+    let (tasks, groups) = structure(&dag);
+    let columns: Vec<String> = run_ids
+        .iter()
+        .map(|id| cells.remove(id).unwrap_or_else(|| blank.clone()))
+        .collect();
+    Ok(Json(json!({
+        "dag_id": dag_id,
+        "fingerprint": summary.fingerprint,
+        "is_paused": summary.is_paused,
+        "tasks": tasks,
+        "groups": groups,
+        "runs": runs.iter().map(RunJson::from).collect::<Vec<_>>(),
+        "cells": columns,
+    })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The graph.
+
+/// Laid-out graphs by DAG id, each valid for one fingerprint.
+type LayoutCache = Mutex<HashMap<String, (String, Arc<String>)>>;
+
+/// The most DAGs whose layout is kept; beyond it the cache starts again.
+const MAX_CACHED_LAYOUTS: usize = 256;
+
+fn layouts() -> &'static LayoutCache {
+    static CACHE: OnceLock<LayoutCache> = OnceLock::new();
+    CACHE.get_or_init(LayoutCache::default)
+}
+
+/// The graph's JSON for `dag`: nodes in task order with their places, edges as index pairs.
+pub fn graph_json(dag: &Dag, fingerprint: &str) -> String {
+    let index: HashMap<&str, usize> = dag
+        .tasks()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let edges: Vec<(usize, usize)> = dag
+        .tasks()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            t.upstream
+                .iter()
+                .filter_map(|u| index.get(u.as_str()).map(|&from| (from, i)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let laid = layout::layout(index.len(), &edges);
+    let (tasks, groups) = structure(dag);
+    json!({
+        "fingerprint": fingerprint,
+        "width": laid.width,
+        "height": laid.height,
+        "node_width": NODE_WIDTH,
+        "node_height": NODE_HEIGHT,
+        "tasks": tasks,
+        "groups": groups,
+        "positions": laid.position.iter().map(|(x, y)| [x.round(), y.round()]).collect::<Vec<_>>(),
+        "edges": edges.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// `GET /ui/api/dags/{dag_id}/graph`: the laid-out graph, computed once per DAG version.
+pub async fn graph(
+    _: DataUser,
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+) -> ApiResult<Response> {
+    let (summary, dag) = state.dag(&dag_id).await?;
+    let cached = {
+        let cache = layouts()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .get(&dag_id)
+            .filter(|(fp, _)| *fp == summary.fingerprint)
+            .map(|(_, json)| json.clone())
+    };
+    let body = match cached {
+        Some(json) => json,
+        None => {
+            let fingerprint = summary.fingerprint.clone();
+            let json = tokio::task::spawn_blocking(move || graph_json(&dag, &fingerprint))
+                .await
+                .map_err(|_| ApiError::BadRequest("laying out the graph failed".into()))?;
+            let json = Arc::new(json);
+            let mut cache = layouts()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cache.len() >= MAX_CACHED_LAYOUTS {
+                cache.clear();
+            }
+            cache.insert(dag_id, (summary.fingerprint.clone(), json.clone()));
+            json
+        }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        body.as_ref().clone(),
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A task instance.
+
+/// `GET /ui/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}`.
+pub async fn task_instance(
+    _: DataUser,
+    State(state): State<AppState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        task_instance_json(&state, &dag_id, &run_id, &task_id).await?,
+    ))
+}
+
+/// A task instance, its run, its tries (arguments masked) and XComs (masked).
+pub async fn task_instance_json(
+    state: &AppState,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+) -> ApiResult<Value> {
+    let store = state.store();
+    let run = store
+        .ui_run(dag_id, run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("DagRun", run_id))?;
+    let ti = store
+        .ui_task_instance(dag_id, run_id, task_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("TaskInstance", task_id))?;
+    let tries: Vec<Value> = ti
+        .tries
+        .iter()
+        .map(|t| {
+            let duration = t
+                .start_date
+                .zip(t.end_date)
+                .map(|(s, e)| (e - s).num_milliseconds() as f64 / 1000.0);
+            json!({
+                "try_number": t.try_number,
+                "state": t.state.as_str(),
+                "queued_at": t.queued_at.map(Timestamp::from),
+                "start_date": t.start_date.map(Timestamp::from),
+                "end_date": t.end_date.map(Timestamp::from),
+                "duration": duration,
+                "failure": t.failure,
+                "rendered_args": t.rendered_args.as_ref().map(masked),
+            })
+        })
+        .collect();
+    let xcoms: Vec<Value> = ti
+        .xcoms
+        .iter()
+        .map(|(key, value)| {
+            let shown = if crate::ui::mask::is_sensitive(key) {
+                Value::String(crate::ui::mask::MASK.to_owned())
+            } else {
+                masked(value)
+            };
+            json!({"key": key, "value": shown})
+        })
+        .collect();
+    Ok(json!({
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "run": RunJson::from(&run),
+        "state": ti.state.as_str(),
+        "try_number": ti.try_number,
+        "next_retry_at": ti.next_retry_at.map(Timestamp::from),
+        "note": ti.note,
+        "tries": tries,
+        "xcoms": xcoms,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs.
+
+/// `?offset=N`: where to read from (default: near the end).
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    offset: Option<u64>,
+}
+
+/// `GET /ui/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/{try_number}`: a chunk of the
+/// try's log from `offset` (at most 256 kB, whole lines), and where the next chunk starts.
+pub async fn log(
+    _: DataUser,
+    State(state): State<AppState>,
+    Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, i32)>,
+    Query(query): Query<LogQuery>,
+) -> ApiResult<Json<Value>> {
+    let location = state
+        .store()
+        .ui_log_location(&dag_id, &run_id, &task_id, try_number)
+        .await?;
+    let Some(location) = location else {
+        return Ok(Json(
+            json!({"text": "", "offset": 0, "size": 0, "exists": false}),
+        ));
+    };
+    let chunk = read_chunk(std::path::Path::new(&location), query.offset).await;
+    match chunk {
+        Ok((text, offset, size)) => Ok(Json(
+            json!({"text": text, "offset": offset, "size": size, "exists": true}),
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Json(
+            json!({"text": "", "offset": 0, "size": 0, "exists": false}),
+        )),
+        Err(err) => {
+            tracing::warn!(%location, error = %err, "a try's log could not be read");
+            Err(ApiError::NotFound(format!(
+                "The log of try {try_number} of {task_id} could not be read"
+            )))
+        }
+    }
+}
+
+/// Reads whole lines of `path` from `offset` (or the last [`LOG_TAIL`] bytes): the text, where
+/// the next read starts, and the file's size.
+async fn read_chunk(
+    path: &std::path::Path,
+    offset: Option<u64>,
+) -> std::io::Result<(String, u64, u64)> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let size = file.metadata().await?.len();
+    let tailing = offset.is_none();
+    let start = offset
+        .unwrap_or_else(|| size.saturating_sub(LOG_TAIL))
+        .min(size);
+    file.seek(SeekFrom::Start(start)).await?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LOG_CHUNK).read_to_end(&mut bytes).await?;
+    let mut skipped = 0;
+    if tailing && start > 0 {
+        // Start at a line's beginning.
+        skipped = bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    }
+    // End at a line's end, so a line being written is read whole next time.
+    let end = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(skipped, |i| i + 1);
+    let end = end.max(skipped);
+    let text = String::from_utf8_lossy(&bytes[skipped..end]).into_owned();
+    Ok((text, start + end as u64, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn log_chunks_are_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attempt=1.log");
+        std::fs::write(&path, "one\ntwo\nthr").unwrap();
+        let (text, offset, size) = read_chunk(&path, Some(0)).await.unwrap();
+        assert_eq!((text.as_str(), offset, size), ("one\ntwo\n", 8, 11));
+        let (text, offset, _) = read_chunk(&path, Some(offset)).await.unwrap();
+        assert_eq!((text.as_str(), offset), ("", 8));
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        let (text, offset, _) = read_chunk(&path, Some(8)).await.unwrap();
+        assert_eq!((text.as_str(), offset), ("three\n", 14));
+    }
+
+    #[test]
+    fn state_codes_are_distinct() {
+        let codes: BTreeSet<u8> = TaskState::ALL.into_iter().map(state_code).collect();
+        assert_eq!(codes.len(), TaskState::ALL.len());
+        assert!(!codes.contains(&b'-'));
+    }
+}

@@ -1,0 +1,259 @@
+//! The HTML pages. Each renders what it knows cheaply (names, settings, a run's conf) and leaves
+//! the big parts (the DAG list, the grid, the graph, a log) to the page's script, which reads
+//! the UI's JSON and follows its event stream.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, Redirect};
+use gust_core::ids::TaskId;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::ui::data::{DEFAULT_GRID_RUNS, MAX_GRID_RUNS};
+use crate::ui::mask::{MASK, is_sensitive, masked};
+use crate::ui::session::PageUser;
+use crate::ui::templates::{PageError, render};
+
+type PageResult = Result<Html<String>, PageError>;
+
+/// Adds the page's own values to the user's context.
+fn page(user: &PageUser, name: &str, values: minijinja::Value) -> PageResult {
+    let context = minijinja::context! { ..values, ..user.context() };
+    Ok(render(name, context)?)
+}
+
+/// `GET /`: the DAG list.
+pub async fn home() -> Redirect {
+    Redirect::to("/dags")
+}
+
+/// `GET /dags`.
+pub async fn dags(user: PageUser) -> PageResult {
+    page(&user, "dags.html", minijinja::context! { nav => "dags" })
+}
+
+/// `?tab=grid|graph&runs=N` of the DAG page.
+#[derive(Debug, Deserialize)]
+pub struct DagQuery {
+    tab: Option<String>,
+    runs: Option<i64>,
+}
+
+/// `GET /dags/{dag_id}`: the grid or the graph, the trigger form, the pause switch.
+pub async fn dag(
+    user: PageUser,
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    Query(query): Query<DagQuery>,
+) -> PageResult {
+    let (summary, dag) = state.dag(&dag_id).await?;
+    let settings = &dag.settings;
+    let tab = match query.tab.as_deref() {
+        Some("graph") => "graph",
+        _ => "grid",
+    };
+    let params = serde_json::to_string_pretty(&serde_json::Value::Object(settings.params.clone()))
+        .unwrap_or_else(|_| "{}".to_owned());
+    let owners: BTreeSet<&str> = dag.tasks().map(|t| t.settings.owner.as_str()).collect();
+    page(
+        &user,
+        "dag.html",
+        minijinja::context! {
+            nav => "dags",
+            dag_id => dag_id,
+            description => settings.description,
+            schedule => settings.schedule.as_text(),
+            tags => settings.tags,
+            owners => owners,
+            is_paused => summary.is_paused,
+            tasks => dag.tasks().len(),
+            fileloc => summary.fileloc,
+            doc_md => settings.doc_md,
+            params => params,
+            tab => tab,
+            runs => query.runs.unwrap_or(DEFAULT_GRID_RUNS).clamp(1, MAX_GRID_RUNS),
+        },
+    )
+}
+
+/// `GET /dags/{dag_id}/runs/{run_id}`: the run's details and its task instances.
+pub async fn run(
+    user: PageUser,
+    State(state): State<AppState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> PageResult {
+    state.dag(&dag_id).await?;
+    let run = state
+        .store()
+        .run(&dag_id, &run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("DagRun", &run_id))?;
+    let conf = serde_json::to_string_pretty(&masked(&serde_json::Value::Object(run.conf)))
+        .unwrap_or_default();
+    page(
+        &user,
+        "run.html",
+        minijinja::context! {
+            nav => "dags",
+            dag_id => dag_id,
+            run_id => run_id,
+            conf => conf,
+            run_type => format!("{:?}", run.run_type).to_lowercase(),
+            logical_date => run.logical_date.to_rfc3339(),
+            data_interval => format!("{} – {}", run.data_interval.0.to_rfc3339(), run.data_interval.1.to_rfc3339()),
+        },
+    )
+}
+
+/// `GET /dags/{dag_id}/runs/{run_id}/tasks/{task_id}`: tries, arguments, XComs, the log.
+pub async fn task_instance(
+    user: PageUser,
+    State(state): State<AppState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+) -> PageResult {
+    let (_, dag) = state.dag(&dag_id).await?;
+    let id = TaskId::new(task_id.clone()).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let task = dag
+        .task(&id)
+        .ok_or_else(|| ApiError::not_found("Task", &task_id))?;
+    let downstream: Vec<&str> = dag
+        .tasks()
+        .filter(|t| t.upstream.contains(&id))
+        .map(|t| t.id.as_str())
+        .collect();
+    page(
+        &user,
+        "task.html",
+        minijinja::context! {
+            nav => "dags",
+            dag_id => dag_id,
+            run_id => run_id,
+            task_id => task_id,
+            operator => task.operator,
+            upstream => task.upstream.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+            downstream => downstream,
+            group => task.group.as_ref().map(|g| g.as_str()),
+            trigger_rule => task.settings.trigger_rule.as_str(),
+            retries => task.settings.retries,
+            pool => task.settings.pool,
+            owner => task.settings.owner,
+        },
+    )
+}
+
+/// `GET /variables`: keys and values, secret-looking ones masked.
+pub async fn variables(user: PageUser, State(state): State<AppState>) -> PageResult {
+    let rows: Vec<Vec<String>> = state
+        .store()
+        .ui_variables()
+        .await?
+        .into_iter()
+        .map(|(key, value, description)| {
+            let value = if is_sensitive(&key) {
+                MASK.to_owned()
+            } else {
+                value
+            };
+            vec![key, value, description.unwrap_or_default()]
+        })
+        .collect();
+    table(
+        &user,
+        "variables",
+        "Variables",
+        &["Key", "Value", "Description"],
+        rows,
+        "No variables. Set one with `gust variables set KEY VALUE`.",
+    )
+}
+
+/// `GET /connections`: never a password or an extra, only whether one is set.
+pub async fn connections(user: PageUser, State(state): State<AppState>) -> PageResult {
+    let rows: Vec<Vec<String>> = state
+        .store()
+        .ui_connections()
+        .await?
+        .into_iter()
+        .map(|c| {
+            vec![
+                c.conn_id,
+                c.conn_type,
+                c.host.unwrap_or_default(),
+                c.port.map(|p| p.to_string()).unwrap_or_default(),
+                c.login.unwrap_or_default(),
+                c.schema.unwrap_or_default(),
+                if c.has_password {
+                    MASK.to_owned()
+                } else {
+                    String::new()
+                },
+                if c.has_extra {
+                    MASK.to_owned()
+                } else {
+                    String::new()
+                },
+                c.description.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &user,
+        "connections",
+        "Connections",
+        &[
+            "Conn id",
+            "Type",
+            "Host",
+            "Port",
+            "Login",
+            "Schema",
+            "Password",
+            "Extra",
+            "Description",
+        ],
+        rows,
+        "No connections. Add one with `gust connections add`.",
+    )
+}
+
+/// `GET /pools`.
+pub async fn pools(user: PageUser, State(state): State<AppState>) -> PageResult {
+    let rows: Vec<Vec<String>> = state
+        .store()
+        .pools()
+        .await?
+        .into_iter()
+        .map(|p| {
+            vec![
+                p.name,
+                p.slots.to_string(),
+                p.description.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &user,
+        "pools",
+        "Pools",
+        &["Pool", "Slots", "Description"],
+        rows,
+        "No pools.",
+    )
+}
+
+fn table(
+    user: &PageUser,
+    nav: &str,
+    title: &str,
+    columns: &[&str],
+    rows: Vec<Vec<String>>,
+    empty: &str,
+) -> PageResult {
+    page(
+        user,
+        "table.html",
+        minijinja::context! { nav => nav, title => title, columns => columns, rows => rows, empty => empty },
+    )
+}

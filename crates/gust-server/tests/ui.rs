@@ -1,0 +1,518 @@
+//! The web UI in-process: who may see which page, the login form and its cookie, the grid and
+//! graph JSON, a task instance with masked arguments and its log, and the event streams.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{HELLO, TestServer, t0};
+use gust_core::state::TaskState;
+use gust_store::{NewRun, Role, RunType, TaskMove, TryChange};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// A page or endpoint as a browser with `cookie` would get it: status, headers, body.
+async fn browse(
+    server: &TestServer,
+    uri: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, header::HeaderMap, String) {
+    let mut request = Request::get(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = server
+        .app
+        .clone()
+        .oneshot(request.body(Body::empty()).expect("the harness works"))
+        .await
+        .expect("the harness works");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("the harness works").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// Logs in through the form; the session cookie (`_token=...`).
+async fn log_in(server: &TestServer, role: Role) -> String {
+    let request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "username={}&password=password&next=%2Fdags%2Fhello",
+            role.as_str()
+        )))
+        .expect("the harness works");
+    let response = server
+        .app
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the harness works");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/dags/hello");
+    let cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .expect("the harness works");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    cookie
+        .split(';')
+        .next()
+        .expect("the harness works")
+        .to_owned()
+}
+
+/// A run of `hello` whose `say` succeeded (rendered with a password among its arguments, with
+/// a log and an XCom) and whose `after` is running.
+async fn run_hello(server: &TestServer) -> String {
+    let store = &server.db.store;
+    let run_id = "manual__2026-01-01T00:00:00+00:00".to_owned();
+    store
+        .create_run(&NewRun {
+            dag_id: "hello".into(),
+            run_id: run_id.clone(),
+            run_type: RunType::Manual,
+            logical_date: t0(),
+            data_interval: (t0(), t0()),
+            conf: serde_json::Map::new(),
+            queued_at: t0(),
+        })
+        .await
+        .expect("the harness works");
+    store
+        .create_task_instances("hello", &run_id, &["say", "after"])
+        .await
+        .expect("the harness works");
+    let log = server.logs_dir.path().join("say.log");
+    std::fs::write(&log, "[2026-01-01T00:00:00.000Z] stdout: hello world\n")
+        .expect("the harness works");
+    let step = |task: &str, from, version, to, change| TaskMove {
+        dag_id: "hello".into(),
+        run_id: run_id.clone(),
+        task_id: task.into(),
+        from,
+        version,
+        to,
+        next_retry_at: None,
+        try_change: Some(change),
+    };
+    let moves = vec![
+        step(
+            "say",
+            TaskState::NoStatus,
+            0,
+            TaskState::Queued,
+            TryChange::Queued {
+                try_number: 1,
+                rendered_args: json!({"bash_command": "echo hello world", "env": {"DB_PASSWORD": "hunter2"}}),
+                log_location: log.display().to_string(),
+                at: t0(),
+            },
+        ),
+        step(
+            "say",
+            TaskState::Queued,
+            1,
+            TaskState::Running,
+            TryChange::Started {
+                try_number: 1,
+                at: t0(),
+            },
+        ),
+        step(
+            "say",
+            TaskState::Running,
+            2,
+            TaskState::Success,
+            TryChange::Ended {
+                try_number: 1,
+                at: t0(),
+                failure: None,
+                xcom: Some(json!("hello world")),
+            },
+        ),
+        step(
+            "after",
+            TaskState::NoStatus,
+            0,
+            TaskState::Queued,
+            TryChange::Queued {
+                try_number: 1,
+                rendered_args: json!({"bash_command": "echo done"}),
+                log_location: server
+                    .logs_dir
+                    .path()
+                    .join("after.log")
+                    .display()
+                    .to_string(),
+                at: t0(),
+            },
+        ),
+        step(
+            "after",
+            TaskState::Queued,
+            1,
+            TaskState::Running,
+            TryChange::Started {
+                try_number: 1,
+                at: t0(),
+            },
+        ),
+    ];
+    let done = store.apply_moves(&moves).await.expect("the harness works");
+    assert!(done.iter().all(|d| *d), "{done:?}");
+    run_id
+}
+
+#[tokio::test]
+async fn pages_send_strangers_to_login_and_data_answers_401() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    for page in [
+        "/dags",
+        "/dags/hello?tab=graph",
+        "/variables",
+        "/connections",
+        "/pools",
+    ] {
+        let (status, headers, _) = browse(&server, page, None).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+        let location = headers[header::LOCATION].to_str().unwrap();
+        assert!(location.starts_with("/login?next=/"), "{location}");
+    }
+    for data in [
+        "/ui/api/dags",
+        "/ui/api/dags/hello/grid",
+        "/ui/api/dags/hello/graph",
+        "/ui/events/dags",
+        "/ui/events/dags/hello/grid",
+    ] {
+        let (status, _, _) = browse(&server, data, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{data}");
+    }
+    let (status, _, body) = browse(&server, "/login?next=/dags", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("name=\"password\""));
+    let (status, _, _) = browse(&server, "/ui/static/app.js", None).await;
+    assert_eq!(status, StatusCode::OK);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_shows_the_form_again_with_one_line() {
+    let server = TestServer::sqlite().await;
+    let request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(
+            "username=viewer&password=nope&next=%2F%2Fevil.example",
+        ))
+        .unwrap();
+    let answer = server.send(request).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.text.contains("Wrong user name or password."));
+    assert!(!answer.text.contains("evil.example"));
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn viewers_see_no_change_buttons_and_ops_do() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    let viewer = log_in(&server, Role::Viewer).await;
+    let (status, _, page) = browse(&server, "/dags/hello", Some(&viewer)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("data-can-edit=\"false\""));
+    assert!(!page.contains("id=\"trigger-open\""));
+    let op = log_in(&server, Role::Op).await;
+    let (_, _, page) = browse(&server, "/dags/hello", Some(&op)).await;
+    assert!(page.contains("id=\"trigger-open\""));
+    // The params' defaults prefill the trigger form, and the CSRF token is in the page.
+    assert!(
+        page.contains("&quot;name&quot;: &quot;world&quot;"),
+        "{page}"
+    );
+    let token = op.trim_start_matches("_token=");
+    assert!(page.contains(&gust_server::auth::csrf_token(token)));
+    // The server refuses a viewer's change anyway (the API's middleware).
+    let request = Request::patch("/api/v2/dags/hello")
+        .header(header::COOKIE, &viewer)
+        .header(
+            "x-csrf-token",
+            gust_server::auth::csrf_token(viewer.trim_start_matches("_token=")),
+        )
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"is_paused": true}"#))
+        .unwrap();
+    assert_eq!(server.send(request).await.status, StatusCode::FORBIDDEN);
+    // And an op's change without the CSRF token.
+    let request = Request::patch("/api/v2/dags/hello")
+        .header(header::COOKIE, &op)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"is_paused": true}"#))
+        .unwrap();
+    assert_eq!(server.send(request).await.status, StatusCode::FORBIDDEN);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_grid_is_one_string_of_state_codes_per_run() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    let run_id = run_hello(&server).await;
+    let cookie = log_in(&server, Role::Viewer).await;
+    let (status, _, body) =
+        browse(&server, "/ui/api/dags/hello/grid?runs=100", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let grid: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(grid["tasks"][0]["id"], "say");
+    assert_eq!(grid["tasks"][1]["id"], "after");
+    assert_eq!(grid["runs"][0]["run_id"], run_id.as_str());
+    assert_eq!(grid["runs"][0]["state"], "queued");
+    assert_eq!(grid["cells"], json!(["sr"]));
+
+    let (_, _, body) = browse(&server, "/ui/api/dags/hello/graph", Some(&cookie)).await;
+    let graph: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(graph["edges"], json!([[0, 1]]));
+    assert!(graph["positions"][1][0].as_f64() > graph["positions"][0][0].as_f64());
+
+    let (_, _, body) = browse(&server, "/ui/api/dags", Some(&cookie)).await;
+    let dags: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(dags["dags"][0]["dag_id"], "hello");
+    assert_eq!(dags["dags"][0]["tags"], json!(["example"]));
+    assert_eq!(dags["dags"][0]["recent_runs"][0]["run_id"], run_id.as_str());
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn a_task_instance_shows_masked_arguments_its_xcom_and_its_log() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    let run_id = run_hello(&server).await;
+    let cookie = log_in(&server, Role::Viewer).await;
+    let base = format!("/dags/hello/runs/{run_id}/tasks/say");
+    let (status, _, page) = browse(&server, &base, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("id=\"mark-success\""));
+    let (_, _, body) = browse(&server, &format!("/ui/api{base}"), Some(&cookie)).await;
+    assert!(!body.contains("hunter2"), "{body}");
+    let ti: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ti["state"], "success");
+    assert_eq!(ti["tries"][0]["rendered_args"]["env"]["DB_PASSWORD"], "***");
+    assert_eq!(
+        ti["xcoms"][0],
+        json!({"key": "return_value", "value": "hello world"})
+    );
+    let (_, _, body) = browse(
+        &server,
+        &format!("/ui/api{base}/logs/1?offset=0"),
+        Some(&cookie),
+    )
+    .await;
+    let log: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        log["text"],
+        "[2026-01-01T00:00:00.000Z] stdout: hello world\n"
+    );
+    assert_eq!(log["offset"], log["size"]);
+    let (_, _, body) = browse(&server, &format!("/ui/api{base}/logs/7"), Some(&cookie)).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["exists"],
+        false
+    );
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn event_streams_open_for_signed_in_users() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    run_hello(&server).await;
+    let cookie = log_in(&server, Role::Viewer).await;
+    for uri in ["/ui/events/dags", "/ui/events/dags/hello/grid?runs=5"] {
+        let request = Request::get(uri)
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        let response = server.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+    }
+    let (status, _, _) = browse(&server, "/ui/events/dags/nope/grid", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_connections_page_never_shows_a_password() {
+    let server = TestServer::sqlite().await;
+    let key = gust_store::SecretKey::parse("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=").unwrap();
+    let conn = gust_store::Connection {
+        conn_id: "db".into(),
+        conn_type: "postgres".into(),
+        host: Some("db.example".into()),
+        login: Some("me".into()),
+        schema: None,
+        port: Some(5432),
+        password: Some(gust_store::Secret::new("hunter2")),
+        extra: Some(gust_store::Secret::new(r#"{"token": "hunter3"}"#)),
+        description: None,
+    };
+    server.db.store.put_connection(&conn, &key).await.unwrap();
+    let cookie = log_in(&server, Role::Viewer).await;
+    let (status, _, page) = browse(&server, "/connections", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("db.example"));
+    assert!(!page.contains("hunter2") && !page.contains("hunter3"));
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn import_errors_reach_the_dag_list_and_secret_variables_stay_hidden() {
+    let server = TestServer::sqlite().await;
+    let store = &server.db.store;
+    store
+        .replace_import_errors(
+            &[gust_store::ImportError {
+                file: "/dags/broken.yaml".into(),
+                problems: vec!["/dags/broken.yaml:3:5: broken: unknown key \"shedule\"".into()],
+            }],
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .set_variable("api_token", "s3cr3t", None)
+        .await
+        .unwrap();
+    store
+        .set_variable("region", "eu-west-1", None)
+        .await
+        .unwrap();
+    let cookie = log_in(&server, Role::Viewer).await;
+    let (_, _, body) = browse(&server, "/ui/api/dags", Some(&cookie)).await;
+    let dags: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(dags["import_errors"][0]["file"], "/dags/broken.yaml");
+    assert!(
+        dags["import_errors"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains(":3:5:")
+    );
+    let (status, _, page) = browse(&server, "/variables", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("eu-west-1"));
+    assert!(!page.contains("s3cr3t"));
+    let (status, _, page) = browse(&server, "/pools", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("default_pool"));
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn logging_out_needs_the_csrf_token_and_drops_the_cookie() {
+    let server = TestServer::sqlite().await;
+    let cookie = log_in(&server, Role::Viewer).await;
+    let forged = Request::post("/logout")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("csrf=wrong"))
+        .unwrap();
+    assert_eq!(server.send(forged).await.status, StatusCode::FORBIDDEN);
+    let csrf = gust_server::auth::csrf_token(cookie.trim_start_matches("_token="));
+    let request = Request::post("/logout")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={csrf}")))
+        .unwrap();
+    let response = server.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cleared = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cleared.starts_with("_token=;"), "{cleared}");
+    server.finish().await;
+}
+
+/// The next server-sent event's name and data from `body`, waiting at most five seconds.
+async fn next_event(body: &mut Body) -> (String, Value) {
+    let mut text = String::new();
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .expect("an event within 5 s")
+            .expect("the stream goes on")
+            .expect("a frame");
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        if let Some(end) = text.find("\n\n") {
+            let event = &text[..end];
+            if event.starts_with(':') {
+                text.drain(..end + 2);
+                continue;
+            }
+            let field = |name: &str| {
+                event
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            };
+            return (
+                field("event:"),
+                serde_json::from_str(&field("data:")).unwrap_or(Value::Null),
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_grid_stream_sends_only_the_column_that_changed() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    let run_id = run_hello(&server).await;
+    let cookie = log_in(&server, Role::Viewer).await;
+    let request = Request::get("/ui/events/dags/hello/grid?runs=10")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let mut body = server
+        .app
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap()
+        .into_body();
+    // `after` finishes: the stream says so, with that run's column and no run list (the runs'
+    // rows did not change).
+    let finish = TaskMove {
+        dag_id: "hello".into(),
+        run_id: run_id.clone(),
+        task_id: "after".into(),
+        from: TaskState::Running,
+        version: 2,
+        to: TaskState::Failed,
+        next_retry_at: None,
+        try_change: Some(TryChange::Ended {
+            try_number: 1,
+            at: t0(),
+            failure: Some("exit code 1".into()),
+            xcom: None,
+        }),
+    };
+    assert_eq!(
+        server.db.store.apply_moves(&[finish]).await.unwrap(),
+        vec![true]
+    );
+    let (name, update) = next_event(&mut body).await;
+    assert_eq!(name, "grid");
+    assert_eq!(update["cells"], json!({ run_id.as_str(): "sf" }));
+    assert_eq!(update["runs"], Value::Null);
+    server.finish().await;
+}
