@@ -17,6 +17,9 @@ use crate::record::{EXIT_FILE_VAR, EXIT_TRAP, TryRecord};
 
 /// How long output is still read after the main process exits, for pipes held by its children.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a written log line may sit in the log's buffer before it reaches the file, where
+/// the API and the UI tail it. Flushing on a timer, not per line, keeps chatty tasks cheap.
+const LOG_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Maps a try's exit code and last line of output to its outcome.
 pub type Finish = Box<dyn FnOnce(i32, Option<String>) -> TryOutcome + Send>;
@@ -176,9 +179,14 @@ where
     let timeout = spec.execution_timeout;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut drain_deadline = None;
+    let mut flush_every = tokio::time::interval(LOG_FLUSH_INTERVAL);
+    flush_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     while status.is_none() || out_open || err_open {
         tokio::select! {
+            _ = flush_every.tick() => {
+                let _ = log.flush().await;
+            },
             line = out.next_line(), if out_open => match line {
                 Ok(Some(bytes)) => {
                     let text = decoder.decode(&bytes);

@@ -105,6 +105,29 @@ async fn a_successful_try_pushes_its_last_stdout_line_and_logs_every_line() {
 }
 
 #[tokio::test]
+async fn a_running_trys_log_reaches_its_file_while_it_runs() {
+    let mut h = harness(4);
+    let spec = h.spec(
+        "slow",
+        json!({"bash_command": "echo early; sleep 3; echo late"}),
+    );
+    h.executor.start(spec).expect("started");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !read(&h.log("slow")).contains("stdout: early") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first line is in the file within 2 s, long before the try ends"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!read(&h.log("slow")).contains("late"));
+    assert!(matches!(
+        h.finished("slow").await,
+        TryOutcome::Succeeded { .. }
+    ));
+}
+
+#[tokio::test]
 async fn without_do_xcom_push_nothing_is_pushed() {
     let mut h = harness(4);
     let mut spec = h.spec("quiet", json!({"bash_command": "echo value"}));

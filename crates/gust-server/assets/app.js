@@ -232,6 +232,7 @@ const Gust = (() => {
       renderTags();
       render();
       window.gustRenderMs = performance.now() - start;
+      window.gustDrawnAt = performance.now();
     });
   }
 
@@ -303,6 +304,7 @@ const Gust = (() => {
       pending = [];
       const ms = performance.now() - start;
       window.gustRenderMs = ms;
+      window.gustDrawnAt = performance.now();
       const note = document.getElementById("render-time");
       if (note) note.textContent = `${data.tasks.length} tasks × ${data.runs.length} runs: read and drawn in ${ms.toFixed(0)} ms`;
     });

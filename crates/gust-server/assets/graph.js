@@ -14,10 +14,12 @@ class GustGraph {
     document.getElementById("fit").addEventListener("click", () => this.fit());
     document.getElementById("zoom-in").addEventListener("click", () => this.zoom(1.25));
     document.getElementById("zoom-out").addEventListener("click", () => this.zoom(0.8));
+    // Read the layout while the page reads the grid's states.
+    this.graphRead = Gust.api("GET", `/ui/api/dags/${Gust.path(dagId)}/graph`);
   }
 
   async load(grid) {
-    const graph = await Gust.api("GET", `/ui/api/dags/${Gust.path(this.dagId)}/graph`);
+    const graph = await this.graphRead;
     this.graph = graph;
     const W = graph.node_width, H = graph.node_height, pad = 20;
     const pos = graph.positions;
@@ -49,7 +51,8 @@ class GustGraph {
     this.cells = new Map(grid.runs.map((r, i) => [r.run_id, grid.cells[i]]));
     this.selected = grid.runs.length ? grid.runs[grid.runs.length - 1].run_id : null;
     this.fillRuns();
-    this.fit();
+    // Start fitted, but never so small that the tasks cannot be read; Fit shows it all.
+    this.fit(0.3);
     this.paint();
   }
 
@@ -82,14 +85,14 @@ class GustGraph {
     }
   }
 
-  fit() {
+  fit(least = 0.01) {
     const g = this.graph;
     const sx = (this.wrap.clientWidth - 20) / (g.width + 40), sy = (this.wrap.clientHeight - 20) / (g.height + 40);
-    this.scale = Math.max(0.05, Math.min(1.2, Math.min(sx, sy)));
+    this.scale = Math.max(least, Math.min(1.2, Math.min(sx, sy)));
     this.apply();
   }
 
-  zoom(factor) { this.scale = Math.max(0.05, Math.min(4, this.scale * factor)); this.apply(); }
+  zoom(factor) { this.scale = Math.max(0.01, Math.min(4, this.scale * factor)); this.apply(); }
 
   apply() {
     const g = this.graph;

@@ -6,6 +6,12 @@
 //! group, `state` what handlers share. The OpenAPI document at `/api/v2/openapi.json` is built
 //! from the handlers' own declarations (utoipa), so it cannot drift from what is served.
 
+// The request and response types mirror Airflow's schemas field for field; Airflow's OpenAPI
+// document describes each field, so they carry no doc comment of their own.
+#[allow(
+    missing_docs,
+    reason = "response fields are Airflow's, described by its OpenAPI document"
+)]
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -85,13 +91,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `stop` is cancelled; requests in flight finish first.
+/// How long requests in flight may take to finish once the server is asked to stop. The web
+/// UI's live streams never finish on their own, so without a bound one open page would keep a
+/// stopping server up.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Serves `app` on `listener` until `stop` is cancelled; requests in flight get
+/// [`SHUTDOWN_GRACE`] to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
+    let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+    tokio::select! {
+        result = server => result,
+        () = async {
+            stop.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    }
 }

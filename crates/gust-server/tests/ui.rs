@@ -516,3 +516,42 @@ async fn the_grid_stream_sends_only_the_column_that_changed() {
     assert_eq!(update["runs"], Value::Null);
     server.finish().await;
 }
+
+#[tokio::test]
+async fn the_views_read_the_same_on_postgres() {
+    let Some(db) = gust_store::testing::TestDb::postgres().await else {
+        return;
+    };
+    let server = TestServer::on(db).await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    let run_id = run_hello(&server).await;
+    let cookie = log_in(&server, Role::Viewer).await;
+    let (status, _, body) = browse(&server, "/ui/api/dags/hello/grid", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let grid: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(grid["cells"], json!(["sr"]));
+    let (_, _, body) = browse(&server, "/ui/api/dags", Some(&cookie)).await;
+    let dags: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(dags["dags"][0]["recent_runs"][0]["run_id"], run_id.as_str());
+    let base = format!("/ui/api/dags/hello/runs/{run_id}/tasks/say");
+    let (_, _, body) = browse(&server, &base, Some(&cookie)).await;
+    let ti: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ti["tries"][0]["rendered_args"]["env"]["DB_PASSWORD"], "***");
+    let key = gust_store::SecretKey::parse("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=").unwrap();
+    let conn = gust_store::Connection {
+        conn_id: "db".into(),
+        conn_type: "postgres".into(),
+        host: Some("db.example".into()),
+        login: None,
+        schema: None,
+        port: None,
+        password: Some(gust_store::Secret::new("hunter2")),
+        extra: None,
+        description: None,
+    };
+    server.db.store.put_connection(&conn, &key).await.unwrap();
+    let (status, _, page) = browse(&server, "/connections", Some(&cookie)).await;
+    assert!(page.contains("db.example") && !page.contains("hunter2"));
+    assert_eq!(status, StatusCode::OK);
+    server.finish().await;
+}

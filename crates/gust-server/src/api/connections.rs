@@ -142,7 +142,7 @@ impl ConnectionBody {
 #[into_params(parameter_in = Query)]
 pub struct ConnectionsQuery {
     /// At most this many (default 50, at most 100).
-    #[serde(default = "default_limit")]
+    #[serde(default = "crate::api::page::default_limit")]
     pub limit: usize,
     /// Skip this many.
     #[serde(default)]
@@ -155,10 +155,6 @@ pub struct ConnectionsQuery {
     pub connection_id_pattern: Option<String>,
     /// Case-sensitive prefix of the connection id.
     pub connection_id_prefix_pattern: Option<String>,
-}
-
-fn default_limit() -> usize {
-    crate::api::page::DEFAULT_PAGE
 }
 
 fn not_found(connection_id: &str) -> ApiError {

@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::extract::{Body, Params};
-use crate::api::page::{DEFAULT_PAGE, MAX_PAGE, OrderBy};
+use crate::api::page::{MAX_PAGE, OrderBy};
 use crate::api::task_instances::{TaskInstanceResponse, instance_responses};
 use crate::api::time::{Timestamp, parse_time};
 use crate::error::{ApiError, ApiResult};
@@ -187,7 +187,7 @@ fn time_param(
 #[into_params(parameter_in = Query)]
 pub struct DagRunsQuery {
     /// At most this many (default 50, at most 100).
-    #[serde(default = "default_limit")]
+    #[serde(default = "crate::api::page::default_limit")]
     pub limit: usize,
     /// Skip this many.
     #[serde(default)]
@@ -218,10 +218,6 @@ pub struct DagRunsQuery {
     pub end_date_gt: Option<String>,
     pub end_date_lte: Option<String>,
     pub end_date_lt: Option<String>,
-}
-
-fn default_limit() -> usize {
-    DEFAULT_PAGE
 }
 
 /// Filters of Airflow's run listing that Gust does not apply: refused rather than ignored, so a

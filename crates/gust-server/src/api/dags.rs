@@ -118,7 +118,7 @@ pub struct DagPatchBody {
 #[into_params(parameter_in = Query)]
 pub struct DagsQuery {
     /// At most this many (default 50, at most 100).
-    #[serde(default = "default_limit")]
+    #[serde(default = "crate::api::page::default_limit")]
     pub limit: usize,
     /// Skip this many.
     #[serde(default)]
@@ -147,10 +147,6 @@ pub struct DagsQuery {
     /// Sort keys: `dag_id`, `dag_display_name`, `next_dagrun`; `-` first for descending.
     #[serde(default)]
     pub order_by: Vec<String>,
-}
-
-fn default_limit() -> usize {
-    crate::api::page::DEFAULT_PAGE
 }
 
 fn yes() -> bool {

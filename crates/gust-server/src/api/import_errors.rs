@@ -56,7 +56,7 @@ pub struct ImportErrorCollectionResponse {
 #[into_params(parameter_in = Query)]
 pub struct ImportErrorsQuery {
     /// At most this many (default 50, at most 100).
-    #[serde(default = "default_limit")]
+    #[serde(default = "crate::api::page::default_limit")]
     pub limit: usize,
     /// Skip this many.
     #[serde(default)]
@@ -73,10 +73,6 @@ pub struct ImportErrorsQuery {
     pub filename: Option<String>,
     /// Only this bundle.
     pub bundle_name: Option<String>,
-}
-
-fn default_limit() -> usize {
-    crate::api::page::DEFAULT_PAGE
 }
 
 /// The id of a file's import error: the first 31 bits of its name's SHA-256, at least 1.

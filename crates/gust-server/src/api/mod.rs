@@ -2,62 +2,22 @@
 //! declaring its routes with their OpenAPI descriptions (the served document is generated from
 //! these declarations).
 
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod connections;
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod dag_runs;
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod dags;
 pub mod extract;
 pub mod fields;
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod import_errors;
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod logs;
 pub mod monitor;
 pub mod page;
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod pools;
 pub mod redact;
 pub mod search;
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod task_instances;
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod tasks;
 pub mod time;
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod variables;
-#[allow(
-    missing_docs,
-    reason = "response fields are Airflow's, described by its OpenAPI document"
-)]
 pub mod xcoms;
 
 use utoipa_axum::router::OpenApiRouter;

@@ -20,7 +20,8 @@ pub struct Page {
     pub offset: usize,
 }
 
-fn default_limit() -> usize {
+/// The default `limit`, for query structs (`#[serde(default = "...")]`).
+pub fn default_limit() -> usize {
     DEFAULT_PAGE
 }
 

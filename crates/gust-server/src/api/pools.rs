@@ -103,7 +103,7 @@ pub struct PoolPatchBody {
 #[into_params(parameter_in = Query)]
 pub struct PoolsQuery {
     /// At most this many (default 50, at most 100).
-    #[serde(default = "default_limit")]
+    #[serde(default = "crate::api::page::default_limit")]
     pub limit: usize,
     /// Skip this many.
     #[serde(default)]
@@ -115,10 +115,6 @@ pub struct PoolsQuery {
     pub pool_name_pattern: Option<String>,
     /// Case-sensitive prefix of the name.
     pub pool_name_prefix_pattern: Option<String>,
-}
-
-fn default_limit() -> usize {
-    crate::api::page::DEFAULT_PAGE
 }
 
 /// A pool size as stored; Gust's scheduler gives every pool a fixed size, so Airflow's `-1`

@@ -28,7 +28,7 @@ use crate::api::dag_runs::{
     UpdateMask, check_note, find_run, present, refuse_unsupported, run_not_found, seconds_between,
 };
 use crate::api::extract::{Body, Params};
-use crate::api::page::{DEFAULT_PAGE, MAX_PAGE, OrderBy, Page, sort_by};
+use crate::api::page::{MAX_PAGE, OrderBy, Page, sort_by};
 use crate::api::time::{Timestamp, parse_time};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -395,7 +395,7 @@ async fn one_instance(
 #[into_params(parameter_in = Query)]
 pub struct TaskInstancesQuery {
     /// At most this many (default 50, at most 100).
-    #[serde(default = "default_limit")]
+    #[serde(default = "crate::api::page::default_limit")]
     pub limit: usize,
     /// Skip this many.
     #[serde(default)]
@@ -418,10 +418,6 @@ pub struct TaskInstancesQuery {
     /// `try_number`, `operator`; `-` first for descending.
     #[serde(default)]
     pub order_by: Vec<String>,
-}
-
-fn default_limit() -> usize {
-    DEFAULT_PAGE
 }
 
 /// Filters of Airflow's instance listing that Gust does not apply (refused, not ignored).

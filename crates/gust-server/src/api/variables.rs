@@ -104,7 +104,7 @@ pub fn no_team(team_name: Option<&String>) -> ApiResult<()> {
 #[into_params(parameter_in = Query)]
 pub struct VariablesQuery {
     /// At most this many (default 50, at most 100).
-    #[serde(default = "default_limit")]
+    #[serde(default = "crate::api::page::default_limit")]
     pub limit: usize,
     /// Skip this many.
     #[serde(default)]
@@ -117,10 +117,6 @@ pub struct VariablesQuery {
     pub variable_key_pattern: Option<String>,
     /// Case-sensitive prefix of the key.
     pub variable_key_prefix_pattern: Option<String>,
-}
-
-fn default_limit() -> usize {
-    crate::api::page::DEFAULT_PAGE
 }
 
 /// A variable as answered, its secrets hidden.

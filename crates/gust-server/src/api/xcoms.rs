@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use crate::api::dag_runs::find_run;
 use crate::api::extract::Params;
-use crate::api::page::{DEFAULT_PAGE, Page};
+use crate::api::page::Page;
 use crate::api::time::Timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -68,15 +68,11 @@ pub struct XComsQuery {
     /// Only this mapped instance (Gust has no mapped tasks: -1).
     pub map_index: Option<i64>,
     /// At most this many (default 50, at most 100).
-    #[serde(default = "default_limit")]
+    #[serde(default = "crate::api::page::default_limit")]
     pub limit: usize,
     /// Skip this many.
     #[serde(default)]
     pub offset: usize,
-}
-
-fn default_limit() -> usize {
-    DEFAULT_PAGE
 }
 
 /// `GET .../xcomEntries/{xcom_key}` options.

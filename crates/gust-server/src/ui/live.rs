@@ -8,11 +8,13 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use axum::response::{IntoResponse, Response};
 use gust_core::state::DagRunState;
 use gust_store::RunHeader;
 use serde_json::{Value, json};
@@ -26,6 +28,30 @@ use crate::ui::session::DataUser;
 pub const TICK: Duration = Duration::from_millis(500);
 /// Every this many ticks, the grid re-reads every run it shows (30 s).
 const FULL_RESYNC_TICKS: u64 = 60;
+/// The most streams open at once in this process; beyond it a page is told to try later (each
+/// stream reads the database twice a second).
+pub const MAX_STREAMS: usize = 512;
+
+static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`MAX_STREAMS`] places, given back when the stream ends.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Slot> {
+        if OPEN_STREAMS.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
+            OPEN_STREAMS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN_STREAMS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A source of updates: `step` looks once and says what to send, if anything; `Err` ends the
 /// stream (after telling the page to reload).
@@ -33,31 +59,53 @@ trait Watch: Send + 'static {
     fn step(&mut self) -> impl std::future::Future<Output = ApiResult<Option<Event>>> + Send;
 }
 
-/// Turns a watch into an event stream ticking every [`TICK`].
-fn stream<W: Watch>(watch: W) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// Turns a watch into an event stream ticking every [`TICK`], or a 503 when [`MAX_STREAMS`]
+/// are open.
+fn stream<W: Watch>(watch: W) -> Response {
+    let Some(slot) = Slot::take() else {
+        tracing::warn!(
+            limit = MAX_STREAMS,
+            "a UI event stream was refused: too many open"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live pages are open; try again later",
+        )
+            .into_response();
+    };
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let events = futures::stream::unfold(
-        (watch, ticker, false),
-        |(mut watch, mut ticker, ended)| async move {
+        (watch, ticker, false, slot),
+        |(mut watch, mut ticker, ended, slot)| async move {
             if ended {
                 return None;
             }
             loop {
                 ticker.tick().await;
                 match watch.step().await {
-                    Ok(Some(event)) => return Some((Ok(event), (watch, ticker, false))),
+                    Ok(Some(event)) => {
+                        return Some((
+                            Ok::<Event, Infallible>(event),
+                            (watch, ticker, false, slot),
+                        ));
+                    }
                     Ok(None) => {}
                     Err(err) => {
                         tracing::debug!(error = %err, "a UI event stream ends");
                         let reload = Event::default().event("reload").data(err.to_string());
-                        return Some((Ok(reload), (watch, ticker, true)));
+                        return Some((
+                            Ok::<Event, Infallible>(reload),
+                            (watch, ticker, true, slot),
+                        ));
                     }
                 }
             }
         },
     );
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 fn json_event(name: &str, value: &Value) -> Event {
@@ -117,10 +165,7 @@ impl Watch for DagsWatch {
 
 /// `GET /ui/events/dags`: the DAG list's changes. What the page has already read is what the
 /// stream starts from (it looks once before answering), so open it first, then read the list.
-pub async fn dags(
-    _: DataUser,
-    State(state): State<AppState>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+pub async fn dags(_: DataUser, State(state): State<AppState>) -> ApiResult<Response> {
     let mut watch = DagsWatch {
         state,
         rows: HashMap::new(),
@@ -154,6 +199,9 @@ impl GridWatch {
             return Err(ApiError::Conflict("the DAG changed".into()));
         }
         let runs = data::grid_runs(&self.state, &self.dag_id, &self.query).await?;
+        // The first look only notes where things stand (the page reads the grid itself right
+        // after): finished runs' columns are not read until one of them moves.
+        let priming = self.ticks == 1;
         let full = self.ticks.is_multiple_of(FULL_RESYNC_TICKS);
         let previous: HashMap<&str, &RunHeader> =
             self.runs.iter().map(|r| (r.run_id.as_str(), r)).collect();
@@ -161,9 +209,10 @@ impl GridWatch {
             .iter()
             .filter(|run| {
                 full || matches!(run.state, DagRunState::Queued | DagRunState::Running)
-                    || previous.get(run.run_id.as_str()).is_none_or(|before| {
-                        before.version != run.version || before.state != run.state
-                    })
+                    || (!priming
+                        && previous.get(run.run_id.as_str()).is_none_or(|before| {
+                            before.version != run.version || before.state != run.state
+                        }))
             })
             .map(|run| run.run_id.clone())
             .collect();
@@ -216,7 +265,7 @@ pub async fn grid(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
     Query(query): Query<GridQuery>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     let (summary, _) = state.dag(&dag_id).await?;
     let mut watch = GridWatch {
         state,
@@ -259,7 +308,7 @@ pub async fn task_instance(
     _: DataUser,
     State(state): State<AppState>,
     Path(ids): Path<(String, String, String)>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     data::task_instance_json(&state, &ids.0, &ids.1, &ids.2).await?;
     Ok(stream(TaskWatch {
         state,

@@ -4,7 +4,7 @@
 
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, RequestPartsExt};
 use axum_extra::extract::CookieJar;
@@ -125,9 +125,27 @@ pub async fn login_page(Query(query): Query<NextQuery>) -> Result<Html<String>, 
     )
 }
 
+/// Whether a form post came from a page of this site: a browser's `Origin` header, when it
+/// sends one, must name the host the request went to (so another site cannot sign a visitor in
+/// to an account of its choosing). Behind a proxy, `X-Forwarded-Host` counts as the host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    // Behind a reverse proxy, the host the browser used may arrive as X-Forwarded-Host.
+    let hosts: Vec<&str> = [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .collect();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| hosts.contains(&authority))
+}
+
 /// `POST /login`: a session cookie and a redirect, or the form again with one line saying why.
 pub async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -139,6 +157,10 @@ pub async fn login(
         Ok(page) => (status, page).into_response(),
         Err(err) => err.into_response(),
     };
+    if !same_origin(&headers) {
+        tracing::warn!("a sign-in posted from another site was refused");
+        return again(StatusCode::FORBIDDEN, "Sign in from this site's own page.");
+    }
     if form.username.len() > MAX_CREDENTIAL_LEN || form.password.len() > MAX_CREDENTIAL_LEN {
         return again(
             StatusCode::BAD_REQUEST,
@@ -195,6 +217,22 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/dags");
         assert_eq!(safe_next(Some("/\\evil.example")), "/dags");
         assert_eq!(safe_next(None), "/dags");
+    }
+
+    #[test]
+    fn sign_ins_from_other_sites_are_refused() {
+        let headers = |origin: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, "gust.example:8080".parse().unwrap());
+            if let Some(origin) = origin {
+                h.insert(header::ORIGIN, origin.parse().unwrap());
+            }
+            h
+        };
+        assert!(same_origin(&headers(None)));
+        assert!(same_origin(&headers(Some("http://gust.example:8080"))));
+        assert!(!same_origin(&headers(Some("https://evil.example"))));
+        assert!(!same_origin(&headers(Some("null"))));
     }
 
     #[test]

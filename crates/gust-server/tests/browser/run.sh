@@ -7,12 +7,16 @@
 #   SCREENSHOTS=docs/images bash crates/gust-server/tests/browser/run.sh   # also save screenshots
 #   GUST_UI_BENCH_HOME=DIR ...  # also time the drawing of the 5,000-task DAG the `ui` bench kept
 #
-# GUST_BIN names the gust binary (default: target/debug/gust, built if missing).
+# GUST_BIN names the gust binary (default: target/debug/gust, built first).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../../.." && pwd)
 cd "$root"
-gust=${GUST_BIN:-$root/target/debug/gust}
-[ -x "$gust" ] || cargo build -p gust
+if [ -n "${GUST_BIN:-}" ]; then
+  gust=$GUST_BIN
+else
+  cargo build -q -p gust
+  gust=$root/target/debug/gust
+fi
 command -v chromedriver >/dev/null || { echo "chromedriver is missing: apt-get install -y chromium chromium-driver" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -38,7 +42,10 @@ export GUST_HOME=$work/home GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION=false GUST__
 port=$(free_port)
 "$gust" db migrate >/dev/null
 "$gust" users create --username browser --password browser-password --role op >/dev/null
-"$gust" standalone --host 127.0.0.1 --port "$port" --dags-folder examples/dags >"$work/standalone.log" 2>&1 &
+# The examples, plus the test's own DAG whose task writes a line a second (a log to tail).
+cp -r examples/dags "$work/dags"
+cp crates/gust-server/tests/browser/slow_log.yaml "$work/dags/"
+"$gust" standalone --host 127.0.0.1 --port "$port" --dags-folder "$work/dags" >"$work/standalone.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$port/api/v2/monitor/health" || { cat "$work/standalone.log" >&2; exit 1; }
 
