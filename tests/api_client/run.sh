@@ -44,7 +44,7 @@ if [ -n "${GUST_BIN:-}" ]; then
   gust=$GUST_BIN
 else
   cargo build -q -p gust --bin gust
-  gust=$PWD/target/debug/gust
+  gust=${CARGO_TARGET_DIR:-$PWD/target}/debug/gust
 fi
 
 home=$(mktemp -d)

@@ -15,7 +15,7 @@ if [ -n "${GUST_BIN:-}" ]; then
   gust=$GUST_BIN
 else
   cargo build -q -p gust
-  gust=$root/target/debug/gust
+  gust=${CARGO_TARGET_DIR:-$root/target}/debug/gust
 fi
 command -v chromedriver >/dev/null || { echo "chromedriver is missing: apt-get install -y chromium chromium-driver" >&2; exit 1; }
 
