@@ -332,6 +332,22 @@ const Gust = (() => {
       if (update.cells && update.cells[runId] !== undefined) codes = update.cells[runId];
       render();
     }
+    const runUrl = `/api/v2/dags/${path(dagId)}/dagRuns/${path(runId)}`;
+    async function act(label, method, url, body) {
+      try {
+        await api(method, url, body);
+        toast(label);
+      } catch (e) { toast(e.message, true); }
+    }
+    document.getElementById("clear-run")?.addEventListener("click", () => {
+      if (!confirm(`Clear every task of ${runId}? They will all run again.`)) return;
+      act(`Cleared ${runId}`, "POST", `${runUrl}/clear`, { dry_run: false, only_failed: false });
+    });
+    for (const [id, state] of [["mark-run-success", "success"], ["mark-run-failed", "failed"]]) {
+      document.getElementById(id)?.addEventListener("click", () =>
+        act(`Marked ${runId} ${state}`, "PATCH", runUrl, { state }));
+    }
+
     let loaded = false;
     follow(`/ui/events/dags/${path(dagId)}/grid?run_id=${encodeURIComponent(runId)}`, { grid: (u) => loaded && apply(u) }, async () => {
       if (loaded) return;

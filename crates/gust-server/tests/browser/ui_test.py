@@ -227,6 +227,12 @@ def main():
         b.go(f"{a.base}/dags/{a.dag}/runs/{run_id}")
         b.wait("the run's tasks", "return document.querySelectorAll('#run-tasks tr').length > 0 && "
                "document.getElementById('run-state').textContent === 'success'")
+        b.click("#mark-run-failed")
+        b.wait("the run marked failed (live)", "return document.getElementById('run-state').textContent === 'failed'", 30)
+        b.click("#clear-run")
+        b.call("POST", b.s("/alert/accept"), {})
+        b.wait("the cleared run's success (live)",
+               "return document.getElementById('run-state').textContent === 'success'", 90)
 
         b.go(f"{a.base}/dags")
         b.wait("the DAG rows", "return document.querySelectorAll('#dag-rows tr[data-dag]').length > 0")
