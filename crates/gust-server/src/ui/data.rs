@@ -421,8 +421,8 @@ pub async fn task_instance_json(
         .xcoms
         .iter()
         .map(|(key, value)| {
-            let shown = if crate::ui::mask::is_sensitive(key) {
-                Value::String(crate::ui::mask::MASK.to_owned())
+            let shown = if crate::api::redact::is_sensitive(key) {
+                Value::String(crate::api::redact::MASK.to_owned())
             } else {
                 masked(value)
             };

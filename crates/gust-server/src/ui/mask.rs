@@ -1,36 +1,11 @@
 //! Hiding secrets before the UI shows arguments or XComs: the value of any key whose name looks
-//! secret (Airflow's sensitive names: password, secret, token, api_key...), and the `value` of
-//! any `{name, value}` pair (a pod's environment variable) whose name does.
+//! secret (the API's sensitive names, `api::redact`: Airflow's password, secret, token,
+//! api_key...), and the `value` of any `{name, value}` pair (a pod's environment variable) whose
+//! name does.
 
 use serde_json::Value;
 
-/// Words in a key's name that mark its value as a secret (Airflow's defaults for
-/// `sensitive_var_conn_names`, plus `private_key`).
-const SENSITIVE_WORDS: &[&str] = &[
-    "access_token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "passphrase",
-    "passwd",
-    "password",
-    "private_key",
-    "secret",
-    "token",
-    "keyfile_dict",
-    "service_account",
-    "credential",
-];
-
-/// What replaces a hidden value.
-pub const MASK: &str = "***";
-
-/// Whether a key called `name` holds a secret (case and `-`/`_` do not matter).
-#[must_use]
-pub fn is_sensitive(name: &str) -> bool {
-    let lower = name.to_lowercase().replace('-', "_");
-    SENSITIVE_WORDS.iter().any(|word| lower.contains(word))
-}
+use crate::api::redact::{MASK, is_sensitive};
 
 /// `value` with every secret-looking value replaced by [`MASK`].
 #[must_use]

@@ -9,10 +9,11 @@ use axum::response::{Html, Redirect};
 use gust_core::ids::TaskId;
 use serde::Deserialize;
 
+use crate::api::redact::{MASK, is_sensitive};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::ui::data::{DEFAULT_GRID_RUNS, MAX_GRID_RUNS};
-use crate::ui::mask::{MASK, is_sensitive, masked};
+use crate::ui::mask::masked;
 use crate::ui::session::PageUser;
 use crate::ui::templates::{PageError, render};
 
