@@ -388,6 +388,9 @@ const Gust = (() => {
       const current = ti.tries.find((t) => t.try_number === Number(trySelect.value)) || ti.tries[ti.tries.length - 1];
       document.getElementById("rendered").textContent = current && current.rendered_args
         ? JSON.stringify(current.rendered_args, null, 2) : "Not rendered yet.";
+      const pod = current && current.pod_manifest;
+      document.getElementById("pod-card").hidden = !pod;
+      if (pod) document.getElementById("pod-manifest").textContent = pod.yaml || `Cannot show the pod: ${pod.error}`;
       document.getElementById("xcoms").replaceChildren(...(ti.xcoms.length ? ti.xcoms.map((x) => el("tr", {},
         el("td", {}, x.key), el("td", {}, el("code", {}, JSON.stringify(x.value)))))
         : [el("tr", {}, el("td", { colspan: 2, class: "empty" }, "No XComs."))]));

@@ -209,6 +209,7 @@ fn main() {
             token_ttl: Duration::from_secs(3600),
             logs_root: home.join("logs"),
             fernet_key: None,
+            pod_defaults: gust_kube::build::PodDefaults::default(),
         };
         let state = AppState::new(store.clone(), Arc::new(SystemClock), settings, None);
         let token = state.tokens().issue("bench", SystemClock.now());

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use gust_core::clock::Clock;
 use gust_core::dag::Dag;
+use gust_kube::build::PodDefaults;
 use gust_scheduler::scheduler::Waker;
 use gust_store::{DagSummary, SecretKey, Store};
 
@@ -27,6 +28,9 @@ pub struct ServerSettings {
     /// The key connection secrets are encrypted with (`[core] fernet_key`, else
     /// `$GUST_HOME/fernet.key`); without one the connection endpoints answer 400.
     pub fernet_key: Option<SecretKey>,
+    /// The `[kubernetes]` defaults pods are built with (namespace, XCom sidecar image), to show
+    /// a pod task's manifest as its try ran.
+    pub pod_defaults: PodDefaults,
 }
 
 /// The shared state (cheap to clone).
@@ -39,6 +43,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     logs_root: PathBuf,
     fernet_key: Option<SecretKey>,
+    pod_defaults: PodDefaults,
     waker: Option<Waker>,
     dags: DagCache,
 }
@@ -67,6 +72,7 @@ impl AppState {
             clock,
             logs_root: settings.logs_root,
             fernet_key: settings.fernet_key,
+            pod_defaults: settings.pod_defaults,
             waker,
             dags: DagCache::default(),
         }))
@@ -105,6 +111,12 @@ impl AppState {
                     .into(),
             )
         })
+    }
+
+    /// The defaults pods are built with.
+    #[must_use]
+    pub fn pod_defaults(&self) -> &PodDefaults {
+        &self.0.pod_defaults
     }
 
     /// Tells a scheduler in this process to look at the database now.

@@ -397,10 +397,29 @@ pub async fn task_instance_json(
         .ui_task_instance(dag_id, run_id, task_id)
         .await?
         .ok_or_else(|| ApiError::not_found("TaskInstance", task_id))?;
+    // A pod task's tries also show the pod they ran as.
+    let (_, dag) = state.dag(dag_id).await?;
+    let pod_task = dag
+        .tasks()
+        .find(|t| t.id.as_str() == task_id)
+        .filter(|t| t.operator == "kubernetes_pod");
     let tries: Vec<Value> = ti
         .tries
         .iter()
         .map(|t| {
+            let pod_manifest = pod_task.zip(t.rendered_args.as_ref()).map(|(task, args)| {
+                match crate::ui::pod::manifest(
+                    &dag,
+                    task,
+                    run_id,
+                    t.try_number,
+                    args,
+                    state.pod_defaults(),
+                ) {
+                    Ok(yaml) => json!({"yaml": yaml}),
+                    Err(why) => json!({"error": why}),
+                }
+            });
             let duration = t
                 .start_date
                 .zip(t.end_date)
@@ -414,6 +433,7 @@ pub async fn task_instance_json(
                 "duration": duration,
                 "failure": t.failure,
                 "rendered_args": t.rendered_args.as_ref().map(masked),
+                "pod_manifest": pod_manifest,
             })
         })
         .collect();

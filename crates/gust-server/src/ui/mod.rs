@@ -16,6 +16,7 @@ pub mod layout;
 mod live;
 pub mod mask;
 mod pages;
+mod pod;
 mod session;
 mod templates;
 

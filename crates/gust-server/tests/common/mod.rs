@@ -54,6 +54,7 @@ impl TestServer {
             token_ttl: Duration::from_secs(3600),
             logs_root: logs_dir.path().to_path_buf(),
             fernet_key: gust_store::SecretKey::parse(&gust_store::SecretKey::generate()),
+            pod_defaults: gust_kube::build::PodDefaults::default(),
         };
         // Tokens are checked against the real clock, so the server runs on it.
         let state = AppState::new(db.store.clone(), Arc::new(SystemClock), settings, None);

@@ -75,6 +75,11 @@ fn server_settings(
         token_ttl: config.api.token_ttl,
         logs_root: config.logging.base_log_folder.clone(),
         fernet_key: Some(super::secret_key(config, home)?),
+        pod_defaults: gust_kube::build::PodDefaults {
+            namespace: config.kubernetes.namespace.clone(),
+            xcom_sidecar_image: config.kubernetes.xcom_sidecar_image.clone(),
+            ..gust_kube::build::PodDefaults::default()
+        },
     })
 }
 
