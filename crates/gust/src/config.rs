@@ -29,6 +29,44 @@ pub struct Config {
     /// `[api]`: the REST API and web UI server.
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[artifacts]`: the object store processing steps read inputs from and write outputs to.
+    pub artifacts: ArtifactsConfig,
+}
+
+/// `[artifacts]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsConfig {
+    /// Where runs' artifacts go: an object store URI (`s3://bucket/prefix`, `oss://`, `gs://`,
+    /// `az://`, `file://`) or a folder (default `$GUST_HOME/artifacts`). A step's outputs go to
+    /// `<root>/<dag_id>/<run_id>/<task_id>/<output>` unless it names a destination.
+    pub root: String,
+    /// The connection whose fields are the store's credentials and settings (login = access
+    /// key, password = secret key, extra `endpoint_url`, `region_name`...), used when it exists
+    /// (default `artifacts_default`). Without it, the standard environment and instance
+    /// credentials are used.
+    pub conn_id: String,
+    /// The Kubernetes Secret, in the pods' namespace, holding the same keys as that connection
+    /// for processing pods on a cluster (default: none, pods use their service account's
+    /// instance credentials). The local pod runtime serves the connection itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_secret: Option<String>,
+    /// The image of processing pods' init container, which holds the `gust` binary (default
+    /// `gust:<this version>`).
+    pub gust_image: String,
+}
+
+impl ArtifactsConfig {
+    /// The defaults for `home`.
+    #[must_use]
+    pub fn defaults(home: &Path) -> Self {
+        Self {
+            root: home.join("artifacts").display().to_string(),
+            conn_id: "artifacts_default".to_owned(),
+            pod_secret: None,
+            gust_image: concat!("gust:", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
 }
 
 /// `[api]`.
@@ -174,6 +212,7 @@ impl Config {
             },
             kubernetes: KubernetesConfig::default(),
             api: ApiConfig::default(),
+            artifacts: ArtifactsConfig::defaults(home),
         }
     }
 
