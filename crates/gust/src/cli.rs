@@ -43,6 +43,9 @@ pub enum Command {
     /// Manage the users of the REST API and the web UI.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Move artifacts between local paths and object stores (s3://, oss://, gs://, az://, file://).
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
     /// Run the scheduler: watch the DAGs folder, create runs, run tasks (until Ctrl-C).
     Scheduler(ServeArgs),
     /// Serve the REST API (Airflow 3's /api/v2) and the web UI (until Ctrl-C).
@@ -348,6 +351,54 @@ pub enum KubernetesCommand {
         /// The service account Gust runs as.
         #[arg(long, default_value = "gust")]
         service_account: String,
+    },
+}
+
+/// `gust artifacts ...`
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// List the object a URI names, or every object under it: size, modified, URI.
+    Ls {
+        /// An object store URI or a local path.
+        uri: String,
+    },
+    /// Download an object (to DEST, or into it when DEST ends with / or is a folder), or every
+    /// object under a prefix into the folder DEST, keeping relative paths.
+    Get {
+        /// An object store URI or a local path.
+        uri: String,
+        /// Where to put it.
+        dest: PathBuf,
+    },
+    /// Upload a file to the object URI, or every file under a folder to URI/<relative path>.
+    Put {
+        /// A local file or folder.
+        src: PathBuf,
+        /// An object store URI or a local path.
+        uri: String,
+    },
+    /// Processing pods' init container: install this binary into DIR and download each input
+    /// (credentials from GUST_ARTIFACTS_* and the standard variables only).
+    Fetch {
+        /// Copy this executable to DIR/gust (mode 0755).
+        #[arg(long, value_name = "DIR")]
+        install: Option<PathBuf>,
+        /// Download URI to DEST (DEST never contains '='; the URI is everything after the first '=').
+        #[arg(long = "input", value_name = "DEST=URI")]
+        inputs: Vec<String>,
+    },
+    /// Processing pods' base container: run COMMAND (without GUST_ARTIFACTS_* variables), and
+    /// when it exits 0 upload each output; exit with the command's code.
+    Run {
+        /// Write each output's URI under its name into this JSON object file (keeping its keys).
+        #[arg(long, value_name = "FILE")]
+        xcom: Option<PathBuf>,
+        /// Upload PATH (a file or folder) to URI as output NAME.
+        #[arg(long = "output", value_name = "NAME=PATH=URI")]
+        outputs: Vec<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
 }
 

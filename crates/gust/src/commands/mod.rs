@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed arguments into output and an exit code.
 
+mod artifacts;
 mod config;
 mod conn_uri;
 mod connections;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Users(command) => users::run(command),
+        Command::Artifacts(command) => artifacts::run(command),
         Command::Scheduler(args) => serve::scheduler(args),
         Command::ApiServer(args) => serve::api_server(args),
         Command::Standalone(args) => serve::standalone(args),
