@@ -464,9 +464,15 @@ fn script(
 fn finish(code: i32, args: &PodArgs, do_xcom_push: bool, layout: &Layout) -> TryOutcome {
     if let Ok(marker) = std::fs::read_to_string(layout.root.join(INIT_FAILED_FILE)) {
         let (name, code) = marker.rsplit_once(' ').unwrap_or((marker.as_str(), "?"));
-        return TryOutcome::Failed(FailureReason::Pod(format!(
-            "init container \"{name}\" exited with code {code}"
-        )));
+        // As a cluster reports it: the exit code, then the container's termination message.
+        let mut message = format!("init container \"{name}\" exited with code {code}");
+        if let Ok(said) = std::fs::read_to_string(layout.termination_log(name))
+            && !said.trim().is_empty()
+        {
+            message.push_str(": ");
+            message.push_str(said.trim());
+        }
+        return TryOutcome::Failed(FailureReason::Pod(message));
     }
     let base = &args.base_container_name;
     let message = std::fs::read_to_string(layout.termination_log(base))

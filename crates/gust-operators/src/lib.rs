@@ -9,6 +9,7 @@
 pub mod bash;
 pub mod empty;
 pub mod kubernetes_pod;
+pub mod processing;
 pub mod refused;
 pub mod registry;
 mod spec;

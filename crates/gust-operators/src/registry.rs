@@ -1,10 +1,15 @@
 //! Every operator Gust knows, and name resolution.
 
 use crate::spec::OperatorSpec;
-use crate::{bash, empty, kubernetes_pod};
+use crate::{bash, empty, kubernetes_pod, processing};
 
 /// Every operator, in the order `gust` lists them.
-pub static OPERATORS: &[&OperatorSpec] = &[&empty::SPEC, &bash::SPEC, &kubernetes_pod::SPEC];
+pub static OPERATORS: &[&OperatorSpec] = &[
+    &empty::SPEC,
+    &bash::SPEC,
+    &kubernetes_pod::SPEC,
+    &processing::SPEC,
+];
 
 /// Finds the operator a DAG file names, by short name, class name or class path.
 #[must_use]
@@ -42,6 +47,8 @@ mod tests {
             ("DummyOperator", "empty"),
             ("airflow.operators.empty.EmptyOperator", "empty"),
             ("airflow.operators.dummy_operator.DummyOperator", "empty"),
+            ("processing", "processing"),
+            ("ProcessingStep", "processing"),
         ] {
             assert_eq!(resolve(given).map(|s| s.name), Some(canonical), "{given}");
         }

@@ -391,6 +391,16 @@ const Gust = (() => {
       const pod = current && current.pod_manifest;
       document.getElementById("pod-card").hidden = !pod;
       if (pod) document.getElementById("pod-manifest").textContent = pod.yaml || `Cannot show the pod: ${pod.error}`;
+      const art = current && current.artifacts;
+      document.getElementById("artifacts-card").hidden = !art;
+      if (art) {
+        const row = (kind, a) => el("tr", {}, el("td", { class: "muted" }, kind), el("td", {}, a.name),
+          el("td", {}, a.uri ? el("code", {}, a.uri) : el("span", { class: "muted" }, "once the step succeeds")));
+        const rows = art.error ? [el("tr", {}, el("td", { colspan: 3, class: "error" }, `Cannot show them: ${art.error}`))]
+          : [...art.inputs.map((a) => row("input", a)), ...art.outputs.map((a) => row("output", a))];
+        document.getElementById("artifacts").replaceChildren(...(rows.length ? rows
+          : [el("tr", {}, el("td", { colspan: 3, class: "empty" }, "No inputs or outputs."))]));
+      }
       document.getElementById("xcoms").replaceChildren(...(ti.xcoms.length ? ti.xcoms.map((x) => el("tr", {},
         el("td", {}, x.key), el("td", {}, el("code", {}, JSON.stringify(x.value)))))
         : [el("tr", {}, el("td", { colspan: 2, class: "empty" }, "No XComs."))]));

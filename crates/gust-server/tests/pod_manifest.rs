@@ -1,4 +1,5 @@
-//! A pod task's page shows the pod its try ran as, secrets masked.
+//! A pod task's page shows the pod its try ran as, secrets masked; a processing step's page
+//! lists its artifacts.
 
 mod common;
 
@@ -21,15 +22,13 @@ pods:
         - {name: MODE, value: fast}
 "#;
 
-#[tokio::test]
-async fn a_pod_tasks_try_shows_its_manifest_with_secrets_masked() {
-    let server = TestServer::sqlite().await;
-    server.load_dags(&[("pods.yaml", PODS)]).await;
+/// A run of `dag_id` whose task `train` has its first try queued with `rendered` arguments.
+async fn queue_try(server: &TestServer, dag_id: &str, rendered: serde_json::Value) -> &'static str {
     let store = &server.db.store;
     let run_id = "manual__2026-01-01T00:00:00+00:00";
     store
         .create_run(&NewRun {
-            dag_id: "pods".into(),
+            dag_id: dag_id.into(),
             run_id: run_id.into(),
             run_type: RunType::Manual,
             logical_date: t0(),
@@ -38,18 +37,13 @@ async fn a_pod_tasks_try_shows_its_manifest_with_secrets_masked() {
             queued_at: t0(),
         })
         .await
-        .unwrap();
+        .expect("the run is created");
     store
-        .create_task_instances("pods", run_id, &["train"])
+        .create_task_instances(dag_id, run_id, &["train"])
         .await
-        .unwrap();
-    let rendered = json!({
-        "image": "python:3.12",
-        "cmds": ["python", "-c", "print('hi')"],
-        "env_vars": [{"name": "API_TOKEN", "value": "hunter2"}, {"name": "MODE", "value": "fast"}],
-    });
+        .expect("its task instance is created");
     let queued = TaskMove {
-        dag_id: "pods".into(),
+        dag_id: dag_id.into(),
         run_id: run_id.into(),
         task_id: "train".into(),
         from: TaskState::NoStatus,
@@ -68,7 +62,21 @@ async fn a_pod_tasks_try_shows_its_manifest_with_secrets_masked() {
             at: t0(),
         }),
     };
-    assert_eq!(store.apply_moves(&[queued]).await.unwrap(), vec![true]);
+    let applied = store.apply_moves(&[queued]).await;
+    assert_eq!(applied.expect("the move is stored"), vec![true]);
+    run_id
+}
+
+#[tokio::test]
+async fn a_pod_tasks_try_shows_its_manifest_with_secrets_masked() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("pods.yaml", PODS)]).await;
+    let rendered = json!({
+        "image": "python:3.12",
+        "cmds": ["python", "-c", "print('hi')"],
+        "env_vars": [{"name": "API_TOKEN", "value": "hunter2"}, {"name": "MODE", "value": "fast"}],
+    });
+    let run_id = queue_try(&server, "pods", rendered).await;
 
     let ti = server
         .get(&format!("/ui/api/dags/pods/runs/{run_id}/tasks/train"))
@@ -87,5 +95,49 @@ async fn a_pod_tasks_try_shows_its_manifest_with_secrets_masked() {
     );
     assert!(yaml.contains("value: fast"), "{yaml}");
     assert!(!yaml.contains("hunter2"), "secrets are masked: {yaml}");
+    server.finish().await;
+}
+
+const STEPS: &str = r#"
+steps:
+  schedule: null
+  start_date: 2025-12-30
+  tasks:
+    - task_id: train
+      operator: processing
+      image: python:3.12
+      command: [python3, train.py]
+      inputs:
+        - {name: train, source: "s3://bucket/prep/train"}
+      outputs:
+        - {name: model}
+"#;
+
+#[tokio::test]
+async fn a_processing_tries_page_lists_its_input_and_output_uris() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("steps.yaml", STEPS)]).await;
+    let rendered = json!({
+        "image": "python:3.12",
+        "command": ["python3", "train.py"],
+        "inputs": [{"name": "train", "source": "s3://bucket/prep/train"}],
+        "outputs": [{"name": "model"}],
+    });
+    let run_id = queue_try(&server, "steps", rendered).await;
+
+    let ti = server
+        .get(&format!("/ui/api/dags/steps/runs/{run_id}/tasks/train"))
+        .await;
+    assert_eq!(ti.status, 200, "{}", ti.text);
+    assert_eq!(
+        ti.json["tries"][0]["artifacts"],
+        json!({"inputs": [{"name": "train", "uri": "s3://bucket/prep/train"}],
+               "outputs": [{"name": "model", "uri": null}]})
+    );
+    assert!(ti.json["tries"][0]["pod_manifest"].is_null());
+    let page = server
+        .get(&format!("/dags/steps/runs/{run_id}/tasks/train"))
+        .await;
+    assert!(page.text.contains("id=\"artifacts-card\""), "{}", page.text);
     server.finish().await;
 }

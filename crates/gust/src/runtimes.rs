@@ -1,6 +1,7 @@
 //! The runtimes tries run on, wired from the configuration: local processes for bash tasks,
 //! and for `kubernetes_pod` tasks either a cluster (`[kubernetes] runtime = "cluster"`, the
-//! default) or the local pod runtime.
+//! default) or the local pod runtime. `processing` tries are staged by the processing runtime
+//! (`[artifacts]`) and then run as pods on whichever pod runtime that is.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use gust_exec_local::{LocalConfig, LocalExecutor, Secrets};
 use gust_executor::{Executor, Routed, TryEvent};
 use gust_kube::build::PodDefaults;
 use gust_kube::runtime::{ClusterChoice, ConnectionSettings, KubeConfig, KubeExecutor};
+use gust_processing::{PodRuntimeKind, ProcessingExecutor, StepSettings};
 use gust_store::Connection;
 use tokio::sync::mpsc;
 
@@ -22,6 +24,7 @@ pub struct Runtimes {
     pub executor: Arc<dyn Executor>,
     local: LocalExecutor,
     kube: Option<KubeExecutor>,
+    processing: ProcessingExecutor,
 }
 
 impl Runtimes {
@@ -53,32 +56,106 @@ impl Runtimes {
             clock.clone(),
         );
         if run_pods {
+            let pods: Arc<dyn Executor> = Arc::new(local.clone());
+            let processing = processing(
+                config,
+                connections,
+                PodRuntimeKind::Local,
+                pods,
+                events,
+                clock,
+            );
+            let executor = Routed::new(Arc::new(local.clone()))
+                .route("processing", Arc::new(processing.clone()));
             return Self {
-                executor: Arc::new(local.clone()),
+                executor: Arc::new(executor),
                 local,
                 kube: None,
+                processing,
             };
         }
         let kube = KubeExecutor::new(
             kube_config(config, kubernetes_connections(connections)),
+            events.clone(),
+            clock.clone(),
+        );
+        let pods: Arc<dyn Executor> = Arc::new(kube.clone());
+        let processing = processing(
+            config,
+            connections,
+            PodRuntimeKind::Cluster,
+            pods.clone(),
             events,
             clock,
         );
-        let executor =
-            Routed::new(Arc::new(local.clone())).route("kubernetes_pod", Arc::new(kube.clone()));
+        let executor = Routed::new(Arc::new(local.clone()))
+            .route("kubernetes_pod", pods)
+            .route("processing", Arc::new(processing.clone()));
         Self {
             executor: Arc::new(executor),
             local,
             kube: Some(kube),
+            processing,
         }
     }
 
     /// Stops every runtime: local tries are killed; pods are left to be re-attached.
     pub async fn shutdown(&self) {
+        // Tries still staging are stopped first: none is handed to a pod runtime shutting down.
+        self.processing.shutdown().await;
         self.local.shutdown().await;
         if let Some(kube) = &self.kube {
             kube.shutdown().await;
         }
+    }
+}
+
+/// The processing runtime over `pods`, from `[artifacts]`: the store's credentials are the
+/// `conn_id` connection's fields when it exists, else the `GUST_ARTIFACTS_*` variables (and the
+/// standard environment's credentials).
+fn processing(
+    config: &Config,
+    connections: &[Connection],
+    kind: PodRuntimeKind,
+    pods: Arc<dyn Executor>,
+    events: mpsc::Sender<TryEvent>,
+    clock: Arc<dyn Clock>,
+) -> ProcessingExecutor {
+    let fields = local_secrets(connections).remove(&config.artifacts.conn_id);
+    let settings = step_settings(config, kind, fields.is_some());
+    let credentials = fields.map_or_else(
+        gust_artifacts::StoreCredentials::from_env,
+        gust_artifacts::StoreCredentials::from_fields,
+    );
+    ProcessingExecutor::new(
+        pods,
+        kind,
+        gust_artifacts::Artifacts::new(credentials),
+        settings,
+        events,
+        clock,
+    )
+}
+
+/// What processing pods are planned with on a pod runtime of `kind`. Pods on a cluster run the
+/// image's `gust` and read the `pod_secret` Secret; the local pod runtime runs this binary and
+/// serves the `conn_id` connection, when it exists (`has_connection`), as the Secret of that
+/// name.
+#[must_use]
+pub fn step_settings(config: &Config, kind: PodRuntimeKind, has_connection: bool) -> StepSettings {
+    let a = &config.artifacts;
+    let (gust_command, credentials_secret) = match kind {
+        PodRuntimeKind::Cluster => ("gust".to_owned(), a.pod_secret.clone()),
+        PodRuntimeKind::Local => (
+            std::env::current_exe().map_or_else(|_| "gust".to_owned(), |p| p.display().to_string()),
+            has_connection.then(|| a.conn_id.clone()),
+        ),
+    };
+    StepSettings {
+        root: a.root.clone(),
+        gust_image: a.gust_image.clone(),
+        gust_command,
+        credentials_secret,
     }
 }
 

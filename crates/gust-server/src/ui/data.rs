@@ -399,10 +399,16 @@ pub async fn task_instance_json(
         .ok_or_else(|| ApiError::not_found("TaskInstance", task_id))?;
     // A pod task's tries also show the pod they ran as.
     let (_, dag) = state.dag(dag_id).await?;
-    let pod_task = dag
-        .tasks()
-        .find(|t| t.id.as_str() == task_id)
-        .filter(|t| t.operator == "kubernetes_pod");
+    let task = dag.tasks().find(|t| t.id.as_str() == task_id);
+    let pod_task = task.filter(|t| t.operator == "kubernetes_pod");
+    // A processing step's tries also list their input and output URIs; its XCom (the outputs'
+    // URIs) is its current try's.
+    let processing = task.is_some_and(|t| t.operator == "processing");
+    let returned = ti
+        .xcoms
+        .iter()
+        .find(|(key, _)| key == "return_value")
+        .map(|(_, value)| value);
     let tries: Vec<Value> = ti
         .tries
         .iter()
@@ -420,6 +426,10 @@ pub async fn task_instance_json(
                     Err(why) => json!({"error": why}),
                 }
             });
+            let artifacts = t.rendered_args.as_ref().filter(|_| processing).map(|args| {
+                let xcom = returned.filter(|_| t.try_number == ti.try_number);
+                crate::ui::processing::artifacts(args, xcom)
+            });
             let duration = t
                 .start_date
                 .zip(t.end_date)
@@ -434,6 +444,7 @@ pub async fn task_instance_json(
                 "failure": t.failure,
                 "rendered_args": t.rendered_args.as_ref().map(masked),
                 "pod_manifest": pod_manifest,
+                "artifacts": artifacts,
             })
         })
         .collect();

@@ -17,6 +17,7 @@ mod live;
 pub mod mask;
 mod pages;
 mod pod;
+mod processing;
 mod session;
 mod templates;
 

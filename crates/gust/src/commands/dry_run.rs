@@ -1,6 +1,7 @@
 //! `gust tasks dry-run`: what a task would run, templates rendered, without running it or
 //! contacting a cluster. A `kubernetes_pod` task prints the exact pod manifest; secret values
-//! are masked.
+//! are masked. A `processing` task prints its pod too, after comments listing what would be
+//! uploaded first and where its inputs come from and outputs go (nothing is uploaded).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,11 +13,12 @@ use gust_core::ids::RunId;
 use gust_core::schedule::DataInterval;
 use gust_kube::build::{PodDefaults, PodRequest, TryLabels, build_pod, names};
 use gust_operators::kubernetes_pod::PodArgs;
+use gust_processing::{PodRuntimeKind, Step, StepPlan};
 use gust_scheduler::launch::{RunContext, render_args};
 use gust_scheduler::xcom::RunXComs;
 use gust_template::Renderer;
 
-use crate::config::Config;
+use crate::config::{Config, PodRuntime};
 
 /// Prints the task's pod manifest (or rendered arguments) for a run at `logical_date`.
 pub fn dry_run(
@@ -49,12 +51,42 @@ pub fn dry_run(
     let args = render_args(&Renderer::new(), dag, task, run, 1, lookup)
         .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
 
-    if task.operator != "kubernetes_pod" {
-        let mut shown = args;
-        mask_env(&mut shown);
-        print!("{}", serde_yaml_ng::to_string(&shown)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    let args = match task.operator.as_str() {
+        "kubernetes_pod" => args,
+        "processing" => {
+            let kind = if config.kubernetes.runtime == PodRuntime::Local {
+                PodRuntimeKind::Local
+            } else {
+                PodRuntimeKind::Cluster
+            };
+            let step = Step {
+                dag_id: dag.id.as_str(),
+                run_id: run_id.as_str(),
+                task_id,
+                dag_file: &dag.fileloc,
+                do_xcom_push: task.settings.do_xcom_push,
+            };
+            let settings = crate::runtimes::step_settings(config, kind, false);
+            let plan = gust_processing::plan(&args, &step, &settings)
+                .map_err(|err| anyhow::anyhow!("{}.{task_id}: {}", dag.id, err.one_line()))?;
+            if kind == PodRuntimeKind::Cluster
+                && gust_artifacts::uri::local_path(&settings.root).is_some()
+            {
+                println!(
+                    "# warning: {}",
+                    gust_processing::executor::LOCAL_ROOT_ON_CLUSTER
+                );
+            }
+            print!("{}", plan_comments(&plan));
+            plan.pod_args
+        }
+        _ => {
+            let mut shown = args;
+            mask_env(&mut shown);
+            print!("{}", serde_yaml_ng::to_string(&shown)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let pod_args =
         PodArgs::read(&args).map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
     let template = gust_kube::template::load(&pod_args, &dag.fileloc)
@@ -80,6 +112,25 @@ pub fn dry_run(
     .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
     print!("{}", gust_kube::manifest::to_yaml(&pod)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A processing step's plan as YAML comments, before its pod.
+fn plan_comments(plan: &StepPlan) -> String {
+    let mut text = String::new();
+    for upload in &plan.uploads {
+        text.push_str(&format!(
+            "# upload before the pod starts: {} -> {}\n",
+            upload.local.display(),
+            upload.uri
+        ));
+    }
+    for (name, uri) in &plan.inputs {
+        text.push_str(&format!("# input {name}: {uri}\n"));
+    }
+    for (name, uri) in &plan.outputs {
+        text.push_str(&format!("# output {name}: {uri}\n"));
+    }
+    text
 }
 
 /// Masks the values of sensitive variables in a non-pod task's `env`.
