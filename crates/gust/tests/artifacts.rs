@@ -3,7 +3,6 @@
 //! environment), and `ls`/`get`/`put` use the `[artifacts]` connection. Against the local folder
 //! store always, and against a real S3 server (moto, tests/s3/start-moto.sh) when one is set.
 
-#[allow(dead_code, reason = "the shared helpers are not all used here")]
 mod common;
 
 use std::path::Path;
@@ -335,28 +334,7 @@ fn ls_get_and_put_use_the_artifacts_connection() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let bucket = rt.block_on(create_bucket(&endpoint, &unique_bucket("cli-conn")));
     let home = tempfile::tempdir().unwrap();
-    common::gust(home.path())
-        .args(["db", "migrate"])
-        .assert()
-        .success();
-    common::gust(home.path())
-        .args([
-            "connections",
-            "add",
-            "artifacts_default",
-            "--conn-type",
-            "aws",
-        ])
-        .args([
-            "--conn-login",
-            LOGIN,
-            "--conn-password",
-            SECRET,
-            "--conn-extra",
-        ])
-        .arg(serde_json::json!({"endpoint_url": endpoint, "region_name": "us-east-1"}).to_string())
-        .assert()
-        .success();
+    common::add_artifacts_connection(home.path(), &endpoint, LOGIN, SECRET);
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(work.path().join("model/sub")).unwrap();
     std::fs::write(work.path().join("model/w.bin"), vec![7u8; 2048]).unwrap();

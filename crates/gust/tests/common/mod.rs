@@ -1,4 +1,5 @@
 //! What the command-line tests share: the examples folder and `gust` run as a user runs it.
+#![allow(dead_code, reason = "each test file uses some of the helpers")]
 
 use std::path::{Path, PathBuf};
 
@@ -16,4 +17,29 @@ pub fn gust(home: &Path) -> Command {
         .env_remove("GUST__CORE__DAGS_FOLDER")
         .env_remove("GUST__KUBERNETES__RUNTIME");
     cmd
+}
+
+/// Migrates `home`'s database and adds the `artifacts_default` connection: an S3 server at
+/// `endpoint` with `login` and `secret` as its access key pair.
+pub fn add_artifacts_connection(home: &Path, endpoint: &str, login: &str, secret: &str) {
+    gust(home).args(["db", "migrate"]).assert().success();
+    let extra = serde_json::json!({"endpoint_url": endpoint, "region_name": "us-east-1"});
+    gust(home)
+        .args([
+            "connections",
+            "add",
+            "artifacts_default",
+            "--conn-type",
+            "aws",
+        ])
+        .args([
+            "--conn-login",
+            login,
+            "--conn-password",
+            secret,
+            "--conn-extra",
+        ])
+        .arg(extra.to_string())
+        .assert()
+        .success();
 }
