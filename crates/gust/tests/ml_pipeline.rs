@@ -151,3 +151,105 @@ async fn the_example_pipeline_runs_against_an_s3_server_with_credentials_from_a_
         );
     }
 }
+
+/// A one-step DAG for the cluster test; the pod is kept so its manifest can be read.
+const CLUSTER_DAG: &str = "\
+ml:
+  start_date: 2024-01-01
+  tasks:
+    train:
+      operator: ProcessingStep
+      image: python:3.11-slim
+      code: train.py
+      on_finish_action: keep_pod
+      outputs:
+        - {name: model}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_cluster_a_step_is_a_pod_with_the_fetch_init_container_and_its_code_in_s3() {
+    let Some((endpoint, bucket)) = testing::bucket_for("ml_cluster").await else {
+        return;
+    };
+    let fake = gust_kube_fake::FakeCluster::start().await;
+    let model_uri = format!("s3://{bucket}/runs/ml/model");
+    fake.script(
+        "python:3.11-slim",
+        gust_kube_fake::PodScript {
+            lines: vec!["training".into()],
+            // What `gust artifacts run` writes in a real pod: the outputs' URIs.
+            xcom: Some(serde_json::json!({"model": model_uri}).to_string()),
+            ..gust_kube_fake::PodScript::default()
+        },
+    );
+    let home = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("write");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(dags.join("ml.yaml"), CLUSTER_DAG).expect("write");
+    std::fs::write(dags.join("train.py"), "print('training')\n").expect("write");
+    common::add_artifacts_connection(home.path(), &endpoint, "cluster-access-key", SECRET_KEY);
+
+    let home_path = home.path().to_owned();
+    let root = format!("s3://{bucket}/runs");
+    let output = tokio::task::spawn_blocking(move || {
+        gust(&home_path)
+            .env("GUST__KUBERNETES__CONFIG_FILE", &kubeconfig)
+            .env("GUST__ARTIFACTS__ROOT", &root)
+            .env("GUST__ARTIFACTS__POD_SECRET", "gust-artifacts")
+            .args([
+                "dags",
+                "test",
+                "ml",
+                "--logical-date",
+                "2024-01-01",
+                "--dags-folder",
+            ])
+            .arg(&dags)
+            .output()
+            .expect("gust ran")
+    })
+    .await
+    .expect("joined");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let pods = fake.pods();
+    assert_eq!(pods.len(), 1);
+    let pod = serde_json::to_value(&pods[0]).expect("pod as JSON");
+    assert!(
+        !pod.to_string().contains(SECRET_KEY),
+        "no credential in the pod"
+    );
+    let init = &pod["spec"]["initContainers"][0];
+    assert_eq!(init["name"], "gust-fetch");
+    assert_eq!(init["command"][0], "gust");
+    assert_eq!(init["envFrom"][0]["secretRef"]["name"], "gust-artifacts");
+    assert_eq!(init["envFrom"][0]["prefix"], "GUST_ARTIFACTS_");
+    let base = &pod["spec"]["containers"][0];
+    let command: Vec<&str> = base["command"]
+        .as_array()
+        .expect("a command")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    assert_eq!(command[..3], ["/opt/gust/bin/gust", "artifacts", "run"]);
+    assert!(
+        command.ends_with(&["--", "python3", "/opt/ml/processing/input/code/train.py"]),
+        "{command:?}"
+    );
+
+    let run_prefix = format!("s3://{bucket}/runs/ml/manual__2024-01-01T00:00:00+00:00/train/code/");
+    let staged = gust_artifacts::Artifacts::new(testing::credentials(&endpoint))
+        .list(&run_prefix)
+        .await
+        .expect("list the staged code");
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    assert!(staged[0].uri.ends_with("/train/code/train.py"));
+    fake.shutdown().await;
+}
