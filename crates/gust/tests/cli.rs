@@ -529,3 +529,19 @@ fn a_connection_can_be_added_from_an_airflow_uri() {
         .code(1)
         .stderr(predicate::str::contains("--conn-type is required"));
 }
+
+#[test]
+fn config_list_never_prints_the_keys() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .args(["config", "list"])
+        .env("GUST__API__SECRET_KEY", "api-signing-secret-42")
+        .env("GUST__CORE__FERNET_KEY", "fernet-secret-43")
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("secret_key = \"***\"")
+                .and(predicate::str::contains("api-signing-secret-42").not())
+                .and(predicate::str::contains("fernet-secret-43").not()),
+        );
+}

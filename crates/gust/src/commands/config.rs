@@ -11,10 +11,12 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
         ConfigCommand::List => {
             let home = config::home()?;
             let mut config = Config::load(&home)?;
-            // The database password is a secret: never printed.
+            // The database password and the keys are secrets: never printed.
             config.database.url = gust_store::redact(&config.database.url);
-            if config.core.fernet_key.is_some() {
-                config.core.fernet_key = Some("***".to_owned());
+            for key in [&mut config.core.fernet_key, &mut config.api.secret_key] {
+                if key.is_some() {
+                    *key = Some("***".to_owned());
+                }
             }
             println!("# GUST_HOME = {}", home.display());
             print!("{}", toml::to_string(&config)?);
