@@ -101,6 +101,8 @@ async fn get_health(State(state): State<AppState>) -> Json<HealthInfoResponse> {
 async fn get_version() -> Json<VersionInfo> {
     Json(VersionInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        git_version: option_env!("GUST_GIT_VERSION").map(str::to_owned),
+        git_version: option_env!("GUST_GIT_VERSION")
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned),
     })
 }

@@ -47,7 +47,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ApiServer(args) => serve::api_server(args),
         Command::Standalone(args) => serve::standalone(args),
         Command::Version => {
-            println!("gust {}", env!("CARGO_PKG_VERSION"));
+            // The image build passes the commit it was built from (see the Dockerfile).
+            match option_env!("GUST_GIT_VERSION").filter(|v| !v.is_empty()) {
+                Some(git) => println!("gust {} (git {git})", env!("CARGO_PKG_VERSION")),
+                None => println!("gust {}", env!("CARGO_PKG_VERSION")),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
