@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod render;
 mod runtimes;
+mod scheduler_lock;
 
 use std::process::ExitCode;
 

@@ -9,6 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{examples, gust};
+use predicates::prelude::*;
 use predicates::str::contains;
 
 fn migrate(home: &Path) {
@@ -232,6 +233,13 @@ fn standalone_serves_the_api_and_creates_an_admin_once() {
     // A second start keeps the admin and shows no password.
     let (_server, _, banner) = start(home.path(), &["standalone", "--dags-folder", folder]);
     assert!(!banner.contains("password:"), "{banner}");
+
+    // SQLite takes one scheduler: a second one on the same database is refused.
+    gust(home.path())
+        .args(["scheduler", "--dags-folder", folder])
+        .assert()
+        .failure()
+        .stderr(contains("another scheduler (pid").and(contains("PostgreSQL")));
 }
 
 #[test]

@@ -163,6 +163,8 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             dags_folder.display()
         );
     }
+    // Held until the scheduler has stopped: on SQLite, a second scheduler is refused.
+    let _scheduler_lock = crate::scheduler_lock::acquire(&config.database.url)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = Store::connect(&config.database.url).await?;
