@@ -9,7 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -185,7 +185,7 @@ impl Schedule {
                 .cron
                 .find_previous_occurrence(&at.with_timezone(&tz), true)
                 .ok()
-                .map(|t| t.with_timezone(&Utc)),
+                .map(|t| whole_seconds(t.with_timezone(&Utc))),
             Schedule::Manual | Schedule::Once | Schedule::Interval(_) => None,
         }
     }
@@ -269,7 +269,13 @@ fn compile(expr: &str) -> Result<Cron, ScheduleError> {
 fn next(cron: &Cron, from: DateTime<Utc>, tz: Tz, inclusive: bool) -> Option<DateTime<Utc>> {
     cron.find_next_occurrence(&from.with_timezone(&tz), inclusive)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| whole_seconds(t.with_timezone(&Utc)))
+}
+
+/// A fire time on its whole second: croner keeps the sub-second part of the time it searched
+/// from, which would leak the clock's nanoseconds into logical dates and run ids.
+fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(0).unwrap_or(t)
 }
 
 impl FromStr for Schedule {
@@ -315,6 +321,20 @@ mod tests {
 
     fn tz(name: &str) -> Tz {
         name.parse().expect("a timezone")
+    }
+
+    #[test]
+    fn fire_times_are_whole_seconds_whatever_the_clock_reads() {
+        let cron = Schedule::parse("0 2 * * *").unwrap();
+        let now = utc(2026, 11, 26, 2, 47) + chrono::TimeDelta::nanoseconds(982_375_472);
+        assert_eq!(
+            cron.prev_fire_at_or_before(now, chrono_tz::UTC),
+            Some(utc(2026, 11, 26, 2, 0))
+        );
+        assert_eq!(
+            cron.next_fire_after(now, chrono_tz::UTC),
+            Some(utc(2026, 11, 27, 2, 0))
+        );
     }
 
     #[test]
