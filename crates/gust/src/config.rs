@@ -191,6 +191,21 @@ pub struct CoreConfig {
 pub struct LoggingConfig {
     /// Where try logs are written, in Airflow's layout (default `$GUST_HOME/logs`).
     pub base_log_folder: PathBuf,
+    /// How the scheduler and API server log to stderr: `text` (default), or `json`, one object
+    /// a line, for log collectors in a cluster.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How processes log (`[logging] format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 impl Config {
@@ -206,6 +221,7 @@ impl Config {
             },
             logging: LoggingConfig {
                 base_log_folder: home.join("logs"),
+                format: LogFormat::Text,
             },
             database: DatabaseConfig {
                 url: format!("sqlite://{}", home.join("gust.db").display()),

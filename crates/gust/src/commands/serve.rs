@@ -11,7 +11,7 @@ use gust_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ApiServerArgs, Listen, ServeArgs, StandaloneArgs};
-use crate::config::{self, Config, PodRuntime};
+use crate::config::{self, Config, LogFormat, PodRuntime};
 use crate::runtimes::Runtimes;
 
 /// Which process to run.
@@ -37,7 +37,7 @@ pub fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
 pub fn api_server(args: ApiServerArgs) -> anyhow::Result<ExitCode> {
     let home = config::home()?;
     let config = Config::load(&home)?;
-    init_logging();
+    init_logging(config.logging.format);
     let settings = server_settings(&config, &home)?;
     super::runtime()?.block_on(async {
         let store = Store::connect(&config.database.url).await?;
@@ -146,7 +146,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         .dags_folder
         .clone()
         .unwrap_or_else(|| config.core.dags_folder.clone());
-    init_logging();
+    init_logging(config.logging.format);
     if mode == Mode::Standalone {
         for dir in [
             &home,
@@ -292,15 +292,19 @@ async fn stop_on_signals(stop: CancellationToken) {
     }
 }
 
-/// Logs to stderr, `info` and up unless `RUST_LOG` says otherwise.
-fn init_logging() {
+/// Logs to stderr, `info` and up unless `RUST_LOG` says otherwise, as text or JSON lines.
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => logger.json().try_init(),
+        LogFormat::Text => logger
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// Where pod tasks run, for the start-up banner.
