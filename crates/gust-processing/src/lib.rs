@@ -14,4 +14,4 @@ pub mod executor;
 pub mod plan;
 
 pub use executor::{PodRuntimeKind, ProcessingExecutor};
-pub use plan::{Step, StepError, StepPlan, StepSettings, Upload, plan};
+pub use plan::{GustBinary, Step, StepError, StepPlan, StepSettings, Upload, plan};

@@ -64,6 +64,22 @@ pub struct Step<'a> {
     pub do_xcom_push: bool,
 }
 
+/// Where the init container finds the `gust` binary it runs (and copies for the wrapper).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GustBinary {
+    /// `gust` on the PATH of `[artifacts] gust_image`: pods on a cluster.
+    InImage,
+    /// This host's binary at this path (the local pod runtime). Its folder is mounted read-only
+    /// into the init container at [`HOST_BIN_DIR`], so that a sandboxed container sees it
+    /// wherever it lives (the sandbox's fresh `/tmp` would hide a binary built under `/tmp`).
+    Host(std::path::PathBuf),
+}
+
+/// The hostPath volume holding this host's `gust` binary ([`GustBinary::Host`]).
+pub const HOST_BIN_VOLUME: &str = "gust-host-bin";
+/// Where [`HOST_BIN_VOLUME`] is mounted in the init container.
+pub const HOST_BIN_DIR: &str = "/opt/gust/host";
+
 /// Where artifacts go and what the pod runs `gust` from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepSettings {
@@ -72,9 +88,8 @@ pub struct StepSettings {
     pub root: String,
     /// The init container's image, which holds the `gust` binary (`[artifacts] gust_image`).
     pub gust_image: String,
-    /// The `gust` executable the init container runs: `gust` in the image on a cluster, this
-    /// binary's own path for the local pod runtime.
-    pub gust_command: String,
+    /// The `gust` binary the init container runs.
+    pub gust: GustBinary,
     /// The Secret whose keys are the store's credentials, given to both containers as
     /// `GUST_ARTIFACTS_<key>` variables (none: the pod's own environment and instance
     /// credentials).
@@ -236,8 +251,16 @@ pub fn plan(
     run.extend(command);
     run.extend(parsed.pod.arguments.iter().cloned());
 
+    let gust = match &settings.gust {
+        GustBinary::InImage => "gust".to_owned(),
+        GustBinary::Host(path) => format!(
+            "{HOST_BIN_DIR}/{}",
+            path.file_name()
+                .map_or_else(|| "gust".into(), |n| n.to_string_lossy())
+        ),
+    };
     let mut fetch = vec![
-        settings.gust_command.clone(),
+        gust,
         "artifacts".into(),
         "fetch".into(),
         "--install".into(),
@@ -283,6 +306,28 @@ pub fn plan(
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     };
+    let mut fetcher = fetcher;
+    if let GustBinary::Host(path) = &settings.gust
+        && let Some(folder) = path.parent()
+    {
+        volumes.push(Volume {
+            name: HOST_BIN_VOLUME.to_owned(),
+            host_path: Some(HostPathVolumeSource {
+                path: folder.display().to_string(),
+                type_: Some("Directory".to_owned()),
+            }),
+            ..Volume::default()
+        });
+        fetcher
+            .volume_mounts
+            .get_or_insert_default()
+            .push(VolumeMount {
+                name: HOST_BIN_VOLUME.to_owned(),
+                mount_path: HOST_BIN_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+    }
     let mut init_containers = vec![fetcher];
     init_containers.extend(parsed.pod.init_containers.iter().cloned());
 
@@ -373,7 +418,7 @@ impl Pod {
 
 /// Names of the processing pod's own parts that the arguments must leave alone.
 fn check_reserved(args: &ProcessingArgs) -> Result<(), StepError> {
-    let own_volumes = [PROCESSING_VOLUME, BIN_VOLUME, STORE_VOLUME];
+    let own_volumes = [PROCESSING_VOLUME, BIN_VOLUME, STORE_VOLUME, HOST_BIN_VOLUME];
     if let Some(volume) = args
         .pod
         .volumes

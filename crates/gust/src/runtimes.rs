@@ -12,7 +12,7 @@ use gust_exec_local::{LocalConfig, LocalExecutor, Secrets};
 use gust_executor::{Executor, Routed, TryEvent};
 use gust_kube::build::PodDefaults;
 use gust_kube::runtime::{ClusterChoice, ConnectionSettings, KubeConfig, KubeExecutor};
-use gust_processing::{PodRuntimeKind, ProcessingExecutor, StepSettings};
+use gust_processing::{GustBinary, PodRuntimeKind, ProcessingExecutor, StepSettings};
 use gust_store::Connection;
 use tokio::sync::mpsc;
 
@@ -144,17 +144,17 @@ fn processing(
 #[must_use]
 pub fn step_settings(config: &Config, kind: PodRuntimeKind, has_connection: bool) -> StepSettings {
     let a = &config.artifacts;
-    let (gust_command, credentials_secret) = match kind {
-        PodRuntimeKind::Cluster => ("gust".to_owned(), a.pod_secret.clone()),
+    let (gust, credentials_secret) = match kind {
+        PodRuntimeKind::Cluster => (GustBinary::InImage, a.pod_secret.clone()),
         PodRuntimeKind::Local => (
-            std::env::current_exe().map_or_else(|_| "gust".to_owned(), |p| p.display().to_string()),
+            std::env::current_exe().map_or(GustBinary::InImage, GustBinary::Host),
             has_connection.then(|| a.conn_id.clone()),
         ),
     };
     StepSettings {
         root: a.root.clone(),
         gust_image: a.gust_image.clone(),
-        gust_command,
+        gust,
         credentials_secret,
     }
 }

@@ -11,6 +11,7 @@ use gust_executor::testing::finished;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::plan::GustBinary;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -65,7 +66,7 @@ impl Harness {
         let settings = StepSettings {
             root: root.unwrap_or_else(|| dir.path().join("store").display().to_string()),
             gust_image: "gust:test".to_owned(),
-            gust_command: "gust".to_owned(),
+            gust: GustBinary::InImage,
             credentials_secret: None,
         };
         let executor = ProcessingExecutor::new(
@@ -417,7 +418,7 @@ async fn a_step_runs_end_to_end_on_the_local_pod_runtime_with_a_local_store() {
         StepSettings {
             root: format!("file://{}", store.display()),
             gust_image: "gust:test".to_owned(),
-            gust_command: fake_gust(dir.path()).display().to_string(),
+            gust: GustBinary::Host(fake_gust(dir.path())),
             credentials_secret: None,
         },
         tx,

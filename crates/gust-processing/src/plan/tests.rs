@@ -35,7 +35,7 @@ fn s3() -> StepSettings {
     StepSettings {
         root: "s3://bucket/runs".to_owned(),
         gust_image: "ghcr.io/example/gust:1.0".to_owned(),
-        gust_command: "gust".to_owned(),
+        gust: GustBinary::InImage,
         credentials_secret: Some("artifacts-creds".to_owned()),
     }
 }
@@ -641,4 +641,29 @@ fn without_an_image_the_pod_builder_says_so() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("has no image"), "{err}");
+}
+
+#[test]
+fn the_local_runtime_runs_this_hosts_binary_from_its_folder_mounted_read_only() {
+    let folder = Folder::new();
+    let settings = StepSettings {
+        gust: GustBinary::Host(PathBuf::from("/tmp/build/debug/gust")),
+        ..s3()
+    };
+    let plan = planned(&folder, the_step(), &settings).unwrap();
+    let pod = pod(&plan, true);
+    let volume = pod
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "gust-host-bin")
+        .expect("the binary's folder");
+    assert_eq!(volume.host_path.as_ref().unwrap().path, "/tmp/build/debug");
+    let (init, base) = containers(&pod);
+    assert_eq!(init.command.as_ref().unwrap()[0], "/opt/gust/host/gust");
+    assert!(mounts(init).contains(&("gust-host-bin", "/opt/gust/host")));
+    assert!(!mounts(base).iter().any(|(name, _)| *name == "gust-host-bin"));
 }
