@@ -119,14 +119,7 @@ impl ArtifactError {
     /// reported.
     #[must_use]
     pub fn one_line(&self) -> String {
-        let mut line = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(err) = cause {
-            line.push_str(": ");
-            line.push_str(&err.to_string());
-            cause = err.source();
-        }
-        line
+        one_line(self)
     }
 
     /// Whether trying again later might succeed (a network failure or a cut transfer), as
@@ -178,6 +171,20 @@ pub(crate) fn mask(text: &str, secrets: &[&str]) -> String {
         text = text.replace(secret, "***");
     }
     text
+}
+
+/// An error and its causes on one line (`message: cause: cause`), as tries' failures and the
+/// command line report them.
+#[must_use]
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(err) = cause {
+        line.push_str(": ");
+        line.push_str(&err.to_string());
+        cause = err.source();
+    }
+    line
 }
 
 #[cfg(test)]

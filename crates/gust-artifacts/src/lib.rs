@@ -54,7 +54,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 pub use credentials::{ENV_PREFIX, StoreCredentials};
-pub use error::{ACCEPTED, ArtifactError, StoreCause};
+pub use error::{ACCEPTED, ArtifactError, StoreCause, one_line};
 pub use options::{MIB, TransferOptions};
 
 use store::Stores;

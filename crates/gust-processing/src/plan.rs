@@ -151,14 +151,7 @@ impl StepError {
     /// The error and its causes on one line, for a try's failure.
     #[must_use]
     pub fn one_line(&self) -> String {
-        let mut line = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(err) = cause {
-            line.push_str(": ");
-            line.push_str(&err.to_string());
-            cause = err.source();
-        }
-        line
+        gust_artifacts::one_line(self)
     }
 }
 

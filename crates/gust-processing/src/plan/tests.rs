@@ -665,5 +665,9 @@ fn the_local_runtime_runs_this_hosts_binary_from_its_folder_mounted_read_only() 
     let (init, base) = containers(&pod);
     assert_eq!(init.command.as_ref().unwrap()[0], "/opt/gust/host/gust");
     assert!(mounts(init).contains(&("gust-host-bin", "/opt/gust/host")));
-    assert!(!mounts(base).iter().any(|(name, _)| *name == "gust-host-bin"));
+    assert!(
+        !mounts(base)
+            .iter()
+            .any(|(name, _)| *name == "gust-host-bin")
+    );
 }
