@@ -75,6 +75,9 @@ pub enum GustBinary {
     Host(std::path::PathBuf),
 }
 
+/// Where Kubernetes reads a container's termination message from (its default path).
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
 /// The hostPath volume holding this host's `gust` binary ([`GustBinary::Host`]).
 pub const HOST_BIN_VOLUME: &str = "gust-host-bin";
 /// Where [`HOST_BIN_VOLUME`] is mounted in the init container.
@@ -258,6 +261,9 @@ pub fn plan(
         "fetch".into(),
         "--install".into(),
         BIN_DIR.into(),
+        // The failure's reason (the URI it could not fetch) as the container's end.
+        "--termination-log".into(),
+        TERMINATION_LOG.into(),
     ];
     for (destination, uri) in &fetches {
         fetch.extend(["--input".to_owned(), format!("{destination}={uri}")]);
@@ -294,8 +300,8 @@ pub fn plan(
         command: Some(fetch),
         volume_mounts: Some(pod.mounts),
         env_from: pod.credentials,
-        // A failed download's one-line error (the URI it could not fetch) becomes the
-        // container's termination message, which the try's failure then quotes.
+        // `fetch` writes its error (the URI it could not fetch) to the termination log, which
+        // the try's failure quotes; should it die before writing, its log's tail stands in.
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     };

@@ -386,6 +386,10 @@ pub enum ArtifactsCommand {
         /// Download URI to DEST (DEST never contains '='; the URI is everything after the first '=').
         #[arg(long = "input", value_name = "DEST=URI")]
         inputs: Vec<String>,
+        /// On failure, also write the error to FILE (a pod's `/dev/termination-log`, which
+        /// Kubernetes and the local pod runtime quote as the container's end).
+        #[arg(long, value_name = "FILE")]
+        termination_log: Option<PathBuf>,
     },
     /// Processing pods' base container: run COMMAND (without GUST_ARTIFACTS_* variables), and
     /// when it exits 0 upload each output; exit with the command's code.

@@ -253,3 +253,31 @@ async fn on_a_cluster_a_step_is_a_pod_with_the_fetch_init_container_and_its_code
     assert!(staged[0].uri.ends_with("/train/code/train.py"));
     fake.shutdown().await;
 }
+
+#[test]
+fn a_missing_input_fails_the_step_with_its_uri_in_the_failure() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    let missing = home.path().join("store/nothing-here");
+    std::fs::write(
+        dags.join("miss.yaml"),
+        format!(
+            "miss:\n  start_date: 2024-01-01\n  tasks:\n    step:\n      operator: processing\n      \
+             image: python:3.11-slim\n      command: [\"true\"]\n      inputs:\n        - {{name: data, \
+             source: {}}}\n",
+            missing.display()
+        ),
+    )
+    .expect("write");
+    gust(home.path())
+        .args(["dags", "test", "miss", "--local-pods", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .failure()
+        .stdout(
+            predicate::str::contains("init container \"gust-fetch\" exited with code 1").and(
+                predicate::str::contains(format!("nothing at {}", missing.display())),
+            ),
+        );
+}

@@ -358,6 +358,7 @@ fetch)
   [ "$1" = --install ] || exit 2
   mkdir -p "$2"; cp "$0" "$2/.gust.tmp"; chmod 755 "$2/.gust.tmp"; mv "$2/.gust.tmp" "$2/gust"; shift 2
   while [ $# -gt 0 ]; do
+    if [ "$1" = --termination-log ]; then shift 2; continue; fi
     spec=$2; dest=${spec%%=*}; uri=${spec#*=}; src=${uri#file://}
     if [ -d "$src" ]; then mkdir -p "$dest"; cp -r "$src/." "$dest/"
     elif [ -f "$src" ]; then mkdir -p "$(dirname "$dest")"; cp "$src" "$dest"

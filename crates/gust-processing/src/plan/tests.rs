@@ -153,6 +153,8 @@ fn the_init_container_installs_gust_and_fetches_code_config_and_inputs() {
             "fetch",
             "--install",
             "/opt/gust/bin",
+            "--termination-log",
+            "/dev/termination-log",
             "--input",
             &format!("/opt/ml/processing/input/code=s3://bucket/runs/ml/{RUN}/train/code"),
             "--input",
@@ -460,7 +462,15 @@ fn a_command_alone_needs_no_upload_and_runs_as_given() {
     let (init, base) = containers(&pod);
     assert_eq!(
         init.command.as_deref().unwrap(),
-        ["gust", "artifacts", "fetch", "--install", "/opt/gust/bin"]
+        [
+            "gust",
+            "artifacts",
+            "fetch",
+            "--install",
+            "/opt/gust/bin",
+            "--termination-log",
+            "/dev/termination-log"
+        ]
     );
     assert_eq!(user_command(base), ["sh", "-c", "echo 1 > $GUST_OUTPUT_N"]);
     assert!(!env_of(base).iter().any(|(n, _)| *n == "GUST_CODE_DIR"));
@@ -545,7 +555,7 @@ fn inputs_given_as_paths_next_to_the_dag_are_staged_and_absolute_paths_read_in_p
     let (init, _) = containers(&pod);
     let command = init.command.as_deref().unwrap();
     assert_eq!(
-        &command[5..],
+        &command[7..],
         [
             "--input",
             &format!("/opt/ml/processing/input/raw/={prefix}/raw/customers.csv"),

@@ -44,7 +44,18 @@ pub fn run(command: ArtifactsCommand) -> anyhow::Result<ExitCode> {
             println!("uploaded {}: {} -> {uri}", summary(moved), src.display());
             Ok(ExitCode::SUCCESS)
         }),
-        ArtifactsCommand::Fetch { install, inputs } => runtime.block_on(fetch(install, inputs)),
+        ArtifactsCommand::Fetch {
+            install,
+            inputs,
+            termination_log,
+        } => {
+            let fetched = runtime.block_on(fetch(install, inputs));
+            if let (Err(err), Some(file)) = (&fetched, termination_log) {
+                // Best effort: the error is on stderr (the try's log) either way.
+                let _ = std::fs::write(file, format!("{err:#}"));
+            }
+            fetched
+        }
         ArtifactsCommand::Run {
             xcom,
             outputs,
