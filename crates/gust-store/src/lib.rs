@@ -8,10 +8,12 @@
 //! decide again". Times are stored as microseconds since the epoch, JSON as text. This crate
 //! stores and reads; deciding what a state should become belongs to gust-core and the scheduler.
 
+mod claims;
 mod connections;
 mod dags;
 mod error;
 mod heartbeats;
+mod metrics;
 mod pools;
 mod runs;
 mod task_instances;
@@ -30,6 +32,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use claims::DagClaim;
 pub use connections::{Connection, Secret, SecretKey};
 pub use dags::{DagSummary, ImportError, ImportErrorRecord, StoredDag};
 pub use error::StoreError;
@@ -251,6 +254,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0003_api.sql"),
                 include_str!("../migrations/postgres/0003_api.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0004_scheduler_claims.sql"),
+                include_str!("../migrations/postgres/0004_scheduler_claims.sql"),
             ),
         ];
         assert_eq!(
