@@ -18,8 +18,10 @@ use tokio_util::task::TaskTracker;
 use crate::kubelet::{Kubelet, PodCommand};
 use crate::lock;
 use crate::logs::Logs;
+use crate::resources::{ObjectKey, Resources};
 use crate::script::PodScript;
 use crate::server;
+use crate::spark::SparkScript;
 use crate::store::{PodKey, Store};
 
 /// The longest [`FakeCluster::shutdown`] waits for open connections and pod tasks.
@@ -102,6 +104,43 @@ preferences: {{}}
     /// Makes every container created from now on with `image` follow `script`.
     pub fn script(&self, image: &str, script: PodScript) {
         self.state.kubelet.script(image, script);
+    }
+
+    /// Makes every SparkApplication created from now on whose name is `name_or_image` (or
+    /// starts with it and `-`), or whose image is `name_or_image`, follow `script`.
+    pub fn script_spark(&self, name_or_image: &str, script: SparkScript) {
+        lock(&self.state.spark_scripts).push((name_or_image.to_owned(), script));
+    }
+
+    /// The object of a kind other than Pod (`group` `""` for core, `plural` as in its path,
+    /// `namespace` `""` for cluster-wide kinds), as stored.
+    pub fn object(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        let key = ObjectKey {
+            group: group.to_owned(),
+            plural: plural.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.state
+            .resources()
+            .get(&key)
+            .map(|object| serde_json::Value::clone(&object))
+    }
+
+    /// Every stored object of a kind other than Pod, ordered by namespace then name.
+    pub fn objects(&self, group: &str, plural: &str) -> Vec<serde_json::Value> {
+        self.state
+            .resources()
+            .list(group, plural, None)
+            .into_iter()
+            .map(|(_, object)| serde_json::Value::clone(&object))
+            .collect()
     }
 
     /// Every pod, ordered by namespace then name.
@@ -216,10 +255,15 @@ pub(crate) struct Faults {
 
 /// What the server's handlers and the kubelet's pod tasks share.
 ///
-/// Lock order: the store before the kubelet's pod map; no lock is held across an await.
+/// Lock order: the store before the resources and the kubelet's pod map; no lock is held
+/// across an await.
 #[derive(Debug)]
 pub(crate) struct ClusterState {
     store: Mutex<Store>,
+    /// Every object that is not a pod (ConfigMaps, CRDs, custom resources...).
+    resources: Mutex<Resources>,
+    /// How SparkApplications go, by name or image.
+    pub(crate) spark_scripts: Mutex<Vec<(String, SparkScript)>>,
     /// What each container printed.
     pub(crate) logs: Logs,
     /// Scripts and pod tasks.
@@ -239,6 +283,8 @@ impl ClusterState {
     fn new() -> Self {
         ClusterState {
             store: Mutex::new(Store::new()),
+            resources: Mutex::new(Resources::new()),
+            spark_scripts: Mutex::new(Vec::new()),
             logs: Logs::default(),
             kubelet: Kubelet::default(),
             faults: Mutex::new(Faults {
@@ -255,6 +301,12 @@ impl ClusterState {
     /// The store, locked; never hold it across an await.
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
+    }
+
+    /// The objects that are not pods, locked; never hold it across an await, and take the
+    /// store's lock first when both are needed.
+    pub(crate) fn resources(&self) -> MutexGuard<'_, Resources> {
+        lock(&self.resources)
     }
 
     /// A token cancelled by the next [`FakeCluster::break_connections`].

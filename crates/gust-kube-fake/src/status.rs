@@ -100,6 +100,72 @@ impl ApiError {
         )
     }
 
+    /// 404 for an object of any kind (`resource` as `configmaps` or `widgets.example.com`).
+    pub(crate) fn object_not_found(resource: &str, name: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{resource} \"{name}\" not found"),
+        )
+        .with_details(StatusDetails {
+            name: Some(name.to_owned()),
+            kind: Some(resource.to_owned()),
+            ..StatusDetails::default()
+        })
+    }
+
+    /// 409 AlreadyExists for an object of any kind.
+    pub(crate) fn object_exists(resource: &str, name: &str) -> Self {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{resource} \"{name}\" already exists"),
+        )
+        .with_details(StatusDetails {
+            name: Some(name.to_owned()),
+            kind: Some(resource.to_owned()),
+            ..StatusDetails::default()
+        })
+    }
+
+    /// 409 Conflict for a server-side apply that would take other managers' fields.
+    pub(crate) fn apply_conflict(resource: &str, name: &str, fields: &[String]) -> Self {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Apply failed with {} conflict{}: conflict with {}",
+                fields.len(),
+                if fields.len() == 1 { "" } else { "s" },
+                fields.join(", ")
+            ),
+        )
+        .with_details(StatusDetails {
+            name: Some(name.to_owned()),
+            kind: Some(resource.to_owned()),
+            ..StatusDetails::default()
+        })
+    }
+
+    /// 422 Invalid for an object of any kind, with one message.
+    pub(crate) fn object_invalid(kind: &str, name: &str, field: &str, message: &str) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {field}: {message}"),
+        )
+        .with_details(StatusDetails {
+            name: Some(name.to_owned()),
+            kind: Some(kind.to_owned()),
+            causes: Some(vec![StatusCause {
+                field: Some(field.to_owned()),
+                message: Some(message.to_owned()),
+                reason: Some("FieldValueInvalid".to_owned()),
+            }]),
+            ..StatusDetails::default()
+        })
+    }
+
     /// 422 Invalid, one cause per invalid field, worded as the real API words it.
     pub(crate) fn invalid(name: &str, causes: Vec<StatusCause>) -> Self {
         let summary = causes

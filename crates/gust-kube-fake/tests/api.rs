@@ -227,7 +227,7 @@ async fn every_request_is_recorded_and_unknown_paths_are_404_statuses() {
         "/api/v1/namespaces/default/pods?&labelSelector=a%3Db"
     );
     let client = client(&cluster);
-    let request = http_get("/apis/batch/v1/jobs");
+    let request = http_get("/apis/example.com/v1/widgets");
     let status = api_status(
         client
             .request::<serde_json::Value>(request)

@@ -4,11 +4,14 @@
 //! requests into store and kubelet operations and answer with real Kubernetes JSON. Every error,
 //! including unknown paths and malformed input, is a `Status` body (see `crate::status`).
 
+mod apply;
+mod discovery;
 mod events;
 pub(crate) mod exec;
 mod logs;
 mod pods;
 mod query;
+mod resources;
 mod watch;
 
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
@@ -54,6 +57,47 @@ pub(crate) fn router(state: Arc<ClusterState>) -> Router {
             get(exec::exec).post(exec::exec),
         )
         .route("/api/v1/namespaces/{namespace}/events", get(events::list))
+        .route("/api", get(discovery::api_versions))
+        .route("/api/v1", get(discovery::core_resources))
+        .route("/apis", get(discovery::api_groups))
+        .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .route("/api/v1/{resource}", any(resources::core_cluster))
+        .route(
+            "/api/v1/{resource}/{name}",
+            any(resources::core_cluster_object),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}",
+            any(resources::namespace_object),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/{resource}",
+            any(resources::core_namespaced),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/{resource}/{name}",
+            any(resources::core_namespaced_object),
+        )
+        .route(
+            "/apis/{group}/{version}/{resource}",
+            any(resources::group_cluster),
+        )
+        .route(
+            "/apis/{group}/{version}/{resource}/{name}",
+            any(resources::group_cluster_object),
+        )
+        .route(
+            "/apis/{group}/{version}/namespaces/{namespace}/{resource}",
+            any(resources::group_namespaced),
+        )
+        .route(
+            "/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}",
+            any(resources::group_namespaced_object),
+        )
+        .route(
+            "/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}/status",
+            any(resources::group_namespaced_status),
+        )
         .fallback(|| async { ApiError::unknown_path() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(
