@@ -175,14 +175,24 @@ pub trait Executor: Send + Sync {
     /// the try's outcome is committed.
     fn release(&self, key: &TryKey);
 
-    /// Cleans up what earlier processes left behind for tries that are no longer live, such as
-    /// the pods of tries whose outcome was recorded just before a crash cut their clean-up
-    /// short. `live` is every try the database holds as queued or running (all of them already
-    /// adopted). The scheduler calls it once, after its start-up recovery. Runtimes that leave
-    /// nothing behind do nothing.
-    fn sweep(&self, live: Vec<TryKey>) {
-        let _ = live;
+    /// Cleans up what earlier processes left behind for tries of `scope.dags` that are no
+    /// longer live, such as the pods of tries whose outcome was recorded just before a crash cut
+    /// their clean-up short. The scheduler calls it for the DAGs it has just taken charge of
+    /// (at start-up, or taken over from a scheduler that died), once their live tries are
+    /// adopted; what belongs to other DAGs is other schedulers' and is left alone. Runtimes
+    /// that leave nothing behind do nothing.
+    fn sweep(&self, scope: SweepScope) {
+        let _ = scope;
     }
+}
+
+/// What [`Executor::sweep`] may clean up: leftovers of `dags`' tries, except the `live` ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepScope {
+    /// The DAGs whose leftovers are swept.
+    pub dags: std::collections::HashSet<DagId>,
+    /// Every try of those DAGs the database holds as queued or running (all already adopted).
+    pub live: Vec<TryKey>,
 }
 
 /// The capacity of a runtime's event channel: large enough that a burst of tries finishing at
@@ -260,9 +270,9 @@ impl Executor for Routed {
         }
     }
 
-    fn sweep(&self, live: Vec<TryKey>) {
+    fn sweep(&self, scope: SweepScope) {
         for runtime in self.all() {
-            runtime.sweep(live.clone());
+            runtime.sweep(scope.clone());
         }
     }
 }

@@ -54,3 +54,17 @@ pub fn masked(pod: &Pod) -> Pod {
 pub fn to_yaml(pod: &Pod) -> Result<String, serde_yaml_ng::Error> {
     serde_yaml_ng::to_string(&masked(pod))
 }
+
+/// The Job as YAML, the secret values of its pod template masked as [`masked`] masks a pod's.
+pub fn job_to_yaml(job: &k8s_openapi::api::batch::v1::Job) -> Result<String, serde_yaml_ng::Error> {
+    let mut job = job.clone();
+    if let Some(spec) = &mut job.spec {
+        let pod = Pod {
+            metadata: spec.template.metadata.clone().unwrap_or_default(),
+            spec: spec.template.spec.clone(),
+            status: None,
+        };
+        spec.template.spec = masked(&pod).spec;
+    }
+    serde_yaml_ng::to_string(&job)
+}

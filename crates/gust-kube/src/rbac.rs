@@ -1,7 +1,9 @@
 //! The Kubernetes permissions the pod runtime uses, as the manifests a cluster admin applies:
 //! a ServiceAccount for Gust, a Role granting exactly what it calls, and their RoleBinding.
+//! Pods are always granted; what other operators call (Jobs...) only when DAGs use them
+//! ([`manifests_for`] with the operators in use), so a cluster grants no more than it needs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -41,8 +43,68 @@ fn meta(name: &str, namespace: &str) -> ObjectMeta {
     }
 }
 
+/// What an operator other than the pod operator calls, beyond pods: (API group, resource,
+/// verbs) for each resource.
+fn operator_rules(
+    operator: &str,
+) -> &'static [(&'static str, &'static str, &'static [&'static str])] {
+    match operator {
+        // Create, follow (watch), mark kept (patch) and delete Jobs; their pods are pods.
+        "kubernetes_job" | "kueue_job" => &[(
+            "batch",
+            "jobs",
+            &["create", "get", "list", "watch", "patch", "delete"],
+        )],
+        "kubernetes_delete_job" => &[("batch", "jobs", &["get", "list", "watch", "delete"])],
+        "kubernetes_patch_job" => &[("batch", "jobs", &["get", "patch"])],
+        // Create, follow (watch), find again after a restart (list) and delete applications;
+        // the driver's log is a pod's log.
+        "spark_kubernetes" => &[(
+            "sparkoperator.k8s.io",
+            "sparkapplications",
+            &["create", "get", "list", "watch", "delete"],
+        )],
+        _ => &[],
+    }
+}
+
+/// The pod rules, then one rule per (group, resource) the `operators` call, verbs merged.
+fn rules_for(operators: &BTreeSet<String>) -> Vec<PolicyRule> {
+    let mut extra: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for operator in operators {
+        for (group, resource, verbs) in operator_rules(operator) {
+            let known = extra.entry((group, resource)).or_default();
+            for verb in *verbs {
+                if !known.contains(verb) {
+                    known.push(verb);
+                }
+            }
+        }
+    }
+    let mut rules = rules();
+    for ((group, resource), verbs) in extra {
+        rules.push(PolicyRule {
+            api_groups: Some(vec![group.to_owned()]),
+            resources: Some(vec![resource.to_owned()]),
+            verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+            ..PolicyRule::default()
+        });
+    }
+    rules
+}
+
 /// The three manifests for `service_account` running pods in `namespace`, as one YAML stream.
 pub fn manifests(namespace: &str, service_account: &str) -> Result<String, serde_yaml_ng::Error> {
+    manifests_for(namespace, service_account, &BTreeSet::new())
+}
+
+/// The three manifests for `service_account` running pods, and what `operators` (the
+/// operators DAGs use, by canonical name) call, in `namespace`.
+pub fn manifests_for(
+    namespace: &str,
+    service_account: &str,
+    operators: &BTreeSet<String>,
+) -> Result<String, serde_yaml_ng::Error> {
     let role_name = format!("{service_account}-pod-runner");
     let account = ServiceAccount {
         metadata: meta(service_account, namespace),
@@ -50,7 +112,7 @@ pub fn manifests(namespace: &str, service_account: &str) -> Result<String, serde
     };
     let role = Role {
         metadata: meta(&role_name, namespace),
-        rules: Some(rules()),
+        rules: Some(rules_for(operators)),
     };
     let binding = RoleBinding {
         metadata: meta(&role_name, namespace),
@@ -100,5 +162,30 @@ mod tests {
         assert_eq!(binding.role_ref.name, "gust-pod-runner");
         assert_eq!(binding.subjects.unwrap()[0].name, "gust");
         assert!(text.contains("apiVersion: rbac.authorization.k8s.io/v1"));
+        assert!(!text.contains("jobs"), "no Job operator, no Job permission");
+    }
+
+    #[test]
+    fn job_operators_add_the_job_verbs_they_call() {
+        let used: BTreeSet<String> = ["bash", "kubernetes_patch_job", "kubernetes_delete_job"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let text = manifests_for("ml", "gust", &used).unwrap();
+        let role: Role = serde_yaml_ng::from_str(text.split("---\n").nth(1).unwrap()).unwrap();
+        let rules = role.rules.unwrap();
+        let jobs: Vec<&PolicyRule> = rules
+            .iter()
+            .filter(|r| r.resources.as_deref() == Some(&["jobs".to_owned()][..]))
+            .collect();
+        assert_eq!(jobs.len(), 1, "one rule per resource");
+        assert_eq!(
+            jobs[0].api_groups.as_deref(),
+            Some(&["batch".to_owned()][..])
+        );
+        assert_eq!(jobs[0].verbs, ["get", "list", "watch", "delete", "patch"]);
+        let with_job: BTreeSet<String> = ["kubernetes_job".to_owned()].into();
+        let text = manifests_for("ml", "gust", &with_job).unwrap();
+        assert!(text.contains("- create"), "{text}");
     }
 }

@@ -66,6 +66,26 @@ pub fn load(args: &PodArgs, dag_file: &Path) -> Result<Option<Value>, TemplateEr
     Ok(Some(value))
 }
 
+/// Reads `job_template_file` (a Job manifest in YAML or JSON, relative paths next to the DAG
+/// file), or `None` when the task names none. The error names the file and says what is wrong.
+pub fn load_job_template(file: Option<&str>, dag_file: &Path) -> Result<Option<Value>, String> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let path = resolve(file, dag_file);
+    let fail = |why: String| format!("job_template_file {}: {why}", path.display());
+    let size = std::fs::metadata(&path)
+        .map_err(|err| fail(err.to_string()))?
+        .len();
+    if size > MAX_TEMPLATE_BYTES {
+        return Err(fail("larger than 1 MiB; is it the right file?".to_owned()));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|err| fail(err.to_string()))?;
+    serde_yaml_ng::from_str(&text)
+        .map(Some)
+        .map_err(|err| fail(format!("not valid YAML: {err}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

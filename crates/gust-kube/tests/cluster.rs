@@ -553,6 +553,48 @@ async fn a_pod_that_ended_before_its_outcome_was_recorded_still_gives_it_after_a
     h.pods_left(0).await;
 }
 
+/// Another scheduler's pod, whose base container ended while nobody followed it: a runtime
+/// whose watch already runs (it took the DAG over from a scheduler that died) re-attaches and
+/// finishes the try from the state its watch kept, without waiting for a change.
+#[tokio::test]
+async fn re_attaching_to_a_pod_the_watch_already_saw_end_finishes_at_once() {
+    let h = harness().await;
+    h.fake.script(
+        "answer",
+        PodScript {
+            runs_for: Duration::from_millis(300),
+            xcom: Some("42".into()),
+            ..PodScript::default()
+        },
+    );
+    let (adopter, mut events) = runtime(&h.fake).await;
+    let warm = h.spec("warm", json!({"image": "warm"}), false);
+    adopter.start(warm).expect("started");
+    assert_eq!(
+        finished(&mut events, &key("warm"), Duration::from_secs(20)).await,
+        TryOutcome::Succeeded { xcom: None }
+    );
+    let spec = h.spec("answer", json!({"image": "answer"}), true);
+    h.executor.start(spec.clone()).expect("started");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !h.log_text("answer").contains("started on node") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the pod starts");
+    // Its scheduler dies; the base container ends while nobody follows the pod.
+    h.executor.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    adopter.adopt(spec);
+    assert_eq!(
+        finished(&mut events, &key("answer"), Duration::from_secs(10)).await,
+        TryOutcome::Succeeded {
+            xcom: Some(json!(42))
+        }
+    );
+}
+
 #[tokio::test]
 async fn the_start_up_sweep_deletes_pods_of_tries_that_are_over() {
     let h = harness().await;
@@ -566,10 +608,10 @@ async fn the_start_up_sweep_deletes_pods_of_tries_that_are_over() {
     let client = kube::Client::try_from(kube::Config::new(h.fake.url().parse().expect("URL")))
         .expect("client");
     let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, "default");
-    let pod = |name: &str, task: &str, extra: Option<(&str, &str)>| {
+    let pod = |name: &str, dag: &str, task: &str, extra: Option<(&str, &str)>| {
         let mut labels: std::collections::BTreeMap<String, String> =
             gust_kube::build::try_labels(gust_kube::build::TryLabels {
-                dag_id: "pods",
+                dag_id: dag,
                 task_id: task,
                 run_id: "manual__2024-01-01T00:00:00+00:00",
                 try_number: 1,
@@ -585,17 +627,22 @@ async fn the_start_up_sweep_deletes_pods_of_tries_that_are_over() {
         }))
         .expect("a pod")
     };
-    for (name, task, extra) in [
-        ("live", "live", None),
-        ("orphan", "orphan", None),
-        ("kept", "kept", Some(("already_checked", "True"))),
+    for (name, dag, task, extra) in [
+        ("live", "pods", "live", None),
+        ("orphan", "pods", "orphan", None),
+        ("kept", "pods", "kept", Some(("already_checked", "True"))),
+        // Another scheduler's DAG: its pods are that scheduler's to sweep.
+        ("theirs", "other", "orphan", None),
     ] {
-        api.create(&Default::default(), &pod(name, task, extra))
+        api.create(&Default::default(), &pod(name, dag, task, extra))
             .await
             .expect("created");
     }
-    h.executor.sweep(vec![key("live")]);
-    h.pods_left(2).await;
+    h.executor.sweep(gust_executor::SweepScope {
+        dags: [gust_core::ids::DagId::new("pods").expect("id")].into(),
+        live: vec![key("live")],
+    });
+    h.pods_left(3).await;
     let mut left: Vec<String> = h
         .fake
         .pods()
@@ -603,7 +650,7 @@ async fn the_start_up_sweep_deletes_pods_of_tries_that_are_over() {
         .filter_map(|p| p.metadata.name)
         .collect();
     left.sort();
-    assert_eq!(left, ["kept", "live"]);
+    assert_eq!(left, ["kept", "live", "theirs"]);
 }
 
 #[tokio::test]

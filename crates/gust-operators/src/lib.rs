@@ -6,12 +6,15 @@
 //! run anything. Start at [`registry`]; to add an operator, add a module with a [`OperatorSpec`]
 //! and list it in [`registry::OPERATORS`].
 
+pub mod apply;
 pub mod bash;
 pub mod empty;
+pub mod kubernetes_job;
 pub mod kubernetes_pod;
 pub mod processing;
 pub mod refused;
 pub mod registry;
+pub mod spark_kubernetes;
 mod spec;
 
 pub use registry::{OPERATORS, resolve};

@@ -1,7 +1,7 @@
 //! Every operator Gust knows, and name resolution.
 
 use crate::spec::OperatorSpec;
-use crate::{bash, empty, kubernetes_pod, processing};
+use crate::{apply, bash, empty, kubernetes_job, kubernetes_pod, processing, spark_kubernetes};
 
 /// Every operator, in the order `gust` lists them.
 pub static OPERATORS: &[&OperatorSpec] = &[
@@ -9,6 +9,14 @@ pub static OPERATORS: &[&OperatorSpec] = &[
     &bash::SPEC,
     &kubernetes_pod::SPEC,
     &processing::SPEC,
+    &apply::APPLY_SPEC,
+    &apply::DELETE_SPEC,
+    &apply::KUEUE_INSTALL_SPEC,
+    &spark_kubernetes::SPEC,
+    &kubernetes_job::SPEC,
+    &kubernetes_job::DELETE_SPEC,
+    &kubernetes_job::PATCH_SPEC,
+    &kubernetes_job::KUEUE_SPEC,
 ];
 
 /// Finds the operator a DAG file names, by short name, class name or class path.
@@ -49,6 +57,17 @@ mod tests {
             ("airflow.operators.dummy_operator.DummyOperator", "empty"),
             ("processing", "processing"),
             ("ProcessingStep", "processing"),
+            ("SparkKubernetesOperator", "spark_kubernetes"),
+            (
+                "airflow.providers.cncf.kubernetes.operators.spark_kubernetes.SparkKubernetesOperator",
+                "spark_kubernetes",
+            ),
+            ("KubernetesCreateResourceOperator", "kubernetes_apply"),
+            (
+                "KubernetesDeleteResourceOperator",
+                "kubernetes_delete_resource",
+            ),
+            ("KubernetesInstallKueueOperator", "kueue_install"),
         ] {
             assert_eq!(resolve(given).map(|s| s.name), Some(canonical), "{given}");
         }

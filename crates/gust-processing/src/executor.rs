@@ -281,8 +281,8 @@ impl Executor for ProcessingExecutor {
         self.inner.pods.release(key);
     }
 
-    fn sweep(&self, live: Vec<TryKey>) {
-        self.inner.pods.sweep(live);
+    fn sweep(&self, scope: gust_executor::SweepScope) {
+        self.inner.pods.sweep(scope);
     }
 }
 

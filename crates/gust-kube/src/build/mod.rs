@@ -5,6 +5,7 @@
 //! pod is laid over `full_pod_spec`, which is laid over the template (`merge.rs`); then the name,
 //! the namespace, the secrets, the XCom sidecar and the labels that identify the try.
 
+pub mod job;
 mod merge;
 pub mod names;
 

@@ -1,12 +1,17 @@
 //! The cluster pod runtime: [`KubeExecutor`] runs each `kubernetes_pod` try as a pod and
 //! follows it with the namespace's watch (`watch.rs`), one tokio task per try and no thread
-//! (`follow.rs`), its logs streamed (`logs.rs`) and its XCom read by exec (`exec.rs`).
+//! (`follow.rs`), its logs streamed (`logs.rs`) and its XCom read by exec (`exec.rs`). Beside
+//! it, sharing its clusters: [`ResourceExecutor`] applies and deletes manifests
+//! (`resource.rs`) and [`SparkExecutor`] follows SparkApplications (`spark.rs`).
 
 mod cleanup;
 mod cluster;
 mod exec;
 mod follow;
+mod job;
 mod logs;
+mod resource;
+mod spark;
 mod sweep;
 mod watch;
 
@@ -24,7 +29,10 @@ use tokio_util::task::TaskTracker;
 
 pub use cluster::{Cluster, ClusterChoice, Clusters, ConnectionSettings, NoCluster};
 pub use follow::managed_selector;
+pub use job::{JOB_OPERATORS, JobExecutor, JobState, job_state};
 pub use logs::{LogLine, parse_line};
+pub use resource::{FIELD_MANAGER, RESOURCE_OPERATORS, ResourceExecutor, manifests};
+pub use spark::{SPARK_OPERATOR, SparkExecutor};
 
 use crate::build::PodDefaults;
 
@@ -38,6 +46,9 @@ pub struct KubeConfig {
     /// The `kubernetes` connections tasks name with `kubernetes_conn_id`; a task naming one
     /// that is not here (such as the default `kubernetes_default`) uses the settings above.
     pub connections: HashMap<String, ConnectionSettings>,
+    /// Where `kueue_install` finds release manifests, `kueue-<version>.yaml` (`[kubernetes]
+    /// kueue_manifests_folder`); `None` until configured.
+    pub kueue_manifests_folder: Option<std::path::PathBuf>,
 }
 
 /// Runs `kubernetes_pod` tries as pods on a cluster.
@@ -135,9 +146,9 @@ impl Executor for KubeExecutor {
         }
     }
 
-    fn sweep(&self, live: Vec<TryKey>) {
+    fn sweep(&self, scope: gust_executor::SweepScope) {
         let inner = Arc::clone(&self.inner);
-        self.inner.tasks.spawn(sweep::sweep(inner, live));
+        self.inner.tasks.spawn(sweep::sweep(inner, scope));
     }
 
     fn release(&self, key: &TryKey) {

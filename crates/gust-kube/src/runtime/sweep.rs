@@ -1,12 +1,13 @@
-//! Pods left behind: at start-up, every pod Gust manages in the namespaces it uses whose try is
-//! no longer live (its outcome was recorded but a crash cut its clean-up short, or it was
+//! Pods left behind: when a scheduler takes charge of DAGs (at start-up, or from a scheduler
+//! that died), every pod Gust manages for those DAGs in the namespaces it uses whose try is no
+//! longer live (its outcome was recorded but a crash cut its clean-up short, or it was
 //! marked failed while no scheduler ran) is deleted. Pods kept on purpose carry
 //! `already_checked=True` and are left alone.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use gust_executor::TryKey;
+use gust_executor::{SweepScope, TryKey};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
@@ -14,6 +15,7 @@ use kube::api::{DeleteParams, ListParams};
 use super::Inner;
 use super::cleanup::CHECKED_LABEL;
 use super::cluster::ClusterChoice;
+use crate::build::names::safe_label_value;
 use crate::build::{MANAGED_BY_LABEL, TRY_LABEL_NAMES, TryLabels, try_labels};
 
 /// A try as its pod's labels name it (label-safe values).
@@ -36,9 +38,15 @@ fn pod_key(pod: &Pod) -> Option<LabelKey> {
         .collect()
 }
 
-/// Deletes the managed pods of the cluster and namespaces tries use whose try is not `live`.
-pub async fn sweep(inner: Arc<Inner>, live: Vec<TryKey>) {
-    let live: HashSet<LabelKey> = live.iter().map(label_key).collect();
+/// Deletes the managed pods of `scope`'s DAGs in the cluster and namespaces tries use whose try
+/// is not live. Pods of other DAGs belong to other schedulers.
+pub async fn sweep(inner: Arc<Inner>, scope: SweepScope) {
+    let live: HashSet<LabelKey> = scope.live.iter().map(label_key).collect();
+    let dags: HashSet<String> = scope
+        .dags
+        .iter()
+        .map(|dag| safe_label_value(dag.as_str()))
+        .collect();
     let mut places: Vec<(ClusterChoice, Option<String>)> = vec![(
         inner.config.cluster.clone(),
         inner.config.pod_defaults.namespace.clone(),
@@ -66,7 +74,10 @@ pub async fn sweep(inner: Arc<Inner>, live: Vec<TryKey>) {
         };
         for pod in pods.items {
             let Some(key) = pod_key(&pod) else { continue };
-            if live.contains(&key) {
+            let in_scope = key
+                .iter()
+                .any(|(name, value)| name == "dag_id" && dags.contains(value));
+            if !in_scope || live.contains(&key) {
                 continue;
             }
             let name = pod.metadata.name.clone().unwrap_or_default();
@@ -79,7 +90,6 @@ pub async fn sweep(inner: Arc<Inner>, live: Vec<TryKey>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::names::safe_label_value;
 
     #[test]
     fn a_pods_labels_name_its_try() {

@@ -2,7 +2,10 @@
 //! the tries that follow them: a thousand running pods cost one watch connection, no thread
 //! and no polling. Built on kube-runtime's `watcher`, which re-lists after a 410 Gone and
 //! backs off on errors; after a re-list, a followed pod the list no longer holds is reported
-//! gone (its deletion happened while the watch was down).
+//! gone (its deletion happened while the watch was down). The watch keeps the latest state of
+//! every managed pod it has seen, so a try that starts following a pod the watch already knows
+//! (re-attaching to a pod another scheduler created) starts from that state rather than
+//! waiting for a change that may never come.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -36,14 +39,21 @@ pub struct Watches {
     tasks: TaskTracker,
 }
 
-/// The pods of one namespace that tries follow, by name.
+/// The pods of one namespace: those tries follow, by name, and the latest state of every
+/// managed pod the watch has seen.
 #[derive(Default)]
 struct Followed {
-    pods: Mutex<HashMap<String, watch::Sender<Seen>>>,
+    pods: Mutex<Pods>,
+}
+
+#[derive(Default)]
+struct Pods {
+    followers: HashMap<String, watch::Sender<Seen>>,
+    latest: HashMap<String, Arc<Pod>>,
 }
 
 impl Followed {
-    fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Seen>>> {
+    fn pods(&self) -> std::sync::MutexGuard<'_, Pods> {
         // Only single inserts, removes and sends happen under the lock: a poisoned map is whole.
         self.pods
             .lock()
@@ -51,10 +61,25 @@ impl Followed {
     }
 
     fn tell(&self, name: &str, seen: Seen) {
-        if let Some(sender) = self.pods().get(name) {
+        let mut pods = self.pods();
+        match &seen {
+            Seen::Pod(pod) => {
+                pods.latest.insert(name.to_owned(), Arc::clone(pod));
+            }
+            Seen::Gone | Seen::NotYet => {
+                pods.latest.remove(name);
+            }
+        }
+        if let Some(sender) = pods.followers.get(name) {
             sender.send_replace(seen);
         }
     }
+}
+
+/// A pod as kept: without its field-management records, which nothing here reads.
+fn kept(mut pod: Pod) -> Arc<Pod> {
+    pod.metadata.managed_fields = None;
+    Arc::new(pod)
 }
 
 /// A try's view of its pod; dropping it stops following.
@@ -67,7 +92,7 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.followed.pods().remove(&self.name);
+        self.followed.pods().followers.remove(&self.name);
     }
 }
 
@@ -107,8 +132,14 @@ impl Watches {
                 followed
             }
         };
-        let (sender, seen) = watch::channel(Seen::NotYet);
-        followed.pods().insert(name.to_owned(), sender);
+        let mut pods = followed.pods();
+        let known = pods
+            .latest
+            .get(name)
+            .map_or(Seen::NotYet, |pod| Seen::Pod(Arc::clone(pod)));
+        let (sender, seen) = watch::channel(known);
+        pods.followers.insert(name.to_owned(), sender);
+        drop(pods);
         Subscription {
             seen,
             followed,
@@ -132,7 +163,7 @@ async fn run_watch(api: Api<Pod>, followed: Arc<Followed>, shutdown: Cancellatio
             Some(Err(err)) => tracing::warn!(error = %err, "pod watch interrupted; resuming"),
             Some(Ok(watcher::Event::Apply(pod))) => {
                 if let Some(name) = pod.metadata.name.clone() {
-                    followed.tell(&name, Seen::Pod(Arc::new(pod)));
+                    followed.tell(&name, Seen::Pod(kept(pod)));
                 }
             }
             Some(Ok(watcher::Event::Delete(pod))) => {
@@ -144,13 +175,14 @@ async fn run_watch(api: Api<Pod>, followed: Arc<Followed>, shutdown: Cancellatio
             Some(Ok(watcher::Event::InitApply(pod))) => {
                 if let Some(name) = pod.metadata.name.clone() {
                     listed.insert(name.clone());
-                    followed.tell(&name, Seen::Pod(Arc::new(pod)));
+                    followed.tell(&name, Seen::Pod(kept(pod)));
                 }
             }
             Some(Ok(watcher::Event::InitDone)) => {
                 // Followed pods the fresh list lacks were deleted while the watch was down.
-                let pods = followed.pods();
-                for (name, sender) in pods.iter() {
+                let mut pods = followed.pods();
+                pods.latest.retain(|name, _| listed.contains(name));
+                for (name, sender) in &pods.followers {
                     let was_seen = matches!(*sender.borrow(), Seen::Pod(_));
                     if was_seen && !listed.contains(name) {
                         sender.send_replace(Seen::Gone);
