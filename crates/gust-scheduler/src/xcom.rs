@@ -37,11 +37,52 @@ impl RuntimeLookup for RunXComs {
         self.variables.get(key).cloned()
     }
 
+    /// The XCom `key` of `task_id`. A task keeps one value (its return value); when that is a
+    /// JSON object, its fields also answer as keys, so that Airflow's
+    /// `ti.xcom_pull(task_ids='job', key='job_name')` reads the `job_name` a Job task returned
+    /// (Airflow's operators push such fields as XComs of their own).
     fn xcom(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {
-        self.values
+        let values = self
+            .values
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&(task_id.to_owned(), key.to_owned()))
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(value) = values.get(&(task_id.to_owned(), key.to_owned())) {
+            return Some(value.clone());
+        }
+        if key == RETURN_VALUE {
+            return None;
+        }
+        values
+            .get(&(task_id.to_owned(), RETURN_VALUE.to_owned()))
+            .and_then(|value| value.get(key))
             .cloned()
+    }
+}
+
+/// The key of a task's return value.
+const RETURN_VALUE: &str = "return_value";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_returned_objects_fields_answer_as_keys() {
+        let xcoms = RunXComs::default();
+        xcoms.push(
+            "job",
+            "return_value",
+            serde_json::json!({"job_name": "job-pi-x1", "job_namespace": "batch"}),
+        );
+        xcoms.push("job", "custom", serde_json::json!(7));
+        assert_eq!(
+            xcoms.xcom("job", "job_name"),
+            Some(serde_json::json!("job-pi-x1"))
+        );
+        assert_eq!(xcoms.xcom("job", "custom"), Some(serde_json::json!(7)));
+        assert_eq!(xcoms.xcom("job", "missing"), None);
+        assert_eq!(xcoms.xcom("other", "job_name"), None);
+        xcoms.push("list", "return_value", serde_json::json!([1, 2]));
+        assert_eq!(xcoms.xcom("list", "job_name"), None);
     }
 }

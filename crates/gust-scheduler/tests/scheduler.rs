@@ -223,3 +223,65 @@ async fn pod_tries_hold_no_worker_and_do_not_wait_for_parallelism(store: Store) 
         "pods ran beside the bash task despite parallelism 1: {tries:#?}"
     );
 }
+
+both_engines!(a_dag_another_scheduler_holds_waits_until_its_claim_runs_out);
+
+/// Another (live, elsewhere) scheduler holds the DAG: this one leaves its run alone until that
+/// claim runs out, then takes the DAG over and runs it; stopping cleanly gives it back.
+async fn a_dag_another_scheduler_holds_waits_until_its_claim_runs_out(store: Store) {
+    let dir = tempfile::tempdir().expect("dir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("held.yaml"),
+        "held:\n  schedule: null\n  tasks:\n    only:\n      operator: BashOperator\n      bash_command: 'true'\n",
+    )
+    .expect("write");
+    let now = SystemClock.now();
+    let mut bag = gust_dagfile::DagBag::default();
+    bag.update(gust_dagfile::load_folder(&dags, now).expect("load"));
+    gust_scheduler::sync::sync_bag(&store, &bag, now, false)
+        .await
+        .expect("synced");
+    store
+        .scheduler_heartbeat("elsewhere:1", now)
+        .await
+        .expect("heartbeat");
+    let held_until = now + chrono::Duration::seconds(2);
+    let claimed = store
+        .claim_dags("elsewhere:1", held_until, 10, |_| true)
+        .await
+        .expect("claimed");
+    assert_eq!(claimed, ["held"]);
+    let run = trigger(&store, &dags, "held", serde_json::json!({})).await;
+
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let waiting = store.run("held", &run).await.expect("read").expect("run");
+    assert_eq!(
+        waiting.state,
+        DagRunState::Queued,
+        "a DAG held by another scheduler was driven"
+    );
+    assert_eq!(
+        wait_for_run(&store, "held", &run).await,
+        DagRunState::Success
+    );
+    let ended = store.run("held", &run).await.expect("read").expect("run");
+    assert!(ended.start_date.expect("started") >= held_until);
+    let claims = store.dag_claims().await.expect("claims");
+    assert!(
+        claims[0]
+            .scheduler_id
+            .as_deref()
+            .is_some_and(|holder| holder != "elsewhere:1"),
+        "{claims:?}"
+    );
+    stop.cancel();
+    handle.await.expect("joined");
+    assert_eq!(
+        store.dag_claims().await.expect("claims")[0].scheduler_id,
+        None,
+        "a scheduler stopping cleanly gives its DAGs back"
+    );
+}

@@ -11,10 +11,14 @@
 //! the runs and adopts the tries that were handed over (`Executor::adopt`), so nothing is lost
 //! and nothing runs twice.
 //!
+//! Several schedulers share one PostgreSQL database by DAG: each drives the DAGs it holds a
+//! claim on (`claims.rs`).
+//!
 //! `active.rs` holds one run in memory, `slots.rs` decides who may start, `runs.rs` creates,
-//! loads and ends runs, `tasks.rs` moves task instances.
+//! loads and ends runs, `tasks.rs` moves task instances, `claims.rs` shares DAGs out.
 
 mod active;
+mod claims;
 mod runs;
 mod slots;
 mod tasks;
@@ -52,8 +56,18 @@ pub struct SchedulerConfig {
     /// Operators whose tries hold no worker while they run (a pod is followed by a watch), so
     /// they do not count against `parallelism`; pools and `max_active_tasks` still apply.
     pub worker_free_operators: std::collections::HashSet<String>,
-    /// This scheduler's name in the heartbeat table (default `HOSTNAME:PID`).
+    /// This scheduler's name in the heartbeat and claims tables (default `HOST:PID`; a
+    /// scheduler of this host whose process is gone is known dead at once).
     pub id: String,
+    /// How long the DAGs of a scheduler that stopped renewing its claims wait before another
+    /// scheduler takes them over (`[scheduler] scheduler_health_check_threshold`, 30 s).
+    pub claim_ttl: Duration,
+    /// This is the database's only possible scheduler (SQLite, whose file lock refuses a
+    /// second one): it takes every DAG at once, whoever held it before.
+    pub exclusive: bool,
+    /// Where the scheduler records its metrics and heartbeat (default: a fresh set; pass a
+    /// clone of the handle a server renders).
+    pub metrics: crate::metrics::SchedulerMetrics,
 }
 
 impl SchedulerConfig {
@@ -66,11 +80,10 @@ impl SchedulerConfig {
             poll_interval: Duration::from_secs(1),
             paused_by_default: true,
             worker_free_operators: std::collections::HashSet::new(),
-            id: format!(
-                "{}:{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned()),
-                std::process::id()
-            ),
+            id: format!("{}:{}", claims::host_name(), std::process::id()),
+            claim_ttl: Duration::from_secs(30),
+            exclusive: false,
+            metrics: crate::metrics::SchedulerMetrics::new(),
         }
     }
 }
@@ -84,6 +97,18 @@ pub enum SchedulerError {
     /// The runtime's event channel closed.
     #[error("the runtime stopped reporting events")]
     RuntimeGone,
+    /// Another scheduler took over a DAG this one held: this one could not renew its claim for
+    /// longer than the threshold. Stopping hands its tries to the new holder.
+    #[error(
+        "another scheduler took over DAG \"{dag_id}\" after this one could not renew its claim for {}s (scheduler_health_check_threshold); stopping so that its tries are adopted there",
+        .threshold.as_secs()
+    )]
+    ClaimLost {
+        /// The DAG.
+        dag_id: String,
+        /// The threshold in force.
+        threshold: Duration,
+    },
 }
 
 /// Wakes a running scheduler to look at the database now (a run was triggered in-process).
@@ -174,6 +199,12 @@ pub struct Scheduler {
     draining: bool,
     /// Moves decided between steps (runtime events, timers), committed by the next step.
     pending: Batch,
+    /// The DAGs this scheduler holds a claim on: it drives their runs, and only theirs.
+    owned: HashSet<String>,
+    /// DAGs claimed whose leftovers (pods of tries already over) have not been swept yet.
+    unswept: HashSet<String>,
+    /// This host's name, to tell dead schedulers of this host from live ones.
+    host: String,
 }
 
 impl Scheduler {
@@ -214,6 +245,9 @@ impl Scheduler {
             runs_due: true,
             draining: false,
             pending: Batch::default(),
+            owned: HashSet::new(),
+            unswept: HashSet::new(),
+            host: claims::host_name(),
         }
     }
 
@@ -223,24 +257,25 @@ impl Scheduler {
         self.waker.clone()
     }
 
-    /// Runs until `shutdown`, then stops starting tries and returns once the running ones have
-    /// ended (a second stop is the caller's: dropping the scheduler leaves tries to be adopted).
+    /// Runs until `shutdown`, then stops starting tries and returns once the tries holding a
+    /// worker (local processes) have ended, giving its DAGs back: pods are left running for the
+    /// next holder to re-attach to (a second stop is the caller's: dropping the scheduler leaves
+    /// tries to be adopted).
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
         self.sync_bag().await?;
         self.poll().await?;
-        let mut swept = false;
         let mut poll = tokio::time::interval(self.config.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let waker = self.waker.0.clone();
         loop {
             self.step().await?;
-            if !swept {
-                // The first step loaded every active run and adopted its live tries: what the
-                // runtimes hold for any other try is left over from before a crash.
-                swept = true;
-                self.executor.sweep(self.live.iter().cloned().collect());
-            }
-            if self.draining && self.live.is_empty() {
+            self.record_gauges();
+            // The step loaded the newly claimed DAGs' runs and adopted their live tries: what
+            // the runtimes hold for any other try of theirs is left over from before a crash.
+            self.sweep_new_claims();
+            if self.draining && !self.holds_workers() {
+                // Pods keep running; whoever claims their DAGs next re-attaches to them.
+                self.release_claims().await?;
                 return Ok(());
             }
             let next_timer = self.timers.keys().next().copied();
@@ -302,14 +337,28 @@ impl Scheduler {
         }
         self.schedules_due = true;
         self.runs_due = true;
-        Ok(())
+        // New DAGs are claimed at once rather than at the next poll.
+        self.claim_round().await
+    }
+
+    /// Whether a try holding a worker (not a followed pod) still runs in this process. A try of
+    /// a run no longer held is counted: its end is awaited.
+    fn holds_workers(&self) -> bool {
+        self.live.iter().any(|key| {
+            self.runs
+                .get(&(key.dag_id.to_string(), key.run_id.to_string()))
+                .and_then(|run| run.dag.task(&key.task_id))
+                .is_none_or(|task| !self.slots.worker_free.contains(&task.operator))
+        })
     }
 
     /// Reads what other processes may have changed: runs, pause flags, variables, pools.
     async fn poll(&mut self) -> Result<(), SchedulerError> {
-        self.store
-            .scheduler_heartbeat(&self.config.id, self.clock.now())
-            .await?;
+        let started = tokio::time::Instant::now();
+        let now = self.clock.now();
+        self.store.scheduler_heartbeat(&self.config.id, now).await?;
+        self.config.metrics.heartbeat(now);
+        self.claim_round().await?;
         self.paused = self.store.dag_pause_flags().await?.into_iter().collect();
         self.variables = Arc::new(self.store.all_variables().await?);
         self.slots.pool_sizes = self
@@ -319,6 +368,9 @@ impl Scheduler {
             .into_iter()
             .map(|p| (p.name, i64::from(p.slots)))
             .collect();
+        self.count_pool_slots_elsewhere().await?;
+        let metrics = &self.config.metrics;
+        metrics.db_call(crate::metrics::DbCall::Poll, started.elapsed());
         self.runs_due = true;
         self.schedules_due = true;
         Ok(())
@@ -358,7 +410,11 @@ impl Scheduler {
         let done = if batch.moves.is_empty() {
             Vec::new()
         } else {
-            self.store.apply_moves(&batch.moves).await?
+            let started = tokio::time::Instant::now();
+            let done = self.store.apply_moves(&batch.moves).await?;
+            let metrics = &self.config.metrics;
+            metrics.db_call(crate::metrics::DbCall::CommitMoves, started.elapsed());
+            done
         };
         for (committed, run) in done.iter().zip(&batch.runs) {
             if !committed {

@@ -37,6 +37,7 @@ impl Scheduler {
         for dag in dags {
             let settings = &dag.settings;
             if matches!(settings.schedule, Schedule::Manual)
+                || !self.owned.contains(dag.id.as_str())
                 || self.paused.get(dag.id.as_str()).copied().unwrap_or(true)
             {
                 continue;
@@ -87,7 +88,9 @@ impl Scheduler {
     /// paused) and loads running runs this scheduler does not hold yet (after a restart) or
     /// holds at an older version (changed by someone else).
     pub(super) async fn refresh_runs(&mut self) -> Result<(), SchedulerError> {
-        let stored = self.store.active_runs().await?;
+        // Only the runs of DAGs this scheduler holds are its to start and drive.
+        let mut stored = self.store.active_runs().await?;
+        stored.retain(|run| self.owned.contains(&run.dag_id));
         let mut running: HashMap<String, u32> = HashMap::new();
         for run in stored.iter().filter(|r| r.state == DagRunState::Running) {
             *running.entry(run.dag_id.clone()).or_default() += 1;
@@ -193,7 +196,7 @@ impl Scheduler {
 
     /// Forgets a run held in memory: its slots are given back (its tries, if any, stay live
     /// until they report).
-    fn unload_run(&mut self, key: &RunKey) {
+    pub(super) fn unload_run(&mut self, key: &RunKey) {
         let Some(run) = self.runs.remove(key) else {
             return;
         };

@@ -4,6 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, Utc};
 use gust_core::ids::TaskId;
 use gust_core::task::Task;
 
@@ -17,6 +18,8 @@ pub struct Slots {
     pub parallelism: usize,
     /// Each pool's size, as stored.
     pub pool_sizes: HashMap<String, i64>,
+    /// Each pool's slots held by the DAGs other schedulers drive, as of the last poll.
+    pub pool_used_elsewhere: HashMap<String, i64>,
     /// Operators whose tries do not count against `parallelism`.
     pub worker_free: std::collections::HashSet<String>,
     used: usize,
@@ -73,7 +76,12 @@ impl Slots {
             .used_by_pool
             .get(&task.settings.pool)
             .copied()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            + self
+                .pool_used_elsewhere
+                .get(&task.settings.pool)
+                .copied()
+                .unwrap_or(0);
         if used + i64::from(task.settings.pool_slots) > *size {
             return Err(Blocked::PoolFull);
         }
@@ -84,19 +92,30 @@ impl Slots {
 /// A place in the [`WaitingLine`]: higher weights first, then arrival order.
 pub type LinePlace = (Reverse<i32>, u64);
 
-/// Tasks in `scheduled` waiting for slots, in the order they get them.
+/// Tasks in `scheduled` waiting for slots, in the order they get them, each with when it
+/// entered the line (for the scheduling delay metric).
 #[derive(Debug, Default)]
 pub struct WaitingLine {
-    line: BTreeMap<LinePlace, (RunKey, TaskId)>,
+    line: BTreeMap<LinePlace, (RunKey, TaskId, DateTime<Utc>)>,
     next: u64,
 }
 
 impl WaitingLine {
-    /// Puts a task in line.
-    pub fn push(&mut self, priority_weight: i32, run: RunKey, task: TaskId) {
+    /// Puts a task in line, waiting since `since`.
+    pub fn push(&mut self, priority_weight: i32, run: RunKey, task: TaskId, since: DateTime<Utc>) {
         self.line
-            .insert((Reverse(priority_weight), self.next), (run, task));
+            .insert((Reverse(priority_weight), self.next), (run, task, since));
         self.next += 1;
+    }
+
+    /// How many tasks wait.
+    pub fn count(&self) -> usize {
+        self.line.len()
+    }
+
+    /// When the task at `place` entered the line.
+    pub fn since(&self, place: LinePlace) -> Option<DateTime<Utc>> {
+        self.line.get(&place).map(|(_, _, since)| *since)
     }
 
     /// The first entry after `after` (from the start when `None`), in line order.
@@ -109,11 +128,45 @@ impl WaitingLine {
         };
         range
             .next()
-            .map(|(place, (run, task))| (*place, run.clone(), task.clone()))
+            .map(|(place, (run, task, _))| (*place, run.clone(), task.clone()))
     }
 
     /// Takes an entry out of line.
     pub fn remove(&mut self, place: LinePlace) {
         self.line.remove(&place);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gust_core::ids::TaskId;
+    use gust_core::task::{Task, TaskSettings};
+
+    use super::*;
+
+    #[test]
+    fn a_pool_counts_the_slots_other_schedulers_hold() {
+        let task = Task {
+            id: TaskId::new("t").unwrap(),
+            operator: "bash".to_owned(),
+            args: serde_json::Map::new(),
+            upstream: Vec::new(),
+            group: None,
+            settings: TaskSettings {
+                pool: "gpu".to_owned(),
+                pool_slots: 2,
+                ..TaskSettings::default()
+            },
+            doc_md: None,
+        };
+        let mut slots = Slots {
+            parallelism: 10,
+            pool_sizes: [("gpu".to_owned(), 4)].into(),
+            ..Slots::default()
+        };
+        slots.track("mine", &task, true);
+        assert_eq!(slots.check("mine", 16, &task), Ok(()));
+        slots.pool_used_elsewhere.insert("gpu".to_owned(), 1);
+        assert_eq!(slots.check("mine", 16, &task), Err(Blocked::PoolFull));
     }
 }

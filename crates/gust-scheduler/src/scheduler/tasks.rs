@@ -16,6 +16,7 @@ use super::active::RunKey;
 use super::slots::Blocked;
 use super::{After, Batch, Scheduler, Timer};
 use crate::launch::{RunContext, launch_spec, render_args};
+use crate::metrics::{Line, TryResult};
 
 impl Scheduler {
     /// Moves `task` of `run` by `event`, keeping slot counts, into `batch`. An illegal move is a
@@ -123,7 +124,7 @@ impl Scheduler {
         } else {
             &mut self.line
         };
-        line.push(weight, run_key.clone(), task_id.clone());
+        line.push(weight, run_key.clone(), task_id.clone(), self.clock.now());
     }
 
     /// Hands waiting tasks to the runtime while slots allow, highest priority first; tries that
@@ -173,6 +174,7 @@ impl Scheduler {
                     continue;
                 }
             }
+            let waiting_since = self.line.since(at);
             self.line.remove(at);
             let try_number = run.try_number(&task_id) + 1;
             let rendered = render_args(
@@ -213,6 +215,11 @@ impl Scheduler {
                         Some(change),
                     ) {
                         batch.then(After::Launch(Box::new(spec)));
+                        if let Some(since) = waiting_since {
+                            self.config
+                                .metrics
+                                .scheduling_delay(self.clock.now() - since);
+                        }
                     }
                 }
                 Err(why) => {
@@ -295,10 +302,11 @@ impl Scheduler {
             xcom: None,
         };
         let event = TaskEvent::Fail { can_retry: retry };
-        if self.move_into(batch, run_key, task_id, event, retry_at, Some(change))
-            && let Some(at) = retry_at
-        {
-            self.add_timer(at, Timer::Retry(run_key.clone(), task_id.clone()));
+        if self.move_into(batch, run_key, task_id, event, retry_at, Some(change)) {
+            self.config.metrics.try_finished(TryResult::Failed);
+            if let Some(at) = retry_at {
+                self.add_timer(at, Timer::Retry(run_key.clone(), task_id.clone()));
+            }
         }
     }
 
@@ -379,6 +387,13 @@ impl Scheduler {
             failure,
             xcom,
         };
+        // Failures are counted where every failed try goes (`fail_try`).
+        let counted = match &outcome {
+            TryOutcome::Succeeded { .. } => Some(TryResult::Success),
+            TryOutcome::Skipped { .. } => Some(TryResult::Skipped),
+            TryOutcome::NeverStarted => Some(TryResult::NeverStarted),
+            TryOutcome::Failed(_) => None,
+        };
         let moved = match outcome {
             TryOutcome::Succeeded { xcom } => {
                 if let (Some(value), Some(run)) = (&xcom, self.runs.get(&run_key)) {
@@ -429,6 +444,9 @@ impl Scheduler {
         };
         if moved {
             batch.then(After::Release(event.key));
+            if let Some(result) = counted {
+                self.config.metrics.try_finished(result);
+            }
         }
     }
 
@@ -494,6 +512,7 @@ impl Scheduler {
                     None,
                     Some(change),
                 ) {
+                    self.config.metrics.try_finished(TryResult::Failed);
                     batch.then(After::Kill(
                         TryKey {
                             dag_id: dag_id.clone(),
@@ -514,6 +533,16 @@ impl Scheduler {
             }
         }
         self.pending = batch;
+    }
+}
+
+impl Scheduler {
+    /// Sets the gauges of what waits and what runs, after a step.
+    pub(super) fn record_gauges(&self) {
+        let metrics = &self.config.metrics;
+        metrics.queue_depth(Line::Workers, self.line.count());
+        metrics.queue_depth(Line::WorkerFree, self.worker_free_line.count());
+        metrics.tries_followed(self.executor.running());
     }
 }
 
