@@ -7,7 +7,8 @@
 //! It must not know about DAGs, tasks or pods: callers pass URIs, paths and
 //! [`StoreCredentials`]. No credential value ever appears in its errors, logs or `Debug` output.
 //! Start reading at [`Artifacts`]; [`uri`] parses locations, `store` opens stores, `download`
-//! and `upload` move data.
+//! and `upload` move data, `range` reads part of one object (remote task logs page through
+//! them that way).
 //!
 //! # Credentials
 //!
@@ -39,6 +40,7 @@ mod credentials;
 mod download;
 mod error;
 mod options;
+mod range;
 mod store;
 mod target;
 mod upload;
@@ -56,6 +58,7 @@ use futures::{StreamExt, TryStreamExt};
 pub use credentials::{ENV_PREFIX, StoreCredentials};
 pub use error::{ACCEPTED, ArtifactError, StoreCause, one_line};
 pub use options::{MIB, TransferOptions};
+pub use range::ObjectSlice;
 
 use store::Stores;
 use target::{Found, Target};
@@ -157,6 +160,25 @@ impl Artifacts {
         destination: &Path,
     ) -> Result<Transferred, ArtifactError> {
         download::download(&self.stores, source, destination).await
+    }
+
+    /// At most `max_len` bytes of the object `uri`, from `from` (`SeekFrom::Start(offset)`, or
+    /// `SeekFrom::End(-n)` for its last `n` bytes), with the object's size: a ranged read, for
+    /// paging through an object without downloading it. Nothing there is
+    /// [`ArtifactError::NotFound`].
+    pub async fn read_range(
+        &self,
+        uri: &str,
+        from: std::io::SeekFrom,
+        max_len: u64,
+    ) -> Result<ObjectSlice, ArtifactError> {
+        range::read_range(&self.stores, uri, from, max_len).await
+    }
+
+    /// Checks, without a request, that `uri` is a location these credentials can open: an
+    /// accepted URI whose store can be set up (an `oss://` URI needs a region, for example).
+    pub fn check_location(&self, uri: &str) -> Result<(), ArtifactError> {
+        range::check(&self.stores, uri)
     }
 
     /// The object `uri` names, or every object under it, sorted by URI. Nothing there is

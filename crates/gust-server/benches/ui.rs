@@ -3,8 +3,9 @@
 //! Fills a SQLite store with one DAG of 5,000 tasks (in 50 task groups, each a chain fanning
 //! out of one root), 2,000 runs, the newest 200 of them with all 5,000 task instances
 //! (1,000,000 rows) in mixed states, plus 20 small DAGs; then times, through the real router,
-//! the DAG list, the grid of the last 100 runs (500,000 cells), and the graph (first call: laid
-//! out; then: cached). Set `GUST_UI_BENCH_HOME=DIR` to keep the database at `DIR/gust.db` (the
+//! the DAG list, the grid of the last 100 runs (500,000 cells), the graph (first call: laid
+//! out; then: cached), and a Prometheus scrape of `/metrics` (runs and task instances counted
+//! by state over all of it). Set `GUST_UI_BENCH_HOME=DIR` to keep the database at `DIR/gust.db` (the
 //! browser test can then serve it with `gust api-server` and time the drawing).
 
 use std::fmt::Write as _;
@@ -233,6 +234,7 @@ fn main() {
             ),
             ("graph, cached layout", "/ui/api/dags/big/graph"),
             ("REST API /api/v2/dags", "/api/v2/dags"),
+            ("Prometheus /metrics (counts by state)", "/metrics"),
         ] {
             let mut times = Vec::with_capacity(REPEATS);
             let mut size = 0;

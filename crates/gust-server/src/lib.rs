@@ -15,6 +15,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod state;
 pub mod ui;
 
@@ -68,6 +69,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The whole application: API, login, OpenAPI document.
 pub fn router(state: AppState) -> Router {
+    let scheduler_health = state.scheduler().cloned().map(metrics::health_route);
     let protected = api::protected_routes().layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::authenticate,
@@ -78,8 +80,9 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .split_for_parts();
     let document = Arc::new(openapi);
-    router
+    let app = router
         .merge(ui::routes())
+        .merge(metrics::api_routes())
         .route(
             "/api/v2/openapi.json",
             get(move || {
@@ -88,7 +91,11 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state);
+    match scheduler_health {
+        Some(health) => app.merge(health),
+        None => app,
+    }
 }
 
 /// How long requests in flight may take to finish once the server is asked to stop. The web

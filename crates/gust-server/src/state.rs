@@ -15,6 +15,7 @@ use gust_store::{DagSummary, SecretKey, Store};
 
 use crate::auth::token::TokenKeys;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::SchedulerHealth;
 
 /// How the server is set up.
 #[derive(Debug, Clone)]
@@ -46,6 +47,10 @@ struct Inner {
     pod_defaults: PodDefaults,
     waker: Option<Waker>,
     dags: DagCache,
+    /// Where finished tries' logs are read from when their local file is gone.
+    remote_logs: std::sync::OnceLock<gust_remote_logs::RemoteLogs>,
+    /// The scheduler running in this process (`gust standalone`): its metrics and health.
+    scheduler: std::sync::OnceLock<SchedulerHealth>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -75,7 +80,38 @@ impl AppState {
             pod_defaults: settings.pod_defaults,
             waker,
             dags: DagCache::default(),
+            remote_logs: std::sync::OnceLock::new(),
+            scheduler: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The same state for a server in the scheduler's process (`gust standalone`): its
+    /// `/metrics` adds the scheduler's, and it serves the scheduler's `/health`; set once,
+    /// before the router is built.
+    #[must_use]
+    pub fn with_scheduler(self, health: SchedulerHealth) -> Self {
+        let _ = self.0.scheduler.set(health);
+        self
+    }
+
+    /// The scheduler in this process, if there is one.
+    #[must_use]
+    pub fn scheduler(&self) -> Option<&SchedulerHealth> {
+        self.0.scheduler.get()
+    }
+
+    /// The same state reading logs whose local file is gone from `logs` (`[logging]
+    /// remote_logging`); set once, before the server starts.
+    #[must_use]
+    pub fn with_remote_logs(self, logs: gust_remote_logs::RemoteLogs) -> Self {
+        let _ = self.0.remote_logs.set(logs);
+        self
+    }
+
+    /// The remote log store, when logs are kept in one.
+    #[must_use]
+    pub fn remote_logs(&self) -> Option<&gust_remote_logs::RemoteLogs> {
+        self.0.remote_logs.get()
     }
 
     /// The metadata store.

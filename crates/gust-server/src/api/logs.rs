@@ -153,6 +153,12 @@ async fn read_chunk(path: &std::path::Path, offset: u64, finished: bool) -> std:
     file.seek(SeekFrom::Start(start)).await?;
     let mut bytes = Vec::new();
     file.take(MAX_LOG_CHUNK).read_to_end(&mut bytes).await?;
+    Ok(cut(bytes, start, size, finished))
+}
+
+/// `bytes`, read from `start` of a log of `size` bytes, as a chunk: cut after the last whole
+/// line (unless one line is longer than a chunk, or `finished` and the log ends mid-line).
+fn cut(mut bytes: Vec<u8>, start: u64, size: u64, finished: bool) -> Chunk {
     let reached = start + bytes.len() as u64;
     let mut at_end = reached >= size;
     if !(at_end && finished)
@@ -162,11 +168,34 @@ async fn read_chunk(path: &std::path::Path, offset: u64, finished: bool) -> std:
         bytes.truncate(last + 1);
         at_end = false;
     }
-    Ok(Chunk {
+    Chunk {
         next: start + bytes.len() as u64,
         text: String::from_utf8_lossy(&bytes).into_owned(),
         at_end,
-    })
+    }
+}
+
+/// Reads a chunk of `key`'s log from the remote log store (a ranged read, as from the local
+/// file); a log not there (yet) reads as an empty one.
+async fn read_remote_chunk(
+    logs: &gust_remote_logs::RemoteLogs,
+    key: &TryKey,
+    offset: u64,
+    finished: bool,
+) -> Result<Chunk, gust_remote_logs::StoreFailure> {
+    Ok(
+        match logs
+            .read(key, SeekFrom::Start(offset), MAX_LOG_CHUNK)
+            .await?
+        {
+            Some(slice) => cut(slice.bytes.to_vec(), slice.start, slice.size, finished),
+            None => Chunk {
+                text: String::new(),
+                next: offset,
+                at_end: true,
+            },
+        },
+    )
 }
 
 /// What the caller accepts.
@@ -261,12 +290,28 @@ async fn get_log(
         _ => 0,
     };
     let path = log_file(&state, &key).await?;
-    let chunk = read_chunk(&path, offset, !live).await.map_err(|err| {
-        tracing::warn!(path = %path.display(), %err, "reading a try's log failed");
+    let unreadable = || {
         ApiError::NotFound(format!(
             "The log of try {try_number} of task {task_id} cannot be read"
         ))
-    })?;
+    };
+    // The local file while there is one (a running try's log grows there), else the store.
+    let remote = match state.remote_logs() {
+        Some(logs) if !tokio::fs::try_exists(&path).await.unwrap_or(false) => Some(logs),
+        _ => None,
+    };
+    let chunk = match remote {
+        Some(logs) => read_remote_chunk(logs, &key, offset, !live)
+            .await
+            .map_err(|failure| {
+                tracing::warn!(uri = %logs.uri_of(&key), "reading a try's remote log failed: {}", failure.message);
+                unreadable()
+            })?,
+        None => read_chunk(&path, offset, !live).await.map_err(|err| {
+            tracing::warn!(path = %path.display(), %err, "reading a try's log failed");
+            unreadable()
+        })?,
+    };
     let token = (!chunk.at_end || live).then(|| encode_token(&key, chunk.next));
     let with_token = |mut response: Response| {
         if let Some(value) = token.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
@@ -317,6 +362,23 @@ mod tests {
         assert_eq!(other.event, "no stamp here");
         assert_eq!(other.timestamp, None);
         assert_eq!(parse_line("[not a time] x: y").event, "[not a time] x: y");
+    }
+
+    #[test]
+    fn chunks_end_after_a_whole_line_unless_the_finished_log_ends_there() {
+        // The same cut for a local file and a remote object's range.
+        let chunk = cut(b"one\ntwo\nthr".to_vec(), 0, 11, false);
+        assert_eq!(
+            (chunk.text.as_str(), chunk.next, chunk.at_end),
+            ("one\ntwo\n", 8, false)
+        );
+        let chunk = cut(b"one\ntwo\nthr".to_vec(), 0, 11, true);
+        assert_eq!(
+            (chunk.text.as_str(), chunk.next, chunk.at_end),
+            ("one\ntwo\nthr", 11, true)
+        );
+        let chunk = cut(b"two\n".to_vec(), 4, 20, true);
+        assert_eq!((chunk.next, chunk.at_end), (8, false));
     }
 
     #[test]

@@ -505,9 +505,15 @@ pub async fn log(
         Ok((text, offset, size)) => Ok(Json(
             json!({"text": text, "offset": offset, "size": size, "exists": true}),
         )),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Json(
-            json!({"text": "", "offset": 0, "size": 0, "exists": false}),
-        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key = log_key(&dag_id, &run_id, &task_id, try_number);
+            match (state.remote_logs(), key) {
+                (Some(logs), Some(key)) => remote_log(logs, &key, query.offset).await,
+                _ => Ok(Json(
+                    json!({"text": "", "offset": 0, "size": 0, "exists": false}),
+                )),
+            }
+        }
         Err(err) => {
             tracing::warn!(%location, error = %err, "a try's log could not be read");
             Err(ApiError::NotFound(format!(
@@ -515,6 +521,70 @@ pub async fn log(
             )))
         }
     }
+}
+
+/// The try a log page names, when its parts are valid ids.
+fn log_key(
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: i32,
+) -> Option<gust_executor::TryKey> {
+    Some(gust_executor::TryKey {
+        dag_id: gust_core::ids::DagId::new(dag_id.to_owned()).ok()?,
+        run_id: gust_core::ids::RunId::new(run_id.to_owned()).ok()?,
+        task_id: gust_core::ids::TaskId::new(task_id.to_owned()).ok()?,
+        try_number: gust_core::ids::TryNumber(u32::try_from(try_number).ok()?),
+    })
+}
+
+/// A chunk of a finished try's log from the remote log store (its local file is gone), read
+/// as from the file: a ranged read from `offset`, or of the last [`LOG_TAIL`] bytes.
+async fn remote_log(
+    logs: &gust_remote_logs::RemoteLogs,
+    key: &gust_executor::TryKey,
+    offset: Option<u64>,
+) -> ApiResult<Json<Value>> {
+    let tail = i64::try_from(LOG_TAIL).unwrap_or(i64::MAX);
+    let from = offset.map_or(SeekFrom::End(-tail), SeekFrom::Start);
+    match logs.read(key, from, MAX_LOG_CHUNK).await {
+        Ok(Some(slice)) => {
+            let (text, end) = whole_lines(&slice.bytes, offset.is_none() && slice.start > 0);
+            Ok(Json(
+                json!({"text": text, "offset": slice.start + end as u64, "size": slice.size, "exists": true}),
+            ))
+        }
+        Ok(None) => Ok(Json(
+            json!({"text": "", "offset": 0, "size": 0, "exists": false}),
+        )),
+        Err(failure) => {
+            tracing::warn!(uri = %logs.uri_of(key), "a try's remote log could not be read: {}", failure.message);
+            Err(ApiError::NotFound(format!(
+                "The log of try {} of {} could not be read",
+                key.try_number, key.task_id
+            )))
+        }
+    }
+}
+
+/// The whole lines of `bytes` (skipping a partial first line when `mid_line`): their text and
+/// the offset, in `bytes`, after the last one.
+fn whole_lines(bytes: &[u8], mid_line: bool) -> (String, usize) {
+    let skipped = if mid_line {
+        bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
+    } else {
+        0
+    };
+    // End at a line's end, so a line being written is read whole next time.
+    let end = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(skipped, |i| i + 1)
+        .max(skipped);
+    (
+        String::from_utf8_lossy(&bytes[skipped..end]).into_owned(),
+        end,
+    )
 }
 
 /// Reads whole lines of `path` from `offset` (or the last [`LOG_TAIL`] bytes): the text, where
@@ -532,18 +602,8 @@ async fn read_chunk(
     file.seek(SeekFrom::Start(start)).await?;
     let mut bytes = Vec::new();
     file.take(MAX_LOG_CHUNK).read_to_end(&mut bytes).await?;
-    let mut skipped = 0;
-    if tailing && start > 0 {
-        // Start at a line's beginning.
-        skipped = bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-    }
-    // End at a line's end, so a line being written is read whole next time.
-    let end = bytes
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(skipped, |i| i + 1);
-    let end = end.max(skipped);
-    let text = String::from_utf8_lossy(&bytes[skipped..end]).into_owned();
+    // Starts at a line's beginning when tailing.
+    let (text, end) = whole_lines(&bytes, tailing && start > 0);
     Ok((text, start + end as u64, size))
 }
 
