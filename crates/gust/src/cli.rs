@@ -351,6 +351,10 @@ pub enum KubernetesCommand {
         /// The service account Gust runs as.
         #[arg(long, default_value = "gust")]
         service_account: String,
+        /// Also grant what the operators the folder's DAGs use call (Jobs for kubernetes_job,
+        /// kueue_job, kubernetes_delete_job and kubernetes_patch_job).
+        #[command(flatten)]
+        folder: DagsFolder,
     },
 }
 

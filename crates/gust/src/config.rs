@@ -31,6 +31,40 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[artifacts]`: the object store processing steps read inputs from and write outputs to.
     pub artifacts: ArtifactsConfig,
+    /// `[scheduler]`: how schedulers share the work.
+    #[serde(default)]
+    pub scheduler: SchedulerSection,
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSection {
+    /// How long a scheduler that stopped heart-beating keeps its DAGs before another scheduler
+    /// takes them over (default `30s`, Airflow's `scheduler_health_check_threshold`). Each
+    /// scheduler renews its claims every second.
+    #[serde(with = "humantime_serde_compat")]
+    pub scheduler_health_check_threshold: std::time::Duration,
+    /// Serve `GET /health` and `GET /metrics` on a small HTTP server beside `gust scheduler`
+    /// (default true; Airflow's name, whose default is false). `/health` answers 503 once the
+    /// scheduler loop's heartbeat is older than `scheduler_health_check_threshold` or the
+    /// database does not answer. `gust standalone` serves both on its API port instead.
+    pub enable_health_check: bool,
+    /// The address that server listens on (default `0.0.0.0`, Airflow's).
+    pub scheduler_health_check_server_host: String,
+    /// Its port (default 8974, Airflow's).
+    pub scheduler_health_check_server_port: u16,
+}
+
+impl Default for SchedulerSection {
+    fn default() -> Self {
+        Self {
+            scheduler_health_check_threshold: std::time::Duration::from_secs(30),
+            enable_health_check: true,
+            scheduler_health_check_server_host: "0.0.0.0".to_owned(),
+            scheduler_health_check_server_port: 8974,
+        }
+    }
 }
 
 /// `[artifacts]`.
@@ -135,6 +169,10 @@ pub struct KubernetesConfig {
     pub cluster_context: Option<String>,
     /// The XCom sidecar's image (default `alpine`, as Airflow's).
     pub xcom_sidecar_image: String,
+    /// The folder `kueue_install` tasks read Kueue release manifests from, each saved as
+    /// `kueue-<version>.yaml` (default: none; Gust never downloads at run time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kueue_manifests_folder: Option<PathBuf>,
 }
 
 impl Default for KubernetesConfig {
@@ -146,6 +184,7 @@ impl Default for KubernetesConfig {
             config_file: None,
             cluster_context: None,
             xcom_sidecar_image: "alpine".to_owned(),
+            kueue_manifests_folder: None,
         }
     }
 }
@@ -195,6 +234,21 @@ pub struct LoggingConfig {
     /// a line, for log collectors in a cluster.
     #[serde(default)]
     pub format: LogFormat,
+    /// Upload each try's log to `remote_base_log_folder` when the try ends, and read it from
+    /// there when the local file is gone (default false; Airflow's name).
+    #[serde(default)]
+    pub remote_logging: bool,
+    /// Where remote logs go: a URI the artifact layer handles (`s3://bucket/logs`, `oss://`,
+    /// `gs://`, `az://`, `file://`); needed with `remote_logging`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_base_log_folder: Option<String>,
+    /// The connection holding the log store's credentials (default: `[artifacts] conn_id`);
+    /// without it, the `GUST_ARTIFACTS_*` variables and the standard environment are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_log_conn_id: Option<String>,
+    /// Delete a try's local log once it is uploaded and the try's end recorded (default false).
+    #[serde(default)]
+    pub delete_local_logs: bool,
 }
 
 /// How processes log (`[logging] format`).
@@ -222,6 +276,10 @@ impl Config {
             logging: LoggingConfig {
                 base_log_folder: home.join("logs"),
                 format: LogFormat::Text,
+                remote_logging: false,
+                remote_base_log_folder: None,
+                remote_log_conn_id: None,
+                delete_local_logs: false,
             },
             database: DatabaseConfig {
                 url: format!("sqlite://{}", home.join("gust.db").display()),
@@ -229,6 +287,7 @@ impl Config {
             kubernetes: KubernetesConfig::default(),
             api: ApiConfig::default(),
             artifacts: ArtifactsConfig::defaults(home),
+            scheduler: SchedulerSection::default(),
         }
     }
 

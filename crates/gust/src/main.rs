@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod config;
+mod remote_logs;
 mod render;
 mod runtimes;
 mod scheduler_lock;

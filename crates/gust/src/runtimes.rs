@@ -11,7 +11,9 @@ use gust_core::clock::Clock;
 use gust_exec_local::{LocalConfig, LocalExecutor, Secrets};
 use gust_executor::{Executor, Routed, TryEvent};
 use gust_kube::build::PodDefaults;
+use gust_kube::runtime::JobExecutor;
 use gust_kube::runtime::{ClusterChoice, ConnectionSettings, KubeConfig, KubeExecutor};
+use gust_kube::runtime::{ResourceExecutor, SPARK_OPERATOR, SparkExecutor};
 use gust_processing::{GustBinary, PodRuntimeKind, ProcessingExecutor, StepSettings};
 use gust_store::Connection;
 use tokio::sync::mpsc;
@@ -62,11 +64,19 @@ impl Runtimes {
                 connections,
                 PodRuntimeKind::Local,
                 pods,
-                events,
+                events.clone(),
                 clock,
             );
-            let executor = Routed::new(Arc::new(local.clone()))
+            let mut executor = Routed::new(Arc::new(local.clone()))
                 .route("processing", Arc::new(processing.clone()));
+            for operator in CLUSTER_ONLY {
+                executor = executor.route(
+                    operator,
+                    Arc::new(NeedsCluster {
+                        events: events.clone(),
+                    }),
+                );
+            }
             return Self {
                 executor: Arc::new(executor),
                 local,
@@ -80,6 +90,9 @@ impl Runtimes {
             clock.clone(),
         );
         let pods: Arc<dyn Executor> = Arc::new(kube.clone());
+        let manifest_runtimes = ResourceExecutor::routes(&kube, &events);
+        let spark: Arc<dyn Executor> = Arc::new(SparkExecutor::new(&kube, &events));
+        let job_runtimes = JobExecutor::routes(&kube, &events);
         let processing = processing(
             config,
             connections,
@@ -88,9 +101,17 @@ impl Runtimes {
             events,
             clock,
         );
-        let executor = Routed::new(Arc::new(local.clone()))
+        let mut executor = Routed::new(Arc::new(local.clone()))
             .route("kubernetes_pod", pods)
             .route("processing", Arc::new(processing.clone()));
+        for (operator, runtime) in manifest_runtimes {
+            executor = executor.route(operator, runtime);
+        }
+        executor = executor.route(SPARK_OPERATOR, spark);
+        // kubernetes_job, kueue_job, kubernetes_delete_job and kubernetes_patch_job.
+        for (operator, runtime) in job_runtimes {
+            executor = executor.route(operator, runtime);
+        }
         Self {
             executor: Arc::new(executor),
             local,
@@ -108,6 +129,63 @@ impl Runtimes {
             kube.shutdown().await;
         }
     }
+}
+
+/// The operators that act on a cluster's API (Jobs, Spark applications, manifests): the local
+/// pod runtime runs containers, not an API server, so it has nothing to run them on.
+const CLUSTER_ONLY: [&str; 8] = [
+    "kubernetes_job",
+    "kueue_job",
+    "kubernetes_delete_job",
+    "kubernetes_patch_job",
+    "spark_kubernetes",
+    "kubernetes_apply",
+    "kubernetes_delete_resource",
+    "kueue_install",
+];
+
+/// Where [`CLUSTER_ONLY`] tries go under the local pod runtime: each is refused with what to
+/// configure instead.
+struct NeedsCluster {
+    events: mpsc::Sender<TryEvent>,
+}
+
+impl NeedsCluster {
+    fn why(operator: &str) -> String {
+        format!(
+            "{operator} tasks act on a Kubernetes cluster's API, which the local pod runtime has not; set [kubernetes] runtime = \"cluster\" with a cluster configured (docs/kubernetes.md)"
+        )
+    }
+}
+
+impl Executor for NeedsCluster {
+    fn start(&self, spec: gust_executor::LaunchSpec) -> Result<(), gust_executor::LaunchError> {
+        Err(gust_executor::LaunchError::Unconfigured(Self::why(
+            &spec.operator,
+        )))
+    }
+
+    fn kill(&self, _key: &gust_executor::TryKey, _reason: &str) {}
+
+    fn running(&self) -> usize {
+        0
+    }
+
+    fn adopt(&self, spec: gust_executor::LaunchSpec) {
+        // A try a cluster ran before the configuration changed: nothing here can follow it.
+        let event = TryEvent {
+            kind: gust_executor::TryEventKind::Finished(gust_executor::TryOutcome::Failed(
+                gust_executor::FailureReason::Lost(Self::why(&spec.operator)),
+            )),
+            key: spec.key,
+        };
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let _ = events.send(event).await;
+        });
+    }
+
+    fn release(&self, _key: &gust_executor::TryKey) {}
 }
 
 /// The processing runtime over `pods`, from `[artifacts]`: the store's credentials are the
@@ -173,6 +251,7 @@ fn kube_config(config: &Config, connections: HashMap<String, ConnectionSettings>
             ..PodDefaults::default()
         },
         connections,
+        kueue_manifests_folder: k.kueue_manifests_folder.clone(),
     }
 }
 

@@ -57,6 +57,8 @@ fn gust(home: &Path, url: &str) -> Command {
         .env("GUST_HOME", home)
         .env("GUST__DATABASE__URL", url)
         .env("GUST__CORE__DAGS_FOLDER", home.join("dags"))
+        // Tests run side by side: each scheduler's health server on a port of its own.
+        .env("GUST__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", "0")
         .env("RUST_LOG", "warn");
     command
 }

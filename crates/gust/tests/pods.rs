@@ -333,3 +333,31 @@ s:
     assert!(log.contains("stdout: length=25"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
 }
+
+#[test]
+fn cluster_operators_under_the_local_pod_runtime_fail_saying_what_to_configure() {
+    let home = tempfile::tempdir().expect("home");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags");
+    std::fs::write(
+        dags.join("j.yaml"),
+        "j:\n  schedule: null\n  tasks:\n    job:\n      operator: KubernetesJobOperator\n      image: perl\n      cmds: [perl, -e, 'print 1']\n",
+    )
+    .expect("write");
+    let assert = gust(home.path())
+        .args(["dags", "test", "j", "--local-pods", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .failure();
+    let output = assert.get_output();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("kubernetes_job tasks act on a Kubernetes cluster's API")
+            && text.contains("[kubernetes] runtime = \"cluster\""),
+        "{text}"
+    );
+}

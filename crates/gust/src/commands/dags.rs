@@ -286,6 +286,21 @@ fn find_dag(load: FolderLoad, dag_id: &str) -> anyhow::Result<gust_core::dag::Da
     }
 }
 
+/// The operators the folder's DAGs use, for `gust kubernetes rbac`. A folder named with
+/// `--dags-folder` must load; the configured one is skipped when it does not exist yet.
+pub fn operators_used(folder: &DagsFolder) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let root = dags_folder(folder)?;
+    if folder.dags_folder.is_none() && !root.is_dir() {
+        return Ok(std::collections::BTreeSet::new());
+    }
+    let (_, load) = load(folder)?;
+    Ok(load
+        .dags
+        .iter()
+        .flat_map(|dag| dag.tasks().map(|task| task.operator.clone()))
+        .collect())
+}
+
 /// The DAGs folder: the flag, else the configuration.
 fn dags_folder(folder: &DagsFolder) -> anyhow::Result<PathBuf> {
     match &folder.dags_folder {

@@ -1,7 +1,9 @@
 //! `gust tasks dry-run`: what a task would run, templates rendered, without running it or
 //! contacting a cluster. A `kubernetes_pod` task prints the exact pod manifest; secret values
 //! are masked. A `processing` task prints its pod too, after comments listing what would be
-//! uploaded first and where its inputs come from and outputs go (nothing is uploaded).
+//! uploaded first and where its inputs come from and outputs go (nothing is uploaded). A
+//! `spark_kubernetes` task prints its SparkApplication; `kubernetes_apply` and
+//! `kubernetes_delete_resource` the manifests they send; `kueue_install` the release's objects.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -53,6 +55,17 @@ pub fn dry_run(
 
     let args = match task.operator.as_str() {
         "kubernetes_pod" => args,
+        "kubernetes_job" | "kueue_job" => {
+            print!("{}", job_manifest(dag, task, &args, &run_id, config)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        "spark_kubernetes"
+        | "kubernetes_apply"
+        | "kubernetes_delete_resource"
+        | "kueue_install" => {
+            print!("{}", resource_manifests(dag, task, &args, &run_id, config)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         "processing" => {
             let kind = if config.kubernetes.runtime == PodRuntime::Local {
                 PodRuntimeKind::Local
@@ -114,6 +127,47 @@ pub fn dry_run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The Job a `kubernetes_job` or `kueue_job` task would create, templates rendered, as YAML
+/// with secret values masked.
+fn job_manifest(
+    dag: &Dag,
+    task: &gust_core::task::Task,
+    args: &serde_json::Map<String, serde_json::Value>,
+    run_id: &RunId,
+    config: &Config,
+) -> anyhow::Result<String> {
+    let task_id = task.id.as_str();
+    let fail = |err: String| anyhow::anyhow!("{}.{task_id}: {err}", dag.id);
+    let job_args = gust_operators::kubernetes_job::JobArgs::read_for(&task.operator, args)
+        .map_err(|err| fail(err.to_string()))?;
+    let pod_template = gust_kube::template::load(&job_args.pod, &dag.fileloc)
+        .map_err(|err| fail(err.to_string()))?;
+    let job_template =
+        gust_kube::template::load_job_template(job_args.job_template_file.as_deref(), &dag.fileloc)
+            .map_err(fail)?;
+    let defaults = PodDefaults {
+        namespace: config.kubernetes.namespace.clone(),
+        xcom_sidecar_image: config.kubernetes.xcom_sidecar_image.clone(),
+        ..PodDefaults::default()
+    };
+    let job = gust_kube::build::job::build_job(&gust_kube::build::job::JobRequest {
+        args: &job_args,
+        labels: TryLabels {
+            dag_id: dag.id.as_str(),
+            task_id,
+            run_id: run_id.as_str(),
+            try_number: 1,
+        },
+        pod_template_file: pod_template.as_ref(),
+        job_template_file: job_template.as_ref(),
+        do_xcom_push: task.settings.do_xcom_push,
+        unique: &names::random_suffix(),
+        defaults: &defaults,
+    })
+    .map_err(|err| fail(err.to_string()))?;
+    Ok(gust_kube::manifest::job_to_yaml(&job)?)
+}
+
 /// A processing step's plan as YAML comments, before its pod.
 fn plan_comments(plan: &StepPlan) -> String {
     let mut text = String::new();
@@ -140,6 +194,101 @@ fn mask_env(args: &mut serde_json::Map<String, serde_json::Value>) {
             if gust_kube::manifest::is_sensitive(name) {
                 *value = serde_json::Value::String(gust_kube::manifest::MASK.to_owned());
             }
+        }
+    }
+}
+
+/// What a Spark, apply, delete or Kueue task would send, templates rendered, secret values
+/// masked: the SparkApplication, or the manifests (as one YAML stream, a comment saying what
+/// is done with them), or for `kueue_install` the release file's objects.
+fn resource_manifests(
+    dag: &Dag,
+    task: &gust_core::task::Task,
+    args: &serde_json::Map<String, serde_json::Value>,
+    run_id: &RunId,
+    config: &Config,
+) -> anyhow::Result<String> {
+    use gust_kube::documents::{self, Document};
+    let task_id = task.id.as_str();
+    let fail = |err: String| anyhow::anyhow!("{}.{task_id}: {err}", dag.id);
+    let yaml = |value: &serde_json::Value| serde_yaml_ng::to_string(&documents::masked(value));
+    match task.operator.as_str() {
+        "spark_kubernetes" => {
+            let spark_args = gust_operators::spark_kubernetes::SparkArgs::read(args)
+                .map_err(|err| fail(err.to_string()))?;
+            let template = gust_kube::spark::load_template(&spark_args, &dag.fileloc)
+                .map_err(|err| fail(err.to_string()))?;
+            let app = gust_kube::spark::build_application(&gust_kube::spark::SparkRequest {
+                args: &spark_args,
+                template: &template,
+                labels: TryLabels {
+                    dag_id: dag.id.as_str(),
+                    task_id,
+                    run_id: run_id.as_str(),
+                    try_number: 1,
+                },
+                unique: &names::random_suffix(),
+                default_namespace: config.kubernetes.namespace.as_deref(),
+            })
+            .map_err(|err| fail(err.to_string()))?;
+            Ok(yaml(&app)?)
+        }
+        "kueue_install" => {
+            let kueue = gust_operators::apply::KueueInstallArgs::read(args)
+                .map_err(|err| fail(err.to_string()))?;
+            let folder = config
+                .kubernetes
+                .kueue_manifests_folder
+                .as_ref()
+                .ok_or_else(|| {
+                    fail(format!(
+                        "kueue_version {}: set [kubernetes] kueue_manifests_folder to the folder \
+                     holding {}",
+                        kueue.kueue_version,
+                        kueue.file_name()
+                    ))
+                })?;
+            let path = folder.join(kueue.file_name());
+            let docs = documents::read_file(&path.to_string_lossy(), &dag.fileloc)
+                .map_err(|err| fail(err.to_string()))?;
+            let mut text = format!(
+                "# apply server-side (field manager {}) the {} objects of {}:\n",
+                gust_kube::runtime::FIELD_MANAGER,
+                docs.len(),
+                path.display()
+            );
+            for doc in &docs {
+                text.push_str(&format!("#   {} {}\n", doc.kind(), doc.name()));
+            }
+            Ok(text)
+        }
+        operator => {
+            let resource_args = gust_operators::apply::ResourceArgs::read(args)
+                .map_err(|err| fail(err.to_string()))?;
+            let docs: Vec<Document> = gust_kube::runtime::manifests(&resource_args, &dag.fileloc)
+                .map_err(|err| fail(err.to_string()))?;
+            let namespace = resource_args
+                .namespace
+                .clone()
+                .or_else(|| config.kubernetes.namespace.clone())
+                .unwrap_or_else(|| "the cluster's default namespace".to_owned());
+            let mut text = if operator == "kubernetes_delete_resource" {
+                format!(
+                    "# delete, last first; objects naming no namespace are looked up in {namespace}\n"
+                )
+            } else {
+                format!(
+                    "# apply server-side (field manager {}); namespaced objects naming no namespace go to {namespace}\n",
+                    gust_kube::runtime::FIELD_MANAGER
+                )
+            };
+            for (i, doc) in docs.iter().enumerate() {
+                if i > 0 {
+                    text.push_str("---\n");
+                }
+                text.push_str(&yaml(&doc.object)?);
+            }
+            Ok(text)
         }
     }
 }

@@ -34,10 +34,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kubernetes(crate::cli::KubernetesCommand::Rbac {
             namespace,
             service_account,
+            folder,
         }) => {
+            let operators = dags::operators_used(&folder)?;
             print!(
                 "{}",
-                gust_kube::rbac::manifests(&namespace, &service_account)?
+                gust_kube::rbac::manifests_for(&namespace, &service_account, &operators)?
             );
             Ok(ExitCode::SUCCESS)
         }

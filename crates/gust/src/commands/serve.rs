@@ -46,8 +46,14 @@ pub fn api_server(args: ApiServerArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("the metadata database is not ready; run `gust db migrate`")?;
         let stop = CancellationToken::new();
-        let state =
+        let connections = crate::runtimes::connections(&config, &home).await;
+        let remote_logs =
+            crate::remote_logs::from_config(&config, &connections, Arc::new(SystemClock))?;
+        let mut state =
             gust_server::AppState::new(store.clone(), Arc::new(SystemClock), settings, None);
+        if let Some(logs) = remote_logs {
+            state = state.with_remote_logs(logs);
+        }
         let (server, address) = start_server(&config, &args.listen, state, stop.clone()).await?;
         println!("gust {} (API server)", env!("CARGO_PKG_VERSION"));
         println!("  web UI and REST API: {address}");
@@ -135,6 +141,37 @@ async fn start_server(
     Ok((server, format!("http://{shown}:{}", bound.port())))
 }
 
+/// Serves the scheduler's `/health` and `/metrics` on `[scheduler]
+/// scheduler_health_check_server_host:port` until `stop`; answers the task and the URL to show.
+async fn start_health_server(
+    config: &Config,
+    health: gust_server::metrics::SchedulerHealth,
+    stop: CancellationToken,
+) -> anyhow::Result<(tokio::task::JoinHandle<std::io::Result<()>>, String)> {
+    let section = &config.scheduler;
+    let host = section.scheduler_health_check_server_host.clone();
+    let port = section.scheduler_health_check_server_port;
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {host}:{port} for the scheduler's health checks; set [scheduler] \
+                 scheduler_health_check_server_port, or enable_health_check = false"
+            )
+        })?;
+    let bound = listener
+        .local_addr()
+        .context("the listening socket has no address")?;
+    let shown = if host == "0.0.0.0" {
+        "localhost".to_owned()
+    } else {
+        host
+    };
+    let app = gust_server::metrics::scheduler_router(health);
+    let server = tokio::spawn(gust_server::serve(listener, app, stop));
+    Ok((server, format!("http://{shown}:{}", bound.port())))
+}
+
 /// Runs the scheduler until Ctrl-C (or SIGTERM): then no new try starts and the running ones
 /// are waited for; a second signal exits at once, leaving them to be adopted on restart. With
 /// `listen`, the API server runs in the same process, waking the scheduler on every change.
@@ -186,6 +223,10 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         .await;
         let (tx, events) = gust_executor::event_channel();
         let connections = crate::runtimes::connections(&config, &home).await;
+        // With remote logs, the runtimes report through the relay that uploads each log first.
+        let remote_logs = crate::remote_logs::from_config(&config, &connections, clock.clone())?;
+        let relay = remote_logs.as_ref().map(|logs| logs.relay(tx.clone()));
+        let tx = relay.as_ref().map_or(tx, gust_remote_logs::Relay::sender);
         let runtimes = Runtimes::new(
             &config,
             Some(home.join("run").join("tries")),
@@ -197,14 +238,23 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         let mut scheduler_config = SchedulerConfig::new(config.logging.base_log_folder.clone());
         scheduler_config.parallelism = config.core.parallelism;
         scheduler_config.paused_by_default = config.core.dags_are_paused_at_creation;
+        scheduler_config.claim_ttl = config.scheduler.scheduler_health_check_threshold;
+        // On SQLite the file lock above makes this the only scheduler.
+        scheduler_config.exclusive = store.kind() == gust_store::EngineKind::Sqlite;
         scheduler_config.worker_free_operators = gust_operators::OPERATORS
             .iter()
             .filter(|spec| !spec.holds_worker)
             .map(|spec| spec.name.to_owned())
             .collect();
+        let health = gust_server::metrics::SchedulerHealth {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: scheduler_config.metrics.clone(),
+            threshold: config.scheduler.scheduler_health_check_threshold,
+        };
         let scheduler = Scheduler::new(
             store.clone(),
-            runtimes.executor.clone(),
+            crate::remote_logs::executor(remote_logs.as_ref(), runtimes.executor.clone()),
             events,
             bags.clone(),
             clock,
@@ -213,15 +263,34 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         let server = match &listen {
             Some(listen) => {
                 let settings = server_settings(&config, &home)?;
-                let state = gust_server::AppState::new(
+                let mut state = gust_server::AppState::new(
                     store.clone(),
                     Arc::new(SystemClock),
                     settings,
                     Some(scheduler.waker()),
                 );
+                if let Some(logs) = remote_logs.clone() {
+                    state = state.with_remote_logs(logs);
+                }
+                state = state.with_scheduler(health.clone());
                 Some(start_server(&config, listen, state, stop.clone()).await?)
             }
             None => None,
+        };
+        // The scheduler's own /health and /metrics, when no API server shares the process; it
+        // answers until the scheduler has stopped, drain included.
+        let health_stop = CancellationToken::new();
+        let health_server = match (&server, config.scheduler.enable_health_check) {
+            (None, true) => match start_health_server(&config, health, health_stop.clone()).await {
+                Ok(served) => Some(served),
+                Err(err) => {
+                    // The port may be another scheduler's on this host: the scheduler runs on
+                    // (on Kubernetes its HTTP probes then fail, which says why).
+                    tracing::warn!("{err:#}; /health and /metrics are not served");
+                    None
+                }
+            },
+            _ => None,
         };
         let first_admin = if mode == Mode::Standalone {
             super::users::ensure_first_admin(&store, &home).await?
@@ -242,10 +311,20 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             "  logs:        {}",
             config.logging.base_log_folder.display()
         );
+        if let Some(logs) = &remote_logs {
+            println!("  remote logs: {}", logs.base_uri());
+        }
         println!("  parallelism: {}", config.core.parallelism);
         println!("  pods:        {}", pod_runtime(&config));
         if let Some((_, address)) = &server {
             println!("  web UI, API: {address}");
+        }
+        match &health_server {
+            Some((_, address)) => println!("  health:      {address}/health ({address}/metrics)"),
+            None if server.is_none() && config.scheduler.enable_health_check => {
+                println!("  health:      not served (see the warning above)");
+            }
+            None => {}
         }
         if let Some(password) = first_admin {
             println!(
@@ -256,6 +335,10 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         println!("Trigger a run with `gust dags trigger DAG_ID`; Ctrl-C stops.");
         let signals = tokio::spawn(stop_on_signals(stop.clone()));
         let result = scheduler.run(stop.clone()).await;
+        health_stop.cancel();
+        if let Some((health_server, _)) = health_server {
+            let _ = health_server.await;
+        }
         stop.cancel();
         if let Some((server, _)) = server {
             let _ = server.await;
@@ -263,6 +346,9 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         signals.abort();
         let _ = watcher.await;
         runtimes.shutdown().await;
+        if let Some(relay) = relay {
+            relay.stop().await;
+        }
         store.close().await;
         result?;
         Ok(ExitCode::SUCCESS)
