@@ -5,7 +5,8 @@
   overlays/demo-sqlite, once labels, namespaces and the chart's bookkeeping are set aside);
 - the Role grants exactly the rules `gust kubernetes rbac` prints (when a gust binary is given);
 - gust.toml and every GUST__* variable are accepted by `gust config list`, and every Gust
-  container's and probe's command is one the binary knows (when a gust binary is given);
+  container's and probe's command is one the binary knows, and the scheduler's HTTP probes go to
+  the port of its health server (when a gust binary is given);
 - no workload carries the label the scheduler finds tasks' pods by (it would watch and sweep
   itself), and processing steps' init container image (GUST__ARTIFACTS__GUST_IMAGE) is the
   image of the pod that runs the scheduler.
@@ -172,6 +173,8 @@ def check_with_binary(where: str, container: dict, env: dict, toml: str | None) 
         run = subprocess.run([GUST, "config", "list"], env=variables, capture_output=True, text=True)
         if run.returncode != 0:
             fail(f"{where}: gust.toml and the GUST__* variables are refused: {run.stderr.strip()}")
+        elif container["args"][0] == "scheduler":
+            check_health_port(where, container, tomllib.loads(run.stdout)["scheduler"])
         commands = [container["args"]]
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             exec_ = container.get(probe, {}).get("exec")
@@ -183,6 +186,22 @@ def check_with_binary(where: str, container: dict, env: dict, toml: str | None) 
             run = subprocess.run([GUST, *args, "--help"], env=variables, capture_output=True, text=True)
             if run.returncode != 0:
                 fail(f"{where}: `gust {' '.join(args)}` is not a gust command: {run.stderr.strip()}")
+
+
+def check_health_port(where: str, container: dict, section: dict) -> None:
+    """The scheduler's HTTP probes go to the port its health server listens on."""
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", []) if "name" in p}
+    want = section["scheduler_health_check_server_port"]
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        http = container.get(probe, {}).get("httpGet")
+        if not http:
+            continue
+        port = ports.get(http["port"], http["port"])
+        if not section["enable_health_check"]:
+            fail(f"{where}: {probe} calls HTTP but [scheduler] enable_health_check is false")
+        elif port != want:
+            fail(f"{where}: {probe} calls port {http['port']} ({port}), but the health server "
+                 f"listens on {want} ([scheduler] scheduler_health_check_server_port)")
 
 
 def check_rbac(path: Path) -> None:
