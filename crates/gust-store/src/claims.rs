@@ -168,6 +168,23 @@ impl Store {
         Ok((usize::try_from(dags).unwrap_or(0), schedulers))
     }
 
+    /// The `queued` and `running` task instances of unfinished runs of the DAGs `scheduler_id`
+    /// does not hold, as (DAG, task): the pool slots other schedulers' tries hold.
+    pub async fn slots_held_elsewhere(
+        &self,
+        scheduler_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = self.sql(
+            "SELECT ti.dag_id, ti.task_id FROM task_instances ti \
+             JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id \
+             JOIN dags d ON d.dag_id = ti.dag_id \
+             WHERE r.state IN ('queued', 'running') AND ti.state IN ('queued', 'running') \
+             AND (d.scheduler_id IS NULL OR d.scheduler_id <> $1)",
+        );
+        with_pool!(self, pool => sqlx::query_as(&sql).bind(scheduler_id).fetch_all(pool).await)
+            .map_err(query("counting other schedulers' pool slots"))
+    }
+
     /// Forgets the heartbeat of `scheduler_id` (it stopped cleanly), so the others' fair share
     /// grows at once.
     pub async fn forget_scheduler(&self, scheduler_id: &str) -> Result<(), StoreError> {

@@ -86,11 +86,12 @@ impl Scheduler {
 
         let (dags, live) = self.store.claim_census(now - ttl).await?;
         let host = &self.host;
-        let live = live
+        let others = live
             .iter()
-            .filter(|s| *s == &id || !died_on_this_host(s, host))
-            .count()
-            .max(1);
+            .filter(|s| *s != &id && !died_on_this_host(s, host))
+            .count();
+        self.others_live = others > 0;
+        let live = others + 1;
         let share = if self.config.exclusive {
             usize::MAX
         } else {
@@ -149,13 +150,11 @@ impl Scheduler {
     /// admitting into the same pool within one poll interval can still over-fill it briefly.
     pub(super) async fn count_pool_slots_elsewhere(&mut self) -> Result<(), SchedulerError> {
         self.slots.pool_used_elsewhere.clear();
-        if self.config.exclusive {
+        // Alone (or on SQLite), every slot held is this scheduler's own: nothing to read.
+        if self.config.exclusive || !self.others_live {
             return Ok(());
         }
-        for (dag_id, task_id, state) in self.store.slot_holders().await? {
-            if self.owned.contains(&dag_id) || !state.holds_slot() {
-                continue;
-            }
+        for (dag_id, task_id) in self.store.slots_held_elsewhere(&self.config.id).await? {
             let Ok(task_id) = TaskId::new(task_id) else {
                 continue;
             };

@@ -205,6 +205,8 @@ pub struct Scheduler {
     unswept: HashSet<String>,
     /// This host's name, to tell dead schedulers of this host from live ones.
     host: String,
+    /// Whether other schedulers heart-beat at the last claim round.
+    others_live: bool,
 }
 
 impl Scheduler {
@@ -248,6 +250,7 @@ impl Scheduler {
             owned: HashSet::new(),
             unswept: HashSet::new(),
             host: claims::host_name(),
+            others_live: false,
         }
     }
 
