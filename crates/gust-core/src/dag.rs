@@ -34,10 +34,22 @@ pub struct Dag {
     pub groups: IndexMap<GroupId, TaskGroup>,
     /// The file the DAG was read from.
     pub fileloc: PathBuf,
-    /// Task indices in topological order, computed once: the scheduler walks it after every
+    /// The edges in topological order, computed once: the scheduler walks them after every
     /// event.
     #[serde(skip)]
-    order: Vec<usize>,
+    order: TopologicalOrder,
+}
+
+/// The tasks in topological order, by rank (a task's position in that order), with each
+/// rank's direct downstream ranks: what an incremental readiness pass walks.
+#[derive(Debug, Clone, Default)]
+struct TopologicalOrder {
+    /// Rank -> task index.
+    tasks: Vec<usize>,
+    /// Task index -> rank.
+    ranks: Vec<usize>,
+    /// Rank -> the ranks of the tasks directly downstream.
+    downstream: Vec<Vec<usize>>,
 }
 
 /// A DAG's settings: when and how it runs.
@@ -170,7 +182,7 @@ impl Dag {
         if let Some(cycle) = find_cycle(&tasks) {
             return Err(GraphError::Cycle(cycle));
         }
-        let order = topological_indices(&tasks);
+        let order = TopologicalOrder::of(&tasks);
         Ok(Self {
             id,
             settings,
@@ -240,7 +252,50 @@ impl Dag {
 
     /// Every task after all of its upstreams; ties keep declaration order.
     pub fn topological_order(&self) -> impl ExactSizeIterator<Item = &Task> {
-        self.order.iter().map(|i| &self.tasks[*i])
+        self.order.tasks.iter().map(|i| &self.tasks[*i])
+    }
+
+    /// A task's position in [`Dag::topological_order`].
+    #[must_use]
+    pub fn rank(&self, id: &TaskId) -> Option<usize> {
+        let index = self.tasks.get_index_of(id)?;
+        self.order.ranks.get(index).copied()
+    }
+
+    /// The task at position `rank` of [`Dag::topological_order`].
+    #[must_use]
+    pub fn task_at_rank(&self, rank: usize) -> Option<&Task> {
+        let index = *self.order.tasks.get(rank)?;
+        self.tasks.get_index(index).map(|(_, task)| task)
+    }
+
+    /// The ranks of the tasks directly downstream of the task at `rank`.
+    #[must_use]
+    pub fn downstream_ranks(&self, rank: usize) -> &[usize] {
+        self.order.downstream.get(rank).map_or(&[], Vec::as_slice)
+    }
+}
+
+impl TopologicalOrder {
+    fn of(tasks: &IndexMap<TaskId, Task>) -> Self {
+        let order = topological_indices(tasks);
+        let mut ranks = vec![0; tasks.len()];
+        for (rank, &index) in order.iter().enumerate() {
+            ranks[index] = rank;
+        }
+        let mut downstream = vec![Vec::new(); tasks.len()];
+        for (index, task) in tasks.values().enumerate() {
+            for up in &task.upstream {
+                if let Some(u) = tasks.get_index_of(up) {
+                    downstream[ranks[u]].push(ranks[index]);
+                }
+            }
+        }
+        Self {
+            tasks: order,
+            ranks,
+            downstream,
+        }
     }
 }
 

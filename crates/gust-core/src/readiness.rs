@@ -6,7 +6,7 @@
 //! skips or fails a task can decide its downstream tasks in turn, so [`settle`] walks the DAG in
 //! topological order once and applies those decisions as it goes: one pass settles the whole run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::dag::Dag;
 use crate::ids::TaskId;
@@ -176,6 +176,34 @@ pub fn settle(
     states: &HashMap<TaskId, TaskState>,
     past_ok: impl Fn(&TaskId) -> bool,
 ) -> Settled {
+    settle_ranks(dag, states, (0..dag.tasks().len()).collect(), past_ok)
+}
+
+/// What [`settle`] would decide, knowing that only `changed` tasks moved since the last pass
+/// over the run (or were told to be looked at again): only they and their downstream tasks are
+/// decided, so a pass after an event costs what the event touches, not the size of the run.
+pub fn settle_changed<'a>(
+    dag: &Dag,
+    states: &HashMap<TaskId, TaskState>,
+    changed: impl IntoIterator<Item = &'a TaskId>,
+    past_ok: impl Fn(&TaskId) -> bool,
+) -> Settled {
+    let mut candidates = BTreeSet::new();
+    for rank in changed.into_iter().filter_map(|id| dag.rank(id)) {
+        candidates.insert(rank);
+        candidates.extend(dag.downstream_ranks(rank));
+    }
+    settle_ranks(dag, states, candidates, past_ok)
+}
+
+/// Decides the `none`-state tasks among `candidates` (ranks in the topological order), in that
+/// order; a task skipped or failed adds its downstream tasks, whose decision it may change.
+fn settle_ranks(
+    dag: &Dag,
+    states: &HashMap<TaskId, TaskState>,
+    mut candidates: BTreeSet<usize>,
+    past_ok: impl Fn(&TaskId) -> bool,
+) -> Settled {
     // Decisions made in this pass, consulted before `states`: no copy of the run's states is made,
     // as this runs after every event of a run.
     let mut decided: HashMap<&TaskId, TaskState> = HashMap::new();
@@ -187,28 +215,28 @@ pub fn settle(
             .unwrap_or(TaskState::NoStatus)
     };
     let mut out = Settled::default();
-    for task in dag.topological_order() {
+    while let Some(rank) = candidates.pop_first() {
+        let Some(task) = dag.task_at_rank(rank) else {
+            continue;
+        };
         if state_of(&decided, &task.id) != TaskState::NoStatus {
             continue;
         }
         let up = UpstreamCounts::of(task.upstream.iter().map(|u| state_of(&decided, u)));
-        match decide(task.settings.trigger_rule, &up) {
-            Decision::Wait => {}
+        let finished = match decide(task.settings.trigger_rule, &up) {
+            Decision::Wait => continue,
             Decision::Ready => {
                 if !task.settings.depends_on_past || past_ok(&task.id) {
                     out.ready.push(task.id.clone());
                 }
+                continue;
             }
-            Decision::Skip => {
-                decided.insert(&task.id, TaskState::Skipped);
-                out.finished.push((task.id.clone(), TaskState::Skipped));
-            }
-            Decision::UpstreamFailed => {
-                decided.insert(&task.id, TaskState::UpstreamFailed);
-                out.finished
-                    .push((task.id.clone(), TaskState::UpstreamFailed));
-            }
-        }
+            Decision::Skip => TaskState::Skipped,
+            Decision::UpstreamFailed => TaskState::UpstreamFailed,
+        };
+        decided.insert(&task.id, finished);
+        out.finished.push((task.id.clone(), finished));
+        candidates.extend(dag.downstream_ranks(rank));
     }
     out
 }

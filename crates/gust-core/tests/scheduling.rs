@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use gust_core::dag::{Dag, DagSettings};
 use gust_core::ids::{DagId, TaskId};
-use gust_core::readiness::{run_state, settle};
+use gust_core::readiness::{run_state, settle, settle_changed};
 use gust_core::state::{DagRunState, TaskEvent, TaskState};
 use gust_core::task::{Task, TaskSettings};
 use gust_core::trigger_rule::TriggerRule;
@@ -229,6 +229,31 @@ proptest! {
         }
         prop_assert!(d.tasks().all(|t| states.get(&t.id).is_some_and(|s| s.is_finished())), "unfinished tasks: {:?}", states);
         prop_assert_ne!(run_state(&d, &states), DagRunState::Running);
+    }
+
+    /// From a settled run (its decisions applied, its ready tasks scheduled), moving any tasks
+    /// and settling only what moved decides exactly what a whole pass decides.
+    #[test]
+    fn settling_what_changed_decides_as_a_whole_pass(
+        d in arbitrary_dag(),
+        before in proptest::collection::vec(0usize..6, 24),
+        moved in proptest::collection::vec(proptest::option::of(0usize..6), 24),
+    ) {
+        let palette = [TaskState::NoStatus, TaskState::Success, TaskState::Failed, TaskState::Skipped, TaskState::Running, TaskState::UpstreamFailed];
+        let mut states: HashMap<TaskId, TaskState> = d.tasks().enumerate().map(|(i, t)| (t.id.clone(), palette[before[i]])).collect();
+        let first = settle(&d, &states, |_| true);
+        states.extend(first.finished.iter().cloned());
+        states.extend(first.ready.iter().map(|t| (t.clone(), TaskState::Scheduled)));
+        let mut changed = Vec::new();
+        for (i, task) in d.tasks().enumerate() {
+            if let Some(state) = moved[i] {
+                states.insert(task.id.clone(), palette[state]);
+                changed.push(task.id.clone());
+            }
+        }
+        let whole = settle(&d, &states, |_| true);
+        let incremental = settle_changed(&d, &states, &changed, |_| true);
+        prop_assert_eq!(incremental, whole);
     }
 
     /// Settling twice changes nothing the second time.

@@ -5,7 +5,7 @@
 //! The same workloads as the in-process benchmark, but written as DAG files, triggered as a
 //! manual run through the store and run by the real scheduler loop with the local runtime:
 //! every state change committed before it is acted on, every try recorded. Wall time runs from
-//! the trigger to the run's end, as a user sees it.
+//! the trigger to the run's end, as a user sees it. Each workload runs in a process of its own.
 
 mod common;
 
@@ -142,7 +142,16 @@ async fn run_once(store: &Store, home: &Path, dag_id: &str) -> (Duration, Durati
     (wall, cpu)
 }
 
-async fn bench(engine: &str, db: TestDb) {
+/// Which workloads there are, in the order they run.
+const WORKLOADS: [&str; 3] = ["chain_100", "fanout_1000", "dag_10000"];
+
+/// The environment variable that makes this executable run one workload (its value) and exit.
+const WORKLOAD_VAR: &str = "GUST_BENCH_WORKLOAD";
+
+/// Runs `workload` on `engine` in this process, which has done nothing else: its CPU time and
+/// peak RSS are the scheduler's for this workload alone, as in a `gust scheduler` process over
+/// the same DAGs folder.
+async fn bench(engine: &str, workload: &str, db: TestDb) {
     let home = tempfile::tempdir().expect("home");
     let dags = home.path().join("dags");
     std::fs::create_dir_all(&dags).expect("dags");
@@ -158,33 +167,56 @@ async fn bench(engine: &str, db: TestDb) {
     )
     .expect("write");
 
-    let chain_floor = floor(100, 1).await;
-    let (wall, cpu) = run_once(&db.store, home.path(), "chain_100").await;
-    println!(
-        "{engine:<8} chain_100:   wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   overhead/task {:.2} ms   scheduler CPU/task {:.3} ms",
-        ms(wall),
-        ms(chain_floor),
-        ratio(wall, chain_floor),
-        (ms(wall) - ms(chain_floor)) / 100.0,
-        ms(cpu) / 100.0
-    );
-    let fan_floor = floor(1002, PARALLELISM).await;
-    let (wall, cpu) = run_once(&db.store, home.path(), "fanout_1000").await;
-    println!(
-        "{engine:<8} fanout_1000: wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   parallelism {PARALLELISM}   scheduler CPU/task {:.3} ms",
-        ms(wall),
-        ms(fan_floor),
-        ratio(wall, fan_floor),
-        ms(cpu) / 1002.0
-    );
-    let (wall, cpu) = run_once(&db.store, home.path(), "dag_10000").await;
-    println!(
-        "{engine:<8} dag_10000:   wall {:>8.1} ms   scheduler CPU/task {:.3} ms   peak RSS {:.1} MiB",
-        ms(wall),
-        ms(cpu) / 10_000.0,
-        peak_rss_mib()
-    );
+    match workload {
+        "chain_100" => {
+            let chain_floor = floor(100, 1).await;
+            let (wall, cpu) = run_once(&db.store, home.path(), "chain_100").await;
+            println!(
+                "{engine:<8} chain_100:   wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   overhead/task {:.2} ms   scheduler CPU/task {:.3} ms",
+                ms(wall),
+                ms(chain_floor),
+                ratio(wall, chain_floor),
+                (ms(wall) - ms(chain_floor)) / 100.0,
+                ms(cpu) / 100.0
+            );
+        }
+        "fanout_1000" => {
+            let fan_floor = floor(1002, PARALLELISM).await;
+            let (wall, cpu) = run_once(&db.store, home.path(), "fanout_1000").await;
+            println!(
+                "{engine:<8} fanout_1000: wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   parallelism {PARALLELISM}   scheduler CPU/task {:.3} ms",
+                ms(wall),
+                ms(fan_floor),
+                ratio(wall, fan_floor),
+                ms(cpu) / 1002.0
+            );
+        }
+        _ => {
+            let (wall, cpu) = run_once(&db.store, home.path(), "dag_10000").await;
+            println!(
+                "{engine:<8} dag_10000:   wall {:>8.1} ms   scheduler CPU/task {:.3} ms   peak RSS {:.1} MiB",
+                ms(wall),
+                ms(cpu) / 10_000.0,
+                peak_rss_mib()
+            );
+        }
+    }
     db.finish().await;
+}
+
+/// Runs each workload in a child process of its own (this executable again).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the benchmark runs each workload in its own process, so that peak RSS is that workload's"
+)]
+fn run_children(engine: &str) {
+    for workload in WORKLOADS {
+        let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .env(WORKLOAD_VAR, format!("{engine}:{workload}"))
+            .status()
+            .expect("the workload runs");
+        assert!(status.success(), "{engine} {workload} failed");
+    }
 }
 
 fn main() {
@@ -192,10 +224,24 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async {
-        bench("sqlite", TestDb::sqlite().await).await;
-        if let Some(db) = TestDb::postgres().await {
-            bench("postgres", db).await;
-        }
-    });
+    if let Ok(which) = std::env::var(WORKLOAD_VAR) {
+        let (engine, workload) = which.split_once(':').expect("ENGINE:WORKLOAD");
+        runtime.block_on(async {
+            let db = if engine == "sqlite" {
+                TestDb::sqlite().await
+            } else {
+                TestDb::postgres().await.expect("a PostgreSQL server")
+            };
+            bench(engine, workload, db).await;
+        });
+        return;
+    }
+    run_children("sqlite");
+    if std::env::var(gust_store::testing::POSTGRES_URL_VAR).is_ok() {
+        run_children("postgres");
+    } else {
+        eprintln!(
+            "SKIPPED: GUST_TEST_POSTGRES_URL is not set, so the PostgreSQL variant did not run"
+        );
+    }
 }

@@ -285,3 +285,58 @@ async fn a_dag_another_scheduler_holds_waits_until_its_claim_runs_out(store: Sto
         "a scheduler stopping cleanly gives its DAGs back"
     );
 }
+
+const PAST: &str = r#"
+past:
+  schedule: null
+  default_args: {depends_on_past: true}
+  tasks:
+    first:
+      operator: BashOperator
+      bash_command: 'true'
+    slow:
+      operator: BashOperator
+      bash_command: sleep 2
+      dependencies: [first]
+"#;
+
+both_engines!(depends_on_past_waits_for_the_previous_runs_instance_not_the_whole_run);
+
+/// With `depends_on_past`, the second run's `first` starts as soon as the first run's `first`
+/// has succeeded, while the first run is still busy with `slow` (Airflow's rule is about the
+/// previous task instance, not the previous run).
+async fn depends_on_past_waits_for_the_previous_runs_instance_not_the_whole_run(store: Store) {
+    let dir = tempfile::tempdir().expect("dir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(dags.join("past.yaml"), PAST).expect("write");
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    let earlier = trigger(&store, &dags, "past", serde_json::json!({})).await;
+    let later = trigger(&store, &dags, "past", serde_json::json!({})).await;
+    for run in [&earlier, &later] {
+        assert_eq!(
+            wait_for_run(&store, "past", run).await,
+            DagRunState::Success
+        );
+    }
+    stop.cancel();
+    handle.await.expect("joined");
+    let span = |tries: &[gust_store::StoredTry], task: &str| {
+        let t = tries.iter().find(|t| t.task_id == task).expect("a try");
+        (t.start_date.expect("started"), t.end_date.expect("ended"))
+    };
+    let earlier_tries = store.tries_of_run("past", &earlier).await.expect("tries");
+    let later_tries = store.tries_of_run("past", &later).await.expect("tries");
+    let (_, earlier_first_end) = span(&earlier_tries, "first");
+    let (_, earlier_slow_end) = span(&earlier_tries, "slow");
+    let (later_first_start, _) = span(&later_tries, "first");
+    let (later_slow_start, _) = span(&later_tries, "slow");
+    assert!(
+        earlier_first_end <= later_first_start && later_first_start < earlier_slow_end,
+        "the later run's first task waited for the earlier run to end: {earlier_tries:#?} {later_tries:#?}"
+    );
+    assert!(
+        earlier_slow_end <= later_slow_start,
+        "the later run's slow task ran before the earlier one ended"
+    );
+}

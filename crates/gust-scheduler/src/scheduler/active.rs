@@ -38,13 +38,56 @@ pub struct ActiveRun {
     pub past: Option<HashMap<TaskId, TaskState>>,
     /// The previous run's key, while it is itself active.
     pub previous: Option<RunKey>,
-    /// Whether its tasks need a readiness pass.
-    pub dirty: bool,
+    /// Whether all its tasks need a readiness pass (it was just loaded, or what
+    /// `depends_on_past` reads changed).
+    pub whole_pass: bool,
+    /// Tasks that moved since the last readiness pass: only they and their downstream tasks
+    /// need one.
+    pub changed: Vec<TaskId>,
+    /// How many of the DAG's tasks have not finished, kept with every move.
+    unfinished: usize,
     /// It passed its `dagrun_timeout`: it fails whatever its leaves say.
     pub timed_out: bool,
 }
 
 impl ActiveRun {
+    /// A run taken into memory, in need of a whole readiness pass.
+    pub fn new(
+        dag: Arc<Dag>,
+        run: StoredRun,
+        run_id: RunId,
+        tis: HashMap<TaskId, StoredTaskInstance>,
+        xcoms: Arc<RunXComs>,
+        previous: Option<RunKey>,
+        past: Option<HashMap<TaskId, TaskState>>,
+    ) -> Self {
+        let states: HashMap<TaskId, TaskState> =
+            tis.iter().map(|(id, ti)| (id.clone(), ti.state)).collect();
+        let unfinished = dag
+            .tasks()
+            .filter(|t| !states.get(&t.id).is_some_and(|s| s.is_finished()))
+            .count();
+        Self {
+            dag,
+            run,
+            run_id,
+            tis,
+            states,
+            xcoms,
+            past,
+            previous,
+            whole_pass: true,
+            changed: Vec::new(),
+            unfinished,
+            timed_out: false,
+        }
+    }
+
+    /// Whether a readiness pass has something to look at.
+    pub fn needs_pass(&self) -> bool {
+        self.whole_pass || !self.changed.is_empty()
+    }
+
     /// The run's data interval.
     pub fn interval(&self) -> DataInterval {
         DataInterval {
@@ -92,8 +135,16 @@ impl ActiveRun {
         if to == TaskState::Queued {
             ti.try_number += 1;
         }
-        self.states.insert(task.clone(), to);
-        self.dirty = true;
+        let was = self.states.insert(task.clone(), to);
+        let was_finished = was.is_some_and(TaskState::is_finished);
+        if was_finished != to.is_finished() && self.dag.task(task).is_some() {
+            if was_finished {
+                self.unfinished += 1;
+            } else {
+                self.unfinished = self.unfinished.saturating_sub(1);
+            }
+        }
+        self.changed.push(task.clone());
         Ok(planned)
     }
 
@@ -104,8 +155,8 @@ impl ActiveRun {
             .map_or(0, |ti| u32::try_from(ti.try_number).unwrap_or(0))
     }
 
-    /// Whether every task instance has finished.
+    /// Whether every task of the DAG has finished.
     pub fn all_finished(&self) -> bool {
-        self.dag.tasks().all(|t| self.state(&t.id).is_finished())
+        self.unfinished == 0
     }
 }

@@ -165,7 +165,51 @@ impl Batch {
     fn is_empty(&self) -> bool {
         self.moves.is_empty() && self.after.is_empty()
     }
+
+    /// Puts `earlier`'s moves and actions before this batch's, as if made first.
+    fn prepend(&mut self, mut earlier: Batch) {
+        let shift = earlier.moves.len();
+        earlier.moves.append(&mut self.moves);
+        earlier.runs.append(&mut self.runs);
+        earlier.after.extend(
+            self.after
+                .drain(..)
+                .map(|(index, action)| (index.map(|i| i + shift), action)),
+        );
+        *self = earlier;
+    }
+
+    /// Drops the moves of `run` (it is being re-read) and what would follow them.
+    fn forget_run(&mut self, run: &RunKey) {
+        let kept: Vec<bool> = self.runs.iter().map(|r| r != run).collect();
+        let mut new_index = Vec::with_capacity(kept.len());
+        let mut next = 0;
+        for keep in &kept {
+            new_index.push(keep.then_some(next));
+            next += usize::from(*keep);
+        }
+        let mut keep = kept.iter();
+        self.moves.retain(|_| keep.next().copied().unwrap_or(true));
+        self.runs.retain(|r| r != run);
+        self.after = std::mem::take(&mut self.after)
+            .into_iter()
+            .filter_map(|(index, action)| match index {
+                None => Some((None, action)),
+                Some(i) => new_index
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map(|i| (Some(i), action)),
+            })
+            .collect();
+    }
 }
+
+/// How long a try's start may wait to be committed with the next batch. A short try's start
+/// and end then share one transaction (one commit less per task on a chain of quick tasks);
+/// a long try shows `running` this late at most. Nothing acts on `running`, and a try started
+/// but recorded `queued` when the scheduler dies is adopted like a running one.
+const START_COMMIT_DELAY: Duration = Duration::from_millis(50);
 
 /// The scheduler loop and everything it holds.
 pub struct Scheduler {
@@ -199,6 +243,11 @@ pub struct Scheduler {
     draining: bool,
     /// Moves decided between steps (runtime events, timers), committed by the next step.
     pending: Batch,
+    /// Tries' starts not committed yet: they go with the next commit, or after
+    /// `START_COMMIT_DELAY` (see there).
+    started: Batch,
+    /// When `started` is committed at the latest.
+    started_due: Option<tokio::time::Instant>,
     /// The DAGs this scheduler holds a claim on: it drives their runs, and only theirs.
     owned: HashSet<String>,
     /// DAGs claimed whose leftovers (pods of tries already over) have not been swept yet.
@@ -247,6 +296,8 @@ impl Scheduler {
             runs_due: true,
             draining: false,
             pending: Batch::default(),
+            started: Batch::default(),
+            started_due: None,
             owned: HashSet::new(),
             unswept: HashSet::new(),
             host: claims::host_name(),
@@ -284,6 +335,7 @@ impl Scheduler {
             let next_timer = self.timers.keys().next().copied();
             let sleep =
                 next_timer.map(|at| (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO));
+            let started_due = self.started_due;
             tokio::select! {
                 biased;
                 event = self.events.recv() => {
@@ -302,6 +354,7 @@ impl Scheduler {
                     }
                 }
                 () = sleep_for(sleep), if sleep.is_some() => self.fire_timers(),
+                () = sleep_until(started_due), if started_due.is_some() => {}
                 () = shutdown.cancelled(), if !self.draining => {
                     self.draining = true;
                 }
@@ -396,12 +449,20 @@ impl Scheduler {
             let mut batch = std::mem::take(&mut self.pending);
             self.settle_dirty(&mut batch);
             self.admit(&mut batch);
-            if batch.is_empty() {
+            let starts_due = !self.started.is_empty()
+                && (self.draining
+                    || self
+                        .started_due
+                        .is_some_and(|at| at <= tokio::time::Instant::now()));
+            if batch.is_empty() && !starts_due {
                 if self.finish_runs().await? {
                     continue;
                 }
                 return Ok(());
             }
+            // Starts go first: a try's end in this batch follows its start.
+            batch.prepend(std::mem::take(&mut self.started));
+            self.started_due = None;
             self.commit(batch).await?;
             self.finish_runs().await?;
         }
@@ -463,6 +524,13 @@ impl Scheduler {
                 }
             }
         }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -200,6 +200,9 @@ impl Scheduler {
         let Some(run) = self.runs.remove(key) else {
             return;
         };
+        // Starts not committed yet were made on the state being forgotten; a try's end moves
+        // its instance from `queued` all the same.
+        self.started.forget_run(key);
         for task in run.dag.tasks() {
             if run.state(&task.id).holds_slot() {
                 self.slots.track(&key.0, task, false);
@@ -231,15 +234,10 @@ impl Scheduler {
             xcoms.push(&task, &name, value);
         }
         let (previous, past) = self.previous_run_states(&dag, &run).await?;
-        let mut tis = HashMap::with_capacity(stored.len());
-        let mut states = HashMap::with_capacity(stored.len());
-        for ti in stored {
-            let Ok(task_id) = TaskId::new(ti.task_id.clone()) else {
-                continue;
-            };
-            states.insert(task_id.clone(), ti.state);
-            tis.insert(task_id, ti);
-        }
+        let tis: HashMap<TaskId, _> = stored
+            .into_iter()
+            .filter_map(|ti| Some((TaskId::new(ti.task_id.clone()).ok()?, ti)))
+            .collect();
         let timeout_at = dag
             .settings
             .dagrun_timeout
@@ -247,18 +245,15 @@ impl Scheduler {
             .map(|(limit, start)| {
                 start + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX)
             });
-        let active = ActiveRun {
-            dag: dag.clone(),
+        let active = ActiveRun::new(
+            dag.clone(),
             run,
-            run_id: run_id.clone(),
+            run_id.clone(),
             tis,
-            states,
-            xcoms: Arc::new(xcoms),
-            past,
+            Arc::new(xcoms),
             previous,
-            dirty: true,
-            timed_out: false,
-        };
+            past,
+        );
         self.runs.insert(key.clone(), active);
         if let Some(at) = timeout_at {
             self.add_timer(at, Timer::RunTimeout(key.clone()));
@@ -382,7 +377,7 @@ impl Scheduler {
         let done: Vec<RunKey> = self
             .runs
             .iter()
-            .filter(|(_, r)| !r.dirty && r.all_finished())
+            .filter(|(_, r)| !r.needs_pass() && r.all_finished())
             .map(|(k, _)| k.clone())
             .collect();
         let mut any = false;
@@ -407,7 +402,7 @@ impl Scheduler {
                 if other.previous.as_ref() == Some(&key) {
                     other.previous = None;
                     other.past = Some(states.clone());
-                    other.dirty = true;
+                    other.whole_pass = true;
                 }
             }
             any = true;

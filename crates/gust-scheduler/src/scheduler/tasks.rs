@@ -2,11 +2,9 @@
 //! tasks to slots and handing them over, and turning runtime events, retry delays and run
 //! timeouts into moves.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use gust_core::ids::TaskId;
-use gust_core::readiness::settle;
+use gust_core::readiness::{settle, settle_changed};
 use gust_core::retry::{can_retry, retry_delay};
 use gust_core::state::{TaskEvent, TaskState};
 use gust_executor::{FailureReason, TryEvent, TryEventKind, TryKey, TryOutcome};
@@ -37,12 +35,24 @@ impl Scheduler {
         match run.move_task(task, event, next_retry_at, try_change) {
             Ok(planned) => {
                 let after = planned.to;
+                let depends_on_past = run
+                    .dag
+                    .task(task)
+                    .is_some_and(|t| t.settings.depends_on_past);
                 if before.holds_slot() != after.holds_slot()
                     && let Some(t) = run.dag.task(task)
                 {
                     self.slots.track(&run_key.0, t, after.holds_slot());
                 }
                 batch.push(run_key, planned);
+                if depends_on_past {
+                    // The next run's instance of this task waits on this one.
+                    for next in self.runs.values_mut() {
+                        if next.previous.as_ref() == Some(run_key) {
+                            next.changed.push(task.clone());
+                        }
+                    }
+                }
                 true
             }
             Err(err) => {
@@ -53,31 +63,44 @@ impl Scheduler {
         }
     }
 
-    /// Decides every dirty run's tasks whose upstreams allow it: skipped and upstream_failed
-    /// ones are moved, ready ones are scheduled and put in line.
+    /// Decides the tasks of every run with moves since its last pass whose upstreams allow it:
+    /// skipped and upstream_failed ones are moved, ready ones are scheduled and put in line.
+    /// Only the moved tasks' downstream tasks are looked at, unless the run needs a whole pass.
     pub(super) fn settle_dirty(&mut self, batch: &mut Batch) {
         let dirty: Vec<RunKey> = self
             .runs
             .iter()
-            .filter(|(_, r)| r.dirty)
+            .filter(|(_, r)| r.needs_pass())
             .map(|(k, _)| k.clone())
             .collect();
         for key in dirty {
             let Some(run) = self.runs.get_mut(&key) else {
                 continue;
             };
-            run.dirty = false;
-            let past = self.past_states(&key);
+            let whole = std::mem::take(&mut run.whole_pass);
+            let changed = std::mem::take(&mut run.changed);
             let Some(run) = self.runs.get(&key) else {
                 continue;
             };
-            let settled = settle(&run.dag, &run.states, |task| {
-                past.as_ref().is_none_or(|states| {
+            // For `depends_on_past`: the previous run's task states, or none when there is no
+            // previous run (the first run may always go). A previous run still active blocks
+            // tasks until its own instance succeeds.
+            let past = match (&run.previous, &run.past) {
+                (Some(previous), _) => self.runs.get(previous).map(|p| &p.states),
+                (None, past) => past.as_ref(),
+            };
+            let past_ok = |task: &TaskId| {
+                past.is_none_or(|states| {
                     states
                         .get(task)
                         .is_none_or(|s| matches!(s, TaskState::Success | TaskState::Skipped))
                 })
-            });
+            };
+            let settled = if whole {
+                settle(&run.dag, &run.states, past_ok)
+            } else {
+                settle_changed(&run.dag, &run.states, &changed, past_ok)
+            };
             for (task, state) in settled.finished {
                 let event = if state == TaskState::Skipped {
                     TaskEvent::Skip
@@ -91,25 +114,6 @@ impl Scheduler {
                     self.wait_for_slot(&key, &task);
                 }
             }
-        }
-    }
-
-    /// For `depends_on_past`: the previous run's task states, or `None` when there is no
-    /// previous run (the first run may always go). A previous run still active blocks tasks
-    /// until its own instance succeeds.
-    fn past_states(&self, key: &RunKey) -> Option<HashMap<TaskId, TaskState>> {
-        let run = self.runs.get(key)?;
-        if !run.dag.tasks().any(|t| t.settings.depends_on_past) {
-            return None;
-        }
-        match &run.previous {
-            Some(previous) => Some(
-                self.runs
-                    .get(previous)
-                    .map(|p| p.states.clone())
-                    .unwrap_or_default(),
-            ),
-            None => run.past.clone(),
         }
     }
 
@@ -352,14 +356,20 @@ impl Scheduler {
                         try_number: n,
                         at: now,
                     };
+                    // Committed with the next batch (see `START_COMMIT_DELAY`).
+                    let mut started = std::mem::take(&mut self.started);
                     self.move_into(
-                        batch,
+                        &mut started,
                         &run_key,
                         &task_id,
                         TaskEvent::Start,
                         None,
                         Some(change),
                     );
+                    self.started = started;
+                    self.started_due.get_or_insert_with(|| {
+                        tokio::time::Instant::now() + super::START_COMMIT_DELAY
+                    });
                 }
                 return;
             }
