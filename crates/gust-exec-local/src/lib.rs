@@ -55,8 +55,9 @@ pub struct LocalConfig {
     pub run_pods: bool,
     /// The Kubernetes Secrets the local pod runtime provides, by name (default: none): the
     /// binary fills it from Gust's connections, each a Secret named by its id whose keys are
-    /// the connection's fields and its extra's keys.
-    pub secrets: Arc<pod::Secrets>,
+    /// the connection's fields and its extra's keys, and replaces it as they change. A try
+    /// reads the Secrets in force when it starts.
+    pub secrets: gust_executor::Current<pod::Secrets>,
     /// Run local pods' containers in a bwrap sandbox where bwrap works (default: on): volumes
     /// at their mount paths, the host's files read-only. Without it, or where bwrap cannot run,
     /// mount paths in commands are rewritten instead.
@@ -71,7 +72,7 @@ impl Default for LocalConfig {
             bash: "bash".to_owned(),
             state_dir: None,
             run_pods: false,
-            secrets: Arc::default(),
+            secrets: gust_executor::Current::default(),
             sandbox: true,
         }
     }

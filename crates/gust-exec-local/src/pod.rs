@@ -33,10 +33,13 @@ fn refuse(message: String) -> TryOutcome {
 /// The plan of a pod try: the pod's containers as one script.
 pub async fn plan(
     spec: &LaunchSpec,
-    secrets: &Secrets,
+    secrets: &gust_executor::Current<Secrets>,
     sandbox: bool,
     log: &mut LogWriter<'_>,
 ) -> Result<Plan, TryOutcome> {
+    // The Secrets in force now, kept for the whole try (connections changed later reach the
+    // next try, as a cluster reads a Secret when it starts a container).
+    let secrets = &*secrets.get();
     let args = PodArgs::read(&spec.args)
         .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
     let template = gust_kube::template::load(&args, &spec.dag_file)

@@ -59,7 +59,7 @@ fn harness_with(run_pods: bool, secrets: gust_exec_local::Secrets, mode: Mode) -
     let config = LocalConfig {
         kill_grace: Duration::from_millis(300),
         run_pods,
-        secrets: Arc::new(secrets),
+        secrets: secrets.into(),
         sandbox: matches!(mode, Mode::Sandbox),
         ..LocalConfig::default()
     };

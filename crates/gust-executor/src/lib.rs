@@ -6,6 +6,7 @@
 //! outcome means (success, retry, failure). This crate holds no implementation; the local process
 //! runtime and the Kubernetes pod runtime implement [`Executor`].
 
+mod current;
 pub mod running;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -17,6 +18,8 @@ use std::time::Duration;
 
 use gust_core::ids::{DagId, RunId, TaskId, TryNumber};
 use serde::{Deserialize, Serialize};
+
+pub use current::Current;
 
 /// Which try of which task instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

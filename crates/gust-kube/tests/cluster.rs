@@ -744,3 +744,111 @@ async fn execution_timeout_deletes_the_pod() {
     );
     h.pods_left(0).await;
 }
+
+#[tokio::test]
+async fn a_connection_changed_while_the_runtime_runs_reaches_the_next_try_and_not_the_running_one()
+{
+    use gust_kube::runtime::ConnectionSettings;
+    let (first, second) = (FakeCluster::start().await, FakeCluster::start().await);
+    for fake in [&first, &second] {
+        fake.script(
+            "app:1",
+            PodScript {
+                runs_for: Duration::from_millis(800),
+                ..PodScript::default()
+            },
+        );
+    }
+    let choice = |context: &str| ClusterChoice {
+        context: Some(context.to_owned()),
+        ..ClusterChoice::default()
+    };
+    let connection = |context: &str, namespace: &str| {
+        std::collections::HashMap::from([(
+            "k8s".to_owned(),
+            ConnectionSettings {
+                cluster: choice(context),
+                namespace: Some(namespace.to_owned()),
+                xcom_sidecar_image: None,
+            },
+        )])
+    };
+    let connections = gust_executor::Current::new(connection("first", "team-a"));
+    let (tx, events) = event_channel();
+    let executor = KubeExecutor::new(
+        KubeConfig {
+            connections: connections.clone(),
+            ..KubeConfig::default()
+        },
+        tx,
+        Arc::new(SystemClock),
+    );
+    for (context, fake) in [("first", &first), ("second", &second)] {
+        let client = kube::Client::try_from(kube::Config::new(fake.url().parse().expect("a URL")))
+            .expect("a client");
+        executor
+            .use_cluster(
+                choice(context),
+                Cluster {
+                    client,
+                    namespace: "default".into(),
+                },
+            )
+            .await;
+    }
+    let mut h = Harness {
+        fake: first,
+        executor,
+        events,
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let args = json!({"image": "app:1", "name": "train", "kubernetes_conn_id": "k8s"});
+    h.executor
+        .start(h.spec("before", args.clone(), false))
+        .expect("started");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while h.fake.created_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first try's pod is created");
+
+    // Changed while the first try runs: the next try goes to the new cluster and namespace,
+    // the running one stays where it started and ends there.
+    connections.set(connection("second", "team-b"));
+    h.executor
+        .start(h.spec("after", args, false))
+        .expect("started");
+    let mut outcomes = std::collections::HashMap::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while outcomes.len() < 2 {
+            let event = h.events.recv().await.expect("the runtime is alive");
+            if let TryEventKind::Finished(outcome) = event.kind {
+                outcomes.insert(event.key.task_id.to_string(), outcome);
+            }
+        }
+    })
+    .await
+    .expect("both tries end");
+    for task in ["before", "after"] {
+        assert_eq!(
+            outcomes[task],
+            TryOutcome::Succeeded { xcom: None },
+            "{}",
+            h.log_text(task)
+        );
+    }
+    let created_in = |fake: &FakeCluster, namespace: &str| {
+        let prefix = format!("/api/v1/namespaces/{namespace}/pods");
+        fake.requests()
+            .into_iter()
+            .filter(|(method, path)| {
+                *method == gust_kube_fake::Method::POST && path.starts_with(&prefix)
+            })
+            .count()
+    };
+    assert_eq!(created_in(&h.fake, "team-a"), 1, "{:?}", h.fake.requests());
+    assert_eq!(created_in(&second, "team-b"), 1, "{:?}", second.requests());
+    assert_eq!(h.fake.created_count() + second.created_count(), 2);
+}

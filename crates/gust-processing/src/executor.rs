@@ -17,7 +17,8 @@ use gust_artifacts::{Artifacts, uri};
 use gust_core::clock::Clock;
 use gust_executor::try_log::LogWriter;
 use gust_executor::{
-    Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome,
+    Current, Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryEventKind, TryKey,
+    TryOutcome,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -52,13 +53,19 @@ pub struct ProcessingExecutor {
 struct Inner {
     pods: Arc<dyn Executor>,
     kind: PodRuntimeKind,
-    artifacts: Artifacts,
-    settings: StepSettings,
+    /// Replaced when the `[artifacts]` connection changes; a try reads it when staging starts.
+    setup: Current<Setup>,
     events: mpsc::Sender<TryEvent>,
     clock: Arc<dyn Clock>,
     staging: Mutex<HashMap<TryKey, Staging>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+}
+
+/// What tries are staged with: the store's credentials and the steps' settings.
+struct Setup {
+    artifacts: Artifacts,
+    settings: StepSettings,
 }
 
 /// A try being staged: how to stop it, and why it was.
@@ -93,8 +100,10 @@ impl ProcessingExecutor {
             inner: Arc::new(Inner {
                 pods,
                 kind,
-                artifacts,
-                settings,
+                setup: Current::new(Setup {
+                    artifacts,
+                    settings,
+                }),
                 events,
                 clock,
                 staging: Mutex::new(HashMap::new()),
@@ -102,6 +111,15 @@ impl ProcessingExecutor {
                 shutdown: CancellationToken::new(),
             }),
         }
+    }
+
+    /// Stages the tries that start from now on with `artifacts` and `settings` (the binary's
+    /// answer to a changed `[artifacts]` connection); tries being staged keep what they had.
+    pub fn set_store(&self, artifacts: Artifacts, settings: StepSettings) {
+        self.inner.setup.set(Setup {
+            artifacts,
+            settings,
+        });
     }
 
     /// Stops staging (tries being staged are reported killed) and waits for it to end. The pod
@@ -120,7 +138,7 @@ impl Inner {
     }
 
     /// The plan of `spec`'s try.
-    fn plan(&self, spec: &LaunchSpec) -> Result<StepPlan, FailureReason> {
+    fn plan(spec: &LaunchSpec, settings: &StepSettings) -> Result<StepPlan, FailureReason> {
         let step = Step {
             dag_id: spec.key.dag_id.as_str(),
             run_id: spec.key.run_id.as_str(),
@@ -128,13 +146,14 @@ impl Inner {
             dag_file: &spec.dag_file,
             do_xcom_push: spec.do_xcom_push,
         };
-        plan(&spec.args, &step, &self.settings)
+        plan(&spec.args, &step, settings)
             .map_err(|err| FailureReason::InvalidArguments(err.one_line()))
     }
 
     /// Plans the try and uploads its code and config; the pod try to start.
     async fn prepare(&self, spec: &LaunchSpec) -> Result<LaunchSpec, FailureReason> {
-        let plan = self.plan(spec)?;
+        let setup = self.setup.get();
+        let plan = Self::plan(spec, &setup.settings)?;
         let mut log = LogWriter::open(&spec.log_path, self.clock.as_ref())
             .await
             .map_err(|err| FailureReason::Log(err.to_string()))?;
@@ -149,7 +168,7 @@ impl Inner {
                 upload.uri
             ))
             .await;
-            match self.artifacts.upload(&upload.local, &upload.uri).await {
+            match setup.artifacts.upload(&upload.local, &upload.uri).await {
                 Ok(moved) => {
                     note(format!(
                         "processing step: uploaded {} file(s), {} bytes, to {}",
@@ -225,7 +244,8 @@ impl Executor for ProcessingExecutor {
             return Err(LaunchError::UnknownOperator(spec.operator));
         }
         let inner = &self.inner;
-        if inner.kind == PodRuntimeKind::Cluster && uri::local_path(&inner.settings.root).is_some()
+        if inner.kind == PodRuntimeKind::Cluster
+            && uri::local_path(&inner.setup.get().settings.root).is_some()
         {
             return Err(LaunchError::Unconfigured(LOCAL_ROOT_ON_CLUSTER.to_owned()));
         }
@@ -263,7 +283,7 @@ impl Executor for ProcessingExecutor {
 
     fn adopt(&self, spec: LaunchSpec) {
         // Its code was uploaded when it started; only the pod's arguments are needed again.
-        match self.inner.plan(&spec) {
+        match Inner::plan(&spec, &self.inner.setup.get().settings) {
             Ok(plan) => self.inner.pods.adopt(pod_spec(&spec, plan)),
             Err(why) => {
                 let inner = Arc::clone(&self.inner);

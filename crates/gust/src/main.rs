@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod config;
+mod connections_watch;
 mod remote_logs;
 mod render;
 mod runtimes;

@@ -17,6 +17,10 @@ use crate::config::Config;
 /// credentials are the fields of `remote_log_conn_id` (default `[artifacts] conn_id`) when that
 /// connection exists, else the `GUST_ARTIFACTS_*` variables and the standard environment, as
 /// for artifacts. A setting that cannot work is an error naming it.
+///
+/// Read once, when the process starts: the relay and the API server hold the store's clients
+/// for their lifetime, and a setting that cannot work must stop the process at start. Unlike
+/// the connections tries use (`crate::connections_watch`), a change needs a restart.
 pub fn from_config(
     config: &Config,
     connections: &[Connection],

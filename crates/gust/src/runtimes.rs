@@ -3,13 +3,13 @@
 //! default) or the local pod runtime. `processing` tries are staged by the processing runtime
 //! (`[artifacts]`) and then run as pods on whichever pod runtime that is.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use gust_core::clock::Clock;
 use gust_exec_local::{LocalConfig, LocalExecutor, Secrets};
-use gust_executor::{Executor, Routed, TryEvent};
+use gust_executor::{Current, Executor, Routed, TryEvent};
 use gust_kube::build::PodDefaults;
 use gust_kube::runtime::JobExecutor;
 use gust_kube::runtime::{ClusterChoice, ConnectionSettings, KubeConfig, KubeExecutor};
@@ -19,6 +19,7 @@ use gust_store::Connection;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PodRuntime};
+use crate::connections_watch::ConnectionsReader;
 
 /// The runtimes of one process, and how to stop them.
 pub struct Runtimes {
@@ -27,6 +28,54 @@ pub struct Runtimes {
     local: LocalExecutor,
     kube: Option<KubeExecutor>,
     processing: ProcessingExecutor,
+    users: ConnectionUsers,
+}
+
+/// The runtimes' settings that come from connections and follow them while Gust runs: the
+/// local pod runtime's Secrets, the cluster runtime's `kubernetes_conn_id`s and the processing
+/// runtime's `[artifacts] conn_id` credentials. Each try reads them when it starts.
+#[derive(Clone)]
+pub struct ConnectionUsers {
+    secrets: Option<Current<Secrets>>,
+    kubernetes: Option<Current<HashMap<String, ConnectionSettings>>>,
+    processing: ProcessingStore,
+}
+
+impl ConnectionUsers {
+    /// Puts `connections` in force for the tries that start from now on.
+    pub fn update(&self, connections: &[Connection]) {
+        let secrets = local_secrets(connections);
+        self.processing.update(&secrets);
+        if let Some(current) = &self.secrets {
+            current.set(secrets);
+        }
+        if let Some(kubernetes) = &self.kubernetes {
+            kubernetes.set(kubernetes_connections(connections));
+        }
+    }
+}
+
+/// The processing runtime's store credentials, from the `[artifacts] conn_id` connection.
+#[derive(Clone)]
+struct ProcessingStore {
+    executor: ProcessingExecutor,
+    kind: PodRuntimeKind,
+    config: Arc<Config>,
+    /// The connection's fields in force (`None`: it does not exist); they hold secrets.
+    fields: Arc<Mutex<Option<BTreeMap<String, String>>>>,
+}
+
+impl ProcessingStore {
+    /// Opens the store anew only when the connection changed: its clients are kept otherwise.
+    fn update(&self, secrets: &Secrets) {
+        let fields = secrets.get(&self.config.artifacts.conn_id).cloned();
+        let mut current = self.fields.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current != fields {
+            let (artifacts, settings) = processing_store(&self.config, fields.clone(), self.kind);
+            self.executor.set_store(artifacts, settings);
+            *current = fields;
+        }
+    }
 }
 
 impl Runtimes {
@@ -42,16 +91,17 @@ impl Runtimes {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let run_pods = local_pods || config.kubernetes.runtime == PodRuntime::Local;
+        let secrets = Current::new(if run_pods {
+            local_secrets(connections)
+        } else {
+            Secrets::default()
+        });
         let local = LocalExecutor::new(
             LocalConfig {
                 parallelism: config.core.parallelism,
                 state_dir,
                 run_pods,
-                secrets: Arc::new(if run_pods {
-                    local_secrets(connections)
-                } else {
-                    Secrets::default()
-                }),
+                secrets: secrets.clone(),
                 ..LocalConfig::default()
             },
             events.clone(),
@@ -68,7 +118,7 @@ impl Runtimes {
                 clock,
             );
             let mut executor = Routed::new(Arc::new(local.clone()))
-                .route("processing", Arc::new(processing.clone()));
+                .route("processing", Arc::new(processing.executor.clone()));
             for operator in CLUSTER_ONLY {
                 executor = executor.route(
                     operator,
@@ -81,14 +131,17 @@ impl Runtimes {
                 executor: Arc::new(executor),
                 local,
                 kube: None,
-                processing,
+                processing: processing.executor.clone(),
+                users: ConnectionUsers {
+                    secrets: Some(secrets),
+                    kubernetes: None,
+                    processing,
+                },
             };
         }
-        let kube = KubeExecutor::new(
-            kube_config(config, kubernetes_connections(connections)),
-            events.clone(),
-            clock.clone(),
-        );
+        let kube_config = kube_config(config, kubernetes_connections(connections));
+        let kubernetes = kube_config.connections.clone();
+        let kube = KubeExecutor::new(kube_config, events.clone(), clock.clone());
         let pods: Arc<dyn Executor> = Arc::new(kube.clone());
         let manifest_runtimes = ResourceExecutor::routes(&kube, &events);
         let spark: Arc<dyn Executor> = Arc::new(SparkExecutor::new(&kube, &events));
@@ -103,7 +156,7 @@ impl Runtimes {
         );
         let mut executor = Routed::new(Arc::new(local.clone()))
             .route("kubernetes_pod", pods)
-            .route("processing", Arc::new(processing.clone()));
+            .route("processing", Arc::new(processing.executor.clone()));
         for (operator, runtime) in manifest_runtimes {
             executor = executor.route(operator, runtime);
         }
@@ -116,8 +169,19 @@ impl Runtimes {
             executor: Arc::new(executor),
             local,
             kube: Some(kube),
-            processing,
+            processing: processing.executor.clone(),
+            users: ConnectionUsers {
+                secrets: None,
+                kubernetes: Some(kubernetes),
+                processing,
+            },
         }
+    }
+
+    /// What follows the connections as they change (see [`crate::connections_watch`]).
+    #[must_use]
+    pub fn connection_users(&self) -> ConnectionUsers {
+        self.users.clone()
     }
 
     /// Stops every runtime: local tries are killed; pods are left to be re-attached.
@@ -198,21 +262,30 @@ fn processing(
     pods: Arc<dyn Executor>,
     events: mpsc::Sender<TryEvent>,
     clock: Arc<dyn Clock>,
-) -> ProcessingExecutor {
+) -> ProcessingStore {
     let fields = local_secrets(connections).remove(&config.artifacts.conn_id);
+    let (artifacts, settings) = processing_store(config, fields.clone(), kind);
+    ProcessingStore {
+        executor: ProcessingExecutor::new(pods, kind, artifacts, settings, events, clock),
+        kind,
+        config: Arc::new(config.clone()),
+        fields: Arc::new(Mutex::new(fields)),
+    }
+}
+
+/// The processing runtime's store and step settings, given the `[artifacts] conn_id`
+/// connection's `fields` (`None`: it does not exist).
+fn processing_store(
+    config: &Config,
+    fields: Option<BTreeMap<String, String>>,
+    kind: PodRuntimeKind,
+) -> (gust_artifacts::Artifacts, StepSettings) {
     let settings = step_settings(config, kind, fields.is_some());
     let credentials = fields.map_or_else(
         gust_artifacts::StoreCredentials::from_env,
         gust_artifacts::StoreCredentials::from_fields,
     );
-    ProcessingExecutor::new(
-        pods,
-        kind,
-        gust_artifacts::Artifacts::new(credentials),
-        settings,
-        events,
-        clock,
-    )
+    (gust_artifacts::Artifacts::new(credentials), settings)
 }
 
 /// What processing pods are planned with on a pod runtime of `kind`. Pods on a cluster run the
@@ -250,7 +323,7 @@ fn kube_config(config: &Config, connections: HashMap<String, ConnectionSettings>
             xcom_sidecar_image: k.xcom_sidecar_image.clone(),
             ..PodDefaults::default()
         },
-        connections,
+        connections: Current::new(connections),
         kueue_manifests_folder: k.kueue_manifests_folder.clone(),
     }
 }
@@ -269,18 +342,10 @@ pub async fn connections(config: &Config, home: &Path) -> Vec<Connection> {
         return Vec::new();
     };
     let mut found = Vec::new();
-    if store.check().await.is_ok()
-        && let Ok(ids) = store.connection_ids().await
-        && !ids.is_empty()
-    {
-        match crate::commands::secret_key(config, home) {
-            Ok(key) => {
-                for (id, _) in ids {
-                    if let Ok(Some(conn)) = store.connection(&id, &key).await {
-                        found.push(conn);
-                    }
-                }
-            }
+    if store.check().await.is_ok() {
+        let mut reader = ConnectionsReader::new(store.clone(), config, home.to_owned());
+        match reader.read().await {
+            Ok(connections) => found = connections,
             Err(err) => eprintln!("warning: connections are not used: {err:#}"),
         }
     }

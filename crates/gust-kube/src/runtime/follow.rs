@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::cleanup::{self, CHECKED_LABEL};
-use super::cluster::{Cluster, ClusterChoice};
+use super::cluster::{Cluster, ClusterChoice, ConnectionSettings};
 use super::logs::{self, LogLine};
 use super::watch::{Seen, Subscription};
 use crate::build::{self, MANAGED_BY_LABEL, PodRequest, TryLabels, XCOM_SIDECAR_NAME, names};
@@ -78,6 +78,8 @@ struct Follower<'a> {
     handle: &'a TryHandle,
     args: PodArgs,
     template: Option<serde_json::Value>,
+    /// The `kubernetes_conn_id` connection as it was when the try started.
+    connection: Option<ConnectionSettings>,
     choice: ClusterChoice,
     cluster: Cluster,
 }
@@ -105,8 +107,10 @@ impl<'a> Follower<'a> {
         let args = PodArgs::read(&spec.args).map_err(|err| invalid(err.to_string()))?;
         let template =
             crate::template::load(&args, &spec.dag_file).map_err(|err| invalid(err.to_string()))?;
-        let connection = inner.config.connections.get(&args.kubernetes_conn_id);
-        let base = connection.map_or(&inner.config.cluster, |c| &c.cluster);
+        let connection = inner.config.connection(&args.kubernetes_conn_id);
+        let base = connection
+            .as_ref()
+            .map_or(&inner.config.cluster, |c| &c.cluster);
         let choice = ClusterChoice::for_task(&args, base);
         let cluster = inner
             .clusters
@@ -119,6 +123,7 @@ impl<'a> Follower<'a> {
             handle,
             args,
             template,
+            connection,
             choice,
             cluster,
         })
@@ -140,12 +145,7 @@ impl<'a> Follower<'a> {
             ..self.inner.config.pod_defaults.clone()
         };
         // The connection's namespace and sidecar image come before the configuration's.
-        if let Some(connection) = self
-            .inner
-            .config
-            .connections
-            .get(&self.args.kubernetes_conn_id)
-        {
+        if let Some(connection) = &self.connection {
             if connection.namespace.is_some() {
                 defaults.namespace.clone_from(&connection.namespace);
             }

@@ -45,10 +45,21 @@ pub struct KubeConfig {
     pub pod_defaults: PodDefaults,
     /// The `kubernetes` connections tasks name with `kubernetes_conn_id`; a task naming one
     /// that is not here (such as the default `kubernetes_default`) uses the settings above.
-    pub connections: HashMap<String, ConnectionSettings>,
+    /// The binary replaces them as connections change: a try resolves its connection when it
+    /// starts and keeps that cluster; clients are cached by the settings (`Clusters`), so a
+    /// changed connection gets a new client and an unchanged one keeps its client and watches.
+    pub connections: gust_executor::Current<HashMap<String, ConnectionSettings>>,
     /// Where `kueue_install` finds release manifests, `kueue-<version>.yaml` (`[kubernetes]
     /// kueue_manifests_folder`); `None` until configured.
     pub kueue_manifests_folder: Option<std::path::PathBuf>,
+}
+
+impl KubeConfig {
+    /// The settings of connection `conn_id` in force now, if it exists.
+    #[must_use]
+    pub fn connection(&self, conn_id: &str) -> Option<ConnectionSettings> {
+        self.connections.get().get(conn_id).cloned()
+    }
 }
 
 /// Runs `kubernetes_pod` tries as pods on a cluster.

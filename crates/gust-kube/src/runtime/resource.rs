@@ -127,8 +127,10 @@ pub(super) async fn connect(
     args: &ClusterArgs,
     namespace: Option<&str>,
 ) -> Result<Connected, TryOutcome> {
-    let connection = inner.config.connections.get(&args.kubernetes_conn_id);
-    let base = connection.map_or(&inner.config.cluster, |c| &c.cluster);
+    let connection = inner.config.connection(&args.kubernetes_conn_id);
+    let base = connection
+        .as_ref()
+        .map_or(&inner.config.cluster, |c| &c.cluster);
     let choice = ClusterChoice {
         in_cluster: args.in_cluster.or(base.in_cluster),
         config_file: args
@@ -149,7 +151,7 @@ pub(super) async fn connect(
     let namespace = namespace
         .filter(|ns| !ns.is_empty())
         .map(str::to_owned)
-        .or_else(|| connection.and_then(|c| c.namespace.clone()))
+        .or_else(|| connection.and_then(|c| c.namespace))
         .or_else(|| inner.config.pod_defaults.namespace.clone())
         .unwrap_or_else(|| cluster.namespace.clone());
     let label = match (&choice.context, &choice.config_file, choice.in_cluster) {

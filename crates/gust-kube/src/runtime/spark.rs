@@ -160,7 +160,7 @@ async fn sweep(inner: Arc<Inner>, scope: SweepScope) {
         inner.config.cluster.clone(),
         inner.config.pod_defaults.namespace.clone(),
     )];
-    for connection in inner.config.connections.values() {
+    for connection in inner.config.connections.get().values() {
         places.push((connection.cluster.clone(), connection.namespace.clone()));
     }
     let gvk = GroupVersionKind::gvk(SPARK_GROUP, SPARK_VERSION, SPARK_KIND);

@@ -51,7 +51,7 @@ pub async fn sweep(inner: Arc<Inner>, scope: SweepScope) {
         inner.config.cluster.clone(),
         inner.config.pod_defaults.namespace.clone(),
     )];
-    for connection in inner.config.connections.values() {
+    for connection in inner.config.connections.get().values() {
         places.push((connection.cluster.clone(), connection.namespace.clone()));
     }
     let mut seen = HashSet::new();

@@ -457,3 +457,41 @@ async fn a_step_runs_end_to_end_on_the_local_pod_runtime_with_a_local_store() {
     executor.shutdown().await;
     local.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_store_set_while_running_reaches_the_next_try_and_not_the_one_before() {
+    let h = Harness::local();
+    h.executor.start(h.spec(step())).unwrap();
+    let before = h.handed_over().await;
+    // The `[artifacts]` connection was added: another root, and its Secret for the pods.
+    let root = h.dir.path().join("other-store");
+    h.executor.set_store(
+        Artifacts::new(StoreCredentials::none()),
+        StepSettings {
+            root: root.display().to_string(),
+            gust_image: "gust:test".to_owned(),
+            gust: GustBinary::InImage,
+            credentials_secret: Some("artifacts_default".to_owned()),
+        },
+    );
+    h.executor.start(h.spec(step())).unwrap();
+    let after = tokio::time::timeout(WITHIN, async {
+        loop {
+            if let Some(spec) = h.pods.started.lock().unwrap().get(1).cloned() {
+                return spec;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the second try is handed over");
+    let secret = |spec: &LaunchSpec| {
+        spec.args["env_from"]
+            .to_string()
+            .contains("artifacts_default")
+    };
+    assert!(!secret(&before), "{}", before.args["env_from"]);
+    assert!(secret(&after), "{}", after.args["env_from"]);
+    assert!(root.join("ml/manual__1/train/code/train.py").exists());
+    assert!(h.store().join("ml/manual__1/train/code/train.py").exists());
+}

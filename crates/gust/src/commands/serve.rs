@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ApiServerArgs, Listen, ServeArgs, StandaloneArgs};
 use crate::config::{self, Config, LogFormat, PodRuntime};
+use crate::connections_watch::ConnectionsReader;
 use crate::runtimes::Runtimes;
 
 /// Which process to run.
@@ -222,7 +223,11 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         )
         .await;
         let (tx, events) = gust_executor::event_channel();
-        let connections = crate::runtimes::connections(&config, &home).await;
+        let mut connections_reader = ConnectionsReader::new(store.clone(), &config, home.clone());
+        let connections = connections_reader.read().await.unwrap_or_else(|err| {
+            eprintln!("warning: connections are not used: {err:#}");
+            Vec::new()
+        });
         // With remote logs, the runtimes report through the relay that uploads each log first.
         let remote_logs = crate::remote_logs::from_config(&config, &connections, clock.clone())?;
         let relay = remote_logs.as_ref().map(|logs| logs.relay(tx.clone()));
@@ -235,6 +240,17 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             tx,
             clock.clone(),
         );
+        // Connections added, changed or deleted while this runs reach the tries that start after.
+        let connections_watch = tokio::spawn(crate::connections_watch::follow(
+            connections_reader,
+            connections.clone(),
+            crate::connections_watch::POLL,
+            stop.clone(),
+            {
+                let users = runtimes.connection_users();
+                move |connections: &[gust_store::Connection]| users.update(connections)
+            },
+        ));
         let mut scheduler_config = SchedulerConfig::new(config.logging.base_log_folder.clone());
         scheduler_config.parallelism = config.core.parallelism;
         scheduler_config.paused_by_default = config.core.dags_are_paused_at_creation;
@@ -345,6 +361,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         }
         signals.abort();
         let _ = watcher.await;
+        let _ = connections_watch.await;
         runtimes.shutdown().await;
         if let Some(relay) = relay {
             relay.stop().await;

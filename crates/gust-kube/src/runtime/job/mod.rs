@@ -249,7 +249,7 @@ async fn sweep(jobs: Arc<Jobs>, scope: SweepScope) {
         inner.config.cluster.clone(),
         inner.config.pod_defaults.namespace.clone(),
     )];
-    for connection in inner.config.connections.values() {
+    for connection in inner.config.connections.get().values() {
         places.push((connection.cluster.clone(), connection.namespace.clone()));
     }
     let mut seen = HashSet::new();
@@ -306,8 +306,10 @@ async fn cluster_for(
     conn_id: &str,
     task: ClusterChoice,
 ) -> Result<(ClusterChoice, Cluster, PodDefaults), TryOutcome> {
-    let connection = inner.config.connections.get(conn_id);
-    let base = connection.map_or(&inner.config.cluster, |c| &c.cluster);
+    let connection = inner.config.connection(conn_id);
+    let base = connection
+        .as_ref()
+        .map_or(&inner.config.cluster, |c| &c.cluster);
     let choice = ClusterChoice {
         in_cluster: task.in_cluster.or(base.in_cluster),
         config_file: task.config_file.or_else(|| base.config_file.clone()),
