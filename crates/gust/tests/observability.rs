@@ -125,7 +125,17 @@ fn the_scheduler_and_the_api_server_serve_health_and_metrics() {
         &[],
     );
 
-    let (status, body) = get(health_port, "/health");
+    // Until the loop's first heartbeat (its first poll, well within a second) the answer is
+    // 503 "has not beaten yet", as a probe sees it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, body) = get(health_port, "/health");
+        if status == 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        assert!(body.contains("has not beaten yet"), "{body}");
+        pause();
+    };
     assert_eq!(status, 200, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["status"], "healthy", "{body}");
