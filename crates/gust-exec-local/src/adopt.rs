@@ -29,7 +29,7 @@ pub async fn wait(
             "this runtime keeps no records (it has no state folder)".into(),
         ));
     };
-    let record = TryRecord::of(dir, &spec.key);
+    let record = TryRecord::find(dir, &spec.key);
     let mut log = LogWriter::open(&spec.log_path, clock).await.ok();
     let mut noted = false;
     // The try's execution_timeout still counts from its start, before the restart.

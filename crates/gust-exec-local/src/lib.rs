@@ -176,7 +176,7 @@ impl Executor for LocalExecutor {
 
     fn release(&self, key: &TryKey) {
         if let Some(dir) = &self.inner.config.state_dir {
-            record::TryRecord::of(dir, key).remove();
+            record::TryRecord::find(dir, key).remove();
         }
     }
 }

@@ -1,16 +1,21 @@
 //! What a try leaves behind that outlives the scheduler, so that a restarted scheduler learns
 //! whether a try still runs, how it ended, or whether it never started.
 //!
-//! Per try, under the runtime's state folder:
-//! - `attempt=N.lock`, locked (flock) before the process is spawned and handed to it as its
+//! Per try, side by side in the runtime's state folder, named after the try
+//! (`dag_id=D,run_id=R,task_id=T,attempt=N`, see [`TryRecord::of`]):
+//! - `….lock`, locked (flock) before the process is spawned and handed to it as its
 //!   stdin: the lock is held for as long as any process of the try keeps it open, and released
 //!   by the kernel when the last one ends, however it ends. A lock we can take means nothing of
 //!   the try is running.
-//! - `attempt=N.exit`, the exit code, written by bash itself as it exits (an `EXIT` trap), so it
+//! - `….exit`, the exit code, written by bash itself as it exits (an `EXIT` trap), so it
 //!   exists even when nobody was left to wait for the process.
-//! - `attempt=N.pid`, the process group, so that an adopted try can still be killed.
+//! - `….pid`, the process group, so that an adopted try can still be killed.
 //!
-//! Files use Airflow's log layout (`dag_id=D/run_id=R/task_id=T/`) so a person can find them.
+//! The files are not put in per-run and per-task folders (Airflow's log layout, which records
+//! used before): creating and deleting three folders around every try was most of the file
+//! system's work per try, and on ext4 it slows every later inode allocation while the deleted
+//! ones are recent. A record in that older layout is still found, for a try started by a
+//! scheduler of an earlier version.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
@@ -39,31 +44,70 @@ pub enum RecordStatus {
     Absent,
 }
 
+/// File names longer than this are replaced by a digest (most file systems allow 255 bytes).
+const LONGEST_NAME: usize = 200;
+
 /// The record of one try.
 #[derive(Debug, Clone)]
 pub struct TryRecord {
     lock: PathBuf,
     exit: PathBuf,
     pid: PathBuf,
+    /// How many folders above the files are the try's own, to remove once empty (the older
+    /// layout's dag, run and task folders).
+    own_folders: usize,
 }
 
 impl TryRecord {
-    /// The record of `key` under `state_dir`.
+    /// The record of `key` under `state_dir`: `dag_id=D,run_id=R,task_id=T,attempt=N.lock` and
+    /// so on. DAG and task ids cannot hold a comma, so the name is the try's alone; in the run
+    /// id (free text) `%`, `/` and `\` are escaped. A name too long for a file system becomes
+    /// `try-<SHA-256 of that name>`.
     #[must_use]
     pub fn of(state_dir: &Path, key: &TryKey) -> Self {
+        let run_id = key
+            .run_id
+            .as_str()
+            .replace('%', "%25")
+            .replace('/', "%2F")
+            .replace('\\', "%5C");
+        let mut stem = format!(
+            "dag_id={},run_id={run_id},task_id={},attempt={}",
+            key.dag_id, key.task_id, key.try_number
+        );
+        if stem.len() > LONGEST_NAME {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(stem.as_bytes());
+            stem = format!("try-{}", hex(&digest));
+        }
+        Self::in_folder(state_dir, &stem, 0)
+    }
+
+    /// The record of `key`, in the layout an earlier version may have left it in when this
+    /// one has none: `dag_id=D/run_id=R/task_id=T/attempt=N.lock`.
+    #[must_use]
+    pub fn find(state_dir: &Path, key: &TryKey) -> Self {
+        let record = Self::of(state_dir, key);
+        if record.lock.exists() {
+            return record;
+        }
         let folder = state_dir
             .join(format!("dag_id={}", key.dag_id))
-            // Run ids are free text: a slash must not become a folder (or climb out of one).
             .join(format!(
                 "run_id={}",
                 key.run_id.as_str().replace(['/', '\\'], "_")
             ))
             .join(format!("task_id={}", key.task_id));
-        let stem = format!("attempt={}", key.try_number);
+        let older = Self::in_folder(&folder, &format!("attempt={}", key.try_number), 3);
+        if older.lock.exists() { older } else { record }
+    }
+
+    fn in_folder(folder: &Path, stem: &str, own_folders: usize) -> Self {
         Self {
             lock: folder.join(format!("{stem}.lock")),
             exit: folder.join(format!("{stem}.exit")),
             pid: folder.join(format!("{stem}.pid")),
+            own_folders,
         }
     }
 
@@ -151,13 +195,21 @@ impl TryRecord {
         }
         // Only empty folders go: `remove_dir` refuses the others.
         let mut folder = self.lock.parent();
-        for _ in 0..3 {
+        for _ in 0..self.own_folders {
             match folder {
                 Some(dir) if fs::remove_dir(dir).is_ok() => folder = dir.parent(),
                 _ => break,
             }
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut text, b| {
+        let _ = write!(text, "{b:02x}");
+        text
+    })
 }
 
 #[cfg(test)]
@@ -187,9 +239,57 @@ mod tests {
         assert_eq!(record.status(), RecordStatus::Exited(3));
         record.remove();
         assert_eq!(record.status(), RecordStatus::Absent);
-        assert!(
-            !dir.path().join("dag_id=d").exists(),
-            "empty folders go too"
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing is left behind"
+        );
+    }
+
+    #[test]
+    fn records_are_files_named_after_the_try_and_long_names_become_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = TryRecord::of(dir.path(), &key());
+        drop(record.prepare().unwrap());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["dag_id=d,run_id=manual__1,task_id=t,attempt=1.lock"]
+        );
+        let mut long = key();
+        long.run_id = RunId::new(format!("a/b%{}", "x".repeat(200))).unwrap();
+        let record = TryRecord::of(dir.path(), &long);
+        let name = record.exit_path().file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with("try-") && name.len() < 80, "{name}");
+        let mut slash = key();
+        slash.run_id = RunId::new("a/b").unwrap();
+        let mut underscore = key();
+        underscore.run_id = RunId::new("a_b").unwrap();
+        assert_ne!(
+            TryRecord::of(dir.path(), &slash).exit_path(),
+            TryRecord::of(dir.path(), &underscore).exit_path(),
+            "run ids that differ keep records apart"
+        );
+    }
+
+    #[test]
+    fn a_record_left_in_the_older_layout_is_found_and_removed_with_its_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("dag_id=d/run_id=manual__1/task_id=t");
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(folder.join("attempt=1.lock"), "").unwrap();
+        fs::write(folder.join("attempt=1.exit"), "0").unwrap();
+        let record = TryRecord::find(dir.path(), &key());
+        assert_eq!(record.status(), RecordStatus::Exited(0));
+        record.remove();
+        assert!(!dir.path().join("dag_id=d").exists(), "its folders go too");
+        let fresh = TryRecord::find(dir.path(), &key());
+        assert_eq!(
+            fresh.exit_path(),
+            TryRecord::of(dir.path(), &key()).exit_path()
         );
     }
 }
