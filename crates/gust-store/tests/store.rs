@@ -550,3 +550,85 @@ async fn active_previous_and_latest_scheduled_runs_are_found(store: Store) {
         .collect();
     assert_eq!(listed, ["s3", "m2"]);
 }
+
+both_engines!(one_instances_consecutive_moves_commit_together_and_fail_together);
+
+/// Moves of one instance that follow each other in a batch (scheduled then queued, started then
+/// ended) are written as one: the row ends at the last state and version, the try keeps its
+/// start and end, and if the first is stale none of them happens.
+async fn one_instances_consecutive_moves_commit_together_and_fail_together(store: Store) {
+    store
+        .create_task_instances("d", "r", &["a", "b"])
+        .await
+        .expect("create");
+    let queue_a = TaskMove {
+        try_change: Some(TryChange::Queued {
+            try_number: 1,
+            rendered_args: serde_json::json!({}),
+            log_location: "logs/a/attempt=1.log".into(),
+            at: at(1),
+        }),
+        ..a_move("a", TaskState::Scheduled, 1, TaskState::Queued)
+    };
+    let done = store
+        .apply_moves(&[
+            a_move("a", TaskState::NoStatus, 0, TaskState::Scheduled),
+            queue_a,
+            a_move("b", TaskState::NoStatus, 0, TaskState::Scheduled),
+        ])
+        .await
+        .expect("moves");
+    assert_eq!(done, [true, true, true]);
+    let start = TaskMove {
+        try_change: Some(TryChange::Started {
+            try_number: 1,
+            at: at(2),
+        }),
+        ..a_move("a", TaskState::Queued, 2, TaskState::Running)
+    };
+    let end = TaskMove {
+        try_change: Some(TryChange::Ended {
+            try_number: 1,
+            at: at(3),
+            failure: None,
+            xcom: Some(serde_json::json!(7)),
+        }),
+        ..a_move("a", TaskState::Running, 3, TaskState::Success)
+    };
+    // `b`'s first move is stale (it is at version 1): neither of its moves happens.
+    let stale = [
+        a_move("b", TaskState::Scheduled, 0, TaskState::Queued),
+        a_move("b", TaskState::Queued, 1, TaskState::Running),
+    ];
+    let done = store
+        .apply_moves(&[start, end, stale[0].clone(), stale[1].clone()])
+        .await
+        .expect("moves");
+    assert_eq!(done, [true, true, false, false]);
+    let tis = store.task_instances("d", "r").await.expect("read");
+    assert_eq!(
+        tis.iter()
+            .map(|t| (t.task_id.as_str(), t.state, t.version, t.try_number))
+            .collect::<Vec<_>>(),
+        [
+            ("a", TaskState::Success, 4, 1),
+            ("b", TaskState::Scheduled, 1, 0)
+        ]
+    );
+    let tries = store.tries_of_run("d", "r").await.expect("tries");
+    assert_eq!(
+        tries
+            .iter()
+            .map(|t| (t.task_id.as_str(), t.state, t.start_date, t.end_date))
+            .collect::<Vec<_>>(),
+        [("a", TaskState::Success, Some(at(2)), Some(at(3)))]
+    );
+    assert_eq!(
+        store.xcoms_of_run("d", "r").await.expect("xcoms"),
+        [(
+            "a".to_owned(),
+            "return_value".to_owned(),
+            serde_json::json!(7)
+        )]
+    );
+}
