@@ -102,8 +102,12 @@ where
         .state_dir
         .as_ref()
         .map(|dir| TryRecord::of(dir, &spec.key));
+    let mut pid_writer = None;
     let stdin = match record.as_ref().map(TryRecord::prepare).transpose() {
-        Ok(Some(lock)) => Stdio::from(lock),
+        Ok(Some((lock, ours))) => {
+            pid_writer = Some(ours);
+            Stdio::from(lock)
+        }
         Ok(None) => Stdio::null(),
         Err(err) => {
             return TryOutcome::Failed(FailureReason::Spawn(format!(
@@ -160,9 +164,10 @@ where
     // The parent's copy of the lock is closed with `command`; the child's keeps it.
     drop(command);
     let pgid = child.id().unwrap_or(0);
-    if let Some(record) = &record {
+    if let Some(mut lock) = pid_writer {
         // Without it an adopted try can be waited for but not killed; the try itself is fine.
-        let _ = record.write_pid(pgid);
+        // Our handle closes here: the lock stays held by the process's.
+        let _ = TryRecord::write_pid(&mut lock, pgid);
     }
     started().await;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {

@@ -9,7 +9,10 @@
 //!   the try is running.
 //! - `….exit`, the exit code, written by bash itself as it exits (an `EXIT` trap), so it
 //!   exists even when nobody was left to wait for the process.
-//! - `….pid`, the process group, so that an adopted try can still be killed.
+//! - the process group, so that an adopted try can still be killed, written into the lock file
+//!   itself right after the spawn, through a second handle on the same open file: the file's
+//!   offset is shared with the process's stdin, which therefore still reads nothing (a file
+//!   fewer per try; records of an earlier version keep it in `….pid`).
 //!
 //! The files are not put in per-run and per-task folders (Airflow's log layout, which records
 //! used before): creating and deleting three folders around every try was most of the file
@@ -80,7 +83,13 @@ impl TryRecord {
             let digest = Sha256::digest(stem.as_bytes());
             stem = format!("try-{}", hex(&digest));
         }
-        Self::in_folder(state_dir, &stem, 0)
+        let lock = state_dir.join(format!("{stem}.lock"));
+        Self {
+            exit: state_dir.join(format!("{stem}.exit")),
+            pid: lock.clone(),
+            lock,
+            own_folders: 0,
+        }
     }
 
     /// The record of `key`, in the layout an earlier version may have left it in when this
@@ -98,17 +107,14 @@ impl TryRecord {
                 key.run_id.as_str().replace(['/', '\\'], "_")
             ))
             .join(format!("task_id={}", key.task_id));
-        let older = Self::in_folder(&folder, &format!("attempt={}", key.try_number), 3);
-        if older.lock.exists() { older } else { record }
-    }
-
-    fn in_folder(folder: &Path, stem: &str, own_folders: usize) -> Self {
-        Self {
+        let stem = format!("attempt={}", key.try_number);
+        let older = Self {
             lock: folder.join(format!("{stem}.lock")),
             exit: folder.join(format!("{stem}.exit")),
             pid: folder.join(format!("{stem}.pid")),
-            own_folders,
-        }
+            own_folders: 3,
+        };
+        if older.lock.exists() { older } else { record }
     }
 
     /// Where bash writes the exit code.
@@ -117,9 +123,10 @@ impl TryRecord {
         &self.exit
     }
 
-    /// Creates the record and takes its lock; the returned file, given to the process as its
-    /// stdin, keeps the lock for as long as the process (or any child of it) lives.
-    pub fn prepare(&self) -> io::Result<File> {
+    /// Creates the record and takes its lock. Returns the lock, which given to the process as
+    /// its stdin keeps the lock for as long as the process (or any child of it) lives, and a
+    /// second handle on the same open file for [`TryRecord::write_pid`].
+    pub fn prepare(&self) -> io::Result<(File, File)> {
         if let Some(folder) = self.lock.parent() {
             fs::create_dir_all(folder)?;
         }
@@ -140,12 +147,15 @@ impl TryRecord {
             ),
             TryLockError::Error(err) => err,
         })?;
-        Ok(file)
+        let ours = file.try_clone()?;
+        Ok((file, ours))
     }
 
-    /// Remembers the try's process group.
-    pub fn write_pid(&self, pgid: u32) -> io::Result<()> {
-        fs::write(&self.pid, pgid.to_string())
+    /// Remembers the try's process group, through `lock`, the second handle
+    /// [`TryRecord::prepare`] gave.
+    pub fn write_pid(lock: &mut File, pgid: u32) -> io::Result<()> {
+        use std::io::Write as _;
+        writeln!(lock, "{pgid}")
     }
 
     /// The try's process group, when it was recorded.
@@ -190,7 +200,11 @@ impl TryRecord {
 
     /// Deletes the record (its outcome is committed), and the folders it leaves empty.
     pub fn remove(&self) {
-        for path in [&self.exit, &self.pid, &self.lock] {
+        let pid = (self.pid != self.lock).then_some(&self.pid);
+        for path in [Some(&self.exit), pid, Some(&self.lock)]
+            .into_iter()
+            .flatten()
+        {
             let _ = fs::remove_file(path);
         }
         // Only empty folders go: `remove_dir` refuses the others.
@@ -231,8 +245,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = TryRecord::of(dir.path(), &key());
         assert_eq!(record.status(), RecordStatus::Absent);
-        let held = record.prepare().unwrap();
+        let (held, mut ours) = record.prepare().unwrap();
+        TryRecord::write_pid(&mut ours, 42).unwrap();
+        drop(ours);
         assert_eq!(record.status(), RecordStatus::Running);
+        assert_eq!(record.pid(), Some(42));
         drop(held);
         assert_eq!(record.status(), RecordStatus::Vanished);
         fs::write(record.exit_path(), "3").unwrap();
@@ -250,7 +267,12 @@ mod tests {
     fn records_are_files_named_after_the_try_and_long_names_become_digests() {
         let dir = tempfile::tempdir().unwrap();
         let record = TryRecord::of(dir.path(), &key());
-        drop(record.prepare().unwrap());
+        let (stdin, mut ours) = record.prepare().unwrap();
+        TryRecord::write_pid(&mut ours, 7).unwrap();
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut &stdin, &mut read).unwrap();
+        assert_eq!(read, "", "the process's stdin reads nothing");
+        drop((stdin, ours));
         let names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
