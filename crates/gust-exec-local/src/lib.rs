@@ -176,7 +176,11 @@ impl Executor for LocalExecutor {
 
     fn release(&self, key: &TryKey) {
         if let Some(dir) = &self.inner.config.state_dir {
-            record::TryRecord::find(dir, key).remove();
+            // The older layout is looked for only when this version's record is not there: no
+            // extra look-up per try.
+            if !record::TryRecord::of(dir, key).remove() {
+                record::TryRecord::find(dir, key).remove();
+            }
         }
     }
 }

@@ -199,14 +199,13 @@ impl TryRecord {
     }
 
     /// Deletes the record (its outcome is committed), and the folders it leaves empty.
-    pub fn remove(&self) {
+    /// Returns whether there was a record to delete.
+    pub fn remove(&self) -> bool {
         let pid = (self.pid != self.lock).then_some(&self.pid);
-        for path in [Some(&self.exit), pid, Some(&self.lock)]
-            .into_iter()
-            .flatten()
-        {
+        for path in [&self.exit].into_iter().chain(pid) {
             let _ = fs::remove_file(path);
         }
+        let existed = fs::remove_file(&self.lock).is_ok();
         // Only empty folders go: `remove_dir` refuses the others.
         let mut folder = self.lock.parent();
         for _ in 0..self.own_folders {
@@ -215,6 +214,7 @@ impl TryRecord {
                 _ => break,
             }
         }
+        existed
     }
 }
 
