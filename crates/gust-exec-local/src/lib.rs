@@ -15,12 +15,14 @@ mod group;
 mod output;
 mod pod;
 mod process;
+mod ready;
 
 pub use pod::Secrets;
 mod record;
 mod sandbox;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use gust_core::clock::Clock;
@@ -29,6 +31,7 @@ use gust_executor::{
     Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryKey, TryOutcome,
 };
 use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -91,7 +94,12 @@ struct Inner {
     running: Arc<RunningTries>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Tries being readied while their commit is under way (`Executor::prepare`).
+    readying: Mutex<HashMap<TryKey, Readying>>,
 }
+
+/// A try being readied on the blocking pool.
+type Readying = JoinHandle<Result<ready::Ready, TryOutcome>>;
 
 impl LocalExecutor {
     /// A runtime reporting on `events`.
@@ -108,6 +116,7 @@ impl LocalExecutor {
                 running: Arc::new(RunningTries::new(shutdown.clone(), tasks.clone(), events)),
                 tasks,
                 shutdown,
+                readying: Mutex::default(),
             }),
         }
     }
@@ -128,23 +137,81 @@ impl LocalExecutor {
             _ => false,
         }
     }
+
+    /// Readies `spec`'s try on the blocking pool.
+    fn ready(&self, spec: &LaunchSpec) -> Readying {
+        let inner = Arc::clone(&self.inner);
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || ready::Ready::make(&spec, &inner.config))
+    }
+
+    fn take_readying(&self, key: &TryKey) -> Option<Readying> {
+        self.inner
+            .readying
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key)
+    }
+
+    /// Takes back what was readied for a try that will not run.
+    fn undo(&self, readying: Readying) {
+        self.inner.tasks.spawn(async move {
+            if let Ok(Ok(ready)) = readying.await {
+                let _ = tokio::task::spawn_blocking(move || ready.undo()).await;
+            }
+        });
+    }
 }
 
 impl Executor for LocalExecutor {
     fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
-        if spec.operator == "kubernetes_pod" && !self.inner.config.run_pods {
-            return Err(LaunchError::Unconfigured(NO_POD_RUNTIME.to_owned()));
-        }
-        if !self.runs(&spec.operator) {
-            return Err(LaunchError::UnknownOperator(spec.operator));
-        }
-        let handle = self.inner.running.register(&spec.key)?;
+        let readying = self.take_readying(&spec.key);
+        let refused = if spec.operator == "kubernetes_pod" && !self.inner.config.run_pods {
+            Err(LaunchError::Unconfigured(NO_POD_RUNTIME.to_owned()))
+        } else if !self.runs(&spec.operator) {
+            Err(LaunchError::UnknownOperator(spec.operator.clone()))
+        } else {
+            self.inner.running.register(&spec.key)
+        };
+        let handle = match refused {
+            Ok(handle) => handle,
+            Err(err) => {
+                if let Some(readying) = readying {
+                    self.undo(readying);
+                }
+                return Err(err);
+            }
+        };
         let this = self.clone();
         let key = spec.key.clone();
         self.inner
             .running
-            .spawn(key, async move { this.run(spec, handle).await });
+            .spawn(key, async move { this.run(spec, handle, readying).await });
         Ok(())
+    }
+
+    fn prepare(&self, spec: &LaunchSpec) {
+        // `empty` tries have nothing to ready; operators this runtime does not run are refused
+        // by `start`.
+        if spec.operator == "empty" || !self.runs(&spec.operator) {
+            return;
+        }
+        let readying = self.ready(spec);
+        let earlier = self
+            .inner
+            .readying
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(spec.key.clone(), readying);
+        if let Some(earlier) = earlier {
+            self.undo(earlier);
+        }
+    }
+
+    fn discard(&self, key: &TryKey) {
+        if let Some(readying) = self.take_readying(key) {
+            self.undo(readying);
+        }
     }
 
     fn kill(&self, key: &TryKey, reason: &str) {
@@ -186,34 +253,51 @@ impl Executor for LocalExecutor {
 }
 
 impl LocalExecutor {
-    async fn run(&self, spec: LaunchSpec, handle: TryHandle) -> TryOutcome {
+    async fn run(
+        &self,
+        spec: LaunchSpec,
+        handle: TryHandle,
+        readying: Option<Readying>,
+    ) -> TryOutcome {
         let permit = tokio::select! {
-            permit = Arc::clone(&self.inner.slots).acquire_owned() => permit,
-            () = handle.cancel.cancelled() => return TryOutcome::Failed(FailureReason::Killed(handle.reason())),
+            permit = Arc::clone(&self.inner.slots).acquire_owned() => permit.ok(),
+            () = handle.cancel.cancelled() => None,
         };
-        let Ok(_permit) = permit else {
-            return TryOutcome::Failed(FailureReason::Killed(
-                "the runtime is shutting down".into(),
-            ));
+        let Some(_permit) = permit else {
+            if let Some(readying) = readying {
+                self.undo(readying);
+            }
+            let reason = if handle.cancel.is_cancelled() {
+                handle.reason()
+            } else {
+                "the runtime is shutting down".into()
+            };
+            return TryOutcome::Failed(FailureReason::Killed(reason));
         };
         let started = || self.inner.running.started(&spec.key);
-        match spec.operator.as_str() {
-            "empty" => {
-                started().await;
-                TryOutcome::Succeeded { xcom: None }
-            }
-            _ => {
-                let reason = || handle.reason();
-                process::run(
-                    &spec,
-                    &self.inner.config,
-                    self.inner.clock.as_ref(),
-                    &handle.cancel,
-                    started,
-                    reason,
-                )
-                .await
-            }
+        if spec.operator == "empty" {
+            started().await;
+            return TryOutcome::Succeeded { xcom: None };
         }
+        let readying = readying.unwrap_or_else(|| self.ready(&spec));
+        let ready = match readying.await {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(outcome)) => return outcome,
+            Err(err) => {
+                return TryOutcome::Failed(FailureReason::Spawn(format!(
+                    "readying the try failed: {err}"
+                )));
+            }
+        };
+        process::run(
+            &spec,
+            &self.inner.config,
+            self.inner.clock.as_ref(),
+            ready,
+            &self.inner.tasks,
+            &handle,
+            started,
+        )
+        .await
     }
 }

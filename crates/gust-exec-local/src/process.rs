@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 
 use gust_core::clock::Clock;
+use gust_executor::running::TryHandle;
 use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
 use tokio::process::Command;
-use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::LocalConfig;
 use crate::group;
 use crate::output::{Decoder, Lines, LogWriter};
+use crate::ready::{Readied, Ready, Recording};
 use crate::record::{EXIT_FILE_VAR, EXIT_TRAP, TryRecord};
 
 /// How long output is still read after the main process exits, for pipes held by its children.
@@ -44,37 +46,48 @@ pub struct Plan {
     pub finish: Finish,
 }
 
-/// Runs one try to its end: prepares its plan with `plan`, runs it, logs the outcome.
+/// Runs one try to its end: plans a pod try (a bash try comes planned), runs it, logs the
+/// outcome.
 pub async fn run<F, Fut>(
     spec: &LaunchSpec,
     config: &LocalConfig,
     clock: &dyn Clock,
-    cancel: &CancellationToken,
+    ready: Ready,
+    cleanup: &TaskTracker,
+    handle: &TryHandle,
     started: F,
-    kill_reason: impl Fn() -> String,
 ) -> TryOutcome
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut log = match LogWriter::open(&spec.log_path, clock).await {
-        Ok(log) => log,
-        Err(err) => {
-            return TryOutcome::Failed(FailureReason::Log(format!(
-                "{}: {err}",
-                spec.log_path.display()
-            )));
-        }
-    };
-    let planned = match spec.operator.as_str() {
-        "bash" => crate::bash::plan(spec),
-        "kubernetes_pod" => crate::pod::plan(spec, &config.secrets, config.sandbox, &mut log).await,
-        other => Err(TryOutcome::Failed(FailureReason::InvalidArguments(
-            format!("the local runtime does not run operator \"{other}\""),
-        ))),
+    let mut log = LogWriter::from_file(ready.log, clock);
+    let planned = match ready.readied {
+        Err(outcome) => Err(outcome),
+        Ok(Readied {
+            plan: Some(plan),
+            record,
+        }) => Ok((plan, record)),
+        Ok(Readied { plan: None, record }) => match spec.operator.as_str() {
+            "kubernetes_pod" => crate::pod::plan(spec, &config.secrets, config.sandbox, &mut log)
+                .await
+                .map(|plan| (plan, record)),
+            other => Err(TryOutcome::Failed(FailureReason::InvalidArguments(
+                format!("the local runtime does not run operator \"{other}\""),
+            ))),
+        },
     };
     let outcome = match planned {
-        Ok(plan) => run_plan(spec, plan, config, &mut log, cancel, started, kill_reason).await,
+        Ok((plan, record)) => {
+            let parts = TryParts {
+                spec,
+                plan,
+                record,
+                config,
+                cleanup,
+            };
+            run_plan(parts, &mut log, handle, started).await
+        }
         Err(outcome) => outcome,
     };
     let summary = outcome.summary();
@@ -83,43 +96,48 @@ where
     outcome
 }
 
-async fn run_plan<F, Fut>(
-    spec: &LaunchSpec,
+/// What a planned try runs with.
+struct TryParts<'a> {
+    spec: &'a LaunchSpec,
     plan: Plan,
-    config: &LocalConfig,
+    record: Option<Recording>,
+    config: &'a LocalConfig,
+    /// Where clean-up left for later runs.
+    cleanup: &'a TaskTracker,
+}
+
+async fn run_plan<F, Fut>(
+    parts: TryParts<'_>,
     log: &mut LogWriter<'_>,
-    cancel: &CancellationToken,
+    handle: &TryHandle,
     started: F,
-    kill_reason: impl Fn() -> String,
 ) -> TryOutcome
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()>,
 {
+    let TryParts {
+        spec,
+        plan,
+        record,
+        config,
+        cleanup,
+    } = parts;
     // With a state folder, the try leaves a record a restarted scheduler can read (record.rs):
     // its lock is the process's stdin, and bash writes its exit code as it exits.
-    let record = config
-        .state_dir
-        .as_ref()
-        .map(|dir| TryRecord::of(dir, &spec.key));
-    let mut pid_writer = None;
-    let stdin = match record.as_ref().map(TryRecord::prepare).transpose() {
-        Ok(Some((lock, ours))) => {
-            pid_writer = Some(ours);
-            Stdio::from(lock)
-        }
-        Ok(None) => Stdio::null(),
-        Err(err) => {
-            return TryOutcome::Failed(FailureReason::Spawn(format!(
-                "cannot record the try under {}: {err}",
-                config
-                    .state_dir
-                    .as_ref()
-                    .map_or_else(String::new, |d| d.display().to_string())
-            )));
-        }
+    let (stdin, pid_writer, exit_path) = match record {
+        Some(Recording {
+            record,
+            lock,
+            pid_writer,
+        }) => (
+            Stdio::from(lock),
+            Some(pid_writer),
+            Some(record.exit_path().to_owned()),
+        ),
+        None => (Stdio::null(), None, None),
     };
-    let script = match &record {
+    let script = match &exit_path {
         Some(_) => format!("{EXIT_TRAP}{}", plan.script),
         None => plan.script.clone(),
     };
@@ -139,22 +157,9 @@ where
         }
         command.envs(env.iter().map(|(k, v)| (k, v)));
     }
-    if let Some(record) = &record {
-        command.env(EXIT_FILE_VAR, record.exit_path());
+    if let Some(path) = &exit_path {
+        command.env(EXIT_FILE_VAR, path);
     }
-    let _ = log
-        .line(
-            "gust",
-            &format!(
-                "starting {} ({}) in {}",
-                spec.key,
-                plan.what,
-                plan.cwd.display()
-            ),
-        )
-        .await;
-    // Flushed now: if the scheduler dies during the try, its log still says it started.
-    let _ = log.flush().await;
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
@@ -169,6 +174,20 @@ where
         // Our handle closes here: the lock stays held by the process's.
         let _ = TryRecord::write_pid(&mut lock, pgid);
     }
+    // Said once the process runs, so that a try's log never says it started when it did not;
+    // flushed now, so that it says so even if the scheduler dies during the try.
+    let _ = log
+        .line(
+            "gust",
+            &format!(
+                "started {} ({}) in {}, process group {pgid}",
+                spec.key,
+                plan.what,
+                plan.cwd.display()
+            ),
+        )
+        .await;
+    let _ = log.flush().await;
     started().await;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return TryOutcome::Failed(FailureReason::Spawn("no output pipes".into()));
@@ -228,8 +247,8 @@ where
                 let _ = log.line("gust", &format!("execution_timeout of {}s reached: killing the try", limit.as_secs_f64())).await;
                 return fail_killing(pgid, config, FailureReason::TimedOut(limit)).await;
             },
-            () = cancel.cancelled(), if status.is_none() => {
-                let reason = kill_reason();
+            () = handle.cancel.cancelled(), if status.is_none() => {
+                let reason = handle.reason();
                 let _ = log.line("gust", &format!("killing the try: {reason}")).await;
                 return fail_killing(pgid, config, FailureReason::Killed(reason)).await;
             },
@@ -239,8 +258,13 @@ where
         }
     }
     let _ = log.flush().await;
+    // A pod's outcome is read from its folders.
     let outcome = outcome(status, plan.finish, last_line);
-    drop(folders);
+    // Removing a folder takes the file system a while: it is done off the try's way to its
+    // outcome, and `LocalExecutor::shutdown` waits for it.
+    if !folders.is_empty() {
+        cleanup.spawn_blocking(move || drop(folders));
+    }
     outcome
 }
 

@@ -40,10 +40,11 @@ pub enum RecordStatus {
     Exited(i32),
     /// A process of the try still holds its lock.
     Running,
-    /// It was prepared but nothing holds its lock and it left no exit code: it died without a
-    /// trace (killed with the scheduler's host, or by SIGKILL).
+    /// Its process was spawned but nothing holds its lock and it left no exit code: it died
+    /// without a trace (killed with the scheduler's host, or by SIGKILL).
     Vanished,
-    /// There is no record: the try was never handed to a process.
+    /// The try was never handed to a process: there is no record, or one readied for a
+    /// process that was never spawned (its lock names no process group).
     Absent,
 }
 
@@ -186,6 +187,9 @@ impl TryRecord {
                 // The process may have written its exit code between the two reads.
                 match self.exit_code() {
                     Some(code) => RecordStatus::Exited(code),
+                    // The process group is written right after the spawn: without it, the
+                    // record was readied for a process that never came.
+                    None if self.pid().is_none() => RecordStatus::Absent,
                     None => RecordStatus::Vanished,
                 }
             }
@@ -245,6 +249,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = TryRecord::of(dir.path(), &key());
         assert_eq!(record.status(), RecordStatus::Absent);
+        let readied = record.prepare().unwrap();
+        drop(readied);
+        assert_eq!(
+            record.status(),
+            RecordStatus::Absent,
+            "a record readied for a process never spawned is a try that never started"
+        );
         let (held, mut ours) = record.prepare().unwrap();
         TryRecord::write_pid(&mut ours, 42).unwrap();
         drop(ours);

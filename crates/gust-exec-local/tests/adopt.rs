@@ -137,6 +137,77 @@ async fn a_try_killed_without_a_trace_is_lost_and_one_never_handed_over_never_st
 }
 
 #[tokio::test]
+async fn a_try_readied_during_its_commit_runs_and_a_discarded_one_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (runtime, mut events) = runtime(&state);
+    let kept = spec(dir.path(), "kept", "echo hi", true);
+    runtime.prepare(&kept);
+    runtime.start(kept.clone()).expect("started");
+    assert_eq!(
+        finished(&mut events).await,
+        TryOutcome::Succeeded {
+            xcom: Some(json!("hi"))
+        }
+    );
+    let log = std::fs::read_to_string(&kept.log_path).expect("log");
+    assert!(
+        log.contains("started d.kept manual__1 try 1 (bash)"),
+        "{log}"
+    );
+    assert!(log.contains("stdout: hi"), "{log}");
+
+    let dropped = spec(dir.path(), "dropped", "true", false);
+    runtime.prepare(&dropped);
+    runtime.discard(&dropped.key);
+    // Shutting down waits for the clean-up.
+    runtime.shutdown().await;
+    assert!(!dropped.log_path.exists(), "its empty log is removed");
+    let left: Vec<String> = std::fs::read_dir(&state)
+        .expect("state folder")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(
+        left.iter().all(|name| !name.contains("task_id=dropped")),
+        "{left:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_try_readied_when_the_scheduler_died_never_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (first, _first_events) = runtime(&state);
+    let orphan = spec(dir.path(), "orphan", "true", false);
+    first.prepare(&orphan);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let readied = std::fs::read_dir(&state).is_ok_and(|mut entries| {
+                entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".lock")))
+            });
+            if readied {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the try's record was readied");
+    // The scheduler dies before its commit went through: nothing was spawned.
+    drop(first);
+
+    let (second, mut events) = runtime(&state);
+    second.adopt(orphan);
+    assert_eq!(finished(&mut events).await, TryOutcome::NeverStarted);
+}
+
+#[tokio::test]
 async fn an_adopted_try_can_be_killed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");

@@ -281,10 +281,13 @@ async fn tries_run_in_a_fresh_temporary_folder_unless_cwd_is_given() {
         panic!("pwd failed")
     };
     assert!(dir.contains("gust-try-"), "{dir}");
+    // It is removed in the background once the try ended; shutting down waits for that.
+    h.executor.shutdown().await;
     assert!(
         !Path::new(&dir).exists(),
         "the temporary folder is removed afterwards"
     );
+    let mut h = harness(4);
     let cwd = h.dir.path().display().to_string();
     let spec = h.spec("cwd", json!({"bash_command": "pwd", "cwd": cwd}));
     assert_eq!(

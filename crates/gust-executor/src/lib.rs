@@ -160,6 +160,20 @@ pub trait Executor: Send + Sync {
     /// `Err` means it was never started and no event will come.
     fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError>;
 
+    /// Readies `spec`'s try while the commit that queues it is still under way, so that
+    /// [`Executor::start`] has less left to do once it is committed: only work that can be
+    /// undone and that no one else sees as the try having started (files and folders, never a
+    /// process or a pod). [`Executor::start`] with the same key, or [`Executor::discard`] when
+    /// the commit did not go through, follows. Runtimes with nothing to ready do nothing.
+    fn prepare(&self, spec: &LaunchSpec) {
+        let _ = spec;
+    }
+
+    /// Undoes what [`Executor::prepare`] readied for `key`, whose try will not be started.
+    fn discard(&self, key: &TryKey) {
+        let _ = key;
+    }
+
     /// Kills a running try; its `Finished` event reports [`FailureReason::Killed`]. Killing a try
     /// that is not running does nothing.
     fn kill(&self, key: &TryKey, reason: &str);
@@ -250,6 +264,17 @@ impl Routed {
 impl Executor for Routed {
     fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
         self.runtime_for(&spec.operator).start(spec)
+    }
+
+    fn prepare(&self, spec: &LaunchSpec) {
+        self.runtime_for(&spec.operator).prepare(spec);
+    }
+
+    fn discard(&self, key: &TryKey) {
+        // Only the runtime that readied it knows the key; the others ignore it.
+        for runtime in self.all() {
+            runtime.discard(key);
+        }
     }
 
     fn kill(&self, key: &TryKey, reason: &str) {

@@ -16,18 +16,37 @@ pub struct LogWriter<'c> {
 impl<'c> LogWriter<'c> {
     /// Opens (appending) the log at `path`, creating its folders.
     pub async fn open(path: &Path, clock: &'c dyn Clock) -> std::io::Result<Self> {
+        let path = path.to_owned();
+        // One trip to the blocking pool for the folders and the file, not one for each.
+        let file = tokio::task::spawn_blocking(move || Self::create(&path))
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(Self::from_file(file.0, clock))
+    }
+
+    /// Opens (appending) the log at `path`, creating its folders, without waiting on the
+    /// runtime: for callers already off it. Also says whether the file is new.
+    pub fn create(path: &Path) -> std::io::Result<(std::fs::File, bool)> {
         if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
+            std::fs::create_dir_all(dir)?;
         }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
-        Ok(Self {
-            file: BufWriter::new(file),
+        let mut options = std::fs::OpenOptions::new();
+        options.append(true);
+        match options.clone().create_new(true).open(path) {
+            Ok(file) => Ok((file, true)),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok((options.open(path)?, false))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A writer on `file`, opened with [`LogWriter::create`].
+    pub fn from_file(file: std::fs::File, clock: &'c dyn Clock) -> Self {
+        Self {
+            file: BufWriter::new(tokio::fs::File::from_std(file)),
             clock,
-        })
+        }
     }
 
     /// Writes one line from `source` (`stdout`, `stderr`, `gust`).

@@ -188,6 +188,14 @@ impl Executor for Uploading {
         started
     }
 
+    fn prepare(&self, spec: &LaunchSpec) {
+        self.runtimes.prepare(spec);
+    }
+
+    fn discard(&self, key: &TryKey) {
+        self.runtimes.discard(key);
+    }
+
     fn kill(&self, key: &TryKey, reason: &str) {
         self.runtimes.kill(key, reason);
     }

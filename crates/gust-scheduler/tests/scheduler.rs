@@ -9,6 +9,7 @@ use std::time::Duration;
 use gust_core::clock::{Clock, SystemClock};
 use gust_core::state::{DagRunState, TaskState};
 use gust_exec_local::{LocalConfig, LocalExecutor};
+use gust_executor::{Executor, LaunchError, LaunchSpec, TryKey};
 use gust_scheduler::dag_watch::{WatchConfig, watch_folder};
 use gust_scheduler::scheduler::{Scheduler, SchedulerConfig};
 use gust_store::{Store, both_engines};
@@ -30,6 +31,17 @@ async fn start_with(
     state: &Path,
     configure: impl FnOnce(&mut SchedulerConfig, &mut LocalConfig),
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    start_through(store, dags, state, configure, |local| local).await
+}
+
+/// [`start_with`], the scheduler handing tries to `wrap`'s executor around the local runtime.
+async fn start_through(
+    store: &Store,
+    dags: &Path,
+    state: &Path,
+    configure: impl FnOnce(&mut SchedulerConfig, &mut LocalConfig),
+    wrap: impl FnOnce(Arc<dyn Executor>) -> Arc<dyn Executor>,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let stop = CancellationToken::new();
     let (bags, _watch) = watch_folder(
@@ -48,7 +60,7 @@ async fn start_with(
     config.paused_by_default = false;
     config.poll_interval = Duration::from_millis(100);
     configure(&mut config, &mut local);
-    let executor = Arc::new(LocalExecutor::new(local, tx, clock.clone()));
+    let executor = wrap(Arc::new(LocalExecutor::new(local, tx, clock.clone())));
     let scheduler = Scheduler::new(store.clone(), executor, events, bags, clock, config);
     let token = stop.clone();
     let handle = tokio::spawn(async move {
@@ -339,4 +351,136 @@ async fn depends_on_past_waits_for_the_previous_runs_instance_not_the_whole_run(
         earlier_slow_end <= later_slow_start,
         "the later run's slow task ran before the earlier one ended"
     );
+}
+
+const MARKED_WHILE_QUEUED: &str = r#"
+marked:
+  schedule: null
+  tasks:
+    first: {operator: BashOperator, bash_command: 'echo first >> "$OUT"', env: {OUT: "{{ params.out }}"}, append_env: true}
+    second: {operator: BashOperator, bash_command: 'echo second >> "$OUT"', env: {OUT: "{{ params.out }}"}, append_env: true, dependencies: [first]}
+    third: {operator: BashOperator, bash_command: 'echo third >> "$OUT"', env: {OUT: "{{ params.out }}"}, append_env: true, dependencies: [second]}
+"#;
+
+/// The local runtime, with a user marking `second` succeeded (through the store, as the API
+/// does) just as the scheduler is about to commit queueing it; and a record of the calls.
+struct MarksSecond {
+    local: Arc<dyn Executor>,
+    store: Store,
+    calls: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl MarksSecond {
+    fn note(&self, call: &str, key: &TryKey) {
+        self.calls
+            .lock()
+            .expect("calls")
+            .push(format!("{call} {}", key.task_id));
+    }
+}
+
+impl Executor for MarksSecond {
+    fn prepare(&self, spec: &LaunchSpec) {
+        self.note("prepare", &spec.key);
+        if spec.key.task_id.as_str() == "second" {
+            let marked = ["second".to_owned()];
+            let mark = self.store.mark_task_instances(
+                spec.key.dag_id.as_str(),
+                spec.key.run_id.as_str(),
+                &marked,
+                TaskState::Success,
+                &[],
+                SystemClock.now(),
+            );
+            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(mark))
+                .expect("marked");
+        }
+        self.local.prepare(spec);
+    }
+    fn discard(&self, key: &TryKey) {
+        self.note("discard", key);
+        self.local.discard(key);
+    }
+    fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
+        self.note("start", &spec.key);
+        self.local.start(spec)
+    }
+    fn kill(&self, key: &TryKey, reason: &str) {
+        self.local.kill(key, reason);
+    }
+    fn running(&self) -> usize {
+        self.local.running()
+    }
+    fn adopt(&self, spec: LaunchSpec) {
+        self.local.adopt(spec);
+    }
+    fn release(&self, key: &TryKey) {
+        self.local.release(key);
+    }
+}
+
+both_engines!(a_try_whose_queueing_loses_to_a_user_is_readied_then_discarded_never_started);
+
+async fn a_try_whose_queueing_loses_to_a_user_is_readied_then_discarded_never_started(
+    store: Store,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    let out = dir.path().join("out");
+    let text = MARKED_WHILE_QUEUED.replace(
+        "schedule: null",
+        &format!("schedule: null\n  params: {{out: '{}'}}", out.display()),
+    );
+    std::fs::write(dags.join("marked.yaml"), text).expect("dag file");
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&calls);
+    let marking = store.clone();
+    let (stop, handle) = start_through(
+        &store,
+        &dags,
+        dir.path(),
+        |_, _| {},
+        move |local| {
+            Arc::new(MarksSecond {
+                local,
+                store: marking,
+                calls: recorded,
+            })
+        },
+    )
+    .await;
+    let run_id = trigger(&store, &dags, "marked", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "marked", &run_id).await,
+        DagRunState::Success
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("output"),
+        "first\nthird\n",
+        "the marked task never ran"
+    );
+    assert_eq!(
+        *calls.lock().expect("calls"),
+        [
+            "prepare first",
+            "start first",
+            "prepare second",
+            "discard second",
+            "prepare third",
+            "start third",
+        ]
+    );
+    let tis = store.task_instances("marked", &run_id).await.expect("tis");
+    let second = tis.iter().find(|t| t.task_id == "second").expect("second");
+    assert_eq!((second.state, second.try_number), (TaskState::Success, 0));
+    let log = dir
+        .path()
+        .join("logs/dag_id=marked")
+        .join(format!("run_id={run_id}"))
+        .join("task_id=second/attempt=1.log");
+    assert!(!log.exists(), "the discarded try's empty log is removed");
 }

@@ -471,11 +471,30 @@ impl Scheduler {
     /// Commits `batch`, then acts on what was committed. A move someone else beat us to marks
     /// its run for re-reading, and what would have followed it is not done.
     async fn commit(&mut self, batch: Batch) -> Result<(), SchedulerError> {
+        // The runtimes ready the tries this batch starts (their files) while it commits: once
+        // it is committed, only their processes are left to spawn.
+        let launches = || {
+            batch.after.iter().filter_map(|(_, action)| match action {
+                After::Launch(spec) => Some(spec),
+                _ => None,
+            })
+        };
+        for spec in launches() {
+            self.executor.prepare(spec);
+        }
         let done = if batch.moves.is_empty() {
             Vec::new()
         } else {
             let started = tokio::time::Instant::now();
-            let done = self.store.apply_moves(&batch.moves).await?;
+            let done = match self.store.apply_moves(&batch.moves).await {
+                Ok(done) => done,
+                Err(err) => {
+                    for spec in launches() {
+                        self.executor.discard(&spec.key);
+                    }
+                    return Err(err.into());
+                }
+            };
             let metrics = &self.config.metrics;
             metrics.db_call(crate::metrics::DbCall::CommitMoves, started.elapsed());
             done
@@ -487,6 +506,9 @@ impl Scheduler {
         }
         for (index, action) in batch.after {
             if index.is_some_and(|i| !done.get(i).copied().unwrap_or(false)) {
+                if let After::Launch(spec) = action {
+                    self.executor.discard(&spec.key);
+                }
                 continue;
             }
             match action {
