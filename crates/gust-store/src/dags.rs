@@ -158,18 +158,11 @@ impl Store {
             .map_err(query("reading a DAG"))
     }
 
-    /// Deletes a DAG's record and all its history (runs, task instances, tries, XComs, log
-    /// index), as Airflow's delete does; a file that still defines it brings it back on the
+    /// Deletes a DAG's record and all its history (runs, task instances, tries with their
+    /// log locations, XComs), as Airflow's delete does; a file that still defines it brings it back on the
     /// next parse. `false` when there was no such DAG.
     pub async fn delete_dag(&self, dag_id: &str) -> Result<bool, StoreError> {
-        let tables = [
-            "xcoms",
-            "log_index",
-            "task_tries",
-            "task_instances",
-            "dag_runs",
-            "dags",
-        ];
+        let tables = ["xcoms", "task_tries", "task_instances", "dag_runs", "dags"];
         let statements: Vec<String> = tables
             .iter()
             .map(|table| self.sql_owned(format!("DELETE FROM {table} WHERE dag_id = $1")))

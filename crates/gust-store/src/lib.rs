@@ -1,6 +1,6 @@
-//! The metadata store: DAGs, runs, task instances with their tries, XComs, variables,
-//! connections, pools, import errors and the log index, on SQLite (the embedded default) or
-//! PostgreSQL, through sqlx.
+//! The metadata store: DAGs, runs, task instances with their tries (and where each try's log
+//! is), XComs, variables, connections, pools and import errors, on SQLite (the embedded
+//! default) or PostgreSQL, through sqlx.
 //!
 //! One schema, two engines: each query is written once with `$N` placeholders and runs on either
 //! pool. Every state the scheduler moves is updated with compare-and-set (`... WHERE state = $old
@@ -99,6 +99,10 @@ impl Store {
             Engine::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(4)
+                    // An embedded database's connection does not go stale the way a network
+                    // one does; checking it before every use would cost each query and
+                    // transaction one more hand-off to the connection's thread.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .map_err(connect)?,
@@ -258,6 +262,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0004_scheduler_claims.sql"),
                 include_str!("../migrations/postgres/0004_scheduler_claims.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0005_try_log_location.sql"),
+                include_str!("../migrations/postgres/0005_try_log_location.sql"),
             ),
         ];
         assert_eq!(

@@ -485,14 +485,14 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Deletes a run that is not running, with its task instances, tries, XComs and log index
-    /// (log files stay, as Airflow leaves them). `None` when there is no such run, `Some(false)`
+    /// Deletes a run that is not running, with its task instances, tries (and where their logs are), and
+    /// XComs (log files stay, as Airflow leaves them). `None` when there is no such run, `Some(false)`
     /// when it is running (a scheduler holds it).
     pub async fn delete_run(&self, dag_id: &str, run_id: &str) -> Result<Option<bool>, StoreError> {
         let delete_run = self
             .sql("DELETE FROM dag_runs WHERE dag_id = $1 AND run_id = $2 AND state <> 'running'");
         let exists = self.sql("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND run_id = $2");
-        let rest: Vec<String> = ["xcoms", "log_index", "task_tries", "task_instances"]
+        let rest: Vec<String> = ["xcoms", "task_tries", "task_instances"]
             .iter()
             .map(|table| {
                 self.sql_owned(format!(

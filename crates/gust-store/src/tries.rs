@@ -123,13 +123,10 @@ impl Store {
              WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND state = $8 AND version = $9",
         );
         let insert_try = self.sql(
-            "INSERT INTO task_tries (dag_id, run_id, task_id, try_number, state, queued_at, rendered_args) \
-             VALUES ($1, $2, $3, $4, 'queued', $5, $6) \
-             ON CONFLICT (dag_id, run_id, task_id, try_number) DO UPDATE SET state = 'queued', queued_at = excluded.queued_at, rendered_args = excluded.rendered_args",
-        );
-        let index_log = self.sql(
-            "INSERT INTO log_index (dag_id, run_id, task_id, try_number, location) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (dag_id, run_id, task_id, try_number) DO UPDATE SET location = excluded.location",
+            "INSERT INTO task_tries (dag_id, run_id, task_id, try_number, state, queued_at, rendered_args, log_location) \
+             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7) \
+             ON CONFLICT (dag_id, run_id, task_id, try_number) DO UPDATE SET state = 'queued', queued_at = excluded.queued_at, \
+             rendered_args = excluded.rendered_args, log_location = excluded.log_location",
         );
         let drop_xcoms =
             self.sql("DELETE FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3");
@@ -191,10 +188,8 @@ impl Store {
                     match &m.try_change {
                         None => {}
                         Some(TryChange::Queued { try_number, rendered_args, log_location, at }) => {
-                            sqlx::query(&insert_try).bind(dag).bind(run).bind(task).bind(try_number).bind(to_db(*at)).bind(rendered_args.to_string())
+                            sqlx::query(&insert_try).bind(dag).bind(run).bind(task).bind(try_number).bind(to_db(*at)).bind(rendered_args.to_string()).bind(log_location)
                                 .execute(&mut *tx).await.map_err(query("recording a try"))?;
-                            sqlx::query(&index_log).bind(dag).bind(run).bind(task).bind(try_number).bind(log_location)
-                                .execute(&mut *tx).await.map_err(query("indexing a log"))?;
                             // Only an earlier try can have left XComs.
                             if *try_number > 1 {
                                 sqlx::query(&drop_xcoms).bind(dag).bind(run).bind(task)
@@ -320,7 +315,7 @@ impl Store {
         try_number: i32,
     ) -> Result<Option<String>, StoreError> {
         let sql = self.sql(
-            "SELECT location FROM log_index WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND try_number = $4",
+            "SELECT log_location FROM task_tries WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND try_number = $4",
         );
         with_pool!(self, pool => sqlx::query_scalar(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(try_number).fetch_optional(pool).await)
             .map_err(query("reading a log's location"))

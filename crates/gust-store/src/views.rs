@@ -271,7 +271,7 @@ impl Store {
         try_number: i32,
     ) -> Result<Option<String>, StoreError> {
         let sql = self.sql(
-            "SELECT location FROM log_index WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND try_number = $4",
+            "SELECT log_location FROM task_tries WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND try_number = $4",
         );
         with_pool!(self, pool => sqlx::query_scalar(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(try_number).fetch_optional(pool).await)
             .map_err(query("reading a log's location"))

@@ -36,7 +36,7 @@ async fn migrations_are_idempotent_and_checked(store: Store) {
         .migrate()
         .await
         .expect("a second migration is a no-op");
-    assert_eq!(store.check().await.expect("current"), 4);
+    assert_eq!(store.check().await.expect("current"), 5);
     assert!(matches!(
         store.kind(),
         EngineKind::Sqlite | EngineKind::Postgres
@@ -630,5 +630,53 @@ async fn one_instances_consecutive_moves_commit_together_and_fail_together(store
             "return_value".to_owned(),
             serde_json::json!(7)
         )]
+    );
+}
+
+/// Version 5 moves each try's log location from the `log_index` table onto the try's row: a
+/// database written by version 4 keeps every location.
+#[tokio::test]
+async fn upgrading_to_version_5_keeps_every_trys_log_location() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("v4.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+    let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    let file = |name: &str| std::fs::read_to_string(format!("{migrations}/{name}")).expect("sql");
+    for name in [
+        "0001_initial.sql",
+        "0002_tries.sql",
+        "0003_api.sql",
+        "0004_scheduler_claims.sql",
+    ] {
+        sqlx::raw_sql(&file(name))
+            .execute(&mut db)
+            .await
+            .expect(name);
+    }
+    sqlx::raw_sql(
+        "INSERT INTO task_tries (dag_id, run_id, task_id, try_number, state) VALUES ('d', 'r', 't', 1, 'success'); \
+         INSERT INTO task_tries (dag_id, run_id, task_id, try_number, state) VALUES ('d', 'r', 't', 2, 'running'); \
+         INSERT INTO log_index (dag_id, run_id, task_id, try_number, location) VALUES ('d', 'r', 't', 1, '/logs/one.log'); \
+         INSERT INTO log_index (dag_id, run_id, task_id, try_number, location) VALUES ('d', 'r', 't', 2, 's3://b/two.log');",
+    )
+    .execute(&mut db)
+    .await
+    .expect("version 4 rows");
+    sqlx::raw_sql(&file("0005_try_log_location.sql"))
+        .execute(&mut db)
+        .await
+        .expect("version 5");
+    let locations: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT try_number, log_location FROM task_tries ORDER BY try_number")
+            .fetch_all(&mut db)
+            .await
+            .expect("tries");
+    assert_eq!(
+        locations,
+        [
+            (1, Some("/logs/one.log".to_owned())),
+            (2, Some("s3://b/two.log".to_owned()))
+        ]
     );
 }
