@@ -96,6 +96,9 @@ struct Inner {
     shutdown: CancellationToken,
     /// Tries being readied while their commit is under way (`Executor::prepare`).
     readying: Mutex<HashMap<TryKey, Readying>>,
+    /// Readied tries being taken back. The same try readied again (its move lost, then was
+    /// made again) uses the same paths, so it waits for this to end first.
+    undoing: Mutex<HashMap<TryKey, JoinHandle<()>>>,
 }
 
 /// A try being readied on the blocking pool.
@@ -117,6 +120,7 @@ impl LocalExecutor {
                 tasks,
                 shutdown,
                 readying: Mutex::default(),
+                undoing: Mutex::default(),
             }),
         }
     }
@@ -138,11 +142,31 @@ impl LocalExecutor {
         }
     }
 
-    /// Readies `spec`'s try on the blocking pool.
+    /// Readies `spec`'s try on the blocking pool, once what an earlier readying of the same
+    /// try left is taken back.
     fn ready(&self, spec: &LaunchSpec) -> Readying {
         let inner = Arc::clone(&self.inner);
         let spec = spec.clone();
-        tokio::task::spawn_blocking(move || ready::Ready::make(&spec, &inner.config))
+        let undoing = self
+            .inner
+            .undoing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&spec.key);
+        let make = move || ready::Ready::make(&spec, &inner.config);
+        match undoing {
+            None => tokio::task::spawn_blocking(make),
+            Some(undoing) => tokio::spawn(async move {
+                let _ = undoing.await;
+                tokio::task::spawn_blocking(make)
+                    .await
+                    .unwrap_or_else(|err| {
+                        Err(TryOutcome::Failed(FailureReason::Spawn(format!(
+                            "readying the try failed: {err}"
+                        ))))
+                    })
+            }),
+        }
     }
 
     fn take_readying(&self, key: &TryKey) -> Option<Readying> {
@@ -153,13 +177,20 @@ impl LocalExecutor {
             .remove(key)
     }
 
-    /// Takes back what was readied for a try that will not run.
-    fn undo(&self, readying: Readying) {
-        self.inner.tasks.spawn(async move {
+    /// Takes back what was readied for `key`'s try, which will not run.
+    fn undo(&self, key: &TryKey, readying: Readying) {
+        let undoing = self.inner.tasks.spawn(async move {
             if let Ok(Ok(ready)) = readying.await {
                 let _ = tokio::task::spawn_blocking(move || ready.undo()).await;
             }
         });
+        let mut all = self
+            .inner
+            .undoing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.retain(|_, undoing| !undoing.is_finished());
+        all.insert(key.clone(), undoing);
     }
 }
 
@@ -177,7 +208,7 @@ impl Executor for LocalExecutor {
             Ok(handle) => handle,
             Err(err) => {
                 if let Some(readying) = readying {
-                    self.undo(readying);
+                    self.undo(&spec.key, readying);
                 }
                 return Err(err);
             }
@@ -196,21 +227,20 @@ impl Executor for LocalExecutor {
         if spec.operator == "empty" || !self.runs(&spec.operator) {
             return;
         }
+        if let Some(earlier) = self.take_readying(&spec.key) {
+            self.undo(&spec.key, earlier);
+        }
         let readying = self.ready(spec);
-        let earlier = self
-            .inner
+        self.inner
             .readying
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(spec.key.clone(), readying);
-        if let Some(earlier) = earlier {
-            self.undo(earlier);
-        }
     }
 
     fn discard(&self, key: &TryKey) {
         if let Some(readying) = self.take_readying(key) {
-            self.undo(readying);
+            self.undo(key, readying);
         }
     }
 
@@ -265,7 +295,7 @@ impl LocalExecutor {
         };
         let Some(_permit) = permit else {
             if let Some(readying) = readying {
-                self.undo(readying);
+                self.undo(&spec.key, readying);
             }
             let reason = if handle.cancel.is_cancelled() {
                 handle.reason()

@@ -180,6 +180,39 @@ async fn a_try_readied_during_its_commit_runs_and_a_discarded_one_leaves_nothing
 }
 
 #[tokio::test]
+async fn a_try_readied_again_right_after_being_discarded_keeps_its_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let (first, mut events) = runtime(&state);
+    // Its move lost (discarded), then was made again: the same try, the same paths. The first
+    // readying's clean-up must not take the second one's files.
+    for round in 0..20 {
+        let again = spec(dir.path(), &format!("again{round}"), "echo out", true);
+        first.prepare(&again);
+        first.discard(&again.key);
+        first.prepare(&again);
+        first.start(again.clone()).expect("started");
+        assert_eq!(
+            finished(&mut events).await,
+            TryOutcome::Succeeded {
+                xcom: Some(json!("out"))
+            }
+        );
+        let log = std::fs::read_to_string(&again.log_path).expect("the log is kept");
+        assert!(log.contains("stdout: out"), "{log}");
+        let (other, mut other_events) = runtime(&state);
+        other.adopt(again.clone());
+        assert_eq!(
+            finished(&mut other_events).await,
+            TryOutcome::Failed(FailureReason::Lost(
+                "it succeeded, but its XCom (the last line of its output) was lost with the scheduler".into()
+            )),
+            "its record is kept until released"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_try_readied_when_the_scheduler_died_never_started() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
