@@ -7,8 +7,8 @@
 //!   stdin: the lock is held for as long as any process of the try keeps it open, and released
 //!   by the kernel when the last one ends, however it ends. A lock we can take means nothing of
 //!   the try is running.
-//! - `….exit`, the exit code, written by bash itself as it exits (an `EXIT` trap), so it
-//!   exists even when nobody was left to wait for the process.
+//! - `….exit`, made empty with the lock; bash itself writes the exit code into it as it exits
+//!   (an `EXIT` trap), so it is there even when nobody was left to wait for the process.
 //! - the process group, so that an adopted try can still be killed, written into the lock file
 //!   itself right after the spawn, through a second handle on the same open file: the file's
 //!   offset is shared with the process's stdin, which therefore still reads nothing (a file
@@ -126,14 +126,12 @@ impl TryRecord {
 
     /// Creates the record and takes its lock. Returns the lock, which given to the process as
     /// its stdin keeps the lock for as long as the process (or any child of it) lives, and a
-    /// second handle on the same open file for [`TryRecord::write_pid`].
+    /// second handle on the same open file for [`TryRecord::write_pid`]. The exit code's file
+    /// is made here too, empty: bash then only fills it, and making a file (an inode) is no
+    /// longer part of the try's exit.
     pub fn prepare(&self) -> io::Result<(File, File)> {
         if let Some(folder) = self.lock.parent() {
             fs::create_dir_all(folder)?;
-        }
-        match fs::remove_file(&self.exit) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-            _ => {}
         }
         let file = OpenOptions::new()
             .read(true)
@@ -148,6 +146,8 @@ impl TryRecord {
             ),
             TryLockError::Error(err) => err,
         })?;
+        // Only once the lock is ours: an exit code left by an earlier process goes.
+        File::create(&self.exit)?;
         let ours = file.try_clone()?;
         Ok((file, ours))
     }
@@ -284,13 +284,22 @@ mod tests {
         std::io::Read::read_to_string(&mut &stdin, &mut read).unwrap();
         assert_eq!(read, "", "the process's stdin reads nothing");
         drop((stdin, ours));
-        let names: Vec<String> = fs::read_dir(dir.path())
+        let mut names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
+        names.sort();
         assert_eq!(
             names,
-            ["dag_id=d,run_id=manual__1,task_id=t,attempt=1.lock"]
+            [
+                "dag_id=d,run_id=manual__1,task_id=t,attempt=1.exit",
+                "dag_id=d,run_id=manual__1,task_id=t,attempt=1.lock"
+            ]
+        );
+        assert_eq!(
+            record.status(),
+            RecordStatus::Vanished,
+            "an empty exit file is no exit code"
         );
         let mut long = key();
         long.run_id = RunId::new(format!("a/b%{}", "x".repeat(200))).unwrap();
