@@ -104,6 +104,13 @@ struct Inner {
 /// A try being readied on the blocking pool.
 type Readying = JoinHandle<Result<ready::Ready, TryOutcome>>;
 
+/// The outcome of a try whose readying panicked or was cancelled.
+fn readying_failed(err: &tokio::task::JoinError) -> TryOutcome {
+    TryOutcome::Failed(FailureReason::Spawn(format!(
+        "readying the try failed: {err}"
+    )))
+}
+
 impl LocalExecutor {
     /// A runtime reporting on `events`.
     #[must_use]
@@ -160,11 +167,7 @@ impl LocalExecutor {
                 let _ = undoing.await;
                 tokio::task::spawn_blocking(make)
                     .await
-                    .unwrap_or_else(|err| {
-                        Err(TryOutcome::Failed(FailureReason::Spawn(format!(
-                            "readying the try failed: {err}"
-                        ))))
-                    })
+                    .unwrap_or_else(|err| Err(readying_failed(&err)))
             }),
         }
     }
@@ -313,11 +316,7 @@ impl LocalExecutor {
         let ready = match readying.await {
             Ok(Ok(ready)) => ready,
             Ok(Err(outcome)) => return outcome,
-            Err(err) => {
-                return TryOutcome::Failed(FailureReason::Spawn(format!(
-                    "readying the try failed: {err}"
-                )));
-            }
+            Err(err) => return readying_failed(&err),
         };
         process::run(
             &spec,
