@@ -102,7 +102,7 @@ struct TryParts<'a> {
     plan: Plan,
     record: Option<Recording>,
     config: &'a LocalConfig,
-    /// Where clean-up left for later runs.
+    /// Runs the clean-up left for after the outcome (removing the scratch folder).
     cleanup: &'a TaskTracker,
 }
 

@@ -18,10 +18,10 @@ impl<'c> LogWriter<'c> {
     pub async fn open(path: &Path, clock: &'c dyn Clock) -> std::io::Result<Self> {
         let path = path.to_owned();
         // One trip to the blocking pool for the folders and the file, not one for each.
-        let file = tokio::task::spawn_blocking(move || Self::create(&path))
+        let (file, _new) = tokio::task::spawn_blocking(move || Self::create(&path))
             .await
             .map_err(std::io::Error::other)??;
-        Ok(Self::from_file(file.0, clock))
+        Ok(Self::from_file(file, clock))
     }
 
     /// Opens (appending) the log at `path`, creating its folders, without waiting on the
