@@ -10,21 +10,18 @@ use std::time::{Duration, Instant};
 use gust_core::state::DagRunState;
 use gust_store::testing::TestDb;
 
+mod common;
+use common::gust_process;
+
 /// `gust` on `db` with `home` as GUST_HOME and `home/dags` as its DAGs folder.
 fn gust(home: &Path, url: &str) -> Command {
-    // The binary under test, as a separate process so that it runs beside the test's commands.
-    #[allow(clippy::disallowed_methods)]
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gust"));
+    let mut command = gust_process(home, url);
     command
-        .env("GUST_HOME", home)
-        .env("GUST__DATABASE__URL", url)
-        .env("GUST__CORE__DAGS_FOLDER", home.join("dags"))
         .env_remove("GUST__KUBERNETES__RUNTIME")
         // No cluster unless a connection names one (not even the pod's, when tests run in one).
         .env("KUBECONFIG", home.join("no-kubeconfig"))
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("KUBERNETES_SERVICE_PORT")
-        .env("GUST__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", "0")
         .env("RUST_LOG", "info");
     command
 }

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use gust_core::state::{DagRunState, TaskState};
 use gust_store::testing::TestDb;
 
+mod common;
+use common::{gust_process, kill9};
+
 const TASKS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
 
 /// A diamond-and-chain DAG whose tasks append their name to a file, taking a little time so
@@ -49,22 +52,8 @@ fn upstream(task: &str) -> Vec<&'static str> {
     }
 }
 
-fn gust(home: &Path, url: &str) -> Command {
-    // The binary under test, as a separate process so that it can be killed.
-    #[allow(clippy::disallowed_methods)]
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gust"));
-    command
-        .env("GUST_HOME", home)
-        .env("GUST__DATABASE__URL", url)
-        .env("GUST__CORE__DAGS_FOLDER", home.join("dags"))
-        // Tests run side by side: each scheduler's health server on a port of its own.
-        .env("GUST__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", "0")
-        .env("RUST_LOG", "warn");
-    command
-}
-
 fn scheduler(home: &Path, url: &str) -> Child {
-    gust(home, url)
+    gust_process(home, url)
         .arg("scheduler")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -85,18 +74,12 @@ async fn run_end(db: &TestDb) -> DagRunState {
     }
 }
 
-fn kill9(mut child: Child) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    let _ = child.wait();
-}
-
 async fn crash_many_times(db: TestDb) {
     let home = tempfile::tempdir().expect("home");
     let side = home.path().join("side-effects.txt");
     std::fs::create_dir_all(home.path().join("dags")).expect("dags");
     std::fs::write(home.path().join("dags/crashy.yaml"), dag_file(&side)).expect("dag");
-    let trigger = gust(home.path(), &db.url)
+    let trigger = gust_process(home.path(), &db.url)
         .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
         .output()
         .expect("trigger");
@@ -182,13 +165,13 @@ async fn crash_many_times_with_pods(db: TestDb) {
         command.env("GUST__KUBERNETES__CONFIG_FILE", &kubeconfig);
         command
     };
-    let trigger = with_cluster(gust(home.path(), &db.url))
+    let trigger = with_cluster(gust_process(home.path(), &db.url))
         .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
         .output()
         .expect("trigger");
     assert!(trigger.status.success(), "{trigger:?}");
     let start = |home: &Path| {
-        with_cluster(gust(home, &db.url))
+        with_cluster(gust_process(home, &db.url))
             .arg("scheduler")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use gust_core::state::{DagRunState, TaskState};
 use gust_store::testing::TestDb;
 
+mod common;
+use common::{gust_process, kill9};
+
 const DAGS: usize = 6;
 const RUNS_PER_DAG: usize = 2;
 const TASKS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
@@ -57,17 +60,8 @@ fn dag_file(dag: &str, side_effects: &Path) -> String {
 }
 
 fn gust(home: &Path, url: &str) -> Command {
-    // The binary under test, as separate processes that can be killed.
-    #[allow(clippy::disallowed_methods, reason = "the test starts gust processes")]
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gust"));
-    command
-        .env("GUST_HOME", home)
-        .env("GUST__DATABASE__URL", url)
-        .env("GUST__CORE__DAGS_FOLDER", home.join("dags"))
-        .env("GUST__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD", "5s")
-        // Several schedulers on one host: each health server on a port of its own.
-        .env("GUST__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", "0")
-        .env("RUST_LOG", "warn");
+    let mut command = gust_process(home, url);
+    command.env("GUST__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD", "5s");
     command
 }
 
@@ -99,12 +93,6 @@ fn scheduler_logs(home: &Path) -> String {
         }
     }
     logs
-}
-
-fn kill9(mut child: Child) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    let _ = child.wait();
 }
 
 fn run_id(run: usize) -> String {

@@ -19,6 +19,28 @@ pub fn gust(home: &Path) -> Command {
     cmd
 }
 
+/// The `gust` binary as a process of its own (to run beside the test, or to be killed) on the
+/// database at `url`, with `home` as GUST_HOME and `home/dags` as its DAGs folder. Its health
+/// server takes a port of its own (tests run side by side) and it logs warnings and errors.
+pub fn gust_process(home: &Path, url: &str) -> std::process::Command {
+    #[allow(clippy::disallowed_methods, reason = "the test starts gust processes")]
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gust"));
+    command
+        .env("GUST_HOME", home)
+        .env("GUST__DATABASE__URL", url)
+        .env("GUST__CORE__DAGS_FOLDER", home.join("dags"))
+        .env("GUST__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", "0")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Kills `child` with SIGKILL, as a crash would, and reaps it.
+pub fn kill9(mut child: std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+}
+
 /// Migrates `home`'s database and adds the `artifacts_default` connection: an S3 server at
 /// `endpoint` with `login` and `secret` as its access key pair.
 pub fn add_artifacts_connection(home: &Path, endpoint: &str, login: &str, secret: &str) {
