@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{DagId, GroupId, TaskId};
 use crate::schedule::Schedule;
+use crate::setup_teardown::Scopes;
 use crate::task::Task;
 
 /// Airflow's default for `max_active_runs`.
@@ -50,6 +51,8 @@ struct TopologicalOrder {
     ranks: Vec<usize>,
     /// Rank -> the ranks of the tasks directly downstream.
     downstream: Vec<Vec<usize>>,
+    /// How setup and teardown tasks relate to the others.
+    scopes: Scopes,
 }
 
 /// A DAG's settings: when and how it runs.
@@ -274,6 +277,27 @@ impl Dag {
     pub fn downstream_ranks(&self, rank: usize) -> &[usize] {
         self.order.downstream.get(rank).map_or(&[], Vec::as_slice)
     }
+
+    /// The ranks of the setup tasks the task at `rank` needs to have succeeded beyond its direct
+    /// upstreams (Airflow's relevant setups); none for a teardown.
+    #[must_use]
+    pub fn indirect_setup_ranks(&self, rank: usize) -> &[usize] {
+        self.order.scopes.indirect_setups(rank)
+    }
+
+    /// For a teardown at `rank`, the ranks of the tasks in its scope (after one of its setups)
+    /// beyond its direct upstreams: it waits for them to finish.
+    #[must_use]
+    pub fn teardown_scope_ranks(&self, rank: usize) -> &[usize] {
+        self.order.scopes.teardown_scope(rank)
+    }
+
+    /// The ranks of the tasks whose readiness also depends on the task at `rank` as an indirect
+    /// setup or an in-scope task: to decide again when it moves.
+    #[must_use]
+    pub fn watcher_ranks(&self, rank: usize) -> &[usize] {
+        self.order.scopes.watchers(rank)
+    }
 }
 
 impl TopologicalOrder {
@@ -291,10 +315,19 @@ impl TopologicalOrder {
                 }
             }
         }
+        let mut upstream = vec![Vec::new(); tasks.len()];
+        for (rank, down) in downstream.iter().enumerate() {
+            for &d in down {
+                upstream[d].push(rank);
+            }
+        }
+        let by_rank: Vec<&Task> = order.iter().map(|&i| &tasks[i]).collect();
+        let scopes = Scopes::of(&by_rank, &upstream, &downstream);
         Self {
             tasks: order,
             ranks,
             downstream,
+            scopes,
         }
     }
 }

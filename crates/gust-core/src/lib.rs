@@ -13,6 +13,7 @@ pub mod ids;
 pub mod readiness;
 pub mod retry;
 pub mod schedule;
+mod setup_teardown;
 pub mod state;
 pub mod task;
 pub mod timetable;

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use crate::dag::Dag;
 use crate::ids::TaskId;
 use crate::state::{DagRunState, TaskState};
+use crate::task::Task;
 use crate::trigger_rule::TriggerRule;
 
 /// What a task's trigger rule says, given its upstreams.
@@ -39,13 +40,29 @@ pub struct UpstreamCounts {
     pub failed: usize,
     /// In `upstream_failed`.
     pub upstream_failed: usize,
+    /// Upstreams that are setup tasks.
+    pub setups: usize,
+    /// Setup upstreams in `success`.
+    pub setup_success: usize,
+    /// Setup upstreams in `skipped`.
+    pub setup_skipped: usize,
 }
 
 impl UpstreamCounts {
     /// Counts the given upstream states.
     pub fn of(states: impl IntoIterator<Item = TaskState>) -> Self {
+        Self::of_upstreams(states.into_iter().map(|state| (state, false)))
+    }
+
+    /// Counts the given upstream states, each with whether that upstream is a setup task.
+    pub fn of_upstreams(upstreams: impl IntoIterator<Item = (TaskState, bool)>) -> Self {
         let mut counts = Self::default();
-        for state in states {
+        for (state, is_setup) in upstreams {
+            if is_setup && state != TaskState::Removed {
+                counts.setups += 1;
+                counts.setup_success += usize::from(state == TaskState::Success);
+                counts.setup_skipped += usize::from(state == TaskState::Skipped);
+            }
             match state {
                 TaskState::Removed => continue,
                 TaskState::Success => counts.success += 1,
@@ -85,11 +102,14 @@ pub fn decide(rule: TriggerRule, up: &UpstreamCounts) -> Decision {
     }
     let when_done = |decision: Decision| if up.all_done() { decision } else { Wait };
     match rule {
+        // A failure decides at once; a skip only once every upstream is done, so that a
+        // failure finishing after a skip still wins and a run's outcome never depends on which
+        // upstream finished first (Airflow decides on a skip at once, so there it can).
         TriggerRule::AllSuccess => {
             if up.failures() > 0 {
                 UpstreamFailed
             } else if up.skipped > 0 {
-                Skip
+                when_done(Skip)
             } else {
                 when_done(Ready)
             }
@@ -156,6 +176,53 @@ pub fn decide(rule: TriggerRule, up: &UpstreamCounts) -> Decision {
             }
         }
         TriggerRule::Always => Ready,
+        // Skipped upstreams do not count as done for this rule: any skip skips the task.
+        TriggerRule::AllDoneMinOneSuccess => {
+            if up.skipped > 0 {
+                Skip
+            } else if up.success == 0 {
+                when_done(UpstreamFailed)
+            } else {
+                when_done(Ready)
+            }
+        }
+        // A teardown's rule: it runs once everything upstream is done, unless it has setups
+        // upstream and none of them succeeded (all skipped: skipped; else upstream_failed).
+        TriggerRule::AllDoneSetupSuccess => {
+            if up.setups > 0 && up.setup_skipped >= up.setups {
+                when_done(Skip)
+            } else if up.setups > 0 && up.setup_success == 0 {
+                when_done(UpstreamFailed)
+            } else {
+                when_done(Ready)
+            }
+        }
+    }
+}
+
+/// What a task's indirect setups say, before its own trigger rule is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetupGate {
+    /// Every one succeeded (or there are none): the trigger rule decides.
+    Open,
+    /// One failed: the task is upstream_failed.
+    Failed,
+    /// One was skipped: the task is skipped.
+    Skipped,
+    /// Some have not finished: the task may not run yet (its rule may still skip or fail it).
+    Closed,
+}
+
+fn setup_gate(setups: impl IntoIterator<Item = TaskState>) -> SetupGate {
+    let counts = UpstreamCounts::of(setups);
+    if counts.failures() > 0 {
+        SetupGate::Failed
+    } else if counts.skipped > 0 {
+        SetupGate::Skipped
+    } else if counts.success < counts.total {
+        SetupGate::Closed
+    } else {
+        SetupGate::Open
     }
 }
 
@@ -192,6 +259,7 @@ pub fn settle_changed<'a>(
     for rank in changed.into_iter().filter_map(|id| dag.rank(id)) {
         candidates.insert(rank);
         candidates.extend(dag.downstream_ranks(rank));
+        candidates.extend(dag.watcher_ranks(rank));
     }
     settle_ranks(dag, states, candidates, past_ok)
 }
@@ -222,8 +290,31 @@ fn settle_ranks(
         if state_of(&decided, &task.id) != TaskState::NoStatus {
             continue;
         }
-        let up = UpstreamCounts::of(task.upstream.iter().map(|u| state_of(&decided, u)));
-        let finished = match decide(task.settings.trigger_rule, &up) {
+        let is_setup = |id: &TaskId| dag.task(id).is_some_and(|t| t.settings.is_setup);
+        let up = UpstreamCounts::of_upstreams(
+            task.upstream
+                .iter()
+                .map(|u| (state_of(&decided, u), is_setup(u))),
+        );
+        let at_rank = |r: &usize| {
+            dag.task_at_rank(*r)
+                .map_or(TaskState::NoStatus, |t| state_of(&decided, &t.id))
+        };
+        let gate = setup_gate(dag.indirect_setup_ranks(rank).iter().map(at_rank));
+        let mut decision = match gate {
+            SetupGate::Failed => Decision::UpstreamFailed,
+            SetupGate::Skipped => Decision::Skip,
+            SetupGate::Open | SetupGate::Closed => decide(task.settings.trigger_rule, &up),
+        };
+        let scope_unfinished = || {
+            dag.teardown_scope_ranks(rank)
+                .iter()
+                .any(|r| !at_rank(r).is_finished())
+        };
+        if decision == Decision::Ready && (gate == SetupGate::Closed || scope_unfinished()) {
+            decision = Decision::Wait;
+        }
+        let finished = match decision {
             Decision::Wait => continue,
             Decision::Ready => {
                 if !task.settings.depends_on_past || past_ok(&task.id) {
@@ -237,19 +328,22 @@ fn settle_ranks(
         decided.insert(&task.id, finished);
         out.finished.push((task.id.clone(), finished));
         candidates.extend(dag.downstream_ranks(rank));
+        candidates.extend(dag.watcher_ranks(rank));
     }
     out
 }
 
 /// The run's state from its tasks' states: running while any task is unfinished; then failed if
-/// any leaf failed or was upstream_failed, success otherwise (Airflow's rule).
+/// any leaf failed or was upstream_failed, success otherwise (Airflow's rule). As in Airflow, a
+/// teardown does not count (unless `on_failure_fail_dagrun`), and the tasks before it count as
+/// leaves in its place.
 #[must_use]
 pub fn run_state(dag: &Dag, states: &HashMap<TaskId, TaskState>) -> DagRunState {
     let state_of = |id: &TaskId| states.get(id).copied().unwrap_or(TaskState::NoStatus);
     if dag.tasks().any(|t| !state_of(&t.id).is_finished()) {
         return DagRunState::Running;
     }
-    let leaf_failed = dag.leaves().iter().any(|t| {
+    let leaf_failed = deciding_leaves(dag).iter().any(|t| {
         matches!(
             state_of(&t.id),
             TaskState::Failed | TaskState::UpstreamFailed
@@ -259,6 +353,32 @@ pub fn run_state(dag: &Dag, states: &HashMap<TaskId, TaskState>) -> DagRunState 
         DagRunState::Failed
     } else {
         DagRunState::Success
+    }
+}
+
+/// The tasks whose states decide the run's: Airflow's effective leaves, which look through
+/// teardowns that may not fail the run.
+fn deciding_leaves(dag: &Dag) -> Vec<&Task> {
+    let ignorable = |t: &Task| t.settings.is_teardown && !t.settings.on_failure_fail_dagrun;
+    if !dag.tasks().any(|t| t.settings.is_teardown) {
+        return dag.leaves();
+    }
+    let downstream = dag.downstream_map();
+    let effective: Vec<&Task> = dag
+        .tasks()
+        .filter(|t| {
+            !ignorable(t)
+                && downstream.get(&t.id).is_none_or(|down| {
+                    down.iter()
+                        .all(|d| dag.task(d).is_some_and(|d| ignorable(d)))
+                })
+        })
+        .collect();
+    if effective.is_empty() {
+        // Only teardowns: the plain leaves decide.
+        dag.leaves()
+    } else {
+        effective
     }
 }
 
@@ -334,10 +454,36 @@ mod tests {
             (R::NoneSkipped, &[S::Success, S::Skipped], Skip),
             (R::NoneSkipped, &[S::Success, S::Running], Wait),
             (R::Always, &[S::Running, S::NoStatus], Ready),
+            (R::AllSuccess, &[S::Skipped, S::Running], Wait),
+            (R::AllDoneMinOneSuccess, &[S::Success, S::Failed], Ready),
+            (R::AllDoneMinOneSuccess, &[S::Success, S::Running], Wait),
+            (R::AllDoneMinOneSuccess, &[S::Skipped, S::Running], Skip),
+            (R::AllDoneMinOneSuccess, &[S::Failed, S::UpstreamFailed], Uf),
+            (R::AllDoneSetupSuccess, &[S::Failed, S::Success], Ready),
+            (R::AllDoneSetupSuccess, &[S::Failed, S::Running], Wait),
         ];
         for (rule, states, expected) in cases {
             assert_eq!(d(*rule, states), *expected, "{rule} with {states:?}");
         }
+    }
+
+    #[test]
+    fn all_done_setup_success_needs_one_of_its_setups_to_have_succeeded() {
+        let setups = |states: &[(TaskState, bool)]| {
+            decide(
+                R::AllDoneSetupSuccess,
+                &UpstreamCounts::of_upstreams(states.iter().copied()),
+            )
+        };
+        // (state, is a setup)
+        let ran = setups(&[(S::Success, true), (S::Failed, true), (S::Failed, false)]);
+        assert_eq!(ran, Decision::Ready);
+        let none_ran = setups(&[(S::Failed, true), (S::Success, false)]);
+        assert_eq!(none_ran, Decision::UpstreamFailed);
+        let all_skipped = setups(&[(S::Skipped, true), (S::Success, false)]);
+        assert_eq!(all_skipped, Decision::Skip);
+        let waiting = setups(&[(S::Failed, true), (S::Running, false)]);
+        assert_eq!(waiting, Decision::Wait);
     }
 
     #[test]

@@ -157,6 +157,16 @@ impl Schedule {
         }
     }
 
+    /// A schedule every `every` from `start_date` (Airflow's `timedelta` schedule).
+    pub fn interval(every: Duration) -> Result<Schedule, ScheduleError> {
+        if every.is_zero() {
+            return Err(ScheduleError::ZeroInterval {
+                text: format_duration(every),
+            });
+        }
+        Ok(Schedule::Interval(every))
+    }
+
     /// The schedule as shown to users: the preset or expression, `@once`, `None` or the interval.
     #[must_use]
     pub fn as_text(&self) -> String {

@@ -60,6 +60,17 @@ pub struct TaskSettings {
     pub email_on_failure: bool,
     /// Notify when a try is retried (default true, as in Airflow).
     pub email_on_retry: bool,
+    /// A setup task: the tasks after it need it to succeed, and its teardowns run whatever
+    /// happens (Airflow's `is_setup`/`as_setup()`).
+    #[serde(default)]
+    pub is_setup: bool,
+    /// A teardown task: runs once its setups ran, whatever the work between did; its own
+    /// failure does not fail the run unless `on_failure_fail_dagrun` (Airflow's `is_teardown`).
+    #[serde(default)]
+    pub is_teardown: bool,
+    /// A teardown whose failure fails the run.
+    #[serde(default)]
+    pub on_failure_fail_dagrun: bool,
 }
 
 /// Airflow's default wait between tries.
@@ -86,6 +97,9 @@ impl Default for TaskSettings {
             email: Vec::new(),
             email_on_failure: true,
             email_on_retry: true,
+            is_setup: false,
+            is_teardown: false,
+            on_failure_fail_dagrun: false,
         }
     }
 }

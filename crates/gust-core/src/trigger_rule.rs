@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// One of Airflow's eleven trigger rules.
+/// One of Airflow's thirteen trigger rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerRule {
@@ -35,11 +35,16 @@ pub enum TriggerRule {
     NoneSkipped,
     /// Run regardless of upstream states.
     Always,
+    /// Every upstream finished, none was skipped, and at least one succeeded.
+    AllDoneMinOneSuccess,
+    /// Every upstream finished and, when some are setup tasks, at least one of those succeeded:
+    /// a teardown's rule.
+    AllDoneSetupSuccess,
 }
 
 impl TriggerRule {
     /// Every rule, in Airflow's documentation order.
-    pub const ALL: [TriggerRule; 11] = [
+    pub const ALL: [TriggerRule; 13] = [
         Self::AllSuccess,
         Self::AllFailed,
         Self::AllDone,
@@ -51,6 +56,8 @@ impl TriggerRule {
         Self::NoneFailedMinOneSuccess,
         Self::NoneSkipped,
         Self::Always,
+        Self::AllDoneMinOneSuccess,
+        Self::AllDoneSetupSuccess,
     ];
 
     /// The rule's name as Airflow spells it.
@@ -68,6 +75,8 @@ impl TriggerRule {
             Self::NoneFailedMinOneSuccess => "none_failed_min_one_success",
             Self::NoneSkipped => "none_skipped",
             Self::Always => "always",
+            Self::AllDoneMinOneSuccess => "all_done_min_one_success",
+            Self::AllDoneSetupSuccess => "all_done_setup_success",
         }
     }
 }

@@ -18,9 +18,24 @@ fn id(name: &str) -> TaskId {
 }
 
 fn dag(tasks: &[(&str, &[&str], TriggerRule)]) -> Dag {
+    dag_with_roles(tasks, &[])
+}
+
+/// Whether a task is an ordinary one, a setup or a teardown.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    Work,
+    Setup,
+    Teardown,
+}
+
+/// A DAG whose task `i` plays `roles[i]` (work when missing).
+fn dag_with_roles(tasks: &[(&str, &[&str], TriggerRule)], roles: &[Role]) -> Dag {
     let tasks: IndexMap<TaskId, Task> = tasks
         .iter()
-        .map(|(name, upstream, rule)| {
+        .enumerate()
+        .map(|(i, (name, upstream, rule))| {
+            let role = roles.get(i).copied().unwrap_or(Role::Work);
             let task = Task {
                 id: id(name),
                 operator: "empty".into(),
@@ -29,6 +44,8 @@ fn dag(tasks: &[(&str, &[&str], TriggerRule)]) -> Dag {
                 group: None,
                 settings: TaskSettings {
                     trigger_rule: *rule,
+                    is_setup: role == Role::Setup,
+                    is_teardown: role == Role::Teardown,
                     ..TaskSettings::default()
                 },
                 doc_md: None,
@@ -168,12 +185,22 @@ fn a_run_succeeds_when_its_leaves_succeed_or_skip_and_fails_when_one_fails() {
     );
 }
 
-/// A random DAG: task i may depend on any task before it, with any trigger rule.
+/// A random DAG: task i may depend on any task before it, with any trigger rule; about one
+/// task in six is a setup and one in six a teardown.
 fn arbitrary_dag() -> impl Strategy<Value = Dag> {
     (1usize..24).prop_flat_map(|n| {
         let edges = proptest::collection::vec(proptest::collection::vec(any::<bool>(), n), n);
         let rules = proptest::collection::vec(0usize..TriggerRule::ALL.len(), n);
-        (edges, rules).prop_map(move |(edges, rules)| {
+        let roles = proptest::collection::vec(0usize..6, n);
+        (edges, rules, roles).prop_map(move |(edges, rules, roles)| {
+            let roles: Vec<Role> = roles
+                .iter()
+                .map(|r| match r {
+                    0 => Role::Setup,
+                    1 => Role::Teardown,
+                    _ => Role::Work,
+                })
+                .collect();
             let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
             let specs: Vec<(String, Vec<String>, TriggerRule)> = (0..n)
                 .map(|i| {
@@ -192,7 +219,7 @@ fn arbitrary_dag() -> impl Strategy<Value = Dag> {
                 .iter()
                 .map(|(n, u, r)| (*n, u.as_slice(), *r))
                 .collect();
-            dag(&refs)
+            dag_with_roles(&refs, &roles)
         })
     })
 }
@@ -268,4 +295,86 @@ proptest! {
         prop_assert!(second.finished.is_empty());
         prop_assert_eq!(second.ready, first.ready);
     }
+}
+
+#[test]
+fn a_teardown_runs_after_its_scope_whatever_the_work_did_and_does_not_fail_the_run() {
+    use TaskState as S;
+    const SETUP_SUCCESS: TriggerRule = TriggerRule::AllDoneSetupSuccess;
+    // create >> work1 >> work2 >> delete, create >> delete; report after work2.
+    let d = dag_with_roles(
+        &[
+            ("create", &[], ALL_SUCCESS),
+            ("work1", &["create"], ALL_SUCCESS),
+            ("work2", &["work1"], TriggerRule::AllDone),
+            ("delete", &["create", "work2"], SETUP_SUCCESS),
+        ],
+        &[Role::Setup, Role::Work, Role::Work, Role::Teardown],
+    );
+    // The work failed: the teardown still runs once the scope is done.
+    let run = states(&[
+        ("create", S::Success),
+        ("work1", S::Failed),
+        ("work2", S::Success),
+    ]);
+    assert_eq!(settle(&d, &run, |_| true).ready, [id("delete")]);
+    // The teardown failing does not fail the run; the work's leaf decides.
+    let mut done = run.clone();
+    done.insert(id("delete"), S::Failed);
+    assert_eq!(run_state(&d, &done), DagRunState::Success);
+    done.insert(id("work2"), S::Failed);
+    assert_eq!(run_state(&d, &done), DagRunState::Failed);
+    // The setup failed: the work is upstream_failed, and so is the teardown.
+    let settled = settle(&d, &states(&[("create", S::Failed)]), |_| true);
+    assert!(settled.finished.contains(&(id("work1"), S::UpstreamFailed)));
+    assert!(
+        settled
+            .finished
+            .contains(&(id("delete"), S::UpstreamFailed))
+    );
+    // The setup was skipped: the teardown is skipped too.
+    let settled = settle(&d, &states(&[("create", S::Skipped)]), |_| true);
+    assert!(settled.finished.contains(&(id("delete"), S::Skipped)));
+}
+
+#[test]
+fn work_after_a_setup_waits_for_it_even_when_its_own_rule_would_not() {
+    use TaskState as S;
+    // setup >> a >> b, where b's rule (always) would run it at once; b is in setup's scope
+    // (setup has no teardown), so it waits for setup, and fails with it.
+    let d = dag_with_roles(
+        &[
+            ("setup", &[], ALL_SUCCESS),
+            ("a", &["setup"], ALL_SUCCESS),
+            ("b", &["a"], TriggerRule::Always),
+        ],
+        &[Role::Setup],
+    );
+    let running = settle(&d, &states(&[("setup", S::Running)]), |_| true);
+    assert!(running.ready.is_empty(), "{running:?}");
+    let failed = settle(&d, &states(&[("setup", S::Failed)]), |_| true);
+    assert!(failed.finished.contains(&(id("b"), S::UpstreamFailed)));
+}
+
+#[test]
+fn with_all_success_a_failure_beats_a_skip_whichever_finished_first() {
+    use TaskState as S;
+    let d = dag(&[
+        ("a", &[], ALL_SUCCESS),
+        ("b", &[], ALL_SUCCESS),
+        ("c", &["a", "b"], ALL_SUCCESS),
+    ]);
+    // The skip is known first: nothing is decided until the other upstream ends.
+    let early = settle(&d, &states(&[("a", S::Skipped), ("b", S::Running)]), |_| {
+        true
+    });
+    assert!(early.finished.is_empty(), "{early:?}");
+    let late = settle(&d, &states(&[("a", S::Skipped), ("b", S::Failed)]), |_| {
+        true
+    });
+    assert_eq!(late.finished, [(id("c"), S::UpstreamFailed)]);
+    let reverse = settle(&d, &states(&[("a", S::Failed), ("b", S::Running)]), |_| {
+        true
+    });
+    assert_eq!(reverse.finished, [(id("c"), S::UpstreamFailed)]);
 }

@@ -322,3 +322,87 @@ fn a_dag_level_owner_is_the_tasks_default_owner() {
     );
     assert_eq!(dag.tasks().next().expect("a").settings.owner, "team-b");
 }
+
+#[test]
+fn a_timedelta_schedule_as_dag_factory_writes_it_is_an_interval() {
+    for (schedule, every) in [
+        (
+            "{__type__: datetime.timedelta, days: 1}",
+            Duration::from_secs(86_400),
+        ),
+        (
+            "{__type__: datetime.timedelta, minutes: 10}",
+            Duration::from_secs(600),
+        ),
+        ("{hours: 2}", Duration::from_secs(7_200)),
+    ] {
+        for key in ["schedule", "schedule_interval"] {
+            let dag = only_dag(&format!(
+                "d:\n  start_date: 2024-01-01\n  {key}: {schedule}\n  tasks:\n    a: {{operator: empty}}\n"
+            ));
+            assert!(
+                matches!(dag.settings.schedule, gust_core::schedule::Schedule::Interval(d) if d == every),
+                "{key}: {schedule}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_zero_timedelta_schedule_is_refused_as_zero_not_as_assets() {
+    let (_folder, load) = load_one(
+        "d:\n  schedule: {__type__: datetime.timedelta, days: 0}\n  tasks:\n    a: {operator: empty}\n",
+    );
+    let text = format!("{:?}", load.problems);
+    assert!(text.contains("is zero"), "{text}");
+    assert!(!text.contains("assets"), "{text}");
+}
+
+#[test]
+fn setups_and_teardowns_are_read_as_airflow_relates_them() {
+    let dag = only_dag(
+        "d:\n  default_args: {trigger_rule: all_success}\n  tasks:\n    create: {operator: empty}\n    work: {operator: empty, dependencies: [create]}\n    delete: {operator: empty, dependencies: [work], as_teardown: {setups: [create], on_failure_fail_dagrun: true}}\n    other_setup: {operator: empty, is_setup: true}\n    other_teardown: {operator: empty, is_teardown: true, dependencies: [other_setup]}\n",
+    );
+    let t = |id: &str| {
+        dag.task(&gust_core::ids::TaskId::new(id).expect("id"))
+            .expect("task")
+            .settings
+            .clone()
+    };
+    assert!(t("create").is_setup);
+    assert!(t("delete").is_teardown && t("delete").on_failure_fail_dagrun);
+    assert_eq!(t("delete").trigger_rule, TriggerRule::AllDoneSetupSuccess);
+    assert_eq!(upstream(&dag, "delete"), ["create", "work"]);
+    assert!(t("other_setup").is_setup);
+    assert_eq!(
+        t("other_teardown").trigger_rule,
+        TriggerRule::AllDoneSetupSuccess
+    );
+    for rule in ["all_done_min_one_success", "all_done_setup_success"] {
+        let dag = only_dag(&format!(
+            "d:\n  tasks:\n    a: {{operator: empty}}\n    b: {{operator: empty, dependencies: [a], trigger_rule: {rule}}}\n"
+        ));
+        let b = dag
+            .task(&gust_core::ids::TaskId::new("b").expect("id"))
+            .expect("b");
+        assert_eq!(b.settings.trigger_rule.as_str(), rule);
+    }
+}
+
+#[test]
+fn setup_and_teardown_mistakes_are_refused_as_airflow_refuses_them() {
+    for (text, says) in [
+        (
+            "d:\n  tasks:\n    a: {operator: empty, on_failure_fail_dagrun: true}\n",
+            "only for teardown tasks",
+        ),
+        (
+            "d:\n  tasks:\n    s: {operator: empty, is_setup: true}\n    w: {operator: empty, dependencies: [s], trigger_rule: all_done}\n",
+            "Airflow requires all_success right after a setup",
+        ),
+    ] {
+        let (_folder, load) = load_one(text);
+        let problems = format!("{:?}", load.problems);
+        assert!(problems.contains(says), "{problems}");
+    }
+}

@@ -73,3 +73,14 @@ impl<'c> LogWriter<'c> {
         self.file.flush().await
     }
 }
+
+/// Writes the log of a try that ended before any runtime had it (its templates did not render,
+/// its pool does not exist): one `gust` line with the reason, so that every try that counted has
+/// a log saying why it ended.
+pub async fn write_failure(path: &Path, clock: &dyn Clock, why: &str) -> std::io::Result<()> {
+    let mut log = LogWriter::open(path, clock).await?;
+    for line in why.lines() {
+        log.line("gust", line).await?;
+    }
+    log.flush().await
+}

@@ -5,6 +5,7 @@
 //! streams. Dropping the handle cancels everything it started.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -206,6 +207,12 @@ preferences: {{}}
         *breaker = CancellationToken::new();
     }
 
+    /// Keeps followed log streams open after their container has ended, as kwok's simulated
+    /// kubelet does (a real kubelet closes them): clients must not wait for the stream to end.
+    pub fn hold_log_streams_open(&self) {
+        self.state.hold_log_streams.store(true, Ordering::Relaxed);
+    }
+
     /// Answers the next `count` requests with `status` and a matching `Status` body.
     pub fn set_fail_next(&self, count: u32, status: StatusCode) {
         *lock(&self.state.faults) = Faults {
@@ -273,6 +280,8 @@ pub(crate) struct ClusterState {
     /// Every request received.
     pub(crate) requests: Mutex<Vec<(Method, String)>>,
     breaker: Mutex<CancellationToken>,
+    /// Whether followed log streams stay open after their container ended (as kwok's do).
+    pub(crate) hold_log_streams: AtomicBool,
     /// Cancelled when the cluster stops.
     pub(crate) shutdown: CancellationToken,
     /// Every pod task and stream task.
@@ -293,6 +302,7 @@ impl ClusterState {
             }),
             requests: Mutex::new(Vec::new()),
             breaker: Mutex::new(CancellationToken::new()),
+            hold_log_streams: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }

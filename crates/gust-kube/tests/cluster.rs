@@ -852,3 +852,27 @@ async fn a_connection_changed_while_the_runtime_runs_reaches_the_next_try_and_no
     assert_eq!(created_in(&second, "team-b"), 1, "{:?}", second.requests());
     assert_eq!(h.fake.created_count() + second.created_count(), 2);
 }
+
+#[tokio::test]
+async fn log_streams_a_cluster_never_closes_do_not_hold_up_the_try_or_the_runtime() {
+    let mut h = harness().await;
+    // As kwok's simulated kubelet: a followed log stays open after the container ended.
+    h.fake.hold_log_streams_open();
+    h.fake.script(
+        "app:1",
+        PodScript {
+            lines: vec!["placeholder".into()],
+            ..PodScript::default()
+        },
+    );
+    let spec = h.spec("held", json!({"image": "app:1", "name": "held"}), false);
+    let ran = tokio::time::timeout(Duration::from_secs(20), h.run(spec)).await;
+    assert_eq!(
+        ran.expect("the try ends"),
+        TryOutcome::Succeeded { xcom: None }
+    );
+    assert!(h.log_text("held").contains("stdout: placeholder\n"));
+    tokio::time::timeout(Duration::from_secs(10), h.executor.shutdown())
+        .await
+        .expect("the runtime stops with the log stream still open");
+}

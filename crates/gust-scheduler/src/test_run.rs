@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gust_core::clock::SystemClock;
 use gust_core::dag::Dag;
 use gust_core::ids::{RunId, TaskId, TryNumber};
 use gust_core::readiness::{run_state, settle};
@@ -74,6 +75,19 @@ struct Instance {
     failure: Option<String>,
 }
 
+/// A task instance's move, as it happens: what `gust dags test` prints, one line each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its new state.
+    pub state: TaskState,
+    /// The try it is at (0 before the first).
+    pub try_number: u32,
+    /// Why its try failed, when it just did.
+    pub failure: Option<String>,
+}
+
 /// Runs `dag` once with `executor`, whose events arrive on `events`. Returns when every task has
 /// finished (or the run's `dagrun_timeout` passed).
 pub async fn run(
@@ -82,11 +96,23 @@ pub async fn run(
     executor: &dyn Executor,
     events: &mut Receiver<TryEvent>,
 ) -> RunReport {
-    let mut driver = Driver::new(dag, spec, executor);
+    run_with_progress(dag, spec, executor, events, &mut |_| {}).await
+}
+
+/// [`run`], telling `progress` every move of a task instance as it happens.
+pub async fn run_with_progress(
+    dag: &Dag,
+    spec: &TestRunSpec,
+    executor: &dyn Executor,
+    events: &mut Receiver<TryEvent>,
+    progress: &mut (dyn FnMut(StateChange) + Send),
+) -> RunReport {
+    let mut driver = Driver::new(dag, spec, executor, progress);
     let deadline = dag.settings.dagrun_timeout.map(|t| Instant::now() + t);
     let mut stopped = None;
     loop {
         driver.step();
+        driver.write_failure_logs().await;
         if driver.unfinished == 0 {
             break;
         }
@@ -120,6 +146,10 @@ async fn sleep_until(at: Option<Instant>) {
 
 struct Driver<'a> {
     dag: &'a Dag,
+    progress: &'a mut (dyn FnMut(StateChange) + Send),
+    /// Logs of tries that failed before a runtime had them (their templates did not render),
+    /// to write: the path and the reason.
+    failure_logs: Vec<(PathBuf, String)>,
     spec: &'a TestRunSpec,
     executor: &'a dyn Executor,
     renderer: Renderer,
@@ -134,9 +164,16 @@ struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    fn new(dag: &'a Dag, spec: &'a TestRunSpec, executor: &'a dyn Executor) -> Self {
+    fn new(
+        dag: &'a Dag,
+        spec: &'a TestRunSpec,
+        executor: &'a dyn Executor,
+        progress: &'a mut (dyn FnMut(StateChange) + Send),
+    ) -> Self {
         Self {
             dag,
+            progress,
+            failure_logs: Vec::new(),
             spec,
             executor,
             renderer: Renderer::new(),
@@ -181,22 +218,50 @@ impl<'a> Driver<'a> {
             (true, false) => self.unfinished += 1,
             _ => {}
         }
+        if from != to {
+            let instance = self.instances.get(task);
+            let failed = matches!(to, TaskState::Failed | TaskState::UpForRetry);
+            (self.progress)(StateChange {
+                task_id: task.clone(),
+                state: to,
+                try_number: instance.map_or(0, |i| i.tries),
+                failure: instance.filter(|_| failed).and_then(|i| i.failure.clone()),
+            });
+        }
     }
 
-    /// Settles the run and starts every ready task.
+    /// Settles the run and starts every ready task, until nothing moves: a try that fails
+    /// before a runtime has it (its templates do not render) moves its downstream tasks at
+    /// once, with no runtime event to wake the run for them.
     fn step(&mut self) {
-        let settled = settle(self.dag, &self.states, |_| true);
-        for (task, state) in settled.finished {
-            let event = if state == TaskState::Skipped {
-                TaskEvent::Skip
-            } else {
-                TaskEvent::UpstreamFail
-            };
-            self.transition(&task, event);
+        loop {
+            let settled = settle(self.dag, &self.states, |_| true);
+            if settled.finished.is_empty() && settled.ready.is_empty() {
+                return;
+            }
+            for (task, state) in settled.finished {
+                let event = if state == TaskState::Skipped {
+                    TaskEvent::Skip
+                } else {
+                    TaskEvent::UpstreamFail
+                };
+                self.transition(&task, event);
+            }
+            for task in settled.ready {
+                self.transition(&task, TaskEvent::Schedule);
+                self.launch(&task);
+            }
         }
-        for task in settled.ready {
-            self.transition(&task, TaskEvent::Schedule);
-            self.launch(&task);
+    }
+
+    /// Writes the logs of tries that failed before a runtime had them, so that every try that
+    /// counted has a log saying why it ended.
+    async fn write_failure_logs(&mut self) {
+        for (path, why) in std::mem::take(&mut self.failure_logs) {
+            if let Err(err) = gust_executor::try_log::write_failure(&path, &SystemClock, &why).await
+            {
+                tracing::warn!(log = %path.display(), error = %err, "could not write a try's log");
+            }
         }
     }
 
@@ -222,6 +287,16 @@ impl<'a> Driver<'a> {
         ) {
             Ok(args) => args,
             Err(err) => {
+                let key = TryKey {
+                    dag_id: self.dag.id.clone(),
+                    run_id: self.spec.run_id.clone(),
+                    task_id: task_id.clone(),
+                    try_number: TryNumber(try_number),
+                };
+                self.failure_logs.push((
+                    crate::log_path::log_path(&self.spec.logs_root, &key),
+                    err.clone(),
+                ));
                 self.transition(task_id, TaskEvent::Queue);
                 self.fail(task_id, err);
                 return;
@@ -249,11 +324,11 @@ impl<'a> Driver<'a> {
         let tries = self.instances.get(task_id).map_or(1, |i| i.tries);
         let retry = can_retry(&task.settings, tries);
         let delay = retry_delay(&task.settings, tries);
-        self.transition(task_id, TaskEvent::Fail { can_retry: retry });
         if let Some(instance) = self.instances.get_mut(task_id) {
             instance.failure = Some(why);
             instance.duration = instance.started.take().map(|s| s.elapsed());
         }
+        self.transition(task_id, TaskEvent::Fail { can_retry: retry });
         if retry {
             self.retry_at
                 .entry(Instant::now() + delay)

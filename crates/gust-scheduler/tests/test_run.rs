@@ -238,3 +238,76 @@ async fn variables_the_run_started_with_reach_templates() {
     assert_eq!(report.state, DagRunState::Success);
     assert_eq!(f.read("env"), "prod\n");
 }
+
+#[tokio::test]
+async fn a_template_that_fails_to_render_fails_its_task_and_the_run_goes_on() {
+    let f = Fixture::new();
+    let dag = f.dag(
+        "x:\n  tasks:\n    bad: {operator: bash, bash_command: 'echo [{{ params.nope }}]'}\n    cleanup: {operator: bash, bash_command: 'echo done > {dir}/cleanup', dependencies: [bad], trigger_rule: all_done}\n    report: {operator: bash, bash_command: 'echo x', dependencies: [bad]}\n",
+    );
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(state_of(&report, "bad"), TaskState::Failed);
+    assert_eq!(report.tasks[0].tries, 1);
+    assert_eq!(state_of(&report, "cleanup"), TaskState::Success);
+    assert_eq!(state_of(&report, "report"), TaskState::UpstreamFailed);
+    assert_eq!(report.state, DagRunState::Failed);
+    assert_eq!(f.read("cleanup"), "done\n");
+    // The failed try has a log saying why.
+    let log =
+        f.read("logs/dag_id=x/run_id=manual__2024-03-05T00:00:00+00:00/task_id=bad/attempt=1.log");
+    assert!(
+        log.contains("gust: task \"bad\", argument \"bash_command\""),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn every_move_of_a_task_is_told_as_it_happens() {
+    let f = Fixture::new();
+    let dag = f.dag("x:\n  tasks:\n    a: {operator: bash, bash_command: 'exit 3'}\n");
+    let (tx, mut events) = event_channel();
+    let executor = LocalExecutor::new(LocalConfig::default(), tx, Arc::new(SystemClock));
+    let start = Utc
+        .with_ymd_and_hms(2024, 3, 5, 0, 0, 0)
+        .single()
+        .expect("a date");
+    let spec = TestRunSpec {
+        run_id: RunId::new("manual__x").expect("a run id"),
+        interval: DataInterval { start, end: start },
+        conf: serde_json::Map::new(),
+        logs_root: f.dir.path().join("logs"),
+        variables: std::collections::HashMap::new(),
+    };
+    let mut seen = Vec::new();
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        gust_scheduler::test_run::run_with_progress(
+            &dag,
+            &spec,
+            &executor,
+            &mut events,
+            &mut |c| {
+                seen.push((c.state, c.try_number, c.failure));
+            },
+        ),
+    )
+    .await
+    .expect("the run ends");
+    executor.shutdown().await;
+    assert_eq!(report.state, DagRunState::Failed);
+    let states: Vec<TaskState> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(
+        states,
+        [
+            TaskState::Scheduled,
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Failed
+        ]
+    );
+    assert_eq!(seen[3].1, 1);
+    assert!(
+        seen[3].2.as_deref().is_some_and(|f| f.contains('3')),
+        "{seen:?}"
+    );
+}

@@ -7,6 +7,7 @@ mod chains;
 mod graph;
 mod groups;
 mod settings;
+mod setup_teardown;
 mod task;
 pub(crate) mod values;
 
@@ -134,7 +135,14 @@ fn build(
     }
     let id = id?;
     let mut task_map = IndexMap::new();
+    // Where each task is written, and the setups each `as_teardown` names.
+    let mut task_places = HashMap::new();
+    let mut setup_names = Vec::new();
     for (task_id, built) in tasks {
+        task_places.insert(task_id.clone(), built.at.clone());
+        if !built.read.setups.is_empty() {
+            setup_names.push((task_id.clone(), built.read.setups.clone()));
+        }
         let mut upstream: Vec<TaskId> = edges.get(&task_id).cloned().unwrap_or_default();
         upstream.sort();
         upstream.dedup();
@@ -153,6 +161,11 @@ fn build(
                 doc_md: built.read.doc_md,
             },
         );
+    }
+    setup_teardown::mark_setups(&mut task_map, &setup_names);
+    setup_teardown::check_dag(&task_map, &task_places, problems);
+    if !problems.is_empty() {
+        return None;
     }
     let mut group_list: Vec<&groups::Group<'_>> = groups.values().collect();
     group_list.sort_by_key(|g| (g.id.as_str().matches('.').count(), g.at.clone()));
@@ -297,12 +310,37 @@ fn read_schedule(node: &Node, key: &str) -> values::Read<Schedule> {
         Value::Null => Ok(Schedule::Manual),
         Value::Str(text) => Schedule::parse(text)
             .map_err(|err| Diagnostic::new(node.at.clone(), format!("\"{key}\": {err}"))),
+        // dag-factory writes a timedelta schedule as `{__type__: datetime.timedelta, days: 1}`.
+        Value::Map(map) if is_timedelta(map) => {
+            let every = values::duration(node, key)?;
+            Schedule::interval(every)
+                .map_err(|err| Diagnostic::new(node.at.clone(), format!("\"{key}\": {err}")))
+        }
         Value::Seq(_) | Value::Map(_) => Err(Diagnostic::new(
             node.at.clone(),
             format!("\"{key}\" holds assets or datasets; asset-triggered schedules are not available in Gust yet"),
         )
-        .with_hint("use a cron expression, a preset such as @daily, a duration such as 1h, or null")),
+        .with_hint("use a cron expression, a preset such as @daily, a duration such as 1h or {__type__: datetime.timedelta, days: 1}, or null")),
         _ => Err(Diagnostic::new(node.at.clone(), format!("\"{key}\" must be a cron expression, a preset, a duration or null, not {}", node.kind()))),
+    }
+}
+
+/// Whether a schedule's map is a timedelta: tagged `datetime.timedelta`, or untagged with only
+/// timedelta fields (the tag is what says so when it is there; a map of assets has none of them).
+fn is_timedelta(map: &Mapping) -> bool {
+    const FIELDS: [&str; 7] = [
+        "weeks",
+        "days",
+        "hours",
+        "minutes",
+        "seconds",
+        "milliseconds",
+        "microseconds",
+    ];
+    match map.get("__type__").map(|tag| &tag.value) {
+        Some(Value::Str(tag)) => tag == "datetime.timedelta",
+        Some(_) => false,
+        None => !map.is_empty() && map.iter().all(|(k, _)| FIELDS.contains(&k.name.as_str())),
     }
 }
 

@@ -28,6 +28,9 @@ pub const SETTING_KEYS: &[&str] = &[
     "email",
     "email_on_failure",
     "email_on_retry",
+    "is_setup",
+    "is_teardown",
+    "on_failure_fail_dagrun",
 ];
 
 /// Whether `key` sets a task setting.
@@ -77,6 +80,9 @@ pub fn apply(settings: &mut TaskSettings, key: &str, node: &Node) -> Read<()> {
         "email" => settings.email = values::string_list(node, key)?,
         "email_on_failure" => settings.email_on_failure = values::boolean(node, key)?,
         "email_on_retry" => settings.email_on_retry = values::boolean(node, key)?,
+        "is_setup" => settings.is_setup = values::boolean(node, key)?,
+        "is_teardown" => settings.is_teardown = values::boolean(node, key)?,
+        "on_failure_fail_dagrun" => settings.on_failure_fail_dagrun = values::boolean(node, key)?,
         other => {
             return Err(Diagnostic::new(
                 node.at.clone(),

@@ -7,6 +7,7 @@ use gust_operators::{OperatorSpec, refused};
 use gust_template::Renderer;
 
 use super::settings;
+use super::setup_teardown;
 use super::values;
 use crate::diagnostic::{Diagnostic, closest};
 use crate::location::Location;
@@ -19,6 +20,7 @@ pub const TASK_KEYS: &[&str] = &[
     "dependencies",
     "task_group_name",
     "doc_md",
+    "as_teardown",
 ];
 
 /// A task entry after its defaults were laid under it.
@@ -45,6 +47,8 @@ pub struct ReadTask {
     pub dependencies: Vec<(String, Location)>,
     /// Markdown documentation.
     pub doc_md: Option<String>,
+    /// The setups named by `as_teardown: {setups: [...]}`, with their places (also dependencies).
+    pub setups: Vec<(String, Location)>,
 }
 
 /// Reads one task. Every problem is pushed to `problems`; `None` when the task cannot be built.
@@ -62,6 +66,7 @@ pub fn read_task(
     let mut arg_nodes: Vec<(&str, &Node)> = Vec::new();
     let mut dependencies = Vec::new();
     let mut doc_md = None;
+    let mut setups = Vec::new();
     let own_keys: HashSet<&str> = entry.own.iter().map(|(k, _)| k.name.as_str()).collect();
     // Arguments a misspelling was taken for, so a typo is reported once rather than also as missing.
     let mut suggested: HashSet<&str> = HashSet::new();
@@ -84,6 +89,10 @@ pub fn read_task(
                 // The group was resolved by the caller, which needs it to lay the group's defaults.
                 "task_group_name" => values::string(node, name).map(drop),
                 "doc_md" => values::opt_string(node, name).map(|d| doc_md = d),
+                "as_teardown" => setup_teardown::read_as_teardown(node).map(|teardown| {
+                    teardown.apply(&mut settings);
+                    setups = teardown.setups;
+                }),
                 _ if settings::is_setting(name) => settings::apply(&mut settings, name, node),
                 _ => {
                     let canonical = operator.canonical_argument(name).unwrap_or(name);
@@ -111,6 +120,13 @@ pub fn read_task(
                 problems.push(problem);
             }
         }
+    }
+
+    // A teardown runs after its setups: they are among its dependencies.
+    dependencies.extend(setups.iter().cloned());
+    setup_teardown::teardown_rule(&mut settings, &own_keys);
+    if let Err(problem) = setup_teardown::check_task(&settings, entry) {
+        problems.push(problem);
     }
 
     let mut complete = true;
@@ -158,6 +174,7 @@ pub fn read_task(
         settings,
         dependencies,
         doc_md,
+        setups,
     })
 }
 

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -102,6 +103,7 @@ pub(crate) async fn get(
         progress: None,
         breaker: state.breaker(),
         shutdown: state.shutdown.clone(),
+        hold_open: follow && state.hold_log_streams.load(Ordering::Relaxed),
         sent_bytes: 0,
     };
     if follow && !finished {
@@ -153,6 +155,8 @@ struct LogSession {
     progress: Option<watch::Receiver<Progress>>,
     breaker: CancellationToken,
     shutdown: CancellationToken,
+    /// Whether a followed stream stays open after the container ended (as kwok's do).
+    hold_open: bool,
     sent_bytes: usize,
 }
 
@@ -174,7 +178,13 @@ impl LogSession {
                 self.sent_bytes += text.len();
                 return Some(Ok(Bytes::from(text)));
             }
-            let progress = self.progress.as_mut()?;
+            let Some(progress) = self.progress.as_mut() else {
+                if self.hold_open {
+                    // Silent until the client hangs up or the cluster stops.
+                    self.shutdown.cancelled().await;
+                }
+                return None;
+            };
             tokio::select! {
                 biased;
                 () = self.breaker.cancelled() => {

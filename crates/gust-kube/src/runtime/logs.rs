@@ -88,13 +88,25 @@ pub async fn follow(
                 .and_then(|at| Timestamp::from_second(at.as_second()).ok()),
             ..LogParams::default()
         };
-        match api.log_stream(&name, &params).await {
+        // Every wait on the API is also a wait on the try: once the follower has its outcome
+        // and stops reading, nothing here may wait on a stream that the server need not close
+        // (kwok's simulated kubelet never closes a followed log).
+        let opened = tokio::select! {
+            opened = api.log_stream(&name, &params) => opened,
+            () = lines.closed() => return,
+        };
+        match opened {
             Ok(stream) => {
                 let mut raw_lines = stream.lines();
                 let mut same_time = 0;
                 // The stream ending or breaking alike: done if the container has ended,
                 // otherwise the connection was lost and is resumed below.
-                while let Ok(Some(raw)) = raw_lines.try_next().await {
+                loop {
+                    let next = tokio::select! {
+                        next = raw_lines.try_next() => next,
+                        () = lines.closed() => return,
+                    };
+                    let Ok(Some(raw)) = next else { break };
                     let Some((at, text)) = parse_line(&raw) else {
                         continue;
                     };

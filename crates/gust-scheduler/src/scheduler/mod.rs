@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use gust_core::clock::Clock;
 use gust_core::ids::TaskId;
 use gust_dagfile::DagBag;
-use gust_executor::{Executor, LaunchSpec, TryEvent, TryKey};
+use gust_executor::{Executor, LaunchSpec, TryEvent, TryKey, try_log};
 use gust_store::{Store, StoreError, TaskMove};
 use gust_template::Renderer;
 use tokio::sync::{Notify, mpsc, watch};
@@ -139,6 +139,8 @@ enum After {
     Launch(Box<LaunchSpec>),
     Release(TryKey),
     Kill(TryKey, String),
+    /// A try that failed before a runtime had it gets a log saying why.
+    FailureLog(PathBuf, String),
 }
 
 /// Moves to commit together, and what follows each.
@@ -525,6 +527,13 @@ impl Scheduler {
                     self.executor.release(&key);
                 }
                 After::Kill(key, reason) => self.executor.kill(&key, &reason),
+                After::FailureLog(path, why) => {
+                    // A rare path (a broken template, a missing pool) and one short line.
+                    let written = try_log::write_failure(&path, &*self.clock, &why).await;
+                    if let Err(err) = written {
+                        tracing::warn!(log = %path.display(), error = %err, "could not write a try's log");
+                    }
+                }
             }
         }
         Ok(())

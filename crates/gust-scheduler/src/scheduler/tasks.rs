@@ -271,6 +271,7 @@ impl Scheduler {
             None,
             Some(change),
         ) {
+            batch.then(After::FailureLog(log, why.clone()));
             self.fail_try(batch, run_key, task_id, try_number, why);
         }
     }

@@ -10,7 +10,7 @@ use gust_core::clock::{Clock, SystemClock};
 use gust_core::ids::RunId;
 use gust_core::schedule::DataInterval;
 use gust_core::state::DagRunState;
-use gust_scheduler::test_run::{RunReport, TestRunSpec, run};
+use gust_scheduler::test_run::{RunReport, StateChange, TestRunSpec, run_with_progress};
 use gust_store::Store;
 
 use crate::config::Config;
@@ -57,8 +57,25 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
         };
         let (tx, mut events) = gust_executor::event_channel();
         let connections = crate::runtimes::connections(config, &home).await;
-        let runtimes = Runtimes::new(config, None, args.local_pods, &connections, tx, clock);
-        let report = run(&args.dag, &spec, runtimes.executor.as_ref(), &mut events).await;
+        let runtimes = Runtimes::new(
+            config,
+            None,
+            args.local_pods,
+            &connections,
+            tx,
+            clock.clone(),
+        );
+        // One line per move as it happens, so a run waiting on a retry delay does not look hung.
+        let mut progress =
+            |change: StateChange| println!("{}", progress_line(clock.now(), &change));
+        let report = run_with_progress(
+            &args.dag,
+            &spec,
+            runtimes.executor.as_ref(),
+            &mut events,
+            &mut progress,
+        )
+        .await;
         runtimes.shutdown().await;
         report
     });
@@ -81,6 +98,20 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `2024-03-05T10:00:01Z t1: running (try 1)`, with the failure's first line when it failed.
+fn progress_line(now: DateTime<Utc>, change: &StateChange) -> String {
+    let stamp = now.format("%Y-%m-%dT%H:%M:%SZ");
+    let mut line = format!("{stamp} {}: {}", change.task_id, change.state);
+    if change.try_number > 0 {
+        line.push_str(&format!(" (try {})", change.try_number));
+    }
+    if let Some(why) = change.failure.as_deref().and_then(|f| f.lines().next()) {
+        line.push_str(": ");
+        line.push_str(why);
+    }
+    line
 }
 
 /// The variables in the metadata database, when there is one; a test run works without it.
