@@ -17,7 +17,34 @@ pub async fn sync_bag(
     now: DateTime<Utc>,
     paused_by_default: bool,
 ) -> Result<(), StoreError> {
-    let mut active = Vec::new();
+    let active = record_dags(store, bag, now, paused_by_default).await?;
+    let active: Vec<&str> = active.iter().map(String::as_str).collect();
+    store.set_active_dags(&active).await?;
+    let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for problem in &bag.problems {
+        by_file
+            .entry(problem.location.file.display().to_string())
+            .or_default()
+            .push(problem.to_string());
+    }
+    let errors: Vec<ImportError> = by_file
+        .into_iter()
+        .map(|(file, problems)| ImportError { file, problems })
+        .collect();
+    store.replace_import_errors(&errors, now).await
+}
+
+/// Records the definitions of `bag`'s DAGs (new ones paused as [`sync_bag`] says) and answers
+/// their ids, leaving every other DAG's record and the import errors alone: what a command does
+/// for a DAG the scheduler has not recorded yet, without deactivating the DAGs of the folder the
+/// scheduler reads.
+pub async fn record_dags(
+    store: &Store,
+    bag: &DagBag,
+    now: DateTime<Utc>,
+    paused_by_default: bool,
+) -> Result<Vec<String>, StoreError> {
+    let mut recorded = Vec::new();
     for entry in bag.dags() {
         let dag = &entry.dag;
         let definition = serde_json::to_string(dag.as_ref()).map_err(|e| StoreError::Corrupt {
@@ -41,19 +68,7 @@ pub async fn sync_bag(
                     .unwrap_or(paused_by_default),
             )
             .await?;
-        active.push(dag.id.as_str());
+        recorded.push(dag.id.to_string());
     }
-    store.set_active_dags(&active).await?;
-    let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for problem in &bag.problems {
-        by_file
-            .entry(problem.location.file.display().to_string())
-            .or_default()
-            .push(problem.to_string());
-    }
-    let errors: Vec<ImportError> = by_file
-        .into_iter()
-        .map(|(file, problems)| ImportError { file, problems })
-        .collect();
-    store.replace_import_errors(&errors, now).await
+    Ok(recorded)
 }

@@ -1,7 +1,7 @@
 //! Creating runs on request (`gust dags trigger`, the API, backfills): run ids in Airflow's form,
 //! and `conf` checked against the DAG's params before anything is stored.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SubsecRound, Timelike, Utc};
 use gust_core::dag::Dag;
 use gust_core::ids::RunId;
 use gust_store::{NewRun, RunType, Store, StoreError};
@@ -39,19 +39,39 @@ pub enum TriggerError {
     Store(#[from] StoreError),
 }
 
-/// Airflow's run id for a run of `kind` at `logical_date`: `manual__2024-01-01T00:00:00+00:00`.
+/// Airflow 3.3's run id for a run of `kind` that may start at `run_after` (`DagRun.generate_run_id`):
+/// `<kind>__<run_after>`, the time in Python's `isoformat()`. Scheduled and backfill runs may
+/// start when their data interval ends, so they are named by its end, not by their logical date.
 #[must_use]
-pub fn run_id_for(kind: RunType, logical_date: DateTime<Utc>) -> String {
+pub fn run_id_for(kind: RunType, run_after: DateTime<Utc>) -> String {
     let prefix = match kind {
         RunType::Scheduled => "scheduled",
         RunType::Manual => "manual",
         RunType::Backfill => "backfill",
     };
-    format!(
-        "{prefix}__{}",
-        logical_date.to_rfc3339_opts(SecondsFormat::AutoSi, false)
-    )
+    format!("{prefix}__{}", python_isoformat(run_after))
 }
+
+/// The run id of a manual run triggered at `now`: `manual__2026-12-05T10:00:00.123456+00:00`, as
+/// Airflow 3.3 names it after the trigger time, not the logical date.
+#[must_use]
+pub fn manual_run_id(now: DateTime<Utc>) -> String {
+    run_id_for(RunType::Manual, now)
+}
+
+/// `datetime.isoformat()` of a UTC time: microseconds, written only when there are some.
+fn python_isoformat(at: DateTime<Utc>) -> String {
+    let at = at.trunc_subsecs(6);
+    if at.nanosecond() == 0 {
+        at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    } else {
+        at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
+/// How many later microseconds a generated manual run id may move to when an earlier trigger
+/// took its id (two triggers in the same microsecond).
+const MANUAL_ID_ATTEMPTS: u32 = 1_000;
 
 fn json_type(value: &serde_json::Value) -> &'static str {
     match value {
@@ -88,7 +108,9 @@ pub fn check_conf(
 }
 
 /// A manual run of `dag` at `logical_date` (default: now), as `gust dags trigger` and the API
-/// create it: it covers its logical date alone, and the scheduler picks it up.
+/// create it: it covers its logical date alone, and the scheduler picks it up. Without `run_id`
+/// it is named after `now` ([`manual_run_id`]), a microsecond later for each trigger that took
+/// the id first, so generated ids never collide.
 pub async fn trigger(
     store: &Store,
     dag: &Dag,
@@ -99,24 +121,38 @@ pub async fn trigger(
 ) -> Result<String, TriggerError> {
     check_conf(dag, &conf)?;
     // The store keeps microseconds; the run id must name the same instant.
-    let logical_date = chrono::SubsecRound::trunc_subsecs(logical_date, 6);
-    let run_id = RunId::new(run_id.unwrap_or_else(|| run_id_for(RunType::Manual, logical_date)))?;
-    let run = NewRun {
+    let logical_date = logical_date.trunc_subsecs(6);
+    let now = now.trunc_subsecs(6);
+    let given = run_id.map(RunId::new).transpose()?;
+    let mut run = NewRun {
         dag_id: dag.id.to_string(),
-        run_id: run_id.to_string(),
+        run_id: String::new(),
         run_type: RunType::Manual,
         logical_date,
         data_interval: (logical_date, logical_date),
         conf,
         queued_at: now,
     };
-    if !store.create_run(&run).await? {
-        return Err(TriggerError::Exists {
-            dag_id: run.dag_id,
-            run_id: run.run_id,
-        });
+    if let Some(run_id) = given {
+        run.run_id = run_id.to_string();
+        if !store.create_run(&run).await? {
+            return Err(TriggerError::Exists {
+                dag_id: run.dag_id,
+                run_id: run.run_id,
+            });
+        }
+        return Ok(run.run_id);
     }
-    Ok(run.run_id)
+    for step in 0..MANUAL_ID_ATTEMPTS {
+        run.run_id = manual_run_id(now + chrono::Duration::microseconds(i64::from(step)));
+        if store.create_run(&run).await? {
+            return Ok(run.run_id);
+        }
+    }
+    Err(TriggerError::Exists {
+        dag_id: run.dag_id,
+        run_id: run.run_id,
+    })
 }
 
 #[cfg(test)]
@@ -135,6 +171,21 @@ mod tests {
             run_id_for(RunType::Scheduled, at),
             "scheduled__2024-01-02T03:00:00+00:00"
         );
+    }
+
+    #[test]
+    fn manual_run_ids_are_the_trigger_time_in_python_isoformat() {
+        // What Airflow 3.3.2's `DagRun.generate_run_id` prints for the same instants.
+        let at = Utc.with_ymd_and_hms(2026, 12, 5, 10, 0, 0).unwrap();
+        assert_eq!(
+            manual_run_id(at + chrono::Duration::nanoseconds(123_456_789)),
+            "manual__2026-12-05T10:00:00.123456+00:00"
+        );
+        assert_eq!(
+            manual_run_id(at + chrono::Duration::milliseconds(5)),
+            "manual__2026-12-05T10:00:00.005000+00:00"
+        );
+        assert_eq!(manual_run_id(at), "manual__2026-12-05T10:00:00+00:00");
     }
 
     #[test]

@@ -484,3 +484,36 @@ async fn a_try_whose_queueing_loses_to_a_user_is_readied_then_discarded_never_st
         .join("task_id=second/attempt=1.log");
     assert!(!log.exists(), "the discarded try's empty log is removed");
 }
+
+both_engines!(scheduled_runs_are_named_after_their_interval_end_as_airflow_3_names_them);
+
+/// Airflow 3.3 names a scheduled run after `run_after`, when it may start: the end of its data
+/// interval; its logical date stays the interval's start.
+async fn scheduled_runs_are_named_after_their_interval_end_as_airflow_3_names_them(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(
+        dags.join("daily.yaml"),
+        "daily:\n  schedule: 1d\n  start_date: 2024-01-01\n  catchup: false\n  tasks: {t: {operator: empty}}\n",
+    )
+    .expect("dag file");
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    let mut runs = Vec::new();
+    for _ in 0..300 {
+        runs = store.runs_of_dag("daily", 10).await.expect("read");
+        if !runs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    handle.await.expect("the scheduler stops");
+    let run = runs.first().expect("a scheduled run within 15 s");
+    let (start, end) = run.data_interval;
+    assert_eq!(run.logical_date, start);
+    assert_eq!(
+        run.run_id,
+        format!("scheduled__{}", end.format("%Y-%m-%dT%H:%M:%S+00:00"))
+    );
+}

@@ -87,6 +87,25 @@ async fn a_trigger_creates_a_queued_run_once() {
         "The DagRun with dag_id: `hello` and run_id: `mine` already exists"
     );
 
+    // Airflow 3.3 names a manual run after the trigger time, not its logical date: two triggers
+    // for the same date are two runs.
+    let same_date = || {
+        post(
+            &server,
+            "/api/v2/dags/hello/dagRuns",
+            json!({"logical_date": "2026-01-05T00:00:00Z"}),
+        )
+    };
+    let (one, two) = (same_date().await, same_date().await);
+    assert_eq!(two.status, StatusCode::OK, "{}", two.text);
+    let ids = [&one.json["dag_run_id"], &two.json["dag_run_id"]].map(|id| id.as_str().unwrap());
+    assert_ne!(ids[0], ids[1]);
+    assert!(
+        ids.iter()
+            .all(|id| id.starts_with("manual__") && !id.contains("2026-01-05")),
+        "{ids:?}"
+    );
+
     let wrong_conf = post(
         &server,
         "/api/v2/dags/hello/dagRuns",

@@ -132,7 +132,7 @@ pub enum DagsCommand {
         /// The run's conf, a JSON object (its keys override the DAG's params).
         #[arg(long, short, value_name = "JSON")]
         conf: Option<String>,
-        /// The run's id (default `manual__<logical date>`).
+        /// The run's id (default `manual__<trigger time>`, as Airflow 3.3 names it).
         #[arg(long, short, value_name = "ID")]
         run_id: Option<String>,
         /// The run's logical date (default: now).
@@ -286,6 +286,8 @@ pub enum TasksCommand {
     Clear {
         /// The DAG.
         dag_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
         /// Only tasks whose id matches this regular expression.
         #[arg(long, short = 't', value_name = "REGEX")]
         task_regex: Option<String>,
@@ -493,8 +495,9 @@ pub enum UsersCommand {
         /// The password (at least 8 characters); `-` reads it from standard input.
         #[arg(long, short)]
         password: String,
-        /// What the user may do: viewer reads, op also runs and edits, admin also manages users.
-        #[arg(long, short, value_enum)]
+        /// What the user may do: viewer reads, op also runs and edits, admin also manages users
+        /// (any case: Airflow's `Viewer`, `Op` and `Admin` too).
+        #[arg(long, short, value_enum, ignore_case = true)]
         role: RoleArg,
     },
     /// List the users and their roles.

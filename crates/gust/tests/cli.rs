@@ -6,7 +6,7 @@ use predicates::prelude::*;
 
 mod common;
 
-use common::{examples, gust};
+use common::{examples, gust, gust_process};
 
 #[test]
 fn validate_accepts_the_examples() {
@@ -124,7 +124,10 @@ fn show_of_an_unknown_dag_is_one_clear_line() {
         .arg(examples())
         .assert()
         .code(1)
-        .stderr("error: no DAG \"nope\"; run `gust dags list` to see the DAGs\n");
+        .stderr(format!(
+            "error: no DAG \"nope\" in {}; run `gust dags list` to see its DAGs\n",
+            examples().display()
+        ));
 }
 
 #[test]
@@ -544,4 +547,366 @@ fn config_list_never_prints_the_keys() {
                 .and(predicate::str::contains("api-signing-secret-42").not())
                 .and(predicate::str::contains("fernet-secret-43").not()),
         );
+}
+
+/// A DAG file with one bash task and no schedule, for the tests that record DAGs.
+const ONE_TASK: &str = "recorded:\n  schedule: 1d\n  start_date: 2024-01-01\n  catchup: false\n  tasks:\n    t: {operator: bash, bash_command: 'true'}\n";
+
+/// A home whose database records the DAG `recorded` of the folder `elsewhere`, as a scheduler on
+/// that folder would, while the configured folder (`home/dags`) is empty.
+fn home_recording_a_dag_elsewhere() -> (tempfile::TempDir, std::path::PathBuf) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let elsewhere = home.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    std::fs::create_dir_all(home.path().join("dags")).expect("mkdir");
+    std::fs::write(elsewhere.join("recorded.yaml"), ONE_TASK).expect("write");
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    gust(home.path())
+        .args(["dags", "pause", "recorded", "--dags-folder"])
+        .arg(&elsewhere)
+        .assert()
+        .success();
+    (home, elsewhere)
+}
+
+#[test]
+fn commands_on_runs_work_from_the_dags_the_database_records_whatever_folder_is_given() {
+    let (home, _elsewhere) = home_recording_a_dag_elsewhere();
+    let other = home.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    gust(home.path())
+        .args(["dags", "unpause", "recorded"])
+        .assert()
+        .success()
+        .stdout("recorded: unpaused\n");
+    gust(home.path())
+        .args(["dags", "pause", "recorded", "--dags-folder"])
+        .arg(&other)
+        .assert()
+        .success();
+    let out = gust(home.path())
+        .args(["dags", "trigger", "recorded", "--conf", "{}"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).expect("utf-8");
+    let run_id = text
+        .split_whitespace()
+        .nth(2)
+        .expect("created run RUN_ID of ...")
+        .to_owned();
+    gust(home.path())
+        .args(["dags", "trigger", "recorded", "--dags-folder"])
+        .arg(&other)
+        .assert()
+        .success();
+    gust(home.path())
+        .args(["dags", "list-runs", "recorded"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(&run_id));
+    gust(home.path())
+        .args(["tasks", "states-for-dag-run", "recorded", &run_id])
+        .assert()
+        .success();
+    gust(home.path())
+        .args([
+            "dags",
+            "backfill",
+            "recorded",
+            "--start-date",
+            "2024-01-01",
+            "--end-date",
+            "2024-01-02",
+        ])
+        .assert()
+        .success();
+    gust(home.path())
+        .args(["tasks", "clear", "recorded", "-y", "--dags-folder"])
+        .arg(&other)
+        .assert()
+        .success();
+    // A DAG neither recorded nor in the folder is a one-line error naming both places.
+    for args in [
+        &["dags", "trigger", "nope"][..],
+        &["dags", "pause", "nope"],
+        &["tasks", "clear", "nope", "-y"],
+        &["dags", "list-runs", "nope"],
+    ] {
+        gust(home.path())
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::starts_with(
+                "error: no DAG \"nope\" in the database",
+            ));
+    }
+}
+
+#[test]
+fn backfill_runs_are_named_after_their_interval_end_as_airflow_3_names_them() {
+    let (home, _elsewhere) = home_recording_a_dag_elsewhere();
+    gust(home.path())
+        .args([
+            "dags",
+            "backfill",
+            "recorded",
+            "--start-date",
+            "2024-01-01",
+            "--end-date",
+            "2024-01-01",
+        ])
+        .assert()
+        .success()
+        .stdout("backfill__2024-01-02T00:00:00+00:00\n");
+}
+
+#[test]
+fn manual_runs_are_named_after_the_trigger_time_not_the_logical_date() {
+    let (home, _elsewhere) = home_recording_a_dag_elsewhere();
+    let trigger = || {
+        let out = gust(home.path())
+            .args([
+                "dags",
+                "trigger",
+                "recorded",
+                "--logical-date",
+                "2024-01-01",
+            ])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).expect("utf-8");
+        text.split_whitespace()
+            .nth(2)
+            .expect("the run id")
+            .to_owned()
+    };
+    let first = trigger();
+    let second = trigger();
+    // Airflow 3.3: `manual__` and the trigger time as Python's isoformat() writes it.
+    let stamp = first.strip_prefix("manual__").expect("manual__");
+    let at = chrono::DateTime::parse_from_rfc3339(stamp).expect("an RFC 3339 time");
+    assert!(
+        stamp.ends_with("+00:00") && !stamp.starts_with("2024-01-01"),
+        "{first}"
+    );
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the id must name the wall-clock time the binary read"
+    )]
+    let now = chrono::Utc::now();
+    assert!(
+        (now - at.to_utc()).num_seconds().abs() < 60,
+        "{first} is now"
+    );
+    assert_ne!(first, second, "two triggers, two ids");
+}
+
+#[test]
+fn validate_with_nothing_to_validate_says_so_and_exits_1() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    gust(home.path())
+        .args(["dags", "validate"])
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "nothing to validate: no DAG files (*.yaml, *.yml) in {}\n",
+            dags.display()
+        ));
+}
+
+#[test]
+fn file_commands_on_an_empty_default_folder_say_which_folder_they_read() {
+    let (home, elsewhere) = home_recording_a_dag_elsewhere();
+    let dags = home.path().join("dags");
+    gust(home.path())
+        .args(["dags", "list"])
+        .assert()
+        .success()
+        .stderr(format!(
+            "no DAG files in {} ([core] dags_folder); the database records DAGs from {}: pass --dags-folder {}\n",
+            dags.display(),
+            elsewhere.display(),
+            elsewhere.display()
+        ));
+    gust(home.path())
+        .args(["dags", "show", "recorded"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "error: no DAG \"recorded\" in {} ([core] dags_folder); the database records it from {}",
+            dags.display(),
+            elsewhere.join("recorded.yaml").display()
+        )));
+    // With nothing recorded either, the line still names the folder read.
+    let fresh = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(fresh.path().join("dags")).expect("mkdir");
+    gust(fresh.path())
+        .args(["dags", "list"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "no DAG files in {} ([core] dags_folder); pass --dags-folder DIR",
+            fresh.path().join("dags").display()
+        )));
+}
+
+#[test]
+fn users_create_accepts_airflows_capitalised_role_names() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    for (name, role) in [("ada", "Admin"), ("olga", "Op"), ("vic", "VIEWER")] {
+        gust(home.path())
+            .args(["users", "create", "--username", name])
+            .args(["--password", "correct-horse", "--role", role])
+            .assert()
+            .success();
+    }
+    gust(home.path())
+        .args(["users", "list", "-o", "json"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("\"admin\"")
+                .and(predicate::str::contains("\"op\""))
+                .and(predicate::str::contains("\"viewer\"")),
+        );
+    gust(home.path())
+        .args([
+            "users",
+            "create",
+            "-u",
+            "u",
+            "-p",
+            "correct-horse",
+            "-r",
+            "User",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "[possible values: viewer, op, admin]",
+        ));
+}
+
+#[test]
+fn the_examples_use_only_pools_a_fresh_database_has() {
+    let now = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 1, 1, 0, 0, 0).unwrap();
+    let load = gust_dagfile::load_folder(&examples(), now).expect("load");
+    assert!(load.problems.is_empty(), "{:?}", load.problems);
+    for dag in &load.dags {
+        for task in dag.tasks() {
+            assert_eq!(
+                task.settings.pool, "default_pool",
+                "{}.{} would fail on first start",
+                dag.id, task.id
+            );
+        }
+    }
+}
+
+#[test]
+fn the_scheduler_log_says_when_a_dag_file_fails_to_import_and_when_a_pool_is_missing() {
+    use std::io::BufRead;
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("broken.yaml"),
+        "broken:\n  tasks:\n    t: {operator: nope}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dags.join("pooled.yaml"),
+        "pooled:\n  default_args: {pool: ml}\n  tasks: {t: {operator: empty}}\n",
+    )
+    .expect("write");
+    let url = format!("sqlite://{}", home.path().join("gust.db").display());
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    let mut child = gust_process(home.path(), &url)
+        .arg("scheduler")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the scheduler starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (mut broken, mut pooled) = (None, None);
+    while broken.is_none() || pooled.is_none() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = lines.recv_timeout(left) else {
+            break;
+        };
+        if line.contains("failed to import") {
+            broken = Some(line);
+        } else if line.contains("pools that do not exist") {
+            pooled = Some(line);
+        }
+    }
+    common::kill9(child);
+    let broken = broken.expect("a line for the broken file");
+    assert!(
+        broken.contains(&format!("{}:3:", dags.join("broken.yaml").display()))
+            && broken.contains("unknown operator \"nope\""),
+        "{broken}"
+    );
+    let pooled = pooled.expect("a line for the missing pool");
+    assert!(
+        pooled.contains("DAG \"pooled\" uses pools that do not exist: ml"),
+        "{pooled}"
+    );
+}
+
+#[test]
+fn a_dag_a_scheduler_on_another_folder_records_is_triggered_without_naming_the_folder() {
+    // The README's first steps: `gust standalone --dags-folder examples/dags`, then, from another
+    // terminal, `gust dags trigger DAG` with the configured folder empty.
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(home.path().join("dags")).expect("mkdir");
+    let elsewhere = home.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    std::fs::write(elsewhere.join("recorded.yaml"), ONE_TASK).expect("write");
+    let url = format!("sqlite://{}", home.path().join("gust.db").display());
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    let child = gust_process(home.path(), &url)
+        .args(["scheduler", "--dags-folder"])
+        .arg(&elsewhere)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the scheduler starts");
+    // The scheduler records its folder's DAGs as it starts; until then the DAG is nowhere here.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let triggered = loop {
+        let out = gust(home.path())
+            .args(["dags", "trigger", "recorded", "--conf", "{}"])
+            .output()
+            .expect("run");
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::yield_now();
+    };
+    common::kill9(child);
+    assert!(triggered.status.success(), "{triggered:?}");
+    assert!(
+        String::from_utf8_lossy(&triggered.stdout).starts_with("created run manual__"),
+        "{triggered:?}"
+    );
 }

@@ -54,7 +54,7 @@ impl Scheduler {
             for interval in due {
                 let run = NewRun {
                     dag_id: dag.id.to_string(),
-                    run_id: run_id_for(RunType::Scheduled, interval.start),
+                    run_id: run_id_for(RunType::Scheduled, interval.end),
                     run_type: RunType::Scheduled,
                     logical_date: interval.start,
                     data_interval: (interval.start, interval.end),

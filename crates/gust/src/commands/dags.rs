@@ -1,4 +1,6 @@
-//! `gust dags list | validate | show | list-import-errors`.
+//! `gust dags list | validate | show | test | list-import-errors` read DAG files; `pause |
+//! unpause | trigger | backfill | list-runs` act on the DAGs the database records
+//! ([`super::recorded`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +21,7 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             let paused = pause_flags_if_any()?;
             print!("{}", render::dag_list(&load.dags, &root, output, &paused)?);
             warn_about_problems(&load);
+            say_when_empty(&folder, &root, &load)?;
             Ok(ExitCode::SUCCESS)
         }
         DagsCommand::Validate { paths, folder } => {
@@ -32,7 +35,14 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             for problem in &load.problems {
                 println!("{problem}");
             }
-            if load.problems.is_empty() {
+            if load.files.is_empty() && load.problems.is_empty() {
+                let read: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                eprintln!(
+                    "nothing to validate: no DAG files (*.yaml, *.yml) in {}",
+                    read.join(", ")
+                );
+                Ok(ExitCode::FAILURE)
+            } else if load.problems.is_empty() {
                 eprintln!(
                     "{} DAGs in {} files: all valid",
                     load.dags.len(),
@@ -53,8 +63,7 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             folder,
             format,
         } => {
-            let (_, load) = load(&folder)?;
-            let dag = find_dag(load, &dag_id)?;
+            let dag = find_dag(&folder, &dag_id)?;
             print!("{}", render::graph(&dag, format));
             Ok(ExitCode::SUCCESS)
         }
@@ -65,7 +74,7 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             logical_date,
             local_pods,
         } => {
-            let dag = find_dag(load(&folder)?.1, &dag_id)?;
+            let dag = find_dag(&folder, &dag_id)?;
             test_once(dag, conf, logical_date, local_pods)
         }
         DagsCommand::Pause { dag_id, folder } => set_paused(&folder, &dag_id, true),
@@ -76,16 +85,14 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             conf,
             run_id,
             logical_date,
-        } => {
-            let dag = find_dag(load(&folder)?.1, &dag_id)?;
-            super::runs::trigger(
-                &dag,
-                conf.as_deref(),
-                run_id,
-                logical_date.as_deref(),
-                wall_clock_now(),
-            )
-        }
+        } => super::runs::trigger(
+            &dag_id,
+            &folder,
+            conf.as_deref(),
+            run_id,
+            logical_date.as_deref(),
+            wall_clock_now(),
+        ),
         DagsCommand::ListRuns {
             dag_id,
             limit,
@@ -97,19 +104,18 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             start_date,
             end_date,
             conf,
-        } => {
-            let dag = find_dag(load(&folder)?.1, &dag_id)?;
-            super::runs::backfill(
-                &dag,
-                &start_date,
-                &end_date,
-                conf.as_deref(),
-                wall_clock_now(),
-            )
-        }
+        } => super::runs::backfill(
+            &dag_id,
+            &folder,
+            &start_date,
+            &end_date,
+            conf.as_deref(),
+            wall_clock_now(),
+        ),
         DagsCommand::ListImportErrors { folder, output } => {
-            let (_, load) = load(&folder)?;
+            let (root, load) = load(&folder)?;
             print!("{}", render::import_errors(&load.problems, output)?);
+            say_when_empty(&folder, &root, &load)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -125,6 +131,7 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
         } => super::runs::states_for_dag_run(&dag_id, &run_id, output),
         crate::cli::TasksCommand::Clear {
             dag_id,
+            folder,
             task_regex,
             start_date,
             end_date,
@@ -133,6 +140,7 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
         } => super::runs::clear(
             super::runs::ClearArgs {
                 dag_id,
+                folder,
                 task_regex,
                 start_date,
                 end_date,
@@ -149,7 +157,7 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
             logical_date,
             local_pods,
         } => {
-            let dag = find_dag(load(&folder)?.1, &dag_id)?;
+            let dag = find_dag(&folder, &dag_id)?;
             test_once(single_task(&dag, &task_id)?, conf, logical_date, local_pods)
         }
         crate::cli::TasksCommand::DryRun {
@@ -159,7 +167,7 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
             conf,
             logical_date,
         } => {
-            let dag = find_dag(load(&folder)?.1, &dag_id)?;
+            let dag = find_dag(&folder, &dag_id)?;
             let config = Config::load(&config::home()?)?;
             super::dry_run::dry_run(&dag, &task_id, conf, logical_date, &config)
         }
@@ -169,53 +177,51 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
 /// The pause flags in the metadata database, when there is one (listing DAGs needs none).
 fn pause_flags_if_any() -> anyhow::Result<std::collections::HashMap<String, bool>> {
     let config = Config::load(&config::home()?)?;
-    let url = config.database.url;
-    if url
-        .strip_prefix("sqlite://")
-        .is_some_and(|path| !Path::new(path).exists())
-    {
-        return Ok(Default::default());
-    }
     super::runtime()?.block_on(async {
-        let Ok(store) = gust_store::Store::connect(&url).await else {
+        let Some(store) = super::recorded::open_if_any(&config).await else {
             return Ok(Default::default());
         };
-        let flags = match store.check().await {
-            Ok(_) => store
-                .dag_pause_flags()
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            Err(_) => Default::default(),
-        };
+        let flags = store
+            .dag_pause_flags()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         store.close().await;
         Ok(flags)
     })
 }
 
-/// Records the folder's DAGs in the metadata database, then pauses or unpauses one.
+/// Pauses or unpauses the DAG the database records; one it does not record yet is found in the
+/// DAGs folder, whose DAGs are recorded first (new ones paused as the scheduler would) so the
+/// flag is there when a scheduler starts.
 fn set_paused(folder: &DagsFolder, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config::home()?)?;
-    let (_, load) = load(folder)?;
-    let known = load.dags.iter().any(|d| d.id.as_str() == dag_id);
-    let mut bag = gust_dagfile::DagBag::default();
-    bag.update(load);
     super::runtime()?.block_on(async {
-        let store = gust_store::Store::connect(&config.database.url).await?;
-        store.check().await?;
-        gust_scheduler::sync::sync_bag(
-            &store,
-            &bag,
-            wall_clock_now(),
-            config.core.dags_are_paused_at_creation,
-        )
-        .await?;
-        let found = store.set_paused(dag_id, paused).await?;
-        store.close().await;
-        if !found || !known {
-            anyhow::bail!("no DAG \"{dag_id}\"; run `gust dags list` to see the DAGs");
+        let store = super::runs::open_store(&config).await?;
+        let result = async {
+            if let super::recorded::Found::InFolder { load, .. } =
+                super::recorded::find(&store, dag_id, folder).await?
+            {
+                let mut bag = gust_dagfile::DagBag::default();
+                bag.update(load);
+                gust_scheduler::sync::record_dags(
+                    &store,
+                    &bag,
+                    wall_clock_now(),
+                    config.core.dags_are_paused_at_creation,
+                )
+                .await?;
+            }
+            anyhow::ensure!(
+                store.set_paused(dag_id, paused).await?,
+                "DAG \"{dag_id}\" was deleted meanwhile"
+            );
+            Ok(())
         }
+        .await;
+        store.close().await;
+        result?;
         println!("{dag_id}: {}", if paused { "paused" } else { "unpaused" });
         Ok(ExitCode::SUCCESS)
     })
@@ -271,8 +277,10 @@ pub fn find_task<'d>(
         })
 }
 
-/// The DAG `dag_id` of a loaded folder, or an error saying why it is not there.
-fn find_dag(load: FolderLoad, dag_id: &str) -> anyhow::Result<gust_core::dag::Dag> {
+/// The DAG `dag_id` of the DAGs folder, or an error saying which folder was read and why the DAG
+/// is not there (with where the database records it from, when it does).
+fn find_dag(folder: &DagsFolder, dag_id: &str) -> anyhow::Result<gust_core::dag::Dag> {
+    let (root, load) = load(folder)?;
     let broken = load
         .problems
         .iter()
@@ -282,8 +290,72 @@ fn find_dag(load: FolderLoad, dag_id: &str) -> anyhow::Result<gust_core::dag::Da
         None if broken => {
             anyhow::bail!("DAG \"{dag_id}\" has errors; run `gust dags validate` to see them")
         }
-        None => anyhow::bail!("no DAG \"{dag_id}\"; run `gust dags list` to see the DAGs"),
+        None => {
+            let config = Config::load(&config::home()?)?;
+            let recorded =
+                super::runtime()?.block_on(super::recorded::recorded_file(&config, dag_id));
+            match recorded {
+                Some(file) => anyhow::bail!(
+                    "no DAG \"{dag_id}\" in {}; the database records it from {file}: pass \
+                     --dags-folder with the folder that holds it",
+                    read_folder(folder, &root)
+                ),
+                None => anyhow::bail!(
+                    "no DAG \"{dag_id}\" in {}; run `gust dags list` to see its DAGs",
+                    read_folder(folder, &root)
+                ),
+            }
+        }
     }
+}
+
+/// The folder a command read, and where that came from when no flag named it.
+fn read_folder(folder: &DagsFolder, root: &Path) -> String {
+    match folder.dags_folder {
+        Some(_) => root.display().to_string(),
+        None => format!("{} ([core] dags_folder)", root.display()),
+    }
+}
+
+/// Says on stderr which folder was read when it holds no DAG file, and where the database's DAGs
+/// come from when it records some: an empty list must not look like "no DAGs anywhere".
+fn say_when_empty(folder: &DagsFolder, root: &Path, load: &FolderLoad) -> anyhow::Result<()> {
+    if !load.files.is_empty() {
+        return Ok(());
+    }
+    let config = Config::load(&config::home()?)?;
+    let recorded = super::runtime()?.block_on(super::recorded::recorded_files(&config));
+    match common_folder(&recorded) {
+        Some(dir) => eprintln!(
+            "no DAG files in {}; the database records DAGs from {}: pass --dags-folder {}",
+            read_folder(folder, root),
+            dir.display(),
+            dir.display()
+        ),
+        None => eprintln!(
+            "no DAG files in {}; pass --dags-folder DIR to read another folder",
+            read_folder(folder, root)
+        ),
+    }
+    Ok(())
+}
+
+/// The deepest folder holding every file of `files`, if any.
+fn common_folder(files: &[String]) -> Option<PathBuf> {
+    let mut common: Option<PathBuf> = None;
+    for file in files {
+        let dir = Path::new(file).parent()?;
+        common = Some(match common {
+            None => dir.to_path_buf(),
+            Some(so_far) => so_far
+                .components()
+                .zip(dir.components())
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect(),
+        });
+    }
+    common.filter(|dir| !dir.as_os_str().is_empty())
 }
 
 /// The operators the folder's DAGs use, for `gust kubernetes rbac`. A folder named with
@@ -302,14 +374,15 @@ pub fn operators_used(folder: &DagsFolder) -> anyhow::Result<std::collections::B
 }
 
 /// The DAGs folder: the flag, else the configuration.
-fn dags_folder(folder: &DagsFolder) -> anyhow::Result<PathBuf> {
+pub(super) fn dags_folder(folder: &DagsFolder) -> anyhow::Result<PathBuf> {
     match &folder.dags_folder {
         Some(dir) => Ok(dir.clone()),
         None => Ok(Config::load(&config::home()?)?.core.dags_folder),
     }
 }
 
-fn load(folder: &DagsFolder) -> anyhow::Result<(PathBuf, FolderLoad)> {
+/// The DAGs folder (the flag's, else the configured one) and what loading it found.
+pub(super) fn load(folder: &DagsFolder) -> anyhow::Result<(PathBuf, FolderLoad)> {
     let root = dags_folder(folder)?;
     let load = gust_dagfile::load_folder(&root, wall_clock_now())
         .with_context(|| "cannot load DAGs (set [core] dags_folder or pass --dags-folder DIR)")?;

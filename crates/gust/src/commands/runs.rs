@@ -10,7 +10,7 @@ use gust_core::dag::Dag;
 use gust_core::schedule::DataInterval;
 use gust_store::{NewRun, RunType, Store};
 
-use crate::cli::Output;
+use crate::cli::{DagsFolder, Output};
 use crate::config::{self, Config};
 use crate::render;
 
@@ -43,9 +43,10 @@ fn parse_date(text: &str, dag: Option<&Dag>, flag: &str) -> anyhow::Result<DateT
     gust_core::date::parse_datetime(text, tz).with_context(|| format!("{flag} \"{text}\""))
 }
 
-/// `gust dags trigger`.
+/// `gust dags trigger`: a manual run of the DAG the database records (else the folder's).
 pub fn trigger(
-    dag: &Dag,
+    dag_id: &str,
+    folder: &DagsFolder,
     conf: Option<&str>,
     run_id: Option<String>,
     logical_date: Option<&str>,
@@ -53,28 +54,35 @@ pub fn trigger(
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config::home()?)?;
     let conf = parse_conf(conf)?;
-    let logical_date = match logical_date {
-        Some(text) => parse_date(text, Some(dag), "--logical-date")?,
-        None => now,
-    };
     super::runtime()?.block_on(async {
         let store = open_store(&config).await?;
-        let run_id =
-            gust_scheduler::trigger::trigger(&store, dag, conf, run_id, logical_date, now).await;
+        let created = async {
+            let found = super::recorded::find(&store, dag_id, folder).await?;
+            let dag = found.dag();
+            let logical_date = match logical_date {
+                Some(text) => parse_date(text, Some(dag), "--logical-date")?,
+                None => now,
+            };
+            let run_id =
+                gust_scheduler::trigger::trigger(&store, dag, conf, run_id, logical_date, now)
+                    .await?;
+            anyhow::Ok(run_id)
+        }
+        .await;
         store.close().await;
-        let run_id = run_id?;
         println!(
-            "created run {run_id} of {}; the scheduler starts it",
-            dag.id
+            "created run {} of {dag_id}; the scheduler starts it",
+            created?
         );
         Ok(ExitCode::SUCCESS)
     })
 }
 
 /// `gust dags backfill`: one backfill run per schedule interval whose logical date is within
-/// the dates, oldest first.
+/// the dates, oldest first, of the DAG the database records (else the folder's).
 pub fn backfill(
-    dag: &Dag,
+    dag_id: &str,
+    folder: &DagsFolder,
     start: &str,
     end: &str,
     conf: Option<&str>,
@@ -82,7 +90,44 @@ pub fn backfill(
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config::home()?)?;
     let conf = parse_conf(conf)?;
-    gust_scheduler::trigger::check_conf(dag, &conf)?;
+    super::runtime()?.block_on(async {
+        let store = open_store(&config).await?;
+        let result = async {
+            let found = super::recorded::find(&store, dag_id, folder).await?;
+            let dag = found.dag();
+            gust_scheduler::trigger::check_conf(dag, &conf)?;
+            let intervals = backfill_intervals(dag, start, end)?;
+            let mut created = 0;
+            for DataInterval { start, end } in &intervals {
+                let run = NewRun {
+                    dag_id: dag.id.to_string(),
+                    run_id: gust_scheduler::trigger::run_id_for(RunType::Backfill, *end),
+                    run_type: RunType::Backfill,
+                    logical_date: *start,
+                    data_interval: (*start, *end),
+                    conf: conf.clone(),
+                    queued_at: now,
+                };
+                if store.create_run(&run).await? {
+                    created += 1;
+                    println!("{}", run.run_id);
+                }
+            }
+            anyhow::Ok((created, intervals.len()))
+        }
+        .await;
+        store.close().await;
+        let (created, total) = result?;
+        eprintln!(
+            "created {created} backfill runs of {dag_id} ({} already existed); the scheduler runs them",
+            total - created
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The schedule intervals of `dag` whose start is between `--start-date` and `--end-date`.
+fn backfill_intervals(dag: &Dag, start: &str, end: &str) -> anyhow::Result<Vec<DataInterval>> {
     let start = parse_date(start, Some(dag), "--start-date")?;
     let end = parse_date(end, Some(dag), "--end-date")?;
     if end < start {
@@ -109,42 +154,24 @@ pub fn backfill(
             schedule.as_text()
         );
     }
-    super::runtime()?.block_on(async {
-        let store = open_store(&config).await?;
-        let mut created = 0;
-        for DataInterval { start, end } in &intervals {
-            let run = NewRun {
-                dag_id: dag.id.to_string(),
-                run_id: gust_scheduler::trigger::run_id_for(RunType::Backfill, *start),
-                run_type: RunType::Backfill,
-                logical_date: *start,
-                data_interval: (*start, *end),
-                conf: conf.clone(),
-                queued_at: now,
-            };
-            if store.create_run(&run).await? {
-                created += 1;
-                println!("{}", run.run_id);
-            }
-        }
-        store.close().await;
-        eprintln!(
-            "created {created} backfill runs of {} ({} already existed); the scheduler runs them",
-            dag.id,
-            intervals.len() - created
-        );
-        Ok(ExitCode::SUCCESS)
-    })
+    Ok(intervals)
 }
 
-/// `gust dags list-runs`.
+/// `gust dags list-runs`: the runs the database records; an error for a DAG it does not know.
 pub fn list_runs(dag_id: &str, limit: i64, output: Output) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config::home()?)?;
     super::runtime()?.block_on(async {
         let store = open_store(&config).await?;
         let runs = store.runs_of_dag(dag_id, limit.clamp(1, 10_000)).await;
+        let known = super::recorded::is_known(&store, dag_id).await;
         store.close().await;
-        print!("{}", render::runs(&runs?, output)?);
+        let runs = runs?;
+        if runs.is_empty() && !known? {
+            anyhow::bail!(
+                "no DAG \"{dag_id}\" in the database; a running scheduler records the DAGs of its folder"
+            );
+        }
+        print!("{}", render::runs(&runs, output)?);
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -172,6 +199,8 @@ pub fn states_for_dag_run(dag_id: &str, run_id: &str, output: Output) -> anyhow:
 pub struct ClearArgs {
     /// The DAG.
     pub dag_id: String,
+    /// `--dags-folder`: where to look for a DAG the database does not record.
+    pub folder: DagsFolder,
     /// `-t`.
     pub task_regex: Option<String>,
     /// `--start-date`.
@@ -205,6 +234,17 @@ pub fn clear(args: ClearArgs, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
         .transpose()?;
     super::runtime()?.block_on(async {
         let store = open_store(&config).await?;
+        if !super::recorded::is_known(&store, &args.dag_id).await?
+            && store.runs_of_dag(&args.dag_id, 1).await?.is_empty()
+        {
+            // Neither recorded nor run: a DAG of the folder has nothing to clear, and a DAG
+            // that is nowhere is a mistake to report.
+            let found = super::recorded::find(&store, &args.dag_id, &args.folder).await;
+            store.close().await;
+            found?;
+            println!("nothing to clear");
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut selected: Vec<(String, Vec<String>)> = Vec::new();
         for run in store.runs_of_dag(&args.dag_id, 100_000).await? {
             if start.is_some_and(|s| run.logical_date < s)

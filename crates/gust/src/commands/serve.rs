@@ -349,6 +349,12 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             );
         }
         println!("Trigger a run with `gust dags trigger DAG_ID`; Ctrl-C stops.");
+        // After the banner, so a broken file's line is read as news, not start-up noise.
+        let problems = tokio::spawn(super::dag_problems::follow(
+            bags.clone(),
+            store.clone(),
+            stop.clone(),
+        ));
         let signals = tokio::spawn(stop_on_signals(stop.clone()));
         let result = scheduler.run(stop.clone()).await;
         health_stop.cancel();
@@ -360,6 +366,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             let _ = server.await;
         }
         signals.abort();
+        let _ = problems.await;
         let _ = watcher.await;
         let _ = connections_watch.await;
         runtimes.shutdown().await;
