@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use gust_template::RuntimeLookup;
+use gust_template::{RuntimeLookup, TemplateConnection};
 
 /// The run's XComs by (task_id, key), and its variables.
 #[derive(Debug, Default)]
@@ -35,6 +35,10 @@ impl RunXComs {
 impl RuntimeLookup for RunXComs {
     fn variable(&self, key: &str) -> Option<String> {
         self.variables.get(key).cloned()
+    }
+
+    fn connection(&self, _conn_id: &str) -> Option<TemplateConnection> {
+        None
     }
 
     /// The XCom `key` of `task_id`. A task keeps one value (its return value); when that is a
