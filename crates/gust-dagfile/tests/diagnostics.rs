@@ -96,3 +96,19 @@ fn undefined_upstream_names_suggest_the_closest_task() {
         ]
     );
 }
+
+#[test]
+fn a_template_name_no_run_defines_is_reported_but_params_and_conf_are_not() {
+    let folder = support::Folder::new(&[(
+        "t.yaml",
+        "t:\n  params: {table: x}\n  tasks:\n    a: {operator: bash, bash_command: \"echo {{ nope }} {{ params.table }} {{ params.from_conf }} {{ dag_run.conf.get('k', 1) }}\"}\n",
+    )]);
+    let problems = folder.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains(
+            "t.a: \"nope\" in template (line 1) would be undefined when the task runs: no context name \"nope\""
+        ),
+        "{problems:?}"
+    );
+}

@@ -107,6 +107,7 @@ async fn run_dag(dag: &Dag, logs: &std::path::Path) -> (Duration, Duration) {
         conf: serde_json::Map::new(),
         logs_root: logs.to_path_buf(),
         variables: Default::default(),
+        connections: Default::default(),
     };
     let cpu_before = cpu_self();
     let began = Instant::now();

@@ -13,6 +13,7 @@ pub mod log_path;
 pub mod metrics;
 pub mod scheduler;
 pub mod sync;
+pub mod template_values;
 pub mod test_run;
 pub mod trigger;
 pub mod xcom;

@@ -71,7 +71,7 @@ impl Line {
 pub enum DbCall {
     /// Committing a batch of task moves (`Store::apply_moves`).
     CommitMoves,
-    /// The periodic poll: heartbeat, DAG claims, pause flags, variables, pools.
+    /// The periodic poll: heartbeat, DAG claims, pause flags, pools.
     Poll,
 }
 

@@ -38,6 +38,8 @@ pub struct TestRunSpec {
     pub logs_root: PathBuf,
     /// Variables templates can read (`var.value.NAME`), as they were when the run started.
     pub variables: HashMap<String, String>,
+    /// Connections templates can read (`conn.ID.host`), as they were when the run started.
+    pub connections: HashMap<String, gust_template::TemplateConnection>,
 }
 
 /// How one task instance ended.
@@ -177,7 +179,12 @@ impl<'a> Driver<'a> {
             spec,
             executor,
             renderer: Renderer::new(),
-            xcoms: Arc::new(RunXComs::with_variables(spec.variables.clone())),
+            xcoms: Arc::new(RunXComs::new(Arc::new(
+                crate::template_values::TemplateValues::fixed(
+                    spec.variables.clone(),
+                    spec.connections.clone(),
+                ),
+            ))),
             instances: dag
                 .tasks()
                 .map(|t| (t.id.clone(), Instance::default()))

@@ -1,26 +1,41 @@
 //! What templates of one run can look up: the run's XComs, shared between the driver (which
-//! records them) and rendering (`ti.xcom_pull`), and the variables the run started with.
+//! records them) and rendering (`ti.xcom_pull`), and the variables and connections as last read
+//! (see [`TemplateValues`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use gust_template::RuntimeLookup;
+use gust_template::{RuntimeLookup, TemplateConnection};
 
-/// The run's XComs by (task_id, key), and its variables.
-#[derive(Debug, Default)]
+use crate::template_values::TemplateValues;
+
+/// The run's XComs by (task_id, key), and the variables and connections templates read.
+#[derive(Debug)]
 pub struct RunXComs {
     values: RwLock<HashMap<(String, String), serde_json::Value>>,
-    variables: Arc<HashMap<String, String>>,
+    template_values: Arc<TemplateValues>,
+}
+
+impl Default for RunXComs {
+    fn default() -> Self {
+        Self::with_variables(HashMap::new())
+    }
 }
 
 impl RunXComs {
-    /// A lookup with no XComs yet and these variables.
+    /// A lookup with no XComs yet, reading variables and connections from `template_values`.
     #[must_use]
-    pub fn with_variables(variables: impl Into<Arc<HashMap<String, String>>>) -> Self {
+    pub fn new(template_values: Arc<TemplateValues>) -> Self {
         Self {
             values: RwLock::default(),
-            variables: variables.into(),
+            template_values,
         }
+    }
+
+    /// A lookup with no XComs yet, these variables and no connections.
+    #[must_use]
+    pub fn with_variables(variables: HashMap<String, String>) -> Self {
+        Self::new(Arc::new(TemplateValues::fixed(variables, HashMap::new())))
     }
 
     /// Records `value` as `task_id`'s XCom `key`.
@@ -34,7 +49,15 @@ impl RunXComs {
 
 impl RuntimeLookup for RunXComs {
     fn variable(&self, key: &str) -> Option<String> {
-        self.variables.get(key).cloned()
+        self.template_values.snapshot().variables.get(key).cloned()
+    }
+
+    fn connection(&self, conn_id: &str) -> Option<TemplateConnection> {
+        self.template_values
+            .snapshot()
+            .connections
+            .get(conn_id)
+            .cloned()
     }
 
     /// The XCom `key` of `task_id`. A task keeps one value (its return value); when that is a

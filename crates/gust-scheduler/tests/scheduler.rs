@@ -517,3 +517,70 @@ async fn scheduled_runs_are_named_after_their_interval_end_as_airflow_3_names_th
         format!("scheduled__{}", end.format("%Y-%m-%dT%H:%M:%S+00:00"))
     );
 }
+
+const READS_A_VARIABLE: &str = r#"
+reads:
+  schedule: null
+  tasks:
+    show:
+      operator: BashOperator
+      bash_command: "echo {{ var.value.get('fresh', 'missing') }}"
+"#;
+
+both_engines!(a_variable_set_right_before_a_trigger_is_seen_by_that_runs_templates);
+
+/// The scheduler's poll is an hour here: only reading variables as tries render can see one
+/// set after the scheduler started.
+async fn a_variable_set_right_before_a_trigger_is_seen_by_that_runs_templates(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("reads.yaml"), READS_A_VARIABLE).expect("dag file");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let stop = CancellationToken::new();
+    let (bags, _watch) = watch_folder(
+        dags.clone(),
+        WatchConfig::default(),
+        clock.clone(),
+        stop.clone(),
+    )
+    .await;
+    let (tx, events) = gust_executor::event_channel();
+    let local = LocalConfig {
+        state_dir: Some(dir.path().join("tries")),
+        ..LocalConfig::default()
+    };
+    let mut config = SchedulerConfig::new(dir.path().join("logs"));
+    config.paused_by_default = false;
+    config.poll_interval = Duration::from_secs(3600);
+    let executor = Arc::new(LocalExecutor::new(local, tx, clock.clone()));
+    let scheduler = Scheduler::new(store.clone(), executor, events, bags, clock, config);
+    let waker = scheduler.waker();
+    let token = stop.clone();
+    let handle = tokio::spawn(async move {
+        scheduler.run(token).await.expect("the scheduler runs");
+    });
+    // Past the scheduler's first poll.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    store
+        .set_variable("fresh", "just-set", None)
+        .await
+        .expect("variable");
+    let run_id = trigger(&store, &dags, "reads", serde_json::json!({})).await;
+    waker.wake();
+    assert_eq!(
+        wait_for_run(&store, "reads", &run_id).await,
+        DagRunState::Success
+    );
+    let tries = store.tries_of_run("reads", &run_id).await.expect("tries");
+    assert_eq!(
+        tries[0]
+            .rendered_args
+            .as_ref()
+            .and_then(|a| a.get("bash_command").cloned()),
+        Some(serde_json::json!("echo just-set"))
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+}

@@ -67,6 +67,7 @@ impl Fixture {
             variables: [("env".to_owned(), "prod".to_owned())]
                 .into_iter()
                 .collect(),
+            connections: Default::default(),
         };
         let report = tokio::time::timeout(
             Duration::from_secs(30),
@@ -205,12 +206,15 @@ async fn a_skip_exit_code_skips_the_task_and_its_all_success_downstream() {
 #[tokio::test]
 async fn an_undefined_template_name_fails_the_try_naming_it() {
     let f = Fixture::new();
-    let dag = f.dag("x:\n  tasks:\n    t: {operator: bash, bash_command: 'echo {{ nope }}'}\n");
+    let dag =
+        f.dag("x:\n  tasks:\n    t: {operator: bash, bash_command: 'echo {{ params.nope }}'}\n");
     let report = f.run(&dag, serde_json::json!({})).await;
     assert_eq!(report.tasks[0].state, TaskState::Failed);
     assert_eq!(
         report.tasks[0].failure.as_deref(),
-        Some("task \"t\", argument \"bash_command\": undefined name \"nope\" in template (line 1)")
+        Some(
+            "task \"t\", argument \"bash_command\": undefined name \"params.nope\" in template (line 1)"
+        )
     );
 }
 

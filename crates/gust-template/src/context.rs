@@ -5,8 +5,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use minijinja::Value;
 
+use crate::connections::Connections;
 use crate::lookup::RuntimeLookup;
-use crate::objects::{DateTimeValue, Macros, TaskInstance, Variables};
+use crate::macros::Macros;
+use crate::objects::{DateTimeValue, TaskInstance, Variables};
 
 /// Everything about a try that templates may use.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +93,8 @@ impl TemplateContext {
             data_interval_start => DateTimeValue::value(self.data_interval_start),
             data_interval_end => DateTimeValue::value(self.data_interval_end),
             run_id => self.run_id,
+            try_number => self.try_number,
+            task_instance_key_str => format!("{}__{}__{}", self.dag_id, self.task_id, logical.format("%Y%m%d")),
             dag => minijinja::context! { dag_id => self.dag_id },
             task => minijinja::context! { task_id => self.task_id },
             dag_run => dag_run,
@@ -98,7 +102,8 @@ impl TemplateContext {
             task_instance => ti,
             params => Value::from_serialize(self.effective_params()),
             macros => Value::from_object(Macros),
-            var => Value::from_object(Variables { lookup }),
+            var => Value::from_object(Variables { lookup: Arc::clone(&lookup) }),
+            conn => Value::from_object(Connections { lookup }),
         }
     }
 }

@@ -1,21 +1,27 @@
 //! Jinja templates with Airflow's context names and macros, on minijinja.
 //!
 //! String arguments of tasks are templates rendered right before a try starts. This crate is
-//! pure rendering: it reads no clock, database or file; variables and XComs come from the caller
-//! through [`RuntimeLookup`]. Undefined names are errors that name the task, the argument and the
+//! pure rendering: it reads no database or file, and no clock but for `macros.datetime.now()`;
+//! variables, connections and XComs come from the caller through [`RuntimeLookup`]. Python's
+//! `str`/`dict`/`list` methods work through minijinja-contrib's `pycompat`, since Airflow users
+//! write them; Airflow's rendering is the reference (see `tests/airflow_parity.json`). Undefined names are errors that name the task, the argument and the
 //! name, never empty strings. Templates are untrusted input: their size is bounded and rendering
 //! runs on a fuel budget, so no template can hang a scheduler. Start at [`Renderer`].
 
+mod check;
+mod connections;
 mod context;
 mod lookup;
+mod macros;
 mod objects;
 
 use std::sync::Arc;
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
+pub use check::Known;
 pub use context::TemplateContext;
-pub use lookup::{MapLookup, NoLookup, RuntimeLookup};
+pub use lookup::{MapLookup, NoLookup, RuntimeLookup, TemplateConnection};
 
 /// The longest template accepted (bytes).
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
@@ -48,6 +54,16 @@ pub enum TemplateError {
         name: String,
         /// The line inside the template.
         line: usize,
+    },
+    /// A name no run will define, found by [`Renderer::check`] when DAGs load.
+    #[error("\"{name}\" in template (line {line}) would be undefined when the task runs: {why}")]
+    WillBeUndefined {
+        /// The name, with its attribute path (`dag_run.nope`).
+        name: String,
+        /// The line inside the template.
+        line: usize,
+        /// Why no run defines it.
+        why: String,
     },
     /// The template used too much fuel (a runaway loop).
     #[error("template runs too long (more than {FUEL} steps); simplify its loops")]
@@ -107,6 +123,9 @@ impl Renderer {
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(RECURSION_LIMIT);
+        // Python's str, dict and list methods (`.get`, `.upper()`, `.split(',')`, `.items()`...),
+        // which Airflow users write because Airflow renders with Python's Jinja.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         objects::add_filters(&mut env);
         Self { env }
     }
@@ -124,6 +143,28 @@ impl Renderer {
                 line: err.line().unwrap_or(1),
                 detail: detail(&err),
             })
+    }
+
+    /// Checks `source` when DAGs load: its syntax, and that it uses no name that will be
+    /// undefined in every run (an unknown context name, a missing attribute of a fixed object,
+    /// a variable or connection `known` says does not exist). Params and conf keys are not
+    /// reported: a run's conf may give them.
+    pub fn check(&self, source: &str, known: &Known) -> Result<(), TemplateError> {
+        self.check_syntax(source)?;
+        if !is_template(source) {
+            return Ok(());
+        }
+        let (ctx, lookup) = check::probe(known);
+        match self.render_with(source, &ctx.to_value(lookup)) {
+            Err(TemplateError::Undefined { name, line }) => {
+                match check::why_undefined(&name, known) {
+                    Some(why) => Err(TemplateError::WillBeUndefined { name, line, why }),
+                    None => Ok(()),
+                }
+            }
+            // Other failures come from the stand-in values, not from the template.
+            _ => Ok(()),
+        }
     }
 
     /// Renders one template.
@@ -167,6 +208,7 @@ impl Renderer {
     }
 
     /// Finds which name of the template is undefined: minijinja reports that one is, not which.
+    /// The shortest undefined prefix is blamed (`conn.nope` in `conn.nope.host`).
     fn undefined_name(
         &self,
         template: &minijinja::Template<'_, '_>,
@@ -175,16 +217,17 @@ impl Renderer {
         let mut names: Vec<String> = template.undeclared_variables(true).into_iter().collect();
         // Shorter paths first, so `params` is blamed before `params.x` when params itself is missing.
         names.sort_by_key(|n| (n.matches('.').count(), n.clone()));
-        names.into_iter().find(|name| {
+        let undefined = |path: &str| {
             self.env
-                .compile_expression(name)
+                .compile_expression(path)
                 .and_then(|expr| expr.eval(values))
-                .is_ok_and(|value| value.is_undefined())
-                || self
-                    .env
-                    .compile_expression(name)
-                    .and_then(|expr| expr.eval(values))
-                    .is_err()
+                .map_or(true, |value| value.is_undefined())
+        };
+        names.into_iter().find_map(|name| {
+            let ends = name.match_indices('.').map(|(i, _)| i).chain([name.len()]);
+            ends.map(|end| &name[..end])
+                .find(|prefix| undefined(prefix))
+                .map(str::to_owned)
         })
     }
 

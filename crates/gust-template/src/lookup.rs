@@ -1,12 +1,48 @@
-//! Where templates get variables and XComs from: the caller supplies them through
+//! Where templates get variables, connections and XComs from: the caller supplies them through
 //! [`RuntimeLookup`], so rendering stays free of I/O.
 
 use std::collections::HashMap;
 
-/// Variables and XComs as a rendering sees them.
+/// A connection as templates see it (`conn.ID.host`...): Airflow's `Connection` fields.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TemplateConnection {
+    /// Its id.
+    pub conn_id: String,
+    /// Its type (`postgres`, `aws`...).
+    pub conn_type: String,
+    /// Host.
+    pub host: Option<String>,
+    /// User name.
+    pub login: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Schema or database.
+    pub schema: Option<String>,
+    /// Port.
+    pub port: Option<i64>,
+    /// Extra settings as JSON text (`extra_dejson` parses it).
+    pub extra: Option<String>,
+    /// What it is for.
+    pub description: Option<String>,
+}
+
+/// Never prints the password or the extras: they are secrets.
+impl std::fmt::Debug for TemplateConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateConnection")
+            .field("conn_id", &self.conn_id)
+            .field("conn_type", &self.conn_type)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Variables, connections and XComs as a rendering sees them.
 pub trait RuntimeLookup: Send + Sync {
     /// A variable's value as stored (text), if it exists.
     fn variable(&self, key: &str) -> Option<String>;
+    /// A connection, if it exists.
+    fn connection(&self, conn_id: &str) -> Option<TemplateConnection>;
     /// The XCom `key` pushed by `task_id` in the current run, if any.
     fn xcom(&self, task_id: &str, key: &str) -> Option<serde_json::Value>;
 }
@@ -20,6 +56,10 @@ impl RuntimeLookup for NoLookup {
         None
     }
 
+    fn connection(&self, _conn_id: &str) -> Option<TemplateConnection> {
+        None
+    }
+
     fn xcom(&self, _task_id: &str, _key: &str) -> Option<serde_json::Value> {
         None
     }
@@ -30,6 +70,8 @@ impl RuntimeLookup for NoLookup {
 pub struct MapLookup {
     /// Variables by key.
     pub variables: HashMap<String, String>,
+    /// Connections by id.
+    pub connections: HashMap<String, TemplateConnection>,
     /// XComs by (task_id, key).
     pub xcoms: HashMap<(String, String), serde_json::Value>,
 }
@@ -37,6 +79,10 @@ pub struct MapLookup {
 impl RuntimeLookup for MapLookup {
     fn variable(&self, key: &str) -> Option<String> {
         self.variables.get(key).cloned()
+    }
+
+    fn connection(&self, conn_id: &str) -> Option<TemplateConnection> {
+        self.connections.get(conn_id).cloned()
     }
 
     fn xcom(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {

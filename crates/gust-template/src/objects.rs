@@ -12,31 +12,47 @@ use crate::lookup::RuntimeLookup;
 
 /// `2024-01-01T00:00:00+00:00`, as Python's `isoformat()` prints an aware UTC datetime.
 pub(crate) fn iso(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.f")
-        .to_string()
-        .trim_end_matches(".")
-        .to_owned()
-        + "+00:00"
+    DateTimeValue::aware(t).isoformat('T')
 }
 
-fn invalid(message: impl Into<String>) -> Error {
+pub(crate) fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, message.into())
 }
 
-/// A datetime in a template: prints as Python's `str(datetime)`.
+/// A datetime in a template: prints as Python's `str(datetime)`. Airflow's context dates are
+/// aware (UTC); `macros.datetime(...)` and `strptime` make naive ones, as Python does.
 #[derive(Debug, Clone, Copy)]
-pub struct DateTimeValue(pub DateTime<Utc>);
+pub struct DateTimeValue {
+    /// The wall time (UTC for aware values).
+    pub at: NaiveDateTime,
+    /// Whether it is aware (UTC), printed with `+00:00`.
+    pub utc: bool,
+}
 
 impl DateTimeValue {
-    /// The datetime as a template value.
-    pub fn value(t: DateTime<Utc>) -> Value {
-        Value::from_object(DateTimeValue(t))
+    /// An aware UTC datetime.
+    pub fn aware(t: DateTime<Utc>) -> Self {
+        Self {
+            at: t.naive_utc(),
+            utc: true,
+        }
     }
 
-    /// The datetime a value holds: one of ours, or text in RFC 3339 or `YYYY-MM-DD` form.
+    /// The aware datetime as a template value.
+    pub fn value(t: DateTime<Utc>) -> Value {
+        Value::from_object(Self::aware(t))
+    }
+
+    /// A naive datetime as a template value.
+    pub fn naive(at: NaiveDateTime) -> Value {
+        Value::from_object(Self { at, utc: false })
+    }
+
+    /// The datetime a value holds: one of ours (naive ones taken as UTC), or text in RFC 3339
+    /// or `YYYY-MM-DD` form.
     pub fn from_value(value: &Value) -> Option<DateTime<Utc>> {
         if let Some(ours) = value.downcast_object_ref::<DateTimeValue>() {
-            return Some(ours.0);
+            return Some(ours.at.and_utc());
         }
         let text = value.as_str()?;
         DateTime::parse_from_rfc3339(text)
@@ -48,6 +64,22 @@ impl DateTimeValue {
                     .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
             })
     }
+
+    /// Python's `isoformat(sep)`: microseconds only when there are some, `+00:00` when aware.
+    fn isoformat(&self, sep: char) -> String {
+        let micros = self.at.nanosecond() / 1_000;
+        let mut out = self
+            .at
+            .format(&format!("%Y-%m-%d{sep}%H:%M:%S"))
+            .to_string();
+        if micros != 0 {
+            out.push_str(&format!(".{micros:06}"));
+        }
+        if self.utc {
+            out.push_str("+00:00");
+        }
+        out
+    }
 }
 
 impl Object for DateTimeValue {
@@ -56,7 +88,7 @@ impl Object for DateTimeValue {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let t = self.0;
+        let t = self.at;
         Some(Value::from(match key.as_str()? {
             "year" => t.year(),
             "month" => t.month() as i32,
@@ -64,6 +96,7 @@ impl Object for DateTimeValue {
             "hour" => t.hour() as i32,
             "minute" => t.minute() as i32,
             "second" => t.second() as i32,
+            "microsecond" => (t.nanosecond() / 1_000) as i32,
             _ => return None,
         }))
     }
@@ -77,28 +110,90 @@ impl Object for DateTimeValue {
         match method {
             "strftime" => {
                 let (format,): (&str,) = from_args(args)?;
-                strftime(self.0.naive_utc(), format)
+                strftime(self.at, format, self.utc)
             }
-            "isoformat" => Ok(Value::from(iso(self.0))),
-            "timestamp" => Ok(Value::from(self.0.timestamp())),
-            "date" => Ok(Value::from(self.0.format("%Y-%m-%d").to_string())),
+            "isoformat" => {
+                let (sep,): (Option<&str>,) = from_args(args)?;
+                let sep = sep.and_then(|s| s.chars().next()).unwrap_or('T');
+                Ok(Value::from(self.isoformat(sep)))
+            }
+            "timestamp" => Ok(Value::from(self.at.and_utc().timestamp())),
+            "date" => Ok(Value::from(self.at.format("%Y-%m-%d").to_string())),
+            "weekday" => Ok(Value::from(self.at.weekday().num_days_from_monday())),
+            "isoweekday" => Ok(Value::from(self.at.weekday().number_from_monday())),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
 
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.format("%Y-%m-%d %H:%M:%S%.f").to_string();
-        write!(f, "{}+00:00", text.trim_end_matches('.'))
+        f.write_str(&self.isoformat(' '))
     }
 }
 
-/// Formats with Python's strftime codes (chrono's are compatible for the common ones).
-fn strftime(t: NaiveDateTime, format: &str) -> Result<Value, Error> {
+/// Formats with Python's strftime codes. chrono's agree for all but `%f` (Python: six digits of
+/// microseconds) and `%z`/`%Z` of a naive datetime (Python: empty).
+pub(crate) fn strftime(t: NaiveDateTime, format: &str, utc: bool) -> Result<Value, Error> {
     use std::fmt::Write as _;
+    let mut chrono_format = String::with_capacity(format.len());
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            chrono_format.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('f') => chrono_format.push_str("%6f"),
+            Some('z' | 'Z') if !utc => {}
+            Some(other) => {
+                chrono_format.push('%');
+                chrono_format.push(other);
+            }
+            None => chrono_format.push('%'),
+        }
+    }
     let mut out = String::new();
-    write!(out, "{}", t.format(format))
-        .map_err(|_| invalid(format!("invalid date format \"{format}\"")))?;
+    let formatted = if utc {
+        write!(out, "{}", t.and_utc().format(&chrono_format))
+    } else {
+        write!(out, "{}", t.format(&chrono_format))
+    };
+    formatted.map_err(|_| invalid(format!("invalid date format \"{format}\"")))?;
     Ok(Value::from(out))
+}
+
+/// Python's `datetime.strptime`: the text must match the whole format; fields the format
+/// lacks default to 1900-01-01 00:00:00.
+pub(crate) fn strptime(text: &str, format: &str) -> Result<NaiveDateTime, Error> {
+    use chrono::format::{Parsed, StrftimeItems, parse};
+    let mismatch = || invalid(format!("\"{text}\" does not match the format \"{format}\""));
+    let mut parsed = Parsed::new();
+    parse(&mut parsed, text, StrftimeItems::new(format)).map_err(|_| mismatch())?;
+    if parsed.year().is_none() && parsed.year_mod_100().is_none() && parsed.isoyear().is_none() {
+        parsed.set_year(1900).map_err(|_| mismatch())?;
+    }
+    let dated_otherwise = parsed.ordinal().is_some()
+        || parsed.isoweek().is_some()
+        || parsed.week_from_mon().is_some()
+        || parsed.week_from_sun().is_some();
+    if !dated_otherwise {
+        if parsed.month().is_none() {
+            parsed.set_month(1).map_err(|_| mismatch())?;
+        }
+        if parsed.day().is_none() {
+            parsed.set_day(1).map_err(|_| mismatch())?;
+        }
+    }
+    if parsed.hour_mod_12().is_none() {
+        parsed.set_hour(0).map_err(|_| mismatch())?;
+    } else if parsed.hour_div_12().is_none() {
+        parsed.set_ampm(false).map_err(|_| mismatch())?;
+    }
+    if parsed.minute().is_none() {
+        parsed.set_minute(0).map_err(|_| mismatch())?;
+    }
+    parsed
+        .to_naive_datetime_with_offset(0)
+        .map_err(|_| mismatch())
 }
 
 /// `ti` / `task_instance`.
@@ -254,48 +349,6 @@ impl Object for VariableAccessor {
             None => default.ok_or_else(|| invalid(format!("variable \"{name}\" is not set"))),
         }
     }
-}
-
-/// `macros`: Airflow's date helpers.
-#[derive(Debug)]
-pub(crate) struct Macros;
-
-impl Object for Macros {
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &State<'_, '_>,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, Error> {
-        match method {
-            "ds_add" => {
-                let (ds, days): (&str, i64) = from_args(args)?;
-                let date = parse_ds(ds)?;
-                let shifted = chrono::Duration::try_days(days)
-                    .and_then(|d| date.checked_add_signed(d))
-                    .ok_or_else(|| invalid(format!("ds_add({ds}, {days}) is out of range")))?;
-                Ok(Value::from(shifted.format("%Y-%m-%d").to_string()))
-            }
-            "ds_format" => {
-                let (ds, input, output): (&str, &str, &str) = from_args(args)?;
-                let parsed = NaiveDateTime::parse_from_str(ds, input)
-                    .or_else(|_| {
-                        NaiveDate::parse_from_str(ds, input)
-                            .map(|d| d.and_time(chrono::NaiveTime::MIN))
-                    })
-                    .map_err(|_| {
-                        invalid(format!("ds_format: \"{ds}\" does not match \"{input}\""))
-                    })?;
-                strftime(parsed, output)
-            }
-            _ => Err(Error::from(ErrorKind::UnknownMethod)),
-        }
-    }
-}
-
-fn parse_ds(ds: &str) -> Result<NaiveDate, Error> {
-    NaiveDate::parse_from_str(ds, "%Y-%m-%d")
-        .map_err(|_| invalid(format!("\"{ds}\" is not a date (YYYY-MM-DD)")))
 }
 
 /// Airflow's date filters: `{{ logical_date | ds }}` and friends.

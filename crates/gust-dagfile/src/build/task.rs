@@ -268,13 +268,14 @@ pub fn read_names(node: &Node, key: &str) -> values::Read<Vec<(String, Location)
     }
 }
 
-/// Compiles every string inside `node` as a template, so syntax errors surface at load time.
+/// Checks every string inside `node` as a template, so syntax errors and names no run will
+/// define surface at load time. Which variables and connections exist cannot be known here.
 fn check_templates(node: &Node, renderer: &Renderer, problems: &mut Vec<Diagnostic>) {
     let mut pending = vec![node];
     while let Some(node) = pending.pop() {
         match &node.value {
             Value::Str(text) => {
-                if let Err(err) = renderer.check_syntax(text) {
+                if let Err(err) = renderer.check(text, &gust_template::Known::default()) {
                     problems.push(Diagnostic::new(node.at.clone(), err.to_string()));
                 }
             }

@@ -35,6 +35,8 @@ use gust_dagfile::DagBag;
 use gust_executor::{Executor, LaunchSpec, TryEvent, TryKey, try_log};
 use gust_store::{Store, StoreError, TaskMove};
 use gust_template::Renderer;
+
+use crate::template_values::TemplateValues;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +70,9 @@ pub struct SchedulerConfig {
     /// Where the scheduler records its metrics and heartbeat (default: a fresh set; pass a
     /// clone of the handle a server renders).
     pub metrics: crate::metrics::SchedulerMetrics,
+    /// The variables and connections templates read, re-read before tries render (default:
+    /// the scheduler's store, variables only; pass one with a key for connections).
+    pub template_values: Option<Arc<TemplateValues>>,
 }
 
 impl SchedulerConfig {
@@ -84,6 +89,7 @@ impl SchedulerConfig {
             claim_ttl: Duration::from_secs(30),
             exclusive: false,
             metrics: crate::metrics::SchedulerMetrics::new(),
+            template_values: None,
         }
     }
 }
@@ -226,7 +232,7 @@ pub struct Scheduler {
 
     bag: Arc<DagBag>,
     paused: HashMap<String, bool>,
-    variables: Arc<HashMap<String, String>>,
+    template_values: Arc<TemplateValues>,
     runs: HashMap<RunKey, ActiveRun>,
     /// Tries this process started or adopted whose end it has not recorded.
     live: HashSet<TryKey>,
@@ -272,6 +278,9 @@ impl Scheduler {
         config: SchedulerConfig,
     ) -> Self {
         let bag = bags.borrow().clone();
+        let template_values = config.template_values.clone().unwrap_or_else(|| {
+            Arc::new(TemplateValues::from_store(store.clone(), Arc::new(|| None)))
+        });
         let mut slots = Slots::default();
         slots.parallelism = config.parallelism;
         slots.worker_free.clone_from(&config.worker_free_operators);
@@ -286,7 +295,7 @@ impl Scheduler {
             renderer: Renderer::new(),
             bag,
             paused: HashMap::new(),
-            variables: Arc::new(HashMap::new()),
+            template_values,
             runs: HashMap::new(),
             live: HashSet::new(),
             slots,
@@ -410,7 +419,7 @@ impl Scheduler {
         })
     }
 
-    /// Reads what other processes may have changed: runs, pause flags, variables, pools.
+    /// Reads what other processes may have changed: runs, pause flags, pools.
     async fn poll(&mut self) -> Result<(), SchedulerError> {
         let started = tokio::time::Instant::now();
         let now = self.clock.now();
@@ -418,7 +427,6 @@ impl Scheduler {
         self.config.metrics.heartbeat(now);
         self.claim_round().await?;
         self.paused = self.store.dag_pause_flags().await?.into_iter().collect();
-        self.variables = Arc::new(self.store.all_variables().await?);
         self.slots.pool_sizes = self
             .store
             .pools()
@@ -450,6 +458,11 @@ impl Scheduler {
             }
             let mut batch = std::mem::take(&mut self.pending);
             self.settle_dirty(&mut batch);
+            if self.line.count() + self.worker_free_line.count() > 0 && !self.draining {
+                // Templates render as tries are admitted: read what they may use now, so a
+                // variable set right before a trigger is seen (not only after the next poll).
+                self.template_values.refresh().await?;
+            }
             self.admit(&mut batch);
             let starts_due = !self.started.is_empty()
                 && (self.draining

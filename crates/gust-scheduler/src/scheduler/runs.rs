@@ -229,7 +229,7 @@ impl Scheduler {
             .create_task_instances(&run.dag_id, &run.run_id, &task_ids)
             .await?;
         let stored = self.store.task_instances(&run.dag_id, &run.run_id).await?;
-        let xcoms = RunXComs::with_variables(self.variables.clone());
+        let xcoms = RunXComs::new(self.template_values.clone());
         for (task, name, value) in self.store.xcoms_of_run(&run.dag_id, &run.run_id).await? {
             xcoms.push(&task, &name, value);
         }

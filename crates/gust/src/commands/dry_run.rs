@@ -17,6 +17,7 @@ use gust_kube::build::{PodDefaults, PodRequest, TryLabels, build_pod, names};
 use gust_operators::kubernetes_pod::PodArgs;
 use gust_processing::{PodRuntimeKind, Step, StepPlan};
 use gust_scheduler::launch::{RunContext, render_args};
+use gust_scheduler::template_values::{TemplateValues, template_connection};
 use gust_scheduler::xcom::RunXComs;
 use gust_template::Renderer;
 
@@ -39,9 +40,19 @@ pub fn dry_run(
     };
     let stamp = logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
     let run_id = RunId::new(format!("manual__{stamp}"))?;
-    let variables =
-        super::runtime()?.block_on(super::test_run::variables_if_any(&config.database.url));
-    let lookup = Arc::new(RunXComs::with_variables(variables));
+    let home = crate::config::home()?;
+    let (variables, connections) = super::runtime()?.block_on(async {
+        let variables = super::test_run::variables_if_any(&config.database.url).await;
+        let connections = crate::runtimes::connections(config, &home).await;
+        (variables, connections)
+    });
+    let connections = (connections.into_iter())
+        .map(|c| (c.conn_id.clone(), template_connection(c)))
+        .collect();
+    let lookup = Arc::new(RunXComs::new(Arc::new(TemplateValues::fixed(
+        variables,
+        connections,
+    ))));
     let run = RunContext {
         run_id: &run_id,
         interval: DataInterval {

@@ -7,6 +7,7 @@ use anyhow::Context;
 use gust_core::clock::{Clock, SystemClock};
 use gust_scheduler::dag_watch::{WatchConfig, watch_folder};
 use gust_scheduler::scheduler::{Scheduler, SchedulerConfig};
+use gust_scheduler::template_values::TemplateValues;
 use gust_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -257,6 +258,11 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         scheduler_config.claim_ttl = config.scheduler.scheduler_health_check_threshold;
         // On SQLite the file lock above makes this the only scheduler.
         scheduler_config.exclusive = store.kind() == gust_store::EngineKind::Sqlite;
+        scheduler_config.template_values =
+            Some(Arc::new(TemplateValues::from_store(store.clone(), {
+                let (config, home) = (config.clone(), home.clone());
+                Arc::new(move || super::secret_key(&config, &home).ok())
+            })));
         scheduler_config.worker_free_operators = gust_operators::OPERATORS
             .iter()
             .filter(|spec| !spec.holds_worker)

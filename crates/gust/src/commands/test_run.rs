@@ -10,6 +10,7 @@ use gust_core::clock::{Clock, SystemClock};
 use gust_core::ids::RunId;
 use gust_core::schedule::DataInterval;
 use gust_core::state::DagRunState;
+use gust_scheduler::template_values::template_connection;
 use gust_scheduler::test_run::{RunReport, StateChange, TestRunSpec, run_with_progress};
 use gust_store::Store;
 
@@ -54,6 +55,11 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
             conf,
             logs_root: config.logging.base_log_folder.clone(),
             variables,
+            connections: (crate::runtimes::connections(config, &home)
+                .await
+                .into_iter())
+            .map(|c| (c.conn_id.clone(), template_connection(c)))
+            .collect(),
         };
         let (tx, mut events) = gust_executor::event_channel();
         let connections = crate::runtimes::connections(config, &home).await;

@@ -1,0 +1,143 @@
+//! The variables and connections templates read (`var.value.X`, `conn.ID.host`), read from the
+//! store when tries are about to render, so a variable created right before a trigger is seen by
+//! that run's first tries, as an Airflow task reads its variables when it renders.
+//!
+//! [`TemplateValues::refresh`] is called once per scheduler step that admits tries (not once per
+//! try): one query for the variables and one for the connection ids, plus one that decrypts the
+//! connections when there are any. Rendering itself stays synchronous and reads the last
+//! snapshot.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use gust_store::{SecretKey, Store, StoreError};
+use gust_template::TemplateConnection;
+
+/// Gives the key that decrypts connections, when one is set up (asked only once a connection
+/// exists, so no key is made for nothing).
+pub type KeySource = Arc<dyn Fn() -> Option<SecretKey> + Send + Sync>;
+
+/// Variables and connections as templates see them.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Variables by key, as stored (text).
+    pub variables: HashMap<String, String>,
+    /// Connections by id.
+    pub connections: HashMap<String, TemplateConnection>,
+}
+
+/// Where the values come from: a store, or fixed values (`gust dags test`, dry runs).
+struct FromStore {
+    store: Store,
+    key: KeySource,
+    /// The key once `key` gave one: it does not change while Gust runs.
+    found_key: std::sync::OnceLock<SecretKey>,
+}
+
+impl FromStore {
+    fn key(&self) -> Option<&SecretKey> {
+        if let Some(key) = self.found_key.get() {
+            return Some(key);
+        }
+        let key = (self.key)()?;
+        Some(self.found_key.get_or_init(|| key))
+    }
+}
+
+/// The current variables and connections, shared by the scheduler and every run's lookup.
+pub struct TemplateValues {
+    source: Option<FromStore>,
+    current: RwLock<Arc<Snapshot>>,
+}
+
+impl fmt::Debug for TemplateValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TemplateValues")
+    }
+}
+
+impl TemplateValues {
+    /// Fixed values that never change.
+    #[must_use]
+    pub fn fixed(
+        variables: HashMap<String, String>,
+        connections: HashMap<String, TemplateConnection>,
+    ) -> Self {
+        Self {
+            source: None,
+            current: RwLock::new(Arc::new(Snapshot {
+                variables,
+                connections,
+            })),
+        }
+    }
+
+    /// Values read from `store` at each [`refresh`](Self::refresh); connections are decrypted
+    /// with the key `key` gives (none: templates see no connections).
+    #[must_use]
+    pub fn from_store(store: Store, key: KeySource) -> Self {
+        Self {
+            source: Some(FromStore {
+                store,
+                key,
+                found_key: std::sync::OnceLock::new(),
+            }),
+            current: RwLock::new(Arc::new(Snapshot::default())),
+        }
+    }
+
+    /// Reads the store again (fixed values stay as they are).
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        let Some(source) = &self.source else {
+            return Ok(());
+        };
+        let variables = source.store.all_variables().await?;
+        let connections = if source.store.connection_ids().await?.is_empty() {
+            HashMap::new()
+        } else if let Some(key) = source.key() {
+            source
+                .store
+                .connections(key)
+                .await?
+                .into_iter()
+                .map(|c| (c.conn_id.clone(), template_connection(c)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Snapshot {
+            variables,
+            connections,
+        });
+        Ok(())
+    }
+
+    /// The values as last read.
+    #[must_use]
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A stored connection as templates see it.
+#[must_use]
+pub fn template_connection(c: gust_store::Connection) -> TemplateConnection {
+    TemplateConnection {
+        conn_id: c.conn_id,
+        conn_type: c.conn_type,
+        host: c.host,
+        login: c.login,
+        password: c.password.map(|p| p.expose().to_owned()),
+        schema: c.schema,
+        port: c.port.map(i64::from),
+        extra: c.extra.map(|e| e.expose().to_owned()),
+        description: c.description,
+    }
+}
