@@ -132,6 +132,13 @@ impl LocalExecutor {
         }
     }
 
+    /// Whether local pods' containers run in the bwrap sandbox (configured, and bwrap runs
+    /// here), where the pod's volumes are at their mount paths.
+    #[must_use]
+    pub fn sandboxed(&self) -> bool {
+        self.inner.config.sandbox && sandbox::available()
+    }
+
     /// Kills every running try and waits for their processes to end.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();

@@ -1,9 +1,18 @@
 //! Reading `pod_template_file`: a pod manifest in YAML (or JSON), relative paths resolved
 //! against the DAG file's folder.
+//!
+//! Read as Airflow reads it (`yaml.safe_load`, then the Kubernetes Python client's
+//! deserializer): YAML 1.1 scalars (`yes`, `on` are booleans), and a scalar where the pod has
+//! text (an annotation, a label, a variable's value) becomes Python's `str()` of it, so that
+//! `sidecar.istio.io/inject: yes` is the annotation `"True"`, as under Airflow.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gust_operators::kubernetes_pod::PodArgs;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The largest template file read: a pod manifest is a few kilobytes.
@@ -59,11 +68,75 @@ pub fn load(args: &PodArgs, dag_file: &Path) -> Result<Option<Value>, TemplateEr
         return Err(TemplateError::TooLarge(path));
     }
     let text = std::fs::read_to_string(&path).map_err(read)?;
-    let value: Value = serde_yaml_ng::from_str(&text).map_err(|err| TemplateError::Yaml {
+    let value = read_yaml(&path, &text).map_err(|message| TemplateError::Yaml {
         path: path.clone(),
-        message: err.to_string(),
+        message,
     })?;
-    Ok(Some(value))
+    Ok(Some(text_where_text_is_expected::<Pod>(value)))
+}
+
+/// `text` as PyYAML's `safe_load` reads it (YAML 1.1 scalars), as JSON; the error says where.
+fn read_yaml(path: &Path, text: &str) -> Result<Value, String> {
+    let file: Arc<Path> = Arc::from(path);
+    gust_dagfile::yaml::load(&file, text)
+        .map(|node| node.to_json())
+        .map_err(|err| match err.location() {
+            Some(at) => format!("{err} at line {}, column {}", at.line, at.col),
+            None => err.to_string(),
+        })
+}
+
+/// The most scalars turned into text in one manifest (each is one more parse).
+const MAX_TEXT_FIXES: usize = 256;
+
+/// `value` with every boolean or number that `T` has as text replaced by Python's `str()` of
+/// it, as the Kubernetes Python client's deserializer does (`"True"`, `"5"`). Found by reading
+/// `value` as `T` and fixing the value each type error points at; anything else is left for
+/// the pod builder to report.
+fn text_where_text_is_expected<T: DeserializeOwned>(mut value: Value) -> Value {
+    for _ in 0..MAX_TEXT_FIXES {
+        let Err(err) = serde_path_to_error::deserialize::<_, T>(value.clone()) else {
+            break;
+        };
+        if !err.inner().to_string().contains("expected a string") {
+            break;
+        }
+        let Some(at) = pointer_to(err.path()).and_then(|p| value.pointer_mut(&p)) else {
+            break;
+        };
+        let Some(text) = python_str(at) else {
+            break;
+        };
+        *at = Value::String(text);
+    }
+    value
+}
+
+/// The JSON pointer of a deserializer's path, when it has one.
+fn pointer_to(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        pointer.push('/');
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&index.to_string()),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Unknown => return None,
+        }
+    }
+    Some(pointer)
+}
+
+/// Python's `str()` of a scalar.
+fn python_str(value: &Value) -> Option<String> {
+    match value {
+        Value::Bool(true) => Some("True".to_owned()),
+        Value::Bool(false) => Some("False".to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// Reads `job_template_file` (a Job manifest in YAML or JSON, relative paths next to the DAG
@@ -81,14 +154,33 @@ pub fn load_job_template(file: Option<&str>, dag_file: &Path) -> Result<Option<V
         return Err(fail("larger than 1 MiB; is it the right file?".to_owned()));
     }
     let text = std::fs::read_to_string(&path).map_err(|err| fail(err.to_string()))?;
-    serde_yaml_ng::from_str(&text)
-        .map(Some)
+    read_yaml(&path, &text)
+        .map(|value| Some(text_where_text_is_expected::<Job>(value)))
         .map_err(|err| fail(format!("not valid YAML: {err}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_1_1_booleans_in_text_fields_read_as_airflow_reads_them() {
+        // What Airflow 3.3.2's KPO (cncf.kubernetes 10.25.0) builds from this template:
+        // annotations "True", "True", "True", "5", "yes"; hostNetwork true.
+        let text = "metadata:\n  annotations:\n    sidecar.istio.io/inject: yes\n    other: on\n    \
+                    third: true\n    num: 5\n    quoted: \"yes\"\nspec:\n  hostNetwork: yes\n  \
+                    containers: [{name: base, image: x, env: [{name: A, value: off}]}]\n";
+        let value = read_yaml(Path::new("pod.yaml"), text).unwrap();
+        let value = text_where_text_is_expected::<Pod>(value);
+        assert_eq!(
+            value["metadata"]["annotations"],
+            serde_json::json!({"sidecar.istio.io/inject": "True", "other": "True",
+                               "third": "True", "num": "5", "quoted": "yes"})
+        );
+        assert_eq!(value["spec"]["hostNetwork"], true);
+        assert_eq!(value["spec"]["containers"][0]["env"][0]["value"], "False");
+        let _: Pod = serde_json::from_value(value).expect("a pod");
+    }
 
     #[test]
     fn relative_templates_are_next_to_the_dag_file() {

@@ -35,13 +35,26 @@ pub const LOCAL_ROOT_ON_CLUSTER: &str = "processing steps on a cluster need an o
     (GUST__ARTIFACTS__ROOT) to an object store URI such as s3://bucket/prefix, or run pods \
     locally ([kubernetes] runtime = \"local\", or --local-pods)";
 
+/// Why a processing try cannot run on the local pod runtime without its sandbox.
+pub const NEEDS_SANDBOX: &str = "processing steps on the local pod runtime need bubblewrap \
+    (bwrap), which is not installed or cannot run here: a step's scripts read and write the \
+    fixed paths /opt/ml/processing/..., which only its sandbox provides on this host; install \
+    it (apt-get install bubblewrap, or dnf install bubblewrap) and run again, or run the step \
+    on a cluster";
+
 /// Which kind of pod runtime a [`ProcessingExecutor`] wraps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodRuntimeKind {
     /// Pods on a Kubernetes cluster: they cannot see this host's folders.
     Cluster,
-    /// The local pod runtime: pods' containers are processes of this host.
+    /// The local pod runtime: pods' containers are processes of this host, each in a bwrap
+    /// sandbox where the pod's volumes are at their mount paths.
     Local,
+    /// The local pod runtime without its sandbox (bwrap missing or unable to run): mount
+    /// paths are only rewritten in commands, arguments and variables, so a script that opens
+    /// `/opt/ml/processing/...` itself would find nothing. Processing tries are refused
+    /// ([`NEEDS_SANDBOX`]) rather than fail later for a reason the user cannot see.
+    LocalUnsandboxed,
 }
 
 /// Runs `processing` tries: stages them, then hands their pods to a pod runtime.
@@ -153,7 +166,6 @@ impl Inner {
     /// Plans the try and uploads its code and config; the pod try to start.
     async fn prepare(&self, spec: &LaunchSpec) -> Result<LaunchSpec, FailureReason> {
         let setup = self.setup.get();
-        let plan = Self::plan(spec, &setup.settings)?;
         let mut log = LogWriter::open(&spec.log_path, self.clock.as_ref())
             .await
             .map_err(|err| FailureReason::Log(err.to_string()))?;
@@ -161,6 +173,11 @@ impl Inner {
             let _ = log.line("gust", &text).await;
             let _ = log.flush().await;
         };
+        if self.kind == PodRuntimeKind::LocalUnsandboxed {
+            note(format!("processing step: {NEEDS_SANDBOX}")).await;
+            return Err(FailureReason::Spawn(NEEDS_SANDBOX.to_owned()));
+        }
+        let plan = Self::plan(spec, &setup.settings)?;
         for upload in &plan.uploads {
             let local = upload.local.display();
             note(format!(

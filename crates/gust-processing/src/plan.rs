@@ -44,6 +44,9 @@ pub const BIN_DIR: &str = "/opt/gust/bin";
 pub const RUN_BINARY: &str = "/opt/gust/bin/gust";
 /// The hostPath volume of a local artifact store (the local pod runtime).
 pub const STORE_VOLUME: &str = "gust-artifact-store";
+/// The start of the names of the hostPath volumes of `file://` inputs and outputs outside the
+/// store (the local pod runtime): `gust-local-0`, `gust-local-1`...
+pub const LOCAL_VOLUME_PREFIX: &str = "gust-local-";
 /// The XCom file the wrapper writes the outputs' URIs to (KPO's sidecar reads it).
 pub const XCOM_FILE: &str = "/airflow/xcom/return.json";
 /// The variable holding the code's folder in the pod, when `code` is given.
@@ -231,7 +234,11 @@ pub fn plan(
         })
         .collect();
 
-    let pod = Pod::new(settings);
+    let mut pod = Pod::new(settings);
+    if matches!(settings.gust, GustBinary::Host(_)) {
+        let fetched = fetches.iter().map(|(_, uri)| uri);
+        pod.bind_local_folders(settings, fetched, outputs.values());
+    }
     let mut run = vec![RUN_BINARY.to_owned(), "artifacts".into(), "run".into()];
     if step.do_xcom_push {
         run.extend(["--xcom".to_owned(), XCOM_FILE.to_owned()]);
@@ -415,6 +422,63 @@ impl Pod {
     }
 }
 
+impl Pod {
+    /// Binds, at the same paths, the folders of this host that `file://` (or absolute-path)
+    /// inputs are read from and outputs written to, when the store does not hold them: the
+    /// local pod runtime's sandbox shows containers only their volumes and a fresh `/tmp`.
+    /// An input binds its folder (or, for an object or a prefix, the folder holding it) when
+    /// it exists; one that does not is left for the fetch to report. An output binds its
+    /// destination folder, made when missing.
+    fn bind_local_folders<'u>(
+        &mut self,
+        settings: &StepSettings,
+        inputs: impl Iterator<Item = &'u String>,
+        outputs: impl Iterator<Item = &'u String>,
+    ) {
+        let mut bound: Vec<PathBuf> = uri::local_path(&settings.root).into_iter().collect();
+        let mut folders: Vec<(PathBuf, &str)> = Vec::new();
+        for input in inputs {
+            let Some(path) = uri::local_path(input).filter(|p| p.is_absolute()) else {
+                continue;
+            };
+            let folder = if path.is_dir() {
+                Some(path)
+            } else {
+                path.parent().filter(|p| p.is_dir()).map(Path::to_path_buf)
+            };
+            folders.extend(folder.map(|f| (f, "Directory")));
+        }
+        for output in outputs {
+            if let Some(path) = uri::local_path(output).filter(|p| p.is_absolute()) {
+                folders.push((path, "DirectoryOrCreate"));
+            }
+        }
+        // Outer folders first, so that a folder inside one already bound is skipped.
+        folders.sort_by_key(|(path, _)| path.components().count());
+        for (folder, kind) in folders {
+            if folder.parent().is_none() || bound.iter().any(|b| folder.starts_with(b)) {
+                continue; // `/` itself is never bound over the sandbox.
+            }
+            let name = format!("{LOCAL_VOLUME_PREFIX}{}", bound.len());
+            let path = folder.display().to_string();
+            self.volumes.push(Volume {
+                name: name.clone(),
+                host_path: Some(HostPathVolumeSource {
+                    path: path.clone(),
+                    type_: Some(kind.to_owned()),
+                }),
+                ..Volume::default()
+            });
+            self.mounts.push(VolumeMount {
+                name,
+                mount_path: path,
+                ..VolumeMount::default()
+            });
+            bound.push(folder);
+        }
+    }
+}
+
 /// Names of the processing pod's own parts that the arguments must leave alone.
 fn check_reserved(args: &ProcessingArgs) -> Result<(), StepError> {
     let own_volumes = [PROCESSING_VOLUME, BIN_VOLUME, STORE_VOLUME, HOST_BIN_VOLUME];
@@ -423,6 +487,14 @@ fn check_reserved(args: &ProcessingArgs) -> Result<(), StepError> {
         .volumes
         .iter()
         .find(|v| own_volumes.contains(&v.name.as_str()))
+    {
+        return Err(StepError::Reserved(format!("volume \"{}\"", volume.name)));
+    }
+    if let Some(volume) = args
+        .pod
+        .volumes
+        .iter()
+        .find(|v| v.name.starts_with(LOCAL_VOLUME_PREFIX))
     {
         return Err(StepError::Reserved(format!("volume \"{}\"", volume.name)));
     }

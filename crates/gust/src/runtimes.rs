@@ -112,7 +112,11 @@ impl Runtimes {
             let processing = processing(
                 config,
                 connections,
-                PodRuntimeKind::Local,
+                if local.sandboxed() {
+                    PodRuntimeKind::Local
+                } else {
+                    PodRuntimeKind::LocalUnsandboxed
+                },
                 pods,
                 events.clone(),
                 clock,
@@ -297,7 +301,7 @@ pub fn step_settings(config: &Config, kind: PodRuntimeKind, has_connection: bool
     let a = &config.artifacts;
     let (gust, credentials_secret) = match kind {
         PodRuntimeKind::Cluster => (GustBinary::InImage, a.pod_secret.clone()),
-        PodRuntimeKind::Local => (
+        PodRuntimeKind::Local | PodRuntimeKind::LocalUnsandboxed => (
             std::env::current_exe().map_or(GustBinary::InImage, GustBinary::Host),
             has_connection.then(|| a.conn_id.clone()),
         ),

@@ -4,8 +4,9 @@
 //! The rules are KPO's, field by field, so that a template behaves as it does under Airflow:
 //! a field the upper pod leaves empty (null, false, 0, "", [] or {}) comes from the lower one,
 //! otherwise the upper pod's value wins whole; labels and annotations are merged key by key;
-//! init containers and volumes are concatenated (lower first); containers are paired and, in
-//! each pair, volume mounts, env, envFrom, ports and volume devices are concatenated.
+//! volumes are concatenated (lower first); containers are paired by position, init containers
+//! by name (the lower pod's order, then the upper pod's unpaired ones), and, in each pair,
+//! volume mounts, env, envFrom, ports and volume devices are concatenated.
 //! One deliberate difference: the upper pod's base container pairs with the lower pod's
 //! container of the same name when there is one, not blindly with the first (identical when
 //! the base container comes first, as it does in KPO's own templates).
@@ -78,7 +79,18 @@ fn reconcile_specs(
         );
         fields.insert("containers".to_owned(), Value::Array(containers));
     }
-    let merged = extend_lists(lower, &merged, SPEC_LISTS);
+    let mut merged = extend_lists(lower, &merged, SPEC_LISTS);
+    let (below, above) = (
+        list(lower.get("initContainers")),
+        list(upper.get("initContainers")),
+    );
+    if let Value::Object(fields) = &mut merged
+        && !below.is_empty()
+        && !above.is_empty()
+    {
+        let paired = reconcile_init_containers(below, above);
+        fields.insert("initContainers".to_owned(), Value::Array(paired));
+    }
     Some(merge_fields(lower, &merged))
 }
 
@@ -102,6 +114,29 @@ fn reconcile_containers(lower: &[Value], upper: &[Value], base_container: &str) 
         }
         _ => positional(lower, upper),
     }
+}
+
+/// KPO's `reconcile_init_containers`: a lower init container is merged with the upper one of
+/// the same name, in the lower pod's order; the upper ones left over follow.
+fn reconcile_init_containers(lower: &[Value], upper: &[Value]) -> Vec<Value> {
+    let name = |c: &Value| c.get("name").and_then(Value::as_str).map(str::to_owned);
+    let mut paired = std::collections::HashSet::new();
+    let mut out: Vec<Value> = lower
+        .iter()
+        .map(|below| {
+            // Python's dict of the upper ones by name: the last of a repeated name wins.
+            let above = upper.iter().rev().find(|c| name(c) == name(below));
+            match above {
+                Some(above) => {
+                    paired.insert(name(below));
+                    reconcile_container(below, above)
+                }
+                None => below.clone(),
+            }
+        })
+        .collect();
+    out.extend(upper.iter().filter(|c| !paired.contains(&name(c))).cloned());
+    out
 }
 
 fn positional(lower: &[Value], upper: &[Value]) -> Vec<Value> {
@@ -244,6 +279,27 @@ mod tests {
         assert_eq!(base["env"], json!([{"name": "A"}, {"name": "B"}]));
         assert_eq!(base["resources"], json!({"limits": {"cpu": "1"}}));
         assert_eq!(pod["spec"]["containers"][1]["name"], "side");
+    }
+
+    #[test]
+    fn init_containers_pair_by_name_in_the_lower_pods_order() {
+        // PodGenerator.reconcile_init_containers (cncf.kubernetes 10.x).
+        let lower = json!({"spec": {"containers": [], "initContainers": [
+            {"name": "prep", "image": "busybox", "env": [{"name": "A", "value": "1"}]},
+            {"name": "other", "image": "alpine"}]}});
+        let upper = json!({"spec": {"containers": [], "initContainers": [
+            {"name": "new", "image": "n"},
+            {"name": "prep", "image": "x", "env": [{"name": "B", "value": "2"}]}]}});
+        let pod = reconcile_pods(&lower, &upper, "base");
+        assert_eq!(
+            pod["spec"]["initContainers"],
+            json!([
+                {"name": "prep", "image": "x",
+                 "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                {"name": "other", "image": "alpine"},
+                {"name": "new", "image": "n"},
+            ])
+        );
     }
 
     #[test]

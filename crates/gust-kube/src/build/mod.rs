@@ -125,7 +125,7 @@ pub fn build_pod(request: &PodRequest<'_>) -> Result<Pod, BuildError> {
     }
     attach_secrets(&mut pod, args, request.unique)?;
     if request.do_xcom_push {
-        add_xcom_sidecar(&mut pod, base, request.defaults)?;
+        add_xcom_sidecar(&mut pod, args, request.defaults)?;
     }
     add_try_labels(&mut pod, request.labels);
 
@@ -188,6 +188,12 @@ fn operator_pod(args: &PodArgs) -> Result<Value, BuildError> {
         .as_deref()
         .map(names::sanitize_name_argument)
         .transpose()?;
+    // KPO appends the pod's own fields (`pod_runtime_info_envs`) to `env_vars`.
+    let env: Vec<_> = args
+        .env_vars
+        .iter()
+        .chain(&args.pod_runtime_info_envs)
+        .collect();
     Ok(json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -198,6 +204,7 @@ fn operator_pod(args: &PodArgs) -> Result<Value, BuildError> {
             "annotations": to(&args.annotations),
         },
         "spec": {
+            "runtimeClassName": args.runtime_class_name,
             "nodeSelector": to(&args.node_selector),
             "affinity": to(&args.affinity),
             "tolerations": to(&args.tolerations),
@@ -212,7 +219,7 @@ fn operator_pod(args: &PodArgs) -> Result<Value, BuildError> {
                 "resources": to(&args.container_resources),
                 "volumeMounts": to(&args.volume_mounts),
                 "args": args.arguments,
-                "env": to(&args.env_vars),
+                "env": to(&env),
                 "envFrom": env_from,
                 "securityContext": to(&args.container_security_context),
                 "terminationMessagePolicy": args.termination_message_policy,
@@ -350,7 +357,9 @@ fn attach_secrets(pod: &mut Value, args: &PodArgs, unique: &str) -> Result<(), B
     for (i, secret) in args.secrets.iter().enumerate() {
         match (secret.deploy_type, &secret.key) {
             (SecretDeployType::Volume, _) => {
-                let name = format!("secretvol-{unique}-{i}");
+                // KPO's `secretvol` + a UUID; derived from the pod's randomness so that
+                // building stays a pure function.
+                let name = format!("secretvol{}", names::uuid_from(unique, i));
                 let mut source = json!({"secretName": secret.secret});
                 if !secret.items.is_empty() {
                     source["items"] = serde_json::to_value(&secret.items)
@@ -406,7 +415,12 @@ fn attach_secrets(pod: &mut Value, args: &PodArgs, unique: &str) -> Result<(), B
 
 /// KPO's `add_xcom_sidecar`: the shared volume first, its mount first in the base container,
 /// and the sidecar last.
-fn add_xcom_sidecar(pod: &mut Value, base: &str, defaults: &PodDefaults) -> Result<(), BuildError> {
+fn add_xcom_sidecar(
+    pod: &mut Value,
+    args: &PodArgs,
+    defaults: &PodDefaults,
+) -> Result<(), BuildError> {
+    let base = args.base_container_name.as_str();
     let volume = json!({"name": "xcom", "emptyDir": {}});
     let mount = json!({"name": "xcom", "mountPath": XCOM_MOUNT_PATH});
     let resources = match &defaults.xcom_sidecar_resources {
@@ -415,13 +429,16 @@ fn add_xcom_sidecar(pod: &mut Value, base: &str, defaults: &PodDefaults) -> Resu
         }
         None => json!({"requests": {"cpu": "1m", "memory": "10Mi"}}),
     };
-    let sidecar = json!({
+    let mut sidecar = json!({
         "name": XCOM_SIDECAR_NAME,
         "command": ["sh", "-c", XCOM_SIDECAR_COMMAND],
         "image": defaults.xcom_sidecar_image,
         "volumeMounts": [mount.clone()],
         "resources": resources,
     });
+    if let Some(context) = &args.xcom_sidecar_container_security_context {
+        sidecar["securityContext"] = to(context);
+    }
     let spec = pod
         .get_mut("spec")
         .ok_or_else(|| BuildError::Invalid("the pod has no spec".to_owned()))?;

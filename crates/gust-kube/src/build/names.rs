@@ -60,6 +60,25 @@ pub fn with_suffix(name: &str, suffix: &str) -> String {
     format!("{}-{suffix}", cut.trim_matches(['-', '.']))
 }
 
+/// A UUID (version 3, from MD5) standing for `unique` and `index`: KPO names secret volumes
+/// `secretvol` + a random UUID; this one is as unique as the pod's own randomness, and keeps
+/// building a pod a pure function of its request.
+#[must_use]
+pub fn uuid_from(unique: &str, index: usize) -> String {
+    let mut bytes: [u8; 16] = Md5::digest(format!("{unique}/{index}").as_bytes()).into();
+    bytes[6] = (bytes[6] & 0x0f) | 0x30; // version 3
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 /// Checks a final pod name (a DNS-1123 subdomain).
 pub fn check_pod_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
@@ -125,6 +144,16 @@ fn replace_runs(text: &str, keep: impl Fn(char) -> bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_volume_uuids_look_like_kpos_and_differ_per_secret() {
+        let one = uuid_from("abcd1234", 0);
+        assert_eq!(one.len(), 36);
+        assert_eq!(one.matches('-').count(), 4);
+        assert_eq!(&one[14..15], "3", "version 3: {one}");
+        assert_ne!(one, uuid_from("abcd1234", 1));
+        assert_eq!(one, uuid_from("abcd1234", 0));
+    }
 
     #[test]
     fn name_arguments_are_lowercased_and_dashed() {

@@ -86,7 +86,7 @@ fn the_seed_passing_pod_is_kpos_pod() {
 
 #[test]
 fn every_argument_reaches_the_manifest_in_kpos_order() {
-    let given = args(json!({
+    let given = json!({
         "image": "registry.example/app:1",
         "name": "All_Args",
         "namespace": "ml",
@@ -131,8 +131,24 @@ fn every_argument_reaches_the_manifest_in_kpos_order() {
         "init_containers": [{"name": "fetch", "image": "busybox", "command": ["true"]}],
         "termination_message_policy": "FallbackToLogsOnError",
         "random_name_suffix": false,
-    }));
+    });
+    let more = json!({
+        "runtime_class_name": "gvisor",
+        "pod_runtime_info_envs": [
+            {"name": "POD_IP", "field_path": "status.podIP"},
+            {"__type__": "kubernetes.client.models.V1EnvVar", "name": "NODE",
+             "value_from": {"field_ref": {"field_path": "spec.nodeName"}}},
+        ],
+        "xcom_sidecar_container_security_context": {"run_as_user": 65534},
+    });
+    let mut given = given;
+    if let (Value::Object(given), Value::Object(more)) = (&mut given, more) {
+        given.extend(more);
+    }
+    let given = args(given);
     let pod = build(&given, true, None).unwrap();
+    // KPO: `secretvol` + a UUID.
+    let secret_volume = format!("secretvol{}", names::uuid_from("abcd1234", 2));
     let expected = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -160,11 +176,13 @@ fn every_argument_reaches_the_manifest_in_kpos_order() {
                     "volumeMounts": [
                         {"name": "xcom", "mountPath": "/airflow/xcom"},
                         {"name": "data", "mountPath": "/data", "readOnly": true},
-                        {"name": "secretvol-abcd1234-2", "mountPath": "/etc/sql_conn", "readOnly": true},
+                        {"name": secret_volume, "mountPath": "/etc/sql_conn", "readOnly": true},
                     ],
                     "env": [
                         {"name": "MODE", "value": "train"},
                         {"name": "EPOCHS", "value": "3"},
+                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                         {"name": "SQL_CONN", "valueFrom": {"secretKeyRef": {"name": "airflow-secrets", "key": "sql_alchemy_conn"}}},
                     ],
                     "envFrom": [
@@ -182,6 +200,7 @@ fn every_argument_reaches_the_manifest_in_kpos_order() {
                     "command": ["sh", "-c", "trap \"exit 0\" INT; while true; do sleep 1; done;"],
                     "volumeMounts": [{"name": "xcom", "mountPath": "/airflow/xcom"}],
                     "resources": {"requests": {"cpu": "1m", "memory": "10Mi"}},
+                    "securityContext": {"runAsUser": 65534},
                 },
             ],
             "dnsConfig": {"nameservers": ["1.1.1.1"]},
@@ -194,6 +213,7 @@ fn every_argument_reaches_the_manifest_in_kpos_order() {
             "nodeSelector": {"pool": "gpu"},
             "priorityClassName": "high",
             "restartPolicy": "Never",
+            "runtimeClassName": "gvisor",
             "schedulerName": "volcano",
             "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
             "serviceAccountName": "runner",
@@ -203,7 +223,7 @@ fn every_argument_reaches_the_manifest_in_kpos_order() {
             "volumes": [
                 {"name": "xcom", "emptyDir": {}},
                 {"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}},
-                {"name": "secretvol-abcd1234-2", "secret": {"secretName": "airflow-secrets",
+                {"name": secret_volume, "secret": {"secretName": "airflow-secrets",
                     "items": [{"key": "sql_alchemy_conn", "path": "conn"}]}},
             ],
         },

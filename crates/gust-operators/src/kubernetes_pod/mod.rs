@@ -40,6 +40,10 @@ const OBJECT_ARGUMENTS: &[(&str, &str)] = &[
     ("dns_config", "V1PodDNSConfig"),
     ("security_context", "V1PodSecurityContext"),
     ("container_security_context", "V1SecurityContext"),
+    (
+        "xcom_sidecar_container_security_context",
+        "V1SecurityContext",
+    ),
     ("init_containers", "V1Container"),
     ("full_pod_spec", "V1Pod"),
     ("pod_template_dict", "V1Pod"),
@@ -145,6 +149,16 @@ pub struct PodArgs {
     /// The base container's security context.
     #[serde(default)]
     pub container_security_context: Option<core::SecurityContext>,
+    /// The XCom sidecar's security context (KPO's; default: the connection's, else none).
+    #[serde(default)]
+    pub xcom_sidecar_container_security_context: Option<core::SecurityContext>,
+    /// The RuntimeClass every container of the pod runs with (`runtimeClassName`).
+    #[serde(default)]
+    pub runtime_class_name: Option<String>,
+    /// Variables from the pod's own fields, appended to `env_vars` (KPO's
+    /// `pod_runtime_info_envs`): EnvVar objects, or Airflow 1's `{name, field_path}`.
+    #[serde(default, deserialize_with = "runtime_info_envs")]
+    pub pod_runtime_info_envs: Vec<core::EnvVar>,
     /// The pod's priority class.
     #[serde(default)]
     pub priority_class_name: Option<String>,
@@ -496,6 +510,65 @@ fn env_vars<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<core::EnvVar>, D::Er
     }
 }
 
+/// `pod_runtime_info_envs`: EnvVar objects (KPO's `convert_pod_runtime_info_env`), or Airflow
+/// 1's `PodRuntimeInfoEnv` form `{name, field_path}`, which is a variable from a field
+/// (`valueFrom.fieldRef.fieldPath`). A DAG file that names the class (`__type__`) must name
+/// one of the two.
+fn runtime_info_envs<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<core::EnvVar>, D::Error> {
+    use serde::de::Error;
+    let Some(given) = Option::<Vec<Value>>::deserialize(de)? else {
+        return Ok(Vec::new());
+    };
+    given
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let fail = |message: String| D::Error::custom(format!("[{i}]: {message}"));
+            let Value::Object(mut fields) = item else {
+                return Err(fail("expected an EnvVar or {name, field_path}".to_owned()));
+            };
+            if fields.contains_key("field_path") || fields.contains_key("fieldPath") {
+                let type_ok = fields
+                    .remove("__type__")
+                    .is_none_or(|t| t.as_str().is_some_and(|t| t.ends_with("PodRuntimeInfoEnv")));
+                let name = fields
+                    .remove("name")
+                    .and_then(|n| n.as_str().map(str::to_owned));
+                let path = fields
+                    .remove("field_path")
+                    .or_else(|| fields.remove("fieldPath"))
+                    .and_then(|p| p.as_str().map(str::to_owned));
+                let (Some(name), Some(path), true, true) = (name, path, fields.is_empty(), type_ok)
+                else {
+                    return Err(fail(
+                        "a PodRuntimeInfoEnv has exactly a `name` and a `field_path` (text)"
+                            .to_owned(),
+                    ));
+                };
+                return Ok(core::EnvVar {
+                    name,
+                    value: None,
+                    value_from: Some(core::EnvVarSource {
+                        field_ref: Some(core::ObjectFieldSelector {
+                            api_version: None,
+                            field_path: path,
+                        }),
+                        ..core::EnvVarSource::default()
+                    }),
+                });
+            }
+            read_object::<core::EnvVar>("", &Value::Object(fields), "V1EnvVar").map_err(|err| {
+                let at = err.path.trim_start_matches('.');
+                fail(if at.is_empty() {
+                    err.message
+                } else {
+                    format!("{at}: {}", err.message)
+                })
+            })
+        })
+        .collect()
+}
+
 /// `image_pull_secrets`: `"a,b"` or a list of references (KPO's `convert_image_pull_secrets`).
 fn pull_secrets<'de, D: Deserializer<'de>>(
     de: D,
@@ -556,6 +629,9 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         "security_context",
         "container_security_context",
         "priority_class_name",
+        "runtime_class_name",
+        "pod_runtime_info_envs",
+        "xcom_sidecar_container_security_context",
         "termination_grace_period",
         "active_deadline_seconds",
         "init_containers",

@@ -148,3 +148,30 @@ fn an_unknown_argument_is_refused() {
     let err = read(json!({"imagee": "x"})).unwrap_err();
     assert!(err.message.contains("unknown field `imagee`"), "{err}");
 }
+
+#[test]
+fn pod_runtime_info_envs_take_airflow_1_form_or_env_vars_and_name_a_bad_entry() {
+    let args = read(json!({"pod_runtime_info_envs": [
+        {"name": "POD_IP", "field_path": "status.podIP"},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    ]}))
+    .unwrap();
+    let paths: Vec<_> = args
+        .pod_runtime_info_envs
+        .iter()
+        .map(|v| {
+            let from = v.value_from.as_ref().and_then(|f| f.field_ref.as_ref());
+            (v.name.as_str(), from.map(|f| f.field_path.as_str()))
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("POD_IP", Some("status.podIP")),
+            ("NODE", Some("spec.nodeName"))
+        ]
+    );
+    let err = read(json!({"pod_runtime_info_envs": [{"name": "X", "field_path": 3}]})).unwrap_err();
+    assert!(err.to_string().contains("pod_runtime_info_envs"), "{err}");
+    assert!(err.to_string().contains("[0]"), "{err}");
+}

@@ -212,6 +212,27 @@ async fn a_failed_upload_fails_the_try_and_says_so_in_its_log() {
 }
 
 #[tokio::test]
+async fn without_the_sandbox_a_local_step_is_refused_saying_to_install_bubblewrap() {
+    let mut h = Harness::new(
+        PodRuntimeKind::LocalUnsandboxed,
+        None,
+        StoreCredentials::none(),
+    );
+    h.executor.start(h.spec(step())).unwrap();
+    let TryOutcome::Failed(FailureReason::Spawn(why)) =
+        finished(&mut h.events, &key(), WITHIN).await
+    else {
+        panic!("not refused")
+    };
+    assert_eq!(why, NEEDS_SANDBOX);
+    assert!(!why.contains('\n') && why.contains("install"), "{why}");
+    let log = std::fs::read_to_string(h.log()).unwrap();
+    assert!(log.contains("need bubblewrap"), "{log}");
+    assert!(h.pods.started.lock().unwrap().is_empty());
+    assert!(!h.store().exists(), "nothing staged");
+}
+
+#[tokio::test]
 async fn a_cluster_cannot_use_a_local_artifact_root() {
     let h = Harness::new(PodRuntimeKind::Cluster, None, StoreCredentials::none());
     let err = h.executor.start(h.spec(step())).unwrap_err();

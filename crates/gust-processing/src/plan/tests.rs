@@ -681,3 +681,68 @@ fn the_local_runtime_runs_this_hosts_binary_from_its_folder_mounted_read_only() 
             .any(|(name, _)| *name == "gust-host-bin")
     );
 }
+
+#[test]
+fn on_the_local_runtime_file_inputs_and_outputs_outside_the_store_are_bound_at_their_paths() {
+    let folder = Folder::new();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data.path().join("raw")).unwrap();
+    std::fs::write(data.path().join("raw/a.csv"), "x\n").unwrap();
+    std::fs::write(data.path().join("one.csv"), "x\n").unwrap();
+    let d = data.path().display().to_string();
+    let store = folder.dir.path().join("store").display().to_string();
+    let settings = StepSettings {
+        root: store.clone(),
+        gust: GustBinary::Host(PathBuf::from("/usr/local/bin/gust")),
+        credentials_secret: None,
+        ..s3()
+    };
+    let args = json!({
+        "image": "python:3.12",
+        "command": ["true"],
+        "inputs": [
+            {"name": "raw", "source": format!("file://{d}/raw/")},
+            {"name": "one", "source": format!("{d}/one.csv")},
+            {"name": "missing", "source": "file:///nowhere/at/all/"},
+            {"name": "stored", "source": format!("file://{store}/x/")},
+        ],
+        "outputs": [{"name": "out", "destination": format!("file://{d}/out")}],
+    });
+    let plan = planned(&folder, args, &settings).unwrap();
+    let pod = pod(&plan, true);
+    let bound: Vec<(String, String)> = pod
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.name.starts_with(LOCAL_VOLUME_PREFIX))
+        .map(|v| {
+            let host = v.host_path.as_ref().unwrap();
+            (host.path.clone(), host.type_.clone().unwrap())
+        })
+        .collect();
+    // The data folder (holding one.csv) covers raw/ and out/; the store is bound already, and
+    // a source that does not exist is left for the fetch to report.
+    assert_eq!(bound, [(d.clone(), "Directory".to_owned())]);
+    let (init, base) = containers(&pod);
+    for container in [init, base] {
+        assert!(
+            mounts(container).iter().any(|(_, path)| *path == d),
+            "{}",
+            container.name
+        );
+    }
+
+    let on_cluster = planned(&folder, the_step(), &s3()).unwrap();
+    assert!(
+        !self::pod(&on_cluster, true)
+            .spec
+            .unwrap()
+            .volumes
+            .unwrap()
+            .iter()
+            .any(|v| v.name.starts_with(LOCAL_VOLUME_PREFIX))
+    );
+}
