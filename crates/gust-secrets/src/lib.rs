@@ -12,7 +12,7 @@ mod masker;
 mod names;
 mod registry;
 
-pub use masker::{DEFAULT_MIN_LENGTH, MASK, Masker};
+pub use masker::{DEFAULT_MIN_LENGTH, MASK, Masker, REFERENCE_ARGS};
 pub use names::{DEFAULT_SENSITIVE_FIELDS, SensitiveNames};
 pub use registry::{TRY_SECRETS_KEPT, add, add_from, configure, current, set_stored};
 

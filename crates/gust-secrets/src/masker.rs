@@ -208,6 +208,16 @@ impl SensitiveNames {
         found
     }
 
+    /// The secrets a try's rendered arguments hold ([`SensitiveNames::secrets_in`] of each),
+    /// but for the arguments that only name secrets kept elsewhere ([`REFERENCE_ARGS`]).
+    #[must_use]
+    pub fn secrets_in_args(&self, args: &serde_json::Map<String, Value>) -> Vec<String> {
+        args.iter()
+            .filter(|(name, _)| !REFERENCE_ARGS.contains(&name.as_str()))
+            .flat_map(|(name, value)| self.secrets_in(value, Some(name)))
+            .collect()
+    }
+
     fn collect(&self, value: &Value, name: Option<&str>, found: &mut Vec<String>) {
         if name.is_some_and(|n| self.is_sensitive(n)) {
             strings(value, found);
@@ -233,6 +243,11 @@ impl SensitiveNames {
         }
     }
 }
+
+/// Arguments whose name looks sensitive but which hold only references: KubernetesPodOperator's
+/// `secrets` names Kubernetes Secrets and keys (`{secret: db-creds, key: token}`); taking those
+/// names for secrets would mask words such as `token` in every log.
+pub const REFERENCE_ARGS: &[&str] = &["secrets"];
 
 /// Whether `map` is a `{name, value}` pair (a Kubernetes `EnvVar`) with a sensitive name.
 fn is_env_pair(map: &serde_json::Map<String, Value>, names: &SensitiveNames) -> bool {
@@ -446,6 +461,16 @@ mod tests {
         assert_eq!(found, ["k-one", "k-two", "literal-secret", "tok-12345"]);
         assert_eq!(names.secrets_in(&json!("v"), Some("password")), ["v"]);
         assert!(names.secrets_in(&json!("v"), Some("region")).is_empty());
+    }
+
+    #[test]
+    fn a_pods_secret_references_are_not_secrets() {
+        let args = json!({
+            "secrets": [{"deploy_type": "env", "deploy_target": "token", "secret": "db-creds", "key": "token"}],
+            "env_vars": {"API_TOKEN": "tok-12345"}
+        });
+        let found = SensitiveNames::default().secrets_in_args(args.as_object().unwrap());
+        assert_eq!(found, ["tok-12345"]);
     }
 
     #[test]

@@ -114,11 +114,7 @@ pub fn add(secrets: impl IntoIterator<Item = String>) {
 /// Adds the secrets a try's rendered arguments hold under sensitive names (an argument named
 /// like a secret, `env: {MYSECRET: ...}`, a pod's `{name, value}` pairs).
 pub fn add_from(args: &serde_json::Map<String, serde_json::Value>) {
-    let masker = current();
-    let names = masker.names();
-    add(args
-        .iter()
-        .flat_map(|(name, value)| names.secrets_in(value, Some(name))));
+    add(current().names().secrets_in_args(args));
 }
 
 #[cfg(test)]

@@ -47,10 +47,7 @@ pub fn redact_conf(conf: &serde_json::Map<String, Value>) -> serde_json::Map<Str
 #[must_use]
 pub fn masker_for_args(args: &serde_json::Map<String, Value>) -> gust_secrets::Masker {
     let base = gust_secrets::current();
-    let own: Vec<String> = args
-        .iter()
-        .flat_map(|(name, value)| base.names().secrets_in(value, Some(name)))
-        .collect();
+    let own = base.names().secrets_in_args(args);
     base.with(own)
 }
 
