@@ -1,5 +1,7 @@
 //! A try's log file, written the same way by every runtime: one line per output line, each
-//! prefixed with its time and its source (`stdout`, `stderr`, a container's name, `gust`).
+//! prefixed with its time and its source (`stdout`, `stderr`, a container's name, `gust`), and
+//! every secret the process knows masked (`gust_secrets`) before it reaches the file, so neither
+//! the file nor its remote copy ever holds one.
 
 use std::path::Path;
 
@@ -49,14 +51,17 @@ impl<'c> LogWriter<'c> {
         }
     }
 
-    /// Writes one line from `source` (`stdout`, `stderr`, `gust`).
+    /// Writes one line from `source` (`stdout`, `stderr`, `gust`), secrets masked.
     pub async fn line(&mut self, source: &str, text: &str) -> std::io::Result<()> {
         let stamp = self.clock.now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let masker = gust_secrets::current();
+        let text = masker.mask(text);
         let line = format!("[{stamp}] {source}: {text}\n");
         self.file.write_all(line.as_bytes()).await
     }
 
-    /// Writes one line stamped with the time it was produced (a container's own timestamp).
+    /// Writes one line stamped with the time it was produced (a container's own timestamp),
+    /// secrets masked.
     pub async fn line_at(
         &mut self,
         at: DateTime<Utc>,
@@ -64,6 +69,8 @@ impl<'c> LogWriter<'c> {
         text: &str,
     ) -> std::io::Result<()> {
         let stamp = at.format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let masker = gust_secrets::current();
+        let text = masker.mask(text);
         let line = format!("[{stamp}] {source}: {text}\n");
         self.file.write_all(line.as_bytes()).await
     }

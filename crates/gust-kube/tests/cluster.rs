@@ -143,6 +143,38 @@ async fn a_pod_runs_its_output_reaches_the_log_and_the_pod_is_deleted() {
 }
 
 #[tokio::test]
+async fn a_pods_streamed_log_never_shows_a_secret() {
+    let mut h = harness().await;
+    h.fake.script(
+        "app:secret",
+        PodScript {
+            lines: vec![
+                "stored=stored-secret-value".into(),
+                "env=pod-env-secret".into(),
+            ],
+            ..PodScript::default()
+        },
+    );
+    // What the binary feeds from the store, and what launching the try adds from its arguments.
+    gust_secrets::set_stored(vec!["stored-secret-value".to_owned()]);
+    let args = json!({
+        "image": "app:secret",
+        "name": "secret",
+        "env_vars": {"MYSECRET": "pod-env-secret"},
+    });
+    gust_secrets::add_from(args.as_object().expect("an object"));
+    let spec = h.spec("secret", args, false);
+    assert_eq!(h.run(spec).await, TryOutcome::Succeeded { xcom: None });
+    let log = h.log_text("secret");
+    assert!(log.contains("stdout: stored=***\n"), "{log}");
+    assert!(log.contains("stdout: env=***\n"), "{log}");
+    assert!(
+        !log.contains("secret-value") && !log.contains("pod-env-secret"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn a_failing_pod_fails_with_its_exit_code_termination_message_and_events() {
     let mut h = harness().await;
     h.fake.script(

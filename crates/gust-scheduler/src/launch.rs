@@ -54,7 +54,9 @@ pub fn render_args(
     Ok(args)
 }
 
-/// The runtime's view of a try whose arguments are rendered.
+/// The runtime's view of a try whose arguments are rendered. The values its arguments hold
+/// under sensitive names (`env: {MYSECRET: ...}`) join the process's secrets masker first, so
+/// the try's log never shows them.
 #[must_use]
 pub fn launch_spec(
     dag: &Dag,
@@ -70,6 +72,7 @@ pub fn launch_spec(
         task_id: task.id.clone(),
         try_number: TryNumber(try_number),
     };
+    gust_secrets::add_from(&args);
     LaunchSpec {
         log_path: log_path(logs_root, &key),
         key,

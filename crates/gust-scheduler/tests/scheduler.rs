@@ -584,3 +584,57 @@ async fn a_variable_set_right_before_a_trigger_is_seen_by_that_runs_templates(st
     stop.cancel();
     handle.await.expect("the scheduler stopped");
 }
+
+const SECRETS: &str = r#"
+secrets:
+  schedule: null
+  tasks:
+    shout:
+      operator: BashOperator
+      bash_command: 'echo "var={{ var.value.api_key }} env=$MYSECRET"; echo "{\"k\": \"$MYSECRET\"}"'
+      env: {MYSECRET: "env-secret-value"}
+"#;
+
+both_engines!(secrets_never_reach_logs_or_xcoms);
+
+async fn secrets_never_reach_logs_or_xcoms(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("secrets.yaml"), SECRETS).expect("dag file");
+    store
+        .set_variable("api_key", "var-secret-value", None)
+        .await
+        .expect("variable");
+    // What the binary's secrets watch feeds from the stored variables.
+    gust_secrets::set_stored(vec!["var-secret-value".to_owned()]);
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    let run_id = trigger(&store, &dags, "secrets", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "secrets", &run_id).await,
+        DagRunState::Success
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+
+    let xcoms = store.xcoms_of_run("secrets", &run_id).await.expect("xcoms");
+    assert_eq!(xcoms[0].2, serde_json::json!(r#"{"k": "***"}"#));
+    let mut logs = 0;
+    for entry in walkdir::WalkDir::new(dir.path().join("logs")) {
+        let entry = entry.expect("walk");
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).expect("log");
+        assert!(text.contains("var=*** env=***"), "{text}");
+        for secret in ["var-secret-value", "env-secret-value"] {
+            assert!(
+                !text.contains(secret),
+                "{secret} in {}",
+                entry.path().display()
+            );
+        }
+        logs += 1;
+    }
+    assert_eq!(logs, 1);
+}

@@ -222,6 +222,10 @@ pub struct CoreConfig {
     /// `fernet_key` works). Default: a key generated on first use into `$GUST_HOME/fernet.key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fernet_key: Option<String>,
+    /// More names whose values are secret, comma-separated, added to Airflow's defaults
+    /// (`password`, `token`, `api_key`...; see docs/secrets.md). Default: none.
+    #[serde(default)]
+    pub sensitive_var_conn_names: String,
 }
 
 /// `[logging]`.
@@ -249,6 +253,14 @@ pub struct LoggingConfig {
     /// Delete a try's local log once it is uploaded and the try's end recorded (default false).
     #[serde(default)]
     pub delete_local_logs: bool,
+    /// Secrets shorter than this many characters are not masked (default 5, Airflow's): masking
+    /// a short value would hide it in every word that contains it.
+    #[serde(default = "default_min_length_masked_secret")]
+    pub min_length_masked_secret: usize,
+}
+
+fn default_min_length_masked_secret() -> usize {
+    gust_secrets::DEFAULT_MIN_LENGTH
 }
 
 /// How processes log (`[logging] format`).
@@ -272,6 +284,7 @@ impl Config {
                 parallelism: 32,
                 dags_are_paused_at_creation: true,
                 fernet_key: None,
+                sensitive_var_conn_names: String::new(),
             },
             logging: LoggingConfig {
                 base_log_folder: home.join("logs"),
@@ -280,6 +293,7 @@ impl Config {
                 remote_base_log_folder: None,
                 remote_log_conn_id: None,
                 delete_local_logs: false,
+                min_length_masked_secret: gust_secrets::DEFAULT_MIN_LENGTH,
             },
             database: DatabaseConfig {
                 url: format!("sqlite://{}", home.join("gust.db").display()),

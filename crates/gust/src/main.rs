@@ -9,6 +9,7 @@ mod remote_logs;
 mod render;
 mod runtimes;
 mod scheduler_lock;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -19,7 +20,8 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", one_line(&err));
+            // An error may quote a value (a rendered argument, a conf): secrets never show.
+            eprintln!("error: {}", gust_secrets::mask(&one_line(&err)));
             ExitCode::FAILURE
         }
     }

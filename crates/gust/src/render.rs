@@ -234,7 +234,7 @@ pub fn run_report(report: &gust_scheduler::test_run::RunReport) -> String {
             task.tries.to_string(),
             task.duration
                 .map_or_else(String::new, |d| format!("{:.3}s", d.as_secs_f64())),
-            task.failure.clone().unwrap_or_default(),
+            gust_secrets::mask(task.failure.as_deref().unwrap_or_default()),
         ]);
     }
     format!("{table}\n")
@@ -366,7 +366,9 @@ pub fn task_states(
                 duration: start
                     .zip(end)
                     .map(|(s, e)| (e - s).num_milliseconds() as f64 / 1000.0),
-                failure: latest.and_then(|t| t.failure.clone()),
+                failure: latest
+                    .and_then(|t| t.failure.as_deref())
+                    .map(gust_secrets::mask),
             }
         })
         .collect();

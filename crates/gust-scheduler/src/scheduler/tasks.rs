@@ -303,7 +303,8 @@ impl Scheduler {
         let change = TryChange::Ended {
             try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
             at: now,
-            failure: Some(why),
+            // Why it failed may quote output or arguments: shown in the API, UI and CLI.
+            failure: Some(gust_secrets::mask(&why)),
             xcom: None,
         };
         let event = TaskEvent::Fail { can_retry: retry };
@@ -407,6 +408,8 @@ impl Scheduler {
         };
         let moved = match outcome {
             TryOutcome::Succeeded { xcom } => {
+                // A secret a try returns is stored and passed on masked, as its log shows it.
+                let xcom = xcom.map(|value| gust_secrets::current().redact(&value, None));
                 if let (Some(value), Some(run)) = (&xcom, self.runs.get(&run_key)) {
                     run.xcoms
                         .push(task_id.as_str(), "return_value", value.clone());

@@ -98,7 +98,7 @@ impl From<StoredRun> for DagRunResponse {
             state: run.state.as_str().to_owned(),
             triggered_by,
             triggering_user_name: None,
-            conf: Some(run.conf),
+            conf: Some(crate::api::redact::redact_conf(&run.conf)),
             note: run.note,
             dag_versions: Vec::new(),
             bundle_version: None,

@@ -312,6 +312,11 @@ async fn get_log(
             unreadable()
         })?,
     };
+    // Lines are masked when written; a secret added since (a new variable) is masked here too.
+    let chunk = Chunk {
+        text: gust_secrets::mask(&chunk.text),
+        ..chunk
+    };
     let token = (!chunk.at_end || live).then(|| encode_token(&key, chunk.next));
     let with_token = |mut response: Response| {
         if let Some(value) = token.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {

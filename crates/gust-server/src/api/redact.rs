@@ -1,88 +1,54 @@
-//! Hiding secrets in answers as Airflow's secrets masker does: a value whose name is sensitive
-//! (a connection's password, an `extra` key such as `api_key`, a variable named `db_password`)
-//! is answered as `***`, at any depth; a `***` sent back in a change keeps the stored value.
+//! Hiding secrets in answers as Airflow's secrets masker does (`gust_secrets`): a value whose
+//! name is sensitive (a connection's password, an `extra` key such as `api_key`, a variable
+//! named `db_password`) is answered as `***`, at any depth, and every secret value the process
+//! knows is masked inside any other string; a `***` sent back in a change keeps the stored value.
 //! Also `python_json`, the text Python's `json.dumps` writes, which Airflow answers values in.
 
 use serde_json::Value;
 
 /// What a hidden value is answered as.
-pub const MASK: &str = "***";
+pub use gust_secrets::MASK;
 
-/// Names whose values are hidden when a name contains one of them (Airflow's
-/// `DEFAULT_SENSITIVE_FIELDS`, the defaults of `[core] sensitive_var_conn_names`).
-pub const SENSITIVE_FIELDS: &[&str] = &[
-    "access_key",
-    "access_token",
-    "api_key",
-    "apikey",
-    "auth_header",
-    "authorization",
-    "bearer",
-    "connection_string",
-    "dsn",
-    "passphrase",
-    "passwd",
-    "password",
-    "private_key",
-    "proxy",
-    "proxy_password",
-    "proxies",
-    "secret",
-    "service_account",
-    "service_key",
-    "token",
-    "keyfile_dict",
-    "webhook_url",
-];
-
-/// Whether values named `name` are hidden: lowercased, runs of other characters than letters,
-/// digits and `_` read as one `_` (so `API-Key` is `api_key`), then any sensitive field within.
+/// Whether values named `name` are hidden (Airflow's sensitive names and `[core]
+/// sensitive_var_conn_names`, see `gust_secrets::SensitiveNames`).
 #[must_use]
 pub fn is_sensitive(name: &str) -> bool {
-    let mut normalized = String::with_capacity(name.len());
-    let mut in_run = false;
-    for c in name.trim().to_lowercase().chars() {
-        if c.is_alphanumeric() || c == '_' {
-            normalized.push(c);
-            in_run = false;
-        } else if !in_run {
-            normalized.push('_');
-            in_run = true;
-        }
-    }
-    SENSITIVE_FIELDS.iter().any(|s| normalized.contains(s))
+    gust_secrets::current().is_sensitive(name)
 }
 
-/// `value` with every string under a sensitive name replaced by [`MASK`]; `name` is the name of
-/// `value` itself (a variable's key), if any.
+/// `value` as it may be answered: every string under a sensitive name replaced by [`MASK`], at
+/// any depth, and every secret the process knows masked inside the other strings; `name` is
+/// the name of `value` itself (a variable's key), if any.
 #[must_use]
 pub fn redact(value: &Value, name: Option<&str>) -> Value {
-    if name.is_some_and(is_sensitive) {
-        return redact_all(value);
-    }
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), redact(v, Some(k))))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(|v| redact(v, None)).collect()),
-        other => other.clone(),
-    }
+    gust_secrets::current().redact(value, name)
 }
 
-/// Every string in `value` replaced by [`MASK`] (numbers and booleans say nothing secret).
-fn redact_all(value: &Value) -> Value {
-    match value {
-        Value::String(_) => Value::String(MASK.to_owned()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), redact_all(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redact_all).collect()),
-        other => other.clone(),
-    }
+/// A try's rendered arguments as they may be answered: [`redact`], and the values the arguments
+/// themselves hold under sensitive names (`env: {MYSECRET: ...}`) masked wherever else they
+/// appear (a `bash_command` that repeats one), even in a process that did not launch the try.
+#[must_use]
+pub fn redact_args(args: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    let masker = masker_for_args(args);
+    args.iter()
+        .map(|(name, value)| (name.clone(), masker.redact(value, Some(name))))
+        .collect()
+}
+
+/// A run's conf as it may be answered: values under sensitive keys hidden, secrets masked.
+#[must_use]
+pub fn redact_conf(conf: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    conf.iter()
+        .map(|(name, value)| (name.clone(), redact(value, Some(name))))
+        .collect()
+}
+
+/// The process's masker with the secrets a try's arguments hold under sensitive names.
+#[must_use]
+pub fn masker_for_args(args: &serde_json::Map<String, Value>) -> gust_secrets::Masker {
+    let base = gust_secrets::current();
+    let own = base.names().secrets_in_args(args);
+    base.with(own)
 }
 
 /// A changed value merged with the stored one: wherever `new` still says [`MASK`] under a
@@ -200,19 +166,19 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn sensitive_names_are_found_inside_other_words() {
-        for name in [
-            "password",
-            "DB_PASSWORD",
-            "my-api-key",
-            "aws_secret_access_key",
-            "Token",
-        ] {
-            assert!(is_sensitive(name), "{name}");
-        }
-        for name in ["host", "region", "key", "monkey"] {
-            assert!(!is_sensitive(name), "{name}");
-        }
+    fn a_tries_own_secrets_are_masked_wherever_its_arguments_repeat_them() {
+        let args = json!({
+            "bash_command": "echo own-secret-value; curl -u me:own-secret-value x",
+            "env": {"MYSECRET": "own-secret-value", "HOME": "/root"},
+        });
+        let shown = Value::Object(redact_args(args.as_object().unwrap()));
+        assert_eq!(
+            shown,
+            json!({
+                "bash_command": "echo ***; curl -u me:*** x",
+                "env": {"MYSECRET": "***", "HOME": "/root"},
+            })
+        );
     }
 
     #[test]

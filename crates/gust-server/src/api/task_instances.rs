@@ -264,7 +264,8 @@ fn instance_response(
         rendered_map_index: None,
         rendered_fields: current
             .and_then(|t| t.rendered_args.as_ref())
-            .and_then(|a| a.as_object().cloned())
+            .and_then(|a| a.as_object())
+            .map(crate::api::redact::redact_args)
             .unwrap_or_default(),
         trigger: None,
         triggerer_job: None,

@@ -200,6 +200,8 @@ async fn get_xcom_entry(
     let run = find_run(&state, &dag_id, &run_id).await?;
     let at = recorded_at(&state, &run).await?;
     let xcom = entry(&run, &task_id, &key, at.get(&task_id).copied());
+    // Values are masked when pushed; one stored before a secret was known is masked here.
+    let value = crate::api::redact::redact(&value, Some(&key));
     let value = if query.stringify {
         serde_json::Value::String(value.to_string())
     } else {

@@ -23,7 +23,7 @@ use crate::api::time::Timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::ui::layout::{self, NODE_HEIGHT, NODE_WIDTH};
-use crate::ui::mask::masked;
+use crate::ui::mask::masked_args;
 use crate::ui::session::DataUser;
 
 /// How many runs the grid shows when the page does not say.
@@ -413,6 +413,14 @@ pub async fn task_instance_json(
         .tries
         .iter()
         .map(|t| {
+            // The try's own secrets (its sensitive env values) are masked wherever they appear.
+            let masker = t
+                .rendered_args
+                .as_ref()
+                .and_then(Value::as_object)
+                .map_or_else(gust_secrets::current, |args| {
+                    std::sync::Arc::new(crate::api::redact::masker_for_args(args))
+                });
             let pod_manifest = pod_task.zip(t.rendered_args.as_ref()).map(|(task, args)| {
                 match crate::ui::pod::manifest(
                     &dag,
@@ -422,8 +430,8 @@ pub async fn task_instance_json(
                     args,
                     state.pod_defaults(),
                 ) {
-                    Ok(yaml) => json!({"yaml": yaml}),
-                    Err(why) => json!({"error": why}),
+                    Ok(yaml) => json!({"yaml": masker.mask(&yaml)}),
+                    Err(why) => json!({"error": masker.mask(&why)}),
                 }
             });
             let artifacts = t.rendered_args.as_ref().filter(|_| processing).map(|args| {
@@ -441,8 +449,8 @@ pub async fn task_instance_json(
                 "start_date": t.start_date.map(Timestamp::from),
                 "end_date": t.end_date.map(Timestamp::from),
                 "duration": duration,
-                "failure": t.failure,
-                "rendered_args": t.rendered_args.as_ref().map(masked),
+                "failure": t.failure.as_deref().map(|f| masker.mask(f)),
+                "rendered_args": t.rendered_args.as_ref().map(masked_args),
                 "pod_manifest": pod_manifest,
                 "artifacts": artifacts,
             })
@@ -452,11 +460,7 @@ pub async fn task_instance_json(
         .xcoms
         .iter()
         .map(|(key, value)| {
-            let shown = if crate::api::redact::is_sensitive(key) {
-                Value::String(crate::api::redact::MASK.to_owned())
-            } else {
-                masked(value)
-            };
+            let shown = crate::api::redact::redact(value, Some(key));
             json!({"key": key, "value": shown})
         })
         .collect();
@@ -581,8 +585,9 @@ fn whole_lines(bytes: &[u8], mid_line: bool) -> (String, usize) {
         .rposition(|&b| b == b'\n')
         .map_or(skipped, |i| i + 1)
         .max(skipped);
+    // Lines are masked when written; a secret added since (a new variable) is masked here too.
     (
-        String::from_utf8_lossy(&bytes[skipped..end]).into_owned(),
+        gust_secrets::mask(&String::from_utf8_lossy(&bytes[skipped..end])),
         end,
     )
 }

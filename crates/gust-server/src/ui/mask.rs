@@ -1,58 +1,45 @@
-//! Hiding secrets before the UI shows arguments or XComs: the value of any key whose name looks
-//! secret (the API's sensitive names, `api::redact`: Airflow's password, secret, token,
-//! api_key...), and the `value` of any `{name, value}` pair (a pod's environment variable) whose
-//! name does.
+//! Hiding secrets before the UI shows arguments, confs or XComs: the values under names that
+//! look secret (Airflow's password, secret, token, api_key... and `[core]
+//! sensitive_var_conn_names`), the `value` of any `{name, value}` pair (a pod's environment
+//! variable) whose name does, and every secret the process knows wherever it appears
+//! (`api::redact`, on `gust_secrets`).
 
 use serde_json::Value;
 
-use crate::api::redact::{MASK, is_sensitive};
+use crate::api::redact::{redact, redact_args};
 
-/// `value` with every secret-looking value replaced by [`MASK`].
+/// `value` with every secret-looking value replaced by `***` and known secrets masked.
 #[must_use]
 pub fn masked(value: &Value) -> Value {
-    let mut out = value.clone();
-    let mut stack: Vec<&mut Value> = vec![&mut out];
-    while let Some(node) = stack.pop() {
-        match node {
-            Value::Object(map) => {
-                let env_pair = map
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(is_sensitive)
-                    && map.contains_key("value");
-                for (key, child) in map.iter_mut() {
-                    if is_sensitive(key) || (env_pair && key == "value") {
-                        if !child.is_null() {
-                            *child = Value::String(MASK.to_owned());
-                        }
-                    } else {
-                        stack.push(child);
-                    }
-                }
-            }
-            Value::Array(items) => stack.extend(items.iter_mut()),
-            _ => {}
-        }
+    redact(value, None)
+}
+
+/// A try's rendered arguments, masked, its own secrets too (see `api::redact::redact_args`).
+#[must_use]
+pub fn masked_args(args: &Value) -> Value {
+    match args {
+        Value::Object(map) => Value::Object(redact_args(map)),
+        other => masked(other),
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::redact::MASK;
     use serde_json::json;
 
     #[test]
     fn secret_looking_keys_and_env_values_are_masked() {
         let args = json!({
-            "bash_command": "echo hi",
-            "env": {"DB_PASSWORD": "hunter2", "HOME": "/root", "Api-Key": "k"},
+            "bash_command": "echo hunter22",
+            "env": {"DB_PASSWORD": "hunter22", "HOME": "/root", "Api-Key": "k"},
             "env_vars": [{"name": "SERVICE_TOKEN", "value": "t"}, {"name": "MODE", "value": "fast"}],
             "conn": {"password": null, "login": "me"},
             "nested": [[{"client_secret": {"deep": "x"}}]]
         });
-        let shown = masked(&args);
-        assert_eq!(shown["bash_command"], "echo hi");
+        let shown = masked_args(&args);
+        assert_eq!(shown["bash_command"], "echo ***");
         assert_eq!(shown["env"]["DB_PASSWORD"], MASK);
         assert_eq!(shown["env"]["Api-Key"], MASK);
         assert_eq!(shown["env"]["HOME"], "/root");
@@ -61,7 +48,7 @@ mod tests {
         assert_eq!(shown["env_vars"][1]["value"], "fast");
         assert_eq!(shown["conn"]["password"], Value::Null);
         assert_eq!(shown["conn"]["login"], "me");
-        assert_eq!(shown["nested"][0][0]["client_secret"], MASK);
-        assert!(!shown.to_string().contains("hunter2"));
+        assert_eq!(shown["nested"][0][0]["client_secret"]["deep"], MASK);
+        assert!(!shown.to_string().contains("hunter22"));
     }
 }

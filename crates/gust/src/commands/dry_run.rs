@@ -23,7 +23,13 @@ use gust_template::Renderer;
 
 use crate::config::{Config, PodRuntime};
 
-/// Prints the task's pod manifest (or rendered arguments) for a run at `logical_date`.
+/// Prints `text` with every secret the process knows masked.
+fn show(text: &str) {
+    print!("{}", gust_secrets::mask(text));
+}
+
+/// Prints the task's pod manifest (or rendered arguments) for a run at `logical_date`, secrets
+/// masked.
 pub fn dry_run(
     dag: &Dag,
     task_id: &str,
@@ -63,18 +69,20 @@ pub fn dry_run(
     };
     let args = render_args(&Renderer::new(), dag, task, run, 1, lookup)
         .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
+    // Its values under sensitive names are masked wherever the output repeats them.
+    gust_secrets::add_from(&args);
 
     let args = match task.operator.as_str() {
         "kubernetes_pod" => args,
         "kubernetes_job" | "kueue_job" => {
-            print!("{}", job_manifest(dag, task, &args, &run_id, config)?);
+            show(&job_manifest(dag, task, &args, &run_id, config)?);
             return Ok(ExitCode::SUCCESS);
         }
         "spark_kubernetes"
         | "kubernetes_apply"
         | "kubernetes_delete_resource"
         | "kueue_install" => {
-            print!("{}", resource_manifests(dag, task, &args, &run_id, config)?);
+            show(&resource_manifests(dag, task, &args, &run_id, config)?);
             return Ok(ExitCode::SUCCESS);
         }
         "processing" => {
@@ -101,13 +109,13 @@ pub fn dry_run(
                     gust_processing::executor::LOCAL_ROOT_ON_CLUSTER
                 );
             }
-            print!("{}", plan_comments(&plan));
+            show(&plan_comments(&plan));
             plan.pod_args
         }
         _ => {
             let mut shown = args;
             mask_env(&mut shown);
-            print!("{}", serde_yaml_ng::to_string(&shown)?);
+            show(&serde_yaml_ng::to_string(&shown)?);
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -134,7 +142,7 @@ pub fn dry_run(
         defaults: &defaults,
     })
     .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
-    print!("{}", gust_kube::manifest::to_yaml(&pod)?);
+    show(&gust_kube::manifest::to_yaml(&pod)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -25,6 +25,10 @@ use crate::cli::{Cli, Command};
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Commands that run tasks or print runs, tries and rendered arguments mask what is stored.
+    if matches!(cli.command, Command::Dags(_) | Command::Tasks(_)) {
+        mask_stored_secrets();
+    }
     match cli.command {
         Command::Dags(command) => dags::run(command),
         Command::Config(command) => config::run(command),
@@ -58,6 +62,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Reads the stored secrets into the process's masker (`crate::secrets`), if the configuration
+/// loads (a command that needs it then reports why it does not).
+fn mask_stored_secrets() {
+    let Ok(home) = crate::config::home() else {
+        return;
+    };
+    let Ok(config) = crate::config::Config::load(&home) else {
+        return;
+    };
+    if let Ok(runtime) = runtime() {
+        runtime.block_on(crate::secrets::load_once(&config, &home));
     }
 }
 

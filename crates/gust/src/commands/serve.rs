@@ -48,6 +48,7 @@ pub fn api_server(args: ApiServerArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("the metadata database is not ready; run `gust db migrate`")?;
         let stop = CancellationToken::new();
+        let secrets_watch = watch_secrets(&config, &home, &store, &stop).await;
         let connections = crate::runtimes::connections(&config, &home).await;
         let remote_logs =
             crate::remote_logs::from_config(&config, &connections, Arc::new(SystemClock))?;
@@ -67,10 +68,32 @@ pub fn api_server(args: ApiServerArgs) -> anyhow::Result<ExitCode> {
         let signals = tokio::spawn(stop_on_signals(stop.clone()));
         let result = server.await;
         signals.abort();
+        stop.cancel();
+        let _ = secrets_watch.await;
         store.close().await;
         result.context("the API server stopped")??;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Configures the masker, puts the stored secrets in force before anything runs or answers,
+/// and follows them until `stop` (see [`crate::secrets`]).
+async fn watch_secrets(
+    config: &Config,
+    home: &std::path::Path,
+    store: &Store,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    crate::secrets::configure(config);
+    let mut reader = crate::secrets::SecretsReader::new(store.clone(), config, home.to_owned());
+    if let Err(err) = reader.load().await {
+        eprintln!("warning: stored secrets are not masked yet: {err:#}");
+    }
+    tokio::spawn(crate::secrets::follow(
+        reader,
+        crate::secrets::POLL,
+        stop.clone(),
+    ))
 }
 
 /// The server's settings from the configuration.
@@ -216,6 +239,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             .context("the metadata database is not ready; run `gust db migrate`")?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let stop = CancellationToken::new();
+        let secrets_watch = watch_secrets(&config, &home, &store, &stop).await;
         let (bags, watcher) = watch_folder(
             dags_folder.clone(),
             WatchConfig::default(),
@@ -375,6 +399,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         let _ = problems.await;
         let _ = watcher.await;
         let _ = connections_watch.await;
+        let _ = secrets_watch.await;
         runtimes.shutdown().await;
         if let Some(relay) = relay {
             relay.stop().await;
