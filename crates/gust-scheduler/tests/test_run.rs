@@ -281,6 +281,7 @@ async fn every_move_of_a_task_is_told_as_it_happens() {
         conf: serde_json::Map::new(),
         logs_root: f.dir.path().join("logs"),
         variables: std::collections::HashMap::new(),
+        connections: Default::default(),
     };
     let mut seen = Vec::new();
     let report = tokio::time::timeout(
