@@ -368,10 +368,9 @@ fn deciding_leaves(dag: &Dag) -> Vec<&Task> {
         .tasks()
         .filter(|t| {
             !ignorable(t)
-                && downstream.get(&t.id).is_none_or(|down| {
-                    down.iter()
-                        .all(|d| dag.task(d).is_some_and(|d| ignorable(d)))
-                })
+                && downstream
+                    .get(&t.id)
+                    .is_none_or(|down| down.iter().all(|d| dag.task(d).is_some_and(&ignorable)))
         })
         .collect();
     if effective.is_empty() {
