@@ -219,7 +219,11 @@ impl SensitiveNames {
     }
 
     fn collect(&self, value: &Value, name: Option<&str>, found: &mut Vec<String>) {
-        if name.is_some_and(|n| self.is_sensitive(n)) {
+        // A Kubernetes object naming a Secret or a service account (`secret: {secretName: x}`
+        // in a volume, `imagePullSecrets: [{name: x}]`) holds names, not secrets.
+        let names_only = name
+            .is_some_and(|n| REFERENCE_KEYS.contains(&n) || (n == "secret" && value.is_object()));
+        if !names_only && name.is_some_and(|n| self.is_sensitive(n)) {
             strings(value, found);
             return;
         }
@@ -247,7 +251,22 @@ impl SensitiveNames {
 /// Arguments whose name looks sensitive but which hold only references: KubernetesPodOperator's
 /// `secrets` names Kubernetes Secrets and keys (`{secret: db-creds, key: token}`); taking those
 /// names for secrets would mask words such as `token` in every log.
-pub const REFERENCE_ARGS: &[&str] = &["secrets"];
+pub const REFERENCE_ARGS: &[&str] = &["secrets", "image_pull_secrets", "service_account_name"];
+
+/// Keys of Kubernetes objects (and KubernetesPodOperator arguments) that name Secrets or
+/// service accounts: their values are names, which a dry-run's manifest must keep.
+const REFERENCE_KEYS: &[&str] = &[
+    "image_pull_secrets",
+    "imagePullSecrets",
+    "secretName",
+    "secretRef",
+    "secretKeyRef",
+    "service_account_name",
+    "serviceAccountName",
+    "serviceAccount",
+    "automountServiceAccountToken",
+    "serviceAccountToken",
+];
 
 /// Whether `map` is a `{name, value}` pair (a Kubernetes `EnvVar`) with a sensitive name.
 fn is_env_pair(map: &serde_json::Map<String, Value>, names: &SensitiveNames) -> bool {
@@ -471,6 +490,19 @@ mod tests {
         });
         let found = SensitiveNames::default().secrets_in_args(args.as_object().unwrap());
         assert_eq!(found, ["tok-12345"]);
+    }
+
+    #[test]
+    fn kubernetes_names_of_secrets_and_service_accounts_are_not_secrets() {
+        let args = json!({
+            "image_pull_secrets": "regcred",
+            "service_account_name": "pipeline-runner",
+            "volumes": [{"name": "creds", "secret": {"secretName": "db-creds"}}],
+            "full_pod_spec": {"spec": {"imagePullSecrets": [{"name": "regcred"}], "serviceAccountName": "runner"}},
+            "env_vars": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-creds", "key": "pw"}}}]
+        });
+        let found = SensitiveNames::default().secrets_in_args(args.as_object().unwrap());
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]
