@@ -59,7 +59,10 @@ pub fn outcome_of_code(
     do_xcom_push: bool,
     last_line: Option<String>,
 ) -> TryOutcome {
+    // The skip codes first, as Airflow's BashOperator checks them: `skip_on_exit_code: 0`
+    // makes a successful exit a skip.
     match code {
+        code if args.skip_on_exit_code.contains(&code) => TryOutcome::Skipped { exit_code: code },
         0 => TryOutcome::Succeeded {
             xcom: if do_xcom_push {
                 last_line.map(serde_json::Value::String)
@@ -67,7 +70,28 @@ pub fn outcome_of_code(
                 None
             },
         },
-        code if args.skip_on_exit_code.contains(&code) => TryOutcome::Skipped { exit_code: code },
         code => TryOutcome::Failed(FailureReason::ExitCode(code)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(skip: serde_json::Value) -> BashArgs {
+        let value = serde_json::json!({"bash_command": "true", "skip_on_exit_code": skip});
+        gust_operators::read_args(value.as_object().expect("an object")).expect("args")
+    }
+
+    #[test]
+    fn skip_codes_are_checked_before_success_as_airflow_does() {
+        let skipped = outcome_of_code(0, &args(serde_json::json!(0)), true, None);
+        assert_eq!(skipped, TryOutcome::Skipped { exit_code: 0 });
+        let default = outcome_of_code(0, &args(serde_json::json!(99)), false, None);
+        assert_eq!(default, TryOutcome::Succeeded { xcom: None });
+        let ninety_nine = outcome_of_code(99, &args(serde_json::json!(99)), false, None);
+        assert_eq!(ninety_nine, TryOutcome::Skipped { exit_code: 99 });
+        let failed = outcome_of_code(3, &args(serde_json::json!(99)), false, None);
+        assert_eq!(failed, TryOutcome::Failed(FailureReason::ExitCode(3)));
     }
 }
