@@ -290,7 +290,11 @@ fn settle_ranks(
         if state_of(&decided, &task.id) != TaskState::NoStatus {
             continue;
         }
-        let is_setup = |id: &TaskId| dag.task(id).is_some_and(|t| t.settings.is_setup);
+        // Only `all_done_setup_success` reads the setup counts: spare every other task the
+        // lookup of its upstreams, as this pass runs after every event of a run.
+        let counts_setups = task.settings.trigger_rule == TriggerRule::AllDoneSetupSuccess;
+        let is_setup =
+            |id: &TaskId| counts_setups && dag.task(id).is_some_and(|t| t.settings.is_setup);
         let up = UpstreamCounts::of_upstreams(
             task.upstream
                 .iter()
