@@ -106,6 +106,11 @@ const METHODS: &[&str] = &[
     "isoweekday",
     "get",
     "get_extra_dejson",
+    "replace",
+    "add",
+    "subtract",
+    "start_of",
+    "end_of",
 ];
 
 /// Why `name` (the shortest undefined path) will be undefined in every run, or `None` when a
@@ -121,6 +126,11 @@ pub(crate) fn why_undefined(name: &str, known: &Known) -> Option<String> {
         });
     }
     match parts.as_slice() {
+        ["macros", "dateutil", ..] => Some(
+            "Gust has no macros.dateutil; use the dates' own methods: logical_date.add(months=1), \
+             .subtract(weeks=1), .replace(day=1), .start_of('month')"
+                .to_owned(),
+        ),
         ["params", ..] | ["dag_run", "conf", ..] => None,
         ["conn", id] => known
             .connections

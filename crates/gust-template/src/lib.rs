@@ -11,6 +11,7 @@
 mod check;
 mod connections;
 mod context;
+mod date_math;
 mod lookup;
 mod macros;
 mod objects;
@@ -64,6 +65,18 @@ pub enum TemplateError {
         line: usize,
         /// Why no run defines it.
         why: String,
+    },
+    /// `+` or `-` on a date or timedelta, which minijinja's operators do not take (Python's do).
+    #[error(
+        "dates and timedeltas cannot be added or subtracted with \"{op}\" in Gust's templates \
+         (line {line}); use the dates' methods, as Airflow's pendulum dates have them: \
+         logical_date.subtract(days=1), .add(hours=2), .replace(day=1), or macros.ds_add(ds, -1)"
+    )]
+    DateArithmetic {
+        /// The operator, `+` or `-`.
+        op: char,
+        /// The line inside the template.
+        line: usize,
     },
     /// The template used too much fuel (a runaway loop).
     #[error("template runs too long (more than {FUEL} steps); simplify its loops")]
@@ -162,6 +175,8 @@ impl Renderer {
                     None => Ok(()),
                 }
             }
+            // `+`/`-` on a date fails in every run: the dates are real even in the stand-in run.
+            Err(err @ TemplateError::DateArithmetic { .. }) => Err(err),
             // Other failures come from the stand-in values, not from the template.
             _ => Ok(()),
         }
@@ -191,7 +206,18 @@ impl Renderer {
             })?;
         template.render(values).map_err(|err| {
             let line = err.line().unwrap_or(1);
+            // A method called on an undefined name (`macros.dateutil.relativedelta(...)`) is an
+            // undefined name too, not a bad call: name it the same way.
+            let undefined_receiver = err
+                .detail()
+                .is_some_and(|d| d.starts_with("undefined has no method named"));
             match err.kind() {
+                _ if undefined_receiver => TemplateError::Undefined {
+                    name: self
+                        .undefined_name(&template, values)
+                        .unwrap_or_else(|| "?".to_owned()),
+                    line,
+                },
                 ErrorKind::UndefinedError => TemplateError::Undefined {
                     name: self
                         .undefined_name(&template, values)
@@ -199,9 +225,12 @@ impl Renderer {
                     line,
                 },
                 ErrorKind::OutOfFuel => TemplateError::TooLong,
-                _ => TemplateError::Render {
-                    line,
-                    detail: detail(&err),
+                _ => match date_arithmetic(&err) {
+                    Some(op) => TemplateError::DateArithmetic { op, line },
+                    None => TemplateError::Render {
+                        line,
+                        detail: detail(&err),
+                    },
                 },
             }
         })
@@ -293,6 +322,22 @@ impl Renderer {
             other => other.clone(),
         })
     }
+}
+
+/// The operator when `err` is minijinja's refusal of `+`/`-` on one of our objects (dates,
+/// timedeltas), which Python would compute: `tried to use - operator on unsupported types
+/// plain object and plain object`.
+fn date_arithmetic(err: &minijinja::Error) -> Option<char> {
+    if err.kind() != ErrorKind::InvalidOperation {
+        return None;
+    }
+    let detail = err.detail()?;
+    let op = detail
+        .strip_prefix("tried to use ")?
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '+' | '-'))?;
+    detail.contains("plain object").then_some(op)
 }
 
 fn check_size(source: &str) -> Result<(), TemplateError> {

@@ -4,7 +4,8 @@
 //!
 //! Python modules become objects here: `macros.datetime(2024, 1, 2)`, `macros.datetime.now()`,
 //! `macros.uuid.uuid4().hex`, `macros.json.dumps(x)`. Date arithmetic with `+`/`-` is not
-//! available (minijinja has no operators on objects); `macros.ds_add` covers the usual case.
+//! available (minijinja has no operators on objects); `macros.ds_add` and the dates' own
+//! methods (`crate::date_math`: `.add(days=1)`, `.subtract(...)`, `.replace(...)`) cover it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -70,7 +71,11 @@ fn ds_add(ds: &str, days: &Value) -> Result<String, Error> {
 }
 
 /// Reads Python-style arguments: positional in `names` order, then keywords by name.
-fn python_args(what: &str, args: &[Value], names: &[&str]) -> Result<Vec<Option<Value>>, Error> {
+pub(crate) fn python_args(
+    what: &str,
+    args: &[Value],
+    names: &[&str],
+) -> Result<Vec<Option<Value>>, Error> {
     let (positional, kwargs): (Rest<Value>, Kwargs) = from_args(args)?;
     if positional.len() > names.len() {
         return Err(invalid(format!(

@@ -8,6 +8,7 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use minijinja::value::{Kwargs, Object, ObjectRepr, Value, from_args};
 use minijinja::{Error, ErrorKind, State};
 
+use crate::date_math;
 use crate::lookup::RuntimeLookup;
 
 /// `2024-01-01T00:00:00+00:00`, as Python's `isoformat()` prints an aware UTC datetime.
@@ -63,6 +64,11 @@ impl DateTimeValue {
                     .ok()
                     .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
             })
+    }
+
+    /// Another time, as aware or naive as this one.
+    fn with(&self, at: NaiveDateTime) -> Value {
+        Value::from_object(Self { at, utc: self.utc })
     }
 
     /// Python's `isoformat(sep)`: microseconds only when there are some, `+00:00` when aware.
@@ -121,6 +127,13 @@ impl Object for DateTimeValue {
             "date" => Ok(Value::from(self.at.format("%Y-%m-%d").to_string())),
             "weekday" => Ok(Value::from(self.at.weekday().num_days_from_monday())),
             "isoweekday" => Ok(Value::from(self.at.weekday().number_from_monday())),
+            "replace" => Ok(self.with(date_math::replace(self.at, args)?)),
+            // pendulum's methods: only the context's dates are pendulum DateTimes in Airflow;
+            // `macros.datetime(...)` makes a plain Python datetime, which lacks them.
+            "add" if self.utc => Ok(self.with(date_math::shift(self.at, method, 1, args)?)),
+            "subtract" if self.utc => Ok(self.with(date_math::shift(self.at, method, -1, args)?)),
+            "start_of" if self.utc => Ok(self.with(date_math::boundary(self.at, false, args)?)),
+            "end_of" if self.utc => Ok(self.with(date_math::boundary(self.at, true, args)?)),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }

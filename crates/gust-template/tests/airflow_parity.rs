@@ -1,11 +1,14 @@
 //! Python expressions, `conn` and `macros` as Airflow renders them: every case of
 //! `airflow_parity.json` (whose expected texts `airflow_parity.py` checks against Airflow 3.3.2)
-//! renders to the same text in Gust, and its failures fail.
+//! renders to the same text in Gust, and its failures fail. `gust_refuses` holds what Airflow
+//! renders and Gust refuses on purpose (`+`/`-` on dates), with what Airflow prints.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use gust_template::{MapLookup, Renderer, TemplateConnection, TemplateContext};
+use gust_template::{
+    Known, MapLookup, Renderer, TemplateConnection, TemplateContext, TemplateError,
+};
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -89,6 +92,35 @@ fn what_fails_in_airflow_fails_in_gust() {
         let source = source.as_str().expect("a template");
         let result = renderer.render_str(source, &ctx, lookup.clone());
         assert!(result.is_err(), "{source} rendered {result:?}");
+    }
+}
+
+#[test]
+fn date_arithmetic_with_operators_is_refused_with_a_message_naming_the_methods_that_do_it() {
+    // Airflow renders these (its dates are Python objects with `+`/`-`); minijinja has no
+    // operators on objects, so Gust refuses them, saying what to write instead.
+    let fixture = fixture();
+    let ctx = context(&fixture["context"]);
+    let lookup = Arc::new(lookup(&fixture["context"]));
+    let renderer = Renderer::new();
+    for case in fixture["gust_refuses"].as_array().expect("gust_refuses") {
+        let source = case[0].as_str().expect("a template");
+        let err = renderer
+            .render_str(source, &ctx, lookup.clone())
+            .expect_err(source);
+        assert!(
+            matches!(err, TemplateError::DateArithmetic { .. }),
+            "{source}: {err}"
+        );
+        assert!(
+            err.to_string().contains("logical_date.subtract(days=1)"),
+            "{err}"
+        );
+        assert_eq!(
+            renderer.check(source, &Known::default()),
+            Err(err),
+            "{source} fails in every run, so loading the DAG reports it"
+        );
     }
 }
 

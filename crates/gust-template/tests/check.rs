@@ -82,3 +82,28 @@ fn syntax_errors_are_reported_by_the_check_too() {
         Err(TemplateError::Syntax { .. })
     ));
 }
+
+#[test]
+fn macros_dateutil_is_reported_with_the_date_methods_that_replace_it() {
+    let err = check(
+        "{{ (logical_date + macros.dateutil.relativedelta(months=1)).strftime('%Y') }}",
+        &Known::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("Gust has no macros.dateutil")
+            && err.to_string().contains("logical_date.add(months=1)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn date_methods_pass_the_load_check() {
+    for source in [
+        "{{ logical_date.subtract(days=1).strftime('%Y-%m-%d') }}",
+        "{{ data_interval_end.add(months=1).start_of('month') }}",
+        "{{ dag_run.logical_date.replace(day=1).end_of('day') }}",
+    ] {
+        assert_eq!(check(source, &Known::default()), Ok(()), "{source}");
+    }
+}
