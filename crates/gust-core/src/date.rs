@@ -111,8 +111,8 @@ pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
 }
 
 /// dag-factory's relative start dates: `"2 days"`, `"1 week"`, `"12 hours"`, `"30 minutes"`
-/// mean that long before `now`; days and weeks are taken back to midnight in `tz`. `Ok(None)`
-/// when the text is not of that shape.
+/// mean that long before midnight of `now`'s day in `tz`, as dag-factory 1.1.0 counts them
+/// (`12 hours` is noon of the day before). `Ok(None)` when the text is not of that shape.
 pub fn parse_relative_start(
     text: &str,
     now: DateTime<Utc>,
@@ -142,12 +142,17 @@ pub fn parse_relative_start(
         _ => TimeDelta::try_weeks(count),
     }
     .ok_or_else(too_far)?;
-    let then = now.checked_sub_signed(back).ok_or_else(too_far)?;
+    let today = now.with_timezone(&tz).date_naive();
     if matches!(unit, "day" | "week") {
-        let local_day = then.with_timezone(&tz).date_naive();
+        // Whole days move the calendar, so the start is a local midnight whatever DST does.
+        let local_day = today.checked_sub_signed(back).ok_or_else(too_far)?;
         return Ok(Some(local_to_utc(local_day.and_time(NaiveTime::MIN), tz)));
     }
-    Ok(Some(then))
+    let midnight = local_to_utc(today.and_time(NaiveTime::MIN), tz);
+    midnight
+        .checked_sub_signed(back)
+        .map(Some)
+        .ok_or_else(too_far)
 }
 
 /// Python's `datetime.datetime(...)` keyword arguments, as dag-factory files write them.
@@ -271,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn relative_starts_count_back_from_now_to_midnight() {
+    fn relative_starts_count_back_from_midnight_as_dag_factory_does() {
         let now = utc(2024, 3, 5, 14, 30);
         let tz = chrono_tz::UTC;
         assert_eq!(
@@ -286,13 +291,14 @@ mod tests {
             parse_relative_start("1 week", now, tz).unwrap(),
             Some(utc(2024, 2, 27, 0, 0))
         );
+        // As dag-factory 1.1.0: back from today's midnight, not from now.
         assert_eq!(
             parse_relative_start("12 hours", now, tz).unwrap(),
-            Some(utc(2024, 3, 5, 2, 30))
+            Some(utc(2024, 3, 4, 12, 0))
         );
         assert_eq!(
             parse_relative_start("30 minutes", now, tz).unwrap(),
-            Some(utc(2024, 3, 5, 14, 0))
+            Some(utc(2024, 3, 4, 23, 30))
         );
         assert_eq!(parse_relative_start("2024-01-01", now, tz).unwrap(), None);
         assert!(parse_relative_start("many days", now, tz).is_err());

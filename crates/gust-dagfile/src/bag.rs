@@ -11,6 +11,7 @@ use gust_core::ids::DagId;
 
 use crate::diagnostic::Diagnostic;
 use crate::folder::FolderLoad;
+use crate::warning::Warning;
 
 /// The DAGs in force and the current import errors.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +19,8 @@ pub struct DagBag {
     dags: BTreeMap<DagId, BagEntry>,
     /// The problems of the latest load.
     pub problems: Vec<Diagnostic>,
+    /// The warnings of the latest load: keys Airflow would read differently.
+    pub warnings: Vec<Warning>,
 }
 
 /// One DAG in force.
@@ -112,6 +115,7 @@ impl DagBag {
         }
         self.dags = next;
         self.problems = load.problems;
+        self.warnings = load.warnings;
         changes
     }
 }

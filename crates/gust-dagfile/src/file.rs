@@ -8,8 +8,10 @@ use gust_core::dag::Dag;
 
 use crate::build::{BuildContext, build_dag};
 use crate::diagnostic::Diagnostic;
+use crate::differences;
 use crate::location::Location;
 use crate::merge::{deep_merge, substitute_root_dir};
+use crate::warning::Warning;
 use crate::yaml::{self, Node, Value};
 
 /// The key of a file's block of settings shared by all its DAGs.
@@ -22,6 +24,8 @@ pub struct FileLoad {
     pub dags: Vec<Dag>,
     /// Every problem, in file order.
     pub problems: Vec<Diagnostic>,
+    /// What Airflow would read differently in the good DAGs, by DAG then place.
+    pub warnings: Vec<Warning>,
 }
 
 /// Reads the YAML of `path` (a DAG or defaults file) into a tree, or a diagnostic.
@@ -91,8 +95,9 @@ pub fn load_dags(
             _ => node,
         };
         substitute_root_dir(&mut dag, root_dir);
-        if let Some(dag) = build_dag(&key, &dag, ctx, &mut out.problems) {
-            out.dags.push(dag);
+        if let Some(built) = build_dag(&key, &dag, ctx, &mut out.problems) {
+            out.warnings.extend(differences::scan(&key.name, &dag));
+            out.dags.push(built);
         }
     }
     out

@@ -17,6 +17,7 @@ use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
 use crate::file::{load_dags, read_yaml};
 use crate::location::Location;
+use crate::warning::Warning;
 use crate::yaml::{MAX_FILE_BYTES, Node};
 
 /// The file that holds gitignore-style patterns of files to skip.
@@ -29,6 +30,9 @@ pub struct FolderLoad {
     pub dags: Vec<Dag>,
     /// Every problem, by file then position.
     pub problems: Vec<Diagnostic>,
+    /// What Airflow would read differently in the good DAGs, by file then position; a key
+    /// inherited by several DAGs (from a defaults file) is reported once.
+    pub warnings: Vec<Warning>,
     /// Every DAG file read (defaults files not included), sorted.
     pub files: Vec<PathBuf>,
 }
@@ -144,9 +148,11 @@ pub fn load_paths(paths: &[PathBuf], dags_folder: &Path, now: DateTime<Utc>) -> 
         };
         total.dags.extend(load.dags);
         total.problems.extend(load.problems);
+        total.warnings.extend(load.warnings);
         total.files.extend(load.files);
     }
     total.dags.sort_by(|a, b| a.id.cmp(&b.id));
+    total.warnings = once_each(total.warnings);
     total
 }
 
@@ -220,6 +226,7 @@ impl<'a> Loader<'a> {
 
     fn load(mut self, dag_files: Vec<PathBuf>) -> FolderLoad {
         let mut dags: BTreeMap<String, Dag> = BTreeMap::new();
+        let mut warnings = Vec::new();
         let root_dir = self.root.display().to_string();
         for path in &dag_files {
             let mut layers = Vec::new();
@@ -258,6 +265,8 @@ impl<'a> Loader<'a> {
             };
             let file = load_dags(root, &layers, &root_dir, &ctx);
             self.problems.extend(file.problems);
+            // A DAG refused as a duplicate is not loaded, so its warnings are not said.
+            let mut refused = Vec::new();
             for dag in file.dags {
                 if let Some(first) = dags.get(dag.id.as_str()) {
                     self.problems.push(
@@ -272,18 +281,34 @@ impl<'a> Loader<'a> {
                         .in_dag(dag.id.as_str(), None)
                         .with_hint("DAG ids must be unique across the DAGs folder; rename one"),
                     );
+                    refused.push(dag.id.to_string());
                     continue;
                 }
                 dags.insert(dag.id.to_string(), dag);
             }
+            warnings.extend(
+                file.warnings
+                    .into_iter()
+                    .filter(|w| !refused.contains(&w.dag)),
+            );
         }
         self.problems.sort_by(|a, b| a.location.cmp(&b.location));
         FolderLoad {
             dags: dags.into_values().collect(),
             problems: self.problems,
+            warnings: once_each(warnings),
             files: dag_files,
         }
     }
+}
+
+/// The warnings sorted by place, each place and difference once (a key in a defaults file is
+/// inherited by every DAG below it, but is one thing to fix).
+fn once_each(mut warnings: Vec<Warning>) -> Vec<Warning> {
+    warnings.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut seen = std::collections::HashSet::new();
+    warnings.retain(|w| seen.insert((w.location.clone(), w.difference.clone())));
+    warnings
 }
 
 /// Reads a file's text, refusing oversized files before reading them.

@@ -1,5 +1,6 @@
 //! DAG files: dag-factory YAML read into validated [`gust_core::dag::Dag`]s, with every problem
-//! reported as a [`Diagnostic`] naming file, line, column, DAG and task.
+//! reported as a [`Diagnostic`] naming file, line, column, DAG and task, and every key that
+//! Airflow (through dag-factory) would read differently as a [`Warning`] beside the DAGs.
 //!
 //! This crate reads files and nothing else: no database, no clock (the load time is passed in),
 //! no network. Start at [`folder::load_folder`]; the layers are [`yaml`] (a bounded, positioned
@@ -9,10 +10,12 @@
 pub mod bag;
 mod build;
 pub mod diagnostic;
+mod differences;
 pub mod file;
 pub mod folder;
 pub mod location;
 pub mod merge;
+pub mod warning;
 pub mod yaml;
 
 pub use bag::{BagChanges, BagEntry, DagBag};
@@ -20,3 +23,4 @@ pub use build::{ChainError, parse_chain};
 pub use diagnostic::Diagnostic;
 pub use folder::{FolderError, FolderLoad, load_folder, load_paths};
 pub use location::Location;
+pub use warning::{Difference, Warning};
