@@ -266,6 +266,35 @@ async fn a_template_that_fails_to_render_fails_its_task_and_the_run_goes_on() {
 }
 
 #[tokio::test]
+async fn a_processing_step_whose_inputs_fail_to_render_fails_once_and_the_run_goes_on() {
+    // Issue 18: an undefined name in a processing step's `inputs` hung `gust dags test`. The
+    // step fails on its one try (it never reaches a runtime), with a try log saying why, and
+    // the run goes on to its `all_done` cleanup and ends.
+    let f = Fixture::new();
+    let dag = f.dag(
+        "x:\n  tasks:\n    step:\n      operator: processing\n      image: python:3.11-slim\n      command: [python3, -c, 'print(1)']\n      inputs:\n        - {name: raw, source: '{{ params.nope }}', destination: /opt/ml/processing/input/raw/}\n    cleanup: {operator: bash, bash_command: 'echo done > {dir}/cleanup', dependencies: [step], trigger_rule: all_done}\n    after: {operator: bash, bash_command: 'echo x', dependencies: [step]}\n",
+    );
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(state_of(&report, "step"), TaskState::Failed);
+    let step = report
+        .tasks
+        .iter()
+        .find(|t| t.task_id.as_str() == "step")
+        .expect("the step");
+    assert_eq!(step.tries, 1);
+    assert_eq!(state_of(&report, "cleanup"), TaskState::Success);
+    assert_eq!(state_of(&report, "after"), TaskState::UpstreamFailed);
+    assert_eq!(report.state, DagRunState::Failed);
+    assert_eq!(f.read("cleanup"), "done\n");
+    let log =
+        f.read("logs/dag_id=x/run_id=manual__2024-03-05T00:00:00+00:00/task_id=step/attempt=1.log");
+    assert!(
+        log.contains("task \"step\", argument \"inputs[0].source\"") && log.contains("params.nope"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn every_move_of_a_task_is_told_as_it_happens() {
     let f = Fixture::new();
     let dag = f.dag("x:\n  tasks:\n    a: {operator: bash, bash_command: 'exit 3'}\n");
