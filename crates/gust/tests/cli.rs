@@ -50,6 +50,39 @@ fn validate_prints_every_problem_on_its_own_line_and_exits_1() {
 }
 
 #[test]
+fn validate_prints_each_warning_on_one_line_and_exits_0_when_there_are_only_warnings() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("c.yaml"),
+        "c:\n  default_args: {retry_delay_sec: 30}\n  tasks: {a: {operator: empty}, b: {operator: empty}}\n  chains: ['a >> b']\n",
+    )
+    .expect("write");
+    let out = gust(home.path())
+        .args(["dags", "validate"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "1 DAGs in 1 files: all valid (2 warnings: Airflow with dag-factory would read these files differently)",
+        ))
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).expect("utf-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].ends_with("c.yaml:2:18: c: warning: Airflow ignores `retry_delay_sec` in default_args (dag-factory 1.1.0 passes it on unchanged): there the tasks keep Airflow's default retry_delay; write `retry_delay: 30` (seconds) instead"),
+        "{text}"
+    );
+    assert!(
+        lines[1].ends_with("c.yaml:4:3: c: warning: dag-factory 1.1.0 ignores `chains`: in Airflow these dependencies do not exist and the tasks run without them; write the edges as `dependencies:` of the downstream tasks, which both read"),
+        "{text}"
+    );
+}
+
+#[test]
 fn list_shows_dags_as_table_json_and_yaml() {
     let home = tempfile::tempdir().expect("tempdir");
     gust(home.path())

@@ -214,3 +214,70 @@ fn without_bubblewrap_the_step_is_refused_saying_to_install_it_and_the_test_ends
     );
     assert!(!logs.contains("prepared"), "the step never ran: {logs}");
 }
+
+#[test]
+fn a_step_whose_inputs_fail_to_render_fails_once_and_dags_test_ends() {
+    // Issue 18: an undefined name in a processing step's `inputs` hung `gust dags test`. The
+    // step fails on its one try (never staged, so bubblewrap does not matter), its try log
+    // says why, the `all_done` cleanup runs and the command ends.
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("bad.yaml"),
+        r#"bad_inputs:
+  start_date: 2024-01-01
+  schedule: null
+  tasks:
+    step:
+      operator: processing
+      image: python:3.11-slim
+      command: [python3, -c, "print(1)"]
+      inputs:
+        - name: raw
+          source: "{{ params.nope }}"
+          destination: /opt/ml/processing/input/raw/
+    cleanup:
+      operator: bash
+      bash_command: echo cleaned
+      dependencies: [step]
+      trigger_rule: all_done
+"#,
+    )
+    .expect("write");
+    gust(home.path()).args(["db", "migrate"]).assert().success();
+    let store = home.path().join("store");
+    gust(home.path())
+        .env(
+            "GUST__ARTIFACTS__ROOT",
+            format!("file://{}", store.display()),
+        )
+        .args([
+            "dags",
+            "test",
+            "bad_inputs",
+            "--local-pods",
+            "--dags-folder",
+        ])
+        .arg(&dags)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure()
+        .stdout(predicate::str::contains("of bad_inputs: failed"));
+    let mut log = String::new();
+    let mut folders = vec![home.path().join("logs")];
+    while let Some(dir) = folders.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.to_string_lossy().contains("task_id=step") {
+                log.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    assert!(
+        log.contains("argument \"inputs[0].source\"") && log.contains("params.nope"),
+        "the step's try log says why: {log}"
+    );
+}

@@ -1,7 +1,8 @@
 //! The scheduler's terminal log of what is wrong with the DAGs folder: one line when a DAG file
 //! fails to import (the file and its first problem; `gust dags list-import-errors` has them all),
-//! one when it imports again, and one when a DAG names pools that do not exist (Airflow's
-//! "non-existent pool" DAG warning). It reads the bags the folder watch publishes and the pools
+//! one when it imports again, one when a file loads but Airflow would read it differently (its
+//! first warning: a Gust-only key such as `chains`), and one when a DAG names pools that do not
+//! exist (Airflow's "non-existent pool" DAG warning). It reads the bags the folder watch publishes and the pools
 //! in the store; it changes neither.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -27,6 +28,13 @@ pub enum Notice {
         /// The file.
         file: String,
     },
+    /// A file loads, but Airflow with dag-factory would read it differently (Gust-only keys).
+    Differs {
+        /// How many warnings the file has.
+        count: usize,
+        /// The first, as `FILE:LINE:COL: DAG[.TASK]: warning: message; hint`.
+        first: String,
+    },
     /// A DAG's tasks name pools that do not exist.
     MissingPools {
         /// The DAG.
@@ -46,6 +54,11 @@ impl std::fmt::Display for Notice {
                  lists them): {first}"
             ),
             Notice::Fixed { file } => write!(f, "{file} imports again"),
+            Notice::Differs { count: 1, first } => write!(f, "{first}"),
+            Notice::Differs { count, first } => write!(
+                f,
+                "{first} ({count} warnings in the file, `gust dags validate` lists them)"
+            ),
             Notice::MissingPools { dag_id, pools } => write!(
                 f,
                 "DAG \"{dag_id}\" uses pools that do not exist: {}; its tasks in them fail until \
@@ -60,6 +73,7 @@ impl std::fmt::Display for Notice {
 #[derive(Debug, Default)]
 pub struct ProblemLog {
     broken: BTreeMap<String, String>,
+    differs: BTreeMap<String, String>,
     missing_pools: BTreeMap<String, Vec<String>>,
 }
 
@@ -67,14 +81,11 @@ impl ProblemLog {
     /// What changed since the last bag: broken and fixed files, DAGs with missing pools.
     pub fn notices(&mut self, bag: &DagBag, pools: &HashSet<String>) -> Vec<Notice> {
         let mut notices = Vec::new();
-        let mut broken: BTreeMap<String, (usize, String)> = BTreeMap::new();
-        for problem in &bag.problems {
-            let file = problem.location.file.display().to_string();
-            broken
-                .entry(file)
-                .and_modify(|(count, _)| *count += 1)
-                .or_insert_with(|| (1, problem.to_string()));
-        }
+        let broken = by_file(
+            bag.problems
+                .iter()
+                .map(|p| (p.location.file.display().to_string(), p.to_string())),
+        );
         for file in self.broken.keys() {
             if !broken.contains_key(file) {
                 notices.push(Notice::Fixed { file: file.clone() });
@@ -88,10 +99,22 @@ impl ProblemLog {
                 });
             }
         }
-        self.broken = broken
-            .into_iter()
-            .map(|(file, (_, first))| (file, first))
-            .collect();
+        self.broken = firsts(broken);
+
+        let differs = by_file(
+            bag.warnings
+                .iter()
+                .map(|w| (w.location.file.display().to_string(), w.to_string())),
+        );
+        for (file, (count, first)) in &differs {
+            if self.differs.get(file) != Some(first) {
+                notices.push(Notice::Differs {
+                    count: *count,
+                    first: first.clone(),
+                });
+            }
+        }
+        self.differs = firsts(differs);
 
         let mut missing_pools = BTreeMap::new();
         for entry in bag.dags() {
@@ -117,6 +140,26 @@ impl ProblemLog {
         self.missing_pools = missing_pools;
         notices
     }
+}
+
+/// Lines grouped by file: how many each file has, and its first.
+fn by_file(lines: impl Iterator<Item = (String, String)>) -> BTreeMap<String, (usize, String)> {
+    let mut files: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (file, line) in lines {
+        files
+            .entry(file)
+            .and_modify(|(count, _)| *count += 1)
+            .or_insert((1, line));
+    }
+    files
+}
+
+/// Each file's first line, as remembered to say each change once.
+fn firsts(files: BTreeMap<String, (usize, String)>) -> BTreeMap<String, String> {
+    files
+        .into_iter()
+        .map(|(file, (_, first))| (file, first))
+        .collect()
 }
 
 /// Logs the notices of the bag in force now and of every later one, until `stop`.
@@ -198,6 +241,25 @@ mod tests {
             matches!(&notices[..], [Notice::Fixed { file }] if file.ends_with("f.yaml")),
             "{notices:?}"
         );
+    }
+
+    #[test]
+    fn a_file_airflow_would_read_differently_is_one_warning_line_said_once() {
+        let (_dir, bag) = bag_of(&[(
+            "c.yaml",
+            "c:\n  tasks: {a: {operator: empty}, b: {operator: empty}}\n  chains: ['a >> b']\n  dagrun_timeout_sec: 60\n",
+        )]);
+        let mut log = ProblemLog::default();
+        let notices = log.notices(&bag, &default_pool());
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        let line = notices[0].to_string();
+        assert!(
+            line.contains("c.yaml:3:3: c: warning: dag-factory 1.1.0 ignores `chains`")
+                && line.ends_with("(2 warnings in the file, `gust dags validate` lists them)")
+                && !line.contains('\n'),
+            "{line}"
+        );
+        assert_eq!(log.notices(&bag, &default_pool()), [], "said once");
     }
 
     #[test]

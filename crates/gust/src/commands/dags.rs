@@ -35,6 +35,16 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             for problem in &load.problems {
                 println!("{problem}");
             }
+            // Warnings do not fail validation: Gust runs the DAG as written, but Airflow would not.
+            for warning in &load.warnings {
+                println!("{warning}");
+            }
+            let warnings = match load.warnings.len() {
+                0 => String::new(),
+                n => format!(
+                    " ({n} warnings: Airflow with dag-factory would read these files differently)"
+                ),
+            };
             if load.files.is_empty() && load.problems.is_empty() {
                 let read: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
                 eprintln!(
@@ -44,14 +54,14 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             } else if load.problems.is_empty() {
                 eprintln!(
-                    "{} DAGs in {} files: all valid",
+                    "{} DAGs in {} files: all valid{warnings}",
                     load.dags.len(),
                     load.files.len()
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!(
-                    "{} problems; {} DAGs valid",
+                    "{} problems; {} DAGs valid{warnings}",
                     load.problems.len(),
                     load.dags.len()
                 );
