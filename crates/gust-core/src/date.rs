@@ -53,6 +53,20 @@ pub enum DateError {
     },
 }
 
+/// A UTC time as Python's `datetime.isoformat()` writes an aware one, which is how Airflow
+/// writes times into run ids and `AIRFLOW_CTX_LOGICAL_DATE`: microseconds only when there are
+/// some (anything finer is cut), then `+00:00`.
+#[must_use]
+pub fn python_isoformat(at: DateTime<Utc>) -> String {
+    use chrono::{SubsecRound, Timelike};
+    let at = at.trunc_subsecs(6);
+    if at.nanosecond() == 0 {
+        at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    } else {
+        at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
 /// An IANA timezone by name.
 pub fn parse_timezone(name: &str) -> Result<Tz, DateError> {
     name.trim().parse().map_err(|_| DateError::UnknownTimezone {

@@ -41,6 +41,9 @@ pub async fn wait(
     let outcome = loop {
         match record.status() {
             RecordStatus::Exited(code) => break exited(spec, code),
+            RecordStatus::Signaled(signal) => {
+                break TryOutcome::Failed(FailureReason::Signal(signal));
+            }
             RecordStatus::Absent => break TryOutcome::NeverStarted,
             RecordStatus::Vanished => {
                 break TryOutcome::Failed(FailureReason::Lost(

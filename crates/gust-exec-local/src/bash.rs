@@ -35,13 +35,19 @@ pub fn plan(spec: &LaunchSpec) -> Result<Plan, TryOutcome> {
         }
     };
     let do_xcom_push = spec.do_xcom_push;
+    // Without `env` the try inherits the scheduler's environment, as with `append_env`; with
+    // it alone, it gets nothing else.
+    let inherit = args.env.is_none() || args.append_env;
+    let mut env: Vec<(String, String)> = (args.env.iter().flatten())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // Airflow's BashOperator adds its context variables after the task's own `env`, so they
+    // win over a variable of the same name there, whatever `append_env` says.
+    env.extend(crate::context_env::airflow_context_vars(spec));
     Ok(Plan {
         script: args.bash_command.clone(),
-        env: args
-            .env
-            .as_ref()
-            .map(|env| env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        clear_env: !args.append_env,
+        env: Some(env),
+        clear_env: !inherit,
         cwd,
         decoder,
         what: "bash".to_owned(),
@@ -52,7 +58,8 @@ pub fn plan(spec: &LaunchSpec) -> Result<Plan, TryOutcome> {
     })
 }
 
-/// The outcome of a bash try that exited with `code`.
+/// The outcome of a bash try that exited with `code`, whose output (stdout and stderr as one
+/// stream) ended with `last_line`.
 pub fn outcome_of_code(
     code: i32,
     args: &BashArgs,
@@ -63,12 +70,13 @@ pub fn outcome_of_code(
     // makes a successful exit a skip.
     match code {
         code if args.skip_on_exit_code.contains(&code) => TryOutcome::Skipped { exit_code: code },
+        // Airflow's return value: the last line with trailing whitespace stripped, and `""`
+        // when there was no output at all (a pull then renders empty, not `None`).
         0 => TryOutcome::Succeeded {
-            xcom: if do_xcom_push {
-                last_line.map(serde_json::Value::String)
-            } else {
-                None
-            },
+            xcom: do_xcom_push.then(|| {
+                let line = last_line.unwrap_or_default();
+                serde_json::Value::String(line.trim_end().to_owned())
+            }),
         },
         code => TryOutcome::Failed(FailureReason::ExitCode(code)),
     }
@@ -93,5 +101,27 @@ mod tests {
         assert_eq!(ninety_nine, TryOutcome::Skipped { exit_code: 99 });
         let failed = outcome_of_code(3, &args(serde_json::json!(99)), false, None);
         assert_eq!(failed, TryOutcome::Failed(FailureReason::ExitCode(3)));
+    }
+
+    #[test]
+    fn the_last_line_is_pushed_stripped_and_no_output_pushes_an_empty_string() {
+        let pushed = |last: Option<&str>| {
+            outcome_of_code(
+                0,
+                &args(serde_json::json!(99)),
+                true,
+                last.map(str::to_owned),
+            )
+        };
+        let value = |text: &str| TryOutcome::Succeeded {
+            xcom: Some(serde_json::json!(text)),
+        };
+        assert_eq!(pushed(Some("  v 1 \t ")), value("  v 1"));
+        assert_eq!(pushed(Some("")), value(""));
+        assert_eq!(
+            pushed(None),
+            value(""),
+            "no output pushes \"\", as Airflow does"
+        );
     }
 }

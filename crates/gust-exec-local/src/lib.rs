@@ -11,6 +11,7 @@
 
 mod adopt;
 mod bash;
+mod context_env;
 mod group;
 mod output;
 mod pod;

@@ -138,7 +138,7 @@ where
         None => (Stdio::null(), None, None),
     };
     let script = match &exit_path {
-        Some(_) => format!("{EXIT_TRAP}{}", plan.script),
+        Some(_) => format!("{}{}", *EXIT_TRAP, plan.script),
         None => plan.script.clone(),
     };
     let mut command = Command::new(&config.bash);
@@ -207,27 +207,29 @@ where
     flush_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     while status.is_none() || out_open || err_open {
+        // In a fixed order, so that a try's outcome does not depend on chance: the flush
+        // timer and what ends the try first (each ready once), then stderr before stdout.
+        // Airflow reads both as one stream (stderr merged into stdout); two pipes keep stderr
+        // marked in the log but lose the order of lines written at the same instant, and
+        // reading stderr first makes stdout's the last line then, which is what is pushed.
         tokio::select! {
+            biased;
             _ = flush_every.tick() => {
                 let _ = log.flush().await;
             },
-            line = out.next_line(), if out_open => match line {
-                Ok(Some(bytes)) => {
-                    let text = decoder.decode(&bytes);
-                    if log.line("stdout", &text).await.is_err() {
-                        return fail_killing(pgid, config, FailureReason::Log(spec.log_path.display().to_string())).await;
-                    }
-                    last_line = Some(text);
-                }
-                _ => out_open = false,
+            () = handle.cancel.cancelled(), if status.is_none() => {
+                let reason = handle.reason();
+                let _ = log.line("gust", &format!("killing the try: {reason}")).await;
+                return fail_killing(pgid, config, FailureReason::Killed(reason)).await;
             },
-            line = err.next_line(), if err_open => match line {
-                Ok(Some(bytes)) => {
-                    if log.line("stderr", &decoder.decode(&bytes)).await.is_err() {
-                        return fail_killing(pgid, config, FailureReason::Log(spec.log_path.display().to_string())).await;
-                    }
-                }
-                _ => err_open = false,
+            () = sleep_until(deadline), if deadline.is_some() && status.is_none() => {
+                let limit = timeout.unwrap_or_default();
+                let _ = log.line("gust", &format!("execution_timeout of {}s reached: killing the try", limit.as_secs_f64())).await;
+                return fail_killing(pgid, config, FailureReason::TimedOut(limit)).await;
+            },
+            () = sleep_until(drain_deadline), if drain_deadline.is_some() => {
+                group::signal(pgid, nix::sys::signal::Signal::SIGKILL);
+                break;
             },
             exit = child.wait(), if status.is_none() => match exit {
                 Ok(exit) => {
@@ -238,19 +240,25 @@ where
                 }
                 Err(e) => return fail_killing(pgid, config, FailureReason::Spawn(format!("lost the process: {e}"))).await,
             },
-            () = sleep_until(drain_deadline), if drain_deadline.is_some() => {
-                group::signal(pgid, nix::sys::signal::Signal::SIGKILL);
-                break;
+            line = err.next_line(), if err_open => match line {
+                Ok(Some(bytes)) => {
+                    let text = decoder.decode(&bytes);
+                    if log.line("stderr", &text).await.is_err() {
+                        return fail_killing(pgid, config, FailureReason::Log(spec.log_path.display().to_string())).await;
+                    }
+                    last_line = Some(text);
+                }
+                _ => err_open = false,
             },
-            () = sleep_until(deadline), if deadline.is_some() && status.is_none() => {
-                let limit = timeout.unwrap_or_default();
-                let _ = log.line("gust", &format!("execution_timeout of {}s reached: killing the try", limit.as_secs_f64())).await;
-                return fail_killing(pgid, config, FailureReason::TimedOut(limit)).await;
-            },
-            () = handle.cancel.cancelled(), if status.is_none() => {
-                let reason = handle.reason();
-                let _ = log.line("gust", &format!("killing the try: {reason}")).await;
-                return fail_killing(pgid, config, FailureReason::Killed(reason)).await;
+            line = out.next_line(), if out_open => match line {
+                Ok(Some(bytes)) => {
+                    let text = decoder.decode(&bytes);
+                    if log.line("stdout", &text).await.is_err() {
+                        return fail_killing(pgid, config, FailureReason::Log(spec.log_path.display().to_string())).await;
+                    }
+                    last_line = Some(text);
+                }
+                _ => out_open = false,
             },
         }
         if !out_open || !err_open {

@@ -8,7 +8,8 @@
 //!   by the kernel when the last one ends, however it ends. A lock we can take means nothing of
 //!   the try is running.
 //! - `….exit`, made empty with the lock; bash itself writes the exit code into it as it exits
-//!   (an `EXIT` trap), so it is there even when nobody was left to wait for the process.
+//!   (an `EXIT` trap), or `signal NAME` when a signal kills it (a trap per signal), so it is
+//!   there even when nobody was left to wait for the process.
 //! - the process group, so that an adopted try can still be killed, written into the lock file
 //!   itself right after the spawn, through a second handle on the same open file: the file's
 //!   offset is shared with the process's stdin, which therefore still reads nothing (a file
@@ -29,15 +30,44 @@ use gust_executor::TryKey;
 /// The environment variable naming the file bash writes its exit code to.
 pub const EXIT_FILE_VAR: &str = "GUST_TRY_EXIT_FILE";
 
-/// The prefix that makes bash record its exit code: single-line, so that bash's own error
-/// messages keep the line numbers of the user's command.
-pub const EXIT_TRAP: &str = "trap 'printf %s \"$?\" > \"$GUST_TRY_EXIT_FILE\"' EXIT; ";
+/// The signals that end bash after running its EXIT trap with the last command's status in
+/// `$?`, so that the trap alone would record a try killed by one (SIGPIPE once the scheduler
+/// that read its output is gone, SIGTERM from a user) as having exited with that status. Each
+/// gets a trap of its own that records the signal instead, then ends bash with it as before.
+/// Left out: SIGKILL and the signals bash ends on without its EXIT trap (nothing is recorded,
+/// so the try is lost, as it should be), and the synchronous ones (SIGSEGV, SIGBUS, SIGILL,
+/// SIGFPE, SIGTRAP, SIGSYS) that a trap would turn into an endless loop when bash itself
+/// faults.
+const RECORDED_SIGNALS: [&str; 11] = [
+    "HUP", "INT", "PIPE", "ALRM", "TERM", "USR1", "USR2", "XCPU", "XFSZ", "VTALRM", "ABRT",
+];
+
+/// What the exit file holds after a signal ended the try: `signal` and the signal's name.
+const SIGNAL_PREFIX: &str = "signal ";
+
+/// The prefix that makes bash record how it ended, its exit code or the signal that ended it:
+/// single-line, so that bash's own error messages keep the line numbers of the user's command.
+pub static EXIT_TRAP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use std::fmt::Write as _;
+    let mut trap = String::from("trap 'printf %s \"$?\" > \"$GUST_TRY_EXIT_FILE\"' EXIT; ");
+    for name in RECORDED_SIGNALS {
+        // The EXIT trap goes first (it would overwrite the signal), then the signal is sent
+        // again with its trap gone, so bash still dies of it and its parent sees that.
+        let _ = write!(
+            trap,
+            "trap 'printf %s \"{SIGNAL_PREFIX}{name}\" > \"$GUST_TRY_EXIT_FILE\"; trap - EXIT {name}; kill -s {name} $$' {name}; "
+        );
+    }
+    trap
+});
 
 /// What the record says about a try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordStatus {
     /// It exited with this code.
     Exited(i32),
+    /// This signal (its number) killed it.
+    Signaled(i32),
     /// A process of the try still holds its lock.
     Running,
     /// Its process was spawned but nothing holds its lock and it left no exit code: it died
@@ -175,8 +205,8 @@ impl TryRecord {
     /// What the record says now.
     #[must_use]
     pub fn status(&self) -> RecordStatus {
-        if let Some(code) = self.exit_code() {
-            return RecordStatus::Exited(code);
+        if let Some(ended) = self.ending() {
+            return ended;
         }
         let Ok(file) = File::open(&self.lock) else {
             return RecordStatus::Absent;
@@ -185,8 +215,8 @@ impl TryRecord {
             // The lock is ours now; dropping the file releases it.
             Ok(()) => {
                 // The process may have written its exit code between the two reads.
-                match self.exit_code() {
-                    Some(code) => RecordStatus::Exited(code),
+                match self.ending() {
+                    Some(ended) => ended,
                     // The process group is written right after the spawn: without it, the
                     // record was readied for a process that never came.
                     None if self.pid().is_none() => RecordStatus::Absent,
@@ -198,8 +228,17 @@ impl TryRecord {
         }
     }
 
-    fn exit_code(&self) -> Option<i32> {
-        fs::read_to_string(&self.exit).ok()?.trim().parse().ok()
+    /// How the try ended, when its exit file says: an exit code, or a signal by name.
+    fn ending(&self) -> Option<RecordStatus> {
+        let text = fs::read_to_string(&self.exit).ok()?;
+        let text = text.trim();
+        match text.strip_prefix(SIGNAL_PREFIX) {
+            Some(name) => {
+                let signal: nix::sys::signal::Signal = format!("SIG{name}").parse().ok()?;
+                Some(RecordStatus::Signaled(signal as i32))
+            }
+            None => text.parse().ok().map(RecordStatus::Exited),
+        }
     }
 
     /// Deletes the record (its outcome is committed), and the folders it leaves empty.

@@ -44,6 +44,7 @@ fn spec(dir: &Path, task: &str, command: &str, do_xcom_push: bool) -> LaunchSpec
         execution_timeout: None,
         log_path: dir.join(format!("logs/{task}.log")),
         dag_file: dir.join("dag.yaml"),
+        context: Default::default(),
     }
 }
 
@@ -134,6 +135,70 @@ async fn a_try_killed_without_a_trace_is_lost_and_one_never_handed_over_never_st
     ));
     second.adopt(spec(dir.path(), "never", "true", false));
     assert_eq!(finished(&mut events).await, TryOutcome::NeverStarted);
+}
+
+/// The process group of the try whose log is `log`, once its start is logged.
+async fn process_group(log: &Path) -> i32 {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let pgid = text
+                .split("process group ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok());
+            if let Some(pgid) = pgid {
+                return pgid;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the try started")
+}
+
+#[tokio::test]
+async fn a_bash_try_killed_by_a_signal_is_recorded_as_killed_not_as_its_last_status() {
+    use nix::sys::signal::Signal;
+    for signal in [Signal::SIGPIPE, Signal::SIGTERM] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let (first, mut first_events) = runtime(&state);
+        // Its last command succeeds again and again: before the fix, bash's EXIT trap recorded
+        // that 0 as it died of the signal, and the adopted try "succeeded but lost its XCom".
+        let looping = spec(
+            dir.path(),
+            "looping",
+            "echo started; while :; do sleep 0.05; done",
+            true,
+        );
+        first.start(looping.clone()).expect("started");
+        let pgid = process_group(&looping.log_path).await;
+        // Bash alone gets the signal, as bash does when it writes to the pipe of a scheduler
+        // that is gone (SIGPIPE) or a user kills it.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), signal).expect("signalled");
+        assert_eq!(
+            finished(&mut first_events).await,
+            TryOutcome::Failed(FailureReason::Signal(signal as i32)),
+            "bash still dies of {signal}"
+        );
+
+        let (second, mut events) = runtime(&state);
+        second.adopt(looping.clone());
+        assert_eq!(
+            finished(&mut events).await,
+            TryOutcome::Failed(FailureReason::Signal(signal as i32)),
+            "the record names {signal}"
+        );
+        let log = std::fs::read_to_string(&looping.log_path).expect("log");
+        assert!(
+            log.contains(&format!(
+                "adopted try failed: killed by signal {}",
+                signal as i32
+            )),
+            "{log}"
+        );
+    }
 }
 
 #[tokio::test]

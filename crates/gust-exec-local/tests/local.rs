@@ -55,6 +55,7 @@ impl Harness {
             execution_timeout: None,
             log_path: self.log(task),
             dag_file: self.dir.path().join("dag.yaml"),
+            context: Default::default(),
         }
     }
 
@@ -266,6 +267,93 @@ async fn env_replaces_the_environment_unless_appended() {
         h.run(appended).await,
         TryOutcome::Succeeded {
             xcom: Some(json!("3"))
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_last_line_of_stdout_and_stderr_as_one_stream_is_pushed_as_airflow_does() {
+    let mut h = harness(4);
+    let pushed = |outcome: TryOutcome| match outcome {
+        TryOutcome::Succeeded { xcom } => xcom,
+        other => panic!("the try failed: {other:?}"),
+    };
+    let err_last = h.spec(
+        "err_last",
+        json!({"bash_command": "echo out; sleep 0.2; echo 'err  ' >&2"}),
+    );
+    assert_eq!(pushed(h.run(err_last).await), Some(json!("err")));
+    let log = read(&h.log("err_last"));
+    assert!(
+        log.contains("] stdout: out\n") && log.contains("] stderr: err  \n"),
+        "stderr stays marked as stderr in the log: {log}"
+    );
+    let out_last = h.spec(
+        "out_last",
+        json!({"bash_command": "echo err >&2; sleep 0.2; printf 'out \\t\\n'"}),
+    );
+    assert_eq!(pushed(h.run(out_last).await), Some(json!("out")));
+    let silent = h.spec("silent", json!({"bash_command": "true"}));
+    assert_eq!(
+        pushed(h.run(silent).await),
+        Some(json!("")),
+        "no output pushes \"\", which a pull renders empty"
+    );
+}
+
+#[tokio::test]
+async fn airflow_context_variables_are_set_and_win_over_the_tasks_env() {
+    let mut h = harness(4);
+    let context = gust_executor::TryContext {
+        logical_date: Some(
+            chrono::DateTime::parse_from_rfc3339("2024-01-01T06:30:00Z")
+                .expect("a date")
+                .to_utc(),
+        ),
+        owner: "data".into(),
+        email: vec!["a@example.com".into(), "b@example.com".into()],
+    };
+    let show = "echo \"$AIRFLOW_CTX_DAG_ID|$AIRFLOW_CTX_TASK_ID|$AIRFLOW_CTX_DAG_RUN_ID|$AIRFLOW_CTX_TRY_NUMBER|$AIRFLOW_CTX_LOGICAL_DATE|$AIRFLOW_CTX_DAG_OWNER|$AIRFLOW_CTX_DAG_EMAIL|${OTHER:-}|${HOME:-nohome}\"";
+    let expected = "d|ctx|manual__1|1|2024-01-01T06:30:00+00:00|data|a@example.com,b@example.com";
+    let mut inherited = h.spec("ctx", json!({ "bash_command": show }));
+    inherited.context = context.clone();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "nohome".into());
+    assert_eq!(
+        h.run(inherited).await,
+        TryOutcome::Succeeded {
+            xcom: Some(json!(format!("{expected}||{home}")))
+        }
+    );
+    // Airflow's BashOperator sets them after the task's `env`: they win over its names.
+    let mut replaced = h.spec(
+        "ctx",
+        json!({"bash_command": show, "env": {"AIRFLOW_CTX_DAG_OWNER": "mine", "OTHER": "x"}}),
+    );
+    replaced.key.try_number = TryNumber(2);
+    replaced.log_path = h.dir.path().join("logs/ctx/attempt=2.log");
+    replaced.context = context;
+    let outcome = h.executor.start(replaced.clone());
+    outcome.expect("started");
+    let replaced_outcome = finished(&mut h.events, &replaced.key, Duration::from_secs(20)).await;
+    assert_eq!(
+        replaced_outcome,
+        TryOutcome::Succeeded {
+            xcom: Some(json!(format!(
+                "{}|x|nohome",
+                expected.replace("|1|", "|2|")
+            )))
+        }
+    );
+    // An empty owner or no e-mail address is left out, not set empty.
+    let mut bare = h.spec(
+        "bare",
+        json!({"bash_command": "echo \"${AIRFLOW_CTX_DAG_EMAIL-unset} ${AIRFLOW_CTX_DAG_OWNER-unset} ${AIRFLOW_CTX_LOGICAL_DATE-unset}\""}),
+    );
+    bare.context = gust_executor::TryContext::default();
+    assert_eq!(
+        h.run(bare).await,
+        TryOutcome::Succeeded {
+            xcom: Some(json!("unset unset unset"))
         }
     );
 }

@@ -89,6 +89,7 @@ impl Harness {
             execution_timeout: None,
             log_path: self.log(task),
             dag_file: self.dir.path().join("dag.yaml"),
+            context: Default::default(),
         }
     }
 

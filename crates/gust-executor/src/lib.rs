@@ -62,6 +62,20 @@ pub struct LaunchSpec {
     /// The DAG's file; relative paths in arguments (`pod_template_file`) resolve against its
     /// folder.
     pub dag_file: PathBuf,
+    /// What else the try knows about its run and task, for the runtimes that export it.
+    pub context: TryContext,
+}
+
+/// What Airflow tells a task's process about its try beyond the try's key (the
+/// `AIRFLOW_CTX_*` environment variables of `context_to_airflow_vars`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TryContext {
+    /// The run's logical date, when it has one.
+    pub logical_date: Option<chrono::DateTime<chrono::Utc>>,
+    /// The task's `owner`.
+    pub owner: String,
+    /// The task's `email` addresses.
+    pub email: Vec<String>,
 }
 
 /// What a runtime reports about a try.

@@ -85,6 +85,7 @@ impl Harness {
             execution_timeout: None,
             log_path: self.dir.path().join(format!("logs/{task}.log")),
             dag_file: self.dir.path().join("dag.yaml"),
+            context: Default::default(),
         }
     }
 
@@ -339,6 +340,7 @@ async fn kueue_install_without_a_folder_says_how_to_configure_one() {
             execution_timeout: None,
             log_path: dir.path().join("install.log"),
             dag_file: dir.path().join("dag.yaml"),
+            context: Default::default(),
         })
         .expect("started");
     let outcome = finished(&mut events, &key("install"), Duration::from_secs(10)).await;

@@ -82,6 +82,7 @@ fn main() {
                     execution_timeout: None,
                     log_path: path,
                     dag_file: "/dags/bench.yaml".into(),
+                    context: Default::default(),
                 })
                 .expect("start");
             let started = Instant::now();

@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use gust_core::dag::Dag;
 use gust_core::ids::{RunId, TryNumber};
 use gust_core::schedule::DataInterval;
 use gust_core::task::Task;
-use gust_executor::{LaunchSpec, TryKey};
+use gust_executor::{LaunchSpec, TryContext, TryKey};
 use gust_template::{Renderer, RuntimeLookup, TemplateContext};
 
 use crate::log_path::log_path;
@@ -62,6 +63,7 @@ pub fn launch_spec(
     dag: &Dag,
     task: &Task,
     run_id: &RunId,
+    logical_date: DateTime<Utc>,
     try_number: u32,
     args: serde_json::Map<String, serde_json::Value>,
     logs_root: &Path,
@@ -81,5 +83,10 @@ pub fn launch_spec(
         do_xcom_push: task.settings.do_xcom_push,
         execution_timeout: task.settings.execution_timeout,
         dag_file: dag.fileloc.clone(),
+        context: TryContext {
+            logical_date: Some(logical_date),
+            owner: task.settings.owner.clone(),
+            email: task.settings.email.clone(),
+        },
     }
 }

@@ -28,7 +28,7 @@ use crate::xcom::RunXComs;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct TestRunSpec {
-    /// The run's id (`manual__<logical date>` by convention).
+    /// The run's id (`manual__<trigger time>` by convention, as Airflow 3.3 names manual runs).
     pub run_id: RunId,
     /// The run's data interval; its start is the logical date.
     pub interval: DataInterval,
@@ -313,6 +313,7 @@ impl<'a> Driver<'a> {
             self.dag,
             task,
             &self.spec.run_id,
+            self.spec.interval.start,
             try_number,
             args,
             &self.spec.logs_root,

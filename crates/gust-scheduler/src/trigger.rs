@@ -1,8 +1,9 @@
 //! Creating runs on request (`gust dags trigger`, the API, backfills): run ids in Airflow's form,
 //! and `conf` checked against the DAG's params before anything is stored.
 
-use chrono::{DateTime, SubsecRound, Timelike, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use gust_core::dag::Dag;
+use gust_core::date::python_isoformat;
 use gust_core::ids::RunId;
 use gust_store::{NewRun, RunType, Store, StoreError};
 
@@ -57,16 +58,6 @@ pub fn run_id_for(kind: RunType, run_after: DateTime<Utc>) -> String {
 #[must_use]
 pub fn manual_run_id(now: DateTime<Utc>) -> String {
     run_id_for(RunType::Manual, now)
-}
-
-/// `datetime.isoformat()` of a UTC time: microseconds, written only when there are some.
-fn python_isoformat(at: DateTime<Utc>) -> String {
-    let at = at.trunc_subsecs(6);
-    if at.nanosecond() == 0 {
-        at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-    } else {
-        at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
-    }
 }
 
 /// How many later microseconds a generated manual run id may move to when an earlier trigger

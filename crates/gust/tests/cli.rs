@@ -6,7 +6,7 @@ use predicates::prelude::*;
 
 mod common;
 
-use common::{examples, gust, gust_process};
+use common::{examples, gust, gust_process, test_run_id};
 
 #[test]
 fn validate_accepts_the_examples() {
@@ -224,7 +224,7 @@ fn a_missing_dags_folder_says_how_to_set_one() {
 #[test]
 fn dags_test_runs_the_example_diamond_and_exits_0() {
     let home = tempfile::tempdir().expect("tempdir");
-    gust(home.path())
+    let out = gust(home.path())
         .args([
             "dags",
             "test",
@@ -237,9 +237,24 @@ fn dags_test_runs_the_example_diamond_and_exits_0() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "run manual__2024-01-01T00:00:00+00:00 of kube_operator_diamond: success",
+            "of kube_operator_diamond: success",
         ));
-    let log = home.path().join("logs/dag_id=kube_operator_diamond/run_id=manual__2024-01-01T00:00:00+00:00/task_id=t4/attempt=1.log");
+    let run_id = test_run_id(&String::from_utf8_lossy(&out.get_output().stdout));
+    // Airflow 3.3 names a manual run after the time it was triggered, not its logical date.
+    let stamp = run_id.strip_prefix("manual__").expect("manual__");
+    let at = chrono::DateTime::parse_from_rfc3339(stamp).expect("an RFC 3339 time");
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the id must name the wall-clock time the binary read"
+    )]
+    let now = chrono::Utc::now();
+    assert!(
+        stamp.ends_with("+00:00") && (now - at.to_utc()).num_seconds().abs() < 60,
+        "{run_id} is the trigger time, not the logical date 2024-01-01"
+    );
+    let log = home.path().join(format!(
+        "logs/dag_id=kube_operator_diamond/run_id={run_id}/task_id=t4/attempt=1.log"
+    ));
     let text = std::fs::read_to_string(&log).expect("t4's log");
     assert!(text.contains("stdout: hello world from t4"), "{text}");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{examples, gust};
+use common::{examples, gust, test_run_id};
 use k8s_openapi::api::batch::v1::Job;
 use predicates::prelude::*;
 
@@ -191,9 +191,10 @@ async fn the_job_lifecycle_example_creates_resumes_and_deletes_its_job_through_x
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let logs = home
-        .path()
-        .join("logs/dag_id=kubernetes_job_lifecycle/run_id=manual__2024-01-01T00:00:00+00:00");
+    let logs = home.path().join(format!(
+        "logs/dag_id=kubernetes_job_lifecycle/run_id={}",
+        test_run_id(&stdout)
+    ));
     let read = |task: &str| {
         std::fs::read_to_string(logs.join(format!("task_id={task}/attempt=1.log")))
             .unwrap_or_else(|err| panic!("the log of {task}: {err}"))

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{examples, gust};
+use common::{examples, gust, test_run_id};
 use gust_kube_fake::{FakeCluster, PodScript, spark_application_crd};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 
@@ -70,9 +70,10 @@ async fn the_example_applies_configmaps_runs_spark_and_deletes_them_on_a_cluster
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let logs = home
-        .path()
-        .join("logs/dag_id=spark_with_resources/run_id=manual__2024-01-01T00:00:00+00:00");
+    let logs = home.path().join(format!(
+        "logs/dag_id=spark_with_resources/run_id={}",
+        test_run_id(&stdout)
+    ));
     let read = |task: &str| {
         std::fs::read_to_string(logs.join(format!("task_id={task}/attempt=1.log")))
             .unwrap_or_else(|err| panic!("{task}'s log: {err}"))

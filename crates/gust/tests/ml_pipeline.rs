@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::gust;
+use common::{gust, test_run_id};
 use gust_artifacts::testing;
 use predicates::prelude::*;
 
@@ -244,7 +244,7 @@ async fn on_a_cluster_a_step_is_a_pod_with_the_fetch_init_container_and_its_code
         "{command:?}"
     );
 
-    let run_prefix = format!("s3://{bucket}/runs/ml/manual__2024-01-01T00:00:00+00:00/train/code/");
+    let run_prefix = format!("s3://{bucket}/runs/ml/{}/train/code/", test_run_id(&stdout));
     let staged = gust_artifacts::Artifacts::new(testing::credentials(&endpoint))
         .list(&run_prefix)
         .await

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{examples, gust};
+use common::{examples, gust, test_run_id};
 use k8s_openapi::api::core::v1::Pod;
 use predicates::prelude::*;
 
@@ -115,8 +115,9 @@ fn dry_run_names_a_missing_template() {
 #[test]
 fn the_example_pod_dags_run_with_the_local_pod_runtime() {
     let home = tempfile::tempdir().expect("tempdir");
+    let mut run_id = String::new();
     for dag in ["kube-operator", "pod_xcom"] {
-        gust(home.path())
+        let out = gust(home.path())
             .args([
                 "dags",
                 "test",
@@ -130,8 +131,11 @@ fn the_example_pod_dags_run_with_the_local_pod_runtime() {
             .assert()
             .success()
             .stdout(predicate::str::contains(format!("of {dag}: success")));
+        run_id = test_run_id(&String::from_utf8_lossy(&out.get_output().stdout));
     }
-    let log = home.path().join("logs/dag_id=pod_xcom/run_id=manual__2024-01-01T00:00:00+00:00/task_id=pod_task_xcom_result/attempt=1.log");
+    let log = home.path().join(format!(
+        "logs/dag_id=pod_xcom/run_id={run_id}/task_id=pod_task_xcom_result/attempt=1.log"
+    ));
     let text = std::fs::read_to_string(log).expect("the bash task's log");
     assert!(
         text.contains("stdout: 1"),
@@ -189,9 +193,10 @@ async fn dags_test_runs_pod_tasks_on_a_cluster_named_by_a_kubeconfig() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(fake.created_count(), 1);
-    let logs = home
-        .path()
-        .join("logs/dag_id=pod_xcom/run_id=manual__2024-01-01T00:00:00+00:00");
+    let logs = home.path().join(format!(
+        "logs/dag_id=pod_xcom/run_id={}",
+        test_run_id(&stdout)
+    ));
     let pod_log = std::fs::read_to_string(logs.join("task_id=write-xcom/attempt=1.log"))
         .expect("the pod's log");
     assert!(pod_log.contains("stdout: writing the xcom"), "{pod_log}");
@@ -313,7 +318,7 @@ s:
         ])
         .assert()
         .success();
-    gust(home.path())
+    let out = gust(home.path())
         .args([
             "dags",
             "test",
@@ -326,9 +331,10 @@ s:
         .arg(&dags)
         .assert()
         .success();
-    let log = std::fs::read_to_string(home.path().join(
-        "logs/dag_id=s/run_id=manual__2024-01-01T00:00:00+00:00/task_id=use-secret/attempt=1.log",
-    ))
+    let run_id = test_run_id(&String::from_utf8_lossy(&out.get_output().stdout));
+    let log = std::fs::read_to_string(home.path().join(format!(
+        "logs/dag_id=s/run_id={run_id}/task_id=use-secret/attempt=1.log"
+    )))
     .expect("the log");
     assert!(log.contains("stdout: length=25"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");

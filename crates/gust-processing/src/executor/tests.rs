@@ -106,6 +106,7 @@ impl Harness {
             execution_timeout: None,
             log_path: self.log(),
             dag_file: self.dir.path().join("ml.yaml"),
+            context: Default::default(),
         }
     }
 
@@ -461,6 +462,7 @@ async fn a_step_runs_end_to_end_on_the_local_pod_runtime_with_a_local_store() {
         execution_timeout: Some(Duration::from_secs(60)),
         log_path: dir.path().join("train.log"),
         dag_file: dir.path().join("ml.yaml"),
+        context: Default::default(),
     };
     executor.start(spec).unwrap();
     let outcome = finished(&mut events, &key(), Duration::from_secs(60)).await;

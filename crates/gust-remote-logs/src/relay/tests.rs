@@ -114,6 +114,7 @@ fn spec(key: &TryKey, log_path: PathBuf) -> LaunchSpec {
         execution_timeout: None,
         log_path,
         dag_file: PathBuf::from("/dags/d.yaml"),
+        context: Default::default(),
     }
 }
 

@@ -263,6 +263,7 @@ impl Scheduler {
         let Some(held) = self.runs.get(&key) else {
             return Ok(());
         };
+        let logical_date = held.run.logical_date;
         let now = self.clock.now();
         let mut removed = Vec::new();
         let mut holding = Vec::new();
@@ -315,7 +316,15 @@ impl Scheduler {
                 .and_then(|t| t.rendered_args.clone())
                 .and_then(|a| a.as_object().cloned())
                 .unwrap_or_default();
-            let spec = launch_spec(&dag, &task, &run_id, n, args, &self.config.logs_root);
+            let spec = launch_spec(
+                &dag,
+                &task,
+                &run_id,
+                logical_date,
+                n,
+                args,
+                &self.config.logs_root,
+            );
             tracing::info!(%try_key, "adopting a try started before the scheduler restarted");
             self.live.insert(try_key);
             self.executor.adopt(spec);

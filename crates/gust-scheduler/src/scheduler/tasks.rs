@@ -200,6 +200,7 @@ impl Scheduler {
                         &dag,
                         task,
                         &run_id,
+                        run.run.logical_date,
                         try_number,
                         args,
                         &self.config.logs_root,

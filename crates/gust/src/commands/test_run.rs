@@ -39,8 +39,9 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
         Some(text) => gust_core::date::parse_datetime(text, args.dag.settings.timezone)
             .context("--logical-date")?,
     };
-    let stamp = logical_date.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
-    let run_id = RunId::new(format!("manual__{stamp}"))?;
+    // Named as Airflow 3.3 names a manual run: after the time it was triggered, not its logical
+    // date, so two test runs of the same date keep their logs apart.
+    let run_id = RunId::new(gust_scheduler::trigger::manual_run_id(clock.now()))?;
     let home = crate::config::home()?;
     let runtime = super::runtime()?;
     let report: RunReport = runtime.block_on(async {

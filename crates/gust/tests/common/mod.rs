@@ -65,3 +65,13 @@ pub fn add_artifacts_connection(home: &Path, endpoint: &str, login: &str, secret
         .assert()
         .success();
 }
+
+/// The run id `gust dags test` (or `tasks test`) names on its last line, `run ID of DAG: STATE`:
+/// it is the time the run was triggered (`manual__…`), so tests read it rather than guess it.
+pub fn test_run_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|line| Some(line.strip_prefix("run ")?.split_once(" of ")?.0.to_owned()))
+        .unwrap_or_else(|| panic!("no `run ID of DAG` line in: {stdout}"))
+}
