@@ -7,6 +7,7 @@
 //! runtime and the Kubernetes pod runtime implement [`Executor`].
 
 mod current;
+pub mod log_layout;
 pub mod running;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -28,12 +28,19 @@ impl<'c> LogWriter<'c> {
 
     /// Opens (appending) the log at `path`, creating its folders, without waiting on the
     /// runtime: for callers already off it. Also says whether the file is new.
+    ///
+    /// A log may hold what a task printed about its data, so new folders are its owner's alone
+    /// (0700) and a new file is too (0600), as the key files in `GUST_HOME` are.
     pub fn create(path: &Path) -> std::io::Result<(std::fs::File, bool)> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
         let mut options = std::fs::OpenOptions::new();
-        options.append(true);
+        options.append(true).mode(0o600);
         match options.clone().create_new(true).open(path) {
             Ok(file) => Ok((file, true)),
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -90,4 +97,35 @@ pub async fn write_failure(path: &Path, clock: &dyn Clock, why: &str) -> std::io
         log.line("gust", line).await?;
     }
     log.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn new_logs_and_their_folders_are_their_owners_alone() {
+        let root = std::env::temp_dir().join(format!("gust-try-log-{}", std::process::id()));
+        let path = root.join("dag_id=d/run_id=r/task_id=t/attempt=1.log");
+        let (_, new) = LogWriter::create(&path).unwrap();
+        assert!(new);
+        assert_eq!(mode(&path), 0o600);
+        for folder in [
+            "",
+            "dag_id=d",
+            "dag_id=d/run_id=r",
+            "dag_id=d/run_id=r/task_id=t",
+        ] {
+            assert_eq!(mode(&root.join(folder)), 0o700, "{folder}");
+        }
+        let (_, new) = LogWriter::create(&path).unwrap();
+        assert!(!new, "an existing log is appended to");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -6,17 +6,11 @@ use std::path::{Component, Path};
 
 use gust_executor::TryKey;
 
-/// `dag_id=D/run_id=R/task_id=T/attempt=N.log`, with `/` between segments (a run id's own `/`
-/// and `\` become `_`, as in the local layout).
+/// `dag_id=D/run_id=R/task_id=T/attempt=N.log`, with `/` between segments (the run id escaped
+/// as in the local layout, [`gust_executor::log_layout`]).
 #[must_use]
 pub fn relative(key: &TryKey) -> String {
-    format!(
-        "dag_id={}/run_id={}/task_id={}/attempt={}.log",
-        key.dag_id,
-        key.run_id.as_str().replace(['/', '\\'], "_"),
-        key.task_id,
-        key.try_number
-    )
+    gust_executor::log_layout::relative_path(key)
 }
 
 /// The object a try's log goes to: `base` (a store URI) joined with `relative`.

@@ -4,16 +4,11 @@ use std::path::{Path, PathBuf};
 
 use gust_executor::TryKey;
 
-/// `ROOT/dag_id=D/run_id=R/task_id=T/attempt=N.log`.
+/// `ROOT/dag_id=D/run_id=R/task_id=T/attempt=N.log`, the run id escaped as
+/// [`gust_executor::log_layout`] says, so two runs never share a log.
 #[must_use]
 pub fn log_path(root: &Path, key: &TryKey) -> PathBuf {
-    root.join(format!("dag_id={}", key.dag_id))
-        .join(format!(
-            "run_id={}",
-            key.run_id.as_str().replace(['/', '\\'], "_")
-        ))
-        .join(format!("task_id={}", key.task_id))
-        .join(format!("attempt={}.log", key.try_number))
+    root.join(gust_executor::log_layout::relative_path(key))
 }
 
 #[cfg(test)]
@@ -34,6 +29,23 @@ mod tests {
             Path::new(
                 "/logs/dag_id=etl/run_id=manual__2024-01-01T00:00:00+00:00/task_id=g.load/attempt=2.log"
             )
+        );
+    }
+
+    #[test]
+    fn runs_whose_ids_differ_never_share_a_log() {
+        let key = |run: &str| TryKey {
+            dag_id: DagId::new("etl").unwrap(),
+            run_id: RunId::new(run).unwrap(),
+            task_id: TaskId::new("load").unwrap(),
+            try_number: TryNumber(1),
+        };
+        let root = Path::new("/logs");
+        assert_ne!(log_path(root, &key("x/y")), log_path(root, &key("x_y")));
+        assert_ne!(log_path(root, &key("x\\y")), log_path(root, &key("x_y")));
+        assert_eq!(
+            log_path(root, &key("x/y")),
+            Path::new("/logs/dag_id=etl/run_id=x%2Fy/task_id=load/attempt=1.log")
         );
     }
 }

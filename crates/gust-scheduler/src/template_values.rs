@@ -3,8 +3,8 @@
 //! that run's first tries, as an Airflow task reads its variables when it renders.
 //!
 //! [`TemplateValues::refresh`] is called once per scheduler step that admits tries (not once per
-//! try): one query for the variables and one for the connection ids, plus one that decrypts the
-//! connections when there are any. Rendering itself stays synchronous and reads the last
+//! try): one query for the connection ids and one for the variables (their keys only, until the
+//! key that decrypts them is known), plus one that decrypts the connections when there are any. Rendering itself stays synchronous and reads the last
 //! snapshot.
 
 use std::collections::HashMap;
@@ -14,8 +14,8 @@ use std::sync::{Arc, RwLock};
 use gust_store::{SecretKey, Store, StoreError};
 use gust_template::TemplateConnection;
 
-/// Gives the key that decrypts connections, when one is set up (asked only once a connection
-/// exists, so no key is made for nothing).
+/// Gives the key that decrypts connections and variables, when one is set up (asked only once a
+/// connection or variable exists, so no key is made for nothing).
 pub type KeySource = Arc<dyn Fn() -> Option<SecretKey> + Send + Sync>;
 
 /// Variables and connections as templates see them.
@@ -73,8 +73,8 @@ impl TemplateValues {
         }
     }
 
-    /// Values read from `store` at each [`refresh`](Self::refresh); connections are decrypted
-    /// with the key `key` gives (none: templates see no connections).
+    /// Values read from `store` at each [`refresh`](Self::refresh); connections and variables
+    /// are decrypted with the key `key` gives (none: templates see neither).
     #[must_use]
     pub fn from_store(store: Store, key: KeySource) -> Self {
         Self {
@@ -87,24 +87,32 @@ impl TemplateValues {
         }
     }
 
-    /// Reads the store again (fixed values stay as they are).
+    /// Reads the store again (fixed values stay as they are). Variables and connections are
+    /// encrypted at rest, so both are read only once the key is known; without a key
+    /// templates see neither.
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let Some(source) = &self.source else {
             return Ok(());
         };
-        let variables = source.store.all_variables().await?;
-        let connections = if source.store.connection_ids().await?.is_empty() {
-            HashMap::new()
-        } else if let Some(key) = source.key() {
-            source
+        let connection_ids = source.store.connection_ids().await?;
+        // The key is asked for once something needs it, so none is made for an empty store.
+        let needs_key = source.found_key.get().is_some()
+            || !connection_ids.is_empty()
+            || !source.store.variable_keys().await?.is_empty();
+        let key = if needs_key { source.key() } else { None };
+        let variables = match key {
+            Some(key) => source.store.all_variables(key).await?,
+            None => HashMap::new(),
+        };
+        let connections = match key {
+            Some(key) if !connection_ids.is_empty() => source
                 .store
                 .connections(key)
                 .await?
                 .into_iter()
                 .map(|c| (c.conn_id.clone(), template_connection(c)))
-                .collect()
-        } else {
-            HashMap::new()
+                .collect(),
+            _ => HashMap::new(),
         };
         *self
             .current

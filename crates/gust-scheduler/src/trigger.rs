@@ -1,5 +1,6 @@
 //! Creating runs on request (`gust dags trigger`, the API, backfills): run ids in Airflow's form,
-//! and `conf` checked against the DAG's params before anything is stored.
+//! a run id given by a user checked against `[scheduler] allowed_run_id_pattern`
+//! ([`RunIdPattern`]), and `conf` checked against the DAG's params before anything is stored.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use gust_core::dag::Dag;
@@ -27,6 +28,16 @@ pub enum TriggerError {
     /// The run id is not acceptable.
     #[error("invalid run id: {0}")]
     RunId(#[from] gust_core::ids::IdError),
+    /// A run id given by a user does not match `[scheduler] allowed_run_id_pattern`.
+    #[error(
+        "run id {run_id:?} does not match [scheduler] allowed_run_id_pattern {pattern:?}; use letters, digits and _.~:+- (the default pattern), or leave it out for a generated one"
+    )]
+    RunIdNotAllowed {
+        /// The id given.
+        run_id: String,
+        /// The pattern it had to match.
+        pattern: String,
+    },
     /// A run with this id exists.
     #[error("DAG {dag_id} already has a run with id {run_id}; pass another --run-id")]
     Exists {
@@ -38,6 +49,71 @@ pub enum TriggerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Airflow's default `[scheduler] allowed_run_id_pattern`.
+pub const DEFAULT_RUN_ID_PATTERN: &str = "^[A-Za-z0-9_.~:+-]+$";
+
+/// Run ids in the form Gust and Airflow generate (`manual__2024-01-01T00:00:00+00:00`), which a
+/// user may give whatever the configured pattern says, as Airflow's `RUN_ID_REGEX`.
+const GENERATED_FORM: &str = r"^(?:manual|scheduled|asset_triggered|backfill)__\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{6})?\+00:00$";
+
+/// Which run ids a user may give when triggering a run (`[scheduler] allowed_run_id_pattern`):
+/// those the pattern matches from their start, as Airflow's `re.match`, and those in the form
+/// generated ids have. Ids Gust generates itself are never checked. An empty pattern admits
+/// only the generated form. Unlike Python's `$`, the `$` of Rust's regex does not match before
+/// a final line feed, so no run id holds one.
+#[derive(Debug, Clone)]
+pub struct RunIdPattern {
+    text: String,
+    pattern: Option<regex::Regex>,
+    generated: regex::Regex,
+}
+
+impl RunIdPattern {
+    /// The pattern `text` (surrounding spaces ignored); an error when it is no regular expression.
+    pub fn new(text: &str) -> Result<Self, regex::Error> {
+        let text = text.trim();
+        let pattern = (!text.is_empty())
+            .then(|| regex::Regex::new(text))
+            .transpose()?;
+        Ok(Self {
+            text: text.to_owned(),
+            pattern,
+            generated: regex::Regex::new(GENERATED_FORM)?,
+        })
+    }
+
+    /// Whether a user may give `run_id`.
+    #[must_use]
+    pub fn allows(&self, run_id: &str) -> bool {
+        self.generated.is_match(run_id)
+            || self
+                .pattern
+                .as_ref()
+                .and_then(|p| p.find(run_id))
+                .is_some_and(|m| m.start() == 0)
+    }
+
+    /// `run_id`, given by a user, checked: long enough, short enough, and allowed.
+    pub fn check(&self, run_id: &str) -> Result<RunId, TriggerError> {
+        let id = RunId::new(run_id)?;
+        if self.allows(run_id) {
+            Ok(id)
+        } else {
+            Err(TriggerError::RunIdNotAllowed {
+                run_id: run_id.chars().take(100).collect(),
+                pattern: self.text.clone(),
+            })
+        }
+    }
+}
+
+impl Default for RunIdPattern {
+    /// Airflow's default, [`DEFAULT_RUN_ID_PATTERN`].
+    fn default() -> Self {
+        Self::new(DEFAULT_RUN_ID_PATTERN).expect("the default pattern is a valid one")
+    }
 }
 
 /// Airflow 3.3's run id for a run of `kind` that may start at `run_after` (`DagRun.generate_run_id`):
@@ -99,14 +175,15 @@ pub fn check_conf(
 }
 
 /// A manual run of `dag` at `logical_date` (default: now), as `gust dags trigger` and the API
-/// create it: it covers its logical date alone, and the scheduler picks it up. Without `run_id`
-/// it is named after `now` ([`manual_run_id`]), a microsecond later for each trigger that took
-/// the id first, so generated ids never collide.
+/// create it: it covers its logical date alone, and the scheduler picks it up. A `run_id` the
+/// user gave must be checked first ([`RunIdPattern::check`]); without one the run is named after
+/// `now` ([`manual_run_id`]), a microsecond later for each trigger that took the id first, so
+/// generated ids never collide.
 pub async fn trigger(
     store: &Store,
     dag: &Dag,
     conf: serde_json::Map<String, serde_json::Value>,
-    run_id: Option<String>,
+    given: Option<RunId>,
     logical_date: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<String, TriggerError> {
@@ -114,7 +191,6 @@ pub async fn trigger(
     // The store keeps microseconds; the run id must name the same instant.
     let logical_date = logical_date.trunc_subsecs(6);
     let now = now.trunc_subsecs(6);
-    let given = run_id.map(RunId::new).transpose()?;
     let mut run = NewRun {
         dag_id: dag.id.to_string(),
         run_id: String::new(),
@@ -150,6 +226,39 @@ pub async fn trigger(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn user_run_ids_must_match_the_allowed_pattern() {
+        let default = RunIdPattern::default();
+        for ok in [
+            "mine",
+            "a.b~c:d+e-f_g",
+            "manual__2024-01-01T00:00:00+00:00",
+            "..",
+        ] {
+            assert!(default.check(ok).is_ok(), "{ok}");
+        }
+        for bad in ["x/y", "a\nb", "a\n", "a\r", "<script>", "a b", "é"] {
+            let err = default.check(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("allowed_run_id_pattern") && !err.contains('\n'),
+                "{bad}: {err}"
+            );
+        }
+        let strict = RunIdPattern::new("^ticket-[0-9]+$").unwrap();
+        assert!(strict.allows("ticket-12"));
+        assert!(!strict.allows("mine"));
+        assert!(
+            strict.allows("manual__2024-01-01T00:00:00.123456+00:00"),
+            "the generated form is always allowed, as in Airflow"
+        );
+        // Python's re.match anchors at the start only.
+        assert!(RunIdPattern::new("ticket").unwrap().allows("ticket-12"));
+        assert!(!RunIdPattern::new("ticket").unwrap().allows("my-ticket"));
+        let empty = RunIdPattern::new("  ").unwrap();
+        assert!(!empty.allows("mine"));
+        assert!(RunIdPattern::new("(").is_err());
+    }
 
     #[test]
     fn run_ids_follow_airflow() {

@@ -12,8 +12,22 @@ use gust_exec_local::{LocalConfig, LocalExecutor};
 use gust_executor::{Executor, LaunchError, LaunchSpec, TryKey};
 use gust_scheduler::dag_watch::{WatchConfig, watch_folder};
 use gust_scheduler::scheduler::{Scheduler, SchedulerConfig};
-use gust_store::{Store, both_engines};
+use gust_scheduler::template_values::TemplateValues;
+use gust_store::{SecretKey, Store, both_engines};
 use tokio_util::sync::CancellationToken;
+
+/// The key the tests' variables are encrypted with.
+fn fernet() -> SecretKey {
+    SecretKey::parse("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=").expect("a Fernet key")
+}
+
+/// Template values read from `store` with [`fernet`], as the binary sets them up.
+fn template_values(store: &Store) -> Arc<TemplateValues> {
+    Arc::new(TemplateValues::from_store(
+        store.clone(),
+        Arc::new(|| Some(fernet())),
+    ))
+}
 
 /// A scheduler running in the background over `dags` until the returned token is cancelled.
 async fn start(
@@ -59,6 +73,7 @@ async fn start_through(
     let mut config = SchedulerConfig::new(state.join("logs"));
     config.paused_by_default = false;
     config.poll_interval = Duration::from_millis(100);
+    config.template_values = Some(template_values(store));
     configure(&mut config, &mut local);
     let executor = wrap(Arc::new(LocalExecutor::new(local, tx, clock.clone())));
     let scheduler = Scheduler::new(store.clone(), executor, events, bags, clock, config);
@@ -139,7 +154,12 @@ async fn a_triggered_run_follows_trigger_rules_retries_and_xcoms(store: Store) {
     std::fs::create_dir_all(&dags).expect("dags folder");
     std::fs::write(dags.join("flow.yaml"), DAGS).expect("dag file");
     store
-        .set_variable("mark", &dir.path().join("mark").display().to_string(), None)
+        .set_variable(
+            "mark",
+            &dir.path().join("mark").display().to_string(),
+            None,
+            &fernet(),
+        )
         .await
         .expect("variable");
     let (stop, handle) = start(&store, &dags, dir.path()).await;
@@ -553,6 +573,7 @@ async fn a_variable_set_right_before_a_trigger_is_seen_by_that_runs_templates(st
     let mut config = SchedulerConfig::new(dir.path().join("logs"));
     config.paused_by_default = false;
     config.poll_interval = Duration::from_secs(3600);
+    config.template_values = Some(template_values(&store));
     let executor = Arc::new(LocalExecutor::new(local, tx, clock.clone()));
     let scheduler = Scheduler::new(store.clone(), executor, events, bags, clock, config);
     let waker = scheduler.waker();
@@ -564,7 +585,7 @@ async fn a_variable_set_right_before_a_trigger_is_seen_by_that_runs_templates(st
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     store
-        .set_variable("fresh", "just-set", None)
+        .set_variable("fresh", "just-set", None, &fernet())
         .await
         .expect("variable");
     let run_id = trigger(&store, &dags, "reads", serde_json::json!({})).await;
@@ -603,7 +624,7 @@ async fn secrets_never_reach_logs_or_xcoms(store: Store) {
     std::fs::create_dir_all(&dags).expect("dags folder");
     std::fs::write(dags.join("secrets.yaml"), SECRETS).expect("dag file");
     store
-        .set_variable("api_key", "var-secret-value", None)
+        .set_variable("api_key", "var-secret-value", None, &fernet())
         .await
         .expect("variable");
     // What the binary's secrets watch feeds from the stored variables.

@@ -37,7 +37,15 @@ async fn triggers_at_the_same_instant_get_distinct_ids_named_after_it(store: Sto
         "the logical date is the one asked for"
     );
     // A run id the user gives is theirs: taken is an error, not a different id.
-    let given = trigger(&store, &dag(), conf(), Some(first.clone()), logical, now).await;
+    let given = trigger(
+        &store,
+        &dag(),
+        conf(),
+        Some(gust_core::ids::RunId::new(first.clone()).expect("id")),
+        logical,
+        now,
+    )
+    .await;
     assert!(
         matches!(given, Err(TriggerError::Exists { ref run_id, .. }) if *run_id == first),
         "{given:?}"

@@ -211,6 +211,7 @@ fn main() {
             logs_root: home.join("logs"),
             fernet_key: None,
             pod_defaults: gust_kube::build::PodDefaults::default(),
+            run_id_pattern: gust_scheduler::trigger::RunIdPattern::default(),
         };
         let state = AppState::new(store.clone(), Arc::new(SystemClock), settings, None);
         let token = state.tokens().issue("bench", SystemClock.now());

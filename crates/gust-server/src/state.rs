@@ -11,6 +11,7 @@ use gust_core::clock::Clock;
 use gust_core::dag::Dag;
 use gust_kube::build::PodDefaults;
 use gust_scheduler::scheduler::Waker;
+use gust_scheduler::trigger::RunIdPattern;
 use gust_store::{DagSummary, SecretKey, Store};
 
 use crate::auth::token::TokenKeys;
@@ -26,12 +27,14 @@ pub struct ServerSettings {
     pub token_ttl: Duration,
     /// Where try logs are (`[logging] base_log_folder`).
     pub logs_root: PathBuf,
-    /// The key connection secrets are encrypted with (`[core] fernet_key`, else
-    /// `$GUST_HOME/fernet.key`); without one the connection endpoints answer 400.
+    /// The key connection secrets and variables are encrypted with (`[core] fernet_key`, else
+    /// `$GUST_HOME/fernet.key`); without one the connection and variable endpoints answer 400.
     pub fernet_key: Option<SecretKey>,
     /// The `[kubernetes]` defaults pods are built with (namespace, XCom sidecar image), to show
     /// a pod task's manifest as its try ran.
     pub pod_defaults: PodDefaults,
+    /// The run ids a trigger may give (`[scheduler] allowed_run_id_pattern`).
+    pub run_id_pattern: RunIdPattern,
 }
 
 /// The shared state (cheap to clone).
@@ -45,6 +48,7 @@ struct Inner {
     logs_root: PathBuf,
     fernet_key: Option<SecretKey>,
     pod_defaults: PodDefaults,
+    run_id_pattern: RunIdPattern,
     waker: Option<Waker>,
     dags: DagCache,
     /// Where finished tries' logs are read from when their local file is gone.
@@ -78,6 +82,7 @@ impl AppState {
             logs_root: settings.logs_root,
             fernet_key: settings.fernet_key,
             pod_defaults: settings.pod_defaults,
+            run_id_pattern: settings.run_id_pattern,
             waker,
             dags: DagCache::default(),
             remote_logs: std::sync::OnceLock::new(),
@@ -138,15 +143,21 @@ impl AppState {
         &self.0.logs_root
     }
 
-    /// The key connection secrets are encrypted with; a 400 naming the setting when none is
-    /// configured.
+    /// The key connection secrets and variables are encrypted with; a 400 naming the setting
+    /// when none is configured.
     pub fn fernet_key(&self) -> ApiResult<&SecretKey> {
         self.0.fernet_key.as_ref().ok_or_else(|| {
             ApiError::BadRequest(
-                "connections need a Fernet key: set [core] fernet_key (or GUST__CORE__FERNET_KEY)"
+                "connections and variables need a Fernet key: set [core] fernet_key (or GUST__CORE__FERNET_KEY)"
                     .into(),
             )
         })
+    }
+
+    /// The run ids a trigger may give.
+    #[must_use]
+    pub fn run_id_pattern(&self) -> &RunIdPattern {
+        &self.0.run_id_pattern
     }
 
     /// The defaults pods are built with.

@@ -155,6 +155,72 @@ async fn a_trigger_creates_a_queued_run_once() {
 }
 
 #[tokio::test]
+async fn run_ids_outside_the_allowed_pattern_are_refused_with_a_400() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    for bad in [
+        "x/y",
+        "a\r\nSet-Cookie: x=1",
+        "<img src=x onerror=alert(1)>",
+        "a b",
+    ] {
+        let answer = trigger(&server, bad, "2026-01-02T00:00:00Z").await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{bad:?}: {}",
+            answer.text
+        );
+        assert!(
+            answer.text.contains("allowed_run_id_pattern"),
+            "{}",
+            answer.text
+        );
+    }
+    let runs = server.get("/api/v2/dags/hello/dagRuns").await;
+    assert_eq!(runs.json["total_entries"], 0, "nothing was stored");
+    for good in ["x_y", "release-1.2~rc:3+build"] {
+        let answer = trigger(&server, good, "2026-01-02T00:00:00Z").await;
+        assert_eq!(answer.status, StatusCode::OK, "{good}: {}", answer.text);
+    }
+}
+
+#[tokio::test]
+async fn thousands_of_repeated_query_parameters_are_refused_with_a_400() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    assert_eq!(
+        trigger(&server, "a", "2026-01-02T00:00:00Z").await.status,
+        StatusCode::OK
+    );
+    // SQLite refuses an ORDER BY of 2,000 terms: before the bound, this was a 500.
+    let many = vec!["order_by=-logical_date"; 2_000].join("&");
+    for uri in [
+        format!("/api/v2/dags/hello/dagRuns?{many}"),
+        format!("/api/v2/dags/hello/dagRuns/a/taskInstances?{many}"),
+        format!("/api/v2/dags?{}", vec!["tags=x"; 101].join("&")),
+    ] {
+        let answer = server.get(&uri).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            answer.text
+        );
+        assert!(
+            answer.text.contains("more than 100 times"),
+            "{}",
+            answer.text
+        );
+    }
+    let hundred = vec!["order_by=-logical_date"; 100].join("&");
+    let answer = server
+        .get(&format!("/api/v2/dags/hello/dagRuns?{hundred}"))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+}
+
+#[tokio::test]
 async fn runs_are_listed_filtered_sorted_and_paged() {
     runs_are_listed_filtered_sorted_and_paged_on(TestServer::sqlite().await).await;
 }

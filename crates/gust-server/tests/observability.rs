@@ -155,6 +155,7 @@ async fn metrics_and_health_report_a_real_run_and_a_stale_heartbeat(store: Store
         logs_root: dir.path().join("logs"),
         fernet_key: None,
         pod_defaults: gust_kube::build::PodDefaults::default(),
+        run_id_pattern: gust_scheduler::trigger::RunIdPattern::default(),
     };
     let api = gust_server::router(gust_server::AppState::new(
         store.clone(),

@@ -388,11 +388,11 @@ async fn import_errors_reach_the_dag_list_and_secret_variables_stay_hidden() {
         .await
         .unwrap();
     store
-        .set_variable("api_token", "s3cr3t", None)
+        .set_variable("api_token", "s3cr3t", None, server.fernet())
         .await
         .unwrap();
     store
-        .set_variable("region", "eu-west-1", None)
+        .set_variable("region", "eu-west-1", None, server.fernet())
         .await
         .unwrap();
     let cookie = log_in(&server, Role::Viewer).await;

@@ -22,13 +22,21 @@ async fn a_variable_is_created_read_updated_and_deleted() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(
         created.json,
-        json!({"key": "region", "value": "eu", "description": "where", "is_encrypted": false, "team_name": null})
+        json!({"key": "region", "value": "eu", "description": "where", "is_encrypted": true, "team_name": null})
     );
     assert_eq!(
-        server.db.store.variable("region").await.unwrap().as_deref(),
+        server
+            .db
+            .store
+            .variable("region", server.fernet())
+            .await
+            .unwrap()
+            .as_deref(),
         Some("eu"),
         "templates read what the API wrote"
     );
+    let stored = server.db.store.raw_variable_value("region").await.unwrap();
+    assert_ne!(stored.as_deref(), Some("eu"), "encrypted at rest");
 
     let again = server
         .call(
@@ -116,7 +124,13 @@ async fn json_values_are_stored_as_json_and_secrets_are_masked() {
             .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
     }
-    let stored = server.db.store.variable("cfg").await.unwrap().unwrap();
+    let stored = server
+        .db
+        .store
+        .variable("cfg", server.fernet())
+        .await
+        .unwrap()
+        .unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&stored).unwrap();
     assert_eq!(parsed, json!({"api_key": "abc", "n": [1, 2]}));
     let cfg = server.get("/api/v2/variables/cfg").await;
@@ -134,7 +148,7 @@ async fn lists_filter_sort_and_page() {
         server
             .db
             .store
-            .set_variable(key, "v", Some(key))
+            .set_variable(key, "v", Some(key), server.fernet())
             .await
             .unwrap();
     }
@@ -170,7 +184,12 @@ async fn lists_filter_sort_and_page() {
 #[tokio::test]
 async fn bad_bodies_are_refused_in_airflows_words() {
     let server = TestServer::sqlite().await;
-    server.db.store.set_variable("k", "v", None).await.unwrap();
+    server
+        .db
+        .store
+        .set_variable("k", "v", None, server.fernet())
+        .await
+        .unwrap();
     let cases = [
         (
             Method::PATCH,
@@ -235,7 +254,13 @@ async fn bad_bodies_are_refused_in_airflows_words() {
         .await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     assert_eq!(
-        server.db.store.variable("k").await.unwrap().as_deref(),
+        server
+            .db
+            .store
+            .variable("k", server.fernet())
+            .await
+            .unwrap()
+            .as_deref(),
         Some("v")
     );
     server.finish().await;

@@ -62,19 +62,24 @@ impl SecretKey {
         fernet::Fernet::generate_key()
     }
 
-    fn seal(&self, secret: &Secret) -> String {
+    pub(crate) fn seal(&self, secret: &Secret) -> String {
         self.0.encrypt(secret.expose().as_bytes())
     }
 
     fn open(&self, token: &str) -> Result<Secret, StoreError> {
+        self.open_as(token, "connection secret")
+    }
+
+    /// Decrypts `token`, a stored `what` (named in the error when it does not decrypt).
+    pub(crate) fn open_as(&self, token: &str, what: &'static str) -> Result<Secret, StoreError> {
         let bytes = self.0.decrypt(token).map_err(|_| StoreError::Corrupt {
-            what: "connection secret",
+            what,
             detail: "it does not decrypt with this key; is [core] fernet_key the key it was stored with?".into(),
         })?;
         String::from_utf8(bytes)
             .map(Secret)
             .map_err(|_| StoreError::Corrupt {
-                what: "connection secret",
+                what,
                 detail: "not UTF-8 text".into(),
             })
     }

@@ -89,8 +89,9 @@ impl Store {
             source,
         };
         let engine = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(connect)?
+            let options = SqliteConnectOptions::from_str(url).map_err(connect)?;
+            create_private(options.get_filename()).map_err(|e| connect(sqlx::Error::Io(e)))?;
+            let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
@@ -189,6 +190,27 @@ impl Store {
     }
 }
 
+/// Creates the SQLite database file `path`, when missing, readable by its owner alone (0600):
+/// it holds users' password hashes and variables. SQLite gives the `-wal` and `-shm` files it
+/// makes beside it the database file's own mode, so they are private too. An in-memory
+/// database (no file) and a file that exists are left alone.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 fn to_sqlite_placeholders(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -229,6 +251,25 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_wal_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gust.db");
+        let store = Store::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        for name in ["gust.db", "gust.db-wal", "gust.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap_or_else(|err| panic!("{name}: {err}"))
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name} is {mode:o}");
+        }
+        store.close().await;
+    }
+
     #[test]
     fn passwords_never_appear_in_messages() {
         assert_eq!(
@@ -266,6 +307,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0005_try_log_location.sql"),
                 include_str!("../migrations/postgres/0005_try_log_location.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0007_variables_encrypted.sql"),
+                include_str!("../migrations/postgres/0007_variables_encrypted.sql"),
             ),
         ];
         assert_eq!(

@@ -366,13 +366,6 @@ impl Store {
             )
             .collect())
     }
-
-    /// Every variable as (key, value, description), by key.
-    pub async fn ui_variables(&self) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
-        let sql = self.sql("SELECT key, value, description FROM variables ORDER BY key");
-        with_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)
-            .map_err(query("listing variables"))
-    }
 }
 
 #[cfg(test)]

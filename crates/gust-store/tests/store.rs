@@ -36,7 +36,7 @@ async fn migrations_are_idempotent_and_checked(store: Store) {
         .migrate()
         .await
         .expect("a second migration is a no-op");
-    assert_eq!(store.check().await.expect("current"), 5);
+    assert_eq!(store.check().await.expect("current"), 7);
     assert!(matches!(
         store.kind(),
         EngineKind::Sqlite | EngineKind::Postgres
@@ -252,16 +252,17 @@ async fn xcoms_round_trip_and_are_bounded(store: Store) {
 }
 
 async fn variables_and_pools_round_trip(store: Store) {
+    let key = SecretKey::parse(&SecretKey::generate()).expect("a generated key is valid");
     store
-        .set_variable("env", "prod", Some("where we are"))
+        .set_variable("env", "prod", Some("where we are"), &key)
         .await
         .expect("set");
     store
-        .set_variable("env", "staging", None)
+        .set_variable("env", "staging", None, &key)
         .await
         .expect("replace");
     assert_eq!(
-        store.variable("env").await.expect("get").as_deref(),
+        store.variable("env", &key).await.expect("get").as_deref(),
         Some("staging")
     );
     assert_eq!(store.variable_keys().await.expect("list"), ["env"]);

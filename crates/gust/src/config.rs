@@ -54,6 +54,24 @@ pub struct SchedulerSection {
     pub scheduler_health_check_server_host: String,
     /// Its port (default 8974, Airflow's).
     pub scheduler_health_check_server_port: u16,
+    /// The run ids a user may give when triggering a run (the API's `dag_run_id`, `gust dags
+    /// trigger --run-id`), a regular expression matched from the id's start (default
+    /// `^[A-Za-z0-9_.~:+-]+$`, Airflow's). Ids Gust generates are never checked.
+    pub allowed_run_id_pattern: String,
+}
+
+impl SchedulerSection {
+    /// `allowed_run_id_pattern`, compiled.
+    pub fn run_id_pattern(&self) -> anyhow::Result<gust_scheduler::trigger::RunIdPattern> {
+        gust_scheduler::trigger::RunIdPattern::new(&self.allowed_run_id_pattern).with_context(
+            || {
+                format!(
+                    "[scheduler] allowed_run_id_pattern {:?} is not a valid regular expression",
+                    self.allowed_run_id_pattern
+                )
+            },
+        )
+    }
 }
 
 impl Default for SchedulerSection {
@@ -63,6 +81,7 @@ impl Default for SchedulerSection {
             enable_health_check: true,
             scheduler_health_check_server_host: "0.0.0.0".to_owned(),
             scheduler_health_check_server_port: 8974,
+            allowed_run_id_pattern: gust_scheduler::trigger::DEFAULT_RUN_ID_PATTERN.to_owned(),
         }
     }
 }

@@ -30,8 +30,8 @@ pub struct ConnectionsReader {
     store: Store,
     config: Config,
     home: PathBuf,
-    /// Read (or made) once the first connection exists: an empty table needs no key, and
-    /// `fernet.key` is not created for nothing.
+    /// Read (or made) once the first connection or variable exists: an empty table needs no
+    /// key, and `fernet.key` is not created for nothing.
     key: Option<SecretKey>,
 }
 
@@ -47,20 +47,23 @@ impl ConnectionsReader {
         }
     }
 
+    /// The key secrets are decrypted with, read (or made) on first use.
+    pub fn key(&mut self) -> anyhow::Result<SecretKey> {
+        if let Some(key) = &self.key {
+            return Ok(key.clone());
+        }
+        let key = crate::commands::secret_key(&self.config, &self.home)?;
+        self.key = Some(key.clone());
+        Ok(key)
+    }
+
     /// Every connection, by id. One whose secrets do not decrypt is left out (tasks that need
     /// it then say it is missing); the error is about the table or the key as a whole.
     pub async fn read(&mut self) -> anyhow::Result<Vec<Connection>> {
-        let key = match &self.key {
-            Some(key) => key.clone(),
-            None => {
-                if self.store.connection_ids().await?.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let key = crate::commands::secret_key(&self.config, &self.home)?;
-                self.key = Some(key.clone());
-                key
-            }
-        };
+        if self.key.is_none() && self.store.connection_ids().await?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.key()?;
         if let Ok(all) = self.store.connections(&key).await {
             return Ok(all);
         }

@@ -84,7 +84,12 @@ impl SecretsReader {
     /// The stored secrets now.
     pub async fn read(&mut self) -> anyhow::Result<Vec<String>> {
         let connections = self.connections.read().await?;
-        let variables = self.store.all_variables().await?;
+        let variables = if self.store.variable_keys().await?.is_empty() {
+            HashMap::new()
+        } else {
+            let key = self.connections.key()?;
+            self.store.all_variables(&key).await?
+        };
         Ok(stored_secrets(
             &connections,
             &variables,
@@ -211,7 +216,12 @@ mod tests {
         let stop = CancellationToken::new();
         let follower = tokio::spawn(follow(reader, Duration::from_millis(20), stop.clone()));
         db.store
-            .set_variable("service_token", "late-token-value", None)
+            .set_variable(
+                "service_token",
+                "late-token-value",
+                None,
+                &crate::commands::secret_key(&config, home.path()).expect("key"),
+            )
             .await
             .expect("set");
         let mut masked = false;

@@ -343,6 +343,13 @@ fn variables_are_stored_and_reach_templates_in_dags_test() {
         .args(["variables", "set", "target", "warehouse"])
         .assert()
         .success();
+    for file in ["gust.db", "gust.db-wal"] {
+        let bytes = std::fs::read(home.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(9).any(|w| w == b"warehouse"),
+            "variables are encrypted at rest ({file})"
+        );
+    }
     gust(home.path())
         .args(["variables", "get", "target"])
         .assert()
@@ -505,6 +512,62 @@ fn gust_store_key_is_private(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o077 == 0)
         .unwrap_or(false)
+}
+
+/// Every file and folder under `root` (itself included) with its permission bits.
+fn modes_under(root: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::metadata(&path).expect("metadata");
+        if meta.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)
+                    .expect("read_dir")
+                    .map(|e| e.expect("entry").path()),
+            );
+        }
+        found.push((path, meta.permissions().mode() & 0o777));
+    }
+    found
+}
+
+#[test]
+fn the_home_database_and_logs_are_their_owners_alone() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let home = root.path().join("home");
+    gust(&home).args(["db", "migrate"]).assert().success();
+    let dags = home.join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("v.yaml"),
+        "v:\n  tasks:\n    t: {operator: bash, bash_command: 'echo hi'}\n",
+    )
+    .expect("write");
+    gust(&home).args(["dags", "test", "v"]).assert().success();
+    let modes = modes_under(&home);
+    let mode_of = |name: &str| {
+        modes
+            .iter()
+            .find(|(p, _)| p.file_name().is_some_and(|n| n == name))
+            .map(|(_, m)| *m)
+    };
+    assert_eq!(mode_of("home"), Some(0o700));
+    assert_eq!(mode_of("gust.db"), Some(0o600));
+    let logs: Vec<_> = modes
+        .iter()
+        .filter(|(p, _)| p.starts_with(home.join("logs")))
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|(p, _)| p.extension().is_some_and(|e| e == "log")),
+        "{logs:?}"
+    );
+    for (path, mode) in logs {
+        let private = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, private, "{}", path.display());
+    }
 }
 
 #[test]
@@ -709,6 +772,28 @@ fn backfill_runs_are_named_after_their_interval_end_as_airflow_3_names_them() {
         .assert()
         .success()
         .stdout("backfill__2024-01-02T00:00:00+00:00\n");
+}
+
+#[test]
+fn a_run_id_outside_the_allowed_pattern_is_a_clear_error() {
+    let (home, _elsewhere) = home_recording_a_dag_elsewhere();
+    gust(home.path())
+        .args(["dags", "trigger", "recorded", "--run-id", "x/y"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "error: --run-id: run id \"x/y\" does not match [scheduler] allowed_run_id_pattern",
+        ));
+    gust(home.path())
+        .args(["dags", "trigger", "recorded", "--run-id", "x_y"])
+        .assert()
+        .success();
+    gust(home.path())
+        .env("GUST__SCHEDULER__ALLOWED_RUN_ID_PATTERN", "^ticket-[0-9]+$")
+        .args(["dags", "trigger", "recorded", "--run-id", "x_z"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("\"^ticket-[0-9]+$\""));
 }
 
 #[test]

@@ -71,7 +71,7 @@ pub struct SchedulerConfig {
     /// clone of the handle a server renders).
     pub metrics: crate::metrics::SchedulerMetrics,
     /// The variables and connections templates read, re-read before tries render (default:
-    /// the scheduler's store, variables only; pass one with a key for connections).
+    /// the scheduler's store without a key, so neither; pass one with the Fernet key).
     pub template_values: Option<Arc<TemplateValues>>,
 }
 

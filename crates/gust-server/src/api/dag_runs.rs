@@ -661,23 +661,24 @@ async fn trigger_dag_run(
     let logical_date =
         time_param("body", "logical_date", body.logical_date.as_ref())?.unwrap_or(now);
     let conf = body.conf.unwrap_or_default();
-    let run_id = match trigger(
-        state.store(),
-        &dag,
-        conf,
-        body.dag_run_id.clone(),
-        logical_date,
-        now,
-    )
-    .await
-    {
+    let given = body
+        .dag_run_id
+        .as_deref()
+        .map(|id| state.run_id_pattern().check(id))
+        .transpose()
+        .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    let run_id = match trigger(state.store(), &dag, conf, given, logical_date, now).await {
         Ok(run_id) => run_id,
         Err(TriggerError::Exists { dag_id, run_id }) => {
             return Err(ApiError::Conflict(format!(
                 "The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` already exists"
             )));
         }
-        Err(err @ (TriggerError::ConfType { .. } | TriggerError::RunId(_))) => {
+        Err(
+            err @ (TriggerError::ConfType { .. }
+            | TriggerError::RunId(_)
+            | TriggerError::RunIdNotAllowed { .. }),
+        ) => {
             return Err(ApiError::BadRequest(err.to_string()));
         }
         Err(TriggerError::Store(err)) => return Err(err.into()),

@@ -1,6 +1,7 @@
 //! Request extractors whose rejections are Airflow's 422 bodies: `Params<T>` for the query string
 //! (repeated keys such as `tags=a&tags=b` read as lists, as FastAPI reads them) and `Body<T>`
-//! for JSON bodies.
+//! for JSON bodies. A query string may repeat one parameter at most [`MAX_REPEATED_PARAM`] times,
+//! so a request cannot turn into thousands of filter or sort terms.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -12,6 +13,11 @@ use crate::error::ApiError;
 /// before it reaches anything that recurses.
 pub const MAX_JSON_DEPTH: usize = 64;
 
+/// The most values one query parameter may have (`order_by=a&order_by=b...`): more is a 400.
+/// No list endpoint has a use for more than a page's worth (SQLite refuses an `ORDER BY` of
+/// 2,000 terms, and every filter value costs a bind parameter).
+pub const MAX_REPEATED_PARAM: usize = 100;
+
 /// The query string, read into `T`.
 #[derive(Debug, Clone)]
 pub struct Params<T>(pub T);
@@ -20,6 +26,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if let Some(query) = parts.uri.query() {
+            check_repetitions(query)?;
+        }
         axum_extra::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Params(q.0))
@@ -28,6 +37,26 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<
                 msg: e.body_text(),
             })
     }
+}
+
+/// Refuses a query string in which one parameter has more than [`MAX_REPEATED_PARAM`] values.
+fn check_repetitions(query: &str) -> Result<(), ApiError> {
+    // Unreadable text is left to the extractor, which says what is wrong with it.
+    let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
+        return Ok(());
+    };
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (name, _) in &pairs {
+        let count = counts.entry(name).or_default();
+        *count += 1;
+        if *count > MAX_REPEATED_PARAM {
+            let shown: String = name.chars().take(64).collect();
+            return Err(ApiError::BadRequest(format!(
+                "the query parameter `{shown}` is given more than {MAX_REPEATED_PARAM} times; pass at most {MAX_REPEATED_PARAM} values"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A JSON body, read into `T`.
@@ -89,12 +118,23 @@ fn json_depth(json: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::json_depth;
+    use super::{MAX_REPEATED_PARAM, check_repetitions, json_depth};
 
     #[test]
     fn depth_counts_brackets_outside_strings() {
         assert_eq!(json_depth(br#"{"a": [1, {"b": "[[[["}]}"#), 3);
         assert_eq!(json_depth(b"1"), 0);
         assert_eq!(json_depth(&b"[".repeat(100)), 100);
+    }
+
+    #[test]
+    fn a_parameter_may_repeat_up_to_the_limit() {
+        let query = |n: usize| vec!["order_by=dag_id"; n].join("&");
+        assert!(check_repetitions(&query(MAX_REPEATED_PARAM)).is_ok());
+        assert!(
+            check_repetitions(&format!("{}&state=a&state=b", query(MAX_REPEATED_PARAM))).is_ok()
+        );
+        let err = check_repetitions(&query(MAX_REPEATED_PARAM + 1)).unwrap_err();
+        assert!(err.to_string().contains("`order_by`"), "{err}");
     }
 }

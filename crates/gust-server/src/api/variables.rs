@@ -125,7 +125,7 @@ fn variable_response(variable: Variable) -> VariableResponse {
         value: Some(shown_value(&variable.key, &variable.value)),
         key: variable.key,
         description: variable.description,
-        is_encrypted: false,
+        is_encrypted: variable.is_encrypted,
         team_name: None,
     }
 }
@@ -164,7 +164,7 @@ async fn get_variables(
     )?;
     let mut variables: Vec<Variable> = state
         .store()
-        .variable_records()
+        .variable_records(state.fernet_key()?)
         .await?
         .into_iter()
         .filter(|v| {
@@ -204,7 +204,7 @@ async fn get_variable(
 ) -> ApiResult<Json<VariableResponse>> {
     let variable = state
         .store()
-        .variable_record(&key)
+        .variable_record(&key, state.fernet_key()?)
         .await?
         .ok_or_else(|| not_found(&key))?;
     Ok(Json(variable_response(variable)))
@@ -222,8 +222,13 @@ async fn post_variable(
         value: body.stored_value(),
         key: body.key,
         description: body.description,
+        is_encrypted: true,
     };
-    if !state.store().create_variable(&variable).await? {
+    if !state
+        .store()
+        .create_variable(&variable, state.fernet_key()?)
+        .await?
+    {
         return Err(ApiError::Conflict(format!(
             "The Variable with key: `{}` already exists",
             variable.key
@@ -257,9 +262,10 @@ async fn patch_variable(
                 .into(),
         ));
     }
+    let fernet = state.fernet_key()?;
     let mut variable = state
         .store()
-        .variable_record(&key)
+        .variable_record(&key, fernet)
         .await?
         .ok_or_else(|| not_found(&key))?;
     if body.updates("value", mask) {
@@ -268,7 +274,8 @@ async fn patch_variable(
     if body.updates("description", mask) {
         variable.description.clone_from(&body.body.description);
     }
-    if !state.store().update_variable(&variable).await? {
+    variable.is_encrypted = true;
+    if !state.store().update_variable(&variable, fernet).await? {
         return Err(not_found(&key));
     }
     tracing::info!(%key, "variable updated through the API");

@@ -148,17 +148,24 @@ pub async fn task_instance(
 pub async fn variables(user: PageUser, State(state): State<AppState>) -> PageResult {
     let rows: Vec<Vec<String>> = state
         .store()
-        .ui_variables()
+        .variable_records(state.fernet_key()?)
         .await?
         .into_iter()
-        .map(|(key, value, description)| {
-            let value = if is_sensitive(&key) {
-                MASK.to_owned()
-            } else {
-                value
-            };
-            vec![key, value, description.unwrap_or_default()]
-        })
+        .map(
+            |gust_store::Variable {
+                 key,
+                 value,
+                 description,
+                 ..
+             }| {
+                let value = if is_sensitive(&key) {
+                    MASK.to_owned()
+                } else {
+                    value
+                };
+                vec![key, value, description.unwrap_or_default()]
+            },
+        )
         .collect();
     table(
         &user,

@@ -55,6 +55,7 @@ impl TestServer {
             logs_root: logs_dir.path().to_path_buf(),
             fernet_key: gust_store::SecretKey::parse(&gust_store::SecretKey::generate()),
             pod_defaults: gust_kube::build::PodDefaults::default(),
+            run_id_pattern: gust_scheduler::trigger::RunIdPattern::default(),
         };
         // Tokens are checked against the real clock, so the server runs on it.
         let state = AppState::new(db.store.clone(), Arc::new(SystemClock), settings, None);
@@ -146,6 +147,13 @@ impl TestServer {
 
     pub async fn get(&self, uri: &str) -> Answer {
         self.call(Method::GET, uri, Some(Role::Viewer), None).await
+    }
+
+    /// The key the server encrypts connections and variables with.
+    pub fn fernet(&self) -> &gust_store::SecretKey {
+        self.state
+            .fernet_key()
+            .expect("the harness has a Fernet key")
     }
 
     pub async fn finish(self) {

@@ -104,8 +104,7 @@ pub(crate) fn secret_key(config: &Config, home: &Path) -> anyhow::Result<SecretK
     }
     let path = home.join("fernet.key");
     if !path.exists() {
-        std::fs::create_dir_all(home)
-            .with_context(|| format!("cannot create {}", home.display()))?;
+        create_private_dir(home).with_context(|| format!("cannot create {}", home.display()))?;
         write_private(&path, &SecretKey::generate())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -113,6 +112,16 @@ pub(crate) fn secret_key(config: &Config, home: &Path) -> anyhow::Result<SecretK
         .with_context(|| format!("cannot read {}", path.display()))?;
     SecretKey::parse(&text)
         .with_context(|| format!("{} does not hold a valid Fernet key", path.display()))
+}
+
+/// Creates `dir` and its missing parents, each new one only its owner can enter (0700): GUST_HOME
+/// holds the keys, the database and the logs. A folder that exists keeps its mode.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Writes `text` to a new file only its owner can read.

@@ -15,7 +15,8 @@ pub fn run(command: DbCommand) -> anyhow::Result<ExitCode> {
     if let Some(path) = url.strip_prefix("sqlite://").map(std::path::Path::new)
         && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        super::connections::create_private_dir(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let runtime = super::runtime()?;
     runtime.block_on(async {

@@ -48,7 +48,7 @@ pub fn dry_run(
     let run_id = RunId::new(format!("manual__{stamp}"))?;
     let home = crate::config::home()?;
     let (variables, connections) = super::runtime()?.block_on(async {
-        let variables = super::test_run::variables_if_any(&config.database.url).await;
+        let variables = super::test_run::variables_if_any(config, &home).await;
         let connections = crate::runtimes::connections(config, &home).await;
         (variables, connections)
     });

@@ -54,6 +54,15 @@ pub fn trigger(
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config::home()?)?;
     let conf = parse_conf(conf)?;
+    let run_id = run_id
+        .map(|id| {
+            config
+                .scheduler
+                .run_id_pattern()?
+                .check(&id)
+                .context("--run-id")
+        })
+        .transpose()?;
     super::runtime()?.block_on(async {
         let store = open_store(&config).await?;
         let created = async {

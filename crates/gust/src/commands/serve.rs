@@ -47,6 +47,7 @@ pub fn api_server(args: ApiServerArgs) -> anyhow::Result<ExitCode> {
             .check()
             .await
             .context("the metadata database is not ready; run `gust db migrate`")?;
+        encrypt_plain_variables(&store, &config, &home).await?;
         let stop = CancellationToken::new();
         let secrets_watch = watch_secrets(&config, &home, &store, &stop).await;
         let connections = crate::runtimes::connections(&config, &home).await;
@@ -96,6 +97,26 @@ async fn watch_secrets(
     ))
 }
 
+/// Encrypts the variables an earlier Gust stored as plain text, at every start of a scheduler or
+/// API server: `gust db migrate` cannot, as it may run without the Fernet key (the Helm chart's
+/// init container). Idempotent and safe to interrupt (`Store::encrypt_plain_variables`); until
+/// it has run, plain rows are still read as they are.
+async fn encrypt_plain_variables(
+    store: &Store,
+    config: &Config,
+    home: &std::path::Path,
+) -> anyhow::Result<()> {
+    if store.variable_keys().await?.is_empty() {
+        return Ok(());
+    }
+    let key = super::secret_key(config, home)?;
+    let sealed = store.encrypt_plain_variables(&key).await?;
+    if sealed > 0 {
+        tracing::info!("encrypted {sealed} variable(s) an earlier Gust stored as plain text");
+    }
+    Ok(())
+}
+
 /// The server's settings from the configuration.
 fn server_settings(
     config: &Config,
@@ -111,6 +132,7 @@ fn server_settings(
             xcom_sidecar_image: config.kubernetes.xcom_sidecar_image.clone(),
             ..gust_kube::build::PodDefaults::default()
         },
+        run_id_pattern: config.scheduler.run_id_pattern()?,
     })
 }
 
@@ -124,7 +146,7 @@ fn api_secret(config: &Config, home: &std::path::Path) -> anyhow::Result<String>
     }
     let path = home.join("api_secret.key");
     if !path.exists() {
-        std::fs::create_dir_all(home)
+        super::connections::create_private_dir(home)
             .with_context(|| format!("cannot create {}", home.display()))?;
         let secret = gust_server::auth::password::random_password()
             + &gust_server::auth::password::random_password();
@@ -210,14 +232,13 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         .unwrap_or_else(|| config.core.dags_folder.clone());
     init_logging(config.logging.format);
     if mode == Mode::Standalone {
-        for dir in [
-            &home,
-            &config.core.dags_folder,
-            &config.logging.base_log_folder,
-        ] {
-            std::fs::create_dir_all(dir)
+        // GUST_HOME (keys, database) and the logs are the owner's alone; DAG files are not secret.
+        for dir in [&home, &config.logging.base_log_folder] {
+            super::connections::create_private_dir(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        std::fs::create_dir_all(&config.core.dags_folder)
+            .with_context(|| format!("cannot create {}", config.core.dags_folder.display()))?;
     }
     if !dags_folder.is_dir() {
         anyhow::bail!(
@@ -237,6 +258,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             .check()
             .await
             .context("the metadata database is not ready; run `gust db migrate`")?;
+        encrypt_plain_variables(&store, &config, &home).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let stop = CancellationToken::new();
         let secrets_watch = watch_secrets(&config, &home, &store, &stop).await;
@@ -470,5 +492,43 @@ fn pod_runtime(config: &Config) -> String {
                 "the cluster of KUBECONFIG or ~/.kube/config, else in-cluster".to_owned()
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_start_encrypts_variables_an_earlier_gust_stored_plain() {
+        let db = gust_store::testing::TestDb::sqlite().await;
+        let home = tempfile::tempdir().expect("home");
+        let config = Config::defaults(home.path());
+        encrypt_plain_variables(&db.store, &config, home.path())
+            .await
+            .expect("nothing to do");
+        assert!(
+            !home.path().join("fernet.key").exists(),
+            "no key is made for an empty table"
+        );
+        db.store
+            .put_plain_variable("db_url", "postgres://u:hunter2@db/app")
+            .await
+            .expect("plain");
+        encrypt_plain_variables(&db.store, &config, home.path())
+            .await
+            .expect("encrypts");
+        let stored = db.store.raw_variable_value("db_url").await.expect("raw");
+        assert!(!stored.expect("row").contains("hunter2"));
+        let key = super::super::secret_key(&config, home.path()).expect("key");
+        assert_eq!(
+            db.store
+                .variable("db_url", &key)
+                .await
+                .expect("read")
+                .as_deref(),
+            Some("postgres://u:hunter2@db/app")
+        );
+        db.finish().await;
     }
 }

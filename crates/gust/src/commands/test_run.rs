@@ -45,7 +45,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let home = crate::config::home()?;
     let runtime = super::runtime()?;
     let report: RunReport = runtime.block_on(async {
-        let variables = variables_if_any(&config.database.url).await;
+        let variables = variables_if_any(config, &home).await;
         let spec = TestRunSpec {
             run_id: run_id.clone(),
             // A manual run covers its logical date alone, as Airflow's manual runs of unscheduled DAGs.
@@ -122,7 +122,10 @@ fn progress_line(now: DateTime<Utc>, change: &StateChange) -> String {
 }
 
 /// The variables in the metadata database, when there is one; a test run works without it.
-pub async fn variables_if_any(url: &str) -> HashMap<String, String> {
+/// Their values are decrypted with the Fernet key (asked for only when there are some); one
+/// that does not decrypt is left out, with a warning.
+pub async fn variables_if_any(config: &Config, home: &std::path::Path) -> HashMap<String, String> {
+    let url = &config.database.url;
     // Do not create an empty SQLite database just by looking for one.
     if url
         .strip_prefix("sqlite://")
@@ -134,11 +137,25 @@ pub async fn variables_if_any(url: &str) -> HashMap<String, String> {
         return HashMap::new();
     };
     let mut variables = HashMap::new();
-    if store.check().await.is_ok() {
-        for key in store.variable_keys().await.unwrap_or_default() {
-            if let Ok(Some(value)) = store.variable(&key).await {
-                variables.insert(key, value);
+    let keys = if store.check().await.is_ok() {
+        store.variable_keys().await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if !keys.is_empty() {
+        match super::secret_key(config, home) {
+            Ok(fernet) => {
+                for key in keys {
+                    match store.variable(&key, &fernet).await {
+                        Ok(Some(value)) => {
+                            variables.insert(key, value);
+                        }
+                        Ok(None) => {}
+                        Err(err) => eprintln!("warning: variable \"{key}\" is left out: {err}"),
+                    }
+                }
             }
+            Err(err) => eprintln!("warning: the stored variables are left out: {err:#}"),
         }
     }
     store.close().await;

@@ -7,15 +7,20 @@ use gust_store::Store;
 use crate::cli::VariablesCommand;
 use crate::config::{self, Config};
 
-/// Runs a `gust variables` command.
+/// Runs a `gust variables` command. Values are encrypted with the Fernet key connections use
+/// (`[core] fernet_key`, else `$GUST_HOME/fernet.key`).
 pub fn run(command: VariablesCommand) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&config::home()?)?;
+    let home = config::home()?;
+    let config = Config::load(&home)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let store = Store::connect(&config.database.url).await?;
         store.check().await?;
         let code = match command {
-            VariablesCommand::Get { key } => match store.variable(&key).await? {
+            VariablesCommand::Get { key } => match store
+                .variable(&key, &super::secret_key(&config, &home)?)
+                .await?
+            {
                 Some(value) => {
                     println!("{value}");
                     ExitCode::SUCCESS
@@ -27,8 +32,9 @@ pub fn run(command: VariablesCommand) -> anyhow::Result<ExitCode> {
                 value,
                 description,
             } => {
+                let fernet = super::secret_key(&config, &home)?;
                 store
-                    .set_variable(&key, &value, description.as_deref())
+                    .set_variable(&key, &value, description.as_deref(), &fernet)
                     .await?;
                 ExitCode::SUCCESS
             }
