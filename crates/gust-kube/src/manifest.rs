@@ -2,31 +2,15 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-/// Words in an environment variable's name that mark its value as a secret (Airflow's
-/// `sensitive_var_conn_names` defaults).
-const SENSITIVE_WORDS: &[&str] = &[
-    "ACCESS_TOKEN",
-    "API_KEY",
-    "APIKEY",
-    "AUTHORIZATION",
-    "PASSPHRASE",
-    "PASSWD",
-    "PASSWORD",
-    "PRIVATE",
-    "SECRET",
-    "TOKEN",
-    "KEYFILE_DICT",
-    "SERVICE_ACCOUNT",
-];
-
 /// What replaces a hidden value.
-pub const MASK: &str = "***";
+pub use gust_secrets::MASK;
 
-/// Whether a variable called `name` holds a secret.
+/// Whether a variable called `name` holds a secret: the process's sensitive names
+/// (`gust_secrets`: Airflow's, `[core] sensitive_var_conn_names`, and none at all when `[core]
+/// hide_sensitive_var_conn_fields` is off), so a manifest hides what the API and logs hide.
 #[must_use]
 pub fn is_sensitive(name: &str) -> bool {
-    let upper = name.to_uppercase();
-    SENSITIVE_WORDS.iter().any(|word| upper.contains(word))
+    gust_secrets::current().is_sensitive(name)
 }
 
 /// `pod` with the literal values of sensitive environment variables replaced by `***`.
@@ -67,4 +51,58 @@ pub fn job_to_yaml(job: &k8s_openapi::api::batch::v1::Job) -> Result<String, ser
         spec.template.spec = masked(&pod).spec;
     }
     serde_yaml_ng::to_string(&job)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, PodSpec, SecretKeySelector};
+
+    use super::*;
+
+    fn var(name: &str, value: &str) -> EnvVar {
+        EnvVar {
+            name: name.to_owned(),
+            value: Some(value.to_owned()),
+            value_from: None,
+        }
+    }
+
+    #[test]
+    fn env_values_are_hidden_under_the_names_the_secrets_masker_hides() {
+        let reference = EnvVar {
+            name: "DB_PASSWORD".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: "db-creds".to_owned(),
+                    key: "pw".to_owned(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        };
+        let pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "base".to_owned(),
+                    env: Some(vec![
+                        var("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY"),
+                        var("SLACK_WEBHOOK_URL", "https://hooks.example/T0/B0"),
+                        var("API_TOKEN", "token-value"),
+                        var("PRIVATE_REGISTRY", "registry.example"),
+                        reference,
+                    ]),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        };
+        let yaml = to_yaml(&pod).expect("yaml");
+        for secret in ["AKIAEXAMPLEKEY", "hooks.example", "token-value"] {
+            assert!(!yaml.contains(secret), "{secret} shown: {yaml}");
+        }
+        assert!(yaml.contains("registry.example"), "not a secret: {yaml}");
+        assert!(yaml.contains("db-creds"), "a reference is kept: {yaml}");
+    }
 }

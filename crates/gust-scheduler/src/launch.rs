@@ -26,7 +26,9 @@ pub struct RunContext<'a> {
 }
 
 /// Renders `task`'s arguments for try `try_number` of the run. The error names the task, the
-/// argument and what went wrong.
+/// argument and what went wrong. The values the run's conf holds under sensitive names join the
+/// process's secrets masker first, so neither the try's log nor a render error (which may
+/// quote what a template read) shows one.
 pub fn render_args(
     renderer: &Renderer,
     dag: &Dag,
@@ -45,6 +47,7 @@ pub fn render_args(
     ctx.try_number = try_number;
     ctx.params = dag.settings.params.clone();
     ctx.conf = run.conf.clone();
+    gust_secrets::add(conf_secrets(run.conf));
     let mut args = serde_json::Map::with_capacity(task.args.len());
     for (name, value) in &task.args {
         let rendered = renderer
@@ -53,6 +56,14 @@ pub fn render_args(
         args.insert(name.clone(), rendered);
     }
     Ok(args)
+}
+
+/// The values a run's conf holds under sensitive names (`{"db_password": ...}`), at any depth.
+#[must_use]
+pub fn conf_secrets(conf: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    gust_secrets::current()
+        .names()
+        .secrets_in(&serde_json::Value::Object(conf.clone()), None)
 }
 
 /// The runtime's view of a try whose arguments are rendered. The values its arguments hold

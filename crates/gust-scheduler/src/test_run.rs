@@ -333,7 +333,9 @@ impl<'a> Driver<'a> {
         let retry = can_retry(&task.settings, tries);
         let delay = retry_delay(&task.settings, tries);
         if let Some(instance) = self.instances.get_mut(task_id) {
-            instance.failure = Some(why);
+            // Why it failed may quote a rendered value: printed and reported masked, as the
+            // scheduler stores it.
+            instance.failure = Some(gust_secrets::mask(&why));
             instance.duration = instance.started.take().map(|s| s.elapsed());
         }
         self.transition(task_id, TaskEvent::Fail { can_retry: retry });
@@ -369,8 +371,10 @@ impl<'a> Driver<'a> {
                 }
                 match outcome {
                     TryOutcome::Succeeded { xcom } => {
-                        // The XCom is recorded before the success, so downstream tasks see it.
+                        // The XCom is recorded before the success, so downstream tasks see it;
+                        // masked, as the scheduler records it.
                         if let Some(value) = xcom {
+                            let value = crate::xcom::masked(&value);
                             self.xcoms.push(task_id.as_str(), "return_value", value);
                         }
                         self.transition(&task_id, TaskEvent::Succeed);

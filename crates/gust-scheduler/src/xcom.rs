@@ -9,6 +9,14 @@ use gust_template::{RuntimeLookup, TemplateConnection};
 
 use crate::template_values::TemplateValues;
 
+/// A try's return value as it is recorded and passed on to downstream tasks: every secret the
+/// process knows masked (`gust_secrets`), as the try's log shows it. The scheduler and `gust
+/// dags test` both record XComs through it, so a test run passes on what a scheduled run would.
+#[must_use]
+pub fn masked(value: &serde_json::Value) -> serde_json::Value {
+    gust_secrets::current().redact(value, None)
+}
+
 /// The run's XComs by (task_id, key), and the variables and connections templates read.
 #[derive(Debug)]
 pub struct RunXComs {

@@ -14,6 +14,9 @@ use gust_exec_local::{LocalConfig, LocalExecutor};
 use gust_executor::event_channel;
 use gust_scheduler::test_run::{RunReport, TestRunSpec, run};
 
+/// The sensitive variable `api_key`: only the secrets test makes it a known secret.
+const SECRET: &str = "test-run-secret-value";
+
 struct Fixture {
     dir: tempfile::TempDir,
 }
@@ -64,9 +67,12 @@ impl Fixture {
             },
             conf: conf.as_object().cloned().unwrap_or_default(),
             logs_root: self.dir.path().join("logs"),
-            variables: [("env".to_owned(), "prod".to_owned())]
-                .into_iter()
-                .collect(),
+            variables: [
+                ("env".to_owned(), "prod".to_owned()),
+                ("api_key".to_owned(), SECRET.to_owned()),
+            ]
+            .into_iter()
+            .collect(),
             connections: Default::default(),
         };
         let report = tokio::time::timeout(
@@ -343,5 +349,36 @@ async fn every_move_of_a_task_is_told_as_it_happens() {
     assert!(
         seen[3].2.as_deref().is_some_and(|f| f.contains('3')),
         "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn xcoms_passed_on_and_failures_reported_are_masked_as_the_scheduler_masks_them() {
+    // What `gust dags test` feeds the masker from the stored variables.
+    gust_secrets::add([SECRET.to_owned()]);
+    let f = Fixture::new();
+    let dag = f.dag(
+        r#"x:
+  tasks:
+    leak: {operator: bash, bash_command: 'echo {{ var.value.api_key }}'}
+    pull:
+      operator: bash
+      bash_command: "echo '{{ ti.xcom_pull(task_ids=\"leak\") }}' > {dir}/pulled"
+      dependencies: [leak]
+    bad: {operator: bash, bash_command: '{{ macros.ds_add(var.value.api_key, 1) }}'}
+"#,
+    );
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(state_of(&report, "pull"), TaskState::Success);
+    assert_eq!(f.read("pulled"), "***\n", "the XCom passed on is masked");
+    let bad = report
+        .tasks
+        .iter()
+        .find(|t| t.task_id.as_str() == "bad")
+        .expect("bad");
+    let failure = bad.failure.as_deref().unwrap_or_default();
+    assert!(
+        failure.contains(r#"ds_add: "***" is not a date"#),
+        "{failure}"
     );
 }

@@ -506,6 +506,29 @@ mod tests {
     }
 
     #[test]
+    fn without_hiding_names_only_known_secrets_are_masked() {
+        let m = Masker::new(
+            SensitiveNames::default().hiding(false),
+            DEFAULT_MIN_LENGTH,
+            ["conn-password".to_owned()],
+        );
+        let args = json!({"env": {"MYSECRET": "env-value", "URL": "pg://me:conn-password@db"}});
+        assert_eq!(
+            m.redact(&args, None),
+            json!({"env": {"MYSECRET": "env-value", "URL": "pg://me:***@db"}})
+        );
+        assert_eq!(
+            m.redact(&json!("var-value"), Some("api_key")),
+            json!("var-value")
+        );
+        assert!(
+            m.names()
+                .secrets_in_args(args.as_object().unwrap())
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn debug_output_never_shows_a_secret() {
         assert_eq!(format!("{:?}", masker(&["hunter22"])), "Masker(1 secrets)");
     }

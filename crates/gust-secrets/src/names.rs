@@ -2,6 +2,8 @@
 //! variable's name, an argument's key. Airflow's `should_hide_value_for_key`: the name is
 //! lowercased, runs of other characters than letters, digits and `_` read as one `_` (so
 //! `API-Key` is `api_key`), and it is sensitive when any sensitive field occurs within it.
+//! With `[core] hide_sensitive_var_conn_fields` off ([`SensitiveNames::hiding`]), no name is
+//! sensitive, as Airflow's `should_hide_value_for_key` then answers false for every name.
 
 /// Airflow's `DEFAULT_SENSITIVE_FIELDS`: always sensitive, whatever the configuration adds.
 pub const DEFAULT_SENSITIVE_FIELDS: &[&str] = &[
@@ -30,20 +32,23 @@ pub const DEFAULT_SENSITIVE_FIELDS: &[&str] = &[
 ];
 
 /// The sensitive fields in force: Airflow's defaults and those `[core] sensitive_var_conn_names`
-/// adds.
+/// adds; and whether names hide values at all (`[core] hide_sensitive_var_conn_fields`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SensitiveNames {
     fields: Vec<String>,
+    hide: bool,
 }
 
 impl Default for SensitiveNames {
-    /// Airflow's defaults only.
+    /// Airflow's defaults only, hiding (`hide_sensitive_var_conn_fields = true`, Airflow's
+    /// default).
     fn default() -> Self {
         Self {
             fields: DEFAULT_SENSITIVE_FIELDS
                 .iter()
                 .map(|f| (*f).to_owned())
                 .collect(),
+            hide: true,
         }
     }
 }
@@ -63,9 +68,23 @@ impl SensitiveNames {
         names
     }
 
+    /// These names, hiding values (`hide`, the default) or not: `[core]
+    /// hide_sensitive_var_conn_fields`. Not hiding, no name is sensitive, so values are masked
+    /// only because they are known secrets (a connection's password or whole `extra`), never
+    /// because of the name they stand under (a variable's key, an `extra` key, an `env` name, a
+    /// conf key), as in Airflow.
+    #[must_use]
+    pub fn hiding(mut self, hide: bool) -> Self {
+        self.hide = hide;
+        self
+    }
+
     /// Whether values named `name` are secret.
     #[must_use]
     pub fn is_sensitive(&self, name: &str) -> bool {
+        if !self.hide {
+            return false;
+        }
         let normalized = normalize(name);
         self.fields.iter().any(|f| normalized.contains(f.as_str()))
     }
@@ -118,5 +137,14 @@ mod tests {
         assert!(names.is_sensitive("OTP"));
         assert!(names.is_sensitive("password"));
         assert!(!names.is_sensitive("pin"));
+    }
+
+    #[test]
+    fn not_hiding_makes_no_name_sensitive() {
+        let names = SensitiveNames::with_extra("otp").hiding(false);
+        for name in ["password", "api_key", "MYSECRET", "otp"] {
+            assert!(!names.is_sensitive(name), "{name}");
+        }
+        assert!(names.hiding(true).is_sensitive("otp"));
     }
 }

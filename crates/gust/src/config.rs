@@ -245,6 +245,15 @@ pub struct CoreConfig {
     /// (`password`, `token`, `api_key`...; see docs/secrets.md). Default: none.
     #[serde(default)]
     pub sensitive_var_conn_names: String,
+    /// Whether values under sensitive names are hidden (default true, Airflow's). Off, no name
+    /// is sensitive: sensitive variables, `extra` keys, `env` values and conf keys are shown;
+    /// connections' passwords and whole `extra` stay masked (see docs/secrets.md).
+    #[serde(default = "default_true")]
+    pub hide_sensitive_var_conn_fields: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[logging]`.
@@ -304,6 +313,7 @@ impl Config {
                 dags_are_paused_at_creation: true,
                 fernet_key: None,
                 sensitive_var_conn_names: String::new(),
+                hide_sensitive_var_conn_fields: true,
             },
             logging: LoggingConfig {
                 base_log_folder: home.join("logs"),

@@ -22,10 +22,12 @@ use crate::connections_watch::ConnectionsReader;
 /// How often the stored secrets are read again: as often as connections are.
 pub const POLL: Duration = crate::connections_watch::POLL;
 
-/// Puts `[core] sensitive_var_conn_names` and `[logging] min_length_masked_secret` in force.
+/// Puts `[core] sensitive_var_conn_names`, `[core] hide_sensitive_var_conn_fields` and
+/// `[logging] min_length_masked_secret` in force.
 pub fn configure(config: &Config) {
     gust_secrets::configure(
-        SensitiveNames::with_extra(&config.core.sensitive_var_conn_names),
+        SensitiveNames::with_extra(&config.core.sensitive_var_conn_names)
+            .hiding(config.core.hide_sensitive_var_conn_fields),
         config.logging.min_length_masked_secret,
     );
 }
@@ -204,6 +206,22 @@ mod tests {
                 r#"{"region": "eu-west-1", "api_key": "extra-key"}"#,
             ]
         );
+    }
+
+    #[test]
+    fn without_hiding_sensitive_names_only_connections_passwords_and_extras_are_secrets() {
+        let extra = r#"{"api_key": "extra-key"}"#;
+        let connections = [connection(Some("conn-password"), Some(extra))];
+        let variables = HashMap::from([
+            ("api_key".to_owned(), "var-api-key".to_owned()),
+            (
+                "settings".to_owned(),
+                r#"{"token": "json-token"}"#.to_owned(),
+            ),
+        ]);
+        let names = SensitiveNames::default().hiding(false);
+        let found = stored_secrets(&connections, &variables, &names);
+        assert_eq!(found, ["conn-password", extra]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,17 @@
 //! No byte of a secret is shown: `gust standalone` runs a DAG that echoes a sensitive variable,
-//! a connection's password (inside a URL, URL-encoded) and an `env` secret, on SQLite and on
-//! PostgreSQL; every API and UI answer, every CLI output and every file under GUST_HOME but the
-//! database itself are searched for them.
+//! a connection's password (from `{{ conn.db.password }}`, and inside a URL, URL-encoded), `env`
+//! secrets and a pod's, and fails a task whose template error quotes a secret; on SQLite with
+//! local pods and on PostgreSQL with a (fake) Kubernetes cluster. Every API and UI answer, every
+//! CLI output and every file under GUST_HOME but the database itself are searched for them.
+//! With `[core] hide_sensitive_var_conn_fields` off, names hide nothing, as in Airflow.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use gust_kube_fake::{FakeCluster, PodScript};
 use gust_store::testing::TestDb;
 
 mod common;
@@ -17,9 +20,12 @@ use common::gust_process;
 const VARIABLE: &str = "var-secret-value";
 const PASSWORD: &str = "conn@secret-pw";
 const ENV: &str = "env-secret-value";
+const POD_ENV: &str = "pod-env-secret";
 const CONF: &str = "conf-secret-value";
 /// What the secrets look like where they stand, encoded (the password in a URL).
-const SHOWN: &[&str] = &[VARIABLE, PASSWORD, "conn%40secret-pw", ENV, CONF];
+const SHOWN: &[&str] = &[VARIABLE, PASSWORD, "conn%40secret-pw", ENV, POD_ENV, CONF];
+/// The image of the pod task, which the fake cluster's kubelet plays.
+const POD_IMAGE: &str = "secrets-image";
 
 const DAG: &str = r#"
 secrets:
@@ -27,25 +33,56 @@ secrets:
   tasks:
     shout:
       operator: BashOperator
-      bash_command: 'echo "var={{ var.value.api_key }} env=$MYSECRET url=$DB_URL"; echo "$MYSECRET"'
+      bash_command: 'echo "var={{ var.value.api_key }} conn={{ conn.db.password }} env=$MYSECRET url=$DB_URL"; echo "$MYSECRET"'
       env:
         MYSECRET: env-secret-value
         DB_URL: "postgres://me:conn%40secret-pw@db/x"
+    pod:
+      operator: KubernetesPodOperator
+      image: secrets-image
+      cmds: ["sh", "-c", "echo \"var={{ var.value.api_key }} conn={{ conn.db.password }} env=$POD_TOKEN\"; mkdir -p /airflow/xcom; printf '\"%s\"' \"$POD_TOKEN\" > /airflow/xcom/return.json"]
+      env_vars: {POD_TOKEN: pod-env-secret}
+      do_xcom_push: true
+    bad:
+      operator: BashOperator
+      bash_command: '{{ macros.ds_add(var.value.api_key, 1) }}'
+    conf_echo:
+      operator: BashOperator
+      bash_command: 'echo "cf={{ dag_run.conf.db_password }}"'
 "#;
 
-/// `gust` on `url` with `home` as GUST_HOME, run to its end; answers its output.
-fn gust(home: &Path, url: &str, args: &[&str]) -> String {
-    let output = gust_process(home, url)
-        .args(args)
-        .output()
-        .expect("gust runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "gust {args:?}: {text}");
-    text
+/// Where `gust` runs: its home, database and pod runtime.
+struct Setup {
+    home: PathBuf,
+    url: String,
+    /// Environment variables choosing the pod runtime (and anything a test adds).
+    env: Vec<(String, String)>,
+}
+
+impl Setup {
+    fn command(&self) -> std::process::Command {
+        let mut command = gust_process(&self.home, &self.url);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// `gust args`, run to its end; answers its output, whether it succeeded or not.
+    fn output(&self, args: &[&str]) -> (bool, String) {
+        let output = self.command().args(args).output().expect("gust runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
+    /// `gust args`, which must succeed; answers its output.
+    fn gust(&self, args: &[&str]) -> String {
+        let (ok, text) = self.output(args);
+        assert!(ok, "gust {args:?}: {text}");
+        text
+    }
 }
 
 /// `gust standalone` writing to `home/standalone.out`; killed when dropped.
@@ -58,10 +95,12 @@ impl Drop for Standalone {
     }
 }
 
-async fn standalone(home: &Path, url: &str) -> (Standalone, u16, String) {
+async fn standalone(setup: &Setup) -> (Standalone, u16, String) {
+    let home = setup.home.as_path();
     let out = home.join("standalone.out");
     let file = std::fs::File::create(&out).expect("output file");
-    let child = gust_process(home, url)
+    let child = setup
+        .command()
         .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
         .args(["standalone", "--port", "0", "--host", "127.0.0.1"])
         .stdout(file.try_clone().expect("file"))
@@ -125,33 +164,52 @@ fn assert_hidden(what: &str, text: &str) {
     }
 }
 
-async fn no_secret_is_ever_shown(url: &str, home: &Path) {
-    std::fs::create_dir_all(home.join("dags")).expect("dags");
-    std::fs::write(home.join("dags/secrets.yaml"), DAG).expect("dag file");
-    gust(home, url, &["db", "migrate"]);
-    gust(home, url, &["variables", "set", "api_key", VARIABLE]);
-    gust(
-        home,
-        url,
-        &[
-            "connections",
-            "add",
-            "db",
-            "--conn-type",
-            "postgres",
-            "--conn-password",
-            PASSWORD,
-        ],
-    );
-    let (server, port, password) = standalone(home, url).await;
+/// Stores the variables and the connection the DAG reads, and a non-sensitive variable that
+/// holds the connection's password in a URL.
+fn store_secrets(setup: &Setup) {
+    std::fs::create_dir_all(setup.home.join("dags")).expect("dags");
+    std::fs::write(setup.home.join("dags/secrets.yaml"), DAG).expect("dag file");
+    setup.gust(&["db", "migrate"]);
+    setup.gust(&["variables", "set", "api_key", VARIABLE]);
+    setup.gust(&[
+        "variables",
+        "set",
+        "db_url",
+        "postgres://me:conn%40secret-pw@db/x",
+    ]);
+    setup.gust(&[
+        "connections",
+        "add",
+        "db",
+        "--conn-type",
+        "postgres",
+        "--conn-password",
+        PASSWORD,
+    ]);
+}
+
+/// Waits until the run `path` names has ended; answers its state.
+async fn wait_for_end(get: &impl Fn(&str) -> String, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let run: serde_json::Value = serde_json::from_str(&get(path)).expect("json");
+        let state = run["state"].as_str().unwrap_or_default().to_owned();
+        if state == "success" || state == "failed" {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn no_secret_is_ever_shown(setup: &Setup) {
+    let home = setup.home.as_path();
+    store_secrets(setup);
+    let (server, port, password) = standalone(setup).await;
     let conf = format!(r#"{{"db_password": "{CONF}", "n": 1}}"#);
-    let mut outputs = vec![gust(
-        home,
-        url,
-        &[
-            "dags", "trigger", "secrets", "--run-id", "r1", "--conf", &conf,
-        ],
-    )];
+    let mut outputs = vec![setup.gust(&[
+        "dags", "trigger", "secrets", "--run-id", "r1", "--conf", &conf,
+    ])];
 
     let login = format!(r#"{{"username": "admin", "password": "{password}"}}"#);
     let (status, body) = http(
@@ -170,21 +228,13 @@ async fn no_secret_is_ever_shown(url: &str, home: &Path) {
         body
     };
     let run = "/api/v2/dags/secrets/dagRuns/r1";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !get(run).contains(r#""state":"success""#) {
-        assert!(
-            Instant::now() < deadline,
-            "the run did not succeed: {}",
-            get(run)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(wait_for_end(&get, run).await, "failed", "`bad` fails");
 
     let ti = get(&format!("{run}/taskInstances/shout"));
     let shown: serde_json::Value = serde_json::from_str(&ti).expect("json");
     assert_eq!(
         shown["rendered_fields"]["bash_command"],
-        "echo \"var=*** env=$MYSECRET url=$DB_URL\"; echo \"$MYSECRET\""
+        "echo \"var=*** conn=*** env=$MYSECRET url=$DB_URL\"; echo \"$MYSECRET\""
     );
     assert_eq!(shown["rendered_fields"]["env"]["MYSECRET"], "***");
     assert_eq!(
@@ -193,39 +243,79 @@ async fn no_secret_is_ever_shown(url: &str, home: &Path) {
     );
     let log = get(&format!("{run}/taskInstances/shout/logs/1"));
     assert!(
-        log.contains("var=*** env=*** url=postgres://me:***@db/x"),
+        log.contains("var=*** conn=*** env=*** url=postgres://me:***@db/x"),
         "{log}"
     );
-    let xcom = get(&format!(
-        "{run}/taskInstances/shout/xcomEntries/return_value"
-    ));
-    assert!(xcom.contains(r#""value":"***""#), "{xcom}");
-    let answers = [
+    let pod_log = get(&format!("{run}/taskInstances/pod/logs/1"));
+    assert!(pod_log.contains("var=*** conn=*** env=***"), "{pod_log}");
+    for task in ["shout", "pod"] {
+        let xcom = get(&format!(
+            "{run}/taskInstances/{task}/xcomEntries/return_value"
+        ));
+        assert!(xcom.contains(r#""value":"***""#), "{task}: {xcom}");
+    }
+    let conf_echo = get(&format!("{run}/taskInstances/conf_echo"));
+    assert!(conf_echo.contains(r#"echo \"cf=***\""#), "{conf_echo}");
+    let conf_log = get(&format!("{run}/taskInstances/conf_echo/logs/1"));
+    assert!(conf_log.contains("cf=***"), "{conf_log}");
+    let bad = get("/ui/api/dags/secrets/runs/r1/tasks/bad");
+    assert!(bad.contains(r#"ds_add: \"***\" is not a date"#), "{bad}");
+
+    let mut answers = vec![
         get(run),
-        ti,
-        get(&format!("{run}/taskInstances/shout/tries")),
-        log,
-        xcom,
+        get("/api/v2/dags/secrets/dagRuns"),
+        get(&format!("{run}/taskInstances")),
         get("/api/v2/variables"),
         get("/api/v2/variables/api_key"),
+        get("/api/v2/variables/db_url"),
+        get("/api/v2/connections"),
         get("/api/v2/connections/db"),
-        get("/ui/api/dags/secrets/runs/r1/tasks/shout"),
-        get("/ui/api/dags/secrets/runs/r1/tasks/shout/logs/1"),
+        get("/dags/secrets/runs/r1"),
+        get("/variables"),
+        get("/connections"),
+        ti,
+        log,
+        pod_log,
+        bad,
     ];
+    for task in ["shout", "pod", "bad", "conf_echo"] {
+        let ti = format!("{run}/taskInstances/{task}");
+        answers.push(get(&ti));
+        answers.push(get(&format!("{ti}/tries")));
+        answers.push(get(&format!("{ti}/logs/1")));
+        answers.push(get(&format!("{ti}/xcomEntries")));
+        let ui = format!("/ui/api/dags/secrets/runs/r1/tasks/{task}");
+        answers.push(get(&ui));
+        answers.push(get(&format!("{ui}/logs/1")));
+        answers.push(get(&format!("/dags/secrets/runs/r1/tasks/{task}")));
+    }
     for (n, answer) in answers.iter().enumerate() {
         assert_hidden(&format!("answer {n}"), answer);
     }
     drop(server);
 
-    outputs.push(gust(
-        home,
-        url,
+    let commands: [&[&str]; 7] = [
         &["tasks", "states-for-dag-run", "secrets", "r1"],
-    ));
-    outputs.push(gust(home, url, &["tasks", "dry-run", "secrets", "shout"]));
-    outputs.push(gust(home, url, &["dags", "test", "secrets"]));
-    outputs.push(gust(home, url, &["variables", "list"]));
-    outputs.push(gust(home, url, &["connections", "get", "db"]));
+        &["dags", "list-runs", "secrets"],
+        &["tasks", "dry-run", "secrets", "shout"],
+        &["tasks", "dry-run", "secrets", "pod"],
+        &["variables", "list"],
+        &["connections", "get", "db"],
+        &["connections", "list"],
+    ];
+    for args in commands {
+        outputs.push(setup.gust(args));
+    }
+    // Failing runs print why, which quotes the secret.
+    let (ok, test) = setup.output(&["dags", "test", "secrets"]);
+    assert!(
+        !ok && test.contains(r#"ds_add: "***" is not a date"#),
+        "{test}"
+    );
+    outputs.push(test);
+    let (ok, task_test) = setup.output(&["tasks", "test", "secrets", "bad"]);
+    assert!(!ok, "{task_test}");
+    outputs.push(task_test);
     for output in &outputs {
         assert_hidden("the CLI's output", output);
     }
@@ -249,21 +339,72 @@ async fn no_secret_is_ever_shown(url: &str, home: &Path) {
         );
         files += 1;
     }
-    assert!(files >= 3, "the logs were written");
+    assert!(files >= 7, "the logs were written");
+}
+
+/// Pods run as local processes (`[kubernetes] runtime = "local"`).
+fn local_pods(home: &Path, url: String) -> Setup {
+    Setup {
+        home: home.to_owned(),
+        url,
+        env: vec![("GUST__KUBERNETES__RUNTIME".to_owned(), "local".to_owned())],
+    }
+}
+
+/// Pods run on `fake`, whose kubelet prints and returns what the pod's command would.
+fn on_cluster(home: &Path, url: String, fake: &FakeCluster) -> Setup {
+    fake.script(
+        POD_IMAGE,
+        PodScript {
+            lines: vec![format!("var={VARIABLE} conn={PASSWORD} env={POD_ENV}")],
+            xcom: Some(format!("\"{POD_ENV}\"")),
+            ..PodScript::default()
+        },
+    );
+    let kubeconfig = home.join("kubeconfig");
+    std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("kubeconfig");
+    Setup {
+        home: home.to_owned(),
+        url,
+        env: vec![(
+            "GUST__KUBERNETES__CONFIG_FILE".to_owned(),
+            kubeconfig.display().to_string(),
+        )],
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_is_ever_shown_on_sqlite() {
+async fn no_secret_is_ever_shown_on_sqlite_with_local_pods() {
     let home = tempfile::tempdir().expect("home");
     let url = format!("sqlite://{}", home.path().join("gust.db").display());
-    no_secret_is_ever_shown(&url, home.path()).await;
+    no_secret_is_ever_shown(&local_pods(home.path(), url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_is_ever_shown_on_postgres() {
+async fn no_secret_is_ever_shown_on_postgres_with_a_cluster() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
+    let fake = FakeCluster::start().await;
     let home = tempfile::tempdir().expect("home");
-    no_secret_is_ever_shown(&db.url, home.path()).await;
+    no_secret_is_ever_shown(&on_cluster(home.path(), db.url.clone(), &fake)).await;
+}
+
+#[test]
+fn without_hiding_sensitive_names_only_connections_secrets_are_masked() {
+    let home = tempfile::tempdir().expect("home");
+    let url = format!("sqlite://{}", home.path().join("gust.db").display());
+    let mut setup = local_pods(home.path(), url);
+    store_secrets(&setup);
+    setup.env.push((
+        "GUST__CORE__HIDE_SENSITIVE_VAR_CONN_FIELDS".to_owned(),
+        "false".to_owned(),
+    ));
+    let dry_run = setup.gust(&["tasks", "dry-run", "secrets", "shout"]);
+    assert!(
+        dry_run.contains(&format!("var={VARIABLE} conn=***")),
+        "the variable is shown, the connection's password is not: {dry_run}"
+    );
+    assert!(dry_run.contains(ENV), "{dry_run}");
+    assert!(dry_run.contains("postgres://me:***@db/x"), "{dry_run}");
 }

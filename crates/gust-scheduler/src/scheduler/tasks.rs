@@ -410,7 +410,7 @@ impl Scheduler {
         let moved = match outcome {
             TryOutcome::Succeeded { xcom } => {
                 // A secret a try returns is stored and passed on masked, as its log shows it.
-                let xcom = xcom.map(|value| gust_secrets::current().redact(&value, None));
+                let xcom = xcom.map(|value| crate::xcom::masked(&value));
                 if let (Some(value), Some(run)) = (&xcom, self.runs.get(&run_key)) {
                     run.xcoms
                         .push(task_id.as_str(), "return_value", value.clone());

@@ -25,11 +25,15 @@ pub fn redact(value: &Value, name: Option<&str>) -> Value {
 }
 
 /// A try's rendered arguments as they may be answered: [`redact`], and the values the arguments
-/// themselves hold under sensitive names (`env: {MYSECRET: ...}`) masked wherever else they
-/// appear (a `bash_command` that repeats one), even in a process that did not launch the try.
+/// themselves and its run's `conf` hold under sensitive names (`env: {MYSECRET: ...}`,
+/// `{"db_password": ...}`) masked wherever else they appear (a `bash_command` that repeats
+/// one), even in a process that did not launch the try.
 #[must_use]
-pub fn redact_args(args: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
-    let masker = masker_for_args(args);
+pub fn redact_args(
+    args: &serde_json::Map<String, Value>,
+    conf: &serde_json::Map<String, Value>,
+) -> serde_json::Map<String, Value> {
+    let masker = masker_for_args(args, conf);
     args.iter()
         .map(|(name, value)| (name.clone(), masker.redact(value, Some(name))))
         .collect()
@@ -43,11 +47,16 @@ pub fn redact_conf(conf: &serde_json::Map<String, Value>) -> serde_json::Map<Str
         .collect()
 }
 
-/// The process's masker with the secrets a try's arguments hold under sensitive names.
+/// The process's masker with the secrets a try's arguments and its run's `conf` hold under
+/// sensitive names.
 #[must_use]
-pub fn masker_for_args(args: &serde_json::Map<String, Value>) -> gust_secrets::Masker {
+pub fn masker_for_args(
+    args: &serde_json::Map<String, Value>,
+    conf: &serde_json::Map<String, Value>,
+) -> gust_secrets::Masker {
     let base = gust_secrets::current();
-    let own = base.names().secrets_in_args(args);
+    let mut own = base.names().secrets_in_args(args);
+    own.extend(base.names().secrets_in(&Value::Object(conf.clone()), None));
     base.with(own)
 }
 
@@ -171,7 +180,10 @@ mod tests {
             "bash_command": "echo own-secret-value; curl -u me:own-secret-value x",
             "env": {"MYSECRET": "own-secret-value", "HOME": "/root"},
         });
-        let shown = Value::Object(redact_args(args.as_object().unwrap()));
+        let shown = Value::Object(redact_args(
+            args.as_object().unwrap(),
+            &serde_json::Map::new(),
+        ));
         assert_eq!(
             shown,
             json!({
@@ -179,6 +191,14 @@ mod tests {
                 "env": {"MYSECRET": "***", "HOME": "/root"},
             })
         );
+    }
+
+    #[test]
+    fn a_runs_conf_secrets_are_masked_in_its_tries_arguments() {
+        let args = json!({"bash_command": "echo cf=conf-only-secret"});
+        let conf = json!({"db_password": "conf-only-secret", "n": 1});
+        let shown = redact_args(args.as_object().unwrap(), conf.as_object().unwrap());
+        assert_eq!(shown["bash_command"], "echo cf=***");
     }
 
     #[test]

@@ -265,7 +265,7 @@ fn instance_response(
         rendered_fields: current
             .and_then(|t| t.rendered_args.as_ref())
             .and_then(|a| a.as_object())
-            .map(crate::api::redact::redact_args)
+            .map(|args| crate::api::redact::redact_args(args, &run.conf))
             .unwrap_or_default(),
         trigger: None,
         triggerer_job: None,

@@ -131,12 +131,13 @@ fn variable_response(variable: Variable) -> VariableResponse {
 }
 
 /// The value as Airflow shows it: JSON re-written as Python writes it with sensitive parts
-/// masked, other text masked whole when the key is sensitive.
-fn shown_value(key: &str, stored: &str) -> String {
+/// masked, other text masked whole when the key is sensitive; and in any value, every secret
+/// the process knows masked (a connection's password inside a `db_url`). The UI shows the same.
+pub(crate) fn shown_value(key: &str, stored: &str) -> String {
     match serde_json::from_str::<Value>(stored) {
         Ok(json) => python_json(&redact(&json, Some(key))),
         Err(_) if is_sensitive(key) => MASK.to_owned(),
-        Err(_) => stored.to_owned(),
+        Err(_) => gust_secrets::mask(stored),
     }
 }
 

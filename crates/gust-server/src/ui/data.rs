@@ -393,6 +393,12 @@ pub async fn task_instance_json(
         .ui_run(dag_id, run_id)
         .await?
         .ok_or_else(|| ApiError::not_found("DagRun", run_id))?;
+    // The conf's secrets are masked in the tries' arguments too (a template may render one).
+    let conf = store
+        .run(dag_id, run_id)
+        .await?
+        .map(|r| r.conf)
+        .unwrap_or_default();
     let ti = store
         .ui_task_instance(dag_id, run_id, task_id)
         .await?
@@ -419,7 +425,7 @@ pub async fn task_instance_json(
                 .as_ref()
                 .and_then(Value::as_object)
                 .map_or_else(gust_secrets::current, |args| {
-                    std::sync::Arc::new(crate::api::redact::masker_for_args(args))
+                    std::sync::Arc::new(crate::api::redact::masker_for_args(args, &conf))
                 });
             let pod_manifest = pod_task.zip(t.rendered_args.as_ref()).map(|(task, args)| {
                 match crate::ui::pod::manifest(
@@ -450,7 +456,7 @@ pub async fn task_instance_json(
                 "end_date": t.end_date.map(Timestamp::from),
                 "duration": duration,
                 "failure": t.failure.as_deref().map(|f| masker.mask(f)),
-                "rendered_args": t.rendered_args.as_ref().map(masked_args),
+                "rendered_args": t.rendered_args.as_ref().map(|a| masked_args(a, &conf)),
                 "pod_manifest": pod_manifest,
                 "artifacts": artifacts,
             })

@@ -14,11 +14,12 @@ pub fn masked(value: &Value) -> Value {
     redact(value, None)
 }
 
-/// A try's rendered arguments, masked, its own secrets too (see `api::redact::redact_args`).
+/// A try's rendered arguments, masked, its own and its run's conf's secrets too (see
+/// `api::redact::redact_args`).
 #[must_use]
-pub fn masked_args(args: &Value) -> Value {
+pub fn masked_args(args: &Value, conf: &serde_json::Map<String, Value>) -> Value {
     match args {
-        Value::Object(map) => Value::Object(redact_args(map)),
+        Value::Object(map) => Value::Object(redact_args(map, conf)),
         other => masked(other),
     }
 }
@@ -38,7 +39,7 @@ mod tests {
             "conn": {"password": null, "login": "me"},
             "nested": [[{"client_secret": {"deep": "x"}}]]
         });
-        let shown = masked_args(&args);
+        let shown = masked_args(&args, &serde_json::Map::new());
         assert_eq!(shown["bash_command"], "echo ***");
         assert_eq!(shown["env"]["DB_PASSWORD"], MASK);
         assert_eq!(shown["env"]["Api-Key"], MASK);

@@ -9,7 +9,7 @@ use axum::response::{Html, Redirect};
 use gust_core::ids::TaskId;
 use serde::Deserialize;
 
-use crate::api::redact::{MASK, is_sensitive};
+use crate::api::redact::MASK;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::ui::data::{DEFAULT_GRID_RUNS, MAX_GRID_RUNS};
@@ -158,11 +158,7 @@ pub async fn variables(user: PageUser, State(state): State<AppState>) -> PageRes
                  description,
                  ..
              }| {
-                let value = if is_sensitive(&key) {
-                    MASK.to_owned()
-                } else {
-                    value
-                };
+                let value = crate::api::variables::shown_value(&key, &value);
                 vec![key, value, description.unwrap_or_default()]
             },
         )

@@ -113,8 +113,12 @@ pub fn dry_run(
             plan.pod_args
         }
         _ => {
-            let mut shown = args;
-            mask_env(&mut shown);
+            // As the API shows rendered fields: values under sensitive names hidden whole.
+            let masker = gust_secrets::current();
+            let shown: serde_json::Map<String, serde_json::Value> = args
+                .iter()
+                .map(|(name, value)| (name.clone(), masker.redact(value, Some(name))))
+                .collect();
             show(&serde_yaml_ng::to_string(&shown)?);
             return Ok(ExitCode::SUCCESS);
         }
@@ -204,17 +208,6 @@ fn plan_comments(plan: &StepPlan) -> String {
         text.push_str(&format!("# output {name}: {uri}\n"));
     }
     text
-}
-
-/// Masks the values of sensitive variables in a non-pod task's `env`.
-fn mask_env(args: &mut serde_json::Map<String, serde_json::Value>) {
-    if let Some(serde_json::Value::Object(env)) = args.get_mut("env") {
-        for (name, value) in env.iter_mut() {
-            if gust_kube::manifest::is_sensitive(name) {
-                *value = serde_json::Value::String(gust_kube::manifest::MASK.to_owned());
-            }
-        }
-    }
 }
 
 /// What a Spark, apply, delete or Kueue task would send, templates rendered, secret values
