@@ -267,6 +267,10 @@ mod schema_tests {
                 include_str!("../migrations/sqlite/0005_try_log_location.sql"),
                 include_str!("../migrations/postgres/0005_try_log_location.sql"),
             ),
+            (
+                include_str!("../migrations/sqlite/0006_user_ids.sql"),
+                include_str!("../migrations/postgres/0006_user_ids.sql"),
+            ),
         ];
         assert_eq!(
             std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))

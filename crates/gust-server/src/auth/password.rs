@@ -21,6 +21,11 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
         .map_err(|e| HashError(e.to_string()))
 }
 
+/// A hash of no one's password, made as [`hash_password`] makes them (argon2id, its default
+/// cost): a sign-in with an unknown user name is checked against it, so that it takes as long as
+/// a wrong password for a real user and the time does not tell which names exist.
+pub const DUMMY_HASH: &str = "DUMMY";
+
 /// Whether `password` matches `hash`; an unreadable hash matches nothing.
 #[must_use]
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -56,8 +61,23 @@ mod tests {
     }
 
     #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let dummy = PasswordHash::new(DUMMY_HASH).expect("the dummy hash parses");
+        let real_hash = hash_password("anything").unwrap();
+        let real = PasswordHash::new(&real_hash).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert!(!verify_password("", DUMMY_HASH));
+    }
+
+    #[test]
     fn random_passwords_differ() {
         assert_ne!(random_password(), random_password());
         assert_eq!(random_password().len(), 24);
     }
+}
+#[test]
+fn zz_print_a_hash() {
+    println!("HASH={}", hash_password("gust: no one's password").unwrap());
 }
