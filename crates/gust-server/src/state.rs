@@ -102,6 +102,8 @@ impl AppState {
         settings: ServerSettings,
         waker: Option<Waker>,
     ) -> Self {
+        // Made now, so that no sign-in with an unknown name pays for making it.
+        let _ = crate::auth::password::dummy_hash();
         Self(Arc::new(Inner {
             store,
             tokens: TokenKeys::new(&settings.secret, settings.token_ttl),

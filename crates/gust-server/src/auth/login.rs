@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use super::SESSION_COOKIE;
 use super::forwarded::ClientOrigin;
-use super::password::{DUMMY_HASH, verify_password};
+use super::password::{dummy_hash, verify_password};
 use super::throttle::Throttled;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -149,7 +149,7 @@ impl IntoResponse for LoginError {
 
 /// The token for a user whose password matches; the same 401 for an unknown user and a wrong
 /// password, so the answer does not tell which names exist, and the same argon2 check (against
-/// [`DUMMY_HASH`] for an unknown name), so neither does the time it takes. Throttled first, so
+/// [`dummy_hash`] for an unknown name), so neither does the time it takes. Throttled first, so
 /// a flood of attempts costs no hashing.
 pub async fn check_credentials(
     state: &AppState,
@@ -170,7 +170,7 @@ pub async fn check_credentials(
         .map_err(ApiError::from)?;
     let hash = user
         .as_ref()
-        .map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
+        .map_or_else(|| dummy_hash().to_owned(), |u| u.password_hash.clone());
     let password = credentials.password.clone();
     // argon2 is deliberately slow: keep it off the async workers.
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
