@@ -120,17 +120,16 @@ pub async fn authenticate(
             return Err(err);
         }
     };
-    let what = || format!("{} {}", request.method(), request.uri().path());
+    let what = format!("{} {}", request.method(), request.uri().path());
     caller.require(
         permissions::required_role(request.method(), request.uri().path()),
-        &what(),
+        &what,
     )?;
     let changes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     if changes {
-        let what = what();
         if let Some(expected) = &caller.csrf {
             let sent = request
                 .headers()
