@@ -365,7 +365,8 @@ async fn the_connections_page_never_shows_a_password() {
         description: None,
     };
     server.db.store.put_connection(&conn, &key).await.unwrap();
-    let cookie = log_in(&server, Role::Viewer).await;
+    // Only ops see connections at all (Airflow's role table).
+    let cookie = log_in(&server, Role::Op).await;
     let (status, _, page) = browse(&server, "/connections", Some(&cookie)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("db.example"));
@@ -405,7 +406,10 @@ async fn import_errors_reach_the_dag_list_and_secret_variables_stay_hidden() {
             .unwrap()
             .contains(":3:5:")
     );
-    let (status, _, page) = browse(&server, "/variables", Some(&cookie)).await;
+    let (status, _, _) = browse(&server, "/variables", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "viewers read no variables");
+    let op = log_in(&server, Role::Op).await;
+    let (status, _, page) = browse(&server, "/variables", Some(&op)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("eu-west-1"));
     assert!(!page.contains("s3cr3t"));

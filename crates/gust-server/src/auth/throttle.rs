@@ -105,12 +105,13 @@ impl LoginThrottle {
         }
     }
 
-    /// Spends one attempt for `username` from `address` (unknown when the server cannot tell,
-    /// as in-process tests): the address's budget first, so a flood of names from one address
-    /// is stopped before it touches the names' budgets.
+    /// Spends one attempt for `username` from `address`: the address's budget first, so a
+    /// flood of names from one address is stopped before it touches the names' budgets. An
+    /// unknown address (a request that did not come over a socket, which only in-process
+    /// callers send) spends the name's budget alone.
     pub fn attempt(&self, address: Option<IpAddr>, username: &str) -> Result<(), Throttled> {
-        if let Some(limiter) = &self.per_address {
-            limiter.check(address.map(address_key))?;
+        if let (Some(limiter), Some(address)) = (&self.per_address, address) {
+            limiter.check(address_key(address))?;
         }
         if let Some(limiter) = &self.per_user {
             limiter.check(username)?;
