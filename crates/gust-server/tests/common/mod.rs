@@ -152,8 +152,12 @@ impl TestServer {
         }
     }
 
+    /// `GET uri` as the least role that may read it (a viewer, or an op for variables and
+    /// connections).
     pub async fn get(&self, uri: &str) -> Answer {
-        self.call(Method::GET, uri, Some(Role::Viewer), None).await
+        let path = uri.split('?').next().unwrap_or(uri);
+        let role = gust_server::auth::permissions::required_role(&Method::GET, path);
+        self.call(Method::GET, uri, Some(role), None).await
     }
 
     pub async fn finish(self) {
