@@ -164,7 +164,7 @@ mod tests {
             "names are unique"
         );
         assert_eq!(store.user("alice").await.unwrap(), Some(alice.clone()));
-        assert_eq!(store.users().await.unwrap(), vec![alice]);
+        assert_eq!(store.users().await.unwrap(), vec![alice.clone()]);
         assert!(store.delete_user("alice").await.unwrap());
         assert!(!store.delete_user("alice").await.unwrap());
         assert_eq!(store.user("alice").await.unwrap(), None);
