@@ -129,16 +129,14 @@ pub async fn authenticate(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if changes {
-        if let Some(expected) = &caller.csrf {
-            let sent = request
-                .headers()
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok());
-            if sent != Some(expected.as_str()) {
-                tracing::warn!(user = %caller.username, %what, "denied: missing or wrong CSRF token");
-                return Err(ApiError::Forbidden);
-            }
+    if changes && let Some(expected) = &caller.csrf {
+        let sent = request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if sent != Some(expected.as_str()) {
+            tracing::warn!(user = %caller.username, %what, "denied: missing or wrong CSRF token");
+            return Err(ApiError::Forbidden);
         }
     }
     request.extensions_mut().insert(caller);
