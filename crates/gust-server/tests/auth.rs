@@ -219,11 +219,11 @@ async fn sign_in(
         .body(Body::from(
             json!({"username": username, "password": password}).to_string(),
         ))
-        .unwrap();
+        .expect("the harness works");
     if let Some(peer) = peer {
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        request.extensions_mut().insert(ConnectInfo(
+            peer.parse::<SocketAddr>().expect("the harness works"),
+        ));
     }
     server.send(request).await
 }

@@ -574,11 +574,15 @@ async fn post_login(
     let response = server
         .app
         .clone()
-        .oneshot(request.body(Body::from(form.to_owned())).unwrap())
+        .oneshot(
+            request
+                .body(Body::from(form.to_owned()))
+                .expect("the harness works"),
+        )
         .await
-        .unwrap();
+        .expect("the harness works");
     let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
+    let bytes = body.collect().await.expect("the harness works").to_bytes();
     (
         parts.status,
         parts.headers,
