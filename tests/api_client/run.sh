@@ -92,7 +92,7 @@ port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0
 
 "$gust" db migrate >/dev/null
 users=""
-for role in admin op viewer; do
+for role in admin op user viewer; do
   password="$role-password-$RANDOM$RANDOM"
   "$gust" users create --username "api-$role" --password "$password" --role "$role" >/dev/null
   users="$users $role:api-$role:$password"

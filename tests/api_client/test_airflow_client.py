@@ -4,7 +4,7 @@ unmodified, and checks every answer it received against Airflow's OpenAPI docume
 Run by tests/api_client/run.sh, which starts the server and passes, in the environment:
   GUST_API_URL       the server's base URL (http://127.0.0.1:PORT)
   AIRFLOW_OPENAPI    the path of Airflow's v2-rest-api-generated.yaml
-  GUST_API_USERS     "role:username:password" for admin, op and viewer, space-separated
+  GUST_API_USERS     "role:username:password" for admin, op, user and viewer, space-separated
   GUST_BROKEN_DAG    the file name of a DAG file that does not load (for import errors)
 
 Every scenario runs even when an earlier one failed; the script prints each failure on one line
@@ -130,7 +130,7 @@ def scenario(fn: Callable[[], None]) -> Callable[[], None]:
 
 # --- scenarios ------------------------------------------------------------------------------
 
-admin, op, viewer, anonymous = api("admin"), api("op"), api("viewer"), api(None)
+admin, op, user, viewer, anonymous = api("admin"), api("op"), api("user"), api("viewer"), api(None)
 
 
 @scenario
@@ -165,6 +165,10 @@ def viewers_read_but_their_changes_are_403():
         lambda: client.DagRunApi(viewer).trigger_dag_run(DAG_ID, client.TriggerDAGRunPostBody(logical_date=None)),
         "viewer triggers a run",
     )
+    # Airflow's Viewer reads neither variables nor connections.
+    expect_status(403, lambda: client.VariableApi(viewer).get_variables(), "viewer lists variables")
+    expect_status(403, lambda: client.ConnectionApi(viewer).get_connections(), "viewer lists connections")
+    assert client.PoolApi(viewer).get_pools().total_entries >= 1
 
 
 @scenario
@@ -190,6 +194,19 @@ def dags_are_listed_read_paused_and_unpaused():
     assert not unpaused.is_paused
     err = expect_status(404, lambda: dag_api.get_dag("no_such_dag"), "a missing DAG")
     assert "no_such_dag" in json.loads(err.body)["detail"]
+
+
+@scenario
+def users_act_on_dags_but_not_on_variables_connections_or_pools():
+    patched = client.DAGApi(user).patch_dag(DAG_ID, client.DAGPatchBody(is_paused=False))
+    assert patched.is_paused is False, patched
+    expect_status(403, lambda: client.VariableApi(user).get_variables(), "user lists variables")
+    expect_status(403, lambda: client.ConnectionApi(user).get_connections(), "user lists connections")
+    expect_status(
+        403,
+        lambda: client.PoolApi(user).post_pool(client.PoolBody(name="api_test_user_pool", slots=1)),
+        "user creates a pool",
+    )
 
 
 @scenario
@@ -273,8 +290,9 @@ def connections_are_created_read_updated_and_deleted_and_never_show_secrets():
     created = connections.post_connection(body)
     assert created.password == "***" and created.var_schema == "analytics", created
     assert json.loads(created.extra) == {"sslmode": "require", "api_key": "***"}, created.extra
-    got = client.ConnectionApi(viewer).get_connection("api_test_db")
+    got = connections.get_connection("api_test_db")
     assert got.password == "***" and got.port == 5432, got
+    expect_status(403, lambda: client.ConnectionApi(viewer).get_connection("api_test_db"), "viewer reads a connection")
     expect_status(409, lambda: connections.post_connection(body), "a duplicate connection")
     listed = connections.get_connections(connection_id_pattern="api_test")
     assert [c.connection_id for c in listed.connections] == ["api_test_db"]

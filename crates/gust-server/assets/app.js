@@ -484,3 +484,10 @@ const Gust = (() => {
 
   return { CODES, COLOURS, api, el, toast, follow, fmtDate, fmtDuration, escapeHtml, path, dagsPage, dagPage, runPage, taskPage };
 })();
+
+// Each page names its script in <body data-page>; pages carry no inline script, so the
+// Content-Security-Policy can forbid it.
+document.addEventListener("DOMContentLoaded", () => {
+  const start = { dags: Gust.dagsPage, dag: Gust.dagPage, run: Gust.runPage, task: Gust.taskPage }[document.body.dataset.page];
+  if (start) start();
+});

@@ -26,7 +26,12 @@ class GustGrid {
     const legend = document.getElementById("legend");
     if (!legend) return;
     const states = ["success", "failed", "running", "queued", "up_for_retry", "upstream_failed", "skipped", "scheduled", "removed", "none"];
-    legend.replaceChildren(...states.map((s) => Gust.el("span", {}, Gust.el("i", { style: `background:${Gust.COLOURS[s]}` }), s)));
+    // The swatch's colour goes through the DOM: the Content-Security-Policy refuses style attributes.
+    legend.replaceChildren(...states.map((s) => {
+      const swatch = Gust.el("i");
+      swatch.style.background = Gust.COLOURS[s];
+      return Gust.el("span", {}, swatch, s);
+    }));
   }
 
   async load(data) {

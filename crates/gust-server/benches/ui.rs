@@ -196,15 +196,13 @@ fn main() {
             filling.elapsed().as_secs_f64(),
             machine()
         );
-        store
-            .create_user(&User {
-                username: "bench".into(),
-                password_hash: hash_password("bench-password").expect("hash"),
-                role: Role::Admin,
-                created_at: t0(),
-            })
-            .await
-            .expect("user");
+        let user = User::new(
+            "bench".into(),
+            hash_password("bench-password").expect("hash"),
+            Role::Admin,
+            t0(),
+        );
+        store.create_user(&user).await.expect("user");
         let settings = ServerSettings {
             secret: b"bench secret".to_vec(),
             token_ttl: Duration::from_secs(3600),
@@ -214,7 +212,9 @@ fn main() {
             run_id_pattern: gust_scheduler::trigger::RunIdPattern::default(),
         };
         let state = AppState::new(store.clone(), Arc::new(SystemClock), settings, None);
-        let token = state.tokens().issue("bench", SystemClock.now());
+        let token = state
+            .tokens()
+            .issue(&user.username, &user.id, SystemClock.now());
         let app = gust_server::router(state);
         let (graph_first, size) = time(&app, &token, "/ui/api/dags/big/graph").await;
         println!(

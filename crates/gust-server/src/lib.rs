@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use state::{AppState, ServerSettings};
+pub use state::{AppState, SecuritySettings, ServerSettings};
 
 /// The largest request body accepted (a trigger's conf, a variable's value...).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -92,10 +92,11 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
-    match scheduler_health {
+    let app = match scheduler_health {
         Some(health) => app.merge(health),
         None => app,
-    }
+    };
+    app.layer(axum::middleware::from_fn(ui::headers::security_headers))
 }
 
 /// How long requests in flight may take to finish once the server is asked to stop. The web
@@ -110,6 +111,8 @@ pub async fn serve(
     app: Router,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
+    // The peer's address is kept for login throttling (auth::throttle).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
     tokio::select! {
         result = server => result,

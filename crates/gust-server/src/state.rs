@@ -14,6 +14,7 @@ use gust_scheduler::scheduler::Waker;
 use gust_scheduler::trigger::RunIdPattern;
 use gust_store::{DagSummary, SecretKey, Store};
 
+use crate::auth::throttle::{LoginThrottle, ThrottleSettings};
 use crate::auth::token::TokenKeys;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::SchedulerHealth;
@@ -37,6 +38,34 @@ pub struct ServerSettings {
     pub run_id_pattern: RunIdPattern,
 }
 
+/// How the server guards its sign-ins and cookies (`[api]`); [`AppState::with_security`] sets
+/// it, and a server without it uses the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecuritySettings {
+    /// The login rate limits (`auth_rate_limit_per_user`, `auth_rate_limit_per_address`).
+    pub throttle: ThrottleSettings,
+    /// Whether a reverse proxy in front says the client's address and scheme in
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` (`enable_proxy_fix`, default false: without a
+    /// proxy, any client could send them).
+    pub proxy_fix: bool,
+}
+
+/// The security settings in force, with the throttle they set up.
+#[derive(Debug)]
+struct Security {
+    throttle: LoginThrottle,
+    proxy_fix: bool,
+}
+
+impl Security {
+    fn new(settings: SecuritySettings) -> Self {
+        Self {
+            throttle: LoginThrottle::new(settings.throttle),
+            proxy_fix: settings.proxy_fix,
+        }
+    }
+}
+
 /// The shared state (cheap to clone).
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -55,6 +84,8 @@ struct Inner {
     remote_logs: std::sync::OnceLock<gust_remote_logs::RemoteLogs>,
     /// The scheduler running in this process (`gust standalone`): its metrics and health.
     scheduler: std::sync::OnceLock<SchedulerHealth>,
+    /// Login throttling and proxy trust.
+    security: std::sync::OnceLock<Security>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -75,6 +106,8 @@ impl AppState {
         settings: ServerSettings,
         waker: Option<Waker>,
     ) -> Self {
+        // Made now, so that no sign-in with an unknown name pays for making it.
+        let _ = crate::auth::password::dummy_hash();
         Self(Arc::new(Inner {
             store,
             tokens: TokenKeys::new(&settings.secret, settings.token_ttl),
@@ -87,7 +120,34 @@ impl AppState {
             dags: DagCache::default(),
             remote_logs: std::sync::OnceLock::new(),
             scheduler: std::sync::OnceLock::new(),
+            security: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The same state guarding sign-ins and cookies with `settings`; set once, before the
+    /// router is built (otherwise the defaults hold).
+    #[must_use]
+    pub fn with_security(self, settings: SecuritySettings) -> Self {
+        let _ = self.0.security.set(Security::new(settings));
+        self
+    }
+
+    fn security(&self) -> &Security {
+        self.0
+            .security
+            .get_or_init(|| Security::new(SecuritySettings::default()))
+    }
+
+    /// The login throttle.
+    #[must_use]
+    pub fn login_throttle(&self) -> &LoginThrottle {
+        &self.security().throttle
+    }
+
+    /// Whether `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    #[must_use]
+    pub fn proxy_fix(&self) -> bool {
+        self.security().proxy_fix
     }
 
     /// The same state for a server in the scheduler's process (`gust standalone`): its

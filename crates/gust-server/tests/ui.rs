@@ -365,7 +365,8 @@ async fn the_connections_page_never_shows_a_password() {
         description: None,
     };
     server.db.store.put_connection(&conn, &key).await.unwrap();
-    let cookie = log_in(&server, Role::Viewer).await;
+    // Only ops see connections at all (Airflow's role table).
+    let cookie = log_in(&server, Role::Op).await;
     let (status, _, page) = browse(&server, "/connections", Some(&cookie)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("db.example"));
@@ -405,7 +406,10 @@ async fn import_errors_reach_the_dag_list_and_secret_variables_stay_hidden() {
             .unwrap()
             .contains(":3:5:")
     );
-    let (status, _, page) = browse(&server, "/variables", Some(&cookie)).await;
+    let (status, _, _) = browse(&server, "/variables", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "viewers read no variables");
+    let op = log_in(&server, Role::Op).await;
+    let (status, _, page) = browse(&server, "/variables", Some(&op)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("eu-west-1"));
     assert!(!page.contains("s3cr3t"));
@@ -553,5 +557,229 @@ async fn the_views_read_the_same_on_postgres() {
     let (status, _, page) = browse(&server, "/connections", Some(&cookie)).await;
     assert!(page.contains("db.example") && !page.contains("hunter2"));
     assert_eq!(status, StatusCode::OK);
+    server.finish().await;
+}
+
+/// Posts the login form with `extra` headers; the answer's status and headers.
+async fn post_login(
+    server: &TestServer,
+    form: &str,
+    extra: &[(&str, &str)],
+) -> (StatusCode, header::HeaderMap, String) {
+    let mut request =
+        Request::post("/login").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = server
+        .app
+        .clone()
+        .oneshot(
+            request
+                .body(Body::from(form.to_owned()))
+                .expect("the harness works"),
+        )
+        .await
+        .expect("the harness works");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("the harness works").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn next_never_sends_the_browser_to_another_site() {
+    let server = TestServer::sqlite().await;
+    for next in [
+        "%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "https://evil.example",
+    ] {
+        let (status, headers, _) = post_login(
+            &server,
+            &format!("username=viewer&password=password&next={next}"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{next}");
+        let location = headers[header::LOCATION].to_str().unwrap();
+        assert!(!location.contains("evil"), "{next} went to {location}");
+        assert_eq!(location, "/dags");
+    }
+    // A line break cannot be put in a header, and browsers drop tabs and line breaks from a
+    // URL (`/<tab>/evil.example` is `//evil.example`): a 400, not a redirect or a failure.
+    for next in [
+        "/dags%0D%0ASet-Cookie:%20x=y",
+        "/%09/evil.example",
+        "/%0A/evil.example",
+    ] {
+        let (status, headers, _) = post_login(
+            &server,
+            &format!("username=viewer&password=password&next={next}"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{next}");
+        assert!(!headers.contains_key(header::LOCATION), "{next}");
+    }
+    let (status, _, body) = browse(&server, "/login?next=/%0A/evil.example", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, body) = browse(&server, "/login?next=/%09/evil.example", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn a_sign_in_whose_referer_is_another_site_is_refused() {
+    let server = TestServer::sqlite().await;
+    let form = "username=viewer&password=password&next=/dags";
+    let (status, headers, _) = post_login(
+        &server,
+        form,
+        &[
+            ("host", "gust.example"),
+            ("referer", "https://evil.example/page"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!headers.contains_key(header::SET_COOKIE));
+    let (status, _, _) = post_login(
+        &server,
+        form,
+        &[
+            ("host", "gust.example"),
+            ("referer", "http://gust.example/login"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_an_https_proxy_when_trusted() {
+    let form = "username=viewer&password=password&next=/dags";
+    let https = [("x-forwarded-proto", "https")];
+    let cookie =
+        |headers: &header::HeaderMap| headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    // Not trusted by default: any client could send the header.
+    let server = TestServer::sqlite().await;
+    let (status, headers, _) = post_login(&server, form, &https).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(!cookie(&headers).contains("Secure"), "{}", cookie(&headers));
+    server.finish().await;
+
+    let mut server = TestServer::sqlite().await;
+    let state = server
+        .state
+        .clone()
+        .with_security(gust_server::SecuritySettings {
+            proxy_fix: true,
+            ..Default::default()
+        });
+    server.app = gust_server::router(state);
+    let (_, headers, _) = post_login(&server, form, &https).await;
+    assert!(cookie(&headers).contains("Secure"), "{}", cookie(&headers));
+    let (_, headers, _) = post_login(&server, form, &[]).await;
+    assert!(
+        !cookie(&headers).contains("Secure"),
+        "plain http: {}",
+        cookie(&headers)
+    );
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_login_form_is_throttled_with_retry_after() {
+    let server = TestServer::sqlite().await;
+    let mut last = None;
+    for _ in 0..15 {
+        last = Some(post_login(&server, "username=op&password=guess&next=/dags", &[]).await);
+    }
+    let (status, headers, body) = last.unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    assert!(body.contains("Too many sign-in attempts"), "{body}");
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers_and_no_inline_script() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    let run_id = run_hello(&server).await;
+    let cookie = log_in(&server, Role::Op).await;
+    let task = format!("/dags/hello/runs/{run_id}/tasks/say");
+    let run = format!("/dags/hello/runs/{run_id}");
+    for page in [
+        "/login",
+        "/dags",
+        "/dags/hello",
+        run.as_str(),
+        task.as_str(),
+        "/variables",
+        "/connections",
+        "/pools",
+        "/ui/api/dags",
+        "/ui/static/app.js",
+        "/dags/missing",
+    ] {
+        let (status, headers, body) = browse(&server, page, Some(&cookie)).await;
+        assert!(
+            status.is_success() || status == StatusCode::NOT_FOUND,
+            "{page}: {status}"
+        );
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{page}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{page}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{page}: {csp}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{page}");
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{page}");
+        assert!(headers.contains_key(header::REFERRER_POLICY), "{page}");
+        // Every script is a file of this server's: none written into the page.
+        for script in body.split("<script").skip(1) {
+            let tag = script.split('>').next().unwrap_or_default();
+            assert!(tag.contains("src=\"/ui/static/"), "{page}: <script{tag}>");
+            assert!(
+                script[tag.len() + 1..].starts_with("</script>"),
+                "{page}: inline script"
+            );
+        }
+        assert!(!body.contains(" style=\""), "{page}: an inline style");
+        assert!(!body.contains(" onclick="), "{page}: an inline handler");
+    }
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn variables_and_connections_pages_are_for_ops() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    for role in [Role::Viewer, Role::User] {
+        let cookie = log_in(&server, role).await;
+        for page in ["/variables", "/connections"] {
+            let (status, _, _) = browse(&server, page, Some(&cookie)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{role:?} {page}");
+        }
+        let (_, _, page) = browse(&server, "/dags", Some(&cookie)).await;
+        assert!(
+            !page.contains("href=\"/variables\""),
+            "{role:?} sees the link"
+        );
+    }
+    let user = log_in(&server, Role::User).await;
+    let (_, _, page) = browse(&server, "/dags/hello", Some(&user)).await;
+    assert!(
+        page.contains("data-can-edit=\"true\""),
+        "users trigger and pause"
+    );
+    let op = log_in(&server, Role::Op).await;
+    let (status, _, page) = browse(&server, "/variables", Some(&op)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("href=\"/variables\""));
     server.finish().await;
 }

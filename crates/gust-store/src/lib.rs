@@ -309,6 +309,10 @@ mod schema_tests {
                 include_str!("../migrations/postgres/0005_try_log_location.sql"),
             ),
             (
+                include_str!("../migrations/sqlite/0006_user_ids.sql"),
+                include_str!("../migrations/postgres/0006_user_ids.sql"),
+            ),
+            (
                 include_str!("../migrations/sqlite/0007_variables_encrypted.sql"),
                 include_str!("../migrations/postgres/0007_variables_encrypted.sql"),
             ),

@@ -1,5 +1,6 @@
-//! Users of the REST API and the web UI: a name, an argon2 password hash and a role. Hashing
-//! and checking passwords belongs to the server; this module only keeps the hash.
+//! Users of the REST API and the web UI: a name, an id never reused, an argon2 password hash
+//! and a role. Hashing and checking passwords belongs to the server; this module only keeps the
+//! hash.
 
 use chrono::{DateTime, Utc};
 
@@ -7,13 +8,17 @@ use crate::error::query;
 use crate::time::{from_db, to_db};
 use crate::{Store, StoreError, with_pool};
 
-/// What a user may do, each role including the ones before it (Airflow's Viewer, Op, Admin).
+/// What a user may do, each role including the ones before it: Airflow's Viewer, User, Op and
+/// Admin (its FAB auth manager's default roles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
-    /// Reads everything (except secrets, which nobody reads back).
+    /// Reads DAGs, runs, task instances, logs, XComs, pools and import errors; not variables
+    /// or connections.
     Viewer,
-    /// Also runs things: pauses DAGs, triggers and clears runs, marks tasks, edits variables,
-    /// connections and pools.
+    /// Also acts on DAGs: pauses and deletes them, triggers, clears, marks and deletes runs and
+    /// task instances.
+    User,
+    /// Also reads and edits variables and connections, and edits pools.
     Op,
     /// Also manages users.
     Admin,
@@ -21,19 +26,20 @@ pub enum Role {
 
 impl Role {
     /// Every role, least privileged first.
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Op, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::User, Role::Op, Role::Admin];
 
     /// The role's stored and displayed name.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
+            Role::User => "user",
             Role::Op => "op",
             Role::Admin => "admin",
         }
     }
 
-    /// The role named `name` (case-insensitive).
+    /// The role named `name` in any case (`viewer`, or Airflow's `Viewer`).
     #[must_use]
     pub fn parse(name: &str) -> Option<Role> {
         Role::ALL
@@ -45,6 +51,9 @@ impl Role {
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// The account's id: random, never reused, so a token that names it names this account
+    /// and not a later one that takes the same name.
+    pub id: String,
     /// The login name.
     pub username: String,
     /// The argon2 hash of the password (PHC string form).
@@ -55,10 +64,32 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-type UserRow = (String, String, String, i64);
+impl User {
+    /// A new account with a fresh id.
+    #[must_use]
+    pub fn new(
+        username: String,
+        password_hash: String,
+        role: Role,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            username,
+            password_hash,
+            role,
+            created_at,
+        }
+    }
+}
 
-fn user_from_row((username, password_hash, role, created_at): UserRow) -> Result<User, StoreError> {
+type UserRow = (String, String, String, String, i64);
+
+fn user_from_row(
+    (id, username, password_hash, role, created_at): UserRow,
+) -> Result<User, StoreError> {
     Ok(User {
+        id,
         role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
             what: "user role",
             detail: role.clone(),
@@ -73,10 +104,11 @@ impl Store {
     /// Creates a user; `false` when the name is taken.
     pub async fn create_user(&self, user: &User) -> Result<bool, StoreError> {
         let sql = self.sql(
-            "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (username) DO NOTHING",
+            "INSERT INTO users (id, username, password_hash, role, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         );
         let done = with_pool!(self, pool => sqlx::query(&sql)
+            .bind(&user.id)
             .bind(&user.username)
             .bind(&user.password_hash)
             .bind(user.role.as_str())
@@ -90,8 +122,9 @@ impl Store {
 
     /// One user.
     pub async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let sql = self
-            .sql("SELECT username, password_hash, role, created_at FROM users WHERE username = $1");
+        let sql = self.sql(
+            "SELECT id, username, password_hash, role, created_at FROM users WHERE username = $1",
+        );
         let row: Option<UserRow> = with_pool!(self, pool => sqlx::query_as(&sql).bind(username).fetch_optional(pool).await)
             .map_err(query("reading a user"))?;
         row.map(user_from_row).transpose()
@@ -99,8 +132,9 @@ impl Store {
 
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
-        let sql = self
-            .sql("SELECT username, password_hash, role, created_at FROM users ORDER BY username");
+        let sql = self.sql(
+            "SELECT id, username, password_hash, role, created_at FROM users ORDER BY username",
+        );
         let rows: Vec<UserRow> =
             with_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)
                 .map_err(query("listing users"))?;
@@ -123,22 +157,24 @@ mod tests {
 
     async fn users_round_trip(store: &Store) {
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        let alice = User {
-            username: "alice".into(),
-            password_hash: "$argon2id$...".into(),
-            role: Role::Op,
-            created_at: now,
-        };
+        let alice = User::new("alice".into(), "$argon2id$...".into(), Role::Op, now);
         assert!(store.create_user(&alice).await.unwrap());
         assert!(
             !store.create_user(&alice).await.unwrap(),
             "names are unique"
         );
         assert_eq!(store.user("alice").await.unwrap(), Some(alice.clone()));
-        assert_eq!(store.users().await.unwrap(), vec![alice]);
+        assert_eq!(store.users().await.unwrap(), vec![alice.clone()]);
         assert!(store.delete_user("alice").await.unwrap());
         assert!(!store.delete_user("alice").await.unwrap());
         assert_eq!(store.user("alice").await.unwrap(), None);
+        let again = User::new("alice".into(), "$argon2id$...".into(), Role::Op, now);
+        assert!(store.create_user(&again).await.unwrap());
+        assert_ne!(
+            store.user("alice").await.unwrap().unwrap().id,
+            alice.id,
+            "a name taken again is another account"
+        );
     }
 
     #[tokio::test]
@@ -159,8 +195,16 @@ mod tests {
 
     #[test]
     fn roles_parse_their_names_and_order_by_privilege() {
-        assert_eq!(Role::parse("Admin"), Some(Role::Admin));
+        for (airflow, role) in [
+            ("Viewer", Role::Viewer),
+            ("User", Role::User),
+            ("Op", Role::Op),
+            ("Admin", Role::Admin),
+        ] {
+            assert_eq!(Role::parse(airflow), Some(role));
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
         assert_eq!(Role::parse("superuser"), None);
-        assert!(Role::Viewer < Role::Op && Role::Op < Role::Admin);
+        assert!(Role::Viewer < Role::User && Role::User < Role::Op && Role::Op < Role::Admin);
     }
 }

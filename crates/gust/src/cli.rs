@@ -495,8 +495,9 @@ pub enum UsersCommand {
         /// The password (at least 8 characters); `-` reads it from standard input.
         #[arg(long, short)]
         password: String,
-        /// What the user may do: viewer reads, op also runs and edits, admin also manages users
-        /// (any case: Airflow's `Viewer`, `Op` and `Admin` too).
+        /// What the user may do (Airflow's roles, in any case: `Viewer`, `User`, `Op`, `Admin`):
+        /// viewer reads, user also pauses, triggers, clears and marks, op also reads and edits
+        /// variables and connections and edits pools, admin also manages users.
         #[arg(long, short, value_enum, ignore_case = true)]
         role: RoleArg,
     },
@@ -513,12 +514,14 @@ pub enum UsersCommand {
     },
 }
 
-/// A user's role.
+/// A user's role (Airflow's default roles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
-    /// Reads everything.
+    /// Reads DAGs, runs, task instances, logs, XComs and pools; not variables or connections.
     Viewer,
-    /// Also pauses, triggers, clears, marks, and edits variables, connections and pools.
+    /// Also pauses, triggers, clears, marks and deletes.
+    User,
+    /// Also reads and edits variables and connections, and edits pools.
     Op,
     /// Also manages users.
     Admin,

@@ -137,6 +137,17 @@ pub struct ApiConfig {
     /// How long an access token is valid (default `24h`, Airflow's `jwt_expiration_time`).
     #[serde(with = "humantime_serde_compat")]
     pub token_ttl: std::time::Duration,
+    /// Sign-in attempts (`/auth/token`, `/login`) per minute for one user name, from any
+    /// address, before answering 429 (default 10; 0 for no limit).
+    pub auth_rate_limit_per_user: u32,
+    /// Sign-in attempts per minute from one client address, for any names (default 20; 0 for
+    /// no limit). Behind a reverse proxy, set `enable_proxy_fix` so the client's address is
+    /// the one the proxy names, not the proxy's own.
+    pub auth_rate_limit_per_address: u32,
+    /// Believe a reverse proxy's `X-Forwarded-For` and `X-Forwarded-Proto` (default false, as
+    /// Airflow's `enable_proxy_fix`): turn on only when a proxy in front sets them, since any
+    /// client can send them. The session cookie is `Secure` when the proxy says https.
+    pub enable_proxy_fix: bool,
 }
 
 impl Default for ApiConfig {
@@ -146,6 +157,11 @@ impl Default for ApiConfig {
             port: 8080,
             secret_key: None,
             token_ttl: std::time::Duration::from_secs(24 * 3600),
+            auth_rate_limit_per_user: gust_server::auth::throttle::ThrottleSettings::default()
+                .per_user,
+            auth_rate_limit_per_address: gust_server::auth::throttle::ThrottleSettings::default()
+                .per_address,
+            enable_proxy_fix: false,
         }
     }
 }

@@ -895,7 +895,12 @@ fn file_commands_on_an_empty_default_folder_say_which_folder_they_read() {
 fn users_create_accepts_airflows_capitalised_role_names() {
     let home = tempfile::tempdir().expect("tempdir");
     gust(home.path()).args(["db", "migrate"]).assert().success();
-    for (name, role) in [("ada", "Admin"), ("olga", "Op"), ("vic", "VIEWER")] {
+    for (name, role) in [
+        ("ada", "Admin"),
+        ("olga", "Op"),
+        ("ulla", "User"),
+        ("vic", "VIEWER"),
+    ] {
         gust(home.path())
             .args(["users", "create", "--username", name])
             .args(["--password", "correct-horse", "--role", role])
@@ -909,6 +914,7 @@ fn users_create_accepts_airflows_capitalised_role_names() {
         .stdout(
             predicate::str::contains("\"admin\"")
                 .and(predicate::str::contains("\"op\""))
+                .and(predicate::str::contains("\"user\""))
                 .and(predicate::str::contains("\"viewer\"")),
         );
     gust(home.path())
@@ -920,12 +926,12 @@ fn users_create_accepts_airflows_capitalised_role_names() {
             "-p",
             "correct-horse",
             "-r",
-            "User",
+            "Superuser",
         ])
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "[possible values: viewer, op, admin]",
+            "[possible values: viewer, user, op, admin]",
         ));
 }
 

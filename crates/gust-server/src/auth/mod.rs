@@ -3,12 +3,16 @@
 //! Every request but health, version, the OpenAPI document and the login endpoints must carry
 //! credentials: `Authorization: Bearer <JWT>` (API clients, as in Airflow 3) or the web UI's
 //! session cookie (the same JWT, HttpOnly and SameSite=Strict). The user's role is read from the
-//! database each time. Reading needs `viewer`; any other method needs `op`; a cookie-carried
-//! request that changes something must also carry the session's CSRF token in `X-CSRF-Token`,
-//! so another site cannot make a logged-in browser act. Every refusal is logged.
+//! database each time, and [`permissions`] says which role each call needs (Airflow's role
+//! table); a cookie-carried request that changes something must also carry the session's CSRF
+//! token in `X-CSRF-Token`, so another site cannot make a logged-in browser act. Every refusal
+//! is logged.
 
+pub mod forwarded;
 mod login;
 pub mod password;
+pub mod permissions;
+pub mod throttle;
 pub mod token;
 
 use axum::extract::{Request, State};
@@ -21,7 +25,7 @@ use gust_store::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub use login::{LoginBody, check_credentials, login_routes, session_cookie};
+pub use login::{LoginBody, LoginError, check_credentials, login_routes, session_cookie};
 
 /// The cookie holding the web UI's session token.
 pub const SESSION_COOKIE: &str = "_token";
@@ -82,14 +86,16 @@ pub async fn identify(
         (None, Some(cookie)) => (cookie.value().to_owned(), true),
         (None, None) => return Err(ApiError::Unauthorized("Not authenticated".into())),
     };
-    let username = state
+    let subject = state
         .tokens()
         .verify(&token)
         .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    // The account must be the one the token was issued to, not a later one of the same name.
     let user = state
         .store()
-        .user(&username)
+        .user(&subject.username)
         .await?
+        .filter(|user| user.id == subject.user_id)
         .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
     Ok(Caller {
         username: user.username,
@@ -98,8 +104,9 @@ pub async fn identify(
     })
 }
 
-/// Middleware: refuses unauthenticated requests (401) and changes by viewers (403), checks the
-/// CSRF token of cookie-authenticated changes, and hands the [`Caller`] to the handler.
+/// Middleware: refuses unauthenticated requests (401) and calls the caller's role does not
+/// allow (403, [`permissions::required_role`]), checks the CSRF token of cookie-authenticated
+/// changes, and hands the [`Caller`] to the handler.
 pub async fn authenticate(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -113,22 +120,23 @@ pub async fn authenticate(
             return Err(err);
         }
     };
+    let what = format!("{} {}", request.method(), request.uri().path());
+    caller.require(
+        permissions::required_role(request.method(), request.uri().path()),
+        &what,
+    )?;
     let changes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if changes {
-        let what = format!("{} {}", request.method(), request.uri().path());
-        caller.require(Role::Op, &what)?;
-        if let Some(expected) = &caller.csrf {
-            let sent = request
-                .headers()
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok());
-            if sent != Some(expected.as_str()) {
-                tracing::warn!(user = %caller.username, %what, "denied: missing or wrong CSRF token");
-                return Err(ApiError::Forbidden);
-            }
+    if changes && let Some(expected) = &caller.csrf {
+        let sent = request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if sent != Some(expected.as_str()) {
+            tracing::warn!(user = %caller.username, %what, "denied: missing or wrong CSRF token");
+            return Err(ApiError::Forbidden);
         }
     }
     request.extensions_mut().insert(caller);

@@ -21,6 +21,20 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
         .map_err(|e| HashError(e.to_string()))
 }
 
+/// A hash of no one's password, made as [`hash_password`] makes them (argon2id, its default
+/// cost, so the same work to check): a sign-in with an unknown user name is checked against it,
+/// so that it takes as long as a wrong password for a real user and the time does not tell
+/// which names exist. Made once, on first use; [`crate::AppState::new`] makes it up front so
+/// that no sign-in pays for it.
+#[must_use]
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        // Hashing fails only on parameters argon2 refuses; the defaults are not among them.
+        hash_password(&random_password()).unwrap_or_default()
+    });
+    &DUMMY
+}
+
 /// Whether `password` matches `hash`; an unreadable hash matches nothing.
 #[must_use]
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -53,6 +67,16 @@ mod tests {
         assert!(verify_password("correct horse", &hash));
         assert!(!verify_password("wrong horse", &hash));
         assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn the_dummy_hash_is_a_real_argon2_hash_of_no_known_password() {
+        let dummy = PasswordHash::new(dummy_hash()).expect("the dummy hash parses");
+        let real_hash = hash_password("anything").unwrap();
+        let real = PasswordHash::new(&real_hash).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.params, real.params);
+        assert!(!verify_password("", dummy_hash()));
     }
 
     #[test]

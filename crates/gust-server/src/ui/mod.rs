@@ -12,6 +12,7 @@
 
 mod assets;
 mod data;
+pub mod headers;
 pub mod layout;
 mod live;
 pub mod mask;

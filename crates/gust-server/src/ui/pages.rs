@@ -19,6 +19,13 @@ use crate::ui::templates::{PageError, render};
 
 type PageResult = Result<Html<String>, PageError>;
 
+/// A 403 page unless the user's role may read variables and connections (Airflow's Op).
+fn require_configuration_reader(user: &PageUser, what: &str) -> Result<(), PageError> {
+    let needed =
+        crate::auth::permissions::required_role(&axum::http::Method::GET, "/api/v2/variables");
+    Ok(user.0.require(needed, what)?)
+}
+
 /// Adds the page's own values to the user's context.
 fn page(user: &PageUser, name: &str, values: minijinja::Value) -> PageResult {
     let context = minijinja::context! { ..values, ..user.context() };
@@ -146,6 +153,7 @@ pub async fn task_instance(
 
 /// `GET /variables`: keys and values, secret-looking ones masked.
 pub async fn variables(user: PageUser, State(state): State<AppState>) -> PageResult {
+    require_configuration_reader(&user, "GET /variables")?;
     let rows: Vec<Vec<String>> = state
         .store()
         .variable_records(state.fernet_key()?)
@@ -175,6 +183,7 @@ pub async fn variables(user: PageUser, State(state): State<AppState>) -> PageRes
 
 /// `GET /connections`: never a password or an extra, only whether one is set.
 pub async fn connections(user: PageUser, State(state): State<AppState>) -> PageResult {
+    require_configuration_reader(&user, "GET /connections")?;
     let rows: Vec<Vec<String>> = state
         .store()
         .ui_connections()

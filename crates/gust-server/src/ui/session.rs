@@ -1,6 +1,7 @@
 //! Logging in and out, and who may see what: [`PageUser`] sends the unauthenticated to
 //! `/login`, [`DataUser`] answers them 401. Both carry the session's CSRF token, which pages
-//! embed so their scripts can send it with every change.
+//! embed so their scripts can send it with every change. Sign-ins are throttled as the API's
+//! are, return only to a path on this site, and are refused when posted from another site.
 
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
@@ -9,13 +10,14 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, RequestPartsExt};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::Cookie;
-use gust_store::Role;
 use serde::Deserialize;
 
-use crate::auth::{self, Caller, SESSION_COOKIE};
+use crate::auth::forwarded::ClientOrigin;
+use crate::auth::permissions::{may_act_on_dags, may_read_configuration};
+use crate::auth::{self, Caller, LoginError, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::ui::templates::render;
+use crate::ui::templates::{PageError, render};
 
 /// The longest user name or password the login form reads.
 const MAX_CREDENTIAL_LEN: usize = 256;
@@ -29,14 +31,16 @@ pub struct PageUser(pub Caller);
 pub struct DataUser;
 
 impl PageUser {
-    /// The page context every template gets: user, role, CSRF token, whether to show changes.
+    /// The page context every template gets: user, role, CSRF token, whether to show changes
+    /// and the links to variables and connections.
     pub fn context(&self) -> minijinja::Value {
         let caller = &self.0;
         minijinja::context! {
             user => caller.username,
             role => caller.role.as_str(),
             csrf => caller.csrf.clone().unwrap_or_default(),
-            can_edit => caller.role >= Role::Op,
+            can_edit => may_act_on_dags(caller.role),
+            can_read_config => may_read_configuration(caller.role),
         }
     }
 }
@@ -88,19 +92,42 @@ fn encode_component(text: &str) -> String {
         .collect()
 }
 
-/// Where to go after logging in: a path on this site only, never another origin.
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.contains('\\')
-                && path.len() <= 2048 =>
-        {
-            path.to_owned()
-        }
-        _ => "/dags".to_owned(),
+/// A `next` that cannot be a path: it has a control character (a browser drops tabs and line
+/// breaks from a URL, so `/\t/evil.example` would become `//evil.example`, another site).
+#[derive(Debug, thiserror::Error)]
+#[error("the `next` parameter has a control character; give a path on this site, such as /dags")]
+pub struct BadNext;
+
+/// Where to go after logging in: a path on this site only, never another origin. It must start
+/// with one `/` followed by a character that is not `/`, `\` or a control character (`//x`
+/// and `/\x` name another host to a browser); anything else goes to `/dags`. Non-ASCII
+/// characters are percent-encoded so the answer's `Location` header is valid.
+fn safe_next(next: Option<&str>) -> Result<String, BadNext> {
+    let Some(path) = next else {
+        return Ok("/dags".to_owned());
+    };
+    if path.chars().any(char::is_control) {
+        return Err(BadNext);
     }
+    let mut chars = path.chars();
+    let on_this_site = chars.next() == Some('/')
+        && chars
+            .next()
+            .is_none_or(|second| second != '/' && second != '\\')
+        && path.len() <= 2048;
+    if !on_this_site {
+        return Ok("/dags".to_owned());
+    }
+    Ok(path
+        .bytes()
+        .map(|b| {
+            if b.is_ascii() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect())
 }
 
 /// `?next=` of the login page.
@@ -118,18 +145,23 @@ pub struct LoginForm {
 }
 
 /// `GET /login`.
-pub async fn login_page(Query(query): Query<NextQuery>) -> Result<Html<String>, ApiError> {
-    render(
+pub async fn login_page(Query(query): Query<NextQuery>) -> Result<Html<String>, PageError> {
+    let next = safe_next(query.next.as_deref())
+        .map_err(|e| PageError(ApiError::BadRequest(e.to_string())))?;
+    Ok(render(
         "login.html",
-        minijinja::context! { next => safe_next(query.next.as_deref()), error => "" },
-    )
+        minijinja::context! { next => next, error => "" },
+    )?)
 }
 
-/// Whether a form post came from a page of this site: a browser's `Origin` header, when it
-/// sends one, must name the host the request went to (so another site cannot sign a visitor in
-/// to an account of its choosing). Behind a proxy, `X-Forwarded-Host` counts as the host.
+/// Whether a form post came from a page of this site (so another site cannot sign a visitor in
+/// to an account of its choosing): the browser's `Origin` header, or when it sends none its
+/// `Referer`, must name the host the request went to; with neither, the post is taken (some
+/// privacy settings drop both, and a browser posting across sites sends `Origin`). Behind a
+/// proxy, `X-Forwarded-Host` counts as the host.
 fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(source) = text(header::ORIGIN).or_else(|| text(header::REFERER)) else {
         return true;
     };
     // Behind a reverse proxy, the host the browser used may arrive as X-Forwarded-Host.
@@ -137,19 +169,24 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .into_iter()
         .filter_map(|name| headers.get(name).and_then(|v| v.to_str().ok()))
         .collect();
-    origin
-        .split_once("://")
-        .is_some_and(|(_, authority)| hosts.contains(&authority))
+    source.split_once("://").is_some_and(|(_, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        hosts.contains(&authority)
+    })
 }
 
 /// `POST /login`: a session cookie and a redirect, or the form again with one line saying why.
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientOrigin,
     headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let next = safe_next(form.next.as_deref());
+    let next = match safe_next(form.next.as_deref()) {
+        Ok(next) => next,
+        Err(bad) => return PageError(ApiError::BadRequest(bad.to_string())).into_response(),
+    };
     let again = |status: StatusCode, error: &str| match render(
         "login.html",
         minijinja::context! { next => next.clone(), error => error, username => form.username.clone() },
@@ -171,15 +208,28 @@ pub async fn login(
         username: form.username.clone(),
         password: form.password.clone(),
     };
-    match auth::check_credentials(&state, &credentials).await {
+    match auth::check_credentials(&state, &client, &credentials).await {
         Ok(token) => {
             tracing::info!(user = %form.username, "signed in to the web UI");
-            (jar.add(auth::session_cookie(token)), Redirect::to(&next)).into_response()
+            let cookie = auth::session_cookie(token, client.https);
+            (jar.add(cookie), Redirect::to(&next)).into_response()
         }
-        Err(ApiError::Unauthorized(_)) => {
+        Err(LoginError::Api(ApiError::Unauthorized(_))) => {
             again(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
         }
-        Err(err) => err.into_response(),
+        Err(LoginError::Throttled(throttled)) => {
+            let message = format!(
+                "Too many sign-in attempts; try again in {} seconds.",
+                throttled.retry_after_secs()
+            );
+            let mut page = again(StatusCode::TOO_MANY_REQUESTS, &message);
+            page.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(throttled.retry_after_secs()),
+            );
+            page
+        }
+        Err(LoginError::Api(err)) => err.into_response(),
     }
 }
 
@@ -212,11 +262,23 @@ mod tests {
 
     #[test]
     fn next_never_leaves_the_site() {
-        assert_eq!(safe_next(Some("/dags/x?tab=graph")), "/dags/x?tab=graph");
-        assert_eq!(safe_next(Some("//evil.example/")), "/dags");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/dags");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/dags");
-        assert_eq!(safe_next(None), "/dags");
+        let next = |text: Option<&str>| safe_next(text).unwrap();
+        assert_eq!(next(Some("/dags/x?tab=graph")), "/dags/x?tab=graph");
+        assert_eq!(next(Some("/")), "/");
+        assert_eq!(next(Some("//evil.example/")), "/dags");
+        assert_eq!(next(Some("https://evil.example/")), "/dags");
+        assert_eq!(next(Some("/\\evil.example")), "/dags");
+        assert_eq!(next(Some("/dags/caf\u{e9}")), "/dags/caf%C3%A9");
+        assert_eq!(next(None), "/dags");
+        // Browsers drop tabs and line breaks: `/<tab>/evil.example` is `//evil.example`.
+        for bad in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/dags\r\nSet-Cookie: x=y",
+            "/\u{0}",
+        ] {
+            assert!(safe_next(Some(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -233,6 +295,26 @@ mod tests {
         assert!(same_origin(&headers(Some("http://gust.example:8080"))));
         assert!(!same_origin(&headers(Some("https://evil.example"))));
         assert!(!same_origin(&headers(Some("null"))));
+    }
+
+    #[test]
+    fn without_an_origin_the_referer_must_be_this_site() {
+        let headers = |referer: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, "gust.example:8080".parse().unwrap());
+            h.insert(header::REFERER, referer.parse().unwrap());
+            h
+        };
+        assert!(same_origin(&headers(
+            "http://gust.example:8080/login?next=/dags"
+        )));
+        assert!(!same_origin(&headers(
+            "https://evil.example/gust.example:8080"
+        )));
+        assert!(!same_origin(&headers(
+            "https://gust.example:8080.evil.example/"
+        )));
+        assert!(!same_origin(&headers("not a url")));
     }
 
     #[test]

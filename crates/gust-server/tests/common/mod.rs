@@ -24,13 +24,15 @@ pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600, 0).expect("2026-01-01")
 }
 
-/// A server with one user per role (`admin`, `op`, `viewer`, password `password`).
+/// A server with one user per role (`admin`, `op`, `user`, `viewer`, password `password`).
 pub struct TestServer {
     pub db: TestDb,
     pub state: AppState,
     pub app: axum::Router,
     pub dags_dir: tempfile::TempDir,
     pub logs_dir: tempfile::TempDir,
+    /// The users made at the start, one per role.
+    pub users: Vec<User>,
 }
 
 /// An answer: status and JSON body (`Value::Null` when the body is not JSON).
@@ -59,14 +61,12 @@ impl TestServer {
         };
         // Tokens are checked against the real clock, so the server runs on it.
         let state = AppState::new(db.store.clone(), Arc::new(SystemClock), settings, None);
+        let hash = hash_password("password").expect("hash");
+        let mut users = Vec::new();
         for role in Role::ALL {
-            let user = User {
-                username: role.as_str().to_owned(),
-                password_hash: hash_password("password").expect("hash"),
-                role,
-                created_at: t0(),
-            };
+            let user = User::new(role.as_str().to_owned(), hash.clone(), role, t0());
             db.store.create_user(&user).await.expect("user");
+            users.push(user);
         }
         let app = gust_server::router(state.clone());
         Self {
@@ -75,12 +75,20 @@ impl TestServer {
             app,
             dags_dir: tempfile::tempdir().expect("dags dir"),
             logs_dir,
+            users,
         }
     }
 
     /// A valid token for the user named after `role`.
     pub fn token(&self, role: Role) -> String {
-        self.state.tokens().issue(role.as_str(), SystemClock.now())
+        let user = self
+            .users
+            .iter()
+            .find(|u| u.role == role)
+            .expect("a user per role");
+        self.state
+            .tokens()
+            .issue(&user.username, &user.id, SystemClock.now())
     }
 
     /// Writes `files` (name, YAML) into the DAGs folder and records the DAGs in the store, as
@@ -145,8 +153,12 @@ impl TestServer {
         }
     }
 
+    /// `GET uri` as the least role that may read it (a viewer, or an op for variables and
+    /// connections).
     pub async fn get(&self, uri: &str) -> Answer {
-        self.call(Method::GET, uri, Some(Role::Viewer), None).await
+        let path = uri.split('?').next().unwrap_or(uri);
+        let role = gust_server::auth::permissions::required_role(&Method::GET, path);
+        self.call(Method::GET, uri, Some(role), None).await
     }
 
     /// The key the server encrypts connections and variables with.

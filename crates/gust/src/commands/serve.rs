@@ -183,7 +183,14 @@ async fn start_server(
     } else {
         host
     };
-    let app = gust_server::router(state);
+    let security = gust_server::SecuritySettings {
+        throttle: gust_server::auth::throttle::ThrottleSettings {
+            per_user: config.api.auth_rate_limit_per_user,
+            per_address: config.api.auth_rate_limit_per_address,
+        },
+        proxy_fix: config.api.enable_proxy_fix,
+    };
+    let app = gust_server::router(state.with_security(security));
     let server = tokio::spawn(gust_server::serve(listener, app, stop));
     Ok((server, format!("http://{shown}:{}", bound.port())))
 }

@@ -66,15 +66,11 @@ async fn create(
     }
     let role = match role {
         RoleArg::Viewer => Role::Viewer,
+        RoleArg::User => Role::User,
         RoleArg::Op => Role::Op,
         RoleArg::Admin => Role::Admin,
     };
-    let user = User {
-        username,
-        password_hash: hash_password(&password)?,
-        role,
-        created_at: SystemClock.now(),
-    };
+    let user = User::new(username, hash_password(&password)?, role, SystemClock.now());
     if !store.create_user(&user).await? {
         anyhow::bail!(
             "user \"{}\" already exists; `gust users delete --username {}` first to replace it",
@@ -113,12 +109,12 @@ pub async fn ensure_first_admin(
         return Ok(None);
     }
     let password = gust_server::auth::password::random_password();
-    let user = User {
-        username: "admin".to_owned(),
-        password_hash: hash_password(&password)?,
-        role: Role::Admin,
-        created_at: SystemClock.now(),
-    };
+    let user = User::new(
+        "admin".to_owned(),
+        hash_password(&password)?,
+        Role::Admin,
+        SystemClock.now(),
+    );
     if !store.create_user(&user).await? {
         return Ok(None); // Another process created it first.
     }
