@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::DateTime;
+use minijinja::Value;
 
 use crate::context::TemplateContext;
 use crate::lookup::{RuntimeLookup, TemplateConnection};
@@ -23,6 +24,13 @@ pub struct Known {
     pub variables: Option<HashSet<String>>,
     /// The connections that exist, or `None` when that cannot be known.
     pub connections: Option<HashSet<String>>,
+}
+
+impl Known {
+    /// Whether nothing is known: every variable and connection may exist.
+    pub(crate) fn is_nothing_known(&self) -> bool {
+        self.variables.is_none() && self.connections.is_none()
+    }
 }
 
 /// The names Gust's context defines at the top level.
@@ -153,10 +161,10 @@ pub(crate) fn why_undefined(name: &str, known: &Known) -> Option<String> {
 }
 
 /// The context a check renders with: a fixed run, stand-ins for variables and connections.
-pub(crate) fn probe(known: &Known) -> (TemplateContext, Arc<dyn RuntimeLookup>) {
+pub(crate) fn probe(known: &Known) -> Value {
     let start = DateTime::UNIX_EPOCH;
     let ctx = TemplateContext::new("dag", "task", "manual__check", start, start);
-    (ctx, Arc::new(StandIns(known.clone())))
+    ctx.to_value(Arc::new(StandIns(known.clone())))
 }
 
 /// Variables and connections with stand-in values: all of them when it is not known which

@@ -106,6 +106,9 @@ pub struct RenderError {
 /// Renders templates with Airflow's context. Build one and reuse it.
 pub struct Renderer {
     env: Environment<'static>,
+    /// The stand-in context for checks when nothing is known of variables and connections (as
+    /// when DAG files load), built once: building it per template was most of a load's time.
+    unknown_probe: std::sync::OnceLock<Value>,
 }
 
 impl Default for Renderer {
@@ -140,7 +143,10 @@ impl Renderer {
         // which Airflow users write because Airflow renders with Python's Jinja.
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         objects::add_filters(&mut env);
-        Self { env }
+        Self {
+            env,
+            unknown_probe: std::sync::OnceLock::new(),
+        }
     }
 
     /// Compiles `source` without rendering it, to report syntax errors when DAGs load.
@@ -148,10 +154,14 @@ impl Renderer {
         if !is_template(source) {
             return Ok(());
         }
+        self.compile(source).map(drop)
+    }
+
+    /// Compiles `source`, bounded in size.
+    fn compile<'s>(&self, source: &'s str) -> Result<minijinja::Template<'_, 's>, TemplateError> {
         check_size(source)?;
         self.env
             .template_from_str(source)
-            .map(drop)
             .map_err(|err| TemplateError::Syntax {
                 line: err.line().unwrap_or(1),
                 detail: detail(&err),
@@ -163,12 +173,18 @@ impl Renderer {
     /// a variable or connection `known` says does not exist). Params and conf keys are not
     /// reported: a run's conf may give them.
     pub fn check(&self, source: &str, known: &Known) -> Result<(), TemplateError> {
-        self.check_syntax(source)?;
         if !is_template(source) {
             return Ok(());
         }
-        let (ctx, lookup) = check::probe(known);
-        match self.render_with(source, &ctx.to_value(lookup)) {
+        let template = self.compile(source)?;
+        let probe = if known.is_nothing_known() {
+            self.unknown_probe
+                .get_or_init(|| check::probe(known))
+                .clone()
+        } else {
+            check::probe(known)
+        };
+        match self.render_compiled(&template, &probe) {
             Err(TemplateError::Undefined { name, line }) => {
                 match check::why_undefined(&name, known) {
                     Some(why) => Err(TemplateError::WillBeUndefined { name, line, why }),
@@ -196,14 +212,16 @@ impl Renderer {
     }
 
     fn render_with(&self, source: &str, values: &Value) -> Result<String, TemplateError> {
-        check_size(source)?;
-        let template = self
-            .env
-            .template_from_str(source)
-            .map_err(|err| TemplateError::Syntax {
-                line: err.line().unwrap_or(1),
-                detail: detail(&err),
-            })?;
+        let template = self.compile(source)?;
+        self.render_compiled(&template, values)
+    }
+
+    /// Renders a compiled template, naming what failed as [`TemplateError`] does.
+    fn render_compiled(
+        &self,
+        template: &minijinja::Template<'_, '_>,
+        values: &Value,
+    ) -> Result<String, TemplateError> {
         template.render(values).map_err(|err| {
             let line = err.line().unwrap_or(1);
             // A method called on an undefined name (`macros.dateutil.relativedelta(...)`) is an
@@ -214,13 +232,13 @@ impl Renderer {
             match err.kind() {
                 _ if undefined_receiver => TemplateError::Undefined {
                     name: self
-                        .undefined_name(&template, values)
+                        .undefined_name(template, values)
                         .unwrap_or_else(|| "?".to_owned()),
                     line,
                 },
                 ErrorKind::UndefinedError => TemplateError::Undefined {
                     name: self
-                        .undefined_name(&template, values)
+                        .undefined_name(template, values)
                         .unwrap_or_else(|| "?".to_owned()),
                     line,
                 },
