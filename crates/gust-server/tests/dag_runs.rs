@@ -284,6 +284,20 @@ async fn runs_are_listed_filtered_sorted_and_paged_on(server: TestServer) {
         .get("/api/v2/dags/hello/dagRuns?logical_date_gte=2026-01-02T00:00:00%2B00:00&state=queued")
         .await;
     assert_eq!(run_ids(&since), vec!["b", "c"]);
+    // apache-airflow-client writes `+0000`; Airflow also reads naive times and dates as UTC.
+    for since in [
+        "2026-01-02T00:00:00.000000%2B0000",
+        "2026-01-02T00:00:00",
+        "2026-01-02",
+    ] {
+        let answer = server
+            .get(&format!(
+                "/api/v2/dags/hello/dagRuns?logical_date_gte={since}&state=queued"
+            ))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{since}: {}", answer.text);
+        assert_eq!(run_ids(&answer), vec!["b", "c"], "{since}");
+    }
     let every_dag = server.get("/api/v2/dags/~/dagRuns?order_by=dag_id").await;
     assert_eq!(every_dag.json["total_entries"], 4);
     assert_eq!(

@@ -175,7 +175,9 @@ fn time_param(
                 ApiError::invalid(
                     place,
                     field,
-                    format!("Input should be a valid datetime with a time zone, not \"{text}\""),
+                    format!(
+                        "Input should be a valid datetime (RFC 3339, or a date), not \"{text}\""
+                    ),
                 )
             })
         })

@@ -1059,7 +1059,7 @@ async fn post_clear_task_instances(
                     ApiError::invalid(
                         "body",
                         field,
-                        "Input should be a valid datetime with a time zone",
+                        "Input should be a valid datetime (RFC 3339, or a date)",
                     )
                 })
             })
