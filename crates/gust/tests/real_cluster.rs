@@ -540,3 +540,117 @@ async fn a_pod_deleted_by_someone_else_fails_the_try_saying_so() {
     line_with(&log, &format!("pod {deleted} was already gone"));
     assert!(!log.contains("could not delete"), "{log}");
 }
+
+/// A CRD (whose schema bounds `spec.size`), a ConfigMap and a custom object of the CRD.
+const RESOURCES: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.test.gust.dev}
+spec:
+  group: test.gust.dev
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {type: integer, maximum: 10}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {MODE: full}
+---
+apiVersion: test.gust.dev/v1
+kind: Widget
+metadata: {name: small}
+spec: {size: 3}
+"#;
+
+const MANIFESTS_DAG: &str = r#"
+real_cluster_manifests:
+  start_date: 2024-01-01
+  default_args: {namespace: gust-manifests, retries: 0}
+  tasks:
+    apply:
+      operator: KubernetesCreateResourceOperator
+      yaml_conf_file: resources.yaml
+    too_big:
+      operator: kubernetes_apply
+      yaml_conf: |
+        apiVersion: test.gust.dev/v1
+        kind: Widget
+        metadata: {name: big}
+        spec: {size: 99}
+      dependencies: [apply]
+    delete:
+      operator: KubernetesDeleteResourceOperator
+      yaml_conf_file: resources.yaml
+      dependencies: [too_big]
+      trigger_rule: all_done
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manifests_apply_server_side_the_crd_schema_refuses_in_one_line_and_delete_cleans_up() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+    let Some(kubeconfig) = cluster(
+        "manifests_apply_server_side_the_crd_schema_refuses_in_one_line_and_delete_cleans_up",
+    ) else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    namespace(&client, "gust-manifests").await;
+    let dags = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dags.path().join("resources.yaml"), RESOURCES).expect("write");
+    std::fs::write(dags.path().join("manifests.yaml"), MANIFESTS_DAG).expect("write");
+    // Twice: server-side apply converges where a create would say "already exists".
+    for _ in 0..2 {
+        let ran = dags_test(&kubeconfig, dags.path(), "real_cluster_manifests").await;
+        // The run's only leaf is an all_done cleanup, so it succeeds (as in Airflow) although
+        // too_big fails.
+        assert!(ran.success, "{}\n{}", ran.stdout, ran.stderr);
+        assert!(ran.stdout.contains("too_big: failed"), "{}", ran.stdout);
+        let apply = ran.log("apply");
+        assert!(apply.contains("try succeeded"), "{apply}");
+        let log = ran.log("too_big");
+        let line = line_with(&log, "Widget big");
+        assert!(
+            line.contains("spec.size"),
+            "the CRD's schema refused it: {line}"
+        );
+        assert!(!line.contains("Status {"), "{line}");
+        let delete = ran.log("delete");
+        assert!(delete.contains("try succeeded"), "{delete}");
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "gust-manifests");
+    assert!(
+        config_maps
+            .get_opt("settings")
+            .await
+            .expect("reading")
+            .is_none(),
+        "the ConfigMap was deleted"
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for _ in 0..300 {
+        if crds
+            .get_opt("widgets.test.gust.dev")
+            .await
+            .expect("reading")
+            .is_none()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the CRD was not deleted");
+}
