@@ -123,11 +123,11 @@ pub fn diagnose(pod: &Pod, base: &str) -> PodView {
         .iter()
         .flatten()
         .find(|c| c.name == base);
+    // A kubelet sends `lastState: {}` for a container that never ended: only a state that ran
+    // counts as a start.
+    let ran = |s: &ContainerState| s.running.is_some() || s.terminated.is_some();
     let base_started = base_status.is_some_and(|c| {
-        c.state
-            .as_ref()
-            .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-            || c.last_state.is_some()
+        c.state.as_ref().is_some_and(ran) || c.last_state.as_ref().is_some_and(ran)
     });
     // Gust deletes a try's pod only once it has decided the try; a deletion it sees while
     // following was someone else's.

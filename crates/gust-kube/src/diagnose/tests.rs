@@ -173,3 +173,24 @@ fn the_termination_message_follows_the_exit_code() {
         "container \"base\" exited with code 1"
     );
 }
+
+/// A kubelet reports `lastState: {}` for a container that never ended (Go's empty struct is
+/// not omitted): that is no sign the container started. Found against a real API server, where
+/// a pod backing off its image pull was taken as running and waited on for ever.
+#[test]
+fn an_empty_last_state_is_not_a_start() {
+    let status = json!({"phase": "Pending", "conditions": scheduled(), "containerStatuses": [
+        {"name": "base", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+         "lastState": {},
+         "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x\""}}}]});
+    let PodView::Starting { waiting: Some(w) } = diagnose(&pod(status), "base") else {
+        panic!("a container waiting for its image has not started")
+    };
+    assert_eq!(w.reason, "ImagePullBackOff");
+    // A container that ended before (and is restarting) has started.
+    let status = json!({"phase": "Running", "conditions": scheduled(), "containerStatuses": [
+        {"name": "base", "image": "x", "imageID": "", "ready": false, "restartCount": 1,
+         "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+         "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}}]});
+    assert_eq!(diagnose(&pod(status), "base"), PodView::Running);
+}

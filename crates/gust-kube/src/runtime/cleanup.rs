@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 
+use super::api_error::api_error;
 use crate::build::XCOM_SIDECAR_NAME;
 
 /// KPO's label on pods whose try is over, so that they are never re-attached.
@@ -66,7 +67,11 @@ pub async fn clean(leftover: Leftover, clock: &dyn Clock) {
     let line = if delete {
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => format!("deleted pod {name}"),
-            Err(err) => format!("could not delete pod {name}: {err}"),
+            // Someone else deleted it (which failed the try): nothing is left to do.
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                format!("pod {name} was already gone")
+            }
+            Err(err) => format!("could not delete pod {name}: {}", api_error(&err)),
         }
     } else {
         // Marked, as KPO marks it, so that no later try re-attaches to it.
@@ -76,7 +81,7 @@ pub async fn clean(leftover: Leftover, clock: &dyn Clock) {
             .await
         {
             Ok(_) => format!("kept pod {name} (on_finish_action)"),
-            Err(err) => format!("could not mark kept pod {name}: {err}"),
+            Err(err) => format!("could not mark kept pod {name}: {}", api_error(&err)),
         }
     };
     if let Ok(mut log) = LogWriter::open(&log_path, clock).await {

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Inner;
+use super::api_error::api_error;
 use super::cleanup::{self, CHECKED_LABEL};
 use super::cluster::{Cluster, ClusterChoice, ConnectionSettings};
 use super::logs::{self, LogLine};
@@ -265,7 +266,9 @@ impl<'a> Follower<'a> {
                 }
                 Err(err) => {
                     return Err(TryOutcome::Failed(FailureReason::Spawn(format!(
-                        "cannot create pod {name}: {err}"
+                        "cannot create pod {name} in namespace {}: {}",
+                        pod.metadata.namespace.as_deref().unwrap_or_default(),
+                        api_error(&err)
                     ))));
                 }
             }

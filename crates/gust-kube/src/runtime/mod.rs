@@ -4,6 +4,7 @@
 //! it, sharing its clusters: [`ResourceExecutor`] applies and deletes manifests
 //! (`resource.rs`) and [`SparkExecutor`] follows SparkApplications (`spark.rs`).
 
+mod api_error;
 mod cleanup;
 mod cluster;
 mod exec;

@@ -27,6 +27,7 @@ use super::{JobState, Jobs, Leftover, job_state, labels_of};
 use crate::build::job::{CHECKED_LABEL, JobRequest, build_job};
 use crate::build::{XCOM_SIDECAR_NAME, names, try_labels};
 use crate::diagnose::{self, PodView};
+use crate::runtime::api_error::api_error;
 use crate::runtime::cleanup;
 use crate::runtime::cluster::ClusterChoice;
 use crate::runtime::logs::{self, LogLine};
@@ -193,8 +194,9 @@ impl Follower<'_> {
                 }
                 Err(err) => {
                     return Err(TryOutcome::Failed(FailureReason::Spawn(format!(
-                        "cannot create job {name} in namespace {}: {err}",
-                        self.namespace
+                        "cannot create job {name} in namespace {}: {}",
+                        self.namespace,
+                        api_error(&err)
                     ))));
                 }
             }

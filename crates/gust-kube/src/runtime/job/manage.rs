@@ -17,6 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::time::Instant;
 
 use super::{JobState, Jobs, background, job_state};
+use crate::runtime::api_error::api_error;
 use crate::runtime::cluster::ClusterChoice;
 
 /// The namespace a task names, else its connection's or `[kubernetes]`'s, else the cluster's.
@@ -94,7 +95,8 @@ pub(super) async fn delete(
             Ok(job) => job,
             Err(err) => {
                 return TryOutcome::Failed(FailureReason::Pod(format!(
-                    "cannot read job {name} in namespace {namespace}: {err}"
+                    "cannot read job {name} in namespace {namespace}: {}",
+                    api_error(&err)
                 )));
             }
         }
@@ -143,7 +145,8 @@ pub(super) async fn delete(
             TryOutcome::Succeeded { xcom: None }
         }
         Err(err) => TryOutcome::Failed(FailureReason::Pod(format!(
-            "cannot delete job {name} in namespace {namespace}: {err}"
+            "cannot delete job {name} in namespace {namespace}: {}",
+            api_error(&err)
         ))),
     }
 }
@@ -240,7 +243,8 @@ pub(super) async fn patch(
             )))
         }
         Err(err) => TryOutcome::Failed(FailureReason::Pod(format!(
-            "cannot patch job {name} in namespace {namespace}: {err}"
+            "cannot patch job {name} in namespace {namespace}: {}",
+            api_error(&err)
         ))),
     }
 }

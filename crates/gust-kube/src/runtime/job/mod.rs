@@ -29,6 +29,7 @@ use super::{Inner, KubeExecutor};
 use crate::build::job::CHECKED_LABEL;
 use crate::build::names::safe_label_value;
 use crate::build::{PodDefaults, TRY_LABEL_NAMES, TryLabels, try_labels};
+use crate::runtime::api_error::api_error;
 use crate::runtime::cluster::{Cluster, ClusterChoice};
 
 /// The operators this runtime runs.
@@ -202,7 +203,7 @@ impl Executor for JobExecutor {
             let line = if delete {
                 match api.delete(&name, &background()).await {
                     Ok(_) => format!("deleted job {name} and its pods"),
-                    Err(err) => format!("could not delete job {name}: {err}"),
+                    Err(err) => format!("could not delete job {name}: {}", api_error(&err)),
                 }
             } else {
                 let patch = serde_json::json!({"metadata": {"labels": {CHECKED_LABEL: "True"}}});
@@ -211,7 +212,7 @@ impl Executor for JobExecutor {
                     .await
                 {
                     Ok(_) => format!("kept job {name} (on_finish_action)"),
-                    Err(err) => format!("could not mark kept job {name}: {err}"),
+                    Err(err) => format!("could not mark kept job {name}: {}", api_error(&err)),
                 }
             };
             if let Ok(mut log) = LogWriter::open(&log_path, jobs.inner.clock.as_ref()).await {
