@@ -190,7 +190,9 @@ fn workload(spec: &LaunchSpec, admission: &Admission, loader: &str) -> serde_jso
         },
         "dag_rel_path": loader,
         "bundle_info": {"name": BUNDLE, "version": null},
-        "log_path": null,
+        // Relative to the scratch folder's `logs` (AIRFLOW__LOGGING__BASE_LOG_FOLDER): the
+        // supervisor writes the task's lines there and, once, to its stdout, which Gust reads.
+        "log_path": "task.log",
         "sentry_integration": "",
     })
 }
@@ -306,6 +308,20 @@ pub fn log_line(text: String) -> String {
         return text;
     };
     fields.remove("timestamp");
+    // What the try's log already says (it is one try's), or where in Python the line came from.
+    for said in [
+        "dag_id",
+        "run_id",
+        "task_id",
+        "ti_id",
+        "try_number",
+        "map_index",
+        "filename",
+        "lineno",
+        "loc",
+    ] {
+        fields.remove(said);
+    }
     let level = fields
         .remove("level")
         .and_then(|l| l.as_str().map(str::to_uppercase))
@@ -378,7 +394,7 @@ mod tests {
 
     #[test]
     fn structured_lines_read_as_text_and_others_stay() {
-        let line = r#"{"timestamp":"2026-01-01T00:00:00Z","level":"info","event":"Done. Returned value was: 3","logger":"airflow.task.operators","ti":"x"}"#;
+        let line = r#"{"timestamp":"2026-01-01T00:00:00Z","level":"info","event":"Done. Returned value was: 3","logger":"airflow.task.operators","ti":"x","dag_id":"d","lineno":3}"#;
         assert_eq!(
             log_line(line.to_owned()),
             "INFO airflow.task.operators: Done. Returned value was: 3 ti=x"

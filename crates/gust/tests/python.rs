@@ -76,12 +76,12 @@ def fail():
 
 /// The DAG file: `py` returns a value, `shout` (bash) pulls it, `consume` (Python) pulls
 /// `shout`'s; in a second DAG a task skips itself and one fails after its retry.
-fn dag_file(callables: &Path) -> String {
+fn dag_file(callables: &Path, schedule: &str) -> String {
     let file = callables.display();
     format!(
         r#"
 py_xcom:
-  schedule: null
+  schedule: {schedule}
   start_date: 2024-01-01
   catchup: false
   tasks:
@@ -126,11 +126,16 @@ fn read_json(path: &Path) -> serde_json::Value {
 
 /// A folder with the DAG file and its callables.
 fn dags_folder(root: &Path) -> PathBuf {
+    dags_folder_scheduled(root, "null")
+}
+
+/// The same, `py_xcom` running on `schedule`.
+fn dags_folder_scheduled(root: &Path, schedule: &str) -> PathBuf {
     let dags = root.join("dags");
     std::fs::create_dir_all(&dags).expect("mkdir");
     let callables = root.join("callables.py");
     std::fs::write(&callables, CALLABLES).expect("write");
-    std::fs::write(dags.join("py_xcom.yaml"), dag_file(&callables)).expect("write");
+    std::fs::write(dags.join("py_xcom.yaml"), dag_file(&callables, schedule)).expect("write");
     dags
 }
 
@@ -226,6 +231,60 @@ fn a_python_task_skips_itself_and_a_failing_one_is_retried_then_fails() {
     let log = find_log(&home.path().join("logs"), "task_id=failer").expect("a log");
     let text = std::fs::read_to_string(log).expect("log");
     assert!(text.contains("this task always fails"), "{text}");
+}
+
+#[test]
+#[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
+fn the_scheduler_serves_the_execution_api_to_its_python_tasks() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    dags_folder_scheduled(home.path(), "\"@daily\"");
+    let url = format!("sqlite://{}", home.path().join("gust.db").display());
+    gust(home.path())
+        .env("GUST__DATABASE__URL", &url)
+        .args(["db", "migrate"])
+        .assert()
+        .success();
+    let out = home.path().join("out");
+    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("a log");
+    let child = common::gust_process(home.path(), &url)
+        .arg("scheduler")
+        .env("GUST__PYTHON__INTERPRETER", &python)
+        .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
+        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+        .env("OUT_DIR", &out)
+        .stdout(log.try_clone().expect("a log"))
+        .stderr(log)
+        .spawn()
+        .expect("the scheduler starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let runs = loop {
+        let listed = gust(home.path())
+            .env("GUST__DATABASE__URL", &url)
+            .args(["dags", "list-runs", "py_xcom", "-o", "json"])
+            .output()
+            .expect("gust runs");
+        let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+        if text.contains("\"success\"") || text.contains("\"failed\"") {
+            break text;
+        }
+        if std::time::Instant::now() > deadline {
+            common::kill9(child);
+            panic!(
+                "the run did not end in 180 s: {text}\n{}",
+                std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    common::kill9(child);
+    assert!(runs.contains("\"success\""), "{runs}");
+    let consumed = read_json(&out.join("consume.json"));
+    assert_eq!(consumed["shout"], "pulled-42", "{consumed}");
+    assert_eq!(consumed["py"]["doubled"], 42, "{consumed}");
+    assert_eq!(consumed["run_type"], "scheduled", "{consumed}");
 }
 
 /// The first log file under `root` whose path contains `part`.
