@@ -410,6 +410,13 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         }
         println!("  parallelism: {}", config.core.parallelism);
         println!("  pods:        {}", pod_runtime(&config));
+        if let Some(python) = &python {
+            println!(
+                "  python:      {} (Execution API at {})",
+                python.runtime.interpreter.display(),
+                python.runtime.api_url
+            );
+        }
         if let Some((_, address)) = &server {
             println!("  web UI, API: {address}");
         }
