@@ -165,8 +165,25 @@ impl Admission {
 }
 
 impl Drop for Admission {
+    /// A try that ends here without [`Admission::finish`] was killed (or timed out, or never
+    /// started). Killing the worker's process group does not reach the task itself: Airflow's
+    /// supervisor runs it in a process group of its own, whose id is the pid it reported when it
+    /// started, so that group is killed too.
     fn drop(&mut self) {
-        self.broker.finish(self.ti_id);
+        let Some(progress) = self.broker.finish(self.ti_id) else {
+            return;
+        };
+        let Some(pgid) = progress
+            .runner
+            .and_then(|runner| u32::try_from(runner.pid).ok())
+        else {
+            return;
+        };
+        // The pid comes from the worker: never this process's own group, nor init's.
+        let own_group = nix::unistd::getpgrp().as_raw().unsigned_abs();
+        if pgid > 1 && pgid != std::process::id() && pgid != own_group {
+            crate::group::signal(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 

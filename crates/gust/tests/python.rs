@@ -66,6 +66,13 @@ def consume(ti=None, dag_run=None):
     return value["shout"]
 
 
+def nap():
+    _record("nap", os.getpid())
+    import time
+    time.sleep(60)
+    _record("woke", True)
+
+
 def skip():
     raise AirflowSkipException("nothing to do today")
 
@@ -114,6 +121,15 @@ py_edges:
       python_callable_file: {file}
       retries: 1
       retry_delay: 1
+py_timeout:
+  schedule: null
+  start_date: 2024-01-01
+  tasks:
+    nap:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: nap
+      python_callable_file: {file}
+      execution_timeout: {{__type__: datetime.timedelta, seconds: 10}}
 "#
     )
 }
@@ -285,6 +301,44 @@ fn the_scheduler_serves_the_execution_api_to_its_python_tasks() {
     assert_eq!(consumed["shout"], "pulled-42", "{consumed}");
     assert_eq!(consumed["py"]["doubled"], 42, "{consumed}");
     assert_eq!(consumed["run_type"], "scheduled", "{consumed}");
+}
+
+#[test]
+fn a_python_task_past_its_execution_timeout_is_killed_with_its_task_process() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let out = home.path().join("out");
+    let run = gust(home.path())
+        .env("GUST__PYTHON__INTERPRETER", &python)
+        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+        .env("OUT_DIR", &out)
+        .args(["dags", "test", "py_timeout", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&run);
+    assert!(
+        stdout.contains("nap: failed (try 1): timed out after 10s"),
+        "{stdout}"
+    );
+    // The process that ran the callable (the Task SDK's task runner, in a process group of its
+    // own) is gone too.
+    let pid = read_json(&out.join("nap.json"));
+    // Gone, or a zombie (dead, waiting for a parent that reaps it: no init reaps in a
+    // container whose first process is not one).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+    assert!(
+        matches!(state, None | Some("Z" | "X")),
+        "the task's process {pid} outlived the try: {stat}"
+    );
+    assert!(!out.join("woke.json").exists());
 }
 
 /// The first log file under `root` whose path contains `part`.
