@@ -50,6 +50,7 @@ pub fn plan(spec: &LaunchSpec) -> Result<Plan, TryOutcome> {
         clear_env: !inherit,
         cwd,
         decoder,
+        render: std::convert::identity,
         what: "bash".to_owned(),
         folders,
         finish: Box::new(move |code, last_line| {

@@ -61,6 +61,7 @@ mod tests {
             logical_date: Some(at),
             owner: "data".into(),
             email: vec!["a@example.com".into(), "b@example.com".into()],
+            ..TryContext::default()
         }));
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(

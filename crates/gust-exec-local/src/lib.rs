@@ -16,9 +16,11 @@ mod group;
 mod output;
 mod pod;
 mod process;
+mod python;
 mod ready;
 
 pub use pod::Secrets;
+pub use python::{NO_PYTHON_RUNTIME, PythonRuntime};
 mod record;
 mod sandbox;
 
@@ -66,6 +68,9 @@ pub struct LocalConfig {
     /// at their mount paths, the host's files read-only. Without it, or where bwrap cannot run,
     /// mount paths in commands are rewritten instead.
     pub sandbox: bool,
+    /// How Python tasks run (`[python] interpreter`; default: not at all, and they are refused
+    /// naming that setting).
+    pub python: Option<PythonRuntime>,
 }
 
 impl Default for LocalConfig {
@@ -78,6 +83,7 @@ impl Default for LocalConfig {
             run_pods: false,
             secrets: gust_executor::Current::default(),
             sandbox: true,
+            python: None,
         }
     }
 }
@@ -153,6 +159,7 @@ impl LocalExecutor {
         match operator {
             "bash" | "empty" => true,
             "kubernetes_pod" => self.inner.config.run_pods,
+            "python" => self.inner.config.python.is_some(),
             _ => false,
         }
     }
@@ -210,6 +217,8 @@ impl Executor for LocalExecutor {
         let readying = self.take_readying(&spec.key);
         let refused = if spec.operator == "kubernetes_pod" && !self.inner.config.run_pods {
             Err(LaunchError::Unconfigured(NO_POD_RUNTIME.to_owned()))
+        } else if spec.operator == "python" && self.inner.config.python.is_none() {
+            Err(LaunchError::Unconfigured(NO_PYTHON_RUNTIME.to_owned()))
         } else if !self.runs(&spec.operator) {
             Err(LaunchError::UnknownOperator(spec.operator.clone()))
         } else {

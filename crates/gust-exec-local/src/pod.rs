@@ -97,6 +97,7 @@ pub async fn plan(
         clear_env: false,
         cwd: layout.root.clone(),
         decoder: Decoder::utf8(),
+        render: std::convert::identity,
         what: format!("local pod {name}"),
         folders: vec![root],
         finish: Box::new(move |code, _| finish(code, &args, do_xcom_push, &finish_layout)),

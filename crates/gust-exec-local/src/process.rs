@@ -38,6 +38,8 @@ pub struct Plan {
     pub cwd: PathBuf,
     /// How its output is decoded.
     pub decoder: Decoder,
+    /// How a decoded line of output reads in the log (and as the last line).
+    pub render: fn(String) -> String,
     /// What is started, for the log (`bash`, `local pod NAME`).
     pub what: String,
     /// Folders that must live as long as the try (removed when it ends).
@@ -193,6 +195,7 @@ where
         return TryOutcome::Failed(FailureReason::Spawn("no output pipes".into()));
     };
     let decoder = plan.decoder;
+    let render = plan.render;
     // The pod's volumes and the scratch folder outlive the process, then go with the try.
     let folders = plan.folders;
     let mut out = Lines::new(stdout);
@@ -242,7 +245,7 @@ where
             },
             line = err.next_line(), if err_open => match line {
                 Ok(Some(bytes)) => {
-                    let text = decoder.decode(&bytes);
+                    let text = render(decoder.decode(&bytes));
                     if log.line("stderr", &text).await.is_err() {
                         return fail_killing(pgid, config, FailureReason::Log(spec.log_path.display().to_string())).await;
                     }
@@ -252,7 +255,7 @@ where
             },
             line = out.next_line(), if out_open => match line {
                 Ok(Some(bytes)) => {
-                    let text = decoder.decode(&bytes);
+                    let text = render(decoder.decode(&bytes));
                     if log.line("stdout", &text).await.is_err() {
                         return fail_killing(pgid, config, FailureReason::Log(spec.log_path.display().to_string())).await;
                     }

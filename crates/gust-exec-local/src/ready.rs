@@ -84,6 +84,14 @@ impl Readied {
     fn make(spec: &LaunchSpec, config: &LocalConfig) -> Result<Self, TryOutcome> {
         let plan = match spec.operator.as_str() {
             "bash" => Some(crate::bash::plan(spec)?),
+            "python" => match &config.python {
+                Some(python) => Some(crate::python::plan(spec, python)?),
+                None => {
+                    return Err(TryOutcome::Failed(FailureReason::Spawn(
+                        crate::python::NO_PYTHON_RUNTIME.to_owned(),
+                    )));
+                }
+            },
             _ => None,
         };
         let record = match &config.state_dir {

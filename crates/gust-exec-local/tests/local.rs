@@ -312,6 +312,7 @@ async fn airflow_context_variables_are_set_and_win_over_the_tasks_env() {
         ),
         owner: "data".into(),
         email: vec!["a@example.com".into(), "b@example.com".into()],
+        ..gust_executor::TryContext::default()
     };
     let show = "echo \"$AIRFLOW_CTX_DAG_ID|$AIRFLOW_CTX_TASK_ID|$AIRFLOW_CTX_DAG_RUN_ID|$AIRFLOW_CTX_TRY_NUMBER|$AIRFLOW_CTX_LOGICAL_DATE|$AIRFLOW_CTX_DAG_OWNER|$AIRFLOW_CTX_DAG_EMAIL|${OTHER:-}|${HOME:-nohome}\"";
     let expected = "d|ctx|manual__1|1|2024-01-01T06:30:00+00:00|data|a@example.com,b@example.com";

@@ -7,6 +7,7 @@
 //! runtime and the Kubernetes pod runtime implement [`Executor`].
 
 mod current;
+pub mod execution;
 pub mod log_layout;
 pub mod running;
 #[cfg(feature = "testing")]
@@ -77,7 +78,56 @@ pub struct TryContext {
     pub owner: String,
     /// The task's `email` addresses.
     pub email: Vec<String>,
+    /// Its run, as Airflow's Task SDK is told it.
+    pub run: RunFacts,
+    /// The task's `retries` (Airflow's `max_tries`).
+    pub retries: u32,
+    /// What the try may read while it runs (its run's XComs, variables, connections), for the
+    /// runtimes whose tasks read them themselves (Python tasks through the Execution API).
+    pub lookup: SharedLookup,
 }
+
+/// A try's run as Airflow's Task SDK is told it (the Execution API's `dag_run`), beyond its id
+/// and logical date.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFacts {
+    /// Its data interval, when it has one.
+    pub data_interval: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+    /// When it could start (`run_after`).
+    pub run_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it started.
+    pub start_date: Option<chrono::DateTime<chrono::Utc>>,
+    /// Airflow's run type: `scheduled`, `manual`, `backfill`...
+    pub run_type: String,
+    /// Its conf.
+    pub conf: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A shared [`gust_template::RuntimeLookup`]; equal only to itself.
+#[derive(Clone, Default)]
+pub struct SharedLookup(pub Option<std::sync::Arc<dyn gust_template::RuntimeLookup>>);
+
+impl fmt::Debug for SharedLookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "SharedLookup(..)"
+        } else {
+            "SharedLookup(None)"
+        })
+    }
+}
+
+impl PartialEq for SharedLookup {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SharedLookup {}
 
 /// What a runtime reports about a try.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +160,11 @@ pub enum TryOutcome {
         /// The exit code.
         exit_code: i32,
     },
+    /// It skipped itself: a Python task raised `AirflowSkipException`; `reason` says so.
+    SkippedItself {
+        /// Why, for the try's record.
+        reason: String,
+    },
     /// It failed.
     Failed(FailureReason),
     /// It never started: a try the scheduler committed but did not hand over before it stopped.
@@ -139,6 +194,10 @@ pub enum FailureReason {
     /// It could not be started.
     #[error("could not start: {0}")]
     Spawn(String),
+    /// The task failed as its own code reported it (a Python task's exception; its log has the
+    /// traceback).
+    #[error("{0}")]
+    Task(String),
     /// Its rendered arguments do not fit the operator.
     #[error("invalid arguments: {0}")]
     InvalidArguments(String),

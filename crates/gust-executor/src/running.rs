@@ -144,6 +144,7 @@ impl TryOutcome {
             Self::Skipped { exit_code } => {
                 format!("exit code {exit_code} is a skip code: task skipped")
             }
+            Self::SkippedItself { reason } => format!("task skipped: {reason}"),
             Self::Failed(reason) => format!("try failed: {reason}"),
             Self::NeverStarted => "the try never started; it will be queued again".to_owned(),
         }

@@ -12,6 +12,7 @@ pub mod empty;
 pub mod kubernetes_job;
 pub mod kubernetes_pod;
 pub mod processing;
+pub mod python;
 pub mod refused;
 pub mod registry;
 pub mod spark_kubernetes;

@@ -1,24 +1,25 @@
 //! What Gust cannot run, and what it offers instead.
 //!
-//! Gust runs no Python inside its own processes, so Python callables in DAG files are refused
-//! with a message naming the alternative, never silently dropped. When a Python-callable operator
-//! arrives (running the callable in a task's own process or pod), these refusals shrink.
+//! Gust runs no Python inside its own processes: Python tasks run in Airflow's Task SDK once a
+//! Python environment is configured (`crate::python`). Until then, and for what that does not
+//! cover yet, Python callables in DAG files are refused with a message naming the setting or the
+//! alternative, never silently dropped.
 
 /// Why an operator named in a DAG file cannot run, if it is a Python-only one.
 #[must_use]
 pub fn refused_operator(name: &str) -> Option<&'static str> {
     let class = name.rsplit('.').next().unwrap_or(name);
     match class {
-        "PythonOperator"
-        | "BranchPythonOperator"
+        "PythonOperator" if !crate::python::enabled() => Some(crate::python::NOT_CONFIGURED),
+        "BranchPythonOperator"
         | "ShortCircuitOperator"
         | "PythonVirtualenvOperator"
         | "ExternalPythonOperator"
         | "BranchExternalPythonOperator"
         | "PythonSensor" => Some(
-            "Gust does not run Python callables in its own process; run the code as a script with \
-             the `bash` operator (bash_command: python3 script.py) or in a container with \
-             `kubernetes_pod`",
+            "Gust runs PythonOperator tasks (through Airflow's Task SDK) but not this operator \
+             yet; run the code as a script with the `bash` operator (bash_command: python3 \
+             script.py) or in a container with `kubernetes_pod`",
         ),
         _ => None,
     }
@@ -28,9 +29,24 @@ pub fn refused_operator(name: &str) -> Option<&'static str> {
 #[must_use]
 pub fn refused_argument(name: &str) -> Option<&'static str> {
     match name {
-        "python_callable" | "op_args" | "op_kwargs" | "templates_dict" => Some(
-            "Gust does not run Python callables; run the code as a script with the `bash` \
-             operator or in a container with `kubernetes_pod`",
+        "python_callable"
+        | "python_callable_name"
+        | "python_callable_file"
+        | "op_args"
+        | "op_kwargs"
+        | "templates_dict"
+            if !crate::python::enabled() =>
+        {
+            Some(crate::python::NOT_CONFIGURED)
+        }
+        "python_callable"
+        | "python_callable_name"
+        | "python_callable_file"
+        | "op_args"
+        | "op_kwargs"
+        | "templates_dict" => Some(
+            "Python callables are arguments of PythonOperator tasks (operator: \
+             airflow.providers.standard.operators.python.PythonOperator)",
         ),
         "decorator" => Some(
             "TaskFlow decorators need Python functions, which Gust does not run; declare the task \

@@ -1,7 +1,9 @@
 //! Every operator Gust knows, and name resolution.
 
 use crate::spec::OperatorSpec;
-use crate::{apply, bash, empty, kubernetes_job, kubernetes_pod, processing, spark_kubernetes};
+use crate::{
+    apply, bash, empty, kubernetes_job, kubernetes_pod, processing, python, spark_kubernetes,
+};
 
 /// Every operator, in the order `gust` lists them.
 pub static OPERATORS: &[&OperatorSpec] = &[
@@ -17,23 +19,29 @@ pub static OPERATORS: &[&OperatorSpec] = &[
     &kubernetes_job::DELETE_SPEC,
     &kubernetes_job::PATCH_SPEC,
     &kubernetes_job::KUEUE_SPEC,
+    &python::SPEC,
 ];
 
-/// Finds the operator a DAG file names, by short name, class name or class path.
+/// Finds the operator a DAG file names, by short name, class name or class path. Python tasks
+/// are found only once [`python::enable`] was called.
 #[must_use]
 pub fn resolve(name: &str) -> Option<&'static OperatorSpec> {
     let name = name.trim();
+    available().find(|spec| spec.name == name || spec.aliases.contains(&name))
+}
+
+/// The operators DAG files may use in this process: every one, but Python tasks only once
+/// [`python::enable`] was called.
+pub fn available() -> impl Iterator<Item = &'static OperatorSpec> {
     OPERATORS
         .iter()
         .copied()
-        .find(|spec| spec.name == name || spec.aliases.contains(&name))
+        .filter(|spec| spec.name != python::SPEC.name || python::enabled())
 }
 
 /// Every name an operator can be given by, for "did you mean" suggestions.
 pub fn all_names() -> impl Iterator<Item = &'static str> {
-    OPERATORS
-        .iter()
-        .flat_map(|spec| std::iter::once(spec.name).chain(spec.aliases.iter().copied()))
+    available().flat_map(|spec| std::iter::once(spec.name).chain(spec.aliases.iter().copied()))
 }
 
 #[cfg(test)]

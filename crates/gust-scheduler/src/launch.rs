@@ -9,7 +9,7 @@ use gust_core::dag::Dag;
 use gust_core::ids::{RunId, TryNumber};
 use gust_core::schedule::DataInterval;
 use gust_core::task::Task;
-use gust_executor::{LaunchSpec, TryContext, TryKey};
+use gust_executor::{LaunchSpec, RunFacts, SharedLookup, TryContext, TryKey};
 use gust_template::{Renderer, RuntimeLookup, TemplateContext};
 
 use crate::log_path::log_path;
@@ -25,6 +25,9 @@ pub struct RunContext<'a> {
     pub conf: &'a serde_json::Map<String, serde_json::Value>,
 }
 
+/// The operator whose tries Airflow's Task SDK runs, rendering their templates itself.
+const PYTHON_OPERATOR: &str = "python";
+
 /// Renders `task`'s arguments for try `try_number` of the run. The error names the task, the
 /// argument and what went wrong. The values the run's conf holds under sensitive names join the
 /// process's secrets masker first, so neither the try's log nor a render error (which may
@@ -37,6 +40,11 @@ pub fn render_args(
     try_number: u32,
     lookup: Arc<dyn RuntimeLookup>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    // A Python task's templates are rendered by Airflow's Task SDK as it runs the task, with
+    // Airflow's own Jinja: Gust hands its arguments over as written.
+    if task.operator == PYTHON_OPERATOR {
+        return Ok(task.args.clone());
+    }
     let mut ctx = TemplateContext::new(
         dag.id.as_str(),
         task.id.as_str(),
@@ -68,8 +76,10 @@ pub fn conf_secrets(conf: &serde_json::Map<String, serde_json::Value>) -> Vec<St
 
 /// The runtime's view of a try whose arguments are rendered. The values its arguments hold
 /// under sensitive names (`env: {MYSECRET: ...}`) join the process's secrets masker first, so
-/// the try's log never shows them.
+/// the try's log never shows them. `run` and `lookup` are what a try that reads its run itself
+/// (a Python task, through the Execution API) is told and may read.
 #[must_use]
+#[allow(clippy::too_many_arguments, reason = "each is one fact of the try")]
 pub fn launch_spec(
     dag: &Dag,
     task: &Task,
@@ -78,6 +88,8 @@ pub fn launch_spec(
     try_number: u32,
     args: serde_json::Map<String, serde_json::Value>,
     logs_root: &Path,
+    run: RunFacts,
+    lookup: Arc<dyn RuntimeLookup>,
 ) -> LaunchSpec {
     let key = TryKey {
         dag_id: dag.id.clone(),
@@ -98,6 +110,9 @@ pub fn launch_spec(
             logical_date: Some(logical_date),
             owner: task.settings.owner.clone(),
             email: task.settings.email.clone(),
+            run,
+            retries: task.settings.retries,
+            lookup: SharedLookup(Some(lookup)),
         },
     }
 }

@@ -156,6 +156,8 @@ struct Driver<'a> {
     executor: &'a dyn Executor,
     renderer: Renderer,
     xcoms: Arc<RunXComs>,
+    /// When the run started, as Python tasks are told.
+    started_at: chrono::DateTime<chrono::Utc>,
     instances: HashMap<TaskId, Instance>,
     /// Every task's state; tasks not in it have none yet.
     states: HashMap<TaskId, TaskState>,
@@ -185,6 +187,7 @@ impl<'a> Driver<'a> {
                     spec.connections.clone(),
                 ),
             ))),
+            started_at: gust_core::clock::Clock::now(&SystemClock),
             instances: dag
                 .tasks()
                 .map(|t| (t.id.clone(), Instance::default()))
@@ -317,6 +320,14 @@ impl<'a> Driver<'a> {
             try_number,
             args,
             &self.spec.logs_root,
+            gust_executor::RunFacts {
+                data_interval: Some((self.spec.interval.start, self.spec.interval.end)),
+                run_after: Some(self.spec.interval.end),
+                start_date: Some(self.started_at),
+                run_type: "manual".to_owned(),
+                conf: self.spec.conf.clone(),
+            },
+            self.xcoms.clone(),
         );
         self.transition(task_id, TaskEvent::Queue);
         if let Err(err) = self.executor.start(spec) {
@@ -380,7 +391,7 @@ impl<'a> Driver<'a> {
                         self.transition(&task_id, TaskEvent::Succeed);
                         self.finish_timing(&task_id, None);
                     }
-                    TryOutcome::Skipped { .. } => {
+                    TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {
                         self.transition(&task_id, TaskEvent::Skip);
                         self.finish_timing(&task_id, None);
                     }

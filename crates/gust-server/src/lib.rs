@@ -15,6 +15,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod execution;
 pub mod metrics;
 pub mod state;
 pub mod ui;

@@ -34,6 +34,21 @@ pub struct Config {
     /// `[scheduler]`: how schedulers share the work.
     #[serde(default)]
     pub scheduler: SchedulerSection,
+    /// `[python]`: Python tasks, run by Airflow's Task SDK.
+    #[serde(default)]
+    pub python: PythonSection,
+}
+
+/// `[python]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonSection {
+    /// The Python that runs Python tasks (`PythonOperator`) through Airflow's Task SDK: a
+    /// virtualenv's `bin/python` with `apache-airflow==3.3.2` and `dag-factory==1.1.0` (or a
+    /// command on PATH). Default: none, and DAG files with Python tasks are refused, naming
+    /// this setting. See docs/python.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<PathBuf>,
 }
 
 /// `[scheduler]`.
@@ -347,17 +362,23 @@ impl Config {
             api: ApiConfig::default(),
             artifacts: ArtifactsConfig::defaults(home),
             scheduler: SchedulerSection::default(),
+            python: PythonSection::default(),
         }
     }
 
     /// Loads the configuration for `home`: defaults, then `gust.toml`, then the environment.
     pub fn load(home: &Path) -> anyhow::Result<Self> {
-        Self::figment(home).extract().with_context(|| {
+        let config: Self = Self::figment(home).extract().with_context(|| {
             format!(
                 "invalid configuration (from {} and GUST__* variables)",
                 home.join(CONFIG_FILE).display()
             )
-        })
+        })?;
+        // DAG files with Python tasks load only where a Python environment runs them.
+        if config.python.interpreter.is_some() {
+            gust_operators::python::enable();
+        }
+        Ok(config)
     }
 
     fn figment(home: &Path) -> Figment {

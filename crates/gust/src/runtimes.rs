@@ -80,7 +80,8 @@ impl ProcessingStore {
 
 impl Runtimes {
     /// Runtimes reporting on `events`; `state_dir` keeps local tries' records (none for
-    /// one-off runs); `local_pods` forces the local pod runtime.
+    /// one-off runs); `local_pods` forces the local pod runtime; `python` runs Python tasks
+    /// (`[python] interpreter`, see [`crate::python_tasks`]).
     #[must_use]
     pub fn new(
         config: &Config,
@@ -89,6 +90,7 @@ impl Runtimes {
         connections: &[Connection],
         events: mpsc::Sender<TryEvent>,
         clock: Arc<dyn Clock>,
+        python: Option<gust_exec_local::PythonRuntime>,
     ) -> Self {
         let run_pods = local_pods || config.kubernetes.runtime == PodRuntime::Local;
         let secrets = Current::new(if run_pods {
@@ -102,6 +104,7 @@ impl Runtimes {
                 state_dir,
                 run_pods,
                 secrets: secrets.clone(),
+                python,
                 ..LocalConfig::default()
             },
             events.clone(),

@@ -361,8 +361,7 @@ fn check_default_args(args: &Mapping, problems: &mut Vec<Diagnostic>) {
     let known = |name: &str| {
         settings::is_setting(name)
             || matches!(name, "start_date" | "end_date" | "operator" | "doc_md")
-            || gust_operators::OPERATORS
-                .iter()
+            || gust_operators::registry::available()
                 .any(|op| op.accepts(name) || op.canonical_argument(name).is_some())
     };
     for (key, _) in args.iter() {
@@ -381,9 +380,7 @@ fn check_default_args(args: &Mapping, problems: &mut Vec<Diagnostic>) {
             continue;
         }
         let all = settings::SETTING_KEYS.iter().copied().chain(
-            gust_operators::OPERATORS
-                .iter()
-                .flat_map(|op| op.arguments.iter().copied()),
+            gust_operators::registry::available().flat_map(|op| op.arguments.iter().copied()),
         );
         let problem = Diagnostic::new(
             key.at.clone(),

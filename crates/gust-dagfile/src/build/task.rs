@@ -212,7 +212,9 @@ fn read_operator(
     } else if let Some(near) = closest(&name, gust_operators::registry::all_names()) {
         problem.with_hint(format!("did you mean \"{near}\"?"))
     } else {
-        let names: Vec<&str> = gust_operators::OPERATORS.iter().map(|s| s.name).collect();
+        let names: Vec<&str> = gust_operators::registry::available()
+            .map(|s| s.name)
+            .collect();
         problem.with_hint(format!("Gust's operators are: {}", names.join(", ")))
     });
     None

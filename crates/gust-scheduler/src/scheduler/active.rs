@@ -51,6 +51,25 @@ pub struct ActiveRun {
 }
 
 impl ActiveRun {
+    /// The run as a try that reads it itself (a Python task) is told.
+    #[must_use]
+    pub fn facts(&self) -> gust_executor::RunFacts {
+        gust_executor::RunFacts {
+            data_interval: Some(self.run.data_interval),
+            // As Airflow sets it: a scheduled run may start once its interval has ended, a
+            // manual one once it is triggered.
+            run_after: Some(match self.run.run_type {
+                gust_store::RunType::Manual => self.run.queued_at,
+                gust_store::RunType::Scheduled | gust_store::RunType::Backfill => {
+                    self.run.data_interval.1
+                }
+            }),
+            start_date: self.run.start_date,
+            run_type: self.run.run_type.as_str().to_owned(),
+            conf: self.run.conf.clone(),
+        }
+    }
+
     /// A run taken into memory, in need of a whole readiness pass.
     pub fn new(
         dag: Arc<Dag>,

@@ -264,6 +264,7 @@ impl Scheduler {
             return Ok(());
         };
         let logical_date = held.run.logical_date;
+        let (facts, run_xcoms) = (held.facts(), held.xcoms.clone());
         let now = self.clock.now();
         let mut removed = Vec::new();
         let mut holding = Vec::new();
@@ -324,6 +325,8 @@ impl Scheduler {
                 n,
                 args,
                 &self.config.logs_root,
+                facts.clone(),
+                run_xcoms.clone(),
             );
             tracing::info!(%try_key, "adopting a try started before the scheduler restarted");
             self.live.insert(try_key);

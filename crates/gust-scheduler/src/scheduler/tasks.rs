@@ -204,6 +204,8 @@ impl Scheduler {
                         try_number,
                         args,
                         &self.config.logs_root,
+                        run.facts(),
+                        run.xcoms.clone(),
                     );
                     let change = TryChange::Queued {
                         try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
@@ -403,7 +405,9 @@ impl Scheduler {
         // Failures are counted where every failed try goes (`fail_try`).
         let counted = match &outcome {
             TryOutcome::Succeeded { .. } => Some(TryResult::Success),
-            TryOutcome::Skipped { .. } => Some(TryResult::Skipped),
+            TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {
+                Some(TryResult::Skipped)
+            }
             TryOutcome::NeverStarted => Some(TryResult::NeverStarted),
             TryOutcome::Failed(_) => None,
         };
@@ -424,6 +428,14 @@ impl Scheduler {
                     Some(ended(None, xcom)),
                 )
             }
+            TryOutcome::SkippedItself { reason } => self.move_into(
+                batch,
+                &run_key,
+                &task_id,
+                TaskEvent::Skip,
+                None,
+                Some(ended(Some(reason), None)),
+            ),
             TryOutcome::Skipped { exit_code } => {
                 let why = format!("exit code {exit_code} is a skip code");
                 self.move_into(

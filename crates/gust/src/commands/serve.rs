@@ -58,7 +58,8 @@ pub fn api_server(args: ApiServerArgs) -> anyhow::Result<ExitCode> {
         if let Some(logs) = remote_logs {
             state = state.with_remote_logs(logs);
         }
-        let (server, address) = start_server(&config, &args.listen, state, stop.clone()).await?;
+        let (server, address) =
+            start_server(&config, &args.listen, state, None, stop.clone()).await?;
         println!("gust {} (API server)", env!("CARGO_PKG_VERSION"));
         println!("  web UI and REST API: {address}");
         println!(
@@ -158,11 +159,14 @@ fn api_secret(config: &Config, home: &std::path::Path) -> anyhow::Result<String>
     Ok(secret.trim().to_owned())
 }
 
-/// Binds the server's address and serves until `stop`; answers the task and the URL to show.
+/// Binds the server's address and serves until `stop`, with the Execution API of this
+/// process's Python tasks under `/execution` when there is one; answers the task and the URL to
+/// show.
 async fn start_server(
     config: &Config,
     listen: &Listen,
     state: gust_server::AppState,
+    execution: Option<gust_server::execution::ExecutionState>,
     stop: CancellationToken,
 ) -> anyhow::Result<(tokio::task::JoinHandle<std::io::Result<()>>, String)> {
     let host = listen
@@ -190,7 +194,10 @@ async fn start_server(
         },
         proxy_fix: config.api.enable_proxy_fix,
     };
-    let app = gust_server::router(state.with_security(security));
+    let mut app = gust_server::router(state.with_security(security));
+    if let Some(execution) = execution {
+        app = app.merge(gust_server::execution::nested(execution));
+    }
     let server = tokio::spawn(gust_server::serve(listener, app, stop));
     Ok((server, format!("http://{shown}:{}", bound.port())))
 }
@@ -286,6 +293,16 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         let remote_logs = crate::remote_logs::from_config(&config, &connections, clock.clone())?;
         let relay = remote_logs.as_ref().map(|logs| logs.relay(tx.clone()));
         let tx = relay.as_ref().map_or(tx, gust_remote_logs::Relay::sender);
+        let python = crate::python_tasks::start(
+            &config,
+            Some(home.join("run").join("python")),
+            match &config.python.interpreter {
+                Some(_) => Some((store.clone(), super::secret_key(&config, &home)?)),
+                None => None,
+            },
+            clock.clone(),
+        )
+        .await?;
         let runtimes = Runtimes::new(
             &config,
             Some(home.join("run").join("tries")),
@@ -293,6 +310,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             &connections,
             tx,
             clock.clone(),
+            python.as_ref().map(|p| p.runtime.clone()),
         );
         // Connections added, changed or deleted while this runs reach the tries that start after.
         let connections_watch = tokio::spawn(crate::connections_watch::follow(
@@ -348,7 +366,8 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
                     state = state.with_remote_logs(logs);
                 }
                 state = state.with_scheduler(health.clone());
-                Some(start_server(&config, listen, state, stop.clone()).await?)
+                let execution = python.as_ref().map(|p| p.execution.clone());
+                Some(start_server(&config, listen, state, execution, stop.clone()).await?)
             }
             None => None,
         };
@@ -391,6 +410,13 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         }
         println!("  parallelism: {}", config.core.parallelism);
         println!("  pods:        {}", pod_runtime(&config));
+        if let Some(python) = &python {
+            println!(
+                "  python:      {} (Execution API at {})",
+                python.runtime.interpreter.display(),
+                python.runtime.api_url
+            );
+        }
         if let Some((_, address)) = &server {
             println!("  web UI, API: {address}");
         }
@@ -430,6 +456,9 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         let _ = connections_watch.await;
         let _ = secrets_watch.await;
         runtimes.shutdown().await;
+        if let Some(python) = python {
+            python.stop().await;
+        }
         if let Some(relay) = relay {
             relay.stop().await;
         }

@@ -64,6 +64,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
         };
         let (tx, mut events) = gust_executor::event_channel();
         let connections = crate::runtimes::connections(config, &home).await;
+        let python = crate::python_tasks::start(config, None, None, clock.clone()).await?;
         let runtimes = Runtimes::new(
             config,
             None,
@@ -71,6 +72,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
             &connections,
             tx,
             clock.clone(),
+            python.as_ref().map(|p| p.runtime.clone()),
         );
         // One line per move as it happens, so a run waiting on a retry delay does not look hung.
         let mut progress =
@@ -84,8 +86,11 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
         )
         .await;
         runtimes.shutdown().await;
-        report
-    });
+        if let Some(python) = python {
+            python.stop().await;
+        }
+        anyhow::Ok(report)
+    })?;
     print!("{}", render::run_report(&report));
     println!(
         "run {run_id} of {}: {}; logs in {}",

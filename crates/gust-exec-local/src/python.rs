@@ -1,0 +1,478 @@
+//! A Python try's plan: Airflow's own task runner (`python -m
+//! airflow.sdk.execution_time.execute_workload`) in the interpreter `[python] interpreter`
+//! names, given an ExecuteTask workload for the try, a DAG bundle holding a generated loader
+//! that builds the try's DAG file with dag-factory, and the address of Gust's Execution API.
+//!
+//! The worker reports through the Execution API; once its process exits, the state it reported
+//! (kept by the [`ExecutionBroker`]) becomes the try's outcome, and its return value the try's
+//! XCom. Its structured (JSON) log lines become the try's log lines.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gust_core::clock::Clock;
+use gust_executor::execution::{ExecutionBroker, Progress, Reported};
+use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
+use gust_operators::python::PythonArgs;
+use sha2::{Digest, Sha256};
+
+use crate::output::Decoder;
+use crate::process::Plan;
+
+/// Why a Python try is refused when no Python environment is configured.
+pub const NO_PYTHON_RUNTIME: &str = gust_operators::python::NOT_CONFIGURED;
+
+/// The name of the DAG bundle that holds the loaders.
+const BUNDLE: &str = "gust";
+
+/// How Python tasks run.
+#[derive(Clone)]
+pub struct PythonRuntime {
+    /// The Python to run the Task SDK with (a virtualenv's `bin/python`).
+    pub interpreter: PathBuf,
+    /// The live tries the Execution API serves.
+    pub broker: Arc<ExecutionBroker>,
+    /// The Execution API's address as workers reach it, ending in `/execution/`.
+    pub api_url: String,
+    /// Where the loaders (the bundle) and the workers' `AIRFLOW_HOME` are kept.
+    pub work_dir: PathBuf,
+    /// The clock tokens are issued by.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for PythonRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PythonRuntime")
+            .field("interpreter", &self.interpreter)
+            .field("api_url", &self.api_url)
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PythonRuntime {
+    fn bundle_dir(&self) -> PathBuf {
+        self.work_dir.join("bundle")
+    }
+}
+
+fn spawn_failure(what: impl fmt::Display) -> TryOutcome {
+    TryOutcome::Failed(FailureReason::Spawn(what.to_string()))
+}
+
+/// The plan of a Python try.
+pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcome> {
+    let _: PythonArgs = gust_operators::read_args(&spec.args)
+        .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
+    let loader = write_loader(&python.bundle_dir(), &spec.dag_file)
+        .map_err(|err| spawn_failure(format!("cannot write the DAG file's loader: {err}")))?;
+    let airflow_home = python.work_dir.join("airflow-home");
+    std::fs::create_dir_all(&airflow_home)
+        .map_err(|err| spawn_failure(format!("cannot make {}: {err}", airflow_home.display())))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("gust-try-")
+        .tempdir()
+        .map_err(|err| spawn_failure(format!("no temporary folder: {err}")))?;
+    let admission = Admission::new(python.broker.clone(), spec, python.clock.now());
+    let workload = workload(spec, &admission, &loader);
+    // The workload holds the try's token: a file only its owner reads, never an argument
+    // (which `ps` shows) nor a log line.
+    let workload_path = scratch.path().join("workload.json");
+    write_private(&workload_path, workload.to_string().as_bytes())
+        .map_err(|err| spawn_failure(format!("cannot write the workload: {err}")))?;
+    let bundles = serde_json::json!([{
+        "name": BUNDLE,
+        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+        "kwargs": {"path": python.bundle_dir()},
+    }]);
+    let mut env = vec![
+        (
+            "AIRFLOW_HOME".to_owned(),
+            airflow_home.display().to_string(),
+        ),
+        (
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL".to_owned(),
+            python.api_url.clone(),
+        ),
+        (
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST".to_owned(),
+            bundles.to_string(),
+        ),
+        (
+            "AIRFLOW__CORE__LOAD_EXAMPLES".to_owned(),
+            "False".to_owned(),
+        ),
+        (
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER".to_owned(),
+            scratch.path().join("logs").display().to_string(),
+        ),
+        (
+            "GUST_PYTHON".to_owned(),
+            python.interpreter.display().to_string(),
+        ),
+        (
+            "GUST_WORKLOAD".to_owned(),
+            workload_path.display().to_string(),
+        ),
+    ];
+    env.extend(crate::context_env::airflow_context_vars(spec));
+    let do_xcom_push = spec.do_xcom_push;
+    Ok(Plan {
+        script: "\"$GUST_PYTHON\" -m airflow.sdk.execution_time.execute_workload --json-path \
+                 \"$GUST_WORKLOAD\""
+            .to_owned(),
+        env: Some(env),
+        clear_env: false,
+        cwd: scratch.path().to_owned(),
+        decoder: Decoder::utf8(),
+        render: log_line,
+        what: format!("python {}", python.interpreter.display()),
+        folders: vec![scratch],
+        finish: Box::new(move |code, _last_line| {
+            let progress = admission.finish();
+            outcome(code, progress, do_xcom_push)
+        }),
+    })
+}
+
+/// A try admitted to the Execution API; its token stops working when this is finished or
+/// dropped (the try was killed, or never started).
+struct Admission {
+    broker: Arc<ExecutionBroker>,
+    ti_id: uuid::Uuid,
+    token: String,
+}
+
+impl Admission {
+    fn new(
+        broker: Arc<ExecutionBroker>,
+        spec: &LaunchSpec,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let admitted = broker.admit(spec, now);
+        Self {
+            broker,
+            ti_id: admitted.ti_id,
+            token: admitted.token,
+        }
+    }
+
+    fn finish(&self) -> Option<Progress> {
+        self.broker.finish(self.ti_id)
+    }
+}
+
+impl Drop for Admission {
+    /// A try that ends here without [`Admission::finish`] was killed (or timed out, or never
+    /// started). Killing the worker's process group does not reach the task itself: Airflow's
+    /// supervisor runs it in a process group of its own, whose id is the pid it reported when it
+    /// started, so that group is killed too.
+    fn drop(&mut self) {
+        let Some(progress) = self.broker.finish(self.ti_id) else {
+            return;
+        };
+        let Some(pgid) = progress
+            .runner
+            .and_then(|runner| u32::try_from(runner.pid).ok())
+        else {
+            return;
+        };
+        // The pid comes from the worker: never this process's own group, nor init's.
+        let own_group = nix::unistd::getpgrp().as_raw().unsigned_abs();
+        if pgid > 1 && pgid != std::process::id() && pgid != own_group {
+            crate::group::signal(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// The ExecuteTask workload (`airflow.executors.workloads.ExecuteTask`) for the try.
+fn workload(spec: &LaunchSpec, admission: &Admission, loader: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "ExecuteTask",
+        "token": admission.token,
+        "ti": {
+            "id": admission.ti_id.to_string(),
+            "task_id": spec.key.task_id.as_str(),
+            "dag_id": spec.key.dag_id.as_str(),
+            "run_id": spec.key.run_id.as_str(),
+            "try_number": spec.key.try_number.0,
+            // Gust keeps no DAG versions by id: the try's id stands in for it.
+            "dag_version_id": admission.ti_id.to_string(),
+            "map_index": -1,
+            "pool_slots": 1,
+            "priority_weight": 1,
+            "queue": "default",
+        },
+        "dag_rel_path": loader,
+        "bundle_info": {"name": BUNDLE, "version": null},
+        // Relative to the scratch folder's `logs` (AIRFLOW__LOGGING__BASE_LOG_FOLDER): the
+        // supervisor writes the task's lines there and, once, to its stdout, which Gust reads.
+        "log_path": "task.log",
+        "sentry_integration": "",
+    })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// Gust's operator names that dag-factory cannot import, as Airflow's classes: the worker
+/// builds the DAG file with dag-factory, which needs class paths.
+const AIRFLOW_CLASSES: &[(&str, &str)] = &[
+    (
+        "bash",
+        "airflow.providers.standard.operators.bash.BashOperator",
+    ),
+    (
+        "empty",
+        "airflow.providers.standard.operators.empty.EmptyOperator",
+    ),
+    (
+        "python",
+        "airflow.providers.standard.operators.python.PythonOperator",
+    ),
+    (
+        "kubernetes_pod",
+        "airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator",
+    ),
+];
+
+/// The loader of `dag_file` in the bundle: a Python file that builds the DAG file's DAGs with
+/// dag-factory. Written when missing or different (by a rename, so a worker reading it never
+/// sees half of it); its name, relative to the bundle, is returned.
+fn write_loader(bundle: &Path, dag_file: &Path) -> std::io::Result<String> {
+    let dag_file = std::path::absolute(dag_file)?;
+    let path_text = dag_file.display().to_string();
+    let digest = Sha256::digest(path_text.as_bytes());
+    let stem: String = dag_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let name = format!("gust_{stem}_{hex}.py");
+    let classes: serde_json::Map<String, serde_json::Value> = AIRFLOW_CLASSES
+        .iter()
+        .map(|(gust, airflow)| ((*gust).to_owned(), serde_json::json!(airflow)))
+        .collect();
+    // JSON string literals are Python string literals.
+    let text = format!(
+        r#"# Written by Gust: builds the DAGs of {file} with dag-factory, as Gust read them, for
+# Airflow's task runner. Gust rewrites it when needed; edits are lost.
+import os
+
+from dagfactory import load_yaml_dags
+from dagfactory._yaml import load_yaml_file
+
+DAG_FILE = {file_literal}
+# Gust's short operator names, as the Airflow classes they stand for.
+OPERATORS = {classes}
+
+
+def _airflow_names(config):
+    for dag_id, dag in config.items():
+        if dag_id == "default" or not isinstance(dag, dict):
+            continue
+        tasks = dag.get("tasks")
+        entries = tasks.values() if isinstance(tasks, dict) else (tasks or [])
+        for task in entries:
+            if isinstance(task, dict) and task.get("operator") in OPERATORS:
+                task["operator"] = OPERATORS[task["operator"]]
+    return config
+
+
+load_yaml_dags(
+    globals_dict=globals(),
+    config_dict=_airflow_names(load_yaml_file(DAG_FILE)),
+    defaults_config_path=os.path.dirname(DAG_FILE),
+)
+"#,
+        file = path_text.replace('\n', " "),
+        file_literal = serde_json::Value::String(path_text.clone()),
+        classes = serde_json::Value::Object(classes),
+    );
+    let path = bundle.join(&name);
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        return Ok(name);
+    }
+    std::fs::create_dir_all(bundle)?;
+    let mut staged = tempfile::NamedTempFile::new_in(bundle)?;
+    staged.write_all(text.as_bytes())?;
+    staged.persist(&path).map_err(|err| err.error)?;
+    Ok(name)
+}
+
+/// One line of the worker's output as the try's log shows it: a structured (JSON) line as
+/// `LEVEL logger: event key=value...`, anything else as it is.
+pub fn log_line(text: String) -> String {
+    let Ok(serde_json::Value::Object(mut fields)) =
+        serde_json::from_str::<serde_json::Value>(&text)
+    else {
+        return text;
+    };
+    let Some(event) = fields.remove("event") else {
+        return text;
+    };
+    fields.remove("timestamp");
+    // What the try's log already says (it is one try's), or where in Python the line came from.
+    for said in [
+        "dag_id",
+        "run_id",
+        "task_id",
+        "ti_id",
+        "try_number",
+        "map_index",
+        "filename",
+        "lineno",
+        "loc",
+    ] {
+        fields.remove(said);
+    }
+    let level = fields
+        .remove("level")
+        .and_then(|l| l.as_str().map(str::to_uppercase))
+        .unwrap_or_else(|| "INFO".to_owned());
+    let logger = fields
+        .remove("logger")
+        .and_then(|l| l.as_str().map(str::to_owned));
+    let event = match event {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    };
+    let mut line = match logger {
+        Some(logger) => format!("{level} {logger}: {event}"),
+        None => format!("{level} {event}"),
+    };
+    for (name, value) in fields {
+        let value = match value {
+            serde_json::Value::String(text) => text,
+            other => other.to_string(),
+        };
+        line.push_str(&format!(" {name}={value}"));
+    }
+    line
+}
+
+/// The try's outcome from what its worker reported (`progress`) and its exit code.
+fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool) -> TryOutcome {
+    let Some(progress) = progress.filter(|p| p.reported.is_some()) else {
+        return TryOutcome::Failed(match code {
+            0 => FailureReason::Task(
+                "the Task SDK exited without reporting the task's state".to_owned(),
+            ),
+            code => FailureReason::ExitCode(code),
+        });
+    };
+    match progress.reported {
+        Some(Reported::Success) if !progress.skip_downstream.is_empty() => {
+            TryOutcome::Failed(FailureReason::Task(format!(
+                "the task asked to skip {} (branching), which Gust does not run yet",
+                progress.skip_downstream.join(", ")
+            )))
+        }
+        Some(Reported::Success) => TryOutcome::Succeeded {
+            xcom: if do_xcom_push {
+                progress.xcoms.get("return_value").cloned()
+            } else {
+                None
+            },
+        },
+        Some(Reported::Skipped) => TryOutcome::SkippedItself {
+            reason: "the task raised AirflowSkipException".to_owned(),
+        },
+        Some(Reported::Failed | Reported::Removed) | None => TryOutcome::Failed(
+            FailureReason::Task("the task failed (see its log)".to_owned()),
+        ),
+        Some(Reported::UpForRetry { reason }) => TryOutcome::Failed(FailureReason::Task(
+            reason.unwrap_or_else(|| "the task failed (see its log)".to_owned()),
+        )),
+        Some(Reported::Reschedule { .. }) => TryOutcome::Failed(FailureReason::Task(
+            "the task asked to be rescheduled or deferred, which Gust does not run yet (use \
+             mode: poke for sensors)"
+                .to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structured_lines_read_as_text_and_others_stay() {
+        let line = r#"{"timestamp":"2026-01-01T00:00:00Z","level":"info","event":"Done. Returned value was: 3","logger":"airflow.task.operators","ti":"x","dag_id":"d","lineno":3}"#;
+        assert_eq!(
+            log_line(line.to_owned()),
+            "INFO airflow.task.operators: Done. Returned value was: 3 ti=x"
+        );
+        assert_eq!(log_line("plain text".to_owned()), "plain text");
+        assert_eq!(log_line("[1, 2]".to_owned()), "[1, 2]");
+    }
+
+    #[test]
+    fn the_reported_state_is_the_outcome() {
+        let reported = |state, xcom: Option<serde_json::Value>| Progress {
+            reported: Some(state),
+            xcoms: xcom
+                .into_iter()
+                .map(|v| ("return_value".to_owned(), v))
+                .collect(),
+            ..Progress::default()
+        };
+        let value = serde_json::json!({"n": 1});
+        assert_eq!(
+            outcome(
+                0,
+                Some(reported(Reported::Success, Some(value.clone()))),
+                true
+            ),
+            TryOutcome::Succeeded {
+                xcom: Some(value.clone())
+            }
+        );
+        assert_eq!(
+            outcome(0, Some(reported(Reported::Success, Some(value))), false),
+            TryOutcome::Succeeded { xcom: None }
+        );
+        assert!(matches!(
+            outcome(0, Some(reported(Reported::Skipped, None)), true),
+            TryOutcome::SkippedItself { .. }
+        ));
+        assert!(matches!(
+            outcome(1, Some(reported(Reported::Failed, None)), true),
+            TryOutcome::Failed(FailureReason::Task(_))
+        ));
+        assert_eq!(
+            outcome(3, None, true),
+            TryOutcome::Failed(FailureReason::ExitCode(3))
+        );
+        assert!(matches!(
+            outcome(0, Some(Progress::default()), true),
+            TryOutcome::Failed(FailureReason::Task(_))
+        ));
+    }
+
+    #[test]
+    fn a_loader_is_written_once_per_file_and_names_it() {
+        let bundle = tempfile::tempdir().expect("a folder");
+        let first = write_loader(bundle.path(), Path::new("/dags/etl.yaml")).expect("written");
+        let again = write_loader(bundle.path(), Path::new("/dags/etl.yaml")).expect("written");
+        let other = write_loader(bundle.path(), Path::new("/other/etl.yaml")).expect("written");
+        assert_eq!(first, again);
+        assert_ne!(first, other, "one loader per file, even of the same name");
+        assert!(first.starts_with("gust_etl_") && first.ends_with(".py"));
+        let text = std::fs::read_to_string(bundle.path().join(&first)).expect("a loader");
+        assert!(text.contains(r#"DAG_FILE = "/dags/etl.yaml""#), "{text}");
+    }
+}

@@ -1,0 +1,641 @@
+//! The Execution API's handlers: task instances (run, state, heartbeat, rendered fields,
+//! skip-downstream, rendered map index), XComs, variables, connections, health.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, put};
+use gust_executor::execution::{LiveTry, Reported, Runner};
+use uuid::Uuid;
+
+use super::models::{
+    ConnectionResponse, DagRun, EnterRunning, Heartbeat, MapIndex, RunContext, SkipDownstream,
+    SkipTarget, VariablePostBody, VariableResponse, XComResponse,
+};
+use super::{ExecError, ExecutionState};
+
+type Live = Extension<Arc<LiveTry>>;
+
+/// The routes that need a try's token.
+pub(super) fn authenticated() -> Router<ExecutionState> {
+    Router::new()
+        .route("/task-instances/{id}/run", patch(ti_run))
+        .route("/task-instances/{id}/state", patch(ti_state))
+        .route("/task-instances/{id}/heartbeat", put(ti_heartbeat))
+        .route("/task-instances/{id}/rtif", put(ti_rtif))
+        .route(
+            "/task-instances/{id}/skip-downstream",
+            patch(ti_skip_downstream),
+        )
+        .route(
+            "/task-instances/{id}/rendered-map-index",
+            patch(ti_rendered_map_index),
+        )
+        .route(
+            "/xcoms/{dag_id}/{run_id}/{task_id}/{*key}",
+            get(xcom_get).post(xcom_set).delete(xcom_delete),
+        )
+        .route(
+            "/variables/{key}",
+            get(variable_get).put(variable_put).delete(variable_delete),
+        )
+        .route("/connections/{conn_id}", get(connection_get))
+}
+
+/// `GET /health`.
+pub(super) async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "healthy"}))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ExecError> {
+    serde_json::from_slice(body).map_err(|err| ExecError::unprocessable(err.to_string()))
+}
+
+/// The token's try, which must be the one the path names.
+fn this_try(live: &LiveTry, id: Uuid) -> Result<(), ExecError> {
+    if live.ti_id == id {
+        Ok(())
+    } else {
+        Err(ExecError::forbidden(format!(
+            "the token is not scoped to task instance {id}"
+        )))
+    }
+}
+
+fn masked(value: &serde_json::Value) -> serde_json::Value {
+    gust_secrets::current().redact(value, None)
+}
+
+/// `PATCH /task-instances/{id}/run`: the worker starts the try and gets its run context.
+async fn ti_run(
+    Extension(live): Live,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Result<axum::Json<RunContext>, ExecError> {
+    this_try(&live, id)?;
+    let payload: EnterRunning = parse(&body)?;
+    if payload.state.as_deref().is_some_and(|s| s != "running") {
+        return Err(ExecError::unprocessable("state must be \"running\""));
+    }
+    {
+        let mut progress = live.progress();
+        let runner = Runner {
+            hostname: payload.hostname.clone(),
+            pid: payload.pid,
+        };
+        if let Some(reported) = &progress.reported {
+            return Err(ExecError::conflict(
+                "invalid_state",
+                "TI was not in a state where it could be marked as running",
+            )
+            .with_detail("previous_state", reported_state(reported).into()));
+        }
+        match progress.runner.clone() {
+            // The same worker asking again (a lost answer) gets the same context.
+            Some(earlier) if earlier == runner => {}
+            Some(_) => {
+                return Err(ExecError::conflict(
+                    "invalid_state",
+                    "TI was not in a state where it could be marked as running",
+                )
+                .with_detail("previous_state", "running".into()));
+            }
+            None => progress.runner = Some(runner),
+        }
+        let _ = payload.unixname;
+        progress.last_heartbeat = Some(payload.start_date);
+    }
+    let run = &live.run;
+    let logical_date = run.data_interval.map(|(start, _)| start);
+    Ok(axum::Json(RunContext {
+        dag_run: DagRun {
+            dag_id: live.key.dag_id.to_string(),
+            run_id: live.key.run_id.to_string(),
+            logical_date,
+            data_interval_start: run.data_interval.map(|(start, _)| start),
+            data_interval_end: run.data_interval.map(|(_, end)| end),
+            run_after: run
+                .run_after
+                .or(run.data_interval.map(|(_, end)| end))
+                .or(run.start_date)
+                .unwrap_or(payload.start_date),
+            start_date: run.start_date,
+            end_date: None,
+            clear_number: 0,
+            run_type: if run.run_type.is_empty() {
+                "manual".to_owned()
+            } else {
+                run.run_type.clone()
+            },
+            state: "running".to_owned(),
+            conf: run.conf.clone(),
+            triggering_user_name: None,
+            consumed_asset_events: Vec::new(),
+            partition_key: None,
+            partition_date: None,
+            note: None,
+            team_name: None,
+        },
+        task_reschedule_count: 0,
+        max_tries: live.max_tries,
+        variables: Vec::new(),
+        connections: Vec::new(),
+        // A try starts with no XCom of its own: Gust keeps a task's XCom per try.
+        xcom_keys_to_clear: Vec::new(),
+        should_retry: live.should_retry(),
+    }))
+}
+
+fn reported_state(reported: &Reported) -> &'static str {
+    match reported {
+        Reported::Success => "success",
+        Reported::Failed => "failed",
+        Reported::UpForRetry { .. } => "up_for_retry",
+        Reported::Skipped => "skipped",
+        Reported::Reschedule { .. } => "up_for_reschedule",
+        Reported::Removed => "removed",
+    }
+}
+
+/// What a `PATCH .../state` body reports.
+fn read_state(
+    body: &serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Reported, ExecError> {
+    let state = body
+        .get("state")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| ExecError::unprocessable("the body names no state"))?;
+    let time = |field: &str| -> Result<chrono::DateTime<chrono::Utc>, ExecError> {
+        body.get(field)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .ok_or_else(|| ExecError::unprocessable(format!("{field} must be a date-time")))
+    };
+    Ok(match state {
+        "success" => Reported::Success,
+        "failed" => Reported::Failed,
+        "skipped" => Reported::Skipped,
+        "removed" | "upstream_failed" => Reported::Removed,
+        "up_for_retry" => Reported::UpForRetry {
+            reason: body
+                .get("retry_reason")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+        },
+        "up_for_reschedule" => Reported::Reschedule {
+            at: time("reschedule_date")?,
+        },
+        // Gust has no triggerer: a deferred task runs again, as a rescheduled sensor does.
+        "deferred" => Reported::Reschedule { at: now },
+        other => {
+            return Err(ExecError::unprocessable(format!(
+                "state {other:?} cannot be reported"
+            )));
+        }
+    })
+}
+
+/// `PATCH /task-instances/{id}/state`: the worker reports how the try ended.
+async fn ti_state(
+    State(state): State<ExecutionState>,
+    Extension(live): Live,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Result<Response, ExecError> {
+    this_try(&live, id)?;
+    let body: serde_json::Value = parse(&body)?;
+    let reported = read_state(&body, state.clock.now())?;
+    let mut progress = live.progress();
+    if progress.runner.is_none() {
+        return Err(ExecError::conflict(
+            "invalid_state",
+            "TI is not running: it must start (PATCH .../run) before it reports a state",
+        )
+        .with_detail("previous_state", "queued".into()));
+    }
+    match &progress.reported {
+        // Said again (a lost answer): already so.
+        Some(earlier) if *earlier == reported => Ok(StatusCode::OK.into_response()),
+        Some(earlier) => Err(ExecError::conflict(
+            "invalid_state",
+            format!("TI already reported {}", reported_state(earlier)),
+        )
+        .with_detail("previous_state", reported_state(earlier).into())),
+        None => {
+            progress.reported = Some(reported);
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+    }
+}
+
+/// The try must be running for a worker to act for it.
+fn running(live: &LiveTry, hostname: Option<&str>, pid: Option<i64>) -> Result<(), ExecError> {
+    let progress = live.progress();
+    let Some(runner) = &progress.runner else {
+        return Err(ExecError::conflict("not_running", "TI is not running"));
+    };
+    if progress.reported.is_some() {
+        return Err(ExecError::conflict(
+            "not_running",
+            "TI has already reported its end",
+        ));
+    }
+    if hostname.is_some_and(|h| h != runner.hostname) || pid.is_some_and(|p| p != runner.pid) {
+        return Err(ExecError::conflict(
+            "running_elsewhere",
+            format!(
+                "TI is already running elsewhere (pid {} on {})",
+                runner.pid, runner.hostname
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `PUT /task-instances/{id}/heartbeat`.
+async fn ti_heartbeat(
+    State(state): State<ExecutionState>,
+    Extension(live): Live,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Result<StatusCode, ExecError> {
+    this_try(&live, id)?;
+    let beat: Heartbeat = parse(&body)?;
+    running(&live, Some(&beat.hostname), Some(beat.pid))?;
+    live.progress().last_heartbeat = Some(state.clock.now());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /task-instances/{id}/rtif`: the try's rendered template fields, kept masked.
+async fn ti_rtif(
+    Extension(live): Live,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ExecError> {
+    this_try(&live, id)?;
+    let fields: serde_json::Map<String, serde_json::Value> = parse(&body)?;
+    let fields = fields
+        .into_iter()
+        .map(|(name, value)| {
+            let value = gust_secrets::current().redact(&value, Some(name.as_str()));
+            (name, value)
+        })
+        .collect();
+    live.progress().rendered_fields = Some(fields);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(
+            serde_json::json!({"message": "Rendered task instance fields successfully set"}),
+        ),
+    ))
+}
+
+/// `PATCH /task-instances/{id}/skip-downstream` (branching): recorded for the runtime.
+async fn ti_skip_downstream(
+    Extension(live): Live,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Result<StatusCode, ExecError> {
+    this_try(&live, id)?;
+    let payload: SkipDownstream = parse(&body)?;
+    running(&live, None, None)?;
+    let tasks = payload.tasks.into_iter().map(|t| match t {
+        SkipTarget::Task(task) | SkipTarget::Mapped(task, _) => task,
+    });
+    live.progress().skip_downstream.extend(tasks);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PATCH /task-instances/{id}/rendered-map-index`: Gust maps no tasks, so only checked.
+async fn ti_rendered_map_index(
+    Extension(live): Live,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Result<StatusCode, ExecError> {
+    this_try(&live, id)?;
+    let _: String = parse(&body)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The XCom routes read and write the token's own run only (Gust keeps XComs per run);
+/// writes are the token's own task's.
+fn xcom_scope(
+    live: &LiveTry,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    write: bool,
+) -> Result<(), ExecError> {
+    let own_run = live.key.dag_id.as_str() == dag_id && live.key.run_id.as_str() == run_id;
+    let own_task = own_run && live.key.task_id.as_str() == task_id;
+    if (write && !own_task) || !own_run {
+        return Err(ExecError::forbidden(format!(
+            "task {} of run {} of {} may not {} XComs of task {task_id:?} in run {run_id:?} \
+             of {dag_id:?}",
+            live.key.task_id,
+            live.key.run_id,
+            live.key.dag_id,
+            if write { "write" } else { "read" }
+        )));
+    }
+    Ok(())
+}
+
+type XComPath = Path<(String, String, String, String)>;
+
+/// What a `GET` (or `HEAD`) under `/xcoms/{dag_id}/{run_id}/{task_id}/` asks for: the key may
+/// hold slashes, so the sequence routes (`{key}/slice`, `{key}/item/{offset}`) are told apart
+/// by their tails, as Airflow's routes are matched.
+enum XComRead {
+    One(String),
+    Slice(String),
+    Item(String, i64),
+}
+
+impl XComRead {
+    fn of(path_key: String) -> Self {
+        if let Some(key) = path_key.strip_suffix("/slice") {
+            return Self::Slice(key.to_owned());
+        }
+        if let Some((key, offset)) = path_key.rsplit_once("/item/")
+            && let Ok(offset) = offset.parse()
+        {
+            return Self::Item(key.to_owned(), offset);
+        }
+        Self::One(path_key)
+    }
+}
+
+/// `?start=&stop=&step=` of a slice.
+#[derive(Debug, serde::Deserialize)]
+struct SliceQuery {
+    #[serde(default)]
+    start: Option<i64>,
+    #[serde(default)]
+    stop: Option<i64>,
+    #[serde(default)]
+    step: Option<i64>,
+    #[serde(default)]
+    map_index: Option<i64>,
+}
+
+/// `values[start:stop:step]` as Python slices a list.
+fn py_slice(
+    values: &[serde_json::Value],
+    start: Option<i64>,
+    stop: Option<i64>,
+    step: Option<i64>,
+) -> Vec<serde_json::Value> {
+    let len = i64::try_from(values.len()).unwrap_or(i64::MAX);
+    let step = step.filter(|s| *s != 0).unwrap_or(1);
+    let clamp = |i: i64, low: i64, high: i64| {
+        let i = if i < 0 { i + len } else { i };
+        i.clamp(low, high)
+    };
+    let mut out = Vec::new();
+    if step > 0 {
+        let (mut i, end) = (
+            start.map_or(0, |s| clamp(s, 0, len)),
+            stop.map_or(len, |s| clamp(s, 0, len)),
+        );
+        while i < end {
+            out.extend(usize::try_from(i).ok().and_then(|i| values.get(i)).cloned());
+            i += step;
+        }
+    } else {
+        let (mut i, end) = (
+            start.map_or(len - 1, |s| clamp(s, -1, len - 1)),
+            stop.map_or(-1, |s| clamp(s, -1, len - 1)),
+        );
+        while i > end {
+            out.extend(usize::try_from(i).ok().and_then(|i| values.get(i)).cloned());
+            i += step;
+        }
+    }
+    out
+}
+
+/// `GET /xcoms/{dag_id}/{run_id}/{task_id}/{key}` (and `HEAD`, `.../slice`,
+/// `.../item/{offset}`). Gust maps no tasks: a task's XCom is a sequence of one value.
+async fn xcom_get(
+    method: axum::http::Method,
+    Extension(live): Live,
+    Path((dag_id, run_id, task_id, path_key)): XComPath,
+    Query(query): Query<SliceQuery>,
+) -> Result<Response, ExecError> {
+    xcom_scope(&live, &dag_id, &run_id, &task_id, false)?;
+    let read = XComRead::of(path_key);
+    let key = match &read {
+        XComRead::One(key) | XComRead::Slice(key) | XComRead::Item(key, _) => key.clone(),
+    };
+    let value = if live.key.task_id.as_str() == task_id {
+        live.progress().xcoms.get(&key).cloned()
+    } else {
+        live.lookup.xcom(&task_id, &key)
+    };
+    let not_found = |what: String| {
+        ExecError::not_found(format!(
+            "XCom with key='{key}' {what} not found for task '{task_id}' in DAG run '{run_id}' \
+             of '{dag_id}'"
+        ))
+    };
+    let sequence: Vec<serde_json::Value> = value.clone().into_iter().collect();
+    match read {
+        XComRead::One(_) if method == axum::http::Method::HEAD => {
+            let count = sequence.len().to_string();
+            Ok((
+                [("Content-Range", format!("map_indexes {count}"))],
+                StatusCode::OK,
+            )
+                .into_response())
+        }
+        XComRead::One(key) => {
+            let map_index = query.map_index.unwrap_or(-1);
+            match value.filter(|_| map_index < 0) {
+                Some(value) => Ok(axum::Json(XComResponse { key, value }).into_response()),
+                None => Err(not_found(format!("map_index={map_index}"))),
+            }
+        }
+        XComRead::Slice(_) => {
+            Ok(
+                axum::Json(py_slice(&sequence, query.start, query.stop, query.step))
+                    .into_response(),
+            )
+        }
+        XComRead::Item(_, offset) => {
+            let index = if offset < 0 { offset + 1 } else { offset };
+            match value.filter(|_| index == 0) {
+                Some(value) => Ok(axum::Json(value).into_response()),
+                None => Err(not_found(format!("offset={offset}"))),
+            }
+        }
+    }
+}
+
+/// `POST /xcoms/{dag_id}/{run_id}/{task_id}/{key}`: the value is kept masked; the return value
+/// becomes the try's XCom when it succeeds.
+async fn xcom_set(
+    Extension(live): Live,
+    Path((dag_id, run_id, task_id, key)): XComPath,
+    Query(index): Query<MapIndex>,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ExecError> {
+    xcom_scope(&live, &dag_id, &run_id, &task_id, true)?;
+    if index.map_index.is_some_and(|i| i >= 0) {
+        return Err(ExecError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Gust does not map tasks: an XCom has no map_index",
+        ));
+    }
+    let value: serde_json::Value = parse(&body)?;
+    running(&live, None, None)?;
+    live.progress().xcoms.insert(key, masked(&value));
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"message": "XCom successfully set"})),
+    ))
+}
+
+/// `DELETE /xcoms/{dag_id}/{run_id}/{task_id}/{key}`.
+async fn xcom_delete(
+    Extension(live): Live,
+    Path((dag_id, run_id, task_id, key)): XComPath,
+) -> Result<axum::Json<serde_json::Value>, ExecError> {
+    xcom_scope(&live, &dag_id, &run_id, &task_id, true)?;
+    live.progress().xcoms.remove(&key);
+    Ok(axum::Json(serde_json::json!({
+        "message": format!("XCom with key: {key} successfully deleted.")
+    })))
+}
+
+/// `GET /variables/{key}`.
+async fn variable_get(
+    State(state): State<ExecutionState>,
+    Extension(live): Live,
+    Path(key): Path<String>,
+) -> Result<axum::Json<VariableResponse>, ExecError> {
+    match state.broker.variable(&live, &key) {
+        Some(value) => Ok(axum::Json(VariableResponse {
+            key,
+            value: Some(value),
+        })),
+        None => Err(ExecError::not_found(format!(
+            "Variable with key '{key}' not found"
+        ))),
+    }
+}
+
+/// `PUT /variables/{key}`: kept in the store when there is one, and seen at once by the tasks
+/// of this process.
+async fn variable_put(
+    State(state): State<ExecutionState>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ExecError> {
+    let payload: VariablePostBody = parse(&body)?;
+    let value = payload.val.unwrap_or_default();
+    if gust_secrets::current().names().is_sensitive(&key) {
+        gust_secrets::add([value.clone()]);
+    }
+    if let Some((store, fernet)) = &state.variables {
+        store
+            .set_variable(&key, &value, payload.description.as_deref(), fernet)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "a task's variable could not be stored");
+                ExecError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store_error",
+                    "the variable could not be stored",
+                )
+            })?;
+    }
+    state.broker.write_variable(&key, Some(value));
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"message": "Variable successfully set"})),
+    ))
+}
+
+/// `DELETE /variables/{key}`.
+async fn variable_delete(
+    State(state): State<ExecutionState>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ExecError> {
+    if let Some((store, _)) = &state.variables {
+        store.delete_variable(&key).await.map_err(|err| {
+            tracing::error!(error = %err, "a task's variable could not be deleted");
+            ExecError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store_error",
+                "the variable could not be deleted",
+            )
+        })?;
+    }
+    state.broker.write_variable(&key, None);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /connections/{conn_id}`.
+async fn connection_get(
+    Extension(live): Live,
+    Path(conn_id): Path<String>,
+) -> Result<axum::Json<ConnectionResponse>, ExecError> {
+    let Some(c) = live.lookup.connection(&conn_id) else {
+        return Err(ExecError::not_found(format!(
+            "Connection with ID {conn_id} not found"
+        )));
+    };
+    Ok(axum::Json(ConnectionResponse {
+        conn_id: c.conn_id,
+        conn_type: c.conn_type,
+        host: c.host,
+        schema: c.schema,
+        login: c.login,
+        password: c.password,
+        port: c.port,
+        extra: c.extra,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn slices_are_pythons() {
+        let values = [json!(0), json!(1), json!(2), json!(3)];
+        let slice = |start, stop, step| py_slice(&values, start, stop, step);
+        assert_eq!(slice(None, None, None), values.to_vec());
+        assert_eq!(slice(Some(1), Some(3), None), vec![json!(1), json!(2)]);
+        assert_eq!(slice(Some(-2), None, None), vec![json!(2), json!(3)]);
+        assert_eq!(
+            slice(None, None, Some(-1)),
+            vec![json!(3), json!(2), json!(1), json!(0)]
+        );
+        assert_eq!(slice(None, None, Some(2)), vec![json!(0), json!(2)]);
+        assert_eq!(slice(Some(10), None, None), Vec::<serde_json::Value>::new());
+        assert_eq!(
+            py_slice(&[], None, None, None),
+            Vec::<serde_json::Value>::new()
+        );
+    }
+
+    #[test]
+    fn sequence_routes_are_told_apart_by_their_tails() {
+        assert!(
+            matches!(XComRead::of("return_value".into()), XComRead::One(k) if k == "return_value")
+        );
+        assert!(matches!(XComRead::of("a/b/slice".into()), XComRead::Slice(k) if k == "a/b"));
+        assert!(matches!(XComRead::of("k/item/-1".into()), XComRead::Item(k, -1) if k == "k"));
+        assert!(matches!(XComRead::of("k/item/x".into()), XComRead::One(_)));
+    }
+}

@@ -1,0 +1,260 @@
+//! The Execution API against Airflow's own Task SDK client (`airflow.sdk.api.client.Client` of
+//! apache-airflow-task-sdk, in the venv `.ci/run` makes): every request the SDK makes must be
+//! answered in the shape it validates.
+//!
+//! The venv's Python is `GUST_TEST_AIRFLOW_PYTHON`, else `target/airflow-venv/bin/python`; when
+//! neither exists the test says so and does nothing (and fails with GUST_REQUIRE_AIRFLOW=1, as
+//! in CI).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gust_core::clock::SystemClock;
+use gust_core::ids::{DagId, RunId, TaskId, TryNumber};
+use gust_executor::execution::{ExecutionBroker, Reported};
+use gust_executor::{LaunchSpec, RunFacts, SharedLookup, TryContext, TryKey};
+use gust_server::execution::{ExecutionState, TaskTokens};
+use gust_template::{MapLookup, TemplateConnection};
+
+fn airflow_python() -> Option<PathBuf> {
+    let path = std::env::var_os("GUST_TEST_AIRFLOW_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/airflow-venv/bin/python")
+        });
+    if path.exists() {
+        Some(path)
+    } else {
+        assert!(
+            std::env::var("GUST_REQUIRE_AIRFLOW").as_deref() != Ok("1"),
+            "GUST_REQUIRE_AIRFLOW=1 but there is no Airflow venv at {}",
+            path.display()
+        );
+        eprintln!(
+            "SKIPPED: no Airflow venv at {} (set GUST_TEST_AIRFLOW_PYTHON, or run .ci/run, which \
+             makes target/airflow-venv)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn spec(task: &str, retries: u32, lookup: Arc<MapLookup>) -> LaunchSpec {
+    let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+        .expect("a date")
+        .to_utc();
+    let end = start + chrono::Duration::days(1);
+    LaunchSpec {
+        key: TryKey {
+            dag_id: DagId::new("etl").expect("an id"),
+            run_id: RunId::new("scheduled__2024-01-01T00:00:00+00:00").expect("an id"),
+            task_id: TaskId::new(task).expect("an id"),
+            try_number: TryNumber(1),
+        },
+        operator: "python".into(),
+        args: serde_json::Map::new(),
+        do_xcom_push: true,
+        execution_timeout: None,
+        log_path: PathBuf::from("/dev/null"),
+        dag_file: PathBuf::from("etl.yaml"),
+        context: TryContext {
+            logical_date: Some(start),
+            run: RunFacts {
+                data_interval: Some((start, end)),
+                run_after: Some(end),
+                start_date: Some(end),
+                run_type: "scheduled".into(),
+                conf: serde_json::Map::from_iter([("limit".to_owned(), serde_json::json!(5))]),
+            },
+            retries,
+            lookup: SharedLookup(Some(lookup)),
+            ..TryContext::default()
+        },
+    }
+}
+
+const SCRIPT: &str = r#"
+import json, os, sys, uuid, datetime
+import httpx
+from airflow.sdk.api.client import Client, ServerResponseError
+
+url, token, other_token, ti_id = sys.argv[1:5]
+ti_id = uuid.UUID(ti_id)
+now = datetime.datetime.now(datetime.timezone.utc)
+client = Client(base_url=url, token=token)
+out = {}
+ctx = client.task_instances.start(ti_id, os.getpid(), now)
+out["dag_run"] = json.loads(ctx.dag_run.model_dump_json())
+out["max_tries"] = ctx.max_tries
+out["should_retry"] = ctx.should_retry
+out["xcom_keys_to_clear"] = ctx.xcom_keys_to_clear
+client.task_instances.heartbeat(ti_id, os.getpid())
+out["pulled"] = client.xcoms.get("etl", ctx.dag_run.run_id, "extract", "return_value").value
+out["missing"] = client.xcoms.get("etl", ctx.dag_run.run_id, "extract", "nothing").value
+out["slice"] = client.xcoms.get_sequence_slice("etl", ctx.dag_run.run_id, "extract", "return_value", None, None, None, False).root
+out["item"] = client.xcoms.get_sequence_item("etl", ctx.dag_run.run_id, "extract", "return_value", -1).root
+out["count"] = client.xcoms.head("etl", ctx.dag_run.run_id, "extract", "return_value").len
+client.xcoms.set("etl", ctx.dag_run.run_id, "load", "return_value", {"rows": 3, "password": "hunter2-secret"})
+out["own"] = client.xcoms.get("etl", ctx.dag_run.run_id, "load", "return_value").value
+try:
+    client.xcoms.set("etl", ctx.dag_run.run_id, "extract", "return_value", 1)
+    out["other_task_write"] = "allowed"
+except ServerResponseError as e:
+    out["other_task_write"] = e.response.status_code
+out["variable"] = client.variables.get("greeting").value
+client.variables.set("made_by_task", "yes")
+out["made"] = client.variables.get("made_by_task").value
+client.variables.delete("made_by_task")
+missing_var = client.variables.get("made_by_task")
+out["deleted"] = type(missing_var).__name__
+conn = client.connections.get("db")
+out["connection"] = [conn.conn_id, conn.conn_type, conn.host, conn.port, conn.schema_]
+client.task_instances.set_rtif(ti_id, {"python_callable": "load"})
+other = Client(base_url=url, token=other_token)
+try:
+    other.task_instances.heartbeat(ti_id, os.getpid())
+    out["cross_token"] = "allowed"
+except ServerResponseError as e:
+    out["cross_token"] = e.response.status_code
+raw = httpx.get(url + "health", headers={"airflow-api-version": "2025-04-28"})
+out["old_version"] = raw.status_code
+out["health"] = httpx.get(url + "health").json()
+forged = Client(base_url=url, token=token[:-4] + "AAAA")
+try:
+    forged.task_instances.heartbeat(ti_id, os.getpid())
+    out["forged"] = "allowed"
+except ServerResponseError as e:
+    out["forged"] = e.response.status_code
+client.task_instances.succeed(ti_id, datetime.datetime.now(datetime.timezone.utc), [], [], None)
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn the_task_sdk_client_runs_a_try_against_gusts_execution_api() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    gust_secrets::add(["hunter2-secret".to_owned()]);
+    let tokens = Arc::new(TaskTokens::new(
+        b"test secret",
+        std::time::Duration::from_secs(600),
+    ));
+    let broker = Arc::new(ExecutionBroker::new(tokens));
+    let lookup = Arc::new(MapLookup {
+        variables: HashMap::from([("greeting".to_owned(), "hello".to_owned())]),
+        connections: HashMap::from([(
+            "db".to_owned(),
+            TemplateConnection {
+                conn_id: "db".into(),
+                conn_type: "postgres".into(),
+                host: Some("db.internal".into()),
+                port: Some(5432),
+                schema: Some("sales".into()),
+                ..TemplateConnection::default()
+            },
+        )]),
+        xcoms: HashMap::from([(
+            ("extract".to_owned(), "return_value".to_owned()),
+            serde_json::json!({"n": 3}),
+        )]),
+    });
+    let clock = Arc::new(SystemClock);
+    let now = gust_core::clock::Clock::now(&SystemClock);
+    let load = broker.admit(&spec("load", 2, lookup.clone()), now);
+    let other = broker.admit(&spec("other", 0, lookup), now);
+    let app = axum::Router::new().nest(
+        "/execution",
+        gust_server::execution::router(ExecutionState::new(broker.clone(), clock)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!(
+        "http://{}/execution/",
+        listener.local_addr().expect("an address")
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(gust_server::serve(listener, app, stop.clone()));
+
+    let output = tokio::process::Command::new(&python)
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(&url)
+        .arg(&load.token)
+        .arg(&other.token)
+        .arg(load.ti_id.to_string())
+        .output()
+        .await
+        .expect("python runs");
+    stop.cancel();
+    let _ = server.await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the script failed: {stderr}");
+    // The SDK logs to stdout too: the answer is the last line.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let out: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|err| panic!("not JSON ({err}): {stdout}{stderr}"));
+
+    let run = &out["dag_run"];
+    assert_eq!(run["dag_id"], "etl");
+    assert_eq!(run["run_id"], "scheduled__2024-01-01T00:00:00+00:00");
+    assert_eq!(run["logical_date"], "2024-01-01T00:00:00Z");
+    assert_eq!(run["data_interval_end"], "2024-01-02T00:00:00Z");
+    assert_eq!(run["run_type"], "scheduled");
+    assert_eq!(run["state"], "running");
+    assert_eq!(run["conf"], serde_json::json!({"limit": 5}));
+    assert_eq!(out["max_tries"], 2);
+    assert_eq!(out["should_retry"], true, "try 1 of a task with 2 retries");
+    assert_eq!(out["xcom_keys_to_clear"], serde_json::json!([]));
+    assert_eq!(out["pulled"], serde_json::json!({"n": 3}));
+    assert_eq!(
+        out["missing"],
+        serde_json::Value::Null,
+        "a 404 the SDK reads as None"
+    );
+    assert_eq!(
+        out["slice"],
+        serde_json::json!([{"n": 3}]),
+        "what xcom_pull asks for"
+    );
+    assert_eq!(out["item"], serde_json::json!({"n": 3}));
+    assert_eq!(out["count"], 1);
+    assert_eq!(
+        out["own"],
+        serde_json::json!({"rows": 3, "password": "***"}),
+        "an XCom is kept masked"
+    );
+    assert_eq!(out["other_task_write"], 403);
+    assert_eq!(out["variable"], "hello");
+    assert_eq!(out["made"], "yes");
+    assert_eq!(
+        out["deleted"], "ErrorResponse",
+        "a deleted variable is gone"
+    );
+    assert_eq!(
+        out["connection"],
+        serde_json::json!(["db", "postgres", "db.internal", 5432, "sales"])
+    );
+    assert_eq!(out["cross_token"], 403, "a token acts only for its own try");
+    assert_eq!(out["forged"], 403);
+    assert_eq!(
+        out["old_version"], 400,
+        "an API version Gust does not serve"
+    );
+    assert_eq!(out["health"], serde_json::json!({"status": "healthy"}));
+
+    let progress = broker.finish(load.ti_id).expect("the try was live");
+    assert_eq!(progress.reported, Some(Reported::Success));
+    assert_eq!(
+        progress.xcoms.get("return_value"),
+        Some(&serde_json::json!({"rows": 3, "password": "***"}))
+    );
+    let rendered = progress.rendered_fields.expect("rendered fields");
+    assert_eq!(rendered["python_callable"], "load");
+    assert!(progress.last_heartbeat.is_some());
+    assert!(
+        broker.finish(load.ti_id).is_none(),
+        "a finished try's token no longer works"
+    );
+}

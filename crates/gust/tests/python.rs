@@ -1,0 +1,398 @@
+//! Python tasks end to end: `gust dags test` runs PythonOperator tasks through Airflow's own
+//! Task SDK (the venv `.ci/run` makes), passing XComs between Python and bash tasks both ways,
+//! and the results equal Airflow's own `airflow dags test` of the same file.
+//!
+//! The venv's Python is `GUST_TEST_AIRFLOW_PYTHON`, else `target/airflow-venv/bin/python`; when
+//! neither exists the tests say so and do nothing (and fail with GUST_REQUIRE_AIRFLOW=1, as in CI).
+
+use std::path::{Path, PathBuf};
+
+use predicates::prelude::*;
+
+mod common;
+
+use common::gust;
+
+fn airflow_python() -> Option<PathBuf> {
+    let path = std::env::var_os("GUST_TEST_AIRFLOW_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/airflow-venv/bin/python")
+        });
+    if path.exists() {
+        Some(path)
+    } else {
+        assert!(
+            std::env::var("GUST_REQUIRE_AIRFLOW").as_deref() != Ok("1"),
+            "GUST_REQUIRE_AIRFLOW=1 but there is no Airflow venv at {}",
+            path.display()
+        );
+        eprintln!(
+            "SKIPPED: no Airflow venv at {} (set GUST_TEST_AIRFLOW_PYTHON, or run .ci/run, which \
+             makes target/airflow-venv)",
+            path.display()
+        );
+        None
+    }
+}
+
+const CALLABLES: &str = r#"
+import json
+import os
+
+from airflow.exceptions import AirflowSkipException
+
+
+def _record(name, value):
+    out = os.environ["OUT_DIR"]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, name + ".json"), "w") as f:
+        json.dump(value, f, sort_keys=True)
+
+
+def produce(n, ti=None):
+    value = {"doubled": n * 2, "try": ti.try_number}
+    _record("produce", value)
+    return value
+
+
+def consume(ti=None, dag_run=None):
+    value = {
+        "shout": ti.xcom_pull(task_ids="shout"),
+        "py": ti.xcom_pull(task_ids="py"),
+        "run_type": getattr(dag_run.run_type, "value", dag_run.run_type),
+    }
+    _record("consume", value)
+    return value["shout"]
+
+
+def nap():
+    _record("nap", os.getpid())
+    import time
+    time.sleep(60)
+    _record("woke", True)
+
+
+def skip():
+    raise AirflowSkipException("nothing to do today")
+
+
+def fail():
+    raise ValueError("this task always fails")
+"#;
+
+/// The DAG file: `py` returns a value, `shout` (bash) pulls it, `consume` (Python) pulls
+/// `shout`'s; in a second DAG a task skips itself and one fails after its retry.
+fn dag_file(callables: &Path, schedule: &str) -> String {
+    let file = callables.display();
+    format!(
+        r#"
+py_xcom:
+  schedule: {schedule}
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    py:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: produce
+      python_callable_file: {file}
+      op_kwargs: {{n: 21}}
+    shout:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: "echo pulled-{{{{ ti.xcom_pull(task_ids='py')['doubled'] }}}}"
+      dependencies: [py]
+    consume:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: consume
+      python_callable_file: {file}
+      dependencies: [shout]
+py_edges:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    skipper:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: skip
+      python_callable_file: {file}
+    failer:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: fail
+      python_callable_file: {file}
+      retries: 1
+      retry_delay: 1
+py_timeout:
+  schedule: null
+  start_date: 2024-01-01
+  tasks:
+    nap:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: nap
+      python_callable_file: {file}
+      execution_timeout: {{__type__: datetime.timedelta, seconds: 10}}
+"#
+    )
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("{} was not written: {err}", path.display()));
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// A folder with the DAG file and its callables.
+fn dags_folder(root: &Path) -> PathBuf {
+    dags_folder_scheduled(root, "null")
+}
+
+/// The same, `py_xcom` running on `schedule`.
+fn dags_folder_scheduled(root: &Path, schedule: &str) -> PathBuf {
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    let callables = root.join("callables.py");
+    std::fs::write(&callables, CALLABLES).expect("write");
+    std::fs::write(dags.join("py_xcom.yaml"), dag_file(&callables, schedule)).expect("write");
+    dags
+}
+
+#[test]
+fn python_tasks_are_refused_naming_the_setting_without_an_interpreter() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    gust(home.path())
+        .env_remove("GUST__PYTHON__INTERPRETER")
+        .args(["dags", "validate"])
+        .arg(&dags)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("[python] interpreter"));
+}
+
+#[test]
+fn python_and_bash_tasks_pass_xcoms_both_ways_as_in_airflow() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let gust_out = home.path().join("out-gust");
+    let run = gust(home.path())
+        .env("GUST__PYTHON__INTERPRETER", &python)
+        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+        .env("OUT_DIR", &gust_out)
+        .args(["dags", "test", "py_xcom", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&run);
+    for task in ["py", "shout", "consume"] {
+        assert!(
+            stdout.contains(&format!("{task}: success")),
+            "{task} did not succeed: {stdout}"
+        );
+    }
+    let produced = read_json(&gust_out.join("produce.json"));
+    assert_eq!(produced, serde_json::json!({"doubled": 42, "try": 1}));
+    let consumed = read_json(&gust_out.join("consume.json"));
+    assert_eq!(
+        consumed,
+        serde_json::json!({
+            "shout": "pulled-42",
+            "py": {"doubled": 42, "try": 1},
+            "run_type": "manual",
+        })
+    );
+    // The worker's structured log lines are the try's log lines.
+    let logs = home.path().join("logs");
+    let py_log = find_log(&logs, "task_id=py").expect("the py task's log");
+    let text = std::fs::read_to_string(&py_log).expect("log");
+    assert!(text.contains("Done. Returned value was"), "{text}");
+    assert!(
+        !text.contains("\"event\""),
+        "structured lines are read: {text}"
+    );
+
+    // Airflow's own run of the same file, through the same dag-factory.
+    let airflow_out = home.path().join("out-airflow");
+    airflow_dags_test(&python, home.path(), &dags, "py_xcom", &airflow_out);
+    assert_eq!(read_json(&airflow_out.join("produce.json")), produced);
+    assert_eq!(read_json(&airflow_out.join("consume.json")), consumed);
+}
+
+#[test]
+fn a_python_task_skips_itself_and_a_failing_one_is_retried_then_fails() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let run = gust(home.path())
+        .env("GUST__PYTHON__INTERPRETER", &python)
+        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+        .env("OUT_DIR", home.path().join("out"))
+        .args(["dags", "test", "py_edges", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&run);
+    assert!(stdout.contains("skipper: skipped"), "{stdout}");
+    assert!(stdout.contains("failer: up_for_retry (try 1)"), "{stdout}");
+    assert!(stdout.contains("failer: failed (try 2)"), "{stdout}");
+    let log = find_log(&home.path().join("logs"), "task_id=failer").expect("a log");
+    let text = std::fs::read_to_string(log).expect("log");
+    assert!(text.contains("this task always fails"), "{text}");
+}
+
+#[test]
+#[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
+fn the_scheduler_serves_the_execution_api_to_its_python_tasks() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    dags_folder_scheduled(home.path(), "\"@daily\"");
+    let url = format!("sqlite://{}", home.path().join("gust.db").display());
+    gust(home.path())
+        .env("GUST__DATABASE__URL", &url)
+        .args(["db", "migrate"])
+        .assert()
+        .success();
+    let out = home.path().join("out");
+    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("a log");
+    let child = common::gust_process(home.path(), &url)
+        .arg("scheduler")
+        .env("GUST__PYTHON__INTERPRETER", &python)
+        .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
+        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+        .env("OUT_DIR", &out)
+        .stdout(log.try_clone().expect("a log"))
+        .stderr(log)
+        .spawn()
+        .expect("the scheduler starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let runs = loop {
+        let listed = gust(home.path())
+            .env("GUST__DATABASE__URL", &url)
+            .args(["dags", "list-runs", "py_xcom", "-o", "json"])
+            .output()
+            .expect("gust runs");
+        let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+        if text.contains("\"success\"") || text.contains("\"failed\"") {
+            break text;
+        }
+        if std::time::Instant::now() > deadline {
+            common::kill9(child);
+            panic!(
+                "the run did not end in 180 s: {text}\n{}",
+                std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    common::kill9(child);
+    assert!(runs.contains("\"success\""), "{runs}");
+    let consumed = read_json(&out.join("consume.json"));
+    assert_eq!(consumed["shout"], "pulled-42", "{consumed}");
+    assert_eq!(consumed["py"]["doubled"], 42, "{consumed}");
+    assert_eq!(consumed["run_type"], "scheduled", "{consumed}");
+}
+
+#[test]
+fn a_python_task_past_its_execution_timeout_is_killed_with_its_task_process() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let out = home.path().join("out");
+    let run = gust(home.path())
+        .env("GUST__PYTHON__INTERPRETER", &python)
+        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+        .env("OUT_DIR", &out)
+        .args(["dags", "test", "py_timeout", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&run);
+    assert!(
+        stdout.contains("nap: failed (try 1): timed out after 10s"),
+        "{stdout}"
+    );
+    // The process that ran the callable (the Task SDK's task runner, in a process group of its
+    // own) is gone too.
+    let pid = read_json(&out.join("nap.json"));
+    // Gone, or a zombie (dead, waiting for a parent that reaps it: no init reaps in a
+    // container whose first process is not one).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+    assert!(
+        matches!(state, None | Some("Z" | "X")),
+        "the task's process {pid} outlived the try: {stat}"
+    );
+    assert!(!out.join("woke.json").exists());
+}
+
+/// The first log file under `root` whose path contains `part`.
+fn find_log(root: &Path, part: &str) -> Option<PathBuf> {
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.display().to_string().contains(part) {
+                return Some(path);
+            }
+        }
+    }
+    None
+}
+
+/// `airflow dags test DAG` of the same YAML file, loaded by dag-factory from a DAG file in a
+/// folder of its own, in a fresh AIRFLOW_HOME.
+fn airflow_dags_test(python: &Path, root: &Path, dags: &Path, dag_id: &str, out: &Path) {
+    let airflow_home = root.join("airflow-home");
+    let airflow_dags = root.join("airflow-dags");
+    std::fs::create_dir_all(&airflow_dags).expect("mkdir");
+    std::fs::write(
+        airflow_dags.join("load.py"),
+        format!(
+            // The words "airflow" and "dag" make Airflow's safe mode parse the file.
+            "# An Airflow DAG file: dag-factory builds the YAML file's DAGs.\n\
+             from dagfactory import load_yaml_dags\n\
+             load_yaml_dags(globals_dict=globals(), config_filepath={:?})\n",
+            dags.join("py_xcom.yaml").display().to_string()
+        ),
+    )
+    .expect("write");
+    let airflow = |args: &[&str]| {
+        #[allow(clippy::disallowed_methods, reason = "the test runs Airflow")]
+        let output = std::process::Command::new(python)
+            .args(["-m", "airflow"])
+            .args(args)
+            .env("AIRFLOW_HOME", &airflow_home)
+            .env("AIRFLOW__CORE__DAGS_FOLDER", &airflow_dags)
+            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+            .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+            .env("OUT_DIR", out)
+            .output()
+            .expect("airflow runs");
+        assert!(
+            output.status.success(),
+            "airflow {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    airflow(&["db", "migrate"]);
+    airflow(&["dags", "test", dag_id]);
+}
