@@ -13,7 +13,7 @@ use std::time::Duration;
 use gust_core::clock::SystemClock;
 use gust_core::dag::Dag;
 use gust_core::ids::{RunId, TaskId, TryNumber};
-use gust_core::readiness::{run_state, settle};
+use gust_core::readiness::{run_state, settle, settle_changed};
 use gust_core::retry::{can_retry, retry_delay};
 use gust_core::schedule::DataInterval;
 use gust_core::state::{DagRunState, TaskEvent, TaskState};
@@ -165,6 +165,10 @@ struct Driver<'a> {
     unfinished: usize,
     /// Tasks waiting for their retry delay, by when it ends.
     retry_at: BTreeMap<Instant, Vec<TaskId>>,
+    /// Tasks whose state moved since the run was last settled; `None` before the first pass,
+    /// which decides every task. Settling only these and their downstream tasks keeps a pass
+    /// after an event as cheap as what the event touched, whatever the DAG's size.
+    moved: Option<Vec<TaskId>>,
 }
 
 impl<'a> Driver<'a> {
@@ -195,6 +199,7 @@ impl<'a> Driver<'a> {
             states: HashMap::with_capacity(dag.tasks().len()),
             unfinished: dag.tasks().len(),
             retry_at: BTreeMap::new(),
+            moved: None,
         }
     }
 
@@ -229,6 +234,9 @@ impl<'a> Driver<'a> {
             _ => {}
         }
         if from != to {
+            if let Some(moved) = &mut self.moved {
+                moved.push(task.clone());
+            }
             let instance = self.instances.get(task);
             let failed = matches!(to, TaskState::Failed | TaskState::UpForRetry);
             (self.progress)(StateChange {
@@ -245,7 +253,11 @@ impl<'a> Driver<'a> {
     /// once, with no runtime event to wake the run for them.
     fn step(&mut self) {
         loop {
-            let settled = settle(self.dag, &self.states, |_| true);
+            let settled = match self.moved.replace(Vec::new()) {
+                None => settle(self.dag, &self.states, |_| true),
+                Some(moved) if moved.is_empty() => return,
+                Some(moved) => settle_changed(self.dag, &self.states, &moved, |_| true),
+            };
             if settled.finished.is_empty() && settled.ready.is_empty() {
                 return;
             }
