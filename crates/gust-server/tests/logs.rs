@@ -163,6 +163,29 @@ async fn a_finished_log_is_answered_as_structured_lines_text_or_ndjson() {
     }
     let forged = server.get(&format!("{LOGS}/1?token=10.abc")).await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+    // A try number that is not a number is FastAPI's 422, naming the parameter, in JSON.
+    let not_a_number = server.get(&format!("{LOGS}/abc")).await;
+    assert_eq!(
+        not_a_number.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        not_a_number.text
+    );
+    assert_eq!(
+        not_a_number.json["detail"][0]["loc"],
+        serde_json::json!(["path", "try_number"]),
+        "{}",
+        not_a_number.text
+    );
+    let history = server
+        .get("/api/v2/dags/hello/dagRuns/r/taskInstances/say/tries/x")
+        .await;
+    assert_eq!(
+        history.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        history.text
+    );
     server.finish().await;
 }
 

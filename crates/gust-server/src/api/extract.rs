@@ -1,6 +1,6 @@
 //! Request extractors whose rejections are Airflow's 422 bodies: `Params<T>` for the query string
-//! (repeated keys such as `tags=a&tags=b` read as lists, as FastAPI reads them) and `Body<T>`
-//! for JSON bodies. A query string may repeat one parameter at most [`MAX_REPEATED_PARAM`] times,
+//! (repeated keys such as `tags=a&tags=b` read as lists, as FastAPI reads them), `PathParams<T>`
+//! for the path's parameters (`/logs/abc` where a number belongs) and `Body<T>` for JSON bodies. A query string may repeat one parameter at most [`MAX_REPEATED_PARAM`] times,
 //! so a request cannot turn into thousands of filter or sort terms.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -36,6 +36,71 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<
                 loc: vec!["query".into()],
                 msg: e.body_text(),
             })
+    }
+}
+
+/// The path's parameters, read into `T`; a parameter of the wrong type (`logs/abc` for a try
+/// number) is a 422 naming it, as FastAPI answers, not axum's plain-text 400.
+#[derive(Debug, Clone)]
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(path) => Ok(PathParams(path.0)),
+            Err(PathRejection::FailedToDeserializePathParams(err)) => {
+                // A tuple of parameters is read by position: name the one at that position.
+                let key_at = |index: usize| {
+                    parts
+                        .extensions
+                        .get::<axum::extract::MatchedPath>()
+                        .and_then(|route| route_params(route.as_str()).nth(index))
+                };
+                let (key, expected_type) = match err.kind() {
+                    ErrorKind::ParseErrorAtKey {
+                        key, expected_type, ..
+                    } => (Some(key.clone()), Some(*expected_type)),
+                    ErrorKind::ParseErrorAtIndex {
+                        index,
+                        expected_type,
+                        ..
+                    } => (key_at(*index), Some(*expected_type)),
+                    _ => (None, None),
+                };
+                let msg = match expected_type {
+                    Some(rust) => format!("Input should be a valid {}", type_name(rust)),
+                    None => err.body_text(),
+                };
+                let loc = std::iter::once("path".to_owned()).chain(key).collect();
+                Err(ApiError::Invalid { loc, msg })
+            }
+            Err(other) => Err(ApiError::BadRequest(other.body_text())),
+        }
+    }
+}
+
+/// The parameter names of a route (`/logs/{try_number}` has `try_number`), in order.
+fn route_params(route: &str) -> impl Iterator<Item = String> + '_ {
+    route.split('/').filter_map(|segment| {
+        segment
+            .strip_prefix('{')
+            .and_then(|s| s.strip_suffix('}'))
+            .map(|name| name.trim_start_matches('*').to_owned())
+    })
+}
+
+/// A Rust type's name as pydantic words it in a 422 (`u32` is an integer).
+fn type_name(rust: &str) -> &'static str {
+    if rust.starts_with('u') || rust.starts_with('i') {
+        "integer, unable to parse string as an integer"
+    } else if rust.starts_with('f') {
+        "number, unable to parse string as a number"
+    } else {
+        "value"
     }
 }
 

@@ -8,7 +8,7 @@ use std::io::SeekFrom;
 use std::path::PathBuf;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -22,7 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::extract::Params;
+use crate::api::extract::{Params, PathParams};
 use crate::api::time::Timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -251,7 +251,7 @@ async fn log_file(state: &AppState, key: &TryKey) -> ApiResult<PathBuf> {
     responses((status = 200, body = TaskInstancesLogResponse), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn get_log(
     State(state): State<AppState>,
-    Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, u32)>,
+    PathParams((dag_id, run_id, task_id, try_number)): PathParams<(String, String, String, u32)>,
     Params(query): Params<LogQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {

@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 use crate::api::dag_runs::{
     UpdateMask, check_note, find_run, present, refuse_unsupported, run_not_found, seconds_between,
 };
-use crate::api::extract::{Body, Params};
+use crate::api::extract::{Body, Params, PathParams};
 use crate::api::page::{MAX_PAGE, OrderBy, Page, sort_by};
 use crate::api::time::{Timestamp, parse_time};
 use crate::error::{ApiError, ApiResult};
@@ -945,7 +945,7 @@ async fn tries_of(
     responses((status = 200, body = TaskInstanceHistoryResponse), (status = 401), (status = 403), (status = 404)))]
 async fn get_task_instance_try_details(
     State(state): State<AppState>,
-    Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, i32)>,
+    PathParams((dag_id, run_id, task_id, try_number)): PathParams<(String, String, String, i32)>,
 ) -> ApiResult<Json<TaskInstanceHistoryResponse>> {
     let (run, dag, tries) = tries_of(&state, &dag_id, &run_id, &task_id).await?;
     let attempt = tries
