@@ -4,6 +4,7 @@
 
 pub mod connections;
 pub mod dag_runs;
+pub mod dag_tags;
 pub mod dags;
 pub mod extract;
 pub mod fields;
@@ -34,6 +35,7 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(dags::routes())
         .merge(dag_runs::routes())
+        .merge(dag_tags::routes())
         .merge(logs::routes())
         .merge(task_instances::routes())
         .merge(tasks::routes())
