@@ -194,6 +194,8 @@ def dags_are_listed_read_paused_and_unpaused():
     assert not unpaused.is_paused
     err = expect_status(404, lambda: dag_api.get_dag("no_such_dag"), "a missing DAG")
     assert "no_such_dag" in json.loads(err.body)["detail"]
+    tags = client.DAGApi(viewer).get_dag_tags(tag_name_pattern="exam")
+    assert tags.tags == ["example"], tags
 
 
 @scenario
