@@ -30,10 +30,16 @@ async fn tags_are_listed_once_sorted_filtered_and_paged() {
 
     let all = server.get("/api/v2/dagTags").await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.text);
-    assert_eq!(all.json, json!({"tags": ["Finance", "ml", "nightly"], "total_entries": 3}));
+    assert_eq!(
+        all.json,
+        json!({"tags": ["Finance", "ml", "nightly"], "total_entries": 3})
+    );
 
     let reversed = server.get("/api/v2/dagTags?order_by=-name&limit=2").await;
-    assert_eq!(reversed.json, json!({"tags": ["nightly", "ml"], "total_entries": 3}));
+    assert_eq!(
+        reversed.json,
+        json!({"tags": ["nightly", "ml"], "total_entries": 3})
+    );
     let pattern = server.get("/api/v2/dagTags?tag_name_pattern=FIN").await;
     assert_eq!(pattern.json["tags"], json!(["Finance"]));
     let prefix = server

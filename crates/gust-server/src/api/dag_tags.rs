@@ -61,10 +61,16 @@ async fn get_dag_tags(
             continue;
         }
         let dag = state.definition(&summary).await?;
-        names.extend(dag.settings.tags.iter().filter(|tag| {
-            matches_pattern(query.tag_name_pattern.as_deref(), tag)
-                && matches_prefix(query.tag_name_prefix_pattern.as_deref(), tag)
-        }).cloned());
+        names.extend(
+            dag.settings
+                .tags
+                .iter()
+                .filter(|tag| {
+                    matches_pattern(query.tag_name_pattern.as_deref(), tag)
+                        && matches_prefix(query.tag_name_prefix_pattern.as_deref(), tag)
+                })
+                .cloned(),
+        );
     }
     let mut tags: Vec<String> = names.into_iter().collect();
     if order.first().is_some_and(|o| o.descending) {
