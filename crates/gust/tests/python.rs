@@ -11,6 +11,7 @@ use predicates::prelude::*;
 
 mod common;
 
+use assert_cmd::Command;
 use common::gust;
 
 fn airflow_python() -> Option<PathBuf> {
@@ -176,12 +177,7 @@ fn python_and_bash_tasks_pass_xcoms_both_ways_as_in_airflow() {
     let home = tempfile::tempdir().expect("tempdir");
     let dags = dags_folder(home.path());
     let gust_out = home.path().join("out-gust");
-    let run = gust(home.path())
-        .env("GUST__PYTHON__INTERPRETER", &python)
-        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
-        .env("OUT_DIR", &gust_out)
-        .args(["dags", "test", "py_xcom", "--dags-folder"])
-        .arg(&dags)
+    let run = dags_test(home.path(), &python, &gust_out, &dags, "py_xcom")
         .assert()
         .success()
         .get_output()
@@ -229,17 +225,18 @@ fn a_python_task_skips_itself_and_a_failing_one_is_retried_then_fails() {
     };
     let home = tempfile::tempdir().expect("tempdir");
     let dags = dags_folder(home.path());
-    let run = gust(home.path())
-        .env("GUST__PYTHON__INTERPRETER", &python)
-        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
-        .env("OUT_DIR", home.path().join("out"))
-        .args(["dags", "test", "py_edges", "--dags-folder"])
-        .arg(&dags)
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
+    let run = dags_test(
+        home.path(),
+        &python,
+        home.path().join("out"),
+        &dags,
+        "py_edges",
+    )
+    .assert()
+    .code(1)
+    .get_output()
+    .stdout
+    .clone();
     let stdout = String::from_utf8_lossy(&run);
     assert!(stdout.contains("skipper: skipped"), "{stdout}");
     assert!(stdout.contains("failer: up_for_retry (try 1)"), "{stdout}");
@@ -311,12 +308,7 @@ fn a_python_task_past_its_execution_timeout_is_killed_with_its_task_process() {
     let home = tempfile::tempdir().expect("tempdir");
     let dags = dags_folder(home.path());
     let out = home.path().join("out");
-    let run = gust(home.path())
-        .env("GUST__PYTHON__INTERPRETER", &python)
-        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
-        .env("OUT_DIR", &out)
-        .args(["dags", "test", "py_timeout", "--dags-folder"])
-        .arg(&dags)
+    let run = dags_test(home.path(), &python, &out, &dags, "py_timeout")
         .assert()
         .code(1)
         .get_output()
@@ -353,6 +345,25 @@ fn a_python_task_past_its_execution_timeout_is_killed_with_its_task_process() {
         "the task's process {pid} outlived the try: {stat}"
     );
     assert!(!out.join("woke.json").exists());
+}
+
+/// `gust dags test DAG_ID` of `dags` with Python tasks run by `python`, the callables writing
+/// what they saw under `out`.
+fn dags_test(
+    home: &Path,
+    python: &Path,
+    out: impl AsRef<Path>,
+    dags: &Path,
+    dag_id: &str,
+) -> Command {
+    let mut command = gust(home);
+    command
+        .env("GUST__PYTHON__INTERPRETER", python)
+        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+        .env("OUT_DIR", out.as_ref())
+        .args(["dags", "test", dag_id, "--dags-folder"])
+        .arg(dags);
+    command
 }
 
 /// The first log file under `root` whose path contains `part`.
