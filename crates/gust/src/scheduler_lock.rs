@@ -5,7 +5,8 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::errno::Errno;
@@ -28,18 +29,56 @@ fn lock_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(format!("{path}.scheduler.lock")))
 }
 
-/// Takes the scheduler lock of `url`'s SQLite database; an error names the process holding it.
-/// Other engines need no lock (`None`).
+/// How long a start waits for a lock another process holds before refusing. A scheduler killed
+/// with `kill -9` lets go of the lock at once, except in the copy of its file table that a
+/// child it was starting holds until the child's `exec` closes it, a moment later (longer on a
+/// loaded machine): a restart right after a kill must not be refused for that.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// Takes the scheduler lock of `url`'s SQLite database, waiting up to [`GRACE`] for it; an
+/// error names the process holding it. Other engines need no lock (`None`).
 pub fn acquire(url: &str) -> anyhow::Result<Option<SchedulerLock>> {
+    acquire_within(url, GRACE)
+}
+
+/// [`acquire`], waiting up to `grace`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "runs on the main thread before the async runtime exists; the wait is bounded"
+)]
+fn acquire_within(url: &str, grace: Duration) -> anyhow::Result<Option<SchedulerLock>> {
     let Some(path) = lock_path(url) else {
         return Ok(None);
     };
+    let deadline = Instant::now() + grace;
+    loop {
+        match attempt(&path)? {
+            Attempt::Taken(lock) => return Ok(Some(lock)),
+            Attempt::Held { holder } if Instant::now() >= deadline => anyhow::bail!(
+                "another scheduler (pid {holder}) is running on this SQLite database; SQLite \
+                 takes one scheduler: stop that one, or use PostgreSQL ([database] url) to run \
+                 several"
+            ),
+            Attempt::Held { .. } => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// What one try at the lock found.
+enum Attempt {
+    /// It is ours.
+    Taken(SchedulerLock),
+    /// Another process holds it; `holder` is the pid it wrote.
+    Held { holder: String },
+}
+
+fn attempt(path: &Path) -> anyhow::Result<Attempt> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("cannot open the scheduler lock {}", path.display()))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut held) => {
@@ -47,16 +86,14 @@ pub fn acquire(url: &str) -> anyhow::Result<Option<SchedulerLock>> {
                 .and_then(|()| held.rewind())
                 .and_then(|()| write!(held, "{}", std::process::id()))
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            Ok(Some(SchedulerLock { _held: held }))
+            Ok(Attempt::Taken(SchedulerLock { _held: held }))
         }
         Err((mut file, Errno::EWOULDBLOCK)) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            anyhow::bail!(
-                "another scheduler (pid {}) is running on this SQLite database; SQLite takes one \
-                 scheduler: stop that one, or use PostgreSQL ([database] url) to run several",
-                holder.trim()
-            )
+            Ok(Attempt::Held {
+                holder: holder.trim().to_owned(),
+            })
         }
         Err((_, errno)) => Err(anyhow::anyhow!("cannot lock {}: {errno}", path.display())),
     }
@@ -82,12 +119,37 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("gust.db").display());
         let first = acquire(&url).unwrap();
         assert!(first.is_some());
-        let refused = acquire(&url).unwrap_err().to_string();
+        let refused = acquire_within(&url, Duration::ZERO)
+            .unwrap_err()
+            .to_string();
         assert!(
             refused.contains(&format!("pid {}", std::process::id())),
             "{refused}"
         );
         drop(first);
-        assert!(acquire(&url).unwrap().is_some());
+        assert!(acquire_within(&url, Duration::ZERO).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_lock_let_go_of_within_the_grace_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gust.db").display());
+        let first = acquire(&url).unwrap();
+        let letting_go = std::thread::spawn(move || {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "holds the lock a while, as a child would"
+            )]
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+        });
+        let started = Instant::now();
+        assert!(
+            acquire_within(&url, Duration::from_secs(5))
+                .unwrap()
+                .is_some()
+        );
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        letting_go.join().unwrap();
     }
 }

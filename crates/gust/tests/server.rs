@@ -108,6 +108,9 @@ impl Drop for Server {
 /// Starts `gust ARGS --port 0` and reads its banner up to the address line; returns the port and
 /// the banner.
 fn start(home: &Path, args: &[&str]) -> (Server, u16, String) {
+    // The server's stderr, read back when it ends before its banner says where it listens.
+    let stderr_path = home.join(format!("{}.stderr.log", args[0]));
+    let stderr = std::fs::File::create(&stderr_path).expect("a file for stderr");
     #[allow(
         clippy::disallowed_methods,
         reason = "the test starts the binary as a user would"
@@ -120,17 +123,22 @@ fn start(home: &Path, args: &[&str]) -> (Server, u16, String) {
         .args(args)
         .args(["--port", "0", "--host", "127.0.0.1"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     let mut child = command.spawn().expect("start gust");
     let stdout = child.stdout.take().expect("stdout");
     let server = Server(child);
     let mut banner = String::new();
     let mut lines = BufReader::new(stdout).lines();
     let port = loop {
-        let line = lines
-            .next()
-            .expect("the banner names the address")
-            .expect("stdout");
+        let Some(line) = lines.next() else {
+            panic!(
+                "gust {} ended before its banner named the address; it said: {}{}",
+                args.join(" "),
+                banner,
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        };
+        let line = line.expect("stdout");
         banner.push_str(&line);
         banner.push('\n');
         if let Some(address) = line.split("http://127.0.0.1:").nth(1) {
