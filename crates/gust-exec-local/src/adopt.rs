@@ -77,7 +77,9 @@ pub async fn wait(
         }
     };
     let summary = match &outcome {
-        TryOutcome::Succeeded { .. } => "adopted try succeeded".to_owned(),
+        TryOutcome::Succeeded { .. } | TryOutcome::SucceededSkipping { .. } => {
+            format!("adopted {}", outcome.summary())
+        }
         TryOutcome::Skipped { exit_code } => {
             format!("adopted try exited with skip code {exit_code}")
         }

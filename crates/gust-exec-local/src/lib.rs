@@ -33,6 +33,7 @@ use gust_executor::running::{RunningTries, TryHandle};
 use gust_executor::{
     Executor, FailureReason, LaunchError, LaunchSpec, TryEvent, TryKey, TryOutcome,
 };
+use gust_operators::python::runs_in_task_sdk;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -159,7 +160,7 @@ impl LocalExecutor {
         match operator {
             "bash" | "empty" => true,
             "kubernetes_pod" => self.inner.config.run_pods,
-            "python" => self.inner.config.python.is_some(),
+            operator if runs_in_task_sdk(operator) => self.inner.config.python.is_some(),
             _ => false,
         }
     }
@@ -217,7 +218,7 @@ impl Executor for LocalExecutor {
         let readying = self.take_readying(&spec.key);
         let refused = if spec.operator == "kubernetes_pod" && !self.inner.config.run_pods {
             Err(LaunchError::Unconfigured(NO_POD_RUNTIME.to_owned()))
-        } else if spec.operator == "python" && self.inner.config.python.is_none() {
+        } else if runs_in_task_sdk(&spec.operator) && self.inner.config.python.is_none() {
             Err(LaunchError::Unconfigured(NO_PYTHON_RUNTIME.to_owned()))
         } else if !self.runs(&spec.operator) {
             Err(LaunchError::UnknownOperator(spec.operator.clone()))

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use gust_core::clock::Clock;
 use gust_executor::execution::{ExecutionBroker, Progress, Reported};
 use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
-use gust_operators::python::PythonArgs;
 use sha2::{Digest, Sha256};
 
 use crate::output::Decoder;
@@ -64,8 +63,11 @@ fn spawn_failure(what: impl fmt::Display) -> TryOutcome {
 
 /// The plan of a Python try.
 pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcome> {
-    let _: PythonArgs = gust_operators::read_args(&spec.args)
-        .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
+    // Checked at load too; a stored definition of an earlier version is checked again.
+    if let Some(operator) = gust_operators::resolve(&spec.operator) {
+        (operator.check)(&spec.args)
+            .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
+    }
     let loader = write_loader(&python.bundle_dir(), &spec.dag_file)
         .map_err(|err| spawn_failure(format!("cannot write the DAG file's loader: {err}")))?;
     let airflow_home = python.work_dir.join("airflow-home");
@@ -240,6 +242,14 @@ const AIRFLOW_CLASSES: &[(&str, &str)] = &[
         "airflow.providers.standard.operators.python.PythonOperator",
     ),
     (
+        "python_branch",
+        "airflow.providers.standard.operators.python.BranchPythonOperator",
+    ),
+    (
+        "short_circuit",
+        "airflow.providers.standard.operators.python.ShortCircuitOperator",
+    ),
+    (
         "kubernetes_pod",
         "airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator",
     ),
@@ -376,10 +386,14 @@ fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool) -> TryOutc
     };
     match progress.reported {
         Some(Reported::Success) if !progress.skip_downstream.is_empty() => {
-            TryOutcome::Failed(FailureReason::Task(format!(
-                "the task asked to skip {} (branching), which Gust does not run yet",
-                progress.skip_downstream.join(", ")
-            )))
+            TryOutcome::SucceededSkipping {
+                xcom: if do_xcom_push {
+                    progress.xcoms.get("return_value").cloned()
+                } else {
+                    None
+                },
+                skip: progress.skip_downstream,
+            }
         }
         Some(Reported::Success) => TryOutcome::Succeeded {
             xcom: if do_xcom_push {

@@ -7,6 +7,7 @@
 //! runs, and a record whose lock names no process group reads as a try that never started.
 //! [`Ready::undo`] takes it all back when the commit does not go through.
 
+use gust_operators::python::runs_in_task_sdk;
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -84,7 +85,7 @@ impl Readied {
     fn make(spec: &LaunchSpec, config: &LocalConfig) -> Result<Self, TryOutcome> {
         let plan = match spec.operator.as_str() {
             "bash" => Some(crate::bash::plan(spec)?),
-            "python" => match &config.python {
+            operator if runs_in_task_sdk(operator) => match &config.python {
                 Some(python) => Some(crate::python::plan(spec, python)?),
                 None => {
                     return Err(TryOutcome::Failed(FailureReason::Spawn(

@@ -155,6 +155,15 @@ pub enum TryOutcome {
         /// The return value.
         xcom: Option<serde_json::Value>,
     },
+    /// It succeeded and asked that these downstream tasks of its run be skipped: a branch
+    /// that follows other tasks, or a short circuit (Airflow's `skip-downstream`). Only tasks
+    /// that have not started are skipped; trigger rules decide the rest.
+    SucceededSkipping {
+        /// The return value.
+        xcom: Option<serde_json::Value>,
+        /// The ids of the tasks to skip.
+        skip: Vec<String>,
+    },
     /// It asked to be skipped (an exit code in `skip_on_exit_code`).
     Skipped {
         /// The exit code.

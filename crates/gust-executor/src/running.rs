@@ -141,6 +141,9 @@ impl TryOutcome {
     pub fn summary(&self) -> String {
         match self {
             Self::Succeeded { .. } => "try succeeded".to_owned(),
+            Self::SucceededSkipping { skip, .. } => {
+                format!("try succeeded; skipping downstream: {}", skip.join(", "))
+            }
             Self::Skipped { exit_code } => {
                 format!("exit code {exit_code} is a skip code: task skipped")
             }

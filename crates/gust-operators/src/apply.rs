@@ -221,6 +221,7 @@ pub static APPLY_SPEC: OperatorSpec = OperatorSpec {
     required: &[],
     pushes_xcom_by_default: false,
     holds_worker: false,
+    open_arguments: false,
     check: |args| ResourceArgs::read(args).map(drop),
 };
 
@@ -236,6 +237,7 @@ pub static DELETE_SPEC: OperatorSpec = OperatorSpec {
     required: &[],
     pushes_xcom_by_default: false,
     holds_worker: false,
+    open_arguments: false,
     check: |args| ResourceArgs::read(args).map(drop),
 };
 
@@ -257,6 +259,7 @@ pub static KUEUE_INSTALL_SPEC: OperatorSpec = OperatorSpec {
     required: &["kueue_version"],
     pushes_xcom_by_default: false,
     holds_worker: false,
+    open_arguments: false,
     check: |args| KueueInstallArgs::read(args).map(drop),
 };
 

@@ -115,6 +115,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     required: &["bash_command"],
     pushes_xcom_by_default: true,
     holds_worker: true,
+    open_arguments: false,
     check: check_args::<BashArgs>,
 };
 

@@ -26,5 +26,6 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     required: &[],
     pushes_xcom_by_default: true,
     holds_worker: true,
+    open_arguments: false,
     check: check_args::<EmptyArgs>,
 };

@@ -402,6 +402,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     required: &[],
     pushes_xcom_by_default: true,
     holds_worker: false,
+    open_arguments: false,
     check: ProcessingArgs::check,
 };
 

@@ -70,15 +70,24 @@ pub struct PythonArgs {
 
 fn check(args: &serde_json::Map<String, serde_json::Value>) -> Result<(), ArgumentError> {
     let read: PythonArgs = read_args(args)?;
+    check_callable(
+        read.python_callable.as_deref(),
+        read.python_callable_name.as_deref(),
+        read.python_callable_file.as_deref(),
+    )
+}
+
+/// The callable is named one way or the other, as dag-factory reads it.
+fn check_callable(
+    python_callable: Option<&str>,
+    python_callable_name: Option<&str>,
+    python_callable_file: Option<&str>,
+) -> Result<(), ArgumentError> {
     let problem = |path: &str, message: &str| ArgumentError {
         path: path.to_owned(),
         message: message.to_owned(),
     };
-    match (
-        &read.python_callable,
-        &read.python_callable_name,
-        &read.python_callable_file,
-    ) {
+    match (python_callable, python_callable_name, python_callable_file) {
         (Some(_), None, None) => Ok(()),
         (None, Some(_), Some(file)) => {
             if file.starts_with('/') || file.starts_with('$') {
@@ -112,6 +121,19 @@ fn check(args: &serde_json::Map<String, serde_json::Value>) -> Result<(), Argume
     }
 }
 
+/// The arguments every Python operator takes (PythonOperator's).
+const ARGUMENTS: &[&str] = &[
+    "python_callable",
+    "python_callable_name",
+    "python_callable_file",
+    "op_args",
+    "op_kwargs",
+    "templates_dict",
+    "templates_exts",
+    "show_return_value_in_logs",
+    "multiple_outputs",
+];
+
 /// The Python operator.
 pub static SPEC: OperatorSpec = OperatorSpec {
     name: "python",
@@ -120,6 +142,45 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         "airflow.operators.python.PythonOperator",
         "airflow.operators.python_operator.PythonOperator",
         "airflow.providers.standard.operators.python.PythonOperator",
+    ],
+    arguments: ARGUMENTS,
+    renamed_arguments: &[],
+    required: &[],
+    pushes_xcom_by_default: true,
+    holds_worker: true,
+    open_arguments: false,
+    check,
+};
+
+/// `BranchPythonOperator`: the callable returns the task id(s) to follow; the Task SDK asks
+/// Gust to skip the other tasks directly downstream (`skip-downstream`).
+pub static BRANCH_SPEC: OperatorSpec = OperatorSpec {
+    name: "python_branch",
+    aliases: &[
+        "BranchPythonOperator",
+        "airflow.operators.python.BranchPythonOperator",
+        "airflow.operators.python_operator.BranchPythonOperator",
+        "airflow.providers.standard.operators.python.BranchPythonOperator",
+    ],
+    arguments: ARGUMENTS,
+    renamed_arguments: &[],
+    required: &[],
+    pushes_xcom_by_default: true,
+    holds_worker: true,
+    open_arguments: false,
+    check,
+};
+
+/// `ShortCircuitOperator`: a falsy return value skips the tasks downstream (all of them, or
+/// with `ignore_downstream_trigger_rules: false` the direct ones, leaving the rest to their
+/// trigger rules).
+pub static SHORT_CIRCUIT_SPEC: OperatorSpec = OperatorSpec {
+    name: "short_circuit",
+    aliases: &[
+        "ShortCircuitOperator",
+        "airflow.operators.python.ShortCircuitOperator",
+        "airflow.operators.python_operator.ShortCircuitOperator",
+        "airflow.providers.standard.operators.python.ShortCircuitOperator",
     ],
     arguments: &[
         "python_callable",
@@ -131,13 +192,115 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         "templates_exts",
         "show_return_value_in_logs",
         "multiple_outputs",
+        "ignore_downstream_trigger_rules",
     ],
     renamed_arguments: &[],
     required: &[],
     pushes_xcom_by_default: true,
     holds_worker: true,
-    check,
+    open_arguments: false,
+    check: check_short_circuit,
 };
+
+/// A TaskFlow task, dag-factory's `decorator:` form of `@task`: `decorator` names the
+/// decorator (`airflow.sdk.task`...), the callable is named as for `python`, and every other
+/// argument is the function's parameter or the decorator's. A parameter written `+task_id`
+/// (dag-factory's XComArg) is that task's return value, and makes that task an upstream.
+/// Written with `decorator:` in place of `operator:`.
+pub static TASKFLOW_SPEC: OperatorSpec = OperatorSpec {
+    name: "taskflow",
+    // As Airflow's API names the operator of a `@task` (never written in a DAG file).
+    aliases: &[
+        "_PythonDecoratedOperator",
+        "airflow.providers.standard.decorators.python._PythonDecoratedOperator",
+    ],
+    arguments: &[
+        "decorator",
+        "python_callable",
+        "python_callable_name",
+        "python_callable_file",
+        "multiple_outputs",
+    ],
+    renamed_arguments: &[],
+    required: &["decorator"],
+    pushes_xcom_by_default: true,
+    holds_worker: true,
+    open_arguments: true,
+    check: check_taskflow,
+};
+
+/// Every operator whose tries the Task SDK runs, by canonical name.
+pub static TASK_SDK_SPECS: [&OperatorSpec; 4] =
+    [&SPEC, &BRANCH_SPEC, &SHORT_CIRCUIT_SPEC, &TASKFLOW_SPEC];
+
+/// The upstream task a TaskFlow argument's value names, in dag-factory's XComArg form:
+/// `+task_id`, or `+task_id["key"]` for one key of its return value.
+#[must_use]
+pub fn xcom_arg_task(value: &serde_json::Value) -> Option<&str> {
+    let rest = value.as_str()?.strip_prefix('+')?;
+    let (task, key) = match rest.split_once('[') {
+        Some((task, key)) => (task, Some(key)),
+        None => (rest, None),
+    };
+    let is_id = !task.is_empty() && task.chars().all(|c| c.is_alphanumeric() || c == '_');
+    // What follows `[` is a quoted key and `]`, either quote on either side (as dag-factory's
+    // pattern takes it).
+    let key_is_quoted = key.is_none_or(|key| {
+        key.len() >= 3
+            && key.starts_with(['"', '\''])
+            && (key.ends_with("\"]") || key.ends_with("']"))
+    });
+    (is_id && key_is_quoted).then_some(task)
+}
+
+fn check_taskflow(args: &serde_json::Map<String, serde_json::Value>) -> Result<(), ArgumentError> {
+    let text = |name: &str| -> Result<Option<String>, ArgumentError> {
+        match args.get(name) {
+            None => Ok(None),
+            Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
+            Some(other) => Err(ArgumentError {
+                path: name.to_owned(),
+                message: format!("must be a string, not {other}"),
+            }),
+        }
+    };
+    match text("decorator")? {
+        Some(path) if path.contains('.') => {}
+        _ => {
+            return Err(ArgumentError {
+                path: "decorator".to_owned(),
+                message: "must name the decorator by its Python path, e.g. airflow.sdk.task"
+                    .to_owned(),
+            });
+        }
+    }
+    check_callable(
+        text("python_callable")?.as_deref(),
+        text("python_callable_name")?.as_deref(),
+        text("python_callable_file")?.as_deref(),
+    )
+}
+
+/// Whether tries of `operator` (a canonical name) run in Airflow's Task SDK.
+#[must_use]
+pub fn runs_in_task_sdk(operator: &str) -> bool {
+    TASK_SDK_SPECS.iter().any(|spec| spec.name == operator)
+}
+
+fn check_short_circuit(
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ArgumentError> {
+    let mut args = args.clone();
+    if let Some(value) = args.remove("ignore_downstream_trigger_rules")
+        && !value.is_boolean()
+    {
+        return Err(ArgumentError {
+            path: "ignore_downstream_trigger_rules".to_owned(),
+            message: format!("must be true or false, not {value}"),
+        });
+    }
+    check(&args)
+}
 
 #[cfg(test)]
 mod tests {
@@ -175,5 +338,59 @@ mod tests {
             "python_callable_file"
         );
         assert!(checked(json!({"python_callable": "a.b", "bash_command": "x"})).is_err());
+    }
+
+    #[test]
+    fn a_short_circuit_takes_a_flag_the_others_refuse() {
+        let with = |flag: serde_json::Value| json!({"python_callable": "pkg.mod.fn", "ignore_downstream_trigger_rules": flag});
+        let args = |value: serde_json::Value| value.as_object().expect("an object").clone();
+        assert!(check_short_circuit(&args(with(json!(false)))).is_ok());
+        assert_eq!(
+            check_short_circuit(&args(with(json!("no"))))
+                .expect_err("not a bool")
+                .path,
+            "ignore_downstream_trigger_rules"
+        );
+        assert!(checked(with(json!(false))).is_err());
+        assert!(runs_in_task_sdk("python_branch") && !runs_in_task_sdk("bash"));
+    }
+
+    #[test]
+    fn a_taskflow_task_names_its_decorator_and_callable() {
+        let args = |value: serde_json::Value| value.as_object().expect("an object").clone();
+        let good = json!({"decorator": "airflow.sdk.task", "python_callable": "m.f", "n": 2});
+        assert!(check_taskflow(&args(good)).is_ok());
+        let no_path = json!({"decorator": "task", "python_callable": "m.f"});
+        assert_eq!(
+            check_taskflow(&args(no_path))
+                .expect_err("a bare name")
+                .path,
+            "decorator"
+        );
+        let no_callable = json!({"decorator": "airflow.sdk.task"});
+        assert_eq!(
+            check_taskflow(&args(no_callable))
+                .expect_err("no callable")
+                .path,
+            "python_callable"
+        );
+    }
+
+    #[test]
+    fn xcom_args_name_their_task() {
+        assert_eq!(xcom_arg_task(&json!("+numbers")), Some("numbers"));
+        assert_eq!(xcom_arg_task(&json!("+numbers['total']")), Some("numbers"));
+        assert_eq!(
+            xcom_arg_task(&json!("+numbers[\"total\"]")),
+            Some("numbers")
+        );
+        for not_one in [
+            json!("numbers"),
+            json!("+a b"),
+            json!("+n[total]"),
+            json!(3),
+        ] {
+            assert_eq!(xcom_arg_task(&not_one), None, "{not_one}");
+        }
     }
 }

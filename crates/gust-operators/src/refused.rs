@@ -10,15 +10,17 @@
 pub fn refused_operator(name: &str) -> Option<&'static str> {
     let class = name.rsplit('.').next().unwrap_or(name);
     match class {
-        "PythonOperator" if !crate::python::enabled() => Some(crate::python::NOT_CONFIGURED),
-        "BranchPythonOperator"
-        | "ShortCircuitOperator"
-        | "PythonVirtualenvOperator"
+        "PythonOperator" | "BranchPythonOperator" | "ShortCircuitOperator"
+            if !crate::python::enabled() =>
+        {
+            Some(crate::python::NOT_CONFIGURED)
+        }
+        "PythonVirtualenvOperator"
         | "ExternalPythonOperator"
         | "BranchExternalPythonOperator"
         | "PythonSensor" => Some(
-            "Gust runs PythonOperator tasks (through Airflow's Task SDK) but not this operator \
-             yet; run the code as a script with the `bash` operator (bash_command: python3 \
+            "Gust runs PythonOperator, BranchPythonOperator and ShortCircuitOperator tasks \
+             (through Airflow's Task SDK) but not this operator yet; run the code as a script with the `bash` operator (bash_command: python3 \
              script.py) or in a container with `kubernetes_pod`",
         ),
         _ => None,
@@ -48,10 +50,10 @@ pub fn refused_argument(name: &str) -> Option<&'static str> {
             "Python callables are arguments of PythonOperator tasks (operator: \
              airflow.providers.standard.operators.python.PythonOperator)",
         ),
-        "decorator" => Some(
-            "TaskFlow decorators need Python functions, which Gust does not run; declare the task \
-             with an `operator` instead",
-        ),
+        "decorator" if !crate::python::enabled() => Some(crate::python::NOT_CONFIGURED),
+        "decorator" => {
+            Some("a TaskFlow task is written with `decorator:` in place of `operator:`, not both")
+        }
         "partial" | "expand" | "expand_kwargs" => Some(
             "dynamic task mapping is not available in Gust yet; list the mapped tasks explicitly",
         ),

@@ -20,6 +20,9 @@ pub static OPERATORS: &[&OperatorSpec] = &[
     &kubernetes_job::PATCH_SPEC,
     &kubernetes_job::KUEUE_SPEC,
     &python::SPEC,
+    &python::BRANCH_SPEC,
+    &python::SHORT_CIRCUIT_SPEC,
+    &python::TASKFLOW_SPEC,
 ];
 
 /// Finds the operator a DAG file names, by short name, class name or class path. Python tasks
@@ -36,12 +39,15 @@ pub fn available() -> impl Iterator<Item = &'static OperatorSpec> {
     OPERATORS
         .iter()
         .copied()
-        .filter(|spec| spec.name != python::SPEC.name || python::enabled())
+        .filter(|spec| !python::runs_in_task_sdk(spec.name) || python::enabled())
 }
 
 /// Every name an operator can be given by, for "did you mean" suggestions.
 pub fn all_names() -> impl Iterator<Item = &'static str> {
-    available().flat_map(|spec| std::iter::once(spec.name).chain(spec.aliases.iter().copied()))
+    // TaskFlow tasks are written with `decorator:`, never by an operator name.
+    available()
+        .filter(|spec| !spec.open_arguments)
+        .flat_map(|spec| std::iter::once(spec.name).chain(spec.aliases.iter().copied()))
 }
 
 #[cfg(test)]

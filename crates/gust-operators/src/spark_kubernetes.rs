@@ -172,6 +172,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     required: &[],
     pushes_xcom_by_default: false,
     holds_worker: false,
+    open_arguments: false,
     check: |args| SparkArgs::read(args).map(drop),
 };
 

@@ -21,6 +21,10 @@ pub struct OperatorSpec {
     /// Whether a running try holds a worker of this host (a process), counting against
     /// `[core] parallelism`; a pod, followed by a watch, does not.
     pub holds_worker: bool,
+    /// Whether any argument name is accepted besides `arguments`: those of a TaskFlow task are
+    /// its Python function's parameters and its decorator's, which only Python knows (the
+    /// worker checks them as it builds the DAG).
+    pub open_arguments: bool,
     /// Checks the arguments' types by reading them into the operator's argument struct.
     pub check: fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), ArgumentError>,
 }
@@ -30,6 +34,14 @@ impl OperatorSpec {
     #[must_use]
     pub fn accepts(&self, name: &str) -> bool {
         self.arguments.contains(&name)
+    }
+
+    /// Whether `name` is taken as an argument: one of `arguments`, or any name but one Gust
+    /// refuses (see [`crate::refused::refused_argument`]) when the operator's are open.
+    #[must_use]
+    pub fn takes(&self, name: &str) -> bool {
+        self.accepts(name)
+            || (self.open_arguments && crate::refused::refused_argument(name).is_none())
     }
 
     /// The canonical name of an argument given under an old name.

@@ -25,9 +25,6 @@ pub struct RunContext<'a> {
     pub conf: &'a serde_json::Map<String, serde_json::Value>,
 }
 
-/// The operator whose tries Airflow's Task SDK runs, rendering their templates itself.
-const PYTHON_OPERATOR: &str = "python";
-
 /// Renders `task`'s arguments for try `try_number` of the run. The error names the task, the
 /// argument and what went wrong. The values the run's conf holds under sensitive names join the
 /// process's secrets masker first, so neither the try's log nor a render error (which may
@@ -42,7 +39,7 @@ pub fn render_args(
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     // A Python task's templates are rendered by Airflow's Task SDK as it runs the task, with
     // Airflow's own Jinja: Gust hands its arguments over as written.
-    if task.operator == PYTHON_OPERATOR {
+    if gust_operators::python::runs_in_task_sdk(&task.operator) {
         return Ok(task.args.clone());
     }
     let mut ctx = TemplateContext::new(

@@ -393,15 +393,9 @@ impl<'a> Driver<'a> {
                     self.transition(&task_id, TaskEvent::Start);
                 }
                 match outcome {
-                    TryOutcome::Succeeded { xcom } => {
-                        // The XCom is recorded before the success, so downstream tasks see it;
-                        // masked, as the scheduler records it.
-                        if let Some(value) = xcom {
-                            let value = crate::xcom::masked(&value);
-                            self.xcoms.push(task_id.as_str(), "return_value", value);
-                        }
-                        self.transition(&task_id, TaskEvent::Succeed);
-                        self.finish_timing(&task_id, None);
+                    TryOutcome::Succeeded { xcom } => self.succeed(&task_id, xcom, &[]),
+                    TryOutcome::SucceededSkipping { xcom, skip } => {
+                        self.succeed(&task_id, xcom, &skip);
                     }
                     TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {
                         self.transition(&task_id, TaskEvent::Skip);
@@ -414,6 +408,26 @@ impl<'a> Driver<'a> {
                     }
                 }
             }
+        }
+    }
+
+    /// A try succeeded: its XCom is recorded before the success, so downstream tasks see it
+    /// (masked, as the scheduler records it), then the tasks it asked to skip that have not
+    /// started are skipped, as the scheduler does.
+    fn succeed(&mut self, task_id: &TaskId, xcom: Option<serde_json::Value>, skip: &[String]) {
+        if let Some(value) = xcom {
+            let value = crate::xcom::masked(&value);
+            self.xcoms.push(task_id.as_str(), "return_value", value);
+        }
+        self.transition(task_id, TaskEvent::Succeed);
+        self.finish_timing(task_id, None);
+        let waiting = skip
+            .iter()
+            .filter_map(|name| TaskId::new(name.as_str()).ok())
+            .filter(|task| self.dag.task(task).is_some() && self.state(task) == TaskState::NoStatus)
+            .collect::<Vec<_>>();
+        for task in waiting {
+            self.transition(&task, TaskEvent::Skip);
         }
     }
 

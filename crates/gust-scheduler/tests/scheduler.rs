@@ -9,11 +9,14 @@ use std::time::Duration;
 use gust_core::clock::{Clock, SystemClock};
 use gust_core::state::{DagRunState, TaskState};
 use gust_exec_local::{LocalConfig, LocalExecutor};
-use gust_executor::{Executor, LaunchError, LaunchSpec, TryKey};
+use gust_executor::{
+    Executor, LaunchError, LaunchSpec, TryEvent, TryEventKind, TryKey, TryOutcome,
+};
 use gust_scheduler::dag_watch::{WatchConfig, watch_folder};
 use gust_scheduler::scheduler::{Scheduler, SchedulerConfig};
 use gust_scheduler::template_values::TemplateValues;
 use gust_store::{SecretKey, Store, both_engines};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// The key the tests' variables are encrypted with.
@@ -45,16 +48,17 @@ async fn start_with(
     state: &Path,
     configure: impl FnOnce(&mut SchedulerConfig, &mut LocalConfig),
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    start_through(store, dags, state, configure, |local| local).await
+    start_through(store, dags, state, configure, |local, _| local).await
 }
 
-/// [`start_with`], the scheduler handing tries to `wrap`'s executor around the local runtime.
+/// [`start_with`], the scheduler handing tries to `wrap`'s executor around the local runtime
+/// (given the runtime and the channel runtimes report on).
 async fn start_through(
     store: &Store,
     dags: &Path,
     state: &Path,
     configure: impl FnOnce(&mut SchedulerConfig, &mut LocalConfig),
-    wrap: impl FnOnce(Arc<dyn Executor>) -> Arc<dyn Executor>,
+    wrap: impl FnOnce(Arc<dyn Executor>, mpsc::Sender<TryEvent>) -> Arc<dyn Executor>,
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let stop = CancellationToken::new();
@@ -75,7 +79,10 @@ async fn start_through(
     config.poll_interval = Duration::from_millis(100);
     config.template_values = Some(template_values(store));
     configure(&mut config, &mut local);
-    let executor = wrap(Arc::new(LocalExecutor::new(local, tx, clock.clone())));
+    let executor = wrap(
+        Arc::new(LocalExecutor::new(local, tx.clone(), clock.clone())),
+        tx,
+    );
     let scheduler = Scheduler::new(store.clone(), executor, events, bags, clock, config);
     let token = stop.clone();
     let handle = tokio::spawn(async move {
@@ -461,7 +468,7 @@ async fn a_try_whose_queueing_loses_to_a_user_is_readied_then_discarded_never_st
         &dags,
         dir.path(),
         |_, _| {},
-        move |local| {
+        move |local, _| {
             Arc::new(MarksSecond {
                 local,
                 store: marking,
@@ -503,6 +510,95 @@ async fn a_try_whose_queueing_loses_to_a_user_is_readied_then_discarded_never_st
         .join(format!("run_id={run_id}"))
         .join("task_id=second/attempt=1.log");
     assert!(!log.exists(), "the discarded try's empty log is removed");
+}
+
+const BRANCHED: &str = r#"
+branched:
+  schedule: null
+  tasks:
+    pick: {operator: BashOperator, bash_command: 'true'}
+    left: {operator: BashOperator, bash_command: 'true', dependencies: [pick]}
+    right: {operator: BashOperator, bash_command: 'true', dependencies: [pick]}
+    after_right: {operator: BashOperator, bash_command: 'true', dependencies: [right]}
+    join: {operator: EmptyOperator, trigger_rule: none_failed_min_one_success, dependencies: [left, after_right]}
+"#;
+
+/// The local runtime, except that `pick`'s try ends as a branch following `left` does, as a
+/// Python `BranchPythonOperator` reports through the Execution API.
+struct Branches {
+    local: Arc<dyn Executor>,
+    events: mpsc::Sender<TryEvent>,
+}
+
+impl Executor for Branches {
+    fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
+        if spec.key.task_id.as_str() != "pick" {
+            return self.local.start(spec);
+        }
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let finished = TryOutcome::SucceededSkipping {
+                xcom: Some(serde_json::json!("left")),
+                skip: vec!["right".to_owned(), "not_a_task".to_owned()],
+            };
+            for kind in [TryEventKind::Started, TryEventKind::Finished(finished)] {
+                let key = spec.key.clone();
+                let _ = events.send(TryEvent { key, kind }).await;
+            }
+        });
+        Ok(())
+    }
+    fn kill(&self, key: &TryKey, reason: &str) {
+        self.local.kill(key, reason);
+    }
+    fn running(&self) -> usize {
+        self.local.running()
+    }
+    fn adopt(&self, spec: LaunchSpec) {
+        self.local.adopt(spec);
+    }
+    fn release(&self, key: &TryKey) {
+        self.local.release(key);
+    }
+}
+
+both_engines!(a_branch_skips_the_tasks_it_does_not_follow_and_trigger_rules_do_the_rest);
+
+async fn a_branch_skips_the_tasks_it_does_not_follow_and_trigger_rules_do_the_rest(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("branched.yaml"), BRANCHED).expect("dag file");
+    let (stop, handle) = start_through(
+        &store,
+        &dags,
+        dir.path(),
+        |_, _| {},
+        |local, events| Arc::new(Branches { local, events }),
+    )
+    .await;
+    let run_id = trigger(&store, &dags, "branched", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "branched", &run_id).await,
+        DagRunState::Success
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+    let tis = store
+        .task_instances("branched", &run_id)
+        .await
+        .expect("tis");
+    let state = |task: &str| {
+        tis.iter()
+            .find(|t| t.task_id == task)
+            .map(|t| (t.state, t.try_number))
+            .expect("the task")
+    };
+    assert_eq!(state("pick"), (TaskState::Success, 1));
+    assert_eq!(state("left"), (TaskState::Success, 1));
+    assert_eq!(state("right"), (TaskState::Skipped, 0), "never ran");
+    assert_eq!(state("after_right"), (TaskState::Skipped, 0));
+    assert_eq!(state("join").0, TaskState::Success);
 }
 
 both_engines!(scheduled_runs_are_named_after_their_interval_end_as_airflow_3_names_them);

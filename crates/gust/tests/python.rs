@@ -80,6 +80,26 @@ def skip():
 
 def fail():
     raise ValueError("this task always fails")
+
+
+def pick():
+    return "left"
+
+
+def numbers(n):
+    value = list(range(n))
+    _record("numbers", value)
+    return value
+
+
+def total(values, label="total"):
+    value = {label: sum(values)}
+    _record("total", value)
+    return value
+
+
+def falsy():
+    return 0
 "#;
 
 /// The DAG file: `py` returns a value, `shout` (bash) pulls it, `consume` (Python) pulls
@@ -122,6 +142,80 @@ py_edges:
       python_callable_file: {file}
       retries: 1
       retry_delay: 1
+py_branch:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    pick:
+      operator: airflow.providers.standard.operators.python.BranchPythonOperator
+      python_callable_name: pick
+      python_callable_file: {file}
+    left:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo left
+      dependencies: [pick]
+    right:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo right
+      dependencies: [pick]
+    after_right:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo after right
+      dependencies: [right]
+    join:
+      operator: airflow.providers.standard.operators.empty.EmptyOperator
+      trigger_rule: none_failed_min_one_success
+      dependencies: [left, after_right]
+    gate:
+      operator: airflow.providers.standard.operators.python.ShortCircuitOperator
+      python_callable_name: falsy
+      python_callable_file: {file}
+      dependencies: [join]
+    gated:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo gated
+      dependencies: [gate]
+    gated_anyway:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo all done
+      trigger_rule: all_done
+      dependencies: [gated]
+    soft_gate:
+      operator: airflow.providers.standard.operators.python.ShortCircuitOperator
+      python_callable_name: falsy
+      python_callable_file: {file}
+      ignore_downstream_trigger_rules: false
+      dependencies: [join]
+    soft_gated:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo soft gated
+      dependencies: [soft_gate]
+    soft_gated_anyway:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo all done
+      trigger_rule: all_done
+      dependencies: [soft_gated]
+py_taskflow:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    numbers:
+      decorator: airflow.sdk.task
+      python_callable_name: numbers
+      python_callable_file: {file}
+      n: 4
+    total:
+      decorator: airflow.decorators.task
+      python_callable_name: total
+      python_callable_file: {file}
+      values: +numbers
+      label: sum
+    report:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: "echo total={{{{ ti.xcom_pull(task_ids='total')['sum'] }}}}"
+      dependencies: [total]
 py_timeout:
   schedule: null
   start_date: 2024-01-01
@@ -213,7 +307,7 @@ fn python_and_bash_tasks_pass_xcoms_both_ways_as_in_airflow() {
 
     // Airflow's own run of the same file, through the same dag-factory.
     let airflow_out = home.path().join("out-airflow");
-    airflow_dags_test(&python, home.path(), &dags, "py_xcom", &airflow_out);
+    let _ = airflow_dags_test(&python, home.path(), &dags, "py_xcom", &airflow_out);
     assert_eq!(read_json(&airflow_out.join("produce.json")), produced);
     assert_eq!(read_json(&airflow_out.join("consume.json")), consumed);
 }
@@ -244,6 +338,118 @@ fn a_python_task_skips_itself_and_a_failing_one_is_retried_then_fails() {
     let log = find_log(&home.path().join("logs"), "task_id=failer").expect("a log");
     let text = std::fs::read_to_string(log).expect("log");
     assert!(text.contains("this task always fails"), "{text}");
+}
+
+#[test]
+fn a_branch_and_a_short_circuit_skip_what_airflow_skips() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let run = dags_test(
+        home.path(),
+        &python,
+        home.path().join("out"),
+        &dags,
+        "py_branch",
+    )
+    .assert()
+    .success()
+    .get_output()
+    .stdout
+    .clone();
+    let stdout = String::from_utf8_lossy(&run);
+    // The last move each task made, from the progress lines (`<time> <task>: <state>...`).
+    let mut gust_states = std::collections::BTreeMap::new();
+    for line in stdout.lines().filter(|l| l.starts_with("20")) {
+        if let Some((task, rest)) = line
+            .split_once(' ')
+            .and_then(|(_, moved)| moved.split_once(": "))
+        {
+            let state = rest.split_whitespace().next().unwrap_or_default();
+            gust_states.insert(task.to_owned(), state.to_owned());
+        }
+    }
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("pick", "success"),
+        ("left", "success"),
+        ("right", "skipped"),
+        ("after_right", "skipped"),
+        ("join", "success"),
+        ("gate", "success"),
+        ("gated", "skipped"),
+        ("gated_anyway", "skipped"),
+        ("soft_gate", "success"),
+        ("soft_gated", "skipped"),
+        ("soft_gated_anyway", "success"),
+    ]
+    .into_iter()
+    .map(|(task, state)| (task.to_owned(), state.to_owned()))
+    .collect();
+    assert_eq!(gust_states, expected, "{stdout}");
+
+    let airflow_states = airflow_dags_test(
+        &python,
+        home.path(),
+        &dags,
+        "py_branch",
+        &home.path().join("out-airflow"),
+    );
+    assert_eq!(gust_states, airflow_states);
+}
+
+#[test]
+fn taskflow_tasks_take_upstream_xcoms_as_arguments_as_in_airflow() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let gust_out = home.path().join("out-gust");
+    let run = dags_test(home.path(), &python, &gust_out, &dags, "py_taskflow")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&run);
+    for task in ["numbers", "total", "report"] {
+        assert!(
+            stdout.contains(&format!("{task}: success")),
+            "{task} did not succeed: {stdout}"
+        );
+    }
+    // `total` waited for `numbers`, its upstream by `values: +numbers` alone.
+    assert_eq!(
+        read_json(&gust_out.join("numbers.json")),
+        serde_json::json!([0, 1, 2, 3])
+    );
+    let total = read_json(&gust_out.join("total.json"));
+    assert_eq!(total, serde_json::json!({"sum": 6}));
+    let log = find_log(&home.path().join("logs"), "task_id=report").expect("report's log");
+    let text = std::fs::read_to_string(log).expect("log");
+    assert!(text.contains("total=6"), "{text}");
+
+    let airflow_out = home.path().join("out-airflow");
+    let states = airflow_dags_test(&python, home.path(), &dags, "py_taskflow", &airflow_out);
+    assert_eq!(read_json(&airflow_out.join("total.json")), total);
+    assert!(states.values().all(|s| s == "success"), "{states:?}");
+}
+
+#[test]
+fn a_taskflow_task_without_python_names_the_setting() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    gust(home.path())
+        .env_remove("GUST__PYTHON__INTERPRETER")
+        .args(["dags", "validate"])
+        .arg(&dags)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "TaskFlow task \"numbers\" needs Python",
+        ));
 }
 
 #[test]
@@ -383,8 +589,14 @@ fn find_log(root: &Path, part: &str) -> Option<PathBuf> {
 }
 
 /// `airflow dags test DAG` of the same YAML file, loaded by dag-factory from a DAG file in a
-/// folder of its own, in a fresh AIRFLOW_HOME.
-fn airflow_dags_test(python: &Path, root: &Path, dags: &Path, dag_id: &str, out: &Path) {
+/// folder of its own, in a fresh AIRFLOW_HOME; answers the final state of each task.
+fn airflow_dags_test(
+    python: &Path,
+    root: &Path,
+    dags: &Path,
+    dag_id: &str,
+    out: &Path,
+) -> std::collections::BTreeMap<String, String> {
     let airflow_home = root.join("airflow-home");
     let airflow_dags = root.join("airflow-dags");
     std::fs::create_dir_all(&airflow_dags).expect("mkdir");
@@ -400,9 +612,15 @@ fn airflow_dags_test(python: &Path, root: &Path, dags: &Path, dag_id: &str, out:
     )
     .expect("write");
     let airflow = |args: &[&str]| {
+        // `-c SCRIPT` runs a script in the same environment; anything else is an airflow command.
+        let module: &[&str] = if args.first() == Some(&"-c") {
+            &[]
+        } else {
+            &["-m", "airflow"]
+        };
         #[allow(clippy::disallowed_methods, reason = "the test runs Airflow")]
         let output = std::process::Command::new(python)
-            .args(["-m", "airflow"])
+            .args(module)
             .args(args)
             .env("AIRFLOW_HOME", &airflow_home)
             .env("AIRFLOW__CORE__DAGS_FOLDER", &airflow_dags)
@@ -417,7 +635,26 @@ fn airflow_dags_test(python: &Path, root: &Path, dags: &Path, dag_id: &str, out:
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     };
     airflow(&["db", "migrate"]);
     airflow(&["dags", "test", dag_id]);
+    // Read from Airflow's database: its CLI mixes log lines into what it prints.
+    let states = airflow(&["-c", STATES_OF_THE_RUN, dag_id]);
+    let json = states
+        .lines()
+        .find_map(|line| line.strip_prefix("STATES "))
+        .unwrap_or_else(|| panic!("no states in: {states}"));
+    serde_json::from_str(json).expect("JSON states")
 }
+
+/// Prints `STATES {task_id: state}` of the DAG `sys.argv[1]`'s one run, from Airflow's database.
+const STATES_OF_THE_RUN: &str = r#"
+import json, sys
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.session import create_session
+with create_session() as session:
+    rows = session.query(TaskInstance.task_id, TaskInstance.state).filter(
+        TaskInstance.dag_id == sys.argv[1]).all()
+    print("STATES " + json.dumps({task: getattr(state, "value", state) for task, state in rows}))
+"#;

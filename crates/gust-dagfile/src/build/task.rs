@@ -65,6 +65,8 @@ pub fn read_task(
     let mut args = serde_json::Map::new();
     let mut arg_nodes: Vec<(&str, &Node)> = Vec::new();
     let mut dependencies = Vec::new();
+    // The tasks whose XComs a TaskFlow task takes as arguments (`+task_id`): upstreams too.
+    let mut xcom_upstreams = Vec::new();
     let mut doc_md = None;
     let mut setups = Vec::new();
     let own_keys: HashSet<&str> = entry.own.iter().map(|(k, _)| k.name.as_str()).collect();
@@ -96,8 +98,14 @@ pub fn read_task(
                 _ if settings::is_setting(name) => settings::apply(&mut settings, name, node),
                 _ => {
                     let canonical = operator.canonical_argument(name).unwrap_or(name);
-                    if operator.accepts(canonical) {
-                        args.insert(canonical.to_owned(), node.to_json());
+                    if operator.takes(canonical) {
+                        let value = node.to_json();
+                        if operator.open_arguments
+                            && let Some(task) = gust_operators::python::xcom_arg_task(&value)
+                        {
+                            xcom_upstreams.push((task.to_owned(), node.at.clone()));
+                        }
+                        args.insert(canonical.to_owned(), value);
                         arg_nodes.push((canonical, node));
                         Ok(())
                     } else if !own {
@@ -124,6 +132,11 @@ pub fn read_task(
 
     // A teardown runs after its setups: they are among its dependencies.
     dependencies.extend(setups.iter().cloned());
+    for (name, at) in xcom_upstreams {
+        if !dependencies.iter().any(|(listed, _)| *listed == name) {
+            dependencies.push((name, at));
+        }
+    }
     setup_teardown::teardown_rule(&mut settings, &own_keys);
     if let Err(problem) = setup_teardown::check_task(&settings, entry) {
         problems.push(problem);
@@ -165,8 +178,12 @@ pub fn read_task(
             format!("argument \"{}\": {}", err.path, err.message),
         ));
     }
-    for (_, node) in &arg_nodes {
-        check_templates(node, renderer, problems);
+    // The Task SDK renders its tasks' templates with Airflow's Jinja, which Gust's renderer
+    // would not judge rightly.
+    if !gust_operators::python::runs_in_task_sdk(operator.name) {
+        for (_, node) in &arg_nodes {
+            check_templates(node, renderer, problems);
+        }
     }
     Some(ReadTask {
         operator,
@@ -182,6 +199,22 @@ fn read_operator(
     entry: &TaskEntry<'_>,
     problems: &mut Vec<Diagnostic>,
 ) -> Option<&'static OperatorSpec> {
+    // dag-factory builds a task with `decorator:` and no `operator:` of its own as TaskFlow.
+    if entry.own.get("operator").is_none()
+        && let Some(decorator) = entry.own.get("decorator")
+    {
+        if gust_operators::python::enabled() {
+            return Some(&gust_operators::python::TASKFLOW_SPEC);
+        }
+        problems.push(
+            Diagnostic::new(
+                decorator.at.clone(),
+                format!("TaskFlow task \"{}\" needs Python", entry.name),
+            )
+            .with_hint(gust_operators::python::NOT_CONFIGURED),
+        );
+        return None;
+    }
     let Some(node) = entry
         .own
         .get("operator")
@@ -204,6 +237,19 @@ fn read_operator(
         }
     };
     if let Some(spec) = gust_operators::resolve(&name) {
+        if spec.open_arguments {
+            problems.push(
+                Diagnostic::new(
+                    node.at.clone(),
+                    format!("operator \"{name}\" cannot be named"),
+                )
+                .with_hint(
+                    "a TaskFlow task names its decorator in place of an operator: \
+                                `decorator: airflow.sdk.task`",
+                ),
+            );
+            return None;
+        }
         return Some(spec);
     }
     let problem = Diagnostic::new(node.at.clone(), format!("unknown operator \"{name}\""));
@@ -213,6 +259,7 @@ fn read_operator(
         problem.with_hint(format!("did you mean \"{near}\"?"))
     } else {
         let names: Vec<&str> = gust_operators::registry::available()
+            .filter(|s| !s.open_arguments)
             .map(|s| s.name)
             .collect();
         problem.with_hint(format!("Gust's operators are: {}", names.join(", ")))

@@ -149,6 +149,7 @@ pub static DELETE_SPEC: OperatorSpec = OperatorSpec {
     required: &["name"],
     pushes_xcom_by_default: false,
     holds_worker: false,
+    open_arguments: false,
     check: |args| DeleteJobArgs::read(args).map(drop),
 };
 
@@ -172,5 +173,6 @@ pub static PATCH_SPEC: OperatorSpec = OperatorSpec {
     required: &["name", "body"],
     pushes_xcom_by_default: true,
     holds_worker: false,
+    open_arguments: false,
     check: |args| PatchJobArgs::read(args).map(drop),
 };

@@ -277,6 +277,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
     required: &[],
     pushes_xcom_by_default: false,
     holds_worker: false,
+    open_arguments: false,
     check: |args| JobArgs::read(args).map(drop),
 };
 
@@ -292,6 +293,7 @@ pub static KUEUE_SPEC: OperatorSpec = OperatorSpec {
     required: &["queue_name"],
     pushes_xcom_by_default: false,
     holds_worker: false,
+    open_arguments: false,
     check: |args| JobArgs::read_kueue(args).map(drop),
 };
 

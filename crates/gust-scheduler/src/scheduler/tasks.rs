@@ -404,7 +404,9 @@ impl Scheduler {
         };
         // Failures are counted where every failed try goes (`fail_try`).
         let counted = match &outcome {
-            TryOutcome::Succeeded { .. } => Some(TryResult::Success),
+            TryOutcome::Succeeded { .. } | TryOutcome::SucceededSkipping { .. } => {
+                Some(TryResult::Success)
+            }
             TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {
                 Some(TryResult::Skipped)
             }
@@ -412,21 +414,13 @@ impl Scheduler {
             TryOutcome::Failed(_) => None,
         };
         let moved = match outcome {
-            TryOutcome::Succeeded { xcom } => {
-                // A secret a try returns is stored and passed on masked, as its log shows it.
-                let xcom = xcom.map(|value| crate::xcom::masked(&value));
-                if let (Some(value), Some(run)) = (&xcom, self.runs.get(&run_key)) {
-                    run.xcoms
-                        .push(task_id.as_str(), "return_value", value.clone());
+            TryOutcome::Succeeded { xcom } => self.succeed(batch, &run_key, &task_id, xcom, ended),
+            TryOutcome::SucceededSkipping { xcom, skip } => {
+                let moved = self.succeed(batch, &run_key, &task_id, xcom, ended);
+                if moved {
+                    self.skip_downstream(batch, &run_key, &task_id, &skip);
                 }
-                self.move_into(
-                    batch,
-                    &run_key,
-                    &task_id,
-                    TaskEvent::Succeed,
-                    None,
-                    Some(ended(None, xcom)),
-                )
+                moved
             }
             TryOutcome::SkippedItself { reason } => self.move_into(
                 batch,
@@ -473,6 +467,59 @@ impl Scheduler {
             batch.then(After::Release(event.key));
             if let Some(result) = counted {
                 self.config.metrics.try_finished(result);
+            }
+        }
+    }
+
+    /// Moves a try's task to success, its return value (masked: a secret a try returns is
+    /// stored and passed on masked, as its log shows it) recorded first so that downstream
+    /// tasks see it.
+    fn succeed(
+        &mut self,
+        batch: &mut Batch,
+        run_key: &RunKey,
+        task_id: &TaskId,
+        xcom: Option<serde_json::Value>,
+        ended: impl FnOnce(Option<String>, Option<serde_json::Value>) -> TryChange,
+    ) -> bool {
+        let xcom = xcom.map(|value| crate::xcom::masked(&value));
+        if let (Some(value), Some(run)) = (&xcom, self.runs.get(run_key)) {
+            run.xcoms
+                .push(task_id.as_str(), "return_value", value.clone());
+        }
+        self.move_into(
+            batch,
+            run_key,
+            task_id,
+            TaskEvent::Succeed,
+            None,
+            Some(ended(None, xcom)),
+        )
+    }
+
+    /// Skips the tasks a succeeded try asked to skip (a branch, a short circuit), as Airflow's
+    /// `skip-downstream` does: those of its run that have not started. A task that runs or
+    /// ended already, and a name the run does not hold, are left as they are.
+    fn skip_downstream(
+        &mut self,
+        batch: &mut Batch,
+        run_key: &RunKey,
+        by: &TaskId,
+        skip: &[String],
+    ) {
+        for name in skip {
+            let found = TaskId::new(name.as_str()).ok().and_then(|task| {
+                let run = self.runs.get(run_key)?;
+                run.dag.task(&task)?;
+                let state = run.state(&task);
+                Some((task, state))
+            });
+            let Some((task, state)) = found else {
+                tracing::warn!(dag_id = %run_key.0, run_id = %run_key.1, task_id = %by, "asked to skip {name}, which the DAG does not hold");
+                continue;
+            };
+            if matches!(state, TaskState::NoStatus | TaskState::Scheduled) {
+                self.move_into(batch, run_key, &task, TaskEvent::Skip, None, None);
             }
         }
     }
