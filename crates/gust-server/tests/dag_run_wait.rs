@@ -5,41 +5,31 @@ mod common;
 
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use common::{HELLO, TestServer, t0};
 use gust_core::state::DagRunState;
-use gust_store::Role;
+use gust_store::Store;
 use serde_json::{Value, json};
 
 const WAIT: &str = "/api/v2/dags/hello/dagRuns/r/wait";
 
 async fn trigger(server: &TestServer) {
     server.load_dags(&[("hello.yaml", HELLO)]).await;
-    let answer = server
-        .call(
-            Method::POST,
-            "/api/v2/dags/hello/dagRuns",
-            Some(Role::User),
-            Some(json!({"dag_run_id": "r", "logical_date": null})),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    server.trigger("hello", "r", None).await;
 }
 
-/// Moves run `r` to `to`.
-async fn move_run(server: &TestServer, to: DagRunState) {
-    let store = &server.db.store;
+/// Moves run `r` of `hello` to `to`.
+async fn move_run(store: &Store, to: DagRunState) {
     let run = store
         .run("hello", "r")
         .await
         .expect("the test setup works")
         .expect("the test setup works");
-    assert!(
-        store
-            .transition_run(&run, to, t0())
-            .await
-            .expect("the test setup works")
-    );
+    let moved = store
+        .transition_run(&run, to, t0())
+        .await
+        .expect("the test setup works");
+    assert!(moved, "run r moves to {to:?}");
 }
 
 fn lines(text: &str) -> Vec<Value> {
@@ -52,14 +42,14 @@ fn lines(text: &str) -> Vec<Value> {
 async fn a_finished_run_answers_one_line_with_its_results() {
     let server = TestServer::sqlite().await;
     trigger(&server).await;
-    move_run(&server, DagRunState::Running).await;
+    move_run(&server.db.store, DagRunState::Running).await;
     server
         .db
         .store
         .put_xcom("hello", "r", "say", "return_value", &json!({"n": 42}))
         .await
         .expect("the test setup works");
-    move_run(&server, DagRunState::Success).await;
+    move_run(&server.db.store, DagRunState::Success).await;
 
     let answer = server
         .get(&format!("{WAIT}?interval=0.05&result=say&result=after"))
@@ -82,30 +72,10 @@ async fn a_run_is_followed_until_it_finishes() {
     trigger(&server).await;
     let store = server.db.store.clone();
     let finisher = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let run = store
-            .run("hello", "r")
-            .await
-            .expect("the test setup works")
-            .expect("the test setup works");
-        assert!(
-            store
-                .transition_run(&run, DagRunState::Running, t0())
-                .await
-                .expect("the test setup works")
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let run = store
-            .run("hello", "r")
-            .await
-            .expect("the test setup works")
-            .expect("the test setup works");
-        assert!(
-            store
-                .transition_run(&run, DagRunState::Failed, t0())
-                .await
-                .expect("the test setup works")
-        );
+        for to in [DagRunState::Running, DagRunState::Failed] {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            move_run(&store, to).await;
+        }
     });
     let answer = tokio::time::timeout(
         Duration::from_secs(30),

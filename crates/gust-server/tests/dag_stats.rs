@@ -8,18 +8,6 @@ use gust_store::Role;
 use gust_store::testing::TestDb;
 use serde_json::json;
 
-async fn trigger(server: &TestServer, dag_id: &str, run_id: &str) {
-    let answer = server
-        .call(
-            Method::POST,
-            &format!("/api/v2/dags/{dag_id}/dagRuns"),
-            Some(Role::User),
-            Some(json!({"dag_run_id": run_id, "logical_date": null})),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-}
-
 fn stats(queued: i64, running: i64, success: i64, failed: i64) -> serde_json::Value {
     json!([
         {"state": "queued", "count": queued},
@@ -55,9 +43,9 @@ async fn runs_are_counted_per_dag_and_state_on(server: TestServer) {
     assert_eq!(empty.json, json!({"dags": [], "total_entries": 0}));
 
     for run_id in ["a", "b", "c"] {
-        trigger(&server, "hello", run_id).await;
+        server.trigger("hello", run_id, None).await;
     }
-    trigger(&server, "other", "o").await;
+    server.trigger("other", "o", None).await;
     let failed = server
         .call(
             Method::PATCH,

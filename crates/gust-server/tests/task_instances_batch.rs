@@ -6,7 +6,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use common::{Answer, HELLO, TestServer, t0};
-use gust_core::state::{DagRunState, TaskState};
+use gust_core::state::TaskState;
 use gust_store::testing::TestDb;
 use gust_store::{Role, TaskMove, TryChange};
 use serde_json::{Value, json};
@@ -22,30 +22,8 @@ async fn two_runs(server: &TestServer) {
         ("r1", "2026-01-02T00:00:00Z", 10, 2),
         ("r2", "2026-01-03T00:00:00Z", 5, 10),
     ] {
-        let trigger = server
-            .call(
-                Method::POST,
-                "/api/v2/dags/hello/dagRuns",
-                Some(Role::User),
-                Some(json!({"dag_run_id": run_id, "logical_date": date})),
-            )
-            .await;
-        assert_eq!(trigger.status, StatusCode::OK, "{}", trigger.text);
-        let run = store
-            .run("hello", run_id)
-            .await
-            .expect("the test setup works")
-            .expect("the test setup works");
-        assert!(
-            store
-                .transition_run(&run, DagRunState::Running, t0())
-                .await
-                .expect("the test setup works")
-        );
-        store
-            .create_task_instances("hello", run_id, &["say", "after"])
-            .await
-            .expect("the test setup works");
+        server.trigger("hello", run_id, Some(date)).await;
+        server.start_run("hello", run_id, &["say", "after"]).await;
         let started = t0() + Duration::seconds(start);
         let steps = [
             (

@@ -5,7 +5,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{TestServer, t0};
-use gust_core::state::{DagRunState, TaskState};
+use gust_core::state::TaskState;
 use gust_store::Role;
 use serde_json::{Value, json};
 
@@ -26,18 +26,6 @@ deps:
 "#;
 
 const BASE: &str = "/api/v2/dags/deps/dagRuns";
-
-async fn trigger(server: &TestServer, run_id: &str, logical_date: &str) {
-    let answer = server
-        .call(
-            Method::POST,
-            "/api/v2/dags/deps/dagRuns",
-            Some(Role::User),
-            Some(json!({"dag_run_id": run_id, "logical_date": logical_date})),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-}
 
 async fn deps_of(server: &TestServer, run_id: &str, task_id: &str) -> Value {
     let answer = server
@@ -62,7 +50,9 @@ fn names(deps: &Value) -> Vec<&str> {
 async fn an_instance_that_waits_says_what_it_waits_for() {
     let server = TestServer::sqlite().await;
     server.load_dags(&[("deps.yaml", DEPS)]).await;
-    trigger(&server, "r", "2026-01-02T00:00:00Z").await;
+    server
+        .trigger("deps", "r", Some("2026-01-02T00:00:00Z"))
+        .await;
     let paused = server
         .call(
             Method::PATCH,
@@ -105,21 +95,7 @@ async fn an_instance_that_waits_says_what_it_waits_for() {
         )
         .await;
     assert_eq!(unpaused.status, StatusCode::OK);
-    let run = store
-        .run("deps", "r")
-        .await
-        .expect("the test setup works")
-        .expect("the test setup works");
-    assert!(
-        store
-            .transition_run(&run, DagRunState::Running, t0())
-            .await
-            .expect("the test setup works")
-    );
-    store
-        .create_task_instances("deps", "r", &["first", "second"])
-        .await
-        .expect("the test setup works");
+    server.start_run("deps", "r", &["first", "second"]).await;
     let marked = store
         .mark_task_instances(
             "deps",
@@ -154,7 +130,9 @@ async fn an_instance_that_waits_says_what_it_waits_for() {
     );
 
     // The next run's `second` waits for this run's, which has not succeeded.
-    trigger(&server, "next", "2026-01-03T00:00:00Z").await;
+    server
+        .trigger("deps", "next", Some("2026-01-03T00:00:00Z"))
+        .await;
     let next = deps_of(&server, "next", "second").await;
     assert!(names(&next).contains(&"Previous Dagrun State"), "{next}");
     server.finish().await;
@@ -164,7 +142,9 @@ async fn an_instance_that_waits_says_what_it_waits_for() {
 async fn an_unknown_instance_is_a_404_and_a_bad_index_a_422() {
     let server = TestServer::sqlite().await;
     server.load_dags(&[("deps.yaml", DEPS)]).await;
-    trigger(&server, "r", "2026-01-02T00:00:00Z").await;
+    server
+        .trigger("deps", "r", Some("2026-01-02T00:00:00Z"))
+        .await;
     for (uri, detail) in [
         (
             format!("{BASE}/r/taskInstances/nope/dependencies"),

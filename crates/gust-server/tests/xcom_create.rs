@@ -18,15 +18,7 @@ async fn create(server: &TestServer, uri: &str, role: Role, body: Value) -> Answ
 async fn an_xcom_is_created_once_and_read_back() {
     let server = TestServer::sqlite().await;
     server.load_dags(&[("hello.yaml", HELLO)]).await;
-    let trigger = server
-        .call(
-            Method::POST,
-            "/api/v2/dags/hello/dagRuns",
-            Some(Role::User),
-            Some(json!({"dag_run_id": "r", "logical_date": null})),
-        )
-        .await;
-    assert_eq!(trigger.status, StatusCode::OK, "{}", trigger.text);
+    server.trigger("hello", "r", None).await;
 
     let created = create(
         &server,

@@ -5,16 +5,16 @@
 use axum::Json;
 use axum::extract::State;
 use gust_core::state::TaskState;
-use gust_store::{DurationRange, InstanceFilter, InstanceOrder, TimeRange};
+use gust_store::{DurationRange, InstanceFilter, InstanceOrder};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::dag_runs::{MAX_LISTED_DAGS, range};
 use crate::api::extract::{Body, PathParams};
 use crate::api::page::MAX_PAGE;
 use crate::api::task_instances::{TaskInstanceCollectionResponse, instance_order, list_page};
-use crate::api::time::parse_time;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -85,34 +85,6 @@ const BATCH_ORDERS: &[(&str, InstanceOrder)] = &[
     ("map_index", InstanceOrder::Run),
 ];
 
-/// A time bound of the body, or a 422 naming the field.
-fn time_bound(
-    field: &str,
-    text: Option<&String>,
-) -> ApiResult<Option<chrono::DateTime<chrono::Utc>>> {
-    text.map(|t| {
-        parse_time(t).ok_or_else(|| {
-            ApiError::invalid(
-                "body",
-                field,
-                format!("Input should be a valid datetime: {t:?}"),
-            )
-        })
-    })
-    .transpose()
-}
-
-/// The four bounds `<prefix>_gte`, `_gt`, `_lte`, `_lt`.
-fn time_range(prefix: &str, bounds: [Option<&String>; 4]) -> ApiResult<TimeRange> {
-    let [gte, gt, lte, lt] = bounds;
-    Ok(TimeRange {
-        gte: time_bound(&format!("{prefix}_gte"), gte)?,
-        gt: time_bound(&format!("{prefix}_gt"), gt)?,
-        lte: time_bound(&format!("{prefix}_lte"), lte)?,
-        lt: time_bound(&format!("{prefix}_lt"), lt)?,
-    })
-}
-
 /// The body's states, each checked (a 422 names one that is not a state).
 fn states(values: Option<&Vec<Option<String>>>) -> ApiResult<Vec<TaskState>> {
     let mut out = Vec::new();
@@ -157,13 +129,29 @@ impl TaskInstancesBatchBody {
                 ));
             }
         }
+        // Every id is a bound parameter of the query: a body may not name more than a
+        // listing of runs may.
+        for (field, ids) in [
+            ("dag_ids", &self.dag_ids),
+            ("dag_run_ids", &self.dag_run_ids),
+            ("task_ids", &self.task_ids),
+        ] {
+            if ids.as_ref().is_some_and(|ids| ids.len() > MAX_LISTED_DAGS) {
+                return Err(ApiError::invalid(
+                    "body",
+                    field,
+                    format!("at most {MAX_LISTED_DAGS} ids"),
+                ));
+            }
+        }
         Ok(InstanceFilter {
             dag_ids: self.dag_ids.clone().unwrap_or_default(),
             run_ids: self.dag_run_ids.clone().unwrap_or_default(),
             task_ids: self.task_ids.clone().unwrap_or_default(),
             states: states(self.state.as_ref())?,
             try_numbers: Vec::new(),
-            logical_date: time_range(
+            logical_date: range(
+                "body",
                 "logical_date",
                 [
                     self.logical_date_gte.as_ref(),
@@ -172,7 +160,8 @@ impl TaskInstancesBatchBody {
                     self.logical_date_lt.as_ref(),
                 ],
             )?,
-            run_after: time_range(
+            run_after: range(
+                "body",
                 "run_after",
                 [
                     self.run_after_gte.as_ref(),
@@ -181,7 +170,8 @@ impl TaskInstancesBatchBody {
                     self.run_after_lt.as_ref(),
                 ],
             )?,
-            start_date: time_range(
+            start_date: range(
+                "body",
                 "start_date",
                 [
                     self.start_date_gte.as_ref(),
@@ -190,7 +180,8 @@ impl TaskInstancesBatchBody {
                     self.start_date_lt.as_ref(),
                 ],
             )?,
-            end_date: time_range(
+            end_date: range(
+                "body",
                 "end_date",
                 [
                     self.end_date_gte.as_ref(),
