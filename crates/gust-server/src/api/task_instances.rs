@@ -129,7 +129,8 @@ pub struct TaskInstanceCollectionResponse {
 }
 
 impl TaskInstanceCollectionResponse {
-    fn of(task_instances: Vec<TaskInstanceResponse>, total: usize) -> Self {
+    /// A page of `task_instances` out of `total`.
+    pub(crate) fn of(task_instances: Vec<TaskInstanceResponse>, total: usize) -> Self {
         Self {
             task_instances,
             total_entries: Some(total),

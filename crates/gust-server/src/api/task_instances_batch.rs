@@ -85,12 +85,21 @@ const BATCH_ORDERS: &[(&str, InstanceOrder)] = &[
     ("map_index", InstanceOrder::Run),
 ];
 
-/// The body's states, each checked (a 422 names one that is not a state).
-fn states(values: Option<&Vec<Option<String>>>) -> ApiResult<Vec<TaskState>> {
+/// Airflow's task instance states that Gust's instances never take (no deferral, no
+/// rescheduling sensors, no restarts): asked for, they match nothing, as they would in an
+/// Airflow without such tasks.
+const AIRFLOW_ONLY_STATES: [&str; 3] = ["deferred", "up_for_reschedule", "restarting"];
+
+/// The body's states, each checked (a 422 names one that is not Airflow's), with whether any
+/// state was asked for: asked only for states Gust never has, the list is empty yet filters.
+fn states(values: Option<&Vec<Option<String>>>) -> ApiResult<(Vec<TaskState>, bool)> {
     let mut out = Vec::new();
+    let mut asked = false;
     for value in values.into_iter().flatten() {
+        asked = true;
         let parsed = match value.as_deref() {
             None => Some(TaskState::NoStatus),
+            Some(name) if AIRFLOW_ONLY_STATES.contains(&name) => continue,
             Some(name) => TaskState::ALL
                 .into_iter()
                 .find(|s| *s != TaskState::NoStatus && s.as_str() == name),
@@ -107,12 +116,13 @@ fn states(values: Option<&Vec<Option<String>>>) -> ApiResult<Vec<TaskState>> {
             }
         }
     }
-    Ok(out)
+    Ok((out, asked))
 }
 
 impl TaskInstancesBatchBody {
-    /// The store's filter for this body.
-    fn filter(&self) -> ApiResult<InstanceFilter> {
+    /// The store's filter for this body; `None` when it can match nothing (only states Gust
+    /// never has were asked for).
+    fn filter(&self) -> ApiResult<Option<InstanceFilter>> {
         for (field, values) in [
             ("pool", &self.pool),
             ("queue", &self.queue),
@@ -144,11 +154,15 @@ impl TaskInstancesBatchBody {
                 ));
             }
         }
-        Ok(InstanceFilter {
+        let (states, asked_for_states) = states(self.state.as_ref())?;
+        if asked_for_states && states.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(InstanceFilter {
             dag_ids: self.dag_ids.clone().unwrap_or_default(),
             run_ids: self.dag_run_ids.clone().unwrap_or_default(),
             task_ids: self.task_ids.clone().unwrap_or_default(),
-            states: states(self.state.as_ref())?,
+            states,
             try_numbers: Vec::new(),
             logical_date: range(
                 "body",
@@ -196,7 +210,7 @@ impl TaskInstancesBatchBody {
                 lte: self.duration_lte,
                 lt: self.duration_lt,
             },
-        })
+        }))
     }
 }
 
@@ -216,11 +230,13 @@ async fn get_task_instances_batch(
             return Err(ApiError::invalid("path", field, "Input should be '~'"));
         }
     }
-    let filter = body.filter()?;
     let order = instance_order(
         &body.order_by.iter().cloned().collect::<Vec<_>>(),
         BATCH_ORDERS,
     )?;
+    let Some(filter) = body.filter()? else {
+        return Ok(Json(TaskInstanceCollectionResponse::of(Vec::new(), 0)));
+    };
     Ok(Json(
         list_page(&state, &filter, &order, body.page_limit, body.page_offset).await?,
     ))
