@@ -76,6 +76,8 @@ done
 export GUST_HOME=$home
 export GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION=false
 export GUST__KUBERNETES__RUNTIME=local
+# For the configuration endpoints (Airflow answers them only when exposed).
+export GUST__API__EXPOSE_CONFIG=true
 
 # The example DAGs, and one file that does not load, for the import-error endpoints.
 cp -r examples/dags "$home/dags"

@@ -252,6 +252,93 @@ def a_triggered_run_succeeds_with_its_conf_its_logs_and_its_xcom():
 
 
 @scenario
+def a_finished_run_is_counted_waited_on_explained_and_listed():
+    runs = client.DagRunApi(viewer)
+    # The run finished (the scenario above): one line, with the result asked for.
+    waited = runs.wait_dag_run_until_finished_without_preload_content(
+        DAG_ID, "api_client_test", interval=0.1, result=["count"]
+    )
+    lines = [json.loads(line) for line in waited.data.decode().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0]["state"] == "success", lines
+    assert str(lines[0]["results"]["count"]) == "7", lines
+
+    stats = client.DagStatsApi(viewer).get_dag_stats(dag_ids=[DAG_ID])
+    assert [d.dag_id for d in stats.dags] == [DAG_ID], stats
+    counts = {str(getattr(s.state, "value", s.state)): s.count for s in stats.dags[0].stats}
+    assert set(counts) == {"queued", "running", "success", "failed"}, counts
+    assert counts["success"] >= 1, counts
+
+    instances = client.TaskInstanceApi(viewer)
+    deps = instances.get_task_instance_dependencies(DAG_ID, "api_client_test", "count")
+    assert deps.dependencies == [], deps
+    mapped = instances.get_task_instance_dependencies_by_map_index(DAG_ID, "api_client_test", "count", -1)
+    assert mapped.dependencies == [], mapped
+    expect_status(
+        404,
+        lambda: instances.get_task_instance_dependencies(DAG_ID, "api_client_test", "no_such_task"),
+        "the dependencies of a missing task instance",
+    )
+
+    batch = instances.get_task_instances_batch(
+        "~",
+        "~",
+        client.TaskInstancesBatchBody(dag_ids=[DAG_ID], dag_run_ids=["api_client_test"], order_by="start_date"),
+    )
+    assert batch.total_entries == 3, batch
+    started = [ti.start_date for ti in batch.task_instances]
+    assert started == sorted(started), started
+    across = instances.get_task_instances(DAG_ID, "~", order_by=["-start_date"], limit=100)
+    assert across.total_entries >= 3, across
+    by_last_run = client.DAGApi(viewer).get_dags(order_by=["-last_run_start_date"], limit=100)
+    assert by_last_run.total_entries == len(by_last_run.dags), by_last_run
+
+    xcoms = client.XComApi(op)
+    created = xcoms.create_xcom_entry(
+        DAG_ID, "count", "api_client_test", client.XComCreateBody(key="api_test_checked", value={"rows": 3})
+    )
+    assert created.key == "api_test_checked" and created.value == {"rows": 3}, created
+    expect_status(
+        409,
+        lambda: xcoms.create_xcom_entry(
+            DAG_ID, "count", "api_client_test", client.XComCreateBody(key="api_test_checked", value=0)
+        ),
+        "a duplicate XCom",
+    )
+    expect_status(
+        403,
+        lambda: client.XComApi(viewer).create_xcom_entry(
+            DAG_ID, "count", "api_client_test", client.XComCreateBody(key="api_test_viewer", value=1)
+        ),
+        "a viewer creates an XCom",
+    )
+
+
+@scenario
+def warnings_providers_and_the_configuration_are_answered():
+    warnings = client.DagWarningApi(viewer).list_dag_warnings()
+    assert warnings.total_entries == len(warnings.dag_warnings), warnings
+    providers = client.ProviderApi(op).get_providers()
+    assert providers.total_entries == 0 and providers.providers == [], providers
+    expect_status(403, lambda: client.ProviderApi(viewer).get_providers(), "viewer lists providers")
+
+    # run.sh sets [api] expose_config; Airflow's Op role is the first that reads it.
+    config = client.ConfigApi(op).get_config()
+    sections = {
+        s.name: {o.key: getattr(o.value, "actual_instance", o.value) for o in s.options} for s in config.sections
+    }
+    assert sections["database"]["url"] == "< hidden >", sections["database"]
+    assert sections["kubernetes"]["runtime"] == "local", sections["kubernetes"]
+    one = client.ConfigApi(op).get_config_value("core", "dags_are_paused_at_creation")
+    assert getattr(one.sections[0].options[0].value, "actual_instance", None) == "false", one
+    text = client.ConfigApi(op).get_config_without_preload_content(section="api", accept="text/plain")
+    assert text.data.decode().startswith("[api]\n"), text.data[:200]
+    expect_status(404, lambda: client.ConfigApi(op).get_config(section="no_such_section"), "a missing section")
+    expect_status(403, lambda: client.ConfigApi(viewer).get_config(), "viewer reads the configuration")
+    for exchange in RECORDER.exchanges:
+        assert b"sqlite://" not in exchange.body, exchange.url
+
+
+@scenario
 def variables_are_created_read_updated_and_deleted():
     variables = client.VariableApi(op)
     created = variables.post_variable(client.VariableBody(key="api_test_region", value="eu", description="where"))
@@ -370,15 +457,30 @@ def validate_all(spec: dict) -> list[str]:
         if response is None:
             problems.append(f"{op_id} ({ex.method} {path}): status {ex.status} is not one Airflow answers")
             continue
-        schema = (response.get("content") or {}).get("application/json", {}).get("schema")
+        content = response.get("content") or {}
+        # The answer's media type picks the schema (JSON, NDJSON or text, as the operation offers).
+        media = ex.content_type.split(";")[0].strip().lower() or "application/json"
+        if content and media not in content:
+            problems.append(f"{op_id} ({ex.method} {path}) {ex.status}: answered as {media}, which Airflow does not offer")
+            continue
+        schema = content.get(media, {}).get("schema")
         if schema is None:
             if ex.body.strip():
                 problems.append(f"{op_id} ({ex.method} {path}) {ex.status}: a body where Airflow has none")
             continue
         try:
-            body = json.loads(ex.body)
+            if media == "application/x-ndjson":
+                # Airflow describes the stream as one string; each of its lines must be JSON.
+                for line in ex.body.splitlines():
+                    if line.strip():
+                        json.loads(line)
+                body = ex.body.decode("utf-8")
+            elif media.startswith("text/"):
+                body = ex.body.decode("utf-8")
+            else:
+                body = json.loads(ex.body)
         except ValueError as err:
-            problems.append(f"{op_id} ({ex.method} {path}) {ex.status}: not JSON ({err})")
+            problems.append(f"{op_id} ({ex.method} {path}) {ex.status}: not {media} ({err})")
             continue
         root = dict(schema)
         root["components"] = spec["components"]

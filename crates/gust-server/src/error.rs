@@ -18,9 +18,16 @@ pub enum ApiError {
     /// 403: the caller's role does not allow it.
     #[error("Forbidden")]
     Forbidden,
+    /// 403 with the reason: the server is set up not to answer this to anyone (the
+    /// configuration when `[api] expose_config` is off).
+    #[error("{0}")]
+    Refused(String),
     /// 404: something named by the path does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// 406: the answer cannot be given in any form the `Accept` header allows.
+    #[error("{0}")]
+    NotAcceptable(String),
     /// 409: it already exists.
     #[error("{0}")]
     Conflict(String),
@@ -55,8 +62,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use api::config::ExposedConfig;
 pub use state::{AppState, SecuritySettings, ServerSettings};
 
 /// The largest request body accepted (a trigger's conf, a variable's value...).

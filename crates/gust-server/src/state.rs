@@ -14,6 +14,7 @@ use gust_scheduler::scheduler::Waker;
 use gust_scheduler::trigger::RunIdPattern;
 use gust_store::{DagSummary, SecretKey, Store};
 
+use crate::api::config::ExposedConfig;
 use crate::auth::throttle::{LoginThrottle, ThrottleSettings};
 use crate::auth::token::TokenKeys;
 use crate::error::{ApiError, ApiResult};
@@ -86,6 +87,8 @@ struct Inner {
     scheduler: std::sync::OnceLock<SchedulerHealth>,
     /// Login throttling and proxy trust.
     security: std::sync::OnceLock<Security>,
+    /// The configuration `/api/v2/config` shows, when `[api] expose_config` is on.
+    exposed_config: std::sync::OnceLock<ExposedConfig>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -121,6 +124,7 @@ impl AppState {
             remote_logs: std::sync::OnceLock::new(),
             scheduler: std::sync::OnceLock::new(),
             security: std::sync::OnceLock::new(),
+            exposed_config: std::sync::OnceLock::new(),
         }))
     }
 
@@ -148,6 +152,21 @@ impl AppState {
     #[must_use]
     pub fn proxy_fix(&self) -> bool {
         self.security().proxy_fix
+    }
+
+    /// The same state showing `config` at `/api/v2/config` (`[api] expose_config`); set once,
+    /// before the router is built. Without it, the configuration endpoints answer 403, as
+    /// Airflow's do when the configuration is not exposed.
+    #[must_use]
+    pub fn with_exposed_config(self, config: ExposedConfig) -> Self {
+        let _ = self.0.exposed_config.set(config);
+        self
+    }
+
+    /// The configuration the API may show, if it may show any.
+    #[must_use]
+    pub fn exposed_config(&self) -> Option<&ExposedConfig> {
+        self.0.exposed_config.get()
     }
 
     /// The same state for a server in the scheduler's process (`gust standalone`): its

@@ -538,3 +538,53 @@ async fn clearing_a_run_is_a_dry_run_unless_asked() {
     assert_eq!(both.status, StatusCode::UNPROCESSABLE_ENTITY);
     server.finish().await;
 }
+
+#[tokio::test]
+async fn dags_sort_by_their_last_run() {
+    dags_sort_by_their_last_run_on(TestServer::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn dags_sort_by_their_last_run_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    dags_sort_by_their_last_run_on(TestServer::on(db).await).await;
+}
+
+async fn dags_sort_by_their_last_run_on(server: TestServer) {
+    server
+        .load_dags(&[
+            ("hello.yaml", HELLO),
+            ("other.yaml", &HELLO.replace("hello:", "other:")),
+            ("idle.yaml", &HELLO.replace("hello:", "idle:")),
+        ])
+        .await;
+    // hello's last run (the one created last) started first; other's has not started.
+    server.trigger("hello", "h1", None).await;
+    server.start_run("hello", "h1", &[]).await;
+    server.trigger("other", "o1", None).await;
+    server.start_run("other", "o1", &[]).await;
+    server.trigger("hello", "h2", None).await;
+    server.start_run("hello", "h2", &[]).await;
+    server.trigger("other", "o2", None).await;
+    let dag_ids = |answer: &Answer| -> Vec<String> {
+        answer.json["dags"]
+            .as_array()
+            .expect("the API answers as Airflow does")
+            .iter()
+            .filter_map(|d| d["dag_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for (order, expected) in [
+        // Without a last run, or a start, a DAG sorts last ascending and first descending.
+        ("last_run_start_date", ["hello", "idle", "other"]),
+        ("-last_run_start_date", ["idle", "other", "hello"]),
+        ("last_run_state", ["other", "hello", "idle"]),
+    ] {
+        let answer = server.get(&format!("/api/v2/dags?order_by={order}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(dag_ids(&answer), expected, "{order}");
+    }
+    server.finish().await;
+}

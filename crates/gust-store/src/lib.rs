@@ -38,7 +38,7 @@ pub use dags::{DagSummary, ImportError, ImportErrorRecord, StoredDag};
 pub use error::StoreError;
 pub use pools::{DEFAULT_POOL, Pool};
 pub use runs::{NewRun, RunFilter, RunOrder, RunType, StoredRun, TimeRange};
-pub use task_instances::{InstanceFilter, InstanceOrder, StoredTaskInstance};
+pub use task_instances::{DurationRange, InstanceFilter, InstanceOrder, StoredTaskInstance};
 pub use tries::{StoredTry, TaskMove, TryChange};
 pub use users::{Role, User};
 pub use variables::Variable;

@@ -329,6 +329,16 @@ impl Store {
         raw.into_iter().next().map(run_from_raw).transpose()
     }
 
+    /// Each DAG's latest run: the one created last, which Airflow's DAG list calls its last
+    /// run (`last_run_state`, `last_run_start_date`).
+    pub async fn latest_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
+        let sql = self.sql_owned(format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE id IN (SELECT MAX(id) FROM dag_runs GROUP BY dag_id) ORDER BY dag_id"
+        ));
+        let raw = read_runs!(self, sql, "reading each DAG's latest run", |q| q);
+        raw.into_iter().map(run_from_raw).collect()
+    }
+
     /// Every run still to finish (queued or running), oldest logical date first.
     pub async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
         let sql = self.sql_owned(format!(

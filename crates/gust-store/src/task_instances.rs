@@ -5,6 +5,7 @@ use gust_core::state::TaskState;
 use sqlx::Row;
 
 use crate::error::query;
+use crate::runs::TimeRange;
 use crate::time::{opt_from_db, to_db};
 use crate::{Store, StoreError, with_pool};
 
@@ -242,18 +243,41 @@ impl Store {
 }
 
 /// Which task instances a listing across runs wants; empty fields filter nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceFilter {
-    /// Only this DAG's.
-    pub dag_id: Option<String>,
-    /// Only this run's.
-    pub run_id: Option<String>,
-    /// Only this task's.
-    pub task_id: Option<String>,
+    /// Only these DAGs'.
+    pub dag_ids: Vec<String>,
+    /// Only these runs' (by run id).
+    pub run_ids: Vec<String>,
+    /// Only these tasks'.
+    pub task_ids: Vec<String>,
     /// Only in these states.
     pub states: Vec<TaskState>,
     /// Only at these try numbers.
     pub try_numbers: Vec<i32>,
+    /// By their run's logical date.
+    pub logical_date: TimeRange,
+    /// By the time their run may start (its data interval's end).
+    pub run_after: TimeRange,
+    /// By their current try's start.
+    pub start_date: TimeRange,
+    /// By their current try's end.
+    pub end_date: TimeRange,
+    /// By their current try's duration, in seconds (a try not finished has none).
+    pub duration: DurationRange,
+}
+
+/// Bounds on a duration in seconds (each bound optional).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DurationRange {
+    /// At least.
+    pub gte: Option<f64>,
+    /// More than.
+    pub gt: Option<f64>,
+    /// At most.
+    pub lte: Option<f64>,
+    /// Less than.
+    pub lt: Option<f64>,
 }
 
 /// A column task instances can be listed in the order of (then by run and task).
@@ -267,6 +291,40 @@ pub enum InstanceOrder {
     State,
     /// Try number.
     TryNumber,
+    /// Their current try's start (instances not started last, as PostgreSQL sorts nulls).
+    StartDate,
+    /// Their current try's end (likewise).
+    EndDate,
+    /// Their current try's duration (likewise).
+    Duration,
+}
+
+impl InstanceOrder {
+    /// The `ORDER BY` terms for this column: nulls sort after every value, ascending, on both
+    /// engines (SQLite would put them first).
+    fn terms(self, descending: bool) -> String {
+        let direction = if descending { "DESC" } else { "ASC" };
+        let nullable =
+            |column: &str| format!("({column} IS NULL) {direction}, {column} {direction}");
+        match self {
+            Self::Run => format!("r.id {direction}"),
+            Self::TaskId => format!("ti.task_id {direction}"),
+            Self::State => format!("ti.state {direction}"),
+            Self::TryNumber => format!("ti.try_number {direction}"),
+            Self::StartDate => nullable("t.start_date"),
+            Self::EndDate => nullable("t.end_date"),
+            Self::Duration => nullable(TRY_DURATION),
+        }
+    }
+}
+
+/// The current try's duration in microseconds (null until it has ended).
+const TRY_DURATION: &str = "(t.end_date - t.start_date)";
+
+/// Seconds as the store's microseconds, for comparing with [`TRY_DURATION`].
+fn seconds_to_micros(seconds: f64) -> i64 {
+    // Saturating: a bound past any duration a try can have compares the same.
+    (seconds * 1_000_000.0).round() as i64
 }
 
 impl Store {
@@ -282,38 +340,58 @@ impl Store {
         use crate::runs::Bound;
         let mut clauses: Vec<String> = Vec::new();
         let mut binds: Vec<Bound> = Vec::new();
-        for (column, value) in [
-            ("ti.dag_id", &filter.dag_id),
-            ("ti.run_id", &filter.run_id),
-            ("ti.task_id", &filter.task_id),
-        ] {
-            if let Some(value) = value {
-                binds.push(Bound::Text(value.clone()));
-                clauses.push(format!("{column} = ${}", binds.len()));
+        let mut any_of = |column: &str, values: Vec<Bound>, clauses: &mut Vec<String>| {
+            if values.is_empty() {
+                return;
             }
-        }
-        if !filter.states.is_empty() {
-            let marks: Vec<String> = filter
-                .states
-                .iter()
-                .map(|s| {
-                    binds.push(Bound::Text(s.as_str().to_owned()));
+            let marks: Vec<String> = values
+                .into_iter()
+                .map(|value| {
+                    binds.push(value);
                     format!("${}", binds.len())
                 })
                 .collect();
-            clauses.push(format!("ti.state IN ({})", marks.join(", ")));
+            clauses.push(format!("{column} IN ({})", marks.join(", ")));
+        };
+        let texts = |values: &[String]| values.iter().cloned().map(Bound::Text).collect();
+        any_of("ti.dag_id", texts(&filter.dag_ids), &mut clauses);
+        any_of("ti.run_id", texts(&filter.run_ids), &mut clauses);
+        any_of("ti.task_id", texts(&filter.task_ids), &mut clauses);
+        let states = filter
+            .states
+            .iter()
+            .map(|s| Bound::Text(s.as_str().to_owned()))
+            .collect();
+        any_of("ti.state", states, &mut clauses);
+        let tries = filter
+            .try_numbers
+            .iter()
+            .map(|n| Bound::Int(i64::from(*n)))
+            .collect();
+        any_of("ti.try_number", tries, &mut clauses);
+        let bounds = |column: &str,
+                      bounds: [Option<i64>; 4],
+                      binds: &mut Vec<Bound>,
+                      clauses: &mut Vec<String>| {
+            for (op, bound) in [">=", ">", "<=", "<"].into_iter().zip(bounds) {
+                if let Some(value) = bound {
+                    binds.push(Bound::Int(value));
+                    clauses.push(format!("{column} {op} ${}", binds.len()));
+                }
+            }
+        };
+        for (column, range) in [
+            ("r.logical_date", filter.logical_date),
+            ("r.data_interval_end", filter.run_after),
+            ("t.start_date", filter.start_date),
+            ("t.end_date", filter.end_date),
+        ] {
+            let micros = [range.gte, range.gt, range.lte, range.lt].map(|t| t.map(to_db));
+            bounds(column, micros, &mut binds, &mut clauses);
         }
-        if !filter.try_numbers.is_empty() {
-            let marks: Vec<String> = filter
-                .try_numbers
-                .iter()
-                .map(|n| {
-                    binds.push(Bound::Int(i64::from(*n)));
-                    format!("${}", binds.len())
-                })
-                .collect();
-            clauses.push(format!("ti.try_number IN ({})", marks.join(", ")));
-        }
+        let d = filter.duration;
+        let micros = [d.gte, d.gt, d.lte, d.lt].map(|s| s.map(seconds_to_micros));
+        bounds(TRY_DURATION, micros, &mut binds, &mut clauses);
         let clause = if clauses.is_empty() {
             String::new()
         } else {
@@ -321,18 +399,13 @@ impl Store {
         };
         let mut keys: Vec<String> = order
             .iter()
-            .map(|(column, descending)| {
-                let column = match column {
-                    InstanceOrder::Run => "r.id",
-                    InstanceOrder::TaskId => "ti.task_id",
-                    InstanceOrder::State => "ti.state",
-                    InstanceOrder::TryNumber => "ti.try_number",
-                };
-                format!("{column} {}", if *descending { "DESC" } else { "ASC" })
-            })
+            .map(|(column, descending)| column.terms(*descending))
             .collect();
         keys.push("r.id ASC, ti.task_id ASC".to_owned());
-        let from = "FROM task_instances ti JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id";
+        // The current try (if any) gives the instance its start, end and duration.
+        let from = "FROM task_instances ti JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id \
+             LEFT JOIN task_tries t ON t.dag_id = ti.dag_id AND t.run_id = ti.run_id \
+             AND t.task_id = ti.task_id AND t.try_number = ti.try_number";
         let n = binds.len();
         let sql = self.sql_owned(format!(
             "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.state, ti.try_number, ti.next_retry_at, ti.version, ti.note \
@@ -535,7 +608,7 @@ mod tests {
         );
 
         let done = InstanceFilter {
-            dag_id: Some("d".into()),
+            dag_ids: vec!["d".into()],
             states: vec![TaskState::Success],
             ..InstanceFilter::default()
         };
@@ -551,7 +624,7 @@ mod tests {
         assert_eq!((ids, total), (vec!["c", "b"], 3));
         let tried = InstanceFilter {
             try_numbers: vec![1],
-            run_id: Some("r".into()),
+            run_ids: vec!["r".into()],
             ..InstanceFilter::default()
         };
         assert_eq!(

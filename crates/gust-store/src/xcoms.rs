@@ -44,6 +44,26 @@ impl Store {
             .map_err(query("recording an XCom"))
     }
 
+    /// Records a task's XCom unless one with that key exists (the API's create, which must not
+    /// replace a value); `false` when it exists.
+    pub async fn create_xcom(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let text = check_xcom_size(task_id, key, value)?;
+        let sql = self.sql(
+            "INSERT INTO xcoms (dag_id, run_id, task_id, key, value) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (dag_id, run_id, task_id, key) DO NOTHING",
+        );
+        let created = with_pool!(self, pool => sqlx::query(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(key).bind(&text).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(query("creating an XCom"))?;
+        Ok(created == 1)
+    }
+
     /// A task's XCom.
     pub async fn xcom(
         &self,
@@ -63,4 +83,41 @@ impl Store {
         })
         .transpose()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::Store;
+
+    async fn a_created_xcom_is_never_replaced(store: Store) {
+        let first = json!({"rows": 3});
+        assert!(
+            store
+                .create_xcom("d", "r", "t", "counts", &first)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .create_xcom("d", "r", "t", "counts", &json!(0))
+                .await
+                .unwrap(),
+            "the key exists"
+        );
+        assert_eq!(
+            store.xcom("d", "r", "t", "counts").await.unwrap(),
+            Some(first)
+        );
+        let too_big = json!("x".repeat(super::MAX_XCOM_BYTES));
+        assert!(
+            store
+                .create_xcom("d", "r", "t", "big", &too_big)
+                .await
+                .is_err()
+        );
+    }
+
+    crate::both_engines!(a_created_xcom_is_never_replaced);
 }

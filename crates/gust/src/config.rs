@@ -163,6 +163,11 @@ pub struct ApiConfig {
     /// Airflow's `enable_proxy_fix`): turn on only when a proxy in front sets them, since any
     /// client can send them. The session cookie is `Secure` when the proxy says https.
     pub enable_proxy_fix: bool,
+    /// Show the effective configuration at `GET /api/v2/config` to ops and admins (default
+    /// false, as Airflow's `expose_config`: the configuration names hosts, folders and
+    /// buckets). Sensitive values ([`SENSITIVE_OPTIONS`]) are always shown as `< hidden >`.
+    #[serde(default)]
+    pub expose_config: bool,
 }
 
 impl Default for ApiConfig {
@@ -177,6 +182,7 @@ impl Default for ApiConfig {
             auth_rate_limit_per_address: gust_server::auth::throttle::ThrottleSettings::default()
                 .per_address,
             enable_proxy_fix: false,
+            expose_config: false,
         }
     }
 }
@@ -388,6 +394,53 @@ impl Config {
     }
 }
 
+/// The options whose values are secrets (Airflow's `sensitive_config_values`, for Gust's keys):
+/// the database URL carries its password, and the two keys sign tokens and encrypt secrets.
+pub const SENSITIVE_OPTIONS: &[(&str, &str)] = &[
+    ("core", "fernet_key"),
+    ("database", "url"),
+    ("api", "secret_key"),
+];
+
+impl Config {
+    /// The configuration as `GET /api/v2/config` shows it: each section's options as text, in
+    /// the order they are declared, unset options left out and [`SENSITIVE_OPTIONS`] replaced by
+    /// `< hidden >` (the server never holds their values).
+    pub fn exposed(&self) -> anyhow::Result<gust_server::ExposedConfig> {
+        let tree = serde_json::to_value(self).context("the configuration cannot be shown")?;
+        let serde_json::Value::Object(sections) = tree else {
+            anyhow::bail!("the configuration is not a table of sections");
+        };
+        let sections = sections
+            .into_iter()
+            .filter_map(|(section, options)| match options {
+                serde_json::Value::Object(options) => Some((section, options)),
+                _ => None,
+            })
+            .map(|(section, options)| {
+                let options = options
+                    .into_iter()
+                    .filter(|(_, value)| !value.is_null())
+                    .map(|(key, value)| {
+                        let shown = if SENSITIVE_OPTIONS.contains(&(section.as_str(), key.as_str()))
+                        {
+                            gust_server::api::config::HIDDEN.to_owned()
+                        } else {
+                            match value {
+                                serde_json::Value::String(text) => text,
+                                other => other.to_string(),
+                            }
+                        };
+                        (key, shown)
+                    })
+                    .collect();
+                (section, options)
+            })
+            .collect();
+        Ok(gust_server::ExposedConfig { sections })
+    }
+}
+
 /// GUST_HOME: the variable, else `~/gust`.
 pub fn home() -> anyhow::Result<PathBuf> {
     if let Some(home) = std::env::var_os(HOME_VAR).filter(|h| !h.is_empty()) {
@@ -424,6 +477,38 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_exposed_configuration_hides_secrets_and_keeps_the_rest() {
+        let home = PathBuf::from("/gust");
+        let mut config = Config::defaults(&home);
+        config.database.url = "postgres://gust:hunter2@db/gust".into();
+        config.core.fernet_key = Some("fernet-secret".into());
+        config.api.secret_key = Some("token-secret-0123456789".into());
+        let exposed = config.exposed().unwrap();
+        let shown = format!("{exposed:?}");
+        for secret in ["hunter2", "fernet-secret", "token-secret"] {
+            assert!(!shown.contains(secret), "{secret} is shown: {shown}");
+        }
+        let option = |section: &str, key: &str| {
+            exposed
+                .sections
+                .iter()
+                .find(|(name, _)| name == section)
+                .and_then(|(_, options)| options.iter().find(|(k, _)| k == key))
+                .map(|(_, value)| value.clone())
+        };
+        assert_eq!(option("database", "url").as_deref(), Some("< hidden >"));
+        assert_eq!(option("api", "secret_key").as_deref(), Some("< hidden >"));
+        assert_eq!(option("core", "parallelism").as_deref(), Some("32"));
+        assert_eq!(option("core", "dags_folder").as_deref(), Some("/gust/dags"));
+        assert_eq!(option("api", "token_ttl").as_deref(), Some("1day"));
+        assert_eq!(option("api", "expose_config").as_deref(), Some("false"));
+        // An unset option is not an option with an empty value.
+        assert_eq!(option("python", "interpreter"), None);
+        let names: Vec<&str> = exposed.sections.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names[..3], ["core", "logging", "database"]);
     }
 
     #[test]

@@ -320,7 +320,9 @@ fn run_order(values: &[String]) -> ApiResult<Vec<(RunOrder, bool)>> {
         .collect())
 }
 
-fn range(
+/// The four bounds `<name>_gte`, `_gt`, `_lte`, `_lt` of a time filter, each read as Airflow
+/// reads times (a 422 naming the one that is not a time).
+pub(crate) fn range(
     place: &str,
     name: &str,
     [gte, gt, lte, lt]: [Option<&String>; 4],

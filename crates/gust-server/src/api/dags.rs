@@ -1,13 +1,13 @@
 //! `/api/v2/dags`: list, get, details, pause and unpause, delete.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use gust_core::dag::Dag;
 use gust_core::schedule::{DataInterval, Schedule};
-use gust_store::DagSummary;
+use gust_store::{DagSummary, StoredRun};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -144,7 +144,8 @@ pub struct DagsQuery {
     pub paused: Option<bool>,
     /// Only DAGs whose file has (true) or has no (false) import errors.
     pub has_import_errors: Option<bool>,
-    /// Sort keys: `dag_id`, `dag_display_name`, `next_dagrun`; `-` first for descending.
+    /// Sort keys: `dag_id`, `dag_display_name`, `next_dagrun`, `last_run_state`,
+    /// `last_run_start_date` (of each DAG's latest run); `-` first for descending.
     #[serde(default)]
     pub order_by: Vec<String>,
 }
@@ -299,7 +300,13 @@ async fn get_dags(
 ) -> ApiResult<Json<DagCollectionResponse>> {
     let order = OrderBy::parse(
         &query.order_by,
-        &["dag_id", "dag_display_name", "next_dagrun"],
+        &[
+            "dag_id",
+            "dag_display_name",
+            "next_dagrun",
+            "last_run_state",
+            "last_run_start_date",
+        ],
     )?;
     let errors = files_with_errors(&state).await?;
     let mut matching: Vec<(DagSummary, Arc<Dag>)> = Vec::new();
@@ -315,12 +322,45 @@ async fn get_dags(
         dags.push(dag_response(&state, summary, dag, &errors).await?);
     }
     if !order.is_empty() {
-        sort_by(&mut dags, &order, |d, field| match field {
-            "next_dagrun" => d
-                .next_dagrun_logical_date
-                .map(|t| t.0.to_rfc3339())
-                .unwrap_or_default(),
-            _ => d.dag_id.clone(),
+        let by_last_run = order.iter().any(|o| o.field.starts_with("last_run_"));
+        let last_runs: HashMap<String, StoredRun> = if by_last_run {
+            state
+                .store()
+                .latest_runs()
+                .await?
+                .into_iter()
+                .map(|run| (run.dag_id.clone(), run))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        // A DAG without a last run sorts after the others, ascending (PostgreSQL's place for
+        // nulls, where Airflow's list is ordered).
+        sort_by(&mut dags, &order, |d, field| {
+            let last = last_runs.get(&d.dag_id);
+            match field {
+                "next_dagrun" => (
+                    false,
+                    d.next_dagrun_logical_date
+                        .map(|t| t.0.to_rfc3339())
+                        .unwrap_or_default(),
+                ),
+                "last_run_state" => (
+                    last.is_none(),
+                    last.map(|r| r.state.as_str().to_owned())
+                        .unwrap_or_default(),
+                ),
+                "last_run_start_date" => {
+                    let start = last.and_then(|r| r.start_date);
+                    (
+                        start.is_none(),
+                        start
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                            .unwrap_or_default(),
+                    )
+                }
+                _ => (false, d.dag_id.clone()),
+            }
         });
     }
     let page = Page {

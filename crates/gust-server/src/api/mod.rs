@@ -2,9 +2,13 @@
 //! declaring its routes with their OpenAPI descriptions (the served document is generated from
 //! these declarations).
 
+pub mod config;
 pub mod connections;
+pub mod dag_run_wait;
 pub mod dag_runs;
+pub mod dag_stats;
 pub mod dag_tags;
+pub mod dag_warnings;
 pub mod dags;
 pub mod extract;
 pub mod fields;
@@ -13,10 +17,14 @@ pub mod logs;
 pub mod monitor;
 pub mod page;
 pub mod pools;
+pub mod providers;
+pub mod python_repr;
 pub mod redact;
 pub mod search;
 pub mod task_instances;
+pub mod task_instances_batch;
 pub mod tasks;
+pub mod ti_dependencies;
 pub mod time;
 pub mod variables;
 pub mod xcoms;
@@ -35,9 +43,16 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(dags::routes())
         .merge(dag_runs::routes())
+        .merge(dag_run_wait::routes())
         .merge(dag_tags::routes())
+        .merge(dag_stats::routes())
+        .merge(dag_warnings::routes())
+        .merge(config::routes())
+        .merge(providers::routes())
         .merge(logs::routes())
         .merge(task_instances::routes())
+        .merge(task_instances_batch::routes())
+        .merge(ti_dependencies::routes())
         .merge(tasks::routes())
         .merge(xcoms::routes())
         .merge(variables::routes())

@@ -137,15 +137,22 @@ fn not_found(name: &str) -> ApiError {
 
 /// Slots taken or wanted in one pool, by state.
 #[derive(Debug, Default, Clone, Copy)]
-struct Usage {
+pub(crate) struct Usage {
     running: i64,
     queued: i64,
     scheduled: i64,
 }
 
+impl Usage {
+    /// The slots taken: by running and queued tries (scheduled ones wait for theirs).
+    pub(crate) fn occupied(self) -> i64 {
+        self.running + self.queued
+    }
+}
+
 /// Every pool's usage: the unfinished runs' `scheduled`, `queued` and `running` task
 /// instances, each counted with its task's `pool_slots` in its task's pool.
-async fn usage(state: &AppState) -> ApiResult<HashMap<String, Usage>> {
+pub(crate) async fn usage(state: &AppState) -> ApiResult<HashMap<String, Usage>> {
     let mut by_dag: BTreeMap<String, Vec<(String, TaskState)>> = BTreeMap::new();
     for (dag_id, task_id, task_state) in state.store().slot_holders().await? {
         by_dag
@@ -188,7 +195,7 @@ async fn usage(state: &AppState) -> ApiResult<HashMap<String, Usage>> {
 
 fn pool_response(pool: Pool, usage: &HashMap<String, Usage>) -> PoolResponse {
     let used = usage.get(&pool.name).copied().unwrap_or_default();
-    let occupied = used.running + used.queued;
+    let occupied = used.occupied();
     PoolResponse {
         slots: i64::from(pool.slots),
         open_slots: i64::from(pool.slots) - occupied,

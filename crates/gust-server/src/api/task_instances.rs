@@ -129,7 +129,8 @@ pub struct TaskInstanceCollectionResponse {
 }
 
 impl TaskInstanceCollectionResponse {
-    fn of(task_instances: Vec<TaskInstanceResponse>, total: usize) -> Self {
+    /// A page of `task_instances` out of `total`.
+    pub(crate) fn of(task_instances: Vec<TaskInstanceResponse>, total: usize) -> Self {
         Self {
             task_instances,
             total_entries: Some(total),
@@ -553,7 +554,7 @@ async fn get_task_instances(
 }
 
 /// `GET /dags/{dag_id}/dagRuns/~/taskInstances` (`~` as the DAG too: every DAG's), paged in
-/// the database. Instances of runs not started yet have no rows, so they are not listed here.
+/// the database.
 async fn across_runs(
     state: &AppState,
     dag_id: &str,
@@ -564,23 +565,7 @@ async fn across_runs(
             "the `pool` and `operator` filters need one run: name the run".into(),
         ));
     }
-    let orders: &[(&str, InstanceOrder)] = &[
-        ("id", InstanceOrder::Run),
-        ("task_id", InstanceOrder::TaskId),
-        ("state", InstanceOrder::State),
-        ("try_number", InstanceOrder::TryNumber),
-        ("map_index", InstanceOrder::Run),
-    ];
-    let names: Vec<&str> = orders.iter().map(|(name, _)| *name).collect();
-    let order: Vec<(InstanceOrder, bool)> = OrderBy::parse(&query.order_by, &names)?
-        .into_iter()
-        .filter_map(|o| {
-            orders
-                .iter()
-                .find(|(name, _)| *name == o.field)
-                .map(|(_, column)| (*column, o.descending))
-        })
-        .collect();
+    let order = instance_order(&query.order_by, INSTANCE_ORDERS)?;
     let mut states = Vec::new();
     for text in &query.state {
         let parsed = match text.as_str() {
@@ -603,17 +588,62 @@ async fn across_runs(
         state.dag(dag_id).await?;
     }
     let filter = InstanceFilter {
-        dag_id: (dag_id != "~").then(|| dag_id.to_owned()),
-        run_id: None,
-        task_id: query.task_id.clone(),
+        dag_ids: (dag_id != "~")
+            .then(|| dag_id.to_owned())
+            .into_iter()
+            .collect(),
+        task_ids: query.task_id.clone().into_iter().collect(),
         states,
         try_numbers: query.try_number.clone(),
+        ..InstanceFilter::default()
     };
-    let limit = i64::try_from(query.limit.min(MAX_PAGE)).unwrap_or(0);
-    let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+    list_page(state, &filter, &order, query.limit, query.offset).await
+}
+
+/// The keys instances across runs sort by, as the API names them (Airflow's `map_index` and
+/// `id` are the run's order here: Gust's instances are never mapped).
+const INSTANCE_ORDERS: &[(&str, InstanceOrder)] = &[
+    ("id", InstanceOrder::Run),
+    ("task_id", InstanceOrder::TaskId),
+    ("state", InstanceOrder::State),
+    ("try_number", InstanceOrder::TryNumber),
+    ("map_index", InstanceOrder::Run),
+    ("start_date", InstanceOrder::StartDate),
+    ("end_date", InstanceOrder::EndDate),
+    ("duration", InstanceOrder::Duration),
+];
+
+/// `order_by` values read against `orders` (a 400 naming the allowed keys otherwise).
+pub(crate) fn instance_order(
+    values: &[String],
+    orders: &[(&str, InstanceOrder)],
+) -> ApiResult<Vec<(InstanceOrder, bool)>> {
+    let names: Vec<&str> = orders.iter().map(|(name, _)| *name).collect();
+    Ok(OrderBy::parse(values, &names)?
+        .into_iter()
+        .filter_map(|o| {
+            orders
+                .iter()
+                .find(|(name, _)| *name == o.field)
+                .map(|(_, column)| (*column, o.descending))
+        })
+        .collect())
+}
+
+/// One page of the instances `filter` selects across runs, paged in the database, with how
+/// many match in all. Instances of runs not started yet have no rows, so they are not listed.
+pub(crate) async fn list_page(
+    state: &AppState,
+    filter: &InstanceFilter,
+    order: &[(InstanceOrder, bool)],
+    limit: usize,
+    offset: usize,
+) -> ApiResult<TaskInstanceCollectionResponse> {
+    let limit = i64::try_from(limit.min(MAX_PAGE)).unwrap_or(0);
+    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
     let (stored, total) = state
         .store()
-        .list_task_instances(&filter, &order, limit, offset)
+        .list_task_instances(filter, order, limit, offset)
         .await?;
     // Each run on the page (at most a page of them) is read once, with its tries.
     let mut runs: HashMap<(String, String), (StoredRun, Vec<StoredTry>)> = HashMap::new();

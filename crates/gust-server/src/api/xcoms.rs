@@ -3,9 +3,14 @@
 //! Gust keeps XCom values as JSON, so `deserialize` changes nothing and `stringify` answers the
 //! value's JSON text. The store keeps no time per XCom: its `timestamp` is when the task's
 //! latest try ended (or started, or was queued), which is when the value was recorded.
+//!
+//! `POST .../xcomEntries` adds an XCom by hand (Airflow's `create_xcom_entry`); it never
+//! replaces one, and refuses the keys Airflow's deserializer reserves, since Python tasks read
+//! XComs through Airflow's Task SDK.
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use gust_store::StoredRun;
@@ -15,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::dag_runs::find_run;
-use crate::api::extract::Params;
+use crate::api::extract::{Body, Params, PathParams};
 use crate::api::page::Page;
 use crate::api::time::Timestamp;
 use crate::error::{ApiError, ApiResult};
@@ -24,7 +29,7 @@ use crate::state::AppState;
 /// The XCom endpoints.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_xcom_entries))
+        .routes(routes!(get_xcom_entries, create_xcom_entry))
         .routes(routes!(get_xcom_entry))
 }
 
@@ -208,4 +213,147 @@ async fn get_xcom_entry(
         value
     };
     Ok(Json(XComResponseNative { xcom, value }).into_response())
+}
+
+/// Airflow's reserved serialization keys (`airflow._shared.serialization.FORBIDDEN_XCOM_KEYS`):
+/// a value holding one could make Airflow's deserializer, which Python tasks read XComs with,
+/// build an object of the sender's choosing.
+const FORBIDDEN_XCOM_KEYS: [&str; 8] = [
+    "__classname__",
+    "__version__",
+    "__data__",
+    "__id__",
+    "__cache__",
+    "__type",
+    "__source",
+    "__var",
+];
+
+/// The reserved keys `value` holds, in order, with where the first is (Airflow's check, which
+/// also looks inside strings that are JSON objects or arrays).
+fn forbidden_keys(value: &serde_json::Value, path: &str) -> Option<(String, Vec<&'static str>)> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(decoded @ (Value::Object(_) | Value::Array(_))) => forbidden_keys(&decoded, path),
+            _ => None,
+        },
+        Value::Object(map) => {
+            let mut found: Vec<&'static str> = FORBIDDEN_XCOM_KEYS
+                .into_iter()
+                .filter(|k| map.contains_key(*k))
+                .collect();
+            if !found.is_empty() {
+                found.sort_unstable();
+                return Some((path.to_owned(), found));
+            }
+            map.iter()
+                .find_map(|(k, v)| forbidden_keys(v, &format!("{path}.{k}")))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| forbidden_keys(v, &format!("{path}[{i}]"))),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
+    }
+}
+
+/// An XCom to add (Airflow's `XComCreateBody`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct XComCreateBody {
+    pub key: String,
+    pub value: serde_json::Value,
+    #[serde(default = "unmapped")]
+    pub map_index: i64,
+}
+
+/// Create an XCom entry.
+#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries", tag = "XCom",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path)),
+    request_body = XComCreateBody,
+    responses((status = 201, body = XComResponseNative), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn create_xcom_entry(
+    State(state): State<AppState>,
+    PathParams((dag_id, run_id, task_id)): PathParams<(String, String, String)>,
+    Body(body): Body<XComCreateBody>,
+) -> ApiResult<Response> {
+    if let Some((path, keys)) = forbidden_keys(&body.value, "value") {
+        return Err(ApiError::invalid(
+            "body",
+            "value",
+            format!(
+                "Value error, XCom {path} contains reserved serialization keys: {}. These keys are reserved for internal use.",
+                keys.join(", ")
+            ),
+        ));
+    }
+    // Airflow's order: the DAG, then its task, then the run.
+    let (_, dag) = state.dag(&dag_id).await?;
+    let known_task = gust_core::ids::TaskId::new(task_id.clone())
+        .ok()
+        .is_some_and(|id| dag.task(&id).is_some());
+    if !known_task {
+        return Err(ApiError::NotFound(format!(
+            "Task with ID: `{task_id}` not found in dag: `{dag_id}`"
+        )));
+    }
+    let run = state.store().run(&dag_id, &run_id).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "Dag Run with ID: `{run_id}` not found for dag: `{dag_id}`"
+        ))
+    })?;
+    if body.map_index != -1 {
+        return Err(ApiError::BadRequest(format!(
+            "Gust's task instances are not mapped: an XCom's map_index is -1, not {}",
+            body.map_index
+        )));
+    }
+    if body.value.to_string().len() > gust_store::MAX_XCOM_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "The XCom with key: `{}` is larger than {} bytes of JSON; XComs pass references between tasks, not data",
+            body.key,
+            gust_store::MAX_XCOM_BYTES
+        )));
+    }
+    let created = state
+        .store()
+        .create_xcom(&dag_id, &run_id, &task_id, &body.key, &body.value)
+        .await?;
+    if !created {
+        return Err(ApiError::Conflict(format!(
+            "The XCom with key: `{}` with mentioned task instance already exists.",
+            body.key
+        )));
+    }
+    let at = recorded_at(&state, &run).await?;
+    let xcom = entry(&run, &task_id, &body.key, at.get(&task_id).copied());
+    let value = crate::api::redact::redact(&body.value, Some(&body.key));
+    Ok((
+        StatusCode::CREATED,
+        Json(XComResponseNative { xcom, value }),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::forbidden_keys;
+
+    #[test]
+    fn reserved_keys_are_found_wherever_airflow_looks() {
+        assert_eq!(forbidden_keys(&json!({"a": [1, {"b": 2}]}), "value"), None);
+        assert_eq!(
+            forbidden_keys(&json!({"a": [1, {"__var": 2, "__type": "x"}]}), "value"),
+            Some(("value.a[1]".to_owned(), vec!["__type", "__var"]))
+        );
+        let smuggled = json!(r#"{"__classname__": "os.system"}"#);
+        assert_eq!(
+            forbidden_keys(&smuggled, "value").map(|(_, keys)| keys),
+            Some(vec!["__classname__"])
+        );
+        assert_eq!(forbidden_keys(&json!("__classname__"), "value"), None);
+    }
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | Viewer | read DAGs, runs, task instances, logs, XComs, pools, import errors |
 //! | User | also pause and delete DAGs, trigger, clear, mark, note and delete runs and task instances |
-//! | Op | also read and edit variables and connections, edit pools |
+//! | Op | also read and edit variables and connections, edit pools, read the configuration and providers, create XComs |
 //! | Admin | also manage users (`gust users`) |
 
 use axum::http::Method;
@@ -24,11 +24,22 @@ pub fn required_role(method: &Method, path: &str) -> Role {
         // Airflow's Viewer and User roles cannot read variables or connections: their values
         // and hosts are configuration, often with credentials in them.
         "variables" | "connections" => Role::Op,
+        // Airflow's Op role is the first that reads the configuration and the providers.
+        "config" | "providers" => Role::Op,
         "pools" if reads => Role::Viewer,
         "pools" => Role::Op,
         _ if reads => Role::Viewer,
         // A list whose filters are too long for a query string: a read sent by POST.
-        "dags" if *method == Method::POST && path.ends_with("/dagRuns/list") => Role::Viewer,
+        "dags"
+            if *method == Method::POST
+                && (path.ends_with("/dagRuns/list") || path.ends_with("/taskInstances/list")) =>
+        {
+            Role::Viewer
+        }
+        // XComs are what tasks hand each other: writing one by hand feeds the tasks after it.
+        // Airflow's FAB roles give no role below Admin `can_create` on XComs; Gust lets the Op
+        // role, which Airflow lets delete them, create them too.
+        "dags" if *method == Method::POST && path.ends_with("/xcomEntries") => Role::Op,
         "dags" => Role::User,
         // A change to anything else (none is served today) needs the most trusted operator.
         _ => Role::Op,
@@ -72,6 +83,11 @@ mod tests {
             (&get, "/api/v2/pools", Role::Viewer),
             (&get, "/api/v2/importErrors", Role::Viewer),
             (&post, "/api/v2/dags/~/dagRuns/list", Role::Viewer),
+            (
+                &post,
+                "/api/v2/dags/~/dagRuns/~/taskInstances/list",
+                Role::Viewer,
+            ),
             (&patch, "/api/v2/dags/d", Role::User),
             (&delete, "/api/v2/dags/d", Role::User),
             (&post, "/api/v2/dags/d/dagRuns", Role::User),
@@ -83,6 +99,20 @@ mod tests {
                 &patch,
                 "/api/v2/dags/d/dagRuns/r/taskInstances/t",
                 Role::User,
+            ),
+            (&get, "/api/v2/dagStats", Role::Viewer),
+            (&get, "/api/v2/dagWarnings", Role::Viewer),
+            (&get, "/api/v2/config", Role::Op),
+            (
+                &get,
+                "/api/v2/config/section/core/option/parallelism",
+                Role::Op,
+            ),
+            (&get, "/api/v2/providers", Role::Op),
+            (
+                &post,
+                "/api/v2/dags/d/dagRuns/r/taskInstances/t/xcomEntries",
+                Role::Op,
             ),
             (&get, "/api/v2/variables", Role::Op),
             (&get, "/api/v2/variables/k", Role::Op),

@@ -153,6 +153,40 @@ impl TestServer {
         }
     }
 
+    /// Triggers a run of `dag_id` named `run_id` as a user (`logical_date` null: none), and
+    /// checks it was created.
+    pub async fn trigger(&self, dag_id: &str, run_id: &str, logical_date: Option<&str>) {
+        let answer = self
+            .call(
+                Method::POST,
+                &format!("/api/v2/dags/{dag_id}/dagRuns"),
+                Some(Role::User),
+                Some(serde_json::json!({"dag_run_id": run_id, "logical_date": logical_date})),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    }
+
+    /// Starts run `run_id` of `dag_id` as the scheduler would: the run moves to `running` and
+    /// gets an instance (with no state) of each of `tasks`.
+    pub async fn start_run(&self, dag_id: &str, run_id: &str, tasks: &[&str]) {
+        let store = &self.db.store;
+        let run = store
+            .run(dag_id, run_id)
+            .await
+            .expect("the run is readable")
+            .expect("the run exists");
+        let moved = store
+            .transition_run(&run, gust_core::state::DagRunState::Running, t0())
+            .await
+            .expect("the run is writable");
+        assert!(moved, "{dag_id}/{run_id} was queued");
+        store
+            .create_task_instances(dag_id, run_id, tasks)
+            .await
+            .expect("the instances are writable");
+    }
+
     /// `GET uri` as the least role that may read it (a viewer, or an op for variables and
     /// connections).
     pub async fn get(&self, uri: &str) -> Answer {

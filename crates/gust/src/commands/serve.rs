@@ -194,7 +194,11 @@ async fn start_server(
         },
         proxy_fix: config.api.enable_proxy_fix,
     };
-    let mut app = gust_server::router(state.with_security(security));
+    let mut state = state.with_security(security);
+    if config.api.expose_config {
+        state = state.with_exposed_config(config.exposed()?);
+    }
+    let mut app = gust_server::router(state);
     if let Some(execution) = execution {
         app = app.merge(gust_server::execution::nested(execution));
     }
