@@ -46,6 +46,9 @@ pub enum Command {
     /// Move artifacts between local paths and object stores (s3://, oss://, gs://, az://, file://).
     #[command(subcommand)]
     Artifacts(ArtifactsCommand),
+    /// The Python environment that runs Python tasks (`[python] interpreter`).
+    #[command(subcommand)]
+    Python(PythonCommand),
     /// Run the scheduler: watch the DAGs folder, create runs, run tasks (until Ctrl-C).
     Scheduler(ServeArgs),
     /// Serve the REST API (Airflow 3's /api/v2) and the web UI (until Ctrl-C).
@@ -426,6 +429,18 @@ pub enum DbCommand {
 pub enum ConfigCommand {
     /// Print every effective setting (file, environment and defaults combined).
     List,
+}
+
+/// `gust python ...`
+#[derive(Debug, Subcommand)]
+pub enum PythonCommand {
+    /// Say whether the Python environment can run Python tasks: Airflow's Task SDK and
+    /// dag-factory importable, in versions that speak Gust's Execution API; and how to fix it.
+    Check {
+        /// The Python to check instead of `[python] interpreter`.
+        #[arg(long, value_name = "PYTHON")]
+        interpreter: Option<std::path::PathBuf>,
+    },
 }
 
 /// Output formats for lists.

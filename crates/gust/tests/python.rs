@@ -264,6 +264,39 @@ fn python_tasks_are_refused_naming_the_setting_without_an_interpreter() {
 }
 
 #[test]
+fn python_check_says_whether_an_environment_runs_python_tasks_and_what_to_install() {
+    let home = tempfile::tempdir().expect("tempdir");
+    gust(home.path())
+        .env_remove("GUST__PYTHON__INTERPRETER")
+        .args(["python", "check"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "no Python environment is configured",
+        ));
+    // The system's Python, without Airflow.
+    gust(home.path())
+        .args(["python", "check", "--interpreter", "python3"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "problem: apache-airflow is not installed: pip install",
+        ));
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    gust(home.path())
+        .env("GUST__PYTHON__INTERPRETER", &python)
+        .args(["python", "check"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("ok: this environment runs Python tasks")
+                .and(predicate::str::contains("apache-airflow: 3.3.2")),
+        );
+}
+
+#[test]
 fn python_and_bash_tasks_pass_xcoms_both_ways_as_in_airflow() {
     let Some(python) = airflow_python() else {
         return;

@@ -9,6 +9,7 @@ mod dags;
 mod db;
 mod dry_run;
 mod pools;
+mod python;
 mod recorded;
 mod runs;
 mod serve;
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Users(command) => users::run(command),
+        Command::Python(command) => python::run(command),
         Command::Artifacts(command) => artifacts::run(command),
         Command::Scheduler(args) => serve::scheduler(args),
         Command::ApiServer(args) => serve::api_server(args),
