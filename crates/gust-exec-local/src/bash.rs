@@ -56,6 +56,7 @@ pub fn plan(spec: &LaunchSpec) -> Result<Plan, TryOutcome> {
         finish: Box::new(move |code, last_line| {
             outcome_of_code(code, &args, do_xcom_push, last_line)
         }),
+        watchdog: None,
     })
 }
 

@@ -101,6 +101,7 @@ pub async fn plan(
         what: format!("local pod {name}"),
         folders: vec![root],
         finish: Box::new(move |code, _| finish(code, &args, do_xcom_push, &finish_layout)),
+        watchdog: None,
     })
 }
 

@@ -18,6 +18,8 @@ use crate::ready::{Readied, Ready, Recording};
 use crate::record::{EXIT_FILE_VAR, EXIT_TRAP, TryRecord};
 
 /// How long output is still read after the main process exits, for pipes held by its children.
+use std::time::Duration;
+
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a written log line may sit in the log's buffer before it reaches the file, where
 /// the API and the UI tail it. Flushing on a timer, not per line, keeps chatty tasks cheap.
@@ -46,6 +48,17 @@ pub struct Plan {
     pub folders: Vec<tempfile::TempDir>,
     /// How its exit maps to an outcome.
     pub finish: Finish,
+    /// A check made while the process runs, which may end the try.
+    pub watchdog: Option<Watchdog>,
+}
+
+/// A check the runtime makes every `every` while a try's process runs: `Some(why)` kills the
+/// try, which fails for that reason (a Python worker that stopped heartbeating).
+pub struct Watchdog {
+    /// How often it checks.
+    pub every: Duration,
+    /// The check.
+    pub check: Box<dyn FnMut() -> Option<String> + Send>,
 }
 
 /// Runs one try to its end: plans a pod try (a bash try comes planned), runs it, logs the
@@ -208,6 +221,13 @@ where
     let mut drain_deadline = None;
     let mut flush_every = tokio::time::interval(LOG_FLUSH_INTERVAL);
     flush_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watchdog = plan.watchdog;
+    let mut watch_every = tokio::time::interval(
+        watchdog
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |w| w.every),
+    );
+    watch_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     while status.is_none() || out_open || err_open {
         // In a fixed order, so that a try's outcome does not depend on chance: the flush
@@ -229,6 +249,12 @@ where
                 let limit = timeout.unwrap_or_default();
                 let _ = log.line("gust", &format!("execution_timeout of {}s reached: killing the try", limit.as_secs_f64())).await;
                 return fail_killing(pgid, config, FailureReason::TimedOut(limit)).await;
+            },
+            _ = watch_every.tick(), if watchdog.is_some() && status.is_none() => {
+                if let Some(why) = watchdog.as_mut().and_then(|w| (w.check)()) {
+                    let _ = log.line("gust", &format!("killing the try: {why}")).await;
+                    return fail_killing(pgid, config, FailureReason::Task(why)).await;
+                }
             },
             () = sleep_until(drain_deadline), if drain_deadline.is_some() => {
                 group::signal(pgid, nix::sys::signal::Signal::SIGKILL);

@@ -11,6 +11,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use gust_core::clock::Clock;
 use gust_executor::execution::{ExecutionBroker, Progress, Reported};
@@ -18,7 +19,7 @@ use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
 use sha2::{Digest, Sha256};
 
 use crate::output::Decoder;
-use crate::process::Plan;
+use crate::process::{Plan, Watchdog};
 
 /// Why a Python try is refused when no Python environment is configured.
 pub const NO_PYTHON_RUNTIME: &str = gust_operators::python::NOT_CONFIGURED;
@@ -39,6 +40,8 @@ pub struct PythonRuntime {
     pub work_dir: PathBuf,
     /// The clock tokens are issued by.
     pub clock: Arc<dyn Clock>,
+    /// How long a worker may go unheard (no heartbeat) before its try is killed as a zombie.
+    pub heartbeat_timeout: Duration,
 }
 
 impl fmt::Debug for PythonRuntime {
@@ -47,6 +50,7 @@ impl fmt::Debug for PythonRuntime {
             .field("interpreter", &self.interpreter)
             .field("api_url", &self.api_url)
             .field("work_dir", &self.work_dir)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -119,8 +123,14 @@ pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcom
             workload_path.display().to_string(),
         ),
     ];
+    // The worker heartbeats well within the timeout it is told (Airflow's own setting).
+    env.push((
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT".to_owned(),
+        python.heartbeat_timeout.as_secs().max(1).to_string(),
+    ));
     env.extend(crate::context_env::airflow_context_vars(spec));
     let do_xcom_push = spec.do_xcom_push;
+    let watchdog = heartbeat_watchdog(python, admission.ti_id);
     Ok(Plan {
         script: "\"$GUST_PYTHON\" -m airflow.sdk.execution_time.execute_workload --json-path \
                  \"$GUST_WORKLOAD\""
@@ -136,7 +146,34 @@ pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcom
             let progress = admission.finish();
             outcome(code, progress, do_xcom_push)
         }),
+        watchdog: Some(watchdog),
     })
+}
+
+/// Kills a try whose worker has not been heard of (no heartbeat since it started, or since its
+/// last one) for longer than the heartbeat timeout: Airflow's zombie rule. The try fails, and is
+/// retried if retries remain, as in Airflow.
+fn heartbeat_watchdog(python: &PythonRuntime, ti_id: uuid::Uuid) -> Watchdog {
+    let (broker, clock, timeout) = (
+        python.broker.clone(),
+        python.clock.clone(),
+        python.heartbeat_timeout,
+    );
+    Watchdog {
+        every: (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+        check: Box::new(move || {
+            let heard = broker.last_heard(ti_id)?;
+            let silent = (clock.now() - heard).to_std().unwrap_or_default();
+            (silent > timeout).then(|| {
+                format!(
+                    "its worker was not heard of for {}s, past [scheduler] \
+                     task_instance_heartbeat_timeout ({}s): a zombie",
+                    silent.as_secs(),
+                    timeout.as_secs()
+                )
+            })
+        }),
+    }
 }
 
 /// A try admitted to the Execution API; its token stops working when this is finished or

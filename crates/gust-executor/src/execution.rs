@@ -99,6 +99,8 @@ pub struct LiveTry {
     pub max_tries: u32,
     /// What it may read: its run's XComs, variables, connections.
     pub lookup: Arc<dyn RuntimeLookup>,
+    /// When it was admitted (its worker has been starting since).
+    pub admitted_at: DateTime<Utc>,
     progress: Mutex<Progress>,
 }
 
@@ -202,6 +204,7 @@ impl ExecutionBroker {
             run: spec.context.run.clone(),
             max_tries: spec.context.retries,
             lookup,
+            admitted_at: now,
             progress: Mutex::default(),
         };
         self.tries().insert(ti_id, Arc::new(live));
@@ -216,6 +219,15 @@ impl ExecutionBroker {
         let live = self.tries().remove(&ti_id)?;
         let progress = live.progress().clone();
         Some(progress)
+    }
+
+    /// When try `ti_id`'s worker was last heard of: its last heartbeat, else its admission
+    /// (the worker is starting); `None` once the try has ended.
+    #[must_use]
+    pub fn last_heard(&self, ti_id: Uuid) -> Option<DateTime<Utc>> {
+        let live = self.tries().get(&ti_id).cloned()?;
+        let heartbeat = live.progress().last_heartbeat;
+        Some(heartbeat.map_or(live.admitted_at, |at| at.max(live.admitted_at)))
     }
 
     /// The live try `token` was issued for, with the token's grant.

@@ -73,6 +73,11 @@ pub struct SchedulerSection {
     /// trigger --run-id`), a regular expression matched from the id's start (default
     /// `^[A-Za-z0-9_.~:+-]+$`, Airflow's). Ids Gust generates are never checked.
     pub allowed_run_id_pattern: String,
+    /// How long a Python task's worker may go without a heartbeat before the try is killed and
+    /// fails, a "zombie" (default `300s`, Airflow's `task_instance_heartbeat_timeout`); the
+    /// worker is told the same, so it heartbeats well within it.
+    #[serde(with = "humantime_serde_compat")]
+    pub task_instance_heartbeat_timeout: std::time::Duration,
 }
 
 impl SchedulerSection {
@@ -97,6 +102,7 @@ impl Default for SchedulerSection {
             scheduler_health_check_server_host: "0.0.0.0".to_owned(),
             scheduler_health_check_server_port: 8974,
             allowed_run_id_pattern: gust_scheduler::trigger::DEFAULT_RUN_ID_PATTERN.to_owned(),
+            task_instance_heartbeat_timeout: std::time::Duration::from_secs(300),
         }
     }
 }

@@ -91,6 +91,7 @@ pub async fn start(
             api_url: format!("http://{address}/execution/"),
             work_dir,
             clock,
+            heartbeat_timeout: config.scheduler.task_instance_heartbeat_timeout,
         },
         execution,
         stop,

@@ -74,6 +74,16 @@ def nap():
     _record("woke", True)
 
 
+def freeze_supervisor():
+    import signal
+    import time
+    _record("froze", os.getpid())
+    # The Task SDK's supervisor, which heartbeats for the task, stops: the task goes unheard.
+    os.kill(os.getppid(), signal.SIGSTOP)
+    time.sleep(120)
+    _record("thawed", True)
+
+
 def skip():
     raise AirflowSkipException("nothing to do today")
 
@@ -216,6 +226,14 @@ py_taskflow:
       operator: airflow.providers.standard.operators.bash.BashOperator
       bash_command: "echo total={{{{ ti.xcom_pull(task_ids='total')['sum'] }}}}"
       dependencies: [total]
+py_zombie:
+  schedule: null
+  start_date: 2024-01-01
+  tasks:
+    frozen:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: freeze_supervisor
+      python_callable_file: {file}
 py_timeout:
   schedule: null
   start_date: 2024-01-01
@@ -560,11 +578,40 @@ fn a_python_task_past_its_execution_timeout_is_killed_with_its_task_process() {
     );
     // The process that ran the callable (the Task SDK's task runner, in a process group of its
     // own) is gone too.
-    let pid = read_json(&out.join("nap.json"));
-    // Gone, or a zombie (dead, waiting for a parent that reaps it: no init reaps in a
-    // container whose first process is not one).
-    // SIGKILL is delivered asynchronously: a process running on the other core may show `R`
-    // for a moment after the signal was sent, so give it a little while to be gone.
+    assert_gone(&read_json(&out.join("nap.json")));
+    assert!(!out.join("woke.json").exists());
+}
+
+#[test]
+fn a_python_worker_that_stops_heartbeating_is_killed_as_a_zombie() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let out = home.path().join("out");
+    let run = dags_test(home.path(), &python, &out, &dags, "py_zombie")
+        .env("GUST__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "12s")
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&run);
+    assert!(
+        stdout.contains("frozen: failed (try 1): its worker was not heard of for"),
+        "{stdout}"
+    );
+    // The task's process (the stopped supervisor's child) is gone, and never woke.
+    assert_gone(&read_json(&out.join("froze.json")));
+    assert!(!out.join("thawed.json").exists());
+}
+
+/// Asserts that the process `pid` (a JSON number) is gone, or a zombie: dead, waiting for a
+/// parent that reaps it (no init reaps in a container whose first process is not one). SIGKILL
+/// is delivered asynchronously, so a process on the other core may show `R` for a moment.
+fn assert_gone(pid: &serde_json::Value) {
     let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let dead = |stat: &str| {
         let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
@@ -583,7 +630,6 @@ fn a_python_task_past_its_execution_timeout_is_killed_with_its_task_process() {
         dead(&stat),
         "the task's process {pid} outlived the try: {stat}"
     );
-    assert!(!out.join("woke.json").exists());
 }
 
 /// `gust dags test DAG_ID` of `dags` with Python tasks run by `python`, the callables writing
