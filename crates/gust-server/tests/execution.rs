@@ -258,3 +258,110 @@ async fn the_task_sdk_client_runs_a_try_against_gusts_execution_api() {
         "a finished try's token no longer works"
     );
 }
+
+/// Asks, through the Task SDK's client, for the previous successful run of the try `ti_id`.
+const PREVIOUS_SUCCESS: &str = r#"
+import json, sys, uuid
+from airflow.sdk.api.client import Client
+url, token, ti_id = sys.argv[1:4]
+answer = Client(base_url=url, token=token).task_instances.get_previous_successful_dagrun(uuid.UUID(ti_id))
+print(json.dumps(json.loads(answer.model_dump_json())))
+"#;
+
+#[tokio::test]
+async fn the_previous_successful_run_is_the_latest_successful_one_before_the_trys_run() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let db = gust_store::testing::TestDb::sqlite().await;
+    let store = db.store.clone();
+    let day = |d: u32| {
+        chrono::DateTime::parse_from_rfc3339(&format!("2023-12-{d:02}T00:00:00Z"))
+            .expect("a date")
+            .to_utc()
+    };
+    // Two earlier runs, of which the older succeeded; then the try's own run (2024-01-01).
+    for (run_id, logical, succeeded) in [
+        ("scheduled__2023-12-30", day(30), true),
+        ("scheduled__2023-12-31", day(31), false),
+        (
+            "scheduled__2024-01-01T00:00:00+00:00",
+            day(31) + chrono::Duration::days(1),
+            false,
+        ),
+    ] {
+        let run = gust_store::NewRun {
+            dag_id: "etl".into(),
+            run_id: run_id.into(),
+            run_type: gust_store::RunType::Scheduled,
+            logical_date: logical,
+            data_interval: (logical, logical + chrono::Duration::days(1)),
+            conf: serde_json::Map::new(),
+            queued_at: logical,
+        };
+        assert!(store.create_run(&run).await.expect("created"));
+        if succeeded {
+            let stored = store
+                .run("etl", run_id)
+                .await
+                .expect("read")
+                .expect("a run");
+            assert!(
+                store
+                    .transition_run(&stored, gust_core::state::DagRunState::Success, logical)
+                    .await
+                    .expect("finished")
+            );
+        }
+    }
+    let tokens = Arc::new(TaskTokens::new(
+        b"test secret",
+        std::time::Duration::from_secs(600),
+    ));
+    let broker = Arc::new(ExecutionBroker::new(tokens));
+    let now = gust_core::clock::Clock::now(&SystemClock);
+    let load = broker.admit(&spec("load", 0, Arc::new(MapLookup::default())), now);
+    let fernet = gust_store::SecretKey::parse(&gust_store::SecretKey::generate()).expect("a key");
+    let state = ExecutionState::new(broker.clone(), Arc::new(SystemClock))
+        .with_variable_store(store, fernet);
+    let app = axum::Router::new().nest("/execution", gust_server::execution::router(state));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!(
+        "http://{}/execution/",
+        listener.local_addr().expect("an address")
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(gust_server::serve(listener, app, stop.clone()));
+    let output = tokio::process::Command::new(&python)
+        .args([
+            "-c",
+            PREVIOUS_SUCCESS,
+            &url,
+            &load.token,
+            &load.ti_id.to_string(),
+        ])
+        .output()
+        .await
+        .expect("python runs");
+    stop.cancel();
+    let _ = server.await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let answer: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|err| {
+            panic!(
+                "not JSON ({err}): {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    assert_eq!(
+        answer["data_interval_start"], "2023-12-30T00:00:00Z",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["data_interval_end"], "2023-12-31T00:00:00Z",
+        "{answer}"
+    );
+    assert_eq!(answer["end_date"], "2023-12-30T00:00:00Z", "{answer}");
+}

@@ -363,6 +363,22 @@ impl Store {
         raw.into_iter().map(run_from_raw).collect()
     }
 
+    /// The latest successful run of `dag_id` before `logical_date` (what a task's
+    /// `prev_*_success` template values and Airflow's `previous-successful-dagrun` name).
+    pub async fn previous_successful_run(
+        &self,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Option<StoredRun>, StoreError> {
+        let sql = self.sql_owned(format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND logical_date < $2 AND state = 'success' ORDER BY logical_date DESC, id DESC LIMIT 1"
+        ));
+        let raw = read_runs!(self, sql, "reading the previous successful run", |q| q
+            .bind(dag_id)
+            .bind(to_db(logical_date)));
+        raw.into_iter().next().map(run_from_raw).transpose()
+    }
+
     /// The run of `dag_id` just before `logical_date` (what `depends_on_past` looks at).
     pub async fn previous_run(
         &self,

@@ -538,6 +538,19 @@ async fn active_previous_and_latest_scheduled_runs_are_found(store: Store) {
         Some("m2".to_owned())
     );
     assert_eq!(store.previous_run("d", at(1)).await.expect("none"), None);
+    // Only s1 succeeded: it is the previous successful run of every later one, not m2.
+    let successful = |hour| {
+        let store = store.clone();
+        async move {
+            store
+                .previous_successful_run("d", at(hour))
+                .await
+                .expect("previous successful")
+                .map(|r| r.run_id)
+        }
+    };
+    assert_eq!(successful(3).await, Some("s1".to_owned()));
+    assert_eq!(successful(1).await, None);
     assert_eq!(
         store.latest_scheduled_interval("d").await.expect("latest"),
         Some((at(3), at(4)))

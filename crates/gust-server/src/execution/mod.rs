@@ -41,8 +41,8 @@ pub const MAX_EXECUTION_BODY_BYTES: usize = 8 << 20;
 pub struct ExecutionState {
     broker: Arc<ExecutionBroker>,
     clock: Arc<dyn Clock>,
-    /// Where variables tasks set are kept, with the key they are encrypted with (none: in this
-    /// process only, as for `gust dags test`).
+    /// The store: where variables tasks set are kept, with the key they are encrypted with, and
+    /// runs are read from (none: variables in this process only, as for `gust dags test`).
     variables: Option<(Store, SecretKey)>,
     /// How long tokens last, to know when to hand out a fresh one.
     token_ttl: std::time::Duration,

@@ -26,6 +26,10 @@ pub(super) fn authenticated() -> Router<ExecutionState> {
         .route("/task-instances/{id}/run", patch(ti_run))
         .route("/task-instances/{id}/state", patch(ti_state))
         .route("/task-instances/{id}/heartbeat", put(ti_heartbeat))
+        .route(
+            "/task-instances/{id}/previous-successful-dagrun",
+            get(ti_previous_successful_dagrun),
+        )
         .route("/task-instances/{id}/rtif", put(ti_rtif))
         .route(
             "/task-instances/{id}/skip-downstream",
@@ -270,6 +274,50 @@ async fn ti_heartbeat(
     running(&live, Some(&beat.hostname), Some(beat.pid))?;
     live.progress().last_heartbeat = Some(state.clock.now());
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /task-instances/{id}/previous-successful-dagrun`: the latest successful run of the try's
+/// DAG before its run (by logical date), for the `prev_*_success` template values; all null
+/// when there is none, or no store (`gust dags test` runs one run and keeps none).
+async fn ti_previous_successful_dagrun(
+    State(state): State<ExecutionState>,
+    Extension(live): Live,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<serde_json::Value>, ExecError> {
+    this_try(&live, id)?;
+    let none = serde_json::json!({
+        "data_interval_start": null, "data_interval_end": null,
+        "start_date": null, "end_date": null,
+    });
+    let Some((store, _)) = &state.variables else {
+        return Ok(axum::Json(none));
+    };
+    let store_error = |err: gust_store::StoreError| {
+        tracing::error!(error = %err, "the previous successful run could not be read");
+        ExecError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_error",
+            "the previous successful run could not be read",
+        )
+    };
+    let (dag_id, run_id) = (live.key.dag_id.as_str(), live.key.run_id.as_str());
+    let Some(run) = store.run(dag_id, run_id).await.map_err(store_error)? else {
+        return Ok(axum::Json(none));
+    };
+    let Some(previous) = store
+        .previous_successful_run(dag_id, run.logical_date)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(axum::Json(none));
+    };
+    let (start, end) = previous.data_interval;
+    Ok(axum::Json(serde_json::json!({
+        "data_interval_start": start,
+        "data_interval_end": end,
+        "start_date": previous.start_date,
+        "end_date": previous.end_date,
+    })))
 }
 
 /// `PUT /task-instances/{id}/rtif`: the try's rendered template fields, kept masked.
