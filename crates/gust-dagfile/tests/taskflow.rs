@@ -84,3 +84,45 @@ flow:
         "{problems}"
     );
 }
+
+#[test]
+fn any_other_class_path_is_an_airflow_operator_taking_any_argument() {
+    gust_operators::python::enable();
+    let folder = Folder::new(&[(
+        "custom.yaml",
+        "\
+custom:
+  tasks:
+    greet:
+      operator: customized.operators.Greet
+      name: gust
+      retries: 1
+    named:
+      operator: airflow_operator
+",
+    )]);
+    let load = folder.load();
+    let problems: Vec<String> = load.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("operator \"airflow_operator\" cannot be named")
+            && problems[0].contains("class path"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_class_path_task_keeps_its_arguments() {
+    gust_operators::python::enable();
+    let folder = Folder::new(&[(
+        "custom.yaml",
+        "custom:\n  tasks:\n    greet:\n      operator: customized.operators.Greet\n      name: gust\n",
+    )]);
+    let load = folder.load();
+    assert!(load.problems.is_empty(), "{:#?}", load.problems);
+    let task = load.dags[0]
+        .task(&gust_core::ids::TaskId::new("greet").expect("an id"))
+        .expect("the task");
+    assert_eq!(task.operator, "airflow_operator");
+    assert_eq!(task.args["name"], "gust");
+}

@@ -229,9 +229,44 @@ pub static TASKFLOW_SPEC: OperatorSpec = OperatorSpec {
     check: check_taskflow,
 };
 
+/// Any other Airflow operator, named by its class path (`package.module.Class`: a provider's
+/// operator or sensor, a custom one): dag-factory builds it in the worker and the Task SDK runs
+/// it. Gust does not know its arguments, so any is taken; a wrong class path or argument fails
+/// the try with Python's own error.
+pub static CLASS_PATH_SPEC: OperatorSpec = OperatorSpec {
+    name: "airflow_operator",
+    aliases: &[],
+    arguments: &[],
+    renamed_arguments: &[],
+    required: &[],
+    pushes_xcom_by_default: true,
+    holds_worker: true,
+    open_arguments: true,
+    check: |_| Ok(()),
+};
+
 /// Every operator whose tries the Task SDK runs, by canonical name.
-pub static TASK_SDK_SPECS: [&OperatorSpec; 4] =
-    [&SPEC, &BRANCH_SPEC, &SHORT_CIRCUIT_SPEC, &TASKFLOW_SPEC];
+pub static TASK_SDK_SPECS: [&OperatorSpec; 5] = [
+    &SPEC,
+    &BRANCH_SPEC,
+    &SHORT_CIRCUIT_SPEC,
+    &TASKFLOW_SPEC,
+    &CLASS_PATH_SPEC,
+];
+
+/// Whether `name` is a Python class path (`package.module.Class`), as dag-factory imports an
+/// operator by.
+#[must_use]
+pub fn is_class_path(name: &str) -> bool {
+    let mut parts = name.split('.');
+    let identifier = |part: &str| {
+        part.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    name.contains('.') && parts.all(identifier)
+}
 
 /// The upstream task a TaskFlow argument's value names, in dag-factory's XComArg form:
 /// `+task_id`, or `+task_id["key"]` for one key of its return value.
@@ -353,6 +388,17 @@ mod tests {
         );
         assert!(checked(with(json!(false))).is_err());
         assert!(runs_in_task_sdk("python_branch") && !runs_in_task_sdk("bash"));
+    }
+
+    #[test]
+    fn class_paths_are_dotted_identifiers() {
+        assert!(is_class_path("customized.operators.Greet"));
+        assert!(is_class_path(
+            "airflow.providers.http.operators.http.HttpOperator"
+        ));
+        for not_one in ["Greet", "a..b", "a.1b", "a.b-c", ".a", "a."] {
+            assert!(!is_class_path(not_one), "{not_one}");
+        }
     }
 
     #[test]

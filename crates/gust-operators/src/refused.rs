@@ -5,26 +5,23 @@
 //! cover yet, Python callables in DAG files are refused with a message naming the setting or the
 //! alternative, never silently dropped.
 
-/// Why an operator named in a DAG file cannot run, if it is a Python-only one.
+/// Why an operator named in a DAG file cannot run here: a Python operator, or any other Airflow
+/// class path, without `[python] interpreter` (with it, the Task SDK runs them all).
 #[must_use]
 pub fn refused_operator(name: &str) -> Option<&'static str> {
     let class = name.rsplit('.').next().unwrap_or(name);
-    match class {
-        "PythonOperator" | "BranchPythonOperator" | "ShortCircuitOperator"
-            if !crate::python::enabled() =>
-        {
-            Some(crate::python::NOT_CONFIGURED)
-        }
-        "PythonVirtualenvOperator"
-        | "ExternalPythonOperator"
-        | "BranchExternalPythonOperator"
-        | "PythonSensor" => Some(
-            "Gust runs PythonOperator, BranchPythonOperator and ShortCircuitOperator tasks \
-             (through Airflow's Task SDK) but not this operator yet; run the code as a script with the `bash` operator (bash_command: python3 \
-             script.py) or in a container with `kubernetes_pod`",
-        ),
-        _ => None,
-    }
+    let python_class = matches!(
+        class,
+        "PythonOperator"
+            | "BranchPythonOperator"
+            | "ShortCircuitOperator"
+            | "PythonVirtualenvOperator"
+            | "ExternalPythonOperator"
+            | "BranchExternalPythonOperator"
+            | "PythonSensor"
+    );
+    let runs_in_sdk = python_class || crate::python::is_class_path(name);
+    (runs_in_sdk && !crate::python::enabled()).then_some(crate::python::NOT_CONFIGURED)
 }
 
 /// Why a task argument cannot be honoured, if it needs Python.

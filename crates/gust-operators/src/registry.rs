@@ -23,6 +23,7 @@ pub static OPERATORS: &[&OperatorSpec] = &[
     &python::BRANCH_SPEC,
     &python::SHORT_CIRCUIT_SPEC,
     &python::TASKFLOW_SPEC,
+    &python::CLASS_PATH_SPEC,
 ];
 
 /// Finds the operator a DAG file names, by short name, class name or class path. Python tasks

@@ -96,6 +96,10 @@ def pick():
     return "left"
 
 
+def record_greeting(ti=None):
+    _record("greeting", ti.xcom_pull(task_ids="greet"))
+
+
 def numbers(n):
     value = list(range(n))
     _record("numbers", value)
@@ -234,6 +238,19 @@ py_zombie:
       operator: airflow.providers.standard.operators.python.PythonOperator
       python_callable_name: freeze_supervisor
       python_callable_file: {file}
+py_custom:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    greet:
+      operator: customized.operators.Greet
+      name: "{{{{ dag.dag_id }}}}"
+    record:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: record_greeting
+      python_callable_file: {file}
+      dependencies: [greet]
 py_timeout:
   schedule: null
   start_date: 2024-01-01
@@ -253,6 +270,23 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("JSON")
 }
 
+/// A custom operator, imported by its class path from a package on PYTHONPATH (the test's
+/// root), as dag-factory's `customized` examples do.
+const CUSTOM_OPERATOR: &str = r#"
+from airflow.sdk import BaseOperator
+
+
+class Greet(BaseOperator):
+    template_fields = ("name",)
+
+    def __init__(self, name, **kwargs):
+        super().__init__(**kwargs)
+        self.name = name
+
+    def execute(self, context):
+        return f"hello {self.name} from {context['ti'].task_id}"
+"#;
+
 /// A folder with the DAG file and its callables.
 fn dags_folder(root: &Path) -> PathBuf {
     dags_folder_scheduled(root, "null")
@@ -264,6 +298,10 @@ fn dags_folder_scheduled(root: &Path, schedule: &str) -> PathBuf {
     std::fs::create_dir_all(&dags).expect("mkdir");
     let callables = root.join("callables.py");
     std::fs::write(&callables, CALLABLES).expect("write");
+    let package = root.join("customized");
+    std::fs::create_dir_all(&package).expect("mkdir");
+    std::fs::write(package.join("__init__.py"), "").expect("write");
+    std::fs::write(package.join("operators.py"), CUSTOM_OPERATOR).expect("write");
     std::fs::write(dags.join("py_xcom.yaml"), dag_file(&callables, schedule)).expect("write");
     dags
 }
@@ -489,6 +527,26 @@ fn taskflow_tasks_take_upstream_xcoms_as_arguments_as_in_airflow() {
 }
 
 #[test]
+fn a_custom_operator_named_by_its_class_path_runs_as_in_airflow() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let gust_out = home.path().join("out-gust");
+    dags_test(home.path(), &python, &gust_out, &dags, "py_custom")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("record: success"));
+    let greeting = read_json(&gust_out.join("greeting.json"));
+    assert_eq!(greeting, serde_json::json!("hello py_custom from greet"));
+    let airflow_out = home.path().join("out-airflow");
+    let states = airflow_dags_test(&python, home.path(), &dags, "py_custom", &airflow_out);
+    assert_eq!(read_json(&airflow_out.join("greeting.json")), greeting);
+    assert!(states.values().all(|s| s == "success"), "{states:?}");
+}
+
+#[test]
 fn a_taskflow_task_without_python_names_the_setting() {
     let home = tempfile::tempdir().expect("tempdir");
     let dags = dags_folder(home.path());
@@ -525,6 +583,8 @@ fn the_scheduler_serves_the_execution_api_to_its_python_tasks() {
         .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
         .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
         .env("OUT_DIR", &out)
+        // The file's other DAGs import a custom operator from there.
+        .env("PYTHONPATH", home.path())
         .stdout(log.try_clone().expect("a log"))
         .stderr(log)
         .spawn()
@@ -646,6 +706,7 @@ fn dags_test(
         .env("GUST__PYTHON__INTERPRETER", python)
         .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
         .env("OUT_DIR", out.as_ref())
+        .env("PYTHONPATH", home)
         .args(["dags", "test", dag_id, "--dags-folder"])
         .arg(dags);
     command
@@ -706,6 +767,7 @@ fn airflow_dags_test(
             .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
             .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
             .env("OUT_DIR", out)
+            .env("PYTHONPATH", root)
             .output()
             .expect("airflow runs");
         assert!(

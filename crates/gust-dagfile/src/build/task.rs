@@ -100,7 +100,7 @@ pub fn read_task(
                     let canonical = operator.canonical_argument(name).unwrap_or(name);
                     if operator.takes(canonical) {
                         let value = node.to_json();
-                        if operator.open_arguments
+                        if operator.name == gust_operators::python::TASKFLOW_SPEC.name
                             && let Some(task) = gust_operators::python::xcom_arg_task(&value)
                         {
                             xcom_upstreams.push((task.to_owned(), node.at.clone()));
@@ -238,19 +238,26 @@ fn read_operator(
     };
     if let Some(spec) = gust_operators::resolve(&name) {
         if spec.open_arguments {
+            let hint = if spec.name == gust_operators::python::TASKFLOW_SPEC.name {
+                "a TaskFlow task names its decorator in place of an operator: `decorator: \
+                 airflow.sdk.task`"
+            } else {
+                "name the operator by its Airflow class path (package.module.Class)"
+            };
             problems.push(
                 Diagnostic::new(
                     node.at.clone(),
                     format!("operator \"{name}\" cannot be named"),
                 )
-                .with_hint(
-                    "a TaskFlow task names its decorator in place of an operator: \
-                                `decorator: airflow.sdk.task`",
-                ),
+                .with_hint(hint),
             );
             return None;
         }
         return Some(spec);
+    }
+    // Any other Airflow operator, by its class path, runs in the Task SDK.
+    if gust_operators::python::enabled() && gust_operators::python::is_class_path(&name) {
+        return Some(&gust_operators::python::CLASS_PATH_SPEC);
     }
     let problem = Diagnostic::new(node.at.clone(), format!("unknown operator \"{name}\""));
     problems.push(if let Some(why) = refused::refused_operator(&name) {

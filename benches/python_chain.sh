@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Benchmark: a chain of 20 PythonOperator tasks, the same dag-factory file run by
+# `gust dags test` (each task in Airflow's Task SDK, a process per try, through Gust's Execution
+# API) and by `airflow dags test` (Airflow 3.3.2 runs every task in its own process too).
+# Also measures the floor: starting the Task SDK's task runner once (Python, Airflow's imports),
+# which every Python task pays on both. Gust's overhead per task is what it adds beyond that.
+#
+#   benches/python_chain.sh [PYTHON] [ROUNDS]
+#
+# PYTHON: a venv's python with apache-airflow==3.3.2 and dag-factory==1.1.0 (default
+# target/airflow-venv/bin/python, which .ci/run makes). GUST_BIN: the binary (default
+# target/release/gust, else target/debug/gust). Results go in docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=$(realpath "${1:-target/airflow-venv/bin/python}")
+rounds=${2:-3}
+gust=${GUST_BIN:-}
+if [ -z "$gust" ]; then
+  if [ -x target/release/gust ]; then gust=target/release/gust; else gust=target/debug/gust; fi
+fi
+gust=$(realpath "$gust")
+tasks=20
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+mkdir -p "$work/dags" "$work/airflow-dags"
+cat >"$work/callables.py" <<'PY'
+def step(n, ti=None):
+    return n + 1
+PY
+{
+  echo "chain_$tasks:"
+  echo "  schedule: null"
+  echo "  start_date: 2024-01-01"
+  echo "  catchup: false"
+  echo "  tasks:"
+  for i in $(seq 1 $tasks); do
+    echo "    t$i:"
+    echo "      operator: airflow.providers.standard.operators.python.PythonOperator"
+    echo "      python_callable_name: step"
+    echo "      python_callable_file: $work/callables.py"
+    echo "      op_kwargs: {n: $i}"
+    [ "$i" -gt 1 ] && echo "      dependencies: [t$((i - 1))]"
+  done
+} >"$work/dags/chain.yaml"
+cat >"$work/airflow-dags/load.py" <<PY
+# An Airflow DAG file: dag-factory builds the YAML file's DAGs.
+from dagfactory import load_yaml_dags
+load_yaml_dags(globals_dict=globals(), config_filepath="$work/dags/chain.yaml")
+PY
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+per_task() { awk -v t="$1" -v n="$2" -v f="${3:-0}" 'BEGIN { printf "%.3f", (t - n * f) / n }'; }
+export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY=False AIRFLOW__CORE__LOAD_EXAMPLES=False
+
+echo "gust: $gust ($("$gust" version))"
+echo "python: $python"
+airflow_home="$work/airflow-home"
+AIRFLOW_HOME=$airflow_home "$python" -m airflow db migrate >/dev/null 2>&1
+
+for round in $(seq 1 "$rounds"); do
+  start=$(now)
+  "$python" -c 'import airflow.sdk.execution_time.task_runner, dagfactory' >/dev/null 2>&1
+  floor=$(elapsed "$start" "$(now)")
+
+  start=$(now)
+  GUST_HOME="$work/gust-$round" GUST__PYTHON__INTERPRETER=$python \
+    "$gust" dags test "chain_$tasks" --dags-folder "$work/dags" >"$work/gust-$round.log" 2>&1
+  gust_wall=$(elapsed "$start" "$(now)")
+  grep -q "t$tasks: success" "$work/gust-$round.log" || { cat "$work/gust-$round.log"; exit 1; }
+
+  start=$(now)
+  AIRFLOW_HOME=$airflow_home AIRFLOW__CORE__DAGS_FOLDER="$work/airflow-dags" \
+    "$python" -m airflow dags test "chain_$tasks" -l "2024-01-0${round}" >"$work/airflow-$round.log" 2>&1
+  airflow_wall=$(elapsed "$start" "$(now)")
+
+  per_gust=$(per_task "$gust_wall" "$tasks")
+  per_airflow=$(per_task "$airflow_wall" "$tasks")
+  overhead=$(per_task "$gust_wall" "$tasks" "$floor")
+  printf 'round %s: task runner start-up %.2f s | gust %.1f s (%.2f s/task, %.2f s/task beyond start-up) | airflow %.1f s (%.2f s/task)\n' \
+    "$round" "$floor" "$gust_wall" "$per_gust" "$overhead" "$airflow_wall" "$per_airflow"
+done
