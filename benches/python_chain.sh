@@ -12,7 +12,9 @@
 # target/release/gust, else target/debug/gust). Results go in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=$(realpath "${1:-target/airflow-venv/bin/python}")
+# Absolute, but not resolved: a venv's python is a symlink whose target is not the venv.
+python=${1:-target/airflow-venv/bin/python}
+python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")"
 rounds=${2:-3}
 gust=${GUST_BIN:-}
 if [ -z "$gust" ]; then
@@ -57,7 +59,8 @@ export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY=False AIRFLOW__CORE__LOAD_EXAMPLES
 echo "gust: $gust ($("$gust" version))"
 echo "python: $python"
 airflow_home="$work/airflow-home"
-AIRFLOW_HOME=$airflow_home "$python" -m airflow db migrate >/dev/null 2>&1
+AIRFLOW_HOME=$airflow_home "$python" -m airflow db migrate >"$work/migrate.log" 2>&1 \
+  || { cat "$work/migrate.log"; exit 1; }
 
 for round in $(seq 1 "$rounds"); do
   start=$(now)
@@ -72,7 +75,8 @@ for round in $(seq 1 "$rounds"); do
 
   start=$(now)
   AIRFLOW_HOME=$airflow_home AIRFLOW__CORE__DAGS_FOLDER="$work/airflow-dags" \
-    "$python" -m airflow dags test "chain_$tasks" -l "2024-01-0${round}" >"$work/airflow-$round.log" 2>&1
+    "$python" -m airflow dags test "chain_$tasks" "2024-01-0${round}" >"$work/airflow-$round.log" 2>&1 \
+    || { tail -20 "$work/airflow-$round.log"; exit 1; }
   airflow_wall=$(elapsed "$start" "$(now)")
 
   per_gust=$(per_task "$gust_wall" "$tasks")
