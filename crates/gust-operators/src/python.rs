@@ -69,7 +69,13 @@ pub struct PythonArgs {
 }
 
 fn check(args: &serde_json::Map<String, serde_json::Value>) -> Result<(), ArgumentError> {
-    let read: PythonArgs = read_args(args)?;
+    // Callbacks are the worker's to read (dag-factory's forms), not PythonOperator's arguments.
+    let args: serde_json::Map<String, serde_json::Value> = args
+        .iter()
+        .filter(|(name, _)| !crate::refused::is_task_callback(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let read: PythonArgs = read_args(&args)?;
     check_callable(
         read.python_callable.as_deref(),
         read.python_callable_name.as_deref(),
@@ -121,18 +127,23 @@ fn check_callable(
     }
 }
 
-/// The arguments every Python operator takes (PythonOperator's).
-const ARGUMENTS: &[&str] = &[
-    "python_callable",
-    "python_callable_name",
-    "python_callable_file",
-    "op_args",
-    "op_kwargs",
-    "templates_dict",
-    "templates_exts",
-    "show_return_value_in_logs",
-    "multiple_outputs",
-];
+/// The arguments every Python operator takes (PythonOperator's), and `$extra` ones.
+macro_rules! python_arguments {
+    ($($extra:literal),*) => {
+        &[
+            "python_callable",
+            "python_callable_name",
+            "python_callable_file",
+            "op_args",
+            "op_kwargs",
+            "templates_dict",
+            "templates_exts",
+            "show_return_value_in_logs",
+            "multiple_outputs",
+            $($extra),*
+        ]
+    };
+}
 
 /// The Python operator.
 pub static SPEC: OperatorSpec = OperatorSpec {
@@ -143,7 +154,7 @@ pub static SPEC: OperatorSpec = OperatorSpec {
         "airflow.operators.python_operator.PythonOperator",
         "airflow.providers.standard.operators.python.PythonOperator",
     ],
-    arguments: ARGUMENTS,
+    arguments: python_arguments!(),
     renamed_arguments: &[],
     required: &[],
     pushes_xcom_by_default: true,
@@ -162,7 +173,7 @@ pub static BRANCH_SPEC: OperatorSpec = OperatorSpec {
         "airflow.operators.python_operator.BranchPythonOperator",
         "airflow.providers.standard.operators.python.BranchPythonOperator",
     ],
-    arguments: ARGUMENTS,
+    arguments: python_arguments!(),
     renamed_arguments: &[],
     required: &[],
     pushes_xcom_by_default: true,
@@ -182,18 +193,7 @@ pub static SHORT_CIRCUIT_SPEC: OperatorSpec = OperatorSpec {
         "airflow.operators.python_operator.ShortCircuitOperator",
         "airflow.providers.standard.operators.python.ShortCircuitOperator",
     ],
-    arguments: &[
-        "python_callable",
-        "python_callable_name",
-        "python_callable_file",
-        "op_args",
-        "op_kwargs",
-        "templates_dict",
-        "templates_exts",
-        "show_return_value_in_logs",
-        "multiple_outputs",
-        "ignore_downstream_trigger_rules",
-    ],
+    arguments: python_arguments!("ignore_downstream_trigger_rules"),
     renamed_arguments: &[],
     required: &[],
     pushes_xcom_by_default: true,

@@ -24,6 +24,26 @@ pub fn refused_operator(name: &str) -> Option<&'static str> {
     (runs_in_sdk && !crate::python::enabled()).then_some(crate::python::NOT_CONFIGURED)
 }
 
+/// The task callbacks Airflow's Task SDK runs in the worker as the task's state changes.
+const TASK_CALLBACKS: [&str; 5] = [
+    "on_execute_callback",
+    "on_success_callback",
+    "on_failure_callback",
+    "on_retry_callback",
+    "on_skipped_callback",
+];
+
+/// Whether `name` gives a task callback as dag-factory reads one: a dotted path or a
+/// `{callback: path, ...}` notifier under the callback's name, or `<callback>_name` with
+/// `<callback>_file`.
+#[must_use]
+pub fn is_task_callback(name: &str) -> bool {
+    TASK_CALLBACKS.iter().any(|callback| {
+        name.strip_prefix(callback)
+            .is_some_and(|rest| matches!(rest, "" | "_name" | "_file"))
+    })
+}
+
 /// Why a task argument cannot be honoured, if it needs Python.
 #[must_use]
 pub fn refused_argument(name: &str) -> Option<&'static str> {
@@ -55,8 +75,10 @@ pub fn refused_argument(name: &str) -> Option<&'static str> {
             "dynamic task mapping is not available in Gust yet; list the mapped tasks explicitly",
         ),
         _ if name.ends_with("_callback") || name.ends_with("_callbacks") => Some(
-            "callbacks are Python functions, which Gust does not run; use `email_on_failure` \
-             and `email_on_retry`, or a downstream task with trigger_rule: one_failed",
+            "callbacks run in Airflow's Task SDK, on the task itself: give them to each Python \
+             task (PythonOperator, TaskFlow or an operator by class path, with [python] \
+             interpreter); for other tasks use `email_on_failure` and `email_on_retry`, or a \
+             downstream task with trigger_rule: one_failed",
         ),
         _ => None,
     }
@@ -84,5 +106,23 @@ mod tests {
             assert!(refused_argument(arg).is_some(), "{arg}");
         }
         assert!(refused_argument("bash_command").is_none());
+    }
+
+    #[test]
+    fn task_callbacks_are_named_three_ways() {
+        for name in [
+            "on_failure_callback",
+            "on_success_callback_name",
+            "on_retry_callback_file",
+        ] {
+            assert!(is_task_callback(name), "{name}");
+        }
+        for name in [
+            "sla_miss_callback",
+            "on_failure_callbacks",
+            "on_failure_callback_x",
+        ] {
+            assert!(!is_task_callback(name), "{name}");
+        }
     }
 }

@@ -37,9 +37,14 @@ impl OperatorSpec {
     }
 
     /// Whether `name` is taken as an argument: one of `arguments`, or any name but one Gust
-    /// refuses (see [`crate::refused::refused_argument`]) when the operator's are open.
+    /// refuses (see [`crate::refused::refused_argument`]) when the operator's are open, or a
+    /// task callback of an operator the Task SDK runs.
     #[must_use]
     pub fn takes(&self, name: &str) -> bool {
+        // The Task SDK runs a task's callbacks in the worker, for every operator it runs.
+        if crate::python::runs_in_task_sdk(self.name) && crate::refused::is_task_callback(name) {
+            return true;
+        }
         self.accepts(name)
             || (self.open_arguments && crate::refused::refused_argument(name).is_none())
     }

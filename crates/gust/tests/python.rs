@@ -92,6 +92,14 @@ def fail():
     raise ValueError("this task always fails")
 
 
+def note_success(context):
+    _record("success_callback", context["ti"].task_id)
+
+
+def note_skip(context):
+    _record("skipped_callback", context["ti"].task_id)
+
+
 def pick():
     return "left"
 
@@ -251,6 +259,23 @@ py_custom:
       python_callable_name: record_greeting
       python_callable_file: {file}
       dependencies: [greet]
+py_callbacks:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    fine:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: produce
+      python_callable_file: {file}
+      op_kwargs: {{n: 1}}
+      on_success_callback_name: note_success
+      on_success_callback_file: {file}
+    skipper:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: skip
+      python_callable_file: {file}
+      on_skipped_callback: callables.note_skip
 py_timeout:
   schedule: null
   start_date: 2024-01-01
@@ -360,19 +385,14 @@ fn python_and_bash_tasks_pass_xcoms_both_ways_as_in_airflow() {
     let home = tempfile::tempdir().expect("tempdir");
     let dags = dags_folder(home.path());
     let gust_out = home.path().join("out-gust");
-    let run = dags_test(home.path(), &python, &gust_out, &dags, "py_xcom")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let stdout = String::from_utf8_lossy(&run);
-    for task in ["py", "shout", "consume"] {
-        assert!(
-            stdout.contains(&format!("{task}: success")),
-            "{task} did not succeed: {stdout}"
-        );
-    }
+    let stdout = succeeded(&mut dags_test(
+        home.path(),
+        &python,
+        &gust_out,
+        &dags,
+        "py_xcom",
+    ));
+    assert_succeeded(&stdout, &["py", "shout", "consume"]);
     let produced = read_json(&gust_out.join("produce.json"));
     assert_eq!(produced, serde_json::json!({"doubled": 42, "try": 1}));
     let consumed = read_json(&gust_out.join("consume.json"));
@@ -436,30 +456,14 @@ fn a_branch_and_a_short_circuit_skip_what_airflow_skips() {
     };
     let home = tempfile::tempdir().expect("tempdir");
     let dags = dags_folder(home.path());
-    let run = dags_test(
+    let stdout = succeeded(&mut dags_test(
         home.path(),
         &python,
         home.path().join("out"),
         &dags,
         "py_branch",
-    )
-    .assert()
-    .success()
-    .get_output()
-    .stdout
-    .clone();
-    let stdout = String::from_utf8_lossy(&run);
-    // The last move each task made, from the progress lines (`<time> <task>: <state>...`).
-    let mut gust_states = std::collections::BTreeMap::new();
-    for line in stdout.lines().filter(|l| l.starts_with("20")) {
-        if let Some((task, rest)) = line
-            .split_once(' ')
-            .and_then(|(_, moved)| moved.split_once(": "))
-        {
-            let state = rest.split_whitespace().next().unwrap_or_default();
-            gust_states.insert(task.to_owned(), state.to_owned());
-        }
-    }
+    ));
+    let gust_states = final_states(&stdout);
     let expected: std::collections::BTreeMap<String, String> = [
         ("pick", "success"),
         ("left", "success"),
@@ -496,19 +500,14 @@ fn taskflow_tasks_take_upstream_xcoms_as_arguments_as_in_airflow() {
     let home = tempfile::tempdir().expect("tempdir");
     let dags = dags_folder(home.path());
     let gust_out = home.path().join("out-gust");
-    let run = dags_test(home.path(), &python, &gust_out, &dags, "py_taskflow")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let stdout = String::from_utf8_lossy(&run);
-    for task in ["numbers", "total", "report"] {
-        assert!(
-            stdout.contains(&format!("{task}: success")),
-            "{task} did not succeed: {stdout}"
-        );
-    }
+    let stdout = succeeded(&mut dags_test(
+        home.path(),
+        &python,
+        &gust_out,
+        &dags,
+        "py_taskflow",
+    ));
+    assert_succeeded(&stdout, &["numbers", "total", "report"]);
     // `total` waited for `numbers`, its upstream by `values: +numbers` alone.
     assert_eq!(
         read_json(&gust_out.join("numbers.json")),
@@ -544,6 +543,43 @@ fn a_custom_operator_named_by_its_class_path_runs_as_in_airflow() {
     let states = airflow_dags_test(&python, home.path(), &dags, "py_custom", &airflow_out);
     assert_eq!(read_json(&airflow_out.join("greeting.json")), greeting);
     assert!(states.values().all(|s| s == "success"), "{states:?}");
+}
+
+#[test]
+fn a_python_tasks_callbacks_run_in_its_worker_as_in_airflow() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let gust_out = home.path().join("out-gust");
+    let stdout = succeeded(&mut dags_test(
+        home.path(),
+        &python,
+        &gust_out,
+        &dags,
+        "py_callbacks",
+    ));
+    assert_succeeded(&stdout, &["fine"]);
+    assert_eq!(final_states(&stdout)["skipper"], "skipped", "{stdout}");
+    // A callback named by `_name` and `_file`, and one by dotted path (callables.py is on
+    // PYTHONPATH).
+    assert_eq!(read_json(&gust_out.join("success_callback.json")), "fine");
+    assert_eq!(
+        read_json(&gust_out.join("skipped_callback.json")),
+        "skipper"
+    );
+    let airflow_out = home.path().join("out-airflow");
+    let states = airflow_dags_test(&python, home.path(), &dags, "py_callbacks", &airflow_out);
+    assert_eq!(
+        read_json(&airflow_out.join("success_callback.json")),
+        "fine"
+    );
+    assert_eq!(
+        read_json(&airflow_out.join("skipped_callback.json")),
+        "skipper"
+    );
+    assert_eq!(states, final_states(&stdout));
 }
 
 #[test]
@@ -666,6 +702,39 @@ fn a_python_worker_that_stops_heartbeating_is_killed_as_a_zombie() {
     // The task's process (the stopped supervisor's child) is gone, and never woke.
     assert_gone(&read_json(&out.join("froze.json")));
     assert!(!out.join("thawed.json").exists());
+}
+
+/// The stdout of `command`, which must succeed.
+fn succeeded(command: &mut Command) -> String {
+    let output = command.assert().success().get_output().stdout.clone();
+    String::from_utf8_lossy(&output).into_owned()
+}
+
+/// Each task's last state in `gust dags test`'s progress lines (`<time> <task>: <state>...`).
+fn final_states(stdout: &str) -> std::collections::BTreeMap<String, String> {
+    let mut states = std::collections::BTreeMap::new();
+    for line in stdout.lines().filter(|l| l.starts_with("20")) {
+        if let Some((task, rest)) = line
+            .split_once(' ')
+            .and_then(|(_, moved)| moved.split_once(": "))
+        {
+            let state = rest.split_whitespace().next().unwrap_or_default();
+            states.insert(task.to_owned(), state.to_owned());
+        }
+    }
+    states
+}
+
+/// Asserts that each of `tasks` ended in success in `gust dags test`'s `stdout`.
+fn assert_succeeded(stdout: &str, tasks: &[&str]) {
+    let states = final_states(stdout);
+    for task in tasks {
+        assert_eq!(
+            states.get(*task).map(String::as_str),
+            Some("success"),
+            "{task} did not succeed: {stdout}"
+        );
+    }
 }
 
 /// Asserts that the process `pid` (a JSON number) is gone, or a zombie: dead, waiting for a
