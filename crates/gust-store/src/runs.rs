@@ -154,6 +154,8 @@ pub enum RunType {
     Manual,
     /// Created by a backfill.
     Backfill,
+    /// Triggered by a task (`TriggerDagRunOperator`, through the Execution API).
+    OperatorTriggered,
 }
 
 impl RunType {
@@ -164,6 +166,7 @@ impl RunType {
             Self::Scheduled => "scheduled",
             Self::Manual => "manual",
             Self::Backfill => "backfill",
+            Self::OperatorTriggered => "operator_triggered",
         }
     }
 
@@ -172,6 +175,7 @@ impl RunType {
             "scheduled" => Ok(Self::Scheduled),
             "manual" => Ok(Self::Manual),
             "backfill" => Ok(Self::Backfill),
+            "operator_triggered" => Ok(Self::OperatorTriggered),
             other => Err(StoreError::Corrupt {
                 what: "run type",
                 detail: other.to_owned(),

@@ -128,6 +128,10 @@ fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")
 }
 
+/// The name an undefined value is given when it is not a name of the template (a subscript
+/// such as `conf["key"]` is undefined, not a path minijinja can name).
+const UNKNOWN_NAME: &str = "?";
+
 impl Renderer {
     /// A renderer configured as Airflow renders: strict undefined names, no autoescape,
     /// trailing newlines kept, Airflow's date filters.
@@ -185,6 +189,9 @@ impl Renderer {
             check::probe(known)
         };
         match self.render_compiled(&template, &probe) {
+            // Undefined through a subscript (`dag_run.conf["key"]`), not a name: a run may
+            // define it.
+            Err(TemplateError::Undefined { name, .. }) if name == UNKNOWN_NAME => Ok(()),
             Err(TemplateError::Undefined { name, line }) => {
                 match check::why_undefined(&name, known) {
                     Some(why) => Err(TemplateError::WillBeUndefined { name, line, why }),
@@ -233,13 +240,13 @@ impl Renderer {
                 _ if undefined_receiver => TemplateError::Undefined {
                     name: self
                         .undefined_name(template, values)
-                        .unwrap_or_else(|| "?".to_owned()),
+                        .unwrap_or_else(|| UNKNOWN_NAME.to_owned()),
                     line,
                 },
                 ErrorKind::UndefinedError => TemplateError::Undefined {
                     name: self
                         .undefined_name(template, values)
-                        .unwrap_or_else(|| "?".to_owned()),
+                        .unwrap_or_else(|| UNKNOWN_NAME.to_owned()),
                     line,
                 },
                 ErrorKind::OutOfFuel => TemplateError::TooLong,

@@ -27,6 +27,12 @@ fn unknown_context_names_and_attributes_are_reported() {
             .contains("Airflow's context has \"inlets\", Gust's does not yet"),
         "{err}"
     );
+    // A subscript of an unknown name is still the name's fault.
+    let err = check("{{ nope['x'] }}", &unknown).unwrap_err();
+    assert!(
+        matches!(&err, TemplateError::WillBeUndefined { name, .. } if name == "nope"),
+        "{err:?}"
+    );
     let err = check("a\n{{ dag_run.nope }}", &unknown).unwrap_err();
     assert!(
         matches!(&err, TemplateError::WillBeUndefined { name, line: 2, .. } if name == "dag_run.nope"),
@@ -39,6 +45,7 @@ fn names_a_run_may_define_are_not_reported() {
     let unknown = Known::default();
     for source in [
         "{{ ds }} {{ params.anything }} {{ dag_run.conf.key }}",
+        "{{ dag_run.conf[\"greeting\"] }} {{ params['x'] }} {{ dag_run.conf['a']['b'] }}",
         "{{ var.value.later }} {{ var.json.cfg.bucket }} {{ conn.later.host }}",
         "{{ ti.xcom_pull('a').split(',') }}",
         "{{ ti.xcom_pull(task_ids='create-job')['job_name'] }}",

@@ -266,7 +266,7 @@ pub fn runs(runs: &[gust_store::StoredRun], output: Output) -> anyhow::Result<St
             dag_id: r.dag_id.clone(),
             run_id: r.run_id.clone(),
             state: r.state.to_string(),
-            run_type: format!("{:?}", r.run_type).to_lowercase(),
+            run_type: r.run_type.as_str().to_owned(),
             logical_date: when(Some(r.logical_date)),
             start_date: when(r.start_date),
             end_date: when(r.end_date),

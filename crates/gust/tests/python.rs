@@ -276,6 +276,26 @@ py_callbacks:
       python_callable_name: skip
       python_callable_file: {file}
       on_skipped_callback: callables.note_skip
+py_parent:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    kick:
+      operator: airflow.providers.standard.operators.trigger_dagrun.TriggerDagRunOperator
+      trigger_dag_id: py_child
+      conf: {{greeting: hello from the parent}}
+      wait_for_completion: true
+      poke_interval: 1
+py_child:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  params: {{greeting: nobody}}
+  tasks:
+    greet:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: "echo '{{{{ dag_run.conf[\"greeting\"] }}}}' > \"$OUT_DIR/child.txt\""
 py_timeout:
   schedule: null
   start_date: 2024-01-01
@@ -598,59 +618,131 @@ fn a_taskflow_task_without_python_names_the_setting() {
 }
 
 #[test]
-#[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
 fn the_scheduler_serves_the_execution_api_to_its_python_tasks() {
     let Some(python) = airflow_python() else {
         return;
     };
     let home = tempfile::tempdir().expect("tempdir");
     dags_folder_scheduled(home.path(), "\"@daily\"");
-    let url = format!("sqlite://{}", home.path().join("gust.db").display());
-    gust(home.path())
-        .env("GUST__DATABASE__URL", &url)
-        .args(["db", "migrate"])
-        .assert()
-        .success();
     let out = home.path().join("out");
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("a log");
-    let child = common::gust_process(home.path(), &url)
-        .arg("scheduler")
-        .env("GUST__PYTHON__INTERPRETER", &python)
-        .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
-        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
-        .env("OUT_DIR", &out)
-        // The file's other DAGs import a custom operator from there.
-        .env("PYTHONPATH", home.path())
-        .stdout(log.try_clone().expect("a log"))
-        .stderr(log)
-        .spawn()
-        .expect("the scheduler starts");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let runs = loop {
-        let listed = gust(home.path())
-            .env("GUST__DATABASE__URL", &url)
-            .args(["dags", "list-runs", "py_xcom", "-o", "json"])
-            .output()
-            .expect("gust runs");
-        let text = String::from_utf8_lossy(&listed.stdout).into_owned();
-        if text.contains("\"success\"") || text.contains("\"failed\"") {
-            break text;
-        }
-        if std::time::Instant::now() > deadline {
-            common::kill9(child);
-            panic!(
-                "the run did not end in 180 s: {text}\n{}",
-                std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
-    common::kill9(child);
+    let scheduler = Scheduler::start(home.path(), &python, &out);
+    let runs = scheduler.wait_for_a_run("py_xcom");
+    drop(scheduler);
     assert!(runs.contains("\"success\""), "{runs}");
     let consumed = read_json(&out.join("consume.json"));
     assert_eq!(consumed["shout"], "pulled-42", "{consumed}");
     assert_eq!(consumed["py"]["doubled"], 42, "{consumed}");
     assert_eq!(consumed["run_type"], "scheduled", "{consumed}");
+}
+
+#[test]
+fn a_task_triggers_another_dags_run_with_its_conf_and_waits_for_it() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    dags_folder(home.path());
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let scheduler = Scheduler::start(home.path(), &python, &out);
+    scheduler
+        .gust()
+        .args(["dags", "trigger", "py_parent"])
+        .assert()
+        .success();
+    let parent = scheduler.wait_for_a_run("py_parent");
+    let child = scheduler.wait_for_a_run("py_child");
+    drop(scheduler);
+    let log_of = |task: &str| {
+        find_log(&home.path().join("logs"), &format!("task_id={task}"))
+            .and_then(|log| std::fs::read_to_string(log).ok())
+            .unwrap_or_default()
+    };
+    let kick_log = log_of("kick") + &log_of("greet");
+    assert!(parent.contains("\"success\""), "{parent}\n{kick_log}");
+    assert!(
+        child.contains("\"success\"") && child.contains("\"operator_triggered\""),
+        "{child}"
+    );
+    let greeting = std::fs::read_to_string(out.join("child.txt")).expect("the child ran");
+    assert_eq!(greeting.trim(), "hello from the parent");
+}
+
+/// `gust scheduler` with Python tasks, on a SQLite database in `home`, its callables writing
+/// under `out`; killed when dropped.
+struct Scheduler {
+    home: PathBuf,
+    url: String,
+    python: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Scheduler {
+    fn start(home: &Path, python: &Path, out: &Path) -> Self {
+        let url = format!("sqlite://{}", home.join("gust.db").display());
+        let mut scheduler = Self {
+            home: home.to_owned(),
+            url,
+            python: python.to_owned(),
+            child: None,
+        };
+        scheduler.gust().args(["db", "migrate"]).assert().success();
+        let log = std::fs::File::create(home.join("scheduler.log")).expect("a log");
+        let child = common::gust_process(home, &scheduler.url)
+            .arg("scheduler")
+            .env("GUST__PYTHON__INTERPRETER", python)
+            .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
+            .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
+            .env("OUT_DIR", out)
+            // The file's other DAGs import a custom operator from there.
+            .env("PYTHONPATH", home)
+            .stdout(log.try_clone().expect("a log"))
+            .stderr(log)
+            .spawn()
+            .expect("the scheduler starts");
+        scheduler.child = Some(child);
+        scheduler
+    }
+
+    /// A `gust` command on the scheduler's database and Python.
+    fn gust(&self) -> Command {
+        let mut command = gust(&self.home);
+        command
+            .env("GUST__DATABASE__URL", &self.url)
+            .env("GUST__PYTHON__INTERPRETER", &self.python);
+        command
+    }
+
+    /// `gust dags list-runs DAG -o json` once a run of `dag_id` has ended.
+    #[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
+    fn wait_for_a_run(&self, dag_id: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let listed = self
+                .gust()
+                .args(["dags", "list-runs", dag_id, "-o", "json"])
+                .output()
+                .expect("gust runs");
+            let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+            if text.contains("\"success\"") || text.contains("\"failed\"") {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no run of {dag_id} ended in 180 s: {text}\n{}",
+                std::fs::read_to_string(self.home.join("scheduler.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            common::kill9(child);
+        }
+    }
 }
 
 #[test]

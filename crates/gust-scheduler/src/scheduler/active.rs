@@ -59,7 +59,9 @@ impl ActiveRun {
             // As Airflow sets it: a scheduled run may start once its interval has ended, a
             // manual one once it is triggered.
             run_after: Some(match self.run.run_type {
-                gust_store::RunType::Manual => self.run.queued_at,
+                gust_store::RunType::Manual | gust_store::RunType::OperatorTriggered => {
+                    self.run.queued_at
+                }
                 gust_store::RunType::Scheduled | gust_store::RunType::Backfill => {
                     self.run.data_interval.1
                 }

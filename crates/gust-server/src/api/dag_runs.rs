@@ -78,6 +78,7 @@ impl From<StoredRun> for DagRunResponse {
         let triggered_by = match run.run_type {
             RunType::Scheduled => Some("timetable".to_owned()),
             RunType::Backfill => Some("backfill".to_owned()),
+            RunType::OperatorTriggered => Some("operator".to_owned()),
             // Gust does not record whether the CLI or the API triggered a manual run.
             RunType::Manual => None,
         };
@@ -284,8 +285,9 @@ fn parse_run_type(text: &str) -> ApiResult<Option<RunType>> {
         "scheduled" => Ok(Some(RunType::Scheduled)),
         "manual" => Ok(Some(RunType::Manual)),
         "backfill" => Ok(Some(RunType::Backfill)),
+        "operator_triggered" => Ok(Some(RunType::OperatorTriggered)),
         // Valid in Airflow, never created by Gust: they match nothing.
-        "operator_triggered" | "asset_triggered" | "asset_materialization" => Ok(None),
+        "asset_triggered" | "asset_materialization" => Ok(None),
         other => Err(ApiError::invalid(
             "query",
             "run_type",

@@ -10,6 +10,7 @@
 //! and answers follow Airflow's schemas for [`API_VERSION`], the version
 //! apache-airflow-task-sdk 1.3 (Airflow 3.3) sends in its `Airflow-API-Version` header.
 
+mod dag_runs;
 mod models;
 mod routes;
 pub mod tokens;
@@ -77,10 +78,9 @@ impl ExecutionState {
 
 /// The Execution API's routes, to be nested under `/execution`.
 pub fn router(state: ExecutionState) -> Router {
-    let authenticated = routes::authenticated().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        authenticate,
-    ));
+    let authenticated = routes::authenticated().merge(dag_runs::routes()).layer(
+        axum::middleware::from_fn_with_state(state.clone(), authenticate),
+    );
     Router::new()
         .route("/health", axum::routing::get(routes::health))
         .merge(authenticated)

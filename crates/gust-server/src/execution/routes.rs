@@ -55,7 +55,7 @@ pub(super) async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "healthy"}))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ExecError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ExecError> {
     serde_json::from_slice(body).map_err(|err| ExecError::unprocessable(err.to_string()))
 }
 

@@ -108,7 +108,7 @@ pub async fn run(
             dag_id => dag_id,
             run_id => run_id,
             conf => conf,
-            run_type => format!("{:?}", run.run_type).to_lowercase(),
+            run_type => run.run_type.as_str(),
             logical_date => run.logical_date.to_rfc3339(),
             data_interval => format!("{} – {}", run.data_interval.0.to_rfc3339(), run.data_interval.1.to_rfc3339()),
         },

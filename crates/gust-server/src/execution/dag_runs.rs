@@ -1,0 +1,201 @@
+//! The Execution API's DAG-run routes: a task triggering a run of another DAG
+//! (`TriggerDagRunOperator`), that run's state while the task waits for it, and run counts. They
+//! need the store: under `gust dags test`, which keeps no runs, a trigger is refused saying so.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use gust_core::dag::Dag;
+use gust_core::ids::RunId;
+use gust_scheduler::trigger::{TriggerError, trigger_by_task};
+use gust_store::{Store, StoreError};
+use serde::Deserialize;
+
+use super::{ExecError, ExecutionState};
+
+/// The DAG-run routes (behind the task token, as the others).
+pub(super) fn routes() -> Router<ExecutionState> {
+    Router::new()
+        .route("/dag-runs/count", get(count))
+        .route("/dag-runs/{dag_id}/{run_id}", post(trigger))
+        .route("/dag-runs/{dag_id}/{run_id}/state", get(run_state))
+}
+
+/// `TriggerDAGRunPayload`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerPayload {
+    #[serde(default)]
+    logical_date: Option<DateTime<Utc>>,
+    #[serde(default)]
+    run_after: Option<DateTime<Utc>>,
+    #[serde(default)]
+    conf: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    reset_dag_run: Option<bool>,
+    #[serde(default)]
+    partition_key: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn store_of(state: &ExecutionState) -> Result<&Store, ExecError> {
+    state
+        .variables
+        .as_ref()
+        .map(|(store, _)| store)
+        .ok_or_else(|| {
+            ExecError::new(
+                StatusCode::BAD_REQUEST,
+                "no_store",
+                "gust dags test runs one DAG and keeps no runs: runs of other DAGs are read and \
+             triggered under gust scheduler or gust standalone",
+            )
+        })
+}
+
+fn store_failed(err: StoreError) -> ExecError {
+    tracing::error!(error = %err, "a DAG run could not be read or written for a task");
+    ExecError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "store_error",
+        "the DAG run could not be read or written",
+    )
+}
+
+/// `POST /dag-runs/{dag_id}/{run_id}`: creates an `operator_triggered` run, as Airflow's route.
+async fn trigger(
+    State(state): State<ExecutionState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, ExecError> {
+    let payload: TriggerPayload = super::routes::parse(&body)?;
+    let store = store_of(&state)?;
+    let not_found = || ExecError::not_found(format!("Dag with dag_id: '{dag_id}' not found"));
+    let summary = store
+        .dag_summary(&dag_id)
+        .await
+        .map_err(store_failed)?
+        .filter(|s| s.is_active)
+        .ok_or_else(not_found)?;
+    let broken = store.import_errors().await.map_err(store_failed)?;
+    if broken.iter().any(|e| e.file == summary.fileloc) {
+        return Err(ExecError::new(
+            StatusCode::BAD_REQUEST,
+            "import_errors",
+            format!("Dag with dag_id '{dag_id}' has import errors and cannot be triggered"),
+        ));
+    }
+    if payload.partition_key.is_some() {
+        return Err(ExecError::new(
+            StatusCode::BAD_REQUEST,
+            "not_partitioned",
+            format!("Dag with dag_id '{dag_id}' is not partitioned"),
+        ));
+    }
+    let (_, text) = store
+        .dag_definition(&dag_id)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(not_found)?;
+    let dag: Dag = serde_json::from_str(&text).map_err(|err| {
+        store_failed(StoreError::Corrupt {
+            what: "DAG definition",
+            detail: format!("{dag_id}: {err}"),
+        })
+    })?;
+    let run_id = RunId::new(run_id).map_err(|err| ExecError::unprocessable(err.to_string()))?;
+    let now = state.clock.now();
+    // Gust's runs all have a logical date: the operator's, else when the run may start.
+    let logical_date = payload.logical_date.or(payload.run_after).unwrap_or(now);
+    let conf = payload.conf.unwrap_or_default();
+    let _ = payload.reset_dag_run; // The SDK clears an existing run itself, through `/clear`.
+    let created = match trigger_by_task(store, &dag, conf, run_id, logical_date, now).await {
+        Ok(created) => created,
+        Err(TriggerError::Exists { dag_id, run_id }) => {
+            return Err(ExecError::conflict(
+                "already_exists",
+                format!("A run already exists for Dag '{dag_id}' with run_id '{run_id}'"),
+            ));
+        }
+        Err(TriggerError::Store(err)) => return Err(store_failed(err)),
+        Err(err) => {
+            return Err(ExecError::new(
+                StatusCode::BAD_REQUEST,
+                "value_error",
+                err.to_string(),
+            ));
+        }
+    };
+    if let Some(note) = payload.note.as_deref() {
+        store
+            .set_run_note(&dag_id, &created, Some(note))
+            .await
+            .map_err(store_failed)?;
+    }
+    tracing::info!(%dag_id, run_id = %created, "run triggered by a task");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /dag-runs/{dag_id}/{run_id}/state`.
+async fn run_state(
+    State(state): State<ExecutionState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<axum::Json<serde_json::Value>, ExecError> {
+    let store = store_of(&state)?;
+    let run = store
+        .run(&dag_id, &run_id)
+        .await
+        .map_err(store_failed)?
+        .ok_or_else(|| {
+            ExecError::not_found(format!(
+                "Dag run with dag_id '{dag_id}' and run_id '{run_id}' was not found"
+            ))
+        })?;
+    Ok(axum::Json(serde_json::json!({"state": run.state})))
+}
+
+/// `GET /dag-runs/count?dag_id=..&run_ids=..&states=..&logical_dates=..`.
+async fn count(
+    State(state): State<ExecutionState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<axum::Json<i64>, ExecError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+            .map_err(|err| ExecError::unprocessable(err.to_string()))?;
+    let values = |name: &str| -> Vec<&str> {
+        pairs
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    };
+    let Some(dag_id) = values("dag_id").first().copied() else {
+        return Err(ExecError::unprocessable("dag_id is required"));
+    };
+    let (run_ids, states) = (values("run_ids"), values("states"));
+    let logical_dates = values("logical_dates")
+        .into_iter()
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|at| at.to_utc())
+                .map_err(|err| ExecError::unprocessable(format!("logical_dates {text:?}: {err}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = store_of(&state)?;
+    // A DAG has a few runs a task asks about: its runs are read and counted here.
+    let runs = store
+        .runs_of_dag(dag_id, i64::MAX)
+        .await
+        .map_err(store_failed)?;
+    let counted = runs
+        .iter()
+        .filter(|run| run_ids.is_empty() || run_ids.contains(&run.run_id.as_str()))
+        .filter(|run| states.is_empty() || states.contains(&run.state.as_str()))
+        .filter(|run| logical_dates.is_empty() || logical_dates.contains(&run.logical_date))
+        .count();
+    Ok(axum::Json(i64::try_from(counted).unwrap_or(i64::MAX)))
+}
