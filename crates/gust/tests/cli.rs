@@ -64,7 +64,7 @@ fn validate_prints_each_warning_on_one_line_and_exits_0_when_there_are_only_warn
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "1 DAGs in 1 files: all valid (2 warnings: Airflow with dag-factory would read these files differently)",
+            "1 DAG in 1 file: all valid (2 warnings: Airflow with dag-factory would read these files differently)",
         ))
         .get_output()
         .stdout

@@ -291,7 +291,10 @@ fn parse_run_type(text: &str) -> ApiResult<Option<RunType>> {
         other => Err(ApiError::invalid(
             "query",
             "run_type",
-            format!("'{other}' is not a run type; use scheduled, manual or backfill"),
+            format!(
+                "'{other}' is not a run type; use scheduled, manual, backfill or \
+                 operator_triggered"
+            ),
         )),
     }
 }

@@ -42,7 +42,8 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             let warnings = match load.warnings.len() {
                 0 => String::new(),
                 n => format!(
-                    " ({n} warnings: Airflow with dag-factory would read these files differently)"
+                    " ({}: Airflow with dag-factory would read these files differently)",
+                    counted(n, "warning")
                 ),
             };
             if load.files.is_empty() && load.problems.is_empty() {
@@ -54,16 +55,16 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             } else if load.problems.is_empty() {
                 eprintln!(
-                    "{} DAGs in {} files: all valid{warnings}",
-                    load.dags.len(),
-                    load.files.len()
+                    "{} in {}: all valid{warnings}",
+                    counted(load.dags.len(), "DAG"),
+                    counted(load.files.len(), "file")
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!(
-                    "{} problems; {} DAGs valid{warnings}",
-                    load.problems.len(),
-                    load.dags.len()
+                    "{}; {} valid{warnings}",
+                    counted(load.problems.len(), "problem"),
+                    counted(load.dags.len(), "DAG")
                 );
                 Ok(ExitCode::FAILURE)
             }
@@ -254,6 +255,15 @@ fn test_once(
         },
         &config,
     )
+}
+
+/// `n` and `noun`, plural unless `n` is one: "1 DAG", "2 DAGs".
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// `dag` cut down to `task_id` alone, without its upstreams: what `tasks test` runs.
