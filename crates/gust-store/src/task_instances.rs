@@ -167,8 +167,12 @@ impl Store {
     /// Airflow does downstream of a task marked by hand). One transaction bumps the version of
     /// every instance changed and of the run, so a scheduler holding the run re-reads it: it
     /// kills the tries of marked instances and never starts them again. The live try of a
-    /// marked instance is ended in its history with the new state; a finished run whose
-    /// instances were cleared goes back to the queue. Returns the marked instances that changed.
+    /// marked instance is ended in its history with the new state. A finished run whose
+    /// instances changed (marked or cleared) goes back to the queue, so the scheduler derives
+    /// its state again from its task instances as at the end of any run (failed when a leaf
+    /// failed or is upstream_failed, else success): a task marked failed in a successful run
+    /// fails the run when it decides the run's state. Returns the marked instances that
+    /// changed.
     pub async fn mark_task_instances(
         &self,
         dag_id: &str,
@@ -193,9 +197,9 @@ impl Store {
         );
         let touch = self.sql(
             "UPDATE dag_runs SET version = version + 1, \
-             end_date = CASE WHEN $3 AND state IN ('success', 'failed') THEN NULL ELSE end_date END, \
-             queued_at = CASE WHEN $3 AND state IN ('success', 'failed') THEN $4 ELSE queued_at END, \
-             state = CASE WHEN $3 AND state IN ('success', 'failed') THEN 'queued' ELSE state END \
+             end_date = CASE WHEN state IN ('success', 'failed') THEN NULL ELSE end_date END, \
+             queued_at = CASE WHEN state IN ('success', 'failed') THEN $3 ELSE queued_at END, \
+             state = CASE WHEN state IN ('success', 'failed') THEN 'queued' ELSE state END \
              WHERE dag_id = $1 AND run_id = $2",
         );
         let failed = query("marking task instances");
@@ -217,7 +221,7 @@ impl Store {
                     .execute(&mut *tx).await.map_err(query("marking task instances"))?.rows_affected();
             }
             if !changed.is_empty() || cleared > 0 {
-                sqlx::query(&touch).bind(dag_id).bind(run_id).bind(cleared > 0).bind(to_db(now))
+                sqlx::query(&touch).bind(dag_id).bind(run_id).bind(to_db(now))
                     .execute(&mut *tx).await.map_err(query("marking task instances"))?;
             }
             tx.commit().await.map_err(query("marking task instances"))?;
@@ -638,4 +642,94 @@ mod tests {
     }
 
     crate::both_engines!(marking_ends_the_live_try_and_clears_what_failed_downstream);
+
+    /// Airflow 3.3.2 leaves a finished run's state alone when a mark clears nothing downstream,
+    /// so a run could say success with a task marked failed; Gust queues it again so the
+    /// scheduler derives its state from its task instances.
+    async fn a_mark_in_a_finished_run_queues_it_to_derive_its_state_again(store: Store) {
+        let run = NewRun {
+            dag_id: "d".into(),
+            run_id: "r".into(),
+            run_type: RunType::Manual,
+            logical_date: at(1),
+            data_interval: (at(1), at(1)),
+            conf: serde_json::Map::new(),
+            queued_at: at(1),
+        };
+        assert!(store.create_run(&run).await.unwrap());
+        let queued = store.run("d", "r").await.unwrap().unwrap();
+        assert!(
+            store
+                .transition_run(&queued, DagRunState::Running, at(1))
+                .await
+                .unwrap()
+        );
+        store
+            .create_task_instances("d", "r", &["a", "b"])
+            .await
+            .unwrap();
+        set(&store, "a", TaskState::Success, None).await;
+        // A mark in a running run leaves the run to the scheduler that runs it.
+        let changed = store
+            .mark_task_instances("d", "r", &["b".to_owned()], TaskState::Success, &[], at(2))
+            .await
+            .unwrap();
+        assert_eq!(changed, vec!["b".to_owned()]);
+        let running = store.run("d", "r").await.unwrap().unwrap();
+        assert_eq!(
+            (running.state, running.queued_at),
+            (DagRunState::Running, at(1))
+        );
+        assert!(
+            store
+                .transition_run(&running, DagRunState::Success, at(3))
+                .await
+                .unwrap()
+        );
+        let finished = store.run("d", "r").await.unwrap().unwrap();
+        assert_eq!(finished.end_date, Some(at(3)));
+
+        // Marking one failed in the successful run: the run goes back to the queue.
+        let changed = store
+            .mark_task_instances("d", "r", &["b".to_owned()], TaskState::Failed, &[], at(4))
+            .await
+            .unwrap();
+        assert_eq!(changed, vec!["b".to_owned()]);
+        let requeued = store.run("d", "r").await.unwrap().unwrap();
+        assert_eq!(
+            (requeued.state, requeued.queued_at, requeued.end_date),
+            (DagRunState::Queued, at(4), None),
+            "the run's state is derived again"
+        );
+        assert!(requeued.version > finished.version);
+        let states: Vec<TaskState> = store
+            .task_instances("d", "r")
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.state)
+            .collect();
+        assert_eq!(states, vec![TaskState::Success, TaskState::Failed]);
+
+        // A mark that changes nothing leaves a finished run alone.
+        assert!(
+            store
+                .transition_run(&requeued, DagRunState::Failed, at(5))
+                .await
+                .unwrap()
+        );
+        let failed = store.run("d", "r").await.unwrap().unwrap();
+        let unchanged = store
+            .mark_task_instances("d", "r", &["b".to_owned()], TaskState::Failed, &[], at(6))
+            .await
+            .unwrap();
+        assert!(unchanged.is_empty());
+        let after = store.run("d", "r").await.unwrap().unwrap();
+        assert_eq!(
+            (after.state, after.version),
+            (DagRunState::Failed, failed.version)
+        );
+    }
+
+    crate::both_engines!(a_mark_in_a_finished_run_queues_it_to_derive_its_state_again);
 }
