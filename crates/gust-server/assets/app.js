@@ -113,6 +113,159 @@ const Gust = (() => {
 
   const path = (...parts) => parts.map(encodeURIComponent).join("/");
 
+  /** "1 run", "2 runs". */
+  const plural = (n, word, many = `${word}s`) => `${n} ${n === 1 ? word : many}`;
+
+  /**
+   * The confirmation dialog of a change (clear, mark): its options, the task instances it would
+   * change (the API's dry run, read again whenever an option changes), and Confirm. Nothing
+   * changes before Confirm.
+   *
+   * spec: { title, what, verb ("will be cleared"), options: [{ key, label, checked }],
+   *         preview: async (options) => [{ run_id, task_id, state, becomes }],
+   *         commit: async (options, rows) => the toast's message }
+   */
+  let actionSeq = 0;
+  function confirmAction(spec) {
+    const dialog = document.getElementById("action-dialog");
+    const summary = document.getElementById("action-summary");
+    const rowsBox = document.getElementById("action-affected");
+    const error = document.getElementById("action-error");
+    const confirmButton = document.getElementById("action-confirm");
+    const options = {};
+    let rows = [];
+    document.getElementById("action-title").textContent = spec.title;
+    document.getElementById("action-what").textContent = spec.what;
+    const box = document.getElementById("action-options");
+    box.replaceChildren(...spec.options.map((o) => {
+      options[o.key] = Boolean(o.checked);
+      return el("label", {}, el("input", {
+        type: "checkbox", checked: Boolean(o.checked), "data-option": o.key,
+        onchange: (e) => { options[o.key] = e.target.checked; refresh(); },
+      }), o.label);
+    }));
+    box.hidden = spec.options.length === 0;
+
+    async function refresh() {
+      const mine = ++actionSeq;
+      confirmButton.disabled = true;
+      error.hidden = true;
+      summary.textContent = "Reading what would change…";
+      rowsBox.replaceChildren();
+      try {
+        const found = await spec.preview({ ...options });
+        if (mine !== actionSeq) return;
+        rows = found;
+        rowsBox.replaceChildren(...(rows.length ? rows.map((r) => el("tr", { "data-run": r.run_id, "data-task": r.task_id },
+          el("td", {}, r.run_id), el("td", {}, r.task_id), el("td", {}, badge(r.state)),
+          el("td", {}, CODES_BY_STATE.has(r.becomes) ? badge(r.becomes) : r.becomes)))
+          : [el("tr", {}, el("td", { colspan: 4, class: "empty" }, "No task instance would change."))]));
+        // A run's mark changes the run even when no task instance changes.
+        const runChanges = Boolean(spec.also && spec.options.length === 0);
+        summary.textContent = rows.length
+          ? `${plural(rows.length, "task instance")} ${spec.verb}${spec.also ? `; ${spec.also}` : ""}.`
+          : runChanges ? `No task instance changes; ${spec.also}.` : "Nothing to do with these options.";
+        confirmButton.disabled = rows.length === 0 && !runChanges;
+      } catch (e) {
+        if (mine !== actionSeq) return;
+        summary.textContent = "";
+        error.textContent = e.message;
+        error.hidden = false;
+      }
+    }
+
+    confirmButton.onclick = async (event) => {
+      event.preventDefault();
+      confirmButton.disabled = true;
+      try {
+        const message = await spec.commit({ ...options }, rows);
+        actionSeq++;
+        dialog.close();
+        toast(message);
+      } catch (e) {
+        error.textContent = e.message;
+        error.hidden = false;
+        confirmButton.disabled = false;
+      }
+    };
+    dialog.onclose = () => { actionSeq++; };
+    dialog.showModal();
+    refresh();
+  }
+  const CODES_BY_STATE = new Set(Object.values(CODES).filter(Boolean));
+
+  /** A task instance of an API answer as a row of the dialog. */
+  const affected = (ti, becomes) => ({ run_id: ti.dag_run_id, task_id: ti.task_id, state: ti.state || "none", becomes });
+
+  /**
+   * The runs a mark with past and future reaches: this one, and those before (past) or after
+   * (future) it by logical date, as Airflow's. The API marks one run at a time, so the dialog
+   * asks it run by run; at most 100 runs at once.
+   */
+  async function markedRuns(dagId, runId, logicalDate, options) {
+    if (!options.past && !options.future) return [runId];
+    const q = new URLSearchParams({ limit: "100", order_by: "logical_date" });
+    if (!options.past) q.set("logical_date_gte", logicalDate);
+    if (!options.future) q.set("logical_date_lte", logicalDate);
+    const data = await api("GET", `/api/v2/dags/${path(dagId)}/dagRuns?${q}`);
+    if (data.total_entries > data.dag_runs.length) {
+      throw new Error(`These options reach ${plural(data.total_entries, "run")}; mark at most 100 at once (choose fewer).`);
+    }
+    return data.dag_runs.map((r) => r.dag_run_id);
+  }
+
+  /** Opens the dialog that marks a task instance (and the relatives chosen) `state`. */
+  function markTask(dagId, runId, taskId, logicalDate, state) {
+    const body = (o) => ({ new_state: state, include_upstream: o.upstream, include_downstream: o.downstream });
+    const url = (run) => `/api/v2/dags/${path(dagId)}/dagRuns/${path(run)}/taskInstances/${path(taskId)}`;
+    confirmAction({
+      title: `Mark ${taskId} ${state}`,
+      what: `Sets the state of ${taskId} in ${runId}, and of the task instances the options add, to ${state}. Nothing changes until you confirm.`,
+      verb: `will be marked ${state}`,
+      options: [
+        { key: "past", label: "Past" }, { key: "future", label: "Future" },
+        { key: "upstream", label: "Upstream" }, { key: "downstream", label: "Downstream" },
+      ],
+      preview: async (o) => {
+        const rows = [];
+        for (const run of await markedRuns(dagId, runId, logicalDate, o)) {
+          const answer = await api("PATCH", `${url(run)}/dry_run`, body(o));
+          rows.push(...answer.task_instances.map((ti) => affected(ti, state)));
+        }
+        return rows;
+      },
+      commit: async (o, rows) => {
+        const runs = [...new Set(rows.map((r) => r.run_id))];
+        for (const run of runs) await api("PATCH", url(run), body(o));
+        return `Marked ${plural(rows.length, "task instance")} ${state}`;
+      },
+    });
+  }
+
+  /** Opens the dialog that clears a task instance (and the relatives chosen). */
+  function clearTask(dagId, runId, taskId) {
+    const body = (o, dryRun) => ({
+      dag_run_id: runId, task_ids: [taskId], dry_run: dryRun, only_failed: o.only_failed,
+      include_past: o.past, include_future: o.future, include_upstream: o.upstream, include_downstream: o.downstream,
+    });
+    const url = `/api/v2/dags/${path(dagId)}/clearTaskInstances`;
+    confirmAction({
+      title: `Clear ${taskId}`,
+      what: `Clears ${taskId} in ${runId}, and the task instances the options add, so they run again. Nothing changes until you confirm.`,
+      verb: "will be cleared and run again",
+      options: [
+        { key: "past", label: "Past" }, { key: "future", label: "Future" },
+        { key: "upstream", label: "Upstream" }, { key: "downstream", label: "Downstream", checked: true },
+        { key: "only_failed", label: "Only failed" },
+      ],
+      preview: async (o) => (await api("POST", url, body(o, true))).task_instances.map((ti) => affected(ti, "runs again")),
+      commit: async (o) => {
+        const answer = await api("POST", url, body(o, false));
+        return `Cleared ${plural(answer.total_entries ?? answer.task_instances.length, "task instance")}`;
+      },
+    });
+  }
+
   // -------------------------------------------------------------------------------------------
   // The DAG list.
 
@@ -156,17 +309,36 @@ const Gust = (() => {
             d.has_import_errors ? el("span", { class: "error", title: "its file has import errors" }, " ⚠") : null,
             el("div", { class: "sub" },
               d.tags.map((t) => el("span", { class: "tag", onclick: () => { tagFilter.value = t; render(); } }, t)),
-              d.description ? ` ${d.description}` : "", ` · ${d.tasks} tasks · ${d.owners.join(", ")}`)),
+              [d.description, plural(d.tasks, "task")].filter(Boolean).join(" · "))),
+          el("td", { class: "owners" }, d.owners.join(", ")),
           el("td", {}, el("code", {}, d.schedule)),
-          el("td", {}, d.is_paused ? el("span", { class: "muted" }, fmtDate(d.next_run)) : fmtDate(d.next_run)),
+          el("td", { class: "last-run" }, lastRun(d)),
+          el("td", { class: "next-run" }, nextRun(d)),
           el("td", {}, bars),
           el("td", { class: "narrow" }, canEdit()
-            ? el("button", { title: "Trigger with the default configuration", class: "trigger", "data-dag": d.dag_id, onclick: () => trigger(d.dag_id) }, "▶")
+            ? el("button", { title: "Run now, with the default configuration", class: "trigger", "data-dag": d.dag_id, onclick: () => trigger(d.dag_id) }, "▶ Run")
             : null));
       });
       body.replaceChildren(...(tableRows.length ? tableRows
-        : [el("tr", {}, el("td", { colspan: 6, class: "empty" }, rows.size ? "No DAG matches." : "No DAGs yet: put DAG files in the DAGs folder."))]));
+        : [el("tr", {}, el("td", { colspan: 8, class: "empty" }, rows.size ? "No DAG matches." : "No DAGs yet: put DAG files in the DAGs folder."))]));
       renderErrors();
+    }
+
+    /** The latest run: its state and when it started (or its logical date, before it starts). */
+    function lastRun(d) {
+      const r = d.recent_runs[0];
+      if (!r) return el("span", { class: "muted" }, "never");
+      return el("a", { href: `/dags/${path(d.dag_id)}/runs/${path(r.run_id)}`, title: r.run_id },
+        badge(r.state), " ", fmtDate(r.start_date || r.logical_date));
+    }
+
+    /** The next scheduled run: when it starts (its data interval's end), and its logical date. */
+    function nextRun(d) {
+      if (!d.next_run) return "";
+      const after = d.next_run_after ? new Date(d.next_run_after) : null;
+      const starts = after && after > new Date() ? `starts ${fmtDate(d.next_run_after)}` : "due now";
+      return el("div", { class: d.is_paused ? "muted" : "", title: d.is_paused ? "The DAG is paused: no run starts until it is unpaused" : "" },
+        el("div", {}, starts), el("div", { class: "sub" }, `logical date ${fmtDate(d.next_run)}`));
     }
 
     function renderTags() {
@@ -305,8 +477,12 @@ const Gust = (() => {
       const ms = performance.now() - start;
       window.gustRenderMs = ms;
       window.gustDrawnAt = performance.now();
+      // The time the first drawing took is debug output: shown only with `?debug` in the URL.
       const note = document.getElementById("render-time");
-      if (note) note.textContent = `${data.tasks.length} tasks × ${data.runs.length} runs: read and drawn in ${ms.toFixed(0)} ms`;
+      if (note && new URLSearchParams(location.search).has("debug")) {
+        note.textContent = `debug: first read and drawn in ${ms.toFixed(0)} ms`;
+        note.hidden = false;
+      }
     });
   }
 
@@ -333,19 +509,47 @@ const Gust = (() => {
       render();
     }
     const runUrl = `/api/v2/dags/${path(dagId)}/dagRuns/${path(runId)}`;
-    async function act(label, method, url, body) {
-      try {
-        await api(method, url, body);
-        toast(label);
-      } catch (e) { toast(e.message, true); }
-    }
-    document.getElementById("clear-run")?.addEventListener("click", () => {
-      if (!confirm(`Clear every task of ${runId}? They will all run again.`)) return;
-      act(`Cleared ${runId}`, "POST", `${runUrl}/clear`, { dry_run: false, only_failed: false });
-    });
+    document.getElementById("clear-run")?.addEventListener("click", () => confirmAction({
+      title: `Clear ${runId}`,
+      what: "Clears the run's task instances so they run again, and queues the run again. Nothing changes until you confirm.",
+      verb: "will be cleared and run again",
+      also: "the run becomes queued",
+      options: [{ key: "only_failed", label: "Only failed" }],
+      preview: async (o) => (await api("POST", `${runUrl}/clear`, { dry_run: true, only_failed: o.only_failed }))
+        .task_instances.filter((ti) => ti.dag_run_id).map((ti) => affected(ti, "runs again")),
+      commit: async (o) => {
+        await api("POST", `${runUrl}/clear`, { dry_run: false, only_failed: o.only_failed });
+        return `Cleared ${runId}`;
+      },
+    }));
+    // Airflow's rules for marking a run: success marks every task instance success; failed
+    // fails the running ones and skips those not finished.
+    const runMoves = {
+      success: (state) => (state === "success" ? null : "success"),
+      failed: (state) => (state === "running" ? "failed"
+        : ["none", "scheduled", "queued", "up_for_retry"].includes(state) ? "skipped" : null),
+    };
     for (const [id, state] of [["mark-run-success", "success"], ["mark-run-failed", "failed"]]) {
-      document.getElementById(id)?.addEventListener("click", () =>
-        act(`Marked ${runId} ${state}`, "PATCH", runUrl, { state }));
+      document.getElementById(id)?.addEventListener("click", () => confirmAction({
+        title: `Mark ${runId} ${state}`,
+        what: state === "success"
+          ? "Marks the run success and every task instance not yet successful success. Nothing changes until you confirm."
+          : "Marks the run failed: its running task instances fail and those not finished are skipped. Nothing changes until you confirm.",
+        verb: "will change",
+        also: `the run becomes ${state}`,
+        options: [],
+        preview: async () => {
+          const data = await api("GET", `/ui/api/dags/${path(dagId)}/grid?run_id=${encodeURIComponent(runId)}`);
+          const now = data.cells[0] || "";
+          return data.tasks.map((t, i) => ({ run_id: runId, task_id: t.id, state: CODES[now[i] || "-"] || "none" }))
+            .map((r) => ({ ...r, becomes: runMoves[state](r.state) }))
+            .filter((r) => r.becomes);
+        },
+        commit: async () => {
+          await api("PATCH", runUrl, { state });
+          return `Marked ${runId} ${state}`;
+        },
+      }));
     }
 
     let loaded = false;
@@ -454,20 +658,10 @@ const Gust = (() => {
 
     trySelect.addEventListener("change", () => { showLog(Number(trySelect.value)); render(); });
 
-    async function act(label, method, url, body) {
-      try {
-        await api(method, url, body);
-        toast(label);
-      } catch (e) { toast(e.message, true); }
-    }
-    document.getElementById("clear-task")?.addEventListener("click", () => {
-      if (!confirm(`Clear ${taskId} and its downstream tasks in ${runId}? They will run again.`)) return;
-      act(`Cleared ${taskId} and its downstream`, "POST", `/api/v2/dags/${path(dagId)}/clearTaskInstances`,
-        { dag_run_id: runId, task_ids: [taskId], include_downstream: true, only_failed: false, dry_run: false });
-    });
+    document.getElementById("clear-task")?.addEventListener("click", () => clearTask(dagId, runId, taskId));
     for (const [id, state] of [["mark-success", "success"], ["mark-failed", "failed"]]) {
       document.getElementById(id)?.addEventListener("click", () =>
-        act(`Marked ${taskId} ${state}`, "PATCH", `/api/v2/dags/${path(dagId)}/dagRuns/${path(runId)}/taskInstances/${path(taskId)}`, { new_state: state }));
+        markTask(dagId, runId, taskId, view.dataset.logicalDate, state));
     }
 
     follow(`/ui/events${base}`, {
@@ -482,12 +676,201 @@ const Gust = (() => {
     });
   }
 
-  return { CODES, COLOURS, api, el, toast, follow, fmtDate, fmtDuration, escapeHtml, path, dagsPage, dagPage, runPage, taskPage };
+  // -------------------------------------------------------------------------------------------
+  // Variables, connections and pools: add, edit, delete through the API. Secrets are never in
+  // the page: a masked value's (or a password's, an extra's) field starts blank, and left blank
+  // it is not sent, so the stored secret is kept.
+
+  /** The delete dialog: `what` names the thing; resolves once deleted. */
+  function confirmDelete(title, what, url) {
+    const dialog = document.getElementById("delete-dialog");
+    const error = document.getElementById("delete-error");
+    document.getElementById("delete-title").textContent = title;
+    document.getElementById("delete-what").textContent = what;
+    error.hidden = true;
+    const button = document.getElementById("delete-confirm");
+    button.disabled = false;
+    button.onclick = async (event) => {
+      event.preventDefault();
+      button.disabled = true;
+      try {
+        await api("DELETE", url);
+        dialog.close();
+        toast(title.replace(/^Delete/, "Deleted").replace(/\?$/, ""));
+        setTimeout(() => location.reload(), 400);
+      } catch (e) {
+        error.textContent = e.message;
+        error.hidden = false;
+        button.disabled = false;
+      }
+    };
+    dialog.showModal();
+  }
+
+  /**
+   * The edit dialog of a configuration page. `kind` says what to call it; `fill(form, row)`
+   * fills the form from a row's data (row null: a new one); `save(form, row)` sends it.
+   */
+  function editor(kind, fill, save, onSaved = () => setTimeout(() => location.reload(), 400)) {
+    const dialog = document.getElementById("edit-dialog");
+    if (!dialog) return () => {};
+    const form = document.getElementById("edit-form");
+    const error = document.getElementById("edit-error");
+    let current = null;
+    document.getElementById("edit-save").addEventListener("click", async (event) => {
+      if (!form.reportValidity()) return;
+      event.preventDefault();
+      error.hidden = true;
+      try {
+        await save(form, current);
+        dialog.close();
+        toast(`${current ? "Saved" : "Added"} ${kind} ${form.elements.key.value}`);
+        onSaved();
+      } catch (e) {
+        error.textContent = e.message;
+        error.hidden = false;
+      }
+    });
+    return (row) => {
+      current = row;
+      form.reset();
+      error.hidden = true;
+      document.getElementById("edit-title").textContent = row ? `Edit ${kind} ${row.dataset.key}` : `Add ${kind}`;
+      form.elements.key.readOnly = Boolean(row);
+      fill(form, row);
+      dialog.showModal();
+    };
+  }
+
+  /** Wires the Add button and each row's Edit and Delete buttons. */
+  function wireRows(open, deleteOf) {
+    document.getElementById("add")?.addEventListener("click", () => open(null));
+    document.getElementById("rows")?.addEventListener("click", (event) => {
+      const row = event.target.closest("tr[data-key]");
+      if (!row) return;
+      if (event.target.classList.contains("edit")) open(row);
+      if (event.target.classList.contains("delete")) deleteOf(row);
+    });
+  }
+
+  const orNull = (text) => (text.trim() === "" ? null : text);
+
+  function variablesPage() {
+    const open = editor("variable", (form, row) => {
+      const masked = row?.dataset.masked === "true";
+      form.elements.key.value = row ? row.dataset.key : "";
+      form.elements.value.value = row ? row.dataset.value : "";
+      form.elements.value.required = !masked;
+      form.elements.value.placeholder = masked ? "unchanged (secret)" : "";
+      form.elements.description.value = row ? row.dataset.description : "";
+      document.getElementById("value-kept").hidden = !masked;
+    }, async (form, row) => {
+      const key = form.elements.key.value;
+      const body = { key, value: form.elements.value.value, description: orNull(form.elements.description.value) };
+      if (!row) return api("POST", "/api/v2/variables", body);
+      // A secret left blank: only the description changes.
+      const keep = row.dataset.masked === "true" && body.value === "";
+      return api("PATCH", `/api/v2/variables/${path(key)}${keep ? "?update_mask=description" : ""}`, body);
+    });
+    wireRows(open, (row) => confirmDelete(`Delete variable ${row.dataset.key}?`,
+      "Tasks that read it will fail to find it. This cannot be undone.", `/api/v2/variables/${path(row.dataset.key)}`));
+  }
+
+  function connectionsPage() {
+    const fields = ["conn_type", "host", "port", "login", "schema", "description"];
+    const open = editor("connection", (form, row) => {
+      form.elements.key.value = row ? row.dataset.key : "";
+      for (const f of fields) form.elements[f].value = row ? row.dataset[f.replace(/_(.)/g, (_, c) => c.toUpperCase())] : "";
+      const hasPassword = row?.dataset.hasPassword === "true", hasExtra = row?.dataset.hasExtra === "true";
+      form.elements.password.placeholder = hasPassword ? "unchanged (set)" : "";
+      form.elements.extra.placeholder = hasExtra ? "unchanged (set)" : '{"key": "value"}';
+      document.getElementById("secrets-kept").hidden = !(hasPassword || hasExtra);
+    }, async (form, row) => {
+      const v = (name) => form.elements[name].value;
+      const body = {
+        connection_id: v("key"), conn_type: v("conn_type"), host: orNull(v("host")), login: orNull(v("login")),
+        schema: orNull(v("schema")), port: v("port") === "" ? null : Number(v("port")), description: orNull(v("description")),
+      };
+      // Secrets left blank are not sent, which keeps the stored ones.
+      if (v("password") !== "") body.password = v("password");
+      if (v("extra").trim() !== "") body.extra = v("extra");
+      if (!row) return api("POST", "/api/v2/connections", body);
+      return api("PATCH", `/api/v2/connections/${path(v("key"))}`, body);
+    });
+    wireRows(open, (row) => confirmDelete(`Delete connection ${row.dataset.key}?`,
+      "Tasks that use it will fail to find it. This cannot be undone.", `/api/v2/connections/${path(row.dataset.key)}`));
+  }
+
+  function poolsPage() {
+    const body = document.getElementById("pool-rows");
+    let pools = [];
+    async function read() {
+      const all = [];
+      for (let offset = 0; ; offset += 100) {
+        const page = await api("GET", `/api/v2/pools?limit=100&offset=${offset}&order_by=pool`);
+        all.push(...page.pools);
+        if (all.length >= page.total_entries || page.pools.length === 0) break;
+      }
+      return all;
+    }
+    function meter(p) {
+      const part = (cls, n) => {
+        const i = el("i", { class: cls, title: `${cls.slice(2)}: ${n}` });
+        i.style.width = p.slots > 0 ? `${Math.min(100, (100 * n) / p.slots)}%` : "0";
+        return i;
+      };
+      return el("div", { class: "meter", title: `${p.occupied_slots} of ${p.slots} slots used` },
+        part("m-running", p.running_slots), part("m-queued", p.queued_slots));
+    }
+    function render() {
+      body.replaceChildren(...(pools.length ? pools.map((p) => el("tr", {
+        "data-key": p.name, "data-slots": p.slots, "data-description": p.description || "",
+      },
+      el("td", {}, el("strong", {}, p.name)), el("td", { class: "slots" }, p.slots < 0 ? "unlimited" : String(p.slots)),
+      el("td", { class: "running" }, String(p.running_slots)), el("td", { class: "queued" }, String(p.queued_slots)),
+      el("td", { class: "scheduled" }, String(p.scheduled_slots)),
+      el("td", { class: "open" }, p.slots < 0 ? "unlimited" : String(p.open_slots)),
+      el("td", {}, meter(p)), el("td", {}, p.description || ""),
+      canWrite ? el("td", { class: "narrow" }, el("button", { class: "edit" }, "Edit"), " ",
+        p.name === "default_pool" ? null : el("button", { class: "delete bad" }, "Delete")) : null))
+        : [el("tr", {}, el("td", { colspan: 9, class: "empty" }, "No pools."))]));
+    }
+    const canWrite = Boolean(document.getElementById("add"));
+    let timer = null;
+    async function refresh() {
+      clearTimeout(timer);
+      try {
+        pools = await read();
+        render();
+        window.gustPoolsReadAt = performance.now();
+      } catch (e) { toast(e.message, true); }
+      timer = setTimeout(refresh, 3000);
+    }
+    const open = editor("pool", (form, row) => {
+      form.elements.key.value = row ? row.dataset.key : "";
+      form.elements.slots.value = row ? row.dataset.slots : "1";
+      form.elements.description.value = row ? row.dataset.description : "";
+    }, async (form, row) => {
+      const name = form.elements.key.value;
+      const slots = Number(form.elements.slots.value);
+      const description = orNull(form.elements.description.value);
+      if (!row) return api("POST", "/api/v2/pools", { name, slots, description });
+      return api("PATCH", `/api/v2/pools/${path(name)}`, { slots, description });
+    }, refresh);
+    wireRows(open, (row) => confirmDelete(`Delete pool ${row.dataset.key}?`,
+      "Tasks that name it cannot start until it exists again. This cannot be undone.", `/api/v2/pools/${path(row.dataset.key)}`));
+    refresh();
+  }
+
+  return { CODES, COLOURS, api, el, toast, follow, fmtDate, fmtDuration, escapeHtml, path, dagsPage, dagPage, runPage, taskPage, variablesPage, connectionsPage, poolsPage };
 })();
 
 // Each page names its script in <body data-page>; pages carry no inline script, so the
 // Content-Security-Policy can forbid it.
 document.addEventListener("DOMContentLoaded", () => {
-  const start = { dags: Gust.dagsPage, dag: Gust.dagPage, run: Gust.runPage, task: Gust.taskPage }[document.body.dataset.page];
+  const start = {
+    dags: Gust.dagsPage, dag: Gust.dagPage, run: Gust.runPage, task: Gust.taskPage,
+    variables: Gust.variablesPage, connections: Gust.connectionsPage, pools: Gust.poolsPage,
+  }[document.body.dataset.page];
   if (start) start();
 });

@@ -184,7 +184,7 @@ class GustGrid {
       ctx.fillRect(x + 3, HEAD - 6 - h, CELL - 6, h);
     }
     ctx.fillStyle = "#6b7385";
-    ctx.fillText(`${this.runs.length} runs · ${this.tasks.length} tasks`, 10, HEAD / 2);
+    ctx.fillText(`${this.runs.length} run${this.runs.length === 1 ? "" : "s"} · ${this.tasks.length} task${this.tasks.length === 1 ? "" : "s"}`, 10, HEAD / 2);
   }
 
   /** The row and run under a mouse event (either may be null). */

@@ -413,9 +413,20 @@ async fn import_errors_reach_the_dag_list_and_secret_variables_stay_hidden() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("eu-west-1"));
     assert!(!page.contains("s3cr3t"));
+    // The edit form of a masked value starts blank: the row carries no value to fill it with.
+    assert!(
+        page.contains(r#"data-key="api_token" data-masked="true" data-value="""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"data-key="region" data-masked="false" data-value="eu-west-1""#));
+    assert!(page.contains(r#"id="add""#), "an op adds variables");
+    // The pools page draws the API's pools (with their slots) in the browser; only an op may
+    // change them.
     let (status, _, page) = browse(&server, "/pools", Some(&cookie)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("default_pool"));
+    assert!(page.contains(r#"id="pool-rows""#) && !page.contains(r#"id="add""#));
+    let (_, _, page) = browse(&server, "/pools", Some(&op)).await;
+    assert!(page.contains(r#"id="add""#) && page.contains(r#"id="edit-dialog""#));
     server.finish().await;
 }
 

@@ -22,6 +22,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/grid.js"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../../assets/favicon.svg"),
+    ),
+    (
         "graph.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/graph.js"),

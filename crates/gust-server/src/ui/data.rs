@@ -89,7 +89,11 @@ pub struct DagRow {
     is_paused: bool,
     is_stale: bool,
     schedule: String,
+    /// The next scheduled run's logical date (the start of its data interval).
     next_run: Option<Timestamp>,
+    /// When that run is due to start: the end of its data interval (already past when the
+    /// scheduler has runs to catch up on).
+    next_run_after: Option<Timestamp>,
     tags: Vec<String>,
     owners: Vec<String>,
     tasks: usize,
@@ -131,7 +135,7 @@ pub async fn dags_snapshot(state: &AppState) -> ApiResult<Value> {
         }
         let dag = state.definition(summary).await?;
         let settings = &dag.settings;
-        let next_run = match settings.schedule {
+        let next = match settings.schedule {
             Schedule::Manual => None,
             _ => settings
                 .schedule
@@ -140,8 +144,7 @@ pub async fn dags_snapshot(state: &AppState) -> ApiResult<Value> {
                     settings.start_date.unwrap_or_else(|| state.now()),
                     settings.timezone,
                 )
-                .filter(|next| settings.end_date.is_none_or(|end| next.start <= end))
-                .map(|next| next.start.into()),
+                .filter(|next| settings.end_date.is_none_or(|end| next.start <= end)),
         };
         let owners: BTreeSet<String> = dag.tasks().map(|t| t.settings.owner.clone()).collect();
         rows.push(DagRow {
@@ -150,7 +153,8 @@ pub async fn dags_snapshot(state: &AppState) -> ApiResult<Value> {
             is_paused: summary.is_paused,
             is_stale: summary.is_stale,
             schedule: settings.schedule.as_text(),
-            next_run,
+            next_run: next.as_ref().map(|n| n.start.into()),
+            next_run_after: next.as_ref().map(|n| n.end.into()),
             tags: settings.tags.clone(),
             owners: owners.into_iter().collect(),
             tasks: dag.tasks().len(),

@@ -64,4 +64,8 @@ pub fn routes() -> Router<AppState> {
             get(live::task_instance),
         )
         .route("/ui/static/{name}", get(assets::asset))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::response::Redirect::permanent("/ui/static/favicon.svg") }),
+        )
 }

@@ -122,6 +122,11 @@ pub async fn task_instance(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> PageResult {
     let (_, dag) = state.dag(&dag_id).await?;
+    let run = state
+        .store()
+        .run(&dag_id, &run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("DagRun", &run_id))?;
     let id = TaskId::new(task_id.clone()).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let task = dag
         .task(&id)
@@ -139,6 +144,7 @@ pub async fn task_instance(
             dag_id => dag_id,
             run_id => run_id,
             task_id => task_id,
+            logical_date => run.logical_date.to_rfc3339(),
             operator => task.operator,
             upstream => task.upstream.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
             downstream => downstream,
@@ -151,10 +157,16 @@ pub async fn task_instance(
     )
 }
 
-/// `GET /variables`: keys and values, secret-looking ones masked.
+/// Whether the user's role may change what `path` (under `/api/v2`) holds.
+fn may_change(user: &PageUser, path: &str) -> bool {
+    user.0.role >= crate::auth::permissions::required_role(&axum::http::Method::POST, path)
+}
+
+/// `GET /variables`: keys and values, secret-looking ones masked; add, edit and delete through
+/// the API. A masked value is never sent: its edit form leaves the value blank, which keeps it.
 pub async fn variables(user: PageUser, State(state): State<AppState>) -> PageResult {
     require_configuration_reader(&user, "GET /variables")?;
-    let rows: Vec<Vec<String>> = state
+    let rows: Vec<minijinja::Value> = state
         .store()
         .variable_records(state.fernet_key()?)
         .await?
@@ -166,107 +178,68 @@ pub async fn variables(user: PageUser, State(state): State<AppState>) -> PageRes
                  description,
                  ..
              }| {
-                let value = crate::api::variables::shown_value(&key, &value);
-                vec![key, value, description.unwrap_or_default()]
+                let shown = crate::api::variables::shown_value(&key, &value);
+                minijinja::context! {
+                    masked => shown != value,
+                    key => key,
+                    value => shown,
+                    description => description.unwrap_or_default(),
+                }
             },
         )
         .collect();
-    table(
+    page(
         &user,
-        "variables",
-        "Variables",
-        &["Key", "Value", "Description"],
-        rows,
-        "No variables. Set one with `gust variables set KEY VALUE`.",
+        "variables.html",
+        minijinja::context! {
+            nav => "variables",
+            rows => rows,
+            can_write => may_change(&user, "/api/v2/variables"),
+        },
     )
 }
 
-/// `GET /connections`: never a password or an extra, only whether one is set.
+/// `GET /connections`: never a password or an extra, only whether one is set; add, edit (a
+/// secret left blank keeps the stored one) and delete through the API.
 pub async fn connections(user: PageUser, State(state): State<AppState>) -> PageResult {
     require_configuration_reader(&user, "GET /connections")?;
-    let rows: Vec<Vec<String>> = state
+    let rows: Vec<minijinja::Value> = state
         .store()
         .ui_connections()
         .await?
         .into_iter()
         .map(|c| {
-            vec![
-                c.conn_id,
-                c.conn_type,
-                c.host.unwrap_or_default(),
-                c.port.map(|p| p.to_string()).unwrap_or_default(),
-                c.login.unwrap_or_default(),
-                c.schema.unwrap_or_default(),
-                if c.has_password {
-                    MASK.to_owned()
-                } else {
-                    String::new()
-                },
-                if c.has_extra {
-                    MASK.to_owned()
-                } else {
-                    String::new()
-                },
-                c.description.unwrap_or_default(),
-            ]
+            minijinja::context! {
+                conn_id => c.conn_id,
+                conn_type => c.conn_type,
+                host => c.host.unwrap_or_default(),
+                port => c.port.map(|p| p.to_string()).unwrap_or_default(),
+                login => c.login.unwrap_or_default(),
+                schema => c.schema.unwrap_or_default(),
+                has_password => c.has_password,
+                has_extra => c.has_extra,
+                description => c.description.unwrap_or_default(),
+            }
         })
         .collect();
-    table(
-        &user,
-        "connections",
-        "Connections",
-        &[
-            "Conn id",
-            "Type",
-            "Host",
-            "Port",
-            "Login",
-            "Schema",
-            "Password",
-            "Extra",
-            "Description",
-        ],
-        rows,
-        "No connections. Add one with `gust connections add`.",
-    )
-}
-
-/// `GET /pools`.
-pub async fn pools(user: PageUser, State(state): State<AppState>) -> PageResult {
-    let rows: Vec<Vec<String>> = state
-        .store()
-        .pools()
-        .await?
-        .into_iter()
-        .map(|p| {
-            vec![
-                p.name,
-                p.slots.to_string(),
-                p.description.unwrap_or_default(),
-            ]
-        })
-        .collect();
-    table(
-        &user,
-        "pools",
-        "Pools",
-        &["Pool", "Slots", "Description"],
-        rows,
-        "No pools.",
-    )
-}
-
-fn table(
-    user: &PageUser,
-    nav: &str,
-    title: &str,
-    columns: &[&str],
-    rows: Vec<Vec<String>>,
-    empty: &str,
-) -> PageResult {
     page(
-        user,
-        "table.html",
-        minijinja::context! { nav => nav, title => title, columns => columns, rows => rows, empty => empty },
+        &user,
+        "connections.html",
+        minijinja::context! {
+            nav => "connections",
+            rows => rows,
+            mask => MASK,
+            can_write => may_change(&user, "/api/v2/connections"),
+        },
+    )
+}
+
+/// `GET /pools`: the script reads the pools and their slots (running, queued, open) from the
+/// API and reads them again every few seconds; add, edit and delete through the API.
+pub async fn pools(user: PageUser) -> PageResult {
+    page(
+        &user,
+        "pools.html",
+        minijinja::context! { nav => "pools", can_write => may_change(&user, "/api/v2/pools") },
     )
 }

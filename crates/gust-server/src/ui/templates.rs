@@ -17,7 +17,16 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dag.html", include_str!("../../templates/dag.html")),
     ("run.html", include_str!("../../templates/run.html")),
     ("task.html", include_str!("../../templates/task.html")),
-    ("table.html", include_str!("../../templates/table.html")),
+    (
+        "variables.html",
+        include_str!("../../templates/variables.html"),
+    ),
+    (
+        "connections.html",
+        include_str!("../../templates/connections.html"),
+    ),
+    ("pools.html", include_str!("../../templates/pools.html")),
+    ("delete.html", include_str!("../../templates/delete.html")),
     ("error.html", include_str!("../../templates/error.html")),
 ];
 

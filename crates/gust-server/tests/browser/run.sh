@@ -4,7 +4,8 @@
 # (Debian's `chromium` and `chromium-driver`), and ui_test.py (Python's standard library only).
 #
 #   bash crates/gust-server/tests/browser/run.sh             # from the workspace root
-#   SCREENSHOTS=docs/images bash crates/gust-server/tests/browser/run.sh   # also save screenshots
+#   SCREENSHOTS=docs/images bash crates/gust-server/tests/browser/run.sh   # screenshots there
+#                                   (default: target/browser-screenshots, the test's artifacts)
 #   GUST_UI_BENCH_HOME=DIR ...  # also time the drawing of the 5,000-task DAG the `ui` bench kept
 #
 # GUST_BIN names the gust binary (default: target/debug/gust, built first).
@@ -42,9 +43,10 @@ export GUST_HOME=$work/home GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION=false GUST__
 port=$(free_port)
 "$gust" db migrate >/dev/null
 "$gust" users create --username browser --password browser-password --role op >/dev/null
-# The examples, plus the test's own DAG whose task writes a line a second (a log to tail).
+# The examples, plus the test's own DAGs: one whose task writes for six seconds (a log to
+# tail), one with no description and a single task.
 cp -r examples/dags "$work/dags"
-cp crates/gust-server/tests/browser/slow_log.yaml "$work/dags/"
+cp crates/gust-server/tests/browser/slow_log.yaml crates/gust-server/tests/browser/bare.yaml "$work/dags/"
 "$gust" standalone --host 127.0.0.1 --port "$port" --dags-folder "$work/dags" >"$work/standalone.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$port/api/v2/monitor/health" || { cat "$work/standalone.log" >&2; exit 1; }
@@ -64,8 +66,11 @@ chromedriver --port="$driver_port" >"$work/chromedriver.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$driver_port/status"
 
-shots=()
-if [ -n "${SCREENSHOTS:-}" ]; then mkdir -p "$SCREENSHOTS"; shots=(--screenshots "$SCREENSHOTS"); fi
+# Screenshots are the test's artifacts: target/browser-screenshots unless SCREENSHOTS names
+# another folder (docs/images refreshes the documentation's pictures).
+SCREENSHOTS=${SCREENSHOTS:-${CARGO_TARGET_DIR:-$root/target}/browser-screenshots}
+mkdir -p "$SCREENSHOTS"
+shots=(--screenshots "$SCREENSHOTS")
 python3 crates/gust-server/tests/browser/ui_test.py --base "http://127.0.0.1:$port" \
-  --webdriver "http://127.0.0.1:$driver_port" --user browser --password browser-password \
+  --webdriver "http://127.0.0.1:$driver_port" --user browser --password browser-password --gust "$gust" \
   "${shots[@]}" "${big[@]}" || { echo "--- gust standalone's log:" >&2; tail -40 "$work/standalone.log" >&2; exit 1; }

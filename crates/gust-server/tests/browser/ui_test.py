@@ -12,6 +12,7 @@ usage: ui_test.py --base URL --webdriver URL --user U --password P [--screenshot
 import argparse
 import base64
 import json
+import subprocess
 import sys
 import time
 import urllib.error
@@ -106,6 +107,53 @@ def sign_in(b, base, user, password, next_path="/dags"):
     b.wait("the signed-in page", "return !location.pathname.startsWith('/login')")
 
 
+def dialog(b, opener, options=None, shot=None, cancel=False):
+    """Opens a change's confirmation dialog, sets its options (each a checkbox), waits for its
+    dry run, saves a screenshot, then confirms (or cancels); returns the (run, task, now,
+    becomes) rows it listed."""
+    b.click(opener)
+    ready = ("const d = document.getElementById('action-dialog');"
+             "return d.open && document.getElementById('action-summary').textContent.endsWith('.')")
+    b.wait("the dialog's dry run", ready, 30)
+    for key, on in (options or {}).items():
+        b.js("const i = document.querySelector(`#action-options input[data-option=\"${arguments[0]}\"]`);"
+             "if (i.checked !== arguments[1]) i.click();", key, on)
+        b.wait("the dry run with the new options", ready, 30)
+    rows = b.js("return [...document.querySelectorAll('#action-affected tr[data-task]')]"
+                ".map(r => [r.dataset.run, r.dataset.task, ...[...r.cells].slice(2).map(c => c.textContent)])")
+    if shot:
+        b.screenshot(shot)
+    b.click("#action-cancel" if cancel else "#action-confirm")
+    b.wait("the dialog to close", "return !document.getElementById('action-dialog').open", 30)
+    return rows
+
+
+def edit_form(b, opener, values, expect_blank=(), shot=None, reload=True):
+    """Opens an add or edit dialog, checks the secret fields start blank, types the values, saves,
+    and waits for the dialog to close (and the page to read the list again)."""
+    b.click(opener)
+    b.wait("the edit dialog", "return document.getElementById('edit-dialog').open")
+    for name in expect_blank:
+        value = b.js("return document.querySelector(`#edit-form [name=${arguments[0]}]`).value", name)
+        assert value == "", f"the secret field {name} is filled: {value!r}"
+    for name, value in values.items():
+        b.type(f"#edit-form [name={name}]", value)
+    if shot:
+        b.screenshot(shot)
+    b.js("window.gustBeforeSave = true")
+    b.click("#edit-save")
+    b.wait("the dialog to close (saved)", "return !document.getElementById('edit-dialog').open", 15)
+    if reload:
+        b.wait("the page read again", "return window.gustBeforeSave === undefined && document.readyState === 'complete'", 15)
+
+
+def delete_row(b, key, rows="#rows"):
+    b.click(f'{rows} tr[data-key="{key}"] .delete')
+    b.wait("the delete dialog", "return document.getElementById('delete-dialog').open")
+    b.click("#delete-confirm")
+    b.wait(f"{key} gone", "return !document.querySelector(`${arguments[0]} tr[data-key=\"${arguments[1]}\"]`)", 15, rows, key)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--base", required=True)
@@ -114,6 +162,7 @@ def main():
     p.add_argument("--password", required=True)
     p.add_argument("--dag", default="example_task_groups")
     p.add_argument("--screenshots")
+    p.add_argument("--gust", help="the gust binary, to read what the UI stored (same GUST_HOME)")
     p.add_argument("--big-base")
     p.add_argument("--big-user")
     p.add_argument("--big-password")
@@ -164,6 +213,7 @@ def main():
                "return r && r.state === 'success' && c.length > 0 && [...c].every(x => x === 's')",
                120, run_id)
         print(f"  success; grid drawn in {b.js('return window.gustRenderMs'):.0f} ms")
+        assert b.js("return document.getElementById('render-time').hidden"), "the render time is debug output"
         if shots:
             b.screenshot(f"{shots}/grid.png")
 
@@ -182,19 +232,35 @@ def main():
         if shots:
             b.screenshot(f"{shots}/task-instance.png")
 
-        print("mark failed, then clear with downstream")
-        b.click("#mark-failed")
+        print("mark failed (a dialog lists what changes; nothing changes before Confirm), then clear with downstream")
+        rows = dialog(b, "#mark-failed", {"downstream": True}, cancel=True)
+        tasks = sorted(r[1] for r in rows)
+        assert tasks == ["extract", "publish", "transform.aggregate.by_day", "transform.aggregate.by_region",
+                         "transform.clean"], tasks
+        assert all(r[0] == run_id and r[2] == "success" and r[3] == "failed" for r in rows), rows
+        time.sleep(1)
+        assert b.js("return document.getElementById('ti-state').textContent") == "success", "Cancel changed the state"
+        rows = dialog(b, "#mark-failed", {"downstream": False},
+                      shot=f"{shots}/mark-dialog.png" if shots else None)
+        assert [r[1] for r in rows] == ["extract"], rows
         b.wait("the failed badge (live)", "return document.getElementById('ti-state').textContent === 'failed'", 30)
-        b.click("#clear-task")
-        b.call("POST", b.s("/alert/accept"), {})
+        rows = dialog(b, "#clear-task", {"downstream": True, "only_failed": True}, cancel=True)
+        assert [r[1] for r in rows] == ["extract"], rows
+        rows = dialog(b, "#clear-task", {"only_failed": False}, cancel=True)
+        assert len(rows) == 5, rows
+        rows = dialog(b, "#clear-task", {"downstream": True, "only_failed": False},
+                      shot=f"{shots}/clear-dialog.png" if shots else None)
+        assert len(rows) == 5 and all(r[3] == "runs again" for r in rows), rows
         b.wait("the second try's success (live)",
                "return document.getElementById('ti-state').textContent === 'success' && "
                "document.querySelectorAll('#tries tr').length === 2", 90)
         b.wait("the second try's log", "return document.getElementById('log').textContent.includes('extract')")
 
         print("a conf the params refuse")
-        b.go(f"{a.base}/dags/example_templating")
+        b.go(f"{a.base}/dags/example_templating?debug")
         b.wait("the grid", "return window.gustRenderMs !== undefined")
+        b.wait("the render time (a debug view with ?debug)",
+               "const n = document.getElementById('render-time'); return !n.hidden && n.textContent.startsWith('debug: ')")
         conf = b.js("return JSON.parse(document.getElementById('trigger-conf').value)")
         assert conf == {"table": "orders", "limit": 100}, conf
         b.click("#trigger-open")
@@ -227,18 +293,118 @@ def main():
         b.go(f"{a.base}/dags/{a.dag}/runs/{run_id}")
         b.wait("the run's tasks", "return document.querySelectorAll('#run-tasks tr').length > 0 && "
                "document.getElementById('run-state').textContent === 'success'")
-        b.click("#mark-run-failed")
+        rows = dialog(b, "#mark-run-success")
+        assert rows == [], f"a successful run's success mark changes nothing: {rows}"
+        rows = dialog(b, "#mark-run-failed", shot=f"{shots}/mark-run-dialog.png" if shots else None)
+        assert rows == [], f"a successful run's failed mark changes no instance: {rows}"
         b.wait("the run marked failed (live)", "return document.getElementById('run-state').textContent === 'failed'", 30)
-        b.click("#clear-run")
-        b.call("POST", b.s("/alert/accept"), {})
+        rows = dialog(b, "#clear-run", {"only_failed": True}, cancel=True)
+        assert rows == [], rows
+        rows = dialog(b, "#clear-run", {"only_failed": False},
+                      shot=f"{shots}/clear-run-dialog.png" if shots else None)
+        assert len(rows) == 5, rows
         b.wait("the cleared run's success (live)",
                "return document.getElementById('run-state').textContent === 'success'", 90)
 
+        print("a leaf marked failed in a successful run fails the run (its state is derived again)")
+        b.go(f"{a.base}/dags/{a.dag}/runs/{run_id}/tasks/publish")
+        b.wait("the state badge", "return document.getElementById('ti-state').textContent === 'success'")
+        rows = dialog(b, "#mark-failed")
+        assert [r[1] for r in rows] == ["publish"], rows
+        b.go(f"{a.base}/dags/{a.dag}/runs/{run_id}")
+        b.wait("the run failed (derived again)",
+               "return document.getElementById('run-state').textContent === 'failed' && "
+               "document.querySelectorAll('#run-tasks .s-failed').length === 1", 60)
+        if shots:
+            b.screenshot(f"{shots}/run-failed-after-mark.png")
+
+        print("DAG list: owners, last and next run, run now, plurals, favicon")
         b.go(f"{a.base}/dags")
         b.wait("the DAG rows", "return document.querySelectorAll('#dag-rows tr[data-dag]').length > 0")
+        row_of = ("const r = document.querySelector(`#dag-rows tr[data-dag=\"${arguments[0]}\"]`);"
+                  "return r && {owners: r.querySelector('.owners').textContent, sub: r.querySelector('.sub').textContent,"
+                  "last: r.querySelector('.last-run').textContent, last_state: r.querySelector('.last-run .badge')?.textContent,"
+                  "next: r.querySelector('.next-run').textContent, run: r.querySelector('button.trigger')?.textContent}")
+        row = b.js(row_of, a.dag)
+        assert row["owners"] == "analytics", row
+        assert row["sub"] == "Extract, transform in groups, publish · 5 tasks", row
+        assert row["last_state"] in ("success", "failed", "running", "queued"), row
+        assert row["next"].startswith("starts ") or row["next"].startswith("due now"), row
+        assert "logical date" in row["next"], row
+        bare = b.js(row_of, "example_bare")
+        assert bare["sub"] == "1 task", f"no leading dot, and one task in the singular: {bare}"
+        assert bare["owners"] == "airflow" and bare["last"] == "never" and bare["next"] == "", bare
+        assert bare["run"] == "▶ Run", bare
+        b.click('#dag-rows tr[data-dag="example_bare"] button.trigger')
+        b.wait("the run's confirmation", "const t = document.getElementById('toast'); return !t.hidden && t.textContent.includes('Triggered')")
+        b.wait("the new last run in the list (live, no reload)",
+               "const r = document.querySelector('#dag-rows tr[data-dag=\"example_bare\"]');"
+               "return r.querySelector('.last-run .badge')?.textContent === 'success' && r.querySelectorAll('.runs a').length === 1", 60)
+        icon = b.js("return fetch(document.querySelector('link[rel=icon]').href).then(r => r.status + ' ' + r.headers.get('content-type'))")
+        assert icon == "200 image/svg+xml", icon
+        assert not b.js("return document.body.innerText.includes('read and drawn')"), "debug output on the page"
         time.sleep(0.5)
         if shots:
             b.screenshot(f"{shots}/dags.png")
+
+        print("variables: add, edit (a secret left blank is kept), delete")
+        b.go(f"{a.base}/variables")
+        edit_form(b, "#add", {"key": "ui_plain", "value": "hello", "description": "plain"})
+        edit_form(b, "#add", {"key": "ui_password", "value": "s3cret-value", "description": "a secret"})
+        b.wait("the two rows", "return document.querySelectorAll('#rows tr[data-key^=\"ui_\"]').length === 2")
+        shown = b.js("return document.querySelector('#rows tr[data-key=\"ui_password\"] .value').textContent")
+        assert shown == "***", shown
+        assert not b.js("return document.documentElement.outerHTML.includes('s3cret-value')"), "a secret reached the page"
+        edit_form(b, '#rows tr[data-key="ui_password"] .edit', {"description": "still a secret"},
+                  expect_blank=["value"], shot=f"{shots}/variable-edit.png" if shots else None)
+        b.wait("the new description", "return document.querySelector('#rows tr[data-key=\"ui_password\"]')?.dataset.description === 'still a secret'")
+        if a.gust:
+            kept = subprocess.run([a.gust, "variables", "get", "ui_password"], capture_output=True, text=True, check=True).stdout.strip()
+            assert kept == "s3cret-value", f"the secret left blank was not kept: {kept!r}"
+        edit_form(b, '#rows tr[data-key="ui_plain"] .edit', {"value": "hello again"})
+        b.wait("the new value", "return document.querySelector('#rows tr[data-key=\"ui_plain\"] .value')?.textContent === 'hello again'")
+        if shots:
+            b.screenshot(f"{shots}/variables.png")
+        delete_row(b, "ui_plain")
+
+        print("connections: add, edit (password and extra left blank are kept), delete")
+        b.go(f"{a.base}/connections")
+        edit_form(b, "#add", {"key": "ui_db", "conn_type": "postgres", "host": "db.example", "port": "5432",
+                              "login": "me", "password": "pw-123-secret", "extra": '{"sslmode": "require"}'})
+        b.wait("the row", "return document.querySelector('#rows tr[data-key=\"ui_db\"]')")
+        cells = b.js("const r = document.querySelector('#rows tr[data-key=\"ui_db\"]');"
+                     "return [r.querySelector('.password').textContent, r.querySelector('.extra').textContent]")
+        assert cells == ["***", "***"], cells
+        page = b.js("return document.documentElement.outerHTML")
+        assert "pw-123-secret" not in page and "sslmode" not in page, "a secret reached the page"
+        edit_form(b, '#rows tr[data-key="ui_db"] .edit', {"host": "db2.example"}, expect_blank=["password", "extra"],
+                  shot=f"{shots}/connection-edit.png" if shots else None)
+        b.wait("the new host", "return document.querySelector('#rows tr[data-key=\"ui_db\"]')?.dataset.host === 'db2.example'")
+        stored = b.js("return fetch('/api/v2/connections/ui_db').then(r => r.json())")
+        assert stored["password"] == "***" and json.loads(stored["extra"]) == {"sslmode": "require"}, stored
+        assert stored["host"] == "db2.example" and stored["port"] == 5432 and stored["login"] == "me", stored
+        if shots:
+            b.screenshot(f"{shots}/connections.png")
+        delete_row(b, "ui_db")
+
+        print("pools: slots used, queued and open; add, edit, delete")
+        b.go(f"{a.base}/pools")
+        b.wait("the pools", "return document.querySelector('#pool-rows tr[data-key=\"default_pool\"]')")
+        edit_form(b, "#add", {"key": "ui_pool", "slots": "3", "description": "from the UI"}, reload=False)
+        b.wait("the new pool, 3 open slots", "return document.querySelector('#pool-rows tr[data-key=\"ui_pool\"] .open')?.textContent === '3'")
+        edit_form(b, '#pool-rows tr[data-key="ui_pool"] .edit', {"slots": "5"}, reload=False)
+        b.wait("5 open slots", "return document.querySelector('#pool-rows tr[data-key=\"ui_pool\"] .open')?.textContent === '5'")
+        # A six-second task holds a slot of default_pool while it runs: the page shows it without a reload.
+        b.js("return Gust.api('POST', '/api/v2/dags/example_live_log/dagRuns', {logical_date: null, conf: {}})")
+        slots = ("const r = document.querySelector('#pool-rows tr[data-key=\"default_pool\"]');"
+                 "return ['slots', 'running', 'queued', 'open'].map(c => Number(r.querySelector('.' + c).textContent))")
+        b.wait("a running task's slot (read again)", f"const n = (() => {{ {slots} }})(); return n[1] === 1 && n", 30)
+        numbers = b.js(slots)
+        assert numbers[3] == numbers[0] - numbers[1] - numbers[2], numbers
+        if shots:
+            b.screenshot(f"{shots}/pools.png")
+        b.wait("the slot given back", f"const n = (() => {{ {slots} }})(); return n[1] === 0 && n[2] === 0", 30)
+        delete_row(b, "ui_pool", rows="#pool-rows")
 
         print("log out")
         b.click("#logout")
