@@ -213,3 +213,106 @@ async fn marking_a_running_run_failed_kills_its_tries_and_skips_the_rest() {
     handle.await.unwrap();
     server.finish().await;
 }
+
+const QUICK: &str = r#"
+quick:
+  schedule: null
+  tasks:
+    - task_id: first
+      operator: bash
+      bash_command: echo first
+    - task_id: last
+      operator: bash
+      bash_command: echo last
+      dependencies: [first]
+"#;
+
+async fn quick_run(server: &TestServer) -> gust_store::StoredRun {
+    server
+        .db
+        .store
+        .run("quick", "r")
+        .await
+        .expect("the test setup works")
+        .expect("the run exists")
+}
+
+/// Waits until run `r` of `quick` is finished (again) after `after`, its version.
+async fn wait_for_quick_run(server: &TestServer, after: i64) -> DagRunState {
+    for _ in 0..300 {
+        let run = quick_run(server).await;
+        if run.version > after && matches!(run.state, DagRunState::Success | DagRunState::Failed) {
+            return run.state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the run did not finish in 15 s");
+}
+
+async fn mark(server: &TestServer, task: &str, state: &str) {
+    let marked = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v2/dags/quick/dagRuns/r/taskInstances/{task}"),
+            Some(Role::Op),
+            Some(json!({"new_state": state})),
+        )
+        .await;
+    assert_eq!(marked.status, StatusCode::OK, "{}", marked.text);
+}
+
+/// Issue 25: a task marked in a finished run re-derives the run's state (the scheduler decides
+/// it again from the leaves), and nothing runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mark_in_a_finished_run_derives_the_runs_state_again() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("quick.yaml", QUICK)]).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let (stop, handle) = start_scheduler(&server, state_dir.path()).await;
+    let trigger = server
+        .call(
+            Method::POST,
+            "/api/v2/dags/quick/dagRuns",
+            Some(Role::Op),
+            Some(json!({"dag_run_id": "r", "logical_date": null})),
+        )
+        .await;
+    assert_eq!(trigger.status, StatusCode::OK, "{}", trigger.text);
+    assert_eq!(wait_for_quick_run(&server, 0).await, DagRunState::Success);
+
+    // The leaf marked failed: the successful run fails.
+    let before = quick_run(&server).await.version;
+    mark(&server, "last", "failed").await;
+    assert_eq!(
+        wait_for_quick_run(&server, before).await,
+        DagRunState::Failed
+    );
+
+    // Marked success again: the run succeeds again.
+    let before = quick_run(&server).await.version;
+    mark(&server, "last", "success").await;
+    assert_eq!(
+        wait_for_quick_run(&server, before).await,
+        DagRunState::Success
+    );
+
+    // A task that is not a leaf does not decide the run's state (Airflow's rule).
+    let before = quick_run(&server).await.version;
+    mark(&server, "first", "failed").await;
+    assert_eq!(
+        wait_for_quick_run(&server, before).await,
+        DagRunState::Success
+    );
+
+    for task in ["first", "last"] {
+        let tries = server
+            .get(&format!(
+                "/api/v2/dags/quick/dagRuns/r/taskInstances/{task}/tries"
+            ))
+            .await;
+        assert_eq!(tries.json["total_entries"], 1, "{task} never ran again");
+    }
+    stop.cancel();
+    handle.await.unwrap();
+    server.finish().await;
+}
