@@ -238,6 +238,11 @@ def main():
         assert tasks == ["extract", "publish", "transform.aggregate.by_day", "transform.aggregate.by_region",
                          "transform.clean"], tasks
         assert all(r[0] == run_id and r[2] == "success" and r[3] == "failed" for r in rows), rows
+        # Past: the same task in the runs before this one (the scheduled run of the day), run by run.
+        rows = dialog(b, "#mark-failed", {"past": True}, cancel=True,
+                      shot=f"{shots}/mark-past-dialog.png" if shots else None)
+        runs = sorted({r[0] for r in rows})
+        assert len(runs) >= 2 and run_id in runs and all(r[1] == "extract" for r in rows), rows
         time.sleep(1)
         assert b.js("return document.getElementById('ti-state').textContent") == "success", "Cancel changed the state"
         rows = dialog(b, "#mark-failed", {"downstream": False},
