@@ -850,11 +850,14 @@ const Gust = (() => {
       form.elements.key.value = row ? row.dataset.key : "";
       form.elements.slots.value = row ? row.dataset.slots : "1";
       form.elements.description.value = row ? row.dataset.description : "";
+      // Only the default pool's slots may change (Airflow's rule).
+      form.elements.description.readOnly = row?.dataset.key === "default_pool";
     }, async (form, row) => {
       const name = form.elements.key.value;
       const slots = Number(form.elements.slots.value);
       const description = orNull(form.elements.description.value);
       if (!row) return api("POST", "/api/v2/pools", { name, slots, description });
+      if (name === "default_pool") return api("PATCH", `/api/v2/pools/${path(name)}?update_mask=slots`, { slots });
       return api("PATCH", `/api/v2/pools/${path(name)}`, { slots, description });
     }, refresh);
     wireRows(open, (row) => confirmDelete(`Delete pool ${row.dataset.key}?`,

@@ -410,6 +410,10 @@ def main():
             b.screenshot(f"{shots}/pools.png")
         b.wait("the slot given back", f"const n = (() => {{ {slots} }})(); return n[1] === 0 && n[2] === 0", 30)
         delete_row(b, "ui_pool", rows="#pool-rows")
+        edit_form(b, '#pool-rows tr[data-key="default_pool"] .edit', {"slots": "64"}, reload=False)
+        b.wait("default_pool resized", "return document.querySelector('#pool-rows tr[data-key=\"default_pool\"] .slots')?.textContent === '64'")
+        edit_form(b, '#pool-rows tr[data-key="default_pool"] .edit', {"slots": "128"}, reload=False)
+        b.wait("default_pool resized back", "return document.querySelector('#pool-rows tr[data-key=\"default_pool\"] .slots')?.textContent === '128'")
 
         print("log out")
         b.click("#logout")
