@@ -136,11 +136,14 @@ pub async fn record(
     let bytes = match axum::body::to_bytes(body, crate::MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            return crate::error::ApiError::BadRequest(format!(
-                "the request body is over {} bytes",
-                crate::MAX_BODY_BYTES
-            ))
-            .into_response();
+            // What the body limit answers for every other endpoint.
+            return (
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(serde_json::json!({
+                    "detail": format!("the request body is over {} bytes", crate::MAX_BODY_BYTES)
+                })),
+            )
+                .into_response();
         }
     };
     let path_params: Vec<(String, String)> = {

@@ -221,3 +221,21 @@ async fn event_logs_are_filtered_sorted_and_paged_as_airflow_does() {
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     server.finish().await;
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_before_it_is_recorded() {
+    let server = TestServer::sqlite().await;
+    let big = "x".repeat(gust_server::MAX_BODY_BYTES + 1);
+    let answer = server
+        .call(
+            Method::POST,
+            "/api/v2/variables",
+            Some(Role::Op),
+            Some(json!({"key": "big", "value": big})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let events = server.get("/api/v2/eventLogs").await;
+    assert_eq!(events.json["total_entries"], 0);
+    server.finish().await;
+}
