@@ -78,6 +78,8 @@ export GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION=false
 export GUST__KUBERNETES__RUNTIME=local
 # For the configuration endpoints (Airflow answers them only when exposed).
 export GUST__API__EXPOSE_CONFIG=true
+# For `POST /connections/test` (off by default, as in Airflow).
+export GUST__CORE__TEST_CONNECTION=Enabled
 
 # The example DAGs, and one file that does not load, for the import-error endpoints.
 cp -r examples/dags "$home/dags"

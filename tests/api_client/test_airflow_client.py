@@ -414,6 +414,156 @@ def pools_are_created_read_updated_and_deleted():
 
 
 @scenario
+def variables_connections_pools_and_dags_change_in_bulk():
+    variables = client.VariableApi(op)
+    done = variables.bulk_variables(
+        client.BulkBodyVariableBody.from_dict(
+            {
+                "actions": [
+                    {"action": "create", "entities": [{"key": "api_bulk_a", "value": "1"}, {"key": "api_bulk_b", "value": "2"}]},
+                    {"action": "update", "entities": [{"key": "api_bulk_a", "value": "3"}]},
+                    {"action": "delete", "entities": ["api_bulk_b", "api_bulk_missing"]},
+                ]
+            }
+        )
+    )
+    assert done.create.success == ["api_bulk_a", "api_bulk_b"], done
+    assert done.update.success == ["api_bulk_a"], done
+    assert done.delete.success == [] and done.delete.errors[0]["status_code"] == 404, done
+    assert variables.get_variable("api_bulk_a").value == "3"
+
+    connections = client.ConnectionApi(op).bulk_connections(
+        client.BulkBodyConnectionBody.from_dict(
+            {
+                "actions": [
+                    {"action": "create", "entities": [{"connection_id": "api_bulk_conn", "conn_type": "http", "password": "bulk-secret"}]},
+                    {"action": "delete", "action_on_non_existence": "skip", "entities": ["api_bulk_conn", "api_bulk_none"]},
+                ]
+            }
+        )
+    )
+    assert connections.create.success == ["api_bulk_conn"] and connections.delete.success == ["api_bulk_conn"], connections
+
+    pools = client.PoolApi(op).bulk_pools(
+        client.BulkBodyPoolBody.from_dict(
+            {
+                "actions": [
+                    {"action": "create", "entities": [{"name": "api_bulk_pool", "slots": 2}]},
+                    {"action": "create", "action_on_existence": "overwrite", "entities": [{"name": "api_bulk_pool", "slots": 4}]},
+                ]
+            }
+        )
+    )
+    assert pools.create.success == ["api_bulk_pool", "api_bulk_pool"], pools
+    assert client.PoolApi(op).get_pool("api_bulk_pool").slots == 4
+    expect_status(
+        403,
+        lambda: client.PoolApi(user).bulk_pools(client.BulkBodyPoolBody.from_dict({"actions": []})),
+        "a user changes pools in bulk",
+    )
+
+    dags = client.DAGApi(user)
+    paused = dags.patch_dags(client.DAGPatchBody(is_paused=True), dag_id_pattern=DAG_ID)
+    assert [d.dag_id for d in paused.dags] == [DAG_ID] and paused.dags[0].is_paused, paused
+    unpaused = dags.patch_dags(client.DAGPatchBody(is_paused=False), dag_id_pattern=DAG_ID, update_mask=["is_paused"])
+    assert not unpaused.dags[0].is_paused, unpaused
+    variables.delete_variable("api_bulk_a")
+    client.PoolApi(op).delete_pool("api_bulk_pool")
+
+
+@scenario
+def connections_are_tested_where_gust_can_test_them():
+    # run.sh turns [core] test_connection on: the API server itself is a reachable http host.
+    server = urllib.parse.urlsplit(BASE_URL)
+    tested = client.ConnectionApi(op).test_connection(
+        client.ConnectionBody(connection_id="api_test_http", conn_type="http", host=server.hostname, port=server.port)
+    )
+    assert tested.status is True, tested
+    no_host = client.ConnectionApi(op).test_connection(client.ConnectionBody(connection_id="api_test_aws", conn_type="aws"))
+    assert no_host.status is False and "no host" in no_host.message, no_host
+    expect_status(
+        403,
+        lambda: client.ConnectionApi(user).test_connection(client.ConnectionBody(connection_id="x", conn_type="http")),
+        "a user tests a connection",
+    )
+
+
+@scenario
+def a_dag_s_file_and_versions_are_answered():
+    versions = client.DagVersionApi(viewer).get_dag_versions(DAG_ID)
+    assert versions.total_entries >= 1, versions
+    latest = max(v.version_number for v in versions.dag_versions)
+    one = client.DagVersionApi(viewer).get_dag_version(DAG_ID, latest)
+    assert one.dag_id == DAG_ID and one.bundle_name == "dags-folder", one
+    every = client.DagVersionApi(viewer).get_dag_versions("~", limit=100)
+    assert every.total_entries >= versions.total_entries, every
+    source = client.DagSourceApi(viewer).get_dag_source(DAG_ID)
+    assert source.version_number == latest and DAG_ID in source.content, source
+    first = client.DagSourceApi(viewer).get_dag_source(DAG_ID, version_number=1)
+    assert first.version_number == 1 and first.content, first
+    expect_status(404, lambda: client.DagVersionApi(viewer).get_dag_version(DAG_ID, 99999), "a missing version")
+    expect_status(404, lambda: client.DagSourceApi(viewer).get_dag_source("no_such_dag"), "a missing DAG's source")
+
+
+@scenario
+def schedulers_are_listed_as_jobs():
+    jobs = client.JobApi(viewer).get_jobs(is_alive=True)
+    assert jobs.total_entries >= 1, jobs
+    assert jobs.jobs[0].job_type == "SchedulerJob" and jobs.jobs[0].state == "running", jobs
+    assert jobs.jobs[0].latest_heartbeat is not None, jobs
+
+
+@scenario
+def the_event_log_records_who_changed_what():
+    events = client.EventLogApi(viewer)
+    pauses = events.get_event_logs(dag_id=DAG_ID, event="patch_dag")
+    assert pauses.total_entries >= 2, pauses
+    owners = {e.owner for e in pauses.event_logs}
+    assert owners <= {USERS["op"][0], USERS["user"][0]}, owners
+    assert all('"is_paused"' in (e.extra or "") for e in pauses.event_logs), pauses
+    one = events.get_event_log(pauses.event_logs[0].event_log_id)
+    assert one.event == "patch_dag" and one.dag_id == DAG_ID, one
+    variables = events.get_event_logs(event_pattern="variable", limit=100)
+    assert variables.total_entries >= 2, variables
+    for entry in variables.event_logs:
+        assert "hunter2" not in (entry.extra or ""), entry
+    logins = events.get_event_logs(event="login", owner=USERS["viewer"][0])
+    assert logins.total_entries >= 1, logins
+    newest = events.get_event_logs(order_by=["-when"], limit=1, excluded_events=["login"])
+    assert newest.event_logs and newest.event_logs[0].event != "login", newest
+    expect_status(404, lambda: events.get_event_log(2_000_000_000), "a missing event log")
+
+
+@scenario
+def a_backfill_is_planned_created_paused_and_cancelled():
+    backfills = client.BackfillApi(user)
+    body = client.BackfillPostBody(
+        dag_id=DAG_ID,
+        from_date="2024-01-01T00:00:00Z",
+        to_date="2024-01-02T00:00:00Z",
+        max_active_runs=1,
+        dag_run_conf={"limit": 2},
+    )
+    dry = backfills.create_backfill_dry_run(body)
+    assert dry.total_entries == 2, dry
+    created = backfills.create_backfill(body)
+    assert created.dag_id == DAG_ID and created.max_active_runs == 1 and created.completed_at is None, created
+    expect_status(409, lambda: backfills.create_backfill(body), "a second backfill while one runs")
+    assert backfills.pause_backfill(created.id).is_paused
+    assert not backfills.unpause_backfill(created.id).is_paused
+    listed = client.BackfillApi(viewer).list_backfills(DAG_ID)
+    assert created.id in {b.id for b in listed.backfills}, listed
+    assert client.BackfillApi(viewer).get_backfill(created.id).id == created.id
+    runs = client.DagRunApi(viewer).get_dag_runs(DAG_ID, run_type=["backfill"])
+    assert runs.total_entries == 2, runs
+    cancelled = backfills.cancel_backfill(created.id)
+    assert cancelled.completed_at is not None and cancelled.is_paused, cancelled
+    expect_status(409, lambda: backfills.cancel_backfill(created.id), "cancelling a cancelled backfill")
+    expect_status(404, lambda: backfills.get_backfill(999999), "a missing backfill")
+    expect_status(403, lambda: client.BackfillApi(viewer).create_backfill(body), "a viewer backfills")
+
+
+@scenario
 def import_errors_name_the_broken_file():
     errors = client.ImportErrorApi(viewer).get_import_errors()
     if not BROKEN_DAG:

@@ -31,6 +31,10 @@ pub enum ApiError {
     /// 409: it already exists.
     #[error("{0}")]
     Conflict(String),
+    /// 422 with one message (Airflow's `RequestValidationError(str)`): the request is
+    /// well-formed but asks for what cannot be done (a backfill of future dates).
+    #[error("{0}")]
+    Unprocessable(String),
     /// 422: the request does not match the endpoint's parameters or body.
     #[error("{msg}")]
     Invalid {
@@ -58,7 +62,8 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    /// The status code this error is answered with.
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -66,7 +71,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

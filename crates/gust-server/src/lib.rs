@@ -13,6 +13,7 @@
     reason = "response fields are Airflow's, described by its OpenAPI document"
 )]
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod execution;
@@ -72,10 +73,17 @@ impl utoipa::Modify for BearerAuth {
 /// The whole application: API, login, OpenAPI document.
 pub fn router(state: AppState) -> Router {
     let scheduler_health = state.scheduler().cloned().map(metrics::health_route);
-    let protected = api::protected_routes().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::authenticate,
-    ));
+    let operations = audit::Operations::of(&api::protected_routes().split_for_parts().1);
+    // Layers run outermost last-added first: the caller is known before the call is recorded.
+    let protected = api::protected_routes()
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), operations),
+            audit::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::login_routes())
         .merge(api::public_routes())

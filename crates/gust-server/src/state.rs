@@ -89,6 +89,8 @@ struct Inner {
     security: std::sync::OnceLock<Security>,
     /// The configuration `/api/v2/config` shows, when `[api] expose_config` is on.
     exposed_config: std::sync::OnceLock<ExposedConfig>,
+    /// Whether `POST /connections/test` tests (`[core] test_connection = Enabled`).
+    connection_test: std::sync::OnceLock<()>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -125,6 +127,7 @@ impl AppState {
             scheduler: std::sync::OnceLock::new(),
             security: std::sync::OnceLock::new(),
             exposed_config: std::sync::OnceLock::new(),
+            connection_test: std::sync::OnceLock::new(),
         }))
     }
 
@@ -152,6 +155,20 @@ impl AppState {
     #[must_use]
     pub fn proxy_fix(&self) -> bool {
         self.security().proxy_fix
+    }
+
+    /// The same state with connection testing on (`[core] test_connection = Enabled`); set
+    /// before the router is built.
+    #[must_use]
+    pub fn with_connection_test(self) -> Self {
+        let _ = self.0.connection_test.set(());
+        self
+    }
+
+    /// Whether `POST /connections/test` tests connections.
+    #[must_use]
+    pub fn connection_test_enabled(&self) -> bool {
+        self.0.connection_test.get().is_some()
     }
 
     /// The same state showing `config` at `/api/v2/config` (`[api] expose_config`); set once,

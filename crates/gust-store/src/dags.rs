@@ -29,7 +29,8 @@ pub struct StoredDag {
 
 impl Store {
     /// Records a parsed DAG; a new DAG starts paused when `paused_if_new`. The paused flag of a
-    /// known DAG is left as users set it.
+    /// known DAG is left as users set it. A definition whose fingerprint is new is a new
+    /// version of the DAG ([`Store::record_dag_version`]).
     pub async fn upsert_dag(&self, dag: &StoredDag, paused_if_new: bool) -> Result<(), StoreError> {
         let sql = self.sql(
             "INSERT INTO dags (dag_id, fileloc, definition, fingerprint, is_paused, is_stale, last_parsed) \
@@ -48,7 +49,10 @@ impl Store {
             .execute(pool)
             .await
             .map(drop))
-        .map_err(query("recording a DAG"))
+        .map_err(query("recording a DAG"))?;
+        self.record_dag_version(&dag.dag_id, &dag.fingerprint, &dag.fileloc, dag.last_parsed)
+            .await
+            .map(drop)
     }
 
     /// One DAG.
@@ -159,10 +163,19 @@ impl Store {
     }
 
     /// Deletes a DAG's record and all its history (runs, task instances, tries with their
-    /// log locations, XComs), as Airflow's delete does; a file that still defines it brings it back on the
+    /// log locations, XComs, versions, backfills), as Airflow's delete does; a file that still defines it brings it back on the
     /// next parse. `false` when there was no such DAG.
     pub async fn delete_dag(&self, dag_id: &str) -> Result<bool, StoreError> {
-        let tables = ["xcoms", "task_tries", "task_instances", "dag_runs", "dags"];
+        // The event log keeps its records, as Airflow's does (`keep_records_in_log`).
+        let tables = [
+            "xcoms",
+            "task_tries",
+            "task_instances",
+            "dag_runs",
+            "dag_versions",
+            "backfills",
+            "dags",
+        ];
         let statements: Vec<String> = tables
             .iter()
             .map(|table| self.sql_owned(format!("DELETE FROM {table} WHERE dag_id = $1")))

@@ -8,10 +8,13 @@
 //! decide again". Times are stored as microseconds since the epoch, JSON as text. This crate
 //! stores and reads; deciding what a state should become belongs to gust-core and the scheduler.
 
+mod backfills;
 mod claims;
 mod connections;
+mod dag_versions;
 mod dags;
 mod error;
+mod event_logs;
 mod heartbeats;
 mod metrics;
 mod pools;
@@ -32,10 +35,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use backfills::{NewBackfill, StoredBackfill};
 pub use claims::DagClaim;
 pub use connections::{Connection, Secret, SecretKey};
+pub use dag_versions::{DagVersion, MAX_SOURCE_BYTES};
 pub use dags::{DagSummary, ImportError, ImportErrorRecord, StoredDag};
 pub use error::StoreError;
+pub use event_logs::{EventColumn, EventFilter, NewEvent, StoredEvent};
+pub use heartbeats::{Job, SCHEDULER_JOB};
 pub use pools::{DEFAULT_POOL, Pool};
 pub use runs::{NewRun, RunFilter, RunOrder, RunType, StoredRun, TimeRange};
 pub use task_instances::{DurationRange, InstanceFilter, InstanceOrder, StoredTaskInstance};
@@ -315,6 +322,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0007_variables_encrypted.sql"),
                 include_str!("../migrations/postgres/0007_variables_encrypted.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0008_api_history.sql"),
+                include_str!("../migrations/postgres/0008_api_history.sql"),
             ),
         ];
         assert_eq!(

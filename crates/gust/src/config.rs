@@ -293,6 +293,15 @@ pub struct CoreConfig {
     /// connections' passwords and whole `extra` stay masked (see docs/secrets.md).
     #[serde(default = "default_true")]
     pub hide_sensitive_var_conn_fields: bool,
+    /// Whether `POST /api/v2/connections/test` tests connections: `Disabled` (default, as
+    /// Airflow: a test reaches whatever host the caller names, from the server), `Enabled`, or
+    /// `Hidden` (disabled too). Read case-insensitively, as Airflow reads it.
+    #[serde(default = "default_test_connection")]
+    pub test_connection: String,
+}
+
+fn default_test_connection() -> String {
+    "Disabled".to_owned()
 }
 
 fn default_true() -> bool {
@@ -357,6 +366,7 @@ impl Config {
                 fernet_key: None,
                 sensitive_var_conn_names: String::new(),
                 hide_sensitive_var_conn_fields: true,
+                test_connection: default_test_connection(),
             },
             logging: LoggingConfig {
                 base_log_folder: home.join("logs"),

@@ -3,6 +3,8 @@
 //! `extra` likewise, and a `***` sent back in a PATCH keeps the stored secret. They are
 //! encrypted at rest with the server's Fernet key.
 
+use std::collections::BTreeSet;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::bulk::{self, BulkBody, BulkResponse, Resource};
 use crate::api::dags::UpdateMask;
 use crate::api::extract::{Body, Params};
 use crate::api::fields::Fields;
@@ -29,7 +32,7 @@ pub const MAX_CONNECTION_ID_LEN: usize = 200;
 /// The connection endpoints.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_connections, post_connection))
+        .routes(routes!(get_connections, post_connection, bulk_connections))
         .routes(routes!(get_connection, patch_connection, delete_connection))
 }
 
@@ -87,7 +90,7 @@ pub struct ConnectionBody {
 impl ConnectionBody {
     /// The checks pydantic makes on Airflow's body; the port as stored, and `extra` as stored
     /// (an empty text reads as `{}`, as in Airflow).
-    fn validate(&self) -> ApiResult<(Option<i32>, Option<String>)> {
+    pub(crate) fn validate(&self) -> ApiResult<(Option<i32>, Option<String>)> {
         let id = &self.connection_id;
         if id.chars().count() > MAX_CONNECTION_ID_LEN {
             return Err(ApiError::invalid(
@@ -254,7 +257,11 @@ async fn get_connection(
     Ok(Json(connection_response(conn)))
 }
 
-async fn read(state: &AppState, key: &SecretKey, connection_id: &str) -> ApiResult<Connection> {
+pub(crate) async fn read(
+    state: &AppState,
+    key: &SecretKey,
+    connection_id: &str,
+) -> ApiResult<Connection> {
     state
         .store()
         .connection(connection_id, key)
@@ -269,18 +276,24 @@ async fn post_connection(
     State(state): State<AppState>,
     Body(body): Body<ConnectionBody>,
 ) -> ApiResult<(StatusCode, Json<ConnectionResponse>)> {
+    let conn = create(&state, &body).await?;
+    Ok((StatusCode::CREATED, Json(connection_response(conn))))
+}
+
+/// Creates the connection `body` describes; 409 when it exists.
+async fn create(state: &AppState, body: &ConnectionBody) -> ApiResult<Connection> {
     let (port, extra) = body.validate()?;
     let key = state.fernet_key()?;
     let conn = Connection {
-        conn_id: body.connection_id,
-        conn_type: body.conn_type,
-        host: body.host,
-        login: body.login,
-        schema: body.schema,
+        conn_id: body.connection_id.clone(),
+        conn_type: body.conn_type.clone(),
+        host: body.host.clone(),
+        login: body.login.clone(),
+        schema: body.schema.clone(),
         port,
-        password: body.password.map(Secret::new),
+        password: body.password.clone().map(Secret::new),
         extra: extra.map(Secret::new),
-        description: body.description,
+        description: body.description.clone(),
     };
     if !state.store().create_connection(&conn, key).await? {
         return Err(ApiError::Conflict(format!(
@@ -289,7 +302,7 @@ async fn post_connection(
         )));
     }
     tracing::info!(connection_id = %conn.conn_id, "connection created through the API");
-    Ok((StatusCode::CREATED, Json(connection_response(conn))))
+    Ok(conn)
 }
 
 /// Update a connection: the fields the body carries (and the update mask names, when given).
@@ -303,15 +316,40 @@ async fn patch_connection(
     Params(mask): Params<UpdateMask>,
     body: Fields<ConnectionBody>,
 ) -> ApiResult<Json<ConnectionResponse>> {
-    let (port, extra) = body.body.validate()?;
+    body.body.validate()?;
     if body.body.connection_id != connection_id {
         return Err(ApiError::BadRequest(
             "The connection_id in the request body does not match the URL parameter".into(),
         ));
     }
+    let conn = update(&state, &body, mask.update_mask.as_deref()).await?;
+    Ok(Json(connection_response(conn)))
+}
+
+/// Changes the connection `body` names as a PATCH with `body` and `mask` asks.
+async fn update(
+    state: &AppState,
+    body: &Fields<ConnectionBody>,
+    mask: Option<&[String]>,
+) -> ApiResult<Connection> {
+    let connection_id = &body.body.connection_id;
     let key = state.fernet_key()?;
-    let mut conn = read(&state, key, &connection_id).await?;
-    let mask = mask.update_mask.as_deref().filter(|m| !m.is_empty());
+    let conn = merged(read(state, key, connection_id).await?, body, mask)?;
+    if !state.store().update_connection(&conn, key).await? {
+        return Err(not_found(connection_id));
+    }
+    tracing::info!(%connection_id, "connection updated through the API");
+    Ok(conn)
+}
+
+/// `conn` changed as a PATCH with `body` and `mask` changes it (not stored).
+pub(crate) fn merged(
+    mut conn: Connection,
+    body: &Fields<ConnectionBody>,
+    mask: Option<&[String]>,
+) -> ApiResult<Connection> {
+    let (port, extra) = body.body.validate()?;
+    let mask = mask.filter(|m| !m.is_empty());
     let new = &body.body;
     if body.updates("conn_type", mask) {
         conn.conn_type.clone_from(&new.conn_type);
@@ -345,11 +383,66 @@ async fn patch_connection(
     if secret_named("extra") {
         conn.extra = merged_extra(extra, conn.extra.take());
     }
-    if !state.store().update_connection(&conn, key).await? {
-        return Err(not_found(&connection_id));
+    Ok(conn)
+}
+
+/// Connections as bulk actions change them.
+struct Connections;
+
+impl Resource for Connections {
+    type Entity = ConnectionBody;
+    const KEY_FIELD: &'static str = "connection_id";
+    const NAMED: &'static str = "connections with these connection_ids:";
+
+    fn key(entity: &ConnectionBody) -> String {
+        entity.connection_id.clone()
     }
-    tracing::info!(%connection_id, "connection updated through the API");
-    Ok(Json(connection_response(conn)))
+
+    fn validate(entity: &ConnectionBody) -> ApiResult<()> {
+        entity.validate().map(drop)
+    }
+
+    async fn existing(
+        &self,
+        state: &AppState,
+        keys: &BTreeSet<String>,
+    ) -> ApiResult<BTreeSet<String>> {
+        let key = state.fernet_key()?;
+        let mut found = BTreeSet::new();
+        for id in keys {
+            if state.store().connection(id, key).await?.is_some() {
+                found.insert(id.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    async fn create(&self, state: &AppState, entity: &Fields<ConnectionBody>) -> ApiResult<()> {
+        create(state, &entity.body).await.map(drop)
+    }
+
+    async fn update(
+        &self,
+        state: &AppState,
+        entity: &Fields<ConnectionBody>,
+        mask: Option<&[String]>,
+    ) -> ApiResult<()> {
+        update(state, entity, mask).await.map(drop)
+    }
+
+    async fn delete(&self, state: &AppState, key: &str) -> ApiResult<()> {
+        delete(state, key).await
+    }
+}
+
+/// Create, update and delete connections in one request.
+#[utoipa::path(patch, path = "/api/v2/connections", tag = "Connection", request_body = BulkBody,
+    responses((status = 200, body = BulkResponse), (status = 401), (status = 403), (status = 422)))]
+async fn bulk_connections(
+    State(state): State<AppState>,
+    Body(body): Body<BulkBody>,
+) -> ApiResult<Json<BulkResponse>> {
+    Ok(Json(bulk::run(&state, &Connections, body).await?))
 }
 
 /// The new `extra`, with every `***` under a sensitive key replaced by the stored value.
@@ -377,9 +470,15 @@ async fn delete_connection(
     State(state): State<AppState>,
     Path(connection_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if !state.store().delete_connection(&connection_id).await? {
-        return Err(not_found(&connection_id));
+    delete(&state, &connection_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a connection; 404 when there is none.
+async fn delete(state: &AppState, connection_id: &str) -> ApiResult<()> {
+    if !state.store().delete_connection(connection_id).await? {
+        return Err(not_found(connection_id));
     }
     tracing::info!(%connection_id, "connection deleted through the API");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

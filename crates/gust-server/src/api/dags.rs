@@ -22,7 +22,7 @@ use crate::state::AppState;
 /// The DAG endpoints.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_dags))
+        .routes(routes!(get_dags, patch_dags))
         .routes(routes!(get_dag, patch_dag, delete_dag))
         .routes(routes!(get_dag_details))
 }
@@ -473,6 +473,110 @@ async fn patch_dag(
     tracing::info!(%dag_id, paused = body.is_paused, "DAG paused flag set through the API");
     state.wake_scheduler();
     get_dag(State(state), Path(dag_id)).await
+}
+
+/// `PATCH /dags` filters: which DAGs a bulk pause changes (Airflow's `patch_dags`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PatchDagsQuery {
+    /// At most this many in the answer (default 50, at most 100); every matching DAG changes.
+    #[serde(default = "crate::api::page::default_limit")]
+    pub limit: usize,
+    /// Skip this many in the answer.
+    #[serde(default)]
+    pub offset: usize,
+    /// Only DAGs with these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// `any` (default) or `all` of `tags`.
+    pub tags_match_mode: Option<String>,
+    /// Only DAGs with tasks of these owners.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// Case-insensitive substring of the DAG id (`~` or `%`: every DAG). Without it or a
+    /// prefix, no DAG matches.
+    pub dag_id_pattern: Option<String>,
+    /// Prefix of the DAG id.
+    pub dag_id_prefix_pattern: Option<String>,
+    /// Leave out DAGs whose file no longer defines them (default true).
+    #[serde(default = "yes")]
+    pub exclude_stale: bool,
+    /// Only paused (true) or unpaused (false) DAGs.
+    pub paused: Option<bool>,
+    /// Which fields of the body to apply: only `is_paused`.
+    pub update_mask: Option<Vec<String>>,
+}
+
+/// Pause or unpause every DAG the filters match; answers them as they are now.
+#[utoipa::path(patch, path = "/api/v2/dags", tag = "DAG", params(PatchDagsQuery), request_body = DagPatchBody,
+    responses((status = 200, body = DagCollectionResponse), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn patch_dags(
+    State(state): State<AppState>,
+    Params(query): Params<PatchDagsQuery>,
+    Body(body): Body<DagPatchBody>,
+) -> ApiResult<Json<DagCollectionResponse>> {
+    if query
+        .update_mask
+        .as_ref()
+        .is_some_and(|m| !m.is_empty() && m.iter().any(|f| f != "is_paused"))
+    {
+        return Err(ApiError::BadRequest(
+            "Only `is_paused` field can be updated through the REST API".into(),
+        ));
+    }
+    if query.dag_id_pattern.is_none() && query.dag_id_prefix_pattern.is_none() {
+        return Ok(Json(DagCollectionResponse {
+            dags: Vec::new(),
+            total_entries: 0,
+        }));
+    }
+    let filters = DagsQuery {
+        limit: query.limit,
+        offset: query.offset,
+        tags: query.tags,
+        tags_match_mode: query.tags_match_mode,
+        owners: query.owners,
+        dag_id_pattern: query.dag_id_pattern.filter(|p| p != "~"),
+        dag_id_prefix_pattern: query.dag_id_prefix_pattern,
+        dag_display_name_pattern: None,
+        exclude_stale: query.exclude_stale,
+        paused: query.paused,
+        has_import_errors: None,
+        order_by: Vec::new(),
+    };
+    let errors = files_with_errors(&state).await?;
+    let mut matching: Vec<String> = Vec::new();
+    for summary in state.store().dag_summaries().await? {
+        let dag = state.definition(&summary).await?;
+        if matches_filters(&filters, &summary, &dag, errors.contains(&summary.fileloc)) {
+            matching.push(summary.dag_id);
+        }
+    }
+    for dag_id in &matching {
+        state.store().set_paused(dag_id, body.is_paused).await?;
+    }
+    tracing::info!(
+        dags = matching.len(),
+        paused = body.is_paused,
+        "DAGs' paused flags set through the API"
+    );
+    state.wake_scheduler();
+    let total_entries = matching.len();
+    let page = Page {
+        limit: filters.limit,
+        offset: filters.offset,
+    };
+    let mut dags = Vec::new();
+    for dag_id in page.slice(matching) {
+        if let Some(summary) = state.store().dag_summary(&dag_id).await? {
+            let dag = state.definition(&summary).await?;
+            dags.push(dag_response(&state, &summary, &dag, &errors).await?);
+        }
+    }
+    Ok(Json(DagCollectionResponse {
+        dags,
+        total_entries,
+    }))
 }
 
 /// Delete a DAG's record and history (its file, if still there, brings it back).

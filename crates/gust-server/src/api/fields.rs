@@ -36,6 +36,31 @@ impl<T> Fields<T> {
     }
 }
 
+impl<T: DeserializeOwned> Fields<T> {
+    /// `value` read into `T` (one entity of a bulk body), or the 422 naming what is wrong at
+    /// `loc`.
+    pub fn from_value(value: serde_json::Value, loc: &[String]) -> Result<Self, ApiError> {
+        let present = value
+            .as_object()
+            .map(|fields| fields.keys().cloned().collect())
+            .unwrap_or_default();
+        let body = serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = err.path().to_string();
+            let mut loc = loc.to_vec();
+            loc.extend(
+                path.split('.')
+                    .filter(|p| !p.is_empty() && *p != "?")
+                    .map(str::to_owned),
+            );
+            ApiError::Invalid {
+                loc,
+                msg: err.into_inner().to_string(),
+            }
+        })?;
+        Ok(Fields { body, present })
+    }
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Fields<T> {
     type Rejection = ApiError;
 

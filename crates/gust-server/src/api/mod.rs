@@ -2,17 +2,23 @@
 //! declaring its routes with their OpenAPI descriptions (the served document is generated from
 //! these declarations).
 
+pub mod backfills;
+pub mod bulk;
 pub mod config;
+pub mod connection_test;
 pub mod connections;
 pub mod dag_run_wait;
 pub mod dag_runs;
 pub mod dag_stats;
 pub mod dag_tags;
+pub mod dag_versions;
 pub mod dag_warnings;
 pub mod dags;
+pub mod event_logs;
 pub mod extract;
 pub mod fields;
 pub mod import_errors;
+pub mod jobs;
 pub mod logs;
 pub mod monitor;
 pub mod page;
@@ -45,6 +51,7 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(dag_runs::routes())
         .merge(dag_run_wait::routes())
         .merge(dag_tags::routes())
+        .merge(dag_versions::routes())
         .merge(dag_stats::routes())
         .merge(dag_warnings::routes())
         .merge(config::routes())
@@ -57,6 +64,10 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(xcoms::routes())
         .merge(variables::routes())
         .merge(connections::routes())
+        .merge(connection_test::routes())
         .merge(pools::routes())
         .merge(import_errors::routes())
+        .merge(event_logs::routes())
+        .merge(jobs::routes())
+        .merge(backfills::routes())
 }

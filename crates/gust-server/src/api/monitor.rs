@@ -13,7 +13,7 @@ use crate::state::AppState;
 
 /// A scheduler is healthy when its latest heartbeat is this recent (Airflow's
 /// `scheduler_health_check_threshold`).
-const HEARTBEAT_THRESHOLD: chrono::Duration = chrono::Duration::seconds(30);
+pub const HEARTBEAT_THRESHOLD: chrono::Duration = chrono::Duration::seconds(30);
 
 /// The public endpoints.
 pub fn routes() -> OpenApiRouter<AppState> {

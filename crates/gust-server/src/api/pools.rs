@@ -3,7 +3,7 @@
 //! `pool_slots`), so the counts come from the unfinished runs' task instances read against
 //! their DAGs' current definitions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::bulk::{self, BulkBody, BulkResponse, Resource};
 use crate::api::dags::UpdateMask;
 use crate::api::extract::{Body, Params};
 use crate::api::fields::Fields;
@@ -31,7 +32,7 @@ pub const MAX_POOL_NAME_LEN: usize = 256;
 /// The pool endpoints.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_pools, post_pool))
+        .routes(routes!(get_pools, post_pool, bulk_pools))
         .routes(routes!(get_pool, patch_pool, delete_pool))
 }
 
@@ -67,6 +68,7 @@ pub struct PoolCollectionResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolBody {
+    #[serde(alias = "pool")]
     pub name: String,
     pub slots: i64,
     #[serde(default)]
@@ -270,18 +272,32 @@ async fn post_pool(
     State(state): State<AppState>,
     Body(body): Body<PoolBody>,
 ) -> ApiResult<(StatusCode, Json<PoolResponse>)> {
-    if body.name.chars().count() > MAX_POOL_NAME_LEN {
-        return Err(ApiError::invalid(
-            "body",
-            "name",
-            format!("String should have at most {MAX_POOL_NAME_LEN} characters"),
-        ));
+    let pool = create(&state, &body).await?;
+    let usage = usage(&state).await?;
+    Ok((StatusCode::CREATED, Json(pool_response(pool, &usage))))
+}
+
+impl PoolBody {
+    /// The checks pydantic makes on Airflow's body; the slots as stored.
+    fn validate(&self) -> ApiResult<i32> {
+        if self.name.chars().count() > MAX_POOL_NAME_LEN {
+            return Err(ApiError::invalid(
+                "body",
+                "name",
+                format!("String should have at most {MAX_POOL_NAME_LEN} characters"),
+            ));
+        }
+        no_team(self.team_name.as_ref())?;
+        checked_slots(self.slots)
     }
-    no_team(body.team_name.as_ref())?;
+}
+
+/// Creates the pool `body` describes; 409 when it exists.
+async fn create(state: &AppState, body: &PoolBody) -> ApiResult<Pool> {
     let pool = Pool {
-        slots: checked_slots(body.slots)?,
-        name: body.name,
-        description: body.description,
+        slots: body.validate()?,
+        name: body.name.clone(),
+        description: body.description.clone(),
     };
     if !state.store().create_pool(&pool).await? {
         return Err(ApiError::Conflict(format!(
@@ -291,8 +307,7 @@ async fn post_pool(
     }
     tracing::info!(pool = %pool.name, slots = pool.slots, "pool created through the API");
     state.wake_scheduler();
-    let usage = usage(&state).await?;
-    Ok((StatusCode::CREATED, Json(pool_response(pool, &usage))))
+    Ok(pool)
 }
 
 /// Update a pool: the fields the body carries (and the update mask names, when given); of
@@ -313,6 +328,32 @@ async fn patch_pool(
         ));
     }
     let mask = mask.update_mask.as_deref().filter(|m| !m.is_empty());
+    let change = PoolChange {
+        slots: body.updates("slots", mask).then_some(body.body.slots),
+        description: body
+            .updates("description", mask)
+            .then(|| body.body.description.clone()),
+    };
+    let pool = update(&state, &name, change, mask).await?;
+    let usage = usage(&state).await?;
+    Ok(Json(pool_response(pool, &usage)))
+}
+
+/// What an update changes in a pool: each field `Some` when it is to change.
+struct PoolChange {
+    slots: Option<Option<i64>>,
+    description: Option<Option<String>>,
+}
+
+/// Changes the pool `name` as `change` says; of `default_pool` only the slots, named by
+/// `mask`.
+async fn update(
+    state: &AppState,
+    name: &str,
+    change: PoolChange,
+    mask: Option<&[String]>,
+) -> ApiResult<Pool> {
+    let mask = mask.filter(|m| !m.is_empty());
     if name == DEFAULT_POOL
         && !mask.is_some_and(|m| {
             m.iter()
@@ -325,11 +366,11 @@ async fn patch_pool(
     }
     let mut pool = state
         .store()
-        .pool(&name)
+        .pool(name)
         .await?
-        .ok_or_else(|| not_found(&name))?;
-    if body.updates("slots", mask) {
-        let Some(slots) = body.body.slots else {
+        .ok_or_else(|| not_found(name))?;
+    if let Some(slots) = change.slots {
+        let Some(slots) = slots else {
             return Err(ApiError::invalid(
                 "body",
                 "slots",
@@ -338,16 +379,84 @@ async fn patch_pool(
         };
         pool.slots = checked_slots(slots)?;
     }
-    if body.updates("description", mask) {
-        pool.description.clone_from(&body.body.description);
+    if let Some(description) = change.description {
+        pool.description = description;
     }
     if !state.store().update_pool(&pool).await? {
-        return Err(not_found(&name));
+        return Err(not_found(name));
     }
     tracing::info!(pool = %pool.name, slots = pool.slots, "pool updated through the API");
     state.wake_scheduler();
-    let usage = usage(&state).await?;
-    Ok(Json(pool_response(pool, &usage)))
+    Ok(pool)
+}
+
+/// Pools as bulk actions change them.
+struct Pools;
+
+impl Resource for Pools {
+    type Entity = PoolBody;
+    const KEY_FIELD: &'static str = "name";
+    const NAMED: &'static str = "pools with these pool names:";
+
+    fn key(entity: &PoolBody) -> String {
+        entity.name.clone()
+    }
+
+    fn validate(entity: &PoolBody) -> ApiResult<()> {
+        entity.validate().map(drop)
+    }
+
+    async fn existing(
+        &self,
+        state: &AppState,
+        keys: &BTreeSet<String>,
+    ) -> ApiResult<BTreeSet<String>> {
+        Ok(state
+            .store()
+            .pools()
+            .await?
+            .into_iter()
+            .map(|p| p.name)
+            .filter(|n| keys.contains(n))
+            .collect())
+    }
+
+    async fn create(&self, state: &AppState, entity: &Fields<PoolBody>) -> ApiResult<()> {
+        create(state, &entity.body).await.map(drop)
+    }
+
+    async fn update(
+        &self,
+        state: &AppState,
+        entity: &Fields<PoolBody>,
+        mask: Option<&[String]>,
+    ) -> ApiResult<()> {
+        let change = PoolChange {
+            slots: entity
+                .updates("slots", mask)
+                .then_some(Some(entity.body.slots)),
+            description: entity
+                .updates("description", mask)
+                .then(|| entity.body.description.clone()),
+        };
+        update(state, &entity.body.name, change, mask)
+            .await
+            .map(drop)
+    }
+
+    async fn delete(&self, state: &AppState, key: &str) -> ApiResult<()> {
+        delete(state, key).await
+    }
+}
+
+/// Create, update and delete pools in one request.
+#[utoipa::path(patch, path = "/api/v2/pools", tag = "Pool", request_body = BulkBody,
+    responses((status = 200, body = BulkResponse), (status = 401), (status = 403), (status = 422)))]
+async fn bulk_pools(
+    State(state): State<AppState>,
+    Body(body): Body<BulkBody>,
+) -> ApiResult<Json<BulkResponse>> {
+    Ok(Json(bulk::run(&state, &Pools, body).await?))
 }
 
 /// Delete a pool (not `default_pool`).
@@ -358,13 +467,19 @@ async fn delete_pool(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
+    delete(&state, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a pool (not `default_pool`); 404 when there is none.
+async fn delete(state: &AppState, name: &str) -> ApiResult<()> {
     if name == DEFAULT_POOL {
         return Err(ApiError::BadRequest("Default Pool can't be deleted".into()));
     }
-    if !state.store().delete_pool(&name).await? {
-        return Err(not_found(&name));
+    if !state.store().delete_pool(name).await? {
+        return Err(not_found(name));
     }
     tracing::info!(pool = %name, "pool deleted through the API");
     state.wake_scheduler();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -2,6 +2,8 @@
 //! read as `var.value.KEY`. Values under sensitive keys are answered as `***`, as Airflow
 //! answers them.
 
+use std::collections::BTreeSet;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::bulk::{self, BulkBody, BulkResponse, Resource};
 use crate::api::dags::UpdateMask;
 use crate::api::extract::{Body, Params};
 use crate::api::fields::Fields;
@@ -27,7 +30,7 @@ pub const MAX_KEY_LEN: usize = 250;
 /// The variable endpoints.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_variables, post_variable))
+        .routes(routes!(get_variables, post_variable, bulk_variables))
         .routes(routes!(get_variable, patch_variable, delete_variable))
 }
 
@@ -219,10 +222,16 @@ async fn post_variable(
     Body(body): Body<VariableBody>,
 ) -> ApiResult<(StatusCode, Json<VariableResponse>)> {
     body.validate()?;
+    let variable = create(&state, &body).await?;
+    Ok((StatusCode::CREATED, Json(variable_response(variable))))
+}
+
+/// Creates the variable `body` describes; 409 when it exists.
+async fn create(state: &AppState, body: &VariableBody) -> ApiResult<Variable> {
     let variable = Variable {
         value: body.stored_value(),
-        key: body.key,
-        description: body.description,
+        key: body.key.clone(),
+        description: body.description.clone(),
         is_encrypted: true,
     };
     if !state
@@ -237,7 +246,7 @@ async fn post_variable(
     }
     tracing::info!(key = %variable.key, "variable created through the API");
     state.wake_scheduler();
-    Ok((StatusCode::CREATED, Json(variable_response(variable))))
+    Ok(variable)
 }
 
 /// Update a variable: the fields the body carries (and the update mask names, when given).
@@ -256,7 +265,17 @@ async fn patch_variable(
             "Invalid body, key from request body doesn't match uri parameter".into(),
         ));
     }
-    let mask = mask.update_mask.as_deref();
+    let variable = update(&state, &key, &body, mask.update_mask.as_deref()).await?;
+    Ok(Json(variable_response(variable)))
+}
+
+/// Changes the variable `key` as a PATCH with `body` and `mask` asks.
+async fn update(
+    state: &AppState,
+    key: &str,
+    body: &Fields<VariableBody>,
+    mask: Option<&[String]>,
+) -> ApiResult<Variable> {
     if mask.is_some_and(|m| m.iter().any(|f| f.trim() == "key")) {
         return Err(ApiError::BadRequest(
             "Update not allowed: the following fields are immutable and cannot be modified: {'key'}"
@@ -266,9 +285,9 @@ async fn patch_variable(
     let fernet = state.fernet_key()?;
     let mut variable = state
         .store()
-        .variable_record(&key, fernet)
+        .variable_record(key, fernet)
         .await?
-        .ok_or_else(|| not_found(&key))?;
+        .ok_or_else(|| not_found(key))?;
     if body.updates("value", mask) {
         variable.value = body.body.stored_value();
     }
@@ -277,11 +296,72 @@ async fn patch_variable(
     }
     variable.is_encrypted = true;
     if !state.store().update_variable(&variable, fernet).await? {
-        return Err(not_found(&key));
+        return Err(not_found(key));
     }
     tracing::info!(%key, "variable updated through the API");
     state.wake_scheduler();
-    Ok(Json(variable_response(variable)))
+    Ok(variable)
+}
+
+/// Variables as bulk actions change them.
+struct Variables;
+
+impl Resource for Variables {
+    type Entity = VariableBody;
+    const KEY_FIELD: &'static str = "key";
+    const NAMED: &'static str = "variables with these keys:";
+
+    fn key(entity: &VariableBody) -> String {
+        entity.key.clone()
+    }
+
+    fn validate(entity: &VariableBody) -> ApiResult<()> {
+        entity.validate()
+    }
+
+    async fn existing(
+        &self,
+        state: &AppState,
+        keys: &BTreeSet<String>,
+    ) -> ApiResult<BTreeSet<String>> {
+        Ok(state
+            .store()
+            .variable_records(state.fernet_key()?)
+            .await?
+            .into_iter()
+            .map(|v| v.key)
+            .filter(|k| keys.contains(k))
+            .collect())
+    }
+
+    async fn create(&self, state: &AppState, entity: &Fields<VariableBody>) -> ApiResult<()> {
+        create(state, &entity.body).await.map(drop)
+    }
+
+    async fn update(
+        &self,
+        state: &AppState,
+        entity: &Fields<VariableBody>,
+        mask: Option<&[String]>,
+    ) -> ApiResult<()> {
+        update(state, &entity.body.key, entity, mask)
+            .await
+            .map(drop)
+    }
+
+    async fn delete(&self, state: &AppState, key: &str) -> ApiResult<()> {
+        delete(state, key).await
+    }
+}
+
+/// Create, update and delete variables in one request.
+#[utoipa::path(patch, path = "/api/v2/variables", tag = "Variable", request_body = BulkBody,
+    responses((status = 200, body = BulkResponse), (status = 401), (status = 403), (status = 422)))]
+async fn bulk_variables(
+    State(state): State<AppState>,
+    Body(body): Body<BulkBody>,
+) -> ApiResult<Json<BulkResponse>> {
+    Ok(Json(bulk::run(&state, &Variables, body).await?))
 }
 
 /// Delete a variable.
@@ -292,12 +372,18 @@ async fn delete_variable(
     State(state): State<AppState>,
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if !state.store().delete_variable(&key).await? {
-        return Err(not_found(&key));
+    delete(&state, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes the variable `key`; 404 when there is none.
+async fn delete(state: &AppState, key: &str) -> ApiResult<()> {
+    if !state.store().delete_variable(key).await? {
+        return Err(not_found(key));
     }
     tracing::info!(%key, "variable deleted through the API");
     state.wake_scheduler();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -177,7 +177,10 @@ pub async fn check_credentials(
         .await
         .unwrap_or(false);
     match user {
-        Some(user) if matches => Ok(state.tokens().issue(&user.username, &user.id, state.now())),
+        Some(user) if matches => {
+            crate::audit::record_login(state, &user.username).await;
+            Ok(state.tokens().issue(&user.username, &user.id, state.now()))
+        }
         _ => {
             tracing::warn!(user = %credentials.username, "login refused");
             Err(ApiError::Unauthorized("Invalid credentials".into()).into())

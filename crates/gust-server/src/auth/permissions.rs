@@ -4,9 +4,9 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | Viewer | read DAGs, runs, task instances, logs, XComs, pools, import errors |
-//! | User | also pause and delete DAGs, trigger, clear, mark, note and delete runs and task instances |
-//! | Op | also read and edit variables and connections, edit pools, read the configuration and providers, create XComs |
+//! | Viewer | read DAGs (their versions and source), runs, task instances, logs, XComs, pools, import errors, the event log, jobs |
+//! | User | also pause and delete DAGs, trigger, clear, mark, note and delete runs and task instances, backfill |
+//! | Op | also read, edit and test variables and connections, edit pools, read the configuration and providers, create XComs |
 //! | Admin | also manage users (`gust users`) |
 
 use axum::http::Method;
@@ -41,6 +41,8 @@ pub fn required_role(method: &Method, path: &str) -> Role {
         // role, which Airflow lets delete them, create them too.
         "dags" if *method == Method::POST && path.ends_with("/xcomEntries") => Role::Op,
         "dags" => Role::User,
+        // A backfill is runs: Airflow checks run permissions for it.
+        "backfills" => Role::User,
         // A change to anything else (none is served today) needs the most trusted operator.
         _ => Role::Op,
     }
@@ -121,6 +123,19 @@ mod tests {
             (&get, "/api/v2/connections/c", Role::Op),
             (&delete, "/api/v2/connections/c", Role::Op),
             (&post, "/api/v2/pools", Role::Op),
+            (&patch, "/api/v2/pools", Role::Op),
+            (&patch, "/api/v2/variables", Role::Op),
+            (&patch, "/api/v2/connections", Role::Op),
+            (&post, "/api/v2/connections/test", Role::Op),
+            (&patch, "/api/v2/dags", Role::User),
+            (&post, "/api/v2/backfills", Role::User),
+            (&post, "/api/v2/backfills/dry_run", Role::User),
+            (&get, "/api/v2/backfills/1", Role::Viewer),
+            (&get, "/api/v2/eventLogs", Role::Viewer),
+            (&get, "/api/v2/eventLogs/1", Role::Viewer),
+            (&get, "/api/v2/jobs", Role::Viewer),
+            (&get, "/api/v2/dagSources/d", Role::Viewer),
+            (&get, "/api/v2/dags/d/dagVersions/1", Role::Viewer),
             (&patch, "/api/v2/pools/p", Role::Op),
         ];
         for (method, path, role) in table {

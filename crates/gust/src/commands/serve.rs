@@ -195,6 +195,14 @@ async fn start_server(
         proxy_fix: config.api.enable_proxy_fix,
     };
     let mut state = state.with_security(security);
+    if config
+        .core
+        .test_connection
+        .trim()
+        .eq_ignore_ascii_case("enabled")
+    {
+        state = state.with_connection_test();
+    }
     if config.api.expose_config {
         state = state.with_exposed_config(config.exposed()?);
     }
