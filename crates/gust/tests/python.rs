@@ -296,6 +296,45 @@ py_child:
     greet:
       operator: airflow.providers.standard.operators.bash.BashOperator
       bash_command: "echo '{{{{ dag_run.conf[\"greeting\"] }}}}' > \"$OUT_DIR/child.txt\""
+py_timeout:
+  schedule: null
+  start_date: 2024-01-01
+  tasks:
+    nap:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: nap
+      python_callable_file: {file}
+      execution_timeout: {{__type__: datetime.timedelta, seconds: 10}}
+"#
+    )
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("{} was not written: {err}", path.display()));
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// A custom operator, imported by its class path from a package on PYTHONPATH (the test's
+/// root), as dag-factory's `customized` examples do.
+const CUSTOM_OPERATOR: &str = r#"
+from airflow.sdk import BaseOperator
+
+
+class Greet(BaseOperator):
+    template_fields = ("name",)
+
+    def __init__(self, name, **kwargs):
+        super().__init__(**kwargs)
+        self.name = name
+
+    def execute(self, context):
+        return f"hello {self.name} from {context['ti'].task_id}"
+"#;
+
+/// DAGs that wait on, or reset runs of, other DAGs (a file of their own, so the workers of the
+/// other tests do not build them).
+const CROSS_DAGS: &str = r#"
 py_upstream:
   schedule: null
   start_date: 2024-01-01
@@ -369,40 +408,6 @@ py_counted:
     count:
       operator: airflow.providers.standard.operators.bash.BashOperator
       bash_command: "echo ran >> \"$OUT_DIR/counted.txt\""
-py_timeout:
-  schedule: null
-  start_date: 2024-01-01
-  tasks:
-    nap:
-      operator: airflow.providers.standard.operators.python.PythonOperator
-      python_callable_name: nap
-      python_callable_file: {file}
-      execution_timeout: {{__type__: datetime.timedelta, seconds: 10}}
-"#
-    )
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|err| panic!("{} was not written: {err}", path.display()));
-    serde_json::from_str(&text).expect("JSON")
-}
-
-/// A custom operator, imported by its class path from a package on PYTHONPATH (the test's
-/// root), as dag-factory's `customized` examples do.
-const CUSTOM_OPERATOR: &str = r#"
-from airflow.sdk import BaseOperator
-
-
-class Greet(BaseOperator):
-    template_fields = ("name",)
-
-    def __init__(self, name, **kwargs):
-        super().__init__(**kwargs)
-        self.name = name
-
-    def execute(self, context):
-        return f"hello {self.name} from {context['ti'].task_id}"
 "#;
 
 /// A folder with the DAG file and its callables.
@@ -421,6 +426,7 @@ fn dags_folder_scheduled(root: &Path, schedule: &str) -> PathBuf {
     std::fs::write(package.join("__init__.py"), "").expect("write");
     std::fs::write(package.join("operators.py"), CUSTOM_OPERATOR).expect("write");
     std::fs::write(dags.join("py_xcom.yaml"), dag_file(&callables, schedule)).expect("write");
+    std::fs::write(dags.join("py_cross.yaml"), CROSS_DAGS).expect("write");
     dags
 }
 
@@ -1171,17 +1177,18 @@ fn airflow_dags_tests(
     let airflow_home = root.join("airflow-home");
     let airflow_dags = root.join("airflow-dags");
     std::fs::create_dir_all(&airflow_dags).expect("mkdir");
-    std::fs::write(
-        airflow_dags.join("load.py"),
-        format!(
-            // The words "airflow" and "dag" make Airflow's safe mode parse the file.
-            "# An Airflow DAG file: dag-factory builds the YAML file's DAGs.\n\
-             from dagfactory import load_yaml_dags\n\
-             load_yaml_dags(globals_dict=globals(), config_filepath={:?})\n",
-            dags.join("py_xcom.yaml").display().to_string()
-        ),
-    )
-    .expect("write");
+    let mut loader = String::from(
+        // The words "airflow" and "dag" make Airflow's safe mode parse the file.
+        "# An Airflow DAG file: dag-factory builds the YAML files' DAGs.\n\
+         from dagfactory import load_yaml_dags\n",
+    );
+    for file in ["py_xcom.yaml", "py_cross.yaml"] {
+        loader.push_str(&format!(
+            "load_yaml_dags(globals_dict=globals(), config_filepath={:?})\n",
+            dags.join(file).display().to_string()
+        ));
+    }
+    std::fs::write(airflow_dags.join("load.py"), loader).expect("write");
     let airflow = |args: &[&str], must_succeed: bool| {
         // `-c SCRIPT` runs a script in the same environment; anything else is an airflow command.
         let module: &[&str] = if args.first() == Some(&"-c") {
