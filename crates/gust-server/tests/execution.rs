@@ -409,6 +409,8 @@ out["missing_run"] = status(lambda: runs.get_detail("up", "nope"))
 before = runs.get_previous("up", day(2)).dag_run
 out["previous_run"] = before.run_id if before else None
 out["previous_success"] = runs.get_previous("up", day(2), state="success").dag_run
+out["runs_running"] = runs.get_count("up", logical_dates=[day(1), day(3)], states=["running"]).count
+out["runs_by_id"] = runs.get_count("up", run_ids=["r1", "r2", "r9"]).count
 out["clear_missing"] = status(lambda: runs.clear("up", "nope"))
 out["clear_unknown_dag"] = status(lambda: runs.clear("nope", "r1"))
 out["cleared"] = runs.clear("up", "r1").ok
@@ -544,6 +546,8 @@ async fn a_task_asks_about_another_dags_task_instances_and_runs_as_airflow_answe
     assert_eq!(out["missing_run"], 404);
     assert_eq!(out["previous_run"], "r1");
     assert_eq!(out["previous_success"], serde_json::Value::Null, "r1 runs");
+    assert_eq!(out["runs_running"], 1, "{out}");
+    assert_eq!(out["runs_by_id"], 2, "{out}");
     assert_eq!(out["clear_missing"], 404);
     assert_eq!(out["clear_unknown_dag"], 404);
     assert_eq!(out["cleared"], true);

@@ -176,28 +176,10 @@ async fn count(
     State(state): State<ExecutionState>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Result<axum::Json<i64>, ExecError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
-            .map_err(|err| ExecError::unprocessable(err.to_string()))?;
-    let values = |name: &str| -> Vec<&str> {
-        pairs
-            .iter()
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-            .collect()
-    };
-    let Some(dag_id) = values("dag_id").first().copied() else {
-        return Err(ExecError::unprocessable("dag_id is required"));
-    };
-    let (run_ids, states) = (values("run_ids"), values("states"));
-    let logical_dates = values("logical_dates")
-        .into_iter()
-        .map(|text| {
-            DateTime::parse_from_rfc3339(text)
-                .map(|at| at.to_utc())
-                .map_err(|err| ExecError::unprocessable(format!("logical_dates {text:?}: {err}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let pairs = QueryPairs::parse(query.as_deref())?;
+    let dag_id = pairs.required("dag_id")?;
+    let (run_ids, states) = (pairs.all("run_ids")?, pairs.all("states")?);
+    let logical_dates = pairs.dates("logical_dates")?;
     let store = store_of(&state)?;
     // A DAG has a few runs a task asks about: its runs are read and counted here.
     let runs = store
@@ -206,8 +188,8 @@ async fn count(
         .map_err(store_failed)?;
     let counted = runs
         .iter()
-        .filter(|run| run_ids.is_empty() || run_ids.contains(&run.run_id.as_str()))
-        .filter(|run| states.is_empty() || states.contains(&run.state.as_str()))
+        .filter(|run| run_ids.is_empty() || run_ids.contains(&run.run_id))
+        .filter(|run| states.is_empty() || states.iter().any(|s| s == run.state.as_str()))
         .filter(|run| logical_dates.is_empty() || logical_dates.contains(&run.logical_date))
         .count();
     Ok(axum::Json(i64::try_from(counted).unwrap_or(i64::MAX)))
