@@ -12,10 +12,13 @@ use std::sync::Arc;
 
 use gust_core::clock::SystemClock;
 use gust_core::ids::{DagId, RunId, TaskId, TryNumber};
+use gust_core::state::TaskState;
 use gust_executor::execution::{ExecutionBroker, Reported};
 use gust_executor::{LaunchSpec, RunFacts, SharedLookup, TryContext, TryKey};
 use gust_server::execution::{ExecutionState, TaskTokens};
 use gust_template::{MapLookup, TemplateConnection};
+
+mod common;
 
 fn airflow_python() -> Option<PathBuf> {
     let path = std::env::var_os("GUST_TEST_AIRFLOW_PYTHON")
@@ -38,6 +41,36 @@ fn airflow_python() -> Option<PathBuf> {
         );
         None
     }
+}
+
+/// Serves the Execution API of `state` on a free port while `python` runs `script` with the
+/// arguments `args` makes of the API's URL.
+async fn run_script(
+    state: ExecutionState,
+    python: &std::path::Path,
+    script: &str,
+    args: impl FnOnce(String) -> Vec<String>,
+) -> std::process::Output {
+    let app = axum::Router::new().nest("/execution", gust_server::execution::router(state));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!(
+        "http://{}/execution/",
+        listener.local_addr().expect("an address")
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(gust_server::serve(listener, app, stop.clone()));
+    let output = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args(url))
+        .output()
+        .await
+        .expect("python runs");
+    stop.cancel();
+    let _ = server.await;
+    output
 }
 
 fn spec(task: &str, retries: u32, lookup: Arc<MapLookup>) -> LaunchSpec {
@@ -126,6 +159,11 @@ try:
     out["forged"] = "allowed"
 except ServerResponseError as e:
     out["forged"] = e.response.status_code
+try:
+    client.task_instances.get_count("etl", states=["success"])
+    out["no_store"] = "answered"
+except ServerResponseError as e:
+    out["no_store"] = [e.response.status_code, e.detail["reason"]]
 client.task_instances.succeed(ti_id, datetime.datetime.now(datetime.timezone.utc), [], [], None)
 print(json.dumps(out))
 "#;
@@ -163,32 +201,12 @@ async fn the_task_sdk_client_runs_a_try_against_gusts_execution_api() {
     let now = gust_core::clock::Clock::now(&SystemClock);
     let load = broker.admit(&spec("load", 2, lookup.clone()), now);
     let other = broker.admit(&spec("other", 0, lookup), now);
-    let app = axum::Router::new().nest(
-        "/execution",
-        gust_server::execution::router(ExecutionState::new(broker.clone(), clock)),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let url = format!(
-        "http://{}/execution/",
-        listener.local_addr().expect("an address")
-    );
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(gust_server::serve(listener, app, stop.clone()));
-
-    let output = tokio::process::Command::new(&python)
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(&url)
-        .arg(&load.token)
-        .arg(&other.token)
-        .arg(load.ti_id.to_string())
-        .output()
-        .await
-        .expect("python runs");
-    stop.cancel();
-    let _ = server.await;
+    let state = ExecutionState::new(broker.clone(), clock);
+    let load_id = load.ti_id.to_string();
+    let output = run_script(state, &python, SCRIPT, |url| {
+        vec![url, load.token.clone(), other.token.clone(), load_id]
+    })
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the script failed: {stderr}");
     // The SDK logs to stdout too: the answer is the last line.
@@ -243,6 +261,11 @@ async fn the_task_sdk_client_runs_a_try_against_gusts_execution_api() {
         "an API version Gust does not serve"
     );
     assert_eq!(out["health"], serde_json::json!({"status": "healthy"}));
+    assert_eq!(
+        out["no_store"],
+        serde_json::json!([400, "no_store"]),
+        "gust dags test keeps no runs to ask about"
+    );
 
     let progress = broker.finish(load.ti_id).expect("the try was live");
     assert_eq!(progress.reported, Some(Reported::Success));
@@ -324,29 +347,10 @@ async fn the_previous_successful_run_is_the_latest_successful_one_before_the_try
     let fernet = gust_store::SecretKey::parse(&gust_store::SecretKey::generate()).expect("a key");
     let state = ExecutionState::new(broker.clone(), Arc::new(SystemClock))
         .with_variable_store(store, fernet);
-    let app = axum::Router::new().nest("/execution", gust_server::execution::router(state));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let url = format!(
-        "http://{}/execution/",
-        listener.local_addr().expect("an address")
-    );
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(gust_server::serve(listener, app, stop.clone()));
-    let output = tokio::process::Command::new(&python)
-        .args([
-            "-c",
-            PREVIOUS_SUCCESS,
-            &url,
-            &load.token,
-            &load.ti_id.to_string(),
-        ])
-        .output()
-        .await
-        .expect("python runs");
-    stop.cancel();
-    let _ = server.await;
+    let output = run_script(state, &python, PREVIOUS_SUCCESS, |url| {
+        vec![url, load.token.clone(), load.ti_id.to_string()]
+    })
+    .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let answer: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|err| {
@@ -364,4 +368,191 @@ async fn the_previous_successful_run_is_the_latest_successful_one_before_the_try
         "{answer}"
     );
     assert_eq!(answer["end_date"], "2023-12-30T00:00:00Z", "{answer}");
+}
+
+/// What a task waiting on another DAG asks, through the Task SDK's client: task-instance counts
+/// and states (by task, group, date, run, state), the previous instance, breadcrumbs, a run's
+/// detail, the previous run, and clearing a run (`reset_dag_run`).
+const OTHER_DAGS: &str = r#"
+import json, sys, uuid, datetime
+from airflow.sdk.api.client import Client, ServerResponseError
+url, token = sys.argv[1:3]
+client = Client(base_url=url, token=token)
+tis, runs = client.task_instances, client.dag_runs
+day = lambda d: datetime.datetime(2024, 1, d, tzinfo=datetime.timezone.utc)
+def status(call):
+    try:
+        call()
+        return "ok"
+    except ServerResponseError as e:
+        return e.response.status_code
+out = {}
+out["extract_done"] = tis.get_count("up", task_ids=["extract"], logical_dates=[day(1)], states=["success"]).count
+out["both_days"] = tis.get_count("up", task_ids=["extract"], logical_dates=[day(1), day(2)], states=["success"]).count
+out["not_started"] = tis.get_count("up", logical_dates=[day(1)], states=["null"]).count
+out["null_or_failed"] = tis.get_count("up", logical_dates=[day(1)], states=["null", "failed"]).count
+out["group_done"] = tis.get_count("up", task_group_id="transform", logical_dates=[day(1)], states=["success", "failed"]).count
+out["group_and_task"] = tis.get_count("up", task_ids=["publish"], task_group_id="transform", run_ids=["r1"]).count
+out["mapped"] = tis.get_count("up", map_index=0, run_ids=["r1"]).count
+out["unknown_state"] = tis.get_count("up", states=["bogus"]).count
+out["group_states"] = tis.get_task_states("up", task_group_id="transform", run_ids=["r1"]).task_states
+out["task_states"] = tis.get_task_states("up", task_ids=["extract"], logical_dates=[day(1), day(2)]).task_states
+out["unknown_group"] = status(lambda: tis.get_task_states("up", task_group_id="nope"))
+previous = tis.get_previous("up", "extract", logical_date=day(2)).task_instance
+out["previous"] = json.loads(previous.model_dump_json()) if previous else None
+out["previous_failed"] = tis.get_previous("up", "extract", logical_date=day(2), state="failed").task_instance
+out["latest"] = tis.get_previous("up", "extract").task_instance.run_id
+crumbs = tis.get_task_breakcrumbs("up", "r1").breadcrumbs
+out["breadcrumbs"] = [dict(c) for c in crumbs]
+out["detail"] = json.loads(runs.get_detail("up", "r1").model_dump_json())
+out["missing_run"] = status(lambda: runs.get_detail("up", "nope"))
+before = runs.get_previous("up", day(2)).dag_run
+out["previous_run"] = before.run_id if before else None
+out["previous_success"] = runs.get_previous("up", day(2), state="success").dag_run
+out["runs_running"] = runs.get_count("up", logical_dates=[day(1), day(3)], states=["running"]).count
+out["runs_by_id"] = runs.get_count("up", run_ids=["r1", "r2", "r9"]).count
+out["clear_missing"] = status(lambda: runs.clear("up", "nope"))
+out["clear_unknown_dag"] = status(lambda: runs.clear("nope", "r1"))
+out["cleared"] = runs.clear("up", "r1").ok
+out["after_clear"] = tis.get_count("up", run_ids=["r1"], states=["null"]).count
+print(json.dumps(out, default=str))
+"#;
+
+/// A DAG with a nested task group, for the cross-DAG queries.
+const UPSTREAM: &str = "
+up:
+  schedule: null
+  start_date: 2024-01-01
+  task_groups:
+    transform: {tooltip: clean and aggregate}
+    aggregate: {parent_group_name: transform}
+  tasks:
+    extract: {operator: bash, bash_command: echo}
+    clean: {operator: bash, bash_command: echo, task_group_name: transform, dependencies: [extract]}
+    by_day: {operator: bash, bash_command: echo, task_group_name: aggregate, dependencies: [clean]}
+    publish: {operator: bash, bash_command: echo, dependencies: [transform]}
+";
+
+#[tokio::test]
+async fn a_task_asks_about_another_dags_task_instances_and_runs_as_airflow_answers() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let server = common::TestServer::sqlite().await;
+    server.load_dags(&[("up.yaml", UPSTREAM)]).await;
+    let store = server.db.store.clone();
+    let tasks = [
+        "extract",
+        "transform.clean",
+        "transform.aggregate.by_day",
+        "publish",
+    ];
+    let now = gust_core::clock::Clock::now(&SystemClock);
+    // Run r1 (2024-01-01): extract and clean succeeded, by_day failed, publish has not run.
+    // Run r2 (2024-01-02): extract succeeded.
+    for (run_id, date, done) in [
+        (
+            "r1",
+            "2024-01-01T00:00:00Z",
+            &["extract", "transform.clean"][..],
+        ),
+        ("r2", "2024-01-02T00:00:00Z", &["extract"][..]),
+    ] {
+        server.trigger("up", run_id, Some(date)).await;
+        server.start_run("up", run_id, &tasks).await;
+        let done: Vec<String> = done.iter().map(|t| (*t).to_owned()).collect();
+        store
+            .mark_task_instances("up", run_id, &done, TaskState::Success, &[], now)
+            .await
+            .expect("marked");
+    }
+    store
+        .mark_task_instances(
+            "up",
+            "r1",
+            &["transform.aggregate.by_day".to_owned()],
+            TaskState::Failed,
+            &[],
+            now,
+        )
+        .await
+        .expect("marked");
+
+    let tokens = Arc::new(TaskTokens::new(
+        b"test secret",
+        std::time::Duration::from_secs(600),
+    ));
+    let broker = Arc::new(ExecutionBroker::new(tokens));
+    let sensor = broker.admit(&spec("wait", 0, Arc::new(MapLookup::default())), now);
+    let state = ExecutionState::new(broker.clone(), Arc::new(SystemClock))
+        .with_variable_store(store.clone(), server.fernet().clone());
+    let output = run_script(state, &python, OTHER_DAGS, |url| {
+        vec![url, sensor.token.clone()]
+    })
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the script failed: {stderr}");
+    let out: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|err| panic!("not JSON ({err}): {stdout}{stderr}"));
+
+    assert_eq!(out["extract_done"], 1, "{out}");
+    assert_eq!(out["both_days"], 2, "{out}");
+    assert_eq!(
+        out["not_started"], 1,
+        "publish has no state: Airflow's null"
+    );
+    assert_eq!(out["null_or_failed"], 2, "{out}");
+    assert_eq!(out["group_done"], 2, "the group's tasks, nested ones too");
+    assert_eq!(out["group_and_task"], 0, "publish is not in the group");
+    assert_eq!(out["mapped"], 0, "Gust maps no tasks");
+    assert_eq!(out["unknown_state"], 0, "{out}");
+    assert_eq!(
+        out["group_states"],
+        serde_json::json!({"r1": {
+            "transform.clean": "success",
+            "transform.aggregate.by_day": "failed",
+        }})
+    );
+    assert_eq!(
+        out["task_states"],
+        serde_json::json!({"r1": {"extract": "success"}, "r2": {"extract": "success"}})
+    );
+    assert_eq!(out["unknown_group"], 404);
+    let previous = &out["previous"];
+    assert_eq!(previous["run_id"], "r1", "{out}");
+    assert_eq!(previous["state"], "success", "{out}");
+    assert_eq!(previous["map_index"], -1, "{out}");
+    assert_eq!(previous["logical_date"], "2024-01-01T00:00:00Z", "{out}");
+    assert_eq!(out["previous_failed"], serde_json::Value::Null);
+    assert_eq!(out["latest"], "r2");
+    let crumbs: Vec<&str> = out["breadcrumbs"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|c| c["task_id"].as_str())
+        .collect();
+    assert_eq!(
+        crumbs,
+        ["extract", "transform.aggregate.by_day", "transform.clean"],
+        "the finished ones: {out}"
+    );
+    assert_eq!(out["breadcrumbs"][0]["operator"], "BashOperator", "{out}");
+    let detail = &out["detail"];
+    assert_eq!(detail["run_id"], "r1", "{out}");
+    assert_eq!(detail["state"], "running", "{out}");
+    assert_eq!(detail["run_type"], "manual", "{out}");
+    assert_eq!(detail["logical_date"], "2024-01-01T00:00:00Z", "{out}");
+    assert_eq!(out["missing_run"], 404);
+    assert_eq!(out["previous_run"], "r1");
+    assert_eq!(out["previous_success"], serde_json::Value::Null, "r1 runs");
+    assert_eq!(out["runs_running"], 1, "{out}");
+    assert_eq!(out["runs_by_id"], 2, "{out}");
+    assert_eq!(out["clear_missing"], 404);
+    assert_eq!(out["clear_unknown_dag"], 404);
+    assert_eq!(out["cleared"], true);
+    assert_eq!(out["after_clear"], 4, "every instance of r1 is cleared");
+    let instances = store.task_instances("up", "r1").await.expect("read");
+    assert!(instances.iter().all(|ti| ti.state == TaskState::NoStatus));
+    server.finish().await;
 }

@@ -82,6 +82,27 @@ pub(crate) enum Bound {
     Int(i64),
 }
 
+/// Appends `column IN (...)` over `values` to `clauses`, their placeholders numbered after
+/// those already in `binds`; nothing when there are no values (no filter).
+pub(crate) fn push_any_of(
+    column: &str,
+    values: Vec<Bound>,
+    binds: &mut Vec<Bound>,
+    clauses: &mut Vec<String>,
+) {
+    if values.is_empty() {
+        return;
+    }
+    let marks: Vec<String> = values
+        .into_iter()
+        .map(|value| {
+            binds.push(value);
+            format!("${}", binds.len())
+        })
+        .collect();
+    clauses.push(format!("{column} IN ({})", marks.join(", ")));
+}
+
 /// `filter` as a `WHERE` clause over `dag_runs`, with its values in placeholder order.
 fn run_filter_sql(filter: &RunFilter) -> (String, Vec<Bound>) {
     let mut clauses: Vec<String> = Vec::new();

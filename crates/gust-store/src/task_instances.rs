@@ -345,17 +345,7 @@ impl Store {
         let mut clauses: Vec<String> = Vec::new();
         let mut binds: Vec<Bound> = Vec::new();
         let mut any_of = |column: &str, values: Vec<Bound>, clauses: &mut Vec<String>| {
-            if values.is_empty() {
-                return;
-            }
-            let marks: Vec<String> = values
-                .into_iter()
-                .map(|value| {
-                    binds.push(value);
-                    format!("${}", binds.len())
-                })
-                .collect();
-            clauses.push(format!("{column} IN ({})", marks.join(", ")));
+            crate::runs::push_any_of(column, values, &mut binds, clauses);
         };
         let texts = |values: &[String]| values.iter().cloned().map(Bound::Text).collect();
         any_of("ti.dag_id", texts(&filter.dag_ids), &mut clauses);

@@ -332,6 +332,84 @@ class Greet(BaseOperator):
         return f"hello {self.name} from {context['ti'].task_id}"
 "#;
 
+/// DAGs that wait on, or reset runs of, other DAGs (a file of their own, so the workers of the
+/// other tests do not build them).
+const CROSS_DAGS: &str = r#"
+py_upstream:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  task_groups:
+    load:
+      tooltip: what the sensors wait for
+  tasks:
+    extract:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: sleep 8
+    store:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo stored
+      task_group_name: load
+      dependencies: [extract]
+    broken:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: exit 1
+py_waiter:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    wait_extract:
+      operator: airflow.providers.standard.sensors.external_task.ExternalTaskSensor
+      external_dag_id: py_upstream
+      external_task_id: extract
+      mode: poke
+      poke_interval: 1
+      timeout: 150
+    wait_load:
+      operator: airflow.providers.standard.sensors.external_task.ExternalTaskSensor
+      external_dag_id: py_upstream
+      external_task_group_id: load
+      mode: poke
+      poke_interval: 1
+      timeout: 150
+    wait_broken:
+      operator: airflow.providers.standard.sensors.external_task.ExternalTaskSensor
+      external_dag_id: py_upstream
+      external_task_id: broken
+      failed_states: [failed]
+      mode: poke
+      poke_interval: 1
+      timeout: 150
+    wait_run:
+      operator: airflow.providers.standard.sensors.external_task.ExternalTaskSensor
+      external_dag_id: py_upstream
+      allowed_states: [success, failed]
+      mode: poke
+      poke_interval: 1
+      timeout: 150
+py_resetter:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    kick:
+      operator: airflow.providers.standard.operators.trigger_dagrun.TriggerDagRunOperator
+      trigger_dag_id: py_counted
+      trigger_run_id: the_one_run
+      reset_dag_run: true
+      wait_for_completion: true
+      poke_interval: 1
+py_counted:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    count:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: "echo ran >> \"$OUT_DIR/counted.txt\""
+"#;
+
 /// A folder with the DAG file and its callables.
 fn dags_folder(root: &Path) -> PathBuf {
     dags_folder_scheduled(root, "null")
@@ -348,6 +426,7 @@ fn dags_folder_scheduled(root: &Path, schedule: &str) -> PathBuf {
     std::fs::write(package.join("__init__.py"), "").expect("write");
     std::fs::write(package.join("operators.py"), CUSTOM_OPERATOR).expect("write");
     std::fs::write(dags.join("py_xcom.yaml"), dag_file(&callables, schedule)).expect("write");
+    std::fs::write(dags.join("py_cross.yaml"), CROSS_DAGS).expect("write");
     dags
 }
 
@@ -668,6 +747,144 @@ fn a_task_triggers_another_dags_run_with_its_conf_and_waits_for_it() {
     assert_eq!(greeting.trim(), "hello from the parent");
 }
 
+#[test]
+fn an_external_task_sensor_waits_for_another_dags_tasks_group_and_run() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    dags_folder(home.path());
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let scheduler = Scheduler::start(home.path(), &python, &out);
+    // The same logical date for both runs: what the sensors match on. The waiter starts first.
+    let date = "2024-01-01T00:00:00+00:00";
+    for (dag_id, run_id) in [("py_waiter", "waiting"), ("py_upstream", "upstream")] {
+        scheduler
+            .gust()
+            .args(["dags", "trigger", dag_id, "-r", run_id, "-l", date])
+            .assert()
+            .success();
+    }
+    let waiter = scheduler.wait_for_run("py_waiter", "waiting");
+    let upstream = scheduler.task_states("py_upstream", "upstream");
+    let states = scheduler.task_states("py_waiter", "waiting");
+    drop(scheduler);
+    let state = |tasks: &serde_json::Value, task: &str| {
+        tasks
+            .as_array()
+            .and_then(|all| all.iter().find(|t| t["task_id"] == task))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {task} in {tasks}"))
+    };
+    let sensor_log = find_log(&home.path().join("logs"), "task_id=wait_broken")
+        .and_then(|log| std::fs::read_to_string(log).ok())
+        .unwrap_or_default();
+    assert_eq!(waiter, "failed", "{states}\n{sensor_log}");
+    for (task, expected) in [
+        ("wait_extract", "success"),
+        ("wait_load", "success"),
+        ("wait_run", "success"),
+        // Its target failed, one of its failed_states.
+        ("wait_broken", "failed"),
+    ] {
+        assert_eq!(
+            state(&states, task)["state"],
+            expected,
+            "{task}: {states}\n{sensor_log}"
+        );
+    }
+    assert!(
+        sensor_log.contains("failed"),
+        "the sensor says why: {sensor_log}"
+    );
+    // Each waited for what it watches to end.
+    let ended = |tasks: &serde_json::Value, task: &str| {
+        state(tasks, task)["end_date"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        state(&upstream, "load.store")["state"],
+        "success",
+        "{upstream}"
+    );
+    assert!(
+        ended(&states, "wait_extract") >= ended(&upstream, "extract"),
+        "{states}\n{upstream}"
+    );
+    assert!(
+        ended(&states, "wait_load") >= ended(&upstream, "load.store"),
+        "{states}\n{upstream}"
+    );
+
+    // Airflow's own: the upstream run first (it fails, as `broken` does), then the waiter's,
+    // at the same logical date, its sensors answered by Airflow's Execution API.
+    let airflow_out = home.path().join("airflow-out");
+    let airflow_states = airflow_dags_tests(
+        &python,
+        home.path(),
+        &home.path().join("dags"),
+        &[("py_upstream", Some(date)), ("py_waiter", Some(date))],
+        &airflow_out,
+        true,
+    );
+    let gust_states: std::collections::BTreeMap<String, String> = states
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| {
+            let field = |name: &str| t[name].as_str().unwrap_or_default().to_owned();
+            (field("task_id"), field("state"))
+        })
+        .collect();
+    assert_eq!(gust_states, airflow_states);
+}
+
+#[test]
+fn a_task_resets_an_existing_run_of_another_dag_and_waits_for_it_again() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    dags_folder(home.path());
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let scheduler = Scheduler::start(home.path(), &python, &out);
+    // The second run finds the child's run (same id) there: it clears it and waits again.
+    for run_id in ["first", "second"] {
+        scheduler
+            .gust()
+            .args(["dags", "trigger", "py_resetter", "-r", run_id])
+            .assert()
+            .success();
+        let ended = scheduler.wait_for_run("py_resetter", run_id);
+        assert_eq!(
+            ended,
+            "success",
+            "{run_id}: {}",
+            std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
+        );
+    }
+    let child = scheduler.wait_for_run("py_counted", "the_one_run");
+    let runs = succeeded(
+        scheduler
+            .gust()
+            .args(["dags", "list-runs", "py_counted", "-o", "json"]),
+    );
+    drop(scheduler);
+    assert_eq!(child, "success");
+    let runs: serde_json::Value = serde_json::from_str(&runs).expect("JSON");
+    assert_eq!(
+        runs.as_array().map(Vec::len),
+        Some(1),
+        "one run, reset: {runs}"
+    );
+    let counted = std::fs::read_to_string(out.join("counted.txt")).expect("the child ran");
+    assert_eq!(counted.lines().count(), 2, "the child ran twice: {counted}");
+}
+
 /// `gust scheduler` with Python tasks, on a SQLite database in `home`, its callables writing
 /// under `out`; killed when dropped.
 struct Scheduler {
@@ -734,6 +951,51 @@ impl Scheduler {
             );
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
+    }
+}
+
+impl Scheduler {
+    /// The state of run `run_id` of `dag_id` once it has ended.
+    #[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
+    fn wait_for_run(&self, dag_id: &str, run_id: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let listed = self
+                .gust()
+                .args(["dags", "list-runs", dag_id, "-o", "json"])
+                .output()
+                .expect("gust runs");
+            let runs: serde_json::Value =
+                serde_json::from_slice(&listed.stdout).unwrap_or_default();
+            let state = runs
+                .as_array()
+                .and_then(|runs| runs.iter().find(|r| r["run_id"] == run_id))
+                .and_then(|run| run["state"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            if state == "success" || state == "failed" {
+                return state;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run_id} of {dag_id} did not end in 180 s: {runs}\n{}",
+                std::fs::read_to_string(self.home.join("scheduler.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// `gust tasks states-for-dag-run DAG RUN -o json`.
+    fn task_states(&self, dag_id: &str, run_id: &str) -> serde_json::Value {
+        let listed = succeeded(self.gust().args([
+            "tasks",
+            "states-for-dag-run",
+            dag_id,
+            run_id,
+            "-o",
+            "json",
+        ]));
+        serde_json::from_str(&listed).expect("JSON")
     }
 }
 
@@ -898,21 +1160,36 @@ fn airflow_dags_test(
     dag_id: &str,
     out: &Path,
 ) -> std::collections::BTreeMap<String, String> {
+    airflow_dags_tests(python, root, dags, &[(dag_id, None)], out, false)
+}
+
+/// `airflow dags test DAG [DATE]` of each of `runs` in turn, in one AIRFLOW_HOME (so a run sees
+/// the runs before it); answers the final state of each task of the last DAG. A run that fails
+/// is an error unless `may_fail`.
+fn airflow_dags_tests(
+    python: &Path,
+    root: &Path,
+    dags: &Path,
+    runs: &[(&str, Option<&str>)],
+    out: &Path,
+    may_fail: bool,
+) -> std::collections::BTreeMap<String, String> {
     let airflow_home = root.join("airflow-home");
     let airflow_dags = root.join("airflow-dags");
     std::fs::create_dir_all(&airflow_dags).expect("mkdir");
-    std::fs::write(
-        airflow_dags.join("load.py"),
-        format!(
-            // The words "airflow" and "dag" make Airflow's safe mode parse the file.
-            "# An Airflow DAG file: dag-factory builds the YAML file's DAGs.\n\
-             from dagfactory import load_yaml_dags\n\
-             load_yaml_dags(globals_dict=globals(), config_filepath={:?})\n",
-            dags.join("py_xcom.yaml").display().to_string()
-        ),
-    )
-    .expect("write");
-    let airflow = |args: &[&str]| {
+    let mut loader = String::from(
+        // The words "airflow" and "dag" make Airflow's safe mode parse the file.
+        "# An Airflow DAG file: dag-factory builds the YAML files' DAGs.\n\
+         from dagfactory import load_yaml_dags\n",
+    );
+    for file in ["py_xcom.yaml", "py_cross.yaml"] {
+        loader.push_str(&format!(
+            "load_yaml_dags(globals_dict=globals(), config_filepath={:?})\n",
+            dags.join(file).display().to_string()
+        ));
+    }
+    std::fs::write(airflow_dags.join("load.py"), loader).expect("write");
+    let airflow = |args: &[&str], must_succeed: bool| {
         // `-c SCRIPT` runs a script in the same environment; anything else is an airflow command.
         let module: &[&str] = if args.first() == Some(&"-c") {
             &[]
@@ -932,17 +1209,22 @@ fn airflow_dags_test(
             .output()
             .expect("airflow runs");
         assert!(
-            output.status.success(),
+            output.status.success() || !must_succeed,
             "airflow {args:?} failed: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    airflow(&["db", "migrate"]);
-    airflow(&["dags", "test", dag_id]);
+    airflow(&["db", "migrate"], true);
+    for (dag_id, date) in runs {
+        let mut args = vec!["dags", "test", dag_id];
+        args.extend(date);
+        airflow(&args, !may_fail);
+    }
+    let last = runs.last().map_or("", |(dag_id, _)| dag_id);
     // Read from Airflow's database: its CLI mixes log lines into what it prints.
-    let states = airflow(&["-c", STATES_OF_THE_RUN, dag_id]);
+    let states = airflow(&["-c", STATES_OF_THE_RUN, last], true);
     let json = states
         .lines()
         .find_map(|line| line.strip_prefix("STATES "))

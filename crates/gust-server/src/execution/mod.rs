@@ -13,6 +13,7 @@
 mod dag_runs;
 mod models;
 mod routes;
+mod task_states;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -78,9 +79,13 @@ impl ExecutionState {
 
 /// The Execution API's routes, to be nested under `/execution`.
 pub fn router(state: ExecutionState) -> Router {
-    let authenticated = routes::authenticated().merge(dag_runs::routes()).layer(
-        axum::middleware::from_fn_with_state(state.clone(), authenticate),
-    );
+    let authenticated = routes::authenticated()
+        .merge(dag_runs::routes())
+        .merge(task_states::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
     Router::new()
         .route("/health", axum::routing::get(routes::health))
         .merge(authenticated)
