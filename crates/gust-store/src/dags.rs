@@ -162,7 +162,14 @@ impl Store {
     /// log locations, XComs), as Airflow's delete does; a file that still defines it brings it back on the
     /// next parse. `false` when there was no such DAG.
     pub async fn delete_dag(&self, dag_id: &str) -> Result<bool, StoreError> {
-        let tables = ["xcoms", "task_tries", "task_instances", "dag_runs", "dags"];
+        let tables = [
+            "xcoms",
+            "task_reschedules",
+            "task_tries",
+            "task_instances",
+            "dag_runs",
+            "dags",
+        ];
         let statements: Vec<String> = tables
             .iter()
             .map(|table| self.sql_owned(format!("DELETE FROM {table} WHERE dag_id = $1")))
