@@ -73,7 +73,8 @@ impl UpstreamCounts {
                 | TaskState::Scheduled
                 | TaskState::Queued
                 | TaskState::Running
-                | TaskState::UpForRetry => {}
+                | TaskState::UpForRetry
+                | TaskState::UpForReschedule => {}
             }
             counts.total += 1;
         }

@@ -26,6 +26,9 @@ pub enum TaskState {
     Failed,
     /// The last try failed; another waits for its retry delay.
     UpForRetry,
+    /// Its try asked to run again later (a sensor in `reschedule` mode): the same try runs
+    /// again once its reschedule date has passed and a slot is free, holding none meanwhile.
+    UpForReschedule,
     /// Not run: its trigger rule said skip, or the try asked to be skipped.
     Skipped,
     /// Not run because an upstream failed.
@@ -39,7 +42,8 @@ pub enum TaskState {
 pub enum TaskEvent {
     /// Its trigger rule is met (from `NoStatus`), or its retry delay has passed (from `UpForRetry`).
     Schedule,
-    /// A pool slot was taken and the try handed to a runtime.
+    /// A pool slot was taken and the try handed to a runtime (a new try, or from
+    /// `UpForReschedule` the same try again).
     Queue,
     /// The runtime never started the queued try (the scheduler stopped between committing it and
     /// handing it over): it waits for a slot again, without counting as a failed try.
@@ -48,6 +52,8 @@ pub enum TaskEvent {
     Start,
     /// The try ended successfully.
     Succeed,
+    /// The try asked to run again later, as the same try (a sensor in `reschedule` mode).
+    Reschedule,
     /// The try failed (or was lost or timed out); `can_retry` when tries remain.
     Fail {
         /// Whether another try is allowed.
@@ -79,7 +85,7 @@ pub struct IllegalTransition {
 
 impl TaskState {
     /// Every state, for exhaustive tests.
-    pub const ALL: [TaskState; 10] = [
+    pub const ALL: [TaskState; 11] = [
         Self::NoStatus,
         Self::Scheduled,
         Self::Queued,
@@ -87,6 +93,7 @@ impl TaskState {
         Self::Success,
         Self::Failed,
         Self::UpForRetry,
+        Self::UpForReschedule,
         Self::Skipped,
         Self::UpstreamFailed,
         Self::Removed,
@@ -103,6 +110,7 @@ impl TaskState {
             Self::Success => "success",
             Self::Failed => "failed",
             Self::UpForRetry => "up_for_retry",
+            Self::UpForReschedule => "up_for_reschedule",
             Self::Skipped => "skipped",
             Self::UpstreamFailed => "upstream_failed",
             Self::Removed => "removed",
@@ -116,9 +124,12 @@ impl TaskState {
             Self::Success | Self::Failed | Self::Skipped | Self::UpstreamFailed | Self::Removed => {
                 true
             }
-            Self::NoStatus | Self::Scheduled | Self::Queued | Self::Running | Self::UpForRetry => {
-                false
-            }
+            Self::NoStatus
+            | Self::Scheduled
+            | Self::Queued
+            | Self::Running
+            | Self::UpForRetry
+            | Self::UpForReschedule => false,
         }
     }
 
@@ -132,6 +143,7 @@ impl TaskState {
             | Self::Success
             | Self::Failed
             | Self::UpForRetry
+            | Self::UpForReschedule
             | Self::Skipped
             | Self::UpstreamFailed
             | Self::Removed => false,
@@ -158,23 +170,29 @@ impl TaskState {
             (S::NoStatus, E::Schedule) | (S::UpForRetry, E::Schedule) => Ok(S::Scheduled),
             (S::NoStatus | S::Scheduled, E::UpstreamFail) => Ok(S::UpstreamFailed),
             (S::NoStatus | S::Scheduled | S::Running, E::Skip) => Ok(S::Skipped),
-            (S::NoStatus, E::Queue | E::Requeue | E::Start | E::Succeed | E::Fail { .. }) => {
-                illegal
-            }
+            (
+                S::NoStatus,
+                E::Queue | E::Requeue | E::Start | E::Succeed | E::Reschedule | E::Fail { .. },
+            ) => illegal,
 
             (S::Scheduled, E::Queue) => Ok(S::Queued),
-            (S::Scheduled, E::Schedule | E::Requeue | E::Start | E::Succeed | E::Fail { .. }) => {
-                illegal
-            }
+            (
+                S::Scheduled,
+                E::Schedule | E::Requeue | E::Start | E::Succeed | E::Reschedule | E::Fail { .. },
+            ) => illegal,
 
             (S::Queued, E::Start) => Ok(S::Running),
             (S::Queued, E::Requeue) => Ok(S::Scheduled),
             // A try that fails before it starts (its pod cannot be created) fails like any try.
             (S::Queued, E::Fail { can_retry: true }) => Ok(S::UpForRetry),
             (S::Queued, E::Fail { can_retry: false }) => Ok(S::Failed),
-            (S::Queued, E::Schedule | E::Queue | E::Succeed | E::Skip | E::UpstreamFail) => illegal,
+            (
+                S::Queued,
+                E::Schedule | E::Queue | E::Succeed | E::Reschedule | E::Skip | E::UpstreamFail,
+            ) => illegal,
 
             (S::Running, E::Succeed) => Ok(S::Success),
+            (S::Running, E::Reschedule) => Ok(S::UpForReschedule),
             (S::Running, E::Fail { can_retry: true }) => Ok(S::UpForRetry),
             (S::Running, E::Fail { can_retry: false }) => Ok(S::Failed),
             (S::Running, E::Schedule | E::Queue | E::Requeue | E::Start | E::UpstreamFail) => {
@@ -187,6 +205,22 @@ impl TaskState {
                 | E::Requeue
                 | E::Start
                 | E::Succeed
+                | E::Reschedule
+                | E::Fail { .. }
+                | E::Skip
+                | E::UpstreamFail,
+            ) => illegal,
+
+            // Its reschedule date passed and a slot is free: the same try is handed over again
+            // (it never goes back to `Scheduled`, which would start a new try).
+            (S::UpForReschedule, E::Queue) => Ok(S::Queued),
+            (
+                S::UpForReschedule,
+                E::Schedule
+                | E::Requeue
+                | E::Start
+                | E::Succeed
+                | E::Reschedule
                 | E::Fail { .. }
                 | E::Skip
                 | E::UpstreamFail,
@@ -199,6 +233,7 @@ impl TaskState {
                 | E::Requeue
                 | E::Start
                 | E::Succeed
+                | E::Reschedule
                 | E::Fail { .. }
                 | E::Skip
                 | E::UpstreamFail,
@@ -252,12 +287,13 @@ mod tests {
     use TaskEvent as E;
     use TaskState as S;
 
-    const EVENTS: [TaskEvent; 13] = [
+    const EVENTS: [TaskEvent; 14] = [
         E::Schedule,
         E::Queue,
         E::Requeue,
         E::Start,
         E::Succeed,
+        E::Reschedule,
         E::Fail { can_retry: true },
         E::Fail { can_retry: false },
         E::Skip,
@@ -271,17 +307,18 @@ mod tests {
     /// The whole lifecycle as a table: one row per state, one column per event in `EVENTS`
     /// order; `-` marks a move that must be refused.
     const TABLE: &str = "
-        state            schedule   queue   requeue    start    succeed  fail_r        fail    skip     upstream_f       remove   clear  mark_s   mark_f
-        none             scheduled  -       -          -        -        -             -       skipped  upstream_failed  removed  none   success  failed
-        scheduled        -          queued  -          -        -        -             -       skipped  upstream_failed  removed  none   success  failed
-        queued           -          -       scheduled  running  -        up_for_retry  failed  -        -                removed  none   success  failed
-        running          -          -       -          -        success  up_for_retry  failed  skipped  -                removed  none   success  failed
-        success          -          -       -          -        -        -             -       -        -                removed  none   success  failed
-        failed           -          -       -          -        -        -             -       -        -                removed  none   success  failed
-        up_for_retry     scheduled  -       -          -        -        -             -       -        -                removed  none   success  failed
-        skipped          -          -       -          -        -        -             -       -        -                removed  none   success  failed
-        upstream_failed  -          -       -          -        -        -             -       -        -                removed  none   success  failed
-        removed          -          -       -          -        -        -             -       -        -                -        none   success  failed
+        state              schedule   queue   requeue    start    succeed  resched            fail_r        fail    skip     upstream_f       remove   clear  mark_s   mark_f
+        none               scheduled  -       -          -        -        -                  -             -       skipped  upstream_failed  removed  none   success  failed
+        scheduled          -          queued  -          -        -        -                  -             -       skipped  upstream_failed  removed  none   success  failed
+        queued             -          -       scheduled  running  -        -                  up_for_retry  failed  -        -                removed  none   success  failed
+        running            -          -       -          -        success  up_for_reschedule  up_for_retry  failed  skipped  -                removed  none   success  failed
+        success            -          -       -          -        -        -                  -             -       -        -                removed  none   success  failed
+        failed             -          -       -          -        -        -                  -             -       -        -                removed  none   success  failed
+        up_for_retry       scheduled  -       -          -        -        -                  -             -       -        -                removed  none   success  failed
+        up_for_reschedule  -          queued  -          -        -        -                  -             -       -        -                removed  none   success  failed
+        skipped            -          -       -          -        -        -                  -             -       -        -                removed  none   success  failed
+        upstream_failed    -          -       -          -        -        -                  -             -       -        -                removed  none   success  failed
+        removed            -          -       -          -        -        -                  -             -       -        -                -        none   success  failed
     ";
 
     fn by_name(name: &str) -> TaskState {

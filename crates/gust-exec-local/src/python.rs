@@ -448,9 +448,13 @@ fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool) -> TryOutc
         Some(Reported::UpForRetry { reason }) => TryOutcome::Failed(FailureReason::Task(
             reason.unwrap_or_else(|| "the task failed (see its log)".to_owned()),
         )),
-        Some(Reported::Reschedule { .. }) => TryOutcome::Failed(FailureReason::Task(
-            "the task asked to be rescheduled or deferred, which Gust does not run yet (use \
-             mode: poke for sensors)"
+        Some(Reported::Reschedule { at }) => TryOutcome::Rescheduled { at },
+        // A deferred task resumes in the method its trigger's event names, which only a
+        // triggerer running that trigger can produce: running `execute` again would defer
+        // again, forever (`DateTimeSensorAsync` defers unconditionally).
+        Some(Reported::Deferred) => TryOutcome::Failed(FailureReason::Task(
+            "the task deferred itself to a trigger, and Gust has no triggerer: set \
+             deferrable: false (sensors: mode: reschedule)"
                 .to_owned(),
         )),
     }
@@ -508,6 +512,15 @@ mod tests {
             outcome(3, None, true),
             TryOutcome::Failed(FailureReason::ExitCode(3))
         );
+        let at = chrono::Utc::now();
+        assert_eq!(
+            outcome(0, Some(reported(Reported::Reschedule { at }, None)), true),
+            TryOutcome::Rescheduled { at }
+        );
+        assert!(matches!(
+            outcome(0, Some(reported(Reported::Deferred, None)), true),
+            TryOutcome::Failed(FailureReason::Task(why)) if why.contains("deferrable: false")
+        ));
         assert!(matches!(
             outcome(0, Some(Progress::default()), true),
             TryOutcome::Failed(FailureReason::Task(_))

@@ -51,12 +51,13 @@ pub enum Reported {
     },
     /// It skipped itself (`AirflowSkipException`).
     Skipped,
-    /// It asked to run again later (a sensor in reschedule mode, or a deferral, which Gust has
-    /// no triggerer for).
+    /// It asked to run again later, as the same try (a sensor in reschedule mode).
     Reschedule {
         /// When.
         at: DateTime<Utc>,
     },
+    /// It deferred itself to a trigger (a deferrable operator), which needs a triggerer.
+    Deferred,
     /// It reported itself removed or upstream-failed.
     Removed,
 }
@@ -101,6 +102,8 @@ pub struct LiveTry {
     pub lookup: Arc<dyn RuntimeLookup>,
     /// When it was admitted (its worker has been starting since).
     pub admitted_at: DateTime<Utc>,
+    /// Its reschedules before this run of it.
+    pub reschedules: crate::Reschedules,
     progress: Mutex<Progress>,
 }
 
@@ -205,6 +208,7 @@ impl ExecutionBroker {
             max_tries: spec.context.retries,
             lookup,
             admitted_at: now,
+            reschedules: spec.context.reschedules,
             progress: Mutex::default(),
         };
         self.tries().insert(ti_id, Arc::new(live));

@@ -85,6 +85,18 @@ pub struct TryContext {
     /// What the try may read while it runs (its run's XComs, variables, connections), for the
     /// runtimes whose tasks read them themselves (Python tasks through the Execution API).
     pub lookup: SharedLookup,
+    /// How often this try has rescheduled itself so far (a sensor in `reschedule` mode).
+    pub reschedules: Reschedules,
+}
+
+/// A try's reschedules so far: a sensor in `reschedule` mode measures its `timeout` from the
+/// first one's start (Airflow's `task_reschedule_count` and first reschedule date).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reschedules {
+    /// How many times the try has run and asked to run again.
+    pub count: u32,
+    /// When the first of those runs started.
+    pub first_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A try's run as Airflow's Task SDK is told it (the Execution API's `dag_run`), beyond its id
@@ -173,6 +185,12 @@ pub enum TryOutcome {
     SkippedItself {
         /// Why, for the try's record.
         reason: String,
+    },
+    /// It asked to run again at `at`, as the same try: a sensor in `reschedule` mode whose
+    /// condition is not met yet (Airflow's `up_for_reschedule`). It holds no slot meanwhile.
+    Rescheduled {
+        /// When it may run again.
+        at: chrono::DateTime<chrono::Utc>,
     },
     /// It failed.
     Failed(FailureReason),

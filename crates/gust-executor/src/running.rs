@@ -148,6 +148,10 @@ impl TryOutcome {
                 format!("exit code {exit_code} is a skip code: task skipped")
             }
             Self::SkippedItself { reason } => format!("task skipped: {reason}"),
+            Self::Rescheduled { at } => format!(
+                "rescheduled: the same try runs again at {}",
+                at.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
             Self::Failed(reason) => format!("try failed: {reason}"),
             Self::NeverStarted => "the try never started; it will be queued again".to_owned(),
         }

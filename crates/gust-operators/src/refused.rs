@@ -44,6 +44,20 @@ pub fn is_task_callback(name: &str) -> bool {
     })
 }
 
+/// Whether `name` gives a Python callable or its arguments, in any of dag-factory's forms.
+#[must_use]
+pub fn is_callable_argument(name: &str) -> bool {
+    matches!(
+        name,
+        "python_callable"
+            | "python_callable_name"
+            | "python_callable_file"
+            | "op_args"
+            | "op_kwargs"
+            | "templates_dict"
+    )
+}
+
 /// Why a task argument cannot be honoured, if it needs Python.
 #[must_use]
 pub fn refused_argument(name: &str) -> Option<&'static str> {

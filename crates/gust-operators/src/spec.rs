@@ -45,6 +45,14 @@ impl OperatorSpec {
         if crate::python::runs_in_task_sdk(self.name) && crate::refused::is_task_callback(name) {
             return true;
         }
+        // An operator Gust does not know (a `PythonSensor`, your own) may take a callable as
+        // PythonOperator does; dag-factory reads the callable's forms for any operator.
+        if self.open_arguments
+            && crate::python::enabled()
+            && crate::refused::is_callable_argument(name)
+        {
+            return true;
+        }
         self.accepts(name)
             || (self.open_arguments && crate::refused::refused_argument(name).is_none())
     }

@@ -110,6 +110,7 @@ pub fn launch_spec(
             run,
             retries: task.settings.retries,
             lookup: SharedLookup(Some(lookup)),
+            reschedules: gust_executor::Reschedules::default(),
         },
     }
 }

@@ -31,6 +31,8 @@ pub enum TryResult {
     Skipped,
     /// It was never handed over before a scheduler stopped; it is queued again.
     NeverStarted,
+    /// It asked to run again later, as the same try (a sensor in `reschedule` mode).
+    Rescheduled,
 }
 
 impl TryResult {
@@ -42,6 +44,7 @@ impl TryResult {
             Self::Failed => "failed",
             Self::Skipped => "skipped",
             Self::NeverStarted => "never_started",
+            Self::Rescheduled => "rescheduled",
         }
     }
 }
@@ -195,6 +198,7 @@ impl SchedulerMetrics {
             TryResult::Failed,
             TryResult::Skipped,
             TryResult::NeverStarted,
+            TryResult::Rescheduled,
         ] {
             let _ = tries_finished.get_or_create(&OutcomeLabel {
                 outcome: outcome.as_str(),

@@ -72,6 +72,8 @@ pub struct RunReport {
 #[derive(Debug, Default)]
 struct Instance {
     tries: u32,
+    /// The latest try's reschedules (a sensor in `reschedule` mode).
+    reschedules: gust_executor::Reschedules,
     started: Option<Instant>,
     duration: Option<Duration>,
     failure: Option<String>,
@@ -163,7 +165,7 @@ struct Driver<'a> {
     states: HashMap<TaskId, TaskState>,
     /// How many tasks are not finished: the run ends when none are.
     unfinished: usize,
-    /// Tasks waiting for their retry delay, by when it ends.
+    /// Tasks waiting for their retry delay or reschedule date, by when it ends.
     retry_at: BTreeMap<Instant, Vec<TaskId>>,
     /// Tasks whose state moved since the run was last settled; `None` before the first pass,
     /// which decides every task. Settling only these and their downstream tasks keeps a pass
@@ -291,9 +293,15 @@ impl<'a> Driver<'a> {
         let Some(task) = self.dag.task(task_id) else {
             return;
         };
+        let rescheduled = self.state(task_id) == TaskState::UpForReschedule;
         let instance = self.instances.entry(task_id.clone()).or_default();
-        instance.tries += 1;
+        // A rescheduled try runs again under its own number.
+        if !rescheduled {
+            instance.tries += 1;
+            instance.reschedules = gust_executor::Reschedules::default();
+        }
         let try_number = instance.tries;
+        let reschedules = instance.reschedules;
         let run = RunContext {
             run_id: &self.spec.run_id,
             interval: self.spec.interval,
@@ -324,7 +332,7 @@ impl<'a> Driver<'a> {
                 return;
             }
         };
-        let spec = launch_spec(
+        let mut spec = launch_spec(
             self.dag,
             task,
             &self.spec.run_id,
@@ -341,6 +349,7 @@ impl<'a> Driver<'a> {
             },
             self.xcoms.clone(),
         );
+        spec.context.reschedules = reschedules;
         self.transition(task_id, TaskEvent::Queue);
         if let Err(err) = self.executor.start(spec) {
             self.fail(task_id, err.to_string());
@@ -368,6 +377,23 @@ impl<'a> Driver<'a> {
                 .or_default()
                 .push(task_id.clone());
         }
+    }
+
+    /// The current try asked to run again at `at` (a sensor in `reschedule` mode): it waits
+    /// for the date as a retry waits for its delay, then runs again as the same try.
+    fn reschedule(&mut self, task_id: &TaskId, at: chrono::DateTime<chrono::Utc>) {
+        let now = chrono::Utc::now();
+        if let Some(instance) = self.instances.get_mut(task_id) {
+            instance.reschedules.count += 1;
+            instance.reschedules.first_start.get_or_insert(now);
+        }
+        self.finish_timing(task_id, None);
+        self.transition(task_id, TaskEvent::Reschedule);
+        let wait = (at - now).to_std().unwrap_or_default();
+        self.retry_at
+            .entry(Instant::now() + wait)
+            .or_default()
+            .push(task_id.clone());
     }
 
     fn on_event(&mut self, event: TryEvent) {
@@ -401,6 +427,7 @@ impl<'a> Driver<'a> {
                         self.transition(&task_id, TaskEvent::Skip);
                         self.finish_timing(&task_id, None);
                     }
+                    TryOutcome::Rescheduled { at } => self.reschedule(&task_id, at),
                     TryOutcome::Failed(reason) => self.fail(&task_id, reason.to_string()),
                     // Only adopted tries report this, and a test run adopts none.
                     TryOutcome::NeverStarted => {
@@ -438,15 +465,19 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Puts tasks whose retry delay has passed back in line.
+    /// Puts tasks whose retry delay or reschedule date has passed back in line.
     fn release_retries(&mut self) {
         let now = Instant::now();
         let due: Vec<Instant> = self.retry_at.range(..=now).map(|(at, _)| *at).collect();
         for at in due {
             for task in self.retry_at.remove(&at).unwrap_or_default() {
-                if self.state(&task) == TaskState::UpForRetry {
-                    self.transition(&task, TaskEvent::Schedule);
-                    self.launch(&task);
+                match self.state(&task) {
+                    TaskState::UpForRetry => {
+                        self.transition(&task, TaskEvent::Schedule);
+                        self.launch(&task);
+                    }
+                    TaskState::UpForReschedule => self.launch(&task),
+                    _ => {}
                 }
             }
         }

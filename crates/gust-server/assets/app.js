@@ -6,11 +6,11 @@
 const Gust = (() => {
   const CODES = {
     n: "none", c: "scheduled", q: "queued", r: "running", s: "success", f: "failed",
-    u: "up_for_retry", k: "skipped", p: "upstream_failed", x: "removed", "-": "",
+    u: "up_for_retry", h: "up_for_reschedule", k: "skipped", p: "upstream_failed", x: "removed", "-": "",
   };
   const COLOURS = {
     success: "#008000", failed: "#d50000", running: "#32cd32", queued: "#808080",
-    up_for_retry: "#ffd700", upstream_failed: "#ffa500", skipped: "#ff69b4",
+    up_for_retry: "#ffd700", up_for_reschedule: "#40e0d0", upstream_failed: "#ffa500", skipped: "#ff69b4",
     scheduled: "#d2b48c", removed: "#d3d3d3", none: "#ffffff", "": "#f3f4f6",
   };
   const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";

@@ -169,6 +169,7 @@ impl Store {
         // The event log keeps its records, as Airflow's does (`keep_records_in_log`).
         let tables = [
             "xcoms",
+            "task_reschedules",
             "task_tries",
             "task_instances",
             "dag_runs",

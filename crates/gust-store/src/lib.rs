@@ -48,7 +48,7 @@ pub use instance_queries::{InstanceQuery, InstanceState, PreviousInstance};
 pub use pools::{DEFAULT_POOL, Pool};
 pub use runs::{NewRun, RunFilter, RunOrder, RunType, StoredRun, TimeRange};
 pub use task_instances::{DurationRange, InstanceFilter, InstanceOrder, StoredTaskInstance};
-pub use tries::{StoredTry, TaskMove, TryChange};
+pub use tries::{StoredTry, TaskMove, TryChange, TryReschedules};
 pub use users::{Role, User};
 pub use variables::Variable;
 pub use views::{ConnectionView, MAX_GRID_RUNS, PackedColumn, RunHeader, TaskInstanceView};
@@ -328,6 +328,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0008_api_history.sql"),
                 include_str!("../migrations/postgres/0008_api_history.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0009_task_reschedules.sql"),
+                include_str!("../migrations/postgres/0009_task_reschedules.sql"),
             ),
         ];
         assert_eq!(

@@ -543,7 +543,7 @@ impl Store {
         let delete_run = self
             .sql("DELETE FROM dag_runs WHERE dag_id = $1 AND run_id = $2 AND state <> 'running'");
         let exists = self.sql("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND run_id = $2");
-        let rest: Vec<String> = ["xcoms", "task_tries", "task_instances"]
+        let rest: Vec<String> = ["xcoms", "task_reschedules", "task_tries", "task_instances"]
             .iter()
             .map(|table| {
                 self.sql_owned(format!(
@@ -595,7 +595,7 @@ impl Store {
                 ("failed", "state = 'running'"),
                 (
                     "skipped",
-                    "state IN ('none', 'scheduled', 'queued', 'up_for_retry')",
+                    "state IN ('none', 'scheduled', 'queued', 'up_for_retry', 'up_for_reschedule')",
                 ),
             ],
             DagRunState::Queued | DagRunState::Running => Vec::new(),
@@ -603,7 +603,7 @@ impl Store {
         let end_tries = |condition: &str| {
             self.sql_owned(format!(
                 "UPDATE task_tries SET state = $1, end_date = $2 WHERE dag_id = $3 AND run_id = $4 \
-                 AND state IN ('queued', 'running') AND EXISTS (SELECT 1 FROM task_instances ti \
+                 AND state IN ('queued', 'running', 'up_for_reschedule') AND EXISTS (SELECT 1 FROM task_instances ti \
                  WHERE ti.dag_id = task_tries.dag_id AND ti.run_id = task_tries.run_id \
                  AND ti.task_id = task_tries.task_id AND ti.try_number = task_tries.try_number AND ti.{condition})"
             ))

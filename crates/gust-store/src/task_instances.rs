@@ -105,7 +105,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let sql = self.sql(
             "UPDATE task_instances SET state = $1, version = version + 1, \
-             try_number = CASE WHEN $2 = 'queued' THEN try_number + 1 ELSE try_number END \
+             try_number = CASE WHEN $2 = 'queued' AND state <> 'up_for_reschedule' THEN try_number + 1 ELSE try_number END \
              WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 AND state = $6 AND version = $7",
         );
         let done = with_pool!(self, pool => sqlx::query(&sql)
@@ -184,7 +184,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let end_try = self.sql(
             "UPDATE task_tries SET state = $1, end_date = $2 WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 \
-             AND state IN ('queued', 'running') AND try_number = \
+             AND state IN ('queued', 'running', 'up_for_reschedule') AND try_number = \
              (SELECT try_number FROM task_instances WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 AND state <> $1)",
         );
         let mark = self.sql(

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::error::query;
 use crate::task_instances::parse_state;
-use crate::time::{opt_from_db, to_db};
+use crate::time::{from_db, opt_from_db, to_db};
 use crate::xcoms::check_xcom_size;
 use crate::{Store, StoreError, with_pool};
 
@@ -65,6 +65,18 @@ pub enum TryChange {
         failure: Option<String>,
         /// Its return value, kept as the XCom `return_value`.
         xcom: Option<serde_json::Value>,
+    },
+    /// The try asked to run again later as the same try (the move to `up_for_reschedule`): its
+    /// row says so and one reschedule is recorded, numbered from 1 within the try.
+    Rescheduled {
+        /// Which try.
+        try_number: i32,
+        /// Which of the try's reschedules this is (1 for the first).
+        number: i32,
+        /// When it asked (Airflow records this as the reschedule's start and end).
+        at: DateTime<Utc>,
+        /// When it may run again.
+        reschedule_date: DateTime<Utc>,
     },
 }
 
@@ -139,6 +151,15 @@ impl Store {
             "UPDATE task_tries SET state = $1, start_date = COALESCE(start_date, $2), end_date = $3, failure = $4 \
              WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND try_number = $8",
         );
+        let reschedule_try = self.sql(
+            "UPDATE task_tries SET state = 'up_for_reschedule', start_date = COALESCE(start_date, $1), end_date = $1 \
+             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND try_number = $5",
+        );
+        let record_reschedule = self.sql(
+            "INSERT INTO task_reschedules (dag_id, run_id, task_id, try_number, number, start_date, end_date, reschedule_date) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
+             ON CONFLICT (dag_id, run_id, task_id, try_number, number) DO NOTHING",
+        );
         let put_xcom = self.sql(
             "INSERT INTO xcoms (dag_id, run_id, task_id, key, value) VALUES ($1, $2, $3, 'return_value', $4) \
              ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE SET value = excluded.value",
@@ -161,7 +182,11 @@ impl Store {
                 let (Some(first), Some(last)) = (group.first(), group.last()) else {
                     continue;
                 };
-                let queued = group.iter().filter(|m| m.to == TaskState::Queued).count();
+                // A rescheduled try is handed over again under its own number.
+                let queued = group
+                    .iter()
+                    .filter(|m| m.to == TaskState::Queued && m.from != TaskState::UpForReschedule)
+                    .count();
                 let moved = sqlx::query(&update)
                     .bind(last.to.as_str())
                     .bind(i64::try_from(group.len()).unwrap_or(i64::MAX))
@@ -214,6 +239,12 @@ impl Store {
                             }
                             sqlx::query(&start_try).bind(to_db(*at)).bind(dag).bind(run).bind(task).bind(try_number)
                                 .execute(&mut *tx).await.map_err(query("recording a try's start"))?;
+                        }
+                        Some(TryChange::Rescheduled { try_number, number, at, reschedule_date }) => {
+                            sqlx::query(&reschedule_try).bind(to_db(*at)).bind(dag).bind(run).bind(task).bind(try_number)
+                                .execute(&mut *tx).await.map_err(query("recording a try's reschedule"))?;
+                            sqlx::query(&record_reschedule).bind(dag).bind(run).bind(task).bind(try_number).bind(number).bind(to_db(*at)).bind(to_db(*reschedule_date))
+                                .execute(&mut *tx).await.map_err(query("recording a try's reschedule"))?;
                         }
                         Some(TryChange::Ended { try_number, at, failure, xcom }) => {
                             sqlx::query(&end_try).bind(to.as_str()).bind(to_db(*at)).bind(to_db(*at)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(try_number)
@@ -300,6 +331,45 @@ impl Store {
                     detail: e.to_string(),
                 })?;
                 Ok((task, key, value))
+            })
+            .collect()
+    }
+}
+
+/// The reschedules of one task instance's latest try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TryReschedules {
+    /// How many.
+    pub count: i32,
+    /// When the first was recorded.
+    pub first: DateTime<Utc>,
+}
+
+impl Store {
+    /// The reschedules of each task's latest try in a run, by task (tasks without any are
+    /// left out): what a sensor's next run of that try is told.
+    pub async fn reschedules_of_run(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Vec<(String, TryReschedules)>, StoreError> {
+        let sql = self.sql(
+            "SELECT r.task_id, COUNT(*), MIN(r.start_date) FROM task_reschedules r \
+             JOIN task_instances ti ON ti.dag_id = r.dag_id AND ti.run_id = r.run_id \
+             AND ti.task_id = r.task_id AND ti.try_number = r.try_number \
+             WHERE r.dag_id = $1 AND r.run_id = $2 GROUP BY r.task_id ORDER BY r.task_id",
+        );
+        let rows: Vec<(String, i64, i64)> = with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await)
+            .map_err(query("reading reschedules"))?;
+        rows.into_iter()
+            .map(|(task, count, first)| {
+                Ok((
+                    task,
+                    TryReschedules {
+                        count: i32::try_from(count).unwrap_or(i32::MAX),
+                        first: from_db(first)?,
+                    },
+                ))
             })
             .collect()
     }

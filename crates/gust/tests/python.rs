@@ -122,6 +122,21 @@ def total(values, label="total"):
 
 def falsy():
     return 0
+
+def poke_thrice(ti=None, task_reschedule_count=None):
+    # Each poke runs in a new process: what the earlier ones saw is kept in a file.
+    path = os.path.join(os.environ["OUT_DIR"], "pokes.json")
+    pokes = []
+    if os.path.exists(path):
+        with open(path) as f:
+            pokes = json.load(f)
+    pokes.append([ti.try_number, task_reschedule_count])
+    _record("pokes", pokes)
+    return len(pokes) >= 3
+
+
+def never():
+    return False
 "#;
 
 /// The DAG file: `py` returns a value, `shout` (bash) pulls it, `consume` (Python) pulls
@@ -296,6 +311,42 @@ py_child:
     greet:
       operator: airflow.providers.standard.operators.bash.BashOperator
       bash_command: "echo '{{{{ dag_run.conf[\"greeting\"] }}}}' > \"$OUT_DIR/child.txt\""
+py_reschedule:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    wait:
+      operator: airflow.providers.standard.sensors.python.PythonSensor
+      python_callable_name: poke_thrice
+      python_callable_file: {file}
+      mode: reschedule
+      poke_interval: 1
+      timeout: 120
+    after:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo waited
+      dependencies: [wait]
+    give_up:
+      operator: airflow.providers.standard.sensors.python.PythonSensor
+      python_callable_name: never
+      python_callable_file: {file}
+      mode: reschedule
+      poke_interval: 1
+      timeout: 3
+      soft_fail: true
+py_reschedule_slowly:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    wait:
+      operator: airflow.providers.standard.sensors.python.PythonSensor
+      python_callable_name: poke_thrice
+      python_callable_file: {file}
+      mode: reschedule
+      poke_interval: 5
+      timeout: 120
 py_timeout:
   schedule: null
   start_date: 2024-01-01
@@ -883,6 +934,132 @@ fn a_task_resets_an_existing_run_of_another_dag_and_waits_for_it_again() {
     );
     let counted = std::fs::read_to_string(out.join("counted.txt")).expect("the child ran");
     assert_eq!(counted.lines().count(), 2, "the child ran twice: {counted}");
+}
+
+#[test]
+fn a_sensor_in_reschedule_mode_pokes_again_as_the_same_try_as_in_airflow() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let gust_out = home.path().join("out-gust");
+    let stdout = succeeded(&mut dags_test(
+        home.path(),
+        &python,
+        &gust_out,
+        &dags,
+        "py_reschedule",
+    ));
+    // Three pokes of try 1, each told how often the try has rescheduled so far.
+    let pokes = read_json(&gust_out.join("pokes.json"));
+    assert_eq!(
+        pokes,
+        serde_json::json!([[1, 0], [1, 1], [1, 2]]),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("wait: up_for_reschedule (try 1)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("(try 2)"), "{stdout}");
+    // The sensor that never succeeds times out (measured from its first reschedule) and,
+    // with soft_fail, skips itself.
+    let states = final_states(&stdout);
+    assert_eq!(states["give_up"], "skipped", "{stdout}");
+    // One log for the try, holding every poke.
+    let log = find_log(&home.path().join("logs"), "task_id=wait").expect("a log");
+    let text = std::fs::read_to_string(log).expect("log");
+    assert_eq!(text.matches("Rescheduling task").count(), 2, "{text}");
+
+    let airflow_out = home.path().join("out-airflow");
+    let airflow_states =
+        airflow_dags_test(&python, home.path(), &dags, "py_reschedule", &airflow_out);
+    assert_eq!(read_json(&airflow_out.join("pokes.json")), pokes);
+    assert_eq!(states, airflow_states);
+}
+
+#[test]
+fn a_rescheduled_sensor_survives_a_killed_scheduler_and_keeps_its_try_number() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    dags_folder(home.path());
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let scheduler = Scheduler::start(home.path(), &python, &out);
+    scheduler
+        .gust()
+        .args(["dags", "trigger", "py_reschedule_slowly"])
+        .assert()
+        .success();
+    // Killed once the sensor has poked and rescheduled itself (it waits 5 s between pokes):
+    // the next scheduler takes the waiting try up at its date, under the same number.
+    let listed = scheduler
+        .gust()
+        .args(["dags", "list-runs", "py_reschedule_slowly", "-o", "json"])
+        .output()
+        .expect("gust runs");
+    let run_id =
+        serde_json::from_slice::<serde_json::Value>(&listed.stdout).expect("JSON")[0]["run_id"]
+            .as_str()
+            .expect("a run id")
+            .to_owned();
+    let states_of_run = || {
+        let output = scheduler
+            .gust()
+            .args([
+                "tasks",
+                "states-for-dag-run",
+                "py_reschedule_slowly",
+                &run_id,
+                "-o",
+                "json",
+            ])
+            .output()
+            .expect("gust runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !states_of_run().contains("up_for_reschedule") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sensor never rescheduled"
+        );
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "waits for the sensor's first poke"
+        )]
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(scheduler);
+    let scheduler = Scheduler::start(home.path(), &python, &out);
+    let runs = scheduler.wait_for_a_run("py_reschedule_slowly");
+    let states = scheduler
+        .gust()
+        .args([
+            "tasks",
+            "states-for-dag-run",
+            "py_reschedule_slowly",
+            &run_id,
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("gust runs");
+    drop(scheduler);
+    let states = String::from_utf8_lossy(&states.stdout).into_owned();
+    assert!(runs.contains("\"success\""), "{runs}\n{states}");
+    assert_eq!(
+        read_json(&out.join("pokes.json")),
+        serde_json::json!([[1, 0], [1, 1], [1, 2]]),
+        "{states}"
+    );
+    let wait = serde_json::from_str::<serde_json::Value>(&states).expect("JSON")[0].clone();
+    assert_eq!(wait["task_id"], "wait", "{states}");
+    assert_eq!(wait["state"], "success", "{states}");
+    assert_eq!(wait["try_number"], 1, "{states}");
 }
 
 /// `gust scheduler` with Python tasks, on a SQLite database in `home`, its callables writing

@@ -48,6 +48,9 @@ pub struct ActiveRun {
     unfinished: usize,
     /// It passed its `dagrun_timeout`: it fails whatever its leaves say.
     pub timed_out: bool,
+    /// The reschedules of tasks whose latest try rescheduled itself (sensors in `reschedule`
+    /// mode), told to that try's next run.
+    pub reschedules: HashMap<TaskId, gust_executor::Reschedules>,
 }
 
 impl ActiveRun {
@@ -101,6 +104,7 @@ impl ActiveRun {
             changed: Vec::new(),
             unfinished,
             timed_out: false,
+            reschedules: HashMap::new(),
         }
     }
 
@@ -150,11 +154,14 @@ impl ActiveRun {
             next_retry_at,
             try_change,
         };
+        let from = ti.state;
         ti.state = to;
         ti.version += 1;
         ti.next_retry_at = next_retry_at;
-        if to == TaskState::Queued {
+        // A rescheduled try is handed over again under its own number; any other is a new try.
+        if to == TaskState::Queued && from != TaskState::UpForReschedule {
             ti.try_number += 1;
+            self.reschedules.remove(task);
         }
         let was = self.states.insert(task.clone(), to);
         let was_finished = was.is_some_and(TaskState::is_finished);
@@ -167,6 +174,17 @@ impl ActiveRun {
         }
         self.changed.push(task.clone());
         Ok(planned)
+    }
+
+    /// The number of the try `task` is handed over with next: its latest again when that try
+    /// rescheduled itself, else a new one.
+    pub fn next_try_number(&self, task: &TaskId) -> u32 {
+        let latest = self.try_number(task);
+        if self.state(task) == TaskState::UpForReschedule {
+            latest
+        } else {
+            latest + 1
+        }
     }
 
     /// The latest try number of `task`.

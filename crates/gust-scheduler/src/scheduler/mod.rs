@@ -133,6 +133,8 @@ impl Waker {
 enum Timer {
     /// A task's retry delay ends.
     Retry(RunKey, TaskId),
+    /// A rescheduled try's reschedule date comes.
+    Reschedule(RunKey, TaskId),
     /// A run reaches its `dagrun_timeout`.
     RunTimeout(RunKey),
     /// A schedule may have a new interval due.
@@ -563,6 +565,7 @@ impl Scheduler {
             for timer in self.timers.remove(&at).unwrap_or_default() {
                 match timer {
                     Timer::Retry(run, task) => self.retry_due(&run, &task),
+                    Timer::Reschedule(run, task) => self.reschedule_due(&run, &task),
                     Timer::RunTimeout(run) => self.run_timed_out(&run),
                     Timer::Schedules => self.schedules_due = true,
                 }

@@ -245,7 +245,11 @@ impl Scheduler {
             .map(|(limit, start)| {
                 start + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX)
             });
-        let active = ActiveRun::new(
+        // Only a sensor waiting to poke again has reschedules worth reading.
+        let rescheduled = tis
+            .values()
+            .any(|ti| ti.state == TaskState::UpForReschedule);
+        let mut active = ActiveRun::new(
             dag.clone(),
             run,
             run_id.clone(),
@@ -254,6 +258,19 @@ impl Scheduler {
             previous,
             past,
         );
+        if rescheduled {
+            for (task, so_far) in self.store.reschedules_of_run(&key.0, &key.1).await? {
+                if let Ok(task) = TaskId::new(task) {
+                    active.reschedules.insert(
+                        task,
+                        gust_executor::Reschedules {
+                            count: u32::try_from(so_far.count).unwrap_or(0),
+                            first_start: Some(so_far.first),
+                        },
+                    );
+                }
+            }
+        }
         self.runs.insert(key.clone(), active);
         if let Some(at) = timeout_at {
             self.add_timer(at, Timer::RunTimeout(key.clone()));
@@ -269,6 +286,7 @@ impl Scheduler {
         let mut removed = Vec::new();
         let mut holding = Vec::new();
         let mut retries = Vec::new();
+        let mut reschedules = Vec::new();
         let mut waiting = Vec::new();
         for (task_id, ti) in &held.tis {
             match dag.task(task_id) {
@@ -278,6 +296,9 @@ impl Scheduler {
                     s if s.holds_slot() => holding.push((task.clone(), ti.try_number)),
                     TaskState::UpForRetry => {
                         retries.push((task_id.clone(), ti.next_retry_at.unwrap_or(now)));
+                    }
+                    TaskState::UpForReschedule => {
+                        reschedules.push((task_id.clone(), ti.next_retry_at.unwrap_or(now)));
                     }
                     TaskState::Scheduled => waiting.push(task_id.clone()),
                     _ => {}
@@ -289,6 +310,9 @@ impl Scheduler {
         }
         for (at, task_id) in retries.into_iter().map(|(t, at)| (at, t)) {
             self.add_timer(at, Timer::Retry(key.clone(), task_id));
+        }
+        for (task_id, at) in reschedules {
+            self.add_timer(at, Timer::Reschedule(key.clone(), task_id));
         }
         for task_id in waiting {
             self.wait_for_slot(&key, &task_id);

@@ -153,7 +153,11 @@ impl Scheduler {
                 self.line.remove(at);
                 continue;
             };
-            if run.state(&task_id) != TaskState::Scheduled {
+            // A rescheduled try waits in line in `up_for_reschedule` (see `reschedule_due`).
+            if !matches!(
+                run.state(&task_id),
+                TaskState::Scheduled | TaskState::UpForReschedule
+            ) {
                 self.line.remove(at);
                 continue;
             }
@@ -180,7 +184,7 @@ impl Scheduler {
             }
             let waiting_since = self.line.since(at);
             self.line.remove(at);
-            let try_number = run.try_number(&task_id) + 1;
+            let try_number = run.next_try_number(&task_id);
             let rendered = render_args(
                 &self.renderer,
                 &dag,
@@ -196,7 +200,7 @@ impl Scheduler {
             let run_id = run.run_id.clone();
             match rendered {
                 Ok(args) => {
-                    let spec = launch_spec(
+                    let mut spec = launch_spec(
                         &dag,
                         task,
                         &run_id,
@@ -207,6 +211,11 @@ impl Scheduler {
                         run.facts(),
                         run.xcoms.clone(),
                     );
+                    if try_number == run.try_number(&task_id)
+                        && let Some(so_far) = run.reschedules.get(&task_id)
+                    {
+                        spec.context.reschedules = *so_far;
+                    }
                     let change = TryChange::Queued {
                         try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
                         rendered_args: serde_json::Value::Object(spec.args.clone()),
@@ -250,7 +259,7 @@ impl Scheduler {
         let Some(run) = self.runs.get(run_key) else {
             return;
         };
-        let try_number = run.try_number(task_id) + 1;
+        let try_number = run.next_try_number(task_id);
         let log = crate::log_path::log_path(
             &self.config.logs_root,
             &TryKey {
@@ -411,6 +420,7 @@ impl Scheduler {
                 Some(TryResult::Skipped)
             }
             TryOutcome::NeverStarted => Some(TryResult::NeverStarted),
+            TryOutcome::Rescheduled { .. } => Some(TryResult::Rescheduled),
             TryOutcome::Failed(_) => None,
         };
         let moved = match outcome {
@@ -440,6 +450,9 @@ impl Scheduler {
                     None,
                     Some(ended(Some(why), None)),
                 )
+            }
+            TryOutcome::Rescheduled { at } => {
+                self.reschedule_try(batch, &run_key, &task_id, try_number, at)
             }
             TryOutcome::Failed(reason) => {
                 self.fail_try(batch, &run_key, &task_id, try_number, reason.to_string());
@@ -524,6 +537,58 @@ impl Scheduler {
         }
     }
 
+    /// A try asked to run again at `at`, as the same try (a sensor in `reschedule` mode): it
+    /// gives its slot back and waits for the date, its reschedule recorded.
+    fn reschedule_try(
+        &mut self,
+        batch: &mut Batch,
+        run_key: &RunKey,
+        task_id: &TaskId,
+        try_number: u32,
+        at: DateTime<Utc>,
+    ) -> bool {
+        let now = self.clock.now();
+        let Some(run) = self.runs.get_mut(run_key) else {
+            return false;
+        };
+        let mut so_far = run.reschedules.get(task_id).copied().unwrap_or_default();
+        so_far.count += 1;
+        so_far.first_start.get_or_insert(now);
+        let change = TryChange::Rescheduled {
+            try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
+            number: i32::try_from(so_far.count).unwrap_or(i32::MAX),
+            at: now,
+            reschedule_date: at,
+        };
+        let moved = self.move_into(
+            batch,
+            run_key,
+            task_id,
+            TaskEvent::Reschedule,
+            Some(at),
+            Some(change),
+        );
+        if moved {
+            if let Some(run) = self.runs.get_mut(run_key) {
+                run.reschedules.insert(task_id.clone(), so_far);
+            }
+            self.add_timer(at, Timer::Reschedule(run_key.clone(), task_id.clone()));
+        }
+        moved
+    }
+
+    /// A rescheduled try's date came: it waits in line for a slot, staying `up_for_reschedule`
+    /// until it is handed over again under the same try number.
+    pub(super) fn reschedule_due(&mut self, run_key: &RunKey, task_id: &TaskId) {
+        let is_waiting = self
+            .runs
+            .get(run_key)
+            .is_some_and(|r| r.state(task_id) == TaskState::UpForReschedule);
+        if is_waiting {
+            self.wait_for_slot(run_key, task_id);
+        }
+    }
+
     /// A retry delay ended: the task waits for a slot again.
     pub(super) fn retry_due(&mut self, run_key: &RunKey, task_id: &TaskId) {
         let is_waiting = self
@@ -598,7 +663,7 @@ impl Scheduler {
                     ));
                 }
             } else {
-                let event = if state == TaskState::UpForRetry {
+                let event = if matches!(state, TaskState::UpForRetry | TaskState::UpForReschedule) {
                     TaskEvent::MarkFailed
                 } else {
                     TaskEvent::Skip

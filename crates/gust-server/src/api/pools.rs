@@ -186,6 +186,7 @@ pub(crate) async fn usage(state: &AppState) -> ApiResult<HashMap<String, Usage>>
                 | TaskState::Success
                 | TaskState::Failed
                 | TaskState::UpForRetry
+                | TaskState::UpForReschedule
                 | TaskState::Skipped
                 | TaskState::UpstreamFailed
                 | TaskState::Removed => {}

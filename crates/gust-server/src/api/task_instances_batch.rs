@@ -86,9 +86,8 @@ const BATCH_ORDERS: &[(&str, InstanceOrder)] = &[
 ];
 
 /// Airflow's task instance states that Gust's instances never take (no deferral, no
-/// rescheduling sensors, no restarts): asked for, they match nothing, as they would in an
-/// Airflow without such tasks.
-const AIRFLOW_ONLY_STATES: [&str; 3] = ["deferred", "up_for_reschedule", "restarting"];
+/// restarts): asked for, they match nothing, as they would in an Airflow without such tasks.
+const AIRFLOW_ONLY_STATES: [&str; 2] = ["deferred", "restarting"];
 
 /// The body's states, each checked (a 422 names one that is not Airflow's), with whether any
 /// state was asked for: asked only for states Gust never has, the list is empty yet filters.

@@ -48,6 +48,10 @@ pub(super) fn authenticated() -> Router<ExecutionState> {
             get(variable_get).put(variable_put).delete(variable_delete),
         )
         .route("/connections/{conn_id}", get(connection_get))
+        .route(
+            "/task-reschedules/{id}/start_date",
+            get(ti_first_reschedule_start),
+        )
 }
 
 /// `GET /health`.
@@ -144,7 +148,7 @@ async fn ti_run(
             note: None,
             team_name: None,
         },
-        task_reschedule_count: 0,
+        task_reschedule_count: live.reschedules.count,
         max_tries: live.max_tries,
         variables: Vec::new(),
         connections: Vec::new(),
@@ -161,15 +165,13 @@ fn reported_state(reported: &Reported) -> &'static str {
         Reported::UpForRetry { .. } => "up_for_retry",
         Reported::Skipped => "skipped",
         Reported::Reschedule { .. } => "up_for_reschedule",
+        Reported::Deferred => "deferred",
         Reported::Removed => "removed",
     }
 }
 
 /// What a `PATCH .../state` body reports.
-fn read_state(
-    body: &serde_json::Value,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Reported, ExecError> {
+fn read_state(body: &serde_json::Value) -> Result<Reported, ExecError> {
     let state = body
         .get("state")
         .and_then(serde_json::Value::as_str)
@@ -195,8 +197,7 @@ fn read_state(
         "up_for_reschedule" => Reported::Reschedule {
             at: time("reschedule_date")?,
         },
-        // Gust has no triggerer: a deferred task runs again, as a rescheduled sensor does.
-        "deferred" => Reported::Reschedule { at: now },
+        "deferred" => Reported::Deferred,
         other => {
             return Err(ExecError::unprocessable(format!(
                 "state {other:?} cannot be reported"
@@ -207,14 +208,13 @@ fn read_state(
 
 /// `PATCH /task-instances/{id}/state`: the worker reports how the try ended.
 async fn ti_state(
-    State(state): State<ExecutionState>,
     Extension(live): Live,
     Path(id): Path<Uuid>,
     body: Bytes,
 ) -> Result<Response, ExecError> {
     this_try(&live, id)?;
     let body: serde_json::Value = parse(&body)?;
-    let reported = read_state(&body, state.clock.now())?;
+    let reported = read_state(&body)?;
     let mut progress = live.progress();
     if progress.runner.is_none() {
         return Err(ExecError::conflict(
@@ -236,6 +236,18 @@ async fn ti_state(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
     }
+}
+
+/// `GET /task-reschedules/{id}/start_date`: when the first run of this try that rescheduled
+/// itself started (`null` before any), from which a sensor in reschedule mode measures its
+/// `timeout`. Gust keeps one try's reschedules, so the `try_number` the SDK sends (the first
+/// try's, for a sensor with retries) names the try the token is scoped to.
+async fn ti_first_reschedule_start(
+    Extension(live): Live,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Option<chrono::DateTime<chrono::Utc>>>, ExecError> {
+    this_try(&live, id)?;
+    Ok(axum::Json(live.reschedules.first_start))
 }
 
 /// The try must be running for a worker to act for it.

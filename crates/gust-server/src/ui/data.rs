@@ -48,6 +48,7 @@ pub fn state_code(state: TaskState) -> u8 {
         TaskState::Success => b's',
         TaskState::Failed => b'f',
         TaskState::UpForRetry => b'u',
+        TaskState::UpForReschedule => b'h',
         TaskState::Skipped => b'k',
         TaskState::UpstreamFailed => b'p',
         TaskState::Removed => b'x',
