@@ -84,6 +84,32 @@ pub struct DagSettings {
     pub is_paused_upon_creation: Option<bool>,
     /// Markdown documentation shown in the UI.
     pub doc_md: Option<String>,
+    /// Which callbacks the DAG names (`on_success_callback`, `on_failure_callback`).
+    #[serde(default)]
+    pub callbacks: DagCallbacks,
+}
+
+/// The callbacks a DAG names, in any form dag-factory reads; the callables are Python's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DagCallbacks {
+    /// `on_success_callback`: after a run succeeds.
+    pub on_success: bool,
+    /// `on_failure_callback`: after a run fails.
+    pub on_failure: bool,
+}
+
+impl DagCallbacks {
+    /// Notes the callback a DAG setting names (`on_failure_callback`, or its `_name` or
+    /// `_file` part); `false` when the name is not a DAG callback's.
+    pub fn note(&mut self, setting: &str) -> bool {
+        let flag = match crate::task::callback_of(setting) {
+            "on_success_callback" => &mut self.on_success,
+            "on_failure_callback" => &mut self.on_failure,
+            _ => return false,
+        };
+        *flag = true;
+        true
+    }
 }
 
 impl Default for DagSettings {
@@ -102,6 +128,7 @@ impl Default for DagSettings {
             tags: Vec::new(),
             is_paused_upon_creation: None,
             doc_md: None,
+            callbacks: DagCallbacks::default(),
         }
     }
 }

@@ -71,6 +71,53 @@ pub struct TaskSettings {
     /// A teardown whose failure fails the run.
     #[serde(default)]
     pub on_failure_fail_dagrun: bool,
+    /// Which callbacks the task names (`on_failure_callback`...).
+    #[serde(default)]
+    pub callbacks: TaskCallbacks,
+}
+
+/// The callbacks a task names, in any form dag-factory reads (a dotted path, a notifier with
+/// its arguments, `<callback>_name` with `<callback>_file`). Gust keeps only which exist: the
+/// callables themselves are Python's, read by dag-factory where they run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCallbacks {
+    /// `on_execute_callback`: before a try runs.
+    pub on_execute: bool,
+    /// `on_success_callback`: after a try succeeds.
+    pub on_success: bool,
+    /// `on_failure_callback`: after a try fails for good.
+    pub on_failure: bool,
+    /// `on_retry_callback`: after a try fails and another will follow.
+    pub on_retry: bool,
+    /// `on_skipped_callback`: after a try skips itself.
+    pub on_skipped: bool,
+}
+
+/// The callback an argument names: `on_failure_callback` for itself and for dag-factory's
+/// `on_failure_callback_name` and `on_failure_callback_file`.
+#[must_use]
+pub fn callback_of(argument: &str) -> &str {
+    argument
+        .strip_suffix("_name")
+        .or_else(|| argument.strip_suffix("_file"))
+        .unwrap_or(argument)
+}
+
+impl TaskCallbacks {
+    /// Notes the callback a task argument names (`on_failure_callback`, or its `_name` or
+    /// `_file` part); `false` when the name is not a task callback's.
+    pub fn note(&mut self, argument: &str) -> bool {
+        let flag = match callback_of(argument) {
+            "on_execute_callback" => &mut self.on_execute,
+            "on_success_callback" => &mut self.on_success,
+            "on_failure_callback" => &mut self.on_failure,
+            "on_retry_callback" => &mut self.on_retry,
+            "on_skipped_callback" => &mut self.on_skipped,
+            _ => return false,
+        };
+        *flag = true;
+        true
+    }
 }
 
 /// Airflow's default wait between tries.
@@ -100,6 +147,33 @@ impl Default for TaskSettings {
             is_setup: false,
             is_teardown: false,
             on_failure_fail_dagrun: false,
+            callbacks: TaskCallbacks::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dag::DagCallbacks;
+
+    #[test]
+    fn a_callback_is_noted_by_any_of_its_three_names() {
+        let mut callbacks = TaskCallbacks::default();
+        assert!(callbacks.note("on_failure_callback"));
+        assert!(callbacks.note("on_retry_callback_file"));
+        assert!(!callbacks.note("sla_miss_callback"));
+        assert_eq!(
+            callbacks,
+            TaskCallbacks {
+                on_failure: true,
+                on_retry: true,
+                ..TaskCallbacks::default()
+            }
+        );
+        let mut dag = DagCallbacks::default();
+        assert!(dag.note("on_success_callback_name"));
+        assert!(!dag.note("on_retry_callback"));
+        assert!(dag.on_success && !dag.on_failure);
     }
 }

@@ -11,6 +11,7 @@
 
 mod adopt;
 mod bash;
+mod callbacks;
 mod context_env;
 mod group;
 mod output;
@@ -19,6 +20,7 @@ mod process;
 mod python;
 mod ready;
 
+pub use callbacks::{CALLBACK_TIMEOUT, PythonCallbacks};
 pub use pod::Secrets;
 pub use python::{NO_PYTHON_RUNTIME, PythonRuntime};
 mod record;

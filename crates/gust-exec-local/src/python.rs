@@ -56,7 +56,7 @@ impl fmt::Debug for PythonRuntime {
 }
 
 impl PythonRuntime {
-    fn bundle_dir(&self) -> PathBuf {
+    pub(crate) fn bundle_dir(&self) -> PathBuf {
         self.work_dir.join("bundle")
     }
 }
@@ -253,7 +253,7 @@ fn workload(spec: &LaunchSpec, admission: &Admission, loader: &str) -> serde_jso
     })
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -295,7 +295,7 @@ const AIRFLOW_CLASSES: &[(&str, &str)] = &[
 /// The loader of `dag_file` in the bundle: a Python file that builds the DAG file's DAGs with
 /// dag-factory. Written when missing or different (by a rename, so a worker reading it never
 /// sees half of it); its name, relative to the bundle, is returned.
-fn write_loader(bundle: &Path, dag_file: &Path) -> std::io::Result<String> {
+pub(crate) fn write_loader(bundle: &Path, dag_file: &Path) -> std::io::Result<String> {
     let dag_file = std::path::absolute(dag_file)?;
     let path_text = dag_file.display().to_string();
     let digest = Sha256::digest(path_text.as_bytes());
@@ -512,7 +512,7 @@ mod tests {
             outcome(3, None, true),
             TryOutcome::Failed(FailureReason::ExitCode(3))
         );
-        let at = chrono::Utc::now();
+        let at = chrono::DateTime::UNIX_EPOCH;
         assert_eq!(
             outcome(0, Some(reported(Reported::Reschedule { at }, None)), true),
             TryOutcome::Rescheduled { at }

@@ -6,6 +6,7 @@
 //! outcome means (success, retry, failure). This crate holds no implementation; the local process
 //! runtime and the Kubernetes pod runtime implement [`Executor`].
 
+pub mod callbacks;
 mod current;
 pub mod execution;
 pub mod log_layout;

@@ -44,6 +44,17 @@ pub fn is_task_callback(name: &str) -> bool {
     })
 }
 
+/// Whether `name` gives a DAG callback as dag-factory reads one (see [`is_task_callback`]).
+#[must_use]
+pub fn is_dag_callback(name: &str) -> bool {
+    ["on_success_callback", "on_failure_callback"]
+        .iter()
+        .any(|callback| {
+            name.strip_prefix(callback)
+                .is_some_and(|rest| matches!(rest, "" | "_name" | "_file"))
+        })
+}
+
 /// Whether `name` gives a Python callable or its arguments, in any of dag-factory's forms.
 #[must_use]
 pub fn is_callable_argument(name: &str) -> bool {
@@ -88,11 +99,13 @@ pub fn refused_argument(name: &str) -> Option<&'static str> {
         "partial" | "expand" | "expand_kwargs" => Some(
             "dynamic task mapping is not available in Gust yet; list the mapped tasks explicitly",
         ),
+        _ if (is_task_callback(name) || is_dag_callback(name)) && !crate::python::enabled() => {
+            Some(crate::python::NOT_CONFIGURED)
+        }
         _ if name.ends_with("_callback") || name.ends_with("_callbacks") => Some(
-            "callbacks run in Airflow's Task SDK, on the task itself: give them to each Python \
-             task (PythonOperator, TaskFlow or an operator by class path, with [python] \
-             interpreter); for other tasks use `email_on_failure` and `email_on_retry`, or a \
-             downstream task with trigger_rule: one_failed",
+            "Gust runs the callbacks Airflow 3 runs: on_execute_callback, on_success_callback, \
+             on_failure_callback, on_retry_callback and on_skipped_callback of tasks, \
+             on_success_callback and on_failure_callback of DAGs",
         ),
         _ => None,
     }
@@ -120,6 +133,14 @@ mod tests {
             assert!(refused_argument(arg).is_some(), "{arg}");
         }
         assert!(refused_argument("bash_command").is_none());
+    }
+
+    #[test]
+    fn dag_callbacks_are_success_and_failure_only() {
+        assert!(is_dag_callback("on_failure_callback"));
+        assert!(is_dag_callback("on_success_callback_file"));
+        assert!(!is_dag_callback("on_retry_callback"));
+        assert!(!is_dag_callback("sla_miss_callback"));
     }
 
     #[test]

@@ -382,7 +382,7 @@ impl<'a> Driver<'a> {
     /// The current try asked to run again at `at` (a sensor in `reschedule` mode): it waits
     /// for the date as a retry waits for its delay, then runs again as the same try.
     fn reschedule(&mut self, task_id: &TaskId, at: chrono::DateTime<chrono::Utc>) {
-        let now = chrono::Utc::now();
+        let now = gust_core::clock::Clock::now(&SystemClock);
         if let Some(instance) = self.instances.get_mut(task_id) {
             instance.reschedules.count += 1;
             instance.reschedules.first_start.get_or_insert(now);

@@ -137,6 +137,33 @@ def poke_thrice(ti=None, task_reschedule_count=None):
 
 def never():
     return False
+
+
+def _note_callback(kind, context):
+    ti = context.get("ti")
+    name = getattr(ti, "task_id", None) or "dag"
+    _record("callback_%s_%s" % (kind, name), {
+        "run_id": context["run_id"],
+        "try": getattr(ti, "try_number", None),
+        "reason": context.get("reason"),
+        "has_exception": context.get("exception") is not None,
+    })
+
+
+def on_success(context):
+    _note_callback("success", context)
+
+
+def on_failure(context):
+    _note_callback("failure", context)
+
+
+def on_retry(context):
+    _note_callback("retry", context)
+
+
+def on_dag_failure(context):
+    _note_callback("dag_failure", context)
 "#;
 
 /// The DAG file: `py` returns a value, `shout` (bash) pulls it, `consume` (Python) pulls
@@ -347,6 +374,25 @@ py_reschedule_slowly:
       mode: reschedule
       poke_interval: 5
       timeout: 120
+py_native_callbacks:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  on_failure_callback: callables.on_dag_failure
+  default_args:
+    on_failure_callback_name: on_failure
+    on_failure_callback_file: {file}
+  tasks:
+    fine:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo fine
+      on_success_callback: callables.on_success
+    boom:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: exit 3
+      retries: 1
+      retry_delay: 1
+      on_retry_callback: callables.on_retry
 py_timeout:
   schedule: null
   start_date: 2024-01-01
@@ -1060,6 +1106,83 @@ fn a_rescheduled_sensor_survives_a_killed_scheduler_and_keeps_its_try_number() {
     assert_eq!(wait["task_id"], "wait", "{states}");
     assert_eq!(wait["state"], "success", "{states}");
     assert_eq!(wait["try_number"], 1, "{states}");
+}
+
+#[test]
+fn callbacks_of_bash_tasks_and_of_the_dag_run_in_python_as_in_airflow() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let scheduler = Scheduler::start(home.path(), &python, &out);
+    scheduler
+        .gust()
+        .args(["dags", "trigger", "py_native_callbacks"])
+        .assert()
+        .success();
+    let runs = scheduler.wait_for_a_run("py_native_callbacks");
+    assert!(runs.contains("\"failed\""), "{runs}");
+    // Callbacks run after the moves that call for them are committed, on their own.
+    let names = [
+        "callback_success_fine",
+        "callback_retry_boom",
+        "callback_failure_boom",
+        // A DAG callback's context is that of the task instance that decided the run.
+        "callback_dag_failure_boom",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !names.iter().all(|n| out.join(format!("{n}.json")).exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "callbacks missing in {:?}: {}",
+            std::fs::read_dir(&out).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()),
+            std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
+        );
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "waits for the callbacks' processes"
+        )]
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(scheduler);
+    let gust: std::collections::BTreeMap<&str, serde_json::Value> = names
+        .iter()
+        .map(|n| (*n, read_json(&out.join(format!("{n}.json")))))
+        .collect();
+    assert_eq!(gust["callback_retry_boom"]["try"], 1, "{gust:?}");
+    assert_eq!(gust["callback_failure_boom"]["try"], 2, "{gust:?}");
+    assert_eq!(
+        gust["callback_failure_boom"]["has_exception"], true,
+        "{gust:?}"
+    );
+    assert_eq!(gust["callback_success_fine"]["try"], 1, "{gust:?}");
+    assert_eq!(
+        gust["callback_dag_failure_boom"]["reason"], "task_failure",
+        "{gust:?}"
+    );
+    assert_eq!(gust["callback_dag_failure_boom"]["try"], 2, "{gust:?}");
+    // The task callback's output is in the try's log.
+    let log = find_log(&home.path().join("logs"), "task_id=boom/attempt=2").expect("a log");
+    let text = std::fs::read_to_string(log).expect("log");
+    assert!(text.contains("on_failure_callback"), "{text}");
+
+    // Airflow runs the same file's callbacks alike.
+    let airflow_out = home.path().join("out-airflow");
+    std::fs::create_dir_all(&airflow_out).expect("mkdir");
+    let run = [("py_native_callbacks", None)];
+    airflow_dags_tests(&python, home.path(), &dags, &run, &airflow_out, true);
+    for name in names {
+        let theirs = read_json(&airflow_out.join(format!("{name}.json")));
+        for field in ["try", "reason", "has_exception"] {
+            assert_eq!(
+                theirs[field], gust[name][field],
+                "{name}: {theirs} against {gust:?}"
+            );
+        }
+    }
 }
 
 /// `gust scheduler` with Python tasks, on a SQLite database in `home`, its callables writing

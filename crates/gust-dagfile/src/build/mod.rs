@@ -251,6 +251,9 @@ fn read_settings(
             "is_paused_upon_creation" => {
                 values::boolean(node, name).map(|v| settings.is_paused_upon_creation = Some(v))
             }
+            callback if gust_operators::python::enabled() && settings.callbacks.note(callback) => {
+                settings::check_callback(node, name)
+            }
             _ => Err(unknown_dag_key(key)),
         };
         if let Err(p) = result {

@@ -18,6 +18,7 @@
 //! loads and ends runs, `tasks.rs` moves task instances, `claims.rs` shares DAGs out.
 
 mod active;
+mod callbacks;
 mod claims;
 mod runs;
 mod slots;
@@ -73,6 +74,9 @@ pub struct SchedulerConfig {
     /// The variables and connections templates read, re-read before tries render (default:
     /// the scheduler's store without a key, so neither; pass one with the Fernet key).
     pub template_values: Option<Arc<TemplateValues>>,
+    /// Runs the callbacks of natively run tasks and of DAGs (Python's; none without a
+    /// `[python] interpreter`, where DAG files naming callbacks are refused).
+    pub callbacks: Option<Arc<dyn gust_executor::callbacks::CallbackRunner>>,
 }
 
 impl SchedulerConfig {
@@ -90,6 +94,7 @@ impl SchedulerConfig {
             exclusive: false,
             metrics: crate::metrics::SchedulerMetrics::new(),
             template_values: None,
+            callbacks: None,
         }
     }
 }
@@ -149,6 +154,8 @@ enum After {
     Kill(TryKey, String),
     /// A try that failed before a runtime had it gets a log saying why.
     FailureLog(PathBuf, String),
+    /// A task's callback runs (in Python).
+    Callback(Box<gust_executor::callbacks::CallbackRequest>),
 }
 
 /// Moves to commit together, and what follows each.
@@ -542,6 +549,11 @@ impl Scheduler {
                     self.executor.release(&key);
                 }
                 After::Kill(key, reason) => self.executor.kill(&key, &reason),
+                After::Callback(request) => {
+                    if let Some(runner) = &self.config.callbacks {
+                        runner.run(*request);
+                    }
+                }
                 After::FailureLog(path, why) => {
                     // A rare path (a broken template, a missing pool) and one short line.
                     let written = try_log::write_failure(&path, &*self.clock, &why).await;

@@ -432,6 +432,7 @@ impl Scheduler {
                 continue;
             }
             tracing::info!(dag_id = %key.0, run_id = %key.1, %state, "run finished");
+            self.dag_callback(run, state).await;
             let states = run.states.clone();
             self.unload_run(&key);
             for other in self.runs.values_mut() {

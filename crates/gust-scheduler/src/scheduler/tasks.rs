@@ -7,6 +7,7 @@ use gust_core::ids::TaskId;
 use gust_core::readiness::{settle, settle_changed};
 use gust_core::retry::{can_retry, retry_delay};
 use gust_core::state::{TaskEvent, TaskState};
+use gust_executor::callbacks::CallbackKind;
 use gust_executor::{FailureReason, TryEvent, TryEventKind, TryKey, TryOutcome};
 use gust_store::TryChange;
 
@@ -321,6 +322,13 @@ impl Scheduler {
         };
         let event = TaskEvent::Fail { can_retry: retry };
         if self.move_into(batch, run_key, task_id, event, retry_at, Some(change)) {
+            let kind = if retry {
+                CallbackKind::TaskRetry
+            } else {
+                CallbackKind::TaskFailure
+            };
+            let why = Some(gust_secrets::mask(&why));
+            self.then_task_callback(batch, run_key, task_id, try_number, kind, why);
             self.config.metrics.try_finished(TryResult::Failed);
             if let Some(at) = retry_at {
                 self.add_timer(at, Timer::Retry(run_key.clone(), task_id.clone()));
@@ -372,14 +380,24 @@ impl Scheduler {
                     };
                     // Committed with the next batch (see `START_COMMIT_DELAY`).
                     let mut started = std::mem::take(&mut self.started);
-                    self.move_into(
+                    if self.move_into(
                         &mut started,
                         &run_key,
                         &task_id,
                         TaskEvent::Start,
                         None,
                         Some(change),
-                    );
+                    ) {
+                        let kind = CallbackKind::TaskExecute;
+                        self.then_task_callback(
+                            &mut started,
+                            &run_key,
+                            &task_id,
+                            try_number,
+                            kind,
+                            None,
+                        );
+                    }
                     self.started = started;
                     self.started_due.get_or_insert_with(|| {
                         tokio::time::Instant::now() + super::START_COMMIT_DELAY
@@ -424,32 +442,29 @@ impl Scheduler {
             TryOutcome::Failed(_) => None,
         };
         let moved = match outcome {
-            TryOutcome::Succeeded { xcom } => self.succeed(batch, &run_key, &task_id, xcom, ended),
+            TryOutcome::Succeeded { xcom } => {
+                let moved = self.succeed(batch, &run_key, &task_id, xcom, ended);
+                if moved {
+                    let kind = CallbackKind::TaskSuccess;
+                    self.then_task_callback(batch, &run_key, &task_id, try_number, kind, None);
+                }
+                moved
+            }
             TryOutcome::SucceededSkipping { xcom, skip } => {
                 let moved = self.succeed(batch, &run_key, &task_id, xcom, ended);
                 if moved {
+                    let kind = CallbackKind::TaskSuccess;
+                    self.then_task_callback(batch, &run_key, &task_id, try_number, kind, None);
                     self.skip_downstream(batch, &run_key, &task_id, &skip);
                 }
                 moved
             }
-            TryOutcome::SkippedItself { reason } => self.move_into(
-                batch,
-                &run_key,
-                &task_id,
-                TaskEvent::Skip,
-                None,
-                Some(ended(Some(reason), None)),
-            ),
+            TryOutcome::SkippedItself { reason } => {
+                self.skip_try(batch, &run_key, &task_id, try_number, reason, ended)
+            }
             TryOutcome::Skipped { exit_code } => {
                 let why = format!("exit code {exit_code} is a skip code");
-                self.move_into(
-                    batch,
-                    &run_key,
-                    &task_id,
-                    TaskEvent::Skip,
-                    None,
-                    Some(ended(Some(why), None)),
-                )
+                self.skip_try(batch, &run_key, &task_id, try_number, why, ended)
             }
             TryOutcome::Rescheduled { at } => {
                 self.reschedule_try(batch, &run_key, &task_id, try_number, at)
@@ -535,6 +550,31 @@ impl Scheduler {
                 self.move_into(batch, run_key, &task, TaskEvent::Skip, None, None);
             }
         }
+    }
+
+    /// A try skipped itself: its task is skipped, and its `on_skipped_callback` runs.
+    fn skip_try(
+        &mut self,
+        batch: &mut Batch,
+        run_key: &RunKey,
+        task_id: &TaskId,
+        try_number: u32,
+        reason: String,
+        ended: impl FnOnce(Option<String>, Option<serde_json::Value>) -> TryChange,
+    ) -> bool {
+        let moved = self.move_into(
+            batch,
+            run_key,
+            task_id,
+            TaskEvent::Skip,
+            None,
+            Some(ended(Some(reason), None)),
+        );
+        if moved {
+            let kind = CallbackKind::TaskSkipped;
+            self.then_task_callback(batch, run_key, task_id, try_number, kind, None);
+        }
+        moved
     }
 
     /// A try asked to run again at `at`, as the same try (a sensor in `reschedule` mode): it

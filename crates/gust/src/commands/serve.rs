@@ -346,6 +346,14 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
                 let (config, home) = (config.clone(), home.clone());
                 Arc::new(move || super::secret_key(&config, &home).ok())
             })));
+        // Callbacks of natively run tasks and of DAGs run in the tasks' Python environment.
+        scheduler_config.callbacks = python.as_ref().map(|p| {
+            Arc::new(gust_exec_local::PythonCallbacks {
+                interpreter: p.runtime.interpreter.clone(),
+                work_dir: p.runtime.work_dir.clone(),
+                clock: p.runtime.clock.clone(),
+            }) as Arc<dyn gust_executor::callbacks::CallbackRunner>
+        });
         scheduler_config.worker_free_operators = gust_operators::OPERATORS
             .iter()
             .filter(|spec| !spec.holds_worker)

@@ -1,0 +1,91 @@
+//! Callbacks of tasks Gust runs natively (bash, pods, processing steps...) and of DAGs, which
+//! Airflow runs in Python: its DAG processor runs them with a context it builds from the run
+//! and the task instance. Gust does the same in the `[python] interpreter` environment, once the
+//! move that calls for one is committed (see the scheduler).
+//!
+//! Python tasks run their own callbacks in their worker, as Airflow's task runner does: none of
+//! theirs come here.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use gust_core::ids::{DagId, RunId, TaskId};
+
+use crate::RunFacts;
+
+/// Which callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackKind {
+    /// A task's `on_execute_callback`: its try started.
+    TaskExecute,
+    /// A task's `on_success_callback`.
+    TaskSuccess,
+    /// A task's `on_failure_callback`: its try failed for good.
+    TaskFailure,
+    /// A task's `on_retry_callback`: its try failed, another follows.
+    TaskRetry,
+    /// A task's `on_skipped_callback`: its try skipped itself.
+    TaskSkipped,
+    /// A DAG's `on_success_callback`: its run succeeded.
+    DagSuccess,
+    /// A DAG's `on_failure_callback`: its run failed.
+    DagFailure,
+}
+
+impl CallbackKind {
+    /// The callback's event, as the attribute `on_<event>_callback` names it.
+    #[must_use]
+    pub fn event(self) -> &'static str {
+        match self {
+            Self::TaskExecute => "execute",
+            Self::TaskSuccess | Self::DagSuccess => "success",
+            Self::TaskFailure | Self::DagFailure => "failure",
+            Self::TaskRetry => "retry",
+            Self::TaskSkipped => "skipped",
+        }
+    }
+}
+
+/// The task instance a task callback is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackTask {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its try.
+    pub try_number: u32,
+    /// Its state after the move (Airflow's name).
+    pub state: &'static str,
+}
+
+/// One callback to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackRequest {
+    /// Which.
+    pub kind: CallbackKind,
+    /// The DAG.
+    pub dag_id: DagId,
+    /// Its file, which dag-factory builds where the callback runs.
+    pub dag_file: PathBuf,
+    /// The run.
+    pub run_id: RunId,
+    /// The run's logical date.
+    pub logical_date: Option<DateTime<Utc>>,
+    /// The run, as Airflow's context tells it.
+    pub run: RunFacts,
+    /// The run's state (Airflow's name).
+    pub run_state: &'static str,
+    /// The task instance: the one a task callback is about, or the one that decided the run a
+    /// DAG callback is about (its context is then that task instance's, as in Airflow).
+    pub task: Option<CallbackTask>,
+    /// Why: a task's failure (its context's `exception`), or a DAG callback's reason
+    /// (`success`, `task_failure`, `timed_out`).
+    pub reason: Option<String>,
+    /// Where its output goes: the try's log for a task callback.
+    pub log_path: PathBuf,
+}
+
+/// Runs callbacks, each on its own, without holding up the caller.
+pub trait CallbackRunner: Send + Sync + std::fmt::Debug {
+    /// Starts `request`'s callback; its output and failure go to its log.
+    fn run(&self, request: CallbackRequest);
+}

@@ -1,0 +1,146 @@
+//! Which committed moves call for a callback: a task's (for tasks Gust runs natively; Python
+//! tasks run theirs in their worker) and a DAG's when its run ends. The callbacks themselves run
+//! in Python, through the configured [`CallbackRunner`], after the move is committed.
+
+use gust_core::dag::Dag;
+use gust_core::ids::TaskId;
+use gust_core::state::{DagRunState, TaskState};
+use gust_executor::TryKey;
+use gust_executor::callbacks::{CallbackKind, CallbackRequest, CallbackTask};
+
+use super::active::{ActiveRun, RunKey};
+use super::{After, Batch, Scheduler};
+
+impl Scheduler {
+    /// Adds `kind`'s callback of `task_id` after the move just pushed to `batch`, when the task
+    /// names one, Gust runs the task natively and a runner is configured.
+    pub(super) fn then_task_callback(
+        &self,
+        batch: &mut Batch,
+        run_key: &RunKey,
+        task_id: &TaskId,
+        try_number: u32,
+        kind: CallbackKind,
+        reason: Option<String>,
+    ) {
+        if self.config.callbacks.is_none() {
+            return;
+        }
+        let Some(run) = self.runs.get(run_key) else {
+            return;
+        };
+        let Some(task) = run.dag.task(task_id) else {
+            return;
+        };
+        let named = task.settings.callbacks;
+        let wanted = match kind {
+            CallbackKind::TaskExecute => named.on_execute,
+            CallbackKind::TaskSuccess => named.on_success,
+            CallbackKind::TaskFailure => named.on_failure,
+            CallbackKind::TaskRetry => named.on_retry,
+            CallbackKind::TaskSkipped => named.on_skipped,
+            CallbackKind::DagSuccess | CallbackKind::DagFailure => false,
+        };
+        if !wanted || gust_operators::python::runs_in_task_sdk(&task.operator) {
+            return;
+        }
+        let key = TryKey {
+            dag_id: run.dag.id.clone(),
+            run_id: run.run_id.clone(),
+            task_id: task_id.clone(),
+            try_number: gust_core::ids::TryNumber(try_number),
+        };
+        let state = run.state(task_id).as_str();
+        let request = CallbackRequest {
+            kind,
+            task: Some(CallbackTask {
+                task_id: task_id.clone(),
+                try_number,
+                state,
+            }),
+            reason,
+            log_path: crate::log_path::log_path(&self.config.logs_root, &key),
+            ..run_request(run, kind, "running")
+        };
+        batch.then(After::Callback(Box::new(request)));
+    }
+
+    /// Runs the DAG's callback for the end of `run`, already committed as `state`. As in
+    /// Airflow, its context is that of the task instance that decided the run, when there is
+    /// one: the failed one that ended last, or the succeeded one that ended last.
+    pub(super) async fn dag_callback(&self, run: &ActiveRun, state: DagRunState) {
+        let Some(runner) = &self.config.callbacks else {
+            return;
+        };
+        let named = run.dag.settings.callbacks;
+        let (kind, wanted, reason) = match state {
+            DagRunState::Success => (CallbackKind::DagSuccess, named.on_success, "success"),
+            DagRunState::Failed if run.timed_out => {
+                (CallbackKind::DagFailure, named.on_failure, "timed_out")
+            }
+            DagRunState::Failed => (CallbackKind::DagFailure, named.on_failure, "task_failure"),
+            DagRunState::Queued | DagRunState::Running => return,
+        };
+        if !wanted {
+            return;
+        }
+        let deciding = if state == DagRunState::Success {
+            TaskState::Success
+        } else {
+            TaskState::Failed
+        };
+        let mut request = run_request(run, kind, state.as_str());
+        request.reason = Some(reason.to_owned());
+        request.log_path = dag_callback_log(&self.config.logs_root, &run.dag, run);
+        match self
+            .store
+            .tries_of_run(&run.run.dag_id, &run.run.run_id)
+            .await
+        {
+            Ok(tries) => {
+                request.task = tries
+                    .into_iter()
+                    .filter(|t| {
+                        t.state == deciding
+                            && TaskId::new(t.task_id.as_str())
+                                .is_ok_and(|id| run.state(&id) == deciding)
+                    })
+                    .max_by_key(|t| t.end_date)
+                    .and_then(|t| {
+                        Some(CallbackTask {
+                            task_id: TaskId::new(t.task_id).ok()?,
+                            try_number: u32::try_from(t.try_number).ok()?,
+                            state: deciding.as_str(),
+                        })
+                    });
+            }
+            Err(err) => {
+                tracing::warn!(dag_id = %run.dag.id, run_id = %run.run_id, "the run's tries could not be read for its callback's context: {err}");
+            }
+        }
+        runner.run(request);
+    }
+}
+
+/// A request for `run`'s `kind` callback, without a task.
+fn run_request(run: &ActiveRun, kind: CallbackKind, run_state: &'static str) -> CallbackRequest {
+    CallbackRequest {
+        kind,
+        dag_id: run.dag.id.clone(),
+        dag_file: run.dag.fileloc.clone(),
+        run_id: run.run_id.clone(),
+        logical_date: Some(run.run.logical_date),
+        run: run.facts(),
+        run_state,
+        task: None,
+        reason: None,
+        log_path: std::path::PathBuf::new(),
+    }
+}
+
+/// `ROOT/dag_id=D/run_id=R/dag_callbacks.log`, beside the run's task logs.
+fn dag_callback_log(root: &std::path::Path, dag: &Dag, run: &ActiveRun) -> std::path::PathBuf {
+    root.join(format!("dag_id={}", dag.id))
+        .join(gust_executor::log_layout::run_folder(run.run_id.as_str()))
+        .join("dag_callbacks.log")
+}
