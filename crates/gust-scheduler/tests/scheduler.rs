@@ -247,6 +247,15 @@ async fn pod_tries_hold_no_worker_and_do_not_wait_for_parallelism(store: Store) 
     );
     stop.cancel();
     handle.await.expect("joined");
+    // A scheduler that stops cleanly ends its job in success.
+    let jobs = store.jobs().await.expect("jobs");
+    assert!(
+        !jobs.is_empty()
+            && jobs
+                .iter()
+                .all(|j| j.state == "success" && j.end_date.is_some()),
+        "{jobs:?}"
+    );
     let tries = store.tries_of_run("mixed", &run).await.expect("tries");
     let span = |task: &str| {
         let t = tries.iter().find(|t| t.task_id == task).expect("a try");
@@ -754,4 +763,100 @@ async fn secrets_never_reach_logs_or_xcoms(store: Store) {
         logs += 1;
     }
     assert_eq!(logs, 1);
+}
+
+const SLOW: &str = r#"
+slow:
+  schedule: null
+  tasks:
+    nap:
+      operator: bash
+      bash_command: sleep 0.4
+"#;
+
+both_engines!(a_backfills_runs_wait_while_it_is_paused_and_run_within_its_max_active_runs);
+
+/// A backfill's queued runs wait while it is paused, and then run one at a time when its
+/// `max_active_runs` is 1, though the DAG's allows 16.
+async fn a_backfills_runs_wait_while_it_is_paused_and_run_within_its_max_active_runs(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(dags.join("slow.yaml"), SLOW).expect("write");
+    let now = SystemClock.now();
+    let day =
+        |d: i64| chrono::DateTime::from_timestamp(1_700_000_000 + d * 86_400, 0).expect("a date");
+    let backfill = store
+        .create_backfill(&gust_store::NewBackfill {
+            dag_id: "slow".into(),
+            from_date: day(0),
+            to_date: day(2),
+            run_backwards: false,
+            dag_run_conf: None,
+            reprocess_behavior: "none".into(),
+            max_active_runs: 1,
+            triggering_user_name: None,
+            created_at: now,
+        })
+        .await
+        .expect("a backfill");
+    store
+        .set_backfill_paused(backfill, true, now)
+        .await
+        .expect("paused");
+    let mut runs = Vec::new();
+    for d in 0..3 {
+        let run_id = format!("backfill__{}", day(d).to_rfc3339());
+        store
+            .create_run(&gust_store::NewRun {
+                dag_id: "slow".into(),
+                run_id: run_id.clone(),
+                run_type: gust_store::RunType::Backfill,
+                logical_date: day(d),
+                data_interval: (day(d), day(d)),
+                conf: serde_json::Map::new(),
+                queued_at: now,
+            })
+            .await
+            .expect("a run");
+        store
+            .set_run_backfill("slow", &run_id, backfill)
+            .await
+            .expect("tagged");
+        runs.push(run_id);
+    }
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for run in &runs {
+        let state = store.run("slow", run).await.expect("read").map(|r| r.state);
+        assert_eq!(state, Some(DagRunState::Queued), "{run} waits while paused");
+    }
+    store
+        .set_backfill_paused(backfill, false, SystemClock.now())
+        .await
+        .expect("unpaused");
+    for run in &runs {
+        assert_eq!(
+            wait_for_run(&store, "slow", run).await,
+            DagRunState::Success
+        );
+    }
+    stop.cancel();
+    handle.await.expect("joined");
+    let mut spans = Vec::new();
+    for run in &runs {
+        let stored = store
+            .run("slow", run)
+            .await
+            .expect("read")
+            .expect("the run");
+        spans.push((
+            stored.start_date.expect("started"),
+            stored.end_date.expect("ended"),
+        ));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "runs overlapped: {spans:?}");
+    }
 }

@@ -9,6 +9,23 @@ use crate::error::query;
 use crate::time::{from_db, opt_from_db, to_db};
 use crate::{Store, StoreError, with_pool};
 
+/// What holds back a queued run of a backfill (see [`Store::backfill_gates`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillGate {
+    /// The run's DAG.
+    pub dag_id: String,
+    /// The run.
+    pub run_id: String,
+    /// Its backfill.
+    pub backfill_id: i64,
+    /// The backfill is paused: its queued runs wait.
+    pub paused: bool,
+    /// At most this many of the backfill's runs run at once.
+    pub max_active_runs: u32,
+    /// How many of its runs are running.
+    pub running: u32,
+}
+
 /// A backfill to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewBackfill {
@@ -193,6 +210,31 @@ impl Store {
         with_pool!(self, pool => sqlx::query(&sql).bind(dag_id).bind(run_id).bind(backfill_id)
             .execute(pool).await.map(drop))
         .map_err(query("tagging a backfill run"))
+    }
+
+    /// What holds back the queued runs of backfills still to complete, by (DAG, run): their
+    /// backfill, whether it is paused, its `max_active_runs`, and how many of its runs are
+    /// running. Runs outside any backfill are not listed.
+    pub async fn backfill_gates(&self) -> Result<Vec<BackfillGate>, StoreError> {
+        let sql = "SELECT r.dag_id, r.run_id, b.id, b.is_paused, b.max_active_runs, \
+                   (SELECT COUNT(*) FROM dag_runs o WHERE o.backfill_id = b.id AND o.state = 'running') \
+                   FROM dag_runs r JOIN backfills b ON b.id = r.backfill_id \
+                   WHERE r.state = 'queued' AND b.completed_at IS NULL";
+        let rows = with_pool!(self, pool => {
+            let rows = sqlx::query(sql).fetch_all(pool).await.map_err(query("reading backfill gates"))?;
+            rows.iter()
+                .map(|r| Ok::<_, sqlx::Error>(BackfillGate {
+                    dag_id: r.try_get(0)?,
+                    run_id: r.try_get(1)?,
+                    backfill_id: r.try_get(2)?,
+                    paused: r.try_get::<i32, _>(3)? != 0,
+                    max_active_runs: u32::try_from(r.try_get::<i32, _>(4)?).unwrap_or(0),
+                    running: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(u32::MAX),
+                }))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(query("reading backfill gates"))?
+        });
+        Ok(rows)
     }
 
     /// The runs of a backfill: `(run_id, state, end_date)`.

@@ -36,7 +36,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use backfills::{NewBackfill, StoredBackfill};
+pub use backfills::{BackfillGate, NewBackfill, StoredBackfill};
 pub use claims::DagClaim;
 pub use connections::{Connection, Secret, SecretKey};
 pub use dag_versions::{DagVersion, MAX_SOURCE_BYTES};

@@ -200,6 +200,10 @@ impl Scheduler {
     pub(super) async fn release_claims(&mut self) -> Result<(), SchedulerError> {
         self.store.release_dag_claims(&self.config.id, None).await?;
         self.store.forget_scheduler(&self.config.id).await?;
+        // Its job ends in success (the API's `jobs`), as a SchedulerJob that exits does.
+        self.store
+            .scheduler_stopped(&self.config.id, self.clock.now())
+            .await?;
         self.owned.clear();
         Ok(())
     }

@@ -95,6 +95,19 @@ impl Scheduler {
         for run in stored.iter().filter(|r| r.state == DagRunState::Running) {
             *running.entry(run.dag_id.clone()).or_default() += 1;
         }
+        // A backfill's queued runs wait while it is paused, and start within its own
+        // `max_active_runs` as well as their DAG's (Airflow's backfill semantics).
+        let backfill_queued = stored
+            .iter()
+            .any(|r| r.state == DagRunState::Queued && r.run_type == RunType::Backfill);
+        let mut gates: HashMap<(String, String), gust_store::BackfillGate> = HashMap::new();
+        let mut backfill_running: HashMap<i64, u32> = HashMap::new();
+        if backfill_queued {
+            for gate in self.store.backfill_gates().await? {
+                backfill_running.insert(gate.backfill_id, gate.running);
+                gates.insert((gate.dag_id.clone(), gate.run_id.clone()), gate);
+            }
+        }
         // A held run no longer active was finished (or deleted) by someone else, say a user
         // marking it through the API: re-reading it kills its tries and forgets it.
         let mut held_elsewhere: Vec<RunKey> = self
@@ -127,6 +140,13 @@ impl Scheduler {
                 if paused || *count >= dag.settings.max_active_runs || self.draining {
                     continue;
                 }
+                let gate = gates.get(&key);
+                if let Some(gate) = gate {
+                    let started = backfill_running.get(&gate.backfill_id).copied();
+                    if gate.paused || started.unwrap_or(0) >= gate.max_active_runs {
+                        continue;
+                    }
+                }
                 let now = self.clock.now();
                 if !self
                     .store
@@ -136,6 +156,9 @@ impl Scheduler {
                     continue; // Someone else started it.
                 }
                 *count += 1;
+                if let Some(gate) = gate {
+                    *backfill_running.entry(gate.backfill_id).or_default() += 1;
+                }
                 run.state = DagRunState::Running;
                 run.version += 1;
                 run.start_date = run.start_date.or(Some(now));
