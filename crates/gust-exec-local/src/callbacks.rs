@@ -28,11 +28,13 @@ pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct PythonCallbacks {
     /// The Python environment (`[python] interpreter`).
-    pub interpreter: PathBuf,
+    interpreter: PathBuf,
     /// Where the loaders are (the Python runtime's bundle) and the callbacks' `AIRFLOW_HOME`.
-    pub work_dir: PathBuf,
+    work_dir: PathBuf,
     /// The clock log lines are stamped with.
-    pub clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
+    /// The callbacks still running, for [`PythonCallbacks::wait`].
+    running: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for PythonCallbacks {
@@ -47,7 +49,7 @@ impl std::fmt::Debug for PythonCallbacks {
 impl CallbackRunner for PythonCallbacks {
     fn run(&self, request: CallbackRequest) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.running.spawn(async move {
             let what = describe(&request);
             if let Err(err) = this.run_one(&request, &what).await {
                 tracing::warn!(dag_id = %request.dag_id, run_id = %request.run_id, "{what} could not run: {err}");
@@ -68,6 +70,24 @@ fn describe(request: &CallbackRequest) -> String {
 }
 
 impl PythonCallbacks {
+    /// Callbacks run with `interpreter`, the loaders kept under `work_dir` (the Python
+    /// runtime's).
+    #[must_use]
+    pub fn new(interpreter: PathBuf, work_dir: PathBuf, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            interpreter,
+            work_dir,
+            clock,
+            running: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    /// Waits for the callbacks started so far to end (a one-off run exits only then).
+    pub async fn wait(&self) {
+        self.running.close();
+        self.running.wait().await;
+    }
+
     async fn run_one(&self, request: &CallbackRequest, what: &str) -> std::io::Result<()> {
         let mut log = LogWriter::open(&request.log_path, &*self.clock).await?;
         let bundle = self.work_dir.join("bundle");

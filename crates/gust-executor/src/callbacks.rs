@@ -33,6 +33,24 @@ pub enum CallbackKind {
 }
 
 impl CallbackKind {
+    /// Whether a task that names `task` callbacks, in a DAG that names `dag` ones, has this one.
+    #[must_use]
+    pub fn is_named(
+        self,
+        task: &gust_core::task::TaskCallbacks,
+        dag: &gust_core::dag::DagCallbacks,
+    ) -> bool {
+        match self {
+            Self::TaskExecute => task.on_execute,
+            Self::TaskSuccess => task.on_success,
+            Self::TaskFailure => task.on_failure,
+            Self::TaskRetry => task.on_retry,
+            Self::TaskSkipped => task.on_skipped,
+            Self::DagSuccess => dag.on_success,
+            Self::DagFailure => dag.on_failure,
+        }
+    }
+
     /// The callback's event, as the attribute `on_<event>_callback` names it.
     #[must_use]
     pub fn event(self) -> &'static str {

@@ -108,6 +108,7 @@ async fn run_dag(dag: &Dag, logs: &std::path::Path) -> (Duration, Duration) {
         logs_root: logs.to_path_buf(),
         variables: Default::default(),
         connections: Default::default(),
+        callbacks: None,
     };
     let cpu_before = cpu_self();
     let began = Instant::now();

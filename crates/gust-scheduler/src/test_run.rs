@@ -17,6 +17,7 @@ use gust_core::readiness::{run_state, settle, settle_changed};
 use gust_core::retry::{can_retry, retry_delay};
 use gust_core::schedule::DataInterval;
 use gust_core::state::{DagRunState, TaskEvent, TaskState};
+use gust_executor::callbacks::{CallbackKind, CallbackRequest, CallbackTask};
 use gust_executor::{Executor, TryEvent, TryEventKind, TryKey, TryOutcome};
 use gust_template::Renderer;
 use tokio::sync::mpsc::Receiver;
@@ -40,6 +41,8 @@ pub struct TestRunSpec {
     pub variables: HashMap<String, String>,
     /// Connections templates can read (`conn.ID.host`), as they were when the run started.
     pub connections: HashMap<String, gust_template::TemplateConnection>,
+    /// Runs the callbacks of natively run tasks and of the DAG (none: they are not run).
+    pub callbacks: Option<Arc<dyn gust_executor::callbacks::CallbackRunner>>,
 }
 
 /// How one task instance ended.
@@ -72,6 +75,8 @@ pub struct RunReport {
 #[derive(Debug, Default)]
 struct Instance {
     tries: u32,
+    /// When its latest try ended, in the run's order of ends (for the DAG callback's context).
+    ended: u64,
     /// The latest try's reschedules (a sensor in `reschedule` mode).
     reschedules: gust_executor::Reschedules,
     started: Option<Instant>,
@@ -114,6 +119,7 @@ pub async fn run_with_progress(
     let mut driver = Driver::new(dag, spec, executor, progress);
     let deadline = dag.settings.dagrun_timeout.map(|t| Instant::now() + t);
     let mut stopped = None;
+    let mut timed_out = false;
     loop {
         driver.step();
         driver.write_failure_logs().await;
@@ -133,11 +139,18 @@ pub async fn run_with_progress(
             () = sleep_until(deadline), if deadline.is_some() => {
                 let limit = dag.settings.dagrun_timeout.unwrap_or_default();
                 stopped = Some(format!("the run exceeded its dagrun_timeout of {}s", limit.as_secs_f64()));
+                timed_out = true;
                 driver.kill_all("dagrun_timeout reached", events).await;
                 break;
             }
         }
     }
+    let state = if stopped.is_some() {
+        DagRunState::Failed
+    } else {
+        run_state(dag, &driver.states)
+    };
+    driver.dag_callback(state, timed_out);
     driver.report(stopped)
 }
 
@@ -167,6 +180,8 @@ struct Driver<'a> {
     unfinished: usize,
     /// Tasks waiting for their retry delay or reschedule date, by when it ends.
     retry_at: BTreeMap<Instant, Vec<TaskId>>,
+    /// How many tries have ended so far (their order, for the DAG callback's context).
+    ends: u64,
     /// Tasks whose state moved since the run was last settled; `None` before the first pass,
     /// which decides every task. Settling only these and their downstream tasks keeps a pass
     /// after an event as cheap as what the event touched, whatever the DAG's size.
@@ -201,6 +216,7 @@ impl<'a> Driver<'a> {
             states: HashMap::with_capacity(dag.tasks().len()),
             unfinished: dag.tasks().len(),
             retry_at: BTreeMap::new(),
+            ends: 0,
             moved: None,
         }
     }
@@ -340,13 +356,7 @@ impl<'a> Driver<'a> {
             try_number,
             args,
             &self.spec.logs_root,
-            gust_executor::RunFacts {
-                data_interval: Some((self.spec.interval.start, self.spec.interval.end)),
-                run_after: Some(self.spec.interval.end),
-                start_date: Some(self.started_at),
-                run_type: "manual".to_owned(),
-                conf: self.spec.conf.clone(),
-            },
+            self.run_facts(),
             self.xcoms.clone(),
         );
         spec.context.reschedules = reschedules;
@@ -371,12 +381,134 @@ impl<'a> Driver<'a> {
             instance.duration = instance.started.take().map(|s| s.elapsed());
         }
         self.transition(task_id, TaskEvent::Fail { can_retry: retry });
+        self.ended(task_id);
+        let kind = if retry {
+            CallbackKind::TaskRetry
+        } else {
+            CallbackKind::TaskFailure
+        };
+        let why = self.instances.get(task_id).and_then(|i| i.failure.clone());
+        self.task_callback(task_id, kind, why);
         if retry {
             self.retry_at
                 .entry(Instant::now() + delay)
                 .or_default()
                 .push(task_id.clone());
         }
+    }
+
+    /// The run, as a Python task or a callback is told it.
+    fn run_facts(&self) -> gust_executor::RunFacts {
+        gust_executor::RunFacts {
+            data_interval: Some((self.spec.interval.start, self.spec.interval.end)),
+            run_after: Some(self.spec.interval.end),
+            start_date: Some(self.started_at),
+            run_type: "manual".to_owned(),
+            conf: self.spec.conf.clone(),
+        }
+    }
+
+    /// Notes that the latest try of `task_id` ended now.
+    fn ended(&mut self, task_id: &TaskId) {
+        self.ends += 1;
+        let order = self.ends;
+        if let Some(instance) = self.instances.get_mut(task_id) {
+            instance.ended = order;
+        }
+    }
+
+    /// A callback request of this run, about `task` if any.
+    fn callback_request(
+        &self,
+        kind: CallbackKind,
+        run_state: &'static str,
+        task: Option<&TaskId>,
+        reason: Option<String>,
+    ) -> CallbackRequest {
+        let tries = task
+            .and_then(|t| self.instances.get(t))
+            .map_or(0, |i| i.tries);
+        let key = |task_id: &TaskId| TryKey {
+            dag_id: self.dag.id.clone(),
+            run_id: self.spec.run_id.clone(),
+            task_id: task_id.clone(),
+            try_number: TryNumber(tries),
+        };
+        let of_dag = matches!(kind, CallbackKind::DagSuccess | CallbackKind::DagFailure);
+        let log_path = match task {
+            Some(task_id) if !of_dag => {
+                crate::log_path::log_path(&self.spec.logs_root, &key(task_id))
+            }
+            _ => self
+                .spec
+                .logs_root
+                .join(format!("dag_id={}", self.dag.id))
+                .join(gust_executor::log_layout::run_folder(
+                    self.spec.run_id.as_str(),
+                ))
+                .join("dag_callbacks.log"),
+        };
+        CallbackRequest {
+            kind,
+            dag_id: self.dag.id.clone(),
+            dag_file: self.dag.fileloc.clone(),
+            run_id: self.spec.run_id.clone(),
+            logical_date: Some(self.spec.interval.start),
+            run: self.run_facts(),
+            run_state,
+            task: task.map(|task_id| CallbackTask {
+                task_id: task_id.clone(),
+                try_number: tries,
+                state: self.state(task_id).as_str(),
+            }),
+            reason,
+            log_path,
+        }
+    }
+
+    /// Runs `kind`'s callback of `task_id` when it names one and Gust runs it natively (a
+    /// Python task runs its own).
+    fn task_callback(&self, task_id: &TaskId, kind: CallbackKind, reason: Option<String>) {
+        let (Some(runner), Some(task)) = (&self.spec.callbacks, self.dag.task(task_id)) else {
+            return;
+        };
+        if kind.is_named(&task.settings.callbacks, &Default::default())
+            && !gust_operators::python::runs_in_task_sdk(&task.operator)
+        {
+            runner.run(self.callback_request(kind, "running", Some(task_id), reason));
+        }
+    }
+
+    /// Runs the DAG's callback for the run's end, in the context of the task instance that
+    /// decided it (the last to end in the deciding state), as the scheduler does.
+    fn dag_callback(&self, state: DagRunState, timed_out: bool) {
+        let Some(runner) = &self.spec.callbacks else {
+            return;
+        };
+        let Some((kind, reason)) = crate::scheduler::callbacks::dag_callback_kind(state, timed_out)
+        else {
+            return;
+        };
+        if !kind.is_named(&Default::default(), &self.dag.settings.callbacks) {
+            return;
+        }
+        let deciding = if state == DagRunState::Success {
+            TaskState::Success
+        } else {
+            TaskState::Failed
+        };
+        let task = self
+            .instances
+            .iter()
+            .filter(|(id, _)| self.state(id) == deciding)
+            .max_by_key(|(_, i)| i.ended)
+            .map(|(id, _)| id.clone());
+        runner.run(self.callback_request(
+            kind,
+            state.as_str(),
+            task.as_ref(),
+            Some(reason.to_owned()),
+        ));
     }
 
     /// The current try asked to run again at `at` (a sensor in `reschedule` mode): it waits
@@ -412,6 +544,7 @@ impl<'a> Driver<'a> {
                 if let Some(instance) = self.instances.get_mut(&task_id) {
                     instance.started = Some(Instant::now());
                 }
+                self.task_callback(&task_id, CallbackKind::TaskExecute, None);
             }
             TryEventKind::Finished(outcome) => {
                 if self.state(&task_id) == TaskState::Queued {
@@ -426,6 +559,8 @@ impl<'a> Driver<'a> {
                     TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {
                         self.transition(&task_id, TaskEvent::Skip);
                         self.finish_timing(&task_id, None);
+                        self.ended(&task_id);
+                        self.task_callback(&task_id, CallbackKind::TaskSkipped, None);
                     }
                     TryOutcome::Rescheduled { at } => self.reschedule(&task_id, at),
                     TryOutcome::Failed(reason) => self.fail(&task_id, reason.to_string()),
@@ -448,6 +583,8 @@ impl<'a> Driver<'a> {
         }
         self.transition(task_id, TaskEvent::Succeed);
         self.finish_timing(task_id, None);
+        self.ended(task_id);
+        self.task_callback(task_id, CallbackKind::TaskSuccess, None);
         let waiting = skip
             .iter()
             .filter_map(|name| TaskId::new(name.as_str()).ok())

@@ -74,6 +74,7 @@ impl Fixture {
             .into_iter()
             .collect(),
             connections: Default::default(),
+            callbacks: None,
         };
         let report = tokio::time::timeout(
             Duration::from_secs(30),
@@ -317,6 +318,7 @@ async fn every_move_of_a_task_is_told_as_it_happens() {
         logs_root: f.dir.path().join("logs"),
         variables: std::collections::HashMap::new(),
         connections: Default::default(),
+        callbacks: None,
     };
     let mut seen = Vec::new();
     let report = tokio::time::timeout(

@@ -1169,6 +1169,28 @@ fn callbacks_of_bash_tasks_and_of_the_dag_run_in_python_as_in_airflow() {
     let text = std::fs::read_to_string(log).expect("log");
     assert!(text.contains("on_failure_callback"), "{text}");
 
+    // `gust dags test` runs them too, before it exits.
+    let test_out = home.path().join("out-dags-test");
+    std::fs::create_dir_all(&test_out).expect("mkdir");
+    dags_test(
+        home.path(),
+        &python,
+        &test_out,
+        &dags,
+        "py_native_callbacks",
+    )
+    .assert()
+    .code(1);
+    for name in names {
+        let tested = read_json(&test_out.join(format!("{name}.json")));
+        for field in ["try", "reason", "has_exception"] {
+            assert_eq!(
+                tested[field], gust[name][field],
+                "{name}: {tested} against {gust:?}"
+            );
+        }
+    }
+
     // Airflow runs the same file's callbacks alike.
     let airflow_out = home.path().join("out-airflow");
     std::fs::create_dir_all(&airflow_out).expect("mkdir");

@@ -32,15 +32,7 @@ impl Scheduler {
         let Some(task) = run.dag.task(task_id) else {
             return;
         };
-        let named = task.settings.callbacks;
-        let wanted = match kind {
-            CallbackKind::TaskExecute => named.on_execute,
-            CallbackKind::TaskSuccess => named.on_success,
-            CallbackKind::TaskFailure => named.on_failure,
-            CallbackKind::TaskRetry => named.on_retry,
-            CallbackKind::TaskSkipped => named.on_skipped,
-            CallbackKind::DagSuccess | CallbackKind::DagFailure => false,
-        };
+        let wanted = kind.is_named(&task.settings.callbacks, &Default::default());
         if !wanted || gust_operators::python::runs_in_task_sdk(&task.operator) {
             return;
         }
@@ -72,16 +64,10 @@ impl Scheduler {
         let Some(runner) = &self.config.callbacks else {
             return;
         };
-        let named = run.dag.settings.callbacks;
-        let (kind, wanted, reason) = match state {
-            DagRunState::Success => (CallbackKind::DagSuccess, named.on_success, "success"),
-            DagRunState::Failed if run.timed_out => {
-                (CallbackKind::DagFailure, named.on_failure, "timed_out")
-            }
-            DagRunState::Failed => (CallbackKind::DagFailure, named.on_failure, "task_failure"),
-            DagRunState::Queued | DagRunState::Running => return,
+        let Some((kind, reason)) = dag_callback_kind(state, run.timed_out) else {
+            return;
         };
-        if !wanted {
+        if !kind.is_named(&Default::default(), &run.dag.settings.callbacks) {
             return;
         }
         let deciding = if state == DagRunState::Success {
@@ -119,6 +105,20 @@ impl Scheduler {
             }
         }
         runner.run(request);
+    }
+}
+
+/// The DAG callback a run's end calls for, with its reason, as Airflow names them.
+#[must_use]
+pub(crate) fn dag_callback_kind(
+    state: DagRunState,
+    timed_out: bool,
+) -> Option<(CallbackKind, &'static str)> {
+    match state {
+        DagRunState::Success => Some((CallbackKind::DagSuccess, "success")),
+        DagRunState::Failed if timed_out => Some((CallbackKind::DagFailure, "timed_out")),
+        DagRunState::Failed => Some((CallbackKind::DagFailure, "task_failure")),
+        DagRunState::Queued | DagRunState::Running => None,
     }
 }
 

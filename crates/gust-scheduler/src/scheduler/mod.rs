@@ -18,7 +18,7 @@
 //! loads and ends runs, `tasks.rs` moves task instances, `claims.rs` shares DAGs out.
 
 mod active;
-mod callbacks;
+pub(crate) mod callbacks;
 mod claims;
 mod runs;
 mod slots;

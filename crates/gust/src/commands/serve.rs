@@ -348,11 +348,11 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             })));
         // Callbacks of natively run tasks and of DAGs run in the tasks' Python environment.
         scheduler_config.callbacks = python.as_ref().map(|p| {
-            Arc::new(gust_exec_local::PythonCallbacks {
-                interpreter: p.runtime.interpreter.clone(),
-                work_dir: p.runtime.work_dir.clone(),
-                clock: p.runtime.clock.clone(),
-            }) as Arc<dyn gust_executor::callbacks::CallbackRunner>
+            Arc::new(gust_exec_local::PythonCallbacks::new(
+                p.runtime.interpreter.clone(),
+                p.runtime.work_dir.clone(),
+                p.runtime.clock.clone(),
+            )) as Arc<dyn gust_executor::callbacks::CallbackRunner>
         });
         scheduler_config.worker_free_operators = gust_operators::OPERATORS
             .iter()

@@ -46,6 +46,15 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let runtime = super::runtime()?;
     let report: RunReport = runtime.block_on(async {
         let variables = variables_if_any(config, &home).await;
+        let python = crate::python_tasks::start(config, None, None, clock.clone()).await?;
+        // Callbacks of natively run tasks and of the DAG run in the Python tasks' environment.
+        let callbacks = python.as_ref().map(|p| {
+            Arc::new(gust_exec_local::PythonCallbacks::new(
+                p.runtime.interpreter.clone(),
+                p.runtime.work_dir.clone(),
+                p.runtime.clock.clone(),
+            ))
+        });
         let spec = TestRunSpec {
             run_id: run_id.clone(),
             // A manual run covers its logical date alone, as Airflow's manual runs of unscheduled DAGs.
@@ -61,10 +70,12 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
                 .into_iter())
             .map(|c| (c.conn_id.clone(), template_connection(c)))
             .collect(),
+            callbacks: callbacks
+                .clone()
+                .map(|c| c as Arc<dyn gust_executor::callbacks::CallbackRunner>),
         };
         let (tx, mut events) = gust_executor::event_channel();
         let connections = crate::runtimes::connections(config, &home).await;
-        let python = crate::python_tasks::start(config, None, None, clock.clone()).await?;
         let runtimes = Runtimes::new(
             config,
             None,
@@ -86,6 +97,10 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
         )
         .await;
         runtimes.shutdown().await;
+        // The run ends once its callbacks have.
+        if let Some(callbacks) = callbacks {
+            callbacks.wait().await;
+        }
         if let Some(python) = python {
             python.stop().await;
         }
