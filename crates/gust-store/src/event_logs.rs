@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use crate::error::query;
-use crate::runs::Bound;
+use crate::runs::{Bound, order_keys};
 use crate::time::{from_db, opt_from_db, to_db};
 use crate::{Store, StoreError, TimeRange, with_pool};
 
@@ -308,25 +308,13 @@ impl Store {
         offset: i64,
     ) -> Result<(Vec<StoredEvent>, i64), StoreError> {
         let (clause, binds) = event_filter_sql(filter);
-        let mut keys: Vec<String> = order
-            .iter()
-            .map(|(column, descending)| {
-                format!(
-                    "{} {}",
-                    column.column(),
-                    if *descending { "DESC" } else { "ASC" }
-                )
-            })
-            .collect();
-        keys.push("id ASC".to_owned());
+        let keys = order_keys(order.iter().map(|(column, desc)| (column.column(), *desc)));
         let n = binds.len();
         let sql = self.sql_owned(format!(
-            "SELECT {EVENT_COLUMNS} FROM event_logs{clause} ORDER BY {} LIMIT ${} OFFSET ${}",
-            keys.join(", "),
+            "SELECT {EVENT_COLUMNS} FROM event_logs{clause} ORDER BY {keys} LIMIT ${} OFFSET ${}",
             n + 1,
             n + 2
         ));
-        let count_sql = self.sql_owned(format!("SELECT COUNT(*) FROM event_logs{clause}"));
         let raw = read_events!(self, sql, "listing events", |q| {
             let mut q = q;
             for b in &binds {
@@ -337,17 +325,13 @@ impl Store {
             }
             q.bind(limit).bind(offset)
         });
-        let total: i64 = with_pool!(self, pool => {
-            let mut q = sqlx::query_scalar(&count_sql);
-            for b in &binds {
-                q = match b {
-                    Bound::Text(t) => q.bind(t.as_str()),
-                    Bound::Int(i) => q.bind(*i),
-                };
-            }
-            q.fetch_one(pool).await
-        })
-        .map_err(query("counting events"))?;
+        let total = self
+            .count_bound(
+                &format!("FROM event_logs{clause}"),
+                &binds,
+                "counting events",
+            )
+            .await?;
         let events = raw
             .into_iter()
             .map(event_from_raw)

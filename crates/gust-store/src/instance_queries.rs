@@ -95,18 +95,12 @@ impl Store {
         let Some((clause, binds)) = where_clause(q) else {
             return Ok(0);
         };
-        let sql = self.sql_owned(format!("SELECT COUNT(*) {FROM}{clause}"));
-        with_pool!(self, pool => {
-            let mut q = sqlx::query_scalar(&sql);
-            for b in &binds {
-                q = match b {
-                    Bound::Text(t) => q.bind(t.as_str()),
-                    Bound::Int(i) => q.bind(*i),
-                };
-            }
-            q.fetch_one(pool).await
-        })
-        .map_err(query("counting task instances"))
+        self.count_bound(
+            &format!("{FROM}{clause}"),
+            &binds,
+            "counting task instances",
+        )
+        .await
     }
 
     /// The state of each task instance `q` selects, at most `limit` of them, by run (in the

@@ -82,6 +82,40 @@ pub(crate) enum Bound {
     Int(i64),
 }
 
+impl Store {
+    /// `SELECT COUNT(*) {from}`: how many rows an assembled `FROM ... WHERE ...` selects, its
+    /// placeholders bound from `binds`.
+    pub(crate) async fn count_bound(
+        &self,
+        from: &str,
+        binds: &[Bound],
+        what: &'static str,
+    ) -> Result<i64, StoreError> {
+        let sql = self.sql_owned(format!("SELECT COUNT(*) {from}"));
+        with_pool!(self, pool => {
+            let mut q = sqlx::query_scalar(&sql);
+            for b in binds {
+                q = match b {
+                    Bound::Text(t) => q.bind(t.as_str()),
+                    Bound::Int(i) => q.bind(*i),
+                };
+            }
+            q.fetch_one(pool).await
+        })
+        .map_err(query(what))
+    }
+}
+
+/// `column DIR, ..., id ASC`: the order of a page, ties broken by creation.
+pub(crate) fn order_keys(order: impl IntoIterator<Item = (&'static str, bool)>) -> String {
+    order
+        .into_iter()
+        .map(|(column, descending)| format!("{column} {}", if descending { "DESC" } else { "ASC" }))
+        .chain(std::iter::once("id ASC".to_owned()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Appends `column IN (...)` over `values` to `clauses`, their placeholders numbered after
 /// those already in `binds`; nothing when there are no values (no filter).
 pub(crate) fn push_any_of(
@@ -476,25 +510,13 @@ impl Store {
         offset: i64,
     ) -> Result<(Vec<StoredRun>, i64), StoreError> {
         let (clause, binds) = run_filter_sql(filter);
-        let mut keys: Vec<String> = order
-            .iter()
-            .map(|(column, descending)| {
-                format!(
-                    "{} {}",
-                    column.column(),
-                    if *descending { "DESC" } else { "ASC" }
-                )
-            })
-            .collect();
-        keys.push("id ASC".to_owned());
+        let keys = order_keys(order.iter().map(|(column, desc)| (column.column(), *desc)));
         let n = binds.len();
         let sql = self.sql_owned(format!(
-            "SELECT {RUN_COLUMNS} FROM dag_runs{clause} ORDER BY {} LIMIT ${} OFFSET ${}",
-            keys.join(", "),
+            "SELECT {RUN_COLUMNS} FROM dag_runs{clause} ORDER BY {keys} LIMIT ${} OFFSET ${}",
             n + 1,
             n + 2
         ));
-        let count_sql = self.sql_owned(format!("SELECT COUNT(*) FROM dag_runs{clause}"));
         let raw = read_runs!(self, sql, "listing runs", |q| {
             let mut q = q;
             for b in &binds {
@@ -505,17 +527,9 @@ impl Store {
             }
             q.bind(limit).bind(offset)
         });
-        let total: i64 = with_pool!(self, pool => {
-            let mut q = sqlx::query_scalar(&count_sql);
-            for b in &binds {
-                q = match b {
-                    Bound::Text(t) => q.bind(t.as_str()),
-                    Bound::Int(i) => q.bind(*i),
-                };
-            }
-            q.fetch_one(pool).await
-        })
-        .map_err(query("counting runs"))?;
+        let total = self
+            .count_bound(&format!("FROM dag_runs{clause}"), &binds, "counting runs")
+            .await?;
         let runs = raw
             .into_iter()
             .map(run_from_raw)

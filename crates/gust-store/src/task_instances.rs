@@ -408,7 +408,6 @@ impl Store {
             n + 1,
             n + 2
         ));
-        let count_sql = self.sql_owned(format!("SELECT COUNT(*) {from}{clause}"));
         type Raw = (
             String,
             String,
@@ -431,17 +430,13 @@ impl Store {
             q.bind(limit).bind(offset).fetch_all(pool).await
         })
         .map_err(failed)?;
-        let total: i64 = with_pool!(self, pool => {
-            let mut q = sqlx::query_scalar(&count_sql);
-            for b in &binds {
-                q = match b {
-                    Bound::Text(t) => q.bind(t.as_str()),
-                    Bound::Int(i) => q.bind(*i),
-                };
-            }
-            q.fetch_one(pool).await
-        })
-        .map_err(query("counting task instances"))?;
+        let total = self
+            .count_bound(
+                &format!("{from}{clause}"),
+                &binds,
+                "counting task instances",
+            )
+            .await?;
         let instances = rows
             .into_iter()
             .map(
