@@ -26,10 +26,14 @@ pub struct TimeRange {
 pub struct RunFilter {
     /// Only these DAGs (`None`: every DAG).
     pub dag_ids: Option<Vec<String>>,
+    /// Only these runs (by run id).
+    pub run_ids: Vec<String>,
     /// Only runs in these states.
     pub states: Vec<DagRunState>,
     /// Only runs of these types.
     pub run_types: Vec<RunType>,
+    /// Only runs of these exact logical dates.
+    pub logical_dates: Vec<DateTime<Utc>>,
     /// By logical date.
     pub logical_date: TimeRange,
     /// By the time the run may start (its data interval's end).
@@ -158,6 +162,9 @@ fn run_filter_sql(filter: &RunFilter) -> (String, Vec<Bound>) {
             any_of("dag_id", dag_ids.clone(), &mut clauses);
         }
     }
+    if !filter.run_ids.is_empty() {
+        any_of("run_id", filter.run_ids.clone(), &mut clauses);
+    }
     if !filter.states.is_empty() {
         let states = filter
             .states
@@ -173,6 +180,17 @@ fn run_filter_sql(filter: &RunFilter) -> (String, Vec<Bound>) {
             .map(|t| t.as_str().to_owned())
             .collect();
         any_of("run_type", types, &mut clauses);
+    }
+    if !filter.logical_dates.is_empty() {
+        let marks: Vec<String> = filter
+            .logical_dates
+            .iter()
+            .map(|date| {
+                binds.push(Bound::Int(to_db(*date)));
+                format!("${}", binds.len())
+            })
+            .collect();
+        clauses.push(format!("logical_date IN ({})", marks.join(", ")));
     }
     for (column, range) in [
         ("logical_date", filter.logical_date),
@@ -537,6 +555,13 @@ impl Store {
         Ok((runs, total))
     }
 
+    /// How many runs `filter` selects, counted by the database.
+    pub async fn count_runs(&self, filter: &RunFilter) -> Result<i64, StoreError> {
+        let (clause, binds) = run_filter_sql(filter);
+        self.count_bound(&format!("FROM dag_runs{clause}"), &binds, "counting runs")
+            .await
+    }
+
     /// Sets (or removes) a run's note; `false` when there is no such run.
     pub async fn set_run_note(
         &self,
@@ -588,8 +613,9 @@ impl Store {
     /// Sets a run's state as a user asks (Airflow's "mark run as"), in one transaction that
     /// bumps the versions of everything it changes, so a scheduler holding the run re-reads it
     /// and kills the tries no longer wanted:
-    /// - `success`: every task instance not yet `success` becomes `success`;
-    /// - `failed`: running instances become `failed`, the others not finished `skipped`;
+    /// - `success` and `failed`, as Airflow 3 marks a run: running instances (`running`,
+    ///   `up_for_reschedule`) take that state, the others not finished become `skipped`, and
+    ///   finished ones keep theirs;
     /// - `queued`: only the run changes; the scheduler starts it again.
     ///
     /// Live tries of changed instances are ended in their history with the new state. `false`
@@ -603,15 +629,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         // Instances are changed before the run, so a scheduler never sees the run finished with
         // its instances unchanged. `$1` is the instance state, `$2..` the run and the states moved.
+        let running = "state IN ('running', 'up_for_reschedule')";
+        let pending = "state IN ('none', 'scheduled', 'queued', 'up_for_retry')";
         let instance_moves: Vec<(&str, &str)> = match to {
-            DagRunState::Success => vec![("success", "state <> 'success'")],
-            DagRunState::Failed => vec![
-                ("failed", "state = 'running'"),
-                (
-                    "skipped",
-                    "state IN ('none', 'scheduled', 'queued', 'up_for_retry', 'up_for_reschedule')",
-                ),
-            ],
+            DagRunState::Success => vec![("success", running), ("skipped", pending)],
+            DagRunState::Failed => vec![("failed", running), ("skipped", pending)],
             DagRunState::Queued | DagRunState::Running => Vec::new(),
         };
         let end_tries = |condition: &str| {
@@ -782,6 +804,19 @@ mod tests {
             ..RunFilter::default()
         };
         assert_eq!(store.list_runs(&nothing, &[], 10, 0).await.unwrap().1, 0);
+        let named = RunFilter {
+            run_ids: vec!["r1".into(), "r3".into(), "nope".into()],
+            ..RunFilter::default()
+        };
+        assert_eq!(store.count_runs(&named).await.unwrap(), 2);
+        let dated = RunFilter {
+            logical_dates: vec![at(2), at(5)],
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            ids(store.list_runs(&dated, &[], 10, 0).await.unwrap().0),
+            vec!["r3"]
+        );
 
         assert!(
             store
@@ -858,13 +893,34 @@ mod tests {
                 .await
                 .unwrap()
         );
+        let states = |run: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .task_instances("d", run)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|t| t.state)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            states("r").await,
+            vec![TaskState::Failed, TaskState::Skipped],
+            "finished instances keep their states"
+        );
+        running_run(&store, "s").await;
         assert!(
             store
-                .task_instances("d", "r")
+                .mark_run("d", "s", DagRunState::Success, at(5))
                 .await
                 .unwrap()
-                .iter()
-                .all(|t| t.state == TaskState::Success)
+        );
+        assert_eq!(
+            states("s").await,
+            vec![TaskState::Success, TaskState::Skipped],
+            "the running instance succeeds, the one not started is skipped (Airflow 3)"
         );
         assert!(
             store

@@ -449,6 +449,7 @@ async fn get_dag_runs(
                 q.end_date_lt.as_ref(),
             ],
         )?,
+        ..RunFilter::default()
     };
     let order = run_order(&query.order_by)?;
     Ok(Json(
@@ -586,6 +587,7 @@ async fn get_list_dag_runs_batch(
                 b.end_date_lt.as_ref(),
             ],
         )?,
+        ..RunFilter::default()
     };
     let order = run_order(&body.order_by.iter().cloned().collect::<Vec<_>>())?;
     Ok(Json(
