@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use gust_core::ids::{DagId, RunId};
 use gust_executor::TryKey;
 
 /// `ROOT/dag_id=D/run_id=R/task_id=T/attempt=N.log`, the run id escaped as
@@ -9,6 +10,15 @@ use gust_executor::TryKey;
 #[must_use]
 pub fn log_path(root: &Path, key: &TryKey) -> PathBuf {
     root.join(gust_executor::log_layout::relative_path(key))
+}
+
+/// `ROOT/dag_id=D/run_id=R/dag_callbacks.log`: where a run's DAG callbacks write, beside its
+/// tasks' logs.
+#[must_use]
+pub fn dag_callbacks_log_path(root: &Path, dag_id: &DagId, run_id: &RunId) -> PathBuf {
+    root.join(format!("dag_id={dag_id}"))
+        .join(gust_executor::log_layout::run_folder(run_id.as_str()))
+        .join("dag_callbacks.log")
 }
 
 #[cfg(test)]

@@ -439,14 +439,11 @@ impl<'a> Driver<'a> {
             Some(task_id) if !of_dag => {
                 crate::log_path::log_path(&self.spec.logs_root, &key(task_id))
             }
-            _ => self
-                .spec
-                .logs_root
-                .join(format!("dag_id={}", self.dag.id))
-                .join(gust_executor::log_layout::run_folder(
-                    self.spec.run_id.as_str(),
-                ))
-                .join("dag_callbacks.log"),
+            _ => crate::log_path::dag_callbacks_log_path(
+                &self.spec.logs_root,
+                &self.dag.id,
+                &self.spec.run_id,
+            ),
         };
         CallbackRequest {
             kind,

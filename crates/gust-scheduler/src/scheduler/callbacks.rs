@@ -2,7 +2,6 @@
 //! tasks run theirs in their worker) and a DAG's when its run ends. The callbacks themselves run
 //! in Python, through the configured [`CallbackRunner`], after the move is committed.
 
-use gust_core::dag::Dag;
 use gust_core::ids::TaskId;
 use gust_core::state::{DagRunState, TaskState};
 use gust_executor::TryKey;
@@ -77,7 +76,11 @@ impl Scheduler {
         };
         let mut request = run_request(run, kind, state.as_str());
         request.reason = Some(reason.to_owned());
-        request.log_path = dag_callback_log(&self.config.logs_root, &run.dag, run);
+        request.log_path = crate::log_path::dag_callbacks_log_path(
+            &self.config.logs_root,
+            &run.dag.id,
+            &run.run_id,
+        );
         match self
             .store
             .tries_of_run(&run.run.dag_id, &run.run.run_id)
@@ -136,11 +139,4 @@ fn run_request(run: &ActiveRun, kind: CallbackKind, run_state: &'static str) -> 
         reason: None,
         log_path: std::path::PathBuf::new(),
     }
-}
-
-/// `ROOT/dag_id=D/run_id=R/dag_callbacks.log`, beside the run's task logs.
-fn dag_callback_log(root: &std::path::Path, dag: &Dag, run: &ActiveRun) -> std::path::PathBuf {
-    root.join(format!("dag_id={}", dag.id))
-        .join(gust_executor::log_layout::run_folder(run.run_id.as_str()))
-        .join("dag_callbacks.log")
 }
