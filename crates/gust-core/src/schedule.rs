@@ -200,6 +200,23 @@ impl Schedule {
         }
     }
 
+    /// Whether a run of this schedule would have `at` as its logical date: a cron fire time, a
+    /// whole number of intervals from `start_date`, or `start_date` itself for `@once`. A manual
+    /// schedule has no such dates.
+    #[must_use]
+    pub fn fires_at(&self, at: DateTime<Utc>, start_date: DateTime<Utc>, tz: Tz) -> bool {
+        match self {
+            Schedule::Manual => false,
+            Schedule::Once => at == start_date,
+            Schedule::Cron(_) => self.prev_fire_at_or_before(at, tz) == Some(at),
+            Schedule::Interval(every) => {
+                let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+                let since = (at - start_date).num_milliseconds();
+                every > 0 && since >= 0 && since % every == 0
+            }
+        }
+    }
+
     /// The data interval of the run after `last` (or the first run, from `start_date`), with
     /// Airflow's semantics. Catchup, `end_date` and "has it ended yet" are the caller's to decide.
     #[must_use]
@@ -331,6 +348,20 @@ mod tests {
 
     fn tz(name: &str) -> Tz {
         name.parse().expect("a timezone")
+    }
+
+    #[test]
+    fn a_schedule_fires_at_its_own_dates_only() {
+        let start = utc(2026, 1, 1, 0, 0);
+        let daily = Schedule::parse("@daily").unwrap();
+        assert!(daily.fires_at(utc(2026, 1, 3, 0, 0), start, chrono_tz::UTC));
+        assert!(!daily.fires_at(utc(2026, 1, 3, 0, 1), start, chrono_tz::UTC));
+        let hourly = Schedule::interval(std::time::Duration::from_secs(3600)).unwrap();
+        assert!(hourly.fires_at(utc(2026, 1, 1, 5, 0), start, chrono_tz::UTC));
+        assert!(!hourly.fires_at(utc(2026, 1, 1, 5, 30), start, chrono_tz::UTC));
+        assert!(!hourly.fires_at(utc(2025, 12, 31, 23, 0), start, chrono_tz::UTC));
+        assert!(Schedule::Once.fires_at(start, start, chrono_tz::UTC));
+        assert!(!Schedule::Manual.fires_at(start, start, chrono_tz::UTC));
     }
 
     #[test]

@@ -365,10 +365,6 @@ async fn marking_an_instance_moves_it_and_reruns_what_failed_downstream() {
         ),
         (json!({"new_state": null}), StatusCode::UNPROCESSABLE_ENTITY),
         (
-            json!({"new_state": "success", "include_past": true}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
             json!({"state": "success"}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
@@ -383,6 +379,76 @@ async fn marking_an_instance_moves_it_and_reruns_what_failed_downstream() {
     )
     .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn a_mark_with_past_or_future_reaches_the_runs_on_the_schedule() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    run_with_tries(&server, 1, TaskState::Failed).await;
+    // `hello` is @daily: the runs of 01-01 and 01-03 are on its schedule, 01-01 noon is not.
+    for (run_id, date) in [
+        ("before", "2026-01-01T00:00:00Z"),
+        ("noon", "2026-01-01T12:00:00Z"),
+        ("after", "2026-01-03T00:00:00Z"),
+    ] {
+        let trigger = post(
+            &server,
+            "/api/v2/dags/hello/dagRuns",
+            json!({"dag_run_id": run_id, "logical_date": date}),
+        )
+        .await;
+        assert_eq!(trigger.status, StatusCode::OK, "{}", trigger.text);
+    }
+    let uri = "/api/v2/dags/hello/dagRuns/r/taskInstances/say";
+    let body = json!({"new_state": "success", "include_past": true});
+    let dry = patch(&server, &format!("{uri}/dry_run"), body.clone()).await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.text);
+    let mut runs: Vec<&str> = dry.json["task_instances"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|ti| ti["dag_run_id"].as_str())
+        .collect();
+    runs.sort_unstable();
+    assert_eq!(runs, vec!["before", "r"]);
+
+    let marked = patch(&server, uri, body).await;
+    assert_eq!(marked.status, StatusCode::OK, "{}", marked.text);
+    assert_eq!(marked.json["total_entries"], 1, "the named run's instance");
+    let store = &server.db.store;
+    let say = |run: &'static str| async move {
+        store
+            .task_instances("hello", run)
+            .await
+            .expect("the store answers")
+            .into_iter()
+            .find(|t| t.task_id == "say")
+            .map(|t| t.state)
+    };
+    assert_eq!(say("r").await, Some(TaskState::Success));
+    assert_eq!(say("before").await, Some(TaskState::Success));
+    assert_ne!(
+        say("noon").await,
+        Some(TaskState::Success),
+        "off the schedule"
+    );
+    assert_ne!(
+        say("after").await,
+        Some(TaskState::Success),
+        "in the future"
+    );
+
+    let future = patch(
+        &server,
+        uri,
+        json!({"new_state": "failed", "include_future": true}),
+    )
+    .await;
+    assert_eq!(future.status, StatusCode::OK, "{}", future.text);
+    assert_eq!(say("after").await, Some(TaskState::Failed));
+    assert_eq!(say("before").await, Some(TaskState::Success), "in the past");
     server.finish().await;
 }
 

@@ -20,6 +20,7 @@ pub mod fields;
 pub mod import_errors;
 pub mod jobs;
 pub mod logs;
+pub mod mark_scope;
 pub mod monitor;
 pub mod page;
 pub mod pools;

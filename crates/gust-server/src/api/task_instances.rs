@@ -28,6 +28,7 @@ use crate::api::dag_runs::{
     UpdateMask, check_note, find_run, present, refuse_unsupported, run_not_found, seconds_between,
 };
 use crate::api::extract::{Body, Params, PathParams};
+use crate::api::mark_scope;
 use crate::api::page::{MAX_PAGE, OrderBy, Page, sort_by};
 use crate::api::time::{Timestamp, parse_time};
 use crate::error::{ApiError, ApiResult};
@@ -731,6 +732,9 @@ struct Mark {
     tasks: Vec<String>,
     /// Everything downstream of the task (Airflow clears what failed there after a mark).
     downstream: Vec<String>,
+    /// The other runs whose instances of `tasks` the state also goes to (`include_past`,
+    /// `include_future`); the note stays on the named run's instance.
+    other_runs: Vec<StoredRun>,
 }
 
 /// Every task reachable from `start` through `next` (`start` excluded).
@@ -774,11 +778,6 @@ async fn validate_mark(
             "Task instance not found for task `{task_id}` on DAG `{dag_id}` with map_index {}: Gust has no mapped tasks",
             query.map_index.unwrap_or(-1)
         )));
-    }
-    if body.include_future || body.include_past {
-        return Err(ApiError::BadRequest(
-            "include_future and include_past are not supported by Gust; mark each run".into(),
-        ));
     }
     let mask = UpdateMask {
         update_mask: query.update_mask.clone(),
@@ -831,6 +830,11 @@ async fn validate_mark(
         .into_iter()
         .filter(|t| !tasks.contains(t))
         .collect();
+    let other_runs = if to.is_some() {
+        mark_scope::other_runs(state, &dag, &run, body.include_past, body.include_future).await?
+    } else {
+        Vec::new()
+    };
     Ok((
         run,
         dag,
@@ -839,8 +843,21 @@ async fn validate_mark(
             note,
             tasks: tasks.into_iter().collect(),
             downstream,
+            other_runs,
         },
     ))
+}
+
+/// Creates the instance rows of a run not started yet, so they can be marked.
+async fn ensure_instances(state: &AppState, dag: &Dag, run: &StoredRun) -> ApiResult<()> {
+    if run.state == DagRunState::Queued {
+        let task_ids: Vec<&str> = dag.tasks().map(|t| t.id.as_str()).collect();
+        state
+            .store()
+            .create_task_instances(&run.dag_id, &run.run_id, &task_ids)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Mark a task instance (and, as asked, its upstream or downstream) `success`, `failed` or
@@ -857,14 +874,8 @@ async fn patch_task_instance(
 ) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
     let (run, dag, mark) = validate_mark(&state, &dag_id, &run_id, &task_id, &query, body).await?;
     let store = state.store();
-    if run.state == DagRunState::Queued {
-        // A run not started yet has no instance rows: they are created to be marked.
-        let task_ids: Vec<&str> = dag.tasks().map(|t| t.id.as_str()).collect();
-        store
-            .create_task_instances(&dag_id, &run_id, &task_ids)
-            .await?;
-    }
     if let Some(note) = &mark.note {
+        ensure_instances(&state, &dag, &run).await?;
         store
             .set_task_instance_note(&dag_id, &run_id, &task_id, note.as_deref())
             .await?;
@@ -877,10 +888,13 @@ async fn patch_task_instance(
         } else {
             &mark.downstream
         };
-        let changed = store
-            .mark_task_instances(&dag_id, &run_id, &mark.tasks, to, reset, state.now())
-            .await?;
-        tracing::info!(%dag_id, %run_id, %task_id, %to, ?changed, "task instances marked through the API");
+        for marked in std::iter::once(&run).chain(&mark.other_runs) {
+            ensure_instances(&state, &dag, marked).await?;
+            let changed = store
+                .mark_task_instances(&dag_id, &marked.run_id, &mark.tasks, to, reset, state.now())
+                .await?;
+            tracing::info!(%dag_id, run_id = %marked.run_id, %task_id, %to, ?changed, "task instances marked through the API");
+        }
         state.wake_scheduler();
     }
     let run = find_run(&state, &dag_id, &run.run_id).await?;
@@ -907,7 +921,10 @@ async fn patch_task_instance_dry_run(
     Body(body): Body<PatchTaskInstanceBody>,
 ) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
     let (run, dag, mark) = validate_mark(&state, &dag_id, &run_id, &task_id, &query, body).await?;
-    let mut instances = instance_responses(&state, &run, Some(&dag), Some(&mark.tasks)).await?;
+    let mut instances = Vec::new();
+    for marked in std::iter::once(&run).chain(&mark.other_runs) {
+        instances.extend(instance_responses(&state, marked, Some(&dag), Some(&mark.tasks)).await?);
+    }
     if let Some(to) = mark.to {
         // Those already in the state would not change.
         instances.retain(|ti| ti.state.as_deref() != Some(to.as_str()));
