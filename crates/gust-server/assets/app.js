@@ -13,6 +13,21 @@ const Gust = (() => {
     up_for_retry: "#ffd700", up_for_reschedule: "#40e0d0", upstream_failed: "#ffa500", skipped: "#ff69b4",
     scheduled: "#d2b48c", removed: "#d3d3d3", none: "#ffffff", "": "#f3f4f6",
   };
+  /**
+   * The text colour readable on `fill` (a `#rrggbb` state colour): black or white, whichever
+   * contrasts more (WCAG's relative luminance), so every state's label passes AA.
+   */
+  function inkOn(fill) {
+    const channel = (hex) => {
+      const c = parseInt(hex, 16) / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    };
+    const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(fill || "");
+    if (!m) return "#000000";
+    const l = 0.2126 * channel(m[1]) + 0.7152 * channel(m[2]) + 0.0722 * channel(m[3]);
+    // Contrast with black is (l + 0.05) / 0.05, with white 1.05 / (l + 0.05).
+    return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#000000" : "#ffffff";
+  }
   const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
   const canEdit = () => document.body.dataset.canEdit === "true";
 
@@ -87,11 +102,55 @@ const Gust = (() => {
     return source;
   }
 
+  /**
+   * The timezone times are shown in, as chosen in the header (Airflow's selector): `UTC` (the
+   * default, as Airflow's `default_ui_timezone`), `local` (the browser's) or `dag` (the DAG's
+   * own, on a DAG's pages; UTC elsewhere). The choice is kept in the browser.
+   */
+  const TZ_KEY = "gust.timezone";
+  const localZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const dagZone = () => document.body.dataset.dagTimezone || "";
+  function zoneChoice() {
+    const choice = localStorage.getItem(TZ_KEY);
+    return choice === "local" || choice === "dag" ? choice : "UTC";
+  }
+  function zone() {
+    const choice = zoneChoice();
+    if (choice === "local") return localZone();
+    if (choice === "dag" && dagZone()) return dagZone();
+    return "UTC";
+  }
+
+  /** `2026-01-02 03:04:05 UTC`: a time in the chosen timezone, always labelled with it. */
   function fmtDate(iso) {
     if (!iso) return "";
     const d = new Date(iso);
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    if (Number.isNaN(d.getTime())) return String(iso);
+    const tz = zone();
+    const parts = {};
+    for (const p of new Intl.DateTimeFormat("en-US", {
+      timeZone: tz, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
+    }).formatToParts(d)) parts[p.type] = p.value;
+    const label = tz === "UTC" ? "UTC" : parts.timeZoneName;
+    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${label}`;
+  }
+
+  /** Fills the header's timezone selector and shows every server-rendered `<time>` in the zone. */
+  function setUpTimezones() {
+    for (const t of document.querySelectorAll("time[datetime]")) t.textContent = fmtDate(t.getAttribute("datetime"));
+    const select = document.getElementById("tz-select");
+    if (!select) return;
+    const options = [["UTC", "UTC"], ["local", `Local (${localZone()})`]];
+    if (dagZone()) options.push(["dag", `DAG's (${dagZone()})`]);
+    select.replaceChildren(...options.map(([value, label]) => el("option", { value }, label)));
+    const choice = zoneChoice();
+    select.value = choice === "dag" && !dagZone() ? "UTC" : choice;
+    select.addEventListener("change", () => {
+      localStorage.setItem(TZ_KEY, select.value);
+      // Every time on the page (and in the live views' next updates) is drawn again.
+      location.reload();
+    });
   }
 
   function fmtDuration(seconds) {
@@ -197,27 +256,15 @@ const Gust = (() => {
   /** A task instance of an API answer as a row of the dialog. */
   const affected = (ti, becomes) => ({ run_id: ti.dag_run_id, task_id: ti.task_id, state: ti.state || "none", becomes });
 
-  /**
-   * The runs a mark with past and future reaches: this one, and those before (past) or after
-   * (future) it by logical date, as Airflow's. The API marks one run at a time, so the dialog
-   * asks it run by run; at most 100 runs at once.
-   */
-  async function markedRuns(dagId, runId, logicalDate, options) {
-    if (!options.past && !options.future) return [runId];
-    const q = new URLSearchParams({ limit: "100", order_by: "logical_date" });
-    if (!options.past) q.set("logical_date_gte", logicalDate);
-    if (!options.future) q.set("logical_date_lte", logicalDate);
-    const data = await api("GET", `/api/v2/dags/${path(dagId)}/dagRuns?${q}`);
-    if (data.total_entries > data.dag_runs.length) {
-      throw new Error(`These options reach ${plural(data.total_entries, "run")}; mark at most 100 at once (choose fewer).`);
-    }
-    return data.dag_runs.map((r) => r.dag_run_id);
-  }
-
   /** Opens the dialog that marks a task instance (and the relatives chosen) `state`. */
-  function markTask(dagId, runId, taskId, logicalDate, state) {
-    const body = (o) => ({ new_state: state, include_upstream: o.upstream, include_downstream: o.downstream });
-    const url = (run) => `/api/v2/dags/${path(dagId)}/dagRuns/${path(run)}/taskInstances/${path(taskId)}`;
+  function markTask(dagId, runId, taskId, state) {
+    // Past and future reach the runs before and after this one that the API picks as Airflow
+    // does (those on the DAG's schedule).
+    const body = (o) => ({
+      new_state: state, include_past: o.past, include_future: o.future,
+      include_upstream: o.upstream, include_downstream: o.downstream,
+    });
+    const url = `/api/v2/dags/${path(dagId)}/dagRuns/${path(runId)}/taskInstances/${path(taskId)}`;
     confirmAction({
       title: `Mark ${taskId} ${state}`,
       what: `Sets the state of ${taskId} in ${runId}, and of the task instances the options add, to ${state}. Nothing changes until you confirm.`,
@@ -227,16 +274,11 @@ const Gust = (() => {
         { key: "upstream", label: "Upstream" }, { key: "downstream", label: "Downstream" },
       ],
       preview: async (o) => {
-        const rows = [];
-        for (const run of await markedRuns(dagId, runId, logicalDate, o)) {
-          const answer = await api("PATCH", `${url(run)}/dry_run`, body(o));
-          rows.push(...answer.task_instances.map((ti) => affected(ti, state)));
-        }
-        return rows;
+        const answer = await api("PATCH", `${url}/dry_run`, body(o));
+        return answer.task_instances.map((ti) => affected(ti, state));
       },
       commit: async (o, rows) => {
-        const runs = [...new Set(rows.map((r) => r.run_id))];
-        for (const run of runs) await api("PATCH", url(run), body(o));
+        await api("PATCH", url, body(o));
         return `Marked ${plural(rows.length, "task instance")} ${state}`;
       },
     });
@@ -495,18 +537,36 @@ const Gust = (() => {
     const body = document.getElementById("run-tasks");
     let tasks = [];
     let codes = "";
+    // Operators, tries and times, read again (at most once a second) as the run moves.
+    let details = new Map();
+    let detailsTimer = null;
+    const text = (id, value) => { document.getElementById(id).textContent = value || "—"; };
+    async function loadDetails() {
+      detailsTimer = null;
+      const data = await api("GET", `/ui/api/dags/${path(dagId)}/runs/${path(runId)}/details`);
+      details = new Map(data.instances.map((ti) => [ti.task_id, ti]));
+      text("run-queued", fmtDate(data.run.queued_at));
+      text("run-start", fmtDate(data.run.start_date));
+      text("run-end", fmtDate(data.run.end_date));
+      text("run-duration", fmtDuration(data.run.duration));
+      render();
+    }
+    const reloadDetails = () => { if (!detailsTimer) detailsTimer = setTimeout(loadDetails, 1000); };
     function render() {
       body.replaceChildren(...tasks.map((t, i) => {
         const state = CODES[codes[i] || "-"] || "none";
+        const ti = details.get(t.id) || {};
         return el("tr", {},
           el("td", {}, el("a", { href: `/dags/${path(dagId)}/runs/${path(runId)}/tasks/${path(t.id)}` }, t.id)),
-          el("td", {}, badge(state)));
+          el("td", {}, badge(state)), el("td", {}, ti.operator || ""), el("td", {}, String(ti.try_number ?? "")),
+          el("td", {}, fmtDate(ti.start_date)), el("td", {}, fmtDate(ti.end_date)), el("td", {}, fmtDuration(ti.duration)));
       }));
     }
     function apply(update) {
       if (update.runs && update.runs[0]) setBadge(document.getElementById("run-state"), update.runs[0].state);
       if (update.cells && update.cells[runId] !== undefined) codes = update.cells[runId];
       render();
+      reloadDetails();
     }
     const runUrl = `/api/v2/dags/${path(dagId)}/dagRuns/${path(runId)}`;
     document.getElementById("clear-run")?.addEventListener("click", () => confirmAction({
@@ -522,19 +582,14 @@ const Gust = (() => {
         return `Cleared ${runId}`;
       },
     }));
-    // Airflow's rules for marking a run: success marks every task instance success; failed
-    // fails the running ones and skips those not finished.
-    const runMoves = {
-      success: (state) => (state === "success" ? null : "success"),
-      failed: (state) => (state === "running" ? "failed"
-        : ["none", "scheduled", "queued", "up_for_retry"].includes(state) ? "skipped" : null),
-    };
+    // Airflow 3's rules for marking a run success or failed: running task instances take the
+    // state, those not finished are skipped, finished ones keep theirs.
+    const runMove = (to, state) => (["running", "up_for_reschedule"].includes(state) ? to
+      : ["none", "scheduled", "queued", "up_for_retry"].includes(state) ? "skipped" : null);
     for (const [id, state] of [["mark-run-success", "success"], ["mark-run-failed", "failed"]]) {
       document.getElementById(id)?.addEventListener("click", () => confirmAction({
         title: `Mark ${runId} ${state}`,
-        what: state === "success"
-          ? "Marks the run success and every task instance not yet successful success. Nothing changes until you confirm."
-          : "Marks the run failed: its running task instances fail and those not finished are skipped. Nothing changes until you confirm.",
+        what: `Marks the run ${state}: its running task instances become ${state}, those not finished are skipped. Nothing changes until you confirm.`,
         verb: "will change",
         also: `the run becomes ${state}`,
         options: [],
@@ -542,7 +597,7 @@ const Gust = (() => {
           const data = await api("GET", `/ui/api/dags/${path(dagId)}/grid?run_id=${encodeURIComponent(runId)}`);
           const now = data.cells[0] || "";
           return data.tasks.map((t, i) => ({ run_id: runId, task_id: t.id, state: CODES[now[i] || "-"] || "none" }))
-            .map((r) => ({ ...r, becomes: runMoves[state](r.state) }))
+            .map((r) => ({ ...r, becomes: runMove(state, r.state) }))
             .filter((r) => r.becomes);
         },
         commit: async () => {
@@ -559,6 +614,7 @@ const Gust = (() => {
       tasks = data.tasks;
       loaded = true;
       apply({ runs: data.runs, cells: { [runId]: data.cells[0] || "" } });
+      await loadDetails();
     });
   }
 
@@ -661,7 +717,7 @@ const Gust = (() => {
     document.getElementById("clear-task")?.addEventListener("click", () => clearTask(dagId, runId, taskId));
     for (const [id, state] of [["mark-success", "success"], ["mark-failed", "failed"]]) {
       document.getElementById(id)?.addEventListener("click", () =>
-        markTask(dagId, runId, taskId, view.dataset.logicalDate, state));
+        markTask(dagId, runId, taskId, state));
     }
 
     follow(`/ui/events${base}`, {
@@ -865,7 +921,7 @@ const Gust = (() => {
     refresh();
   }
 
-  return { CODES, COLOURS, api, el, toast, follow, fmtDate, fmtDuration, escapeHtml, path, dagsPage, dagPage, runPage, taskPage, variablesPage, connectionsPage, poolsPage };
+  return { CODES, COLOURS, inkOn, api, el, toast, follow, fmtDate, fmtDuration, setUpTimezones, escapeHtml, path, dagsPage, dagPage, runPage, taskPage, variablesPage, connectionsPage, poolsPage };
 })();
 
 // Each page names its script in <body data-page>; pages carry no inline script, so the
@@ -875,5 +931,6 @@ document.addEventListener("DOMContentLoaded", () => {
     dags: Gust.dagsPage, dag: Gust.dagPage, run: Gust.runPage, task: Gust.taskPage,
     variables: Gust.variablesPage, connections: Gust.connectionsPage, pools: Gust.poolsPage,
   }[document.body.dataset.page];
+  Gust.setUpTimezones();
   if (start) start();
 });

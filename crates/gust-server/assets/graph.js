@@ -23,23 +23,32 @@ class GustGraph {
     this.graph = graph;
     const W = graph.node_width, H = graph.node_height, pad = 20;
     const pos = graph.positions;
-    let d = "";
+    // Every edge in one path and every arrowhead (a small triangle where the edge, arriving
+    // level, meets its task) in another: two elements however large the DAG.
+    let d = "", heads = "";
     for (const [a, b] of graph.edges) {
-      const x1 = pos[a][0] + W, y1 = pos[a][1] + H / 2, x2 = pos[b][0], y2 = pos[b][1] + H / 2;
+      const x1 = pos[a][0] + W, y1 = pos[a][1] + H / 2, x2 = pos[b][0] - 1, y2 = pos[b][1] + H / 2;
       const mx = (x1 + x2) / 2;
-      d += `M${x1} ${y1}C${mx} ${y1} ${mx} ${y2} ${x2} ${y2}`;
+      d += `M${x1} ${y1}C${mx} ${y1} ${mx} ${y2} ${x2 - 6} ${y2}`;
+      heads += `M${x2 - 7} ${y2 - 4}L${x2} ${y2}L${x2 - 7} ${y2 + 4}Z`;
     }
     const parts = [`<svg xmlns="http://www.w3.org/2000/svg" viewBox="${-pad} ${-pad} ${graph.width + 2 * pad} ${graph.height + 2 * pad}">`,
-      `<path class="edges" d="${d}"/>`];
+      `<path class="edges" d="${d}"/><path class="arrows" d="${heads}"/>`];
+    const cut = (text, most) => (text.length > most ? `${text.slice(0, most - 1)}…` : text);
     graph.tasks.forEach((t, i) => {
       const [x, y] = pos[i];
-      const label = t.id.length > 26 ? `${t.id.slice(0, 25)}…` : t.id;
-      parts.push(`<g class="node" data-i="${i}" transform="translate(${x},${y})"><title>${Gust.escapeHtml(t.id)} (${Gust.escapeHtml(t.operator)})</title><rect width="${W}" height="${H}" fill="#fff"/><text x="10" y="${H / 2 + 4}">${Gust.escapeHtml(label)}</text></g>`);
+      // A group's tasks are named `group.task`: the node shows the task's own name, the
+      // tooltip its whole id.
+      const name = t.id.includes(".") ? t.id.slice(t.id.lastIndexOf(".") + 1) : t.id;
+      parts.push(`<g class="node" data-i="${i}" transform="translate(${x},${y})"><title>${Gust.escapeHtml(t.id)} (${Gust.escapeHtml(t.operator)})</title>`
+        + `<rect width="${W}" height="${H}" fill="#fff"/><text class="id" x="10" y="16">${Gust.escapeHtml(cut(name, 26))}</text>`
+        + `<text class="op" x="10" y="31">${Gust.escapeHtml(cut(t.operator, 30))}</text></g>`);
     });
     parts.push("</svg>");
     this.wrap.innerHTML = parts.join("");
     this.svg = this.wrap.querySelector("svg");
     this.rects = [...this.svg.querySelectorAll(".node rect")];
+    this.labels = [...this.svg.querySelectorAll(".node")].map((g) => [...g.querySelectorAll("text")]);
     this.svg.addEventListener("click", (e) => {
       const node = e.target.closest(".node");
       if (!node || !this.selected) return;
@@ -81,7 +90,10 @@ class GustGraph {
     for (let i = 0; i < this.rects.length; i++) {
       const gi = this.index.get(byGraph[i].id);
       const state = Gust.CODES[codes[gi] || "-"];
-      this.rects[i].setAttribute("fill", state ? Gust.COLOURS[state] : "#fff");
+      const fill = state ? Gust.COLOURS[state] : "#fff";
+      this.rects[i].setAttribute("fill", fill);
+      const ink = Gust.inkOn(fill);
+      for (const label of this.labels[i]) label.setAttribute("fill", ink);
     }
   }
 

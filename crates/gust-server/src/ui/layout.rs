@@ -6,8 +6,8 @@
 
 /// A node's width in the drawing, in pixels.
 pub const NODE_WIDTH: f64 = 180.0;
-/// A node's height.
-pub const NODE_HEIGHT: f64 = 28.0;
+/// A node's height: two lines, the task id and its operator.
+pub const NODE_HEIGHT: f64 = 40.0;
 /// Space between columns.
 const GAP_X: f64 = 60.0;
 /// Space between nodes of one column.

@@ -19,6 +19,7 @@ pub mod mask;
 mod pages;
 mod pod;
 mod processing;
+mod run_data;
 mod session;
 mod templates;
 
@@ -49,6 +50,10 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/api/dags", get(data::dags))
         .route("/ui/api/dags/{dag_id}/grid", get(data::grid))
         .route("/ui/api/dags/{dag_id}/graph", get(data::graph))
+        .route(
+            "/ui/api/dags/{dag_id}/runs/{run_id}/details",
+            get(run_data::run_details),
+        )
         .route(
             "/ui/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
             get(data::task_instance),

@@ -9,6 +9,7 @@ use axum::response::{Html, Redirect};
 use gust_core::ids::TaskId;
 use serde::Deserialize;
 
+use crate::api::dag_runs::find_run;
 use crate::api::redact::MASK;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -71,6 +72,7 @@ pub async fn dag(
         minijinja::context! {
             nav => "dags",
             dag_id => dag_id,
+            dag_timezone => dag.settings.timezone.name(),
             description => settings.description,
             schedule => settings.schedule.as_text(),
             tags => settings.tags,
@@ -92,12 +94,8 @@ pub async fn run(
     State(state): State<AppState>,
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> PageResult {
-    state.dag(&dag_id).await?;
-    let run = state
-        .store()
-        .run(&dag_id, &run_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("DagRun", &run_id))?;
+    let (_, dag) = state.dag(&dag_id).await?;
+    let run = find_run(&state, &dag_id, &run_id).await?;
     let conf = serde_json::to_string_pretty(&masked(&serde_json::Value::Object(run.conf)))
         .unwrap_or_default();
     page(
@@ -109,8 +107,10 @@ pub async fn run(
             run_id => run_id,
             conf => conf,
             run_type => run.run_type.as_str(),
+            dag_timezone => dag.settings.timezone.name(),
             logical_date => run.logical_date.to_rfc3339(),
-            data_interval => format!("{} – {}", run.data_interval.0.to_rfc3339(), run.data_interval.1.to_rfc3339()),
+            interval_start => run.data_interval.0.to_rfc3339(),
+            interval_end => run.data_interval.1.to_rfc3339(),
         },
     )
 }
@@ -122,11 +122,7 @@ pub async fn task_instance(
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> PageResult {
     let (_, dag) = state.dag(&dag_id).await?;
-    let run = state
-        .store()
-        .run(&dag_id, &run_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("DagRun", &run_id))?;
+    let run = find_run(&state, &dag_id, &run_id).await?;
     let id = TaskId::new(task_id.clone()).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let task = dag
         .task(&id)
@@ -144,6 +140,7 @@ pub async fn task_instance(
             dag_id => dag_id,
             run_id => run_id,
             task_id => task_id,
+            dag_timezone => dag.settings.timezone.name(),
             logical_date => run.logical_date.to_rfc3339(),
             operator => task.operator,
             upstream => task.upstream.iter().map(|u| u.as_str()).collect::<Vec<_>>(),

@@ -62,7 +62,8 @@ if [ -n "${GUST_UI_BENCH_HOME:-}" ]; then
 fi
 
 driver_port=$(free_port)
-chromedriver --port="$driver_port" >"$work/chromedriver.log" 2>&1 &
+# The browser's own timezone is not UTC, so the UI's timezone selector is tested for real.
+TZ=America/New_York chromedriver --port="$driver_port" >"$work/chromedriver.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$driver_port/status"
 

@@ -222,6 +222,27 @@ def main():
         b.wait("the graph", "return document.querySelectorAll('#graph svg .node').length > 0 && window.gustRenderMs !== undefined")
         fills = b.js("return [...document.querySelectorAll('#graph svg .node rect')].map(r => r.getAttribute('fill'))")
         assert all(f == "#008000" for f in fills), fills
+        # Arrowheads (one per edge), each node's operator, and labels readable on their colour.
+        heads = b.js("const d = (s) => document.querySelector(s).getAttribute('d');"
+                     "return [d('#graph svg .edges').split('M').length - 1, d('#graph svg .arrows').split('Z').length - 1]")
+        assert heads[0] > 0 and heads[0] == heads[1], heads
+        ops = b.js("return [...document.querySelectorAll('#graph svg .node text.op')].map(t => t.textContent)")
+        assert len(ops) == len(fills) and all(ops), ops
+        inks = b.js("return [...document.querySelectorAll('#graph svg .node')].map(g => "
+                    "[g.querySelector('rect').getAttribute('fill'), g.querySelector('text').getAttribute('fill')])")
+        assert all(ink == "#ffffff" for fill, ink in inks if fill == "#008000"), inks
+        # Every state's badge passes WCAG AA (4.5:1) with its text.
+        ratios = b.js("""
+            const lum = (css) => {
+              const [r, g, b] = css.match(/[0-9.]+/g).slice(0, 3).map((v) => {
+                const c = Number(v) / 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
+              return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+            return Object.keys(Gust.COLOURS).filter((s) => s && s !== 'none').map((state) => {
+              const badge = document.body.appendChild(Gust.el('span', { class: `badge s-${state}` }, state));
+              const style = getComputedStyle(badge), a = lum(style.color), b = lum(style.backgroundColor);
+              badge.remove();
+              return [state, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; });""")
+        assert ratios and all(ratio >= 4.5 for _, ratio in ratios), ratios
         if shots:
             b.screenshot(f"{shots}/graph.png")
 
@@ -298,6 +319,33 @@ def main():
         b.go(f"{a.base}/dags/{a.dag}/runs/{run_id}")
         b.wait("the run's tasks", "return document.querySelectorAll('#run-tasks tr').length > 0 && "
                "document.getElementById('run-state').textContent === 'success'")
+
+        b.wait("the run's times and each task's operator, tries and times",
+               "const rows = [...document.querySelectorAll('#run-tasks tr')];"
+               "return document.getElementById('run-duration').textContent !== '—' && rows.length > 0 && "
+               "rows.every(r => r.children[2].textContent && Number(r.children[3].textContent) >= 1 && "
+               "r.children[4].textContent.endsWith(' UTC') && r.children[6].textContent)")
+        if shots:
+            b.screenshot(f"{shots}/run.png")
+
+        print("times: labelled, in the timezone chosen in the header (UTC, the browser's, the DAG's)")
+        when = "const t = document.querySelector('.meta time'); return t ? t.textContent : ''"
+        assert b.js(when).endswith(" UTC"), b.js(when)
+        zones = b.js("return [...document.querySelectorAll('#tz-select option')].map(o => o.value)")
+        assert zones == ["UTC", "local", "dag"], zones
+
+        def choose(zone, pattern):
+            b.js("const s = document.getElementById('tz-select'); s.value = arguments[0];"
+                 "s.dispatchEvent(new Event('change'));", zone)
+            b.wait(f"times in {zone}", "const t = document.querySelector('.meta time');"
+                   "return !!t && new RegExp(arguments[0]).test(t.textContent)", 30, pattern)
+
+        # run.sh starts the browser in America/New_York, so its local time is not UTC.
+        choose("local", "(EST|EDT)$")
+        if shots:
+            b.screenshot(f"{shots}/timezone-local.png")
+        choose("UTC", " UTC$")
+        b.wait("the run's tasks", "return document.querySelectorAll('#run-tasks tr').length > 0")
         rows = dialog(b, "#mark-run-success")
         assert rows == [], f"a successful run's success mark changes nothing: {rows}"
         rows = dialog(b, "#mark-run-failed", shot=f"{shots}/mark-run-dialog.png" if shots else None)

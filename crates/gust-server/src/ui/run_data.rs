@@ -1,0 +1,55 @@
+//! The run page's details: the run's dates and, per task instance, its operator, tries and
+//! times, in one answer (the API would take a page of 100 instances per call).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use crate::api::dag_runs::find_run;
+use crate::api::task_instances::instance_responses;
+use crate::api::time::Timestamp;
+use crate::error::ApiResult;
+use crate::state::AppState;
+use crate::ui::session::DataUser;
+
+/// `GET /ui/api/dags/{dag_id}/runs/{run_id}/details`: `{run: {...}, instances: [{...}]}`, the
+/// instances in task id order, each with `task_id`, `state`, `operator`, `try_number`,
+/// `start_date`, `end_date` and `duration` (seconds).
+pub async fn run_details(
+    _: DataUser,
+    State(state): State<AppState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (_, dag) = state.dag(&dag_id).await?;
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    let instances: Vec<Value> = instance_responses(&state, &run, Some(&dag), None)
+        .await?
+        .into_iter()
+        .map(|ti| {
+            json!({
+                "task_id": ti.task_id,
+                "state": ti.state,
+                "operator": ti.operator,
+                "try_number": ti.try_number,
+                "start_date": ti.start_date,
+                "end_date": ti.end_date,
+                "duration": ti.duration,
+            })
+        })
+        .collect();
+    let duration = run
+        .start_date
+        .zip(run.end_date)
+        .map(|(start, end)| (end - start).num_milliseconds() as f64 / 1000.0);
+    Ok(Json(json!({
+        "run": {
+            "state": run.state.as_str(),
+            "run_type": run.run_type.as_str(),
+            "queued_at": Timestamp(run.queued_at),
+            "start_date": run.start_date.map(Timestamp),
+            "end_date": run.end_date.map(Timestamp),
+            "duration": duration,
+        },
+        "instances": instances,
+    })))
+}
