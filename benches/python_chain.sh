@@ -12,44 +12,12 @@
 # target/release/gust, else target/debug/gust). Results go in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Absolute, but not resolved: a venv's python is a symlink whose target is not the venv.
-python=${1:-target/airflow-venv/bin/python}
-python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")"
-rounds=${2:-3}
-gust=${GUST_BIN:-}
-if [ -z "$gust" ]; then
-  if [ -x target/release/gust ]; then gust=target/release/gust; else gust=target/debug/gust; fi
-fi
-gust=$(realpath "$gust")
-tasks=20
-work=$(mktemp -d)
+# shellcheck source=lib/python_chain.sh
+. benches/lib/python_chain.sh
+chain_setup "$@"
 trap 'rm -rf "$work"' EXIT
 
-mkdir -p "$work/dags" "$work/airflow-dags"
-cat >"$work/callables.py" <<'PY'
-def step(n, ti=None):
-    return n + 1
-PY
-{
-  echo "chain_$tasks:"
-  echo "  schedule: null"
-  echo "  start_date: 2024-01-01"
-  echo "  catchup: false"
-  echo "  tasks:"
-  for i in $(seq 1 $tasks); do
-    echo "    t$i:"
-    echo "      operator: airflow.providers.standard.operators.python.PythonOperator"
-    echo "      python_callable_name: step"
-    echo "      python_callable_file: $work/callables.py"
-    echo "      op_kwargs: {n: $i}"
-    [ "$i" -gt 1 ] && echo "      dependencies: [t$((i - 1))]"
-  done
-} >"$work/dags/chain.yaml"
-cat >"$work/airflow-dags/load.py" <<PY
-# An Airflow DAG file: dag-factory builds the YAML file's DAGs.
-from dagfactory import load_yaml_dags
-load_yaml_dags(globals_dict=globals(), config_filepath="$work/dags/chain.yaml")
-PY
+write_chain_dags "$work" "$tasks"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
