@@ -59,7 +59,15 @@ pub struct Watchdog {
     pub every: Duration,
     /// The check.
     pub check: Box<dyn FnMut() -> Option<String> + Send>,
+    /// How long ago the task itself started executing, while it does (a Python worker's task,
+    /// between reaching `execute` and reporting its end): with it, the try's `execution_timeout`
+    /// counts from then rather than from the process's start, as Airflow's task runner counts
+    /// it, and no longer applies once the task reported its end. Asked every [`START_POLL`].
+    pub running_for: Option<Box<dyn Fn() -> Option<Duration> + Send>>,
 }
+
+/// How often a try whose `execution_timeout` counts from its task's start asks when it started.
+const START_POLL: Duration = Duration::from_millis(100);
 
 /// Runs one try to its end: plans a pod try (a bash try comes planned), runs it, logs the
 /// outcome.
@@ -133,7 +141,7 @@ where
 {
     let TryParts {
         spec,
-        plan,
+        mut plan,
         record,
         config,
         cleanup,
@@ -217,7 +225,13 @@ where
     let mut last_line: Option<String> = None;
     let mut status: Option<ExitStatus> = None;
     let timeout = spec.execution_timeout;
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let running_for = plan.watchdog.as_mut().and_then(|w| w.running_for.take());
+    // Without a task start to wait for, the timeout counts from the process's start.
+    let mut deadline = timeout
+        .filter(|_| running_for.is_none())
+        .map(|t| tokio::time::Instant::now() + t);
+    let mut start_poll = tokio::time::interval(START_POLL);
+    start_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_deadline = None;
     let mut flush_every = tokio::time::interval(LOG_FLUSH_INTERVAL);
     flush_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -244,6 +258,12 @@ where
                 let reason = handle.reason();
                 let _ = log.line("gust", &format!("killing the try: {reason}")).await;
                 return fail_killing(pgid, config, FailureReason::Killed(reason)).await;
+            },
+            _ = start_poll.tick(), if timeout.is_some() && running_for.is_some() && status.is_none() => {
+                // No answer: not executing yet, or no more (its end is reported), so no deadline.
+                deadline = timeout
+                    .zip(running_for.as_ref().and_then(|f| f()))
+                    .map(|(limit, ran)| tokio::time::Instant::now() + limit.saturating_sub(ran));
             },
             () = sleep_until(deadline), if deadline.is_some() && status.is_none() => {
                 let limit = timeout.unwrap_or_default();

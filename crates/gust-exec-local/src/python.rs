@@ -24,6 +24,10 @@ use crate::process::{Plan, Watchdog};
 /// Why a Python try is refused when no Python environment is configured.
 pub const NO_PYTHON_RUNTIME: &str = gust_operators::python::NOT_CONFIGURED;
 
+/// The longest a worker may take to build its DAG after starting, Airflow's default
+/// `[core] dagbag_import_timeout`: a try's `execution_timeout` counts from then at the latest.
+const DAG_BUILD_ALLOWANCE: Duration = Duration::from_secs(30);
+
 /// The name of the DAG bundle that holds the loaders.
 const BUNDLE: &str = "gust";
 
@@ -159,7 +163,20 @@ fn heartbeat_watchdog(python: &PythonRuntime, ti_id: uuid::Uuid) -> Watchdog {
         python.clock.clone(),
         python.heartbeat_timeout,
     );
+    let (started, now) = (python.broker.clone(), python.clock.clone());
     Watchdog {
+        running_for: Some(Box::new(move || {
+            let since =
+                |at: chrono::DateTime<chrono::Utc>| (now.now() - at).to_std().unwrap_or_default();
+            let times = started.start_times(ti_id)?;
+            match (times.started_at, times.executing_since) {
+                (_, Some(executing)) => Some(since(executing)),
+                // A task without template fields sends none: it is executing at the latest once
+                // building the DAG, bounded as Airflow bounds it, is over.
+                (Some(started), None) => since(started).checked_sub(DAG_BUILD_ALLOWANCE),
+                (None, None) => None,
+            }
+        })),
         every: (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
         check: Box::new(move || {
             let heard = broker.last_heard(ti_id)?;

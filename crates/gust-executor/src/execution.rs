@@ -76,6 +76,11 @@ pub struct Runner {
 pub struct Progress {
     /// It started (`PATCH .../run`).
     pub runner: Option<Runner>,
+    /// When it started (its `run` call); it builds the DAG after that.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When its rendered fields came, which the task runner sends right before `execute`,
+    /// where its own `execution_timeout` starts.
+    pub executing_since: Option<DateTime<Utc>>,
     /// Its last heartbeat.
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// The XComs it pushed, by key, values masked.
@@ -86,6 +91,15 @@ pub struct Progress {
     pub skip_downstream: Vec<String>,
     /// The state it reported last.
     pub reported: Option<Reported>,
+}
+
+/// When a try's worker started and its task began executing, as far as known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartTimes {
+    /// Its `run` call.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Its rendered fields, sent right before `execute`.
+    pub executing_since: Option<DateTime<Utc>>,
 }
 
 /// One admitted try.
@@ -232,6 +246,22 @@ impl ExecutionBroker {
         let live = self.tries().get(&ti_id).cloned()?;
         let heartbeat = live.progress().last_heartbeat;
         Some(heartbeat.map_or(live.admitted_at, |at| at.max(live.admitted_at)))
+    }
+
+    /// When try `ti_id`'s worker started (its `run` call) and when its task started executing
+    /// (its rendered fields came), as far as known; `None` once the try has ended or its task
+    /// has reported how it ended (its worker is only finishing up).
+    #[must_use]
+    pub fn start_times(&self, ti_id: Uuid) -> Option<StartTimes> {
+        let live = self.tries().get(&ti_id).cloned()?;
+        let progress = live.progress();
+        if progress.reported.is_some() {
+            return None;
+        }
+        Some(StartTimes {
+            started_at: progress.started_at,
+            executing_since: progress.executing_since,
+        })
     }
 
     /// The live try `token` was issued for, with the token's grant.

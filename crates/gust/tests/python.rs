@@ -1355,6 +1355,50 @@ fn a_python_task_past_its_execution_timeout_is_killed_with_its_task_process() {
 }
 
 #[test]
+fn a_python_tasks_execution_timeout_counts_from_its_start_not_its_workers() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    // Building the DAG takes the worker 4 s (its callable's module sleeps as it is imported);
+    // the task itself takes none. Airflow's task runner starts the 3 s timeout when the task
+    // starts, so the try succeeds; so must Gust's.
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    let module = home.path().join("slow_import.py");
+    std::fs::write(
+        &module,
+        "import time\ntime.sleep(4)\n\ndef quick():\n    return 1\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dags.join("slow.yaml"),
+        format!(
+            r#"
+py_slow_start:
+  schedule: null
+  start_date: 2024-01-01
+  tasks:
+    quick:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: quick
+      python_callable_file: {}
+      execution_timeout: {{__type__: datetime.timedelta, seconds: 3}}
+"#,
+            module.display()
+        ),
+    )
+    .expect("write");
+    let run = dags_test(home.path(), &python, home.path(), &dags, "py_slow_start")
+        .assert()
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8_lossy(&run);
+    assert!(stdout.contains("quick: success"), "{stdout}");
+}
+
+#[test]
 fn a_python_worker_that_stops_heartbeating_is_killed_as_a_zombie() {
     let Some(python) = airflow_python() else {
         return;

@@ -112,7 +112,10 @@ async fn ti_run(
                 )
                 .with_detail("previous_state", "running".into()));
             }
-            None => progress.runner = Some(runner),
+            None => {
+                progress.runner = Some(runner);
+                progress.started_at = Some(payload.start_date);
+            }
         }
         let _ = payload.unixname;
         progress.last_heartbeat = Some(payload.start_date);
@@ -334,6 +337,7 @@ async fn ti_previous_successful_dagrun(
 
 /// `PUT /task-instances/{id}/rtif`: the try's rendered template fields, kept masked.
 async fn ti_rtif(
+    State(state): State<ExecutionState>,
     Extension(live): Live,
     Path(id): Path<Uuid>,
     body: Bytes,
@@ -347,7 +351,12 @@ async fn ti_rtif(
             (name, value)
         })
         .collect();
-    live.progress().rendered_fields = Some(fields);
+    let mut progress = live.progress();
+    progress.rendered_fields = Some(fields);
+    // The task runner sends its rendered fields right before `execute`, where its own
+    // execution_timeout starts: the try's does too.
+    progress.executing_since = Some(state.clock.now());
+    drop(progress);
     Ok((
         StatusCode::CREATED,
         axum::Json(
