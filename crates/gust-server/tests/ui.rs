@@ -133,6 +133,7 @@ async fn run_hello(server: &TestServer) -> String {
                 at: t0(),
                 failure: None,
                 xcom: Some(json!("hello world")),
+                outlets: Vec::new(),
             },
         ),
         step(
@@ -519,6 +520,7 @@ async fn the_grid_stream_sends_only_the_column_that_changed() {
             at: t0(),
             failure: Some("exit code 1".into()),
             xcom: None,
+            outlets: Vec::new(),
         }),
     };
     assert_eq!(
