@@ -326,3 +326,43 @@ async fn events_are_listed_filtered_and_paged(store: Store) {
         "no DAG is scheduled on it"
     );
 }
+
+both_engines!(two_schedulers_racing_for_one_queue_make_one_run);
+
+/// Two schedulers that read the same queued events at once (as two PostgreSQL schedulers might
+/// during a claim hand-over) try to create their runs together: exactly one run is made.
+async fn two_schedulers_racing_for_one_queue_make_one_run(store: Store) {
+    add_dag(&store, "consumer", false).await;
+    store
+        .record_dag_assets("consumer", &schedule_on(&["s3://bucket/a"]), at(0))
+        .await
+        .expect("recorded");
+    let mut event = emitted("s3://bucket/a", 1);
+    event.source = None;
+    store.create_asset_events(&[event]).await.expect("event");
+    let ids: Vec<i64> = store
+        .queued_asset_events(Some("consumer"), None)
+        .await
+        .expect("queued")
+        .iter()
+        .map(|q| q.asset_id)
+        .collect();
+    let run = |id: &str| NewRun {
+        dag_id: "consumer".into(),
+        run_id: id.into(),
+        run_type: RunType::AssetTriggered,
+        logical_date: at(1),
+        data_interval: (at(1), at(1)),
+        conf: serde_json::Map::new(),
+        queued_at: at(2),
+    };
+    let (first, second) = (run("asset_triggered__one"), run("asset_triggered__two"));
+    let (a, b) = tokio::join!(
+        store.create_asset_triggered_run(&first, &ids, false),
+        store.create_asset_triggered_run(&second, &ids, false)
+    );
+    let made = [a.unwrap_or(false), b.unwrap_or(false)];
+    assert_eq!(made.iter().filter(|m| **m).count(), 1, "{made:?}");
+    let runs = store.runs_of_dag("consumer", 10).await.expect("runs");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+}

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use crate::api::extract::{Body, Params, PathParams};
 use crate::api::page::{OrderBy, Page, sort_by};
-use crate::api::search::matches_pattern;
+use crate::api::search::{matches_pattern, matches_prefix};
 use crate::api::time::{Timestamp, parse_time};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -178,6 +178,10 @@ pub struct AssetsQuery {
     pub name_pattern: Option<String>,
     /// `ILIKE` pattern of the URI.
     pub uri_pattern: Option<String>,
+    /// Case-sensitive prefix of the name.
+    pub name_prefix_pattern: Option<String>,
+    /// Case-sensitive prefix of the URI.
+    pub uri_prefix_pattern: Option<String>,
     /// Only assets some of these DAGs schedule on or update.
     #[serde(default)]
     pub dag_ids: Vec<String>,
@@ -338,6 +342,8 @@ async fn get_assets(
             let active = dags.peek().is_some();
             matches_pattern(query.name_pattern.as_deref(), &a.name)
                 && matches_pattern(query.uri_pattern.as_deref(), &a.uri)
+                && matches_prefix(query.name_prefix_pattern.as_deref(), &a.name)
+                && matches_prefix(query.uri_prefix_pattern.as_deref(), &a.uri)
                 && (!query.only_active || active)
                 && (query.dag_ids.is_empty() || dags.any(|d| query.dag_ids.contains(d)))
         })
