@@ -575,6 +575,35 @@ def import_errors_name_the_broken_file():
     expect_status(404, lambda: client.ImportErrorApi(viewer).get_import_error(0), "a missing import error")
 
 
+@scenario
+def an_asset_event_triggers_the_dag_scheduled_on_the_asset():
+    assets = client.AssetApi(viewer).get_assets(uri_prefix_pattern="s3://warehouse/")
+    orders = next(a for a in assets.assets if a.name == "orders")
+    assert [d.dag_id for d in orders.scheduled_dags] == ["orders_report"], orders
+    assert [t.task_id for t in orders.producing_tasks] == ["export_orders"], orders
+    assert client.AssetApi(viewer).get_asset(orders.id).uri == "s3://warehouse/orders"
+    body = client.CreateAssetEventsBody(asset_id=orders.id, extra={"rows": 3})
+    expect_status(403, lambda: client.AssetApi(viewer).create_asset_event(body), "a viewer posts an asset event")
+    event = client.AssetApi(user).create_asset_event(body)
+    assert event.extra == {"rows": 3, "from_rest_api": True}, event
+    # The scheduled export may update the asset too: the run wanted is the one that consumed
+    # this event.
+    deadline = time.time() + RUN_TIMEOUT_S
+    run = None
+    while run is None and time.time() < deadline:
+        runs = client.DagRunApi(viewer).get_dag_runs("orders_report", run_type=["asset_triggered"])
+        for candidate in runs.dag_runs:
+            upstream = client.DagRunApi(viewer).get_upstream_asset_events("orders_report", candidate.dag_run_id)
+            if event.id in {e.id for e in upstream.asset_events}:
+                run = candidate
+        time.sleep(0.5)
+    assert run is not None, "the asset event made no run of orders_report"
+    assert run.triggered_by == "asset" and run.logical_date is None, run
+    events = client.AssetApi(viewer).get_asset_events(asset_id=orders.id)
+    assert any(e.id == event.id and e.created_dagruns for e in events.asset_events), events
+    expect_status(404, lambda: client.AssetApi(viewer).get_asset(999999), "a missing asset")
+
+
 # --- the schema test ------------------------------------------------------------------------
 
 

@@ -60,8 +60,12 @@ struct TopologicalOrder {
 pub struct DagSettings {
     /// One line shown in lists.
     pub description: Option<String>,
-    /// When runs are created.
+    /// When runs are created by time (`Manual` when only assets schedule the DAG).
     pub schedule: Schedule,
+    /// The asset updates that create runs (a `schedule` of assets, or Airflow's
+    /// `AssetOrTimeSchedule` beside a time schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets: Option<crate::asset::AssetCondition>,
     /// The timezone cron schedules are evaluated in.
     pub timezone: chrono_tz::Tz,
     /// No run's data interval starts before this.
@@ -117,6 +121,7 @@ impl Default for DagSettings {
         Self {
             description: None,
             schedule: Schedule::Manual,
+            assets: None,
             timezone: chrono_tz::UTC,
             start_date: None,
             end_date: None,

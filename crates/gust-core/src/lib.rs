@@ -5,6 +5,7 @@
 //! reading of the clock (the current time is always passed in). Everything else in Gust depends on
 //! it; it depends on nothing of Gust's. Start reading at [`dag::Dag`].
 
+pub mod asset;
 pub mod clock;
 pub mod dag;
 pub mod date;

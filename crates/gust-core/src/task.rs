@@ -74,6 +74,12 @@ pub struct TaskSettings {
     /// Which callbacks the task names (`on_failure_callback`...).
     #[serde(default)]
     pub callbacks: TaskCallbacks,
+    /// The assets a successful try updates (an asset event each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outlets: Vec<crate::asset::Asset>,
+    /// The assets the task reads (shown, and in `inlet_events` of Python tasks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inlets: Vec<crate::asset::Asset>,
 }
 
 /// The callbacks a task names, in any form dag-factory reads (a dotted path, a notifier with
@@ -148,6 +154,8 @@ impl Default for TaskSettings {
             is_teardown: false,
             on_failure_fail_dagrun: false,
             callbacks: TaskCallbacks::default(),
+            outlets: Vec::new(),
+            inlets: Vec::new(),
         }
     }
 }

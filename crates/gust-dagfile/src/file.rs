@@ -75,6 +75,17 @@ pub fn load_dags(
         }
         return out;
     };
+    // dag-factory's file of named datasets (`datasets: [{name, uri}]`, which `outlets:` and
+    // `schedule:` name with `file:`) sits in the DAGs folder in its examples: it holds no DAG,
+    // and a DAG named `datasets` would be a map, never a list.
+    if entries.len() == 1
+        && matches!(
+            entries.get("datasets").map(|n| &n.value),
+            Some(Value::Seq(_))
+        )
+    {
+        return out;
+    }
     let file_default = entries.remove(DEFAULT_KEY).map(|(_, node)| node);
     let mut base: Option<Node> = None;
     for layer in defaults.iter().cloned().chain(file_default) {

@@ -287,6 +287,8 @@ impl LoadError {
 enum Frame {
     Seq {
         items: Vec<Node>,
+        /// `__and__`/`__or__` for a sequence tagged `!and`/`!or` (see [`LOGIC_TAGS`]).
+        logic: Option<&'static str>,
         at: Location,
         anchor: usize,
     },
@@ -396,10 +398,18 @@ impl Builder {
                 self.finish(Node { value, at }, anchor, 1)
             }
             Event::SequenceStart(anchor, tag) => {
-                check_collection_tag(tag.map(|t| tag_text(&t)), &at)?;
+                let tag = tag.map(|t| tag_text(&t));
+                let logic = tag
+                    .as_deref()
+                    .and_then(|t| LOGIC_TAGS.iter().find(|(name, _)| *name == t))
+                    .map(|(_, key)| *key);
+                if logic.is_none() {
+                    check_collection_tag(tag, &at)?;
+                }
                 self.open(
                     Frame::Seq {
                         items: Vec::new(),
+                        logic,
                         at: at.clone(),
                         anchor,
                     },
@@ -419,16 +429,34 @@ impl Builder {
                 )
             }
             Event::SequenceEnd => match self.stack.pop() {
-                Some(Frame::Seq { items, at, anchor }) => {
+                Some(Frame::Seq {
+                    items,
+                    logic,
+                    at,
+                    anchor,
+                }) => {
                     let size = 1 + items.iter().map(subtree_size).sum::<usize>();
-                    self.finish(
-                        Node {
-                            value: Value::Seq(items),
+                    let seq = Node {
+                        value: Value::Seq(items),
+                        at: at.clone(),
+                    };
+                    let node = match logic {
+                        // Read as the `{__and__: [...]}` map dag-factory's loader resolves.
+                        Some(name) => Node {
+                            value: Value::Map(Mapping {
+                                entries: vec![(
+                                    Key {
+                                        name: name.to_owned(),
+                                        at: at.clone(),
+                                    },
+                                    seq,
+                                )],
+                            }),
                             at,
                         },
-                        anchor,
-                        size,
-                    )
+                        None => seq,
+                    };
+                    self.finish(node, anchor, size + usize::from(logic.is_some()))
                 }
                 _ => Err(LoadError::Syntax {
                     at,
@@ -557,6 +585,10 @@ fn subtree_size(node: &Node) -> usize {
     }
     size
 }
+
+/// The tags dag-factory's examples put on a list of assets to combine them (`!or`, `!and`),
+/// and the key of the map each is read as.
+const LOGIC_TAGS: [(&str, &str); 2] = [("!and", "__and__"), ("!or", "__or__")];
 
 fn check_collection_tag(tag: Option<String>, at: &Location) -> Result<(), LoadError> {
     match tag {

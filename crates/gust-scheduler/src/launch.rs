@@ -23,6 +23,8 @@ pub struct RunContext<'a> {
     pub interval: DataInterval,
     /// Its conf, overriding the DAG's params.
     pub conf: &'a serde_json::Map<String, serde_json::Value>,
+    /// The asset events it consumed, by asset URI (`triggering_asset_events`).
+    pub asset_events: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// Renders `task`'s arguments for try `try_number` of the run. The error names the task, the
@@ -52,6 +54,7 @@ pub fn render_args(
     ctx.try_number = try_number;
     ctx.params = dag.settings.params.clone();
     ctx.conf = run.conf.clone();
+    ctx.triggering_asset_events = run.asset_events.clone();
     gust_secrets::add(conf_secrets(run.conf));
     let mut args = serde_json::Map::with_capacity(task.args.len());
     for (name, value) in &task.args {

@@ -2,11 +2,11 @@
 //! are active, and the import errors, so that the API, the UI and other schedulers see what this
 //! one loaded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use gust_dagfile::DagBag;
-use gust_store::{ImportError, Store, StoreError, StoredDag};
+use gust_store::{AssetRef, AssetRefKind, ImportError, Store, StoreError, StoredDag};
 
 /// Records `bag` in `store`. A DAG seen for the first time starts paused when its file says so
 /// (`is_paused_upon_creation`), else when `paused_by_default` (`[core]
@@ -68,7 +68,38 @@ pub async fn record_dags(
                     .unwrap_or(paused_by_default),
             )
             .await?;
+        store
+            .record_dag_assets(dag.id.as_str(), &asset_refs(dag), now)
+            .await?;
         recorded.push(dag.id.to_string());
     }
     Ok(recorded)
+}
+
+/// What `dag` says about assets: those its schedule names, and each task's outlets and inlets.
+fn asset_refs(dag: &gust_core::dag::Dag) -> BTreeSet<AssetRef> {
+    let mut refs = BTreeSet::new();
+    if let Some(condition) = &dag.settings.assets {
+        for asset in condition.assets() {
+            refs.insert(AssetRef {
+                asset: asset.clone(),
+                task_id: String::new(),
+                kind: AssetRefKind::Schedule,
+            });
+        }
+    }
+    for task in dag.tasks() {
+        let kinds = [
+            (&task.settings.outlets, AssetRefKind::Outlet),
+            (&task.settings.inlets, AssetRefKind::Inlet),
+        ];
+        for (assets, kind) in kinds {
+            refs.extend(assets.iter().map(|asset| AssetRef {
+                asset: asset.clone(),
+                task_id: task.id.to_string(),
+                kind,
+            }));
+        }
+    }
+    refs
 }

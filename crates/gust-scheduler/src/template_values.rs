@@ -149,3 +149,30 @@ pub fn template_connection(c: gust_store::Connection) -> TemplateConnection {
         description: c.description,
     }
 }
+
+/// A run's consumed asset events as templates see them (`triggering_asset_events`): by asset
+/// URI, oldest first, each with the fields of Airflow's `AssetEvent`.
+#[must_use]
+pub fn triggering_asset_events(
+    events: &[gust_store::StoredAssetEvent],
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut by_uri = serde_json::Map::new();
+    for e in events {
+        let event = serde_json::json!({
+            "asset": {"uri": e.uri, "name": e.name, "group": e.group},
+            "extra": e.extra,
+            "timestamp": gust_core::date::python_isoformat(e.timestamp),
+            "source_dag_id": e.source_dag_id,
+            "source_task_id": e.source_task_id,
+            "source_run_id": e.source_run_id,
+            "source_map_index": e.source_map_index,
+        });
+        if let serde_json::Value::Array(list) = by_uri
+            .entry(e.uri.clone())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        {
+            list.push(event);
+        }
+    }
+    by_uri
+}

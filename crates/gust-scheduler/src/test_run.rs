@@ -322,6 +322,7 @@ impl<'a> Driver<'a> {
             run_id: &self.spec.run_id,
             interval: self.spec.interval,
             conf: &self.spec.conf,
+            asset_events: &serde_json::Map::new(),
         };
         let args = match render_args(
             &self.renderer,

@@ -126,6 +126,7 @@ pub fn run_id_for(kind: RunType, run_after: DateTime<Utc>) -> String {
         RunType::Manual => "manual",
         RunType::Backfill => "backfill",
         RunType::OperatorTriggered => "operator_triggered",
+        RunType::AssetTriggered => "asset_triggered",
     };
     format!("{prefix}__{}", python_isoformat(run_after))
 }

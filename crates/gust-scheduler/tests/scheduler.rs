@@ -860,3 +860,126 @@ async fn a_backfills_runs_wait_while_it_is_paused_and_run_within_its_max_active_
         assert!(pair[0].1 <= pair[1].0, "runs overlapped: {spans:?}");
     }
 }
+
+const ASSETS: &str = r#"
+producer:
+  schedule: null
+  tasks:
+    make:
+      operator: BashOperator
+      bash_command: echo made
+      outlets: ['s3://bucket/data']
+    also:
+      operator: BashOperator
+      bash_command: echo also
+      outlets: [{__type__: airflow.sdk.Asset, name: other}]
+consumer:
+  schedule: ['s3://bucket/data', {__type__: airflow.sdk.Asset, name: other}]
+  tasks:
+    use:
+      operator: BashOperator
+      bash_command: 'echo "{{ triggering_asset_events["s3://bucket/data"] | length }} {{ triggering_asset_events["other"][0].source_task_id }}"'
+waits_for_more:
+  schedule: {datasets: "s3://bucket/data & s3://bucket/never"}
+  tasks:
+    idle: {operator: BashOperator, bash_command: 'true'}
+"#;
+
+/// The asset-triggered runs of `dag`, oldest first, once there are `count`.
+async fn wait_for_asset_runs(store: &Store, dag: &str, count: usize) -> Vec<String> {
+    for _ in 0..300 {
+        let mut runs: Vec<_> = store
+            .runs_of_dag(dag, 100)
+            .await
+            .expect("runs")
+            .into_iter()
+            .filter(|r| r.run_type == gust_store::RunType::AssetTriggered)
+            .collect();
+        if runs.len() >= count {
+            runs.reverse();
+            return runs.into_iter().map(|r| r.run_id).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{dag} did not get {count} asset-triggered runs in 15 s");
+}
+
+both_engines!(a_dag_scheduled_on_assets_runs_once_its_producers_updated_them);
+
+async fn a_dag_scheduled_on_assets_runs_once_its_producers_updated_them(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("assets.yaml"), ASSETS).expect("dag file");
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    let first = trigger(&store, &dags, "producer", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "producer", &first).await,
+        DagRunState::Success
+    );
+    let runs = wait_for_asset_runs(&store, "consumer", 1).await;
+    assert!(runs[0].starts_with("asset_triggered__"), "{runs:?}");
+    assert_eq!(
+        wait_for_run(&store, "consumer", &runs[0]).await,
+        DagRunState::Success
+    );
+    let consumed = store
+        .run_asset_events("consumer", &runs[0])
+        .await
+        .expect("events");
+    let mut sources: Vec<_> = consumed
+        .iter()
+        .map(|e| {
+            (
+                e.uri.as_str(),
+                e.source_dag_id.as_deref(),
+                e.source_task_id.as_deref(),
+            )
+        })
+        .collect();
+    sources.sort_unstable();
+    assert_eq!(
+        sources,
+        [
+            ("other", Some("producer"), Some("also")),
+            ("s3://bucket/data", Some("producer"), Some("make"))
+        ]
+    );
+    let rendered = store
+        .tries_of_run("consumer", &runs[0])
+        .await
+        .expect("tries")[0]
+        .rendered_args
+        .clone()
+        .and_then(|a| a.get("bash_command").cloned());
+    assert_eq!(rendered, Some(serde_json::json!("echo \"1 also\"")));
+
+    // A second update makes a second run, consuming only the new events; the DAG whose
+    // condition is not met gets none.
+    let second = trigger(&store, &dags, "producer", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "producer", &second).await,
+        DagRunState::Success
+    );
+    let runs = wait_for_asset_runs(&store, "consumer", 2).await;
+    let consumed = store
+        .run_asset_events("consumer", &runs[1])
+        .await
+        .expect("events");
+    assert_eq!(consumed.len(), 2, "{consumed:?}");
+    assert!(
+        store
+            .runs_of_dag("waits_for_more", 10)
+            .await
+            .expect("runs")
+            .is_empty(),
+        "its condition needs an asset nothing updated"
+    );
+    let queued = store
+        .queued_asset_events(Some("waits_for_more"), None)
+        .await
+        .expect("queued");
+    assert_eq!(queued.len(), 1, "the update waits in its queue");
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+}

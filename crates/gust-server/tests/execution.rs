@@ -556,3 +556,84 @@ async fn a_task_asks_about_another_dags_task_instances_and_runs_as_airflow_answe
     assert!(instances.iter().all(|ti| ti.state == TaskState::NoStatus));
     server.finish().await;
 }
+
+/// What a Python task reads of assets through the Task SDK's client: an asset by name and by
+/// URI, a missing one, and an asset's events (newest first, limited).
+const ASSETS: &str = r#"
+import json, sys
+from airflow.sdk.api.client import Client
+url, token = sys.argv[1:3]
+client = Client(base_url=url, token=token)
+out = {}
+out["by_name"] = json.loads(client.assets.get(name="orders").model_dump_json())
+out["by_uri"] = client.assets.get(uri="s3://bucket/orders").name
+out["missing"] = client.assets.get(name="nope").error.value
+events = client.asset_events.get(name="orders", uri="s3://bucket/orders", ascending=False, limit=1)
+out["events"] = [json.loads(e.model_dump_json()) for e in events.asset_events]
+out["all"] = len(client.asset_events.get(uri="s3://bucket/orders").asset_events)
+out["by_alias"] = len(client.assets.get_by_alias("none").assets)
+print(json.dumps(out, default=str))
+"#;
+
+#[tokio::test]
+async fn a_task_reads_assets_and_their_events_as_airflow_answers() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let db = gust_store::testing::TestDb::sqlite().await;
+    let store = db.store.clone();
+    let orders =
+        gust_core::asset::Asset::new(Some("orders"), Some("s3://bucket/orders"), None, None)
+            .expect("an asset");
+    let at = |m: i64| {
+        chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+            .expect("a date")
+            .to_utc()
+            + chrono::Duration::minutes(m)
+    };
+    for minute in [1, 2] {
+        let event = gust_store::NewAssetEvent {
+            asset: orders.clone(),
+            extra: serde_json::json!({"n": minute})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            source: Some(("etl".into(), "r".into(), "load".into())),
+            timestamp: at(minute),
+        };
+        store.create_asset_events(&[event]).await.expect("events");
+    }
+    let tokens = Arc::new(TaskTokens::new(
+        b"test secret",
+        std::time::Duration::from_secs(600),
+    ));
+    let broker = Arc::new(ExecutionBroker::new(tokens));
+    let now = gust_core::clock::Clock::now(&SystemClock);
+    let load = broker.admit(&spec("load", 0, Arc::new(MapLookup::default())), now);
+    let fernet = gust_store::SecretKey::parse(&gust_store::SecretKey::generate()).expect("a key");
+    let state = ExecutionState::new(broker.clone(), Arc::new(SystemClock))
+        .with_variable_store(store, fernet);
+    let output = run_script(state, &python, ASSETS, |url| vec![url, load.token.clone()]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let answer: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|err| {
+            panic!(
+                "not JSON ({err}): {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    assert_eq!(
+        answer["by_name"],
+        serde_json::json!({"name": "orders", "uri": "s3://bucket/orders", "group": "asset", "extra": {}}),
+        "{answer}"
+    );
+    assert_eq!(answer["by_uri"], "orders");
+    assert_eq!(answer["missing"], "ASSET_NOT_FOUND");
+    let event = &answer["events"][0];
+    assert_eq!(event["extra"], serde_json::json!({"n": 2}), "{answer}");
+    assert_eq!(event["source_task_id"], "load");
+    assert_eq!(event["asset"]["uri"], "s3://bucket/orders");
+    assert_eq!(answer["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(answer["all"], 2);
+    assert_eq!(answer["by_alias"], 0);
+}

@@ -66,6 +66,7 @@ async fn started_try(server: &TestServer, end: Option<TaskState>) -> PathBuf {
                 at: t0(),
                 failure: None,
                 xcom: None,
+                outlets: Vec::new(),
             },
         ));
     }

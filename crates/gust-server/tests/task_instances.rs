@@ -123,6 +123,7 @@ async fn run_with_tries(server: &TestServer, tries: i32, last: TaskState) {
                     at: t0() + chrono::Duration::seconds(3),
                     failure: None,
                     xcom: (end == TaskState::Success).then(|| json!({"greeting": "hello"})),
+                    outlets: Vec::new(),
                 },
             ),
         ];

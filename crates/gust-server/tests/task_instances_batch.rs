@@ -49,6 +49,7 @@ async fn two_runs(server: &TestServer) {
                     at: started + Duration::seconds(seconds),
                     failure: None,
                     xcom: None,
+                    outlets: Vec::new(),
                 },
             ),
         ];

@@ -133,6 +133,7 @@ async fn run_hello(server: &TestServer) -> String {
                 at: t0(),
                 failure: None,
                 xcom: Some(json!("hello world")),
+                outlets: Vec::new(),
             },
         ),
         step(
@@ -519,6 +520,7 @@ async fn the_grid_stream_sends_only_the_column_that_changed() {
             at: t0(),
             failure: Some("exit code 1".into()),
             xcom: None,
+            outlets: Vec::new(),
         }),
     };
     assert_eq!(
@@ -740,6 +742,7 @@ async fn every_page_carries_the_security_headers_and_no_inline_script() {
         "/variables",
         "/connections",
         "/pools",
+        "/assets",
         "/ui/api/dags",
         "/ui/static/app.js",
         "/dags/missing",
@@ -797,5 +800,49 @@ async fn variables_and_connections_pages_are_for_ops() {
     let (status, _, page) = browse(&server, "/variables", Some(&op)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("href=\"/variables\""));
+    server.finish().await;
+}
+
+const ASSETS: &str = r#"
+producer:
+  schedule: null
+  tasks:
+    make:
+      operator: BashOperator
+      bash_command: echo made
+      outlets: [{__type__: airflow.sdk.Asset, name: orders, uri: "s3://bucket/orders"}]
+consumer:
+  schedule: [{__type__: airflow.sdk.Asset, name: orders, uri: "s3://bucket/orders"}]
+  tasks:
+    use: {operator: BashOperator, bash_command: 'true', inlets: ['s3://bucket/<raw>']}
+"#;
+
+#[tokio::test]
+async fn the_assets_page_lists_each_asset_with_its_producers_and_consumers() {
+    let server = TestServer::sqlite().await;
+    server
+        .load_dags(&[("hello.yaml", HELLO), ("assets.yaml", ASSETS)])
+        .await;
+    let cookie = log_in(&server, Role::Viewer).await;
+    let (status, _, page) = browse(&server, "/assets", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<strong>orders</strong>"), "{page}");
+    // Auto-escaping writes `/` as `&#x2f;`.
+    assert!(page.contains("s3:&#x2f;&#x2f;bucket&#x2f;orders"), "{page}");
+    assert!(
+        page.contains(r#"<a href="/dags/producer">producer</a>.make"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<a href="/dags/consumer">consumer</a>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<a href="/dags/consumer">consumer</a>.use"#),
+        "{page}"
+    );
+    // Names are escaped as any text of a page.
+    assert!(page.contains("bucket&#x2f;&lt;raw&gt;"), "{page}");
+    assert!(page.contains("never"), "no event yet");
     server.finish().await;
 }

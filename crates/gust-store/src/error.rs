@@ -85,6 +85,6 @@ fn transient(err: &sqlx::Error) -> bool {
 }
 
 /// Wraps a sqlx error with what was being done.
-pub(crate) fn query(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(crate) fn query(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError + Copy {
     move |source| StoreError::Query { what, source }
 }

@@ -279,6 +279,7 @@ mod tests {
                     at: day(n) + chrono::Duration::hours(1),
                     failure: None,
                     xcom: None,
+                    outlets: Vec::new(),
                 },
             ),
         ];

@@ -8,6 +8,7 @@
 //! decide again". Times are stored as microseconds since the epoch, JSON as text. This crate
 //! stores and reads; deciding what a state should become belongs to gust-core and the scheduler.
 
+mod assets;
 mod backfills;
 mod claims;
 mod connections;
@@ -36,6 +37,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use assets::{
+    AssetEventFilter, AssetRef, AssetRefKind, ConsumingRun, EVENT_ORDERS, NewAssetEvent,
+    QueuedAssetEvent, StoredAsset, StoredAssetEvent, StoredAssetRef,
+};
 pub use backfills::{BackfillGate, NewBackfill, StoredBackfill};
 pub use claims::DagClaim;
 pub use connections::{Connection, Secret, SecretKey};

@@ -229,6 +229,8 @@ pub enum RunType {
     Backfill,
     /// Triggered by a task (`TriggerDagRunOperator`, through the Execution API).
     OperatorTriggered,
+    /// Created by asset events meeting the DAG's asset condition.
+    AssetTriggered,
 }
 
 impl RunType {
@@ -240,6 +242,7 @@ impl RunType {
             Self::Manual => "manual",
             Self::Backfill => "backfill",
             Self::OperatorTriggered => "operator_triggered",
+            Self::AssetTriggered => "asset_triggered",
         }
     }
 
@@ -249,6 +252,7 @@ impl RunType {
             "manual" => Ok(Self::Manual),
             "backfill" => Ok(Self::Backfill),
             "operator_triggered" => Ok(Self::OperatorTriggered),
+            "asset_triggered" => Ok(Self::AssetTriggered),
             other => Err(StoreError::Corrupt {
                 what: "run type",
                 detail: other.to_owned(),

@@ -65,6 +65,9 @@ pub enum TryChange {
         failure: Option<String>,
         /// Its return value, kept as the XCom `return_value`.
         xcom: Option<serde_json::Value>,
+        /// The asset events a successful try emits (its task's outlets), recorded and queued
+        /// for the DAGs scheduled on their assets with the move.
+        outlets: Vec<crate::NewAssetEvent>,
     },
     /// The try asked to run again later as the same try (the move to `up_for_reschedule`): its
     /// row says so and one reschedule is recorded, numbered from 1 within the try.
@@ -224,7 +227,7 @@ impl Store {
                         Some(TryChange::Started { try_number, at }) => {
                             // A start followed by the same try's end is written with it.
                             if let Some(ended) = group.get(next)
-                                && let Some(TryChange::Ended { try_number: n, at: end, failure, xcom }) = &ended.try_change
+                                && let Some(TryChange::Ended { try_number: n, at: end, failure, xcom, outlets }) = &ended.try_change
                                 && n == try_number
                             {
                                 next += 1;
@@ -234,6 +237,10 @@ impl Store {
                                 if let Some(value) = xcom {
                                     sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(value.to_string())
                                         .execute(&mut *tx).await.map_err(query("recording an XCom"))?;
+                                }
+                                for event in outlets {
+                                    let asset_id = crate::assets::upsert_asset!(self, tx, &event.asset, event.timestamp);
+                                    crate::assets::insert_event!(self, tx, asset_id, event);
                                 }
                                 continue;
                             }
@@ -246,12 +253,16 @@ impl Store {
                             sqlx::query(&record_reschedule).bind(dag).bind(run).bind(task).bind(try_number).bind(number).bind(to_db(*at)).bind(to_db(*reschedule_date))
                                 .execute(&mut *tx).await.map_err(query("recording a try's reschedule"))?;
                         }
-                        Some(TryChange::Ended { try_number, at, failure, xcom }) => {
+                        Some(TryChange::Ended { try_number, at, failure, xcom, outlets }) => {
                             sqlx::query(&end_try).bind(to.as_str()).bind(to_db(*at)).bind(to_db(*at)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(try_number)
                                 .execute(&mut *tx).await.map_err(query("recording a try's end"))?;
                             if let Some(value) = xcom {
                                 sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(value.to_string())
                                     .execute(&mut *tx).await.map_err(query("recording an XCom"))?;
+                            }
+                            for event in outlets {
+                                let asset_id = crate::assets::upsert_asset!(self, tx, &event.asset, event.timestamp);
+                                crate::assets::insert_event!(self, tx, asset_id, event);
                             }
                         }
                     }

@@ -36,7 +36,7 @@ async fn migrations_are_idempotent_and_checked(store: Store) {
         .migrate()
         .await
         .expect("a second migration is a no-op");
-    assert_eq!(store.check().await.expect("current"), 9);
+    assert_eq!(store.check().await.expect("current"), 10);
     assert!(matches!(
         store.kind(),
         EngineKind::Sqlite | EngineKind::Postgres
@@ -376,6 +376,7 @@ async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
             at: at(3),
             failure: None,
             xcom: Some(serde_json::json!("s3://bucket/out")),
+            outlets: Vec::new(),
         }),
         ..a_move("a", TaskState::Running, 2, TaskState::Success)
     };
@@ -386,6 +387,7 @@ async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
             at: at(3),
             failure: Some("exited with code 1".into()),
             xcom: None,
+            outlets: Vec::new(),
         }),
         ..a_move("b", TaskState::Queued, 1, TaskState::UpForRetry)
     };
@@ -454,6 +456,7 @@ async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
             at: at(7),
             failure: None,
             xcom: Some(serde_json::json!("x".repeat(gust_store::MAX_XCOM_BYTES))),
+            outlets: Vec::new(),
         }),
         ..a_move("a", TaskState::Queued, 4, TaskState::Success)
     };
@@ -606,6 +609,7 @@ async fn one_instances_consecutive_moves_commit_together_and_fail_together(store
             at: at(3),
             failure: None,
             xcom: Some(serde_json::json!(7)),
+            outlets: Vec::new(),
         }),
         ..a_move("a", TaskState::Running, 3, TaskState::Success)
     };

@@ -54,6 +54,7 @@ const GUST_NAMES: &[&str] = &[
     "ts",
     "ts_nodash",
     "ts_nodash_with_tz",
+    "triggering_asset_events",
     "var",
 ];
 

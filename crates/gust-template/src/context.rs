@@ -31,6 +31,9 @@ pub struct TemplateContext {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// The conf the run was triggered with; it overrides params of the same name, as in Airflow.
     pub conf: serde_json::Map<String, serde_json::Value>,
+    /// The asset events an asset-triggered run consumed, as lists by asset URI (Airflow's
+    /// `triggering_asset_events`, keyed by the asset); empty for other runs.
+    pub triggering_asset_events: serde_json::Map<String, serde_json::Value>,
 }
 
 impl TemplateContext {
@@ -54,6 +57,7 @@ impl TemplateContext {
             data_interval_end: end,
             params: serde_json::Map::new(),
             conf: serde_json::Map::new(),
+            triggering_asset_events: serde_json::Map::new(),
         }
     }
 
@@ -104,6 +108,7 @@ impl TemplateContext {
             macros => Value::from_object(Macros),
             var => Value::from_object(Variables { lookup: Arc::clone(&lookup) }),
             conn => Value::from_object(Connections { lookup }),
+            triggering_asset_events => Value::from_serialize(&self.triggering_asset_events),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Reading goes in passes: DAG settings, task groups, tasks, then the graph (dependencies,
 //! group dependencies and chains), collecting every problem on the way.
 
+mod assets;
 mod chains;
 mod graph;
 mod groups;
@@ -51,6 +52,8 @@ pub const DAG_KEYS: &[&str] = &[
     "tasks",
     "task_groups",
     "chains",
+    "default_view",
+    "orientation",
 ];
 
 /// What reading needs besides the file: the load time (for relative start dates) and the
@@ -222,8 +225,21 @@ fn read_settings(
         let name = key.name.as_str();
         let result: values::Read<()> = match name {
             "tasks" | "task_groups" | "chains" | "default_args" | "timezone" | "owner" => Ok(()),
+            // Airflow 2's UI layout settings: dag-factory passes them to Airflow 2 only, and
+            // Airflow 3 has neither, so they are accepted and change nothing.
+            "default_view" | "orientation" => values::string(node, name).map(drop),
             "description" => values::opt_string(node, name).map(|v| settings.description = v),
             "doc_md" => values::opt_string(node, name).map(|v| settings.doc_md = v),
+            "schedule" | "schedule_interval" if assets::is_asset_schedule(node) => {
+                let dag_dir = ctx.fileloc.parent().unwrap_or(std::path::Path::new("."));
+                assets::read_asset_schedule(node, name, dag_dir).map(|s| {
+                    settings.schedule = s.time;
+                    settings.assets = Some(s.assets);
+                    if let Some(tz) = s.timezone {
+                        settings.timezone = tz;
+                    }
+                })
+            }
             "schedule" | "schedule_interval" => {
                 read_schedule(node, name).map(|s| settings.schedule = s)
             }
@@ -321,9 +337,9 @@ fn read_schedule(node: &Node, key: &str) -> values::Read<Schedule> {
         }
         Value::Seq(_) | Value::Map(_) => Err(Diagnostic::new(
             node.at.clone(),
-            format!("\"{key}\" holds assets or datasets; asset-triggered schedules are not available in Gust yet"),
+            format!("\"{key}\" must be a time schedule or assets"),
         )
-        .with_hint("use a cron expression, a preset such as @daily, a duration such as 1h or {__type__: datetime.timedelta, days: 1}, or null")),
+        .with_hint("use a cron expression, a preset such as @daily, a duration such as 1h, {__type__: datetime.timedelta, days: 1}, a list of asset URIs, {datasets: \"a & b\"}, or null")),
         _ => Err(Diagnostic::new(node.at.clone(), format!("\"{key}\" must be a cron expression, a preset, a duration or null, not {}", node.kind()))),
     }
 }
@@ -436,6 +452,7 @@ fn read_tasks(
             at: &at,
             own,
             defaults,
+            dag_dir: ctx.fileloc.parent().unwrap_or(std::path::Path::new(".")),
         };
         let read = task::read_task(&entry, ctx.renderer, &mut task_problems);
         if let (Some(g), None) = (group_name, group) {

@@ -33,6 +33,8 @@ pub struct TaskEntry<'a> {
     pub own: &'a Mapping,
     /// `default_args` of the DAG and its groups, outermost first; the task's own keys win.
     pub defaults: Vec<&'a Mapping>,
+    /// The folder of the DAG file, which dag-factory's `file:` of datasets is relative to.
+    pub dag_dir: &'a std::path::Path,
 }
 
 /// A task entry read and checked, before its dependencies are resolved.
@@ -91,6 +93,10 @@ pub fn read_task(
                 // The group was resolved by the caller, which needs it to lay the group's defaults.
                 "task_group_name" => values::string(node, name).map(drop),
                 "doc_md" => values::opt_string(node, name).map(|d| doc_md = d),
+                "outlets" => super::assets::read_task_assets(node, name, entry.dag_dir)
+                    .map(|assets| settings.outlets = assets),
+                "inlets" => super::assets::read_task_assets(node, name, entry.dag_dir)
+                    .map(|assets| settings.inlets = assets),
                 "as_teardown" => setup_teardown::read_as_teardown(node).map(|teardown| {
                     teardown.apply(&mut settings);
                     setups = teardown.setups;

@@ -34,6 +34,9 @@ pub struct ActiveRun {
     pub states: HashMap<TaskId, TaskState>,
     /// Its XComs and the variables templates read.
     pub xcoms: Arc<RunXComs>,
+    /// The asset events it consumed, by asset URI, for `triggering_asset_events` (empty unless
+    /// asset-triggered).
+    pub asset_events: serde_json::Map<String, serde_json::Value>,
     /// For `depends_on_past`: the previous run's task states, once it has finished.
     pub past: Option<HashMap<TaskId, TaskState>>,
     /// The previous run's key, while it is itself active.
@@ -65,9 +68,9 @@ impl ActiveRun {
                 gust_store::RunType::Manual | gust_store::RunType::OperatorTriggered => {
                     self.run.queued_at
                 }
-                gust_store::RunType::Scheduled | gust_store::RunType::Backfill => {
-                    self.run.data_interval.1
-                }
+                gust_store::RunType::Scheduled
+                | gust_store::RunType::Backfill
+                | gust_store::RunType::AssetTriggered => self.run.data_interval.1,
             }),
             start_date: self.run.start_date,
             run_type: self.run.run_type.as_str().to_owned(),
@@ -98,6 +101,7 @@ impl ActiveRun {
             tis,
             states,
             xcoms,
+            asset_events: serde_json::Map::new(),
             past,
             previous,
             whole_pass: true,

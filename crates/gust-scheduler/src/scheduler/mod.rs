@@ -15,9 +15,10 @@
 //! claim on (`claims.rs`).
 //!
 //! `active.rs` holds one run in memory, `slots.rs` decides who may start, `runs.rs` creates,
-//! loads and ends runs, `tasks.rs` moves task instances, `claims.rs` shares DAGs out.
+//! loads and ends runs, `assets.rs` creates the runs asset events trigger, `tasks.rs` moves task instances, `claims.rs` shares DAGs out.
 
 mod active;
+mod assets;
 pub(crate) mod callbacks;
 mod claims;
 mod runs;
@@ -254,6 +255,8 @@ pub struct Scheduler {
     stale: HashSet<RunKey>,
     /// Look at schedules for new runs.
     schedules_due: bool,
+    /// Look at the queued asset events for asset-triggered runs.
+    assets_due: bool,
     /// Look for queued runs to start.
     runs_due: bool,
     /// Stopping: start nothing new, wait for what runs.
@@ -313,6 +316,7 @@ impl Scheduler {
             timers: BTreeMap::new(),
             stale: HashSet::new(),
             schedules_due: true,
+            assets_due: true,
             runs_due: true,
             draining: false,
             pending: Batch::default(),
@@ -386,6 +390,8 @@ impl Scheduler {
                 }
                 () = waker.notified() => {
                     self.runs_due = true;
+                    // An asset event posted in-process (the API) may trigger a DAG.
+                    self.assets_due = true;
                 }
                 _ = poll.tick() => self.poll().await?,
             }
@@ -412,6 +418,7 @@ impl Scheduler {
             }
         }
         self.schedules_due = true;
+        self.assets_due = true;
         self.runs_due = true;
         // New DAGs are claimed at once rather than at the next poll.
         self.claim_round().await
@@ -448,6 +455,7 @@ impl Scheduler {
         metrics.db_call(crate::metrics::DbCall::Poll, started.elapsed());
         self.runs_due = true;
         self.schedules_due = true;
+        self.assets_due = true;
         Ok(())
     }
 
@@ -457,6 +465,10 @@ impl Scheduler {
             if self.schedules_due {
                 self.schedules_due = false;
                 self.create_scheduled_runs().await?;
+            }
+            if self.assets_due {
+                self.assets_due = false;
+                self.create_asset_triggered_runs().await?;
             }
             if self.runs_due {
                 self.runs_due = false;
@@ -523,9 +535,14 @@ impl Scheduler {
             metrics.db_call(crate::metrics::DbCall::CommitMoves, started.elapsed());
             done
         };
-        for (committed, run) in done.iter().zip(&batch.runs) {
+        for ((committed, run), planned) in done.iter().zip(&batch.runs).zip(&batch.moves) {
             if !committed {
                 self.stale.insert(run.clone());
+            } else if let Some(gust_store::TryChange::Ended { outlets, .. }) = &planned.try_change
+                && !outlets.is_empty()
+            {
+                // Asset events were recorded: the DAGs scheduled on them may have a run due.
+                self.assets_due = true;
             }
         }
         for (index, action) in batch.after {

@@ -281,6 +281,10 @@ impl Scheduler {
             previous,
             past,
         );
+        if active.run.run_type == RunType::AssetTriggered {
+            let events = self.store.run_asset_events(&key.0, &key.1).await?;
+            active.asset_events = crate::template_values::triggering_asset_events(&events);
+        }
         if rescheduled {
             for (task, so_far) in self.store.reschedules_of_run(&key.0, &key.1).await? {
                 if let Ok(task) = TaskId::new(task) {

@@ -194,6 +194,7 @@ impl Scheduler {
                     run_id: &run.run_id,
                     interval: run.interval(),
                     conf: &run.run.conf,
+                    asset_events: &run.asset_events,
                 },
                 try_number,
                 run.xcoms.clone(),
@@ -319,6 +320,7 @@ impl Scheduler {
             // Why it failed may quote output or arguments: shown in the API, UI and CLI.
             failure: Some(gust_secrets::mask(&why)),
             xcom: None,
+            outlets: Vec::new(),
         };
         let event = TaskEvent::Fail { can_retry: retry };
         if self.move_into(batch, run_key, task_id, event, retry_at, Some(change)) {
@@ -428,6 +430,7 @@ impl Scheduler {
             at: now,
             failure,
             xcom,
+            outlets: Vec::new(),
         };
         // Failures are counted where every failed try goes (`fail_try`).
         let counted = match &outcome {
@@ -515,14 +518,38 @@ impl Scheduler {
             run.xcoms
                 .push(task_id.as_str(), "return_value", value.clone());
         }
+        let mut change = ended(None, xcom);
+        self.outlet_events(run_key, task_id, &mut change);
         self.move_into(
             batch,
             run_key,
             task_id,
             TaskEvent::Succeed,
             None,
-            Some(ended(None, xcom)),
+            Some(change),
         )
+    }
+
+    /// Fills a successful try's end with the asset events of its task's outlets (one each,
+    /// named after the try, at its end, as Airflow's `register_asset_changes`).
+    fn outlet_events(&self, run_key: &RunKey, task_id: &TaskId, change: &mut TryChange) {
+        let TryChange::Ended { at, outlets, .. } = change else {
+            return;
+        };
+        let Some(task) = self.runs.get(run_key).and_then(|run| run.dag.task(task_id)) else {
+            return;
+        };
+        outlets.extend(
+            task.settings
+                .outlets
+                .iter()
+                .map(|asset| gust_store::NewAssetEvent {
+                    asset: asset.clone(),
+                    extra: serde_json::Map::new(),
+                    source: Some((run_key.0.clone(), run_key.1.clone(), task_id.to_string())),
+                    timestamp: *at,
+                }),
+        );
     }
 
     /// Skips the tasks a succeeded try asked to skip (a branch, a short circuit), as Airflow's
@@ -682,6 +709,7 @@ impl Scheduler {
                     at: now,
                     failure: Some(why.clone()),
                     xcom: None,
+                    outlets: Vec::new(),
                 };
                 if self.move_into(
                     &mut batch,

@@ -79,20 +79,23 @@ impl From<StoredRun> for DagRunResponse {
             RunType::Scheduled => Some("timetable".to_owned()),
             RunType::Backfill => Some("backfill".to_owned()),
             RunType::OperatorTriggered => Some("operator".to_owned()),
+            RunType::AssetTriggered => Some("asset".to_owned()),
             // Gust does not record whether the CLI or the API triggered a manual run.
             RunType::Manual => None,
         };
+        // Airflow's asset-triggered runs have neither a logical date nor a data interval.
+        let dated = run.run_type != RunType::AssetTriggered;
         DagRunResponse {
             dag_display_name: run.dag_id.clone(),
             dag_run_id: run.run_id,
             dag_id: run.dag_id,
-            logical_date: Some(run.logical_date.into()),
+            logical_date: dated.then(|| run.logical_date.into()),
             queued_at: Some(run.queued_at.into()),
             start_date: run.start_date.map(Into::into),
             end_date: run.end_date.map(Into::into),
             duration,
-            data_interval_start: Some(run.data_interval.0.into()),
-            data_interval_end: Some(run.data_interval.1.into()),
+            data_interval_start: dated.then(|| run.data_interval.0.into()),
+            data_interval_end: dated.then(|| run.data_interval.1.into()),
             run_after: run.data_interval.1.into(),
             last_scheduling_decision: None,
             run_type: run.run_type.as_str().to_owned(),
@@ -286,14 +289,15 @@ fn parse_run_type(text: &str) -> ApiResult<Option<RunType>> {
         "manual" => Ok(Some(RunType::Manual)),
         "backfill" => Ok(Some(RunType::Backfill)),
         "operator_triggered" => Ok(Some(RunType::OperatorTriggered)),
-        // Valid in Airflow, never created by Gust: they match nothing.
-        "asset_triggered" | "asset_materialization" => Ok(None),
+        "asset_triggered" => Ok(Some(RunType::AssetTriggered)),
+        // Valid in Airflow, never created by Gust: it matches nothing.
+        "asset_materialization" => Ok(None),
         other => Err(ApiError::invalid(
             "query",
             "run_type",
             format!(
-                "'{other}' is not a run type; use scheduled, manual, backfill or \
-                 operator_triggered"
+                "'{other}' is not a run type; use scheduled, manual, backfill, \
+                 operator_triggered or asset_triggered"
             ),
         )),
     }

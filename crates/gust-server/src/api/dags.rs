@@ -199,8 +199,8 @@ pub async fn dag_response(
             .map(|n| n.to_string_lossy().into_owned()),
         fileloc: summary.fileloc.clone(),
         description: settings.description.clone(),
-        timetable_summary: Some(settings.schedule.as_text()),
-        timetable_description: Some(describe_schedule(&settings.schedule)),
+        timetable_summary: Some(summarize_schedule(settings)),
+        timetable_description: Some(describe_assets_and_time(settings)),
         timetable_partitioned: false,
         timetable_periodic: matches!(settings.schedule, Schedule::Cron(_) | Schedule::Interval(_)),
         tags: settings
@@ -248,6 +248,25 @@ async fn next_run(
         .schedule
         .next_data_interval(last.as_ref(), start, settings.timezone)
         .filter(|next| settings.end_date.is_none_or(|end| next.start <= end)))
+}
+
+/// Airflow's timetable summary: `Asset` for an asset schedule, `Asset or <time>` for assets or
+/// time (`AssetOrTimeSchedule`), the time schedule's otherwise.
+fn summarize_schedule(settings: &gust_core::dag::DagSettings) -> String {
+    match (&settings.assets, &settings.schedule) {
+        (Some(_), Schedule::Manual) => "Asset".to_owned(),
+        (Some(_), time) => format!("Asset or {}", time.as_text()),
+        (None, time) => time.as_text(),
+    }
+}
+
+/// Airflow's timetable description, with assets as [`summarize_schedule`].
+fn describe_assets_and_time(settings: &gust_core::dag::DagSettings) -> String {
+    match (&settings.assets, &settings.schedule) {
+        (Some(_), Schedule::Manual) => "Triggered by assets".to_owned(),
+        (Some(_), time) => format!("Triggered by assets or {}", describe_schedule(time)),
+        (None, time) => describe_schedule(time),
+    }
 }
 
 fn describe_schedule(schedule: &Schedule) -> String {
@@ -404,11 +423,26 @@ async fn get_dag_details(
         .iter()
         .filter(|r| r.dag_id == dag_id)
         .count();
+    let asset_expression = match &settings.assets {
+        Some(condition) => {
+            let ids: std::collections::HashMap<(String, String), i64> = state
+                .store()
+                .assets()
+                .await?
+                .into_iter()
+                .map(|a| ((a.name, a.uri), a.id))
+                .collect();
+            let id_of =
+                |a: &gust_core::asset::Asset| ids.get(&(a.name.clone(), a.uri.clone())).copied();
+            Some(condition.expression(&id_of))
+        }
+        None => None,
+    };
     Ok(Json(DagDetailsResponse {
         dag: dag_response(&state, &summary, &dag, &errors).await?,
         catchup: settings.catchup,
         dag_run_timeout: settings.dagrun_timeout.map(iso_duration),
-        asset_expression: None,
+        asset_expression,
         doc_md: settings.doc_md.clone(),
         start_date: settings.start_date.map(Into::into),
         end_date: settings.end_date.map(Into::into),

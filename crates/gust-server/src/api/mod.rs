@@ -2,6 +2,7 @@
 //! declaring its routes with their OpenAPI descriptions (the served document is generated from
 //! these declarations).
 
+pub mod assets;
 pub mod backfills;
 pub mod bulk;
 pub mod config;
@@ -71,4 +72,5 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(event_logs::routes())
         .merge(jobs::routes())
         .merge(backfills::routes())
+        .merge(assets::routes())
 }

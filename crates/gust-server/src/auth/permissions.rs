@@ -5,7 +5,7 @@
 //! | role | may |
 //! |---|---|
 //! | Viewer | read DAGs (their versions and source), runs, task instances, logs, XComs, pools, import errors, the event log, jobs |
-//! | User | also pause and delete DAGs, trigger, clear, mark, note and delete runs and task instances, backfill |
+//! | User | also pause and delete DAGs, trigger, clear, mark, note and delete runs and task instances, backfill, create asset events |
 //! | Op | also read, edit and test variables and connections, edit pools, read the configuration and providers, create XComs |
 //! | Admin | also manage users (`gust users`) |
 
@@ -43,6 +43,8 @@ pub fn required_role(method: &Method, path: &str) -> Role {
         "dags" => Role::User,
         // A backfill is runs: Airflow checks run permissions for it.
         "backfills" => Role::User,
+        // An asset event triggers the DAGs scheduled on the asset, as a user's trigger does.
+        "assets" => Role::User,
         // A change to anything else (none is served today) needs the most trusted operator.
         _ => Role::Op,
     }

@@ -10,6 +10,7 @@
 //! and answers follow Airflow's schemas for [`API_VERSION`], the version
 //! apache-airflow-task-sdk 1.3 (Airflow 3.3) sends in its `Airflow-API-Version` header.
 
+mod assets;
 mod dag_runs;
 mod models;
 mod routes;
@@ -81,6 +82,7 @@ impl ExecutionState {
 pub fn router(state: ExecutionState) -> Router {
     let authenticated = routes::authenticated()
         .merge(dag_runs::routes())
+        .merge(assets::routes())
         .merge(task_states::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

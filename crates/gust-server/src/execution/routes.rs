@@ -80,6 +80,7 @@ fn masked(value: &serde_json::Value) -> serde_json::Value {
 
 /// `PATCH /task-instances/{id}/run`: the worker starts the try and gets its run context.
 async fn ti_run(
+    State(state): State<ExecutionState>,
     Extension(live): Live,
     Path(id): Path<Uuid>,
     body: Bytes,
@@ -122,6 +123,12 @@ async fn ti_run(
     }
     let run = &live.run;
     let logical_date = run.data_interval.map(|(start, _)| start);
+    let consumed_asset_events = if run.run_type == "asset_triggered" {
+        let (dag_id, run_id) = (live.key.dag_id.as_str(), live.key.run_id.as_str());
+        super::assets::consumed_events(&state, dag_id, run_id).await?
+    } else {
+        Vec::new()
+    };
     Ok(axum::Json(RunContext {
         dag_run: DagRun {
             dag_id: live.key.dag_id.to_string(),
@@ -145,7 +152,7 @@ async fn ti_run(
             state: "running".to_owned(),
             conf: run.conf.clone(),
             triggering_user_name: None,
-            consumed_asset_events: Vec::new(),
+            consumed_asset_events,
             partition_key: None,
             partition_date: None,
             note: None,

@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/variables", get(pages::variables))
         .route("/connections", get(pages::connections))
         .route("/pools", get(pages::pools))
+        .route("/assets", get(pages::assets))
         .route("/ui/api/dags", get(data::dags))
         .route("/ui/api/dags/{dag_id}/grid", get(data::grid))
         .route("/ui/api/dags/{dag_id}/graph", get(data::graph))

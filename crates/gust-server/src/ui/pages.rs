@@ -38,6 +38,23 @@ pub async fn home() -> Redirect {
     Redirect::to("/dags")
 }
 
+/// `GET /assets`: every asset a DAG names, with the tasks that update it, the DAGs scheduled on
+/// it, the tasks that read it and its last event (rendered here: a list as short as the DAGs').
+pub async fn assets(user: PageUser, State(state): State<AppState>) -> PageResult {
+    let mut rows = crate::api::assets::all_assets(&state).await?;
+    rows.retain(|a| {
+        !(a.scheduled_dags.is_empty()
+            && a.producing_tasks.is_empty()
+            && a.consuming_tasks.is_empty())
+    });
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    page(
+        &user,
+        "assets.html",
+        minijinja::context! { nav => "assets", rows => minijinja::Value::from_serialize(&rows) },
+    )
+}
+
 /// `GET /dags`.
 pub async fn dags(user: PageUser) -> PageResult {
     page(&user, "dags.html", minijinja::context! { nav => "dags" })

@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/connections.html"),
     ),
     ("pools.html", include_str!("../../templates/pools.html")),
+    ("assets.html", include_str!("../../templates/assets.html")),
     ("delete.html", include_str!("../../templates/delete.html")),
     ("error.html", include_str!("../../templates/error.html")),
 ];

@@ -66,6 +66,7 @@ pub fn dry_run(
             end: logical_date,
         },
         conf: &conf,
+        asset_events: &serde_json::Map::new(),
     };
     let args = render_args(&Renderer::new(), dag, task, run, 1, lookup)
         .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
