@@ -241,8 +241,9 @@ pub struct KubernetesConfig {
     /// (docs/python.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_image: Option<String>,
-    /// The Execution API's address as worker pods reach it, ending in `/execution/` (e.g.
-    /// `http://gust-scheduler.gust.svc:8794/execution/`). Needed for worker pods on a cluster:
+    /// The address worker pods reach this process's Execution API at, ending in `/execution/`
+    /// (e.g. `http://$(POD_IP):8794/execution/` in a Deployment). Needed for worker pods on a
+    /// cluster:
     /// the process that runs the tasks then also serves the Execution API on all interfaces at
     /// this URL's port. The local pod runtime uses the loopback address when it is not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]

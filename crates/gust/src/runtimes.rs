@@ -289,8 +289,8 @@ const CLUSTER_ONLY: [&str; 8] = [
 /// Why a Python try cannot run as a pod on a cluster without `[kubernetes] execution_api_url`.
 const NO_EXECUTION_API_URL: fn(&str) -> String = |_| {
     "Python tasks run as pods ([kubernetes] worker_image) on a cluster need [kubernetes] \
-     execution_api_url, the Execution API's address as pods reach it (e.g. \
-     http://gust-scheduler.gust.svc:8794/execution/; docs/python.md)"
+     execution_api_url, the address pods reach this scheduler's Execution API at (e.g. \
+     http://10.0.3.17:8794/execution/; docs/python.md)"
         .to_owned()
 };
 

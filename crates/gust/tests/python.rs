@@ -1597,18 +1597,24 @@ def consume(ti=None):
     return {"shout": ti.xcom_pull(task_ids="shout"), "py": ti.xcom_pull(task_ids="py")}
 "#;
 
+/// A DAGs folder under `root` with [`WORKER_POD_DAG`] and its callables beside it.
+fn worker_pod_dags(root: &Path) -> PathBuf {
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    let callables = dags.join("pod_callables.py");
+    std::fs::write(&callables, WORKER_POD_CALLABLES).expect("write");
+    let dag = WORKER_POD_DAG.replace("CALLABLES", &callables.display().to_string());
+    std::fs::write(dags.join("py_pod.yaml"), dag).expect("write");
+    dags
+}
+
 #[test]
 fn a_python_task_runs_as_a_worker_pod_on_the_local_pod_runtime_passing_xcoms() {
     let Some(python) = airflow_python() else {
         return;
     };
     let home = tempfile::tempdir().expect("tempdir");
-    let dags = home.path().join("dags");
-    std::fs::create_dir_all(&dags).expect("mkdir");
-    let callables = dags.join("pod_callables.py");
-    std::fs::write(&callables, WORKER_POD_CALLABLES).expect("write");
-    let dag = WORKER_POD_DAG.replace("CALLABLES", &callables.display().to_string());
-    std::fs::write(dags.join("py_pod.yaml"), dag).expect("write");
+    let dags = worker_pod_dags(home.path());
     // The local pod runtime runs the image's `python` from this host's PATH: the venv's.
     let venv_bin = python.parent().expect("the venv's bin");
     let path = format!(
@@ -1646,27 +1652,16 @@ fn a_python_task_runs_as_a_worker_pod_on_the_local_pod_runtime_passing_xcoms() {
         ),
         "XComs both ways: {consume}"
     );
-    // The token is in no log.
+    // The token (a JWT: base64 of `{"`, "eyJ") is in no log.
     for task in ["py", "shout", "consume"] {
-        assert!(
-            !log(task).contains("\"token\""),
-            "{task}'s log shows the token"
-        );
+        assert!(!log(task).contains("eyJ"), "{task}'s log shows the token");
     }
 }
 
 #[test]
 fn dry_run_prints_the_worker_pod_of_a_python_task_without_its_token() {
     let home = tempfile::tempdir().expect("tempdir");
-    let dags = home.path().join("dags");
-    std::fs::create_dir_all(&dags).expect("mkdir");
-    let callables = dags.join("pod_callables.py");
-    std::fs::write(&callables, WORKER_POD_CALLABLES).expect("write");
-    std::fs::write(
-        dags.join("py_pod.yaml"),
-        WORKER_POD_DAG.replace("CALLABLES", &callables.display().to_string()),
-    )
-    .expect("write");
+    let dags = worker_pod_dags(home.path());
     let output = gust(home.path())
         .env("GUST__PYTHON__INTERPRETER", "python3")
         .env("GUST__KUBERNETES__WORKER_IMAGE", "apache/airflow:3.3.2")
@@ -1707,4 +1702,45 @@ fn dry_run_prints_the_worker_pod_of_a_python_task_without_its_token() {
         ["--json-path", "/opt/gust/bundle/workload.json"]
     );
     assert!(text.contains("http://gust-scheduler.gust.svc:8794/execution/"));
+}
+
+#[test]
+fn a_worker_pod_on_a_cluster_without_the_execution_api_url_fails_naming_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = worker_pod_dags(home.path());
+    gust(home.path())
+        .env("GUST__PYTHON__INTERPRETER", "python3")
+        .env("GUST__KUBERNETES__WORKER_IMAGE", "apache/airflow:3.3.2")
+        .args(["dags", "test", "py_pod", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "py: failed (try 1): Python tasks run as pods ([kubernetes] worker_image) on a \
+             cluster need [kubernetes] execution_api_url",
+        ));
+}
+
+#[test]
+fn rbac_grants_the_worker_pods_secrets_only_when_python_tasks_run_as_pods() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = worker_pod_dags(home.path());
+    let rbac = |worker_image: Option<&str>| {
+        let mut command = gust(home.path());
+        command.env("GUST__PYTHON__INTERPRETER", "python3");
+        if let Some(image) = worker_image {
+            command.env("GUST__KUBERNETES__WORKER_IMAGE", image);
+        }
+        let output = command
+            .args(["kubernetes", "rbac", "--dags-folder"])
+            .arg(&dags)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(output).expect("utf-8")
+    };
+    assert!(rbac(Some("apache/airflow:3.3.2")).contains("- secrets"));
+    assert!(!rbac(None).contains("secrets"));
 }
