@@ -133,11 +133,11 @@ impl PythonCallbacks {
         while out_open || err_open {
             tokio::select! {
                 line = out.next_line(), if out_open => match line? {
-                    Some(line) => log.line("callback", &crate::python::log_line(line)).await?,
+                    Some(line) => log.line("callback", &gust_executor::task_sdk::log_line(line)).await?,
                     None => out_open = false,
                 },
                 line = err.next_line(), if err_open => match line? {
-                    Some(line) => log.line("callback", &crate::python::log_line(line)).await?,
+                    Some(line) => log.line("callback", &gust_executor::task_sdk::log_line(line)).await?,
                     None => err_open = false,
                 },
                 () = &mut deadline => {

@@ -18,6 +18,7 @@ mod output;
 mod pod;
 mod process;
 mod python;
+pub mod python_pod;
 mod ready;
 
 pub use callbacks::{CALLBACK_TIMEOUT, PythonCallbacks};

@@ -39,7 +39,18 @@ pub async fn plan(
 ) -> Result<Plan, TryOutcome> {
     // The Secrets in force now, kept for the whole try (connections changed later reach the
     // next try, as a cluster reads a Secret when it starts a container).
-    let secrets = &*secrets.get();
+    let current = secrets.get();
+    let mut secrets = std::borrow::Cow::Borrowed(&*current);
+    // A Python try's own Secret (its workload and DAG bundle), for this try alone.
+    let worker = spec.context.worker_pod.as_deref();
+    if let Some(worker) = worker
+        && let Some(data) = &worker.secret_data
+    {
+        secrets
+            .to_mut()
+            .insert(worker.secret_name.clone(), data.clone());
+    }
+    let secrets = &*secrets;
     let args = PodArgs::read(&spec.args)
         .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
     let template = gust_kube::template::load(&args, &spec.dag_file)
@@ -97,7 +108,11 @@ pub async fn plan(
         clear_env: false,
         cwd: layout.root.clone(),
         decoder: Decoder::utf8(),
-        render: std::convert::identity,
+        render: if worker.is_some() {
+            gust_executor::task_sdk::log_line
+        } else {
+            std::convert::identity
+        },
         what: format!("local pod {name}"),
         folders: vec![root],
         finish: Box::new(move |code, _| finish(code, &args, do_xcom_push, &finish_layout)),

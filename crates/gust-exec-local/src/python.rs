@@ -29,7 +29,7 @@ pub const NO_PYTHON_RUNTIME: &str = gust_operators::python::NOT_CONFIGURED;
 const DAG_BUILD_ALLOWANCE: Duration = Duration::from_secs(30);
 
 /// The name of the DAG bundle that holds the loaders.
-const BUNDLE: &str = "gust";
+pub(crate) const BUNDLE: &str = "gust";
 
 /// How Python tasks run.
 #[derive(Clone)]
@@ -143,7 +143,7 @@ pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcom
         clear_env: false,
         cwd: scratch.path().to_owned(),
         decoder: Decoder::utf8(),
-        render: log_line,
+        render: gust_executor::task_sdk::log_line,
         what: format!("python {}", python.interpreter.display()),
         folders: vec![scratch],
         finish: Box::new(move |code, _last_line| {
@@ -245,17 +245,31 @@ impl Drop for Admission {
 
 /// The ExecuteTask workload (`airflow.executors.workloads.ExecuteTask`) for the try.
 fn workload(spec: &LaunchSpec, admission: &Admission, loader: &str) -> serde_json::Value {
+    // Relative to the scratch folder's `logs` (AIRFLOW__LOGGING__BASE_LOG_FOLDER): the
+    // supervisor writes the task's lines there and, once, to its stdout, which Gust reads.
+    workload_json(spec, admission.ti_id, &admission.token, loader, "task.log")
+}
+
+/// The ExecuteTask workload of try `ti_id`, whose worker presents `token`, loads the bundle's
+/// `loader` and writes the task's lines to `log_path` too.
+pub(crate) fn workload_json(
+    spec: &LaunchSpec,
+    ti_id: uuid::Uuid,
+    token: &str,
+    loader: &str,
+    log_path: &str,
+) -> serde_json::Value {
     serde_json::json!({
         "type": "ExecuteTask",
-        "token": admission.token,
+        "token": token,
         "ti": {
-            "id": admission.ti_id.to_string(),
+            "id": ti_id.to_string(),
             "task_id": spec.key.task_id.as_str(),
             "dag_id": spec.key.dag_id.as_str(),
             "run_id": spec.key.run_id.as_str(),
             "try_number": spec.key.try_number.0,
             // Gust keeps no DAG versions by id: the try's id stands in for it.
-            "dag_version_id": admission.ti_id.to_string(),
+            "dag_version_id": ti_id.to_string(),
             "map_index": -1,
             "pool_slots": 1,
             "priority_weight": 1,
@@ -263,9 +277,7 @@ fn workload(spec: &LaunchSpec, admission: &Admission, loader: &str) -> serde_jso
         },
         "dag_rel_path": loader,
         "bundle_info": {"name": BUNDLE, "version": null},
-        // Relative to the scratch folder's `logs` (AIRFLOW__LOGGING__BASE_LOG_FOLDER): the
-        // supervisor writes the task's lines there and, once, to its stdout, which Gust reads.
-        "log_path": "task.log",
+        "log_path": log_path,
         "sentry_integration": "",
     })
 }
@@ -314,58 +326,8 @@ const AIRFLOW_CLASSES: &[(&str, &str)] = &[
 /// sees half of it); its name, relative to the bundle, is returned.
 pub(crate) fn write_loader(bundle: &Path, dag_file: &Path) -> std::io::Result<String> {
     let dag_file = std::path::absolute(dag_file)?;
-    let path_text = dag_file.display().to_string();
-    let digest = Sha256::digest(path_text.as_bytes());
-    let stem: String = dag_file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .take(40)
-        .collect();
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let name = format!("gust_{stem}_{hex}.py");
-    let classes: serde_json::Map<String, serde_json::Value> = AIRFLOW_CLASSES
-        .iter()
-        .map(|(gust, airflow)| ((*gust).to_owned(), serde_json::json!(airflow)))
-        .collect();
-    // JSON string literals are Python string literals.
-    let text = format!(
-        r#"# Written by Gust: builds the DAGs of {file} with dag-factory, as Gust read them, for
-# Airflow's task runner. Gust rewrites it when needed; edits are lost.
-import os
-
-from dagfactory import load_yaml_dags
-from dagfactory._yaml import load_yaml_file
-
-DAG_FILE = {file_literal}
-# Gust's short operator names, as the Airflow classes they stand for.
-OPERATORS = {classes}
-
-
-def _airflow_names(config):
-    for dag_id, dag in config.items():
-        if dag_id == "default" or not isinstance(dag, dict):
-            continue
-        tasks = dag.get("tasks")
-        entries = tasks.values() if isinstance(tasks, dict) else (tasks or [])
-        for task in entries:
-            if isinstance(task, dict) and task.get("operator") in OPERATORS:
-                task["operator"] = OPERATORS[task["operator"]]
-    return config
-
-
-load_yaml_dags(
-    globals_dict=globals(),
-    config_dict=_airflow_names(load_yaml_file(DAG_FILE)),
-    defaults_config_path=os.path.dirname(DAG_FILE),
-)
-"#,
-        file = path_text.replace('\n', " "),
-        file_literal = serde_json::Value::String(path_text.clone()),
-        classes = serde_json::Value::Object(classes),
-    );
+    let name = loader_name(&dag_file);
+    let text = loader_text(&dag_file.display().to_string(), None);
     let path = bundle.join(&name);
     if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
         return Ok(name);
@@ -377,59 +339,112 @@ load_yaml_dags(
     Ok(name)
 }
 
-/// One line of the worker's output as the try's log shows it: a structured (JSON) line as
-/// `LEVEL logger: event key=value...`, anything else as it is.
-pub fn log_line(text: String) -> String {
-    let Ok(serde_json::Value::Object(mut fields)) =
-        serde_json::from_str::<serde_json::Value>(&text)
-    else {
-        return text;
+/// The loader's file name for the DAG file at `dag_file` (an absolute path): one per file,
+/// even of the same name in another folder.
+pub(crate) fn loader_name(dag_file: &Path) -> String {
+    let digest = Sha256::digest(dag_file.display().to_string().as_bytes());
+    let stem: String = dag_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("gust_{stem}_{hex}.py")
+}
+
+/// A worker pod's loader: the DAG file's folder is the loader's own (the pod's bundle), and
+/// `host` is where that folder is on Gust's host.
+pub(crate) struct Moved<'a> {
+    pub host: &'a str,
+}
+
+/// The loader's text for the DAG file at `dag_file` as the worker sees it. With `moved` (a
+/// worker pod, whose bundle holds the DAG file's folder beside the loader), `dag_file` is a
+/// name in the loader's own folder, that folder is put on `sys.path`, and `*_file` paths that
+/// pointed into the folder on Gust's host point into it in the pod.
+pub(crate) fn loader_text(dag_file: &str, moved: Option<Moved<'_>>) -> String {
+    let classes: serde_json::Map<String, serde_json::Value> = AIRFLOW_CLASSES
+        .iter()
+        .map(|(gust, airflow)| ((*gust).to_owned(), serde_json::json!(airflow)))
+        .collect();
+    let literal = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
+    let (host, worker, file_literal) = match moved {
+        None => ("None".to_owned(), "None".to_owned(), literal(dag_file)),
+        // The pod's bundle is wherever the pod runtime mounts it: found from the loader.
+        Some(m) => {
+            let here = "os.path.dirname(os.path.abspath(__file__))";
+            (
+                literal(m.host),
+                here.to_owned(),
+                format!("os.path.join(WORKER_FOLDER, {})", literal(dag_file)),
+            )
+        }
     };
-    let Some(event) = fields.remove("event") else {
-        return text;
-    };
-    fields.remove("timestamp");
-    // What the try's log already says (it is one try's), or where in Python the line came from.
-    for said in [
-        "dag_id",
-        "run_id",
-        "task_id",
-        "ti_id",
-        "try_number",
-        "map_index",
-        "filename",
-        "lineno",
-        "loc",
-    ] {
-        fields.remove(said);
-    }
-    let level = fields
-        .remove("level")
-        .and_then(|l| l.as_str().map(str::to_uppercase))
-        .unwrap_or_else(|| "INFO".to_owned());
-    let logger = fields
-        .remove("logger")
-        .and_then(|l| l.as_str().map(str::to_owned));
-    let event = match event {
-        serde_json::Value::String(text) => text,
-        other => other.to_string(),
-    };
-    let mut line = match logger {
-        Some(logger) => format!("{level} {logger}: {event}"),
-        None => format!("{level} {event}"),
-    };
-    for (name, value) in fields {
-        let value = match value {
-            serde_json::Value::String(text) => text,
-            other => other.to_string(),
-        };
-        line.push_str(&format!(" {name}={value}"));
-    }
-    line
+    // JSON string literals are Python string literals.
+    format!(
+        r#"# Written by Gust: builds the DAGs of {file} with dag-factory, as Gust read them, for
+# Airflow's task runner. Gust rewrites it when needed; edits are lost.
+import os
+import sys
+
+from dagfactory import load_yaml_dags
+from dagfactory._yaml import load_yaml_file
+
+# In a worker pod: the DAG file's folder on Gust's host, and where the pod has it.
+HOST_FOLDER = {host}
+WORKER_FOLDER = {worker}
+DAG_FILE = {file_literal}
+# Gust's short operator names, as the Airflow classes they stand for.
+OPERATORS = {classes}
+
+
+def _moved(value):
+    if HOST_FOLDER and isinstance(value, str) and value.startswith(HOST_FOLDER + "/"):
+        return WORKER_FOLDER + value[len(HOST_FOLDER):]
+    return value
+
+
+def _task(task):
+    if task.get("operator") in OPERATORS:
+        task["operator"] = OPERATORS[task["operator"]]
+    for key in list(task):
+        if key.endswith("_file"):
+            task[key] = _moved(task[key])
+
+
+def _airflow_names(config):
+    for dag_id, dag in config.items():
+        if dag_id == "default" or not isinstance(dag, dict):
+            continue
+        if isinstance(dag.get("default_args"), dict):
+            _task(dag["default_args"])
+        tasks = dag.get("tasks")
+        entries = tasks.values() if isinstance(tasks, dict) else (tasks or [])
+        for task in entries:
+            if isinstance(task, dict):
+                _task(task)
+    return config
+
+
+if WORKER_FOLDER and WORKER_FOLDER not in sys.path:
+    sys.path.insert(0, WORKER_FOLDER)
+
+load_yaml_dags(
+    globals_dict=globals(),
+    config_dict=_airflow_names(load_yaml_file(DAG_FILE)),
+    defaults_config_path=os.path.dirname(DAG_FILE),
+)
+"#,
+        file = dag_file.replace('\n', " "),
+        classes = serde_json::Value::Object(classes),
+    )
 }
 
 /// The try's outcome from what its worker reported (`progress`) and its exit code.
-fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool) -> TryOutcome {
+pub(crate) fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool) -> TryOutcome {
     let Some(progress) = progress.filter(|p| p.reported.is_some()) else {
         return TryOutcome::Failed(match code {
             0 => FailureReason::Task(
@@ -480,17 +495,6 @@ fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool) -> TryOutc
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn structured_lines_read_as_text_and_others_stay() {
-        let line = r#"{"timestamp":"2026-01-01T00:00:00Z","level":"info","event":"Done. Returned value was: 3","logger":"airflow.task.operators","ti":"x","dag_id":"d","lineno":3}"#;
-        assert_eq!(
-            log_line(line.to_owned()),
-            "INFO airflow.task.operators: Done. Returned value was: 3 ti=x"
-        );
-        assert_eq!(log_line("plain text".to_owned()), "plain text");
-        assert_eq!(log_line("[1, 2]".to_owned()), "[1, 2]");
-    }
 
     #[test]
     fn the_reported_state_is_the_outcome() {

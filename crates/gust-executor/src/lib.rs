@@ -11,6 +11,7 @@ mod current;
 pub mod execution;
 pub mod log_layout;
 pub mod running;
+pub mod task_sdk;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod try_log;
@@ -88,6 +89,10 @@ pub struct TryContext {
     pub lookup: SharedLookup,
     /// How often this try has rescheduled itself so far (a sensor in `reschedule` mode).
     pub reschedules: Reschedules,
+    /// Set on the pod try of a Python task run as a pod ([`task_sdk::WorkerPod`]): the pod
+    /// runtime creates its Secret with the pod, deletes it with the pod, and reads the pod's
+    /// output as the Task SDK's structured log.
+    pub worker_pod: Option<std::sync::Arc<task_sdk::WorkerPod>>,
 }
 
 /// A try's reschedules so far: a sensor in `reschedule` mode measures its `timeout` from the

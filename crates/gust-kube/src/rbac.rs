@@ -64,6 +64,11 @@ fn operator_rules(
             "sparkapplications",
             &["create", "get", "list", "watch", "delete"],
         )],
+        // Python tasks as worker pods ([kubernetes] worker_image): each try's Secret (its
+        // workload and DAG bundle) is created with its pod and deleted with it.
+        operator if gust_operators::python::runs_in_task_sdk(operator) => {
+            &[("", "secrets", &["create", "delete"])]
+        }
         _ => &[],
     }
 }
@@ -187,5 +192,24 @@ mod tests {
         let with_job: BTreeSet<String> = ["kubernetes_job".to_owned()].into();
         let text = manifests_for("ml", "gust", &with_job).unwrap();
         assert!(text.contains("- create"), "{text}");
+    }
+
+    #[test]
+    fn python_tasks_add_their_worker_pods_secrets() {
+        let used: BTreeSet<String> = ["python".to_owned()].into();
+        let text = manifests_for("ml", "gust", &used).unwrap();
+        let role: Role = serde_yaml_ng::from_str(text.split("---\n").nth(1).unwrap()).unwrap();
+        let rules = role.rules.unwrap();
+        let secrets = rules
+            .iter()
+            .find(|r| r.resources.as_deref() == Some(&["secrets".to_owned()][..]))
+            .expect("a Secret rule");
+        assert_eq!(secrets.verbs, ["create", "delete"]);
+        let bash: BTreeSet<String> = ["bash".to_owned()].into();
+        assert!(
+            !manifests_for("ml", "gust", &bash)
+                .unwrap()
+                .contains("secrets")
+        );
     }
 }

@@ -114,6 +114,7 @@ pub fn launch_spec(
             retries: task.settings.retries,
             lookup: SharedLookup(Some(lookup)),
             reschedules: gust_executor::Reschedules::default(),
+            worker_pod: None,
         },
     }
 }

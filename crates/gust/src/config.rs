@@ -235,6 +235,19 @@ pub struct KubernetesConfig {
     /// `kueue-<version>.yaml` (default: none; Gust never downloads at run time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kueue_manifests_folder: Option<PathBuf>,
+    /// The image Python tasks run in as pods, on the pod runtime in force (default: none, and
+    /// they run locally in `[python] interpreter`): Airflow 3.3 with dag-factory, such as
+    /// `apache/airflow:3.3.2` with `_PIP_ADDITIONAL_REQUIREMENTS` or an image derived from it
+    /// (docs/python.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_image: Option<String>,
+    /// The address worker pods reach this process's Execution API at, ending in `/execution/`
+    /// (e.g. `http://$(POD_IP):8794/execution/` in a Deployment). Needed for worker pods on a
+    /// cluster:
+    /// the process that runs the tasks then also serves the Execution API on all interfaces at
+    /// this URL's port. The local pod runtime uses the loopback address when it is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_api_url: Option<String>,
 }
 
 impl Default for KubernetesConfig {
@@ -247,6 +260,8 @@ impl Default for KubernetesConfig {
             cluster_context: None,
             xcom_sidecar_image: "alpine".to_owned(),
             kueue_manifests_folder: None,
+            worker_image: None,
+            execution_api_url: None,
         }
     }
 }

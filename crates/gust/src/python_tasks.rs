@@ -75,9 +75,20 @@ pub async fn start(
     if let Some((store, key)) = variables {
         execution = execution.with_variable_store(store, key);
     }
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .context("cannot listen on a loopback port for the Execution API")?;
+    let listener = match worker_pods_port(config)? {
+        // Worker pods on a cluster reach it at [kubernetes] execution_api_url.
+        Some(port) => tokio::net::TcpListener::bind(("0.0.0.0", port))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on port {port} ([kubernetes] execution_api_url) for the \
+                     Execution API"
+                )
+            })?,
+        None => tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("cannot listen on a loopback port for the Execution API")?,
+    };
     let address = listener
         .local_addr()
         .context("the Execution API's socket has no address")?;
@@ -98,4 +109,28 @@ pub async fn start(
         server,
         _scratch: scratch,
     }))
+}
+
+/// The port worker pods on a cluster reach the Execution API at: that of `[kubernetes]
+/// execution_api_url`, when Python tasks run as pods (`[kubernetes] worker_image`) on a
+/// cluster. The local pod runtime's workers are processes of this host: loopback serves them.
+fn worker_pods_port(config: &Config) -> anyhow::Result<Option<u16>> {
+    let k = &config.kubernetes;
+    if k.worker_image.is_none() || k.runtime == crate::config::PodRuntime::Local {
+        return Ok(None);
+    }
+    let Some(text) = &k.execution_api_url else {
+        return Ok(None);
+    };
+    let url = url::Url::parse(text)
+        .with_context(|| format!("[kubernetes] execution_api_url {text:?} is not a URL"))?;
+    if !url.path().ends_with("/execution/") {
+        anyhow::bail!(
+            "[kubernetes] execution_api_url {text:?} must end in /execution/ (the Execution \
+             API's prefix)"
+        );
+    }
+    url.port_or_known_default()
+        .map(Some)
+        .with_context(|| format!("[kubernetes] execution_api_url {text:?} has no port"))
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use gust_core::clock::Clock;
+use gust_exec_local::python_pod::{PythonPods, WorkerSettings};
 use gust_exec_local::{LocalConfig, LocalExecutor, Secrets};
 use gust_executor::{Current, Executor, Routed, TryEvent};
 use gust_kube::build::PodDefaults;
@@ -29,6 +30,14 @@ pub struct Runtimes {
     kube: Option<KubeExecutor>,
     processing: ProcessingExecutor,
     users: ConnectionUsers,
+    /// The pod runtime of Python tries run as pods (`[kubernetes] worker_image`).
+    worker_pods: Option<WorkerPodRuntime>,
+}
+
+/// The pod runtime [`PythonPods`] wraps, to stop with the others.
+enum WorkerPodRuntime {
+    Local(LocalExecutor),
+    Cluster(KubeExecutor),
 }
 
 /// The runtimes' settings that come from connections and follow them while Gust runs: the
@@ -93,23 +102,23 @@ impl Runtimes {
         python: Option<gust_exec_local::PythonRuntime>,
     ) -> Self {
         let run_pods = local_pods || config.kubernetes.runtime == PodRuntime::Local;
+        let worker_python = python
+            .clone()
+            .filter(|_| config.kubernetes.worker_image.is_some());
         let secrets = Current::new(if run_pods {
             local_secrets(connections)
         } else {
             Secrets::default()
         });
-        let local = LocalExecutor::new(
-            LocalConfig {
-                parallelism: config.core.parallelism,
-                state_dir,
-                run_pods,
-                secrets: secrets.clone(),
-                python,
-                ..LocalConfig::default()
-            },
-            events.clone(),
-            clock.clone(),
-        );
+        let local_config = LocalConfig {
+            parallelism: config.core.parallelism,
+            state_dir,
+            run_pods,
+            secrets: secrets.clone(),
+            python,
+            ..LocalConfig::default()
+        };
+        let local = LocalExecutor::new(local_config.clone(), events.clone(), clock.clone());
         if run_pods {
             let pods: Arc<dyn Executor> = Arc::new(local.clone());
             let processing = processing(
@@ -122,21 +131,51 @@ impl Runtimes {
                 },
                 pods,
                 events.clone(),
-                clock,
+                clock.clone(),
             );
             let mut executor = Routed::new(Arc::new(local.clone()))
                 .route("processing", Arc::new(processing.executor.clone()));
             for operator in CLUSTER_ONLY {
                 executor = executor.route(
                     operator,
-                    Arc::new(NeedsCluster {
+                    Arc::new(Refusing {
                         events: events.clone(),
+                        why: NEEDS_CLUSTER,
                     }),
                 );
+            }
+            let mut worker_pods = None;
+            if let Some(python) = &worker_python {
+                let (pod_events, from_pods) = gust_executor::event_channel();
+                let pods = LocalExecutor::new(
+                    LocalConfig {
+                        python: None,
+                        ..local_config.clone()
+                    },
+                    pod_events,
+                    clock.clone(),
+                );
+                // The local pod runtime's workers are processes of this host.
+                let url = config.kubernetes.execution_api_url.clone();
+                let settings = worker_settings(
+                    python,
+                    config,
+                    url.unwrap_or_else(|| python.api_url.clone()),
+                );
+                let runtime: Arc<dyn Executor> = Arc::new(PythonPods::new(
+                    python,
+                    settings,
+                    Arc::new(pods.clone()),
+                    from_pods,
+                    events.clone(),
+                ));
+                executor = route_python(executor, &runtime);
+                worker_pods = Some(WorkerPodRuntime::Local(pods));
             }
             return Self {
                 executor: Arc::new(executor),
                 local,
+                worker_pods,
                 kube: None,
                 processing: processing.executor.clone(),
                 users: ConnectionUsers {
@@ -148,11 +187,12 @@ impl Runtimes {
         }
         let kube_config = kube_config(config, kubernetes_connections(connections));
         let kubernetes = kube_config.connections.clone();
-        let kube = KubeExecutor::new(kube_config, events.clone(), clock.clone());
+        let kube = KubeExecutor::new(kube_config.clone(), events.clone(), clock.clone());
         let pods: Arc<dyn Executor> = Arc::new(kube.clone());
         let manifest_runtimes = ResourceExecutor::routes(&kube, &events);
         let spark: Arc<dyn Executor> = Arc::new(SparkExecutor::new(&kube, &events));
         let job_runtimes = JobExecutor::routes(&kube, &events);
+        let (events_for_pods, clock_for_pods) = (events.clone(), clock.clone());
         let processing = processing(
             config,
             connections,
@@ -172,9 +212,35 @@ impl Runtimes {
         for (operator, runtime) in job_runtimes {
             executor = executor.route(operator, runtime);
         }
+        let mut worker_pods = None;
+        if let Some(python) = &worker_python {
+            let runtime: Arc<dyn Executor> = match &config.kubernetes.execution_api_url {
+                Some(url) => {
+                    let (pod_events, from_pods) = gust_executor::event_channel();
+                    // Its own runtime (sharing the connections) whose outcomes PythonPods reads.
+                    let pods = KubeExecutor::new(kube_config, pod_events, clock_for_pods.clone());
+                    let settings = worker_settings(python, config, url.clone());
+                    let runtime = Arc::new(PythonPods::new(
+                        python,
+                        settings,
+                        Arc::new(pods.clone()),
+                        from_pods,
+                        events_for_pods.clone(),
+                    ));
+                    worker_pods = Some(WorkerPodRuntime::Cluster(pods));
+                    runtime
+                }
+                None => Arc::new(Refusing {
+                    events: events_for_pods.clone(),
+                    why: NO_EXECUTION_API_URL,
+                }),
+            };
+            executor = route_python(executor, &runtime);
+        }
         Self {
             executor: Arc::new(executor),
             local,
+            worker_pods,
             kube: Some(kube),
             processing: processing.executor.clone(),
             users: ConnectionUsers {
@@ -199,6 +265,11 @@ impl Runtimes {
         if let Some(kube) = &self.kube {
             kube.shutdown().await;
         }
+        match &self.worker_pods {
+            Some(WorkerPodRuntime::Local(pods)) => pods.shutdown().await,
+            Some(WorkerPodRuntime::Cluster(pods)) => pods.shutdown().await,
+            None => {}
+        }
     }
 }
 
@@ -215,23 +286,31 @@ const CLUSTER_ONLY: [&str; 8] = [
     "kueue_install",
 ];
 
-/// Where [`CLUSTER_ONLY`] tries go under the local pod runtime: each is refused with what to
-/// configure instead.
-struct NeedsCluster {
+/// Why a Python try cannot run as a pod on a cluster without `[kubernetes] execution_api_url`.
+const NO_EXECUTION_API_URL: fn(&str) -> String = |_| {
+    "Python tasks run as pods ([kubernetes] worker_image) on a cluster need [kubernetes] \
+     execution_api_url, the address pods reach this scheduler's Execution API at (e.g. \
+     http://10.0.3.17:8794/execution/; docs/python.md)"
+        .to_owned()
+};
+
+/// Why a [`CLUSTER_ONLY`] try cannot run under the local pod runtime.
+const NEEDS_CLUSTER: fn(&str) -> String = |operator| {
+    format!(
+        "{operator} tasks act on a Kubernetes cluster's API, which the local pod runtime has not; set [kubernetes] runtime = \"cluster\" with a cluster configured (docs/kubernetes.md)"
+    )
+};
+
+/// Where tries go that the configuration cannot run: each is refused with what to configure
+/// instead (`why`, given the operator).
+struct Refusing {
     events: mpsc::Sender<TryEvent>,
+    why: fn(&str) -> String,
 }
 
-impl NeedsCluster {
-    fn why(operator: &str) -> String {
-        format!(
-            "{operator} tasks act on a Kubernetes cluster's API, which the local pod runtime has not; set [kubernetes] runtime = \"cluster\" with a cluster configured (docs/kubernetes.md)"
-        )
-    }
-}
-
-impl Executor for NeedsCluster {
+impl Executor for Refusing {
     fn start(&self, spec: gust_executor::LaunchSpec) -> Result<(), gust_executor::LaunchError> {
-        Err(gust_executor::LaunchError::Unconfigured(Self::why(
+        Err(gust_executor::LaunchError::Unconfigured((self.why)(
             &spec.operator,
         )))
     }
@@ -243,10 +322,10 @@ impl Executor for NeedsCluster {
     }
 
     fn adopt(&self, spec: gust_executor::LaunchSpec) {
-        // A try a cluster ran before the configuration changed: nothing here can follow it.
+        // A try a runtime ran before the configuration changed: nothing here can follow it.
         let event = TryEvent {
             kind: gust_executor::TryEventKind::Finished(gust_executor::TryOutcome::Failed(
-                gust_executor::FailureReason::Lost(Self::why(&spec.operator)),
+                gust_executor::FailureReason::Lost((self.why)(&spec.operator)),
             )),
             key: spec.key,
         };
@@ -257,6 +336,27 @@ impl Executor for NeedsCluster {
     }
 
     fn release(&self, _key: &gust_executor::TryKey) {}
+}
+
+/// Sends every Python operator's tries to `runtime`.
+fn route_python(mut executor: Routed, runtime: &Arc<dyn Executor>) -> Routed {
+    for spec in gust_operators::python::TASK_SDK_SPECS {
+        executor = executor.route(spec.name, runtime.clone());
+    }
+    executor
+}
+
+/// How Python tries run as pods, their workers reaching the Execution API at `api_url`.
+fn worker_settings(
+    python: &gust_exec_local::PythonRuntime,
+    config: &Config,
+    api_url: String,
+) -> WorkerSettings {
+    WorkerSettings {
+        image: config.kubernetes.worker_image.clone().unwrap_or_default(),
+        api_url,
+        heartbeat_timeout: python.heartbeat_timeout,
+    }
 }
 
 /// The processing runtime over `pods`, from `[artifacts]`: the store's credentials are the

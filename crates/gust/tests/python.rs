@@ -1608,3 +1608,183 @@ with create_session() as session:
         TaskInstance.dag_id == sys.argv[1]).all()
     print("STATES " + json.dumps({task: getattr(state, "value", state) for task, state in rows}))
 "#;
+
+/// A Python task run as a worker pod (`[kubernetes] worker_image`) on the local pod runtime:
+/// its callable lives beside the DAG file, which reaches the pod in the try's Secret.
+const WORKER_POD_DAG: &str = r#"
+py_pod:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    py:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: produce
+      python_callable_file: CALLABLES
+      op_kwargs: {n: 21}
+    shout:
+      operator: bash
+      bash_command: "echo pulled-{{ ti.xcom_pull(task_ids='py')['doubled'] }}"
+      dependencies: [py]
+    consume:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable: pod_callables.consume
+      dependencies: [shout]
+"#;
+
+const WORKER_POD_CALLABLES: &str = r#"
+def produce(n, ti=None):
+    return {"doubled": n * 2, "try": ti.try_number}
+
+
+def consume(ti=None):
+    return {"shout": ti.xcom_pull(task_ids="shout"), "py": ti.xcom_pull(task_ids="py")}
+"#;
+
+/// A DAGs folder under `root` with [`WORKER_POD_DAG`] and its callables beside it.
+fn worker_pod_dags(root: &Path) -> PathBuf {
+    let dags = root.join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    let callables = dags.join("pod_callables.py");
+    std::fs::write(&callables, WORKER_POD_CALLABLES).expect("write");
+    let dag = WORKER_POD_DAG.replace("CALLABLES", &callables.display().to_string());
+    std::fs::write(dags.join("py_pod.yaml"), dag).expect("write");
+    dags
+}
+
+#[test]
+fn a_python_task_runs_as_a_worker_pod_on_the_local_pod_runtime_passing_xcoms() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = worker_pod_dags(home.path());
+    // The local pod runtime runs the image's `python` from this host's PATH: the venv's.
+    let venv_bin = python.parent().expect("the venv's bin");
+    let path = format!(
+        "{}:{}",
+        venv_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let stdout = succeeded(
+        gust(home.path())
+            .env("GUST__PYTHON__INTERPRETER", &python)
+            .env("GUST__KUBERNETES__RUNTIME", "local")
+            .env("GUST__KUBERNETES__WORKER_IMAGE", "apache/airflow:3.3.2")
+            .env("PATH", path)
+            .args(["dags", "test", "py_pod", "--dags-folder"])
+            .arg(&dags),
+    );
+    assert_succeeded(&stdout, &["py", "shout", "consume"]);
+    let logs = home.path().join("logs");
+    let log = |task: &str| {
+        let path = find_log(&logs, &format!("task_id={task}/")).expect("a log");
+        std::fs::read_to_string(path).expect("log")
+    };
+    let py = log("py");
+    assert!(py.contains("local pod runtime: running pod"), "{py}");
+    assert!(
+        py.contains("Done. Returned value was: {'doubled': 42, 'try': 1}"),
+        "{py}"
+    );
+    assert!(!py.contains("\"event\""), "structured lines are read: {py}");
+    assert!(log("shout").contains("pulled-42"));
+    let consume = log("consume");
+    assert!(
+        consume.contains(
+            "Returned value was: {'shout': 'pulled-42', 'py': {'doubled': 42, 'try': 1}}"
+        ),
+        "XComs both ways: {consume}"
+    );
+    // The token (a JWT: base64 of `{"`, "eyJ") is in no log.
+    for task in ["py", "shout", "consume"] {
+        assert!(!log(task).contains("eyJ"), "{task}'s log shows the token");
+    }
+}
+
+#[test]
+fn dry_run_prints_the_worker_pod_of_a_python_task_without_its_token() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = worker_pod_dags(home.path());
+    let output = gust(home.path())
+        .env("GUST__PYTHON__INTERPRETER", "python3")
+        .env("GUST__KUBERNETES__WORKER_IMAGE", "apache/airflow:3.3.2")
+        .env(
+            "GUST__KUBERNETES__EXECUTION_API_URL",
+            "http://gust-scheduler.gust.svc:8794/execution/",
+        )
+        .args(["tasks", "dry-run", "py_pod", "py", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(output).expect("utf-8");
+    assert!(text.contains("# Secret gust-worker-"), "{text}");
+    assert!(
+        text.contains("pod_callables.py"),
+        "the bundle's files: {text}"
+    );
+    let pod: k8s_openapi::api::core::v1::Pod =
+        serde_yaml_ng::from_str(&text).expect("the output is a Kubernetes Pod");
+    let spec = pod.spec.expect("a spec");
+    assert_eq!(spec.containers.len(), 1, "no XCom sidecar: {text}");
+    let base = &spec.containers[0];
+    assert_eq!(base.image.as_deref(), Some("apache/airflow:3.3.2"));
+    assert_eq!(
+        base.command.clone().unwrap_or_default(),
+        [
+            "python",
+            "-m",
+            "airflow.sdk.execution_time.execute_workload"
+        ]
+    );
+    // The workload (and its token) is read from the Secret, never given in the spec.
+    assert_eq!(
+        base.args.clone().unwrap_or_default(),
+        ["--json-path", "/opt/gust/bundle/workload.json"]
+    );
+    assert!(text.contains("http://gust-scheduler.gust.svc:8794/execution/"));
+}
+
+#[test]
+fn a_worker_pod_on_a_cluster_without_the_execution_api_url_fails_naming_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = worker_pod_dags(home.path());
+    gust(home.path())
+        .env("GUST__PYTHON__INTERPRETER", "python3")
+        .env("GUST__KUBERNETES__WORKER_IMAGE", "apache/airflow:3.3.2")
+        .args(["dags", "test", "py_pod", "--dags-folder"])
+        .arg(&dags)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "py: failed (try 1): Python tasks run as pods ([kubernetes] worker_image) on a \
+             cluster need [kubernetes] execution_api_url",
+        ));
+}
+
+#[test]
+fn rbac_grants_the_worker_pods_secrets_only_when_python_tasks_run_as_pods() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = worker_pod_dags(home.path());
+    let rbac = |worker_image: Option<&str>| {
+        let mut command = gust(home.path());
+        command.env("GUST__PYTHON__INTERPRETER", "python3");
+        if let Some(image) = worker_image {
+            command.env("GUST__KUBERNETES__WORKER_IMAGE", image);
+        }
+        let output = command
+            .args(["kubernetes", "rbac", "--dags-folder"])
+            .arg(&dags)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(output).expect("utf-8")
+    };
+    assert!(rbac(Some("apache/airflow:3.3.2")).contains("- secrets"));
+    assert!(!rbac(None).contains("secrets"));
+}

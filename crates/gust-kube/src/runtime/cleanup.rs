@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use gust_core::clock::Clock;
 use gust_executor::try_log::LogWriter;
 use gust_operators::kubernetes_pod::OnFinishAction;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 
@@ -33,6 +33,8 @@ pub struct Leftover {
     pub delete: bool,
     /// The try's log, which gets a line saying what was done.
     pub log_path: PathBuf,
+    /// A Python try's Secret (`worker_secret.rs`), deleted whether the pod is or not.
+    pub secret: Option<(Api<Secret>, String)>,
 }
 
 /// Whether `on_finish_action` deletes a pod whose try `succeeded` (or not).
@@ -53,6 +55,7 @@ pub async fn clean(leftover: Leftover, clock: &dyn Clock) {
         has_sidecar,
         delete,
         log_path,
+        secret,
     } = leftover;
     if has_sidecar && !delete {
         let _ = super::exec::run(
@@ -84,8 +87,15 @@ pub async fn clean(leftover: Leftover, clock: &dyn Clock) {
             Err(err) => format!("could not mark kept pod {name}: {}", api_error(&err)),
         }
     };
+    let secret_line = match &secret {
+        Some((secrets, name)) => super::worker_secret::delete(secrets, name).await,
+        None => None,
+    };
     if let Ok(mut log) = LogWriter::open(&log_path, clock).await {
         let _ = log.line("gust", &line).await;
+        if let Some(secret_line) = secret_line {
+            let _ = log.line("gust", &secret_line).await;
+        }
         let _ = log.flush().await;
     }
 }

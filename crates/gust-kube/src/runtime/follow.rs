@@ -11,7 +11,7 @@ use std::time::Duration;
 use gust_executor::try_log::LogWriter;
 use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
 use gust_operators::kubernetes_pod::PodArgs;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use tokio::sync::mpsc;
@@ -246,7 +246,8 @@ impl<'a> Follower<'a> {
         let mut attempts = 0;
         loop {
             match api.create(&PostParams::default(), pod).await {
-                Ok(_) => {
+                Ok(created) => {
+                    self.create_worker_secret(api, &created).await?;
                     let _ = log
                         .line(
                             "gust",
@@ -273,6 +274,31 @@ impl<'a> Follower<'a> {
                 }
             }
         }
+    }
+
+    /// A Python try's Secret (its workload and DAG bundle), created once its pod exists so
+    /// that the pod owns it. Without it the pod never starts: it is deleted and the try fails.
+    async fn create_worker_secret(&self, api: &Api<Pod>, created: &Pod) -> Result<(), TryOutcome> {
+        let Some(worker) = &self.spec.context.worker_pod else {
+            return Ok(());
+        };
+        if worker.secret_data.is_none() {
+            return Ok(());
+        }
+        let secrets = self.secrets(api);
+        if let Err(why) = super::worker_secret::create(&secrets, worker, created).await {
+            let name = created.metadata.name.clone().unwrap_or_default();
+            self.delete_now(api, &name).await;
+            return Err(TryOutcome::Failed(FailureReason::Spawn(why)));
+        }
+        Ok(())
+    }
+
+    fn secrets(&self, api: &Api<Pod>) -> Api<Secret> {
+        Api::namespaced(
+            self.cluster.client.clone(),
+            api.namespace().unwrap_or_default(),
+        )
     }
 
     /// The try's pod, found by the labels it was created with.
@@ -413,10 +439,10 @@ impl<'a> Follower<'a> {
                     }
                 }
                 Some(line) = line_rx.recv() => {
-                    write_line(log, &line, &base).await;
+                    write_line(log, &line, &base, self.spec.context.worker_pod.is_some()).await;
                     // Keep draining lines without re-reading an unchanged pod.
                     while let Ok(line) = line_rx.try_recv() {
-                        write_line(log, &line, &base).await;
+                        write_line(log, &line, &base, self.spec.context.worker_pod.is_some()).await;
                     }
                     let _ = log.flush().await;
                 }
@@ -532,7 +558,7 @@ impl<'a> Follower<'a> {
         loop {
             tokio::select! {
                 line = lines.recv() => match line {
-                    Some(line) => write_line(log, &line, base).await,
+                    Some(line) => write_line(log, &line, base, self.spec.context.worker_pod.is_some()).await,
                     None => break,
                 },
                 () = tokio::time::sleep_until(until) => break,
@@ -674,6 +700,8 @@ impl<'a> Follower<'a> {
             has_sidecar: self.spec.do_xcom_push,
             delete: cleanup::deletes(self.args.on_finish(), succeeded),
             log_path: self.spec.log_path.clone(),
+            secret: (self.spec.context.worker_pod.as_ref())
+                .map(|worker| (self.secrets(api), worker.secret_name.clone())),
         };
         self.inner
             .leftovers()
@@ -720,7 +748,7 @@ fn memory_limit(pod: &Pod, base: &str) -> Option<String> {
     limits.get("memory").map(|q| q.0.clone())
 }
 
-async fn write_line(log: &mut LogWriter<'_>, line: &LogLine, base: &str) {
+async fn write_line(log: &mut LogWriter<'_>, line: &LogLine, base: &str, task_sdk: bool) {
     let at = chrono::DateTime::from_timestamp(
         line.at.as_second(),
         u32::try_from(line.at.subsec_nanosecond()).unwrap_or(0),
@@ -731,7 +759,13 @@ async fn write_line(log: &mut LogWriter<'_>, line: &LogLine, base: &str) {
     } else {
         line.container.clone()
     };
-    let _ = log.line_at(at, &source, &line.text).await;
+    if task_sdk && source == "stdout" {
+        // A Python try's worker: its structured lines read as the local Python runtime's.
+        let text = gust_executor::task_sdk::log_line(line.text.clone());
+        let _ = log.line_at(at, &source, &text).await;
+    } else {
+        let _ = log.line_at(at, &source, &line.text).await;
+    }
 }
 
 fn is_transient(code: u16) -> bool {

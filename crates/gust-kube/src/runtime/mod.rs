@@ -15,6 +15,7 @@ mod resource;
 mod spark;
 mod sweep;
 mod watch;
+mod worker_secret;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

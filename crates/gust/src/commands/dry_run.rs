@@ -68,13 +68,34 @@ pub fn dry_run(
         conf: &conf,
         asset_events: &serde_json::Map::new(),
     };
-    let args = render_args(&Renderer::new(), dag, task, run, 1, lookup)
+    let args = render_args(&Renderer::new(), dag, task, run, 1, lookup.clone())
         .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
     // Its values under sensitive names are masked wherever the output repeats them.
     gust_secrets::add_from(&args);
 
+    let mut do_xcom_push = task.settings.do_xcom_push;
     let args = match task.operator.as_str() {
         "kubernetes_pod" => args,
+        operator
+            if gust_operators::python::runs_in_task_sdk(operator)
+                && config.kubernetes.worker_image.is_some() =>
+        {
+            // Its return value goes through the Execution API: no XCom sidecar.
+            do_xcom_push = false;
+            let spec = gust_scheduler::launch::launch_spec(
+                dag,
+                task,
+                &run_id,
+                logical_date,
+                1,
+                args,
+                std::path::Path::new("/dev/null"),
+                gust_executor::RunFacts::default(),
+                lookup.clone(),
+            );
+            show(&worker_pod_comments(&spec, config)?);
+            worker_pod_args(&spec, config)
+        }
         "kubernetes_job" | "kueue_job" => {
             show(&job_manifest(dag, task, &args, &run_id, config)?);
             return Ok(ExitCode::SUCCESS);
@@ -142,13 +163,57 @@ pub fn dry_run(
             try_number: 1,
         },
         template_file: template.as_ref(),
-        do_xcom_push: task.settings.do_xcom_push,
+        do_xcom_push,
         unique: &names::random_suffix(),
         defaults: &defaults,
     })
     .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
     show(&gust_kube::manifest::to_yaml(&pod)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a Python task's worker pod comes with, as YAML comments: its Secret, whose content
+/// (the workload with the try's token, and the DAG bundle) is never printed.
+fn worker_pod_comments(
+    spec: &gust_executor::LaunchSpec,
+    config: &Config,
+) -> anyhow::Result<String> {
+    let (keys, _) = gust_exec_local::python_pod::bundle(&spec.dag_file)?;
+    let files: Vec<&str> = keys.keys().map(String::as_str).collect();
+    let mut text = format!(
+        "# a Python task: runs in [kubernetes] worker_image's Task SDK, as a pod\n\
+         # Secret {} is created with the pod (owned by it, deleted with it) and mounted at {}:\n\
+         # workload.json (the ExecuteTask workload, with the try's token: never printed), {}\n",
+        gust_exec_local::python_pod::secret_name(&spec.key),
+        gust_exec_local::python_pod::BUNDLE_MOUNT,
+        files.join(", ")
+    );
+    if config.kubernetes.runtime == PodRuntime::Cluster
+        && config.kubernetes.execution_api_url.is_none()
+    {
+        text.push_str("# warning: set [kubernetes] execution_api_url: pods on a cluster cannot reach the Execution API without it\n");
+    }
+    Ok(text)
+}
+
+/// A Python task's worker pod's `kubernetes_pod` arguments.
+fn worker_pod_args(
+    spec: &gust_executor::LaunchSpec,
+    config: &Config,
+) -> serde_json::Map<String, serde_json::Value> {
+    let settings = gust_exec_local::python_pod::WorkerSettings {
+        image: config.kubernetes.worker_image.clone().unwrap_or_default(),
+        // Without the setting, the local pod runtime's workers use the loopback port the
+        // scheduler picks when it starts.
+        api_url: config
+            .kubernetes
+            .execution_api_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:PORT/execution/".to_owned()),
+        heartbeat_timeout: config.scheduler.task_instance_heartbeat_timeout,
+    };
+    let name = gust_exec_local::python_pod::secret_name(&spec.key);
+    gust_exec_local::python_pod::pod_args(&settings, &name)
 }
 
 /// The Job a `kubernetes_job` or `kueue_job` task would create, templates rendered, as YAML

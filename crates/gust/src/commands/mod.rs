@@ -43,7 +43,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             service_account,
             folder,
         }) => {
-            let operators = dags::operators_used(&folder)?;
+            // Loaded first: it decides whether Python tasks load at all.
+            let config = crate::config::Config::load(&crate::config::home()?)?;
+            let mut operators = dags::operators_used(&folder)?;
+            // Python tasks call the cluster (their worker pods' Secrets) only as worker pods.
+            if config.kubernetes.worker_image.is_none() {
+                operators.retain(|op| !gust_operators::python::runs_in_task_sdk(op));
+            }
             print!(
                 "{}",
                 gust_kube::rbac::manifests_for(&namespace, &service_account, &operators)?
