@@ -138,6 +138,7 @@ async fn run_with_tries(server: &TestServer, tries: i32, last: TaskState) {
                 dag_id: "hello".into(),
                 run_id: "r".into(),
                 task_id: "say".into(),
+                map_index: gust_store::UNMAPPED,
                 from: ti.state,
                 version: ti.version,
                 to,

@@ -18,6 +18,8 @@ pub struct StoredTaskInstance {
     pub run_id: String,
     /// The task.
     pub task_id: String,
+    /// Which of a mapped task's instances ([`UNMAPPED`] for a task that is not mapped).
+    pub map_index: i32,
     /// Its state.
     pub state: TaskState,
     /// Its latest try (0 before the first).
@@ -30,6 +32,8 @@ pub struct StoredTaskInstance {
     pub note: Option<String>,
 }
 
+pub use gust_core::mapping::UNMAPPED;
+
 pub(crate) fn parse_state(text: &str) -> Result<TaskState, StoreError> {
     TaskState::ALL
         .into_iter()
@@ -41,7 +45,8 @@ pub(crate) fn parse_state(text: &str) -> Result<TaskState, StoreError> {
 }
 
 impl Store {
-    /// Creates the run's task instances in state `none`; existing ones are left alone.
+    /// Creates the run's task instances in state `none`, unmapped; existing ones are left
+    /// alone.
     pub async fn create_task_instances(
         &self,
         dag_id: &str,
@@ -60,30 +65,32 @@ impl Store {
         })
     }
 
-    /// The run's task instances, by task id.
+    /// The run's task instances, by task id then map index.
     pub async fn task_instances(
         &self,
         dag_id: &str,
         run_id: &str,
     ) -> Result<Vec<StoredTaskInstance>, StoreError> {
         let sql = self.sql(
-            "SELECT task_id, state, try_number, next_retry_at, version, note FROM task_instances WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id",
+            "SELECT task_id, map_index, state, try_number, next_retry_at, version, note FROM task_instances \
+             WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id, map_index",
         );
-        type Raw = (String, String, i32, Option<i64>, i64, Option<String>);
+        type Raw = (String, i32, String, i32, Option<i64>, i64, Option<String>);
         let rows: Vec<Raw> = with_pool!(self, pool => {
             let rows = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await.map_err(query("reading task instances"))?;
             rows.iter()
-                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?)))
                 .collect::<Result<_, _>>()
                 .map_err(query("reading task instances"))?
         });
         rows.into_iter()
             .map(
-                |(task_id, state, try_number, next_retry_at, version, note)| {
+                |(task_id, map_index, state, try_number, next_retry_at, version, note)| {
                     Ok(StoredTaskInstance {
                         dag_id: dag_id.to_owned(),
                         run_id: run_id.to_owned(),
                         task_id,
+                        map_index,
                         state: parse_state(&state)?,
                         try_number,
                         next_retry_at: opt_from_db(next_retry_at)?,
@@ -106,7 +113,7 @@ impl Store {
         let sql = self.sql(
             "UPDATE task_instances SET state = $1, version = version + 1, \
              try_number = CASE WHEN $2 = 'queued' AND state <> 'up_for_reschedule' THEN try_number + 1 ELSE try_number END \
-             WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 AND state = $6 AND version = $7",
+             WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 AND map_index = $6 AND state = $7 AND version = $8",
         );
         let done = with_pool!(self, pool => sqlx::query(&sql)
             .bind(to.as_str())
@@ -114,6 +121,7 @@ impl Store {
             .bind(&ti.dag_id)
             .bind(&ti.run_id)
             .bind(&ti.task_id)
+            .bind(ti.map_index)
             .bind(ti.state.as_str())
             .bind(ti.version)
             .execute(pool)
@@ -125,7 +133,8 @@ impl Store {
 }
 
 impl Store {
-    /// Clears task instances so they run again (`gust tasks clear`): back to `none`, and their
+    /// Clears tasks so they run again (`gust tasks clear`), every instance of a mapped one:
+    /// back to `none`, and their
     /// run back to `queued` if it had finished. Its version changes either way, which tells the
     /// scheduler holding the run to re-read it (and kill the tries of cleared instances).
     /// Returns how many instances were cleared.
@@ -185,7 +194,8 @@ impl Store {
         let end_try = self.sql(
             "UPDATE task_tries SET state = $1, end_date = $2 WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 \
              AND state IN ('queued', 'running', 'up_for_reschedule') AND try_number = \
-             (SELECT try_number FROM task_instances WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 AND state <> $1)",
+             (SELECT ti.try_number FROM task_instances ti WHERE ti.dag_id = task_tries.dag_id AND ti.run_id = task_tries.run_id \
+             AND ti.task_id = task_tries.task_id AND ti.map_index = task_tries.map_index AND ti.state <> $1)",
         );
         let mark = self.sql(
             "UPDATE task_instances SET state = $1, next_retry_at = NULL, version = version + 1 \
@@ -235,12 +245,13 @@ impl Store {
         dag_id: &str,
         run_id: &str,
         task_id: &str,
+        map_index: i32,
         note: Option<&str>,
     ) -> Result<bool, StoreError> {
         let sql = self.sql(
-            "UPDATE task_instances SET note = $1 WHERE dag_id = $2 AND run_id = $3 AND task_id = $4",
+            "UPDATE task_instances SET note = $1 WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND map_index = $5",
         );
-        let done = with_pool!(self, pool => sqlx::query(&sql).bind(note).bind(dag_id).bind(run_id).bind(task_id).execute(pool).await.map(|r| r.rows_affected()))
+        let done = with_pool!(self, pool => sqlx::query(&sql).bind(note).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query("setting a task instance's note"))?;
         Ok(done == 1)
     }
@@ -395,14 +406,14 @@ impl Store {
             .iter()
             .map(|(column, descending)| column.terms(*descending))
             .collect();
-        keys.push("r.id ASC, ti.task_id ASC".to_owned());
+        keys.push("r.id ASC, ti.task_id ASC, ti.map_index ASC".to_owned());
         // The current try (if any) gives the instance its start, end and duration.
         let from = "FROM task_instances ti JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id \
              LEFT JOIN task_tries t ON t.dag_id = ti.dag_id AND t.run_id = ti.run_id \
-             AND t.task_id = ti.task_id AND t.try_number = ti.try_number";
+             AND t.task_id = ti.task_id AND t.map_index = ti.map_index AND t.try_number = ti.try_number";
         let n = binds.len();
         let sql = self.sql_owned(format!(
-            "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.state, ti.try_number, ti.next_retry_at, ti.version, ti.note \
+            "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.state, ti.try_number, ti.next_retry_at, ti.version, ti.note \
              {from}{clause} ORDER BY {} LIMIT ${} OFFSET ${}",
             keys.join(", "),
             n + 1,
@@ -412,6 +423,7 @@ impl Store {
             String,
             String,
             String,
+            i32,
             String,
             i32,
             Option<i64>,
@@ -440,11 +452,22 @@ impl Store {
         let instances = rows
             .into_iter()
             .map(
-                |(dag_id, run_id, task_id, state, try_number, next_retry_at, version, note)| {
+                |(
+                    dag_id,
+                    run_id,
+                    task_id,
+                    map_index,
+                    state,
+                    try_number,
+                    next_retry_at,
+                    version,
+                    note,
+                )| {
                     Ok(StoredTaskInstance {
                         dag_id,
                         run_id,
                         task_id,
+                        map_index,
                         state: parse_state(&state)?,
                         try_number,
                         next_retry_at: opt_from_db(next_retry_at)?,
@@ -481,6 +504,7 @@ mod tests {
             dag_id: "d".into(),
             run_id: "r".into(),
             task_id: task.into(),
+            map_index: UNMAPPED,
             from: ti.state,
             version: ti.version,
             to,
@@ -583,7 +607,7 @@ mod tests {
         assert!(again.is_empty(), "already success: nothing changes");
         assert!(
             store
-                .set_task_instance_note("d", "r", "a", Some("done by hand"))
+                .set_task_instance_note("d", "r", "a", UNMAPPED, Some("done by hand"))
                 .await
                 .unwrap()
         );
@@ -591,7 +615,7 @@ mod tests {
         assert_eq!(a.note.as_deref(), Some("done by hand"));
         assert!(
             !store
-                .set_task_instance_note("d", "r", "zz", None)
+                .set_task_instance_note("d", "r", "zz", UNMAPPED, None)
                 .await
                 .unwrap()
         );

@@ -17,6 +17,7 @@ use gust_core::state::{DagRunState, TaskState};
 use gust_core::task::Task;
 use gust_store::{
     InstanceFilter, InstanceOrder, RunFilter, StoredRun, StoredTaskInstance, StoredTry, TimeRange,
+    UNMAPPED,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -330,6 +331,7 @@ pub async fn instance_responses(
                 dag_id: run.dag_id.clone(),
                 run_id: run.run_id.clone(),
                 task_id: task.id.to_string(),
+                map_index: gust_store::UNMAPPED,
                 state: TaskState::NoStatus,
                 try_number: 0,
                 next_retry_at: None,
@@ -866,7 +868,7 @@ async fn patch_task_instance(
     }
     if let Some(note) = &mark.note {
         store
-            .set_task_instance_note(&dag_id, &run_id, &task_id, note.as_deref())
+            .set_task_instance_note(&dag_id, &run_id, &task_id, UNMAPPED, note.as_deref())
             .await?;
     }
     if let Some(to) = mark.to {
@@ -931,6 +933,7 @@ async fn get_task_instance_tries(
         let ti = one_instance(&state, &dag_id, &run_id, &task_id).await?;
         tries.push(StoredTry {
             task_id: ti.task_id,
+            map_index: UNMAPPED,
             try_number: ti.try_number,
             state: TaskState::NoStatus,
             queued_at: None,
@@ -1222,7 +1225,13 @@ async fn post_clear_task_instances(
                 for task_id in ids {
                     state
                         .store()
-                        .set_task_instance_note(&run.dag_id, &run.run_id, task_id, Some(note))
+                        .set_task_instance_note(
+                            &run.dag_id,
+                            &run.run_id,
+                            task_id,
+                            UNMAPPED,
+                            Some(note),
+                        )
                         .await?;
                 }
             }
