@@ -455,6 +455,7 @@ mod tests {
             group: None,
             settings: TaskSettings::default(),
             doc_md: None,
+            mapping: None,
         }
     }
 
