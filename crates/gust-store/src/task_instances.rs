@@ -133,6 +133,46 @@ impl Store {
 }
 
 impl Store {
+    /// Expands a mapped task's unexpanded instance (`map_index` -1, read at its state and
+    /// version) into `count` instances, as Airflow does: it becomes instance 0 (keeping its
+    /// state and note) and instances 1 to `count - 1` are created in state `none`, in one
+    /// transaction. `false` when another writer moved it first (or it was expanded already): re-read.
+    /// An empty list is not expanded: the task is skipped as any other.
+    pub async fn expand_task_instance(
+        &self,
+        ti: &StoredTaskInstance,
+        count: u32,
+    ) -> Result<bool, StoreError> {
+        if count == 0 || ti.map_index != UNMAPPED {
+            return Ok(false);
+        }
+        let first = self.sql(
+            "UPDATE task_instances SET map_index = 0, version = version + 1 \
+             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = -1 AND state = $4 AND version = $5",
+        );
+        let rest = self.sql(
+            "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state) VALUES ($1, $2, $3, $4, 'none') \
+             ON CONFLICT DO NOTHING",
+        );
+        let failed = query("expanding a mapped task");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(failed)?;
+            let moved = sqlx::query(&first).bind(&ti.dag_id).bind(&ti.run_id).bind(&ti.task_id).bind(ti.state.as_str()).bind(ti.version)
+                .execute(&mut *tx).await.map_err(query("expanding a mapped task"))?.rows_affected() == 1;
+            if !moved {
+                return Ok(false);
+            }
+            for index in 1..count {
+                sqlx::query(&rest).bind(&ti.dag_id).bind(&ti.run_id).bind(&ti.task_id).bind(i32::try_from(index).unwrap_or(i32::MAX))
+                    .execute(&mut *tx).await.map_err(query("expanding a mapped task"))?;
+            }
+            tx.commit().await.map_err(query("expanding a mapped task"))?;
+            Ok(true)
+        })
+    }
+}
+
+impl Store {
     /// Clears tasks so they run again (`gust tasks clear`), every instance of a mapped one:
     /// back to `none`, and their
     /// run back to `queued` if it had finished. Its version changes either way, which tells the
@@ -651,6 +691,42 @@ mod tests {
     }
 
     crate::both_engines!(marking_ends_the_live_try_and_clears_what_failed_downstream);
+
+    async fn a_mapped_task_expands_once_into_its_instances(store: Store) {
+        store
+            .create_task_instances("d", "r", &["m", "other"])
+            .await
+            .unwrap();
+        let unexpanded = store.task_instances("d", "r").await.unwrap().remove(0);
+        assert_eq!(unexpanded.map_index, UNMAPPED);
+        assert!(
+            !store.expand_task_instance(&unexpanded, 0).await.unwrap(),
+            "an empty list skips"
+        );
+        assert!(store.expand_task_instance(&unexpanded, 3).await.unwrap());
+        assert!(
+            !store.expand_task_instance(&unexpanded, 3).await.unwrap(),
+            "expanded already: the version it was read at is gone"
+        );
+        let keys: Vec<(String, i32, TaskState, i64)> = store
+            .task_instances("d", "r")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.task_id, t.map_index, t.state, t.version))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("m".to_owned(), 0, TaskState::NoStatus, 1),
+                ("m".to_owned(), 1, TaskState::NoStatus, 0),
+                ("m".to_owned(), 2, TaskState::NoStatus, 0),
+                ("other".to_owned(), UNMAPPED, TaskState::NoStatus, 0),
+            ]
+        );
+    }
+
+    crate::both_engines!(a_mapped_task_expands_once_into_its_instances);
 
     /// Airflow 3.3.2 leaves a finished run's state alone when a mark clears nothing downstream,
     /// so a run could say success with a task marked failed; Gust queues it again so the
