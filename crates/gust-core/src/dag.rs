@@ -460,6 +460,7 @@ mod tests {
             group: None,
             settings: TaskSettings::default(),
             doc_md: None,
+            mapping: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod dag;
 pub mod date;
 pub mod duration;
 pub mod ids;
+pub mod mapping;
 pub mod readiness;
 pub mod retry;
 pub mod schedule;

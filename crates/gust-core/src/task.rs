@@ -25,6 +25,9 @@ pub struct Task {
     pub settings: TaskSettings,
     /// Markdown documentation shown in the UI.
     pub doc_md: Option<String>,
+    /// How the task is mapped (`expand`), when it is: one instance per item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<crate::mapping::Mapping>,
 }
 
 /// Settings every task has, whatever its operator: Airflow's `BaseOperator` arguments.

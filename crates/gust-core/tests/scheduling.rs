@@ -49,6 +49,7 @@ fn dag_with_roles(tasks: &[(&str, &[&str], TriggerRule)], roles: &[Role]) -> Dag
                     ..TaskSettings::default()
                 },
                 doc_md: None,
+                mapping: None,
             };
             (task.id.clone(), task)
         })

@@ -96,9 +96,6 @@ pub fn refused_argument(name: &str) -> Option<&'static str> {
         "decorator" => {
             Some("a TaskFlow task is written with `decorator:` in place of `operator:`, not both")
         }
-        "partial" | "expand" | "expand_kwargs" => Some(
-            "dynamic task mapping is not available in Gust yet; list the mapped tasks explicitly",
-        ),
         _ if (is_task_callback(name) || is_dag_callback(name)) && !crate::python::enabled() => {
             Some(crate::python::NOT_CONFIGURED)
         }

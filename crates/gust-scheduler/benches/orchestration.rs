@@ -43,6 +43,7 @@ fn task(name: &str, upstream: &[String]) -> Task {
             ..TaskSettings::default()
         },
         doc_md: None,
+        mapping: None,
     }
 }
 

@@ -195,8 +195,8 @@ async fn a_triggered_run_follows_trigger_rules_retries_and_xcoms(store: Store) {
     let value = |task: &str| {
         xcoms
             .iter()
-            .find(|(t, _, _)| t == task)
-            .map(|(_, _, v)| v.clone())
+            .find(|x| x.task_id == task)
+            .map(|x| x.value.clone())
     };
     assert_eq!(value("start"), Some(serde_json::json!("hi")));
     assert_eq!(value("cleanup"), Some(serde_json::json!("hi done")));
@@ -744,7 +744,7 @@ async fn secrets_never_reach_logs_or_xcoms(store: Store) {
     handle.await.expect("the scheduler stopped");
 
     let xcoms = store.xcoms_of_run("secrets", &run_id).await.expect("xcoms");
-    assert_eq!(xcoms[0].2, serde_json::json!(r#"{"k": "***"}"#));
+    assert_eq!(xcoms[0].value, serde_json::json!(r#"{"k": "***"}"#));
     let mut logs = 0;
     for entry in walkdir::WalkDir::new(dir.path().join("logs")) {
         let entry = entry.expect("walk");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::{HELLO, TestServer, t0};
 use gust_core::state::DagRunState;
-use gust_store::Store;
+use gust_store::{Store, UNMAPPED};
 use serde_json::{Value, json};
 
 const WAIT: &str = "/api/v2/dags/hello/dagRuns/r/wait";
@@ -46,7 +46,14 @@ async fn a_finished_run_answers_one_line_with_its_results() {
     server
         .db
         .store
-        .put_xcom("hello", "r", "say", "return_value", &json!({"n": 42}))
+        .put_xcom(
+            "hello",
+            "r",
+            "say",
+            UNMAPPED,
+            "return_value",
+            &json!({"n": 42}),
+        )
         .await
         .expect("the test setup works");
     move_run(&server.db.store, DagRunState::Success).await;

@@ -46,6 +46,7 @@ async fn queue_try(server: &TestServer, dag_id: &str, rendered: serde_json::Valu
         dag_id: dag_id.into(),
         run_id: run_id.into(),
         task_id: "train".into(),
+        map_index: gust_store::UNMAPPED,
         from: TaskState::NoStatus,
         version: 0,
         to: TaskState::Queued,

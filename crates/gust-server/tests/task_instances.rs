@@ -139,6 +139,7 @@ async fn run_with_tries(server: &TestServer, tries: i32, last: TaskState) {
                 dag_id: "hello".into(),
                 run_id: "r".into(),
                 task_id: "say".into(),
+                map_index: gust_store::UNMAPPED,
                 from: ti.state,
                 version: ti.version,
                 to,
@@ -645,5 +646,41 @@ async fn instances_are_listed_across_runs_and_dags() {
         .get("/api/v2/dags/nope/dagRuns/~/taskInstances")
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn each_instance_of_a_mapped_task_is_listed_with_its_map_index() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("hello.yaml", HELLO)]).await;
+    run_with_tries(&server, 1, TaskState::Success).await;
+    let store = &server.db.store;
+    let after = store
+        .task_instances("hello", "r")
+        .await
+        .expect("read")
+        .into_iter()
+        .find(|t| t.task_id == "after")
+        .expect("after");
+    assert!(store.expand_task_instance(&after, 2).await.expect("expand"));
+    let listed = server
+        .get("/api/v2/dags/hello/dagRuns/r/taskInstances")
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let instances = listed.json["task_instances"].as_array().expect("a list");
+    let keys: Vec<(&str, i64)> = instances
+        .iter()
+        .map(|t| {
+            (
+                t["task_id"].as_str().unwrap_or_default(),
+                t["map_index"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("after", 0), ("after", 1), ("say", -1)]);
+    assert_ne!(
+        instances[0]["id"], instances[1]["id"],
+        "each instance has its own id"
+    );
     server.finish().await;
 }

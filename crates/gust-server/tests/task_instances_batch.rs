@@ -65,6 +65,7 @@ async fn two_runs(server: &TestServer) {
                 dag_id: "hello".into(),
                 run_id: run_id.into(),
                 task_id: "say".into(),
+                map_index: gust_store::UNMAPPED,
                 from: ti.state,
                 version: ti.version,
                 to,

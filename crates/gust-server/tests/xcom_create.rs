@@ -110,6 +110,19 @@ async fn an_xcom_is_created_once_and_read_back() {
         json!({"key": "k", "value": 1, "map_index": 2}),
     )
     .await;
-    assert_eq!(mapped.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        mapped.status,
+        StatusCode::CREATED,
+        "one instance's own XCom"
+    );
+    assert_eq!(mapped.json["map_index"], 2);
+    let below = create(
+        &server,
+        ENTRIES,
+        Role::Op,
+        json!({"key": "k", "value": 1, "map_index": -2}),
+    )
+    .await;
+    assert_eq!(below.status, StatusCode::BAD_REQUEST);
     server.finish().await;
 }

@@ -165,9 +165,9 @@ impl Store {
         let sql = self.sql_owned(format!(
             "SELECT ti.run_id, r.logical_date, ti.state, ti.try_number, t.start_date, t.end_date {FROM} \
              LEFT JOIN task_tries t ON t.dag_id = ti.dag_id AND t.run_id = ti.run_id \
-             AND t.task_id = ti.task_id AND t.try_number = ti.try_number \
+             AND t.task_id = ti.task_id AND t.map_index = ti.map_index AND t.try_number = ti.try_number \
              WHERE ti.dag_id = $1 AND ti.task_id = $2{clause} \
-             ORDER BY r.logical_date DESC, r.id DESC LIMIT 1"
+             ORDER BY r.logical_date DESC, r.id DESC, ti.map_index LIMIT 1"
         ));
         let failed = query("reading a previous task instance");
         let row = with_pool!(self, pool => {
@@ -243,6 +243,7 @@ mod tests {
             dag_id: "d".into(),
             run_id: run_id.clone(),
             task_id: "a".into(),
+            map_index: crate::UNMAPPED,
             from,
             version,
             to,

@@ -52,8 +52,10 @@ pub use heartbeats::{Job, SCHEDULER_JOB};
 pub use instance_queries::{InstanceQuery, InstanceState, PreviousInstance};
 pub use pools::{DEFAULT_POOL, Pool};
 pub use runs::{NewRun, RunFilter, RunOrder, RunType, StoredRun, TimeRange};
-pub use task_instances::{DurationRange, InstanceFilter, InstanceOrder, StoredTaskInstance};
-pub use tries::{StoredTry, TaskMove, TryChange, TryReschedules};
+pub use task_instances::{
+    DurationRange, InstanceFilter, InstanceOrder, StoredTaskInstance, UNMAPPED,
+};
+pub use tries::{StoredTry, StoredXCom, TaskMove, TryChange, TryReschedules};
 pub use users::{Role, User};
 pub use variables::Variable;
 pub use views::{ConnectionView, MAX_GRID_RUNS, PackedColumn, RunHeader, TaskInstanceView};
@@ -337,6 +339,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0009_task_reschedules.sql"),
                 include_str!("../migrations/postgres/0009_task_reschedules.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0011_map_index.sql"),
+                include_str!("../migrations/postgres/0011_map_index.sql"),
             ),
         ];
         assert_eq!(

@@ -645,7 +645,8 @@ impl Store {
                 "UPDATE task_tries SET state = $1, end_date = $2 WHERE dag_id = $3 AND run_id = $4 \
                  AND state IN ('queued', 'running', 'up_for_reschedule') AND EXISTS (SELECT 1 FROM task_instances ti \
                  WHERE ti.dag_id = task_tries.dag_id AND ti.run_id = task_tries.run_id \
-                 AND ti.task_id = task_tries.task_id AND ti.try_number = task_tries.try_number AND ti.{condition})"
+                 AND ti.task_id = task_tries.task_id AND ti.map_index = task_tries.map_index \
+                 AND ti.try_number = task_tries.try_number AND ti.{condition})"
             ))
         };
         let move_instances = |condition: &str| {
@@ -725,6 +726,7 @@ mod tests {
             dag_id: "d".into(),
             run_id: run.into(),
             task_id: "a".into(),
+            map_index: crate::UNMAPPED,
             from,
             version: 0,
             to,
@@ -846,7 +848,13 @@ mod tests {
         assert_eq!(store.run("d", "live").await.unwrap(), None);
         assert!(store.task_instances("d", "live").await.unwrap().is_empty());
         assert!(store.tries_of_run("d", "live").await.unwrap().is_empty());
-        assert_eq!(store.log_location("d", "live", "a", 1).await.unwrap(), None);
+        assert_eq!(
+            store
+                .log_location("d", "live", "a", crate::UNMAPPED, 1)
+                .await
+                .unwrap(),
+            None
+        );
         assert_eq!(store.delete_run("d", "live").await.unwrap(), None);
     }
 
@@ -854,7 +862,7 @@ mod tests {
         let before = running_run(&store, "r").await;
         assert_eq!(
             store
-                .log_location("d", "r", "a", 1)
+                .log_location("d", "r", "a", crate::UNMAPPED, 1)
                 .await
                 .unwrap()
                 .as_deref(),

@@ -18,6 +18,8 @@ pub struct StoredTaskInstance {
     pub run_id: String,
     /// The task.
     pub task_id: String,
+    /// Which of a mapped task's instances ([`UNMAPPED`] for a task that is not mapped).
+    pub map_index: i32,
     /// Its state.
     pub state: TaskState,
     /// Its latest try (0 before the first).
@@ -30,6 +32,8 @@ pub struct StoredTaskInstance {
     pub note: Option<String>,
 }
 
+pub use gust_core::mapping::UNMAPPED;
+
 pub(crate) fn parse_state(text: &str) -> Result<TaskState, StoreError> {
     TaskState::ALL
         .into_iter()
@@ -41,7 +45,8 @@ pub(crate) fn parse_state(text: &str) -> Result<TaskState, StoreError> {
 }
 
 impl Store {
-    /// Creates the run's task instances in state `none`; existing ones are left alone.
+    /// Creates the run's task instances in state `none`, unmapped; existing ones are left
+    /// alone.
     pub async fn create_task_instances(
         &self,
         dag_id: &str,
@@ -60,30 +65,32 @@ impl Store {
         })
     }
 
-    /// The run's task instances, by task id.
+    /// The run's task instances, by task id then map index.
     pub async fn task_instances(
         &self,
         dag_id: &str,
         run_id: &str,
     ) -> Result<Vec<StoredTaskInstance>, StoreError> {
         let sql = self.sql(
-            "SELECT task_id, state, try_number, next_retry_at, version, note FROM task_instances WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id",
+            "SELECT task_id, map_index, state, try_number, next_retry_at, version, note FROM task_instances \
+             WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id, map_index",
         );
-        type Raw = (String, String, i32, Option<i64>, i64, Option<String>);
+        type Raw = (String, i32, String, i32, Option<i64>, i64, Option<String>);
         let rows: Vec<Raw> = with_pool!(self, pool => {
             let rows = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await.map_err(query("reading task instances"))?;
             rows.iter()
-                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?)))
                 .collect::<Result<_, _>>()
                 .map_err(query("reading task instances"))?
         });
         rows.into_iter()
             .map(
-                |(task_id, state, try_number, next_retry_at, version, note)| {
+                |(task_id, map_index, state, try_number, next_retry_at, version, note)| {
                     Ok(StoredTaskInstance {
                         dag_id: dag_id.to_owned(),
                         run_id: run_id.to_owned(),
                         task_id,
+                        map_index,
                         state: parse_state(&state)?,
                         try_number,
                         next_retry_at: opt_from_db(next_retry_at)?,
@@ -106,7 +113,7 @@ impl Store {
         let sql = self.sql(
             "UPDATE task_instances SET state = $1, version = version + 1, \
              try_number = CASE WHEN $2 = 'queued' AND state <> 'up_for_reschedule' THEN try_number + 1 ELSE try_number END \
-             WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 AND state = $6 AND version = $7",
+             WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 AND map_index = $6 AND state = $7 AND version = $8",
         );
         let done = with_pool!(self, pool => sqlx::query(&sql)
             .bind(to.as_str())
@@ -114,6 +121,7 @@ impl Store {
             .bind(&ti.dag_id)
             .bind(&ti.run_id)
             .bind(&ti.task_id)
+            .bind(ti.map_index)
             .bind(ti.state.as_str())
             .bind(ti.version)
             .execute(pool)
@@ -125,7 +133,48 @@ impl Store {
 }
 
 impl Store {
-    /// Clears task instances so they run again (`gust tasks clear`): back to `none`, and their
+    /// Expands a mapped task's unexpanded instance (`map_index` -1, read at its state and
+    /// version) into `count` instances, as Airflow does: it becomes instance 0 (keeping its
+    /// state and note) and instances 1 to `count - 1` are created in state `none`, in one
+    /// transaction. `false` when another writer moved it first (or it was expanded already): re-read.
+    /// An empty list is not expanded: the task is skipped as any other.
+    pub async fn expand_task_instance(
+        &self,
+        ti: &StoredTaskInstance,
+        count: u32,
+    ) -> Result<bool, StoreError> {
+        if count == 0 || ti.map_index != UNMAPPED {
+            return Ok(false);
+        }
+        let first = self.sql(
+            "UPDATE task_instances SET map_index = 0, version = version + 1 \
+             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = -1 AND state = $4 AND version = $5",
+        );
+        let rest = self.sql(
+            "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state) VALUES ($1, $2, $3, $4, 'none') \
+             ON CONFLICT DO NOTHING",
+        );
+        let failed = query("expanding a mapped task");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(failed)?;
+            let moved = sqlx::query(&first).bind(&ti.dag_id).bind(&ti.run_id).bind(&ti.task_id).bind(ti.state.as_str()).bind(ti.version)
+                .execute(&mut *tx).await.map_err(query("expanding a mapped task"))?.rows_affected() == 1;
+            if !moved {
+                return Ok(false);
+            }
+            for index in 1..count {
+                sqlx::query(&rest).bind(&ti.dag_id).bind(&ti.run_id).bind(&ti.task_id).bind(i32::try_from(index).unwrap_or(i32::MAX))
+                    .execute(&mut *tx).await.map_err(query("expanding a mapped task"))?;
+            }
+            tx.commit().await.map_err(query("expanding a mapped task"))?;
+            Ok(true)
+        })
+    }
+}
+
+impl Store {
+    /// Clears tasks so they run again (`gust tasks clear`), every instance of a mapped one:
+    /// back to `none`, and their
     /// run back to `queued` if it had finished. Its version changes either way, which tells the
     /// scheduler holding the run to re-read it (and kill the tries of cleared instances).
     /// Returns how many instances were cleared.
@@ -185,7 +234,8 @@ impl Store {
         let end_try = self.sql(
             "UPDATE task_tries SET state = $1, end_date = $2 WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 \
              AND state IN ('queued', 'running', 'up_for_reschedule') AND try_number = \
-             (SELECT try_number FROM task_instances WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 AND state <> $1)",
+             (SELECT ti.try_number FROM task_instances ti WHERE ti.dag_id = task_tries.dag_id AND ti.run_id = task_tries.run_id \
+             AND ti.task_id = task_tries.task_id AND ti.map_index = task_tries.map_index AND ti.state <> $1)",
         );
         let mark = self.sql(
             "UPDATE task_instances SET state = $1, next_retry_at = NULL, version = version + 1 \
@@ -235,12 +285,13 @@ impl Store {
         dag_id: &str,
         run_id: &str,
         task_id: &str,
+        map_index: i32,
         note: Option<&str>,
     ) -> Result<bool, StoreError> {
         let sql = self.sql(
-            "UPDATE task_instances SET note = $1 WHERE dag_id = $2 AND run_id = $3 AND task_id = $4",
+            "UPDATE task_instances SET note = $1 WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND map_index = $5",
         );
-        let done = with_pool!(self, pool => sqlx::query(&sql).bind(note).bind(dag_id).bind(run_id).bind(task_id).execute(pool).await.map(|r| r.rows_affected()))
+        let done = with_pool!(self, pool => sqlx::query(&sql).bind(note).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query("setting a task instance's note"))?;
         Ok(done == 1)
     }
@@ -395,14 +446,14 @@ impl Store {
             .iter()
             .map(|(column, descending)| column.terms(*descending))
             .collect();
-        keys.push("r.id ASC, ti.task_id ASC".to_owned());
+        keys.push("r.id ASC, ti.task_id ASC, ti.map_index ASC".to_owned());
         // The current try (if any) gives the instance its start, end and duration.
         let from = "FROM task_instances ti JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id \
              LEFT JOIN task_tries t ON t.dag_id = ti.dag_id AND t.run_id = ti.run_id \
-             AND t.task_id = ti.task_id AND t.try_number = ti.try_number";
+             AND t.task_id = ti.task_id AND t.map_index = ti.map_index AND t.try_number = ti.try_number";
         let n = binds.len();
         let sql = self.sql_owned(format!(
-            "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.state, ti.try_number, ti.next_retry_at, ti.version, ti.note \
+            "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.state, ti.try_number, ti.next_retry_at, ti.version, ti.note \
              {from}{clause} ORDER BY {} LIMIT ${} OFFSET ${}",
             keys.join(", "),
             n + 1,
@@ -412,6 +463,7 @@ impl Store {
             String,
             String,
             String,
+            i32,
             String,
             i32,
             Option<i64>,
@@ -440,11 +492,22 @@ impl Store {
         let instances = rows
             .into_iter()
             .map(
-                |(dag_id, run_id, task_id, state, try_number, next_retry_at, version, note)| {
+                |(
+                    dag_id,
+                    run_id,
+                    task_id,
+                    map_index,
+                    state,
+                    try_number,
+                    next_retry_at,
+                    version,
+                    note,
+                )| {
                     Ok(StoredTaskInstance {
                         dag_id,
                         run_id,
                         task_id,
+                        map_index,
                         state: parse_state(&state)?,
                         try_number,
                         next_retry_at: opt_from_db(next_retry_at)?,
@@ -481,6 +544,7 @@ mod tests {
             dag_id: "d".into(),
             run_id: "r".into(),
             task_id: task.into(),
+            map_index: UNMAPPED,
             from: ti.state,
             version: ti.version,
             to,
@@ -583,7 +647,7 @@ mod tests {
         assert!(again.is_empty(), "already success: nothing changes");
         assert!(
             store
-                .set_task_instance_note("d", "r", "a", Some("done by hand"))
+                .set_task_instance_note("d", "r", "a", UNMAPPED, Some("done by hand"))
                 .await
                 .unwrap()
         );
@@ -591,7 +655,7 @@ mod tests {
         assert_eq!(a.note.as_deref(), Some("done by hand"));
         assert!(
             !store
-                .set_task_instance_note("d", "r", "zz", None)
+                .set_task_instance_note("d", "r", "zz", UNMAPPED, None)
                 .await
                 .unwrap()
         );
@@ -627,6 +691,42 @@ mod tests {
     }
 
     crate::both_engines!(marking_ends_the_live_try_and_clears_what_failed_downstream);
+
+    async fn a_mapped_task_expands_once_into_its_instances(store: Store) {
+        store
+            .create_task_instances("d", "r", &["m", "other"])
+            .await
+            .unwrap();
+        let unexpanded = store.task_instances("d", "r").await.unwrap().remove(0);
+        assert_eq!(unexpanded.map_index, UNMAPPED);
+        assert!(
+            !store.expand_task_instance(&unexpanded, 0).await.unwrap(),
+            "an empty list skips"
+        );
+        assert!(store.expand_task_instance(&unexpanded, 3).await.unwrap());
+        assert!(
+            !store.expand_task_instance(&unexpanded, 3).await.unwrap(),
+            "expanded already: the version it was read at is gone"
+        );
+        let keys: Vec<(String, i32, TaskState, i64)> = store
+            .task_instances("d", "r")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.task_id, t.map_index, t.state, t.version))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("m".to_owned(), 0, TaskState::NoStatus, 1),
+                ("m".to_owned(), 1, TaskState::NoStatus, 0),
+                ("m".to_owned(), 2, TaskState::NoStatus, 0),
+                ("other".to_owned(), UNMAPPED, TaskState::NoStatus, 0),
+            ]
+        );
+    }
+
+    crate::both_engines!(a_mapped_task_expands_once_into_its_instances);
 
     /// Airflow 3.3.2 leaves a finished run's state alone when a mark clears nothing downstream,
     /// so a run could say success with a task marked failed; Gust queues it again so the

@@ -21,6 +21,8 @@ pub struct TaskMove {
     pub run_id: String,
     /// The task.
     pub task_id: String,
+    /// Which instance of it ([`crate::UNMAPPED`] when it is not mapped).
+    pub map_index: i32,
     /// The state the move starts from, as read.
     pub from: TaskState,
     /// The version it was read at: the move happens only if nobody moved it since.
@@ -88,6 +90,8 @@ pub enum TryChange {
 pub struct StoredTry {
     /// The task.
     pub task_id: String,
+    /// Which instance of it ([`crate::UNMAPPED`] when it is not mapped).
+    pub map_index: i32,
     /// Which try.
     pub try_number: i32,
     /// How it ended (or `queued` / `running`).
@@ -104,6 +108,19 @@ pub struct StoredTry {
     pub rendered_args: Option<serde_json::Value>,
 }
 
+/// One XCom as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredXCom {
+    /// The task that pushed it.
+    pub task_id: String,
+    /// Which instance of it ([`crate::UNMAPPED`] when it is not mapped).
+    pub map_index: i32,
+    /// Its key (`return_value` for what a try returned).
+    pub key: String,
+    /// Its value.
+    pub value: serde_json::Value,
+}
+
 /// `moves` cut into runs of consecutive moves of one instance, each starting where the one
 /// before it ended (same instance, its `to` and the next version).
 fn instance_runs(moves: &[TaskMove]) -> impl Iterator<Item = &[TaskMove]> {
@@ -111,6 +128,7 @@ fn instance_runs(moves: &[TaskMove]) -> impl Iterator<Item = &[TaskMove]> {
         a.dag_id == b.dag_id
             && a.run_id == b.run_id
             && a.task_id == b.task_id
+            && a.map_index == b.map_index
             && a.to == b.from
             && a.version + 1 == b.version
     })
@@ -135,37 +153,37 @@ impl Store {
         let update = self.sql(
             "UPDATE task_instances SET state = $1, version = version + $2, next_retry_at = $3, \
              try_number = try_number + $4 \
-             WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND state = $8 AND version = $9",
+             WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND map_index = $8 AND state = $9 AND version = $10",
         );
         let insert_try = self.sql(
-            "INSERT INTO task_tries (dag_id, run_id, task_id, try_number, state, queued_at, rendered_args, log_location) \
-             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7) \
-             ON CONFLICT (dag_id, run_id, task_id, try_number) DO UPDATE SET state = 'queued', queued_at = excluded.queued_at, \
+            "INSERT INTO task_tries (dag_id, run_id, task_id, map_index, try_number, state, queued_at, rendered_args, log_location) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8) \
+             ON CONFLICT (dag_id, run_id, task_id, map_index, try_number) DO UPDATE SET state = 'queued', queued_at = excluded.queued_at, \
              rendered_args = excluded.rendered_args, log_location = excluded.log_location",
         );
         let drop_xcoms =
-            self.sql("DELETE FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3");
+            self.sql("DELETE FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4");
         let start_try = self.sql(
             "UPDATE task_tries SET state = 'running', start_date = $1 \
-             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND try_number = $5",
+             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND map_index = $5 AND try_number = $6",
         );
         // `$2` is the start, or the end for a try that ended without a recorded start.
         let end_try = self.sql(
             "UPDATE task_tries SET state = $1, start_date = COALESCE(start_date, $2), end_date = $3, failure = $4 \
-             WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND try_number = $8",
+             WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND map_index = $8 AND try_number = $9",
         );
         let reschedule_try = self.sql(
             "UPDATE task_tries SET state = 'up_for_reschedule', start_date = COALESCE(start_date, $1), end_date = $1 \
-             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND try_number = $5",
+             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND map_index = $5 AND try_number = $6",
         );
         let record_reschedule = self.sql(
-            "INSERT INTO task_reschedules (dag_id, run_id, task_id, try_number, number, start_date, end_date, reschedule_date) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
-             ON CONFLICT (dag_id, run_id, task_id, try_number, number) DO NOTHING",
+            "INSERT INTO task_reschedules (dag_id, run_id, task_id, map_index, try_number, number, start_date, end_date, reschedule_date) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
+             ON CONFLICT (dag_id, run_id, task_id, map_index, try_number, number) DO NOTHING",
         );
         let put_xcom = self.sql(
-            "INSERT INTO xcoms (dag_id, run_id, task_id, key, value) VALUES ($1, $2, $3, 'return_value', $4) \
-             ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO xcoms (dag_id, run_id, task_id, map_index, key, value) VALUES ($1, $2, $3, $4, 'return_value', $5) \
+             ON CONFLICT (dag_id, run_id, task_id, map_index, key) DO UPDATE SET value = excluded.value",
         );
         // (start, end) of each run of one instance's moves, as indices: nothing borrowed from an
         // iterator is held across the awaits below.
@@ -198,6 +216,7 @@ impl Store {
                     .bind(&first.dag_id)
                     .bind(&first.run_id)
                     .bind(&first.task_id)
+                    .bind(first.map_index)
                     .bind(first.from.as_str())
                     .bind(first.version)
                     .execute(&mut *tx)
@@ -208,7 +227,7 @@ impl Store {
                 if !moved {
                     continue;
                 }
-                let (dag, run, task) = (&first.dag_id, &first.run_id, &first.task_id);
+                let (dag, run, task, index) = (&first.dag_id, &first.run_id, &first.task_id, first.map_index);
                 let mut next = 0;
                 while let Some(m) = group.get(next) {
                     next += 1;
@@ -216,11 +235,11 @@ impl Store {
                     match &m.try_change {
                         None => {}
                         Some(TryChange::Queued { try_number, rendered_args, log_location, at }) => {
-                            sqlx::query(&insert_try).bind(dag).bind(run).bind(task).bind(try_number).bind(to_db(*at)).bind(rendered_args.to_string()).bind(log_location)
+                            sqlx::query(&insert_try).bind(dag).bind(run).bind(task).bind(index).bind(try_number).bind(to_db(*at)).bind(rendered_args.to_string()).bind(log_location)
                                 .execute(&mut *tx).await.map_err(query("recording a try"))?;
                             // Only an earlier try can have left XComs.
                             if *try_number > 1 {
-                                sqlx::query(&drop_xcoms).bind(dag).bind(run).bind(task)
+                                sqlx::query(&drop_xcoms).bind(dag).bind(run).bind(task).bind(index)
                                     .execute(&mut *tx).await.map_err(query("dropping old XComs"))?;
                             }
                         }
@@ -232,10 +251,10 @@ impl Store {
                             {
                                 next += 1;
                                 let to = ended.to;
-                                sqlx::query(&end_try).bind(to.as_str()).bind(to_db(*at)).bind(to_db(*end)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(try_number)
+                                sqlx::query(&end_try).bind(to.as_str()).bind(to_db(*at)).bind(to_db(*end)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(index).bind(try_number)
                                     .execute(&mut *tx).await.map_err(query("recording a try's end"))?;
                                 if let Some(value) = xcom {
-                                    sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(value.to_string())
+                                    sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(index).bind(value.to_string())
                                         .execute(&mut *tx).await.map_err(query("recording an XCom"))?;
                                 }
                                 for event in outlets {
@@ -244,20 +263,20 @@ impl Store {
                                 }
                                 continue;
                             }
-                            sqlx::query(&start_try).bind(to_db(*at)).bind(dag).bind(run).bind(task).bind(try_number)
+                            sqlx::query(&start_try).bind(to_db(*at)).bind(dag).bind(run).bind(task).bind(index).bind(try_number)
                                 .execute(&mut *tx).await.map_err(query("recording a try's start"))?;
                         }
                         Some(TryChange::Rescheduled { try_number, number, at, reschedule_date }) => {
-                            sqlx::query(&reschedule_try).bind(to_db(*at)).bind(dag).bind(run).bind(task).bind(try_number)
+                            sqlx::query(&reschedule_try).bind(to_db(*at)).bind(dag).bind(run).bind(task).bind(index).bind(try_number)
                                 .execute(&mut *tx).await.map_err(query("recording a try's reschedule"))?;
-                            sqlx::query(&record_reschedule).bind(dag).bind(run).bind(task).bind(try_number).bind(number).bind(to_db(*at)).bind(to_db(*reschedule_date))
+                            sqlx::query(&record_reschedule).bind(dag).bind(run).bind(task).bind(index).bind(try_number).bind(number).bind(to_db(*at)).bind(to_db(*reschedule_date))
                                 .execute(&mut *tx).await.map_err(query("recording a try's reschedule"))?;
                         }
                         Some(TryChange::Ended { try_number, at, failure, xcom, outlets }) => {
-                            sqlx::query(&end_try).bind(to.as_str()).bind(to_db(*at)).bind(to_db(*at)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(try_number)
+                            sqlx::query(&end_try).bind(to.as_str()).bind(to_db(*at)).bind(to_db(*at)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(index).bind(try_number)
                                 .execute(&mut *tx).await.map_err(query("recording a try's end"))?;
                             if let Some(value) = xcom {
-                                sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(value.to_string())
+                                sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(index).bind(value.to_string())
                                     .execute(&mut *tx).await.map_err(query("recording an XCom"))?;
                             }
                             for event in outlets {
@@ -273,18 +292,18 @@ impl Store {
         })
     }
 
-    /// Every try of a run, by task then try number.
+    /// Every try of a run, by task, map index, then try number.
     pub async fn tries_of_run(
         &self,
         dag_id: &str,
         run_id: &str,
     ) -> Result<Vec<StoredTry>, StoreError> {
         let sql = self.sql(
-            "SELECT task_id, try_number, state, queued_at, start_date, end_date, failure, rendered_args FROM task_tries \
-             WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id, try_number",
+            "SELECT task_id, map_index, try_number, state, queued_at, start_date, end_date, failure, rendered_args FROM task_tries \
+             WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id, map_index, try_number",
         );
         type Raw = (
-            String,
+            (String, i32),
             i32,
             String,
             (Option<i64>, Option<i64>, Option<i64>),
@@ -294,13 +313,13 @@ impl Store {
         let rows: Vec<Raw> = with_pool!(self, pool => {
             let rows = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await.map_err(query("reading tries"))?;
             rows.iter()
-                .map(|r| Ok::<Raw, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?), r.try_get(6)?, r.try_get(7)?)))
+                .map(|r| Ok::<Raw, sqlx::Error>(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?, r.try_get(3)?, (r.try_get(4)?, r.try_get(5)?, r.try_get(6)?), r.try_get(7)?, r.try_get(8)?)))
                 .collect::<Result<_, _>>()
                 .map_err(query("reading tries"))?
         });
         rows.into_iter()
             .map(
-                |(task_id, try_number, state, (queued, start, end), failure, args)| {
+                |((task_id, map_index), try_number, state, (queued, start, end), failure, args)| {
                     let rendered_args = args
                         .map(|text| {
                             serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
@@ -311,6 +330,7 @@ impl Store {
                         .transpose()?;
                     Ok(StoredTry {
                         task_id,
+                        map_index,
                         try_number,
                         state: parse_state(&state)?,
                         queued_at: opt_from_db(queued)?,
@@ -324,24 +344,29 @@ impl Store {
             .collect()
     }
 
-    /// Every XCom of a run, as (task, key, value).
+    /// Every XCom of a run, by task, map index, then key.
     pub async fn xcoms_of_run(
         &self,
         dag_id: &str,
         run_id: &str,
-    ) -> Result<Vec<(String, String, serde_json::Value)>, StoreError> {
+    ) -> Result<Vec<StoredXCom>, StoreError> {
         let sql = self.sql(
-            "SELECT task_id, key, value FROM xcoms WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id, key",
+            "SELECT task_id, map_index, key, value FROM xcoms WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id, map_index, key",
         );
-        let rows: Vec<(String, String, String)> = with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await)
+        let rows: Vec<(String, i32, String, String)> = with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await)
             .map_err(query("reading a run's XComs"))?;
         rows.into_iter()
-            .map(|(task, key, text)| {
+            .map(|(task_id, map_index, key, text)| {
                 let value = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
                     what: "XCom",
                     detail: e.to_string(),
                 })?;
-                Ok((task, key, value))
+                Ok(StoredXCom {
+                    task_id,
+                    map_index,
+                    key,
+                    value,
+                })
             })
             .collect()
     }
@@ -357,25 +382,25 @@ pub struct TryReschedules {
 }
 
 impl Store {
-    /// The reschedules of each task's latest try in a run, by task (tasks without any are
-    /// left out): what a sensor's next run of that try is told.
+    /// The reschedules of each instance's latest try in a run, by task and map index
+    /// (instances without any are left out): what a sensor's next run of that try is told.
     pub async fn reschedules_of_run(
         &self,
         dag_id: &str,
         run_id: &str,
-    ) -> Result<Vec<(String, TryReschedules)>, StoreError> {
+    ) -> Result<Vec<((String, i32), TryReschedules)>, StoreError> {
         let sql = self.sql(
-            "SELECT r.task_id, COUNT(*), MIN(r.start_date) FROM task_reschedules r \
+            "SELECT r.task_id, r.map_index, COUNT(*), MIN(r.start_date) FROM task_reschedules r \
              JOIN task_instances ti ON ti.dag_id = r.dag_id AND ti.run_id = r.run_id \
-             AND ti.task_id = r.task_id AND ti.try_number = r.try_number \
-             WHERE r.dag_id = $1 AND r.run_id = $2 GROUP BY r.task_id ORDER BY r.task_id",
+             AND ti.task_id = r.task_id AND ti.map_index = r.map_index AND ti.try_number = r.try_number \
+             WHERE r.dag_id = $1 AND r.run_id = $2 GROUP BY r.task_id, r.map_index ORDER BY r.task_id, r.map_index",
         );
-        let rows: Vec<(String, i64, i64)> = with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await)
+        let rows: Vec<(String, i32, i64, i64)> = with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await)
             .map_err(query("reading reschedules"))?;
         rows.into_iter()
-            .map(|(task, count, first)| {
+            .map(|(task, map_index, count, first)| {
                 Ok((
-                    task,
+                    (task, map_index),
                     TryReschedules {
                         count: i32::try_from(count).unwrap_or(i32::MAX),
                         first: from_db(first)?,
@@ -393,12 +418,13 @@ impl Store {
         dag_id: &str,
         run_id: &str,
         task_id: &str,
+        map_index: i32,
         try_number: i32,
     ) -> Result<Option<String>, StoreError> {
         let sql = self.sql(
-            "SELECT log_location FROM task_tries WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND try_number = $4",
+            "SELECT log_location FROM task_tries WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4 AND try_number = $5",
         );
-        with_pool!(self, pool => sqlx::query_scalar(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(try_number).fetch_optional(pool).await)
+        with_pool!(self, pool => sqlx::query_scalar(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).bind(try_number).fetch_optional(pool).await)
             .map_err(query("reading a log's location"))
     }
 }

@@ -194,19 +194,21 @@ impl Store {
         dag_id: &str,
         run_id: &str,
         task_id: &str,
+        map_index: i32,
     ) -> Result<Option<TaskInstanceView>, StoreError> {
         let ti_sql = self.sql(
-            "SELECT state, try_number, next_retry_at, note FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
+            "SELECT state, try_number, next_retry_at, note FROM task_instances \
+             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4",
         );
         let ti: Option<(String, i32, Option<i64>, Option<String>)> = with_pool!(self, pool =>
-            sqlx::query_as(&ti_sql).bind(dag_id).bind(run_id).bind(task_id).fetch_optional(pool).await)
+            sqlx::query_as(&ti_sql).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).fetch_optional(pool).await)
         .map_err(query("reading a task instance"))?;
         let Some((state, try_number, next_retry_at, note)) = ti else {
             return Ok(None);
         };
         let tries_sql = self.sql(
             "SELECT try_number, state, queued_at, start_date, end_date, failure, rendered_args FROM task_tries \
-             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 ORDER BY try_number",
+             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4 ORDER BY try_number",
         );
         type RawTry = (
             i32,
@@ -216,7 +218,7 @@ impl Store {
             Option<String>,
         );
         let raw: Vec<RawTry> = with_pool!(self, pool => {
-            let rows = sqlx::query(&tries_sql).bind(dag_id).bind(run_id).bind(task_id).fetch_all(pool).await.map_err(query("reading tries"))?;
+            let rows = sqlx::query(&tries_sql).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).fetch_all(pool).await.map_err(query("reading tries"))?;
             rows.iter()
                 .map(|r| Ok::<RawTry, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, (r.try_get(2)?, r.try_get(3)?, r.try_get(4)?), r.try_get(5)?, r.try_get(6)?)))
                 .collect::<Result<_, _>>()
@@ -227,6 +229,7 @@ impl Store {
             .map(|(number, state, (queued, start, end), failure, args)| {
                 Ok(StoredTry {
                     task_id: task_id.to_owned(),
+                    map_index,
                     try_number: number,
                     state: parse_state(&state)?,
                     queued_at: opt_from_db(queued)?,
@@ -240,10 +243,10 @@ impl Store {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let xcom_sql = self.sql(
-            "SELECT key, value FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 ORDER BY key",
+            "SELECT key, value FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4 ORDER BY key",
         );
         let xcoms: Vec<(String, String)> = with_pool!(self, pool =>
-            sqlx::query_as(&xcom_sql).bind(dag_id).bind(run_id).bind(task_id).fetch_all(pool).await)
+            sqlx::query_as(&xcom_sql).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).fetch_all(pool).await)
         .map_err(query("reading XComs"))?;
         Ok(Some(TaskInstanceView {
             state: parse_state(&state)?,
@@ -260,21 +263,6 @@ impl Store {
                 })
                 .collect(),
         }))
-    }
-
-    /// Where a try's log is, as the scheduler indexed it.
-    pub async fn ui_log_location(
-        &self,
-        dag_id: &str,
-        run_id: &str,
-        task_id: &str,
-        try_number: i32,
-    ) -> Result<Option<String>, StoreError> {
-        let sql = self.sql(
-            "SELECT log_location FROM task_tries WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND try_number = $4",
-        );
-        with_pool!(self, pool => sqlx::query_scalar(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(try_number).fetch_optional(pool).await)
-            .map_err(query("reading a log's location"))
     }
 
     /// The data interval of every DAG's latest scheduled run, by DAG (where each schedule

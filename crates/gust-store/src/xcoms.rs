@@ -32,15 +32,16 @@ impl Store {
         dag_id: &str,
         run_id: &str,
         task_id: &str,
+        map_index: i32,
         key: &str,
         value: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let text = check_xcom_size(task_id, key, value)?;
         let sql = self.sql(
-            "INSERT INTO xcoms (dag_id, run_id, task_id, key, value) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (dag_id, run_id, task_id, key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO xcoms (dag_id, run_id, task_id, map_index, key, value) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (dag_id, run_id, task_id, map_index, key) DO UPDATE SET value = excluded.value",
         );
-        with_pool!(self, pool => sqlx::query(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(key).bind(&text).execute(pool).await.map(drop))
+        with_pool!(self, pool => sqlx::query(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).bind(key).bind(&text).execute(pool).await.map(drop))
             .map_err(query("recording an XCom"))
     }
 
@@ -51,29 +52,31 @@ impl Store {
         dag_id: &str,
         run_id: &str,
         task_id: &str,
+        map_index: i32,
         key: &str,
         value: &serde_json::Value,
     ) -> Result<bool, StoreError> {
         let text = check_xcom_size(task_id, key, value)?;
         let sql = self.sql(
-            "INSERT INTO xcoms (dag_id, run_id, task_id, key, value) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (dag_id, run_id, task_id, key) DO NOTHING",
+            "INSERT INTO xcoms (dag_id, run_id, task_id, map_index, key, value) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (dag_id, run_id, task_id, map_index, key) DO NOTHING",
         );
-        let created = with_pool!(self, pool => sqlx::query(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(key).bind(&text).execute(pool).await.map(|r| r.rows_affected()))
+        let created = with_pool!(self, pool => sqlx::query(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).bind(key).bind(&text).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query("creating an XCom"))?;
         Ok(created == 1)
     }
 
-    /// A task's XCom.
+    /// A task instance's XCom.
     pub async fn xcom(
         &self,
         dag_id: &str,
         run_id: &str,
         task_id: &str,
+        map_index: i32,
         key: &str,
     ) -> Result<Option<serde_json::Value>, StoreError> {
-        let sql = self.sql("SELECT value FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND key = $4");
-        let text: Option<String> = with_pool!(self, pool => sqlx::query_scalar(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(key).fetch_optional(pool).await)
+        let sql = self.sql("SELECT value FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4 AND key = $5");
+        let text: Option<String> = with_pool!(self, pool => sqlx::query_scalar(&sql).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).bind(key).fetch_optional(pool).await)
             .map_err(query("reading an XCom"))?;
         text.map(|t| {
             serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
@@ -89,31 +92,31 @@ impl Store {
 mod tests {
     use serde_json::json;
 
-    use crate::Store;
+    use crate::{Store, UNMAPPED};
 
     async fn a_created_xcom_is_never_replaced(store: Store) {
         let first = json!({"rows": 3});
         assert!(
             store
-                .create_xcom("d", "r", "t", "counts", &first)
+                .create_xcom("d", "r", "t", UNMAPPED, "counts", &first)
                 .await
                 .unwrap()
         );
         assert!(
             !store
-                .create_xcom("d", "r", "t", "counts", &json!(0))
+                .create_xcom("d", "r", "t", UNMAPPED, "counts", &json!(0))
                 .await
                 .unwrap(),
             "the key exists"
         );
         assert_eq!(
-            store.xcom("d", "r", "t", "counts").await.unwrap(),
+            store.xcom("d", "r", "t", UNMAPPED, "counts").await.unwrap(),
             Some(first)
         );
         let too_big = json!("x".repeat(super::MAX_XCOM_BYTES));
         assert!(
             store
-                .create_xcom("d", "r", "t", "big", &too_big)
+                .create_xcom("d", "r", "t", UNMAPPED, "big", &too_big)
                 .await
                 .is_err()
         );

@@ -5,8 +5,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use gust_core::state::{DagRunState, TaskState};
 use gust_store::{
-    Connection, EngineKind, NewRun, Pool, RunType, Secret, SecretKey, Store, StoredDag, TaskMove,
-    TryChange,
+    Connection, EngineKind, NewRun, Pool, RunType, Secret, SecretKey, Store, StoredDag, StoredXCom,
+    TaskMove, TryChange, UNMAPPED,
 };
 
 use gust_store::both_engines;
@@ -36,7 +36,7 @@ async fn migrations_are_idempotent_and_checked(store: Store) {
         .migrate()
         .await
         .expect("a second migration is a no-op");
-    assert_eq!(store.check().await.expect("current"), 10);
+    assert_eq!(store.check().await.expect("current"), 11);
     assert!(matches!(
         store.kind(),
         EngineKind::Sqlite | EngineKind::Postgres
@@ -225,30 +225,48 @@ async fn task_instances_move_by_compare_and_set_and_count_tries(store: Store) {
 async fn xcoms_round_trip_and_are_bounded(store: Store) {
     let value = serde_json::json!({"train": "s3://b/train", "n": [1, 2]});
     store
-        .put_xcom("d", "r", "t", "return_value", &value)
+        .put_xcom("d", "r", "t", UNMAPPED, "return_value", &value)
         .await
         .expect("put");
     assert_eq!(
         store
-            .xcom("d", "r", "t", "return_value")
+            .xcom("d", "r", "t", UNMAPPED, "return_value")
             .await
             .expect("get"),
         Some(value)
     );
     store
-        .put_xcom("d", "r", "t", "return_value", &serde_json::json!(2))
+        .put_xcom(
+            "d",
+            "r",
+            "t",
+            UNMAPPED,
+            "return_value",
+            &serde_json::json!(2),
+        )
         .await
         .expect("replace");
     assert_eq!(
         store
-            .xcom("d", "r", "t", "return_value")
+            .xcom("d", "r", "t", UNMAPPED, "return_value")
             .await
             .expect("get"),
         Some(serde_json::json!(2))
     );
-    assert_eq!(store.xcom("d", "r", "t", "other").await.expect("get"), None);
+    assert_eq!(
+        store
+            .xcom("d", "r", "t", UNMAPPED, "other")
+            .await
+            .expect("get"),
+        None
+    );
     let huge = serde_json::Value::String("x".repeat(2 * 1024 * 1024));
-    assert!(store.put_xcom("d", "r", "t", "big", &huge).await.is_err());
+    assert!(
+        store
+            .put_xcom("d", "r", "t", UNMAPPED, "big", &huge)
+            .await
+            .is_err()
+    );
 }
 
 async fn variables_and_pools_round_trip(store: Store) {
@@ -335,6 +353,7 @@ fn a_move(task: &str, from: TaskState, version: i64, to: TaskState) -> TaskMove 
         dag_id: "d".into(),
         run_id: "r".into(),
         task_id: task.into(),
+        map_index: UNMAPPED,
         from,
         version,
         to,
@@ -420,11 +439,12 @@ async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
     assert_eq!(tries[1].failure.as_deref(), Some("exited with code 1"));
     assert_eq!(
         store.xcoms_of_run("d", "r").await.expect("xcoms"),
-        [(
-            "a".to_owned(),
-            "return_value".to_owned(),
-            serde_json::json!("s3://bucket/out")
-        )]
+        [StoredXCom {
+            task_id: "a".to_owned(),
+            map_index: UNMAPPED,
+            key: "return_value".to_owned(),
+            value: serde_json::json!("s3://bucket/out"),
+        }]
     );
 
     // A new try of `a` drops its earlier XCom.
@@ -643,35 +663,54 @@ async fn one_instances_consecutive_moves_commit_together_and_fail_together(store
     );
     assert_eq!(
         store.xcoms_of_run("d", "r").await.expect("xcoms"),
-        [(
-            "a".to_owned(),
-            "return_value".to_owned(),
-            serde_json::json!(7)
-        )]
+        [StoredXCom {
+            task_id: "a".to_owned(),
+            map_index: UNMAPPED,
+            key: "return_value".to_owned(),
+            value: serde_json::json!(7),
+        }]
     );
 }
 
 /// Version 5 moves each try's log location from the `log_index` table onto the try's row: a
 /// database written by version 4 keeps every location.
-#[tokio::test]
-async fn upgrading_to_version_5_keeps_every_trys_log_location() {
-    use sqlx::Connection as _;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("v4.db").display());
-    let mut db = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+/// The text of one SQLite migration.
+fn sqlite_migration(name: &str) -> String {
     let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-    let file = |name: &str| std::fs::read_to_string(format!("{migrations}/{name}")).expect("sql");
-    for name in [
-        "0001_initial.sql",
-        "0002_tries.sql",
-        "0003_api.sql",
-        "0004_scheduler_claims.sql",
-    ] {
-        sqlx::raw_sql(&file(name))
+    std::fs::read_to_string(format!("{migrations}/{name}")).expect("sql")
+}
+
+/// A SQLite database in `dir` with only the migrations `names` applied, in that order.
+async fn sqlite_migrated_to(dir: &std::path::Path, names: &[&str]) -> sqlx::SqliteConnection {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}?mode=rwc", dir.join("old.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+    for name in names {
+        sqlx::raw_sql(&sqlite_migration(name))
             .execute(&mut db)
             .await
             .expect(name);
     }
+    db
+}
+
+/// The migrations before version 11, in order.
+const BEFORE_VERSION_11: [&str; 9] = [
+    "0001_initial.sql",
+    "0002_tries.sql",
+    "0003_api.sql",
+    "0004_scheduler_claims.sql",
+    "0005_try_log_location.sql",
+    "0006_user_ids.sql",
+    "0007_variables_encrypted.sql",
+    "0008_api_history.sql",
+    "0009_task_reschedules.sql",
+];
+
+#[tokio::test]
+async fn upgrading_to_version_5_keeps_every_trys_log_location() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut db = sqlite_migrated_to(dir.path(), &BEFORE_VERSION_11[..4]).await;
     sqlx::raw_sql(
         "INSERT INTO task_tries (dag_id, run_id, task_id, try_number, state) VALUES ('d', 'r', 't', 1, 'success'); \
          INSERT INTO task_tries (dag_id, run_id, task_id, try_number, state) VALUES ('d', 'r', 't', 2, 'running'); \
@@ -681,7 +720,7 @@ async fn upgrading_to_version_5_keeps_every_trys_log_location() {
     .execute(&mut db)
     .await
     .expect("version 4 rows");
-    sqlx::raw_sql(&file("0005_try_log_location.sql"))
+    sqlx::raw_sql(&sqlite_migration("0005_try_log_location.sql"))
         .execute(&mut db)
         .await
         .expect("version 5");
@@ -698,3 +737,153 @@ async fn upgrading_to_version_5_keeps_every_trys_log_location() {
         ]
     );
 }
+
+#[tokio::test]
+async fn upgrading_to_version_11_keys_every_instance_by_its_map_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut db = sqlite_migrated_to(dir.path(), &BEFORE_VERSION_11).await;
+    sqlx::raw_sql(
+        "INSERT INTO task_instances (dag_id, run_id, task_id, state, try_number, version, note) VALUES ('d', 'r', 't', 'success', 1, 4, 'kept'); \
+         INSERT INTO task_tries (dag_id, run_id, task_id, try_number, state, log_location) VALUES ('d', 'r', 't', 1, 'success', '/logs/t.log'); \
+         INSERT INTO xcoms (dag_id, run_id, task_id, key, value) VALUES ('d', 'r', 't', 'return_value', '7'); \
+         INSERT INTO task_reschedules (dag_id, run_id, task_id, try_number, number, start_date, end_date, reschedule_date) VALUES ('d', 'r', 't', 1, 1, 1, 1, 2);",
+    )
+    .execute(&mut db)
+    .await
+    .expect("version 9 rows");
+    sqlx::raw_sql(&sqlite_migration("0011_map_index.sql"))
+        .execute(&mut db)
+        .await
+        .expect("version 11");
+    let indices = |table: &str| format!("SELECT map_index FROM {table}");
+    for table in ["task_instances", "task_tries", "xcoms", "task_reschedules"] {
+        let found: Vec<i32> = sqlx::query_scalar(&indices(table))
+            .fetch_all(&mut db)
+            .await
+            .expect(table);
+        assert_eq!(found, [UNMAPPED], "{table}: an existing row is unmapped");
+    }
+    let kept: (String, i64, Option<String>) =
+        sqlx::query_as("SELECT state, version, note FROM task_instances")
+            .fetch_one(&mut db)
+            .await
+            .expect("instance");
+    assert_eq!(kept, ("success".to_owned(), 4, Some("kept".to_owned())));
+    // Instances of one task now differ by their index alone.
+    sqlx::raw_sql(
+        "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state) VALUES ('d', 'r', 't', 0, 'none'); \
+         INSERT INTO xcoms (dag_id, run_id, task_id, map_index, key, value) VALUES ('d', 'r', 't', 0, 'return_value', '8');",
+    )
+    .execute(&mut db)
+    .await
+    .expect("a second instance of t");
+}
+
+async fn each_mapped_instance_moves_and_keeps_its_own_try_and_xcom(store: Store) {
+    store
+        .create_task_instances("d", "r", &["a"])
+        .await
+        .expect("create");
+    // Two instances of a mapped task, as the scheduler expands it.
+    store
+        .execute_admin(
+            "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state) VALUES ('d', 'r', 'm', 0, 'none'), ('d', 'r', 'm', 1, 'none')",
+        )
+        .await
+        .expect("expand");
+    let tis = store.task_instances("d", "r").await.expect("read");
+    let keys: Vec<(&str, i32)> = tis
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.map_index))
+        .collect();
+    assert_eq!(keys, [("a", UNMAPPED), ("m", 0), ("m", 1)]);
+    let queue = |index: i32, value: i64| {
+        [
+            TaskMove {
+                map_index: index,
+                try_change: Some(TryChange::Queued {
+                    try_number: 1,
+                    rendered_args: serde_json::json!({"n": value}),
+                    log_location: format!("m/map_index={index}/attempt=1.log"),
+                    at: at(1),
+                }),
+                ..a_move("m", TaskState::NoStatus, 0, TaskState::Queued)
+            },
+            TaskMove {
+                map_index: index,
+                try_change: Some(TryChange::Ended {
+                    try_number: 1,
+                    at: at(2),
+                    failure: None,
+                    xcom: Some(serde_json::json!(value)),
+                    outlets: Vec::new(),
+                }),
+                ..a_move("m", TaskState::Queued, 1, TaskState::Success)
+            },
+        ]
+    };
+    let mut moves = queue(1, 10).to_vec();
+    moves.extend(queue(0, 20));
+    assert_eq!(store.apply_moves(&moves).await.expect("moves"), [true; 4]);
+    let tis = store.task_instances("d", "r").await.expect("read");
+    let states: Vec<(i32, TaskState, i32)> = tis
+        .iter()
+        .map(|t| (t.map_index, t.state, t.try_number))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (UNMAPPED, TaskState::NoStatus, 0),
+            (0, TaskState::Success, 1),
+            (1, TaskState::Success, 1)
+        ]
+    );
+    let xcoms: Vec<(i32, serde_json::Value)> = store
+        .xcoms_of_run("d", "r")
+        .await
+        .expect("xcoms")
+        .into_iter()
+        .map(|x| (x.map_index, x.value))
+        .collect();
+    assert_eq!(
+        xcoms,
+        [(0, serde_json::json!(20)), (1, serde_json::json!(10))]
+    );
+    for index in [0, 1] {
+        assert_eq!(
+            store
+                .log_location("d", "r", "m", index, 1)
+                .await
+                .expect("log"),
+            Some(format!("m/map_index={index}/attempt=1.log"))
+        );
+    }
+    assert_eq!(
+        store
+            .xcom("d", "r", "m", 1, "return_value")
+            .await
+            .expect("xcom"),
+        Some(serde_json::json!(10))
+    );
+    assert_eq!(
+        store
+            .xcom("d", "r", "m", UNMAPPED, "return_value")
+            .await
+            .expect("xcom"),
+        None,
+        "the task as a whole pushed nothing"
+    );
+    // Marking the task marks every instance; clearing clears every instance.
+    let changed = store
+        .mark_task_instances("d", "r", &["m".to_owned()], TaskState::Failed, &[], at(3))
+        .await
+        .expect("mark");
+    assert_eq!(changed, ["m".to_owned()]);
+    let cleared = store
+        .clear_task_instances("d", "r", &["m".to_owned()], at(4))
+        .await
+        .expect("clear");
+    assert_eq!(cleared, 2);
+}
+
+both_engines!(each_mapped_instance_moves_and_keeps_its_own_try_and_xcom);

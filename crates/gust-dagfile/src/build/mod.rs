@@ -7,6 +7,7 @@ mod assets;
 mod chains;
 mod graph;
 mod groups;
+mod mapping;
 mod settings;
 mod setup_teardown;
 mod task;
@@ -149,6 +150,21 @@ fn build(
         let mut upstream: Vec<TaskId> = edges.get(&task_id).cloned().unwrap_or_default();
         upstream.sort();
         upstream.dedup();
+        let task_mapping = built
+            .read
+            .mapping
+            .map(|m| mapping::resolve_upstreams(m, &upstream));
+        if task_mapping.is_some() {
+            // The model and the file format are in place; the scheduler's expansion is the
+            // next step (docs/dag-format.md, "Dynamic task mapping").
+            problems.push(
+                Diagnostic::new(
+                    built.at.clone(),
+                    format!("task \"{task_id}\" is mapped, and mapped tasks cannot run yet"),
+                )
+                .with_hint("Gust reads and checks partial/expand but does not expand tasks yet; list the mapped tasks explicitly"),
+            );
+        }
         task_map.insert(
             task_id.clone(),
             Task {
@@ -162,6 +178,7 @@ fn build(
                     .map(|g| g.id.clone()),
                 settings: built.read.settings,
                 doc_md: built.read.doc_md,
+                mapping: task_mapping,
             },
         );
     }

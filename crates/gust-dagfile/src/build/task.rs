@@ -6,6 +6,7 @@ use gust_core::task::TaskSettings;
 use gust_operators::{OperatorSpec, refused};
 use gust_template::Renderer;
 
+use super::mapping::{self, MAPPING_KEYS};
 use super::settings;
 use super::setup_teardown;
 use super::values;
@@ -51,6 +52,8 @@ pub struct ReadTask {
     pub doc_md: Option<String>,
     /// The setups named by `as_teardown: {setups: [...]}`, with their places (also dependencies).
     pub setups: Vec<(String, Location)>,
+    /// How the task is mapped, if it is; an upstream it maps over is named as written.
+    pub mapping: Option<gust_core::mapping::Mapping>,
 }
 
 /// Reads one task. Every problem is pushed to `problems`; `None` when the task cannot be built.
@@ -60,6 +63,12 @@ pub fn read_task(
     problems: &mut Vec<Diagnostic>,
 ) -> Option<ReadTask> {
     let operator = read_operator(entry, problems)?;
+    // dag-factory lays `partial:`'s arguments in among the task's own.
+    let merged = mapping::with_partial(entry.own).unwrap_or_else(|problem| {
+        problems.push(problem);
+        None
+    });
+    let own_map = merged.as_ref().unwrap_or(entry.own);
     let mut settings = TaskSettings {
         do_xcom_push: operator.pushes_xcom_by_default,
         ..TaskSettings::default()
@@ -71,7 +80,7 @@ pub fn read_task(
     let mut xcom_upstreams = Vec::new();
     let mut doc_md = None;
     let mut setups = Vec::new();
-    let own_keys: HashSet<&str> = entry.own.iter().map(|(k, _)| k.name.as_str()).collect();
+    let own_keys: HashSet<&str> = own_map.iter().map(|(k, _)| k.name.as_str()).collect();
     // Arguments a misspelling was taken for, so a typo is reported once rather than also as missing.
     let mut suggested: HashSet<&str> = HashSet::new();
 
@@ -80,7 +89,7 @@ pub fn read_task(
         .defaults
         .iter()
         .map(|m| (false, *m))
-        .chain([(true, entry.own)]);
+        .chain([(true, own_map)]);
     for (own, layer) in layers {
         for (key, node) in layer.iter() {
             let name = key.name.as_str();
@@ -89,6 +98,8 @@ pub fn read_task(
             }
             let result = match name {
                 "operator" | "task_id" => Ok(()),
+                // Read as a whole below.
+                _ if own && MAPPING_KEYS.contains(&name) => Ok(()),
                 "dependencies" => read_names(node, name).map(|names| dependencies = names),
                 // The group was resolved by the caller, which needs it to lay the group's defaults.
                 "task_group_name" => values::string(node, name).map(drop),
@@ -136,6 +147,20 @@ pub fn read_task(
         }
     }
 
+    let mapped =
+        mapping::read_mapping(own_map, operator, &mut xcom_upstreams).unwrap_or_else(|problem| {
+            problems.push(problem);
+            None
+        });
+    if mapped.is_some() && gust_operators::python::runs_in_task_sdk(operator.name) {
+        problems.push(
+            Diagnostic::new(
+                entry.at.clone(),
+                format!("Python task \"{}\" cannot be mapped", entry.name),
+            )
+            .with_hint("Gust maps its own operators (bash, kubernetes_pod, processing, kubernetes_job, spark_kubernetes, empty)"),
+        );
+    }
     // A teardown runs after its setups: they are among its dependencies.
     dependencies.extend(setups.iter().cloned());
     for (name, at) in xcom_upstreams {
@@ -149,8 +174,20 @@ pub fn read_task(
     }
 
     let mut complete = true;
+    // An expanded argument is given to every instance; `expand_kwargs` over an upstream's
+    // output gives what it gives, known only at run time.
+    let expanded = mapped.as_ref().map(mapping::expanded_names);
+    let kwargs_at_run_time = mapped.as_ref().is_some_and(|m| {
+        matches!(
+            m.expand,
+            gust_core::mapping::Expand::Kwargs(gust_core::mapping::Source::XCom(_))
+        )
+    });
     for required in operator.required {
-        if args.contains_key(*required) {
+        let is_expanded = expanded
+            .as_ref()
+            .is_some_and(|names| names.iter().any(|n| n == required));
+        if args.contains_key(*required) || is_expanded || kwargs_at_run_time {
             continue;
         }
         complete = false;
@@ -168,10 +205,14 @@ pub fn read_task(
         }
     }
     // Without its required arguments the typed check would only repeat what was said above.
-    let checked = if complete {
-        (operator.check)(&args)
-    } else {
-        Ok(())
+    // A mapped task is checked as its first instance would run, when its lists are written
+    // in the file; over an upstream's output, its instances are checked when they run.
+    let checked = match &mapped {
+        _ if !complete => Ok(()),
+        None => (operator.check)(&args),
+        Some(m) => {
+            mapping::first_instance_args(m, &args).map_or(Ok(()), |first| (operator.check)(&first))
+        }
     };
     if let Err(err) = checked {
         let top = err.path.split(['.', '[']).next().unwrap_or_default();
@@ -198,6 +239,7 @@ pub fn read_task(
         dependencies,
         doc_md,
         setups,
+        mapping: mapped,
     })
 }
 
@@ -290,7 +332,8 @@ fn unknown_argument(
         .iter()
         .copied()
         .chain(settings::SETTING_KEYS.iter().copied())
-        .chain(TASK_KEYS.iter().copied());
+        .chain(TASK_KEYS.iter().copied())
+        .chain(MAPPING_KEYS.iter().copied());
     let problem = Diagnostic::new(
         at.clone(),
         format!("unknown argument \"{name}\" for operator {}", operator.name),

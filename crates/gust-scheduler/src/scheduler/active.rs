@@ -152,6 +152,7 @@ impl ActiveRun {
             dag_id: ti.dag_id.clone(),
             run_id: ti.run_id.clone(),
             task_id: ti.task_id.clone(),
+            map_index: ti.map_index,
             from: ti.state,
             version: ti.version,
             to,

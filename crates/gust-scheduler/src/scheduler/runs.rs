@@ -253,8 +253,8 @@ impl Scheduler {
             .await?;
         let stored = self.store.task_instances(&run.dag_id, &run.run_id).await?;
         let xcoms = RunXComs::new(self.template_values.clone());
-        for (task, name, value) in self.store.xcoms_of_run(&run.dag_id, &run.run_id).await? {
-            xcoms.push(&task, &name, value);
+        for x in self.store.xcoms_of_run(&run.dag_id, &run.run_id).await? {
+            xcoms.push(&x.task_id, &x.key, x.value);
         }
         let (previous, past) = self.previous_run_states(&dag, &run).await?;
         let tis: HashMap<TaskId, _> = stored
@@ -286,7 +286,7 @@ impl Scheduler {
             active.asset_events = crate::template_values::triggering_asset_events(&events);
         }
         if rescheduled {
-            for (task, so_far) in self.store.reschedules_of_run(&key.0, &key.1).await? {
+            for ((task, _), so_far) in self.store.reschedules_of_run(&key.0, &key.1).await? {
                 if let Ok(task) = TaskId::new(task) {
                     active.reschedules.insert(
                         task,

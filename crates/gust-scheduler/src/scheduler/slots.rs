@@ -158,6 +158,7 @@ mod tests {
                 ..TaskSettings::default()
             },
             doc_md: None,
+            mapping: None,
         };
         let mut slots = Slots {
             parallelism: 10,

@@ -89,7 +89,13 @@ impl Waiter {
             if let Some(value) = self
                 .state
                 .store()
-                .xcom(&self.dag_id, &self.run_id, task_id, "return_value")
+                .xcom(
+                    &self.dag_id,
+                    &self.run_id,
+                    task_id,
+                    gust_store::UNMAPPED,
+                    "return_value",
+                )
                 .await?
             {
                 let value = crate::api::redact::redact(&value, Some("return_value"));

@@ -239,6 +239,7 @@ async fn log_file(state: &AppState, key: &TryKey) -> ApiResult<PathBuf> {
             key.dag_id.as_str(),
             key.run_id.as_str(),
             key.task_id.as_str(),
+            gust_store::UNMAPPED,
             n,
         )
         .await?;

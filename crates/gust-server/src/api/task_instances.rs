@@ -17,6 +17,7 @@ use gust_core::state::{DagRunState, TaskState};
 use gust_core::task::Task;
 use gust_store::{
     InstanceFilter, InstanceOrder, RunFilter, StoredRun, StoredTaskInstance, StoredTry, TimeRange,
+    UNMAPPED,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -233,12 +234,22 @@ fn instance_response(
     let facts = TaskFacts::of(task);
     let start = current.and_then(|t| t.start_date);
     let end = current.and_then(|t| t.end_date);
+    // A mapped instance's id names its index too; an unmapped one's stays as it always was.
+    let index = ti.map_index.to_string();
+    let mut key = vec![
+        run.dag_id.as_str(),
+        run.run_id.as_str(),
+        ti.task_id.as_str(),
+    ];
+    if ti.map_index != UNMAPPED {
+        key.push(&index);
+    }
     TaskInstanceResponse {
-        id: stable_uuid(&[&run.dag_id, &run.run_id, &ti.task_id]),
+        id: stable_uuid(&key),
         task_id: ti.task_id.clone(),
         dag_id: run.dag_id.clone(),
         dag_run_id: run.run_id.clone(),
-        map_index: -1,
+        map_index: i64::from(ti.map_index),
         logical_date: Some(run.logical_date.into()),
         run_after: run.data_interval.1.into(),
         start_date: start.map(Into::into),
@@ -285,7 +296,7 @@ fn history_response(
         task_id: attempt.task_id.clone(),
         dag_id: run.dag_id.clone(),
         dag_run_id: run.run_id.clone(),
-        map_index: -1,
+        map_index: i64::from(attempt.map_index),
         start_date: attempt.start_date.map(Into::into),
         end_date: attempt.end_date.map(Into::into),
         duration: attempt
@@ -331,6 +342,7 @@ pub async fn instance_responses(
                 dag_id: run.dag_id.clone(),
                 run_id: run.run_id.clone(),
                 task_id: task.id.to_string(),
+                map_index: gust_store::UNMAPPED,
                 state: TaskState::NoStatus,
                 try_number: 0,
                 next_retry_at: None,
@@ -342,20 +354,21 @@ pub async fn instance_responses(
     if let Some(only) = only {
         stored.retain(|ti| only.contains(&ti.task_id));
     }
-    stored.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    stored.sort_by(|a, b| (&a.task_id, a.map_index).cmp(&(&b.task_id, b.map_index)));
     let tries = if stored.iter().any(|ti| ti.try_number > 0) {
         store.tries_of_run(&run.dag_id, &run.run_id).await?
     } else {
         Vec::new()
     };
-    let by_key: HashMap<(&str, i32), &StoredTry> = tries
+    let by_key: HashMap<(&str, i32, i32), &StoredTry> = tries
         .iter()
-        .map(|t| ((t.task_id.as_str(), t.try_number), t))
+        .map(|t| ((t.task_id.as_str(), t.map_index, t.try_number), t))
         .collect();
     Ok(stored
         .iter()
         .map(|ti| {
-            let current = by_key.get(&(ti.task_id.as_str(), ti.try_number)).copied();
+            let key = (ti.task_id.as_str(), ti.map_index, ti.try_number);
+            let current = by_key.get(&key).copied();
             instance_response(run, ti, current, task_of(dag, &ti.task_id))
         })
         .collect())
@@ -877,7 +890,7 @@ async fn patch_task_instance(
     if let Some(note) = &mark.note {
         ensure_instances(&state, &dag, &run).await?;
         store
-            .set_task_instance_note(&dag_id, &run_id, &task_id, note.as_deref())
+            .set_task_instance_note(&dag_id, &run_id, &task_id, UNMAPPED, note.as_deref())
             .await?;
     }
     if let Some(to) = mark.to {
@@ -948,6 +961,7 @@ async fn get_task_instance_tries(
         let ti = one_instance(&state, &dag_id, &run_id, &task_id).await?;
         tries.push(StoredTry {
             task_id: ti.task_id,
+            map_index: UNMAPPED,
             try_number: ti.try_number,
             state: TaskState::NoStatus,
             queued_at: None,
@@ -1239,7 +1253,13 @@ async fn post_clear_task_instances(
                 for task_id in ids {
                     state
                         .store()
-                        .set_task_instance_note(&run.dag_id, &run.run_id, task_id, Some(note))
+                        .set_task_instance_note(
+                            &run.dag_id,
+                            &run.run_id,
+                            task_id,
+                            UNMAPPED,
+                            Some(note),
+                        )
                         .await?;
                 }
             }

@@ -99,12 +99,12 @@ fn unmapped() -> i64 {
     -1
 }
 
-/// When each task's XComs were recorded: its latest try's end (or start, or queueing), else
-/// when the run was queued.
+/// When each task instance's XComs were recorded, by (task, map index): its latest try's end
+/// (or start, or queueing), else when the run was queued.
 async fn recorded_at(
     state: &AppState,
     run: &StoredRun,
-) -> ApiResult<std::collections::HashMap<String, DateTime<Utc>>> {
+) -> ApiResult<std::collections::HashMap<(String, i32), DateTime<Utc>>> {
     let mut at = std::collections::HashMap::new();
     for attempt in state.store().tries_of_run(&run.dag_id, &run.run_id).await? {
         if let Some(t) = attempt
@@ -113,18 +113,24 @@ async fn recorded_at(
             .or(attempt.queued_at)
         {
             // Tries come oldest first, so the latest wins.
-            at.insert(attempt.task_id, t);
+            at.insert((attempt.task_id, attempt.map_index), t);
         }
     }
     Ok(at)
 }
 
-fn entry(run: &StoredRun, task_id: &str, key: &str, at: Option<DateTime<Utc>>) -> XComResponse {
+fn entry(
+    run: &StoredRun,
+    task_id: &str,
+    map_index: i32,
+    key: &str,
+    at: Option<DateTime<Utc>>,
+) -> XComResponse {
     XComResponse {
         key: key.to_owned(),
         timestamp: at.unwrap_or(run.queued_at).into(),
         logical_date: Some(run.logical_date.into()),
-        map_index: -1,
+        map_index: i64::from(map_index),
         task_id: task_id.to_owned(),
         dag_id: run.dag_id.clone(),
         run_id: run.run_id.clone(),
@@ -149,22 +155,21 @@ async fn get_xcom_entries(
         ));
     }
     let run = find_run(&state, &dag_id, &run_id).await?;
-    if query.map_index.is_some_and(|m| m != -1) {
-        return Ok(Json(XComCollectionResponse {
-            xcom_entries: Vec::new(),
-            total_entries: 0,
-        }));
-    }
     let at = recorded_at(&state, &run).await?;
     let entries: Vec<XComResponse> = state
         .store()
         .xcoms_of_run(&dag_id, &run_id)
         .await?
         .into_iter()
-        .filter(|(task, key, _)| {
-            (task_id == "~" || *task == task_id) && query.xcom_key.as_ref().is_none_or(|k| k == key)
+        .filter(|x| {
+            (task_id == "~" || x.task_id == task_id)
+                && query.xcom_key.as_ref().is_none_or(|k| *k == x.key)
+                && query.map_index.is_none_or(|m| m == i64::from(x.map_index))
         })
-        .map(|(task, key, _)| entry(&run, &task, &key, at.get(&task).copied()))
+        .map(|x| {
+            let at = at.get(&(x.task_id.clone(), x.map_index)).copied();
+            entry(&run, &x.task_id, x.map_index, &x.key, at)
+        })
         .collect();
     let total_entries = entries.len();
     let page = Page {
@@ -194,17 +199,17 @@ async fn get_xcom_entry(
         ));
     }
     let not_found = || ApiError::NotFound(format!("XCom entry with key: `{key}` not found"));
-    if query.map_index != -1 {
-        return Err(not_found());
-    }
+    // Past any index a task can be mapped to: no such instance, so no such XCom.
+    let map_index = i32::try_from(query.map_index).map_err(|_| not_found())?;
     let value = state
         .store()
-        .xcom(&dag_id, &run_id, &task_id, &key)
+        .xcom(&dag_id, &run_id, &task_id, map_index, &key)
         .await?
         .ok_or_else(not_found)?;
     let run = find_run(&state, &dag_id, &run_id).await?;
     let at = recorded_at(&state, &run).await?;
-    let xcom = entry(&run, &task_id, &key, at.get(&task_id).copied());
+    let at = at.get(&(task_id.clone(), map_index)).copied();
+    let xcom = entry(&run, &task_id, map_index, &key, at);
     // Values are masked when pushed; one stored before a secret was known is masked here.
     let value = crate::api::redact::redact(&value, Some(&key));
     let value = if query.stringify {
@@ -303,10 +308,15 @@ async fn create_xcom_entry(
             "Dag Run with ID: `{run_id}` not found for dag: `{dag_id}`"
         ))
     })?;
-    if body.map_index != -1 {
+    let Ok(map_index) = i32::try_from(body.map_index) else {
         return Err(ApiError::BadRequest(format!(
-            "Gust's task instances are not mapped: an XCom's map_index is -1, not {}",
+            "an XCom's map_index is -1 (not mapped) or an instance's index, not {}",
             body.map_index
+        )));
+    };
+    if map_index < -1 {
+        return Err(ApiError::BadRequest(format!(
+            "an XCom's map_index is -1 (not mapped) or an instance's index, not {map_index}"
         )));
     }
     if body.value.to_string().len() > gust_store::MAX_XCOM_BYTES {
@@ -318,7 +328,14 @@ async fn create_xcom_entry(
     }
     let created = state
         .store()
-        .create_xcom(&dag_id, &run_id, &task_id, &body.key, &body.value)
+        .create_xcom(
+            &dag_id,
+            &run_id,
+            &task_id,
+            map_index,
+            &body.key,
+            &body.value,
+        )
         .await?;
     if !created {
         return Err(ApiError::Conflict(format!(
@@ -327,7 +344,8 @@ async fn create_xcom_entry(
         )));
     }
     let at = recorded_at(&state, &run).await?;
-    let xcom = entry(&run, &task_id, &body.key, at.get(&task_id).copied());
+    let at = at.get(&(task_id.clone(), map_index)).copied();
+    let xcom = entry(&run, &task_id, map_index, &body.key, at);
     let value = crate::api::redact::redact(&body.value, Some(&body.key));
     Ok((
         StatusCode::CREATED,

@@ -405,7 +405,7 @@ pub async fn task_instance_json(
         .map(|r| r.conf)
         .unwrap_or_default();
     let ti = store
-        .ui_task_instance(dag_id, run_id, task_id)
+        .ui_task_instance(dag_id, run_id, task_id, gust_store::UNMAPPED)
         .await?
         .ok_or_else(|| ApiError::not_found("TaskInstance", task_id))?;
     // A pod task's tries also show the pod they ran as.
@@ -508,7 +508,7 @@ pub async fn log(
 ) -> ApiResult<Json<Value>> {
     let location = state
         .store()
-        .ui_log_location(&dag_id, &run_id, &task_id, try_number)
+        .log_location(&dag_id, &run_id, &task_id, gust_store::UNMAPPED, try_number)
         .await?;
     let Some(location) = location else {
         return Ok(Json(

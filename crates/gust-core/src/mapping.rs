@@ -1,0 +1,313 @@
+//! Dynamic task mapping (Airflow's `partial`/`expand`): one task run once per item of a list
+//! known only when the run gets to it, each run an instance told apart by its `map_index`.
+//!
+//! The lists are either written in the DAG file or another task's return value (its XCom). How
+//! many instances a task has is decided once every list is known ([`Mapping::length`]), and each
+//! instance's arguments are derived from its index alone ([`Mapping::instance_args`]), so nothing
+//! per instance needs keeping: a scheduler that restarts derives the same arguments again.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ids::TaskId;
+
+/// The `map_index` of a task that is not mapped (its one instance), as in Airflow.
+pub const UNMAPPED: i32 = -1;
+
+/// Airflow's default `[core] max_map_length`: the most instances one mapped task may have.
+pub const DEFAULT_MAX_MAP_LENGTH: usize = 1024;
+
+/// How a task is mapped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mapping {
+    /// What the instances differ by.
+    pub expand: Expand,
+    /// A template naming each instance in the UI and API (`rendered_map_index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_index_template: Option<String>,
+}
+
+/// What the instances of a mapped task differ by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expand {
+    /// `expand:`: each named argument takes the items of its list; with several, every
+    /// combination runs (Airflow's cross product: the last argument varies fastest), in the
+    /// order the arguments are written.
+    Args(Vec<(String, Source)>),
+    /// `expand_kwargs:`: one map of arguments per item.
+    Kwargs(Source),
+}
+
+/// Where a mapped argument's list comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Written in the DAG file.
+    Literal(Vec<Value>),
+    /// An upstream task's return value (`task.output`, `XComArg(task)`, `+task`); a mapped
+    /// upstream's is the list of its instances' values, in map-index order.
+    XCom(TaskId),
+}
+
+/// Why a mapped task cannot be expanded: it fails, as in Airflow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    /// The upstream pushed no return value.
+    #[error("expanding over {task}'s return value: {task} pushed none")]
+    NoValue {
+        /// The upstream.
+        task: TaskId,
+    },
+    /// The value to expand over is not a list (nor a map).
+    #[error("expanding \"{argument}\": its value is {kind}, not a list or a map")]
+    NotAList {
+        /// The argument (`expand_kwargs` for a whole map).
+        argument: String,
+        /// What the value is.
+        kind: &'static str,
+    },
+    /// An item of `expand_kwargs` is not a map of arguments.
+    #[error("expand_kwargs: item {index} is {kind}, not a map of arguments")]
+    NotArguments {
+        /// Which item.
+        index: usize,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// More instances than `[core] max_map_length` allows.
+    #[error(
+        "expanding would make {length} instances, more than [core] max_map_length ({max}) allows"
+    )]
+    TooLong {
+        /// How many instances expanding would make.
+        length: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// A JSON value's kind, for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// The items of a value mapped over: a list's own, or a map's `[key, value]` pairs (Airflow maps
+/// over a dict's items).
+fn items(argument: &str, value: &Value) -> Result<Vec<Value>, ExpandError> {
+    match value {
+        Value::Array(items) => Ok(items.clone()),
+        Value::Object(map) => Ok(map
+            .iter()
+            .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), v.clone()]))
+            .collect()),
+        other => Err(ExpandError::NotAList {
+            argument: argument.to_owned(),
+            kind: kind(other),
+        }),
+    }
+}
+
+impl Mapping {
+    /// The upstream tasks whose return values are mapped over.
+    pub fn xcom_tasks(&self) -> impl Iterator<Item = &TaskId> {
+        let sources: Vec<&Source> = match &self.expand {
+            Expand::Args(args) => args.iter().map(|(_, s)| s).collect(),
+            Expand::Kwargs(source) => vec![source],
+        };
+        sources.into_iter().filter_map(|s| match s {
+            Source::XCom(task) => Some(task),
+            Source::Literal(_) => None,
+        })
+    }
+
+    /// Every list, resolved: `xcom` gives an upstream's return value.
+    fn lists(
+        &self,
+        xcom: &dyn Fn(&TaskId) -> Option<Value>,
+    ) -> Result<Vec<(&str, Vec<Value>)>, ExpandError> {
+        let resolve = |argument: &str, source: &Source| match source {
+            Source::Literal(items) => Ok(items.clone()),
+            Source::XCom(task) => {
+                let value =
+                    xcom(task).ok_or_else(|| ExpandError::NoValue { task: task.clone() })?;
+                items(argument, &value)
+            }
+        };
+        match &self.expand {
+            Expand::Args(args) => args
+                .iter()
+                .map(|(name, source)| Ok((name.as_str(), resolve(name, source)?)))
+                .collect(),
+            Expand::Kwargs(source) => {
+                let list = resolve("expand_kwargs", source)?;
+                for (index, item) in list.iter().enumerate() {
+                    if !item.is_object() {
+                        return Err(ExpandError::NotArguments {
+                            index,
+                            kind: kind(item),
+                        });
+                    }
+                }
+                Ok(vec![("", list)])
+            }
+        }
+    }
+
+    /// How many instances the task has, once its upstreams' values are known (0: it is
+    /// skipped); more than `max` is an error.
+    pub fn length(
+        &self,
+        xcom: &dyn Fn(&TaskId) -> Option<Value>,
+        max: usize,
+    ) -> Result<usize, ExpandError> {
+        let lists = self.lists(xcom)?;
+        let length = lists
+            .iter()
+            .try_fold(1usize, |n, (_, list)| n.checked_mul(list.len()))
+            .unwrap_or(usize::MAX);
+        if length > max {
+            return Err(ExpandError::TooLong { length, max });
+        }
+        Ok(length)
+    }
+
+    /// The arguments instance `index` is given on top of the task's own (`partial`) ones;
+    /// `None` when there is no such instance.
+    pub fn instance_args(
+        &self,
+        xcom: &dyn Fn(&TaskId) -> Option<Value>,
+        index: usize,
+    ) -> Result<Option<Map<String, Value>>, ExpandError> {
+        let lists = self.lists(xcom)?;
+        if let Expand::Kwargs(_) = self.expand {
+            let item = lists.first().and_then(|(_, list)| list.get(index));
+            return Ok(item.and_then(|v| v.as_object().cloned()));
+        }
+        // As Airflow decomposes an index: the last argument varies fastest.
+        let mut rest = index;
+        let mut args = Map::new();
+        for (name, list) in lists.iter().rev() {
+            if list.is_empty() {
+                return Ok(None);
+            }
+            args.insert((*name).to_owned(), list[rest % list.len()].clone());
+            rest /= list.len();
+        }
+        Ok((rest == 0).then_some(args))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn task(id: &str) -> TaskId {
+        TaskId::new(id).unwrap()
+    }
+
+    fn none(_: &TaskId) -> Option<Value> {
+        None
+    }
+
+    #[test]
+    fn several_lists_map_to_every_combination_the_last_varying_fastest() {
+        let mapping = Mapping {
+            expand: Expand::Args(vec![
+                ("a".into(), Source::Literal(vec![json!(1), json!(2)])),
+                ("b".into(), Source::XCom(task("up"))),
+            ]),
+            map_index_template: None,
+        };
+        let xcom = |t: &TaskId| (t.as_str() == "up").then(|| json!(["x", "y", "z"]));
+        assert_eq!(mapping.length(&xcom, 1024), Ok(6));
+        let all: Vec<Value> = (0..6)
+            .map(|i| Value::Object(mapping.instance_args(&xcom, i).unwrap().unwrap()))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                json!({"a": 1, "b": "x"}),
+                json!({"a": 1, "b": "y"}),
+                json!({"a": 1, "b": "z"}),
+                json!({"a": 2, "b": "x"}),
+                json!({"a": 2, "b": "y"}),
+                json!({"a": 2, "b": "z"}),
+            ]
+        );
+        assert_eq!(mapping.instance_args(&xcom, 6), Ok(None));
+        assert_eq!(
+            mapping.xcom_tasks().collect::<Vec<_>>(),
+            [&task("up")],
+            "only the XCom source is an upstream"
+        );
+    }
+
+    #[test]
+    fn an_upstream_value_that_is_missing_not_a_list_or_too_long_is_an_error() {
+        let mapping = Mapping {
+            expand: Expand::Args(vec![("n".into(), Source::XCom(task("up")))]),
+            map_index_template: None,
+        };
+        assert_eq!(
+            mapping.length(&none, 1024),
+            Err(ExpandError::NoValue { task: task("up") })
+        );
+        let text = |_: &TaskId| Some(json!("abc"));
+        let err = mapping.length(&text, 1024).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expanding \"n\": its value is a string, not a list or a map"
+        );
+        let long = |_: &TaskId| Some(Value::Array(vec![json!(0); 1025]));
+        let err = mapping.length(&long, 1024).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expanding would make 1025 instances, more than [core] max_map_length (1024) allows"
+        );
+        let empty = |_: &TaskId| Some(json!([]));
+        assert_eq!(mapping.length(&empty, 1024), Ok(0), "an empty list skips");
+        let map = |_: &TaskId| Some(json!({"k": 1}));
+        assert_eq!(
+            mapping.instance_args(&map, 0).unwrap(),
+            Some(Map::from_iter([("n".to_owned(), json!(["k", 1]))])),
+            "a map is mapped over its items"
+        );
+    }
+
+    #[test]
+    fn expand_kwargs_gives_each_instance_one_map_of_arguments() {
+        let mapping = Mapping {
+            expand: Expand::Kwargs(Source::Literal(vec![
+                json!({"bash_command": "echo 1"}),
+                json!({"bash_command": "echo 2", "env": {"X": "1"}}),
+            ])),
+            map_index_template: None,
+        };
+        assert_eq!(mapping.length(&none, 1024), Ok(2));
+        assert_eq!(
+            mapping.instance_args(&none, 1).unwrap().map(Value::Object),
+            Some(json!({"bash_command": "echo 2", "env": {"X": "1"}}))
+        );
+        let bad = Mapping {
+            expand: Expand::Kwargs(Source::Literal(vec![json!(1)])),
+            map_index_template: None,
+        };
+        assert_eq!(
+            bad.length(&none, 1024),
+            Err(ExpandError::NotArguments {
+                index: 0,
+                kind: "a number"
+            })
+        );
+    }
+}
