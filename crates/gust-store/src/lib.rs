@@ -341,6 +341,10 @@ mod schema_tests {
                 include_str!("../migrations/postgres/0009_task_reschedules.sql"),
             ),
             (
+                include_str!("../migrations/sqlite/0010_assets.sql"),
+                include_str!("../migrations/postgres/0010_assets.sql"),
+            ),
+            (
                 include_str!("../migrations/sqlite/0011_map_index.sql"),
                 include_str!("../migrations/postgres/0011_map_index.sql"),
             ),
