@@ -9,6 +9,7 @@
 pub mod build;
 pub mod diagnose;
 pub mod documents;
+pub mod kube_yaml;
 pub mod manifest;
 pub mod rbac;
 pub mod runtime;

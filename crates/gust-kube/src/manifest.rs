@@ -36,7 +36,7 @@ pub fn masked(pod: &Pod) -> Pod {
 
 /// The pod as YAML, secrets masked.
 pub fn to_yaml(pod: &Pod) -> Result<String, serde_yaml_ng::Error> {
-    serde_yaml_ng::to_string(&masked(pod))
+    crate::kube_yaml::to_string(&masked(pod))
 }
 
 /// The Job as YAML, the secret values of its pod template masked as [`masked`] masks a pod's.
@@ -50,7 +50,7 @@ pub fn job_to_yaml(job: &k8s_openapi::api::batch::v1::Job) -> Result<String, ser
         };
         spec.template.spec = masked(&pod).spec;
     }
-    serde_yaml_ng::to_string(&job)
+    crate::kube_yaml::to_string(&job)
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ pub fn dry_run(
                 .iter()
                 .map(|(name, value)| (name.clone(), masker.redact(value, Some(name))))
                 .collect();
-            show(&serde_yaml_ng::to_string(&shown)?);
+            show(&gust_kube::kube_yaml::to_string(&shown)?);
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -289,7 +289,8 @@ fn resource_manifests(
     use gust_kube::documents::{self, Document};
     let task_id = task.id.as_str();
     let fail = |err: String| anyhow::anyhow!("{}.{task_id}: {err}", dag.id);
-    let yaml = |value: &serde_json::Value| serde_yaml_ng::to_string(&documents::masked(value));
+    let yaml =
+        |value: &serde_json::Value| gust_kube::kube_yaml::to_string(&documents::masked(value));
     match task.operator.as_str() {
         "spark_kubernetes" => {
             let spark_args = gust_operators::spark_kubernetes::SparkArgs::read(args)
