@@ -372,7 +372,7 @@ py_reschedule_slowly:
       python_callable_name: poke_thrice
       python_callable_file: {file}
       mode: reschedule
-      poke_interval: 5
+      poke_interval: 15
       timeout: 120
 py_native_callbacks:
   schedule: null
@@ -1040,7 +1040,8 @@ fn a_rescheduled_sensor_survives_a_killed_scheduler_and_keeps_its_try_number() {
         .args(["dags", "trigger", "py_reschedule_slowly"])
         .assert()
         .success();
-    // Killed once the sensor has poked and rescheduled itself (it waits 5 s between pokes):
+    // Killed once the sensor has poked and rescheduled itself (it waits 15 s between pokes, so
+    // that the wait outlasts its worker's exit even on a loaded machine):
     // the next scheduler takes the waiting try up at its date, under the same number.
     let listed = scheduler
         .gust()
