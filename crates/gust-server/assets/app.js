@@ -451,6 +451,45 @@ const Gust = (() => {
   }
 
   // -------------------------------------------------------------------------------------------
+  // The DAG page's Runs tab: its runs, newest first, filtered by state, type and logical date
+  // (dates are whole days in UTC), read from the REST API 50 at a time and again as runs move.
+
+  function runList(dagId) {
+    const form = document.getElementById("runs-filter");
+    const rows = document.getElementById("runs-rows");
+    const more = document.getElementById("runs-more");
+    const PAGE = 50;
+    let shown = PAGE;
+    async function load() {
+      const f = form.elements;
+      const q = new URLSearchParams({ limit: String(shown), order_by: "-logical_date" });
+      if (f.state.value) q.set("state", f.state.value);
+      if (f.run_type.value) q.set("run_type", f.run_type.value);
+      if (f.from.value) q.set("logical_date_gte", `${f.from.value}T00:00:00Z`);
+      if (f.to.value) q.set("logical_date_lt", new Date(Date.parse(`${f.to.value}T00:00:00Z`) + 86400000).toISOString());
+      const data = await api("GET", `/api/v2/dags/${path(dagId)}/dagRuns?${q}`);
+      rows.replaceChildren(...data.dag_runs.map((r) => {
+        const took = r.start_date && r.end_date ? (Date.parse(r.end_date) - Date.parse(r.start_date)) / 1000 : null;
+        return el("tr", {},
+          el("td", {}, el("a", { href: `/dags/${path(dagId)}/runs/${path(r.dag_run_id)}` }, r.dag_run_id)),
+          el("td", {}, badge(r.state)), el("td", {}, r.run_type), el("td", {}, fmtDate(r.logical_date)),
+          el("td", {}, fmtDate(r.start_date)), el("td", {}, fmtDate(r.end_date)), el("td", {}, fmtDuration(took)));
+      }));
+      const n = data.total_entries;
+      document.getElementById("runs-count").textContent = `${plural(n, "run")} ${n === 1 ? "matches" : "match"}`;
+      more.hidden = data.total_entries <= data.dag_runs.length;
+    }
+    const reload = () => load().catch((e) => toast(e.message, true));
+    form.addEventListener("change", () => { shown = PAGE; reload(); });
+    form.addEventListener("submit", (e) => e.preventDefault());
+    more.addEventListener("click", () => { shown += PAGE; reload(); });
+    let timer = null;
+    follow(`/ui/events/dags/${path(dagId)}/grid?runs=1`, {
+      grid: () => { if (!timer) timer = setTimeout(() => { timer = null; reload(); }, 1000); },
+    }, reload);
+  }
+
+  // -------------------------------------------------------------------------------------------
   // The DAG page: grid or graph, trigger, pause.
 
   function dagPage() {
@@ -496,6 +535,10 @@ const Gust = (() => {
       }
     });
 
+    if (view.dataset.tab === "runs") {
+      runList(dagId);
+      return;
+    }
     const url = `/ui/api/dags/${path(dagId)}/grid?runs=${runs}`;
     const target = view.dataset.tab === "graph"
       ? new GustGraph(document.getElementById("graph"), dagId)

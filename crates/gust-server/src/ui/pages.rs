@@ -78,6 +78,7 @@ pub async fn dag(
     let settings = &dag.settings;
     let tab = match query.tab.as_deref() {
         Some("graph") => "graph",
+        Some("runs") => "runs",
         _ => "grid",
     };
     let params = serde_json::to_string_pretty(&serde_json::Value::Object(settings.params.clone()))

@@ -371,6 +371,25 @@ def main():
         if shots:
             b.screenshot(f"{shots}/run-failed-after-mark.png")
 
+        print("runs tab: the DAG's runs, filtered by state and type")
+        b.go(f"{a.base}/dags/{a.dag}?tab=runs")
+        b.wait("the runs", "return document.querySelectorAll('#runs-rows tr').length >= 2")
+
+        def only(field, value, column):
+            b.js("const s = document.querySelector(`#runs-filter [name=${arguments[0]}]`); s.value = arguments[1];"
+                 "s.dispatchEvent(new Event('change', {bubbles: true}));", field, value)
+            return b.wait(f"only {value} runs", "const rows = [...document.querySelectorAll('#runs-rows tr')];"
+                          "return rows.length > 0 && rows.every(r => r.children[arguments[0]].textContent === arguments[1])"
+                          " && rows.map(r => r.children[0].textContent)", 30, column, value)
+
+        failed = only("state", "failed", 1)
+        assert run_id in failed, failed
+        b.js("document.querySelector('#runs-filter [name=state]').value = ''")
+        scheduled = only("run_type", "scheduled", 2)
+        assert run_id not in scheduled, scheduled
+        if shots:
+            b.screenshot(f"{shots}/runs.png")
+
         print("DAG list: owners, last and next run, run now, plurals, favicon")
         b.go(f"{a.base}/dags")
         b.wait("the DAG rows", "return document.querySelectorAll('#dag-rows tr[data-dag]').length > 0")
