@@ -469,11 +469,10 @@ const Gust = (() => {
       if (f.to.value) q.set("logical_date_lt", new Date(Date.parse(`${f.to.value}T00:00:00Z`) + 86400000).toISOString());
       const data = await api("GET", `/api/v2/dags/${path(dagId)}/dagRuns?${q}`);
       rows.replaceChildren(...data.dag_runs.map((r) => {
-        const took = r.start_date && r.end_date ? (Date.parse(r.end_date) - Date.parse(r.start_date)) / 1000 : null;
         return el("tr", {},
           el("td", {}, el("a", { href: `/dags/${path(dagId)}/runs/${path(r.dag_run_id)}` }, r.dag_run_id)),
           el("td", {}, badge(r.state)), el("td", {}, r.run_type), el("td", {}, fmtDate(r.logical_date)),
-          el("td", {}, fmtDate(r.start_date)), el("td", {}, fmtDate(r.end_date)), el("td", {}, fmtDuration(took)));
+          el("td", {}, fmtDate(r.start_date)), el("td", {}, fmtDate(r.end_date)), el("td", {}, fmtDuration(r.duration)));
       }));
       const n = data.total_entries;
       document.getElementById("runs-count").textContent = `${plural(n, "run")} ${n === 1 ? "matches" : "match"}`;

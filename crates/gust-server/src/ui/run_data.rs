@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use crate::api::dag_runs::find_run;
+use crate::api::dag_runs::{find_run, seconds_between};
 use crate::api::task_instances::instance_responses;
 use crate::api::time::Timestamp;
 use crate::error::ApiResult;
@@ -40,7 +40,7 @@ pub async fn run_details(
     let duration = run
         .start_date
         .zip(run.end_date)
-        .map(|(start, end)| (end - start).num_milliseconds() as f64 / 1000.0);
+        .map(|(start, end)| seconds_between(start, end));
     Ok(Json(json!({
         "run": {
             "state": run.state.as_str(),
