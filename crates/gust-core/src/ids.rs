@@ -194,6 +194,50 @@ impl fmt::Display for TryNumber {
     }
 }
 
+/// One instance of a task in a run: the task, and which of its instances when it is mapped
+/// ([`crate::mapping::UNMAPPED`] when it is not), as Airflow keys a task instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InstanceId {
+    /// The task.
+    pub task_id: TaskId,
+    /// Which of its instances.
+    pub map_index: i32,
+}
+
+impl InstanceId {
+    /// The one instance of a task that is not mapped (or not expanded yet).
+    #[must_use]
+    pub fn unmapped(task_id: TaskId) -> Self {
+        Self {
+            task_id,
+            map_index: crate::mapping::UNMAPPED,
+        }
+    }
+
+    /// Instance `map_index` of a mapped task.
+    #[must_use]
+    pub fn mapped(task_id: TaskId, map_index: i32) -> Self {
+        Self { task_id, map_index }
+    }
+
+    /// Whether it is one of a mapped task's instances.
+    #[must_use]
+    pub fn is_mapped(&self) -> bool {
+        self.map_index >= 0
+    }
+}
+
+/// `task`, or `task[3]` for instance 3 of a mapped task.
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_mapped() {
+            write!(f, "{}[{}]", self.task_id, self.map_index)
+        } else {
+            write!(f, "{}", self.task_id)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

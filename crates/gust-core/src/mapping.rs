@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::ids::TaskId;
+use crate::state::TaskState;
 
 /// The `map_index` of a task that is not mapped (its one instance), as in Airflow.
 pub const UNMAPPED: i32 = -1;
@@ -205,6 +206,35 @@ impl Mapping {
     }
 }
 
+/// The state a mapped task has as a whole, from its instances' states, for what looks at tasks
+/// rather than instances (readiness, the run's outcome): `none` while any instance waits for its
+/// trigger rule (so the rule is looked at again), unfinished while any instance is, then
+/// failed, upstream_failed, skipped or success in that order of precedence (Airflow decides a
+/// run from its leaves' instances the same way). Removed instances do not count; a task with
+/// none left is skipped, as Airflow skips a task expanded over nothing.
+#[must_use]
+pub fn task_state(instances: impl IntoIterator<Item = TaskState>) -> TaskState {
+    let mut seen = Vec::new();
+    for state in instances {
+        match state {
+            TaskState::Removed => {}
+            TaskState::NoStatus => return TaskState::NoStatus,
+            other => seen.push(other),
+        }
+    }
+    if seen.iter().any(|s| !s.is_finished()) {
+        return TaskState::Running;
+    }
+    [
+        TaskState::Failed,
+        TaskState::UpstreamFailed,
+        TaskState::Success,
+    ]
+    .into_iter()
+    .find(|wanted| seen.contains(wanted))
+    .unwrap_or(TaskState::Skipped)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -282,6 +312,18 @@ mod tests {
             Some(Map::from_iter([("n".to_owned(), json!(["k", 1]))])),
             "a map is mapped over its items"
         );
+    }
+
+    #[test]
+    fn a_mapped_task_is_as_far_as_its_instances_are() {
+        use TaskState::{Failed, NoStatus, Removed, Running, Skipped, Success, UpstreamFailed};
+        assert_eq!(task_state([Success, NoStatus, Running]), NoStatus);
+        assert_eq!(task_state([Success, TaskState::Queued]), Running);
+        assert_eq!(task_state([Success, Skipped, Failed]), Failed);
+        assert_eq!(task_state([UpstreamFailed, Success]), UpstreamFailed);
+        assert_eq!(task_state([Skipped, Success, Removed]), Success);
+        assert_eq!(task_state([Skipped, Skipped]), Skipped);
+        assert_eq!(task_state([Removed]), Skipped);
     }
 
     #[test]

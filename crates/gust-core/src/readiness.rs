@@ -27,6 +27,29 @@ pub enum Decision {
     UpstreamFailed,
 }
 
+/// A run's task states as the readiness pass reads them: each task's as a whole, and each of its
+/// instances' (a mapped task has several; trigger rules count instances, as Airflow's do).
+pub trait RunStates {
+    /// A task's state as a whole (see [`crate::mapping::task_state`] for a mapped one); a task
+    /// the run does not hold yet is `none`.
+    fn task_state(&self, task: &TaskId) -> TaskState;
+
+    /// Calls `each` with the state of every instance of `task`: its own state when it is not
+    /// mapped.
+    fn for_each_instance(&self, task: &TaskId, each: &mut dyn FnMut(TaskState));
+}
+
+/// The states of a run none of whose tasks is expanded: one instance per task.
+impl RunStates for HashMap<TaskId, TaskState> {
+    fn task_state(&self, task: &TaskId) -> TaskState {
+        self.get(task).copied().unwrap_or(TaskState::NoStatus)
+    }
+
+    fn for_each_instance(&self, task: &TaskId, each: &mut dyn FnMut(TaskState)) {
+        each(self.task_state(task));
+    }
+}
+
 /// How many direct upstreams are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UpstreamCounts {
@@ -58,27 +81,32 @@ impl UpstreamCounts {
     pub fn of_upstreams(upstreams: impl IntoIterator<Item = (TaskState, bool)>) -> Self {
         let mut counts = Self::default();
         for (state, is_setup) in upstreams {
-            if is_setup && state != TaskState::Removed {
-                counts.setups += 1;
-                counts.setup_success += usize::from(state == TaskState::Success);
-                counts.setup_skipped += usize::from(state == TaskState::Skipped);
-            }
-            match state {
-                TaskState::Removed => continue,
-                TaskState::Success => counts.success += 1,
-                TaskState::Skipped => counts.skipped += 1,
-                TaskState::Failed => counts.failed += 1,
-                TaskState::UpstreamFailed => counts.upstream_failed += 1,
-                TaskState::NoStatus
-                | TaskState::Scheduled
-                | TaskState::Queued
-                | TaskState::Running
-                | TaskState::UpForRetry
-                | TaskState::UpForReschedule => {}
-            }
-            counts.total += 1;
+            counts.add(state, is_setup);
         }
         counts
+    }
+
+    /// Counts one more upstream (instance) in `state`.
+    pub fn add(&mut self, state: TaskState, is_setup: bool) {
+        if is_setup && state != TaskState::Removed {
+            self.setups += 1;
+            self.setup_success += usize::from(state == TaskState::Success);
+            self.setup_skipped += usize::from(state == TaskState::Skipped);
+        }
+        match state {
+            TaskState::Removed => return,
+            TaskState::Success => self.success += 1,
+            TaskState::Skipped => self.skipped += 1,
+            TaskState::Failed => self.failed += 1,
+            TaskState::UpstreamFailed => self.upstream_failed += 1,
+            TaskState::NoStatus
+            | TaskState::Scheduled
+            | TaskState::Queued
+            | TaskState::Running
+            | TaskState::UpForRetry
+            | TaskState::UpForReschedule => {}
+        }
+        self.total += 1;
     }
 
     fn done(&self) -> usize {
@@ -239,11 +267,7 @@ pub struct Settled {
 /// Decides every `none`-state task of a run in one topological pass. `states` holds the run's
 /// task states (a task missing from it counts as `none`); `past_ok` says, for tasks with
 /// `depends_on_past`, whether the same task in the previous run succeeded or was skipped.
-pub fn settle(
-    dag: &Dag,
-    states: &HashMap<TaskId, TaskState>,
-    past_ok: impl Fn(&TaskId) -> bool,
-) -> Settled {
+pub fn settle(dag: &Dag, states: &impl RunStates, past_ok: impl Fn(&TaskId) -> bool) -> Settled {
     settle_ranks(dag, states, (0..dag.tasks().len()).collect(), past_ok)
 }
 
@@ -252,7 +276,7 @@ pub fn settle(
 /// decided, so a pass after an event costs what the event touches, not the size of the run.
 pub fn settle_changed<'a>(
     dag: &Dag,
-    states: &HashMap<TaskId, TaskState>,
+    states: &impl RunStates,
     changed: impl IntoIterator<Item = &'a TaskId>,
     past_ok: impl Fn(&TaskId) -> bool,
 ) -> Settled {
@@ -269,7 +293,7 @@ pub fn settle_changed<'a>(
 /// order; a task skipped or failed adds its downstream tasks, whose decision it may change.
 fn settle_ranks(
     dag: &Dag,
-    states: &HashMap<TaskId, TaskState>,
+    states: &impl RunStates,
     mut candidates: BTreeSet<usize>,
     past_ok: impl Fn(&TaskId) -> bool,
 ) -> Settled {
@@ -279,9 +303,8 @@ fn settle_ranks(
     let state_of = |decided: &HashMap<&TaskId, TaskState>, id: &TaskId| {
         decided
             .get(id)
-            .or_else(|| states.get(id))
             .copied()
-            .unwrap_or(TaskState::NoStatus)
+            .unwrap_or_else(|| states.task_state(id))
     };
     let mut out = Settled::default();
     while let Some(rank) = candidates.pop_first() {
@@ -296,11 +319,15 @@ fn settle_ranks(
         let counts_setups = task.settings.trigger_rule == TriggerRule::AllDoneSetupSuccess;
         let is_setup =
             |id: &TaskId| counts_setups && dag.task(id).is_some_and(|t| t.settings.is_setup);
-        let up = UpstreamCounts::of_upstreams(
-            task.upstream
-                .iter()
-                .map(|u| (state_of(&decided, u), is_setup(u))),
-        );
+        // Every instance of a mapped upstream counts, as in Airflow.
+        let mut up = UpstreamCounts::default();
+        for upstream in &task.upstream {
+            let setup = is_setup(upstream);
+            match decided.get(upstream) {
+                Some(state) => up.add(*state, setup),
+                None => states.for_each_instance(upstream, &mut |state| up.add(state, setup)),
+            }
+        }
         let at_rank = |r: &usize| {
             dag.task_at_rank(*r)
                 .map_or(TaskState::NoStatus, |t| state_of(&decided, &t.id))
@@ -343,8 +370,8 @@ fn settle_ranks(
 /// teardown does not count (unless `on_failure_fail_dagrun`), and the tasks before it count as
 /// leaves in its place.
 #[must_use]
-pub fn run_state(dag: &Dag, states: &HashMap<TaskId, TaskState>) -> DagRunState {
-    let state_of = |id: &TaskId| states.get(id).copied().unwrap_or(TaskState::NoStatus);
+pub fn run_state(dag: &Dag, states: &impl RunStates) -> DagRunState {
+    let state_of = |id: &TaskId| states.task_state(id);
     if dag.tasks().any(|t| !state_of(&t.id).is_finished()) {
         return DagRunState::Running;
     }

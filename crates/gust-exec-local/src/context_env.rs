@@ -41,6 +41,7 @@ mod tests {
                 dag_id: DagId::new("d").unwrap(),
                 run_id: RunId::new("manual__2024-01-01T00:00:00+00:00").unwrap(),
                 task_id: TaskId::new("t").unwrap(),
+                map_index: gust_core::mapping::UNMAPPED,
                 try_number: TryNumber(2),
             },
             operator: "bash".into(),

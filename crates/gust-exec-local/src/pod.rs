@@ -64,6 +64,7 @@ pub async fn plan(
             task_id: spec.key.task_id.as_str(),
             run_id: spec.key.run_id.as_str(),
             try_number: spec.key.try_number.0,
+            map_index: spec.key.map_index,
         },
         template_file: template.as_ref(),
         do_xcom_push: spec.do_xcom_push,

@@ -270,7 +270,7 @@ pub(crate) fn workload_json(
             "try_number": spec.key.try_number.0,
             // Gust keeps no DAG versions by id: the try's id stands in for it.
             "dag_version_id": ti_id.to_string(),
-            "map_index": -1,
+            "map_index": spec.key.map_index,
             "pool_slots": 1,
             "priority_weight": 1,
             "queue": "default",

@@ -57,13 +57,17 @@ pub struct WorkerSettings {
 #[must_use]
 pub fn secret_name(key: &TryKey) -> String {
     use sha2::Digest;
-    let text = format!(
+    let mut text = format!(
         "{}\n{}\n{}\n{}",
         key.dag_id.as_str(),
         key.task_id.as_str(),
         key.run_id.as_str(),
         key.try_number.0
     );
+    // A mapped instance's Secret is its own; an unmapped task's keeps its name.
+    if key.map_index >= 0 {
+        text.push_str(&format!("\n{}", key.map_index));
+    }
     let digest = sha2::Sha256::digest(text.as_bytes());
     let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
     format!("gust-worker-{hex}")
@@ -405,6 +409,7 @@ mod tests {
             dag_id: DagId::new("etl").expect("id"),
             run_id: RunId::new("manual__1").expect("id"),
             task_id: TaskId::new("extract").expect("id"),
+            map_index: gust_core::mapping::UNMAPPED,
             try_number: TryNumber(try_number),
         }
     }

@@ -105,8 +105,14 @@ impl TryRecord {
             .replace('%', "%25")
             .replace('/', "%2F")
             .replace('\\', "%5C");
+        // A mapped instance's tries have names of their own; an unmapped task's keep theirs.
+        let instance = if key.map_index >= 0 {
+            format!(",map_index={}", key.map_index)
+        } else {
+            String::new()
+        };
         let mut stem = format!(
-            "dag_id={},run_id={run_id},task_id={},attempt={}",
+            "dag_id={},run_id={run_id},task_id={}{instance},attempt={}",
             key.dag_id, key.task_id, key.try_number
         );
         if stem.len() > LONGEST_NAME {
@@ -279,6 +285,7 @@ mod tests {
             dag_id: DagId::new("d").unwrap(),
             run_id: RunId::new("manual__1").unwrap(),
             task_id: TaskId::new("t").unwrap(),
+            map_index: gust_core::mapping::UNMAPPED,
             try_number: TryNumber(1),
         }
     }

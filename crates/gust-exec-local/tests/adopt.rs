@@ -33,6 +33,7 @@ fn spec(dir: &Path, task: &str, command: &str, do_xcom_push: bool) -> LaunchSpec
             dag_id: DagId::new("d").expect("id"),
             run_id: RunId::new("manual__1").expect("id"),
             task_id: TaskId::new(task).expect("id"),
+            map_index: gust_core::mapping::UNMAPPED,
             try_number: TryNumber(1),
         },
         operator: "bash".into(),

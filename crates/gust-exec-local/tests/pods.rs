@@ -75,6 +75,7 @@ fn key(task: &str) -> TryKey {
         dag_id: DagId::new("pods").expect("id"),
         run_id: RunId::new("manual__1").expect("id"),
         task_id: TaskId::new(task).expect("id"),
+        map_index: gust_core::mapping::UNMAPPED,
         try_number: TryNumber(1),
     }
 }

@@ -34,8 +34,24 @@ pub struct TryKey {
     pub run_id: RunId,
     /// The task.
     pub task_id: TaskId,
+    /// Which instance of it, when it is mapped ([`gust_core::mapping::UNMAPPED`] when not).
+    /// Records written before tasks could be mapped have none: they were unmapped.
+    #[serde(default = "unmapped")]
+    pub map_index: i32,
     /// The try.
     pub try_number: TryNumber,
+}
+
+fn unmapped() -> i32 {
+    gust_core::mapping::UNMAPPED
+}
+
+impl TryKey {
+    /// The instance the try is of.
+    #[must_use]
+    pub fn instance(&self) -> gust_core::ids::InstanceId {
+        gust_core::ids::InstanceId::mapped(self.task_id.clone(), self.map_index)
+    }
 }
 
 impl fmt::Display for TryKey {
@@ -43,7 +59,10 @@ impl fmt::Display for TryKey {
         write!(
             f,
             "{}.{} {} try {}",
-            self.dag_id, self.task_id, self.run_id, self.try_number
+            self.dag_id,
+            self.instance(),
+            self.run_id,
+            self.try_number
         )
     }
 }

@@ -21,8 +21,14 @@ const KEPT_PREFIX: usize = 120;
 /// `dag_id=D/run_id=R/task_id=T/attempt=N.log`, `/`-separated.
 #[must_use]
 pub fn relative_path(key: &TryKey) -> String {
+    // Airflow's `log_filename_template` puts a mapped instance's tries in a folder of its own.
+    let instance = if key.map_index >= 0 {
+        format!("/map_index={}", key.map_index)
+    } else {
+        String::new()
+    };
     format!(
-        "dag_id={}/{}/task_id={}/attempt={}.log",
+        "dag_id={}/{}/task_id={}{instance}/attempt={}.log",
         key.dag_id,
         run_folder(key.run_id.as_str()),
         key.task_id,

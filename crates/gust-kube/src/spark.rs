@@ -87,13 +87,41 @@ pub const APPLICATION_LABEL_NAMES: [&str; 6] = [
 /// The try's labels on the application (by which a restarted scheduler finds it).
 #[must_use]
 pub fn application_labels(labels: TryLabels<'_>) -> Vec<(String, String)> {
-    let mut all = driver_labels(labels);
+    let mut all = driver_labels(TryLabels {
+        map_index: gust_core::mapping::UNMAPPED,
+        ..labels
+    });
     all.push((
         SPARK_OPERATOR_LABEL.0.to_owned(),
         SPARK_OPERATOR_LABEL.1.to_owned(),
     ));
     all.push((MANAGED_BY_LABEL.0.to_owned(), MANAGED_BY_LABEL.1.to_owned()));
+    all.extend(map_index_label(labels));
     all
+}
+
+/// The try an application's labels name, as [`application_labels`] gives them.
+#[must_use]
+pub fn application_key(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Option<Vec<(String, String)>> {
+    let mut key: Vec<(String, String)> = APPLICATION_LABEL_NAMES
+        .iter()
+        .map(|name| labels.get(*name).map(|v| ((*name).to_owned(), v.clone())))
+        .collect::<Option<_>>()?;
+    if let Some(index) = labels.get(crate::build::MAP_INDEX_LABEL) {
+        key.push((crate::build::MAP_INDEX_LABEL.to_owned(), index.clone()));
+    }
+    Some(key)
+}
+
+fn map_index_label(labels: TryLabels<'_>) -> Option<(String, String)> {
+    (labels.map_index >= 0).then(|| {
+        (
+            crate::build::MAP_INDEX_LABEL.to_owned(),
+            labels.map_index.to_string(),
+        )
+    })
 }
 
 /// The try's labels on the driver and executor pods (without Gust's managed-by label, so the
@@ -108,6 +136,9 @@ fn driver_labels(labels: TryLabels<'_>) -> Vec<(String, String)> {
         ("run_id".to_owned(), names::safe_label_value(labels.run_id)),
         ("try_number".to_owned(), labels.try_number.to_string()),
     ]
+    .into_iter()
+    .chain(map_index_label(labels))
+    .collect()
 }
 
 /// The template's `kubernetes:` section settings that name a cluster, which the task's own

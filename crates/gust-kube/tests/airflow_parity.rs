@@ -61,6 +61,7 @@ fn gust_pods(defaults: &PodDefaults) -> Map<String, Value> {
                     task_id: task.id.as_str(),
                     run_id: "manual__2024-01-01T00:00:00+00:00",
                     try_number: 1,
+                    map_index: gust_core::mapping::UNMAPPED,
                 },
                 template_file: template.as_ref(),
                 do_xcom_push: task.settings.do_xcom_push,

@@ -56,6 +56,7 @@ fn key(task: &str) -> TryKey {
         dag_id: DagId::new("pods").expect("id"),
         run_id: RunId::new("manual__2024-01-01T00:00:00+00:00").expect("id"),
         task_id: TaskId::new(task).expect("id"),
+        map_index: gust_core::mapping::UNMAPPED,
         try_number: TryNumber(1),
     }
 }
@@ -648,6 +649,7 @@ async fn the_start_up_sweep_deletes_pods_of_tries_that_are_over() {
                 task_id: task,
                 run_id: "manual__2024-01-01T00:00:00+00:00",
                 try_number: 1,
+                map_index: gust_core::mapping::UNMAPPED,
             })
             .into_iter()
             .collect();

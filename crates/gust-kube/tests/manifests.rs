@@ -71,6 +71,7 @@ fn key(task: &str) -> TryKey {
         dag_id: DagId::new("manifests").expect("id"),
         run_id: RunId::new("manual__2024-01-01T00:00:00+00:00").expect("id"),
         task_id: TaskId::new(task).expect("id"),
+        map_index: gust_core::mapping::UNMAPPED,
         try_number: TryNumber(1),
     }
 }

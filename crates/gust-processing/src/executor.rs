@@ -156,6 +156,7 @@ impl Inner {
             dag_id: spec.key.dag_id.as_str(),
             run_id: spec.key.run_id.as_str(),
             task_id: spec.key.task_id.as_str(),
+            map_index: spec.key.map_index,
             dag_file: &spec.dag_file,
             do_xcom_push: spec.do_xcom_push,
         };

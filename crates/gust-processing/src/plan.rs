@@ -61,6 +61,9 @@ pub struct Step<'a> {
     pub run_id: &'a str,
     /// The task.
     pub task_id: &'a str,
+    /// Which instance of a mapped task (`-1`: not mapped): each instance's artifacts go under
+    /// a `map_index=N` folder of the task's.
+    pub map_index: i32,
     /// The DAG's file: relative `code` and `config` paths are relative to its folder.
     pub dag_file: &'a Path,
     /// Write the outputs' URIs as the try's XCom.
@@ -169,7 +172,10 @@ pub fn plan(
 ) -> Result<StepPlan, StepError> {
     let parsed = ProcessingArgs::read(args)?;
     check_reserved(&parsed)?;
-    let prefix = uri::join(&settings.root, &[step.dag_id, step.run_id, step.task_id]);
+    let mut prefix = uri::join(&settings.root, &[step.dag_id, step.run_id, step.task_id]);
+    if step.map_index >= 0 {
+        prefix = uri::join(&prefix, &[&format!("map_index={}", step.map_index)]);
+    }
     let mut uploads = Vec::new();
     // Every download of the init container: (container path, URI).
     let mut fetches: Vec<(String, String)> = Vec::new();

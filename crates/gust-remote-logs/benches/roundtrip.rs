@@ -68,6 +68,7 @@ fn main() {
                 dag_id: DagId::new("bench").expect("id"),
                 run_id: RunId::new("manual__1").expect("id"),
                 task_id: TaskId::new("chatty").expect("id"),
+                map_index: gust_core::mapping::UNMAPPED,
                 try_number: TryNumber(round),
             };
             let path = root.join(layout::relative(&key));

@@ -45,6 +45,7 @@ mod tests {
             dag_id: DagId::new("etl").unwrap(),
             run_id: RunId::new(run).unwrap(),
             task_id: TaskId::new("g.load").unwrap(),
+            map_index: gust_core::mapping::UNMAPPED,
             try_number: TryNumber(try_number),
         }
     }

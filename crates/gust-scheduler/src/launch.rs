@@ -27,8 +27,9 @@ pub struct RunContext<'a> {
     pub asset_events: &'a serde_json::Map<String, serde_json::Value>,
 }
 
-/// Renders `task`'s arguments for try `try_number` of the run. The error names the task, the
-/// argument and what went wrong. The values the run's conf holds under sensitive names join the
+/// Renders `task`'s arguments for try `try_number` of the run; an instance of a mapped task
+/// (`mapped`: its map index and the arguments it is given) has its own arguments on top of the
+/// task's. The error names the task, the argument and what went wrong. The values the run's conf holds under sensitive names join the
 /// process's secrets masker first, so neither the try's log nor a render error (which may
 /// quote what a template read) shows one.
 pub fn render_args(
@@ -37,12 +38,17 @@ pub fn render_args(
     task: &Task,
     run: RunContext<'_>,
     try_number: u32,
+    mapped: Option<&serde_json::Map<String, serde_json::Value>>,
     lookup: Arc<dyn RuntimeLookup>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut written = task.args.clone();
+    if let Some(instance_args) = mapped {
+        written.extend(instance_args.clone());
+    }
     // A Python task's templates are rendered by Airflow's Task SDK as it runs the task, with
     // Airflow's own Jinja: Gust hands its arguments over as written.
     if gust_operators::python::runs_in_task_sdk(&task.operator) {
-        return Ok(task.args.clone());
+        return Ok(written);
     }
     let mut ctx = TemplateContext::new(
         dag.id.as_str(),
@@ -56,8 +62,8 @@ pub fn render_args(
     ctx.conf = run.conf.clone();
     ctx.triggering_asset_events = run.asset_events.clone();
     gust_secrets::add(conf_secrets(run.conf));
-    let mut args = serde_json::Map::with_capacity(task.args.len());
-    for (name, value) in &task.args {
+    let mut args = serde_json::Map::with_capacity(written.len());
+    for (name, value) in &written {
         let rendered = renderer
             .render_value(value, name, &ctx, lookup.clone())
             .map_err(|err| err.to_string())?;
@@ -85,6 +91,7 @@ pub fn launch_spec(
     task: &Task,
     run_id: &RunId,
     logical_date: DateTime<Utc>,
+    map_index: i32,
     try_number: u32,
     args: serde_json::Map<String, serde_json::Value>,
     logs_root: &Path,
@@ -95,6 +102,7 @@ pub fn launch_spec(
         dag_id: dag.id.clone(),
         run_id: run_id.clone(),
         task_id: task.id.clone(),
+        map_index,
         try_number: TryNumber(try_number),
     };
     gust_secrets::add_from(&args);

@@ -10,6 +10,7 @@
 pub mod dag_watch;
 pub mod launch;
 pub mod log_path;
+pub mod mapped;
 pub mod metrics;
 pub mod scheduler;
 pub mod sync;

@@ -32,6 +32,7 @@ mod tests {
             dag_id: DagId::new("etl").unwrap(),
             run_id: RunId::new("manual__2024-01-01T00:00:00+00:00").unwrap(),
             task_id: TaskId::new("g.load").unwrap(),
+            map_index: gust_core::mapping::UNMAPPED,
             try_number: TryNumber(2),
         };
         assert_eq!(
@@ -48,6 +49,7 @@ mod tests {
             dag_id: DagId::new("etl").unwrap(),
             run_id: RunId::new(run).unwrap(),
             task_id: TaskId::new("load").unwrap(),
+            map_index: gust_core::mapping::UNMAPPED,
             try_number: TryNumber(1),
         };
         let root = Path::new("/logs");

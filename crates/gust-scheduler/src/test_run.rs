@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use gust_core::clock::SystemClock;
 use gust_core::dag::Dag;
-use gust_core::ids::{RunId, TaskId, TryNumber};
-use gust_core::readiness::{run_state, settle, settle_changed};
+use gust_core::ids::{InstanceId, RunId, TaskId, TryNumber};
+use gust_core::readiness::{RunStates, run_state, settle, settle_changed};
 use gust_core::retry::{can_retry, retry_delay};
 use gust_core::schedule::DataInterval;
 use gust_core::state::{DagRunState, TaskEvent, TaskState};
@@ -24,6 +24,7 @@ use tokio::sync::mpsc::Receiver;
 use tokio::time::Instant;
 
 use crate::launch::{RunContext, launch_spec, render_args};
+use crate::mapped::InstanceStates;
 use crate::xcom::RunXComs;
 
 /// What to run.
@@ -43,16 +44,20 @@ pub struct TestRunSpec {
     pub connections: HashMap<String, gust_template::TemplateConnection>,
     /// Runs the callbacks of natively run tasks and of the DAG (none: they are not run).
     pub callbacks: Option<Arc<dyn gust_executor::callbacks::CallbackRunner>>,
+    /// The most instances one mapped task may have (`[core] max_map_length`).
+    pub max_map_length: usize,
 }
 
-/// How one task instance ended.
+/// How one task ended (a mapped task: all its instances).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskReport {
     /// The task.
     pub task_id: TaskId,
-    /// Its final state.
+    /// Its final state (a mapped task's from its instances').
     pub state: TaskState,
-    /// How many tries ran.
+    /// How many instances it had (1 unless it is mapped).
+    pub instances: usize,
+    /// How many tries ran (of all its instances).
     pub tries: u32,
     /// How long its last try took, when one ran.
     pub duration: Option<Duration>,
@@ -71,7 +76,7 @@ pub struct RunReport {
     pub stopped: Option<String>,
 }
 
-/// Per-task bookkeeping during the run (its state is in `Driver::states`).
+/// Per-instance bookkeeping during the run (its state is in `Driver::states`).
 #[derive(Debug, Default)]
 struct Instance {
     tries: u32,
@@ -87,8 +92,8 @@ struct Instance {
 /// A task instance's move, as it happens: what `gust dags test` prints, one line each.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateChange {
-    /// The task.
-    pub task_id: TaskId,
+    /// The task instance.
+    pub instance: InstanceId,
     /// Its new state.
     pub state: TaskState,
     /// The try it is at (0 before the first).
@@ -173,13 +178,13 @@ struct Driver<'a> {
     xcoms: Arc<RunXComs>,
     /// When the run started, as Python tasks are told.
     started_at: chrono::DateTime<chrono::Utc>,
-    instances: HashMap<TaskId, Instance>,
-    /// Every task's state; tasks not in it have none yet.
-    states: HashMap<TaskId, TaskState>,
+    instances: HashMap<InstanceId, Instance>,
+    /// Every instance's state; tasks not in it have none yet.
+    states: InstanceStates,
     /// How many tasks are not finished: the run ends when none are.
     unfinished: usize,
-    /// Tasks waiting for their retry delay or reschedule date, by when it ends.
-    retry_at: BTreeMap<Instant, Vec<TaskId>>,
+    /// Instances waiting for their retry delay or reschedule date, by when it ends.
+    retry_at: BTreeMap<Instant, Vec<InstanceId>>,
     /// How many tries have ended so far (their order, for the DAG callback's context).
     ends: u64,
     /// Tasks whose state moved since the run was last settled; `None` before the first pass,
@@ -211,9 +216,9 @@ impl<'a> Driver<'a> {
             started_at: gust_core::clock::Clock::now(&SystemClock),
             instances: dag
                 .tasks()
-                .map(|t| (t.id.clone(), Instance::default()))
+                .map(|t| (InstanceId::unmapped(t.id.clone()), Instance::default()))
                 .collect(),
-            states: HashMap::with_capacity(dag.tasks().len()),
+            states: InstanceStates::default(),
             unfinished: dag.tasks().len(),
             retry_at: BTreeMap::new(),
             ends: 0,
@@ -221,16 +226,13 @@ impl<'a> Driver<'a> {
         }
     }
 
-    fn state(&self, task: &TaskId) -> TaskState {
-        self.states
-            .get(task)
-            .copied()
-            .unwrap_or(TaskState::NoStatus)
+    fn state(&self, task: &InstanceId) -> TaskState {
+        self.states.get(task)
     }
 
     /// Moves `task` by `event`. The driver only asks for legal moves; an illegal one is a bug,
     /// which it reports in the task's failure rather than crash the run.
-    fn transition(&mut self, task: &TaskId, event: TaskEvent) {
+    fn transition(&mut self, task: &InstanceId, event: TaskEvent) {
         let from = self.state(task);
         match from.apply(event) {
             Ok(to) => self.set_state(task, to),
@@ -241,24 +243,22 @@ impl<'a> Driver<'a> {
         }
     }
 
-    fn set_state(&mut self, task: &TaskId, to: TaskState) {
-        let from = self
-            .states
-            .insert(task.clone(), to)
-            .unwrap_or(TaskState::NoStatus);
-        match (from.is_finished(), to.is_finished()) {
+    fn set_state(&mut self, task: &InstanceId, to: TaskState) {
+        let from = self.states.get(task);
+        let (whole_before, whole_after) = self.states.set(task, to);
+        match (whole_before.is_finished(), whole_after.is_finished()) {
             (false, true) => self.unfinished -= 1,
             (true, false) => self.unfinished += 1,
             _ => {}
         }
         if from != to {
             if let Some(moved) = &mut self.moved {
-                moved.push(task.clone());
+                moved.push(task.task_id.clone());
             }
             let instance = self.instances.get(task);
             let failed = matches!(to, TaskState::Failed | TaskState::UpForRetry);
             (self.progress)(StateChange {
-                task_id: task.clone(),
+                instance: task.clone(),
                 state: to,
                 try_number: instance.map_or(0, |i| i.tries),
                 failure: instance.filter(|_| failed).and_then(|i| i.failure.clone()),
@@ -285,11 +285,20 @@ impl<'a> Driver<'a> {
                 } else {
                     TaskEvent::UpstreamFail
                 };
-                self.transition(&task, event);
+                for instance in self.states.instances(&task) {
+                    if self.state(&instance) == TaskState::NoStatus {
+                        self.transition(&instance, event);
+                    }
+                }
             }
             for task in settled.ready {
-                self.transition(&task, TaskEvent::Schedule);
-                self.launch(&task);
+                if self.dag.task(&task).is_some_and(|t| t.mapping.is_some()) {
+                    self.expand(&task);
+                    continue;
+                }
+                let instance = InstanceId::unmapped(task);
+                self.transition(&instance, TaskEvent::Schedule);
+                self.launch(&instance);
             }
         }
     }
@@ -305,8 +314,65 @@ impl<'a> Driver<'a> {
         }
     }
 
-    fn launch(&mut self, task_id: &TaskId) {
+    /// Expands the mapped `task_id` (its trigger rule is met) and starts its instances, as the
+    /// scheduler does: over nothing it is skipped; when it cannot be expanded it fails, without
+    /// retrying.
+    fn expand(&mut self, task_id: &TaskId) {
         let Some(task) = self.dag.task(task_id) else {
+            return;
+        };
+        if !self.states.is_expanded(task_id) {
+            let unmapped = InstanceId::unmapped(task_id.clone());
+            let max = self.spec.max_map_length;
+            match crate::mapped::length(task, &self.xcoms, max) {
+                Ok(0) => {
+                    self.transition(&unmapped, TaskEvent::Skip);
+                    return;
+                }
+                Ok(count) => {
+                    self.instances.remove(&unmapped);
+                    self.states.expand(task_id, count);
+                    for instance in self.states.instances(task_id) {
+                        self.instances.insert(instance, Instance::default());
+                    }
+                }
+                Err(err) => {
+                    let why = format!("task \"{task_id}\" cannot be expanded: {err}");
+                    self.transition(&unmapped, TaskEvent::Schedule);
+                    self.transition(&unmapped, TaskEvent::Queue);
+                    if let Some(instance) = self.instances.get_mut(&unmapped) {
+                        instance.tries += 1;
+                        instance.failure = Some(why.clone());
+                    }
+                    let key = self.try_key(&unmapped, 1);
+                    let log = crate::log_path::log_path(&self.spec.logs_root, &key);
+                    self.failure_logs.push((log, why));
+                    self.transition(&unmapped, TaskEvent::Fail { can_retry: false });
+                    self.ended(&unmapped);
+                    return;
+                }
+            }
+        }
+        for instance in self.states.instances(task_id) {
+            if self.state(&instance) == TaskState::NoStatus {
+                self.transition(&instance, TaskEvent::Schedule);
+                self.launch(&instance);
+            }
+        }
+    }
+
+    fn try_key(&self, instance: &InstanceId, try_number: u32) -> TryKey {
+        TryKey {
+            dag_id: self.dag.id.clone(),
+            run_id: self.spec.run_id.clone(),
+            task_id: instance.task_id.clone(),
+            map_index: instance.map_index,
+            try_number: TryNumber(try_number),
+        }
+    }
+
+    fn launch(&mut self, task_id: &InstanceId) {
+        let Some(task) = self.dag.task(&task_id.task_id) else {
             return;
         };
         let rescheduled = self.state(task_id) == TaskState::UpForReschedule;
@@ -324,22 +390,22 @@ impl<'a> Driver<'a> {
             conf: &self.spec.conf,
             asset_events: &serde_json::Map::new(),
         };
-        let args = match render_args(
-            &self.renderer,
-            self.dag,
-            task,
-            run,
-            try_number,
-            self.xcoms.clone(),
-        ) {
+        let rendered =
+            crate::mapped::instance_args(task, task_id, &self.xcoms).and_then(|mapped| {
+                render_args(
+                    &self.renderer,
+                    self.dag,
+                    task,
+                    run,
+                    try_number,
+                    mapped.as_ref(),
+                    self.xcoms.clone(),
+                )
+            });
+        let args = match rendered {
             Ok(args) => args,
             Err(err) => {
-                let key = TryKey {
-                    dag_id: self.dag.id.clone(),
-                    run_id: self.spec.run_id.clone(),
-                    task_id: task_id.clone(),
-                    try_number: TryNumber(try_number),
-                };
+                let key = self.try_key(task_id, try_number);
                 self.failure_logs.push((
                     crate::log_path::log_path(&self.spec.logs_root, &key),
                     err.clone(),
@@ -354,6 +420,7 @@ impl<'a> Driver<'a> {
             task,
             &self.spec.run_id,
             self.spec.interval.start,
+            task_id.map_index,
             try_number,
             args,
             &self.spec.logs_root,
@@ -368,8 +435,8 @@ impl<'a> Driver<'a> {
     }
 
     /// Fails the current try of `task`, retrying when tries remain.
-    fn fail(&mut self, task_id: &TaskId, why: String) {
-        let Some(task) = self.dag.task(task_id) else {
+    fn fail(&mut self, task_id: &InstanceId, why: String) {
+        let Some(task) = self.dag.task(&task_id.task_id) else {
             return;
         };
         let tries = self.instances.get(task_id).map_or(1, |i| i.tries);
@@ -410,7 +477,7 @@ impl<'a> Driver<'a> {
     }
 
     /// Notes that the latest try of `task_id` ended now.
-    fn ended(&mut self, task_id: &TaskId) {
+    fn ended(&mut self, task_id: &InstanceId) {
         self.ends += 1;
         let order = self.ends;
         if let Some(instance) = self.instances.get_mut(task_id) {
@@ -423,18 +490,13 @@ impl<'a> Driver<'a> {
         &self,
         kind: CallbackKind,
         run_state: &'static str,
-        task: Option<&TaskId>,
+        task: Option<&InstanceId>,
         reason: Option<String>,
     ) -> CallbackRequest {
         let tries = task
             .and_then(|t| self.instances.get(t))
             .map_or(0, |i| i.tries);
-        let key = |task_id: &TaskId| TryKey {
-            dag_id: self.dag.id.clone(),
-            run_id: self.spec.run_id.clone(),
-            task_id: task_id.clone(),
-            try_number: TryNumber(tries),
-        };
+        let key = |task_id: &InstanceId| self.try_key(task_id, tries);
         let of_dag = matches!(kind, CallbackKind::DagSuccess | CallbackKind::DagFailure);
         let log_path = match task {
             Some(task_id) if !of_dag => {
@@ -455,7 +517,7 @@ impl<'a> Driver<'a> {
             run: self.run_facts(),
             run_state,
             task: task.map(|task_id| CallbackTask {
-                task_id: task_id.clone(),
+                task_id: task_id.task_id.clone(),
                 try_number: tries,
                 state: self.state(task_id).as_str(),
             }),
@@ -466,8 +528,9 @@ impl<'a> Driver<'a> {
 
     /// Runs `kind`'s callback of `task_id` when it names one and Gust runs it natively (a
     /// Python task runs its own).
-    fn task_callback(&self, task_id: &TaskId, kind: CallbackKind, reason: Option<String>) {
-        let (Some(runner), Some(task)) = (&self.spec.callbacks, self.dag.task(task_id)) else {
+    fn task_callback(&self, task_id: &InstanceId, kind: CallbackKind, reason: Option<String>) {
+        let (Some(runner), Some(task)) = (&self.spec.callbacks, self.dag.task(&task_id.task_id))
+        else {
             return;
         };
         if kind.is_named(&task.settings.callbacks, &Default::default())
@@ -511,7 +574,7 @@ impl<'a> Driver<'a> {
 
     /// The current try asked to run again at `at` (a sensor in `reschedule` mode): it waits
     /// for the date as a retry waits for its delay, then runs again as the same try.
-    fn reschedule(&mut self, task_id: &TaskId, at: chrono::DateTime<chrono::Utc>) {
+    fn reschedule(&mut self, task_id: &InstanceId, at: chrono::DateTime<chrono::Utc>) {
         let now = gust_core::clock::Clock::now(&SystemClock);
         if let Some(instance) = self.instances.get_mut(task_id) {
             instance.reschedules.count += 1;
@@ -527,7 +590,7 @@ impl<'a> Driver<'a> {
     }
 
     fn on_event(&mut self, event: TryEvent) {
-        let task_id = event.key.task_id.clone();
+        let task_id = event.key.instance();
         let current_try = self.instances.get(&task_id).map_or(0, |i| i.tries);
         if matches!(event.kind, TryEventKind::Finished(_)) {
             // Recorded as soon as it is handled (in memory): the runtime may clean up.
@@ -574,10 +637,26 @@ impl<'a> Driver<'a> {
     /// A try succeeded: its XCom is recorded before the success, so downstream tasks see it
     /// (masked, as the scheduler records it), then the tasks it asked to skip that have not
     /// started are skipped, as the scheduler does.
-    fn succeed(&mut self, task_id: &TaskId, xcom: Option<serde_json::Value>, skip: &[String]) {
+    fn succeed(&mut self, task_id: &InstanceId, xcom: Option<serde_json::Value>, skip: &[String]) {
+        let xcom = xcom.map(|value| crate::xcom::masked(&value));
+        // A mapped instance's value is one item of what a downstream task maps over.
+        if let Some(task) = self
+            .dag
+            .task(&task_id.task_id)
+            .filter(|_| !task_id.is_mapped())
+        {
+            let max = self.spec.max_map_length;
+            if let Err(why) = crate::mapped::check_mappable(self.dag, task, xcom.as_ref(), max) {
+                // As Airflow's task runner: a value a downstream task is mapped over must be
+                // mappable, or the task that returned it fails.
+                self.fail(task_id, why);
+                return;
+            }
+        }
         if let Some(value) = xcom {
-            let value = crate::xcom::masked(&value);
-            self.xcoms.push(task_id.as_str(), "return_value", value);
+            let name = task_id.task_id.as_str();
+            self.xcoms
+                .push(name, task_id.map_index, "return_value", value);
         }
         self.transition(task_id, TaskEvent::Succeed);
         self.finish_timing(task_id, None);
@@ -586,14 +665,16 @@ impl<'a> Driver<'a> {
         let waiting = skip
             .iter()
             .filter_map(|name| TaskId::new(name.as_str()).ok())
-            .filter(|task| self.dag.task(task).is_some() && self.state(task) == TaskState::NoStatus)
+            .filter(|task| self.dag.task(task).is_some())
+            .flat_map(|task| self.states.instances(&task))
+            .filter(|instance| self.state(instance) == TaskState::NoStatus)
             .collect::<Vec<_>>();
         for task in waiting {
             self.transition(&task, TaskEvent::Skip);
         }
     }
 
-    fn finish_timing(&mut self, task_id: &TaskId, failure: Option<String>) {
+    fn finish_timing(&mut self, task_id: &InstanceId, failure: Option<String>) {
         if let Some(instance) = self.instances.get_mut(task_id) {
             instance.duration = instance.started.take().map(|s| s.elapsed());
             instance.failure = failure;
@@ -624,12 +705,7 @@ impl<'a> Driver<'a> {
             .instances
             .iter()
             .filter(|(id, _)| self.state(id).holds_slot())
-            .map(|(id, i)| TryKey {
-                dag_id: self.dag.id.clone(),
-                run_id: self.spec.run_id.clone(),
-                task_id: id.clone(),
-                try_number: TryNumber(i.tries),
-            })
+            .map(|(id, i)| self.try_key(id, i.tries))
             .collect();
         for key in &live {
             self.executor.kill(key, reason);
@@ -641,17 +717,18 @@ impl<'a> Driver<'a> {
             };
             if let TryEventKind::Finished(_) = &event.kind {
                 waiting -= 1;
-                self.transition(&event.key.task_id, TaskEvent::MarkFailed);
-                self.finish_timing(&event.key.task_id, Some(format!("killed: {reason}")));
+                let instance = event.key.instance();
+                self.transition(&instance, TaskEvent::MarkFailed);
+                self.finish_timing(&instance, Some(format!("killed: {reason}")));
             }
         }
         // As in Airflow, a timed-out run's tasks that never ran are skipped. This ends the run
         // from outside the lifecycle (a retry-waiting task could not be skipped from within).
-        let unfinished: Vec<TaskId> = self
+        let unfinished: Vec<InstanceId> = self
             .dag
             .tasks()
-            .filter(|t| !self.state(&t.id).is_finished())
-            .map(|t| t.id.clone())
+            .flat_map(|t| self.states.instances(&t.id))
+            .filter(|i| !self.state(i).is_finished())
             .collect();
         for task in unfinished {
             self.set_state(&task, TaskState::Skipped);
@@ -669,13 +746,16 @@ impl<'a> Driver<'a> {
             .dag
             .topological_order()
             .map(|t| {
-                let instance = self.instances.get(&t.id);
+                let ids = states.instances(&t.id);
+                let instances: Vec<&Instance> =
+                    ids.iter().filter_map(|i| self.instances.get(i)).collect();
                 TaskReport {
                     task_id: t.id.clone(),
-                    state: states.get(&t.id).copied().unwrap_or(TaskState::NoStatus),
-                    tries: instance.map_or(0, |i| i.tries),
-                    duration: instance.and_then(|i| i.duration),
-                    failure: instance.and_then(|i| i.failure.clone()),
+                    state: states.task_state(&t.id),
+                    instances: ids.len(),
+                    tries: instances.iter().map(|i| i.tries).sum(),
+                    duration: instances.iter().filter_map(|i| i.duration).max(),
+                    failure: instances.iter().find_map(|i| i.failure.clone()),
                 }
             })
             .collect();

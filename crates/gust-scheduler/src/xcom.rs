@@ -2,7 +2,7 @@
 //! records them) and rendering (`ti.xcom_pull`), and the variables and connections as last read
 //! (see [`TemplateValues`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use gust_template::{RuntimeLookup, TemplateConnection};
@@ -17,10 +17,12 @@ pub fn masked(value: &serde_json::Value) -> serde_json::Value {
     gust_secrets::current().redact(value, None)
 }
 
-/// The run's XComs by (task_id, key), and the variables and connections templates read.
+/// The run's XComs by (task_id, key), each mapped instance's by its map index, and the
+/// variables and connections templates read.
 #[derive(Debug)]
 pub struct RunXComs {
     values: RwLock<HashMap<(String, String), serde_json::Value>>,
+    mapped: RwLock<HashMap<(String, String), BTreeMap<i32, serde_json::Value>>>,
     template_values: Arc<TemplateValues>,
 }
 
@@ -36,6 +38,7 @@ impl RunXComs {
     pub fn new(template_values: Arc<TemplateValues>) -> Self {
         Self {
             values: RwLock::default(),
+            mapped: RwLock::default(),
             template_values,
         }
     }
@@ -46,12 +49,30 @@ impl RunXComs {
         Self::new(Arc::new(TemplateValues::fixed(variables, HashMap::new())))
     }
 
-    /// Records `value` as `task_id`'s XCom `key`.
-    pub fn push(&self, task_id: &str, key: &str, value: serde_json::Value) {
-        self.values
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert((task_id.to_owned(), key.to_owned()), value);
+    /// Records `value` as the XCom `key` of `task_id`'s instance `map_index`
+    /// ([`gust_core::mapping::UNMAPPED`] for a task that is not mapped).
+    pub fn push(&self, task_id: &str, map_index: i32, key: &str, value: serde_json::Value) {
+        let entry = (task_id.to_owned(), key.to_owned());
+        if map_index < 0 {
+            self.values
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(entry, value);
+        } else {
+            self.mapped
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(entry)
+                .or_default()
+                .insert(map_index, value);
+        }
+    }
+
+    /// A task's return value: a mapped task's is the list of its instances' values, in
+    /// map-index order (Airflow's lazy sequence of a mapped task's XComs).
+    #[must_use]
+    pub fn return_value(&self, task_id: &str) -> Option<serde_json::Value> {
+        self.xcom(task_id, RETURN_VALUE)
     }
 }
 
@@ -77,8 +98,19 @@ impl RuntimeLookup for RunXComs {
             .values
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(value) = values.get(&(task_id.to_owned(), key.to_owned())) {
+        let entry = (task_id.to_owned(), key.to_owned());
+        if let Some(value) = values.get(&entry) {
             return Some(value.clone());
+        }
+        if let Some(instances) = self
+            .mapped
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&entry)
+        {
+            return Some(serde_json::Value::Array(
+                instances.values().cloned().collect(),
+            ));
         }
         if key == RETURN_VALUE {
             return None;
@@ -102,10 +134,11 @@ mod tests {
         let xcoms = RunXComs::default();
         xcoms.push(
             "job",
+            -1,
             "return_value",
             serde_json::json!({"job_name": "job-pi-x1", "job_namespace": "batch"}),
         );
-        xcoms.push("job", "custom", serde_json::json!(7));
+        xcoms.push("job", -1, "custom", serde_json::json!(7));
         assert_eq!(
             xcoms.xcom("job", "job_name"),
             Some(serde_json::json!("job-pi-x1"))
@@ -113,7 +146,20 @@ mod tests {
         assert_eq!(xcoms.xcom("job", "custom"), Some(serde_json::json!(7)));
         assert_eq!(xcoms.xcom("job", "missing"), None);
         assert_eq!(xcoms.xcom("other", "job_name"), None);
-        xcoms.push("list", "return_value", serde_json::json!([1, 2]));
+        xcoms.push("list", -1, "return_value", serde_json::json!([1, 2]));
         assert_eq!(xcoms.xcom("list", "job_name"), None);
+    }
+
+    #[test]
+    fn a_mapped_tasks_value_is_the_list_of_its_instances_in_map_index_order() {
+        let xcoms = RunXComs::default();
+        xcoms.push("train", 2, "return_value", serde_json::json!(0.7));
+        xcoms.push("train", 0, "return_value", serde_json::json!(0.9));
+        xcoms.push("train", 1, "return_value", serde_json::json!(0.8));
+        assert_eq!(
+            xcoms.return_value("train"),
+            Some(serde_json::json!([0.9, 0.8, 0.7]))
+        );
+        assert_eq!(xcoms.return_value("other"), None);
     }
 }

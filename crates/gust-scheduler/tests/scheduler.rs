@@ -983,3 +983,96 @@ async fn a_dag_scheduled_on_assets_runs_once_its_producers_updated_them(store: S
     stop.cancel();
     handle.await.expect("the scheduler stopped");
 }
+
+const MAPPED: &str = r#"
+mapped:
+  schedule: null
+  tasks:
+    each:
+      operator: BashOperator
+      retry_delay: 0
+      partial:
+        env: {MARKS: "{{ var.value.marks }}"}
+        append_env: true
+        retries: 1
+      expand:
+        bash_command:
+          - 'echo echo x'
+          - 'if [ -e "$MARKS/once" ]; then echo echo y; else touch "$MARKS/once"; exit 1; fi'
+          - 'echo echo z'
+    again:
+      operator: BashOperator
+      expand: {bash_command: each.output}
+    pulled:
+      operator: BashOperator
+      bash_command: "echo '{{ ti.xcom_pull(task_ids=\"again\") | list | join(\",\") }}'"
+      dependencies: [again]
+    nothing:
+      operator: BashOperator
+      expand: {bash_command: []}
+"#;
+
+both_engines!(a_mapped_task_is_expanded_when_its_upstream_ends_and_each_instance_retries_alone);
+
+async fn a_mapped_task_is_expanded_when_its_upstream_ends_and_each_instance_retries_alone(
+    store: Store,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("mapped.yaml"), MAPPED).expect("dag file");
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&marks).expect("marks folder");
+    let marks = marks.display().to_string();
+    store
+        .set_variable("marks", &marks, None, &fernet())
+        .await
+        .expect("variable");
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    let run_id = trigger(&store, &dags, "mapped", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "mapped", &run_id).await,
+        DagRunState::Success
+    );
+
+    let tis = store.task_instances("mapped", &run_id).await.expect("tis");
+    let states: Vec<(&str, i32, TaskState, i32)> = tis
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.map_index, t.state, t.try_number))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("again", 0, TaskState::Success, 1),
+            ("again", 1, TaskState::Success, 1),
+            ("again", 2, TaskState::Success, 1),
+            ("each", 0, TaskState::Success, 1),
+            ("each", 1, TaskState::Success, 2),
+            ("each", 2, TaskState::Success, 1),
+            ("nothing", -1, TaskState::Skipped, 0),
+            ("pulled", -1, TaskState::Success, 1),
+        ],
+        "one instance per item, the second retried alone; an empty list skips"
+    );
+    let xcoms = store.xcoms_of_run("mapped", &run_id).await.expect("xcoms");
+    let values: Vec<(&str, i32, serde_json::Value)> = xcoms
+        .iter()
+        .map(|x| (x.task_id.as_str(), x.map_index, x.value.clone()))
+        .collect();
+    assert!(
+        values.contains(&("again", 2, serde_json::json!("z"))),
+        "{values:?}"
+    );
+    assert!(
+        values.contains(&("pulled", -1, serde_json::json!("x,y,z"))),
+        "a mapped task's XCom is its instances' values in map-index order: {values:?}"
+    );
+    let log = dir
+        .path()
+        .join("logs/dag_id=mapped")
+        .join(format!("run_id={run_id}"))
+        .join("task_id=each/map_index=1/attempt=2.log");
+    assert!(log.exists(), "each instance's tries have their own logs");
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+}

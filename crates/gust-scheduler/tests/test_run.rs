@@ -75,6 +75,7 @@ impl Fixture {
             .collect(),
             connections: Default::default(),
             callbacks: None,
+            max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
         };
         let report = tokio::time::timeout(
             Duration::from_secs(30),
@@ -319,6 +320,7 @@ async fn every_move_of_a_task_is_told_as_it_happens() {
         variables: std::collections::HashMap::new(),
         connections: Default::default(),
         callbacks: None,
+        max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
     };
     let mut seen = Vec::new();
     let report = tokio::time::timeout(
@@ -383,4 +385,125 @@ async fn xcoms_passed_on_and_failures_reported_are_masked_as_the_scheduler_masks
         failure.contains(r#"ds_add: "***" is not a date"#),
         "{failure}"
     );
+}
+
+fn instances_of(report: &RunReport, task: &str) -> usize {
+    report
+        .tasks
+        .iter()
+        .find(|t| t.task_id.as_str() == task)
+        .unwrap_or_else(|| panic!("no {task}"))
+        .instances
+}
+
+#[tokio::test]
+async fn a_mapped_task_runs_once_per_item_and_downstream_tasks_count_its_instances() {
+    let f = Fixture::new();
+    let dag = f.dag(
+        r#"
+m:
+  tasks:
+    each:
+      operator: bash
+      partial: {env: {OUT: "{dir}"}, append_env: true}
+      expand:
+        bash_command:
+          - 'echo a > $OUT/a; echo echo x'
+          - 'echo b > $OUT/b; echo echo y'
+          - 'echo c > $OUT/c; echo echo z'
+    again:
+      operator: bash
+      expand: {bash_command: each.output}
+    pulled:
+      operator: bash
+      bash_command: "echo '{{ ti.xcom_pull(task_ids=\"again\") | list | join(\",\") }}' > {dir}/pulled"
+      dependencies: [again]
+    nothing:
+      operator: bash
+      expand: {bash_command: []}
+    after_nothing:
+      operator: bash
+      bash_command: 'true'
+      dependencies: [nothing]
+"#,
+    );
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.state, DagRunState::Success, "{report:?}");
+    assert_eq!(instances_of(&report, "each"), 3);
+    for name in ["a", "b", "c"] {
+        assert_eq!(f.read(name).trim(), name, "instance {name} ran");
+    }
+    assert_eq!(
+        instances_of(&report, "again"),
+        3,
+        "mapped over the mapped task's values"
+    );
+    assert_eq!(
+        f.read("pulled").trim(),
+        "x,y,z",
+        "a mapped task's XCom is its instances' values in map-index order"
+    );
+    assert_eq!(
+        state_of(&report, "nothing"),
+        TaskState::Skipped,
+        "an empty list skips"
+    );
+    assert_eq!(state_of(&report, "after_nothing"), TaskState::Skipped);
+    let log = f.read(
+        "logs/dag_id=m/run_id=manual__2024-03-05T00:00:00+00:00/task_id=each/map_index=2/attempt=1.log",
+    );
+    assert!(
+        log.contains("echo z"),
+        "each instance has its own log: {log}"
+    );
+}
+
+#[tokio::test]
+async fn trigger_rules_count_every_instance_and_a_failed_one_fails_the_run() {
+    let f = Fixture::new();
+    let dag = f.dag(
+        r#"
+m:
+  default_args: {retries: 0}
+  tasks:
+    each:
+      operator: bash
+      expand: {bash_command: ['true', 'exit 1', 'true']}
+    all_ok:
+      operator: bash
+      bash_command: 'true'
+      dependencies: [each]
+    any_ok:
+      operator: bash
+      bash_command: 'true'
+      trigger_rule: one_success
+      dependencies: [each]
+    unmappable:
+      operator: bash
+      bash_command: echo not-a-list
+    over_text:
+      operator: bash
+      expand: {bash_command: unmappable.output}
+"#,
+    );
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.state, DagRunState::Failed);
+    assert_eq!(state_of(&report, "each"), TaskState::Failed);
+    assert_eq!(state_of(&report, "all_ok"), TaskState::UpstreamFailed);
+    assert_eq!(state_of(&report, "any_ok"), TaskState::Success);
+    let unmappable = report
+        .tasks
+        .iter()
+        .find(|t| t.task_id.as_str() == "unmappable")
+        .expect("the task");
+    assert_eq!(
+        unmappable.state,
+        TaskState::Failed,
+        "as Airflow's task runner fails it"
+    );
+    assert_eq!(
+        unmappable.failure.as_deref(),
+        Some("unmappable return type 'str'")
+    );
+    assert_eq!(state_of(&report, "over_text"), TaskState::UpstreamFailed);
 }

@@ -83,6 +83,7 @@ fn spec(task: &str, retries: u32, lookup: Arc<MapLookup>) -> LaunchSpec {
             dag_id: DagId::new("etl").expect("an id"),
             run_id: RunId::new("scheduled__2024-01-01T00:00:00+00:00").expect("an id"),
             task_id: TaskId::new(task).expect("an id"),
+            map_index: gust_core::mapping::UNMAPPED,
             try_number: TryNumber(1),
         },
         operator: "python".into(),

@@ -37,6 +37,7 @@ async fn started_try(server: &TestServer, end: Option<TaskState>) -> PathBuf {
         dag_id: DagId::new("hello").expect("the test setup works"),
         run_id: RunId::new("r").expect("the test setup works"),
         task_id: TaskId::new("say").expect("the test setup works"),
+        map_index: gust_core::mapping::UNMAPPED,
         try_number: TryNumber(1),
     };
     let path = gust_scheduler::log_path::log_path(server.logs_dir.path(), &key);

@@ -313,6 +313,14 @@ pub struct CoreConfig {
     /// `Hidden` (disabled too). Read case-insensitively, as Airflow reads it.
     #[serde(default = "default_test_connection")]
     pub test_connection: String,
+    /// The most instances one mapped task may have (default 1024, Airflow's): expanding over
+    /// a longer list fails the task that pushed it.
+    #[serde(default = "default_max_map_length")]
+    pub max_map_length: usize,
+}
+
+fn default_max_map_length() -> usize {
+    gust_core::mapping::DEFAULT_MAX_MAP_LENGTH
 }
 
 fn default_test_connection() -> String {
@@ -382,6 +390,7 @@ impl Config {
                 sensitive_var_conn_names: String::new(),
                 hide_sensitive_var_conn_fields: true,
                 test_connection: default_test_connection(),
+                max_map_length: default_max_map_length(),
             },
             logging: LoggingConfig {
                 base_log_folder: home.join("logs"),

@@ -154,17 +154,6 @@ fn build(
             .read
             .mapping
             .map(|m| mapping::resolve_upstreams(m, &upstream));
-        if task_mapping.is_some() {
-            // The model and the file format are in place; the scheduler's expansion is the
-            // next step (docs/dag-format.md, "Dynamic task mapping").
-            problems.push(
-                Diagnostic::new(
-                    built.at.clone(),
-                    format!("task \"{task_id}\" is mapped, and mapped tasks cannot run yet"),
-                )
-                .with_hint("Gust reads and checks partial/expand but does not expand tasks yet; list the mapped tasks explicitly"),
-            );
-        }
         task_map.insert(
             task_id.clone(),
             Task {

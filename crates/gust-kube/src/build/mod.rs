@@ -37,6 +37,8 @@ pub struct TryLabels<'a> {
     pub run_id: &'a str,
     /// The try.
     pub try_number: u32,
+    /// Which instance of a mapped task (`-1`: not mapped, and no label, as KPO labels them).
+    pub map_index: i32,
 }
 
 /// What the cluster and configuration contribute to every pod.
@@ -466,9 +468,37 @@ pub const TRY_LABEL_NAMES: [&str; 6] = [
     MANAGED_BY_LABEL.0,
 ];
 
-/// The labels a try's pod carries, by which a restarted scheduler finds it again.
+/// The labels a try's pod carries, by which a restarted scheduler finds it again: those of
+/// [`TRY_LABEL_NAMES`], and `map_index` for an instance of a mapped task.
 #[must_use]
 pub fn try_labels(labels: TryLabels<'_>) -> Vec<(String, String)> {
+    let mut all = fixed_try_labels(labels);
+    if labels.map_index >= 0 {
+        all.push((MAP_INDEX_LABEL.to_owned(), labels.map_index.to_string()));
+    }
+    all
+}
+
+/// The label of a mapped instance's index (Airflow's KubernetesPodOperator's name).
+pub const MAP_INDEX_LABEL: &str = "map_index";
+
+/// The try a pod's or Job's labels name, as [`try_labels`] gives them; `None` when one of
+/// [`TRY_LABEL_NAMES`] is missing.
+#[must_use]
+pub fn try_key_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Option<Vec<(String, String)>> {
+    let mut key: Vec<(String, String)> = TRY_LABEL_NAMES
+        .iter()
+        .map(|name| labels.get(*name).map(|v| ((*name).to_owned(), v.clone())))
+        .collect::<Option<_>>()?;
+    if let Some(index) = labels.get(MAP_INDEX_LABEL) {
+        key.push((MAP_INDEX_LABEL.to_owned(), index.clone()));
+    }
+    Some(key)
+}
+
+fn fixed_try_labels(labels: TryLabels<'_>) -> Vec<(String, String)> {
     let values = [
         names::safe_label_value(labels.dag_id),
         names::safe_label_value(labels.task_id),

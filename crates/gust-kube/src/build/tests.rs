@@ -11,6 +11,7 @@ const TRY: TryLabels<'static> = TryLabels {
     task_id: "passing-task",
     run_id: "manual__2024-01-01T00:00:00+00:00",
     try_number: 1,
+    map_index: gust_core::mapping::UNMAPPED,
 };
 
 fn args(value: Value) -> PodArgs {

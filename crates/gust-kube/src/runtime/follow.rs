@@ -137,6 +137,7 @@ impl<'a> Follower<'a> {
             task_id: key.task_id.as_str(),
             run_id: key.run_id.as_str(),
             try_number: key.try_number.0,
+            map_index: key.map_index,
         }
     }
 

@@ -148,6 +148,7 @@ async fn sweep(inner: Arc<Inner>, scope: SweepScope) {
             task_id: key.task_id.as_str(),
             run_id: key.run_id.as_str(),
             try_number: key.try_number.0,
+            map_index: key.map_index,
         })
     };
     let live: HashSet<Vec<(String, String)>> = scope.live.iter().map(label_key).collect();
@@ -192,10 +193,7 @@ async fn sweep(inner: Arc<Inner>, scope: SweepScope) {
         for app in apps.items {
             let labels = app.metadata.labels.clone().unwrap_or_default();
             let in_scope = labels.get("dag_id").is_some_and(|dag| dags.contains(dag));
-            let key: Option<Vec<(String, String)>> = spark::APPLICATION_LABEL_NAMES
-                .iter()
-                .map(|name| labels.get(*name).map(|v| ((*name).to_owned(), v.clone())))
-                .collect();
+            let key = spark::application_key(&labels);
             if !in_scope || key.is_none_or(|key| live.contains(&key)) {
                 continue;
             }
@@ -230,6 +228,7 @@ fn labels(spec: &LaunchSpec) -> TryLabels<'_> {
         task_id: spec.key.task_id.as_str(),
         run_id: spec.key.run_id.as_str(),
         try_number: spec.key.try_number.0,
+        map_index: spec.key.map_index,
     }
 }
 

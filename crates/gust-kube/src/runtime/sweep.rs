@@ -16,7 +16,7 @@ use super::Inner;
 use super::cleanup::CHECKED_LABEL;
 use super::cluster::ClusterChoice;
 use crate::build::names::safe_label_value;
-use crate::build::{MANAGED_BY_LABEL, TRY_LABEL_NAMES, TryLabels, try_labels};
+use crate::build::{MANAGED_BY_LABEL, TryLabels, try_key_labels, try_labels};
 
 /// A try as its pod's labels name it (label-safe values).
 type LabelKey = Vec<(String, String)>;
@@ -27,15 +27,12 @@ fn label_key(key: &TryKey) -> LabelKey {
         task_id: key.task_id.as_str(),
         run_id: key.run_id.as_str(),
         try_number: key.try_number.0,
+        map_index: key.map_index,
     })
 }
 
 fn pod_key(pod: &Pod) -> Option<LabelKey> {
-    let labels = pod.metadata.labels.as_ref()?;
-    TRY_LABEL_NAMES
-        .iter()
-        .map(|name| labels.get(*name).map(|v| ((*name).to_owned(), v.clone())))
-        .collect()
+    try_key_labels(pod.metadata.labels.as_ref()?)
 }
 
 /// Deletes the managed pods of `scope`'s DAGs in the cluster and namespaces tries use whose try
@@ -97,6 +94,7 @@ mod tests {
             dag_id: gust_core::ids::DagId::new("etl").unwrap(),
             run_id: gust_core::ids::RunId::new("scheduled__2024-01-01T00:00:00+00:00").unwrap(),
             task_id: gust_core::ids::TaskId::new("load").unwrap(),
+            map_index: gust_core::mapping::UNMAPPED,
             try_number: gust_core::ids::TryNumber(2),
         };
         let labels: std::collections::BTreeMap<String, String> =

@@ -59,6 +59,7 @@ fn labels() -> TryLabels<'static> {
         task_id: "spark_task",
         run_id: "manual__2024-01-01T00:00:00+00:00",
         try_number: 1,
+        map_index: gust_core::mapping::UNMAPPED,
     }
 }
 

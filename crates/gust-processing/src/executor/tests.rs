@@ -20,6 +20,7 @@ fn key() -> TryKey {
         dag_id: DagId::new("ml").unwrap(),
         run_id: RunId::new("manual__1").unwrap(),
         task_id: TaskId::new("train").unwrap(),
+        map_index: gust_core::mapping::UNMAPPED,
         try_number: TryNumber(1),
     }
 }

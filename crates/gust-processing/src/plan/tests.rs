@@ -55,6 +55,7 @@ fn planned_xcom(
         dag_id: "ml",
         run_id: RUN,
         task_id: "train",
+        map_index: -1,
         dag_file: &dag_file,
         do_xcom_push,
     };
@@ -78,6 +79,7 @@ fn pod(plan: &StepPlan, do_xcom_push: bool) -> K8sPod {
             task_id: "train",
             run_id: RUN,
             try_number: 1,
+            map_index: gust_core::mapping::UNMAPPED,
         },
         template_file: None,
         do_xcom_push,
@@ -643,6 +645,7 @@ fn without_an_image_the_pod_builder_says_so() {
             task_id: "train",
             run_id: RUN,
             try_number: 1,
+            map_index: gust_core::mapping::UNMAPPED,
         },
         template_file: None,
         do_xcom_push: true,

@@ -101,6 +101,7 @@ fn key(task: &str) -> TryKey {
         dag_id: DagId::new("d").unwrap(),
         run_id: RunId::new("manual__1").unwrap(),
         task_id: TaskId::new(task).unwrap(),
+        map_index: gust_core::mapping::UNMAPPED,
         try_number: TryNumber(1),
     }
 }

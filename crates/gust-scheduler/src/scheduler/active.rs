@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gust_core::dag::Dag;
-use gust_core::ids::{RunId, TaskId};
+use gust_core::ids::{InstanceId, RunId, TaskId};
+use gust_core::readiness::RunStates;
 use gust_core::schedule::DataInterval;
 use gust_core::state::{IllegalTransition, TaskEvent, TaskState};
 use gust_store::{StoredRun, StoredTaskInstance, TaskMove, TryChange};
 
+use crate::mapped::InstanceStates;
 use crate::xcom::RunXComs;
 
 /// Which run: (DAG id, run id).
@@ -28,10 +30,12 @@ pub struct ActiveRun {
     pub run: StoredRun,
     /// The run's id, checked.
     pub run_id: RunId,
-    /// Its task instances, as last committed.
-    pub tis: HashMap<TaskId, StoredTaskInstance>,
-    /// Every task's state, for the core's readiness pass (kept equal to `tis`).
-    pub states: HashMap<TaskId, TaskState>,
+    /// Its task instances, as last committed: one per task, and one per item of each mapped
+    /// task once it is expanded.
+    pub tis: HashMap<InstanceId, StoredTaskInstance>,
+    /// Every instance's state, and each task's as a whole, for the core's readiness pass (kept
+    /// equal to `tis`).
+    pub states: InstanceStates,
     /// Its XComs and the variables templates read.
     pub xcoms: Arc<RunXComs>,
     /// The asset events it consumed, by asset URI, for `triggering_asset_events` (empty unless
@@ -53,7 +57,7 @@ pub struct ActiveRun {
     pub timed_out: bool,
     /// The reschedules of tasks whose latest try rescheduled itself (sensors in `reschedule`
     /// mode), told to that try's next run.
-    pub reschedules: HashMap<TaskId, gust_executor::Reschedules>,
+    pub reschedules: HashMap<InstanceId, gust_executor::Reschedules>,
 }
 
 impl ActiveRun {
@@ -83,16 +87,15 @@ impl ActiveRun {
         dag: Arc<Dag>,
         run: StoredRun,
         run_id: RunId,
-        tis: HashMap<TaskId, StoredTaskInstance>,
+        tis: HashMap<InstanceId, StoredTaskInstance>,
         xcoms: Arc<RunXComs>,
         previous: Option<RunKey>,
         past: Option<HashMap<TaskId, TaskState>>,
     ) -> Self {
-        let states: HashMap<TaskId, TaskState> =
-            tis.iter().map(|(id, ti)| (id.clone(), ti.state)).collect();
+        let states = InstanceStates::of(tis.iter().map(|(id, ti)| (id.clone(), ti.state)));
         let unfinished = dag
             .tasks()
-            .filter(|t| !states.get(&t.id).is_some_and(|s| s.is_finished()))
+            .filter(|t| !states.task_state(&t.id).is_finished())
             .count();
         Self {
             dag,
@@ -125,23 +128,60 @@ impl ActiveRun {
         }
     }
 
-    /// A task's committed state.
-    pub fn state(&self, task: &TaskId) -> TaskState {
-        self.states
-            .get(task)
-            .copied()
-            .unwrap_or(TaskState::NoStatus)
+    /// An instance's committed state.
+    pub fn state(&self, instance: &InstanceId) -> TaskState {
+        self.tis
+            .get(instance)
+            .map_or(TaskState::NoStatus, |ti| ti.state)
     }
 
-    /// Moves `task` by `event` in memory and returns the move to commit.
+    /// A task's instances: each of its items once it is expanded, else its one instance.
+    pub fn instances(&self, task: &TaskId) -> Vec<InstanceId> {
+        self.states.instances(task)
+    }
+
+    /// Every instance of the run, with its committed state.
+    pub fn all_instances(&self) -> impl Iterator<Item = (&InstanceId, TaskState)> {
+        self.tis.iter().map(|(id, ti)| (id, ti.state))
+    }
+
+    /// Takes in an expansion committed to the store (see `Store::expand_task_instance`): the
+    /// task's unmapped instance became instance 0, and instances 1 to `count - 1` were made,
+    /// all in `none`.
+    pub fn expanded(&mut self, task: &TaskId, count: u32) {
+        let Some(mut first) = self.tis.remove(&InstanceId::unmapped(task.clone())) else {
+            return;
+        };
+        for index in 0..i32::try_from(count).unwrap_or(i32::MAX) {
+            let ti = if index == 0 {
+                first.map_index = 0;
+                first.version += 1;
+                first.clone()
+            } else {
+                StoredTaskInstance {
+                    map_index: index,
+                    state: TaskState::NoStatus,
+                    try_number: 0,
+                    next_retry_at: None,
+                    version: 0,
+                    note: None,
+                    ..first.clone()
+                }
+            };
+            self.tis.insert(InstanceId::mapped(task.clone(), index), ti);
+        }
+        self.states.expand(task, count as usize);
+    }
+
+    /// Moves `instance` by `event` in memory and returns the move to commit.
     pub fn move_task(
         &mut self,
-        task: &TaskId,
+        instance: &InstanceId,
         event: TaskEvent,
         next_retry_at: Option<DateTime<Utc>>,
         try_change: Option<TryChange>,
     ) -> Result<TaskMove, IllegalTransition> {
-        let Some(ti) = self.tis.get_mut(task) else {
+        let Some(ti) = self.tis.get_mut(instance) else {
             return Err(IllegalTransition {
                 from: TaskState::Removed,
                 event,
@@ -166,11 +206,12 @@ impl ActiveRun {
         // A rescheduled try is handed over again under its own number; any other is a new try.
         if to == TaskState::Queued && from != TaskState::UpForReschedule {
             ti.try_number += 1;
-            self.reschedules.remove(task);
+            self.reschedules.remove(instance);
         }
-        let was = self.states.insert(task.clone(), to);
-        let was_finished = was.is_some_and(TaskState::is_finished);
-        if was_finished != to.is_finished() && self.dag.task(task).is_some() {
+        let task = &instance.task_id;
+        let (was, whole) = self.states.set(instance, to);
+        let was_finished = was.is_finished();
+        if was_finished != whole.is_finished() && self.dag.task(task).is_some() {
             if was_finished {
                 self.unfinished += 1;
             } else {
@@ -181,21 +222,21 @@ impl ActiveRun {
         Ok(planned)
     }
 
-    /// The number of the try `task` is handed over with next: its latest again when that try
-    /// rescheduled itself, else a new one.
-    pub fn next_try_number(&self, task: &TaskId) -> u32 {
-        let latest = self.try_number(task);
-        if self.state(task) == TaskState::UpForReschedule {
+    /// The number of the try `instance` is handed over with next: its latest again when that
+    /// try rescheduled itself, else a new one.
+    pub fn next_try_number(&self, instance: &InstanceId) -> u32 {
+        let latest = self.try_number(instance);
+        if self.state(instance) == TaskState::UpForReschedule {
             latest
         } else {
             latest + 1
         }
     }
 
-    /// The latest try number of `task`.
-    pub fn try_number(&self, task: &TaskId) -> u32 {
+    /// The latest try number of `instance`.
+    pub fn try_number(&self, instance: &InstanceId) -> u32 {
         self.tis
-            .get(task)
+            .get(instance)
             .map_or(0, |ti| u32::try_from(ti.try_number).unwrap_or(0))
     }
 

@@ -2,7 +2,7 @@
 //! tasks run theirs in their worker) and a DAG's when its run ends. The callbacks themselves run
 //! in Python, through the configured [`CallbackRunner`], after the move is committed.
 
-use gust_core::ids::TaskId;
+use gust_core::ids::{InstanceId, TaskId};
 use gust_core::state::{DagRunState, TaskState};
 use gust_executor::TryKey;
 use gust_executor::callbacks::{CallbackKind, CallbackRequest, CallbackTask};
@@ -17,7 +17,7 @@ impl Scheduler {
         &self,
         batch: &mut Batch,
         run_key: &RunKey,
-        task_id: &TaskId,
+        instance: &InstanceId,
         try_number: u32,
         kind: CallbackKind,
         reason: Option<String>,
@@ -28,6 +28,7 @@ impl Scheduler {
         let Some(run) = self.runs.get(run_key) else {
             return;
         };
+        let task_id = &instance.task_id;
         let Some(task) = run.dag.task(task_id) else {
             return;
         };
@@ -39,9 +40,10 @@ impl Scheduler {
             dag_id: run.dag.id.clone(),
             run_id: run.run_id.clone(),
             task_id: task_id.clone(),
+            map_index: instance.map_index,
             try_number: gust_core::ids::TryNumber(try_number),
         };
-        let state = run.state(task_id).as_str();
+        let state = run.state(instance).as_str();
         let request = CallbackRequest {
             kind,
             task: Some(CallbackTask {
@@ -91,8 +93,9 @@ impl Scheduler {
                     .into_iter()
                     .filter(|t| {
                         t.state == deciding
-                            && TaskId::new(t.task_id.as_str())
-                                .is_ok_and(|id| run.state(&id) == deciding)
+                            && TaskId::new(t.task_id.as_str()).is_ok_and(|id| {
+                                run.state(&InstanceId::mapped(id, t.map_index)) == deciding
+                            })
                     })
                     .max_by_key(|t| t.end_date)
                     .and_then(|t| {

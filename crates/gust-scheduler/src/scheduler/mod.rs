@@ -21,6 +21,7 @@ mod active;
 mod assets;
 pub(crate) mod callbacks;
 mod claims;
+mod expand;
 mod runs;
 mod slots;
 mod tasks;
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gust_core::clock::Clock;
-use gust_core::ids::TaskId;
+use gust_core::ids::InstanceId;
 use gust_dagfile::DagBag;
 use gust_executor::{Executor, LaunchSpec, TryEvent, TryKey, try_log};
 use gust_store::{Store, StoreError, TaskMove};
@@ -57,6 +58,8 @@ pub struct SchedulerConfig {
     pub poll_interval: Duration,
     /// Whether DAGs seen for the first time start paused.
     pub paused_by_default: bool,
+    /// The most instances one mapped task may have (`[core] max_map_length`).
+    pub max_map_length: usize,
     /// Operators whose tries hold no worker while they run (a pod is followed by a watch), so
     /// they do not count against `parallelism`; pools and `max_active_tasks` still apply.
     pub worker_free_operators: std::collections::HashSet<String>,
@@ -89,6 +92,7 @@ impl SchedulerConfig {
             logs_root,
             poll_interval: Duration::from_secs(1),
             paused_by_default: true,
+            max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
             worker_free_operators: std::collections::HashSet::new(),
             id: format!("{}:{}", claims::host_name(), std::process::id()),
             claim_ttl: Duration::from_secs(30),
@@ -138,9 +142,9 @@ impl Waker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Timer {
     /// A task's retry delay ends.
-    Retry(RunKey, TaskId),
+    Retry(RunKey, InstanceId),
     /// A rescheduled try's reschedule date comes.
-    Reschedule(RunKey, TaskId),
+    Reschedule(RunKey, InstanceId),
     /// A run reaches its `dagrun_timeout`.
     RunTimeout(RunKey),
     /// A schedule may have a new interval due.
@@ -162,6 +166,8 @@ enum After {
 /// Moves to commit together, and what follows each.
 #[derive(Debug, Default)]
 struct Batch {
+    /// Mapped tasks expanded, committed before the moves (which move their instances).
+    expansions: Vec<Expansion>,
     moves: Vec<TaskMove>,
     runs: Vec<RunKey>,
     /// Actions, each after the move at its index (or unconditional with `None`).
@@ -181,12 +187,13 @@ impl Batch {
     }
 
     fn is_empty(&self) -> bool {
-        self.moves.is_empty() && self.after.is_empty()
+        self.moves.is_empty() && self.after.is_empty() && self.expansions.is_empty()
     }
 
     /// Puts `earlier`'s moves and actions before this batch's, as if made first.
     fn prepend(&mut self, mut earlier: Batch) {
         let shift = earlier.moves.len();
+        earlier.expansions.append(&mut self.expansions);
         earlier.moves.append(&mut self.moves);
         earlier.runs.append(&mut self.runs);
         earlier.after.extend(
@@ -199,6 +206,7 @@ impl Batch {
 
     /// Drops the moves of `run` (it is being re-read) and what would follow them.
     fn forget_run(&mut self, run: &RunKey) {
+        self.expansions.retain(|e| &e.run != run);
         let kept: Vec<bool> = self.runs.iter().map(|r| r != run).collect();
         let mut new_index = Vec::with_capacity(kept.len());
         let mut next = 0;
@@ -221,6 +229,15 @@ impl Batch {
             })
             .collect();
     }
+}
+
+/// A mapped task's unmapped instance to turn into `count` instances (see
+/// `Store::expand_task_instance`).
+#[derive(Debug)]
+struct Expansion {
+    run: RunKey,
+    instance: gust_store::StoredTaskInstance,
+    count: u32,
 }
 
 /// How long a try's start may wait to be committed with the next batch. A short try's start
@@ -517,6 +534,17 @@ impl Scheduler {
         };
         for spec in launches() {
             self.executor.prepare(spec);
+        }
+        for expansion in &batch.expansions {
+            let Expansion {
+                run,
+                instance,
+                count,
+            } = expansion;
+            if !self.store.expand_task_instance(instance, *count).await? {
+                // Moved by someone else: the moves of its instances will not commit either.
+                self.stale.insert(run.clone());
+            }
         }
         let done = if batch.moves.is_empty() {
             Vec::new()

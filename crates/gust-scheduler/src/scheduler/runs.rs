@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gust_core::ids::{RunId, TaskId, TryNumber};
+use gust_core::ids::{InstanceId, RunId, TaskId, TryNumber};
 use gust_core::readiness::run_state;
 use gust_core::schedule::{DataInterval, Schedule};
 use gust_core::state::{DagRunState, TaskEvent, TaskState};
@@ -226,8 +226,10 @@ impl Scheduler {
         // Starts not committed yet were made on the state being forgotten; a try's end moves
         // its instance from `queued` all the same.
         self.started.forget_run(key);
-        for task in run.dag.tasks() {
-            if run.state(&task.id).holds_slot() {
+        for (instance, state) in run.all_instances() {
+            if state.holds_slot()
+                && let Some(task) = run.dag.task(&instance.task_id)
+            {
                 self.slots.track(&key.0, task, false);
             }
         }
@@ -254,12 +256,15 @@ impl Scheduler {
         let stored = self.store.task_instances(&run.dag_id, &run.run_id).await?;
         let xcoms = RunXComs::new(self.template_values.clone());
         for x in self.store.xcoms_of_run(&run.dag_id, &run.run_id).await? {
-            xcoms.push(&x.task_id, &x.key, x.value);
+            xcoms.push(&x.task_id, x.map_index, &x.key, x.value);
         }
         let (previous, past) = self.previous_run_states(&dag, &run).await?;
-        let tis: HashMap<TaskId, _> = stored
+        let tis: HashMap<InstanceId, _> = stored
             .into_iter()
-            .filter_map(|ti| Some((TaskId::new(ti.task_id.clone()).ok()?, ti)))
+            .filter_map(|ti| {
+                let task = TaskId::new(ti.task_id.clone()).ok()?;
+                Some((InstanceId::mapped(task, ti.map_index), ti))
+            })
             .collect();
         let timeout_at = dag
             .settings
@@ -286,10 +291,11 @@ impl Scheduler {
             active.asset_events = crate::template_values::triggering_asset_events(&events);
         }
         if rescheduled {
-            for ((task, _), so_far) in self.store.reschedules_of_run(&key.0, &key.1).await? {
+            for ((task, map_index), so_far) in self.store.reschedules_of_run(&key.0, &key.1).await?
+            {
                 if let Ok(task) = TaskId::new(task) {
                     active.reschedules.insert(
-                        task,
+                        InstanceId::mapped(task, map_index),
                         gust_executor::Reschedules {
                             count: u32::try_from(so_far.count).unwrap_or(0),
                             first_start: Some(so_far.first),
@@ -316,11 +322,13 @@ impl Scheduler {
         let mut reschedules = Vec::new();
         let mut waiting = Vec::new();
         for (task_id, ti) in &held.tis {
-            match dag.task(task_id) {
+            match dag.task(&task_id.task_id) {
                 None if !ti.state.is_finished() => removed.push(task_id.clone()),
                 None => {}
                 Some(task) => match ti.state {
-                    s if s.holds_slot() => holding.push((task.clone(), ti.try_number)),
+                    s if s.holds_slot() => {
+                        holding.push((task.clone(), task_id.map_index, ti.try_number));
+                    }
                     TaskState::UpForRetry => {
                         retries.push((task_id.clone(), ti.next_retry_at.unwrap_or(now)));
                     }
@@ -349,13 +357,14 @@ impl Scheduler {
         } else {
             self.store.tries_of_run(&key.0, &key.1).await?
         };
-        for (task, try_number) in holding {
+        for (task, map_index, try_number) in holding {
             self.slots.track(&key.0, &task, true);
             let n = u32::try_from(try_number).unwrap_or(0);
             let try_key = TryKey {
                 dag_id: dag.id.clone(),
                 run_id: run_id.clone(),
                 task_id: task.id.clone(),
+                map_index,
                 try_number: TryNumber(n),
             };
             if self.live.contains(&try_key) {
@@ -364,7 +373,11 @@ impl Scheduler {
             // A try handed over by an earlier scheduler process: adopt it as it was started.
             let args = tries
                 .iter()
-                .find(|t| t.task_id == task.id.as_str() && t.try_number == try_number)
+                .find(|t| {
+                    t.task_id == task.id.as_str()
+                        && t.map_index == map_index
+                        && t.try_number == try_number
+                })
                 .and_then(|t| t.rendered_args.clone())
                 .and_then(|a| a.as_object().cloned())
                 .unwrap_or_default();
@@ -373,6 +386,7 @@ impl Scheduler {
                 &task,
                 &run_id,
                 logical_date,
+                map_index,
                 n,
                 args,
                 &self.config.logs_root,
@@ -390,7 +404,8 @@ impl Scheduler {
             .filter(|k| k.dag_id.as_str() == key.0 && k.run_id.as_str() == key.1)
             .filter(|k| {
                 self.runs.get(&key).is_none_or(|r| {
-                    r.try_number(&k.task_id) != k.try_number.0 || !r.state(&k.task_id).holds_slot()
+                    let instance = k.instance();
+                    r.try_number(&instance) != k.try_number.0 || !r.state(&instance).holds_slot()
                 })
             })
             .cloned()
@@ -425,12 +440,20 @@ impl Scheduler {
         if matches!(previous.state, DagRunState::Queued | DagRunState::Running) {
             return Ok((Some((previous.dag_id, previous.run_id)), None));
         }
-        let states = self
+        // A mapped task's instances add up to its state as a whole.
+        let mut instances: HashMap<TaskId, Vec<TaskState>> = HashMap::new();
+        for ti in self
             .store
             .task_instances(&previous.dag_id, &previous.run_id)
             .await?
+        {
+            if let Ok(id) = TaskId::new(ti.task_id) {
+                instances.entry(id).or_default().push(ti.state);
+            }
+        }
+        let states = instances
             .into_iter()
-            .filter_map(|ti| TaskId::new(ti.task_id).ok().map(|id| (id, ti.state)))
+            .map(|(id, states)| (id, gust_core::mapping::task_state(states)))
             .collect();
         Ok((None, Some(states)))
     }
@@ -460,7 +483,7 @@ impl Scheduler {
             }
             tracing::info!(dag_id = %key.0, run_id = %key.1, %state, "run finished");
             self.dag_callback(run, state).await;
-            let states = run.states.clone();
+            let states = run.states.tasks().clone();
             self.unload_run(&key);
             for other in self.runs.values_mut() {
                 if other.previous.as_ref() == Some(&key) {

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use gust_core::ids::TaskId;
+use gust_core::ids::InstanceId;
 use gust_core::task::Task;
 
 use super::active::RunKey;
@@ -96,13 +96,19 @@ pub type LinePlace = (Reverse<i32>, u64);
 /// entered the line (for the scheduling delay metric).
 #[derive(Debug, Default)]
 pub struct WaitingLine {
-    line: BTreeMap<LinePlace, (RunKey, TaskId, DateTime<Utc>)>,
+    line: BTreeMap<LinePlace, (RunKey, InstanceId, DateTime<Utc>)>,
     next: u64,
 }
 
 impl WaitingLine {
     /// Puts a task in line, waiting since `since`.
-    pub fn push(&mut self, priority_weight: i32, run: RunKey, task: TaskId, since: DateTime<Utc>) {
+    pub fn push(
+        &mut self,
+        priority_weight: i32,
+        run: RunKey,
+        task: InstanceId,
+        since: DateTime<Utc>,
+    ) {
         self.line
             .insert((Reverse(priority_weight), self.next), (run, task, since));
         self.next += 1;
@@ -119,7 +125,7 @@ impl WaitingLine {
     }
 
     /// The first entry after `after` (from the start when `None`), in line order.
-    pub fn next_after(&self, after: Option<LinePlace>) -> Option<(LinePlace, RunKey, TaskId)> {
+    pub fn next_after(&self, after: Option<LinePlace>) -> Option<(LinePlace, RunKey, InstanceId)> {
         let mut range = match after {
             None => self.line.range(..),
             Some(place) => self

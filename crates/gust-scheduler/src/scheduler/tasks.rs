@@ -3,7 +3,7 @@
 //! timeouts into moves.
 
 use chrono::{DateTime, Utc};
-use gust_core::ids::TaskId;
+use gust_core::ids::{InstanceId, TaskId};
 use gust_core::readiness::{settle, settle_changed};
 use gust_core::retry::{can_retry, retry_delay};
 use gust_core::state::{TaskEvent, TaskState};
@@ -24,7 +24,7 @@ impl Scheduler {
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
-        task: &TaskId,
+        instance: &InstanceId,
         event: TaskEvent,
         next_retry_at: Option<DateTime<Utc>>,
         try_change: Option<TryChange>,
@@ -32,8 +32,9 @@ impl Scheduler {
         let Some(run) = self.runs.get_mut(run_key) else {
             return false;
         };
-        let before = run.state(task);
-        match run.move_task(task, event, next_retry_at, try_change) {
+        let task = &instance.task_id;
+        let before = run.state(instance);
+        match run.move_task(instance, event, next_retry_at, try_change) {
             Ok(planned) => {
                 let after = planned.to;
                 let depends_on_past = run
@@ -57,7 +58,7 @@ impl Scheduler {
                 true
             }
             Err(err) => {
-                tracing::warn!(dag_id = %run_key.0, run_id = %run_key.1, task_id = %task, "{err}; re-reading the run");
+                tracing::warn!(dag_id = %run_key.0, run_id = %run_key.1, task_id = %task, map_index = instance.map_index, "{err}; re-reading the run");
                 self.stale.insert(run_key.clone());
                 false
             }
@@ -87,7 +88,7 @@ impl Scheduler {
             // previous run (the first run may always go). A previous run still active blocks
             // tasks until its own instance succeeds.
             let past = match (&run.previous, &run.past) {
-                (Some(previous), _) => self.runs.get(previous).map(|p| &p.states),
+                (Some(previous), _) => self.runs.get(previous).map(|p| p.states.tasks()),
                 (None, past) => past.as_ref(),
             };
             let past_ok = |task: &TaskId| {
@@ -108,11 +109,30 @@ impl Scheduler {
                 } else {
                     TaskEvent::UpstreamFail
                 };
-                self.move_into(batch, &key, &task, event, None, None);
+                // Each instance of a mapped task that has not started is decided alike.
+                let waiting = self.runs.get(&key).map_or_else(Vec::new, |run| {
+                    run.instances(&task)
+                        .into_iter()
+                        .filter(|i| run.state(i) == TaskState::NoStatus)
+                        .collect()
+                });
+                for instance in waiting {
+                    self.move_into(batch, &key, &instance, event, None, None);
+                }
             }
             for task in settled.ready {
-                if self.move_into(batch, &key, &task, TaskEvent::Schedule, None, None) {
-                    self.wait_for_slot(&key, &task);
+                let mapped = self
+                    .runs
+                    .get(&key)
+                    .and_then(|run| run.dag.task(&task))
+                    .is_some_and(|t| t.mapping.is_some());
+                if mapped {
+                    self.expand(batch, &key, &task);
+                    continue;
+                }
+                let instance = InstanceId::unmapped(task);
+                if self.move_into(batch, &key, &instance, TaskEvent::Schedule, None, None) {
+                    self.wait_for_slot(&key, &instance);
                 }
             }
         }
@@ -120,8 +140,11 @@ impl Scheduler {
 
     /// Puts a task now `scheduled` in line for slots: by its `priority_weight`, in the line of
     /// tries that hold no worker (pods) when its operator is one of those.
-    pub(super) fn wait_for_slot(&mut self, run_key: &RunKey, task_id: &TaskId) {
-        let task = self.runs.get(run_key).and_then(|r| r.dag.task(task_id));
+    pub(super) fn wait_for_slot(&mut self, run_key: &RunKey, instance: &InstanceId) {
+        let task = self
+            .runs
+            .get(run_key)
+            .and_then(|r| r.dag.task(&instance.task_id));
         let weight = task.map_or(1, |t| t.settings.priority_weight);
         let worker_free = task.is_some_and(|t| self.slots.worker_free.contains(&t.operator));
         let line = if worker_free {
@@ -129,7 +152,7 @@ impl Scheduler {
         } else {
             &mut self.line
         };
-        line.push(weight, run_key.clone(), task_id.clone(), self.clock.now());
+        line.push(weight, run_key.clone(), instance.clone(), self.clock.now());
     }
 
     /// Hands waiting tasks to the runtime while slots allow, highest priority first; tries that
@@ -148,7 +171,7 @@ impl Scheduler {
     /// Admits from `self.line` until `parallelism` stops it or the line is done.
     fn admit_line(&mut self, batch: &mut Batch) {
         let mut place = None;
-        while let Some((at, run_key, task_id)) = self.line.next_after(place) {
+        while let Some((at, run_key, instance)) = self.line.next_after(place) {
             place = Some(at);
             let Some(run) = self.runs.get(&run_key) else {
                 self.line.remove(at);
@@ -156,14 +179,14 @@ impl Scheduler {
             };
             // A rescheduled try waits in line in `up_for_reschedule` (see `reschedule_due`).
             if !matches!(
-                run.state(&task_id),
+                run.state(&instance),
                 TaskState::Scheduled | TaskState::UpForReschedule
             ) {
                 self.line.remove(at);
                 continue;
             }
             let dag = run.dag.clone();
-            let Some(task) = dag.task(&task_id) else {
+            let Some(task) = dag.task(&instance.task_id) else {
                 self.line.remove(at);
                 continue;
             };
@@ -179,26 +202,30 @@ impl Scheduler {
                     let why = format!(
                         "pool \"{pool}\" does not exist; create it with `gust pools set {pool} SLOTS`"
                     );
-                    self.queue_and_fail(batch, &run_key, &task_id, serde_json::Value::Null, why);
+                    self.queue_and_fail(batch, &run_key, &instance, serde_json::Value::Null, why);
                     continue;
                 }
             }
             let waiting_since = self.line.since(at);
             self.line.remove(at);
-            let try_number = run.next_try_number(&task_id);
-            let rendered = render_args(
-                &self.renderer,
-                &dag,
-                task,
-                RunContext {
-                    run_id: &run.run_id,
-                    interval: run.interval(),
-                    conf: &run.run.conf,
-                    asset_events: &run.asset_events,
-                },
-                try_number,
-                run.xcoms.clone(),
-            );
+            let try_number = run.next_try_number(&instance);
+            let rendered =
+                crate::mapped::instance_args(task, &instance, &run.xcoms).and_then(|mapped| {
+                    render_args(
+                        &self.renderer,
+                        &dag,
+                        task,
+                        RunContext {
+                            run_id: &run.run_id,
+                            interval: run.interval(),
+                            conf: &run.run.conf,
+                            asset_events: &run.asset_events,
+                        },
+                        try_number,
+                        mapped.as_ref(),
+                        run.xcoms.clone(),
+                    )
+                });
             let run_id = run.run_id.clone();
             match rendered {
                 Ok(args) => {
@@ -207,14 +234,15 @@ impl Scheduler {
                         task,
                         &run_id,
                         run.run.logical_date,
+                        instance.map_index,
                         try_number,
                         args,
                         &self.config.logs_root,
                         run.facts(),
                         run.xcoms.clone(),
                     );
-                    if try_number == run.try_number(&task_id)
-                        && let Some(so_far) = run.reschedules.get(&task_id)
+                    if try_number == run.try_number(&instance)
+                        && let Some(so_far) = run.reschedules.get(&instance)
                     {
                         spec.context.reschedules = *so_far;
                     }
@@ -227,7 +255,7 @@ impl Scheduler {
                     if self.move_into(
                         batch,
                         &run_key,
-                        &task_id,
+                        &instance,
                         TaskEvent::Queue,
                         None,
                         Some(change),
@@ -242,7 +270,7 @@ impl Scheduler {
                 }
                 Err(why) => {
                     let raw = serde_json::Value::Object(task.args.clone());
-                    self.queue_and_fail(batch, &run_key, &task_id, raw, why);
+                    self.queue_and_fail(batch, &run_key, &instance, raw, why);
                 }
             }
         }
@@ -254,20 +282,21 @@ impl Scheduler {
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
-        task_id: &TaskId,
+        instance: &InstanceId,
         args: serde_json::Value,
         why: String,
     ) {
         let Some(run) = self.runs.get(run_key) else {
             return;
         };
-        let try_number = run.next_try_number(task_id);
+        let try_number = run.next_try_number(instance);
         let log = crate::log_path::log_path(
             &self.config.logs_root,
             &TryKey {
                 dag_id: run.dag.id.clone(),
                 run_id: run.run_id.clone(),
-                task_id: task_id.clone(),
+                task_id: instance.task_id.clone(),
+                map_index: instance.map_index,
                 try_number: gust_core::ids::TryNumber(try_number),
             },
         );
@@ -280,13 +309,13 @@ impl Scheduler {
         if self.move_into(
             batch,
             run_key,
-            task_id,
+            instance,
             TaskEvent::Queue,
             None,
             Some(change),
         ) {
             batch.then(After::FailureLog(log, why.clone()));
-            self.fail_try(batch, run_key, task_id, try_number, why);
+            self.fail_try(batch, run_key, instance, try_number, why);
         }
     }
 
@@ -296,14 +325,14 @@ impl Scheduler {
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
-        task_id: &TaskId,
+        instance: &InstanceId,
         try_number: u32,
         why: String,
     ) {
         let Some(settings) = self
             .runs
             .get(run_key)
-            .and_then(|r| r.dag.task(task_id))
+            .and_then(|r| r.dag.task(&instance.task_id))
             .map(|t| t.settings.clone())
         else {
             return;
@@ -323,17 +352,17 @@ impl Scheduler {
             outlets: Vec::new(),
         };
         let event = TaskEvent::Fail { can_retry: retry };
-        if self.move_into(batch, run_key, task_id, event, retry_at, Some(change)) {
+        if self.move_into(batch, run_key, instance, event, retry_at, Some(change)) {
             let kind = if retry {
                 CallbackKind::TaskRetry
             } else {
                 CallbackKind::TaskFailure
             };
             let why = Some(gust_secrets::mask(&why));
-            self.then_task_callback(batch, run_key, task_id, try_number, kind, why);
+            self.then_task_callback(batch, run_key, instance, try_number, kind, why);
             self.config.metrics.try_finished(TryResult::Failed);
             if let Some(at) = retry_at {
-                self.add_timer(at, Timer::Retry(run_key.clone(), task_id.clone()));
+                self.add_timer(at, Timer::Retry(run_key.clone(), instance.clone()));
             }
         }
     }
@@ -355,7 +384,7 @@ impl Scheduler {
 
     fn apply_event(&mut self, batch: &mut Batch, event: TryEvent) {
         let run_key: RunKey = (event.key.dag_id.to_string(), event.key.run_id.to_string());
-        let task_id = event.key.task_id.clone();
+        let task_id = event.key.instance();
         let try_number = event.key.try_number.0;
         let current = self
             .runs
@@ -509,21 +538,41 @@ impl Scheduler {
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
-        task_id: &TaskId,
+        instance: &InstanceId,
         xcom: Option<serde_json::Value>,
         ended: impl FnOnce(Option<String>, Option<serde_json::Value>) -> TryChange,
     ) -> bool {
         let xcom = xcom.map(|value| crate::xcom::masked(&value));
+        if let Some(run) = self.runs.get(run_key)
+            && !instance.is_mapped()
+            && let Some(task) = run.dag.task(&instance.task_id)
+            && let Err(why) = crate::mapped::check_mappable(
+                &run.dag,
+                task,
+                xcom.as_ref(),
+                self.config.max_map_length,
+            )
+        {
+            // As Airflow's task runner: a task whose value a downstream task is mapped over
+            // fails when that value cannot be mapped over.
+            let try_number = run.try_number(instance);
+            self.fail_try(batch, run_key, instance, try_number, why);
+            return true;
+        }
         if let (Some(value), Some(run)) = (&xcom, self.runs.get(run_key)) {
-            run.xcoms
-                .push(task_id.as_str(), "return_value", value.clone());
+            run.xcoms.push(
+                instance.task_id.as_str(),
+                instance.map_index,
+                "return_value",
+                value.clone(),
+            );
         }
         let mut change = ended(None, xcom);
-        self.outlet_events(run_key, task_id, &mut change);
+        self.outlet_events(run_key, instance, &mut change);
         self.move_into(
             batch,
             run_key,
-            task_id,
+            instance,
             TaskEvent::Succeed,
             None,
             Some(change),
@@ -532,10 +581,11 @@ impl Scheduler {
 
     /// Fills a successful try's end with the asset events of its task's outlets (one each,
     /// named after the try, at its end, as Airflow's `register_asset_changes`).
-    fn outlet_events(&self, run_key: &RunKey, task_id: &TaskId, change: &mut TryChange) {
+    fn outlet_events(&self, run_key: &RunKey, instance: &InstanceId, change: &mut TryChange) {
         let TryChange::Ended { at, outlets, .. } = change else {
             return;
         };
+        let task_id = &instance.task_id;
         let Some(task) = self.runs.get(run_key).and_then(|run| run.dag.task(task_id)) else {
             return;
         };
@@ -559,22 +609,31 @@ impl Scheduler {
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
-        by: &TaskId,
+        by: &InstanceId,
         skip: &[String],
     ) {
         for name in skip {
             let found = TaskId::new(name.as_str()).ok().and_then(|task| {
                 let run = self.runs.get(run_key)?;
                 run.dag.task(&task)?;
-                let state = run.state(&task);
-                Some((task, state))
+                let instances: Vec<(InstanceId, TaskState)> = run
+                    .instances(&task)
+                    .into_iter()
+                    .map(|i| {
+                        let state = run.state(&i);
+                        (i, state)
+                    })
+                    .collect();
+                Some(instances)
             });
-            let Some((task, state)) = found else {
+            let Some(instances) = found else {
                 tracing::warn!(dag_id = %run_key.0, run_id = %run_key.1, task_id = %by, "asked to skip {name}, which the DAG does not hold");
                 continue;
             };
-            if matches!(state, TaskState::NoStatus | TaskState::Scheduled) {
-                self.move_into(batch, run_key, &task, TaskEvent::Skip, None, None);
+            for (instance, state) in instances {
+                if matches!(state, TaskState::NoStatus | TaskState::Scheduled) {
+                    self.move_into(batch, run_key, &instance, TaskEvent::Skip, None, None);
+                }
             }
         }
     }
@@ -584,7 +643,7 @@ impl Scheduler {
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
-        task_id: &TaskId,
+        task_id: &InstanceId,
         try_number: u32,
         reason: String,
         ended: impl FnOnce(Option<String>, Option<serde_json::Value>) -> TryChange,
@@ -610,7 +669,7 @@ impl Scheduler {
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
-        task_id: &TaskId,
+        task_id: &InstanceId,
         try_number: u32,
         at: DateTime<Utc>,
     ) -> bool {
@@ -646,7 +705,7 @@ impl Scheduler {
 
     /// A rescheduled try's date came: it waits in line for a slot, staying `up_for_reschedule`
     /// until it is handed over again under the same try number.
-    pub(super) fn reschedule_due(&mut self, run_key: &RunKey, task_id: &TaskId) {
+    pub(super) fn reschedule_due(&mut self, run_key: &RunKey, task_id: &InstanceId) {
         let is_waiting = self
             .runs
             .get(run_key)
@@ -657,7 +716,7 @@ impl Scheduler {
     }
 
     /// A retry delay ended: the task waits for a slot again.
-    pub(super) fn retry_due(&mut self, run_key: &RunKey, task_id: &TaskId) {
+    pub(super) fn retry_due(&mut self, run_key: &RunKey, task_id: &InstanceId) {
         let is_waiting = self
             .runs
             .get(run_key)
@@ -691,11 +750,10 @@ impl Scheduler {
             .dagrun_timeout
             .map_or(0.0, |d| d.as_secs_f64());
         run.timed_out = true;
-        let unfinished: Vec<(TaskId, TaskState, u32)> = run
-            .dag
-            .tasks()
-            .map(|t| (t.id.clone(), run.state(&t.id), run.try_number(&t.id)))
-            .filter(|(_, s, _)| !s.is_finished())
+        let unfinished: Vec<(InstanceId, TaskState, u32)> = run
+            .all_instances()
+            .filter(|(i, s)| !s.is_finished() && run.dag.task(&i.task_id).is_some())
+            .map(|(i, s)| (i.clone(), s, run.try_number(i)))
             .collect();
         let dag_id = run.dag.id.clone();
         let run_id = run.run_id.clone();
@@ -724,7 +782,8 @@ impl Scheduler {
                         TryKey {
                             dag_id: dag_id.clone(),
                             run_id: run_id.clone(),
-                            task_id: task.clone(),
+                            task_id: task.task_id.clone(),
+                            map_index: task.map_index,
                             try_number: gust_core::ids::TryNumber(try_number),
                         },
                         why.clone(),

@@ -264,6 +264,7 @@ async fn get_log(
         dag_id: DagId::new(dag_id.clone()).map_err(|_| not_found())?,
         run_id: RunId::new(run_id.clone()).map_err(|_| not_found())?,
         task_id: TaskId::new(task_id.clone()).map_err(|_| not_found())?,
+        map_index: gust_core::mapping::UNMAPPED,
         try_number: TryNumber(try_number),
     };
     let n = i32::try_from(try_number).map_err(|_| not_found())?;
@@ -393,6 +394,7 @@ mod tests {
             dag_id: DagId::new("d".to_owned()).unwrap(),
             run_id: RunId::new("r".to_owned()).unwrap(),
             task_id: TaskId::new(task.to_owned()).unwrap(),
+            map_index: gust_core::mapping::UNMAPPED,
             try_number: TryNumber(1),
         };
         let token = encode_token(&key("a"), 4096);

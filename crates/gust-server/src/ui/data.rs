@@ -549,6 +549,7 @@ fn log_key(
         dag_id: gust_core::ids::DagId::new(dag_id.to_owned()).ok()?,
         run_id: gust_core::ids::RunId::new(run_id.to_owned()).ok()?,
         task_id: gust_core::ids::TaskId::new(task_id.to_owned()).ok()?,
+        map_index: gust_core::mapping::UNMAPPED,
         try_number: gust_core::ids::TryNumber(u32::try_from(try_number).ok()?),
     })
 }

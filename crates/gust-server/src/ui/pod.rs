@@ -33,6 +33,7 @@ pub fn manifest(
             task_id: task.id.as_str(),
             run_id,
             try_number: u32::try_from(try_number).unwrap_or(1),
+            map_index: gust_core::mapping::UNMAPPED,
         },
         template_file: template.as_ref(),
         do_xcom_push: task.settings.do_xcom_push,

@@ -68,7 +68,7 @@ pub fn dry_run(
         conf: &conf,
         asset_events: &serde_json::Map::new(),
     };
-    let args = render_args(&Renderer::new(), dag, task, run, 1, lookup.clone())
+    let args = render_args(&Renderer::new(), dag, task, run, 1, None, lookup.clone())
         .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
     // Its values under sensitive names are masked wherever the output repeats them.
     gust_secrets::add_from(&args);
@@ -87,6 +87,7 @@ pub fn dry_run(
                 task,
                 &run_id,
                 logical_date,
+                gust_core::mapping::UNMAPPED,
                 1,
                 args,
                 std::path::Path::new("/dev/null"),
@@ -117,6 +118,7 @@ pub fn dry_run(
                 dag_id: dag.id.as_str(),
                 run_id: run_id.as_str(),
                 task_id,
+                map_index: gust_core::mapping::UNMAPPED,
                 dag_file: &dag.fileloc,
                 do_xcom_push: task.settings.do_xcom_push,
             };
@@ -161,6 +163,7 @@ pub fn dry_run(
             task_id,
             run_id: run_id.as_str(),
             try_number: 1,
+            map_index: gust_core::mapping::UNMAPPED,
         },
         template_file: template.as_ref(),
         do_xcom_push,
@@ -246,6 +249,7 @@ fn job_manifest(
             task_id,
             run_id: run_id.as_str(),
             try_number: 1,
+            map_index: gust_core::mapping::UNMAPPED,
         },
         pod_template_file: pod_template.as_ref(),
         job_template_file: job_template.as_ref(),
@@ -305,6 +309,7 @@ fn resource_manifests(
                     task_id,
                     run_id: run_id.as_str(),
                     try_number: 1,
+                    map_index: gust_core::mapping::UNMAPPED,
                 },
                 unique: &names::random_suffix(),
                 default_namespace: config.kubernetes.namespace.as_deref(),

@@ -337,6 +337,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         ));
         let mut scheduler_config = SchedulerConfig::new(config.logging.base_log_folder.clone());
         scheduler_config.parallelism = config.core.parallelism;
+        scheduler_config.max_map_length = config.core.max_map_length;
         scheduler_config.paused_by_default = config.core.dags_are_paused_at_creation;
         scheduler_config.claim_ttl = config.scheduler.scheduler_health_check_threshold;
         // On SQLite the file lock above makes this the only scheduler.

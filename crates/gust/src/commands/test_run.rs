@@ -73,6 +73,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
             callbacks: callbacks
                 .clone()
                 .map(|c| c as Arc<dyn gust_executor::callbacks::CallbackRunner>),
+            max_map_length: config.core.max_map_length,
         };
         let (tx, mut events) = gust_executor::event_channel();
         let connections = crate::runtimes::connections(config, &home).await;
@@ -130,7 +131,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
 /// `2024-03-05T10:00:01Z t1: running (try 1)`, with the failure's first line when it failed.
 fn progress_line(now: DateTime<Utc>, change: &StateChange) -> String {
     let stamp = now.format("%Y-%m-%dT%H:%M:%SZ");
-    let mut line = format!("{stamp} {}: {}", change.task_id, change.state);
+    let mut line = format!("{stamp} {}: {}", change.instance, change.state);
     if change.try_number > 0 {
         line.push_str(&format!(" (try {})", change.try_number));
     }

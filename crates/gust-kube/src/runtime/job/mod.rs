@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use super::{Inner, KubeExecutor};
 use crate::build::job::CHECKED_LABEL;
 use crate::build::names::safe_label_value;
-use crate::build::{PodDefaults, TRY_LABEL_NAMES, TryLabels, try_labels};
+use crate::build::{PodDefaults, TryLabels, try_key_labels, try_labels};
 use crate::runtime::api_error::api_error;
 use crate::runtime::cluster::{Cluster, ClusterChoice};
 
@@ -271,10 +271,7 @@ async fn sweep(jobs: Arc<Jobs>, scope: SweepScope) {
             let Some(labels) = &job.metadata.labels else {
                 continue;
             };
-            let key: Option<Vec<(String, String)>> = TRY_LABEL_NAMES
-                .iter()
-                .map(|name| labels.get(*name).map(|v| ((*name).to_owned(), v.clone())))
-                .collect();
+            let key = try_key_labels(labels);
             let in_scope = labels.get("dag_id").is_some_and(|dag| dags.contains(dag));
             if !in_scope || key.is_none_or(|key| live.contains(&key)) {
                 continue;
@@ -292,6 +289,7 @@ fn labels_of(key: &TryKey) -> TryLabels<'_> {
         task_id: key.task_id.as_str(),
         run_id: key.run_id.as_str(),
         try_number: key.try_number.0,
+        map_index: key.map_index,
     }
 }
 
