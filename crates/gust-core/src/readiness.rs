@@ -74,7 +74,8 @@ impl UpstreamCounts {
                 | TaskState::Queued
                 | TaskState::Running
                 | TaskState::UpForRetry
-                | TaskState::UpForReschedule => {}
+                | TaskState::UpForReschedule
+                | TaskState::Deferred => {}
             }
             counts.total += 1;
         }

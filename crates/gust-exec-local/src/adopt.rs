@@ -84,7 +84,9 @@ pub async fn wait(
             format!("adopted try exited with skip code {exit_code}")
         }
         TryOutcome::SkippedItself { reason } => format!("adopted try skipped: {reason}"),
-        TryOutcome::Rescheduled { .. } => format!("adopted {}", outcome.summary()),
+        TryOutcome::Rescheduled { .. } | TryOutcome::Deferred(_) => {
+            format!("adopted {}", outcome.summary())
+        }
         TryOutcome::Failed(reason) => format!("adopted try failed: {reason}"),
         TryOutcome::NeverStarted => "the try never started; it will be queued again".to_owned(),
     };

@@ -8,6 +8,7 @@
 
 pub mod callbacks;
 mod current;
+pub mod deferral;
 pub mod execution;
 pub mod log_layout;
 pub mod running;
@@ -93,6 +94,8 @@ pub struct TryContext {
     /// runtime creates its Secret with the pod, deletes it with the pod, and reads the pod's
     /// output as the Task SDK's structured log.
     pub worker_pod: Option<std::sync::Arc<task_sdk::WorkerPod>>,
+    /// Set when the try resumes after a deferral: the method it runs instead of `execute`.
+    pub resume: Option<deferral::Resume>,
 }
 
 /// A try's reschedules so far: a sensor in `reschedule` mode measures its `timeout` from the
@@ -198,6 +201,9 @@ pub enum TryOutcome {
         /// When it may run again.
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// It deferred itself to a trigger (a deferrable operator): it holds no worker while the
+    /// trigger waits, and runs again as the same try once the trigger fires.
+    Deferred(Box<deferral::Deferral>),
     /// It failed.
     Failed(FailureReason),
     /// It never started: a try the scheduler committed but did not hand over before it stopped.

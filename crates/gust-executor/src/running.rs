@@ -152,6 +152,10 @@ impl TryOutcome {
                 "rescheduled: the same try runs again at {}",
                 at.format("%Y-%m-%dT%H:%M:%SZ")
             ),
+            Self::Deferred(deferral) => format!(
+                "deferred to trigger {}: the same try resumes in {} once it fires",
+                deferral.classpath, deferral.next_method
+            ),
             Self::Failed(reason) => format!("try failed: {reason}"),
             Self::NeverStarted => "the try never started; it will be queued again".to_owned(),
         }

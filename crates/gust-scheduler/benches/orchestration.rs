@@ -110,6 +110,7 @@ async fn run_dag(dag: &Dag, logs: &std::path::Path) -> (Duration, Duration) {
         variables: Default::default(),
         connections: Default::default(),
         callbacks: None,
+        triggerer: None,
     };
     let cpu_before = cpu_self();
     let began = Instant::now();

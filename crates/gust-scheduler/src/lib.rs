@@ -11,6 +11,7 @@ pub mod dag_watch;
 pub mod launch;
 pub mod log_path;
 pub mod metrics;
+pub mod native_triggers;
 pub mod scheduler;
 pub mod sync;
 pub mod template_values;

@@ -75,6 +75,7 @@ impl Fixture {
             .collect(),
             connections: Default::default(),
             callbacks: None,
+            triggerer: None,
         };
         let report = tokio::time::timeout(
             Duration::from_secs(30),
@@ -319,6 +320,7 @@ async fn every_move_of_a_task_is_told_as_it_happens() {
         variables: std::collections::HashMap::new(),
         connections: Default::default(),
         callbacks: None,
+        triggerer: None,
     };
     let mut seen = Vec::new();
     let report = tokio::time::timeout(

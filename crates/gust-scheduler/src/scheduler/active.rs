@@ -54,6 +54,8 @@ pub struct ActiveRun {
     /// The reschedules of tasks whose latest try rescheduled itself (sensors in `reschedule`
     /// mode), told to that try's next run.
     pub reschedules: HashMap<TaskId, gust_executor::Reschedules>,
+    /// The deferred tries of its tasks, with their triggers.
+    pub deferrals: HashMap<TaskId, super::deferrals::Waiting>,
 }
 
 impl ActiveRun {
@@ -109,6 +111,7 @@ impl ActiveRun {
             unfinished,
             timed_out: false,
             reschedules: HashMap::new(),
+            deferrals: HashMap::new(),
         }
     }
 
@@ -163,10 +166,16 @@ impl ActiveRun {
         ti.state = to;
         ti.version += 1;
         ti.next_retry_at = next_retry_at;
-        // A rescheduled try is handed over again under its own number; any other is a new try.
-        if to == TaskState::Queued && from != TaskState::UpForReschedule {
+        // A rescheduled or resumed try is handed over again under its own number; any other
+        // is a new try.
+        if to == TaskState::Queued
+            && !matches!(from, TaskState::UpForReschedule | TaskState::Deferred)
+        {
             ti.try_number += 1;
             self.reschedules.remove(task);
+        }
+        if from == TaskState::Deferred {
+            self.deferrals.remove(task);
         }
         let was = self.states.insert(task.clone(), to);
         let was_finished = was.is_some_and(TaskState::is_finished);
@@ -182,10 +191,13 @@ impl ActiveRun {
     }
 
     /// The number of the try `task` is handed over with next: its latest again when that try
-    /// rescheduled itself, else a new one.
+    /// rescheduled or deferred itself, else a new one.
     pub fn next_try_number(&self, task: &TaskId) -> u32 {
         let latest = self.try_number(task);
-        if self.state(task) == TaskState::UpForReschedule {
+        if matches!(
+            self.state(task),
+            TaskState::UpForReschedule | TaskState::Deferred
+        ) {
             latest
         } else {
             latest + 1

@@ -154,11 +154,15 @@ impl Scheduler {
                 self.line.remove(at);
                 continue;
             };
-            // A rescheduled try waits in line in `up_for_reschedule` (see `reschedule_due`).
-            if !matches!(
-                run.state(&task_id),
-                TaskState::Scheduled | TaskState::UpForReschedule
-            ) {
+            // A rescheduled try waits in line in `up_for_reschedule` (see `reschedule_due`), a
+            // resumed one in `deferred` once its trigger fired (see `deferrals.rs`).
+            let resume = self.resumption(&run_key, &task_id);
+            let waits = match run.state(&task_id) {
+                TaskState::Scheduled | TaskState::UpForReschedule => true,
+                TaskState::Deferred => resume.is_some(),
+                _ => false,
+            };
+            if !waits {
                 self.line.remove(at);
                 continue;
             }
@@ -218,6 +222,7 @@ impl Scheduler {
                     {
                         spec.context.reschedules = *so_far;
                     }
+                    spec.context.resume = resume;
                     let change = TryChange::Queued {
                         try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
                         rendered_args: serde_json::Value::Object(spec.args.clone()),
@@ -442,6 +447,7 @@ impl Scheduler {
             }
             TryOutcome::NeverStarted => Some(TryResult::NeverStarted),
             TryOutcome::Rescheduled { .. } => Some(TryResult::Rescheduled),
+            TryOutcome::Deferred(_) => Some(TryResult::Deferred),
             TryOutcome::Failed(_) => None,
         };
         let moved = match outcome {
@@ -471,6 +477,9 @@ impl Scheduler {
             }
             TryOutcome::Rescheduled { at } => {
                 self.reschedule_try(batch, &run_key, &task_id, try_number, at)
+            }
+            TryOutcome::Deferred(deferral) => {
+                self.defer_try(batch, &run_key, &task_id, try_number, *deferral)
             }
             TryOutcome::Failed(reason) => {
                 self.fail_try(batch, &run_key, &task_id, try_number, reason.to_string());
@@ -505,7 +514,7 @@ impl Scheduler {
     /// Moves a try's task to success, its return value (masked: a secret a try returns is
     /// stored and passed on masked, as its log shows it) recorded first so that downstream
     /// tasks see it.
-    fn succeed(
+    pub(super) fn succeed(
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
@@ -580,7 +589,7 @@ impl Scheduler {
     }
 
     /// A try skipped itself: its task is skipped, and its `on_skipped_callback` runs.
-    fn skip_try(
+    pub(super) fn skip_try(
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
@@ -731,7 +740,10 @@ impl Scheduler {
                     ));
                 }
             } else {
-                let event = if matches!(state, TaskState::UpForRetry | TaskState::UpForReschedule) {
+                let event = if matches!(
+                    state,
+                    TaskState::UpForRetry | TaskState::UpForReschedule | TaskState::Deferred
+                ) {
                     TaskEvent::MarkFailed
                 } else {
                     TaskEvent::Skip

@@ -9,6 +9,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, put};
+use gust_executor::deferral::Deferral;
 use gust_executor::execution::{LiveTry, Reported, Runner};
 use uuid::Uuid;
 
@@ -162,9 +163,12 @@ async fn ti_run(
         max_tries: live.max_tries,
         variables: Vec::new(),
         connections: Vec::new(),
-        // A try starts with no XCom of its own: Gust keeps a task's XCom per try.
+        // A try starts with no XCom of its own: Gust keeps a task's XCom per try (and a
+        // resumed try keeps those of its run before the deferral, as Airflow does).
         xcom_keys_to_clear: Vec::new(),
         should_retry: live.should_retry(),
+        next_method: live.resume.as_ref().map(|r| r.next_method.clone()),
+        next_kwargs: live.resume.as_ref().map(|r| r.next_kwargs.clone()),
     }))
 }
 
@@ -175,7 +179,7 @@ fn reported_state(reported: &Reported) -> &'static str {
         Reported::UpForRetry { .. } => "up_for_retry",
         Reported::Skipped => "skipped",
         Reported::Reschedule { .. } => "up_for_reschedule",
-        Reported::Deferred => "deferred",
+        Reported::Deferred(_) => "deferred",
         Reported::Removed => "removed",
     }
 }
@@ -207,13 +211,58 @@ fn read_state(body: &serde_json::Value) -> Result<Reported, ExecError> {
         "up_for_reschedule" => Reported::Reschedule {
             at: time("reschedule_date")?,
         },
-        "deferred" => Reported::Deferred,
+        "deferred" => Reported::Deferred(Box::new(read_deferral(body)?)),
         other => {
             return Err(ExecError::unprocessable(format!(
                 "state {other:?} cannot be reported"
             )));
         }
     })
+}
+
+/// A `TIDeferredStatePayload`: the trigger and where to resume, kwargs kept in serde's form.
+fn read_deferral(body: &serde_json::Value) -> Result<Deferral, ExecError> {
+    let text = |field: &str| {
+        body.get(field)
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| ExecError::unprocessable(format!("{field} must be a non-empty string")))
+    };
+    let trigger_timeout = match body.get("trigger_timeout") {
+        None | Some(serde_json::Value::Null) => None,
+        // Pydantic writes a timedelta as ISO-8601 (`PT5S`); seconds are read too.
+        Some(serde_json::Value::String(iso)) => Some(
+            gust_core::duration::parse_duration(iso)
+                .map_err(|err| ExecError::unprocessable(format!("trigger_timeout: {err}")))?,
+        ),
+        Some(serde_json::Value::Number(n)) => Some(
+            gust_core::duration::duration_from_seconds(n.as_f64().unwrap_or(f64::NAN))
+                .map_err(|err| ExecError::unprocessable(format!("trigger_timeout: {err}")))?,
+        ),
+        Some(_) => {
+            return Err(ExecError::unprocessable(
+                "trigger_timeout must be a duration",
+            ));
+        }
+    };
+    let deferral = Deferral {
+        classpath: text("classpath")?,
+        trigger_kwargs: body
+            .get("trigger_kwargs")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+        trigger_timeout,
+        next_method: text("next_method")?,
+        next_kwargs: body
+            .get("next_kwargs")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+    };
+    deferral
+        .check()
+        .map_err(|err| ExecError::unprocessable(err.to_string()))?;
+    Ok(deferral)
 }
 
 /// `PATCH /task-instances/{id}/state`: the worker reports how the try ended.
