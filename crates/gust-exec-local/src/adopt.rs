@@ -77,7 +77,7 @@ pub async fn wait(
         }
     };
     let summary = match &outcome {
-        TryOutcome::Succeeded { .. } | TryOutcome::SucceededSkipping { .. } => {
+        TryOutcome::Succeeded { .. } | TryOutcome::SucceededReporting { .. } => {
             format!("adopted {}", outcome.summary())
         }
         TryOutcome::Skipped { exit_code } => {

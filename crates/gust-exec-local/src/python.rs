@@ -454,14 +454,17 @@ pub(crate) fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool)
         });
     };
     match progress.reported {
-        Some(Reported::Success) if !progress.skip_downstream.is_empty() => {
-            TryOutcome::SucceededSkipping {
+        Some(Reported::Success)
+            if !progress.skip_downstream.is_empty() || !progress.outlet_events.is_empty() =>
+        {
+            TryOutcome::SucceededReporting {
                 xcom: if do_xcom_push {
                     progress.xcoms.get("return_value").cloned()
                 } else {
                     None
                 },
                 skip: progress.skip_downstream,
+                outlet_events: progress.outlet_events,
             }
         }
         Some(Reported::Success) => TryOutcome::Succeeded {

@@ -89,6 +89,8 @@ pub struct Progress {
     pub rendered_fields: Option<serde_json::Map<String, serde_json::Value>>,
     /// The downstream tasks it asked to skip (branching).
     pub skip_downstream: Vec<String>,
+    /// The asset events it reported with its success, with their extras.
+    pub outlet_events: Vec<crate::OutletEvent>,
     /// The state it reported last.
     pub reported: Option<Reported>,
 }

@@ -141,7 +141,7 @@ impl TryOutcome {
     pub fn summary(&self) -> String {
         match self {
             Self::Succeeded { .. } => "try succeeded".to_owned(),
-            Self::SucceededSkipping { skip, .. } => {
+            Self::SucceededReporting { skip, .. } => {
                 format!("try succeeded; skipping downstream: {}", skip.join(", "))
             }
             Self::Skipped { exit_code } => {

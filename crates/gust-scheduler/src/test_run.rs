@@ -602,7 +602,7 @@ impl<'a> Driver<'a> {
                 }
                 match outcome {
                     TryOutcome::Succeeded { xcom } => self.succeed(&task_id, xcom, &[]),
-                    TryOutcome::SucceededSkipping { xcom, skip } => {
+                    TryOutcome::SucceededReporting { xcom, skip, .. } => {
                         self.succeed(&task_id, xcom, &skip);
                     }
                     TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {

@@ -222,7 +222,7 @@ impl Scheduler {
         };
         let mut batch = std::mem::take(&mut self.pending);
         let moved = match state {
-            EndState::Success => self.succeed(&mut batch, run_key, task_id, None, ended),
+            EndState::Success => self.succeed(&mut batch, run_key, task_id, None, &[], ended),
             EndState::Skipped => {
                 let why = "its trigger skipped it".to_owned();
                 self.skip_try(&mut batch, run_key, task_id, try_number, why, ended)

@@ -439,7 +439,7 @@ impl Scheduler {
         };
         // Failures are counted where every failed try goes (`fail_try`).
         let counted = match &outcome {
-            TryOutcome::Succeeded { .. } | TryOutcome::SucceededSkipping { .. } => {
+            TryOutcome::Succeeded { .. } | TryOutcome::SucceededReporting { .. } => {
                 Some(TryResult::Success)
             }
             TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {
@@ -452,15 +452,19 @@ impl Scheduler {
         };
         let moved = match outcome {
             TryOutcome::Succeeded { xcom } => {
-                let moved = self.succeed(batch, &run_key, &task_id, xcom, ended);
+                let moved = self.succeed(batch, &run_key, &task_id, xcom, &[], ended);
                 if moved {
                     let kind = CallbackKind::TaskSuccess;
                     self.then_task_callback(batch, &run_key, &task_id, try_number, kind, None);
                 }
                 moved
             }
-            TryOutcome::SucceededSkipping { xcom, skip } => {
-                let moved = self.succeed(batch, &run_key, &task_id, xcom, ended);
+            TryOutcome::SucceededReporting {
+                xcom,
+                skip,
+                outlet_events,
+            } => {
+                let moved = self.succeed(batch, &run_key, &task_id, xcom, &outlet_events, ended);
                 if moved {
                     let kind = CallbackKind::TaskSuccess;
                     self.then_task_callback(batch, &run_key, &task_id, try_number, kind, None);
@@ -520,6 +524,7 @@ impl Scheduler {
         run_key: &RunKey,
         task_id: &TaskId,
         xcom: Option<serde_json::Value>,
+        reported: &[gust_executor::OutletEvent],
         ended: impl FnOnce(Option<String>, Option<serde_json::Value>) -> TryChange,
     ) -> bool {
         let xcom = xcom.map(|value| crate::xcom::masked(&value));
@@ -528,7 +533,7 @@ impl Scheduler {
                 .push(task_id.as_str(), "return_value", value.clone());
         }
         let mut change = ended(None, xcom);
-        self.outlet_events(run_key, task_id, &mut change);
+        self.outlet_events(run_key, task_id, reported, &mut change);
         self.move_into(
             batch,
             run_key,
@@ -539,26 +544,41 @@ impl Scheduler {
         )
     }
 
-    /// Fills a successful try's end with the asset events of its task's outlets (one each,
-    /// named after the try, at its end, as Airflow's `register_asset_changes`).
-    fn outlet_events(&self, run_key: &RunKey, task_id: &TaskId, change: &mut TryChange) {
+    /// Fills a successful try's end with the asset events of its task's outlets, named after
+    /// the try, at its end, as Airflow's `register_asset_changes`: one per event the try
+    /// `reported` for the asset (with its extra), else one with an empty extra. Reported events
+    /// of assets that are not the task's outlets are left out, as in Airflow.
+    fn outlet_events(
+        &self,
+        run_key: &RunKey,
+        task_id: &TaskId,
+        reported: &[gust_executor::OutletEvent],
+        change: &mut TryChange,
+    ) {
         let TryChange::Ended { at, outlets, .. } = change else {
             return;
         };
         let Some(task) = self.runs.get(run_key).and_then(|run| run.dag.task(task_id)) else {
             return;
         };
-        outlets.extend(
-            task.settings
-                .outlets
+        let event = |asset: &gust_core::asset::Asset, extra| gust_store::NewAssetEvent {
+            asset: asset.clone(),
+            extra,
+            source: Some((run_key.0.clone(), run_key.1.clone(), task_id.to_string())),
+            timestamp: *at,
+        };
+        for asset in &task.settings.outlets {
+            let extras: Vec<_> = reported
                 .iter()
-                .map(|asset| gust_store::NewAssetEvent {
-                    asset: asset.clone(),
-                    extra: serde_json::Map::new(),
-                    source: Some((run_key.0.clone(), run_key.1.clone(), task_id.to_string())),
-                    timestamp: *at,
-                }),
-        );
+                .filter(|e| e.name == asset.name && e.uri == asset.uri)
+                .map(|e| e.extra.clone())
+                .collect();
+            if extras.is_empty() {
+                outlets.push(event(asset, serde_json::Map::new()));
+            } else {
+                outlets.extend(extras.into_iter().map(|extra| event(asset, extra)));
+            }
+        }
     }
 
     /// Skips the tasks a succeeded try asked to skip (a branch, a short circuit), as Airflow's
