@@ -104,7 +104,8 @@ impl UpstreamCounts {
             | TaskState::Queued
             | TaskState::Running
             | TaskState::UpForRetry
-            | TaskState::UpForReschedule => {}
+            | TaskState::UpForReschedule
+            | TaskState::Deferred => {}
         }
         self.total += 1;
     }

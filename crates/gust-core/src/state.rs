@@ -29,6 +29,9 @@ pub enum TaskState {
     /// Its try asked to run again later (a sensor in `reschedule` mode): the same try runs
     /// again once its reschedule date has passed and a slot is free, holding none meanwhile.
     UpForReschedule,
+    /// Its try deferred itself to a trigger (a deferrable operator): it holds no slot while the
+    /// trigger waits, and the same try runs again (its `next_method`) once the trigger fires.
+    Deferred,
     /// Not run: its trigger rule said skip, or the try asked to be skipped.
     Skipped,
     /// Not run because an upstream failed.
@@ -54,6 +57,8 @@ pub enum TaskEvent {
     Succeed,
     /// The try asked to run again later, as the same try (a sensor in `reschedule` mode).
     Reschedule,
+    /// The try deferred itself to a trigger.
+    Defer,
     /// The try failed (or was lost or timed out); `can_retry` when tries remain.
     Fail {
         /// Whether another try is allowed.
@@ -85,7 +90,7 @@ pub struct IllegalTransition {
 
 impl TaskState {
     /// Every state, for exhaustive tests.
-    pub const ALL: [TaskState; 11] = [
+    pub const ALL: [TaskState; 12] = [
         Self::NoStatus,
         Self::Scheduled,
         Self::Queued,
@@ -94,6 +99,7 @@ impl TaskState {
         Self::Failed,
         Self::UpForRetry,
         Self::UpForReschedule,
+        Self::Deferred,
         Self::Skipped,
         Self::UpstreamFailed,
         Self::Removed,
@@ -111,6 +117,7 @@ impl TaskState {
             Self::Failed => "failed",
             Self::UpForRetry => "up_for_retry",
             Self::UpForReschedule => "up_for_reschedule",
+            Self::Deferred => "deferred",
             Self::Skipped => "skipped",
             Self::UpstreamFailed => "upstream_failed",
             Self::Removed => "removed",
@@ -129,7 +136,8 @@ impl TaskState {
             | Self::Queued
             | Self::Running
             | Self::UpForRetry
-            | Self::UpForReschedule => false,
+            | Self::UpForReschedule
+            | Self::Deferred => false,
         }
     }
 
@@ -144,6 +152,7 @@ impl TaskState {
             | Self::Failed
             | Self::UpForRetry
             | Self::UpForReschedule
+            | Self::Deferred
             | Self::Skipped
             | Self::UpstreamFailed
             | Self::Removed => false,
@@ -172,13 +181,25 @@ impl TaskState {
             (S::NoStatus | S::Scheduled | S::Running, E::Skip) => Ok(S::Skipped),
             (
                 S::NoStatus,
-                E::Queue | E::Requeue | E::Start | E::Succeed | E::Reschedule | E::Fail { .. },
+                E::Queue
+                | E::Requeue
+                | E::Start
+                | E::Succeed
+                | E::Reschedule
+                | E::Defer
+                | E::Fail { .. },
             ) => illegal,
 
             (S::Scheduled, E::Queue) => Ok(S::Queued),
             (
                 S::Scheduled,
-                E::Schedule | E::Requeue | E::Start | E::Succeed | E::Reschedule | E::Fail { .. },
+                E::Schedule
+                | E::Requeue
+                | E::Start
+                | E::Succeed
+                | E::Reschedule
+                | E::Defer
+                | E::Fail { .. },
             ) => illegal,
 
             (S::Queued, E::Start) => Ok(S::Running),
@@ -188,11 +209,18 @@ impl TaskState {
             (S::Queued, E::Fail { can_retry: false }) => Ok(S::Failed),
             (
                 S::Queued,
-                E::Schedule | E::Queue | E::Succeed | E::Reschedule | E::Skip | E::UpstreamFail,
+                E::Schedule
+                | E::Queue
+                | E::Succeed
+                | E::Reschedule
+                | E::Defer
+                | E::Skip
+                | E::UpstreamFail,
             ) => illegal,
 
             (S::Running, E::Succeed) => Ok(S::Success),
             (S::Running, E::Reschedule) => Ok(S::UpForReschedule),
+            (S::Running, E::Defer) => Ok(S::Deferred),
             (S::Running, E::Fail { can_retry: true }) => Ok(S::UpForRetry),
             (S::Running, E::Fail { can_retry: false }) => Ok(S::Failed),
             (S::Running, E::Schedule | E::Queue | E::Requeue | E::Start | E::UpstreamFail) => {
@@ -206,6 +234,7 @@ impl TaskState {
                 | E::Start
                 | E::Succeed
                 | E::Reschedule
+                | E::Defer
                 | E::Fail { .. }
                 | E::Skip
                 | E::UpstreamFail,
@@ -221,9 +250,23 @@ impl TaskState {
                 | E::Start
                 | E::Succeed
                 | E::Reschedule
+                | E::Defer
                 | E::Fail { .. }
                 | E::Skip
                 | E::UpstreamFail,
+            ) => illegal,
+
+            // Its trigger fired (or timed out, or failed): the same try is handed over again to
+            // run its `next_method` once a slot is free. A trigger may also end the task itself
+            // (`end_from_trigger`: success, failure or skip) without a worker.
+            (S::Deferred, E::Queue) => Ok(S::Queued),
+            (S::Deferred, E::Succeed) => Ok(S::Success),
+            (S::Deferred, E::Fail { can_retry: true }) => Ok(S::UpForRetry),
+            (S::Deferred, E::Fail { can_retry: false }) => Ok(S::Failed),
+            (S::Deferred, E::Skip) => Ok(S::Skipped),
+            (
+                S::Deferred,
+                E::Schedule | E::Requeue | E::Start | E::Reschedule | E::Defer | E::UpstreamFail,
             ) => illegal,
 
             (
@@ -234,6 +277,7 @@ impl TaskState {
                 | E::Start
                 | E::Succeed
                 | E::Reschedule
+                | E::Defer
                 | E::Fail { .. }
                 | E::Skip
                 | E::UpstreamFail,
@@ -287,13 +331,14 @@ mod tests {
     use TaskEvent as E;
     use TaskState as S;
 
-    const EVENTS: [TaskEvent; 14] = [
+    const EVENTS: [TaskEvent; 15] = [
         E::Schedule,
         E::Queue,
         E::Requeue,
         E::Start,
         E::Succeed,
         E::Reschedule,
+        E::Defer,
         E::Fail { can_retry: true },
         E::Fail { can_retry: false },
         E::Skip,
@@ -307,18 +352,19 @@ mod tests {
     /// The whole lifecycle as a table: one row per state, one column per event in `EVENTS`
     /// order; `-` marks a move that must be refused.
     const TABLE: &str = "
-        state              schedule   queue   requeue    start    succeed  resched            fail_r        fail    skip     upstream_f       remove   clear  mark_s   mark_f
-        none               scheduled  -       -          -        -        -                  -             -       skipped  upstream_failed  removed  none   success  failed
-        scheduled          -          queued  -          -        -        -                  -             -       skipped  upstream_failed  removed  none   success  failed
-        queued             -          -       scheduled  running  -        -                  up_for_retry  failed  -        -                removed  none   success  failed
-        running            -          -       -          -        success  up_for_reschedule  up_for_retry  failed  skipped  -                removed  none   success  failed
-        success            -          -       -          -        -        -                  -             -       -        -                removed  none   success  failed
-        failed             -          -       -          -        -        -                  -             -       -        -                removed  none   success  failed
-        up_for_retry       scheduled  -       -          -        -        -                  -             -       -        -                removed  none   success  failed
-        up_for_reschedule  -          queued  -          -        -        -                  -             -       -        -                removed  none   success  failed
-        skipped            -          -       -          -        -        -                  -             -       -        -                removed  none   success  failed
-        upstream_failed    -          -       -          -        -        -                  -             -       -        -                removed  none   success  failed
-        removed            -          -       -          -        -        -                  -             -       -        -                -        none   success  failed
+        state              schedule   queue   requeue    start    succeed  resched            defer     fail_r        fail    skip     upstream_f       remove   clear  mark_s   mark_f
+        none               scheduled  -       -          -        -        -                  -         -             -       skipped  upstream_failed  removed  none   success  failed
+        scheduled          -          queued  -          -        -        -                  -         -             -       skipped  upstream_failed  removed  none   success  failed
+        queued             -          -       scheduled  running  -        -                  -         up_for_retry  failed  -        -                removed  none   success  failed
+        running            -          -       -          -        success  up_for_reschedule  deferred  up_for_retry  failed  skipped  -                removed  none   success  failed
+        success            -          -       -          -        -        -                  -         -             -       -        -                removed  none   success  failed
+        failed             -          -       -          -        -        -                  -         -             -       -        -                removed  none   success  failed
+        up_for_retry       scheduled  -       -          -        -        -                  -         -             -       -        -                removed  none   success  failed
+        up_for_reschedule  -          queued  -          -        -        -                  -         -             -       -        -                removed  none   success  failed
+        deferred           -          queued  -          -        success  -                  -         up_for_retry  failed  skipped  -                removed  none   success  failed
+        skipped            -          -       -          -        -        -                  -         -             -       -        -                removed  none   success  failed
+        upstream_failed    -          -       -          -        -        -                  -         -             -       -        -                removed  none   success  failed
+        removed            -          -       -          -        -        -                  -         -             -       -        -                -        none   success  failed
     ";
 
     fn by_name(name: &str) -> TaskState {

@@ -77,14 +77,16 @@ pub async fn wait(
         }
     };
     let summary = match &outcome {
-        TryOutcome::Succeeded { .. } | TryOutcome::SucceededSkipping { .. } => {
+        TryOutcome::Succeeded { .. } | TryOutcome::SucceededReporting { .. } => {
             format!("adopted {}", outcome.summary())
         }
         TryOutcome::Skipped { exit_code } => {
             format!("adopted try exited with skip code {exit_code}")
         }
         TryOutcome::SkippedItself { reason } => format!("adopted try skipped: {reason}"),
-        TryOutcome::Rescheduled { .. } => format!("adopted {}", outcome.summary()),
+        TryOutcome::Rescheduled { .. } | TryOutcome::Deferred(_) => {
+            format!("adopted {}", outcome.summary())
+        }
         TryOutcome::Failed(reason) => format!("adopted try failed: {reason}"),
         TryOutcome::NeverStarted => "the try never started; it will be queued again".to_owned(),
     };

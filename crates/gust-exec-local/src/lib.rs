@@ -20,10 +20,12 @@ mod process;
 mod python;
 pub mod python_pod;
 mod ready;
+mod triggerer;
 
 pub use callbacks::{CALLBACK_TIMEOUT, PythonCallbacks};
 pub use pod::Secrets;
 pub use python::{NO_PYTHON_RUNTIME, PythonRuntime};
+pub use triggerer::PythonTriggerer;
 mod record;
 mod sandbox;
 

@@ -454,14 +454,17 @@ pub(crate) fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool)
         });
     };
     match progress.reported {
-        Some(Reported::Success) if !progress.skip_downstream.is_empty() => {
-            TryOutcome::SucceededSkipping {
+        Some(Reported::Success)
+            if !progress.skip_downstream.is_empty() || !progress.outlet_events.is_empty() =>
+        {
+            TryOutcome::SucceededReporting {
                 xcom: if do_xcom_push {
                     progress.xcoms.get("return_value").cloned()
                 } else {
                     None
                 },
                 skip: progress.skip_downstream,
+                outlet_events: progress.outlet_events,
             }
         }
         Some(Reported::Success) => TryOutcome::Succeeded {
@@ -481,14 +484,8 @@ pub(crate) fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool)
             reason.unwrap_or_else(|| "the task failed (see its log)".to_owned()),
         )),
         Some(Reported::Reschedule { at }) => TryOutcome::Rescheduled { at },
-        // A deferred task resumes in the method its trigger's event names, which only a
-        // triggerer running that trigger can produce: running `execute` again would defer
-        // again, forever (`DateTimeSensorAsync` defers unconditionally).
-        Some(Reported::Deferred) => TryOutcome::Failed(FailureReason::Task(
-            "the task deferred itself to a trigger, and Gust has no triggerer: set \
-             deferrable: false (sensors: mode: reschedule)"
-                .to_owned(),
-        )),
+        // The scheduler records the deferral and runs its trigger; the worker is free now.
+        Some(Reported::Deferred(deferral)) => TryOutcome::Deferred(deferral),
     }
 }
 
@@ -538,10 +535,24 @@ mod tests {
             outcome(0, Some(reported(Reported::Reschedule { at }, None)), true),
             TryOutcome::Rescheduled { at }
         );
-        assert!(matches!(
-            outcome(0, Some(reported(Reported::Deferred, None)), true),
-            TryOutcome::Failed(FailureReason::Task(why)) if why.contains("deferrable: false")
-        ));
+        let deferral = gust_executor::deferral::Deferral {
+            classpath: "airflow.providers.standard.triggers.temporal.DateTimeTrigger".to_owned(),
+            trigger_kwargs: serde_json::json!({"moment": "2030-01-01T00:00:00+00:00"}),
+            trigger_timeout: None,
+            next_method: "execute_complete".to_owned(),
+            next_kwargs: serde_json::json!({}),
+        };
+        assert_eq!(
+            outcome(
+                0,
+                Some(reported(
+                    Reported::Deferred(Box::new(deferral.clone())),
+                    None
+                )),
+                true
+            ),
+            TryOutcome::Deferred(Box::new(deferral))
+        );
         assert!(matches!(
             outcome(0, Some(Progress::default()), true),
             TryOutcome::Failed(FailureReason::Task(_))

@@ -56,8 +56,8 @@ pub enum Reported {
         /// When.
         at: DateTime<Utc>,
     },
-    /// It deferred itself to a trigger (a deferrable operator), which needs a triggerer.
-    Deferred,
+    /// It deferred itself to a trigger (a deferrable operator).
+    Deferred(Box<crate::deferral::Deferral>),
     /// It reported itself removed or upstream-failed.
     Removed,
 }
@@ -89,6 +89,8 @@ pub struct Progress {
     pub rendered_fields: Option<serde_json::Map<String, serde_json::Value>>,
     /// The downstream tasks it asked to skip (branching).
     pub skip_downstream: Vec<String>,
+    /// The asset events it reported with its success, with their extras.
+    pub outlet_events: Vec<crate::OutletEvent>,
     /// The state it reported last.
     pub reported: Option<Reported>,
 }
@@ -118,6 +120,8 @@ pub struct LiveTry {
     pub admitted_at: DateTime<Utc>,
     /// Its reschedules before this run of it.
     pub reschedules: crate::Reschedules,
+    /// Set when it resumes after a deferral.
+    pub resume: Option<crate::deferral::Resume>,
     progress: Mutex<Progress>,
 }
 
@@ -223,6 +227,7 @@ impl ExecutionBroker {
             lookup,
             admitted_at: now,
             reschedules: spec.context.reschedules,
+            resume: spec.context.resume.clone(),
             progress: Mutex::default(),
         };
         self.tries().insert(ti_id, Arc::new(live));

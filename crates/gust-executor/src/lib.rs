@@ -8,6 +8,7 @@
 
 pub mod callbacks;
 mod current;
+pub mod deferral;
 pub mod execution;
 pub mod log_layout;
 pub mod running;
@@ -112,6 +113,8 @@ pub struct TryContext {
     /// runtime creates its Secret with the pod, deletes it with the pod, and reads the pod's
     /// output as the Task SDK's structured log.
     pub worker_pod: Option<std::sync::Arc<task_sdk::WorkerPod>>,
+    /// Set when the try resumes after a deferral: the method it runs instead of `execute`.
+    pub resume: Option<deferral::Resume>,
 }
 
 /// A try's reschedules so far: a sensor in `reschedule` mode measures its `timeout` from the
@@ -192,14 +195,17 @@ pub enum TryOutcome {
         /// The return value.
         xcom: Option<serde_json::Value>,
     },
-    /// It succeeded and asked that these downstream tasks of its run be skipped: a branch
-    /// that follows other tasks, or a short circuit (Airflow's `skip-downstream`). Only tasks
-    /// that have not started are skipped; trigger rules decide the rest.
-    SucceededSkipping {
+    /// It succeeded and reported more than its return value (a Python task): downstream tasks
+    /// of its run to skip (a branch that follows other tasks, or a short circuit: Airflow's
+    /// `skip-downstream`; only tasks that have not started are skipped, trigger rules decide
+    /// the rest), and the extras of the asset events of its outlets.
+    SucceededReporting {
         /// The return value.
         xcom: Option<serde_json::Value>,
         /// The ids of the tasks to skip.
         skip: Vec<String>,
+        /// The asset events it reported (`outlet_events`), with their extras.
+        outlet_events: Vec<OutletEvent>,
     },
     /// It asked to be skipped (an exit code in `skip_on_exit_code`).
     Skipped {
@@ -217,11 +223,26 @@ pub enum TryOutcome {
         /// When it may run again.
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// It deferred itself to a trigger (a deferrable operator): it holds no worker while the
+    /// trigger waits, and runs again as the same try once the trigger fires.
+    Deferred(Box<deferral::Deferral>),
     /// It failed.
     Failed(FailureReason),
     /// It never started: a try the scheduler committed but did not hand over before it stopped.
     /// It is not a failed try; the scheduler queues the task again.
     NeverStarted,
+}
+
+/// An asset event a try reported for one of its outlets (Airflow's `outlet_events`), by the
+/// asset's name and URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutletEvent {
+    /// The asset's name.
+    pub name: String,
+    /// The asset's URI.
+    pub uri: String,
+    /// The event's extra.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a try failed.

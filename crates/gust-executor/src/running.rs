@@ -141,7 +141,7 @@ impl TryOutcome {
     pub fn summary(&self) -> String {
         match self {
             Self::Succeeded { .. } => "try succeeded".to_owned(),
-            Self::SucceededSkipping { skip, .. } => {
+            Self::SucceededReporting { skip, .. } => {
                 format!("try succeeded; skipping downstream: {}", skip.join(", "))
             }
             Self::Skipped { exit_code } => {
@@ -151,6 +151,10 @@ impl TryOutcome {
             Self::Rescheduled { at } => format!(
                 "rescheduled: the same try runs again at {}",
                 at.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+            Self::Deferred(deferral) => format!(
+                "deferred to trigger {}: the same try resumes in {} once it fires",
+                deferral.classpath, deferral.next_method
             ),
             Self::Failed(reason) => format!("try failed: {reason}"),
             Self::NeverStarted => "the try never started; it will be queued again".to_owned(),

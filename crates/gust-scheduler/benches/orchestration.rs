@@ -111,6 +111,7 @@ async fn run_dag(dag: &Dag, logs: &std::path::Path) -> (Duration, Duration) {
         connections: Default::default(),
         callbacks: None,
         max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
+        triggerer: None,
     };
     let cpu_before = cpu_self();
     let began = Instant::now();

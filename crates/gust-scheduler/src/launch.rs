@@ -123,6 +123,7 @@ pub fn launch_spec(
             lookup: SharedLookup(Some(lookup)),
             reschedules: gust_executor::Reschedules::default(),
             worker_pod: None,
+            resume: None,
         },
     }
 }

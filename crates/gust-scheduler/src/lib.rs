@@ -12,6 +12,7 @@ pub mod launch;
 pub mod log_path;
 pub mod mapped;
 pub mod metrics;
+pub mod native_triggers;
 pub mod scheduler;
 pub mod sync;
 pub mod template_values;

@@ -33,6 +33,8 @@ pub enum TryResult {
     NeverStarted,
     /// It asked to run again later, as the same try (a sensor in `reschedule` mode).
     Rescheduled,
+    /// It deferred itself to a trigger, to run again as the same try once that fires.
+    Deferred,
 }
 
 impl TryResult {
@@ -45,6 +47,7 @@ impl TryResult {
             Self::Skipped => "skipped",
             Self::NeverStarted => "never_started",
             Self::Rescheduled => "rescheduled",
+            Self::Deferred => "deferred",
         }
     }
 }
@@ -199,6 +202,7 @@ impl SchedulerMetrics {
             TryResult::Skipped,
             TryResult::NeverStarted,
             TryResult::Rescheduled,
+            TryResult::Deferred,
         ] {
             let _ = tries_finished.get_or_create(&OutcomeLabel {
                 outcome: outcome.as_str(),

@@ -18,6 +18,9 @@ use gust_core::retry::{can_retry, retry_delay};
 use gust_core::schedule::DataInterval;
 use gust_core::state::{DagRunState, TaskEvent, TaskState};
 use gust_executor::callbacks::{CallbackKind, CallbackRequest, CallbackTask};
+use gust_executor::deferral::{
+    Deferral, EndState, Resume, TriggerFired, TriggerResult, TriggerRunner, TriggerSpec,
+};
 use gust_executor::{Executor, TryEvent, TryEventKind, TryKey, TryOutcome};
 use gust_template::Renderer;
 use tokio::sync::mpsc::Receiver;
@@ -46,6 +49,18 @@ pub struct TestRunSpec {
     pub callbacks: Option<Arc<dyn gust_executor::callbacks::CallbackRunner>>,
     /// The most instances one mapped task may have (`[core] max_map_length`).
     pub max_map_length: usize,
+    /// Runs the triggers of deferred tasks that are not run natively (none: such a trigger
+    /// fails its task, saying why).
+    pub triggerer: Option<TestTriggerer>,
+}
+
+/// The Python triggerer a test run uses, and where it reports.
+#[derive(Debug, Clone)]
+pub struct TestTriggerer {
+    /// Runs the triggers.
+    pub runner: Arc<dyn TriggerRunner>,
+    /// Where it reports their ends.
+    pub fired: Arc<tokio::sync::Mutex<Receiver<TriggerFired>>>,
 }
 
 /// How one task ended (a mapped task: all its instances).
@@ -87,6 +102,18 @@ struct Instance {
     started: Option<Instant>,
     duration: Option<Duration>,
     failure: Option<String>,
+    /// The latest try's deferral, while it is deferred, and how it resumes once its trigger
+    /// fired.
+    deferral: Option<(Deferral, Option<Resume>)>,
+}
+
+/// What wakes a deferred task.
+#[derive(Debug)]
+enum Wake {
+    /// Its native trigger fires.
+    Fire(TriggerResult),
+    /// Its trigger timed out.
+    Timeout,
 }
 
 /// A task instance's move, as it happens: what `gust dags test` prints, one line each.
@@ -132,7 +159,16 @@ pub async fn run_with_progress(
             break;
         }
         let next_retry = driver.retry_at.keys().next().copied();
+        let next_trigger = driver.trigger_at.keys().next().copied();
         tokio::select! {
+            fired = next_fired(spec.triggerer.as_ref()) => match fired {
+                Some(fired) => driver.trigger_fired(fired),
+                None => {
+                    stopped = Some("the triggerer stopped".to_owned());
+                    break;
+                }
+            },
+            () = sleep_until(next_trigger), if next_trigger.is_some() => driver.release_triggers(),
             event = events.recv() => match event {
                 Some(event) => driver.on_event(event),
                 None => {
@@ -157,6 +193,13 @@ pub async fn run_with_progress(
     };
     driver.dag_callback(state, timed_out);
     driver.report(stopped)
+}
+
+async fn next_fired(triggerer: Option<&TestTriggerer>) -> Option<TriggerFired> {
+    match triggerer {
+        Some(t) => t.fired.lock().await.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -185,6 +228,8 @@ struct Driver<'a> {
     unfinished: usize,
     /// Instances waiting for their retry delay or reschedule date, by when it ends.
     retry_at: BTreeMap<Instant, Vec<InstanceId>>,
+    /// Deferred instances' native triggers and trigger timeouts, by when they come.
+    trigger_at: BTreeMap<Instant, Vec<(InstanceId, u32, Wake)>>,
     /// How many tries have ended so far (their order, for the DAG callback's context).
     ends: u64,
     /// Tasks whose state moved since the run was last settled; `None` before the first pass,
@@ -221,6 +266,7 @@ impl<'a> Driver<'a> {
             states: InstanceStates::default(),
             unfinished: dag.tasks().len(),
             retry_at: BTreeMap::new(),
+            trigger_at: BTreeMap::new(),
             ends: 0,
             moved: None,
         }
@@ -375,9 +421,13 @@ impl<'a> Driver<'a> {
         let Some(task) = self.dag.task(&task_id.task_id) else {
             return;
         };
-        let rescheduled = self.state(task_id) == TaskState::UpForReschedule;
+        let rescheduled = matches!(
+            self.state(task_id),
+            TaskState::UpForReschedule | TaskState::Deferred
+        );
         let instance = self.instances.entry(task_id.clone()).or_default();
-        // A rescheduled try runs again under its own number.
+        let resume = instance.deferral.take().and_then(|(_, resume)| resume);
+        // A rescheduled or resumed try runs again under its own number.
         if !rescheduled {
             instance.tries += 1;
             instance.reschedules = gust_executor::Reschedules::default();
@@ -428,6 +478,7 @@ impl<'a> Driver<'a> {
             self.xcoms.clone(),
         );
         spec.context.reschedules = reschedules;
+        spec.context.resume = resume;
         self.transition(task_id, TaskEvent::Queue);
         if let Err(err) = self.executor.start(spec) {
             self.fail(task_id, err.to_string());
@@ -614,7 +665,7 @@ impl<'a> Driver<'a> {
                 }
                 match outcome {
                     TryOutcome::Succeeded { xcom } => self.succeed(&task_id, xcom, &[]),
-                    TryOutcome::SucceededSkipping { xcom, skip } => {
+                    TryOutcome::SucceededReporting { xcom, skip, .. } => {
                         self.succeed(&task_id, xcom, &skip);
                     }
                     TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {
@@ -624,6 +675,7 @@ impl<'a> Driver<'a> {
                         self.task_callback(&task_id, CallbackKind::TaskSkipped, None);
                     }
                     TryOutcome::Rescheduled { at } => self.reschedule(&task_id, at),
+                    TryOutcome::Deferred(deferral) => self.defer(&task_id, *deferral),
                     TryOutcome::Failed(reason) => self.fail(&task_id, reason.to_string()),
                     // Only adopted tries report this, and a test run adopts none.
                     TryOutcome::NeverStarted => {
@@ -694,6 +746,131 @@ impl<'a> Driver<'a> {
                     }
                     TaskState::UpForReschedule => self.launch(&task),
                     _ => {}
+                }
+            }
+        }
+    }
+
+    /// The current try deferred itself: its trigger runs (natively, or in the triggerer) and
+    /// it runs again as the same try once that fires, as under the scheduler.
+    fn defer(&mut self, task_id: &InstanceId, deferral: Deferral) {
+        let now = gust_core::clock::Clock::now(&SystemClock);
+        self.finish_timing(task_id, None);
+        self.transition(task_id, TaskEvent::Defer);
+        let try_number = self.instances.get(task_id).map_or(0, |i| i.tries);
+        let after = |at: chrono::DateTime<chrono::Utc>| {
+            Instant::now() + (at - now).to_std().unwrap_or_default()
+        };
+        if let Some(at) = gust_executor::deferral::timeout_at(now, deferral.trigger_timeout) {
+            let entry = (task_id.clone(), try_number, Wake::Timeout);
+            self.trigger_at.entry(after(at)).or_default().push(entry);
+        }
+        let native = crate::native_triggers::native(&deferral.classpath, &deferral.trigger_kwargs);
+        let key = self.try_key(task_id, try_number);
+        let spec = TriggerSpec::new(
+            key.clone(),
+            &deferral.classpath,
+            &deferral.trigger_kwargs,
+            &self.dag.fileloc,
+        );
+        let classpath = deferral.classpath.clone();
+        if let Some(instance) = self.instances.get_mut(task_id) {
+            instance.deferral = Some((deferral, None));
+        }
+        match (native, self.spec.triggerer.clone()) {
+            (Some(trigger), _) => {
+                let entry = (task_id.clone(), try_number, Wake::Fire(trigger.result));
+                self.trigger_at
+                    .entry(after(trigger.at))
+                    .or_default()
+                    .push(entry);
+            }
+            (None, Some(triggerer)) => triggerer.runner.run(spec),
+            (None, None) => self.trigger_fired(TriggerFired {
+                key,
+                result: TriggerResult::Failed(vec![format!(
+                    "trigger {classpath} runs in Python, and no [python] interpreter is configured"
+                )]),
+            }),
+        }
+    }
+
+    /// A deferred task's trigger ended: it resumes (runs again as the same try), or the
+    /// trigger ended it.
+    fn trigger_fired(&mut self, fired: TriggerFired) {
+        let task_id = fired.key.instance();
+        let waiting = self.state(&task_id) == TaskState::Deferred
+            && self.instances.get(&task_id).is_some_and(|i| {
+                i.tries == fired.key.try_number.0
+                    && i.deferral.as_ref().is_some_and(|(_, r)| r.is_none())
+            });
+        if !waiting {
+            return;
+        }
+        let resume = match fired.result {
+            TriggerResult::Event(payload) => self
+                .instances
+                .get(&task_id)
+                .and_then(|i| i.deferral.as_ref())
+                .map(|(deferral, _)| deferral.resume_with_event(payload)),
+            TriggerResult::Failed(traceback) => Some(Resume::trigger_failed(traceback)),
+            TriggerResult::EndTask(state) => {
+                if let Some(instance) = self.instances.get_mut(&task_id) {
+                    instance.deferral = None;
+                }
+                match state {
+                    EndState::Success => self.succeed(&task_id, None, &[]),
+                    EndState::Skipped => {
+                        self.transition(&task_id, TaskEvent::Skip);
+                        self.ended(&task_id);
+                    }
+                    EndState::Failed => {
+                        if let Some(instance) = self.instances.get_mut(&task_id) {
+                            instance.failure = Some("its trigger failed it".to_owned());
+                        }
+                        self.transition(&task_id, TaskEvent::Fail { can_retry: false });
+                        self.ended(&task_id);
+                    }
+                }
+                return;
+            }
+        };
+        self.resume(&task_id, resume);
+    }
+
+    fn resume(&mut self, task_id: &InstanceId, resume: Option<Resume>) {
+        if let Some((_, slot)) = self
+            .instances
+            .get_mut(task_id)
+            .and_then(|i| i.deferral.as_mut())
+        {
+            *slot = resume;
+        }
+        self.launch(task_id);
+    }
+
+    /// Fires the native triggers and timeouts that are due.
+    fn release_triggers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Instant> = self.trigger_at.range(..=now).map(|(at, _)| *at).collect();
+        for at in due {
+            for (task_id, try_number, wake) in self.trigger_at.remove(&at).unwrap_or_default() {
+                let key = self.try_key(&task_id, try_number);
+                match wake {
+                    Wake::Fire(result) => self.trigger_fired(TriggerFired { key, result }),
+                    Wake::Timeout => {
+                        let waiting = self.state(&task_id) == TaskState::Deferred
+                            && self.instances.get(&task_id).is_some_and(|i| {
+                                i.tries == try_number
+                                    && i.deferral.as_ref().is_some_and(|(_, r)| r.is_none())
+                            });
+                        if waiting {
+                            if let Some(triggerer) = &self.spec.triggerer {
+                                triggerer.runner.cancel(&key);
+                            }
+                            self.resume(&task_id, Some(Resume::timed_out()));
+                        }
+                    }
                 }
             }
         }

@@ -532,24 +532,22 @@ branched:
     join: {operator: EmptyOperator, trigger_rule: none_failed_min_one_success, dependencies: [left, after_right]}
 "#;
 
-/// The local runtime, except that `pick`'s try ends as a branch following `left` does, as a
-/// Python `BranchPythonOperator` reports through the Execution API.
-struct Branches {
+/// The local runtime, except that `task`'s try ends with `outcome`, as a Python task reports it
+/// through the Execution API (a `BranchPythonOperator`'s branch, a task's `outlet_events`).
+struct Scripted {
     local: Arc<dyn Executor>,
     events: mpsc::Sender<TryEvent>,
+    task: &'static str,
+    outcome: TryOutcome,
 }
 
-impl Executor for Branches {
+impl Executor for Scripted {
     fn start(&self, spec: LaunchSpec) -> Result<(), LaunchError> {
-        if spec.key.task_id.as_str() != "pick" {
+        if spec.key.task_id.as_str() != self.task {
             return self.local.start(spec);
         }
-        let events = self.events.clone();
+        let (events, finished) = (self.events.clone(), self.outcome.clone());
         tokio::spawn(async move {
-            let finished = TryOutcome::SucceededSkipping {
-                xcom: Some(serde_json::json!("left")),
-                skip: vec!["right".to_owned(), "not_a_task".to_owned()],
-            };
             for kind in [TryEventKind::Started, TryEventKind::Finished(finished)] {
                 let key = spec.key.clone();
                 let _ = events.send(TryEvent { key, kind }).await;
@@ -583,7 +581,19 @@ async fn a_branch_skips_the_tasks_it_does_not_follow_and_trigger_rules_do_the_re
         &dags,
         dir.path(),
         |_, _| {},
-        |local, events| Arc::new(Branches { local, events }),
+        |local, events| {
+            // `pick` ends as a branch following `left` does.
+            Arc::new(Scripted {
+                local,
+                events,
+                task: "pick",
+                outcome: TryOutcome::SucceededReporting {
+                    xcom: Some(serde_json::json!("left")),
+                    skip: vec!["right".to_owned(), "not_a_task".to_owned()],
+                    outlet_events: Vec::new(),
+                },
+            })
+        },
     )
     .await;
     let run_id = trigger(&store, &dags, "branched", serde_json::json!({})).await;
@@ -608,6 +618,94 @@ async fn a_branch_skips_the_tasks_it_does_not_follow_and_trigger_rules_do_the_re
     assert_eq!(state("right"), (TaskState::Skipped, 0), "never ran");
     assert_eq!(state("after_right"), (TaskState::Skipped, 0));
     assert_eq!(state("join").0, TaskState::Success);
+}
+
+const EMITTING: &str = r#"
+emitting:
+  schedule: null
+  tasks:
+    emit:
+      operator: BashOperator
+      bash_command: 'true'
+      outlets: ['s3://bucket/orders', 's3://bucket/other']
+"#;
+
+both_engines!(reported_outlet_events_carry_their_extras_one_event_each);
+
+/// As Airflow's `register_asset_changes`: one event per reported event of an outlet, with its
+/// extra; an outlet without any gets one with an empty extra; other assets get none.
+async fn reported_outlet_events_carry_their_extras_one_event_each(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("emitting.yaml"), EMITTING).expect("dag file");
+    let (stop, handle) = start_through(
+        &store,
+        &dags,
+        dir.path(),
+        |_, _| {},
+        |local, events| {
+            // `emit` reports two events of its first outlet with extras, and one of an asset it
+            // does not update.
+            let event = |uri: &str, rows: i64| gust_executor::OutletEvent {
+                name: uri.to_owned(),
+                uri: uri.to_owned(),
+                extra: serde_json::json!({"rows": rows})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            Arc::new(Scripted {
+                local,
+                events,
+                task: "emit",
+                outcome: TryOutcome::SucceededReporting {
+                    xcom: None,
+                    skip: Vec::new(),
+                    outlet_events: vec![
+                        event("s3://bucket/orders", 1),
+                        event("s3://bucket/orders", 2),
+                        event("s3://bucket/elsewhere", 3),
+                    ],
+                },
+            })
+        },
+    )
+    .await;
+    let run_id = trigger(&store, &dags, "emitting", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "emitting", &run_id).await,
+        DagRunState::Success
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+    let filter = gust_store::AssetEventFilter {
+        source_dag_id: Some("emitting".to_owned()),
+        ..Default::default()
+    };
+    let (events, _) = store
+        .asset_events(&filter, "id", 10, 0)
+        .await
+        .expect("events");
+    let mut seen: Vec<(String, serde_json::Value)> = events
+        .into_iter()
+        .map(|e| (e.uri, serde_json::Value::Object(e.extra)))
+        .collect();
+    seen.sort_by_key(|(uri, extra)| (uri.clone(), extra.to_string()));
+    assert_eq!(
+        seen,
+        [
+            (
+                "s3://bucket/orders".to_owned(),
+                serde_json::json!({"rows": 1})
+            ),
+            (
+                "s3://bucket/orders".to_owned(),
+                serde_json::json!({"rows": 2})
+            ),
+            ("s3://bucket/other".to_owned(), serde_json::json!({})),
+        ]
+    );
 }
 
 both_engines!(scheduled_runs_are_named_after_their_interval_end_as_airflow_3_names_them);

@@ -76,6 +76,7 @@ impl Fixture {
             connections: Default::default(),
             callbacks: None,
             max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
+            triggerer: None,
         };
         let report = tokio::time::timeout(
             Duration::from_secs(30),
@@ -321,6 +322,7 @@ async fn every_move_of_a_task_is_told_as_it_happens() {
         connections: Default::default(),
         callbacks: None,
         max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
+        triggerer: None,
     };
     let mut seen = Vec::new();
     let report = tokio::time::timeout(

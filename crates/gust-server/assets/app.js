@@ -6,11 +6,11 @@
 const Gust = (() => {
   const CODES = {
     n: "none", c: "scheduled", q: "queued", r: "running", s: "success", f: "failed",
-    u: "up_for_retry", h: "up_for_reschedule", k: "skipped", p: "upstream_failed", x: "removed", "-": "",
+    u: "up_for_retry", h: "up_for_reschedule", d: "deferred", k: "skipped", p: "upstream_failed", x: "removed", "-": "",
   };
   const COLOURS = {
     success: "#008000", failed: "#d50000", running: "#32cd32", queued: "#808080",
-    up_for_retry: "#ffd700", up_for_reschedule: "#40e0d0", upstream_failed: "#ffa500", skipped: "#ff69b4",
+    up_for_retry: "#ffd700", up_for_reschedule: "#40e0d0", deferred: "#9370db", upstream_failed: "#ffa500", skipped: "#ff69b4",
     scheduled: "#d2b48c", removed: "#d3d3d3", none: "#ffffff", "": "#f3f4f6",
   };
   /**
@@ -626,7 +626,7 @@ const Gust = (() => {
     }));
     // Airflow 3's rules for marking a run success or failed: running task instances take the
     // state, those not finished are skipped, finished ones keep theirs.
-    const runMove = (to, state) => (["running", "up_for_reschedule"].includes(state) ? to
+    const runMove = (to, state) => (["running", "up_for_reschedule", "deferred"].includes(state) ? to
       : ["none", "scheduled", "queued", "up_for_retry"].includes(state) ? "skipped" : null);
     for (const [id, state] of [["mark-run-success", "success"], ["mark-run-failed", "failed"]]) {
       document.getElementById(id)?.addEventListener("click", () => confirmAction({

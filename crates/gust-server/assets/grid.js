@@ -25,7 +25,7 @@ class GustGrid {
   drawLegend() {
     const legend = document.getElementById("legend");
     if (!legend) return;
-    const states = ["success", "failed", "running", "queued", "up_for_retry", "up_for_reschedule", "upstream_failed", "skipped", "scheduled", "removed", "none"];
+    const states = ["success", "failed", "running", "queued", "up_for_retry", "up_for_reschedule", "deferred", "upstream_failed", "skipped", "scheduled", "removed", "none"];
     // The swatch's colour goes through the DOM: the Content-Security-Policy refuses style attributes.
     legend.replaceChildren(...states.map((s) => {
       const swatch = Gust.el("i");

@@ -170,6 +170,7 @@ impl Store {
         let tables = [
             "xcoms",
             "task_reschedules",
+            "task_deferrals",
             "task_tries",
             "task_instances",
             "dag_runs",

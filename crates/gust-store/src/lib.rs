@@ -55,7 +55,7 @@ pub use runs::{NewRun, RunFilter, RunOrder, RunType, StoredRun, TimeRange};
 pub use task_instances::{
     DurationRange, InstanceFilter, InstanceOrder, StoredTaskInstance, UNMAPPED,
 };
-pub use tries::{StoredTry, StoredXCom, TaskMove, TryChange, TryReschedules};
+pub use tries::{StoredDeferral, StoredTry, StoredXCom, TaskMove, TryChange, TryReschedules};
 pub use users::{Role, User};
 pub use variables::Variable;
 pub use views::{ConnectionView, MAX_GRID_RUNS, PackedColumn, RunHeader, TaskInstanceView};
@@ -347,6 +347,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0011_map_index.sql"),
                 include_str!("../migrations/postgres/0011_map_index.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0012_task_deferrals.sql"),
+                include_str!("../migrations/postgres/0012_task_deferrals.sql"),
             ),
         ];
         assert_eq!(

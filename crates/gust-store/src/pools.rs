@@ -98,13 +98,13 @@ impl Store {
     }
 
     /// The task instances of unfinished runs that wait for or hold pool slots (`scheduled`,
-    /// `queued`, `running`), as (DAG, task, state): which pool each uses is in its DAG's
+    /// `queued`, `running`), or are counted in their pool while they hold none (`deferred`), as (DAG, task, state): which pool each uses is in its DAG's
     /// definition, not in the row.
     pub async fn slot_holders(&self) -> Result<Vec<(String, String, TaskState)>, StoreError> {
         let sql = self.sql(
             "SELECT ti.dag_id, ti.task_id, ti.state FROM task_instances ti \
              JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id \
-             WHERE r.state IN ('queued', 'running') AND ti.state IN ('scheduled', 'queued', 'running') \
+             WHERE r.state IN ('queued', 'running') AND ti.state IN ('scheduled', 'queued', 'running', 'deferred') \
              ORDER BY ti.dag_id, ti.task_id",
         );
         let rows: Vec<(String, String, String)> =

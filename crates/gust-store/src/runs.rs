@@ -586,14 +586,20 @@ impl Store {
         let delete_run = self
             .sql("DELETE FROM dag_runs WHERE dag_id = $1 AND run_id = $2 AND state <> 'running'");
         let exists = self.sql("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND run_id = $2");
-        let rest: Vec<String> = ["xcoms", "task_reschedules", "task_tries", "task_instances"]
-            .iter()
-            .map(|table| {
-                self.sql_owned(format!(
-                    "DELETE FROM {table} WHERE dag_id = $1 AND run_id = $2"
-                ))
-            })
-            .collect();
+        let rest: Vec<String> = [
+            "xcoms",
+            "task_reschedules",
+            "task_deferrals",
+            "task_tries",
+            "task_instances",
+        ]
+        .iter()
+        .map(|table| {
+            self.sql_owned(format!(
+                "DELETE FROM {table} WHERE dag_id = $1 AND run_id = $2"
+            ))
+        })
+        .collect();
         let failed = query("deleting a run");
         with_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(failed)?;

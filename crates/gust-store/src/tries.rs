@@ -83,6 +83,39 @@ pub enum TryChange {
         /// When it may run again.
         reschedule_date: DateTime<Utc>,
     },
+    /// The try deferred itself to a trigger (the move to `deferred`): its row says so, and the
+    /// instance's deferral is recorded (replacing an earlier one).
+    Deferred {
+        /// Which try.
+        try_number: i32,
+        /// When it deferred.
+        at: DateTime<Utc>,
+        /// The trigger and where to resume.
+        deferral: Box<StoredDeferral>,
+    },
+}
+
+/// A deferred instance's trigger and where its try resumes, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDeferral {
+    /// The task.
+    pub task_id: String,
+    /// Which instance of it.
+    pub map_index: i32,
+    /// The try that deferred.
+    pub try_number: i32,
+    /// The trigger's class.
+    pub classpath: String,
+    /// Its kwargs (Airflow's serde form).
+    pub trigger_kwargs: serde_json::Value,
+    /// When the trigger times out, if it does.
+    pub timeout_at: Option<DateTime<Utc>>,
+    /// The method the try resumes in.
+    pub next_method: String,
+    /// Its kwargs (Airflow's serde form).
+    pub next_kwargs: serde_json::Value,
+    /// When the try deferred.
+    pub deferred_at: DateTime<Utc>,
 }
 
 /// One try as recorded.
@@ -181,6 +214,20 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
              ON CONFLICT (dag_id, run_id, task_id, map_index, try_number, number) DO NOTHING",
         );
+        let defer_try = self.sql(
+            "UPDATE task_tries SET state = 'deferred', start_date = COALESCE(start_date, $1), end_date = $1 \
+             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND map_index = $5 AND try_number = $6",
+        );
+        let record_deferral = self.sql(
+            "INSERT INTO task_deferrals (dag_id, run_id, task_id, map_index, try_number, classpath, trigger_kwargs, trigger_timeout, next_method, next_kwargs, deferred_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (dag_id, run_id, task_id, map_index) DO UPDATE SET try_number = excluded.try_number, classpath = excluded.classpath, \
+             trigger_kwargs = excluded.trigger_kwargs, trigger_timeout = excluded.trigger_timeout, next_method = excluded.next_method, \
+             next_kwargs = excluded.next_kwargs, deferred_at = excluded.deferred_at",
+        );
+        let drop_deferral = self.sql(
+            "DELETE FROM task_deferrals WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4",
+        );
         let put_xcom = self.sql(
             "INSERT INTO xcoms (dag_id, run_id, task_id, map_index, key, value) VALUES ($1, $2, $3, $4, 'return_value', $5) \
              ON CONFLICT (dag_id, run_id, task_id, map_index, key) DO UPDATE SET value = excluded.value",
@@ -203,10 +250,13 @@ impl Store {
                 let (Some(first), Some(last)) = (group.first(), group.last()) else {
                     continue;
                 };
-                // A rescheduled try is handed over again under its own number.
+                // A rescheduled or resumed try is handed over again under its own number.
                 let queued = group
                     .iter()
-                    .filter(|m| m.to == TaskState::Queued && m.from != TaskState::UpForReschedule)
+                    .filter(|m| {
+                        m.to == TaskState::Queued
+                            && !matches!(m.from, TaskState::UpForReschedule | TaskState::Deferred)
+                    })
                     .count();
                 let moved = sqlx::query(&update)
                     .bind(last.to.as_str())
@@ -237,8 +287,12 @@ impl Store {
                         Some(TryChange::Queued { try_number, rendered_args, log_location, at }) => {
                             sqlx::query(&insert_try).bind(dag).bind(run).bind(task).bind(index).bind(try_number).bind(to_db(*at)).bind(rendered_args.to_string()).bind(log_location)
                                 .execute(&mut *tx).await.map_err(query("recording a try"))?;
-                            // Only an earlier try can have left XComs.
-                            if *try_number > 1 {
+                            // Only an earlier try can have left XComs; a resumed try keeps
+                            // what it pushed before deferring, as in Airflow.
+                            if m.from == TaskState::Deferred {
+                                sqlx::query(&drop_deferral).bind(dag).bind(run).bind(task).bind(index)
+                                    .execute(&mut *tx).await.map_err(query("dropping a deferral"))?;
+                            } else if *try_number > 1 {
                                 sqlx::query(&drop_xcoms).bind(dag).bind(run).bind(task).bind(index)
                                     .execute(&mut *tx).await.map_err(query("dropping old XComs"))?;
                             }
@@ -271,6 +325,14 @@ impl Store {
                                 .execute(&mut *tx).await.map_err(query("recording a try's reschedule"))?;
                             sqlx::query(&record_reschedule).bind(dag).bind(run).bind(task).bind(index).bind(try_number).bind(number).bind(to_db(*at)).bind(to_db(*reschedule_date))
                                 .execute(&mut *tx).await.map_err(query("recording a try's reschedule"))?;
+                        }
+                        Some(TryChange::Deferred { try_number, at, deferral }) => {
+                            sqlx::query(&defer_try).bind(to_db(*at)).bind(dag).bind(run).bind(task).bind(index).bind(try_number)
+                                .execute(&mut *tx).await.map_err(query("recording a try's deferral"))?;
+                            sqlx::query(&record_deferral).bind(dag).bind(run).bind(task).bind(index).bind(try_number)
+                                .bind(&deferral.classpath).bind(deferral.trigger_kwargs.to_string()).bind(deferral.timeout_at.map(to_db))
+                                .bind(&deferral.next_method).bind(deferral.next_kwargs.to_string()).bind(to_db(*at))
+                                .execute(&mut *tx).await.map_err(query("recording a try's deferral"))?;
                         }
                         Some(TryChange::Ended { try_number, at, failure, xcom, outlets }) => {
                             sqlx::query(&end_try).bind(to.as_str()).bind(to_db(*at)).bind(to_db(*at)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(index).bind(try_number)
@@ -407,6 +469,69 @@ impl Store {
                     },
                 ))
             })
+            .collect()
+    }
+}
+
+impl Store {
+    /// The deferrals of a run's deferred instances (those whose deferring try is still their
+    /// latest), by task and map index: the triggers to run.
+    pub async fn deferrals_of_run(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Vec<StoredDeferral>, StoreError> {
+        let sql = self.sql(
+            "SELECT d.task_id, d.map_index, d.try_number, d.classpath, d.trigger_kwargs, d.trigger_timeout, d.next_method, d.next_kwargs, d.deferred_at \
+             FROM task_deferrals d JOIN task_instances ti ON ti.dag_id = d.dag_id AND ti.run_id = d.run_id \
+             AND ti.task_id = d.task_id AND ti.map_index = d.map_index AND ti.try_number = d.try_number \
+             WHERE d.dag_id = $1 AND d.run_id = $2 AND ti.state = 'deferred' ORDER BY d.task_id, d.map_index",
+        );
+        type Raw = (
+            String,
+            i32,
+            i32,
+            String,
+            String,
+            Option<i64>,
+            String,
+            String,
+            i64,
+        );
+        let rows: Vec<Raw> = with_pool!(self, pool => sqlx::query_as(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await)
+            .map_err(query("reading deferrals"))?;
+        let json = |text: &str| {
+            serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+                what: "deferral",
+                detail: e.to_string(),
+            })
+        };
+        rows.into_iter()
+            .map(
+                |(
+                    task_id,
+                    map_index,
+                    try_number,
+                    classpath,
+                    kwargs,
+                    timeout,
+                    next_method,
+                    next_kwargs,
+                    at,
+                )| {
+                    Ok(StoredDeferral {
+                        task_id,
+                        map_index,
+                        try_number,
+                        classpath,
+                        trigger_kwargs: json(&kwargs)?,
+                        timeout_at: opt_from_db(timeout)?,
+                        next_method,
+                        next_kwargs: json(&next_kwargs)?,
+                        deferred_at: from_db(at)?,
+                    })
+                },
+            )
             .collect()
     }
 }

@@ -36,7 +36,7 @@ async fn migrations_are_idempotent_and_checked(store: Store) {
         .migrate()
         .await
         .expect("a second migration is a no-op");
-    assert_eq!(store.check().await.expect("current"), 11);
+    assert_eq!(store.check().await.expect("current"), 12);
     assert!(matches!(
         store.kind(),
         EngineKind::Sqlite | EngineKind::Postgres
@@ -670,6 +670,96 @@ async fn one_instances_consecutive_moves_commit_together_and_fail_together(store
             value: serde_json::json!(7),
         }]
     );
+}
+
+both_engines!(a_deferral_is_recorded_with_its_move_and_read_back_until_the_try_resumes);
+
+/// A try that defers records its trigger with the move to `deferred` (kwargs as the SDK sent
+/// them); the deferral is read back while the instance waits on that try, and queuing the same
+/// try again (its resumption) removes it, keeps its number and its XComs.
+async fn a_deferral_is_recorded_with_its_move_and_read_back_until_the_try_resumes(store: Store) {
+    store
+        .create_task_instances("d", "r", &["a"])
+        .await
+        .expect("create");
+    let queue = TaskMove {
+        try_change: Some(TryChange::Queued {
+            try_number: 1,
+            rendered_args: serde_json::json!({}),
+            log_location: "logs/a/attempt=1.log".into(),
+            at: at(1),
+        }),
+        ..a_move("a", TaskState::Scheduled, 1, TaskState::Queued)
+    };
+    let start = TaskMove {
+        try_change: Some(TryChange::Started {
+            try_number: 1,
+            at: at(1),
+        }),
+        ..a_move("a", TaskState::Queued, 2, TaskState::Running)
+    };
+    let kwargs = serde_json::json!({"moment": {"__classname__": "pendulum.datetime.DateTime", "__version__": 2, "__data__": {"timestamp": 1.5}}});
+    let deferral = gust_store::StoredDeferral {
+        task_id: "a".into(),
+        map_index: UNMAPPED,
+        try_number: 1,
+        classpath: "airflow.providers.standard.triggers.temporal.DateTimeTrigger".into(),
+        trigger_kwargs: kwargs,
+        timeout_at: Some(at(5)),
+        next_method: "execute_complete".into(),
+        next_kwargs: serde_json::json!({"note": "kept"}),
+        deferred_at: at(2),
+    };
+    let defer = TaskMove {
+        try_change: Some(TryChange::Deferred {
+            try_number: 1,
+            at: at(2),
+            deferral: Box::new(deferral.clone()),
+        }),
+        ..a_move("a", TaskState::Running, 3, TaskState::Deferred)
+    };
+    let done = store
+        .apply_moves(&[
+            a_move("a", TaskState::NoStatus, 0, TaskState::Scheduled),
+            queue,
+            start,
+            defer,
+        ])
+        .await
+        .expect("moves");
+    assert_eq!(done, [true; 4]);
+    store
+        .put_xcom("d", "r", "a", UNMAPPED, "before", &serde_json::json!(1))
+        .await
+        .expect("an XCom");
+    assert_eq!(
+        store.deferrals_of_run("d", "r").await.expect("read"),
+        [deferral]
+    );
+    let tries = store.tries_of_run("d", "r").await.expect("tries");
+    assert_eq!(tries[0].state, TaskState::Deferred);
+    assert_eq!(tries[0].end_date, Some(at(2)));
+    // Its trigger fired: the same try is queued again.
+    let resume = TaskMove {
+        try_change: Some(TryChange::Queued {
+            try_number: 1,
+            rendered_args: serde_json::json!({}),
+            log_location: "logs/a/attempt=1.log".into(),
+            at: at(3),
+        }),
+        ..a_move("a", TaskState::Deferred, 4, TaskState::Queued)
+    };
+    assert_eq!(store.apply_moves(&[resume]).await.expect("moves"), [true]);
+    let ti = &store.task_instances("d", "r").await.expect("read")[0];
+    assert_eq!((ti.state, ti.try_number), (TaskState::Queued, 1));
+    assert!(
+        store
+            .deferrals_of_run("d", "r")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(store.xcoms_of_run("d", "r").await.expect("xcoms").len(), 1);
 }
 
 /// Version 5 moves each try's log location from the `log_index` table onto the try's row: a

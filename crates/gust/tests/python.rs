@@ -1025,6 +1025,30 @@ fn a_sensor_in_reschedule_mode_pokes_again_as_the_same_try_as_in_airflow() {
     assert_eq!(states, airflow_states);
 }
 
+/// Triggers `dag_id` on a scheduler killed once a task of the run is in `state`, then runs a
+/// new scheduler until the run ends: its runs (`list-runs`) and the run's task states.
+fn killed_while(
+    home: &Path,
+    python: &Path,
+    out: &Path,
+    dag_id: &str,
+    state: &str,
+) -> (String, String) {
+    let scheduler = Scheduler::start(home, python, out);
+    scheduler
+        .gust()
+        .args(["dags", "trigger", dag_id])
+        .assert()
+        .success();
+    let run_id = scheduler.first_run_id(dag_id);
+    scheduler.wait_for_state(dag_id, &run_id, state);
+    drop(scheduler);
+    let scheduler = Scheduler::start(home, python, out);
+    let runs = scheduler.wait_for_a_run(dag_id);
+    let states = scheduler.states_of_run(dag_id, &run_id);
+    (runs, states)
+}
+
 #[test]
 fn a_rescheduled_sensor_survives_a_killed_scheduler_and_keeps_its_try_number() {
     let Some(python) = airflow_python() else {
@@ -1034,69 +1058,16 @@ fn a_rescheduled_sensor_survives_a_killed_scheduler_and_keeps_its_try_number() {
     dags_folder(home.path());
     let out = home.path().join("out");
     std::fs::create_dir_all(&out).expect("mkdir");
-    let scheduler = Scheduler::start(home.path(), &python, &out);
-    scheduler
-        .gust()
-        .args(["dags", "trigger", "py_reschedule_slowly"])
-        .assert()
-        .success();
     // Killed once the sensor has poked and rescheduled itself (it waits 15 s between pokes, so
     // that the wait outlasts its worker's exit even on a loaded machine):
     // the next scheduler takes the waiting try up at its date, under the same number.
-    let listed = scheduler
-        .gust()
-        .args(["dags", "list-runs", "py_reschedule_slowly", "-o", "json"])
-        .output()
-        .expect("gust runs");
-    let run_id =
-        serde_json::from_slice::<serde_json::Value>(&listed.stdout).expect("JSON")[0]["run_id"]
-            .as_str()
-            .expect("a run id")
-            .to_owned();
-    let states_of_run = || {
-        let output = scheduler
-            .gust()
-            .args([
-                "tasks",
-                "states-for-dag-run",
-                "py_reschedule_slowly",
-                &run_id,
-                "-o",
-                "json",
-            ])
-            .output()
-            .expect("gust runs");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !states_of_run().contains("up_for_reschedule") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sensor never rescheduled"
-        );
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "waits for the sensor's first poke"
-        )]
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    drop(scheduler);
-    let scheduler = Scheduler::start(home.path(), &python, &out);
-    let runs = scheduler.wait_for_a_run("py_reschedule_slowly");
-    let states = scheduler
-        .gust()
-        .args([
-            "tasks",
-            "states-for-dag-run",
-            "py_reschedule_slowly",
-            &run_id,
-            "-o",
-            "json",
-        ])
-        .output()
-        .expect("gust runs");
-    drop(scheduler);
-    let states = String::from_utf8_lossy(&states.stdout).into_owned();
+    let (runs, states) = killed_while(
+        home.path(),
+        &python,
+        &out,
+        "py_reschedule_slowly",
+        "up_for_reschedule",
+    );
     assert!(runs.contains("\"success\""), "{runs}\n{states}");
     assert_eq!(
         read_json(&out.join("pokes.json")),
@@ -1251,6 +1222,44 @@ impl Scheduler {
             .env("GUST__DATABASE__URL", &self.url)
             .env("GUST__PYTHON__INTERPRETER", &self.python);
         command
+    }
+
+    /// The id of `dag_id`'s first run.
+    fn first_run_id(&self, dag_id: &str) -> String {
+        let listed = self
+            .gust()
+            .args(["dags", "list-runs", dag_id, "-o", "json"])
+            .output()
+            .expect("gust runs");
+        serde_json::from_slice::<serde_json::Value>(&listed.stdout).expect("JSON")[0]["run_id"]
+            .as_str()
+            .expect("a run id")
+            .to_owned()
+    }
+
+    /// `gust tasks states-for-dag-run DAG RUN -o json`.
+    fn states_of_run(&self, dag_id: &str, run_id: &str) -> String {
+        let output = self
+            .gust()
+            .args(["tasks", "states-for-dag-run", dag_id, run_id, "-o", "json"])
+            .output()
+            .expect("gust runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits (two minutes at most) until a task of the run is in `state`.
+    #[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
+    fn wait_for_state(&self, dag_id: &str, run_id: &str, state: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let quoted = format!("\"{state}\"");
+        while !self.states_of_run(dag_id, run_id).contains(&quoted) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no task of {dag_id} went {state}: {}",
+                std::fs::read_to_string(self.home.join("scheduler.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     /// `gust dags list-runs DAG -o json` once a run of `dag_id` has ended.
@@ -1549,7 +1558,10 @@ fn airflow_dags_tests(
         "# An Airflow DAG file: dag-factory builds the YAML files' DAGs.\n\
          from dagfactory import load_yaml_dags\n",
     );
-    for file in ["py_xcom.yaml", "py_cross.yaml"] {
+    for file in ["py_xcom.yaml", "py_cross.yaml", "py_deferred.yaml"] {
+        if !dags.join(file).exists() {
+            continue;
+        }
         loader.push_str(&format!(
             "load_yaml_dags(globals_dict=globals(), config_filepath={:?})\n",
             dags.join(file).display().to_string()
@@ -1788,4 +1800,272 @@ fn rbac_grants_the_worker_pods_secrets_only_when_python_tasks_run_as_pods() {
     };
     assert!(rbac(Some("apache/airflow:3.3.2")).contains("- secrets"));
     assert!(!rbac(None).contains("secrets"));
+}
+
+/// Deferrable tasks: Airflow's async sensors (their temporal triggers run in the scheduler) and
+/// a custom operator whose trigger lives in a module beside the DAG file (run by the one Python
+/// triggerer process), one whose trigger never fires before its `trigger_timeout`, and one
+/// slow enough to outlive a killed scheduler.
+const DEFERRED_DAGS: &str = r#"
+py_deferred_sensors:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    long_ago:
+      operator: airflow.providers.standard.sensors.date_time.DateTimeSensorAsync
+      target_time: "2024-01-01T00:00:00+00:00"
+    soon:
+      operator: airflow.providers.standard.sensors.time_delta.TimeDeltaSensorAsync
+      delta: {__type__: datetime.timedelta, seconds: 30}
+    after:
+      operator: airflow.providers.standard.operators.bash.BashOperator
+      bash_command: echo waited
+      dependencies: [long_ago, soon]
+py_deferred_custom:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    first:
+      operator: deferring.DeferTo
+      trigger_class: my_triggers.PidTrigger
+      value: 1
+    second:
+      operator: deferring.DeferTo
+      trigger_class: my_triggers.PidTrigger
+      value: 2
+py_deferred_timeout:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    stuck:
+      operator: deferring.DeferTo
+      trigger_class: deferring.Forever
+      value: 0
+      trigger_timeout: 2
+py_deferred_slowly:
+  schedule: null
+  start_date: 2024-01-01
+  catchup: false
+  tasks:
+    slow:
+      operator: deferring.DeferTo
+      trigger_class: my_triggers.PidTrigger
+      value: 7
+      sleep: 12
+"#;
+
+/// The operator (on PYTHONPATH): it defers to the trigger class it is given by path, with its
+/// value, and records the event it resumes with.
+const DEFERRING: &str = r#"
+import asyncio
+import json
+import os
+from datetime import timedelta
+
+from airflow.sdk import BaseOperator
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class ByPath(BaseTrigger):
+    """Serializes as the class it names: only the triggerer imports that one."""
+
+    def __init__(self, classpath, **kwargs):
+        super().__init__()
+        self.classpath, self.kwargs = classpath, kwargs
+
+    def serialize(self):
+        return self.classpath, self.kwargs
+
+    async def run(self):
+        raise NotImplementedError
+
+
+class Forever(BaseTrigger):
+    def __init__(self, value=0, sleep=0):
+        super().__init__()
+
+    def serialize(self):
+        return "deferring.Forever", {}
+
+    async def run(self):
+        await asyncio.sleep(3600)
+        yield TriggerEvent("never")
+
+
+class DeferTo(BaseOperator):
+    def __init__(self, trigger_class, value, sleep=1, trigger_timeout=None, **kwargs):
+        super().__init__(**kwargs)
+        self.trigger_class, self.value, self.sleep = trigger_class, value, sleep
+        self.trigger_timeout = trigger_timeout
+
+    def execute(self, context):
+        with open(os.path.join(os.environ["OUT_DIR"], f"deferred_{self.task_id}.json"), "w") as f:
+            json.dump({"pid": os.getpid(), "try": context["ti"].try_number}, f)
+        timeout = timedelta(seconds=self.trigger_timeout) if self.trigger_timeout else None
+        self.defer(
+            trigger=ByPath(self.trigger_class, value=self.value, sleep=self.sleep),
+            method_name="resumed",
+            kwargs={"note": "kept"},
+            timeout=timeout,
+        )
+
+    def resumed(self, context, event=None, note=None):
+        with open(os.path.join(os.environ["OUT_DIR"], f"resumed_{self.task_id}.json"), "w") as f:
+            json.dump({"event": event, "note": note, "try": context["ti"].try_number}, f)
+        return event["value"]
+"#;
+
+/// The trigger beside the DAG file: it reports the process it ran in.
+const MY_TRIGGERS: &str = r#"
+import asyncio
+import os
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class PidTrigger(BaseTrigger):
+    def __init__(self, value, sleep=1):
+        super().__init__()
+        self.value, self.sleep = value, sleep
+
+    def serialize(self):
+        return "my_triggers.PidTrigger", {"value": self.value, "sleep": self.sleep}
+
+    async def run(self):
+        await asyncio.sleep(self.sleep)
+        with open("/proc/self/cmdline", "rb") as f:
+            cmdline = f.read().decode(errors="replace")
+        yield TriggerEvent({
+            "value": self.value,
+            "pid": os.getpid(),
+            "triggerer": "Gust's triggerer" in cmdline,
+        })
+"#;
+
+/// [`dags_folder`] with the deferring DAGs, their operator on PYTHONPATH and their trigger
+/// module beside the DAG file.
+fn deferred_dags_folder(root: &Path) -> PathBuf {
+    let dags = dags_folder(root);
+    std::fs::write(root.join("deferring.py"), DEFERRING).expect("write");
+    std::fs::write(dags.join("my_triggers.py"), MY_TRIGGERS).expect("write");
+    std::fs::write(dags.join("py_deferred.yaml"), DEFERRED_DAGS).expect("write");
+    dags
+}
+
+#[test]
+fn async_sensors_defer_to_the_scheduler_and_succeed_as_in_airflow() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = deferred_dags_folder(home.path());
+    let gust_out = home.path().join("out-gust");
+    std::fs::create_dir_all(&gust_out).expect("mkdir");
+    let started = std::time::Instant::now();
+    let stdout = succeeded(&mut dags_test(
+        home.path(),
+        &python,
+        &gust_out,
+        &dags,
+        "py_deferred_sensors",
+    ));
+    assert_succeeded(&stdout, &["long_ago", "soon", "after"]);
+    // Each sensor deferred (its worker gone) and resumed as the same try.
+    assert!(stdout.contains("long_ago: deferred (try 1)"), "{stdout}");
+    assert!(stdout.contains("soon: deferred (try 1)"), "{stdout}");
+    assert!(!stdout.contains("(try 2)"), "{stdout}");
+    // `soon` waited for its run's data interval end plus 30 s.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(30),
+        "{stdout}"
+    );
+    let states = final_states(&stdout);
+
+    let airflow_out = home.path().join("out-airflow");
+    let airflow_states = airflow_dags_test(
+        &python,
+        home.path(),
+        &dags,
+        "py_deferred_sensors",
+        &airflow_out,
+    );
+    assert_eq!(states, airflow_states);
+}
+
+#[test]
+fn a_custom_trigger_beside_the_dag_file_runs_in_one_triggerer_process() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = deferred_dags_folder(home.path());
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let stdout = succeeded(&mut dags_test(
+        home.path(),
+        &python,
+        &out,
+        &dags,
+        "py_deferred_custom",
+    ));
+    assert_succeeded(&stdout, &["first", "second"]);
+    let first = read_json(&out.join("resumed_first.json"));
+    let second = read_json(&out.join("resumed_second.json"));
+    // Resumed in `next_method` with its kwargs and the event, as the same try.
+    assert_eq!(first["note"], "kept", "{first}");
+    assert_eq!(first["try"], 1, "{first}");
+    assert_eq!(first["event"]["value"], 1, "{first}");
+    assert_eq!(second["event"]["value"], 2, "{second}");
+    // Both triggers ran in the triggerer, one process, not in either worker.
+    assert_eq!(first["event"]["triggerer"], true, "{first}");
+    assert_eq!(first["event"]["pid"], second["event"]["pid"]);
+    let worker = read_json(&out.join("deferred_first.json"));
+    assert_ne!(worker["pid"], first["event"]["pid"]);
+}
+
+#[test]
+fn a_trigger_that_outlasts_its_timeout_fails_the_task_as_airflow_does() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = deferred_dags_folder(home.path());
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let output = dags_test(home.path(), &python, &out, &dags, "py_deferred_timeout")
+        .output()
+        .expect("gust runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!output.status.success(), "{stdout}");
+    assert_eq!(final_states(&stdout)["stuck"], "failed", "{stdout}");
+    assert!(stdout.contains("stuck: deferred (try 1)"), "{stdout}");
+    // It resumed only to fail, as Airflow's `__fail__` has it: its own method never ran.
+    assert!(!out.join("resumed_stuck.json").exists());
+    let log = find_log(&home.path().join("logs"), "task_id=stuck").expect("a log");
+    let text = std::fs::read_to_string(log).expect("log");
+    assert!(text.contains("TaskDeferralTimeout"), "{text}");
+}
+
+#[test]
+fn a_deferred_task_survives_a_killed_scheduler_and_resumes_its_try() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    deferred_dags_folder(home.path());
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    // The task shows `deferred` while its trigger waits (12 s), holding no worker; the next
+    // scheduler starts the trigger again from the store, and the try resumes.
+    let (runs, states) = killed_while(home.path(), &python, &out, "py_deferred_slowly", "deferred");
+    assert!(runs.contains("\"success\""), "{runs}\n{states}");
+    let slow = serde_json::from_str::<serde_json::Value>(&states).expect("JSON")[0].clone();
+    assert_eq!(slow["state"], "success", "{states}");
+    assert_eq!(slow["try_number"], 1, "{states}");
+    let resumed = read_json(&out.join("resumed_slow.json"));
+    assert_eq!(resumed["event"]["value"], 7, "{resumed}");
+    assert_eq!(resumed["try"], 1, "{resumed}");
 }

@@ -58,6 +58,8 @@ pub struct ActiveRun {
     /// The reschedules of tasks whose latest try rescheduled itself (sensors in `reschedule`
     /// mode), told to that try's next run.
     pub reschedules: HashMap<InstanceId, gust_executor::Reschedules>,
+    /// The deferred tries of its instances, with their triggers.
+    pub deferrals: HashMap<InstanceId, super::deferrals::Waiting>,
 }
 
 impl ActiveRun {
@@ -112,6 +114,7 @@ impl ActiveRun {
             unfinished,
             timed_out: false,
             reschedules: HashMap::new(),
+            deferrals: HashMap::new(),
         }
     }
 
@@ -203,10 +206,16 @@ impl ActiveRun {
         ti.state = to;
         ti.version += 1;
         ti.next_retry_at = next_retry_at;
-        // A rescheduled try is handed over again under its own number; any other is a new try.
-        if to == TaskState::Queued && from != TaskState::UpForReschedule {
+        // A rescheduled or resumed try is handed over again under its own number; any other
+        // is a new try.
+        if to == TaskState::Queued
+            && !matches!(from, TaskState::UpForReschedule | TaskState::Deferred)
+        {
             ti.try_number += 1;
             self.reschedules.remove(instance);
+        }
+        if from == TaskState::Deferred {
+            self.deferrals.remove(instance);
         }
         let task = &instance.task_id;
         let (was, whole) = self.states.set(instance, to);
@@ -223,10 +232,13 @@ impl ActiveRun {
     }
 
     /// The number of the try `instance` is handed over with next: its latest again when that
-    /// try rescheduled itself, else a new one.
+    /// try rescheduled or deferred itself, else a new one.
     pub fn next_try_number(&self, instance: &InstanceId) -> u32 {
         let latest = self.try_number(instance);
-        if self.state(instance) == TaskState::UpForReschedule {
+        if matches!(
+            self.state(instance),
+            TaskState::UpForReschedule | TaskState::Deferred
+        ) {
             latest
         } else {
             latest + 1

@@ -21,6 +21,7 @@ mod active;
 mod assets;
 pub(crate) mod callbacks;
 mod claims;
+mod deferrals;
 mod expand;
 mod runs;
 mod slots;
@@ -147,6 +148,10 @@ enum Timer {
     Reschedule(RunKey, InstanceId),
     /// A run reaches its `dagrun_timeout`.
     RunTimeout(RunKey),
+    /// A native (temporal) trigger of a deferred try fires.
+    TriggerFires(TryKey, gust_executor::deferral::TriggerResult),
+    /// A deferred try's `trigger_timeout` passes.
+    TriggerTimeout(TryKey),
     /// A schedule may have a new interval due.
     Schedules,
 }
@@ -161,6 +166,8 @@ enum After {
     FailureLog(PathBuf, String),
     /// A task's callback runs (in Python).
     Callback(Box<gust_executor::callbacks::CallbackRequest>),
+    /// A deferred task's trigger starts (its deferral is committed).
+    Trigger(RunKey, InstanceId),
 }
 
 /// Moves to commit together, and what follows each.
@@ -293,6 +300,12 @@ pub struct Scheduler {
     host: String,
     /// Whether other schedulers heart-beat at the last claim round.
     others_live: bool,
+    /// Runs the triggers of deferred tasks that are not run natively (Python's).
+    triggerer: Option<Arc<dyn gust_executor::deferral::TriggerRunner>>,
+    /// Where `triggerer` reports its triggers' ends.
+    fired: Option<mpsc::Receiver<gust_executor::deferral::TriggerFired>>,
+    /// The deferred tries whose trigger `triggerer` runs for this scheduler.
+    python_triggers: HashSet<TryKey>,
 }
 
 impl Scheduler {
@@ -343,7 +356,22 @@ impl Scheduler {
             unswept: HashSet::new(),
             host: claims::host_name(),
             others_live: false,
+            triggerer: None,
+            fired: None,
+            python_triggers: HashSet::new(),
         }
+    }
+
+    /// Runs the triggers it cannot run natively with `runner`, which reports on `fired`.
+    #[must_use]
+    pub fn with_triggerer(
+        mut self,
+        runner: Arc<dyn gust_executor::deferral::TriggerRunner>,
+        fired: mpsc::Receiver<gust_executor::deferral::TriggerFired>,
+    ) -> Self {
+        self.triggerer = Some(runner);
+        self.fired = Some(fired);
+        self
     }
 
     /// A handle that wakes this scheduler.
@@ -364,6 +392,7 @@ impl Scheduler {
         let waker = self.waker.0.clone();
         loop {
             self.step().await?;
+            self.cancel_unwanted_triggers();
             self.record_gauges();
             // The step loaded the newly claimed DAGs' runs and adopted their live tries: what
             // the runtimes hold for any other try of theirs is left over from before a crash.
@@ -394,6 +423,11 @@ impl Scheduler {
                         self.on_event(event);
                     }
                 }
+                fired = next_fired(self.fired.as_mut()) => match fired {
+                    Some(fired) => self.trigger_fired(fired),
+                    // The triggerer is gone (shutting down): nothing more will come from it.
+                    None => self.fired = None,
+                },
                 () = sleep_for(sleep), if sleep.is_some() => self.fire_timers(),
                 () = sleep_until(started_due), if started_due.is_some() => {}
                 () = shutdown.cancelled(), if !self.draining => {
@@ -594,6 +628,7 @@ impl Scheduler {
                     self.executor.release(&key);
                 }
                 After::Kill(key, reason) => self.executor.kill(&key, &reason),
+                After::Trigger(run, task) => self.start_trigger(&run, &task),
                 After::Callback(request) => {
                     if let Some(runner) = &self.config.callbacks {
                         runner.run(*request);
@@ -624,6 +659,10 @@ impl Scheduler {
                     Timer::Retry(run, task) => self.retry_due(&run, &task),
                     Timer::Reschedule(run, task) => self.reschedule_due(&run, &task),
                     Timer::RunTimeout(run) => self.run_timed_out(&run),
+                    Timer::TriggerFires(key, result) => {
+                        self.trigger_fired(gust_executor::deferral::TriggerFired { key, result });
+                    }
+                    Timer::TriggerTimeout(key) => self.trigger_timed_out(&key),
                     Timer::Schedules => self.schedules_due = true,
                 }
             }
@@ -634,6 +673,15 @@ impl Scheduler {
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_fired(
+    fired: Option<&mut mpsc::Receiver<gust_executor::deferral::TriggerFired>>,
+) -> Option<gust_executor::deferral::TriggerFired> {
+    match fired {
+        Some(fired) => fired.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -277,6 +277,7 @@ impl Scheduler {
         let rescheduled = tis
             .values()
             .any(|ti| ti.state == TaskState::UpForReschedule);
+        let deferred = tis.values().any(|ti| ti.state == TaskState::Deferred);
         let mut active = ActiveRun::new(
             dag.clone(),
             run,
@@ -305,6 +306,10 @@ impl Scheduler {
             }
         }
         self.runs.insert(key.clone(), active);
+        if deferred {
+            let stored = self.store.deferrals_of_run(&key.0, &key.1).await?;
+            self.restart_triggers(&key, stored);
+        }
         if let Some(at) = timeout_at {
             self.add_timer(at, Timer::RunTimeout(key.clone()));
         }

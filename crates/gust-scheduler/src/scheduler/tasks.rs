@@ -177,11 +177,15 @@ impl Scheduler {
                 self.line.remove(at);
                 continue;
             };
-            // A rescheduled try waits in line in `up_for_reschedule` (see `reschedule_due`).
-            if !matches!(
-                run.state(&instance),
-                TaskState::Scheduled | TaskState::UpForReschedule
-            ) {
+            // A rescheduled try waits in line in `up_for_reschedule` (see `reschedule_due`), a
+            // resumed one in `deferred` once its trigger fired (see `deferrals.rs`).
+            let resume = self.resumption(&run_key, &instance);
+            let waits = match run.state(&instance) {
+                TaskState::Scheduled | TaskState::UpForReschedule => true,
+                TaskState::Deferred => resume.is_some(),
+                _ => false,
+            };
+            if !waits {
                 self.line.remove(at);
                 continue;
             }
@@ -246,6 +250,7 @@ impl Scheduler {
                     {
                         spec.context.reschedules = *so_far;
                     }
+                    spec.context.resume = resume;
                     let change = TryChange::Queued {
                         try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
                         rendered_args: serde_json::Value::Object(spec.args.clone()),
@@ -463,7 +468,7 @@ impl Scheduler {
         };
         // Failures are counted where every failed try goes (`fail_try`).
         let counted = match &outcome {
-            TryOutcome::Succeeded { .. } | TryOutcome::SucceededSkipping { .. } => {
+            TryOutcome::Succeeded { .. } | TryOutcome::SucceededReporting { .. } => {
                 Some(TryResult::Success)
             }
             TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {
@@ -471,19 +476,24 @@ impl Scheduler {
             }
             TryOutcome::NeverStarted => Some(TryResult::NeverStarted),
             TryOutcome::Rescheduled { .. } => Some(TryResult::Rescheduled),
+            TryOutcome::Deferred(_) => Some(TryResult::Deferred),
             TryOutcome::Failed(_) => None,
         };
         let moved = match outcome {
             TryOutcome::Succeeded { xcom } => {
-                let moved = self.succeed(batch, &run_key, &task_id, xcom, ended);
+                let moved = self.succeed(batch, &run_key, &task_id, xcom, &[], ended);
                 if moved {
                     let kind = CallbackKind::TaskSuccess;
                     self.then_task_callback(batch, &run_key, &task_id, try_number, kind, None);
                 }
                 moved
             }
-            TryOutcome::SucceededSkipping { xcom, skip } => {
-                let moved = self.succeed(batch, &run_key, &task_id, xcom, ended);
+            TryOutcome::SucceededReporting {
+                xcom,
+                skip,
+                outlet_events,
+            } => {
+                let moved = self.succeed(batch, &run_key, &task_id, xcom, &outlet_events, ended);
                 if moved {
                     let kind = CallbackKind::TaskSuccess;
                     self.then_task_callback(batch, &run_key, &task_id, try_number, kind, None);
@@ -500,6 +510,9 @@ impl Scheduler {
             }
             TryOutcome::Rescheduled { at } => {
                 self.reschedule_try(batch, &run_key, &task_id, try_number, at)
+            }
+            TryOutcome::Deferred(deferral) => {
+                self.defer_try(batch, &run_key, &task_id, try_number, *deferral)
             }
             TryOutcome::Failed(reason) => {
                 self.fail_try(batch, &run_key, &task_id, try_number, reason.to_string());
@@ -534,12 +547,13 @@ impl Scheduler {
     /// Moves a try's task to success, its return value (masked: a secret a try returns is
     /// stored and passed on masked, as its log shows it) recorded first so that downstream
     /// tasks see it.
-    fn succeed(
+    pub(super) fn succeed(
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
         instance: &InstanceId,
         xcom: Option<serde_json::Value>,
+        reported: &[gust_executor::OutletEvent],
         ended: impl FnOnce(Option<String>, Option<serde_json::Value>) -> TryChange,
     ) -> bool {
         let xcom = xcom.map(|value| crate::xcom::masked(&value));
@@ -568,7 +582,7 @@ impl Scheduler {
             );
         }
         let mut change = ended(None, xcom);
-        self.outlet_events(run_key, instance, &mut change);
+        self.outlet_events(run_key, instance, reported, &mut change);
         self.move_into(
             batch,
             run_key,
@@ -579,9 +593,17 @@ impl Scheduler {
         )
     }
 
-    /// Fills a successful try's end with the asset events of its task's outlets (one each,
-    /// named after the try, at its end, as Airflow's `register_asset_changes`).
-    fn outlet_events(&self, run_key: &RunKey, instance: &InstanceId, change: &mut TryChange) {
+    /// Fills a successful try's end with the asset events of its task's outlets, named after
+    /// the try, at its end, as Airflow's `register_asset_changes`: one per event the try
+    /// `reported` for the asset (with its extra), else one with an empty extra. Reported events
+    /// of assets that are not the task's outlets are left out, as in Airflow.
+    fn outlet_events(
+        &self,
+        run_key: &RunKey,
+        instance: &InstanceId,
+        reported: &[gust_executor::OutletEvent],
+        change: &mut TryChange,
+    ) {
         let TryChange::Ended { at, outlets, .. } = change else {
             return;
         };
@@ -589,17 +611,24 @@ impl Scheduler {
         let Some(task) = self.runs.get(run_key).and_then(|run| run.dag.task(task_id)) else {
             return;
         };
-        outlets.extend(
-            task.settings
-                .outlets
+        let event = |asset: &gust_core::asset::Asset, extra| gust_store::NewAssetEvent {
+            asset: asset.clone(),
+            extra,
+            source: Some((run_key.0.clone(), run_key.1.clone(), task_id.to_string())),
+            timestamp: *at,
+        };
+        for asset in &task.settings.outlets {
+            let extras: Vec<_> = reported
                 .iter()
-                .map(|asset| gust_store::NewAssetEvent {
-                    asset: asset.clone(),
-                    extra: serde_json::Map::new(),
-                    source: Some((run_key.0.clone(), run_key.1.clone(), task_id.to_string())),
-                    timestamp: *at,
-                }),
-        );
+                .filter(|e| e.name == asset.name && e.uri == asset.uri)
+                .map(|e| e.extra.clone())
+                .collect();
+            if extras.is_empty() {
+                outlets.push(event(asset, serde_json::Map::new()));
+            } else {
+                outlets.extend(extras.into_iter().map(|extra| event(asset, extra)));
+            }
+        }
     }
 
     /// Skips the tasks a succeeded try asked to skip (a branch, a short circuit), as Airflow's
@@ -639,7 +668,7 @@ impl Scheduler {
     }
 
     /// A try skipped itself: its task is skipped, and its `on_skipped_callback` runs.
-    fn skip_try(
+    pub(super) fn skip_try(
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
@@ -790,7 +819,10 @@ impl Scheduler {
                     ));
                 }
             } else {
-                let event = if matches!(state, TaskState::UpForRetry | TaskState::UpForReschedule) {
+                let event = if matches!(
+                    state,
+                    TaskState::UpForRetry | TaskState::UpForReschedule | TaskState::Deferred
+                ) {
                     TaskEvent::MarkFailed
                 } else {
                     TaskEvent::Skip

@@ -42,7 +42,7 @@ pub struct PoolResponse {
     pub name: String,
     pub slots: i64,
     pub description: Option<String>,
-    /// Always false: Gust has no deferred tasks.
+    /// Always false: Gust's deferred tasks hold no slot (their trigger runs in the scheduler).
     pub include_deferred: bool,
     /// Slots held by queued and running tries.
     pub occupied_slots: i64,
@@ -52,7 +52,7 @@ pub struct PoolResponse {
     pub scheduled_slots: i64,
     /// `slots - occupied_slots`.
     pub open_slots: i64,
-    /// Always 0: Gust has no deferred tasks.
+    /// The `pool_slots` of the pool's deferred tasks (counted, but not occupied).
     pub deferred_slots: i64,
     pub team_name: Option<String>,
 }
@@ -73,7 +73,7 @@ pub struct PoolBody {
     pub slots: i64,
     #[serde(default)]
     pub description: Option<String>,
-    /// Accepted for Airflow's clients; Gust has no deferred tasks, so it changes nothing.
+    /// Accepted for Airflow's clients; it changes nothing: Gust's deferred tasks never hold a slot.
     #[serde(default)]
     pub include_deferred: bool,
     /// Must be null: Gust has no teams.
@@ -92,7 +92,7 @@ pub struct PoolPatchBody {
     pub slots: Option<i64>,
     #[serde(default)]
     pub description: Option<String>,
-    /// Accepted for Airflow's clients; Gust has no deferred tasks, so it changes nothing.
+    /// Accepted for Airflow's clients; it changes nothing: Gust's deferred tasks never hold a slot.
     #[serde(default)]
     pub include_deferred: Option<bool>,
     /// Must be null: Gust has no teams.
@@ -143,6 +143,7 @@ pub(crate) struct Usage {
     running: i64,
     queued: i64,
     scheduled: i64,
+    deferred: i64,
 }
 
 impl Usage {
@@ -182,6 +183,7 @@ pub(crate) async fn usage(state: &AppState) -> ApiResult<HashMap<String, Usage>>
                 TaskState::Running => entry.running += slots,
                 TaskState::Queued => entry.queued += slots,
                 TaskState::Scheduled => entry.scheduled += slots,
+                TaskState::Deferred => entry.deferred += slots,
                 TaskState::NoStatus
                 | TaskState::Success
                 | TaskState::Failed
@@ -209,7 +211,7 @@ fn pool_response(pool: Pool, usage: &HashMap<String, Usage>) -> PoolResponse {
         running_slots: used.running,
         queued_slots: used.queued,
         scheduled_slots: used.scheduled,
-        deferred_slots: 0,
+        deferred_slots: used.deferred,
         team_name: None,
     }
 }

@@ -85,9 +85,10 @@ const BATCH_ORDERS: &[(&str, InstanceOrder)] = &[
     ("map_index", InstanceOrder::Run),
 ];
 
-/// Airflow's task instance states that Gust's instances never take (no deferral, no
-/// restarts): asked for, they match nothing, as they would in an Airflow without such tasks.
-const AIRFLOW_ONLY_STATES: [&str; 2] = ["deferred", "restarting"];
+/// Airflow's task instance states that Gust's instances never take (no restarts, no
+/// human-in-the-loop): asked for, they match nothing, as they would in an Airflow without such
+/// tasks.
+const AIRFLOW_ONLY_STATES: [&str; 2] = ["restarting", "awaiting_input"];
 
 /// The body's states, each checked (a 422 names one that is not Airflow's), with whether any
 /// state was asked for: asked only for states Gust never has, the list is empty yet filters.

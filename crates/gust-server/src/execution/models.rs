@@ -27,6 +27,11 @@ pub struct RunContext {
     pub connections: Vec<ConnectionResponse>,
     pub xcom_keys_to_clear: Vec<String>,
     pub should_retry: bool,
+    /// Set only when the try resumes after a deferral.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_kwargs: Option<serde_json::Value>,
 }
 
 /// `DagRun` (the SDK forbids extra fields).

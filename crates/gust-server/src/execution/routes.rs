@@ -9,6 +9,8 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, put};
+use gust_executor::OutletEvent;
+use gust_executor::deferral::Deferral;
 use gust_executor::execution::{LiveTry, Reported, Runner};
 use uuid::Uuid;
 
@@ -162,9 +164,12 @@ async fn ti_run(
         max_tries: live.max_tries,
         variables: Vec::new(),
         connections: Vec::new(),
-        // A try starts with no XCom of its own: Gust keeps a task's XCom per try.
+        // A try starts with no XCom of its own: Gust keeps a task's XCom per try (and a
+        // resumed try keeps those of its run before the deferral, as Airflow does).
         xcom_keys_to_clear: Vec::new(),
         should_retry: live.should_retry(),
+        next_method: live.resume.as_ref().map(|r| r.next_method.clone()),
+        next_kwargs: live.resume.as_ref().map(|r| r.next_kwargs.clone()),
     }))
 }
 
@@ -175,7 +180,7 @@ fn reported_state(reported: &Reported) -> &'static str {
         Reported::UpForRetry { .. } => "up_for_retry",
         Reported::Skipped => "skipped",
         Reported::Reschedule { .. } => "up_for_reschedule",
-        Reported::Deferred => "deferred",
+        Reported::Deferred(_) => "deferred",
         Reported::Removed => "removed",
     }
 }
@@ -207,13 +212,114 @@ fn read_state(body: &serde_json::Value) -> Result<Reported, ExecError> {
         "up_for_reschedule" => Reported::Reschedule {
             at: time("reschedule_date")?,
         },
-        "deferred" => Reported::Deferred,
+        "deferred" => Reported::Deferred(Box::new(read_deferral(body)?)),
         other => {
             return Err(ExecError::unprocessable(format!(
                 "state {other:?} cannot be reported"
             )));
         }
     })
+}
+
+/// The most asset events one success may report.
+const MAX_OUTLET_EVENTS: usize = 1_000;
+
+/// The asset events a `TISuccessStatePayload` reports (`outlet_events`), with their extras
+/// (masked, as every value Gust keeps); those emitted through an asset alias are left out, as
+/// Gust has no aliases.
+fn read_outlet_events(body: &serde_json::Value) -> Result<Vec<OutletEvent>, ExecError> {
+    let Some(events) = body
+        .get("outlet_events")
+        .and_then(serde_json::Value::as_array)
+    else {
+        return Ok(Vec::new());
+    };
+    if events.len() > MAX_OUTLET_EVENTS {
+        return Err(ExecError::unprocessable(format!(
+            "outlet_events may hold at most {MAX_OUTLET_EVENTS} events"
+        )));
+    }
+    let mut read = Vec::new();
+    for event in events
+        .iter()
+        .filter(|e| e.get("source_alias_name").is_none())
+    {
+        let key = |field: &str| {
+            event
+                .get("dest_asset_key")
+                .and_then(|k| k.get(field))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    ExecError::unprocessable(format!(
+                        "an outlet event's dest_asset_key has no {field}"
+                    ))
+                })
+        };
+        let extra = match event.get("extra") {
+            None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+            Some(serde_json::Value::Object(extra)) => match masked(&extra.clone().into()) {
+                serde_json::Value::Object(extra) => extra,
+                _ => serde_json::Map::new(),
+            },
+            Some(_) => {
+                return Err(ExecError::unprocessable(
+                    "an outlet event's extra must be an object",
+                ));
+            }
+        };
+        read.push(OutletEvent {
+            name: key("name")?,
+            uri: key("uri")?,
+            extra,
+        });
+    }
+    Ok(read)
+}
+
+/// A `TIDeferredStatePayload`: the trigger and where to resume, kwargs kept in serde's form.
+fn read_deferral(body: &serde_json::Value) -> Result<Deferral, ExecError> {
+    let text = |field: &str| {
+        body.get(field)
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| ExecError::unprocessable(format!("{field} must be a non-empty string")))
+    };
+    let trigger_timeout = match body.get("trigger_timeout") {
+        None | Some(serde_json::Value::Null) => None,
+        // Pydantic writes a timedelta as ISO-8601 (`PT5S`); seconds are read too.
+        Some(serde_json::Value::String(iso)) => Some(
+            gust_core::duration::parse_duration(iso)
+                .map_err(|err| ExecError::unprocessable(format!("trigger_timeout: {err}")))?,
+        ),
+        Some(serde_json::Value::Number(n)) => Some(
+            gust_core::duration::duration_from_seconds(n.as_f64().unwrap_or(f64::NAN))
+                .map_err(|err| ExecError::unprocessable(format!("trigger_timeout: {err}")))?,
+        ),
+        Some(_) => {
+            return Err(ExecError::unprocessable(
+                "trigger_timeout must be a duration",
+            ));
+        }
+    };
+    let deferral = Deferral {
+        classpath: text("classpath")?,
+        trigger_kwargs: body
+            .get("trigger_kwargs")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+        trigger_timeout,
+        next_method: text("next_method")?,
+        next_kwargs: body
+            .get("next_kwargs")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({})),
+    };
+    deferral
+        .check()
+        .map_err(|err| ExecError::unprocessable(err.to_string()))?;
+    Ok(deferral)
 }
 
 /// `PATCH /task-instances/{id}/state`: the worker reports how the try ended.
@@ -242,6 +348,9 @@ async fn ti_state(
         )
         .with_detail("previous_state", reported_state(earlier).into())),
         None => {
+            if reported == Reported::Success {
+                progress.outlet_events = read_outlet_events(&body)?;
+            }
             progress.reported = Some(reported);
             Ok(StatusCode::NO_CONTENT.into_response())
         }
@@ -713,5 +822,51 @@ mod tests {
         assert!(matches!(XComRead::of("a/b/slice".into()), XComRead::Slice(k) if k == "a/b"));
         assert!(matches!(XComRead::of("k/item/-1".into()), XComRead::Item(k, -1) if k == "k"));
         assert!(matches!(XComRead::of("k/item/x".into()), XComRead::One(_)));
+    }
+
+    #[test]
+    fn a_deferral_is_read_as_the_sdk_sends_it() {
+        let body = json!({
+            "state": "deferred",
+            "classpath": "airflow.providers.standard.triggers.temporal.DateTimeTrigger",
+            "trigger_kwargs": {"moment": {"__classname__": "pendulum.datetime.DateTime"}},
+            "trigger_timeout": "P7D",
+            "next_method": "execute_complete",
+            "next_kwargs": {},
+            "rendered_map_index": null,
+        });
+        let Reported::Deferred(deferral) = read_state(&body).expect("a deferral") else {
+            panic!("a deferral");
+        };
+        assert_eq!(
+            deferral.trigger_timeout,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(deferral.next_method, "execute_complete");
+        let no_class = json!({"state": "deferred", "next_method": "m"});
+        assert!(read_state(&no_class).is_err());
+    }
+
+    #[test]
+    fn outlet_events_are_read_with_their_extras_leaving_alias_events_out() {
+        let body = json!({
+            "state": "success",
+            "outlet_events": [
+                {"dest_asset_key": {"name": "orders", "uri": "s3://b/orders"}, "extra": {"rows": 3}},
+                {"source_alias_name": "alias", "dest_asset_key": {"name": "x", "uri": "x"}, "extra": {}},
+            ],
+        });
+        let events = read_outlet_events(&body).expect("events");
+        assert_eq!(
+            events,
+            [OutletEvent {
+                name: "orders".into(),
+                uri: "s3://b/orders".into(),
+                extra: json!({"rows": 3}).as_object().cloned().expect("an object"),
+            }]
+        );
+        let bad =
+            json!({"outlet_events": [{"dest_asset_key": {"name": "n", "uri": "u"}, "extra": 1}]});
+        assert!(read_outlet_events(&bad).is_err());
     }
 }

@@ -49,6 +49,7 @@ pub fn state_code(state: TaskState) -> u8 {
         TaskState::Failed => b'f',
         TaskState::UpForRetry => b'u',
         TaskState::UpForReschedule => b'h',
+        TaskState::Deferred => b'd',
         TaskState::Skipped => b'k',
         TaskState::UpstreamFailed => b'p',
         TaskState::Removed => b'x',

@@ -366,7 +366,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             metrics: scheduler_config.metrics.clone(),
             threshold: config.scheduler.scheduler_health_check_threshold,
         };
-        let scheduler = Scheduler::new(
+        let mut scheduler = Scheduler::new(
             store.clone(),
             crate::remote_logs::executor(remote_logs.as_ref(), runtimes.executor.clone()),
             events,
@@ -374,6 +374,19 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             clock,
             scheduler_config,
         );
+        // Triggers of deferred tasks that the scheduler does not run natively run in one Python
+        // process, started on first need and ended with the scheduler.
+        let triggerer_stop = CancellationToken::new();
+        if let Some(p) = &python {
+            let (fired_tx, fired) = gust_executor::deferral::trigger_channel();
+            let runner = gust_exec_local::PythonTriggerer::new(
+                p.runtime.interpreter.clone(),
+                p.runtime.work_dir.clone(),
+                fired_tx,
+                triggerer_stop.clone(),
+            );
+            scheduler = scheduler.with_triggerer(Arc::new(runner), fired);
+        }
         let server = match &listen {
             Some(listen) => {
                 let settings = server_settings(&config, &home)?;
@@ -463,6 +476,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         ));
         let signals = tokio::spawn(stop_on_signals(stop.clone()));
         let result = scheduler.run(stop.clone()).await;
+        triggerer_stop.cancel();
         health_stop.cancel();
         if let Some((health_server, _)) = health_server {
             let _ = health_server.await;

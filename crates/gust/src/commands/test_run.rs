@@ -55,6 +55,20 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
                 p.runtime.clock.clone(),
             ))
         });
+        // Triggers of deferred tasks that Gust does not run natively run in one Python process.
+        let triggerer_stop = tokio_util::sync::CancellationToken::new();
+        let triggerer = python.as_ref().map(|p| {
+            let (fired_tx, fired) = gust_executor::deferral::trigger_channel();
+            gust_scheduler::test_run::TestTriggerer {
+                runner: Arc::new(gust_exec_local::PythonTriggerer::new(
+                    p.runtime.interpreter.clone(),
+                    p.runtime.work_dir.clone(),
+                    fired_tx,
+                    triggerer_stop.clone(),
+                )),
+                fired: Arc::new(tokio::sync::Mutex::new(fired)),
+            }
+        });
         let spec = TestRunSpec {
             run_id: run_id.clone(),
             // A manual run covers its logical date alone, as Airflow's manual runs of unscheduled DAGs.
@@ -74,6 +88,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
                 .clone()
                 .map(|c| c as Arc<dyn gust_executor::callbacks::CallbackRunner>),
             max_map_length: config.core.max_map_length,
+            triggerer,
         };
         let (tx, mut events) = gust_executor::event_channel();
         let connections = crate::runtimes::connections(config, &home).await;
@@ -97,6 +112,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
             &mut progress,
         )
         .await;
+        triggerer_stop.cancel();
         runtimes.shutdown().await;
         // The run ends once its callbacks have.
         if let Some(callbacks) = callbacks {
