@@ -14,6 +14,7 @@
 # template fields). Values YAML cannot hold are said, per task, in "not_expressible".
 import datetime
 import enum
+import gc
 import json
 import os
 import selectors
@@ -39,7 +40,23 @@ from airflow.dag_processing.dagbag import BundleDagBag  # noqa: E402
 from airflow.sdk.bases.operator import BaseOperator  # noqa: E402
 from airflow.serialization.serialized_objects import DagSerialization  # noqa: E402
 
+import importlib  # noqa: E402
 import inspect  # noqa: E402
+
+# What most DAG files import, imported once here rather than in every child (a child is a fork
+# of this process): Airflow's processor parses in forks of an Airflow-importing parent too.
+for _module in (
+    "airflow.sdk",
+    "airflow.providers.standard.operators.bash",
+    "airflow.providers.standard.operators.empty",
+    "airflow.providers.standard.operators.python",
+    "airflow.providers.standard.decorators.python",
+    "airflow.providers.cncf.kubernetes.operators.pod",
+):
+    try:
+        importlib.import_module(_module)
+    except Exception:  # An optional provider missing is the DAG file's problem, if it uses it.
+        pass
 
 BASE_ARGUMENTS = set(inspect.signature(BaseOperator.__init__).parameters) - {"self", "kwargs"}
 # Task settings Gust reads from the operator's attributes rather than from its arguments, with
@@ -413,6 +430,33 @@ def emit(result):
     OUT.flush()
 
 
+def warm_up():
+    """Parses and serializes a small DAG once here, so that what the first parse sets up
+    (importers, serializers, settings) is set up before forking, not again in every child."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gust-warm-up-") as folder:
+        path = os.path.join(folder, "warm_up_dag.py")
+        with open(path, "w") as f:
+            f.write(
+                "from airflow.sdk import DAG\n"
+                "from airflow.providers.standard.operators.bash import BashOperator\n"
+                "with DAG('gust_warm_up', schedule=None):\n"
+                "    BashOperator(task_id='t', bash_command='true')\n"
+            )
+        try:
+            bag = BundleDagBag(dag_folder=path, bundle_path=folder, load_op_links=False)
+            for dag in bag.dags.values():
+                DagSerialization.to_dict(dag)
+        except Exception:  # Only a warm-up: the files themselves say what is wrong.
+            pass
+
+
+warm_up()
+# Children share the parent's objects copy-on-write: frozen, the garbage collector does not
+# touch (and so copy) them in every child, as Airflow's processor does before forking.
+gc.collect()
+gc.freeze()
 OUT.write(json.dumps({"ready": time.monotonic() - started}) + "\n")
 OUT.flush()
 main()

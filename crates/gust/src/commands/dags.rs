@@ -65,7 +65,12 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             if load.files.is_empty() && load.problems.is_empty() {
                 let read: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
                 eprintln!(
-                    "nothing to validate: no DAG files (*.yaml, *.yml, and *.py with [python] interpreter) in {}",
+                    "nothing to validate: no DAG files ({}) in {}",
+                    if python.is_some() {
+                        "*.yaml, *.yml, *.py"
+                    } else {
+                        "*.yaml, *.yml"
+                    },
                     read.join(", ")
                 );
                 Ok(ExitCode::FAILURE)
