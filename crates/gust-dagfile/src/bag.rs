@@ -21,6 +21,8 @@ pub struct DagBag {
     pub problems: Vec<Diagnostic>,
     /// The warnings of the latest load: keys Airflow would read differently.
     pub warnings: Vec<Warning>,
+    /// The Python tracebacks of the latest load's problems in Python DAG files, by place.
+    pub tracebacks: BTreeMap<crate::Location, String>,
 }
 
 /// One DAG in force.
@@ -116,6 +118,7 @@ impl DagBag {
         self.dags = next;
         self.problems = load.problems;
         self.warnings = load.warnings;
+        self.tracebacks = load.tracebacks;
         changes
     }
 }

@@ -17,6 +17,7 @@ use crate::build::BuildContext;
 use crate::diagnostic::Diagnostic;
 use crate::file::{load_dags, read_yaml};
 use crate::location::Location;
+use crate::python::PythonParser;
 use crate::warning::Warning;
 use crate::yaml::{MAX_FILE_BYTES, Node};
 
@@ -35,6 +36,11 @@ pub struct FolderLoad {
     pub warnings: Vec<Warning>,
     /// Every DAG file read (defaults files not included), sorted.
     pub files: Vec<PathBuf>,
+    /// How long Airflow took to parse each Python DAG file (absent: YAML files, and Python
+    /// files without a Python environment).
+    pub parse_durations: BTreeMap<PathBuf, std::time::Duration>,
+    /// The Python traceback of each Python DAG file's import error, by the problem's place.
+    pub tracebacks: BTreeMap<Location, String>,
 }
 
 /// Why a folder could not be read at all.
@@ -55,6 +61,10 @@ pub fn is_defaults_file(path: &Path) -> bool {
         path.file_name().and_then(|n| n.to_str()),
         Some("defaults.yml" | "defaults.yaml")
     )
+}
+
+fn is_dag_file(path: &Path) -> bool {
+    is_yaml(path) || crate::python::is_python(path)
 }
 
 fn is_yaml(path: &Path) -> bool {
@@ -79,7 +89,7 @@ fn discover(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>, Vec<Diagnostic>) {
         match entry {
             Ok(entry) => {
                 let path = entry.path();
-                if !entry.file_type().is_some_and(|t| t.is_file()) || !is_yaml(path) {
+                if !entry.file_type().is_some_and(|t| t.is_file()) || !is_dag_file(path) {
                     continue;
                 }
                 if is_defaults_file(path) {
@@ -105,24 +115,45 @@ fn discover(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>, Vec<Diagnostic>) {
     (dag_files, defaults, problems)
 }
 
-/// Loads every DAG below `root`. `now` anchors relative start dates.
+/// Loads every YAML DAG below `root` (Python DAG files are skipped: see [`load_folder_with`]).
+/// `now` anchors relative start dates.
 pub fn load_folder(root: &Path, now: DateTime<Utc>) -> Result<FolderLoad, FolderError> {
+    load_folder_with(root, now, None)
+}
+
+/// Loads every DAG below `root`, the `.py` files with `python` (none: `.py` files are not DAG
+/// files). `now` anchors relative start dates.
+pub fn load_folder_with(
+    root: &Path,
+    now: DateTime<Utc>,
+    python: Option<&dyn PythonParser>,
+) -> Result<FolderLoad, FolderError> {
     if !root.is_dir() {
         return Err(FolderError::NotAFolder {
             path: root.to_path_buf(),
         });
     }
     let (dag_files, defaults_files, problems) = discover(root);
-    Ok(Loader::new(root, now, problems, &defaults_files).load(dag_files))
+    Ok(Loader::new(root, now, problems, &defaults_files, python).load(dag_files))
 }
 
 /// Loads the given files and folders (as `gust dags validate PATH...` does). Files inside
 /// `dags_folder` get the defaults files between it and them; other files those of their own folder.
 pub fn load_paths(paths: &[PathBuf], dags_folder: &Path, now: DateTime<Utc>) -> FolderLoad {
+    load_paths_with(paths, dags_folder, now, None)
+}
+
+/// [`load_paths`], the `.py` files parsed with `python`.
+pub fn load_paths_with(
+    paths: &[PathBuf],
+    dags_folder: &Path,
+    now: DateTime<Utc>,
+    python: Option<&dyn PythonParser>,
+) -> FolderLoad {
     let mut total = FolderLoad::default();
     for path in paths {
         let load = if path.is_dir() {
-            match load_folder(path, now) {
+            match load_folder_with(path, now, python) {
                 Ok(load) => load,
                 Err(err) => {
                     total.problems.push(Diagnostic::new(
@@ -144,12 +175,14 @@ pub fn load_paths(paths: &[PathBuf], dags_folder: &Path, now: DateTime<Utc>) -> 
                 .flat_map(|dir| [dir.join("defaults.yml"), dir.join("defaults.yaml")])
                 .filter(|p| p.is_file())
                 .collect();
-            Loader::new(&root, now, Vec::new(), &defaults).load(vec![path.clone()])
+            Loader::new(&root, now, Vec::new(), &defaults, python).load(vec![path.clone()])
         };
         total.dags.extend(load.dags);
         total.problems.extend(load.problems);
         total.warnings.extend(load.warnings);
         total.files.extend(load.files);
+        total.parse_durations.extend(load.parse_durations);
+        total.tracebacks.extend(load.tracebacks);
     }
     total.dags.sort_by(|a, b| a.id.cmp(&b.id));
     total.warnings = once_each(total.warnings);
@@ -178,6 +211,8 @@ struct Loader<'a> {
     /// Parsed defaults by folder; `Err` holds where the broken defaults file is.
     defaults: HashMap<PathBuf, Result<Node, PathBuf>>,
     renderer: Renderer,
+    python: Option<&'a dyn PythonParser>,
+    tracebacks: BTreeMap<Location, String>,
 }
 
 impl<'a> Loader<'a> {
@@ -186,6 +221,7 @@ impl<'a> Loader<'a> {
         now: DateTime<Utc>,
         problems: Vec<Diagnostic>,
         defaults_files: &[PathBuf],
+        python: Option<&'a dyn PythonParser>,
     ) -> Self {
         let mut loader = Self {
             root,
@@ -193,6 +229,8 @@ impl<'a> Loader<'a> {
             problems,
             defaults: HashMap::new(),
             renderer: Renderer::new(),
+            python,
+            tracebacks: BTreeMap::new(),
         };
         for path in defaults_files {
             let parsed = read_file(path)
@@ -224,10 +262,14 @@ impl<'a> Loader<'a> {
         loader
     }
 
-    fn load(mut self, dag_files: Vec<PathBuf>) -> FolderLoad {
+    fn load(mut self, found: Vec<PathBuf>) -> FolderLoad {
         let mut dags: BTreeMap<String, Dag> = BTreeMap::new();
         let mut warnings = Vec::new();
         let root_dir = self.root.display().to_string();
+        let (python_files, mut dag_files): (Vec<PathBuf>, Vec<PathBuf>) = found
+            .into_iter()
+            .partition(|path| crate::python::is_python(path));
+        let (python_files, parse_durations) = self.load_python(python_files, &mut dags);
         for path in &dag_files {
             let mut layers = Vec::new();
             let mut broken = None;
@@ -262,30 +304,12 @@ impl<'a> Loader<'a> {
                 now: self.now,
                 renderer: &self.renderer,
                 fileloc: path,
+                task_sdk: None,
             };
             let file = load_dags(root, &layers, &root_dir, &ctx);
             self.problems.extend(file.problems);
             // A DAG refused as a duplicate is not loaded, so its warnings are not said.
-            let mut refused = Vec::new();
-            for dag in file.dags {
-                if let Some(first) = dags.get(dag.id.as_str()) {
-                    self.problems.push(
-                        Diagnostic::new(
-                            Location::start_of(path.as_path().into()),
-                            format!(
-                                "DAG \"{}\" is also defined in {}",
-                                dag.id,
-                                first.fileloc.display()
-                            ),
-                        )
-                        .in_dag(dag.id.as_str(), None)
-                        .with_hint("DAG ids must be unique across the DAGs folder; rename one"),
-                    );
-                    refused.push(dag.id.to_string());
-                    continue;
-                }
-                dags.insert(dag.id.to_string(), dag);
-            }
+            let refused = self.add_dags(path, file.dags, &mut dags);
             warnings.extend(
                 file.warnings
                     .into_iter()
@@ -293,12 +317,90 @@ impl<'a> Loader<'a> {
             );
         }
         self.problems.sort_by(|a, b| a.location.cmp(&b.location));
+        dag_files.extend(python_files);
+        dag_files.sort();
         FolderLoad {
             dags: dags.into_values().collect(),
             problems: self.problems,
             warnings: once_each(warnings),
             files: dag_files,
+            parse_durations,
+            tracebacks: self.tracebacks,
         }
+    }
+
+    /// Adds a file's DAGs to `dags`, refusing (and answering) those whose id is taken.
+    fn add_dags(
+        &mut self,
+        path: &Path,
+        file_dags: Vec<Dag>,
+        dags: &mut BTreeMap<String, Dag>,
+    ) -> Vec<String> {
+        let mut refused = Vec::new();
+        for dag in file_dags {
+            if let Some(first) = dags.get(dag.id.as_str()) {
+                self.problems.push(
+                    Diagnostic::new(
+                        Location::start_of(path.into()),
+                        format!(
+                            "DAG \"{}\" is also defined in {}",
+                            dag.id,
+                            first.fileloc.display()
+                        ),
+                    )
+                    .in_dag(dag.id.as_str(), None)
+                    .with_hint("DAG ids must be unique across the DAGs folder; rename one"),
+                );
+                refused.push(dag.id.to_string());
+                continue;
+            }
+            dags.insert(dag.id.to_string(), dag);
+        }
+        refused
+    }
+
+    /// Parses the Python DAG files with the parser (none: they are not DAG files) and adds
+    /// their DAGs. Answers the files parsed and how long each took.
+    fn load_python(
+        &mut self,
+        files: Vec<PathBuf>,
+        dags: &mut BTreeMap<String, Dag>,
+    ) -> (Vec<PathBuf>, BTreeMap<PathBuf, std::time::Duration>) {
+        let mut durations = BTreeMap::new();
+        let Some(python) = self.python else {
+            return (Vec::new(), durations);
+        };
+        let mut candidates = Vec::new();
+        for path in files {
+            match read_file(&path) {
+                Ok(text) if crate::python::might_contain_dag(text.as_bytes()) => {
+                    candidates.push(path);
+                }
+                Ok(_) => {}
+                Err(problem) => self.problems.push(problem),
+            }
+        }
+        if candidates.is_empty() {
+            return (candidates, durations);
+        }
+        let mut parsed = python.parse(&candidates, self.root);
+        parsed.sort_by(|a, b| a.file.cmp(&b.file));
+        for file in &parsed {
+            durations.insert(
+                file.file.clone(),
+                std::time::Duration::from_secs_f64(file.seconds.max(0.0)),
+            );
+            let ctx = BuildContext {
+                now: self.now,
+                renderer: &self.renderer,
+                fileloc: &file.file,
+                task_sdk: None,
+            };
+            let load = crate::python::load_python_file(file, &ctx, &mut self.tracebacks);
+            self.problems.extend(load.problems);
+            self.add_dags(&file.file, load.dags, dags);
+        }
+        (candidates, durations)
     }
 }
 

@@ -15,12 +15,16 @@ pub mod file;
 pub mod folder;
 pub mod location;
 pub mod merge;
+pub mod python;
 pub mod warning;
 pub mod yaml;
 
 pub use bag::{BagChanges, BagEntry, DagBag};
 pub use build::{ChainError, parse_chain};
 pub use diagnostic::Diagnostic;
-pub use folder::{FolderError, FolderLoad, load_folder, load_paths};
+pub use folder::{
+    FolderError, FolderLoad, load_folder, load_folder_with, load_paths, load_paths_with,
+};
 pub use location::Location;
+pub use python::{ParsedFile, PythonParser};
 pub use warning::{Difference, Warning};

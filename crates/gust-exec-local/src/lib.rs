@@ -13,6 +13,7 @@ mod adopt;
 mod bash;
 mod callbacks;
 mod context_env;
+mod dag_parse;
 mod group;
 mod output;
 mod pod;
@@ -23,6 +24,7 @@ mod ready;
 mod triggerer;
 
 pub use callbacks::{CALLBACK_TIMEOUT, PythonCallbacks};
+pub use dag_parse::{DagParseError, DagParser, MAX_RESULT_BYTES};
 pub use pod::Secrets;
 pub use python::{NO_PYTHON_RUNTIME, PythonRuntime};
 pub use triggerer::PythonTriggerer;

@@ -46,6 +46,9 @@ pub struct PythonRuntime {
     pub clock: Arc<dyn Clock>,
     /// How long a worker may go unheard (no heartbeat) before its try is killed as a zombie.
     pub heartbeat_timeout: Duration,
+    /// The DAGs folder: a Python DAG file's tries load it from there, the folder being their DAG
+    /// bundle (on `sys.path`), as on Airflow. A file elsewhere is its own folder's.
+    pub dags_folder: Option<PathBuf>,
 }
 
 impl fmt::Debug for PythonRuntime {
@@ -76,8 +79,14 @@ pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcom
         (operator.check)(&spec.args)
             .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
     }
-    let loader = write_loader(&python.bundle_dir(), &spec.dag_file)
-        .map_err(|err| spawn_failure(format!("cannot write the DAG file's loader: {err}")))?;
+    let (bundle_path, loader) = if is_python_dag_file(&spec.dag_file) {
+        python_bundle(python.dags_folder.as_deref(), &spec.dag_file)
+            .map_err(|err| spawn_failure(format!("cannot find the DAG file: {err}")))?
+    } else {
+        let loader = write_loader(&python.bundle_dir(), &spec.dag_file)
+            .map_err(|err| spawn_failure(format!("cannot write the DAG file's loader: {err}")))?;
+        (python.bundle_dir(), loader)
+    };
     let airflow_home = python.work_dir.join("airflow-home");
     std::fs::create_dir_all(&airflow_home)
         .map_err(|err| spawn_failure(format!("cannot make {}: {err}", airflow_home.display())))?;
@@ -95,7 +104,7 @@ pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcom
     let bundles = serde_json::json!([{
         "name": BUNDLE,
         "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-        "kwargs": {"path": python.bundle_dir()},
+        "kwargs": {"path": bundle_path},
     }]);
     let mut env = vec![
         (
@@ -292,6 +301,31 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)
 }
 
+/// Whether `dag_file` is a Python DAG file, which the worker loads itself (no loader).
+pub(crate) fn is_python_dag_file(dag_file: &Path) -> bool {
+    dag_file.extension().and_then(|e| e.to_str()) == Some("py")
+}
+
+/// The DAG bundle a Python DAG file's tries load it from, and the file's path in it: the DAGs
+/// folder when the file is in it (Airflow's bundle, on `sys.path`), else the file's own folder.
+pub(crate) fn python_bundle(
+    dags_folder: Option<&Path>,
+    dag_file: &Path,
+) -> std::io::Result<(PathBuf, String)> {
+    let dag_file = std::path::absolute(dag_file)?;
+    let root = dags_folder
+        .and_then(|dir| std::path::absolute(dir).ok())
+        .filter(|dir| dag_file.starts_with(dir))
+        .or_else(|| dag_file.parent().map(Path::to_path_buf))
+        .ok_or_else(|| std::io::Error::other("the DAG file has no folder"))?;
+    let relative = dag_file
+        .strip_prefix(&root)
+        .map_err(std::io::Error::other)?
+        .display()
+        .to_string();
+    Ok((root, relative))
+}
+
 /// Gust's operator names that dag-factory cannot import, as Airflow's classes: the worker
 /// builds the DAG file with dag-factory, which needs class paths.
 const AIRFLOW_CLASSES: &[(&str, &str)] = &[
@@ -327,7 +361,11 @@ const AIRFLOW_CLASSES: &[(&str, &str)] = &[
 pub(crate) fn write_loader(bundle: &Path, dag_file: &Path) -> std::io::Result<String> {
     let dag_file = std::path::absolute(dag_file)?;
     let name = loader_name(&dag_file);
-    let text = loader_text(&dag_file.display().to_string(), None);
+    let text = if is_python_dag_file(&dag_file) {
+        python_loader_text(&dag_file.display().to_string())
+    } else {
+        loader_text(&dag_file.display().to_string(), None)
+    };
     let path = bundle.join(&name);
     if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
         return Ok(name);
@@ -353,6 +391,31 @@ pub(crate) fn loader_name(dag_file: &Path) -> String {
         .collect();
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("gust_{stem}_{hex}.py")
+}
+
+/// The loader of a Python DAG file (for its callbacks): the file's DAGs as Airflow's DagBag
+/// builds them, each a global of the loader.
+fn python_loader_text(dag_file: &str) -> String {
+    let literal = serde_json::Value::String(dag_file.to_owned()).to_string();
+    format!(
+        r#"# Written by Gust: the DAGs of {file}, as Airflow's DagBag builds them. Gust rewrites
+# it when needed; edits are lost.
+import os
+
+from airflow.dag_processing.dagbag import BundleDagBag
+
+DAG_FILE = {literal}
+_bag = BundleDagBag(
+    dag_folder=DAG_FILE,
+    bundle_path=os.path.dirname(DAG_FILE),
+    safe_mode=False,
+    load_op_links=False,
+)
+for _dag_id, _dag in _bag.dags.items():
+    globals()["dag " + _dag_id] = _dag
+"#,
+        file = dag_file.replace('\n', " "),
+    )
 }
 
 /// A worker pod's loader: the DAG file's folder is the loader's own (the pod's bundle), and

@@ -139,6 +139,10 @@ pub fn bundle(dag_file: &Path) -> Result<(BTreeMap<String, String>, String), Bun
         used += text.len();
         keys.insert(name, text);
     }
+    // A Python DAG file is loaded by the worker itself, from the bundle's copy of its folder.
+    if crate::python::is_python_dag_file(&dag_file) {
+        return Ok((keys, file_name));
+    }
     let loader = loader_name(&dag_file);
     let host = folder.display().to_string();
     keys.insert(

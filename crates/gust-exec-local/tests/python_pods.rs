@@ -80,6 +80,7 @@ async fn runtime(
         work_dir: PathBuf::from("/nonexistent"),
         clock: Arc::new(SystemClock),
         heartbeat_timeout: Duration::from_secs(300),
+        dags_folder: None,
     };
     let settings = WorkerSettings {
         image: IMAGE.into(),

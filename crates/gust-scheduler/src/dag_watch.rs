@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gust_core::clock::Clock;
-use gust_dagfile::{DagBag, Diagnostic, Location};
+use gust_dagfile::{DagBag, Diagnostic, Location, PythonParser};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How the folder is watched.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WatchConfig {
     /// How long changes must settle before a reload (default 200 ms): an editor's save or a
     /// git checkout touches many files at once.
@@ -28,6 +28,20 @@ pub struct WatchConfig {
     /// Use file notifications (default true); without them only the rescan sees changes, which
     /// suits filesystems that send none.
     pub notifications: bool,
+    /// What parses Python DAG files (`[python] interpreter`; default none: `.py` files are not
+    /// DAG files).
+    pub python: Option<Arc<dyn PythonParser>>,
+}
+
+impl std::fmt::Debug for WatchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchConfig")
+            .field("settle", &self.settle)
+            .field("rescan", &self.rescan)
+            .field("notifications", &self.notifications)
+            .field("python", &self.python.is_some())
+            .finish()
+    }
 }
 
 impl Default for WatchConfig {
@@ -36,6 +50,7 @@ impl Default for WatchConfig {
             settle: Duration::from_millis(200),
             rescan: Duration::from_secs(30),
             notifications: true,
+            python: None,
         }
     }
 }
@@ -49,7 +64,8 @@ pub async fn watch_folder(
     cancel: CancellationToken,
 ) -> (watch::Receiver<Arc<DagBag>>, JoinHandle<()>) {
     let mut bag = DagBag::default();
-    reload(&root, clock.as_ref(), &mut bag).await;
+    let python = config.python.clone();
+    reload(&root, clock.as_ref(), python.clone(), &mut bag).await;
     let (publish, bags) = watch::channel(Arc::new(bag.clone()));
     // Capacity 1: a pending "something changed" is all the watcher needs to know.
     let (dirty_tx, mut dirty) = mpsc::channel::<()>(1);
@@ -76,7 +92,7 @@ pub async fn watch_folder(
                 }
                 _ = rescan.tick() => {}
             }
-            if reload(&root, clock.as_ref(), &mut bag).await {
+            if reload(&root, clock.as_ref(), python.clone(), &mut bag).await {
                 publish.send_replace(Arc::new(bag.clone()));
             }
         }
@@ -85,10 +101,18 @@ pub async fn watch_folder(
 }
 
 /// Re-reads the folder into `bag`; `true` when anything a reader would see changed.
-async fn reload(root: &Path, clock: &dyn Clock, bag: &mut DagBag) -> bool {
+async fn reload(
+    root: &Path,
+    clock: &dyn Clock,
+    python: Option<Arc<dyn PythonParser>>,
+    bag: &mut DagBag,
+) -> bool {
     let now = clock.now();
     let dir = root.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || gust_dagfile::load_folder(&dir, now)).await;
+    let loaded = tokio::task::spawn_blocking(move || {
+        gust_dagfile::load_folder_with(&dir, now, python.as_deref())
+    })
+    .await;
     match loaded {
         Ok(Ok(load)) => {
             let problems_before = bag.problems.clone();

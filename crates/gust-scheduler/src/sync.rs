@@ -25,7 +25,12 @@ pub async fn sync_bag(
         by_file
             .entry(problem.location.file.display().to_string())
             .or_default()
-            .push(problem.to_string());
+            // A Python DAG file's problem carries Airflow's traceback, which the API's
+            // `stack_trace` and the UI show under it.
+            .push(match bag.tracebacks.get(&problem.location) {
+                Some(traceback) => format!("{problem}\n{traceback}"),
+                None => problem.to_string(),
+            });
     }
     let errors: Vec<ImportError> = by_file
         .into_iter()

@@ -82,6 +82,7 @@ async fn the_periodic_rescan_works_without_notifications() {
         settle: Duration::from_millis(10),
         rescan: Duration::from_millis(100),
         notifications: false,
+        python: None,
     };
     let (mut bags, task) = watch_folder(
         dir.path().to_path_buf(),

@@ -86,6 +86,14 @@ pub enum DagsCommand {
         #[command(flatten)]
         folder: DagsFolder,
     },
+    /// Print the dag-factory YAML of a Python DAG (a `.py` file), when every task can be
+    /// written in YAML; otherwise name the first task that cannot.
+    ExportYaml {
+        /// The DAG.
+        dag_id: String,
+        #[command(flatten)]
+        folder: DagsFolder,
+    },
     /// Show a DAG's tasks and edges.
     Show {
         /// The DAG.

@@ -37,6 +37,36 @@ pub struct Config {
     /// `[python]`: Python tasks, run by Airflow's Task SDK.
     #[serde(default)]
     pub python: PythonSection,
+    /// `[dag_processor]`: how Python DAG files are parsed (with `[python] interpreter`).
+    #[serde(default)]
+    pub dag_processor: DagProcessorSection,
+}
+
+/// `[dag_processor]`: Airflow's names and defaults for parsing Python DAG files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DagProcessorSection {
+    /// How long parsing one Python DAG file may take before it is killed and the file gets an
+    /// import error (default `50s`, Airflow's `dag_file_processor_timeout`).
+    #[serde(with = "humantime_serde_compat")]
+    pub dag_file_processor_timeout: std::time::Duration,
+    /// How many Python DAG files are parsed at once (default 2, Airflow's `parsing_processes`).
+    pub parsing_processes: usize,
+    /// How long an unchanged Python DAG file's DAGs are kept before it is parsed again
+    /// (default `30s`, Airflow's `min_file_process_interval`); a changed file is parsed at the
+    /// next load.
+    #[serde(with = "humantime_serde_compat")]
+    pub min_file_process_interval: std::time::Duration,
+}
+
+impl Default for DagProcessorSection {
+    fn default() -> Self {
+        Self {
+            dag_file_processor_timeout: std::time::Duration::from_secs(50),
+            parsing_processes: 2,
+            min_file_process_interval: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[python]`.
@@ -409,6 +439,7 @@ impl Config {
             artifacts: ArtifactsConfig::defaults(home),
             scheduler: SchedulerSection::default(),
             python: PythonSection::default(),
+            dag_processor: DagProcessorSection::default(),
         }
     }
 

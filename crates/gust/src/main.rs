@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod connections_watch;
+mod python_dags;
 mod python_tasks;
 mod remote_logs;
 mod render;

@@ -103,6 +103,7 @@ pub async fn start(
             work_dir,
             clock,
             heartbeat_timeout: config.scheduler.task_instance_heartbeat_timeout,
+            dags_folder: Some(config.core.dags_folder.clone()),
         },
         execution,
         stop,

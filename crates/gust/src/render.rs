@@ -74,12 +74,23 @@ pub fn dag_list(
 }
 
 /// `gust dags list-import-errors`.
-pub fn import_errors(problems: &[Diagnostic], output: Output) -> anyhow::Result<String> {
+pub fn import_errors(
+    problems: &[Diagnostic],
+    tracebacks: &std::collections::BTreeMap<gust_dagfile::Location, String>,
+    output: Output,
+) -> anyhow::Result<String> {
     structured(problems, output).unwrap_or_else(|| {
         if problems.is_empty() {
             return Ok("No import errors.\n".to_owned());
         }
-        Ok(problems.iter().map(|p| format!("{p}\n")).collect())
+        Ok(problems
+            .iter()
+            .map(|p| match tracebacks.get(&p.location) {
+                // A Python DAG file's import error: Airflow's traceback under its line.
+                Some(traceback) => format!("{p}\n    {}\n", traceback.replace('\n', "\n    ")),
+                None => format!("{p}\n"),
+            })
+            .collect())
     })
 }
 

@@ -14,28 +14,7 @@ mod common;
 use assert_cmd::Command;
 use common::gust;
 
-fn airflow_python() -> Option<PathBuf> {
-    let path = std::env::var_os("GUST_TEST_AIRFLOW_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/airflow-venv/bin/python")
-        });
-    if path.exists() {
-        Some(path)
-    } else {
-        assert!(
-            std::env::var("GUST_REQUIRE_AIRFLOW").as_deref() != Ok("1"),
-            "GUST_REQUIRE_AIRFLOW=1 but there is no Airflow venv at {}",
-            path.display()
-        );
-        eprintln!(
-            "SKIPPED: no Airflow venv at {} (set GUST_TEST_AIRFLOW_PYTHON, or run .ci/run, which \
-             makes target/airflow-venv)",
-            path.display()
-        );
-        None
-    }
-}
+use common::{airflow_python, final_states};
 
 const CALLABLES: &str = r#"
 import json
@@ -1438,21 +1417,6 @@ fn a_python_worker_that_stops_heartbeating_is_killed_as_a_zombie() {
 fn succeeded(command: &mut Command) -> String {
     let output = command.assert().success().get_output().stdout.clone();
     String::from_utf8_lossy(&output).into_owned()
-}
-
-/// Each task's last state in `gust dags test`'s progress lines (`<time> <task>: <state>...`).
-fn final_states(stdout: &str) -> std::collections::BTreeMap<String, String> {
-    let mut states = std::collections::BTreeMap::new();
-    for line in stdout.lines().filter(|l| l.starts_with("20")) {
-        if let Some((task, rest)) = line
-            .split_once(' ')
-            .and_then(|(_, moved)| moved.split_once(": "))
-        {
-            let state = rest.split_whitespace().next().unwrap_or_default();
-            states.insert(task.to_owned(), state.to_owned());
-        }
-    }
-    states
 }
 
 /// Asserts that each of `tasks` ended in success in `gust dags test`'s `stdout`.

@@ -66,6 +66,9 @@ pub struct BuildContext<'a> {
     pub renderer: &'a Renderer,
     /// The file the DAG is read from.
     pub fileloc: &'a std::path::Path,
+    /// Of a Python DAG file: the tasks (by id) the Task SDK runs from the file itself, whatever
+    /// their operator (`None` for YAML files).
+    pub task_sdk: Option<&'a std::collections::HashSet<String>>,
 }
 
 /// Reads the DAG `key: node`. Problems are pushed to `problems` with the DAG (and task) named;
@@ -437,6 +440,7 @@ fn read_tasks(
     ctx: &BuildContext<'_>,
     problems: &mut Vec<Diagnostic>,
 ) -> IndexMap<TaskId, BuiltTask> {
+    let runs_in_task_sdk = |name: &str| ctx.task_sdk.is_some_and(|tasks| tasks.contains(name));
     let mut tasks: IndexMap<TaskId, BuiltTask> = IndexMap::new();
     let Some(node) = node else { return tasks };
     let entries = values::named_entries(node, "tasks", "task_id", problems);
@@ -459,6 +463,7 @@ fn read_tasks(
             own,
             defaults,
             dag_dir: ctx.fileloc.parent().unwrap_or(std::path::Path::new(".")),
+            task_sdk: runs_in_task_sdk(&name),
         };
         let read = task::read_task(&entry, ctx.renderer, &mut task_problems);
         if let (Some(g), None) = (group_name, group) {

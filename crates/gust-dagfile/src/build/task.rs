@@ -36,6 +36,9 @@ pub struct TaskEntry<'a> {
     pub defaults: Vec<&'a Mapping>,
     /// The folder of the DAG file, which dag-factory's `file:` of datasets is relative to.
     pub dag_dir: &'a std::path::Path,
+    /// A task of a Python DAG file that the Task SDK runs from the file itself: its operator
+    /// (a class path) and arguments are Python's, not Gust's to check.
+    pub task_sdk: bool,
 }
 
 /// A task entry read and checked, before its dependencies are resolved.
@@ -247,6 +250,9 @@ fn read_operator(
     entry: &TaskEntry<'_>,
     problems: &mut Vec<Diagnostic>,
 ) -> Option<&'static OperatorSpec> {
+    if entry.task_sdk {
+        return Some(&gust_operators::python::CLASS_PATH_SPEC);
+    }
     // dag-factory builds a task with `decorator:` and no `operator:` of its own as TaskFlow.
     if entry.own.get("operator").is_none()
         && let Some(decorator) = entry.own.get("decorator")

@@ -31,9 +31,25 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 paths
             };
-            let load = gust_dagfile::load_paths(&paths, &dags_folder, wall_clock_now());
+            let python = python_dags()?;
+            let load = gust_dagfile::load_paths_with(
+                &paths,
+                &dags_folder,
+                wall_clock_now(),
+                python
+                    .as_deref()
+                    .map(|p| p as &dyn gust_dagfile::PythonParser),
+            );
             for problem in &load.problems {
                 println!("{problem}");
+            }
+            // How long Airflow took over each Python file, as its `dags report` says.
+            for (file, took) in &load.parse_durations {
+                eprintln!(
+                    "{}: parsed by Airflow in {:.2}s",
+                    relative(file, &dags_folder).display(),
+                    took.as_secs_f64()
+                );
             }
             // Warnings do not fail validation: Gust runs the DAG as written, but Airflow would not.
             for warning in &load.warnings {
@@ -49,7 +65,12 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             if load.files.is_empty() && load.problems.is_empty() {
                 let read: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
                 eprintln!(
-                    "nothing to validate: no DAG files (*.yaml, *.yml) in {}",
+                    "nothing to validate: no DAG files ({}) in {}",
+                    if python.is_some() {
+                        "*.yaml, *.yml, *.py"
+                    } else {
+                        "*.yaml, *.yml"
+                    },
                     read.join(", ")
                 );
                 Ok(ExitCode::FAILURE)
@@ -69,6 +90,11 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+        DagsCommand::ExportYaml { dag_id, folder } => {
+            let dag = find_dag(&folder, &dag_id)?;
+            print!("{}", export_yaml(&dag, &dags_folder(&folder)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
         DagsCommand::Show {
             dag_id,
             folder,
@@ -86,7 +112,7 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             local_pods,
         } => {
             let dag = find_dag(&folder, &dag_id)?;
-            test_once(dag, conf, logical_date, local_pods)
+            test_once(dag, &folder, conf, logical_date, local_pods)
         }
         DagsCommand::Pause { dag_id, folder } => set_paused(&folder, &dag_id, true),
         DagsCommand::Unpause { dag_id, folder } => set_paused(&folder, &dag_id, false),
@@ -125,7 +151,10 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
         ),
         DagsCommand::ListImportErrors { folder, output } => {
             let (root, load) = load(&folder)?;
-            print!("{}", render::import_errors(&load.problems, output)?);
+            print!(
+                "{}",
+                render::import_errors(&load.problems, &load.tracebacks, output)?
+            );
             say_when_empty(&folder, &root, &load)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -169,7 +198,13 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
             local_pods,
         } => {
             let dag = find_dag(&folder, &dag_id)?;
-            test_once(single_task(&dag, &task_id)?, conf, logical_date, local_pods)
+            test_once(
+                single_task(&dag, &task_id)?,
+                &folder,
+                conf,
+                logical_date,
+                local_pods,
+            )
         }
         crate::cli::TasksCommand::DryRun {
             dag_id,
@@ -241,11 +276,14 @@ fn set_paused(folder: &DagsFolder, dag_id: &str, paused: bool) -> anyhow::Result
 /// Runs `dag` once in-process: `dags test` and `tasks test`.
 fn test_once(
     dag: gust_core::dag::Dag,
+    folder: &DagsFolder,
     conf: Option<String>,
     logical_date: Option<String>,
     local_pods: bool,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&config::home()?)?;
+    let mut config = Config::load(&config::home()?)?;
+    // A Python DAG file's tasks load it from the folder it was read from.
+    config.core.dags_folder = dags_folder(folder)?;
     super::test_run::run_test(
         super::test_run::TestArgs {
             dag,
@@ -404,9 +442,61 @@ pub(super) fn dags_folder(folder: &DagsFolder) -> anyhow::Result<PathBuf> {
 /// The DAGs folder (the flag's, else the configured one) and what loading it found.
 pub(super) fn load(folder: &DagsFolder) -> anyhow::Result<(PathBuf, FolderLoad)> {
     let root = dags_folder(folder)?;
-    let load = gust_dagfile::load_folder(&root, wall_clock_now())
-        .with_context(|| "cannot load DAGs (set [core] dags_folder or pass --dags-folder DIR)")?;
+    let python = python_dags()?;
+    let load = gust_dagfile::load_folder_with(
+        &root,
+        wall_clock_now(),
+        python
+            .as_deref()
+            .map(|p| p as &dyn gust_dagfile::PythonParser),
+    )
+    .with_context(|| "cannot load DAGs (set [core] dags_folder or pass --dags-folder DIR)")?;
     Ok((root, load))
+}
+
+/// The parser of Python DAG files, when `[python] interpreter` is set.
+fn python_dags() -> anyhow::Result<Option<std::sync::Arc<crate::python_dags::PythonDags>>> {
+    let home = config::home()?;
+    let config = Config::load(&home)?;
+    Ok(crate::python_dags::PythonDags::from_config(
+        &config,
+        &home.join("run").join("python"),
+    ))
+}
+
+/// The dag-factory YAML of a Python DAG (`gust dags export-yaml`).
+fn export_yaml(dag: &gust_core::dag::Dag, root: &Path) -> anyhow::Result<String> {
+    use gust_dagfile::PythonParser;
+    if !gust_dagfile::python::is_python(&dag.fileloc) {
+        anyhow::bail!(
+            "DAG \"{}\" is already YAML: {}",
+            dag.id,
+            dag.fileloc.display()
+        );
+    }
+    let Some(python) = python_dags()? else {
+        anyhow::bail!("Python DAG files need [python] interpreter (see docs/python-dags.md)");
+    };
+    let parsed = python.parse(std::slice::from_ref(&dag.fileloc), root);
+    let found = parsed
+        .iter()
+        .flat_map(|file| &file.dags)
+        .find(|d| d.dag_id == dag.id.as_str())
+        .with_context(|| {
+            format!(
+                "Airflow found no DAG \"{}\" in {}",
+                dag.id,
+                dag.fileloc.display()
+            )
+        })?;
+    let value = gust_dagfile::python::export_yaml(found).map_err(anyhow::Error::msg)?;
+    let mut text = format!(
+        "# dag-factory YAML of {} (written by `gust dags export-yaml {}`)\n",
+        dag.fileloc.display(),
+        dag.id
+    );
+    text.push_str(&serde_yaml_ng::to_string(&value).context("cannot write YAML")?);
+    Ok(text)
 }
 
 fn warn_about_problems(load: &FolderLoad) {

@@ -288,13 +288,16 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let stop = CancellationToken::new();
         let secrets_watch = watch_secrets(&config, &home, &store, &stop).await;
-        let (bags, watcher) = watch_folder(
-            dags_folder.clone(),
-            WatchConfig::default(),
-            clock.clone(),
-            stop.clone(),
-        )
-        .await;
+        let watch = WatchConfig {
+            python: crate::python_dags::PythonDags::from_config(
+                &config,
+                &home.join("run").join("python"),
+            )
+            .map(|p| p as Arc<dyn gust_dagfile::PythonParser>),
+            ..WatchConfig::default()
+        };
+        let (bags, watcher) =
+            watch_folder(dags_folder.clone(), watch, clock.clone(), stop.clone()).await;
         let (tx, events) = gust_executor::event_channel();
         let mut connections_reader = ConnectionsReader::new(store.clone(), &config, home.clone());
         let connections = connections_reader.read().await.unwrap_or_else(|err| {

@@ -75,3 +75,44 @@ pub fn test_run_id(stdout: &str) -> String {
         .find_map(|line| Some(line.strip_prefix("run ")?.split_once(" of ")?.0.to_owned()))
         .unwrap_or_else(|| panic!("no `run ID of DAG` line in: {stdout}"))
 }
+
+/// The Airflow venv's Python: `GUST_TEST_AIRFLOW_PYTHON`, else `target/airflow-venv/bin/python`;
+/// when neither exists the test says so and is skipped (and fails with GUST_REQUIRE_AIRFLOW=1,
+/// as in CI).
+pub fn airflow_python() -> Option<PathBuf> {
+    let path = std::env::var_os("GUST_TEST_AIRFLOW_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/airflow-venv/bin/python")
+        });
+    if path.exists() {
+        Some(path)
+    } else {
+        assert!(
+            std::env::var("GUST_REQUIRE_AIRFLOW").as_deref() != Ok("1"),
+            "GUST_REQUIRE_AIRFLOW=1 but there is no Airflow venv at {}",
+            path.display()
+        );
+        eprintln!(
+            "SKIPPED: no Airflow venv at {} (set GUST_TEST_AIRFLOW_PYTHON, or run .ci/run, which \
+             makes target/airflow-venv)",
+            path.display()
+        );
+        None
+    }
+}
+
+/// Each task's last state in `gust dags test`'s progress lines (`<time> <task>: <state>...`).
+pub fn final_states(stdout: &str) -> std::collections::BTreeMap<String, String> {
+    let mut states = std::collections::BTreeMap::new();
+    for line in stdout.lines().filter(|l| l.starts_with("20")) {
+        if let Some((task, rest)) = line
+            .split_once(' ')
+            .and_then(|(_, moved)| moved.split_once(": "))
+        {
+            let state = rest.split_whitespace().next().unwrap_or_default();
+            states.insert(task.to_owned(), state.to_owned());
+        }
+    }
+    states
+}

@@ -1,0 +1,462 @@
+# Run by Gust: parses Python DAG files as Airflow 3's DAG processor does, and prints what Gust
+# needs of each, one JSON line per file on stdout.
+#
+# The request (JSON on stdin) names the files, the DAG bundle folder (the DAGs folder, put on
+# sys.path as Airflow does), the per-file timeout and how many files parse at once. Airflow is
+# imported once here; each file is parsed in a child forked from this process (Airflow's
+# processor forks its parsers the same way), with Airflow's own BundleDagBag, and each DAG is
+# serialized with Airflow's own DagSerialization (a DAG Airflow cannot serialize is an import
+# error, as in Airflow). A child past the timeout is killed and its file gets an import error.
+#
+# What is printed per DAG is the DAG in dag-factory's shape (what Gust reads from YAML), taken
+# from the DAG Airflow built: its settings, its tasks with their settings, upstreams, groups and
+# the arguments each operator was given (Airflow keeps them; its serialized form keeps only
+# template fields). Values YAML cannot hold are said, per task, in "not_expressible".
+import datetime
+import enum
+import gc
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+import traceback
+
+request = json.load(sys.stdin)
+FILES = request["files"]
+BUNDLE = request["bundle_path"]
+TIMEOUT = float(request["timeout"])
+PARALLELISM = max(1, int(request["parallelism"]))
+MAX_BYTES = int(request["max_bytes"])
+TRACEBACK_DEPTH = 5
+
+OUT = os.fdopen(os.dup(1), "w")
+# A DAG file's prints must not reach the protocol: they go to stderr, which Gust discards.
+os.dup2(2, 1)
+
+started = time.monotonic()
+from airflow.dag_processing.dagbag import BundleDagBag  # noqa: E402
+from airflow.sdk.bases.operator import BaseOperator  # noqa: E402
+from airflow.serialization.serialized_objects import DagSerialization  # noqa: E402
+
+import importlib  # noqa: E402
+import inspect  # noqa: E402
+
+# What most DAG files import, imported once here rather than in every child (a child is a fork
+# of this process): Airflow's processor parses in forks of an Airflow-importing parent too.
+for _module in (
+    "airflow.sdk",
+    "airflow.providers.standard.operators.bash",
+    "airflow.providers.standard.operators.empty",
+    "airflow.providers.standard.operators.python",
+    "airflow.providers.standard.decorators.python",
+    "airflow.providers.cncf.kubernetes.operators.pod",
+):
+    try:
+        importlib.import_module(_module)
+    except Exception:  # An optional provider missing is the DAG file's problem, if it uses it.
+        pass
+
+BASE_ARGUMENTS = set(inspect.signature(BaseOperator.__init__).parameters) - {"self", "kwargs"}
+# Task settings Gust reads from the operator's attributes rather than from its arguments, with
+# Airflow's defaults (a setting at its default is left out, as a YAML file would leave it).
+SETTINGS = {
+    "owner": "airflow",
+    "retries": 0,
+    "retry_delay": datetime.timedelta(seconds=300),
+    "retry_exponential_backoff": False,
+    "max_retry_delay": None,
+    "execution_timeout": None,
+    "trigger_rule": "all_success",
+    "pool": "default_pool",
+    "pool_slots": 1,
+    "priority_weight": 1,
+    "depends_on_past": False,
+    "do_xcom_push": None,
+    "email_on_failure": True,
+    "email_on_retry": True,
+}
+CALLBACKS = (
+    "on_execute_callback",
+    "on_success_callback",
+    "on_failure_callback",
+    "on_retry_callback",
+    "on_skipped_callback",
+)
+
+
+class NotExpressible(Exception):
+    pass
+
+
+def timedelta(value):
+    return {"__type__": "datetime.timedelta", "seconds": value.total_seconds()}
+
+
+def plain(value, where):
+    """A value as YAML holds it, or NotExpressible naming what it is."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return plain(value.value, where)
+    if isinstance(value, datetime.timedelta):
+        return timedelta(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [plain(item, where) for item in items]
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotExpressible("%s has a key that is not a string (%r)" % (where, key))
+            out[key] = plain(item, where)
+        return out
+    if hasattr(value, "openapi_types") and type(value).__module__.startswith("kubernetes."):
+        # A Kubernetes client object: its manifest form, as kubectl writes it.
+        from kubernetes.client import ApiClient
+
+        return ApiClient().sanitize_for_serialization(value)
+    raise NotExpressible("%s is a %s" % (where, type(value).__qualname__))
+
+
+def class_path(obj):
+    cls = type(obj)
+    return "%s.%s" % (cls.__module__, cls.__qualname__)
+
+
+def callable_path(fn):
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return "%s.%s" % (getattr(fn, "__module__", None) or type(fn).__module__, name)
+
+
+def schedule(dag, problems):
+    value = dag.schedule if hasattr(dag, "schedule") else None
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime.timedelta):
+        return timedelta(value)
+    from airflow.sdk.definitions.asset import Asset, AssetAll
+
+    if isinstance(value, Asset):
+        return [value.uri]
+    if isinstance(value, AssetAll) and all(isinstance(a, Asset) for a in value.objects):
+        return [a.uri for a in value.objects]
+    if isinstance(value, (list, tuple)) and all(isinstance(a, Asset) for a in value):
+        return [a.uri for a in value]
+    problems.append(
+        "DAG %s: its schedule (%s) cannot be read by Gust yet; use a cron expression, a preset, "
+        "a timedelta, None or a list of assets" % (dag.dag_id, type(value).__qualname__)
+    )
+    return None
+
+
+def assets(values):
+    from airflow.sdk.definitions.asset import Asset
+
+    return [a.uri for a in values if isinstance(a, Asset)]
+
+
+def task_shape(task, dag_module):
+    """The task in dag-factory's shape, and what of it YAML cannot hold."""
+    out = {"operator": class_path(task)}
+    not_expressible = []
+    for key, default in SETTINGS.items():
+        value = getattr(task, key, None)
+        if isinstance(value, enum.Enum):
+            value = value.value
+        if key == "retry_exponential_backoff":
+            value = bool(value)
+        if value is None or value == default:
+            continue
+        if isinstance(value, datetime.timedelta):
+            value = timedelta(value)
+        out[key] = value
+    if task.is_setup:
+        out["is_setup"] = True
+    if task.is_teardown:
+        out["is_teardown"] = True
+        out["on_failure_fail_dagrun"] = bool(getattr(task, "_on_failure_fail_dagrun", False))
+    if task.doc_md:
+        out["doc_md"] = task.doc_md
+    if task.outlets:
+        out["outlets"] = assets(task.outlets)
+    if task.inlets:
+        out["inlets"] = assets(task.inlets)
+    for name in CALLBACKS:
+        callbacks = getattr(task, name, None)
+        if not callbacks:
+            continue
+        callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+        out[name] = [callable_path(fn) for fn in callbacks]
+        if any(getattr(fn, "__module__", None) == dag_module for fn in callbacks):
+            not_expressible.append("its %s is defined in the DAG file" % name)
+    group = task.task_group
+    if group is not None and group.group_id is not None:
+        out["task_group_name"] = group.group_id
+    out["dependencies"] = sorted(task.upstream_task_ids)
+    # The operator's own arguments, as it was given them (default_args applied).
+    arguments = {}
+    given = getattr(task, "_BaseOperator__init_kwargs", None) or {}
+    for key, value in given.items():
+        if key in BASE_ARGUMENTS or key in CALLBACKS:
+            continue
+        try:
+            arguments[key] = plain(value, "argument %r" % key)
+        except NotExpressible as why:
+            not_expressible.append(str(why))
+    return out, arguments, not_expressible
+
+
+def groups(dag):
+    found = {}
+    pending = [dag.task_group]
+    while pending:
+        group = pending.pop()
+        for child in group.children.values():
+            if hasattr(child, "children"):
+                pending.append(child)
+                entry = {"prefix_group_id": False}
+                if child.tooltip:
+                    entry["tooltip"] = child.tooltip
+                if group.group_id is not None:
+                    entry["parent_group_name"] = group.group_id
+                found[child.group_id] = entry
+    return found
+
+
+def dag_shape(dag):
+    problems = []
+    shape = {}
+    shape["schedule"] = schedule(dag, problems)
+    if dag.timezone is not None:
+        shape["timezone"] = getattr(dag.timezone, "name", str(dag.timezone))
+    if dag.start_date is not None:
+        shape["start_date"] = dag.start_date.isoformat()
+    if dag.end_date is not None:
+        shape["end_date"] = dag.end_date.isoformat()
+    shape["catchup"] = bool(dag.catchup)
+    shape["max_active_runs"] = dag.max_active_runs
+    shape["max_active_tasks"] = dag.max_active_tasks
+    if dag.dagrun_timeout is not None:
+        shape["dagrun_timeout"] = timedelta(dag.dagrun_timeout)
+    if dag.description:
+        shape["description"] = dag.description
+    if dag.doc_md:
+        shape["doc_md"] = dag.doc_md
+    if dag.tags:
+        shape["tags"] = sorted(dag.tags)
+    if dag.is_paused_upon_creation is not None:
+        shape["is_paused_upon_creation"] = dag.is_paused_upon_creation
+    try:
+        params = dag.params.dump() if dag.params else {}
+        if params:
+            shape["params"] = plain(params, "params")
+    except NotExpressible as why:
+        problems.append("DAG %s: its %s" % (dag.dag_id, why))
+    for name in ("on_success_callback", "on_failure_callback"):
+        callbacks = getattr(dag, name, None)
+        if callbacks:
+            callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+            shape[name] = [callable_path(fn) for fn in callbacks]
+    shape["task_groups"] = groups(dag)
+    tasks = {}
+    arguments = {}
+    not_expressible = {}
+    mapped = []
+    dag_module = None
+    for task in dag.tasks:
+        closest_mapped_group = getattr(task, "get_closest_mapped_task_group", None)
+        in_mapped_group = closest_mapped_group is not None and closest_mapped_group() is not None
+        if not isinstance(task, BaseOperator) or in_mapped_group:
+            mapped.append(task.task_id)
+            continue
+        dag_module = dag_module or _dag_module(dag)
+        tasks[task.task_id], arguments[task.task_id], why = task_shape(task, dag_module)
+        if why:
+            not_expressible[task.task_id] = why
+    shape["tasks"] = tasks
+    return {
+        "dag_id": dag.dag_id,
+        "dag": shape,
+        "arguments": arguments,
+        "not_expressible": not_expressible,
+        "mapped": mapped,
+        "problems": problems,
+    }
+
+
+def _dag_module(dag):
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == dag.fileloc:
+            return name
+    return None
+
+
+def parse(path):
+    """One file's result, in the child."""
+    began = time.monotonic()
+    bag = BundleDagBag(dag_folder=path, bundle_path=BUNDLE, load_op_links=False, safe_mode=True)
+    errors = [{"message": message} for message in bag.import_errors.values()]
+    dags = []
+    for dag in bag.dags.values():
+        try:
+            DagSerialization.to_dict(dag)
+        except Exception:
+            errors.append({"message": traceback.format_exc(limit=-TRACEBACK_DEPTH)})
+            continue
+        try:
+            dags.append(dag_shape(dag))
+        except Exception:
+            errors.append(
+                {"message": "Gust could not read DAG %s:\n%s" % (dag.dag_id, traceback.format_exc())}
+            )
+    return {
+        "file": path,
+        "dags": dags,
+        "errors": errors,
+        "seconds": time.monotonic() - began,
+    }
+
+
+def child(path, fd):
+    try:
+        result = parse(path)
+    except BaseException:
+        result = {"file": path, "dags": [], "errors": [{"message": traceback.format_exc()}]}
+    text = json.dumps(result, default=str)
+    if len(text) > MAX_BYTES:
+        text = json.dumps(
+            {
+                "file": path,
+                "dags": [],
+                "errors": [
+                    {
+                        "message": "the file's DAGs are %d bytes once read, past Gust's limit of %d"
+                        % (len(text), MAX_BYTES)
+                    }
+                ],
+            }
+        )
+    data = text.encode()
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.close(fd)
+
+
+def main():
+    selector = selectors.DefaultSelector()
+    pending = list(FILES)
+    running = {}  # read fd -> (pid, path, deadline, chunks, began)
+    while pending or running:
+        while pending and len(running) < PARALLELISM:
+            path = pending.pop(0)
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_fd)
+                code = 0
+                try:
+                    child(path, write_fd)
+                except BaseException:
+                    code = 1
+                os._exit(code)
+            os.close(write_fd)
+            now = time.monotonic()
+            running[read_fd] = (pid, path, now + TIMEOUT, [], now)
+            selector.register(read_fd, selectors.EVENT_READ)
+        nearest = min(entry[2] for entry in running.values())
+        wait = max(0.0, nearest - time.monotonic())
+        for key, _ in selector.select(timeout=wait):
+            fd = key.fd
+            pid, path, deadline, chunks, began = running[fd]
+            chunk = os.read(fd, 1 << 16)
+            if chunk:
+                chunks.append(chunk)
+                continue
+            selector.unregister(fd)
+            os.close(fd)
+            del running[fd]
+            _, status = os.waitpid(pid, 0)
+            try:
+                result = json.loads(b"".join(chunks))
+            except ValueError:
+                result = {
+                    "file": path,
+                    "dags": [],
+                    "errors": [{"message": "parsing the file ended its process (%s)" % _status(status)}],
+                }
+            result["seconds"] = time.monotonic() - began
+            emit(result)
+        now = time.monotonic()
+        for fd, (pid, path, deadline, chunks, began) in list(running.items()):
+            if now < deadline:
+                continue
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            selector.unregister(fd)
+            os.close(fd)
+            del running[fd]
+            emit(
+                {
+                    "file": path,
+                    "dags": [],
+                    "errors": [
+                        {
+                            "message": "parsing the file took longer than [dag_processor] "
+                            "dag_file_processor_timeout (%gs) and was killed" % TIMEOUT
+                        }
+                    ],
+                    "seconds": now - began,
+                }
+            )
+
+
+def _status(status):
+    if os.WIFSIGNALED(status):
+        return "killed by signal %d" % os.WTERMSIG(status)
+    return "exit code %d" % os.WEXITSTATUS(status)
+
+
+def emit(result):
+    OUT.write(json.dumps(result, default=str))
+    OUT.write("\n")
+    OUT.flush()
+
+
+def warm_up():
+    """Parses and serializes a small DAG once here, so that what the first parse sets up
+    (importers, serializers, settings) is set up before forking, not again in every child."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gust-warm-up-") as folder:
+        path = os.path.join(folder, "warm_up_dag.py")
+        with open(path, "w") as f:
+            f.write(
+                "from airflow.sdk import DAG\n"
+                "from airflow.providers.standard.operators.bash import BashOperator\n"
+                "with DAG('gust_warm_up', schedule=None):\n"
+                "    BashOperator(task_id='t', bash_command='true')\n"
+            )
+        try:
+            bag = BundleDagBag(dag_folder=path, bundle_path=folder, load_op_links=False)
+            for dag in bag.dags.values():
+                DagSerialization.to_dict(dag)
+        except Exception:  # Only a warm-up: the files themselves say what is wrong.
+            pass
+
+
+warm_up()
+# Children share the parent's objects copy-on-write: frozen, the garbage collector does not
+# touch (and so copy) them in every child, as Airflow's processor does before forking.
+gc.collect()
+gc.freeze()
+OUT.write(json.dumps({"ready": time.monotonic() - started}) + "\n")
+OUT.flush()
+main()

@@ -1,0 +1,484 @@
+//! Python DAG files end to end: `.py` files are parsed by Airflow itself (the venv's), scheduled
+//! by Gust. Airflow's own example DAGs end as `airflow dags test` ends them; the seed documents'
+//! Python DAGs run on the local pod runtime with the pods their YAML twins get; import errors
+//! carry Airflow's traceback; `gust dags export-yaml` writes YAML Gust loads again.
+//!
+//! The venv's Python is `GUST_TEST_AIRFLOW_PYTHON`, else `target/airflow-venv/bin/python`; when
+//! neither exists the tests say so and do nothing (and fail with GUST_REQUIRE_AIRFLOW=1).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+mod common;
+
+use assert_cmd::Command;
+use common::{airflow_python, examples, final_states, gust};
+
+/// Airflow's example DAGs (in apache-airflow 3.3.2) whose operators are installed and which need
+/// no network, no other DAG and no plugin: their file (under the `airflow` package) and DAG id,
+/// in groups small enough for one test each.
+const BASH: &[(&str, &str)] = &[(
+    "providers/standard/example_dags/example_bash_operator.py",
+    "example_bash_operator",
+)];
+const SHORT_CIRCUITS: &[(&str, &str)] = &[
+    (
+        "providers/standard/example_dags/example_short_circuit_operator.py",
+        "example_short_circuit_operator",
+    ),
+    (
+        "providers/standard/example_dags/example_short_circuit_decorator.py",
+        "example_short_circuit_decorator",
+    ),
+];
+const GROUPS_AND_SKIPS: &[(&str, &str)] = &[
+    ("example_dags/example_task_group.py", "example_task_group"),
+    ("example_dags/example_skip_dag.py", "example_skip_dag"),
+    ("example_dags/example_complex.py", "example_complex"),
+];
+const BRANCHES: &[(&str, &str)] = &[
+    (
+        "example_dags/example_nested_branch_dag.py",
+        "example_nested_branch_dag",
+    ),
+    (
+        "example_dags/example_branch_labels.py",
+        "example_branch_labels",
+    ),
+];
+const SETUPS_AND_XCOM_ARGS: &[(&str, &str)] = &[
+    (
+        "example_dags/example_setup_teardown.py",
+        "example_setup_teardown",
+    ),
+    ("example_dags/example_xcomargs.py", "example_xcom_args"),
+];
+
+/// The `airflow` package of the venv `python` belongs to.
+fn airflow_package(python: &Path) -> PathBuf {
+    let lib = python
+        .parent()
+        .and_then(Path::parent)
+        .expect("a venv's bin/python")
+        .join("lib");
+    std::fs::read_dir(&lib)
+        .expect("the venv's lib")
+        .flatten()
+        .map(|entry| entry.path().join("site-packages/airflow"))
+        .find(|path| path.is_dir())
+        .expect("airflow in the venv")
+}
+
+/// A DAGs folder holding copies of `files` (relative to the `airflow` package).
+fn copied_examples(python: &Path, into: &Path, files: &[&str]) -> PathBuf {
+    let dags = into.join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    let package = airflow_package(python);
+    for file in files {
+        let from = package.join(file);
+        let name = from.file_name().expect("a file name");
+        std::fs::copy(&from, dags.join(name)).expect("copy an example");
+    }
+    dags
+}
+
+/// `gust` with the venv as its Python environment.
+fn gust_py(home: &Path, python: &Path) -> Command {
+    let mut command = gust(home);
+    command.env("GUST__PYTHON__INTERPRETER", python);
+    command
+}
+
+/// `gust ARGS DAGS` with the venv as its Python environment, run to its end.
+fn gust_with(home: &Path, python: &Path, args: &[&str], dags: &Path) -> std::process::Output {
+    gust_py(home, python)
+        .args(args)
+        .arg(dags)
+        .output()
+        .expect("gust runs")
+}
+
+/// `gust dags test DAG` of `dags`: each task's final state.
+fn gust_states(home: &Path, python: &Path, dags: &Path, dag_id: &str) -> BTreeMap<String, String> {
+    let output = gust_py(home, python)
+        .args(["dags", "test", dag_id, "--local-pods", "--dags-folder"])
+        .arg(dags)
+        .output()
+        .expect("gust runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let states = final_states(&stdout);
+    assert!(
+        !states.is_empty(),
+        "gust dags test {dag_id} ran nothing: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    states
+}
+
+/// `airflow dags test DAG` of `dags` for each of `dag_ids`, in one fresh AIRFLOW_HOME: each DAG's
+/// task states, read from Airflow's database (its CLI mixes log lines into what it prints).
+fn airflow_states(
+    python: &Path,
+    root: &Path,
+    dags: &Path,
+    dag_ids: &[&str],
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let home = root.join("airflow-home");
+    let airflow = |args: &[&str]| {
+        #[allow(clippy::disallowed_methods, reason = "the test runs Airflow")]
+        let output = std::process::Command::new(python)
+            .args(args)
+            .env("AIRFLOW_HOME", &home)
+            .env("AIRFLOW__CORE__DAGS_FOLDER", dags)
+            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+            .output()
+            .expect("airflow runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    airflow(&["-m", "airflow", "db", "migrate"]);
+    for dag_id in dag_ids {
+        // A run whose tasks fail on purpose exits 1: the states are what is compared.
+        airflow(&["-m", "airflow", "dags", "test", dag_id]);
+    }
+    let printed = airflow(&["-c", STATES_OF_THE_RUNS]);
+    let json = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("STATES "))
+        .unwrap_or_else(|| panic!("no states in: {printed}"));
+    serde_json::from_str(json).expect("JSON states")
+}
+
+/// Prints `STATES {dag_id: {task_id: state}}` from Airflow's database.
+const STATES_OF_THE_RUNS: &str = r#"
+import json
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.session import create_session
+with create_session() as session:
+    states = {}
+    for dag, task, state in session.query(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.state):
+        states.setdefault(dag, {})[task] = getattr(state, "value", state)
+    print("STATES " + json.dumps(states))
+"#;
+
+/// Runs `examples` with `gust dags test` and `airflow dags test`, and asserts each DAG's tasks
+/// end in the same states.
+fn assert_ends_as_in_airflow(examples: &[(&str, &str)]) {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let files: Vec<&str> = examples.iter().map(|(file, _)| *file).collect();
+    let dags = copied_examples(&python, root.path(), &files);
+    let dag_ids: Vec<&str> = examples.iter().map(|(_, id)| *id).collect();
+
+    gust_py(root.path(), &python)
+        .args(["dags", "validate"])
+        .arg(&dags)
+        .assert()
+        .success();
+    let airflow = airflow_states(&python, root.path(), &dags, &dag_ids);
+    for dag_id in &dag_ids {
+        let gust = gust_states(root.path(), &python, &dags, dag_id);
+        assert_eq!(
+            Some(&gust),
+            airflow.get(*dag_id),
+            "{dag_id}: Gust's states (left) differ from Airflow's (right)"
+        );
+    }
+}
+
+#[test]
+fn airflow_s_bash_example_ends_in_gust_as_in_airflow() {
+    assert_ends_as_in_airflow(BASH);
+}
+
+#[test]
+fn airflow_s_short_circuit_examples_end_in_gust_as_in_airflow() {
+    assert_ends_as_in_airflow(SHORT_CIRCUITS);
+}
+
+#[test]
+fn airflow_s_task_group_skip_and_complex_examples_end_in_gust_as_in_airflow() {
+    assert_ends_as_in_airflow(GROUPS_AND_SKIPS);
+}
+
+#[test]
+fn airflow_s_branch_examples_end_in_gust_as_in_airflow() {
+    assert_ends_as_in_airflow(BRANCHES);
+}
+
+#[test]
+fn airflow_s_setup_teardown_and_xcom_args_examples_end_in_gust_as_in_airflow() {
+    assert_ends_as_in_airflow(SETUPS_AND_XCOM_ARGS);
+}
+
+#[test]
+fn gust_dags_list_shows_python_and_yaml_dags_side_by_side() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let dags = copied_examples(
+        &python,
+        root.path(),
+        &["example_dags/example_task_group.py"],
+    );
+    std::fs::copy(examples().join("diamond.yaml"), dags.join("diamond.yaml")).expect("copy");
+    // Airflow's safe mode: a helper without "airflow" and "dag" in it is not parsed.
+    std::fs::write(dags.join("helper.py"), "def greet():\n    return 'hi'\n").expect("write");
+    let output = gust_with(
+        root.path(),
+        &python,
+        &["dags", "list", "--output", "json", "--dags-folder"],
+        &dags,
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON list");
+    let files: BTreeMap<String, String> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|row| {
+            (
+                row["dag_id"].as_str().unwrap_or_default().to_owned(),
+                row["fileloc"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        files
+            .get("example_task_group")
+            .is_some_and(|f| f.ends_with("example_task_group.py")),
+        "{files:?}"
+    );
+    assert!(files.contains_key("kube_operator_diamond"), "{files:?}");
+    assert_eq!(files.len(), 2, "{files:?}");
+
+    // Without a Python environment, .py files are not DAG files.
+    let yaml_only = gust(root.path())
+        .args(["dags", "list", "--output", "json", "--dags-folder"])
+        .arg(&dags)
+        .output()
+        .expect("gust runs");
+    let listed: serde_json::Value = serde_json::from_slice(&yaml_only.stdout).expect("a JSON list");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
+
+#[test]
+fn the_seed_s_pod_dag_runs_the_pods_its_yaml_twin_runs() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let python_dags = examples().join("../python_dags");
+    let states = gust_states(home.path(), &python, &python_dags, "kubernetes_sample_py");
+    let want: BTreeMap<String, String> = [
+        ("run_this_first", "success"),
+        ("passing-task", "success"),
+        ("failing-task", "failed"),
+    ]
+    .into_iter()
+    .map(|(task, state)| (task.to_owned(), state.to_owned()))
+    .collect();
+    assert_eq!(states, want);
+
+    // The pods equal those of the YAML file, which the KPO parity test compares with Airflow's.
+    let dry_run = |folder: &Path, dag: &str, task: &str| {
+        let output = gust_py(home.path(), &python)
+            .args([
+                "tasks",
+                "dry-run",
+                dag,
+                task,
+                "--logical-date",
+                "2024-01-01",
+            ])
+            .arg("--dags-folder")
+            .arg(folder)
+            .output()
+            .expect("gust runs");
+        assert!(output.status.success(), "{output:?}");
+        // The pod's name ends in a random suffix (`random_name_suffix`), different each time.
+        String::from_utf8_lossy(&output.stdout)
+            .replace("kubernetes_sample_py", "kubernetes_sample")
+            .lines()
+            .filter(|line| !line.starts_with("  name: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let yaml_folder = examples().join("kubernetes");
+    for task in ["passing-task", "failing-task"] {
+        assert_eq!(
+            dry_run(&python_dags, "kubernetes_sample_py", task),
+            dry_run(&yaml_folder, "kubernetes_sample", task),
+            "{task}'s pod"
+        );
+    }
+}
+
+#[test]
+fn the_seed_s_ml_pipeline_passes_its_pod_s_xcom_to_the_next_task() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let python_dags = examples().join("../python_dags");
+    let output = gust_py(home.path(), &python)
+        .args([
+            "dags",
+            "test",
+            "ml_pipeline",
+            "--local-pods",
+            "--logical-date",
+            "2024-03-01",
+        ])
+        .arg("--dags-folder")
+        .arg(&python_dags)
+        .env("GUST__LOGGING__BASE_LOG_FOLDER", home.path().join("logs"))
+        .output()
+        .expect("gust runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let states = final_states(&stdout);
+    for task in ["plan", "process", "report"] {
+        assert_eq!(
+            states.get(task).map(String::as_str),
+            Some("success"),
+            "{task}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let logs = read_logs(&home.path().join("logs"), "task_id=report");
+    assert!(
+        logs.contains("model at oss://ml-bucket/jobs/20240301/process/model"),
+        "{logs}"
+    );
+}
+
+/// Every log file's text under `root` whose path contains `part`.
+fn read_logs(root: &Path, part: &str) -> String {
+    let mut text = String::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.display().to_string().contains(part) {
+                text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn an_import_error_shows_airflow_s_traceback_at_the_line_that_failed() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let dags = root.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("broken.py"),
+        "from airflow.sdk import DAG\n\nimport no_such_module_here\n",
+    )
+    .expect("write");
+    let output = gust_with(root.path(), &python, &["dags", "validate"], &dags);
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout
+            .contains("broken.py:3:1: ModuleNotFoundError: No module named 'no_such_module_here'"),
+        "{stdout}"
+    );
+    let listed = gust_with(
+        root.path(),
+        &python,
+        &["dags", "list-import-errors", "--dags-folder"],
+        &dags,
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("Traceback (most recent call last)"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn mapped_tasks_are_refused_as_in_yaml() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let dags = copied_examples(
+        &python,
+        root.path(),
+        &["example_dags/example_dynamic_task_mapping.py"],
+    );
+    let output = gust_with(root.path(), &python, &["dags", "validate"], &dags);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(
+            "example_dynamic_task_mapping.add_one: task \"add_one\" is mapped, and mapped tasks cannot run yet"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn export_yaml_writes_a_file_gust_loads_to_the_same_dag() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let dags = copied_examples(
+        &python,
+        root.path(),
+        &[
+            "example_dags/example_task_group.py",
+            "providers/standard/example_dags/example_short_circuit_operator.py",
+        ],
+    );
+    let exported = gust_with(
+        root.path(),
+        &python,
+        &["dags", "export-yaml", "example_task_group", "--dags-folder"],
+        &dags,
+    );
+    assert!(exported.status.success(), "{exported:?}");
+    let yaml_dags = root.path().join("yaml");
+    std::fs::create_dir_all(&yaml_dags).expect("mkdir");
+    std::fs::write(yaml_dags.join("example_task_group.yaml"), &exported.stdout).expect("write");
+    // Loaded without Python at all: the YAML stands on its own.
+    let shown = |folder: &Path, command: &mut Command| {
+        let output = command
+            .args(["dags", "show", "example_task_group", "--dags-folder"])
+            .arg(folder)
+            .output()
+            .expect("gust runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(
+        shown(&yaml_dags, &mut gust(root.path())),
+        shown(&dags, &mut gust_py(root.path(), &python))
+    );
+
+    let refused = gust_with(
+        root.path(),
+        &python,
+        &[
+            "dags",
+            "export-yaml",
+            "example_short_circuit_operator",
+            "--dags-folder",
+        ],
+        &dags,
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("of DAG example_short_circuit_operator cannot be written in YAML"),
+        "{stderr}"
+    );
+}
