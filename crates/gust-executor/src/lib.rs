@@ -93,6 +93,8 @@ pub struct TryContext {
     /// runtime creates its Secret with the pod, deletes it with the pod, and reads the pod's
     /// output as the Task SDK's structured log.
     pub worker_pod: Option<std::sync::Arc<task_sdk::WorkerPod>>,
+    /// The DAG's timezone (`None`: UTC), for what the try reads in local time (`TimeSensor`).
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 /// A try's reschedules so far: a sensor in `reschedule` mode measures its `timeout` from the

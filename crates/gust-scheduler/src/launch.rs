@@ -115,6 +115,7 @@ pub fn launch_spec(
             lookup: SharedLookup(Some(lookup)),
             reschedules: gust_executor::Reschedules::default(),
             worker_pod: None,
+            timezone: Some(dag.settings.timezone),
         },
     }
 }
