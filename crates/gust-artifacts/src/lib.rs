@@ -181,6 +181,14 @@ impl Artifacts {
         range::check(&self.stores, uri)
     }
 
+    /// Whether the object `uri` names exists: one request, no listing (a missing bucket is
+    /// `false`, as a missing object).
+    pub async fn exists(&self, uri: &str) -> Result<bool, ArtifactError> {
+        Target::open(&self.stores, uri)?
+            .exists(&self.stores, uri)
+            .await
+    }
+
     /// The object `uri` names, or every object under it, sorted by URI. Nothing there is
     /// [`ArtifactError::NotFound`].
     pub async fn list(&self, uri: &str) -> Result<Vec<ObjectEntry>, ArtifactError> {

@@ -64,6 +64,16 @@ impl Target {
         format!("{}{}", self.base, key.as_ref())
     }
 
+    /// Whether an object is at this location's key (`uri`, for errors); a prefix with objects
+    /// under it is not one.
+    pub async fn exists(&self, stores: &Stores, uri: &str) -> Result<bool, ArtifactError> {
+        match self.store.head(&self.key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(err) => Err(store_error(stores, uri, "read", &err)),
+        }
+    }
+
     /// What this location names (`uri`, for errors): the object at its key, else every object
     /// under it as a prefix, in key order; nothing is [`ArtifactError::NotFound`].
     pub async fn find(&self, stores: &Stores, uri: &str) -> Result<Found, ArtifactError> {

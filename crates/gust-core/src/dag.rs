@@ -253,6 +253,29 @@ impl Dag {
         self.tasks.get(id)
     }
 
+    /// The ids of the tasks in task group `group` or in a group nested in it.
+    #[must_use]
+    pub fn tasks_in_group(&self, group: &str) -> Vec<String> {
+        // At most one step per group: a definition whose parents loop ends the walk all the same.
+        let within = |start: Option<&GroupId>| {
+            let mut current = start.cloned();
+            for _ in 0..=self.groups.len() {
+                let Some(id) = current else {
+                    return false;
+                };
+                if id.as_str() == group {
+                    return true;
+                }
+                current = self.groups.get(&id).and_then(|g| g.parent.clone());
+            }
+            false
+        };
+        self.tasks()
+            .filter(|task| within(task.group.as_ref()))
+            .map(|task| task.id.to_string())
+            .collect()
+    }
+
     /// For every task, the tasks directly downstream of it, sorted.
     #[must_use]
     pub fn downstream_map(&self) -> BTreeMap<&TaskId, BTreeSet<&TaskId>> {

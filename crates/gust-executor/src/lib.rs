@@ -115,6 +115,8 @@ pub struct TryContext {
     pub worker_pod: Option<std::sync::Arc<task_sdk::WorkerPod>>,
     /// Set when the try resumes after a deferral: the method it runs instead of `execute`.
     pub resume: Option<deferral::Resume>,
+    /// The DAG's timezone (`None`: UTC), for what the try reads in local time (`TimeSensor`).
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 /// A try's reschedules so far: a sensor in `reschedule` mode measures its `timeout` from the

@@ -15,6 +15,7 @@ pub mod processing;
 pub mod python;
 pub mod refused;
 pub mod registry;
+pub mod sensors;
 pub mod spark_kubernetes;
 mod spec;
 

@@ -2,7 +2,8 @@
 
 use crate::spec::OperatorSpec;
 use crate::{
-    apply, bash, empty, kubernetes_job, kubernetes_pod, processing, python, spark_kubernetes,
+    apply, bash, empty, kubernetes_job, kubernetes_pod, processing, python, sensors,
+    spark_kubernetes,
 };
 
 /// Every operator, in the order `gust` lists them.
@@ -19,6 +20,13 @@ pub static OPERATORS: &[&OperatorSpec] = &[
     &kubernetes_job::DELETE_SPEC,
     &kubernetes_job::PATCH_SPEC,
     &kubernetes_job::KUEUE_SPEC,
+    &sensors::time::TIME_DELTA_SPEC,
+    &sensors::time::DATE_TIME_SPEC,
+    &sensors::time::TIME_SPEC,
+    &sensors::external::SENSOR_SPEC,
+    &sensors::external::MARKER_SPEC,
+    &sensors::file::SPEC,
+    &sensors::s3::SPEC,
     &python::SPEC,
     &python::BRANCH_SPEC,
     &python::SHORT_CIRCUIT_SPEC,

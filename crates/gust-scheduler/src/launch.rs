@@ -124,6 +124,7 @@ pub fn launch_spec(
             reschedules: gust_executor::Reschedules::default(),
             worker_pod: None,
             resume: None,
+            timezone: Some(dag.settings.timezone),
         },
     }
 }

@@ -16,6 +16,7 @@ use gust_kube::runtime::JobExecutor;
 use gust_kube::runtime::{ClusterChoice, ConnectionSettings, KubeConfig, KubeExecutor};
 use gust_kube::runtime::{ResourceExecutor, SPARK_OPERATOR, SparkExecutor};
 use gust_processing::{GustBinary, PodRuntimeKind, ProcessingExecutor, StepSettings};
+use gust_sensors::SensorExecutor;
 use gust_store::Connection;
 use tokio::sync::mpsc;
 
@@ -32,6 +33,8 @@ pub struct Runtimes {
     users: ConnectionUsers,
     /// The pod runtime of Python tries run as pods (`[kubernetes] worker_image`).
     worker_pods: Option<WorkerPodRuntime>,
+    /// Native sensors' pokes.
+    sensors: SensorExecutor,
 }
 
 /// The pod runtime [`PythonPods`] wraps, to stop with the others.
@@ -90,8 +93,10 @@ impl ProcessingStore {
 impl Runtimes {
     /// Runtimes reporting on `events`; `state_dir` keeps local tries' records (none for
     /// one-off runs); `local_pods` forces the local pod runtime; `python` runs Python tasks
-    /// (`[python] interpreter`, see [`crate::python_tasks`]).
+    /// (`[python] interpreter`, see [`crate::python_tasks`]); `store` is what native
+    /// `ExternalTaskSensor`s read (none: they fail, saying so).
     #[must_use]
+    #[allow(clippy::too_many_arguments, reason = "each is one part of the wiring")]
     pub fn new(
         config: &Config,
         state_dir: Option<PathBuf>,
@@ -100,7 +105,9 @@ impl Runtimes {
         events: mpsc::Sender<TryEvent>,
         clock: Arc<dyn Clock>,
         python: Option<gust_exec_local::PythonRuntime>,
+        store: Option<gust_store::Store>,
     ) -> Self {
+        let sensors = SensorExecutor::new(events.clone(), clock.clone(), store);
         let run_pods = local_pods || config.kubernetes.runtime == PodRuntime::Local;
         let worker_python = python
             .clone()
@@ -133,8 +140,10 @@ impl Runtimes {
                 events.clone(),
                 clock.clone(),
             );
-            let mut executor = Routed::new(Arc::new(local.clone()))
-                .route("processing", Arc::new(processing.executor.clone()));
+            let mut executor = sensors.route(
+                Routed::new(Arc::new(local.clone()))
+                    .route("processing", Arc::new(processing.executor.clone())),
+            );
             for operator in CLUSTER_ONLY {
                 executor = executor.route(
                     operator,
@@ -176,6 +185,7 @@ impl Runtimes {
                 executor: Arc::new(executor),
                 local,
                 worker_pods,
+                sensors,
                 kube: None,
                 processing: processing.executor.clone(),
                 users: ConnectionUsers {
@@ -201,9 +211,11 @@ impl Runtimes {
             events,
             clock,
         );
-        let mut executor = Routed::new(Arc::new(local.clone()))
-            .route("kubernetes_pod", pods)
-            .route("processing", Arc::new(processing.executor.clone()));
+        let mut executor = sensors.route(
+            Routed::new(Arc::new(local.clone()))
+                .route("kubernetes_pod", pods)
+                .route("processing", Arc::new(processing.executor.clone())),
+        );
         for (operator, runtime) in manifest_runtimes {
             executor = executor.route(operator, runtime);
         }
@@ -241,6 +253,7 @@ impl Runtimes {
             executor: Arc::new(executor),
             local,
             worker_pods,
+            sensors,
             kube: Some(kube),
             processing: processing.executor.clone(),
             users: ConnectionUsers {
@@ -262,6 +275,7 @@ impl Runtimes {
         // Tries still staging are stopped first: none is handed to a pod runtime shutting down.
         self.processing.shutdown().await;
         self.local.shutdown().await;
+        self.sensors.shutdown().await;
         if let Some(kube) = &self.kube {
             kube.shutdown().await;
         }

@@ -1777,10 +1777,10 @@ py_deferred_sensors:
   catchup: false
   tasks:
     long_ago:
-      operator: airflow.providers.standard.sensors.date_time.DateTimeSensorAsync
+      operator: deferring.UntilAsync
       target_time: "2024-01-01T00:00:00+00:00"
     soon:
-      operator: airflow.providers.standard.sensors.time_delta.TimeDeltaSensorAsync
+      operator: deferring.WaitAsync
       delta: {__type__: datetime.timedelta, seconds: 30}
     after:
       operator: airflow.providers.standard.operators.bash.BashOperator
@@ -1829,8 +1829,21 @@ import json
 import os
 from datetime import timedelta
 
+from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
+from airflow.providers.standard.sensors.time_delta import TimeDeltaSensorAsync
 from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+# Airflow's async sensors under paths of their own: Gust runs the originals natively (they
+# never defer there), these through the Task SDK, where they defer to Airflow's temporal
+# triggers as in Airflow.
+class UntilAsync(DateTimeSensorAsync):
+    pass
+
+
+class WaitAsync(TimeDeltaSensorAsync):
+    pass
 
 
 class ByPath(BaseTrigger):

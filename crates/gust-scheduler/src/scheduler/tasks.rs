@@ -735,21 +735,28 @@ impl Scheduler {
     /// A rescheduled try's date came: it waits in line for a slot, staying `up_for_reschedule`
     /// until it is handed over again under the same try number.
     pub(super) fn reschedule_due(&mut self, run_key: &RunKey, task_id: &InstanceId) {
-        let is_waiting = self
-            .runs
-            .get(run_key)
-            .is_some_and(|r| r.state(task_id) == TaskState::UpForReschedule);
+        let is_waiting = self.due_in(run_key, task_id, TaskState::UpForReschedule);
         if is_waiting {
             self.wait_for_slot(run_key, task_id);
         }
     }
 
+    /// Whether `task_id` waits in `state` for a date that has come. A timer may be stale: a
+    /// run re-read sets its timers again, and an earlier reschedule's timer must not poke a
+    /// sensor that rescheduled itself since, before its own date.
+    fn due_in(&self, run_key: &RunKey, task_id: &InstanceId, state: TaskState) -> bool {
+        let now = self.clock.now();
+        self.runs.get(run_key).is_some_and(|r| {
+            r.state(task_id) == state
+                && r.tis
+                    .get(task_id)
+                    .is_none_or(|ti| ti.next_retry_at.is_none_or(|at| at <= now))
+        })
+    }
+
     /// A retry delay ended: the task waits for a slot again.
     pub(super) fn retry_due(&mut self, run_key: &RunKey, task_id: &InstanceId) {
-        let is_waiting = self
-            .runs
-            .get(run_key)
-            .is_some_and(|r| r.state(task_id) == TaskState::UpForRetry);
+        let is_waiting = self.due_in(run_key, task_id, TaskState::UpForRetry);
         if !is_waiting {
             return;
         }

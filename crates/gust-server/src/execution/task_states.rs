@@ -15,7 +15,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use gust_core::dag::Dag;
-use gust_core::ids::GroupId;
 use gust_core::state::TaskState;
 use gust_store::{InstanceQuery, Store};
 
@@ -179,34 +178,12 @@ impl Asked {
                 "Task group {group} not found in DAG {dag_id}"
             )));
         }
-        let mut tasks = tasks_in_group(&dag, group);
+        let mut tasks = dag.tasks_in_group(group);
         if tasks.is_empty() {
             tasks.push(group.clone());
         }
         Ok(Some(tasks))
     }
-}
-
-/// The ids of `dag`'s tasks in `group` or in a group nested in it.
-fn tasks_in_group(dag: &Dag, group: &str) -> Vec<String> {
-    // At most one step per group: a definition whose parents loop ends the walk all the same.
-    let within = |start: Option<&GroupId>| {
-        let mut current = start.cloned();
-        for _ in 0..=dag.groups.len() {
-            let Some(id) = current else {
-                return false;
-            };
-            if id.as_str() == group {
-                return true;
-            }
-            current = dag.groups.get(&id).and_then(|g| g.parent.clone());
-        }
-        false
-    };
-    dag.tasks()
-        .filter(|task| within(task.group.as_ref()))
-        .map(|task| task.id.to_string())
-        .collect()
 }
 
 /// `GET /task-instances/count?dag_id=..&task_ids=..&task_group_id=..&logical_dates=..&run_ids=..&states=..&map_index=..`:

@@ -326,6 +326,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
             tx,
             clock.clone(),
             python.as_ref().map(|p| p.runtime.clone()),
+            Some(store.clone()),
         );
         // Connections added, changed or deleted while this runs reach the tries that start after.
         let connections_watch = tokio::spawn(crate::connections_watch::follow(

@@ -100,6 +100,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
             tx,
             clock.clone(),
             python.as_ref().map(|p| p.runtime.clone()),
+            existing_store(config).await,
         );
         // One line per move as it happens, so a run waiting on a retry delay does not look hung.
         let mut progress =
@@ -158,27 +159,31 @@ fn progress_line(now: DateTime<Utc>, change: &StateChange) -> String {
     line
 }
 
-/// The variables in the metadata database, when there is one; a test run works without it.
-/// Their values are decrypted with the Fernet key (asked for only when there are some); one
-/// that does not decrypt is left out, with a warning.
-pub async fn variables_if_any(config: &Config, home: &std::path::Path) -> HashMap<String, String> {
+/// The metadata database when there is one, for what tasks read from it (a native
+/// `ExternalTaskSensor`); a one-off run works without it.
+async fn existing_store(config: &Config) -> Option<Store> {
     let url = &config.database.url;
     // Do not create an empty SQLite database just by looking for one.
     if url
         .strip_prefix("sqlite://")
         .is_some_and(|path| !std::path::Path::new(path).exists())
     {
-        return HashMap::new();
+        return None;
     }
-    let Ok(store) = Store::connect(url).await else {
+    let store = Store::connect(url).await.ok()?;
+    store.check().await.ok()?;
+    Some(store)
+}
+
+/// The variables in the metadata database, when there is one; a test run works without it.
+/// Their values are decrypted with the Fernet key (asked for only when there are some); one
+/// that does not decrypt is left out, with a warning.
+pub async fn variables_if_any(config: &Config, home: &std::path::Path) -> HashMap<String, String> {
+    let Some(store) = existing_store(config).await else {
         return HashMap::new();
     };
     let mut variables = HashMap::new();
-    let keys = if store.check().await.is_ok() {
-        store.variable_keys().await.unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let keys = store.variable_keys().await.unwrap_or_default();
     if !keys.is_empty() {
         match super::secret_key(config, home) {
             Ok(fernet) => {
