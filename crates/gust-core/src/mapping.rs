@@ -49,16 +49,37 @@ pub enum Source {
     /// An upstream task's return value (`task.output`, `XComArg(task)`, `+task`); a mapped
     /// upstream's is the list of its instances' values, in map-index order.
     XCom(TaskId),
+    /// Another XCom of an upstream task, by key (`task.output['key']`,
+    /// `XComArg(task, key='key')`): Gust answers a key with the field of that name of the
+    /// task's return value, as Airflow's operators push such fields as XComs of their own.
+    XComKey(TaskId, String),
 }
+
+impl Source {
+    /// The upstream task this list comes from, and the XCom key (`None`: its return value).
+    #[must_use]
+    pub fn upstream(&self) -> Option<(&TaskId, Option<&str>)> {
+        match self {
+            Source::Literal(_) => None,
+            Source::XCom(task) => Some((task, None)),
+            Source::XComKey(task, key) => Some((task, Some(key.as_str()))),
+        }
+    }
+}
+
+/// How mapping reads an upstream's XCom: by task and key (`None`: its return value).
+pub type XComLookup<'a> = dyn Fn(&TaskId, Option<&str>) -> Option<Value> + 'a;
 
 /// Why a mapped task cannot be expanded: it fails, as in Airflow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExpandError {
-    /// The upstream pushed no return value.
-    #[error("expanding over {task}'s return value: {task} pushed none")]
+    /// The upstream pushed no return value (or no XCom of that key).
+    #[error("expanding over {task}'s {}: {task} pushed none", key.as_deref().map_or_else(|| "return value".to_owned(), |k| format!("XCom \"{k}\"")))]
     NoValue {
         /// The upstream.
         task: TaskId,
+        /// The XCom's key (`None`: the return value).
+        key: Option<String>,
     },
     /// The value to expand over is not a list (nor a map).
     #[error("expanding \"{argument}\": its value is {kind}, not a list or a map")]
@@ -117,36 +138,46 @@ fn items(argument: &str, value: &Value) -> Result<Vec<Value>, ExpandError> {
 }
 
 impl Mapping {
-    /// The upstream tasks whose return values are mapped over.
-    pub fn xcom_tasks(&self) -> impl Iterator<Item = &TaskId> {
+    /// Where each list comes from.
+    pub fn sources(&self) -> impl Iterator<Item = &Source> {
         let sources: Vec<&Source> = match &self.expand {
             Expand::Args(args) => args.iter().map(|(_, s)| s).collect(),
             Expand::Kwargs(source) => vec![source],
         };
-        sources.into_iter().filter_map(|s| match s {
-            Source::XCom(task) => Some(task),
-            Source::Literal(_) => None,
-        })
+        sources.into_iter()
     }
 
-    /// Every list, resolved: `xcom` gives an upstream's return value.
-    fn lists(
-        &self,
-        xcom: &dyn Fn(&TaskId) -> Option<Value>,
-    ) -> Result<Vec<(&str, Vec<Value>)>, ExpandError> {
+    /// The upstream tasks whose XComs are mapped over.
+    pub fn xcom_tasks(&self) -> impl Iterator<Item = &TaskId> {
+        self.sources().filter_map(|s| s.upstream().map(|(task, _)| task))
+    }
+
+    /// Every list, resolved once: `xcom` gives an upstream's XCom by key (`None`: its return
+    /// value). What the result answers (how many instances, each one's arguments) needs no
+    /// further look-up, so a scheduler resolves a task's lists once per expansion rather than
+    /// once per instance.
+    pub fn resolve(&self, xcom: &XComLookup<'_>) -> Result<Lists, ExpandError> {
         let resolve = |argument: &str, source: &Source| match source {
             Source::Literal(items) => Ok(items.clone()),
-            Source::XCom(task) => {
-                let value =
-                    xcom(task).ok_or_else(|| ExpandError::NoValue { task: task.clone() })?;
+            Source::XCom(task) | Source::XComKey(task, _) => {
+                let key = source.upstream().and_then(|(_, key)| key);
+                let value = xcom(task, key).ok_or_else(|| ExpandError::NoValue {
+                    task: task.clone(),
+                    key: key.map(str::to_owned),
+                })?;
                 items(argument, &value)
             }
         };
+        let sources = self.xcom_tasks().cloned().collect();
         match &self.expand {
-            Expand::Args(args) => args
-                .iter()
-                .map(|(name, source)| Ok((name.as_str(), resolve(name, source)?)))
-                .collect(),
+            Expand::Args(args) => Ok(Lists {
+                by_argument: args
+                    .iter()
+                    .map(|(name, source)| Ok((name.clone(), resolve(name, source)?)))
+                    .collect::<Result<_, ExpandError>>()?,
+                kwargs: false,
+                sources,
+            }),
             Expand::Kwargs(source) => {
                 let list = resolve("expand_kwargs", source)?;
                 for (index, item) in list.iter().enumerate() {
@@ -157,7 +188,11 @@ impl Mapping {
                         });
                     }
                 }
-                Ok(vec![("", list)])
+                Ok(Lists {
+                    by_argument: vec![(String::new(), list)],
+                    kwargs: true,
+                    sources,
+                })
             }
         }
     }
@@ -166,43 +201,83 @@ impl Mapping {
     /// skipped); more than `max` is an error.
     pub fn length(
         &self,
-        xcom: &dyn Fn(&TaskId) -> Option<Value>,
+        xcom: &XComLookup<'_>,
         max: usize,
     ) -> Result<usize, ExpandError> {
-        let lists = self.lists(xcom)?;
-        let length = lists
-            .iter()
-            .try_fold(1usize, |n, (_, list)| n.checked_mul(list.len()))
-            .unwrap_or(usize::MAX);
-        if length > max {
-            return Err(ExpandError::TooLong { length, max });
-        }
-        Ok(length)
+        self.resolve(xcom)?.checked_len(max)
     }
 
     /// The arguments instance `index` is given on top of the task's own (`partial`) ones;
     /// `None` when there is no such instance.
     pub fn instance_args(
         &self,
-        xcom: &dyn Fn(&TaskId) -> Option<Value>,
+        xcom: &XComLookup<'_>,
         index: usize,
     ) -> Result<Option<Map<String, Value>>, ExpandError> {
-        let lists = self.lists(xcom)?;
-        if let Expand::Kwargs(_) = self.expand {
-            let item = lists.first().and_then(|(_, list)| list.get(index));
-            return Ok(item.and_then(|v| v.as_object().cloned()));
+        Ok(self.resolve(xcom)?.args(index))
+    }
+}
+
+/// A mapped task's lists once resolved ([`Mapping::resolve`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lists {
+    /// Each `expand:` argument's items, in the order written; for `expand_kwargs:`, one entry
+    /// (named "") holding the maps of arguments.
+    by_argument: Vec<(String, Vec<Value>)>,
+    kwargs: bool,
+    /// The upstream tasks whose values were resolved: a new value of one makes these stale.
+    sources: Vec<TaskId>,
+}
+
+impl Lists {
+    /// How many instances: the product of the lists' lengths (saturating).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.by_argument
+            .iter()
+            .try_fold(1usize, |n, (_, list)| n.checked_mul(list.len()))
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Whether there are no instances (the task is skipped).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// [`Lists::len`], or an error when it is more than `max` (`[core] max_map_length`).
+    pub fn checked_len(&self, max: usize) -> Result<usize, ExpandError> {
+        let length = self.len();
+        if length > max {
+            return Err(ExpandError::TooLong { length, max });
+        }
+        Ok(length)
+    }
+
+    /// Whether these lists were resolved from `task`'s value.
+    #[must_use]
+    pub fn depends_on(&self, task: &str) -> bool {
+        self.sources.iter().any(|t| t.as_str() == task)
+    }
+
+    /// The arguments instance `index` is given; `None` when there is no such instance.
+    #[must_use]
+    pub fn args(&self, index: usize) -> Option<Map<String, Value>> {
+        if self.kwargs {
+            let item = self.by_argument.first().and_then(|(_, list)| list.get(index));
+            return item.and_then(|v| v.as_object().cloned());
         }
         // As Airflow decomposes an index: the last argument varies fastest.
         let mut rest = index;
         let mut args = Map::new();
-        for (name, list) in lists.iter().rev() {
+        for (name, list) in self.by_argument.iter().rev() {
             if list.is_empty() {
-                return Ok(None);
+                return None;
             }
-            args.insert((*name).to_owned(), list[rest % list.len()].clone());
+            args.insert(name.clone(), list[rest % list.len()].clone());
             rest /= list.len();
         }
-        Ok((rest == 0).then_some(args))
+        (rest == 0).then_some(args)
     }
 }
 
@@ -214,25 +289,59 @@ impl Mapping {
 /// none left is skipped, as Airflow skips a task expanded over nothing.
 #[must_use]
 pub fn task_state(instances: impl IntoIterator<Item = TaskState>) -> TaskState {
-    let mut seen = Vec::new();
-    for state in instances {
-        match state {
-            TaskState::Removed => {}
-            TaskState::NoStatus => return TaskState::NoStatus,
-            other => seen.push(other),
+    let mut counts = StateCounts::default();
+    instances.into_iter().for_each(|s| counts.add(s));
+    counts.task_state()
+}
+
+/// How many instances of a mapped task are in each state, kept as they move so that the task's
+/// state as a whole ([`task_state`]) costs no walk over thousands of instances per move.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    counts: std::collections::BTreeMap<TaskState, usize>,
+}
+
+impl StateCounts {
+    /// Counts one more instance in `state`.
+    pub fn add(&mut self, state: TaskState) {
+        *self.counts.entry(state).or_default() += 1;
+    }
+
+    /// Counts one instance fewer in `state`.
+    pub fn remove(&mut self, state: TaskState) {
+        if let Some(n) = self.counts.get_mut(&state) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&state);
+            }
         }
     }
-    if seen.iter().any(|s| !s.is_finished()) {
-        return TaskState::Running;
+
+    /// Calls `each` with every state counted and how many instances are in it.
+    pub fn for_each(&self, each: &mut dyn FnMut(TaskState, usize)) {
+        self.counts.iter().for_each(|(state, n)| each(*state, *n));
     }
-    [
-        TaskState::Failed,
-        TaskState::UpstreamFailed,
-        TaskState::Success,
-    ]
-    .into_iter()
-    .find(|wanted| seen.contains(wanted))
-    .unwrap_or(TaskState::Skipped)
+
+    /// The task's state as a whole (see [`task_state`]).
+    #[must_use]
+    pub fn task_state(&self) -> TaskState {
+        let present = |s: &TaskState| self.counts.contains_key(s);
+        if present(&TaskState::NoStatus) {
+            return TaskState::NoStatus;
+        }
+        let counted = self.counts.keys().filter(|s| **s != TaskState::Removed);
+        if counted.clone().any(|s| !s.is_finished()) {
+            return TaskState::Running;
+        }
+        [
+            TaskState::Failed,
+            TaskState::UpstreamFailed,
+            TaskState::Success,
+        ]
+        .into_iter()
+        .find(present)
+        .unwrap_or(TaskState::Skipped)
+    }
 }
 
 #[cfg(test)]
@@ -245,7 +354,7 @@ mod tests {
         TaskId::new(id).unwrap()
     }
 
-    fn none(_: &TaskId) -> Option<Value> {
+    fn none(_: &TaskId, _: Option<&str>) -> Option<Value> {
         None
     }
 
@@ -258,7 +367,7 @@ mod tests {
             ]),
             map_index_template: None,
         };
-        let xcom = |t: &TaskId| (t.as_str() == "up").then(|| json!(["x", "y", "z"]));
+        let xcom = |t: &TaskId, _: Option<&str>| (t.as_str() == "up").then(|| json!(["x", "y", "z"]));
         assert_eq!(mapping.length(&xcom, 1024), Ok(6));
         let all: Vec<Value> = (0..6)
             .map(|i| Value::Object(mapping.instance_args(&xcom, i).unwrap().unwrap()))
@@ -290,27 +399,49 @@ mod tests {
         };
         assert_eq!(
             mapping.length(&none, 1024),
-            Err(ExpandError::NoValue { task: task("up") })
+            Err(ExpandError::NoValue {
+                task: task("up"),
+                key: None
+            })
         );
-        let text = |_: &TaskId| Some(json!("abc"));
+        let text = |_: &TaskId, _: Option<&str>| Some(json!("abc"));
         let err = mapping.length(&text, 1024).unwrap_err();
         assert_eq!(
             err.to_string(),
             "expanding \"n\": its value is a string, not a list or a map"
         );
-        let long = |_: &TaskId| Some(Value::Array(vec![json!(0); 1025]));
+        let long = |_: &TaskId, _: Option<&str>| Some(Value::Array(vec![json!(0); 1025]));
         let err = mapping.length(&long, 1024).unwrap_err();
         assert_eq!(
             err.to_string(),
             "expanding would make 1025 instances, more than [core] max_map_length (1024) allows"
         );
-        let empty = |_: &TaskId| Some(json!([]));
+        let empty = |_: &TaskId, _: Option<&str>| Some(json!([]));
         assert_eq!(mapping.length(&empty, 1024), Ok(0), "an empty list skips");
-        let map = |_: &TaskId| Some(json!({"k": 1}));
+        let map = |_: &TaskId, _: Option<&str>| Some(json!({"k": 1}));
         assert_eq!(
             mapping.instance_args(&map, 0).unwrap(),
             Some(Map::from_iter([("n".to_owned(), json!(["k", 1]))])),
             "a map is mapped over its items"
+        );
+    }
+
+    #[test]
+    fn a_keyed_source_reads_that_xcom_of_its_upstream() {
+        let mapping = Mapping {
+            expand: Expand::Kwargs(Source::XComKey(task("prepare"), "grid".into())),
+            map_index_template: None,
+        };
+        let xcom = |t: &TaskId, key: Option<&str>| {
+            (t.as_str() == "prepare" && key == Some("grid"))
+                .then(|| json!([{"env": {"RATE": "0.1"}}, {"env": {"RATE": "0.5"}}]))
+        };
+        assert_eq!(mapping.length(&xcom, 1024), Ok(2));
+        assert_eq!(mapping.xcom_tasks().collect::<Vec<_>>(), [&task("prepare")]);
+        let err = mapping.length(&none, 1024).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expanding over prepare's XCom \"grid\": prepare pushed none"
         );
     }
 

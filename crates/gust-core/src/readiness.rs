@@ -34,9 +34,10 @@ pub trait RunStates {
     /// the run does not hold yet is `none`.
     fn task_state(&self, task: &TaskId) -> TaskState;
 
-    /// Calls `each` with the state of every instance of `task`: its own state when it is not
-    /// mapped.
-    fn for_each_instance(&self, task: &TaskId, each: &mut dyn FnMut(TaskState));
+    /// Calls `each` with every state instances of `task` are in and how many are (its own
+    /// state, once, when it is not mapped): counts rather than instances, so that a task mapped
+    /// over thousands of items costs its downstream's readiness a few calls, not thousands.
+    fn instance_counts(&self, task: &TaskId, each: &mut dyn FnMut(TaskState, usize));
 }
 
 /// The states of a run none of whose tasks is expanded: one instance per task.
@@ -45,8 +46,8 @@ impl RunStates for HashMap<TaskId, TaskState> {
         self.get(task).copied().unwrap_or(TaskState::NoStatus)
     }
 
-    fn for_each_instance(&self, task: &TaskId, each: &mut dyn FnMut(TaskState)) {
-        each(self.task_state(task));
+    fn instance_counts(&self, task: &TaskId, each: &mut dyn FnMut(TaskState, usize)) {
+        each(self.task_state(task), 1);
     }
 }
 
@@ -81,24 +82,24 @@ impl UpstreamCounts {
     pub fn of_upstreams(upstreams: impl IntoIterator<Item = (TaskState, bool)>) -> Self {
         let mut counts = Self::default();
         for (state, is_setup) in upstreams {
-            counts.add(state, is_setup);
+            counts.add(state, 1, is_setup);
         }
         counts
     }
 
-    /// Counts one more upstream (instance) in `state`.
-    pub fn add(&mut self, state: TaskState, is_setup: bool) {
+    /// Counts `n` more upstreams (instances) in `state`.
+    pub fn add(&mut self, state: TaskState, n: usize, is_setup: bool) {
         if is_setup && state != TaskState::Removed {
-            self.setups += 1;
-            self.setup_success += usize::from(state == TaskState::Success);
-            self.setup_skipped += usize::from(state == TaskState::Skipped);
+            self.setups += n;
+            self.setup_success += if state == TaskState::Success { n } else { 0 };
+            self.setup_skipped += if state == TaskState::Skipped { n } else { 0 };
         }
         match state {
             TaskState::Removed => return,
-            TaskState::Success => self.success += 1,
-            TaskState::Skipped => self.skipped += 1,
-            TaskState::Failed => self.failed += 1,
-            TaskState::UpstreamFailed => self.upstream_failed += 1,
+            TaskState::Success => self.success += n,
+            TaskState::Skipped => self.skipped += n,
+            TaskState::Failed => self.failed += n,
+            TaskState::UpstreamFailed => self.upstream_failed += n,
             TaskState::NoStatus
             | TaskState::Scheduled
             | TaskState::Queued
@@ -107,7 +108,7 @@ impl UpstreamCounts {
             | TaskState::UpForReschedule
             | TaskState::Deferred => {}
         }
-        self.total += 1;
+        self.total += n;
     }
 
     fn done(&self) -> usize {
@@ -325,8 +326,8 @@ fn settle_ranks(
         for upstream in &task.upstream {
             let setup = is_setup(upstream);
             match decided.get(upstream) {
-                Some(state) => up.add(*state, setup),
-                None => states.for_each_instance(upstream, &mut |state| up.add(state, setup)),
+                Some(state) => up.add(*state, 1, setup),
+                None => states.instance_counts(upstream, &mut |state, n| up.add(state, n, setup)),
             }
         }
         let at_rank = |r: &usize| {

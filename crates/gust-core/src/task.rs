@@ -51,6 +51,14 @@ pub struct TaskSettings {
     pub pool: String,
     /// How many of the pool's slots one try takes (default 1).
     pub pool_slots: u32,
+    /// At most this many of the task's instances run at once, over all runs of its DAG
+    /// (`max_active_tis_per_dag`; `None`: no limit of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_tis_per_dag: Option<u32>,
+    /// At most this many of the task's instances run at once within one run
+    /// (`max_active_tis_per_dagrun`, what bounds a mapped task's fan-out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_tis_per_dagrun: Option<u32>,
     /// Higher runs first when slots are scarce (default 1).
     pub priority_weight: i32,
     /// Run only if this task succeeded (or was skipped) in the previous DAG run.
@@ -147,6 +155,8 @@ impl Default for TaskSettings {
             trigger_rule: TriggerRule::AllSuccess,
             pool: DEFAULT_POOL.to_owned(),
             pool_slots: 1,
+            max_active_tis_per_dag: None,
+            max_active_tis_per_dagrun: None,
             priority_weight: 1,
             depends_on_past: false,
             do_xcom_push: true,

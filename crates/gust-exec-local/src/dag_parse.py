@@ -71,6 +71,8 @@ SETTINGS = {
     "trigger_rule": "all_success",
     "pool": "default_pool",
     "pool_slots": 1,
+    "max_active_tis_per_dag": None,
+    "max_active_tis_per_dagrun": None,
     "priority_weight": 1,
     "depends_on_past": False,
     "do_xcom_push": None,

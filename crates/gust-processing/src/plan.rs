@@ -49,6 +49,9 @@ pub const STORE_VOLUME: &str = "gust-artifact-store";
 pub const LOCAL_VOLUME_PREFIX: &str = "gust-local-";
 /// The XCom file the wrapper writes the outputs' URIs to (KPO's sidecar reads it).
 pub const XCOM_FILE: &str = "/airflow/xcom/return.json";
+
+/// The variable holding [`XCOM_FILE`]'s path in the step's container.
+pub const XCOM_VARIABLE: &str = "GUST_XCOM_FILE";
 /// The variable holding the code's folder in the pod, when `code` is given.
 pub const CODE_VARIABLE: &str = "GUST_CODE_DIR";
 
@@ -301,6 +304,11 @@ pub fn plan(
             .iter()
             .map(|o| env(&output_variable(&o.name), &o.source())),
     );
+    if step.do_xcom_push {
+        // Where the step may write values of its own (a JSON object) for the XCom, beside its
+        // outputs' URIs (the wrapper keeps the keys it finds there).
+        env_vars.push(env(XCOM_VARIABLE, XCOM_FILE));
+    }
     let mut env_from = parsed.pod.env_from.clone();
     env_from.extend(pod.credentials.iter().flatten().cloned());
     let mut volume_mounts = parsed.pod.volume_mounts.clone();

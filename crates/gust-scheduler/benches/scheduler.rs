@@ -41,6 +41,15 @@ fn dag_file(dag_id: &str, tasks: &[(String, Vec<String>)]) -> String {
     text
 }
 
+/// A DAG file with one task mapped over `n` items (each instance runs `true`), then a task
+/// after all of them: the mapped workload of issue 21.
+fn mapped_dag_file(dag_id: &str, n: usize) -> String {
+    let items = vec!["'true'"; n].join(", ");
+    format!(
+        "{dag_id}:\n  schedule: null\n  max_active_tasks: 100000\n  is_paused_upon_creation: false\n  default_args: {{do_xcom_push: false}}\n  tasks:\n    each:\n      operator: BashOperator\n      expand:\n        bash_command: [{items}]\n    after:\n      operator: BashOperator\n      bash_command: 'true'\n      dependencies: [each]\n"
+    )
+}
+
 fn chain(n: usize) -> Vec<(String, Vec<String>)> {
     (0..n)
         .map(|i| {
@@ -104,6 +113,7 @@ async fn run_once(store: &Store, home: &Path, dag_id: &str) -> (Duration, Durati
     let mut config = SchedulerConfig::new(home.join("logs"));
     config.paused_by_default = false;
     config.parallelism = PARALLELISM;
+    config.max_map_length = MAPPED;
     let scheduler = Scheduler::new(store.clone(), executor, events, bags, clock.clone(), config);
     let waker = scheduler.waker();
     let token = stop.clone();
@@ -179,7 +189,10 @@ fn ratios(rounds: &[Round]) -> String {
 }
 
 /// Which workloads there are, in the order they run.
-const WORKLOADS: [&str; 3] = ["chain_100", "fanout_1000", "dag_10000"];
+const WORKLOADS: [&str; 4] = ["chain_100", "fanout_1000", "dag_10000", "mapped_10000"];
+
+/// How many items the mapped workload's task is mapped over.
+const MAPPED: usize = 10_000;
 
 /// The environment variable that makes this executable run one workload (its value) and exit.
 const WORKLOAD_VAR: &str = "GUST_BENCH_WORKLOAD";
@@ -195,6 +208,7 @@ async fn bench(engine: &str, workload: &str, db: TestDb) {
     let text = match workload {
         "chain_100" => dag_file("chain_100", &chain(100)),
         "fanout_1000" => dag_file("fanout_1000", &fanout(1000)),
+        "mapped_10000" => mapped_dag_file("mapped_10000", MAPPED),
         _ => dag_file("dag_10000", &layered(100, 100)),
     };
     std::fs::write(dags.join(format!("{workload}.yaml")), text).expect("write");
@@ -233,6 +247,18 @@ async fn bench(engine: &str, workload: &str, db: TestDb) {
                 ratio(wall, fan_floor),
                 ratios(&runs),
                 ms(cpu) / 1002.0
+            );
+        }
+        "mapped_10000" => {
+            let floor = floor(MAPPED + 1, PARALLELISM).await;
+            let (wall, cpu) = run_once(&db.store, home.path(), "mapped_10000").await;
+            println!(
+                "{engine:<8} mapped_10000: wall {:>8.1} ms   floor {:>8.1} ms   ratio {:.2}x   scheduler CPU/instance {:.3} ms   peak RSS {:.1} MiB",
+                ms(wall),
+                ms(floor),
+                ratio(wall, floor),
+                ms(cpu) / (MAPPED + 1) as f64,
+                peak_rss_mib()
             );
         }
         _ => {

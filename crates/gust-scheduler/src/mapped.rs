@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use gust_core::dag::Dag;
 use gust_core::ids::{InstanceId, TaskId};
-use gust_core::mapping::ExpandError;
+use gust_core::mapping::{ExpandError, StateCounts};
 use gust_core::readiness::RunStates;
 use gust_core::state::TaskState;
 use gust_core::task::Task;
@@ -19,7 +19,9 @@ pub fn length(task: &Task, xcoms: &RunXComs, max_map_length: usize) -> Result<us
     let Some(mapping) = &task.mapping else {
         return Ok(1);
     };
-    mapping.length(&|t| xcoms.return_value(t.as_str()), max_map_length)
+    xcoms
+        .mapped_lists(&task.id, mapping)?
+        .checked_len(max_map_length)
 }
 
 /// The arguments `instance` is given on top of its task's own (`partial`) ones; `None` for a
@@ -32,7 +34,7 @@ pub fn instance_args(
     let (Some(mapping), Ok(index)) = (&task.mapping, usize::try_from(instance.map_index)) else {
         return Ok(None);
     };
-    match mapping.instance_args(&|t| xcoms.return_value(t.as_str()), index) {
+    match xcoms.mapped_lists(&task.id, mapping).map(|lists| lists.args(index)) {
         Ok(Some(args)) => Ok(Some(args)),
         Ok(None) => Err(format!(
             "{instance}: the list {} was expanded over no longer has item {index}; clear the task to expand it again",
@@ -100,7 +102,39 @@ fn python_type_name(value: &Value) -> &'static str {
 #[derive(Debug, Default)]
 pub struct InstanceStates {
     tasks: HashMap<TaskId, TaskState>,
-    mapped: HashMap<TaskId, Vec<TaskState>>,
+    mapped: HashMap<TaskId, MappedStates>,
+}
+
+/// A mapped task's instances' states by map index, and how many are in each state.
+#[derive(Debug, Default)]
+struct MappedStates {
+    states: Vec<TaskState>,
+    counts: StateCounts,
+}
+
+impl MappedStates {
+    /// `count` instances, all `none`.
+    fn new(count: usize) -> Self {
+        let mut counts = StateCounts::default();
+        (0..count).for_each(|_| counts.add(TaskState::NoStatus));
+        Self {
+            states: vec![TaskState::NoStatus; count],
+            counts,
+        }
+    }
+
+    /// Sets instance `index`'s state, growing the list with `removed` instances if needed.
+    fn set(&mut self, index: usize, to: TaskState) {
+        if self.states.len() <= index {
+            // A gap (none is ever made) is an instance that is not there.
+            let gap = index + 1 - self.states.len();
+            (0..gap).for_each(|_| self.counts.add(TaskState::Removed));
+            self.states.resize(index + 1, TaskState::Removed);
+        }
+        self.counts.remove(self.states[index]);
+        self.counts.add(to);
+        self.states[index] = to;
+    }
 }
 
 impl InstanceStates {
@@ -109,22 +143,14 @@ impl InstanceStates {
         let mut states = Self::default();
         for (id, state) in instances {
             match usize::try_from(id.map_index) {
-                Ok(index) => {
-                    let mapped = states.mapped.entry(id.task_id).or_default();
-                    if mapped.len() <= index {
-                        // A gap (none is ever made) is an instance that is not there.
-                        mapped.resize(index + 1, TaskState::Removed);
-                    }
-                    mapped[index] = state;
-                }
+                Ok(index) => states.mapped.entry(id.task_id).or_default().set(index, state),
                 Err(_) => {
                     states.tasks.insert(id.task_id, state);
                 }
             }
         }
         for (task, mapped) in &states.mapped {
-            let whole = gust_core::mapping::task_state(mapped.iter().copied());
-            states.tasks.insert(task.clone(), whole);
+            states.tasks.insert(task.clone(), mapped.counts.task_state());
         }
         states
     }
@@ -136,7 +162,11 @@ impl InstanceStates {
             self.mapped.get(&instance.task_id),
             usize::try_from(instance.map_index),
         ) {
-            (Some(states), Ok(index)) => states.get(index).copied().unwrap_or(TaskState::Removed),
+            (Some(mapped), Ok(index)) => mapped
+                .states
+                .get(index)
+                .copied()
+                .unwrap_or(TaskState::Removed),
             (None, Err(_)) => self.tasks.task_state(&instance.task_id),
             // An unmapped instance of an expanded task, or the reverse, is not there.
             _ => TaskState::Removed,
@@ -151,9 +181,9 @@ impl InstanceStates {
             self.mapped.get_mut(task),
             usize::try_from(instance.map_index),
         ) {
-            (Some(states), Ok(index)) if index < states.len() => {
-                states[index] = to;
-                gust_core::mapping::task_state(states.iter().copied())
+            (Some(mapped), Ok(index)) if index < mapped.states.len() => {
+                mapped.set(index, to);
+                mapped.counts.task_state()
             }
             _ => to,
         };
@@ -163,8 +193,7 @@ impl InstanceStates {
 
     /// Gives `task` `count` instances, all `none` (its unmapped instance is no longer there).
     pub fn expand(&mut self, task: &TaskId, count: usize) {
-        self.mapped
-            .insert(task.clone(), vec![TaskState::NoStatus; count]);
+        self.mapped.insert(task.clone(), MappedStates::new(count));
         self.tasks.insert(task.clone(), TaskState::NoStatus);
     }
 
@@ -178,7 +207,7 @@ impl InstanceStates {
     #[must_use]
     pub fn instances(&self, task: &TaskId) -> Vec<InstanceId> {
         match self.mapped.get(task) {
-            Some(states) => (0..states.len())
+            Some(mapped) => (0..mapped.states.len())
                 .filter_map(|i| i32::try_from(i).ok())
                 .map(|i| InstanceId::mapped(task.clone(), i))
                 .collect(),
@@ -199,10 +228,10 @@ impl RunStates for InstanceStates {
         self.tasks.task_state(task)
     }
 
-    fn for_each_instance(&self, task: &TaskId, each: &mut dyn FnMut(TaskState)) {
+    fn instance_counts(&self, task: &TaskId, each: &mut dyn FnMut(TaskState, usize)) {
         match self.mapped.get(task) {
-            Some(states) => states.iter().copied().for_each(each),
-            None => each(self.tasks.task_state(task)),
+            Some(mapped) => mapped.counts.for_each(each),
+            None => each(self.tasks.task_state(task), 1),
         }
     }
 }

@@ -3,8 +3,10 @@
 //! (see [`TemplateValues`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
+use gust_core::ids::TaskId;
+use gust_core::mapping::{ExpandError, Lists, Mapping};
 use gust_template::{RuntimeLookup, TemplateConnection};
 
 use crate::template_values::TemplateValues;
@@ -23,6 +25,10 @@ pub fn masked(value: &serde_json::Value) -> serde_json::Value {
 pub struct RunXComs {
     values: RwLock<HashMap<(String, String), serde_json::Value>>,
     mapped: RwLock<HashMap<(String, String), BTreeMap<i32, serde_json::Value>>>,
+    /// Mapped tasks' lists as resolved from these XComs, by task, kept until a value they were
+    /// resolved from changes: resolving copies every item, so it is done once per expansion
+    /// rather than once per instance launched.
+    lists: Mutex<HashMap<TaskId, Arc<Lists>>>,
     template_values: Arc<TemplateValues>,
 }
 
@@ -39,6 +45,7 @@ impl RunXComs {
         Self {
             values: RwLock::default(),
             mapped: RwLock::default(),
+            lists: Mutex::default(),
             template_values,
         }
     }
@@ -66,6 +73,33 @@ impl RunXComs {
                 .or_default()
                 .insert(map_index, value);
         }
+        // Any key may be what a list was resolved from (a keyed source reads a field of the
+        // return value, see `xcom`), so every new value of the task makes its lists stale.
+        self.lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, lists| !lists.depends_on(task_id));
+    }
+
+    /// `task`'s lists resolved against the run's XComs (see [`Mapping::resolve`]), resolved
+    /// once and kept until a value they come from is pushed again.
+    pub fn mapped_lists(&self, task: &TaskId, mapping: &Mapping) -> Result<Arc<Lists>, ExpandError> {
+        let cached = self
+            .lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(task)
+            .cloned();
+        if let Some(lists) = cached {
+            return Ok(lists);
+        }
+        let lookup = |t: &TaskId, key: Option<&str>| self.xcom(t.as_str(), key.unwrap_or(RETURN_VALUE));
+        let lists = Arc::new(mapping.resolve(&lookup)?);
+        self.lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(task.clone(), lists.clone());
+        Ok(lists)
     }
 
     /// A task's return value: a mapped task's is the list of its instances' values, in

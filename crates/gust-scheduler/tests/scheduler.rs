@@ -1174,3 +1174,95 @@ async fn a_mapped_task_is_expanded_when_its_upstream_ends_and_each_instance_retr
     stop.cancel();
     handle.await.expect("the scheduler stopped");
 }
+
+const REVISED: &str = r#"
+revised:
+  schedule: null
+  tasks:
+    each:
+      operator: BashOperator
+      partial:
+        env: {MARKS: "{{ var.value.marks }}"}
+        append_env: true
+      expand:
+        bash_command:
+          - 'echo echo x'
+          - 'if [ -e "$MARKS/skip" ]; then exit 99; fi; echo echo y'
+          - 'echo echo z'
+    again:
+      operator: BashOperator
+      trigger_rule: none_failed
+      max_active_tis_per_dagrun: 1
+      expand: {bash_command: each.output}
+"#;
+
+both_engines!(a_cleared_mapped_task_is_expanded_again_when_its_list_changes);
+
+/// As Airflow revises a cleared mapped task's map indexes: `again` is mapped over `each`'s
+/// values; once one instance of `each` is skipped on the second go, `again` has one instance
+/// fewer, the last removed.
+async fn a_cleared_mapped_task_is_expanded_again_when_its_list_changes(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("revised.yaml"), REVISED).expect("dag file");
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&marks).expect("marks folder");
+    store
+        .set_variable("marks", &marks.display().to_string(), None, &fernet())
+        .await
+        .expect("variable");
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    let run_id = trigger(&store, &dags, "revised", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "revised", &run_id).await,
+        DagRunState::Success
+    );
+    let again = |tis: &[gust_store::StoredTaskInstance]| -> Vec<(i32, TaskState)> {
+        tis.iter()
+            .filter(|t| t.task_id == "again")
+            .map(|t| (t.map_index, t.state))
+            .collect()
+    };
+    let tis = store.task_instances("revised", &run_id).await.expect("tis");
+    assert_eq!(again(&tis).len(), 3, "{tis:?}");
+
+    std::fs::write(marks.join("skip"), "").expect("mark");
+    let cleared = store
+        .clear_task_instances(
+            "revised",
+            &run_id,
+            &["each".to_owned(), "again".to_owned()],
+            SystemClock.now(),
+        )
+        .await
+        .expect("clear");
+    assert_eq!(cleared, 6);
+    assert_eq!(
+        wait_for_run(&store, "revised", &run_id).await,
+        DagRunState::Success
+    );
+    let tis = store.task_instances("revised", &run_id).await.expect("tis");
+    assert_eq!(
+        again(&tis),
+        [
+            (0, TaskState::Success),
+            (1, TaskState::Success),
+            (2, TaskState::Removed)
+        ],
+        "{tis:?}"
+    );
+    let xcoms = store.xcoms_of_run("revised", &run_id).await.expect("xcoms");
+    let pulled: Vec<(i32, serde_json::Value)> = xcoms
+        .iter()
+        .filter(|x| x.task_id == "again")
+        .map(|x| (x.map_index, x.value.clone()))
+        .collect();
+    assert_eq!(
+        pulled,
+        [(0, serde_json::json!("x")), (1, serde_json::json!("z"))],
+        "the instances ran over the new list"
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+}

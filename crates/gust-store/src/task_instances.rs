@@ -173,6 +173,58 @@ impl Store {
 }
 
 impl Store {
+    /// Gives an expanded mapped task `count` instances again, as Airflow revises the map
+    /// indexes of a cleared task whose upstream now returns a list of another length: instances
+    /// from `count` on that are waiting (`none`) become `removed`, removed ones below `count`
+    /// wait again, and missing ones are created in `none`; the XComs of removed ones are
+    /// deleted. Only waiting instances change (the task was cleared as a whole); one
+    /// transaction. Returns how many rows changed.
+    pub async fn revise_expansion(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        count: u32,
+    ) -> Result<u64, StoreError> {
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
+        let remove = self.sql(
+            "UPDATE task_instances SET state = 'removed', version = version + 1 \
+             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index >= $4 AND state = 'none'",
+        );
+        let restore = self.sql(
+            "UPDATE task_instances SET state = 'none', version = version + 1 \
+             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index >= 0 AND map_index < $4 AND state = 'removed'",
+        );
+        // A removed instance's values are not part of its task's any more.
+        let forget = self.sql(
+            "DELETE FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index >= $4",
+        );
+        let existing = self.sql(
+            "SELECT CAST(COALESCE(MAX(map_index) + 1, 0) AS BIGINT) FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
+        );
+        let create = self.sql(
+            "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state) VALUES ($1, $2, $3, $4, 'none') \
+             ON CONFLICT DO NOTHING",
+        );
+        let failed = query("revising a mapped task's instances");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(failed)?;
+            let mut changed = 0;
+            for sql in [&remove, &restore, &forget] {
+                changed += sqlx::query(sql).bind(dag_id).bind(run_id).bind(task_id).bind(count)
+                    .execute(&mut *tx).await.map_err(failed)?.rows_affected();
+            }
+            let (have,): (i64,) = sqlx::query_as(&existing).bind(dag_id).bind(run_id).bind(task_id)
+                .fetch_one(&mut *tx).await.map_err(failed)?;
+            for index in i32::try_from(have).unwrap_or(i32::MAX)..count {
+                changed += sqlx::query(&create).bind(dag_id).bind(run_id).bind(task_id).bind(index)
+                    .execute(&mut *tx).await.map_err(failed)?.rows_affected();
+            }
+            tx.commit().await.map_err(failed)?;
+            Ok(changed)
+        })
+    }
+
     /// Clears tasks so they run again (`gust tasks clear`), every instance of a mapped one:
     /// back to `none`, and their
     /// run back to `queued` if it had finished. Its version changes either way, which tells the

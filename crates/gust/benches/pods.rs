@@ -6,7 +6,9 @@
 //! - `fanout_1000`: 1,000 pods running at once (each runs 8 s), all followed by one scheduler:
 //!   its peak RSS and CPU per pod;
 //! - `chain_30`: 30 pods in a chain: the delay from a pod's base container ending to its
-//!   downstream pod's creation, both seen by one watch on the API server (median and p90).
+//!   downstream pod's creation, both seen by one watch on the API server (median and p90);
+//! - `mapped_10000`: one pod task mapped over 10,000 items at parallelism 32, in a process of
+//!   its own (this executable again): CPU per instance and peak RSS.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -29,6 +31,10 @@ use nix::sys::resource::{UsageWho, getrusage};
 use tokio_util::sync::CancellationToken;
 
 const SERVER_MODE: &str = "GUST_BENCH_FAKE_SERVER";
+/// Set in the child process that runs the mapped workload alone.
+const MAPPED_MODE: &str = "GUST_BENCH_PODS_MAPPED";
+const MAPPED: usize = 10_000;
+const MAPPED_PARALLELISM: usize = 32;
 const FAN: usize = 1000;
 const CHAIN: usize = 30;
 
@@ -50,6 +56,13 @@ fn peak_rss_mib() -> f64 {
 /// stdin closes.
 async fn serve() {
     let fake = gust_kube_fake::FakeCluster::start().await;
+    fake.script(
+        "blink",
+        gust_kube_fake::PodScript {
+            runs_for: Duration::from_millis(20),
+            ..gust_kube_fake::PodScript::default()
+        },
+    );
     fake.script(
         "sleeper",
         gust_kube_fake::PodScript {
@@ -123,6 +136,7 @@ async fn run_once(
     home: &Path,
     client: &kube::Client,
     dag_id: &str,
+    parallelism: usize,
 ) -> (Duration, Duration) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let stop = CancellationToken::new();
@@ -152,7 +166,8 @@ async fn run_once(
     .await;
     let mut config = SchedulerConfig::new(home.join("logs"));
     config.paused_by_default = false;
-    config.parallelism = 4 * FAN;
+    config.parallelism = parallelism;
+    config.max_map_length = MAPPED;
     let scheduler = Scheduler::new(
         store.clone(),
         Arc::new(kube.clone()),
@@ -261,7 +276,7 @@ async fn bench() {
     )
     .expect("write");
 
-    let (wall, cpu) = run_once(&db.store, home.path(), &client, "fanout_1000").await;
+    let (wall, cpu) = run_once(&db.store, home.path(), &client, "fanout_1000", 4 * FAN).await;
     println!(
         "fanout_1000 pods: wall {:.1} s (each pod runs 8 s)   scheduler CPU/pod {:.2} ms   peak RSS {:.1} MiB",
         wall.as_secs_f64(),
@@ -273,7 +288,7 @@ async fn bench() {
     let stop = CancellationToken::new();
     let observer = tokio::spawn(observe(client.clone(), Arc::clone(&seen), stop.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (wall, _) = run_once(&db.store, home.path(), &client, "chain_30").await;
+    let (wall, _) = run_once(&db.store, home.path(), &client, "chain_30", 4 * FAN).await;
     stop.cancel();
     let _ = observer.await;
     let mut delays: Vec<f64> = {
@@ -308,5 +323,59 @@ fn main() {
         runtime.block_on(serve());
         return;
     }
+    if std::env::var_os(MAPPED_MODE).is_some() {
+        runtime.block_on(bench_mapped());
+        return;
+    }
     runtime.block_on(bench());
+    run_mapped_child();
+}
+
+/// The mapped workload in a process of its own, so that its peak RSS is its own.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the benchmark runs the mapped workload in its own process, so that peak RSS is its own"
+)]
+fn run_mapped_child() {
+    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .env(MAPPED_MODE, "1")
+        .status()
+        .expect("the mapped workload runs");
+    assert!(status.success(), "the mapped workload failed");
+}
+
+/// `mapped_10000`: one pod task mapped over 10,000 items, 32 pods at a time.
+async fn bench_mapped() {
+    let (mut server, url) = spawn_server();
+    let client =
+        kube::Client::try_from(kube::Config::new(url.parse().expect("URL"))).expect("client");
+    let db = TestDb::sqlite().await;
+    let home = tempfile::tempdir().expect("home");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags");
+    let items = vec!["[x]"; MAPPED].join(", ");
+    std::fs::write(
+        dags.join("mapped.yaml"),
+        format!(
+            "mapped_10000:\n  schedule: null\n  max_active_tasks: 100000\n  is_paused_upon_creation: false\n  tasks:\n    each:\n      operator: KubernetesPodOperator\n      partial: {{image: blink, get_logs: false}}\n      expand:\n        arguments: [{items}]\n"
+        ),
+    )
+    .expect("write");
+    let (wall, cpu) = run_once(
+        &db.store,
+        home.path(),
+        &client,
+        "mapped_10000",
+        MAPPED_PARALLELISM,
+    )
+    .await;
+    println!(
+        "mapped_10000 pods: wall {:.1} s (parallelism {MAPPED_PARALLELISM}, pods run 20 ms)   scheduler CPU/instance {:.3} ms   peak RSS {:.1} MiB",
+        wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e3 / MAPPED as f64,
+        peak_rss_mib()
+    );
+    drop(server.stdin.take());
+    let _ = server.wait();
+    db.finish().await;
 }

@@ -232,3 +232,193 @@ async fn postgres_scheduler_with_pods_survives_sigkill_at_any_moment() {
     };
     crash_many_times_with_pods(db).await;
 }
+
+/// How many instances the mapped task of the mapped crash tests gets.
+const ITEMS: usize = 16;
+
+/// A task mapped over a list written in the file (its instances append their item to a file,
+/// four at a time), between an unmapped first and last task.
+fn mapped_dag_file(side_effects: &Path) -> String {
+    let side = side_effects.display();
+    let commands: Vec<String> = (0..ITEMS)
+        .map(|i| format!("'sleep 0.{}; echo m{i} >> {side}; sleep 0.2'", i % 3))
+        .collect();
+    format!(
+        "crashy:\n  schedule: null\n  is_paused_upon_creation: false\n  default_args: {{retries: 2, retry_delay: 0, do_xcom_push: false}}\n  tasks:\n    a:\n      operator: BashOperator\n      bash_command: 'sleep 0.3; echo a >> {side}'\n    m:\n      operator: BashOperator\n      max_active_tis_per_dagrun: 4\n      expand:\n        bash_command: [{}]\n      dependencies: [a]\n    z:\n      operator: BashOperator\n      bash_command: 'echo z >> {side}'\n      dependencies: [m]\n",
+        commands.join(", ")
+    )
+}
+
+/// Kills the scheduler `rounds` times at spread-out moments, then lets a last one finish the
+/// run; returns the run's end. `start` starts a scheduler.
+async fn kill_and_finish(db: &TestDb, rounds: u64, start: impl Fn() -> Child) -> DagRunState {
+    for round in 0..rounds {
+        let child = start();
+        tokio::time::sleep(Duration::from_millis(150 + (round * 137) % 700)).await;
+        kill9(child);
+    }
+    let child = start();
+    let state = run_end(db).await;
+    kill9(child);
+    state
+}
+
+/// Expansion and the instances under the same kills: every instance runs exactly once, the
+/// mapped task keeps its instances, and no more than four ran at once.
+async fn crash_mapped_many_times(db: TestDb) {
+    let home = tempfile::tempdir().expect("home");
+    let side = home.path().join("side-effects.txt");
+    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
+    std::fs::write(
+        home.path().join("dags/crashy.yaml"),
+        mapped_dag_file(&side),
+    )
+    .expect("dag");
+    let trigger = gust_process(home.path(), &db.url)
+        .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
+        .output()
+        .expect("trigger");
+    assert!(trigger.status.success(), "{trigger:?}");
+    let state = kill_and_finish(&db, 14, || scheduler(home.path(), &db.url)).await;
+    let tis = db
+        .store
+        .task_instances("crashy", "crash-test")
+        .await
+        .expect("tis");
+    let tries = db
+        .store
+        .tries_of_run("crashy", "crash-test")
+        .await
+        .expect("tries");
+    assert_eq!(state, DagRunState::Success, "{tis:#?}\n{tries:#?}");
+    let mut mapped: Vec<i32> = tis
+        .iter()
+        .filter(|t| t.task_id == "m")
+        .map(|t| t.map_index)
+        .collect();
+    mapped.sort_unstable();
+    let every: Vec<i32> = (0..ITEMS as i32).collect();
+    assert_eq!(mapped, every, "one instance per item, expanded once");
+    assert!(
+        tis.iter().all(|t| t.state == TaskState::Success),
+        "{tis:#?}"
+    );
+    let effects = std::fs::read_to_string(&side).expect("side effects");
+    let mut lines: Vec<String> = effects.lines().map(str::to_owned).collect();
+    lines.sort_unstable();
+    let mut expected: Vec<String> = (0..ITEMS).map(|i| format!("m{i}")).collect();
+    expected.extend(["a".to_owned(), "z".to_owned()]);
+    expected.sort_unstable();
+    assert_eq!(
+        lines, expected,
+        "each instance's side effect exactly once\n{tries:#?}"
+    );
+    // max_active_tis_per_dagrun: no more than four instances' tries overlapped, even across
+    // restarts (a restarted scheduler counts the tries it adopts).
+    let spans: Vec<_> = tries
+        .iter()
+        .filter(|t| t.task_id == "m")
+        .filter_map(|t| Some((t.start_date?, t.end_date?)))
+        .collect();
+    for (start, _) in &spans {
+        let overlapping = spans.iter().filter(|(s, e)| s <= start && start < e).count();
+        assert!(overlapping <= 4, "{overlapping} instances ran at once: {spans:#?}");
+    }
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_scheduler_expanding_a_mapped_task_survives_sigkill() {
+    crash_mapped_many_times(TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_scheduler_expanding_a_mapped_task_survives_sigkill() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    crash_mapped_many_times(db).await;
+}
+
+/// A pod task mapped over another pod's XCom, under the same kills: the list's pod and each
+/// instance's pod are created exactly once, and the last task pulls every instance's XCom.
+async fn crash_mapped_pods_many_times(db: TestDb) {
+    let fake = gust_kube_fake::FakeCluster::start().await;
+    // Each item is one instance's `arguments`, a list of words.
+    let items: Vec<Vec<String>> = (0..ITEMS).map(|i| vec![format!("item-{i}")]).collect();
+    fake.script(
+        "lister",
+        gust_kube_fake::PodScript {
+            runs_for: Duration::from_millis(300),
+            xcom: Some(serde_json::to_string(&items).expect("json")),
+            ..gust_kube_fake::PodScript::default()
+        },
+    );
+    fake.script(
+        "work",
+        gust_kube_fake::PodScript {
+            runs_for: Duration::from_millis(400),
+            xcom: Some(r#"{"done": true}"#.into()),
+            ..gust_kube_fake::PodScript::default()
+        },
+    );
+    let home = tempfile::tempdir().expect("home");
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("kubeconfig");
+    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
+    let dag = "crashy:\n  schedule: null\n  is_paused_upon_creation: false\n  default_args: {retries: 2, retry_delay: 0}\n  tasks:\n    list:\n      operator: KubernetesPodOperator\n      image: lister\n      do_xcom_push: true\n    each:\n      operator: KubernetesPodOperator\n      do_xcom_push: true\n      max_active_tis_per_dagrun: 6\n      partial: {image: work}\n      expand:\n        arguments: list.output\n";
+    std::fs::write(home.path().join("dags/crashy.yaml"), dag).expect("dag");
+    let with_cluster = |mut command: Command| {
+        command.env("GUST__KUBERNETES__CONFIG_FILE", &kubeconfig);
+        command
+    };
+    let trigger = with_cluster(gust_process(home.path(), &db.url))
+        .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
+        .output()
+        .expect("trigger");
+    assert!(trigger.status.success(), "{trigger:?}");
+    let start = || {
+        with_cluster(gust_process(home.path(), &db.url))
+            .arg("scheduler")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the scheduler starts")
+    };
+    let state = kill_and_finish(&db, 12, start).await;
+    let tries = db
+        .store
+        .tries_of_run("crashy", "crash-test")
+        .await
+        .expect("tries");
+    assert_eq!(state, DagRunState::Success, "{tries:#?}");
+    assert_eq!(
+        fake.created_count(),
+        1 + ITEMS as u64,
+        "each pod created exactly once\n{tries:#?}"
+    );
+    let xcoms = db
+        .store
+        .xcoms_of_run("crashy", "crash-test")
+        .await
+        .expect("xcoms");
+    assert_eq!(
+        xcoms.iter().filter(|x| x.task_id == "each").count(),
+        ITEMS,
+        "every instance kept its pod's XCom: {xcoms:#?}"
+    );
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_scheduler_with_mapped_pods_survives_sigkill() {
+    crash_mapped_pods_many_times(TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_scheduler_with_mapped_pods_survives_sigkill() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    crash_mapped_pods_many_times(db).await;
+}

@@ -1,7 +1,8 @@
-"""What the three steps share: where Gust put their inputs, and the CSV and model formats."""
+"""What the steps share: where Gust put their inputs, the CSV and model formats, and the XCom."""
 
 import csv
 import json
+import math
 import os
 
 FEATURES = ["tenure_months", "monthly_charges", "support_calls", "yearly_contract"]
@@ -38,3 +39,24 @@ def write_rows(path, header, rows):
         out = csv.writer(f, lineterminator="\n")
         out.writerow(header)
         out.writerows(rows)
+
+
+def predict(model, features):
+    """The churn probability `model` gives a row's features."""
+    z = sum(w * (v - m) / s for w, v, m, s in zip(model["weights"], features, model["mean"], model["std"]))
+    return 1 / (1 + math.exp(-(z + model["bias"])))
+
+
+def add_to_xcom(values):
+    """Adds `values` to the step's XCom, beside its outputs' URIs ($GUST_XCOM_FILE)."""
+    path = os.environ.get("GUST_XCOM_FILE")
+    if not path:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    current = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            current = json.load(f)
+    current.update(values)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(current, f)

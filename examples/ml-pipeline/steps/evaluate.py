@@ -1,23 +1,25 @@
-"""Step 3: score the model on the held-out customers and report its metrics."""
+"""Step 3, the reduce: of every trained model, the one with the best validation accuracy was
+downloaded as input `model`; score it on the held-out customers and report its metrics."""
 
 import json
-import math
 import os
 
-from common import config, input_dir, output_dir, read_rows
+from common import config, input_dir, output_dir, predict, read_rows
 
 settings = config()
 with open(os.path.join(input_dir("model"), "model.json"), encoding="utf-8") as f:
     model = json.load(f)
 rows = read_rows(os.path.join(input_dir("test"), "test.csv"))
+# What every training instance reported (train's XCom, a list in map-index order).
+candidates = json.loads(os.environ.get("CANDIDATES", "[]"))
+for index, candidate in enumerate(candidates):
+    print(
+        f"candidate {index}: learning_rate={candidate.get('learning_rate')} epochs={candidate.get('epochs')} "
+        f"validation accuracy {candidate.get('validation_accuracy')}"
+    )
+best = max(candidates, key=lambda c: c.get("validation_accuracy", 0), default={})
 
-
-def probability(x):
-    z = sum(w * (v - m) / s for w, v, m, s in zip(model["weights"], x, model["mean"], model["std"]))
-    return 1 / (1 + math.exp(-(z + model["bias"])))
-
-
-scored = [(probability(x), y) for x, y in rows]
+scored = [(predict(model, x), y) for x, y in rows]
 predicted = [(p >= 0.5, y) for p, y in scored]
 true_pos = sum(1 for p, y in predicted if p and y)
 positives = sum(1 for _, y in predicted if y)
@@ -36,6 +38,8 @@ metrics = {
     "recall": round(true_pos / positives, 4) if positives else 0.0,
     "auc": round(wins / pairs, 4) if pairs else 0.0,
     "trainer": model["trainer"],
+    "candidates": len(candidates),
+    "chosen": {k: best.get(k) for k in ("learning_rate", "epochs", "validation_accuracy")},
 }
 with open(os.path.join(output_dir("metrics"), "metrics.json"), "w", encoding="utf-8") as f:
     json.dump(metrics, f, indent=2)

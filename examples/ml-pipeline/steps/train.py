@@ -1,18 +1,26 @@
-"""Step 2: train a logistic-regression churn model.
+"""Step 2, one instance per parameter set: train a logistic-regression churn model.
 
-With scikit-learn installed it does the fitting; without it, plain gradient descent in the
-standard library fits the same model, so the pipeline runs anywhere Python 3 does. Either way
-the model is saved as JSON (feature scaling, weights, bias) for the evaluate step.
+The parameter set comes in the environment (LEARNING_RATE, EPOCHS; the config's values when
+unset). A fifth of the training rows is held out to score the model, and that score goes to the
+XCom with the parameters, so the evaluate step can pick the best instance's model.
+
+With scikit-learn installed it does the fitting (EPOCHS bounds its iterations); without it,
+plain gradient descent in the standard library fits the same model, so the pipeline runs
+anywhere Python 3 does. Either way the model is saved as JSON (feature scaling, weights, bias).
 """
 
 import json
 import math
 import os
 
-from common import FEATURES, config, input_dir, output_dir, read_rows
+from common import FEATURES, add_to_xcom, config, input_dir, output_dir, predict, read_rows
 
 settings = config()
+rate = float(os.environ.get("LEARNING_RATE", settings["learning_rate"]))
+epochs = int(os.environ.get("EPOCHS", settings["epochs"]))
 rows = read_rows(os.path.join(input_dir("train"), "train.csv"))
+held_out = int(len(rows) * settings["validation_fraction"])
+rows, validation = rows[held_out:], rows[:held_out]
 columns = list(zip(*[x for x, _ in rows]))
 mean = [sum(c) / len(c) for c in columns]
 std = [math.sqrt(sum((v - m) ** 2 for v in c) / len(c)) or 1.0 for c, m in zip(columns, mean)]
@@ -22,12 +30,11 @@ ys = [y for _, y in rows]
 try:
     from sklearn.linear_model import LogisticRegression
 
-    fitted = LogisticRegression(max_iter=1000).fit(xs, ys)
+    fitted = LogisticRegression(max_iter=epochs).fit(xs, ys)
     weights, bias, trainer = [float(w) for w in fitted.coef_[0]], float(fitted.intercept_[0]), "scikit-learn"
 except ImportError:
     weights, bias, trainer = [0.0] * len(FEATURES), 0.0, "python (gradient descent)"
-    rate = settings["learning_rate"]
-    for _ in range(settings["epochs"]):
+    for _ in range(epochs):
         grad_w, grad_b = [0.0] * len(weights), 0.0
         for x, y in zip(xs, ys):
             error = 1 / (1 + math.exp(-(sum(w * v for w, v in zip(weights, x)) + bias))) - y
@@ -39,4 +46,11 @@ except ImportError:
 model = {"features": FEATURES, "mean": mean, "std": std, "weights": weights, "bias": bias, "trainer": trainer}
 with open(os.path.join(output_dir("model"), "model.json"), "w", encoding="utf-8") as f:
     json.dump(model, f, indent=2)
-print(f"trained on {len(rows)} rows with {trainer}: " + ", ".join(f"{n}={w:+.3f}" for n, w in zip(FEATURES, weights)))
+correct = sum(1 for x, y in validation if (predict(model, x) >= 0.5) == bool(y))
+score = round(correct / len(validation), 4)
+add_to_xcom({"validation_accuracy": score, "learning_rate": rate, "epochs": epochs})
+print(
+    f"trained on {len(rows)} rows with {trainer} (learning_rate={rate}, epochs={epochs}): "
+    + ", ".join(f"{n}={w:+.3f}" for n, w in zip(FEATURES, weights))
+    + f"; validation accuracy {score}"
+)

@@ -5,7 +5,8 @@
 //!
 //! A list is written in the file, or is an upstream's return value in any of dag-factory's
 //! spellings: `task.output`, `XComArg(task)` (dag-factory's own `XcomArg(task)` too) and
-//! TaskFlow's `+task`. The upstream becomes a dependency, as Airflow makes it one.
+//! TaskFlow's `+task`, or another of its XComs by key (`task.output['key']`). The upstream
+//! becomes a dependency, as Airflow makes it one.
 
 use gust_core::ids::TaskId;
 use gust_core::mapping::{Expand, Mapping as TaskMapping, Source};
@@ -51,25 +52,58 @@ pub fn with_partial(own: &Mapping) -> Read<Option<Mapping>> {
     Ok(Some(merged))
 }
 
-/// The upstream a string names as its return value, in one of dag-factory's spellings.
-fn xcom_task(text: &str) -> Option<&str> {
+/// The upstream a string names, in one of dag-factory's spellings of its return value
+/// (`task.output`, `XComArg(task)`, `XcomArg(task)`, `+task`), with the XCom key when it names
+/// another (Airflow's `task.output['key']`, `XComArg(task, key='key')`, TaskFlow's
+/// `+task["key"]`).
+fn xcom_ref(text: &str) -> Option<(&str, Option<&str>)> {
     let text = text.trim();
-    let name = if let Some(rest) = text.strip_prefix('+') {
-        rest
+    let (name, key) = if let Some(rest) = text.strip_prefix('+') {
+        split_subscript(rest)?
     } else if let Some(task) = text.strip_suffix(".output") {
-        task
+        (task, None)
+    } else if let Some(at) = text.rfind(".output[") {
+        (&text[..at], Some(subscript(&text[at + ".output".len()..])?))
     } else {
-        ["XComArg(", "XcomArg("]
+        let inner = ["XComArg(", "XcomArg("]
             .iter()
             .find_map(|open| text.strip_prefix(open))?
-            .strip_suffix(')')?
-            .trim()
+            .strip_suffix(')')?;
+        match inner.split_once(',') {
+            None => (inner.trim(), None),
+            Some((task, key)) => {
+                let key = key.trim().strip_prefix("key")?.trim_start().strip_prefix('=')?;
+                (task.trim(), Some(quoted(key.trim())?))
+            }
+        }
     };
     let is_name = !name.is_empty()
         && name
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    is_name.then_some(name)
+    is_name.then_some((name, key))
+}
+
+/// `name` or `name["key"]`.
+fn split_subscript(text: &str) -> Option<(&str, Option<&str>)> {
+    match text.find('[') {
+        None => Some((text, None)),
+        Some(at) => Some((&text[..at], Some(subscript(&text[at..])?))),
+    }
+}
+
+/// The key of `['key']` or `["key"]`.
+fn subscript(text: &str) -> Option<&str> {
+    quoted(text.trim().strip_prefix('[')?.strip_suffix(']')?.trim())
+}
+
+/// The text between matching single or double quotes.
+fn quoted(text: &str) -> Option<&str> {
+    let inner = text
+        .strip_prefix('\'')
+        .and_then(|t| t.strip_suffix('\''))
+        .or_else(|| text.strip_prefix('"').and_then(|t| t.strip_suffix('"')))?;
+    (!inner.is_empty()).then_some(inner)
 }
 
 /// One list: written in the file, or an upstream's return value (noted in `upstreams`).
@@ -83,7 +117,7 @@ fn read_source(node: &Node, key: &str, upstreams: &mut Vec<(String, Location)>) 
                 .collect(),
         )),
         Value::Str(text) => {
-            let Some(name) = xcom_task(text) else {
+            let Some((name, xcom_key)) = xcom_ref(text) else {
                 return Err(Diagnostic::new(
                     node.at.clone(),
                     format!("\"{key}\" must be a list or an upstream's output, not \"{text}\""),
@@ -93,7 +127,10 @@ fn read_source(node: &Node, key: &str, upstreams: &mut Vec<(String, Location)>) 
             let task = TaskId::new(name)
                 .map_err(|err| Diagnostic::new(node.at.clone(), err.to_string()))?;
             upstreams.push((name.to_owned(), node.at.clone()));
-            Ok(Source::XCom(task))
+            Ok(match xcom_key {
+                None => Source::XCom(task),
+                Some(key) => Source::XComKey(task, key.to_owned()),
+            })
         }
         _ => Err(Diagnostic::new(
             node.at.clone(),
@@ -190,7 +227,7 @@ pub fn read_mapping(
 #[must_use]
 pub fn resolve_upstreams(mut mapping: TaskMapping, upstream: &[TaskId]) -> TaskMapping {
     let resolve = |source: &mut Source| {
-        if let Source::XCom(task) = source
+        if let Source::XCom(task) | Source::XComKey(task, _) = source
             && !upstream.contains(task)
         {
             let suffix = format!(".{task}");
@@ -239,7 +276,7 @@ pub fn first_instance_args(
     mapping: &TaskMapping,
     args: &serde_json::Map<String, serde_json::Value>,
 ) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let no_xcom = |_: &TaskId| None;
+    let no_xcom = |_: &TaskId, _: Option<&str>| None;
     let extra = mapping.instance_args(&no_xcom, 0).ok()??;
     let mut all = args.clone();
     all.extend(extra);
@@ -258,7 +295,7 @@ pub fn expanded_names(mapping: &TaskMapping) -> Vec<String> {
             .flat_map(|m| m.keys().cloned())
             .collect(),
         // Known only when the upstream has run.
-        Expand::Kwargs(Source::XCom(_)) => Vec::new(),
+        Expand::Kwargs(Source::XCom(_) | Source::XComKey(..)) => Vec::new(),
     }
 }
 
@@ -371,9 +408,24 @@ mod tests {
             "XcomArg(request)",
             "+request",
         ] {
-            assert_eq!(xcom_task(text), Some("request"), "{text}");
+            assert_eq!(xcom_ref(text), Some(("request", None)), "{text}");
         }
-        assert_eq!(xcom_task("echo hi"), None);
-        assert_eq!(xcom_task(".output"), None);
+        for text in [
+            "request.output['grid']",
+            "request.output[\"grid\"]",
+            "XComArg(request, key='grid')",
+            "XcomArg(request, key = \"grid\")",
+            "+request['grid']",
+        ] {
+            assert_eq!(xcom_ref(text), Some(("request", Some("grid"))), "{text}");
+        }
+        assert_eq!(
+            xcom_ref("group.output_step.output['k']"),
+            Some(("group.output_step", Some("k")))
+        );
+        assert_eq!(xcom_ref("echo hi"), None);
+        assert_eq!(xcom_ref(".output"), None);
+        assert_eq!(xcom_ref("request.output[grid]"), None, "the key is quoted");
+        assert_eq!(xcom_ref("XComArg(request, 'grid')"), None);
     }
 }

@@ -22,6 +22,8 @@ pub const SETTING_KEYS: &[&str] = &[
     "trigger_rule",
     "pool",
     "pool_slots",
+    "max_active_tis_per_dag",
+    "max_active_tis_per_dagrun",
     "priority_weight",
     "depends_on_past",
     "do_xcom_push",
@@ -94,6 +96,10 @@ pub fn apply(settings: &mut TaskSettings, key: &str, node: &Node) -> Read<()> {
         }
         "pool" => settings.pool = values::string(node, key)?,
         "pool_slots" => settings.pool_slots = values::count(node, key, 1)?,
+        "max_active_tis_per_dag" => settings.max_active_tis_per_dag = values::opt_count(node, key, 1)?,
+        "max_active_tis_per_dagrun" => {
+            settings.max_active_tis_per_dagrun = values::opt_count(node, key, 1)?;
+        }
         "priority_weight" => {
             let n = values::integer(node, key, i64::from(i32::MIN))?;
             settings.priority_weight = i32::try_from(n).map_err(|_| {

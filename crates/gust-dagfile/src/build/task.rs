@@ -183,7 +183,9 @@ pub fn read_task(
     let kwargs_at_run_time = mapped.as_ref().is_some_and(|m| {
         matches!(
             m.expand,
-            gust_core::mapping::Expand::Kwargs(gust_core::mapping::Source::XCom(_))
+            gust_core::mapping::Expand::Kwargs(
+                gust_core::mapping::Source::XCom(_) | gust_core::mapping::Source::XComKey(..)
+            )
         )
     });
     for required in operator.required {

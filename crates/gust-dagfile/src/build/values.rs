@@ -77,6 +77,14 @@ pub fn count(node: &Node, key: &str, min: u32) -> Read<u32> {
         .map_err(|_| Diagnostic::new(node.at.clone(), format!("\"{key}\" is too large: {n}")))
 }
 
+/// A [`count`], or `None` for null.
+pub fn opt_count(node: &Node, key: &str, min: u32) -> Read<Option<u32>> {
+    match &node.value {
+        Value::Null => Ok(None),
+        _ => count(node, key, min).map(Some),
+    }
+}
+
 /// A list of strings; a single string is a list of one, as Airflow accepts for `email`, `tags`...
 pub fn string_list(node: &Node, key: &str) -> Read<Vec<String>> {
     match &node.value {

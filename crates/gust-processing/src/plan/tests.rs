@@ -308,6 +308,7 @@ fn the_step_sees_its_inputs_outputs_and_code_as_variables() {
                 "GUST_OUTPUT_METRICS",
                 "/opt/ml/processing/eval/metrics.json"
             ),
+            ("GUST_XCOM_FILE", "/airflow/xcom/return.json"),
         ]
     );
     assert!(init.env.is_none());

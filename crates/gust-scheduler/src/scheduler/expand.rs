@@ -3,11 +3,9 @@
 
 use gust_core::ids::{InstanceId, TaskId};
 use gust_core::state::{TaskEvent, TaskState};
-use gust_store::TryChange;
-
 use super::active::RunKey;
-use super::{After, Batch, Expansion, Scheduler};
-use crate::metrics::TryResult;
+use super::tasks::Retry;
+use super::{Batch, Expansion, Scheduler};
 
 impl Scheduler {
     /// Expands the mapped `task_id` of `run_key` and schedules its instances. A task expanded
@@ -37,6 +35,7 @@ impl Scheduler {
                         run: run_key.clone(),
                         instance,
                         count,
+                        revise: false,
                     });
                     if let Some(run) = self.runs.get_mut(run_key) {
                         run.expanded(task_id, count);
@@ -44,10 +43,17 @@ impl Scheduler {
                 }
                 Err(err) => {
                     let why = format!("task \"{task_id}\" cannot be expanded: {err}");
-                    self.fail_unexpanded(batch, run_key, &unmapped, why);
+                    // Scheduled first: a try is queued from there.
+                    if self.move_into(batch, run_key, &unmapped, TaskEvent::Schedule, None, None) {
+                        let args = serde_json::Value::Null;
+                        self.queue_and_fail(batch, run_key, &unmapped, args, why, Retry::Never);
+                    }
                     return;
                 }
             }
+        }
+        if self.revise(batch, run_key, task_id) {
+            return;
         }
         let waiting: Vec<InstanceId> = self.runs.get(run_key).map_or_else(Vec::new, |run| {
             run.instances(task_id)
@@ -62,58 +68,41 @@ impl Scheduler {
         }
     }
 
-    /// Fails a mapped task that cannot be expanded: a try of its unmapped instance is recorded
-    /// with the reason (shown in its log), and it does not retry, as its lists would not change.
-    fn fail_unexpanded(
-        &mut self,
-        batch: &mut Batch,
-        run_key: &RunKey,
-        unmapped: &InstanceId,
-        why: String,
-    ) {
+    /// Revises the instances of an expanded task that was cleared as a whole (every instance
+    /// waits, or was removed) when its lists now have another length, as Airflow does: the
+    /// store removes or adds instances and the run is re-read. `true` when it did so (the
+    /// instances are scheduled after the re-read).
+    fn revise(&mut self, batch: &mut Batch, run_key: &RunKey, task_id: &TaskId) -> bool {
         let Some(run) = self.runs.get(run_key) else {
-            return;
+            return false;
         };
-        let try_number = run.next_try_number(unmapped);
-        let key = gust_executor::TryKey {
-            dag_id: run.dag.id.clone(),
-            run_id: run.run_id.clone(),
-            task_id: unmapped.task_id.clone(),
-            map_index: unmapped.map_index,
-            try_number: gust_core::ids::TryNumber(try_number),
-        };
-        let log = crate::log_path::log_path(&self.config.logs_root, &key);
-        let n = i32::try_from(try_number).unwrap_or(i32::MAX);
-        let now = self.clock.now();
-        let queued = TryChange::Queued {
-            try_number: n,
-            rendered_args: serde_json::Value::Null,
-            log_location: log.display().to_string(),
-            at: now,
-        };
-        if !self.move_into(batch, run_key, unmapped, TaskEvent::Schedule, None, None)
-            || !self.move_into(
-                batch,
-                run_key,
-                unmapped,
-                TaskEvent::Queue,
-                None,
-                Some(queued),
-            )
-        {
-            return;
+        let instances = run.instances(task_id);
+        let mut live = 0usize;
+        for instance in &instances {
+            match run.state(instance) {
+                TaskState::NoStatus => live += 1,
+                TaskState::Removed => {}
+                _ => return false,
+            }
         }
-        batch.then(After::FailureLog(log, why.clone()));
-        let ended = TryChange::Ended {
-            try_number: n,
-            at: now,
-            failure: Some(gust_secrets::mask(&why)),
-            xcom: None,
-            outlets: Vec::new(),
+        let Some(task) = run.dag.task(task_id) else {
+            return false;
         };
-        let event = TaskEvent::Fail { can_retry: false };
-        if self.move_into(batch, run_key, unmapped, event, None, Some(ended)) {
-            self.config.metrics.try_finished(TryResult::Failed);
-        }
+        let count = match crate::mapped::length(task, &run.xcoms, self.config.max_map_length) {
+            // An unexpandable list fails the task when it is first expanded; a cleared task
+            // keeps its instances and lets them fail the same way when they run.
+            Ok(count) if count != live => count,
+            _ => return false,
+        };
+        let Some(first) = instances.first().and_then(|i| run.tis.get(i)).cloned() else {
+            return false;
+        };
+        batch.expansions.push(Expansion {
+            run: run_key.clone(),
+            instance: first,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            revise: true,
+        });
+        true
     }
 }

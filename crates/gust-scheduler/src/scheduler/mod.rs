@@ -239,12 +239,14 @@ impl Batch {
 }
 
 /// A mapped task's unmapped instance to turn into `count` instances (see
-/// `Store::expand_task_instance`).
+/// `Store::expand_task_instance`), or, with `revise`, an expanded task (named by one of its
+/// instances) to give `count` instances again (see `Store::revise_expansion`).
 #[derive(Debug)]
 struct Expansion {
     run: RunKey,
     instance: gust_store::StoredTaskInstance,
     count: u32,
+    revise: bool,
 }
 
 /// How long a try's start may wait to be committed with the next batch. A short try's start
@@ -501,6 +503,10 @@ impl Scheduler {
             .into_iter()
             .map(|p| (p.name, i64::from(p.slots)))
             .collect();
+        // A pool resized (or its use by other schedulers, read below) lets what it held start.
+        let pools = |l: &slots::Limit| matches!(l, slots::Limit::Pool(_));
+        self.line.unpark_all(pools);
+        self.worker_free_line.unpark_all(pools);
         self.count_pool_slots_elsewhere().await?;
         let metrics = &self.config.metrics;
         metrics.db_call(crate::metrics::DbCall::Poll, started.elapsed());
@@ -574,8 +580,16 @@ impl Scheduler {
                 run,
                 instance,
                 count,
+                revise,
             } = expansion;
-            if !self.store.expand_task_instance(instance, *count).await? {
+            if *revise {
+                let ti = instance;
+                self.store
+                    .revise_expansion(&ti.dag_id, &ti.run_id, &ti.task_id, *count)
+                    .await?;
+                // Its instances are re-read with the run, removed ones and new ones alike.
+                self.stale.insert(run.clone());
+            } else if !self.store.expand_task_instance(instance, *count).await? {
                 // Moved by someone else: the moves of its instances will not commit either.
                 self.stale.insert(run.clone());
             }

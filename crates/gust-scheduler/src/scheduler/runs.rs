@@ -230,9 +230,15 @@ impl Scheduler {
             if state.holds_slot()
                 && let Some(task) = run.dag.task(&instance.task_id)
             {
-                self.slots.track(&key.0, task, false);
+                self.slots.track(key, task, false);
+                for limit in super::slots::Limit::held_by(key, task) {
+                    self.line.unpark_one(&limit);
+                    self.worker_free_line.unpark_one(&limit);
+                }
             }
         }
+        self.line.forget_run(key);
+        self.worker_free_line.forget_run(key);
     }
 
     /// Takes a running run into memory: its instances (creating those of tasks new to the DAG,
@@ -363,7 +369,7 @@ impl Scheduler {
             self.store.tries_of_run(&key.0, &key.1).await?
         };
         for (task, map_index, try_number) in holding {
-            self.slots.track(&key.0, &task, true);
+            self.slots.track(&key, &task, true);
             let n = u32::try_from(try_number).unwrap_or(0);
             let try_key = TryKey {
                 dag_id: dag.id.clone(),

@@ -12,7 +12,7 @@ use gust_executor::{FailureReason, TryEvent, TryEventKind, TryKey, TryOutcome};
 use gust_store::TryChange;
 
 use super::active::RunKey;
-use super::slots::Blocked;
+use super::slots::{Blocked, Limit};
 use super::{After, Batch, Scheduler, Timer};
 use crate::launch::{RunContext, launch_spec, render_args};
 use crate::metrics::{Line, TryResult};
@@ -44,7 +44,14 @@ impl Scheduler {
                 if before.holds_slot() != after.holds_slot()
                     && let Some(t) = run.dag.task(task)
                 {
-                    self.slots.track(&run_key.0, t, after.holds_slot());
+                    self.slots.track(run_key, t, after.holds_slot());
+                    if !after.holds_slot() {
+                        // A slot given back: what its limits held back may start now.
+                        for limit in Limit::held_by(run_key, t) {
+                            self.line.unpark_one(&limit);
+                            self.worker_free_line.unpark_one(&limit);
+                        }
+                    }
                 }
                 batch.push(run_key, planned);
                 if depends_on_past {
@@ -196,17 +203,22 @@ impl Scheduler {
             };
             match self
                 .slots
-                .check(dag.id.as_str(), dag.settings.max_active_tasks, task)
+                .check(&run_key, dag.settings.max_active_tasks, task)
             {
                 Ok(()) => {}
                 Err(Blocked::Parallelism) => return,
-                Err(Blocked::DagLimit | Blocked::PoolFull) => continue,
+                Err(Blocked::Full(limit)) => {
+                    // Looked at again once a slot under that limit is given back.
+                    self.line.park(at, limit);
+                    continue;
+                }
                 Err(Blocked::UnknownPool(pool)) => {
                     self.line.remove(at);
                     let why = format!(
                         "pool \"{pool}\" does not exist; create it with `gust pools set {pool} SLOTS`"
                     );
-                    self.queue_and_fail(batch, &run_key, &instance, serde_json::Value::Null, why);
+                    let args = serde_json::Value::Null;
+                    self.queue_and_fail(batch, &run_key, &instance, args, why, Retry::AsSet);
                     continue;
                 }
             }
@@ -275,21 +287,23 @@ impl Scheduler {
                 }
                 Err(why) => {
                     let raw = serde_json::Value::Object(task.args.clone());
-                    self.queue_and_fail(batch, &run_key, &instance, raw, why);
+                    self.queue_and_fail(batch, &run_key, &instance, raw, why, Retry::AsSet);
                 }
             }
         }
     }
 
     /// A try that fails before it can be handed over (its templates do not render, its pool
-    /// does not exist): it is recorded as a try, with the reason, and fails like any.
-    fn queue_and_fail(
+    /// does not exist, its lists cannot be expanded): it is recorded as a try, with the reason
+    /// (shown in its log), and fails like any.
+    pub(super) fn queue_and_fail(
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
         instance: &InstanceId,
         args: serde_json::Value,
         why: String,
+        retry: Retry,
     ) {
         let Some(run) = self.runs.get(run_key) else {
             return;
@@ -320,12 +334,12 @@ impl Scheduler {
             Some(change),
         ) {
             batch.then(After::FailureLog(log, why.clone()));
-            self.fail_try(batch, run_key, instance, try_number, why);
+            self.fail_try(batch, run_key, instance, try_number, why, retry);
         }
     }
 
     /// Fails try `try_number` of a queued or running task: up_for_retry with a timer when tries
-    /// remain, failed otherwise.
+    /// remain and `retry` allows, failed otherwise.
     fn fail_try(
         &mut self,
         batch: &mut Batch,
@@ -333,6 +347,7 @@ impl Scheduler {
         instance: &InstanceId,
         try_number: u32,
         why: String,
+        retry: Retry,
     ) {
         let Some(settings) = self
             .runs
@@ -343,7 +358,7 @@ impl Scheduler {
             return;
         };
         let now = self.clock.now();
-        let retry = can_retry(&settings, try_number);
+        let retry = retry == Retry::AsSet && can_retry(&settings, try_number);
         let retry_at = retry.then(|| {
             now + chrono::Duration::from_std(retry_delay(&settings, try_number))
                 .unwrap_or(chrono::Duration::MAX)
@@ -515,7 +530,8 @@ impl Scheduler {
                 self.defer_try(batch, &run_key, &task_id, try_number, *deferral)
             }
             TryOutcome::Failed(reason) => {
-                self.fail_try(batch, &run_key, &task_id, try_number, reason.to_string());
+                let reason = reason.to_string();
+                self.fail_try(batch, &run_key, &task_id, try_number, reason, Retry::AsSet);
                 true
             }
             TryOutcome::NeverStarted => {
@@ -570,7 +586,7 @@ impl Scheduler {
             // As Airflow's task runner: a task whose value a downstream task is mapped over
             // fails when that value cannot be mapped over.
             let try_number = run.try_number(instance);
-            self.fail_try(batch, run_key, instance, try_number, why);
+            self.fail_try(batch, run_key, instance, try_number, why, Retry::AsSet);
             return true;
         }
         if let (Some(value), Some(run)) = (&xcom, self.runs.get(run_key)) {
@@ -845,8 +861,10 @@ impl Scheduler {
     /// Sets the gauges of what waits and what runs, after a step.
     pub(super) fn record_gauges(&self) {
         let metrics = &self.config.metrics;
-        metrics.queue_depth(Line::Workers, self.line.count());
-        metrics.queue_depth(Line::WorkerFree, self.worker_free_line.count());
+        // Parked tasks wait too (for their DAG's, task's or pool's slots).
+        let waiting = |line: &super::slots::WaitingLine| line.count() + line.parked();
+        metrics.queue_depth(Line::Workers, waiting(&self.line));
+        metrics.queue_depth(Line::WorkerFree, waiting(&self.worker_free_line));
         metrics.tries_followed(self.executor.running());
     }
 }
@@ -856,4 +874,14 @@ impl Batch {
     pub(super) fn then_unconditionally(&mut self, action: After) {
         self.after.push((None, action));
     }
+}
+
+/// Whether a failed try may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Retry {
+    /// As the task's `retries` allow.
+    AsSet,
+    /// Never: trying again would fail the same way (a mapped task's lists that cannot be
+    /// expanded do not change).
+    Never,
 }
