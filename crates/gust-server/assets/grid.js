@@ -245,7 +245,7 @@ class GustGrid {
     const durations = this.runs.map((run) => run.start_date ? ((run.end_date ? Date.parse(run.end_date) : Date.now()) - Date.parse(run.start_date)) : 0);
     const longest = Math.max(1, ...durations);
     const BARS = HEAD - 40;
-    let lastLabelEnd = LABEL;
+    let lastLabelEnd = LABEL - 6;
     ctx.font = "10.5px -apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, sans-serif";
     for (let c = firstRun; c < lastRun; c++) {
       const run = this.runs[c];

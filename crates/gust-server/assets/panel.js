@@ -69,7 +69,7 @@ class GustPanel {
     this.tabsBox.replaceChildren(...tabs.map((t) => Gust.el("button", {
       type: "button", class: t === this.tab ? "on" : "", "data-tab": t,
       onclick: () => { this.tab = t; this.tail?.stop(); this.tabsBox.querySelectorAll("button").forEach((b) => b.classList.toggle("on", b.dataset.tab === t)); this.render(); },
-    }, t[0].toUpperCase() + t.slice(1))));
+    }, { xcom: "XCom" }[t] || t[0].toUpperCase() + t.slice(1))));
     this.tabsBox.hidden = tabs.length < 2;
     this.grid?.select(shown.runId, shown.taskId || null);
     this.remember();

@@ -877,7 +877,7 @@ fan:
 async fn fan_grid(server: &TestServer, cookie: &str) -> Value {
     let (status, _, body) = browse(server, "/ui/api/dags/fan/grid", Some(cookie)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    serde_json::from_str(&body).unwrap()
+    serde_json::from_str(&body).expect("the grid is JSON")
 }
 
 #[tokio::test]

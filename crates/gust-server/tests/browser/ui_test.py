@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
@@ -226,7 +227,7 @@ def main():
 
         print("trigger")
         b.go(f"{a.base}/dags/{a.dag}")
-        b.wait("the grid", "return window.gustRenderMs !== undefined && window.gustView")
+        b.wait("the grid", "return window.gustRenderMs !== undefined && !!window.gustView")
         before = b.js("return gustView.runs.map(r => r.run_id)")
         b.click("#trigger-open")
         b.type("#trigger-conf", '{"unknown_but_fine": 1}')
@@ -318,7 +319,7 @@ def main():
         assert len(label) == 11 and label[2] == "-" and label[5] == " ", label
 
         print("Gantt chart of the run")
-        b.go(f"{a.base}/dags/{a.dag}?tab=gantt&run_id={run_id}")
+        b.go(f"{a.base}/dags/{a.dag}?tab=gantt&run_id={urllib.parse.quote(run_id)}")
         b.wait("the Gantt bars", "return window.gustView && gustView.bars && gustView.bars.length === 5")
         bars = b.js("return gustView.bars")
         assert all(bar["state"] == "success" and bar["width"] >= 2 for bar in bars), bars
@@ -363,7 +364,7 @@ def main():
 
         print("a mapped task: one cell, its instances listed, each one's details and log")
         b.go(f"{a.base}/dags/example_mapped")
-        b.wait("the grid", "return window.gustRenderMs !== undefined && window.gustView")
+        b.wait("the grid", "return window.gustRenderMs !== undefined && !!window.gustView")
         mapped_run = b.js("return Gust.api('POST', '/api/v2/dags/example_mapped/dagRuns', {logical_date: null, conf: {}})"
                           ".then(r => r.dag_run_id)")
         b.wait("the mapped run's end (live)",
@@ -395,7 +396,7 @@ def main():
         b.go(f"{a.base}{page}")
         b.wait("instance 2's own page and log", "return document.getElementById('ti-state').textContent === 'failed' && "
                "document.getElementById('log').textContent.includes('shard-2')")
-        b.go(f"{a.base}/dags/example_mapped?tab=gantt&run_id={mapped_run}")
+        b.go(f"{a.base}/dags/example_mapped?tab=gantt&run_id={urllib.parse.quote(mapped_run)}")
         b.wait("a Gantt bar per instance", "return window.gustView && gustView.bars && gustView.bars.length === 4")
         indexes = b.js("return gustView.bars.map(b => [b.task_id, b.map_index])")
         assert indexes == [["fan_out", 0], ["fan_out", 1], ["fan_out", 2], ["report", -1]], indexes
@@ -452,7 +453,7 @@ def main():
 
         print("a log tailing while its try runs")
         b.go(f"{a.base}/dags/example_live_log")
-        b.wait("the grid", "return window.gustRenderMs !== undefined && window.gustView")
+        b.wait("the grid", "return window.gustRenderMs !== undefined && !!window.gustView")
         before = b.js("return gustView.runs.map(r => r.run_id)")
         b.click("#trigger-open")
         b.click("#trigger-submit")
@@ -534,7 +535,7 @@ def main():
                  "s.dispatchEvent(new Event('change', {bubbles: true}));", field, value)
             return b.wait(f"only {value} runs", "const rows = [...document.querySelectorAll('#runs-rows tr')];"
                           "return rows.length > 0 && rows.every(r => r.children[arguments[0]].textContent === arguments[1])"
-                          " && rows.map(r => r.children[0].textContent)", 30, column, value)
+                          " && rows.map(r => r.children[0].firstChild.textContent)", 30, column, value)
 
         failed = only("state", "failed", 1)
         assert run_id in failed, failed
