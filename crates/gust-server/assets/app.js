@@ -170,6 +170,55 @@ const Gust = (() => {
     node.textContent = state || "none";
   }
 
+  /**
+   * Tails a try's log into `box`: reads it in chunks from where the last ended (starting near
+   * its end), every second while `running()` says the try runs (or until the log exists), at
+   * once while more is waiting; one read at a time. `show(url, running)` starts on a log,
+   * `poll()` reads now, `stop()` stops.
+   */
+  function logTail(box, followBox) {
+    let url = null, offset = null, timer = null, busy = false, again = false, gen = 0;
+    let running = () => false;
+    async function poll() {
+      if (busy) { again = true; return; }
+      clearTimeout(timer);
+      if (url === null) return;
+      const mine = gen, at = url;
+      busy = true;
+      let next = null;
+      try {
+        const sep = at.includes("?") ? "&" : "?";
+        const chunk = await api("GET", offset === null ? at : `${at}${sep}offset=${offset}`);
+        if (mine === gen) {
+          if (offset === null) box.textContent = chunk.exists ? "" : "No log yet.";
+          if (chunk.text) {
+            box.append(document.createTextNode(chunk.text));
+            if (!followBox || followBox.checked) box.scrollTop = box.scrollHeight;
+          }
+          if (chunk.exists) offset = chunk.offset;
+          const more = chunk.exists && chunk.offset < chunk.size;
+          if (more || running() || !chunk.exists) next = more ? 50 : 1000;
+        }
+      } catch (e) {
+        if (mine === gen) box.textContent = e.message;
+      } finally {
+        busy = false;
+      }
+      if (again) { again = false; poll(); } else if (next !== null && mine === gen) timer = setTimeout(poll, next);
+    }
+    return {
+      show(newUrl, isRunning) {
+        gen++;
+        clearTimeout(timer);
+        url = newUrl; offset = null; running = isRunning;
+        box.textContent = "Loading…";
+        poll();
+      },
+      poll,
+      stop() { gen++; clearTimeout(timer); url = null; },
+    };
+  }
+
   const path = (...parts) => parts.map(encodeURIComponent).join("/");
 
   /** "1 run", "2 runs". */
@@ -454,7 +503,20 @@ const Gust = (() => {
   // The DAG page's Runs tab: its runs, newest first, filtered by state, type and logical date
   // (dates are whole days in UTC), read from the REST API 50 at a time and again as runs move.
 
-  function runList(dagId) {
+  /** The Code tab: the DAG file's text as stored for its latest version (`dagSources`). */
+  async function codeTab(dagId) {
+    const box = document.getElementById("code");
+    try {
+      const source = await api("GET", `/api/v2/dagSources/${path(dagId)}`);
+      box.textContent = source.content ?? "";
+      document.getElementById("code-version").textContent = source.version_number ? `version ${source.version_number}` : "";
+      window.gustCodeShown = true;
+    } catch (e) {
+      box.textContent = e.message;
+    }
+  }
+
+  function runList(dagId, gridRuns) {
     const form = document.getElementById("runs-filter");
     const rows = document.getElementById("runs-rows");
     const more = document.getElementById("runs-more");
@@ -470,7 +532,9 @@ const Gust = (() => {
       const data = await api("GET", `/api/v2/dags/${path(dagId)}/dagRuns?${q}`);
       rows.replaceChildren(...data.dag_runs.map((r) => {
         return el("tr", {},
-          el("td", {}, el("a", { href: `/dags/${path(dagId)}/runs/${path(r.dag_run_id)}` }, r.dag_run_id)),
+          el("td", {}, el("a", { href: `/dags/${path(dagId)}/runs/${path(r.dag_run_id)}` }, r.dag_run_id), " ",
+            el("a", { class: "sub grid-link", title: "This run's column in the grid, with its details",
+              href: `/dags/${path(dagId)}?tab=grid&runs=${gridRuns}&run_id=${encodeURIComponent(r.dag_run_id)}` }, "grid")),
           el("td", {}, badge(r.state)), el("td", {}, r.run_type), el("td", {}, fmtDate(r.logical_date)),
           el("td", {}, fmtDate(r.start_date)), el("td", {}, fmtDate(r.end_date)), el("td", {}, fmtDuration(r.duration)));
       }));
@@ -534,14 +598,20 @@ const Gust = (() => {
       }
     });
 
-    if (view.dataset.tab === "runs") {
-      runList(dagId);
+    const tab = view.dataset.tab;
+    if (tab === "runs") {
+      runList(dagId, runs);
       return;
     }
+    if (tab === "code") {
+      codeTab(dagId);
+      return;
+    }
+    if (tab === "details") return;
     const url = `/ui/api/dags/${path(dagId)}/grid?runs=${runs}`;
-    const target = view.dataset.tab === "graph"
-      ? new GustGraph(document.getElementById("graph"), dagId)
-      : new GustGrid(document.getElementById("grid"), dagId);
+    const target = tab === "graph" ? new GustGraph(document.getElementById("graph"), dagId)
+      : tab === "gantt" ? new GustGantt(document.getElementById("gantt"), dagId)
+        : new GustGrid(document.getElementById("grid"), dagId, new GustPanel(dagId, runs));
     window.gustView = target;
     let loaded = false;
     let pending = [];
@@ -577,6 +647,8 @@ const Gust = (() => {
     const view = document.getElementById("run-view");
     const dagId = view.dataset.dag, runId = view.dataset.run;
     const body = document.getElementById("run-tasks");
+    // The run's column in the grid, its details open beside it.
+    document.getElementById("run-grid-link").href = `/dags/${path(dagId)}?tab=grid&run_id=${encodeURIComponent(runId)}`;
     let tasks = [];
     let codes = "";
     // Operators, tries and times, read again (at most once a second) as the run moves.
@@ -598,8 +670,12 @@ const Gust = (() => {
       body.replaceChildren(...tasks.map((t, i) => {
         const state = CODES[codes[i] || "-"] || "none";
         const ti = details.get(t.id) || {};
+        // A mapped task's instances are listed in the grid's panel.
+        const href = t.mapped
+          ? `/dags/${path(dagId)}?tab=grid&run_id=${encodeURIComponent(runId)}&task_id=${encodeURIComponent(t.id)}&mapped=1`
+          : `/dags/${path(dagId)}/runs/${path(runId)}/tasks/${path(t.id)}`;
         return el("tr", {},
-          el("td", {}, el("a", { href: `/dags/${path(dagId)}/runs/${path(runId)}/tasks/${path(t.id)}` }, t.id)),
+          el("td", {}, el("a", { href }, t.mapped ? `${t.id} [ ]` : t.id)),
           el("td", {}, badge(state)), el("td", {}, ti.operator || ""), el("td", {}, String(ti.try_number ?? "")),
           el("td", {}, fmtDate(ti.start_date)), el("td", {}, fmtDate(ti.end_date)), el("td", {}, fmtDuration(ti.duration)));
       }));
@@ -667,13 +743,14 @@ const Gust = (() => {
     const view = document.getElementById("ti-view");
     const dagId = view.dataset.dag, runId = view.dataset.run, taskId = view.dataset.task;
     const base = `/dags/${path(dagId)}/runs/${path(runId)}/tasks/${path(taskId)}`;
+    // One instance of a mapped task: every read names its map_index.
+    const mapIndex = Number(view.dataset.mapIndex ?? -1);
+    const mi = mapIndex >= 0 ? `map_index=${mapIndex}` : "";
     const logBox = document.getElementById("log");
     const trySelect = document.getElementById("log-try");
     const follow_ = document.getElementById("log-follow");
     let ti = null;
     let shownTry = null;
-    let logOffset = null;
-    let logTimer = null;
 
     function render() {
       setBadge(document.getElementById("ti-state"), ti.state);
@@ -717,41 +794,10 @@ const Gust = (() => {
       return t && (t.state === "queued" || t.state === "running");
     }
 
-    let logBusy = false, logAgain = false;
-    /** Reads the log's next chunk; one read at a time (a call during a read asks for another). */
-    async function pollLog() {
-      if (logBusy) { logAgain = true; return; }
-      clearTimeout(logTimer);
-      const number = shownTry;
-      if (number === null) return;
-      logBusy = true;
-      let next = null;
-      try {
-        const q = logOffset === null ? "" : `?offset=${logOffset}`;
-        const chunk = await api("GET", `/ui/api${base}/logs/${number}${q}`);
-        if (number === shownTry) {
-          if (logOffset === null) logBox.textContent = chunk.exists ? "" : "No log yet.";
-          if (chunk.text) {
-            logBox.append(document.createTextNode(chunk.text));
-            if (follow_.checked) logBox.scrollTop = logBox.scrollHeight;
-          }
-          if (chunk.exists) logOffset = chunk.offset;
-          const more = chunk.exists && chunk.offset < chunk.size;
-          if (more || tryRunning(number) || !chunk.exists) next = more ? 50 : 1000;
-        }
-      } catch (e) {
-        logBox.textContent = e.message;
-      } finally {
-        logBusy = false;
-      }
-      if (logAgain) { logAgain = false; pollLog(); } else if (next !== null) logTimer = setTimeout(pollLog, next);
-    }
-
+    const tail = logTail(logBox, follow_);
     function showLog(number) {
       shownTry = number;
-      logOffset = null;
-      logBox.textContent = "Loading…";
-      pollLog();
+      tail.show(`/ui/api${base}/logs/${number}${mi ? `?${mi}` : ""}`, () => tryRunning(number));
     }
 
     trySelect.addEventListener("change", () => { showLog(Number(trySelect.value)); render(); });
@@ -762,14 +808,14 @@ const Gust = (() => {
         markTask(dagId, runId, taskId, state));
     }
 
-    follow(`/ui/events${base}`, {
+    follow(`/ui/events${base}${mi ? `?${mi}` : ""}`, {
       ti: (data) => {
         const before = ti && ti.tries.find((t) => t.try_number === shownTry)?.state;
         ti = data;
         render();
         const after = ti.tries.find((t) => t.try_number === shownTry)?.state;
         // A try that starts or ends: read the log now (its last lines, or its first).
-        if (shownTry !== null && before !== after) pollLog();
+        if (shownTry !== null && before !== after) tail.poll();
       },
     });
   }
@@ -963,7 +1009,7 @@ const Gust = (() => {
     refresh();
   }
 
-  return { CODES, COLOURS, inkOn, api, el, toast, follow, fmtDate, fmtDuration, setUpTimezones, escapeHtml, path, dagsPage, dagPage, runPage, taskPage, variablesPage, connectionsPage, poolsPage };
+  return { CODES, COLOURS, inkOn, api, el, toast, follow, fmtDate, fmtDuration, logTail, canEditPage: canEdit, badge, setBadge, plural, markTask, clearTask, setUpTimezones, escapeHtml, path, dagsPage, dagPage, runPage, taskPage, variablesPage, connectionsPage, poolsPage };
 })();
 
 // Each page names its script in <body data-page>; pages carry no inline script, so the

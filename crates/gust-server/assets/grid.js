@@ -1,18 +1,32 @@
 // The grid: runs as columns (newest right), tasks as rows (task groups collapsible), each cell
 // its task instance's state. Drawn on one canvas the size of the viewport: only the visible rows
 // and columns are painted, so 5,000 tasks by 100 runs scroll as smoothly as 10 by 10.
+// The header marks each run's type (manual, scheduled, asset-triggered, backfill) and dates the
+// run axis; a mapped task is one row whose cell is its instances' most pressing state. Clicking
+// a cell or a run opens its details in the panel beside the grid (panel.js).
 "use strict";
 
+/** How each run type is marked above its bar: a shape drawn on the canvas, named in the legend. */
+const RUN_TYPE_MARKS = {
+  manual: { glyph: "▶", colour: "#0b6bcb", label: "manual" },
+  scheduled: { glyph: "○", colour: "#6b7385", label: "scheduled" },
+  asset_triggered: { glyph: "◆", colour: "#8e24aa", label: "asset-triggered" },
+  backfill: { glyph: "■", colour: "#795548", label: "backfill" },
+};
+
 class GustGrid {
-  constructor(wrap, dagId) {
+  constructor(wrap, dagId, panel) {
     this.wrap = wrap;
     this.dagId = dagId;
+    this.panel = panel;
+    this.selected = null;
+    this.dateLabels = new Map();
     this.canvas = wrap.querySelector("canvas");
     this.spacer = wrap.querySelector(".grid-spacer");
     this.ctx = this.canvas.getContext("2d");
     this.collapsed = new Set(JSON.parse(localStorage.getItem(`gust.collapsed.${dagId}`) || "[]"));
-    this.ROW = 22; this.CELL = 16; this.LABEL = 300; this.HEAD = 64;
-    this.runs = []; this.cells = new Map(); this.tasks = []; this.groups = new Map();
+    this.ROW = 22; this.CELL = 16; this.LABEL = 300; this.HEAD = 96;
+    this.runs = []; this.cells = new Map(); this.mapped = new Map(); this.tasks = []; this.groups = new Map();
     this.groupCache = new Map();
     this.frame = 0;
     wrap.addEventListener("scroll", () => this.schedule());
@@ -32,6 +46,13 @@ class GustGrid {
       swatch.style.background = Gust.COLOURS[s];
       return Gust.el("span", {}, swatch, s);
     }));
+    const types = document.getElementById("run-type-legend");
+    if (!types) return;
+    types.replaceChildren(...Object.values(RUN_TYPE_MARKS).map((m) => {
+      const glyph = Gust.el("b", { class: "rt" }, m.glyph);
+      glyph.style.color = m.colour;
+      return Gust.el("span", {}, glyph, " ", m.label);
+    }));
   }
 
   async load(data) {
@@ -39,15 +60,45 @@ class GustGrid {
     this.groups = new Map(data.groups.map((g) => [g.id, g]));
     this.runs = data.runs;
     this.cells = new Map(data.runs.map((r, i) => [r.run_id, data.cells[i]]));
+    this.mapped = new Map(data.runs.map((r, i) => [r.run_id, (data.mapped || [])[i] || {}]));
     this.buildRows();
     this.draw();
     this.wrap.scrollLeft = this.wrap.scrollWidth;
+    this.panel?.restore(this);
+  }
+
+  /** A mapped task's instances in a run, counted by state (`{}` before it is expanded). */
+  mappedCounts(runId, taskIndex) {
+    return (this.mapped.get(runId) || {})[taskIndex] || {};
+  }
+
+  /** Marks a cell (or a whole run, `task` null) as the one the panel shows, and scrolls to it. */
+  select(runId, task) {
+    this.selected = runId ? { runId, task } : null;
+    const c = this.runs.findIndex((r) => r.run_id === runId);
+    if (c >= 0) {
+      const x = c * this.CELL, view = this.wrap.clientWidth - this.LABEL;
+      if (x < this.wrap.scrollLeft || x > this.wrap.scrollLeft + view - this.CELL) this.wrap.scrollLeft = Math.max(0, x - view / 2);
+    }
+    this.schedule();
+  }
+
+  /** `MM-DD HH:MM` of a run's logical date in the chosen timezone (kept: formatting is slow). */
+  dateLabel(run) {
+    let label = this.dateLabels.get(run.run_id);
+    if (label === undefined) {
+      label = Gust.fmtDate(run.logical_date).slice(5, 16);
+      this.dateLabels.set(run.run_id, label);
+    }
+    return label;
   }
 
   /** Applies an event: new run list, changed columns. */
   update(update) {
     if (update.runs) this.runs = update.runs;
     for (const [runId, codes] of Object.entries(update.cells || {})) this.cells.set(runId, codes);
+    for (const [runId, counts] of Object.entries(update.mapped || {})) this.mapped.set(runId, counts);
+    this.panel?.update(update);
     this.groupCache.clear();
     const atRight = this.wrap.scrollLeft + this.wrap.clientWidth >= this.wrap.scrollWidth - 4;
     this.sizeSpacer();
@@ -82,7 +133,8 @@ class GustGrid {
         }
         if (this.collapsed.has(g)) hidden = true;
       });
-      if (!hidden) rows.push({ task: i, depth: chain.length, label: t.id.split(".").pop(), id: t.id });
+      // A mapped task's name carries Airflow's "[ ]": its row stands for all its instances.
+      if (!hidden) rows.push({ task: i, depth: chain.length, label: `${t.id.split(".").pop()}${t.mapped ? " [ ]" : ""}`, id: t.id, mapped: Boolean(t.mapped) });
     });
     this.rows = rows;
     this.groupCache.clear();
@@ -105,7 +157,8 @@ class GustGrid {
     let code = this.groupCache.get(key);
     if (code !== undefined) return code;
     const codes = this.cells.get(this.runs[runIndex].run_id) || "";
-    const order = "fpuhrqcnskx-";
+    // Airflow's state_priority, as for a mapped task's instances (data.rs AGGREGATE_ORDER).
+    const order = "fpuhrdqcnskx-";
     let best = order.length - 1;
     for (const i of row.members) {
       const rank = order.indexOf(codes[i] || "-");
@@ -136,10 +189,19 @@ class GustGrid {
     const lastRun = Math.min(this.runs.length, Math.ceil((left + width - LABEL) / CELL) + 1);
     const colours = Gust.COLOURS, names = Gust.CODES;
 
+    const sel = this.selected;
+    const selColumn = sel ? this.runs.findIndex((r) => r.run_id === sel.runId) : -1;
     for (let r = firstRow; r < lastRow; r++) {
       const row = this.rows[r];
       const y = HEAD + r * ROW - top;
       if (r % 2) { ctx.fillStyle = "#fafbfc"; ctx.fillRect(0, y, width, ROW); }
+      if (sel && sel.task !== null && row.task !== undefined && this.tasks[row.task].id === sel.task) {
+        ctx.fillStyle = "#e3eefb"; ctx.fillRect(0, y, width, ROW);
+      }
+      if (selColumn >= firstRun && selColumn < lastRun) {
+        ctx.fillStyle = "rgba(11,107,203,.12)";
+        ctx.fillRect(LABEL + selColumn * CELL - left, y, CELL, ROW);
+      }
       for (let c = firstRun; c < lastRun; c++) {
         const x = LABEL + c * CELL - left;
         const code = row.group !== undefined ? this.groupCode(row, c) : (this.cells.get(this.runs[c].run_id) || "")[row.task] || "-";
@@ -149,6 +211,11 @@ class GustGrid {
         ctx.fillRect(x + 2, y + 3, CELL - 4, ROW - 6);
         ctx.strokeStyle = "rgba(0,0,0,.18)";
         ctx.strokeRect(x + 2.5, y + 3.5, CELL - 5, ROW - 7);
+        // A mapped task's cell stands for several instances: a second edge, like a stack.
+        if (row.mapped) {
+          ctx.strokeStyle = "rgba(0,0,0,.35)";
+          ctx.beginPath(); ctx.moveTo(x + 4.5, y + ROW - 2.5); ctx.lineTo(x + CELL - 1.5, y + ROW - 2.5); ctx.lineTo(x + CELL - 1.5, y + 5.5); ctx.stroke();
+        }
       }
     }
     // The labels column, over the cells.
@@ -169,22 +236,55 @@ class GustGrid {
         ctx.fillText(row.label, x, y + ROW / 2, LABEL - x - 8);
       }
     }
-    // The header: one bar per run, its height its duration, its colour its state.
+    // The header: one bar per run, its height its duration, its colour its state; above it the
+    // run's type, and along the top the runs' logical dates.
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, width, HEAD);
     ctx.fillStyle = "#e3e6ec";
     ctx.fillRect(0, HEAD - 1, width, 1);
     const durations = this.runs.map((run) => run.start_date ? ((run.end_date ? Date.parse(run.end_date) : Date.now()) - Date.parse(run.start_date)) : 0);
     const longest = Math.max(1, ...durations);
+    const BARS = HEAD - 40;
+    let lastLabelEnd = LABEL - 6;
+    ctx.font = "10.5px -apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, sans-serif";
     for (let c = firstRun; c < lastRun; c++) {
       const run = this.runs[c];
       const x = LABEL + c * CELL - left;
-      const h = Math.max(4, (durations[c] / longest) * (HEAD - 24));
+      if (c === selColumn) { ctx.fillStyle = "rgba(11,107,203,.12)"; ctx.fillRect(x, 0, CELL, HEAD); }
+      const h = Math.max(4, (durations[c] / longest) * (BARS - 4));
       ctx.fillStyle = colours[run.state] || "#ccc";
       ctx.fillRect(x + 3, HEAD - 6 - h, CELL - 6, h);
+      this.drawRunType(run.run_type, x + CELL / 2, 29);
+      // A date wherever it fits (a tick at its run), so the axis reads at any zoom.
+      if (x >= lastLabelEnd + 6 && x >= LABEL) {
+        const label = this.dateLabel(run);
+        ctx.fillStyle = "#c4cad6";
+        ctx.fillRect(x + CELL / 2, 14, 1, 6);
+        ctx.fillStyle = "#6b7385";
+        ctx.fillText(label, x + 1, 8);
+        lastLabelEnd = x + ctx.measureText(label).width;
+      }
     }
+    ctx.font = "12px -apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, sans-serif";
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, LABEL - 1, HEAD - 1);
     ctx.fillStyle = "#6b7385";
     ctx.fillText(`${this.runs.length} run${this.runs.length === 1 ? "" : "s"} · ${this.tasks.length} task${this.tasks.length === 1 ? "" : "s"}`, 10, HEAD / 2);
+    ctx.font = "10.5px -apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, sans-serif";
+    ctx.fillText(`logical date (${Gust.fmtDate(new Date().toISOString()).split(" ").pop()})`, 10, 8);
+  }
+
+  /** The run type's mark (see RUN_TYPE_MARKS) centred at x, y. */
+  drawRunType(type, x, y) {
+    const ctx = this.ctx, mark = RUN_TYPE_MARKS[type];
+    if (!mark) return;
+    ctx.fillStyle = mark.colour; ctx.strokeStyle = mark.colour; ctx.lineWidth = 1.3;
+    ctx.beginPath();
+    if (type === "manual") { ctx.moveTo(x - 3, y - 4); ctx.lineTo(x + 4, y); ctx.lineTo(x - 3, y + 4); ctx.closePath(); ctx.fill(); }
+    else if (type === "asset_triggered") { ctx.moveTo(x, y - 4.5); ctx.lineTo(x + 4, y); ctx.lineTo(x, y + 4.5); ctx.lineTo(x - 4, y); ctx.closePath(); ctx.fill(); }
+    else if (type === "backfill") { ctx.rect(x - 3.5, y - 3.5, 7, 7); ctx.fill(); }
+    else { ctx.arc(x, y, 3.5, 0, 2 * Math.PI); ctx.stroke(); }
+    ctx.lineWidth = 1;
   }
 
   /** The row and run under a mouse event (either may be null). */
@@ -199,10 +299,15 @@ class GustGrid {
   hover(event) {
     const { row, run, column, header } = this.at(event);
     let title = "";
-    if (header && run) title = `${run.run_id}\n${run.state}\n${Gust.fmtDate(run.logical_date)}`;
+    if (header && run) title = `${run.run_id}\n${run.state} · ${RUN_TYPE_MARKS[run.run_type]?.label || run.run_type}\n${Gust.fmtDate(run.logical_date)}`;
     else if (row && run) {
       const code = row.group !== undefined ? this.groupCode(row, column) : (this.cells.get(run.run_id) || "")[row.task] || "-";
       title = `${row.group !== undefined ? row.group : row.id}\n${Gust.CODES[code] || "no task instance"}\n${run.run_id}`;
+      if (row.mapped) {
+        const counts = Object.entries(this.mappedCounts(run.run_id, row.task));
+        const n = counts.reduce((sum, [, k]) => sum + k, 0);
+        title += `\n${Gust.plural(n, "mapped instance")}${n ? `: ${counts.map(([s, k]) => `${k} ${s}`).join(", ")}` : ""}`;
+      }
     } else if (row) title = row.group !== undefined ? (this.groups.get(row.group)?.tooltip || row.group) : row.id;
     this.canvas.title = title;
     this.canvas.style.cursor = (row && (run || row.group !== undefined)) || (header && run) ? "pointer" : "default";
@@ -211,7 +316,10 @@ class GustGrid {
   click(event) {
     const { row, run, header } = this.at(event);
     const dag = Gust.path(this.dagId);
-    if (header && run) { location.href = `/dags/${dag}/runs/${Gust.path(run.run_id)}`; return; }
+    if (header && run) {
+      if (this.panel) this.panel.openRun(run.run_id); else location.href = `/dags/${dag}/runs/${Gust.path(run.run_id)}`;
+      return;
+    }
     if (!row) return;
     if (row.group !== undefined && !run) {
       if (this.collapsed.has(row.group)) this.collapsed.delete(row.group); else this.collapsed.add(row.group);
@@ -221,7 +329,10 @@ class GustGrid {
       return;
     }
     if (row.task !== undefined && run) {
-      location.href = `/dags/${dag}/runs/${Gust.path(run.run_id)}/tasks/${Gust.path(this.tasks[row.task].id)}`;
+      const task = this.tasks[row.task];
+      if (!this.panel) { location.href = `/dags/${dag}/runs/${Gust.path(run.run_id)}/tasks/${Gust.path(task.id)}`; return; }
+      const expanded = Object.keys(this.mappedCounts(run.run_id, row.task)).length > 0;
+      if (row.mapped && expanded) this.panel.openMapped(run.run_id, task.id); else this.panel.openTask(run.run_id, task.id, -1);
     }
   }
 }

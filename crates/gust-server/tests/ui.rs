@@ -848,3 +848,257 @@ async fn the_assets_page_lists_each_asset_with_its_producers_and_consumers() {
     assert!(page.contains("never"), "no event yet");
     server.finish().await;
 }
+
+/// A DAG with a task mapped over three commands and a task group.
+const FAN: &str = r#"
+fan:
+  schedule: null
+  start_date: 2024-01-01
+  task_groups:
+    grp:
+      tooltip: grouped
+  tasks:
+    first:
+      operator: bash
+      bash_command: echo first
+    m:
+      operator: bash
+      expand:
+        bash_command: [echo a, echo b, echo c]
+      dependencies: [first]
+    inner:
+      operator: bash
+      bash_command: echo inner
+      task_group_name: grp
+      dependencies: [first]
+"#;
+
+/// The `fan` DAG's grid JSON.
+async fn fan_grid(server: &TestServer, cookie: &str) -> Value {
+    let (status, _, body) = browse(server, "/ui/api/dags/fan/grid", Some(cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).expect("the grid is JSON")
+}
+
+#[tokio::test]
+async fn a_mapped_task_is_one_cell_counting_its_instances_each_with_its_details_and_log() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("fan.yaml", FAN)]).await;
+    let store = &server.db.store;
+    let run_id = "manual__2026-01-01T00:00:00+00:00".to_owned();
+    store
+        .create_run(&NewRun {
+            dag_id: "fan".into(),
+            run_id: run_id.clone(),
+            run_type: RunType::Manual,
+            logical_date: t0(),
+            data_interval: (t0(), t0()),
+            conf: serde_json::Map::new(),
+            queued_at: t0(),
+        })
+        .await
+        .unwrap();
+    store
+        .create_task_instances("fan", &run_id, &["first", "m", "grp.inner"])
+        .await
+        .unwrap();
+    let cookie = log_in(&server, Role::Viewer).await;
+    // Before it is expanded, the mapped task is one instance with no count.
+    let before = fan_grid(&server, &cookie).await;
+    assert_eq!(before["tasks"][1]["mapped"], true);
+    assert_eq!(before["cells"], json!(["nnn"]));
+    assert_eq!(before["mapped"], json!([{}]));
+
+    let unexpanded = store
+        .task_instances("fan", &run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|ti| ti.task_id == "m")
+        .unwrap();
+    assert!(store.expand_task_instance(&unexpanded, 3).await.unwrap());
+    let log = server.logs_dir.path().join("m-2.log");
+    std::fs::write(&log, "[2026-01-01T00:00:00.000Z] stdout: c\n").unwrap();
+    let step = |index: i32, from, version, to, change| TaskMove {
+        dag_id: "fan".into(),
+        run_id: run_id.clone(),
+        task_id: "m".into(),
+        map_index: index,
+        from,
+        version,
+        to,
+        next_retry_at: None,
+        try_change: Some(change),
+    };
+    let queued = |at: &std::path::Path| TryChange::Queued {
+        try_number: 1,
+        rendered_args: json!({"bash_command": "echo c"}),
+        log_location: at.display().to_string(),
+        at: t0(),
+    };
+    let moves = vec![
+        step(2, TaskState::NoStatus, 0, TaskState::Queued, queued(&log)),
+        step(
+            2,
+            TaskState::Queued,
+            1,
+            TaskState::Running,
+            TryChange::Started {
+                try_number: 1,
+                at: t0(),
+            },
+        ),
+        step(
+            2,
+            TaskState::Running,
+            2,
+            TaskState::Failed,
+            TryChange::Ended {
+                try_number: 1,
+                at: t0(),
+                failure: Some("exit code 1".into()),
+                xcom: None,
+                outlets: Vec::new(),
+            },
+        ),
+    ];
+    let done = store.apply_moves(&moves).await.unwrap();
+    assert!(done.iter().all(|d| *d), "{done:?}");
+
+    // One cell in the most pressing state (failed before none, as Airflow ranks them).
+    let after = fan_grid(&server, &cookie).await;
+    assert_eq!(after["cells"], json!(["nfn"]));
+    assert_eq!(after["mapped"], json!([{"1": {"none": 2, "failed": 1}}]));
+
+    // Instance 2's details and log, named by its map index.
+    let base = format!("/ui/api/dags/fan/runs/{run_id}/tasks/m");
+    let (status, _, body) = browse(&server, &format!("{base}?map_index=2"), Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ti: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ti["map_index"], 2);
+    assert_eq!(ti["state"], "failed");
+    assert_eq!(ti["task"]["operator"], "bash");
+    assert_eq!(ti["task"]["mapped"], true);
+    assert_eq!(ti["tries"][0]["rendered_args"]["bash_command"], "echo c");
+    let (_, _, body) = browse(
+        &server,
+        &format!("{base}/logs/1?map_index=2"),
+        Some(&cookie),
+    )
+    .await;
+    let chunk: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(chunk["text"], "[2026-01-01T00:00:00.000Z] stdout: c\n");
+    let (status, _, _) = browse(&server, &format!("{base}?map_index=7"), Some(&cookie)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The run's details list every instance (the mapped list and the Gantt chart read them).
+    let (_, _, body) = browse(
+        &server,
+        &format!("/ui/api/dags/fan/runs/{run_id}/details"),
+        Some(&cookie),
+    )
+    .await;
+    let details: Value = serde_json::from_str(&body).unwrap();
+    let instances: Vec<(String, i64, String)> = details["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ti| {
+            (
+                ti["task_id"].as_str().unwrap().to_owned(),
+                ti["map_index"].as_i64().unwrap(),
+                ti["state"].as_str().unwrap_or("none").to_owned(),
+            )
+        })
+        .filter(|(task, _, _)| task == "m")
+        .collect();
+    assert_eq!(
+        instances,
+        vec![
+            ("m".into(), 0, "none".into()),
+            ("m".into(), 1, "none".into()),
+            ("m".into(), 2, "failed".into())
+        ]
+    );
+    assert_eq!(details["run"]["run_type"], "manual");
+    assert_eq!(details["run"]["conf"], json!({}));
+
+    // The task instance page of one instance.
+    let (status, _, page) = browse(
+        &server,
+        &format!("/dags/fan/runs/{run_id}/tasks/m?map_index=2"),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("data-map-index=\"2\""), "{page}");
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn a_folded_group_is_one_node_of_the_graph_and_the_dag_page_has_every_tab() {
+    let server = TestServer::sqlite().await;
+    server.load_dags(&[("fan.yaml", FAN)]).await;
+    let cookie = log_in(&server, Role::Viewer).await;
+    let nodes = |graph: &Value| -> Vec<(String, String)> {
+        graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["kind"].as_str().unwrap().into(),
+                    n["id"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let (_, _, body) = browse(&server, "/ui/api/dags/fan/graph", Some(&cookie)).await;
+    let open: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        nodes(&open),
+        vec![
+            ("task".into(), "first".into()),
+            ("task".into(), "m".into()),
+            ("task".into(), "grp.inner".into())
+        ]
+    );
+    assert_eq!(open["nodes"][2]["group"], "grp");
+    assert_eq!(open["nodes"][1]["mapped"], true);
+    let (_, _, body) = browse(
+        &server,
+        "/ui/api/dags/fan/graph?collapsed=grp,unknown",
+        Some(&cookie),
+    )
+    .await;
+    let folded: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        nodes(&folded),
+        vec![
+            ("task".into(), "first".into()),
+            ("task".into(), "m".into()),
+            ("group".into(), "grp".into())
+        ]
+    );
+    assert_eq!(folded["nodes"][2]["members"], json!([2]));
+    assert_eq!(folded["edges"], json!([[0, 1], [0, 2]]));
+
+    for (tab, marker) in [
+        ("grid", "id=\"panel\""),
+        ("graph", "id=\"graph\""),
+        ("gantt", "id=\"gantt\""),
+        ("runs", "id=\"runs-table\""),
+        ("code", "id=\"code\""),
+        ("details", "id=\"details-max-active-runs\">16<"),
+    ] {
+        let (status, _, page) =
+            browse(&server, &format!("/dags/fan?tab={tab}"), Some(&cookie)).await;
+        assert_eq!(status, StatusCode::OK, "{tab}");
+        assert!(page.contains(marker), "{tab}: {page}");
+        assert!(
+            page.contains(&format!("class=\"on\" id=\"tab-{tab}\"")),
+            "{tab}"
+        );
+    }
+    server.finish().await;
+}

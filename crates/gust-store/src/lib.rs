@@ -58,7 +58,9 @@ pub use task_instances::{
 pub use tries::{StoredDeferral, StoredTry, StoredXCom, TaskMove, TryChange, TryReschedules};
 pub use users::{Role, User};
 pub use variables::Variable;
-pub use views::{ConnectionView, MAX_GRID_RUNS, PackedColumn, RunHeader, TaskInstanceView};
+pub use views::{
+    ConnectionView, MAX_GRID_RUNS, PackedCell, PackedColumn, RunHeader, TaskInstanceView,
+};
 pub use xcoms::MAX_XCOM_BYTES;
 
 /// How long connecting (or taking a pooled connection) may take before it is an error.

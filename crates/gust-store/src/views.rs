@@ -37,27 +37,49 @@ pub struct RunHeader {
 }
 
 /// Every task instance of one run, packed: `task_id state` pairs joined by commas, as the
-/// database concatenated them (task ids never hold a space or a comma).
+/// database concatenated them (task ids never hold a space or a comma); an instance of an
+/// expanded mapped task (`map_index` 0 or more) is `task_id state m`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedColumn {
     /// The run.
     pub run_id: String,
-    /// `t1 success,t2 running,...`.
+    /// `t1 success,t2 running,m1 success m,...`.
     pub packed: String,
 }
 
+/// One task instance of a [`PackedColumn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedCell<'a> {
+    /// Its task.
+    pub task_id: &'a str,
+    /// Its state.
+    pub state: TaskState,
+    /// Whether it is one of an expanded mapped task's instances (`map_index` 0 or more).
+    pub mapped: bool,
+}
+
 impl PackedColumn {
-    /// Each task's id and state; an unreadable pair is an error naming the run.
-    pub fn cells(&self) -> impl Iterator<Item = Result<(&str, TaskState), StoreError>> {
+    /// Each task instance; an unreadable one is an error naming the run.
+    pub fn cells(&self) -> impl Iterator<Item = Result<PackedCell<'_>, StoreError>> {
         self.packed
             .split(',')
             .filter(|pair| !pair.is_empty())
             .map(|pair| {
-                let (task, state) = pair.split_once(' ').ok_or_else(|| StoreError::Corrupt {
+                let corrupt = || StoreError::Corrupt {
                     what: "task instance",
                     detail: format!("{}: {pair}", self.run_id),
-                })?;
-                Ok((task, parse_state(state)?))
+                };
+                let (task_id, rest) = pair.split_once(' ').ok_or_else(corrupt)?;
+                let (state, mapped) = match rest.split_once(' ') {
+                    Some((state, "m")) => (state, true),
+                    Some(_) => return Err(corrupt()),
+                    None => (rest, false),
+                };
+                Ok(PackedCell {
+                    task_id,
+                    state: parse_state(state)?,
+                    mapped,
+                })
             })
     }
 }
@@ -163,8 +185,12 @@ impl Store {
             return Ok(Vec::new());
         }
         let aggregate = match self.kind() {
-            EngineKind::Sqlite => "group_concat(task_id || ' ' || state, ',')",
-            EngineKind::Postgres => "string_agg(task_id || ' ' || state, ',')",
+            EngineKind::Sqlite => {
+                "group_concat(task_id || ' ' || state || CASE WHEN map_index >= 0 THEN ' m' ELSE '' END, ',')"
+            }
+            EngineKind::Postgres => {
+                "string_agg(task_id || ' ' || state || CASE WHEN map_index >= 0 THEN ' m' ELSE '' END, ',')"
+            }
         };
         let placeholders: Vec<String> = (0..run_ids.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = self.sql_owned(format!(
@@ -364,17 +390,30 @@ mod tests {
     fn a_packed_column_reads_back_as_cells() {
         let column = PackedColumn {
             run_id: "r".into(),
-            packed: "a success,b.c up_for_retry".into(),
+            packed: "a success,b.c up_for_retry,m failed m".into(),
         };
-        let cells: Vec<_> = column.cells().collect::<Result<_, _>>().unwrap();
+        let cells: Vec<_> = column
+            .cells()
+            .map(|c| c.map(|c| (c.task_id, c.state, c.mapped)))
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(
             cells,
-            vec![("a", TaskState::Success), ("b.c", TaskState::UpForRetry)]
+            vec![
+                ("a", TaskState::Success, false),
+                ("b.c", TaskState::UpForRetry, false),
+                ("m", TaskState::Failed, true)
+            ]
         );
         let bad = PackedColumn {
             run_id: "r".into(),
             packed: "nostate".into(),
         };
         assert!(bad.cells().next().unwrap().is_err());
+        let odd = PackedColumn {
+            run_id: "r".into(),
+            packed: "a success x".into(),
+        };
+        assert!(odd.cells().next().unwrap().is_err());
     }
 }

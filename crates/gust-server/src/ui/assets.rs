@@ -31,6 +31,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../assets/graph.js"),
     ),
+    (
+        "panel.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/panel.js"),
+    ),
+    (
+        "gantt.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/gantt.js"),
+    ),
 ];
 
 /// `GET /ui/static/{name}`: public (no secrets in it), cached for five minutes.

@@ -3,7 +3,7 @@
 //! computed and cached per DAG fingerprint, and a task instance comes with its tries, masked
 //! arguments and XComs in one answer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::SeekFrom;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -137,17 +137,7 @@ pub async fn dags_snapshot(state: &AppState) -> ApiResult<Value> {
         }
         let dag = state.definition(summary).await?;
         let settings = &dag.settings;
-        let next = match settings.schedule {
-            Schedule::Manual => None,
-            _ => settings
-                .schedule
-                .next_data_interval(
-                    latest.get(&summary.dag_id),
-                    settings.start_date.unwrap_or_else(|| state.now()),
-                    settings.timezone,
-                )
-                .filter(|next| settings.end_date.is_none_or(|end| next.start <= end)),
-        };
+        let next = next_interval(state, &dag, latest.get(&summary.dag_id));
         let owners: BTreeSet<String> = dag.tasks().map(|t| t.settings.owner.clone()).collect();
         rows.push(DagRow {
             dag_id: summary.dag_id.clone(),
@@ -170,6 +160,27 @@ pub async fn dags_snapshot(state: &AppState) -> ApiResult<Value> {
         .map(|e| json!({"file": e.file, "problems": e.problems}))
         .collect();
     Ok(json!({"dags": rows, "import_errors": import_errors}))
+}
+
+/// The data interval of the DAG's next scheduled run, after `latest` (its latest scheduled
+/// run's); `None` when it has no time schedule or its schedule has ended.
+pub fn next_interval(
+    state: &AppState,
+    dag: &Dag,
+    latest: Option<&DataInterval>,
+) -> Option<DataInterval> {
+    let settings = &dag.settings;
+    match settings.schedule {
+        Schedule::Manual => None,
+        _ => settings
+            .schedule
+            .next_data_interval(
+                latest,
+                settings.start_date.unwrap_or_else(|| state.now()),
+                settings.timezone,
+            )
+            .filter(|next| settings.end_date.is_none_or(|end| next.start <= end)),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,7 +206,7 @@ impl GridQuery {
 fn structure(dag: &Dag) -> (Vec<Value>, Vec<Value>) {
     let tasks = dag
         .tasks()
-        .map(|t| json!({"id": t.id.as_str(), "group": t.group.as_ref().map(|g| g.as_str()), "operator": t.operator}))
+        .map(|t| json!({"id": t.id.as_str(), "group": t.group.as_ref().map(|g| g.as_str()), "operator": t.operator, "mapped": t.mapping.is_some()}))
         .collect();
     let groups = dag
         .groups
@@ -222,12 +233,43 @@ pub async fn grid_runs(
     }
 }
 
-/// Each named run's column of state codes, in the DAG's task order (one query).
+/// One run's column of the grid.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Column {
+    /// A state code per task, in the DAG's task order; a mapped task's is its instances'
+    /// aggregate state ([`aggregate_code`]).
+    pub codes: String,
+    /// For each expanded mapped task (by its index in the DAG's task order), how many of its
+    /// instances are in each state.
+    pub mapped: BTreeMap<usize, BTreeMap<&'static str, u32>>,
+}
+
+/// The states' codes from the most pressing to the least, as Airflow 3's grid ranks a mapped
+/// task's or a group's instances (`state_priority`: failed first, removed last).
+pub const AGGREGATE_ORDER: &[u8] = b"fpuhrdqcnskx";
+
+/// The code of the most pressing state among `states`' (`-` when there is none).
+#[must_use]
+pub fn aggregate_code<'a>(states: impl IntoIterator<Item = &'a TaskState>) -> u8 {
+    states
+        .into_iter()
+        .map(|s| state_code(*s))
+        .min_by_key(|code| {
+            AGGREGATE_ORDER
+                .iter()
+                .position(|c| c == code)
+                .unwrap_or(AGGREGATE_ORDER.len())
+        })
+        .unwrap_or(b'-')
+}
+
+/// Each named run's column (one query): its state codes in the DAG's task order, a mapped
+/// task's instances counted by state.
 pub async fn grid_cells(
     state: &AppState,
     dag: &Dag,
     run_ids: &[String],
-) -> ApiResult<HashMap<String, String>> {
+) -> ApiResult<HashMap<String, Column>> {
     let index: HashMap<&str, usize> = dag
         .tasks()
         .enumerate()
@@ -240,23 +282,41 @@ pub async fn grid_cells(
     let mut cells = HashMap::with_capacity(columns.len());
     for column in &columns {
         let mut codes = vec![b'-'; index.len()];
+        let mut instances: BTreeMap<usize, Vec<TaskState>> = BTreeMap::new();
         for cell in column.cells() {
-            let (task, task_state) = cell?;
-            if let Some(&i) = index.get(task) {
-                codes[i] = state_code(task_state);
+            let cell = cell?;
+            let Some(&i) = index.get(cell.task_id) else {
+                continue;
+            };
+            if cell.mapped {
+                instances.entry(i).or_default().push(cell.state);
+            } else {
+                codes[i] = state_code(cell.state);
             }
         }
-        // Only ASCII codes were written.
+        let mut mapped = BTreeMap::new();
+        for (i, states) in instances {
+            codes[i] = aggregate_code(&states);
+            let mut counts: BTreeMap<&'static str, u32> = BTreeMap::new();
+            for s in &states {
+                *counts.entry(s.as_str()).or_default() += 1;
+            }
+            mapped.insert(i, counts);
+        }
         cells.insert(
             column.run_id.clone(),
-            String::from_utf8_lossy(&codes).into_owned(),
+            Column {
+                // Only ASCII codes were written.
+                codes: String::from_utf8_lossy(&codes).into_owned(),
+                mapped,
+            },
         );
     }
     Ok(cells)
 }
 
-/// `GET /ui/api/dags/{dag_id}/grid`: tasks, groups, runs (oldest first) and one string of state
-/// codes per run.
+/// `GET /ui/api/dags/{dag_id}/grid`: tasks, groups, runs (oldest first), one string of state
+/// codes per run and, per run, its mapped tasks' instances counted by state.
 pub async fn grid(
     _: DataUser,
     State(state): State<AppState>,
@@ -268,12 +328,18 @@ pub async fn grid(
     runs.reverse();
     let run_ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
     let mut cells = grid_cells(&state, &dag, &run_ids).await?;
-    let blank = "-".repeat(dag.tasks().len());
+    let blank = Column {
+        codes: "-".repeat(dag.tasks().len()),
+        mapped: BTreeMap::new(),
+    };
     let (tasks, groups) = structure(&dag);
-    let columns: Vec<String> = run_ids
+    let (columns, mapped): (Vec<String>, Vec<_>) = run_ids
         .iter()
-        .map(|id| cells.remove(id).unwrap_or_else(|| blank.clone()))
-        .collect();
+        .map(|id| {
+            let column = cells.remove(id).unwrap_or_else(|| blank.clone());
+            (column.codes, column.mapped)
+        })
+        .unzip();
     Ok(Json(json!({
         "dag_id": dag_id,
         "fingerprint": summary.fingerprint,
@@ -282,13 +348,14 @@ pub async fn grid(
         "groups": groups,
         "runs": runs.iter().map(RunJson::from).collect::<Vec<_>>(),
         "cells": columns,
+        "mapped": mapped,
     })))
 }
 
 // ---------------------------------------------------------------------------------------------
 // The graph.
 
-/// Laid-out graphs by DAG id, each valid for one fingerprint.
+/// Laid-out graphs by DAG id and folded groups, each valid for one fingerprint.
 type LayoutCache = Mutex<HashMap<String, (String, Arc<String>)>>;
 
 /// The most DAGs whose layout is kept; beyond it the cache starts again.
@@ -299,24 +366,101 @@ fn layouts() -> &'static LayoutCache {
     CACHE.get_or_init(LayoutCache::default)
 }
 
-/// The graph's JSON for `dag`: nodes in task order with their places, edges as index pairs.
-pub fn graph_json(dag: &Dag, fingerprint: &str) -> String {
+/// `?collapsed=G1,G2`: the task groups drawn folded, each as one node.
+#[derive(Debug, Default, Deserialize)]
+pub struct GraphQuery {
+    collapsed: Option<String>,
+}
+
+/// The graph's JSON for `dag` with the groups in `collapsed` folded: its nodes (tasks, and a
+/// node per outermost folded group standing for all its tasks) with their places, and edges
+/// as index pairs between nodes. Groups left open are kept together in each column
+/// ([`layout::layout_grouped`]) for the page to draw a box around their members.
+pub fn graph_json(dag: &Dag, fingerprint: &str, collapsed: &BTreeSet<String>) -> String {
+    let group_number: HashMap<&str, u32> = dag
+        .groups
+        .keys()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect();
+    // A group's chain of groups, outermost first.
+    fn chain_of<'a>(dag: &'a Dag, group: Option<&'a gust_core::ids::GroupId>) -> Vec<&'a str> {
+        let mut chain = Vec::new();
+        let mut at = group;
+        while let Some(g) = at {
+            chain.push(g.as_str());
+            at = dag.groups.get(g).and_then(|g| g.parent.as_ref());
+        }
+        chain.reverse();
+        chain
+    }
+    let mut nodes: Vec<Value> = Vec::new();
+    let mut chains: Vec<Vec<u32>> = Vec::new();
+    let mut node_of_task: Vec<usize> = Vec::with_capacity(dag.tasks().len());
+    let mut node_of_group: HashMap<&str, usize> = HashMap::new();
+    for (i, task) in dag.tasks().enumerate() {
+        let chain = chain_of(dag, task.group.as_ref());
+        let folded = chain.iter().position(|g| collapsed.contains(*g));
+        let open = &chain[..folded.unwrap_or(chain.len())];
+        let numbers: Vec<u32> = open
+            .iter()
+            .filter_map(|g| group_number.get(g).copied())
+            .collect();
+        match folded {
+            Some(depth) => {
+                let group = chain[depth];
+                let node = *node_of_group.entry(group).or_insert_with(|| {
+                    nodes.push(json!({
+                        "kind": "group",
+                        "id": group,
+                        "group": open.last(),
+                        "members": [],
+                    }));
+                    chains.push(numbers.clone());
+                    nodes.len() - 1
+                });
+                if let Some(members) = nodes[node]["members"].as_array_mut() {
+                    members.push(json!(i));
+                }
+                node_of_task.push(node);
+            }
+            None => {
+                nodes.push(json!({
+                    "kind": "task",
+                    "id": task.id.as_str(),
+                    "operator": task.operator,
+                    "group": open.last(),
+                    "task": i,
+                    "mapped": task.mapping.is_some(),
+                }));
+                chains.push(numbers);
+                node_of_task.push(nodes.len() - 1);
+            }
+        }
+    }
     let index: HashMap<&str, usize> = dag
         .tasks()
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    let edges: Vec<(usize, usize)> = dag
+    let mut edges: Vec<(usize, usize)> = dag
         .tasks()
         .enumerate()
         .flat_map(|(i, t)| {
             t.upstream
                 .iter()
-                .filter_map(|u| index.get(u.as_str()).map(|&from| (from, i)))
+                .filter_map(|u| {
+                    index
+                        .get(u.as_str())
+                        .map(|&from| (node_of_task[from], node_of_task[i]))
+                })
                 .collect::<Vec<_>>()
         })
+        .filter(|(a, b)| a != b)
         .collect();
-    let laid = layout::layout(index.len(), &edges);
+    edges.sort_unstable();
+    edges.dedup();
+    let laid = layout::layout_grouped(nodes.len(), &edges, &chains);
     let (tasks, groups) = structure(dag);
     json!({
         "fingerprint": fingerprint,
@@ -324,27 +468,48 @@ pub fn graph_json(dag: &Dag, fingerprint: &str) -> String {
         "height": laid.height,
         "node_width": NODE_WIDTH,
         "node_height": NODE_HEIGHT,
+        "group_gap": layout::GROUP_GAP,
         "tasks": tasks,
         "groups": groups,
+        "nodes": nodes,
         "positions": laid.position.iter().map(|(x, y)| [x.round(), y.round()]).collect::<Vec<_>>(),
         "edges": edges.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>(),
     })
     .to_string()
 }
 
-/// `GET /ui/api/dags/{dag_id}/graph`: the laid-out graph, computed once per DAG version.
+/// `GET /ui/api/dags/{dag_id}/graph?collapsed=G1,G2`: the laid-out graph, computed once per
+/// version of the DAG and set of folded groups.
 pub async fn graph(
     _: DataUser,
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
+    Query(query): Query<GraphQuery>,
 ) -> ApiResult<Response> {
     let (summary, dag) = state.dag(&dag_id).await?;
+    // Only the DAG's own groups count, so the cache holds at most a set per real choice.
+    let collapsed: BTreeSet<String> = query
+        .collapsed
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|g| dag.groups.keys().any(|known| known.as_str() == *g))
+        .map(str::to_owned)
+        .collect();
+    let key = format!(
+        "{dag_id}\n{}",
+        collapsed
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let cached = {
         let cache = layouts()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         cache
-            .get(&dag_id)
+            .get(&key)
             .filter(|(fp, _)| *fp == summary.fingerprint)
             .map(|(_, json)| json.clone())
     };
@@ -352,9 +517,10 @@ pub async fn graph(
         Some(json) => json,
         None => {
             let fingerprint = summary.fingerprint.clone();
-            let json = tokio::task::spawn_blocking(move || graph_json(&dag, &fingerprint))
-                .await
-                .map_err(|_| ApiError::BadRequest("laying out the graph failed".into()))?;
+            let json =
+                tokio::task::spawn_blocking(move || graph_json(&dag, &fingerprint, &collapsed))
+                    .await
+                    .map_err(|_| ApiError::BadRequest("laying out the graph failed".into()))?;
             let json = Arc::new(json);
             let mut cache = layouts()
                 .lock()
@@ -362,7 +528,7 @@ pub async fn graph(
             if cache.len() >= MAX_CACHED_LAYOUTS {
                 cache.clear();
             }
-            cache.insert(dag_id, (summary.fingerprint.clone(), json.clone()));
+            cache.insert(key, (summary.fingerprint.clone(), json.clone()));
             json
         }
     };
@@ -376,23 +542,40 @@ pub async fn graph(
 // ---------------------------------------------------------------------------------------------
 // A task instance.
 
-/// `GET /ui/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}`.
+/// `?map_index=N`: which instance of a mapped task (default: the one of a task not mapped).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct InstanceQuery {
+    map_index: Option<i32>,
+}
+
+impl InstanceQuery {
+    /// The instance's `map_index`.
+    #[must_use]
+    pub fn map_index(&self) -> i32 {
+        self.map_index.unwrap_or(gust_store::UNMAPPED)
+    }
+}
+
+/// `GET /ui/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}?map_index=N`.
 pub async fn task_instance(
     _: DataUser,
     State(state): State<AppState>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(instance): Query<InstanceQuery>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(
-        task_instance_json(&state, &dag_id, &run_id, &task_id).await?,
+        task_instance_json(&state, &dag_id, &run_id, &task_id, instance.map_index()).await?,
     ))
 }
 
-/// A task instance, its run, its tries (arguments masked) and XComs (masked).
+/// A task instance, its run, its task's settings, its tries (arguments masked) and XComs
+/// (masked).
 pub async fn task_instance_json(
     state: &AppState,
     dag_id: &str,
     run_id: &str,
     task_id: &str,
+    map_index: i32,
 ) -> ApiResult<Value> {
     let store = state.store();
     let run = store
@@ -406,7 +589,7 @@ pub async fn task_instance_json(
         .map(|r| r.conf)
         .unwrap_or_default();
     let ti = store
-        .ui_task_instance(dag_id, run_id, task_id, gust_store::UNMAPPED)
+        .ui_task_instance(dag_id, run_id, task_id, map_index)
         .await?
         .ok_or_else(|| ApiError::not_found("TaskInstance", task_id))?;
     // A pod task's tries also show the pod they ran as.
@@ -476,10 +659,23 @@ pub async fn task_instance_json(
             json!({"key": key, "value": shown})
         })
         .collect();
+    let task_json = task.map(|t| {
+        json!({
+            "operator": t.operator,
+            "trigger_rule": t.settings.trigger_rule.as_str(),
+            "retries": t.settings.retries,
+            "pool": t.settings.pool,
+            "owner": t.settings.owner,
+            "group": t.group.as_ref().map(|g| g.as_str()),
+            "mapped": t.mapping.is_some(),
+        })
+    });
     Ok(json!({
         "dag_id": dag_id,
         "run_id": run_id,
         "task_id": task_id,
+        "map_index": map_index,
+        "task": task_json,
         "run": RunJson::from(&run),
         "state": ti.state.as_str(),
         "try_number": ti.try_number,
@@ -493,10 +689,12 @@ pub async fn task_instance_json(
 // ---------------------------------------------------------------------------------------------
 // Logs.
 
-/// `?offset=N`: where to read from (default: near the end).
+/// `?offset=N`: where to read from (default: near the end); `map_index=N`: which instance of
+/// a mapped task.
 #[derive(Debug, Deserialize)]
 pub struct LogQuery {
     offset: Option<u64>,
+    map_index: Option<i32>,
 }
 
 /// `GET /ui/api/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/{try_number}`: a chunk of the
@@ -507,9 +705,10 @@ pub async fn log(
     Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, i32)>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Json<Value>> {
+    let map_index = query.map_index.unwrap_or(gust_store::UNMAPPED);
     let location = state
         .store()
-        .log_location(&dag_id, &run_id, &task_id, gust_store::UNMAPPED, try_number)
+        .log_location(&dag_id, &run_id, &task_id, map_index, try_number)
         .await?;
     let Some(location) = location else {
         return Ok(Json(
@@ -522,7 +721,7 @@ pub async fn log(
             json!({"text": text, "offset": offset, "size": size, "exists": true}),
         )),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let key = log_key(&dag_id, &run_id, &task_id, try_number);
+            let key = log_key(&dag_id, &run_id, &task_id, map_index, try_number);
             match (state.remote_logs(), key) {
                 (Some(logs), Some(key)) => remote_log(logs, &key, query.offset).await,
                 _ => Ok(Json(
@@ -544,13 +743,14 @@ fn log_key(
     dag_id: &str,
     run_id: &str,
     task_id: &str,
+    map_index: i32,
     try_number: i32,
 ) -> Option<gust_executor::TryKey> {
     Some(gust_executor::TryKey {
         dag_id: gust_core::ids::DagId::new(dag_id.to_owned()).ok()?,
         run_id: gust_core::ids::RunId::new(run_id.to_owned()).ok()?,
         task_id: gust_core::ids::TaskId::new(task_id.to_owned()).ok()?,
-        map_index: gust_core::mapping::UNMAPPED,
+        map_index,
         try_number: gust_core::ids::TryNumber(u32::try_from(try_number).ok()?),
     })
 }
@@ -641,6 +841,22 @@ mod tests {
         std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
         let (text, offset, _) = read_chunk(&path, Some(8)).await.unwrap();
         assert_eq!((text.as_str(), offset), ("three\n", 14));
+    }
+
+    #[test]
+    fn a_mapped_tasks_state_is_its_most_pressing_instances_as_in_airflow() {
+        use TaskState::*;
+        assert_eq!(aggregate_code(&[Success, Failed, Running]), b'f');
+        assert_eq!(aggregate_code(&[Success, Running, Queued]), b'r');
+        assert_eq!(aggregate_code(&[Success, NoStatus]), b'n');
+        assert_eq!(aggregate_code(&[Success, Skipped]), b's');
+        assert_eq!(aggregate_code(&[Skipped, Removed]), b'k');
+        assert_eq!(aggregate_code(&[Deferred, Queued]), b'd');
+        assert_eq!(aggregate_code(&[] as &[TaskState]), b'-');
+        // Every state is ranked.
+        for state in TaskState::ALL {
+            assert!(AGGREGATE_ORDER.contains(&state_code(state)), "{state:?}");
+        }
     }
 
     #[test]

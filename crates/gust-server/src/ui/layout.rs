@@ -3,6 +3,10 @@
 //! moves toward the average position of its neighbours, sweeping down and up a few times), which
 //! keeps most edges short and uncrossed. Pure and linear-ish in tasks plus edges, so a DAG of
 //! 5,000 tasks is laid out in milliseconds; the server caches the result per DAG fingerprint.
+//!
+//! Task groups are drawn as boxes around their tasks, so [`layout_grouped`] keeps a group's
+//! members together within each column (in the order the ordering put the group's first member)
+//! and leaves [`GROUP_GAP`] between neighbours of different groups for the box and its name.
 
 /// A node's width in the drawing, in pixels.
 pub const NODE_WIDTH: f64 = 180.0;
@@ -12,6 +16,8 @@ pub const NODE_HEIGHT: f64 = 40.0;
 const GAP_X: f64 = 60.0;
 /// Space between nodes of one column.
 const GAP_Y: f64 = 10.0;
+/// Extra space where a column passes from one group to another, per level of nesting changed.
+pub const GROUP_GAP: f64 = 22.0;
 /// How many down-and-up barycentre sweeps.
 const SWEEPS: usize = 4;
 
@@ -32,6 +38,14 @@ pub struct Layout {
 /// on a cycle (impossible for a loaded DAG) goes in the last column rather than looping.
 #[must_use]
 pub fn layout(n: usize, edges: &[(usize, usize)]) -> Layout {
+    layout_grouped(n, edges, &[])
+}
+
+/// As [`layout`], each node in the groups `chains[node]` names (outermost first, ids any
+/// numbers; a node without an entry is in none): within a column a group's members are
+/// together, and a change of group leaves [`GROUP_GAP`] per level.
+#[must_use]
+pub fn layout_grouped(n: usize, edges: &[(usize, usize)], chains: &[Vec<u32>]) -> Layout {
     let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut upstream: Vec<Vec<usize>> = vec![Vec::new(); n];
     for &(from, to) in edges {
@@ -47,15 +61,46 @@ pub fn layout(n: usize, edges: &[(usize, usize)]) -> Layout {
         rows[l].push(node);
     }
     order_by_barycentre(&mut rows, &upstream, &downstream, n);
+    let none: Vec<u32> = Vec::new();
+    let chain = |node: usize| chains.get(node).unwrap_or(&none);
+    if !chains.is_empty() {
+        for row in &mut rows {
+            keep_groups_together(row, &chain);
+        }
+    }
 
-    let tallest = rows.iter().map(Vec::len).max().unwrap_or(0);
+    // Each node's offset within its column: one step per node, plus the gaps between groups.
     let step_y = NODE_HEIGHT + GAP_Y;
-    let height = (tallest as f64 * step_y - GAP_Y).max(0.0);
+    let mut offsets: Vec<Vec<f64>> = Vec::with_capacity(rows.len());
+    let mut heights = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut y = 0.0;
+        let mut column = Vec::with_capacity(row.len());
+        for (i, &node) in row.iter().enumerate() {
+            if i > 0 {
+                let before = chain(row[i - 1]);
+                let now = chain(node);
+                let shared = before.iter().zip(now).take_while(|(a, b)| a == b).count();
+                let changed = before.len().max(now.len()) - shared;
+                y += step_y + GROUP_GAP * changed as f64;
+            }
+            column.push(y);
+        }
+        heights.push(if row.is_empty() { 0.0 } else { y + NODE_HEIGHT });
+        offsets.push(column);
+    }
+    // Room above and below for the outermost boxes' frames and names.
+    let margin = if chains.iter().any(|c| !c.is_empty()) {
+        GROUP_GAP
+    } else {
+        0.0
+    };
+    let height = heights.iter().copied().fold(0.0, f64::max) + 2.0 * margin;
     let mut position = vec![(0.0, 0.0); n];
     for (l, row) in rows.iter().enumerate() {
-        let offset = (height - (row.len() as f64 * step_y - GAP_Y)) / 2.0;
+        let offset = (height - heights[l]) / 2.0;
         for (i, &node) in row.iter().enumerate() {
-            position[node] = (l as f64 * (NODE_WIDTH + GAP_X), offset + i as f64 * step_y);
+            position[node] = (l as f64 * (NODE_WIDTH + GAP_X), offset + offsets[l][i]);
         }
     }
     let width = (columns as f64 * (NODE_WIDTH + GAP_X) - GAP_X).max(0.0);
@@ -65,6 +110,31 @@ pub fn layout(n: usize, edges: &[(usize, usize)]) -> Layout {
         width,
         height,
     }
+}
+
+/// Reorders one column so each group's members are together: nodes are sorted by, at each
+/// depth, where the first node sharing their chain up to that depth stood (then by their own
+/// place), which keeps the barycentre order between groups and within each.
+fn keep_groups_together<'a>(row: &mut Vec<usize>, chain: &impl Fn(usize) -> &'a Vec<u32>) {
+    let mut first: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+    for (place, &node) in row.iter().enumerate() {
+        let c = chain(node);
+        for depth in 1..=c.len() {
+            first.entry(&c[..depth]).or_insert(place);
+        }
+    }
+    let mut keyed: Vec<(Vec<usize>, usize)> = row
+        .iter()
+        .enumerate()
+        .map(|(place, &node)| {
+            let c = chain(node);
+            let mut key: Vec<usize> = (1..=c.len()).map(|d| first[&c[..d]]).collect();
+            key.push(place);
+            (key, node)
+        })
+        .collect();
+    keyed.sort();
+    *row = keyed.into_iter().map(|(_, node)| node).collect();
 }
 
 /// Each node's column: one right of its furthest upstream (Kahn's order, so no recursion).
@@ -170,6 +240,28 @@ mod tests {
         let laid = layout(4, &[(0, 3), (1, 2)]);
         let y = |i: usize| laid.position[i].1;
         assert_eq!(y(0) < y(1), y(3) < y(2));
+    }
+
+    #[test]
+    fn a_groups_members_stay_together_in_a_column_with_room_for_its_box() {
+        // A root fanning out to four tasks, the first and last in group 7: they end adjacent,
+        // and the task outside the group is a group gap away.
+        let edges = [(0, 1), (0, 2), (0, 3), (0, 4)];
+        let chains = vec![vec![], vec![7], vec![], vec![], vec![7]];
+        let laid = layout_grouped(5, &edges, &chains);
+        let mut column: Vec<usize> = vec![1, 2, 3, 4];
+        column.sort_by(|a, b| laid.position[*a].1.total_cmp(&laid.position[*b].1));
+        let at = |node| column.iter().position(|&n| n == node).unwrap();
+        assert_eq!(at(1).abs_diff(at(4)), 1, "{column:?}");
+        let gaps: Vec<f64> = column
+            .windows(2)
+            .map(|w| laid.position[w[1]].1 - laid.position[w[0]].1)
+            .collect();
+        assert!(gaps.contains(&(NODE_HEIGHT + GAP_Y)), "{gaps:?}");
+        assert!(
+            gaps.contains(&(NODE_HEIGHT + GAP_Y + GROUP_GAP)),
+            "{gaps:?}"
+        );
     }
 
     #[test]

@@ -185,7 +185,7 @@ struct GridWatch {
     fingerprint: String,
     is_paused: bool,
     runs: Vec<RunHeader>,
-    cells: HashMap<String, String>,
+    cells: HashMap<String, data::Column>,
     ticks: u64,
 }
 
@@ -218,10 +218,12 @@ impl GridWatch {
             .collect();
         let fresh = data::grid_cells(&self.state, &dag, &to_read).await?;
         let mut changed = serde_json::Map::new();
-        for (run_id, codes) in fresh {
-            if self.cells.get(&run_id) != Some(&codes) {
-                changed.insert(run_id.clone(), Value::String(codes.clone()));
-                self.cells.insert(run_id, codes);
+        let mut mapped = serde_json::Map::new();
+        for (run_id, column) in fresh {
+            if self.cells.get(&run_id) != Some(&column) {
+                changed.insert(run_id.clone(), Value::String(column.codes.clone()));
+                mapped.insert(run_id.clone(), json!(column.mapped));
+                self.cells.insert(run_id, column);
             }
         }
         let runs_changed = runs != self.runs;
@@ -246,6 +248,7 @@ impl GridWatch {
         Ok(Some(json!({
             "runs": runs_json,
             "cells": changed,
+            "mapped": mapped,
             "is_paused": self.is_paused,
         })))
     }
@@ -287,13 +290,14 @@ pub async fn grid(
 struct TaskWatch {
     state: AppState,
     ids: (String, String, String),
+    map_index: i32,
     last: Value,
 }
 
 impl Watch for TaskWatch {
     async fn step(&mut self) -> ApiResult<Option<Event>> {
         let (dag, run, task) = &self.ids;
-        let now = data::task_instance_json(&self.state, dag, run, task).await?;
+        let now = data::task_instance_json(&self.state, dag, run, task, self.map_index).await?;
         if now == self.last {
             return Ok(None);
         }
@@ -302,17 +306,20 @@ impl Watch for TaskWatch {
     }
 }
 
-/// `GET /ui/events/dags/{dag_id}/runs/{run_id}/tasks/{task_id}`: the task instance, first as it
-/// is, then each time it changes.
+/// `GET /ui/events/dags/{dag_id}/runs/{run_id}/tasks/{task_id}?map_index=N`: the task
+/// instance, first as it is, then each time it changes.
 pub async fn task_instance(
     _: DataUser,
     State(state): State<AppState>,
     Path(ids): Path<(String, String, String)>,
+    Query(instance): Query<data::InstanceQuery>,
 ) -> ApiResult<Response> {
-    data::task_instance_json(&state, &ids.0, &ids.1, &ids.2).await?;
+    let map_index = instance.map_index();
+    data::task_instance_json(&state, &ids.0, &ids.1, &ids.2, map_index).await?;
     Ok(stream(TaskWatch {
         state,
         ids,
+        map_index,
         last: Value::Null,
     }))
 }

@@ -60,14 +60,18 @@ pub async fn dags(user: PageUser) -> PageResult {
     page(&user, "dags.html", minijinja::context! { nav => "dags" })
 }
 
-/// `?tab=grid|graph&runs=N` of the DAG page.
+/// `?tab=grid|graph|runs|gantt|code|details&runs=N` of the DAG page.
 #[derive(Debug, Deserialize)]
 pub struct DagQuery {
     tab: Option<String>,
     runs: Option<i64>,
 }
 
-/// `GET /dags/{dag_id}`: the grid or the graph, the trigger form, the pause switch.
+/// The DAG page's tabs, by their `?tab=` names.
+const DAG_TABS: &[&str] = &["grid", "graph", "gantt", "runs", "code", "details"];
+
+/// `GET /dags/{dag_id}`: the grid, graph, Gantt chart, runs, code or details, the trigger form,
+/// the pause switch.
 pub async fn dag(
     user: PageUser,
     State(state): State<AppState>,
@@ -76,14 +80,19 @@ pub async fn dag(
 ) -> PageResult {
     let (summary, dag) = state.dag(&dag_id).await?;
     let settings = &dag.settings;
-    let tab = match query.tab.as_deref() {
-        Some("graph") => "graph",
-        Some("runs") => "runs",
-        _ => "grid",
-    };
+    let tab = DAG_TABS
+        .iter()
+        .copied()
+        .find(|t| query.tab.as_deref() == Some(*t))
+        .unwrap_or("grid");
     let params = serde_json::to_string_pretty(&serde_json::Value::Object(settings.params.clone()))
         .unwrap_or_else(|_| "{}".to_owned());
     let owners: BTreeSet<&str> = dag.tasks().map(|t| t.settings.owner.as_str()).collect();
+    let details = if tab == "details" {
+        Some(dag_details(&state, &dag, &summary).await?)
+    } else {
+        None
+    };
     page(
         &user,
         "dag.html",
@@ -101,9 +110,57 @@ pub async fn dag(
             doc_md => settings.doc_md,
             params => params,
             tab => tab,
+            tabs => DAG_TABS,
+            details => details,
             runs => query.runs.unwrap_or(DEFAULT_GRID_RUNS).clamp(1, MAX_GRID_RUNS),
         },
     )
+}
+
+/// The Details tab: the DAG's settings as Airflow 3's Details tab lists them, its next run,
+/// and its parameters' defaults (masked).
+async fn dag_details(
+    state: &AppState,
+    dag: &gust_core::dag::Dag,
+    summary: &gust_store::DagSummary,
+) -> Result<minijinja::Value, PageError> {
+    let settings = &dag.settings;
+    let latest = state
+        .store()
+        .ui_latest_scheduled_intervals()
+        .await?
+        .into_iter()
+        .find(|(id, _, _)| *id == summary.dag_id)
+        .map(|(_, start, end)| gust_core::schedule::DataInterval { start, end });
+    let next = crate::ui::data::next_interval(state, dag, latest.as_ref());
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339());
+    let params =
+        serde_json::to_string_pretty(&masked(&serde_json::Value::Object(settings.params.clone())))
+            .unwrap_or_default();
+    let operators: BTreeSet<&str> = dag.tasks().map(|t| t.operator.as_str()).collect();
+    Ok(minijinja::context! {
+        timezone => settings.timezone.name(),
+        start_date => time(settings.start_date),
+        end_date => time(settings.end_date),
+        next_run => time(next.as_ref().map(|n| n.start)),
+        next_run_after => time(next.as_ref().map(|n| n.end)),
+        catchup => settings.catchup,
+        max_active_runs => settings.max_active_runs,
+        max_active_tasks => settings.max_active_tasks,
+        dagrun_timeout => settings.dagrun_timeout.map(|d| d.as_secs()),
+        assets => settings
+            .assets
+            .as_ref()
+            .map(|a| a.assets().into_iter().map(|x| x.name.clone()).collect::<Vec<_>>()),
+        params => params,
+        groups => dag.groups.len(),
+        mapped => dag.tasks().filter(|t| t.mapping.is_some()).count(),
+        operators => operators,
+        on_success_callback => settings.callbacks.on_success,
+        on_failure_callback => settings.callbacks.on_failure,
+        last_parsed => summary.last_parsed.to_rfc3339(),
+        fingerprint => summary.fingerprint,
+    })
 }
 
 /// `GET /dags/{dag_id}/runs/{run_id}`: the run's details and its task instances.
@@ -133,11 +190,13 @@ pub async fn run(
     )
 }
 
-/// `GET /dags/{dag_id}/runs/{run_id}/tasks/{task_id}`: tries, arguments, XComs, the log.
+/// `GET /dags/{dag_id}/runs/{run_id}/tasks/{task_id}?map_index=N`: tries, arguments, XComs,
+/// the log (of one instance of a mapped task).
 pub async fn task_instance(
     user: PageUser,
     State(state): State<AppState>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(instance): Query<crate::ui::data::InstanceQuery>,
 ) -> PageResult {
     let (_, dag) = state.dag(&dag_id).await?;
     let run = find_run(&state, &dag_id, &run_id).await?;
@@ -158,6 +217,8 @@ pub async fn task_instance(
             dag_id => dag_id,
             run_id => run_id,
             task_id => task_id,
+            map_index => instance.map_index(),
+            mapped => task.mapping.is_some(),
             dag_timezone => dag.settings.timezone.name(),
             logical_date => run.logical_date.to_rfc3339(),
             operator => task.operator,

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
@@ -154,6 +155,37 @@ def delete_row(b, key, rows="#rows"):
     b.wait(f"{key} gone", "return !document.querySelector(`${arguments[0]} tr[data-key=\"${arguments[1]}\"]`)", 15, rows, key)
 
 
+def click_at(b, css, x, y):
+    """Clicks the element at (x, y) from its top-left corner, as a mouse would (the grid is a
+    canvas: its cells are not elements)."""
+    element = b.find(css)
+    rect = b.call("GET", b.s(f"/element/{element}/rect"))
+    b.call("POST", b.s("/actions"), {"actions": [{
+        "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
+            {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: element},
+             "x": int(x - rect["width"] / 2), "y": int(y - rect["height"] / 2)},
+            {"type": "pointerDown", "button": 0}, {"type": "pointerUp", "button": 0}]}]})
+    b.call("DELETE", b.s("/actions"))
+
+
+# Where a run's column and a task's row meet on the grid's canvas (task None: the run's bar).
+CELL_AT = """const g = gustView, c = g.runs.findIndex(r => r.run_id === arguments[0]);
+  const r = arguments[1] === null ? -1 : g.rows.findIndex(x => x.id === arguments[1]);
+  g.select(arguments[0], null); g.draw();
+  return [g.LABEL + c * g.CELL - g.wrap.scrollLeft + g.CELL / 2,
+          r < 0 ? g.HEAD - 10 : g.HEAD + r * g.ROW - g.wrap.scrollTop + g.ROW / 2];"""
+
+
+def click_cell(b, run_id, task_id):
+    x, y = b.js(CELL_AT, run_id, task_id)
+    click_at(b, "#grid-canvas", x, y)
+
+
+def panel_tab(b, tab):
+    b.click(f'#panel-tabs button[data-tab="{tab}"]')
+    b.wait(f"the panel's {tab} tab", "return window.gustPanelShown === arguments[0]", 15, f"task:{tab}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--base", required=True)
@@ -195,7 +227,7 @@ def main():
 
         print("trigger")
         b.go(f"{a.base}/dags/{a.dag}")
-        b.wait("the grid", "return window.gustRenderMs !== undefined && window.gustView")
+        b.wait("the grid", "return window.gustRenderMs !== undefined && !!window.gustView")
         before = b.js("return gustView.runs.map(r => r.run_id)")
         b.click("#trigger-open")
         b.type("#trigger-conf", '{"unknown_but_fine": 1}')
@@ -245,6 +277,129 @@ def main():
         assert ratios and all(ratio >= 4.5 for _, ratio in ratios), ratios
         if shots:
             b.screenshot(f"{shots}/graph.png")
+
+        print("grid details panel: a task instance (details, log, XCom, rendered), a run, markers, dates")
+        b.go(f"{a.base}/dags/{a.dag}")
+        b.wait("the grid", "return window.gustRenderMs !== undefined && window.gustView && gustView.runs.length")
+        click_cell(b, run_id, "extract")
+        b.wait("the task instance in the panel", "return !document.getElementById('panel').hidden && "
+               "window.gustPanelShown === 'task:details' && document.getElementById('panel-title').textContent === 'extract'")
+        facts = b.js("const t = (c) => document.querySelector(`#panel-body tr.${c} td`)?.textContent;"
+                     "return [t('ti-state'), t('ti-operator'), t('ti-try'), t('ti-duration')]")
+        assert facts[0] == "success" and facts[1] == "bash" and facts[2].startswith("1 of ") and facts[3], facts
+        assert "task_id=extract" in b.url() and f"run_id={run_id}" in b.url().replace("%2B", "+").replace("%3A", ":"), b.url()
+        if shots:
+            b.screenshot(f"{shots}/grid-panel-task.png")
+        panel_tab(b, "logs")
+        b.wait("the log in the panel", "return document.getElementById('panel-log')?.textContent.includes('extract')")
+        if shots:
+            b.screenshot(f"{shots}/grid-panel-log.png")
+        panel_tab(b, "xcom")
+        xcoms = b.js("return [...document.querySelectorAll('#panel-xcoms tr[data-key]')].map(r => [r.dataset.key, r.querySelector('.value').textContent])")
+        assert ["return_value", '"extract"'] in xcoms, xcoms
+        panel_tab(b, "rendered")
+        rendered = b.js("return document.getElementById('panel-rendered').textContent")
+        assert "echo extract" in rendered, rendered
+        click_cell(b, run_id, None)
+        b.wait("the run in the panel", "return window.gustPanelShown === 'run:details' && "
+               "document.querySelector('#panel-body tr.run-type td').textContent === 'manual'")
+        conf = b.js("return document.getElementById('panel-conf').textContent")
+        assert "unknown_but_fine" in conf, conf
+        if shots:
+            b.screenshot(f"{shots}/grid-panel-run.png")
+        # The panel is in the URL: a reload opens it again, on the same run.
+        b.go(b.url())
+        b.wait("the run's panel after a reload", "return window.gustPanelShown === 'run:details' && "
+               "gustView.selected && gustView.selected.runId === arguments[0]", 30, run_id)
+        legend = b.js("return document.getElementById('run-type-legend').textContent")
+        assert all(t in legend for t in ("manual", "scheduled", "asset-triggered", "backfill")), legend
+        types = b.js("return [...new Set(gustView.runs.map(r => r.run_type))].sort()")
+        assert "manual" in types and "scheduled" in types, types
+        label = b.js("return gustView.dateLabel(gustView.runs[0])")
+        assert len(label) == 11 and label[2] == "-" and label[5] == " ", label
+
+        print("Gantt chart of the run")
+        b.go(f"{a.base}/dags/{a.dag}?tab=gantt&run_id={urllib.parse.quote(run_id)}")
+        b.wait("the Gantt bars", "return window.gustView && gustView.bars && gustView.bars.length === 5")
+        bars = b.js("return gustView.bars")
+        assert all(bar["state"] == "success" and bar["width"] >= 2 for bar in bars), bars
+        assert {bar["task_id"] for bar in bars} == {"extract", "transform.clean", "transform.aggregate.by_day",
+                                                    "transform.aggregate.by_region", "publish"}, bars
+        # extract ends before publish starts: the bars are placed in time.
+        xs = {bar["task_id"]: bar for bar in bars}
+        assert xs["extract"]["x"] < xs["publish"]["x"], xs
+        if shots:
+            b.screenshot(f"{shots}/gantt.png")
+
+        print("Code and Details tabs")
+        b.go(f"{a.base}/dags/{a.dag}?tab=code")
+        b.wait("the DAG file", "return document.getElementById('code').textContent.includes('example_task_groups:')")
+        if shots:
+            b.screenshot(f"{shots}/code.png")
+        b.go(f"{a.base}/dags/{a.dag}?tab=details")
+        details = b.js("const t = (id) => document.getElementById(id).textContent;"
+                       "return [t('details-owners'), t('details-max-active-runs'), t('details-file'), t('details-next')]")
+        assert details[0] == "analytics" and details[1] == "16" and details[2].endswith("task_groups.yaml"), details
+        assert details[3].startswith("starts ") and "logical date" in details[3] and details[3].count(" UTC") == 2, details
+        if shots:
+            b.screenshot(f"{shots}/details.png")
+
+        print("graph: task groups as boxes, folded and unfolded")
+        b.go(f"{a.base}/dags/{a.dag}?tab=graph")
+        b.wait("the group boxes", "return document.querySelectorAll('#graph svg .group').length === 2 && "
+               "document.querySelectorAll('#graph svg .node').length === 5")
+        b.click('#graph svg .group[data-group="transform"] .group-name')
+        b.wait("transform folded into one node", "return document.querySelectorAll('#graph svg .node').length === 3 && "
+               "document.querySelectorAll('#graph svg .node.folded').length === 1 && "
+               "document.querySelectorAll('#graph svg .group').length === 0")
+        fill = b.js("return document.querySelector('#graph svg .node.folded rect').getAttribute('fill')")
+        assert fill == "#008000", f"a folded group shows its tasks' state: {fill}"
+        if shots:
+            b.screenshot(f"{shots}/graph-folded.png")
+        b.click("#graph svg .node.folded")
+        b.wait("transform unfolded", "return document.querySelectorAll('#graph svg .node').length === 5 && "
+               "document.querySelectorAll('#graph svg .group').length === 2")
+        if shots:
+            b.screenshot(f"{shots}/graph-groups.png")
+
+        print("a mapped task: one cell, its instances listed, each one's details and log")
+        b.go(f"{a.base}/dags/example_mapped")
+        b.wait("the grid", "return window.gustRenderMs !== undefined && !!window.gustView")
+        mapped_run = b.js("return Gust.api('POST', '/api/v2/dags/example_mapped/dagRuns', {logical_date: null, conf: {}})"
+                          ".then(r => r.dag_run_id)")
+        b.wait("the mapped run's end (live)",
+               "const r = gustView.runs.find(r => r.run_id === arguments[0]);"
+               "return r && ['success', 'failed'].includes(r.state) && (gustView.cells.get(arguments[0]) || '') === 'fs'",
+               120, mapped_run)
+        counts = b.js("return gustView.mappedCounts(arguments[0], 0)", mapped_run)
+        assert counts == {"success": 2, "failed": 1}, counts
+        click_cell(b, mapped_run, "fan_out")
+        b.wait("the mapped instances", "return window.gustPanelShown === 'mapped:instances' && "
+               "document.querySelectorAll('#panel-mapped tr[data-map-index]').length === 3")
+        listed = b.js("return [...document.querySelectorAll('#panel-mapped tr[data-map-index]')]"
+                      ".map(r => [r.dataset.mapIndex, r.querySelector('.badge').textContent])")
+        assert listed == [["0", "success"], ["1", "success"], ["2", "failed"]], listed
+        if shots:
+            b.screenshot(f"{shots}/grid-mapped.png")
+        b.click('#panel-mapped tr[data-map-index="2"]')
+        b.wait("instance 2's details", "return window.gustPanelShown === 'task:details' && "
+               "document.querySelector('#panel-body tr.ti-map-index td')?.textContent === '2' && "
+               "document.querySelector('#panel-body tr.ti-state td').textContent === 'failed'")
+        panel_tab(b, "logs")
+        b.wait("instance 2's log", "return document.getElementById('panel-log')?.textContent.includes('shard-2')")
+        log = b.js("return document.getElementById('panel-log').textContent")
+        assert "shard-0" not in log and "shard-1" not in log, "another instance's log"
+        if shots:
+            b.screenshot(f"{shots}/grid-mapped-log.png")
+        page = b.js("return document.getElementById('panel-open').getAttribute('href')")
+        assert page.endswith("/tasks/fan_out?map_index=2"), page
+        b.go(f"{a.base}{page}")
+        b.wait("instance 2's own page and log", "return document.getElementById('ti-state').textContent === 'failed' && "
+               "document.getElementById('log').textContent.includes('shard-2')")
+        b.go(f"{a.base}/dags/example_mapped?tab=gantt&run_id={urllib.parse.quote(mapped_run)}")
+        b.wait("a Gantt bar per instance", "return window.gustView && gustView.bars && gustView.bars.length === 4")
+        indexes = b.js("return gustView.bars.map(b => [b.task_id, b.map_index])")
+        assert indexes == [["fan_out", 0], ["fan_out", 1], ["fan_out", 2], ["report", -1]], indexes
 
         print("task instance and log")
         b.go(f"{a.base}/dags/{a.dag}/runs/{run_id}/tasks/extract")
@@ -298,7 +453,7 @@ def main():
 
         print("a log tailing while its try runs")
         b.go(f"{a.base}/dags/example_live_log")
-        b.wait("the grid", "return window.gustRenderMs !== undefined && window.gustView")
+        b.wait("the grid", "return window.gustRenderMs !== undefined && !!window.gustView")
         before = b.js("return gustView.runs.map(r => r.run_id)")
         b.click("#trigger-open")
         b.click("#trigger-submit")
@@ -380,7 +535,7 @@ def main():
                  "s.dispatchEvent(new Event('change', {bubbles: true}));", field, value)
             return b.wait(f"only {value} runs", "const rows = [...document.querySelectorAll('#runs-rows tr')];"
                           "return rows.length > 0 && rows.every(r => r.children[arguments[0]].textContent === arguments[1])"
-                          " && rows.map(r => r.children[0].textContent)", 30, column, value)
+                          " && rows.map(r => r.children[0].firstChild.textContent)", 30, column, value)
 
         failed = only("state", "failed", 1)
         assert run_id in failed, failed
@@ -389,6 +544,15 @@ def main():
         assert run_id not in scheduled, scheduled
         if shots:
             b.screenshot(f"{shots}/runs.png")
+        b.js("const s = document.querySelector('#runs-filter [name=run_type]'); s.value = '';"
+             "s.dispatchEvent(new Event('change', {bubbles: true}));")
+        b.wait("the run's link to its grid column", "return [...document.querySelectorAll('#runs-rows tr')]"
+               ".some(r => r.children[0].firstChild.textContent === arguments[0])", 30, run_id)
+        b.js("[...document.querySelectorAll('#runs-rows tr')].find(r => r.children[0].firstChild.textContent === arguments[0])"
+             ".querySelector('a.grid-link').click()", run_id)
+        b.wait("the run's column selected in the grid, its details open",
+               "return window.gustView && gustView.selected && gustView.selected.runId === arguments[0] && "
+               "window.gustPanelShown === 'run:details'", 30, run_id)
 
         print("DAG list: owners, last and next run, run now, plurals, favicon")
         b.go(f"{a.base}/dags")
