@@ -979,6 +979,13 @@ async fn each_mapped_instance_moves_and_keeps_its_own_try_and_xcom(store: Store)
 both_engines!(each_mapped_instance_moves_and_keeps_its_own_try_and_xcom);
 
 async fn one_mapped_instance_is_marked_cleared_and_named_on_its_own(store: Store) {
+    // Listing joins the instances' run.
+    assert!(
+        store
+            .create_run(&new_run("r", RunType::Manual, 1))
+            .await
+            .expect("run")
+    );
     store
         .create_task_instances("d", "r", &["m"])
         .await
