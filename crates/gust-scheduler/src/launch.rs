@@ -50,6 +50,20 @@ pub fn render_args(
     if gust_operators::python::runs_in_task_sdk(&task.operator) {
         return Ok(written);
     }
+    let ctx = try_context(dag, task, run, try_number);
+    gust_secrets::add(conf_secrets(run.conf));
+    let mut args = serde_json::Map::with_capacity(written.len());
+    for (name, value) in &written {
+        let rendered = renderer
+            .render_value(value, name, &ctx, lookup.clone())
+            .map_err(|err| err.to_string())?;
+        args.insert(name.clone(), rendered);
+    }
+    Ok(args)
+}
+
+/// The template context of try `try_number` of `task` in the run.
+fn try_context(dag: &Dag, task: &Task, run: RunContext<'_>, try_number: u32) -> TemplateContext {
     let mut ctx = TemplateContext::new(
         dag.id.as_str(),
         task.id.as_str(),
@@ -61,15 +75,36 @@ pub fn render_args(
     ctx.params = dag.settings.params.clone();
     ctx.conf = run.conf.clone();
     ctx.triggering_asset_events = run.asset_events.clone();
-    gust_secrets::add(conf_secrets(run.conf));
-    let mut args = serde_json::Map::with_capacity(written.len());
-    for (name, value) in &written {
-        let rendered = renderer
-            .render_value(value, name, &ctx, lookup.clone())
-            .map_err(|err| err.to_string())?;
-        args.insert(name.clone(), rendered);
+    ctx
+}
+
+/// The name of instance `map_index` of a mapped task: its `map_index_template` rendered with
+/// the try's context, `task.<argument>` being the arguments the try runs with (`args`) and
+/// `ti.map_index` the index. `None` when the task has no template or the instance is not
+/// mapped; an error says why the template does not render. Airflow's task runner renders it
+/// before `execute` (and again after, for names a Python task sets in its context while it
+/// runs); Gust's operators set none, so Gust renders it once, as the try is handed over.
+pub fn render_map_index(
+    renderer: &Renderer,
+    dag: &Dag,
+    task: &Task,
+    run: RunContext<'_>,
+    (map_index, try_number): (i32, u32),
+    args: &serde_json::Map<String, serde_json::Value>,
+    lookup: Arc<dyn RuntimeLookup>,
+) -> Option<Result<String, String>> {
+    let template = task.mapping.as_ref()?.map_index_template.as_deref()?;
+    if map_index < 0 {
+        return None;
     }
-    Ok(args)
+    let mut ctx = try_context(dag, task, run, try_number);
+    ctx.map_index = map_index;
+    ctx.task_args = args.clone();
+    Some(
+        renderer
+            .render_str(template, &ctx, lookup)
+            .map_err(|err| format!("map_index_template of task {}: {err}", task.id)),
+    )
 }
 
 /// The values a run's conf holds under sensitive names (`{"db_password": ...}`), at any depth.

@@ -1266,3 +1266,55 @@ async fn a_cleared_mapped_task_is_expanded_again_when_its_list_changes(store: St
     stop.cancel();
     handle.await.expect("the scheduler stopped");
 }
+
+const NAMED: &str = r#"
+named:
+  schedule: null
+  tasks:
+    shard:
+      operator: BashOperator
+      partial:
+        bash_command: echo $REGION
+      expand:
+        env: [{REGION: eu}, {REGION: us}]
+      map_index_template: "{{ task.env.REGION }}-{{ ti.map_index }}"
+    broken:
+      operator: BashOperator
+      bash_command: "true"
+      expand:
+        env: [{A: "1"}]
+      map_index_template: "{{ task.nope.deeper }}"
+"#;
+
+both_engines!(a_mapped_instance_is_named_by_its_map_index_template_when_handed_over);
+
+async fn a_mapped_instance_is_named_by_its_map_index_template_when_handed_over(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("named.yaml"), NAMED).expect("dag file");
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    let run_id = trigger(&store, &dags, "named", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "named", &run_id).await,
+        DagRunState::Success,
+        "a template that does not render leaves the instance unnamed; it runs all the same"
+    );
+    let names: Vec<(String, i32, Option<String>)> = store
+        .task_instances("named", &run_id)
+        .await
+        .expect("tis")
+        .into_iter()
+        .map(|t| (t.task_id, t.map_index, t.rendered_map_index))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("broken".to_owned(), 0, None),
+            ("shard".to_owned(), 0, Some("eu-0".to_owned())),
+            ("shard".to_owned(), 1, Some("us-1".to_owned())),
+        ]
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+}

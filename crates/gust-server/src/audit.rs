@@ -70,6 +70,9 @@ pub const LOGGED: &[&str] = &[
     "delete_xcom_entry",
 ];
 
+/// Operations whose event is another's: the routes of one Airflow function (by operation id).
+const ALIASES: &[(&str, &str)] = &[("patch_task_instance_by_map_index", "patch_task_instance")];
+
 /// The event recorded for a successful sign-in (the API's `/auth/token` and the UI's form).
 pub const LOGIN: &str = "login";
 
@@ -106,6 +109,13 @@ impl Operations {
                 (Method::DELETE, &item.delete),
             ] {
                 let id = operation.as_ref().and_then(|o| o.operation_id.as_deref());
+                // Airflow names the event after the function, which serves both routes.
+                let id = id.map(|id| {
+                    ALIASES
+                        .iter()
+                        .find(|(route, _)| *route == id)
+                        .map_or(id, |(_, function)| *function)
+                });
                 if let Some(name) = id.and_then(|id| LOGGED.iter().find(|n| **n == id)) {
                     map.insert((method, path.clone()), *name);
                 }

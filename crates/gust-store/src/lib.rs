@@ -53,7 +53,7 @@ pub use instance_queries::{InstanceQuery, InstanceState, PreviousInstance};
 pub use pools::{DEFAULT_POOL, Pool};
 pub use runs::{NewRun, RunFilter, RunOrder, RunType, StoredRun, TimeRange};
 pub use task_instances::{
-    DurationRange, InstanceFilter, InstanceOrder, StoredTaskInstance, UNMAPPED,
+    DurationRange, InstanceFilter, InstanceOrder, InstanceTarget, StoredTaskInstance, UNMAPPED,
 };
 pub use tries::{StoredDeferral, StoredTry, StoredXCom, TaskMove, TryChange, TryReschedules};
 pub use users::{Role, User};

@@ -30,6 +30,9 @@ pub struct StoredTaskInstance {
     pub version: i64,
     /// A user's note on the instance.
     pub note: Option<String>,
+    /// A mapped instance's name, its task's `map_index_template` rendered (Airflow's
+    /// `rendered_map_index`); `None` until rendered or without a template.
+    pub rendered_map_index: Option<String>,
 }
 
 pub use gust_core::mapping::UNMAPPED;
@@ -72,20 +75,38 @@ impl Store {
         run_id: &str,
     ) -> Result<Vec<StoredTaskInstance>, StoreError> {
         let sql = self.sql(
-            "SELECT task_id, map_index, state, try_number, next_retry_at, version, note FROM task_instances \
+            "SELECT task_id, map_index, state, try_number, next_retry_at, version, note, rendered_map_index FROM task_instances \
              WHERE dag_id = $1 AND run_id = $2 ORDER BY task_id, map_index",
         );
-        type Raw = (String, i32, String, i32, Option<i64>, i64, Option<String>);
+        type Raw = (
+            String,
+            i32,
+            String,
+            i32,
+            Option<i64>,
+            i64,
+            Option<String>,
+            Option<String>,
+        );
         let rows: Vec<Raw> = with_pool!(self, pool => {
             let rows = sqlx::query(&sql).bind(dag_id).bind(run_id).fetch_all(pool).await.map_err(query("reading task instances"))?;
             rows.iter()
-                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?)))
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?)))
                 .collect::<Result<_, _>>()
                 .map_err(query("reading task instances"))?
         });
         rows.into_iter()
             .map(
-                |(task_id, map_index, state, try_number, next_retry_at, version, note)| {
+                |(
+                    task_id,
+                    map_index,
+                    state,
+                    try_number,
+                    next_retry_at,
+                    version,
+                    note,
+                    rendered_map_index,
+                )| {
                     Ok(StoredTaskInstance {
                         dag_id: dag_id.to_owned(),
                         run_id: run_id.to_owned(),
@@ -96,6 +117,7 @@ impl Store {
                         next_retry_at: opt_from_db(next_retry_at)?,
                         version,
                         note,
+                        rendered_map_index,
                     })
                 },
             )
@@ -172,6 +194,49 @@ impl Store {
     }
 }
 
+/// The instances of one task an operation names: every one (`map_index` `None`), or one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceTarget {
+    /// The task.
+    pub task_id: String,
+    /// Only this instance of it (a mapped instance's index, or [`UNMAPPED`]).
+    pub map_index: Option<i32>,
+}
+
+impl InstanceTarget {
+    /// Every instance of `task_id`.
+    #[must_use]
+    pub fn all(task_id: impl Into<String>) -> Self {
+        Self {
+            task_id: task_id.into(),
+            map_index: None,
+        }
+    }
+
+    /// Instance `map_index` of `task_id`.
+    #[must_use]
+    pub fn one(task_id: impl Into<String>, map_index: i32) -> Self {
+        Self {
+            task_id: task_id.into(),
+            map_index: Some(map_index),
+        }
+    }
+
+    /// `sql` with the instance's index compared to parameter `$n` when it names one (`column`
+    /// qualified as the statement needs).
+    fn narrow(&self, sql: &str, column: &str, n: usize) -> String {
+        match self.map_index {
+            Some(_) => format!("{sql} AND {column} = ${n}"),
+            None => sql.to_owned(),
+        }
+    }
+}
+
+/// Task ids as targets naming every instance of each.
+fn every_instance(task_ids: &[String]) -> Vec<InstanceTarget> {
+    task_ids.iter().map(InstanceTarget::all).collect()
+}
+
 impl Store {
     /// Gives an expanded mapped task `count` instances again, as Airflow revises the map
     /// indexes of a cleared task whose upstream now returns a list of another length: instances
@@ -237,10 +302,21 @@ impl Store {
         task_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let clear = self.sql(
-            "UPDATE task_instances SET state = 'none', next_retry_at = NULL, version = version + 1 \
-             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
-        );
+        self.clear_instances(dag_id, run_id, &every_instance(task_ids), now)
+            .await
+    }
+
+    /// Clears the instances `targets` name (every instance of a task, or one mapped instance,
+    /// as Airflow's `[task_id, map_index]` pairs) as [`Store::clear_task_instances`] does.
+    pub async fn clear_instances(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        targets: &[InstanceTarget],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let clear = "UPDATE task_instances SET state = 'none', next_retry_at = NULL, version = version + 1 \
+             WHERE dag_id = $1 AND run_id = $2 AND task_id = $3";
         let touch = self.sql(
             "UPDATE dag_runs SET version = version + 1, end_date = NULL, queued_at = CASE WHEN state IN ('success', 'failed') THEN $3 ELSE queued_at END, \
              state = CASE WHEN state IN ('success', 'failed') THEN 'queued' ELSE state END \
@@ -249,9 +325,13 @@ impl Store {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(query("clearing task instances"))?;
             let mut cleared = 0;
-            for task_id in task_ids {
-                cleared += sqlx::query(&clear).bind(dag_id).bind(run_id).bind(task_id).execute(&mut *tx).await
-                    .map_err(query("clearing task instances"))?.rows_affected();
+            for target in targets {
+                let sql = self.sql_owned(target.narrow(clear, "map_index", 4));
+                let mut q = sqlx::query(&sql).bind(dag_id).bind(run_id).bind(&target.task_id);
+                if let Some(index) = target.map_index {
+                    q = q.bind(index);
+                }
+                cleared += q.execute(&mut *tx).await.map_err(query("clearing task instances"))?.rows_affected();
             }
             if cleared > 0 {
                 sqlx::query(&touch).bind(dag_id).bind(run_id).bind(to_db(now)).execute(&mut *tx).await.map_err(query("clearing task instances"))?;
@@ -283,16 +363,27 @@ impl Store {
         reset: &[String],
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
-        let end_try = self.sql(
-            "UPDATE task_tries SET state = $1, end_date = $2 WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 \
+        self.mark_instances(dag_id, run_id, &every_instance(task_ids), to, reset, now)
+            .await
+    }
+
+    /// Marks the instances `targets` name (every instance of a task, or one mapped instance)
+    /// as [`Store::mark_task_instances`] does; returns the tasks of the targets that changed.
+    pub async fn mark_instances(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        targets: &[InstanceTarget],
+        to: TaskState,
+        reset: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let end_try = "UPDATE task_tries SET state = $1, end_date = $2 WHERE dag_id = $3 AND run_id = $4 AND task_id = $5 \
              AND state IN ('queued', 'running', 'up_for_reschedule') AND try_number = \
              (SELECT ti.try_number FROM task_instances ti WHERE ti.dag_id = task_tries.dag_id AND ti.run_id = task_tries.run_id \
-             AND ti.task_id = task_tries.task_id AND ti.map_index = task_tries.map_index AND ti.state <> $1)",
-        );
-        let mark = self.sql(
-            "UPDATE task_instances SET state = $1, next_retry_at = NULL, version = version + 1 \
-             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND state <> $1",
-        );
+             AND ti.task_id = task_tries.task_id AND ti.map_index = task_tries.map_index AND ti.state <> $1)";
+        let mark = "UPDATE task_instances SET state = $1, next_retry_at = NULL, version = version + 1 \
+             WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND state <> $1";
         let clear = self.sql(
             "UPDATE task_instances SET state = 'none', next_retry_at = NULL, version = version + 1 \
              WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND state IN ('failed', 'upstream_failed')",
@@ -308,13 +399,21 @@ impl Store {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(failed)?;
             let mut changed = Vec::new();
-            for task_id in task_ids {
-                sqlx::query(&end_try).bind(to.as_str()).bind(to_db(now)).bind(dag_id).bind(run_id).bind(task_id)
-                    .execute(&mut *tx).await.map_err(query("marking task instances"))?;
-                let moved = sqlx::query(&mark).bind(to.as_str()).bind(dag_id).bind(run_id).bind(task_id)
-                    .execute(&mut *tx).await.map_err(query("marking task instances"))?.rows_affected();
-                if moved > 0 {
-                    changed.push(task_id.clone());
+            for target in targets {
+                let end_sql = self.sql_owned(target.narrow(end_try, "task_tries.map_index", 6));
+                let mut q = sqlx::query(&end_sql).bind(to.as_str()).bind(to_db(now)).bind(dag_id).bind(run_id).bind(&target.task_id);
+                if let Some(index) = target.map_index {
+                    q = q.bind(index);
+                }
+                q.execute(&mut *tx).await.map_err(query("marking task instances"))?;
+                let mark_sql = self.sql_owned(target.narrow(mark, "map_index", 5));
+                let mut q = sqlx::query(&mark_sql).bind(to.as_str()).bind(dag_id).bind(run_id).bind(&target.task_id);
+                if let Some(index) = target.map_index {
+                    q = q.bind(index);
+                }
+                let moved = q.execute(&mut *tx).await.map_err(query("marking task instances"))?.rows_affected();
+                if moved > 0 && !changed.contains(&target.task_id) {
+                    changed.push(target.task_id.clone());
                 }
             }
             let mut cleared = 0;
@@ -347,6 +446,24 @@ impl Store {
             .map_err(query("setting a task instance's note"))?;
         Ok(done == 1)
     }
+
+    /// Records a mapped instance's name (its `map_index_template` rendered); `false` when
+    /// there is no such instance.
+    pub async fn set_rendered_map_index(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        map_index: i32,
+        rendered: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql(
+            "UPDATE task_instances SET rendered_map_index = $1 WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND map_index = $5",
+        );
+        let done = with_pool!(self, pool => sqlx::query(&sql).bind(rendered).bind(dag_id).bind(run_id).bind(task_id).bind(map_index).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(query("recording a mapped instance's name"))?;
+        Ok(done == 1)
+    }
 }
 
 /// Which task instances a listing across runs wants; empty fields filter nothing.
@@ -362,6 +479,8 @@ pub struct InstanceFilter {
     pub states: Vec<TaskState>,
     /// Only at these try numbers.
     pub try_numbers: Vec<i32>,
+    /// Only these instances' indexes ([`UNMAPPED`] for tasks that are not mapped).
+    pub map_indexes: Vec<i32>,
     /// By their run's logical date.
     pub logical_date: TimeRange,
     /// By the time their run may start (its data interval's end).
@@ -398,6 +517,11 @@ pub enum InstanceOrder {
     State,
     /// Try number.
     TryNumber,
+    /// Map index (the instances of a mapped task in their order).
+    MapIndex,
+    /// Rendered map index, then map index (Airflow's compound order: without a template every
+    /// name ties and the index decides).
+    RenderedMapIndex,
     /// Their current try's start (instances not started last, as PostgreSQL sorts nulls).
     StartDate,
     /// Their current try's end (likewise).
@@ -418,6 +542,11 @@ impl InstanceOrder {
             Self::TaskId => format!("ti.task_id {direction}"),
             Self::State => format!("ti.state {direction}"),
             Self::TryNumber => format!("ti.try_number {direction}"),
+            Self::MapIndex => format!("ti.map_index {direction}"),
+            Self::RenderedMapIndex => format!(
+                "{}, ti.map_index {direction}",
+                nullable("ti.rendered_map_index")
+            ),
             Self::StartDate => nullable("t.start_date"),
             Self::EndDate => nullable("t.end_date"),
             Self::Duration => nullable(TRY_DURATION),
@@ -466,6 +595,12 @@ impl Store {
             .map(|n| Bound::Int(i64::from(*n)))
             .collect();
         any_of("ti.try_number", tries, &mut clauses);
+        let indexes = filter
+            .map_indexes
+            .iter()
+            .map(|n| Bound::Int(i64::from(*n)))
+            .collect();
+        any_of("ti.map_index", indexes, &mut clauses);
         let bounds = |column: &str,
                       bounds: [Option<i64>; 4],
                       binds: &mut Vec<Bound>,
@@ -505,7 +640,7 @@ impl Store {
              AND t.task_id = ti.task_id AND t.map_index = ti.map_index AND t.try_number = ti.try_number";
         let n = binds.len();
         let sql = self.sql_owned(format!(
-            "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.state, ti.try_number, ti.next_retry_at, ti.version, ti.note \
+            "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.state, ti.try_number, ti.next_retry_at, ti.version, ti.note, ti.rendered_map_index \
              {from}{clause} ORDER BY {} LIMIT ${} OFFSET ${}",
             keys.join(", "),
             n + 1,
@@ -520,6 +655,7 @@ impl Store {
             i32,
             Option<i64>,
             i64,
+            Option<String>,
             Option<String>,
         );
         let failed = query("listing task instances");
@@ -554,6 +690,7 @@ impl Store {
                     next_retry_at,
                     version,
                     note,
+                    rendered_map_index,
                 )| {
                     Ok(StoredTaskInstance {
                         dag_id,
@@ -565,6 +702,7 @@ impl Store {
                         next_retry_at: opt_from_db(next_retry_at)?,
                         version,
                         note,
+                        rendered_map_index,
                     })
                 },
             )

@@ -5,8 +5,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use gust_core::state::{DagRunState, TaskState};
 use gust_store::{
-    Connection, EngineKind, NewRun, Pool, RunType, Secret, SecretKey, Store, StoredDag, StoredXCom,
-    TaskMove, TryChange, UNMAPPED,
+    Connection, EngineKind, InstanceFilter, InstanceOrder, InstanceTarget, NewRun, Pool, RunType,
+    Secret, SecretKey, Store, StoredDag, StoredXCom, TaskMove, TryChange, UNMAPPED,
 };
 
 use gust_store::both_engines;
@@ -36,7 +36,7 @@ async fn migrations_are_idempotent_and_checked(store: Store) {
         .migrate()
         .await
         .expect("a second migration is a no-op");
-    assert_eq!(store.check().await.expect("current"), 12);
+    assert_eq!(store.check().await.expect("current"), 13);
     assert!(matches!(
         store.kind(),
         EngineKind::Sqlite | EngineKind::Postgres
@@ -977,3 +977,146 @@ async fn each_mapped_instance_moves_and_keeps_its_own_try_and_xcom(store: Store)
 }
 
 both_engines!(each_mapped_instance_moves_and_keeps_its_own_try_and_xcom);
+
+async fn one_mapped_instance_is_marked_cleared_and_named_on_its_own(store: Store) {
+    // Listing joins the instances' run.
+    assert!(
+        store
+            .create_run(&new_run("r", RunType::Manual, 1))
+            .await
+            .expect("run")
+    );
+    store
+        .create_task_instances("d", "r", &["m"])
+        .await
+        .expect("create");
+    let unexpanded = store
+        .task_instances("d", "r")
+        .await
+        .expect("read")
+        .remove(0);
+    assert!(
+        store
+            .expand_task_instance(&unexpanded, 3)
+            .await
+            .expect("expand")
+    );
+    let state_of = |tis: &[gust_store::StoredTaskInstance]| -> Vec<(i32, TaskState)> {
+        tis.iter().map(|t| (t.map_index, t.state)).collect()
+    };
+
+    // Instance 1 alone is marked failed; its siblings keep their state.
+    let changed = store
+        .mark_instances(
+            "d",
+            "r",
+            &[InstanceTarget::one("m", 1)],
+            TaskState::Failed,
+            &[],
+            at(1),
+        )
+        .await
+        .expect("mark");
+    assert_eq!(changed, ["m".to_owned()]);
+    let tis = store.task_instances("d", "r").await.expect("read");
+    assert_eq!(
+        state_of(&tis),
+        [
+            (0, TaskState::NoStatus),
+            (1, TaskState::Failed),
+            (2, TaskState::NoStatus)
+        ]
+    );
+    // Every instance of the task: the other two move.
+    store
+        .mark_instances(
+            "d",
+            "r",
+            &[InstanceTarget::all("m")],
+            TaskState::Success,
+            &[],
+            at(2),
+        )
+        .await
+        .expect("mark all");
+    // Clearing instance 2 leaves 0 and 1 as they are.
+    let cleared = store
+        .clear_instances("d", "r", &[InstanceTarget::one("m", 2)], at(3))
+        .await
+        .expect("clear");
+    assert_eq!(cleared, 1);
+    let tis = store.task_instances("d", "r").await.expect("read");
+    assert_eq!(
+        state_of(&tis),
+        [
+            (0, TaskState::Success),
+            (1, TaskState::Success),
+            (2, TaskState::NoStatus)
+        ]
+    );
+    assert_eq!(
+        store
+            .clear_instances("d", "r", &[InstanceTarget::one("m", 7)], at(3))
+            .await
+            .expect("clear"),
+        0,
+        "no instance 7"
+    );
+
+    // Names: recorded per instance, read back by both readers, sorted by name then index.
+    for (index, name) in [(0, "zeta"), (2, "alpha")] {
+        assert!(
+            store
+                .set_rendered_map_index("d", "r", "m", index, Some(name))
+                .await
+                .expect("name")
+        );
+    }
+    assert!(
+        !store
+            .set_rendered_map_index("d", "r", "m", 9, Some("x"))
+            .await
+            .expect("name"),
+        "no instance 9"
+    );
+    let names: Vec<Option<String>> = store
+        .task_instances("d", "r")
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|t| t.rendered_map_index)
+        .collect();
+    assert_eq!(
+        names,
+        [Some("zeta".to_owned()), None, Some("alpha".to_owned())]
+    );
+    let filter = InstanceFilter {
+        map_indexes: vec![0, 2],
+        ..InstanceFilter::default()
+    };
+    let (page, total) = store
+        .list_task_instances(&filter, &[(InstanceOrder::RenderedMapIndex, false)], 10, 0)
+        .await
+        .expect("list");
+    let listed: Vec<(i32, Option<&str>)> = page
+        .iter()
+        .map(|t| (t.map_index, t.rendered_map_index.as_deref()))
+        .collect();
+    assert_eq!(
+        (listed, total),
+        (vec![(2, Some("alpha")), (0, Some("zeta"))], 2)
+    );
+    let (page, _) = store
+        .list_task_instances(
+            &InstanceFilter::default(),
+            &[(InstanceOrder::MapIndex, true)],
+            10,
+            0,
+        )
+        .await
+        .expect("list");
+    let indexes: Vec<i32> = page.iter().map(|t| t.map_index).collect();
+    assert_eq!(indexes, [2, 1, 0]);
+}
+
+both_engines!(one_mapped_instance_is_marked_cleared_and_named_on_its_own);

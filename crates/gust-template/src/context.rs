@@ -34,6 +34,12 @@ pub struct TemplateContext {
     /// The asset events an asset-triggered run consumed, as lists by asset URI (Airflow's
     /// `triggering_asset_events`, keyed by the asset); empty for other runs.
     pub triggering_asset_events: serde_json::Map<String, serde_json::Value>,
+    /// Which instance of a mapped task (`ti.map_index`; -1 for a task that is not mapped).
+    pub map_index: i32,
+    /// The task's arguments as the try runs with them (a mapped instance's own items among
+    /// them), seen as `task.<argument>` (as Airflow's operator attributes): what a
+    /// `map_index_template` names an instance by. Empty while the arguments themselves render.
+    pub task_args: serde_json::Map<String, serde_json::Value>,
 }
 
 impl TemplateContext {
@@ -58,6 +64,8 @@ impl TemplateContext {
             params: serde_json::Map::new(),
             conf: serde_json::Map::new(),
             triggering_asset_events: serde_json::Map::new(),
+            map_index: -1,
+            task_args: serde_json::Map::new(),
         }
     }
 
@@ -77,8 +85,14 @@ impl TemplateContext {
             task_id: self.task_id.clone(),
             run_id: self.run_id.clone(),
             try_number: self.try_number,
+            map_index: self.map_index,
             lookup: Arc::clone(&lookup),
         });
+        let mut task = self.task_args.clone();
+        task.insert(
+            "task_id".to_owned(),
+            serde_json::Value::String(self.task_id.clone()),
+        );
         let dag_run = minijinja::context! {
             run_id => self.run_id,
             dag_id => self.dag_id,
@@ -100,7 +114,7 @@ impl TemplateContext {
             try_number => self.try_number,
             task_instance_key_str => format!("{}__{}__{}", self.dag_id, self.task_id, logical.format("%Y%m%d")),
             dag => minijinja::context! { dag_id => self.dag_id },
-            task => minijinja::context! { task_id => self.task_id },
+            task => Value::from_serialize(&task),
             dag_run => dag_run,
             ti => ti.clone(),
             task_instance => ti,

@@ -215,6 +215,7 @@ pub(crate) struct TaskInstance {
     pub task_id: String,
     pub run_id: String,
     pub try_number: u32,
+    pub map_index: i32,
     pub lookup: Arc<dyn RuntimeLookup>,
 }
 
@@ -235,6 +236,7 @@ impl Object for TaskInstance {
             "task_id" => Value::from(self.task_id.clone()),
             "run_id" => Value::from(self.run_id.clone()),
             "try_number" => Value::from(self.try_number),
+            "map_index" => Value::from(self.map_index),
             _ => return None,
         })
     }

@@ -303,3 +303,31 @@ fn oversized_templates_are_refused() {
     let huge = format!("{{{{ ds }}}}{}", "x".repeat(300 * 1024));
     assert!(matches!(fail(&huge), TemplateError::TooLarge { .. }));
 }
+
+#[test]
+fn a_mapped_instance_sees_its_arguments_as_the_tasks_and_its_index_as_the_tis() {
+    let mut ctx = ctx();
+    ctx.map_index = 2;
+    ctx.task_args = json!({"env": {"SHARD": "eu-3"}, "bash_command": "echo $SHARD"})
+        .as_object()
+        .cloned()
+        .expect("a map");
+    let render = |source: &str| {
+        Renderer::new()
+            .render_str(source, &ctx, lookup())
+            .unwrap_or_else(|e| panic!("{source}: {e}"))
+    };
+    assert_eq!(render("{{ task.env.SHARD }}"), "eu-3");
+    assert_eq!(render("{{ task.task_id }}#{{ ti.map_index }}"), "load#2");
+    // A task that is not mapped: index -1, no arguments but its id.
+    assert_eq!(
+        Renderer::new()
+            .render_str(
+                "{{ ti.map_index }} {{ task.task_id }}",
+                &self::ctx(),
+                lookup()
+            )
+            .expect("renders"),
+        "-1 load"
+    );
+}

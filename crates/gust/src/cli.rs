@@ -333,6 +333,10 @@ pub enum TasksCommand {
         /// Run a `kubernetes_pod` task with the local pod runtime (as processes on this host).
         #[arg(long)]
         local_pods: bool,
+        /// Which instance of a mapped task (required for one; -1, the default, for a task
+        /// that is not mapped). Only lists written in the DAG file are known outside a run.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        map_index: Option<i32>,
     },
     /// Print what a task would run, templates rendered, without running it: for a
     /// `kubernetes_pod` task the exact pod manifest (YAML), for others its arguments.
@@ -349,6 +353,10 @@ pub enum TasksCommand {
         /// The logical date (default: now).
         #[arg(long, value_name = "DATE")]
         logical_date: Option<String>,
+        /// Which instance of a mapped task (required for one; -1, the default, for a task
+        /// that is not mapped). Only lists written in the DAG file are known outside a run.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        map_index: Option<i32>,
     },
 }
 

@@ -345,6 +345,10 @@ pub fn users(users: &[gust_store::User], output: Output) -> anyhow::Result<Strin
 #[derive(Debug, Serialize)]
 struct TaskStateRow {
     task_id: String,
+    /// Which instance of a mapped task (left out when the run has none, as Airflow leaves its
+    /// column out; empty for an unmapped task's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    map_index: Option<String>,
     state: String,
     try_number: i32,
     start_date: String,
@@ -359,17 +363,25 @@ pub fn task_states(
     tries: &[gust_store::StoredTry],
     output: Output,
 ) -> anyhow::Result<String> {
+    let any_mapped = tis.iter().any(|ti| ti.map_index >= 0);
     let rows: Vec<TaskStateRow> = tis
         .iter()
         .map(|ti| {
             let latest = tries
                 .iter()
-                .filter(|t| t.task_id == ti.task_id)
+                .filter(|t| t.task_id == ti.task_id && t.map_index == ti.map_index)
                 .max_by_key(|t| t.try_number);
             let start = latest.and_then(|t| t.start_date);
             let end = latest.and_then(|t| t.end_date);
             TaskStateRow {
                 task_id: ti.task_id.clone(),
+                map_index: any_mapped.then(|| {
+                    if ti.map_index >= 0 {
+                        ti.map_index.to_string()
+                    } else {
+                        String::new()
+                    }
+                }),
                 state: ti.state.to_string(),
                 try_number: ti.try_number,
                 start_date: when(start),
@@ -387,8 +399,11 @@ pub fn task_states(
         return text;
     }
     Ok({
-        let mut t = table(&[
-            "task_id",
+        let mut headers = vec!["task_id"];
+        if any_mapped {
+            headers.push("map_index");
+        }
+        headers.extend([
             "state",
             "try",
             "start_date",
@@ -396,16 +411,18 @@ pub fn task_states(
             "duration",
             "failure",
         ]);
+        let mut t = table(&headers);
         for r in &rows {
-            t.add_row(vec![
-                r.task_id.clone(),
+            let mut cells = vec![r.task_id.clone()];
+            cells.extend(r.map_index.clone());
+            t.add_row(cells.into_iter().chain([
                 r.state.clone(),
                 r.try_number.to_string(),
                 r.start_date.clone(),
                 r.end_date.clone(),
                 r.duration.map_or_else(String::new, |d| format!("{d:.3}s")),
                 r.failure.clone().unwrap_or_default(),
-            ]);
+            ]));
         }
         format!("{t}\n")
     })

@@ -297,7 +297,7 @@ fn db_migrate_creates_the_sqlite_schema_and_check_confirms_it() {
         .args(["db", "migrate"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("schema at version 12"));
+        .stdout(predicate::str::contains("schema at version 13"));
     gust(home.path())
         .args(["db", "check"])
         .assert()
@@ -1048,4 +1048,47 @@ fn a_dag_a_scheduler_on_another_folder_records_is_triggered_without_naming_the_f
         String::from_utf8_lossy(&triggered.stdout).starts_with("created run manual__"),
         "{triggered:?}"
     );
+}
+
+#[test]
+fn map_index_names_one_instance_of_a_mapped_task_in_tasks_test_and_dry_run() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    std::fs::write(
+        dags.join("m.yaml"),
+        "m:\n  tasks:\n    fan:\n      operator: bash\n      partial: {bash_command: '[ \"$SHARD\" = b ]'}\n      expand:\n        env: [{SHARD: a}, {SHARD: b}]\n    plain: {operator: bash, bash_command: 'true'}\n",
+    )
+    .expect("write");
+    let tasks = |args: &[&str]| {
+        let mut cmd = gust(home.path());
+        cmd.arg("tasks").args(args).arg("--dags-folder").arg(&dags);
+        cmd
+    };
+    // Only the second instance's item passes its check.
+    tasks(&["test", "m", "fan", "--map-index", "1"])
+        .assert()
+        .success();
+    tasks(&["test", "m", "fan", "--map-index", "0"])
+        .assert()
+        .code(1);
+    tasks(&["dry-run", "m", "fan", "--map-index", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("SHARD: b"));
+    tasks(&["test", "m", "fan"])
+        .assert()
+        .code(1)
+        .stderr("error: task \"fan\" of DAG \"m\" is mapped: name one of its instances with --map-index N (0 for the first)\n");
+    tasks(&["dry-run", "m", "fan", "--map-index", "2"])
+        .assert()
+        .code(1)
+        .stderr("error: --map-index 2 is out of range: task \"fan\" of DAG \"m\" has 2 mapped instance(s), 0 to 2 exclusive\n");
+    tasks(&["test", "m", "plain", "--map-index", "0"])
+        .assert()
+        .code(1)
+        .stderr("error: task \"plain\" of DAG \"m\" is not mapped: drop --map-index\n");
+    tasks(&["test", "m", "plain", "--map-index", "-1"])
+        .assert()
+        .success();
 }

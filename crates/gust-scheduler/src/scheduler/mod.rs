@@ -168,6 +168,9 @@ enum After {
     Callback(Box<gust_executor::callbacks::CallbackRequest>),
     /// A deferred task's trigger starts (its deferral is committed).
     Trigger(RunKey, InstanceId),
+    /// A mapped instance handed to a runtime gets its name (its `map_index_template`
+    /// rendered), shown by the API and UI as `rendered_map_index`.
+    Name(TryKey, String),
 }
 
 /// Moves to commit together, and what follows each.
@@ -646,6 +649,22 @@ impl Scheduler {
                 After::Callback(request) => {
                     if let Some(runner) = &self.config.callbacks {
                         runner.run(*request);
+                    }
+                }
+                After::Name(key, name) => {
+                    // Only a label: a failed write leaves the instance shown by its index.
+                    let named = self
+                        .store
+                        .set_rendered_map_index(
+                            key.dag_id.as_str(),
+                            key.run_id.as_str(),
+                            key.task_id.as_str(),
+                            key.map_index,
+                            Some(&name),
+                        )
+                        .await;
+                    if let Err(err) = named {
+                        tracing::warn!(try_key = %key, error = %err, "could not record a mapped instance's name");
                     }
                 }
                 After::FailureLog(path, why) => {

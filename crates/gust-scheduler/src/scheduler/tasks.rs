@@ -14,7 +14,7 @@ use gust_store::TryChange;
 use super::active::RunKey;
 use super::slots::{Blocked, Limit};
 use super::{After, Batch, Scheduler, Timer};
-use crate::launch::{RunContext, launch_spec, render_args};
+use crate::launch::{RunContext, launch_spec, render_args, render_map_index};
 use crate::metrics::{Line, TryResult};
 
 impl Scheduler {
@@ -245,6 +245,27 @@ impl Scheduler {
             let run_id = run.run_id.clone();
             match rendered {
                 Ok(args) => {
+                    let name = render_map_index(
+                        &self.renderer,
+                        &dag,
+                        task,
+                        RunContext {
+                            run_id: &run.run_id,
+                            interval: run.interval(),
+                            conf: &run.run.conf,
+                            asset_events: &run.asset_events,
+                        },
+                        (instance.map_index, try_number),
+                        &args,
+                        run.xcoms.clone(),
+                    )
+                    .and_then(|named| {
+                        // As Airflow's early rendering: a template that does not render
+                        // leaves the instance shown by its index, and the try runs.
+                        named
+                            .map_err(|why| tracing::warn!(%why, "a mapped instance is not named"))
+                            .ok()
+                    });
                     let mut spec = launch_spec(
                         &dag,
                         task,
@@ -277,7 +298,11 @@ impl Scheduler {
                         None,
                         Some(change),
                     ) {
+                        let key = spec.key.clone();
                         batch.then(After::Launch(Box::new(spec)));
+                        if let Some(name) = name {
+                            batch.then(After::Name(key, name));
+                        }
                         if let Some(since) = waiting_since {
                             self.config
                                 .metrics

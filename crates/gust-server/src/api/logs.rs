@@ -63,7 +63,7 @@ pub struct LogQuery {
     /// Read from the start, ignoring `token`.
     #[serde(default)]
     pub full_content: bool,
-    /// Which mapped instance (Gust has no mapped tasks: -1).
+    /// Which instance of a mapped task (-1, the default, for a task that is not mapped).
     #[serde(default = "unmapped")]
     pub map_index: i64,
     /// Where the previous answer stopped.
@@ -239,7 +239,7 @@ async fn log_file(state: &AppState, key: &TryKey) -> ApiResult<PathBuf> {
             key.dag_id.as_str(),
             key.run_id.as_str(),
             key.task_id.as_str(),
-            gust_store::UNMAPPED,
+            key.map_index,
             n,
         )
         .await?;
@@ -257,14 +257,13 @@ async fn get_log(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let not_found = || ApiError::NotFound("TaskInstance not found".into());
-    if query.map_index != -1 {
-        return Err(not_found());
-    }
+    // Past any index an instance can have: no such instance.
+    let map_index = i32::try_from(query.map_index).map_err(|_| not_found())?;
     let key = TryKey {
         dag_id: DagId::new(dag_id.clone()).map_err(|_| not_found())?,
         run_id: RunId::new(run_id.clone()).map_err(|_| not_found())?,
         task_id: TaskId::new(task_id.clone()).map_err(|_| not_found())?,
-        map_index: gust_core::mapping::UNMAPPED,
+        map_index,
         try_number: TryNumber(try_number),
     };
     let n = i32::try_from(try_number).map_err(|_| not_found())?;
@@ -273,14 +272,14 @@ async fn get_log(
         .task_instances(&dag_id, &run_id)
         .await?
         .into_iter()
-        .find(|ti| ti.task_id == task_id)
+        .find(|ti| ti.task_id == task_id && ti.map_index == map_index)
         .ok_or_else(not_found)?;
     let attempt = state
         .store()
         .tries_of_run(&dag_id, &run_id)
         .await?
         .into_iter()
-        .find(|t| t.task_id == task_id && t.try_number == n);
+        .find(|t| t.task_id == task_id && t.map_index == map_index && t.try_number == n);
     // A try still queued or running may write more: its log is never at its end yet.
     let live = match &attempt {
         Some(t) => matches!(t.state, TaskState::Queued | TaskState::Running),

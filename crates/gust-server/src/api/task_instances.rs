@@ -1,6 +1,11 @@
 //! `/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances`: list (`~` as the run, and then
-//! as the DAG, lists across runs), get, mark (PATCH, and its dry run), tries; and
+//! as the DAG, lists across runs), get, mark (PATCH, and its dry run), tries, each also for one
+//! instance of a mapped task (`/{task_id}/{map_index}...`, and `/{task_id}/listMapped`); and
 //! `POST /dags/{dag_id}/clearTaskInstances`.
+//!
+//! A mapped task's instances are rows of their own, told apart by `map_index` (-1 for a task
+//! that is not mapped, or not expanded yet), as in Airflow: the routes without an index name the
+//! unmapped instance, and PATCH without one changes every instance of the task.
 //!
 //! A run whose scheduler has not loaded it yet has no task instance rows: its tasks are shown
 //! with no state, as Airflow shows a run's instances before they are scheduled. Marking and
@@ -12,12 +17,12 @@ use std::collections::{BTreeSet, HashMap};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use gust_core::dag::Dag;
-use gust_core::ids::TaskId;
+use gust_core::ids::{InstanceId, TaskId};
 use gust_core::state::{DagRunState, TaskState};
 use gust_core::task::Task;
 use gust_store::{
-    InstanceFilter, InstanceOrder, RunFilter, StoredRun, StoredTaskInstance, StoredTry, TimeRange,
-    UNMAPPED,
+    InstanceFilter, InstanceOrder, InstanceTarget, RunFilter, StoredRun, StoredTaskInstance,
+    StoredTry, TimeRange, UNMAPPED,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -40,9 +45,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_task_instances))
         .routes(routes!(get_task_instance, patch_task_instance))
+        .routes(routes!(
+            get_mapped_task_instance,
+            patch_task_instance_by_map_index
+        ))
+        .routes(routes!(get_mapped_task_instances))
         .routes(routes!(patch_task_instance_dry_run))
+        .routes(routes!(patch_task_instance_dry_run_by_map_index))
         .routes(routes!(get_task_instance_tries))
+        .routes(routes!(get_mapped_task_instance_tries))
         .routes(routes!(get_task_instance_try_details))
+        .routes(routes!(get_mapped_task_instance_try_details))
         .routes(routes!(post_clear_task_instances))
 }
 
@@ -274,7 +287,7 @@ fn instance_response(
         executor: None,
         executor_config: "{}".to_owned(),
         note: ti.note.clone(),
-        rendered_map_index: None,
+        rendered_map_index: rendered_map_index(ti),
         rendered_fields: current
             .and_then(|t| t.rendered_args.as_ref())
             .and_then(|a| a.as_object())
@@ -284,6 +297,14 @@ fn instance_response(
         triggerer_job: None,
         dag_version: None,
     }
+}
+
+/// The name the API shows for an instance, as Airflow's `rendered_map_index`: its rendered
+/// `map_index_template`, else a mapped instance's index, else none.
+fn rendered_map_index(ti: &StoredTaskInstance) -> Option<String> {
+    ti.rendered_map_index
+        .clone()
+        .or_else(|| (ti.map_index >= 0).then(|| ti.map_index.to_string()))
 }
 
 fn history_response(
@@ -348,6 +369,7 @@ pub async fn instance_responses(
                 next_retry_at: None,
                 version: 0,
                 note: None,
+                rendered_map_index: None,
             });
         }
     }
@@ -390,20 +412,56 @@ async fn definition(state: &AppState, dag_id: &str) -> ApiResult<Option<std::syn
     }
 }
 
-/// One task instance, or its 404.
+/// The task's instances in the run (a mapped task's by index), none when there is no such task.
+async fn task_instances_of(
+    state: &AppState,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+) -> ApiResult<Vec<TaskInstanceResponse>> {
+    let run = find_run(state, dag_id, run_id).await?;
+    let dag = definition(state, dag_id).await?;
+    instance_responses(state, &run, dag.as_deref(), Some(&[task_id.to_owned()])).await
+}
+
+/// The unmapped instance of a task, or its 404 (Airflow's own when the task is mapped: its
+/// instances are named by index).
 async fn one_instance(
     state: &AppState,
     dag_id: &str,
     run_id: &str,
     task_id: &str,
 ) -> ApiResult<TaskInstanceResponse> {
-    let run = find_run(state, dag_id, run_id).await?;
-    let dag = definition(state, dag_id).await?;
-    instance_responses(state, &run, dag.as_deref(), Some(&[task_id.to_owned()]))
+    let ti = task_instances_of(state, dag_id, run_id, task_id)
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| instance_not_found(dag_id, run_id, task_id))
+        .ok_or_else(|| instance_not_found(dag_id, run_id, task_id))?;
+    if ti.map_index != i64::from(UNMAPPED) {
+        return Err(ApiError::NotFound(
+            "Task instance is mapped, add the map_index value to the URL".into(),
+        ));
+    }
+    Ok(ti)
+}
+
+/// Instance `map_index` of a task, or its 404.
+async fn mapped_instance(
+    state: &AppState,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    map_index: i64,
+) -> ApiResult<TaskInstanceResponse> {
+    task_instances_of(state, dag_id, run_id, task_id)
+        .await?
+        .into_iter()
+        .find(|ti| ti.map_index == map_index)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "The Mapped Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}`, and map_index: `{map_index}` was not found"
+            ))
+        })
 }
 
 /// `GET .../taskInstances` filters.
@@ -430,10 +488,171 @@ pub struct TaskInstancesQuery {
     /// Only instances at these try numbers.
     #[serde(default)]
     pub try_number: Vec<i32>,
+    /// Only these instances of mapped tasks (-1: instances of tasks that are not mapped).
+    #[serde(default)]
+    pub map_index: Vec<i64>,
+    /// Only instances whose `rendered_map_index` contains this (SQL `ILIKE` wildcards, `a|b`
+    /// for either); instances with none never match.
+    pub rendered_map_index_pattern: Option<String>,
+    /// Only instances whose `rendered_map_index` starts with this (case-sensitive).
+    pub rendered_map_index_prefix_pattern: Option<String>,
     /// Sort keys: `id`, `task_id`, `state`, `duration`, `start_date`, `end_date`, `map_index`,
-    /// `try_number`, `operator`; `-` first for descending.
+    /// `try_number`, `logical_date`, `run_after`, `data_interval_start`, `data_interval_end`,
+    /// `rendered_map_index`, `operator`; `-` first for descending.
     #[serde(default)]
     pub order_by: Vec<String>,
+}
+
+/// `GET .../taskInstances/{task_id}/listMapped` filters (the run's listing's, less the task).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MappedInstancesQuery {
+    /// At most this many (default 50, at most 100).
+    #[serde(default = "crate::api::page::default_limit")]
+    pub limit: usize,
+    /// Skip this many.
+    #[serde(default)]
+    pub offset: usize,
+    /// Only instances in these states (`no_status` or `none` for no state).
+    #[serde(default)]
+    pub state: Vec<String>,
+    /// Only instances in these pools.
+    #[serde(default)]
+    pub pool: Vec<String>,
+    /// Only instances of these operators (class names).
+    #[serde(default)]
+    pub operator: Vec<String>,
+    /// Only instances at these try numbers.
+    #[serde(default)]
+    pub try_number: Vec<i32>,
+    /// Only these instances.
+    #[serde(default)]
+    pub map_index: Vec<i64>,
+    /// Only instances whose `rendered_map_index` contains this (SQL `ILIKE` wildcards).
+    pub rendered_map_index_pattern: Option<String>,
+    /// Only instances whose `rendered_map_index` starts with this (case-sensitive).
+    pub rendered_map_index_prefix_pattern: Option<String>,
+    /// Sort keys, as the run's listing's less `task_id` (default `map_index`); `-` first for
+    /// descending.
+    #[serde(default)]
+    pub order_by: Vec<String>,
+}
+
+impl From<MappedInstancesQuery> for TaskInstancesQuery {
+    fn from(q: MappedInstancesQuery) -> Self {
+        Self {
+            limit: q.limit,
+            offset: q.offset,
+            task_id: None,
+            state: q.state,
+            pool: q.pool,
+            operator: q.operator,
+            try_number: q.try_number,
+            map_index: q.map_index,
+            rendered_map_index_pattern: q.rendered_map_index_pattern,
+            rendered_map_index_prefix_pattern: q.rendered_map_index_prefix_pattern,
+            order_by: q.order_by,
+        }
+    }
+}
+
+/// The keys one run's instances sort by (Airflow's, and `task_id`); the run's own dates are
+/// the same for all of them, so ordering by them keeps the default order.
+const RUN_INSTANCE_ORDERS: &[&str] = &[
+    "id",
+    "task_id",
+    "state",
+    "duration",
+    "start_date",
+    "end_date",
+    "map_index",
+    "try_number",
+    "logical_date",
+    "run_after",
+    "data_interval_start",
+    "data_interval_end",
+    "rendered_map_index",
+    "operator",
+];
+
+/// A run's instances that `query` selects (all but its paging), in its order.
+fn select_in_run(
+    instances: Vec<TaskInstanceResponse>,
+    query: &TaskInstancesQuery,
+    order: &[OrderBy],
+) -> Vec<TaskInstanceResponse> {
+    let states: Vec<Option<String>> = query
+        .state
+        .iter()
+        .map(|s| match s.as_str() {
+            "none" | "no_status" | "null" => None,
+            other => Some(other.to_owned()),
+        })
+        .collect();
+    let named = |ti: &TaskInstanceResponse, check: &dyn Fn(&str) -> bool| {
+        ti.rendered_map_index.as_deref().is_some_and(check)
+    };
+    let mut selected: Vec<TaskInstanceResponse> = instances
+        .into_iter()
+        .filter(|ti| query.task_id.as_ref().is_none_or(|t| *t == ti.task_id))
+        .filter(|ti| states.is_empty() || states.contains(&ti.state))
+        .filter(|ti| query.pool.is_empty() || query.pool.contains(&ti.pool))
+        .filter(|ti| {
+            query.operator.is_empty()
+                || ti
+                    .operator
+                    .as_ref()
+                    .is_some_and(|o| query.operator.contains(o))
+        })
+        .filter(|ti| query.try_number.is_empty() || query.try_number.contains(&ti.try_number))
+        .filter(|ti| query.map_index.is_empty() || query.map_index.contains(&ti.map_index))
+        .filter(|ti| {
+            query.rendered_map_index_pattern.as_deref().is_none_or(|p| {
+                named(ti, &|name| {
+                    crate::api::search::matches_pattern(Some(p), name)
+                })
+            })
+        })
+        .filter(|ti| {
+            query
+                .rendered_map_index_prefix_pattern
+                .as_deref()
+                .is_none_or(|p| {
+                    named(ti, &|name| {
+                        crate::api::search::matches_prefix(Some(p), name)
+                    })
+                })
+        })
+        .collect();
+    sort_by(&mut selected, order, instance_sort_key);
+    selected
+}
+
+/// An instance's sort value for `field`, as text that sorts as the field does.
+fn instance_sort_key(ti: &TaskInstanceResponse, field: &str) -> String {
+    // Map indexes start at -1: shifted, zero-padded, they sort as numbers.
+    let index = format!("{:011}", ti.map_index + 1);
+    match field {
+        "state" => ti.state.clone().unwrap_or_default(),
+        "duration" => format!("{:020.6}", ti.duration.unwrap_or(0.0)),
+        "start_date" => ti.start_date.map(|t| t.0.to_rfc3339()).unwrap_or_default(),
+        "end_date" => ti.end_date.map(|t| t.0.to_rfc3339()).unwrap_or_default(),
+        "try_number" => format!("{:010}", ti.try_number),
+        "operator" => ti.operator.clone().unwrap_or_default(),
+        "map_index" => index,
+        // Airflow's compound order: the rendered name (none after any), then the index; a
+        // mapped instance without a template shows its index, which is no name of its own.
+        "rendered_map_index" => match ti
+            .rendered_map_index
+            .as_deref()
+            .filter(|name| *name != ti.map_index.to_string())
+        {
+            Some(name) => format!("0{name}\u{0}{index}"),
+            None => format!("1\u{0}{index}"),
+        },
+        "logical_date" | "run_after" | "data_interval_start" | "data_interval_end" => String::new(),
+        _ => format!("{}\u{0}{index}", ti.task_id),
+    }
 }
 
 /// Filters of Airflow's instance listing that Gust does not apply (refused, not ignored).
@@ -479,8 +698,6 @@ const UNSUPPORTED_INSTANCE_FILTERS: &[&str] = &[
     "version_number",
     "operator_name_pattern",
     "operator_name_prefix_pattern",
-    "rendered_map_index_pattern",
-    "rendered_map_index_prefix_pattern",
 ];
 
 /// Get the task instances of a run (`~` as the run: of every run; `~` as the DAG too: of every
@@ -503,59 +720,15 @@ async fn get_task_instances(
             "dag_id is required when dag_run_id is specified".into(),
         ));
     }
-    let order = OrderBy::parse(
-        &query.order_by,
-        &[
-            "id",
-            "task_id",
-            "state",
-            "duration",
-            "start_date",
-            "end_date",
-            "map_index",
-            "try_number",
-            "operator",
-        ],
-    )?;
+    let order = OrderBy::parse(&query.order_by, RUN_INSTANCE_ORDERS)?;
     let run = state.store().run(&dag_id, &run_id).await?.ok_or_else(|| {
         ApiError::NotFound(format!(
             "DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"
         ))
     })?;
     let dag = definition(&state, &dag_id).await?;
-    let states: Vec<Option<String>> = query
-        .state
-        .iter()
-        .map(|s| match s.as_str() {
-            "none" | "no_status" | "null" => None,
-            other => Some(other.to_owned()),
-        })
-        .collect();
-    let mut instances: Vec<TaskInstanceResponse> =
-        instance_responses(&state, &run, dag.as_deref(), None)
-            .await?
-            .into_iter()
-            .filter(|ti| query.task_id.as_ref().is_none_or(|t| *t == ti.task_id))
-            .filter(|ti| states.is_empty() || states.contains(&ti.state))
-            .filter(|ti| query.pool.is_empty() || query.pool.contains(&ti.pool))
-            .filter(|ti| {
-                query.operator.is_empty()
-                    || ti
-                        .operator
-                        .as_ref()
-                        .is_some_and(|o| query.operator.contains(o))
-            })
-            .filter(|ti| query.try_number.is_empty() || query.try_number.contains(&ti.try_number))
-            .collect();
-    sort_by(&mut instances, &order, |ti, field| match field {
-        "state" => ti.state.clone().unwrap_or_default(),
-        "duration" => format!("{:020.6}", ti.duration.unwrap_or(0.0)),
-        "start_date" => ti.start_date.map(|t| t.0.to_rfc3339()).unwrap_or_default(),
-        "end_date" => ti.end_date.map(|t| t.0.to_rfc3339()).unwrap_or_default(),
-        "try_number" => format!("{:010}", ti.try_number),
-        "operator" => ti.operator.clone().unwrap_or_default(),
-        _ => ti.task_id.clone(),
-    });
+    let all = instance_responses(&state, &run, dag.as_deref(), None).await?;
+    let instances = select_in_run(all, &query, &order);
     let total = instances.len();
     let page = Page {
         limit: query.limit,
@@ -574,11 +747,21 @@ async fn across_runs(
     dag_id: &str,
     query: &TaskInstancesQuery,
 ) -> ApiResult<TaskInstanceCollectionResponse> {
-    if !query.pool.is_empty() || !query.operator.is_empty() {
+    if !query.pool.is_empty()
+        || !query.operator.is_empty()
+        || query.rendered_map_index_pattern.is_some()
+        || query.rendered_map_index_prefix_pattern.is_some()
+    {
         return Err(ApiError::BadRequest(
-            "the `pool` and `operator` filters need one run: name the run".into(),
+            "the `pool`, `operator` and `rendered_map_index_*pattern` filters need one run: name the run".into(),
         ));
     }
+    // Past any index an instance can have: matches nothing.
+    let map_indexes: Vec<i32> = query
+        .map_index
+        .iter()
+        .map(|m| i32::try_from(*m).unwrap_or(i32::MIN))
+        .collect();
     let order = instance_order(&query.order_by, INSTANCE_ORDERS)?;
     let mut states = Vec::new();
     for text in &query.state {
@@ -609,19 +792,21 @@ async fn across_runs(
         task_ids: query.task_id.clone().into_iter().collect(),
         states,
         try_numbers: query.try_number.clone(),
+        map_indexes,
         ..InstanceFilter::default()
     };
     list_page(state, &filter, &order, query.limit, query.offset).await
 }
 
-/// The keys instances across runs sort by, as the API names them (Airflow's `map_index` and
-/// `id` are the run's order here: Gust's instances are never mapped).
+/// The keys instances across runs sort by, as the API names them (Airflow's `id` is the run's
+/// order here).
 const INSTANCE_ORDERS: &[(&str, InstanceOrder)] = &[
     ("id", InstanceOrder::Run),
     ("task_id", InstanceOrder::TaskId),
     ("state", InstanceOrder::State),
     ("try_number", InstanceOrder::TryNumber),
-    ("map_index", InstanceOrder::Run),
+    ("map_index", InstanceOrder::MapIndex),
+    ("rendered_map_index", InstanceOrder::RenderedMapIndex),
     ("start_date", InstanceOrder::StartDate),
     ("end_date", InstanceOrder::EndDate),
     ("duration", InstanceOrder::Duration),
@@ -678,9 +863,9 @@ pub(crate) async fn list_page(
         let Some((run, tries)) = runs.get(&key) else {
             continue;
         };
-        let current = tries
-            .iter()
-            .find(|t| t.task_id == ti.task_id && t.try_number == ti.try_number);
+        let current = tries.iter().find(|t| {
+            t.task_id == ti.task_id && t.map_index == ti.map_index && t.try_number == ti.try_number
+        });
         let dag = dags.get(&ti.dag_id).and_then(Option::as_deref);
         instances.push(instance_response(
             run,
@@ -706,6 +891,74 @@ async fn get_task_instance(
     ))
 }
 
+/// Get one instance of a mapped task.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}", tag = "Task Instance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), ("map_index" = i64, Path)),
+    responses((status = 200, body = TaskInstanceResponse), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn get_mapped_task_instance(
+    State(state): State<AppState>,
+    PathParams((dag_id, run_id, task_id, map_index)): PathParams<(String, String, String, i64)>,
+) -> ApiResult<Json<TaskInstanceResponse>> {
+    Ok(Json(
+        mapped_instance(&state, &dag_id, &run_id, &task_id, map_index).await?,
+    ))
+}
+
+/// List the instances of a mapped task in a run (none before it is expanded, or when it was
+/// expanded over an empty list).
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/listMapped", tag = "Task Instance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), MappedInstancesQuery),
+    responses((status = 200, body = TaskInstanceCollectionResponse), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn get_mapped_task_instances(
+    State(state): State<AppState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+    Params(query): Params<MappedInstancesQuery>,
+) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
+    refuse_unsupported(raw.as_deref(), UNSUPPORTED_INSTANCE_FILTERS)?;
+    let mut query = TaskInstancesQuery::from(query);
+    if query.order_by.is_empty() {
+        query.order_by = vec!["map_index".to_owned()];
+    }
+    let order = OrderBy::parse(&query.order_by, RUN_INSTANCE_ORDERS)?;
+    let run = find_run(&state, &dag_id, &run_id).await?;
+    let dag = definition(&state, &dag_id).await?;
+    let mapped: Vec<TaskInstanceResponse> = instance_responses(
+        &state,
+        &run,
+        dag.as_deref(),
+        Some(std::slice::from_ref(&task_id)),
+    )
+    .await?
+    .into_iter()
+    .filter(|ti| ti.map_index >= 0)
+    .collect();
+    if mapped.is_empty() {
+        // None yet, or expanded over an empty list: a 404 only when the task is not mapped.
+        match task_of(dag.as_deref(), &task_id) {
+            None => {
+                return Err(ApiError::NotFound(format!("Task id {task_id} not found")));
+            }
+            Some(task) if task.mapping.is_none() => {
+                return Err(ApiError::NotFound(format!(
+                    "Task id {task_id} is not mapped"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let selected = select_in_run(mapped, &query, &order);
+    let total = selected.len();
+    let page = Page {
+        limit: query.limit,
+        offset: query.offset,
+    };
+    Ok(Json(TaskInstanceCollectionResponse::of(
+        page.slice(selected),
+        total,
+    )))
+}
+
 /// What `PATCH .../taskInstances/{task_id}` changes (Airflow's `PatchTaskInstanceBody`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -727,27 +980,64 @@ pub struct PatchTaskInstanceBody {
     pub include_past: bool,
 }
 
-/// `map_index` on the task instance endpoints: Gust has no mapped tasks, so only -1 exists.
+/// The query of `PATCH .../taskInstances/{task_id}` (and its dry run): which instance
+/// (every instance of the task when absent, as in Airflow) and which fields to apply.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MapIndexQuery {
-    /// Which mapped instance (Gust has no mapped tasks: -1).
+    /// Only this instance of a mapped task (-1: the instance of a task that is not mapped).
     pub map_index: Option<i64>,
     /// Which fields of the body to apply (default: every field sent).
     pub update_mask: Option<Vec<String>>,
 }
 
-/// A validated mark: the state and the tasks it applies to.
+/// The query of `PATCH .../taskInstances/{task_id}/{map_index}` (and its dry run).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UpdateMaskQuery {
+    /// Which fields of the body to apply (default: every field sent).
+    pub update_mask: Option<Vec<String>>,
+}
+
+/// A validated mark: the state and the instances it applies to.
 struct Mark {
     to: Option<TaskState>,
     note: Option<Option<String>>,
-    /// The task and, as asked, its upstream or downstream relatives.
+    /// The task named in the path.
+    task_id: String,
+    /// Only this instance of it (every instance when `None`).
+    map_index: Option<i32>,
+    /// The task and, as asked, its upstream or downstream relatives (every instance of a
+    /// relative, as Airflow has no narrower relatives outside mapped task groups).
     tasks: Vec<String>,
     /// Everything downstream of the task (Airflow clears what failed there after a mark).
     downstream: Vec<String>,
     /// The other runs whose instances of `tasks` the state also goes to (`include_past`,
-    /// `include_future`); the note stays on the named run's instance.
+    /// `include_future`); the note stays on the named run's instances.
     other_runs: Vec<StoredRun>,
+}
+
+impl Mark {
+    /// The instances the new state goes to, as the store names them.
+    fn targets(&self) -> Vec<InstanceTarget> {
+        self.tasks
+            .iter()
+            .map(|task| InstanceTarget {
+                task_id: task.clone(),
+                map_index: self.map_index.filter(|_| *task == self.task_id),
+            })
+            .collect()
+    }
+
+    /// Whether the mark names this instance of the path's task (relatives aside).
+    fn names(&self, ti: &TaskInstanceResponse) -> bool {
+        ti.task_id == self.task_id && self.map_index.is_none_or(|m| i64::from(m) == ti.map_index)
+    }
+
+    /// Whether the mark's state goes to this instance (the task's or a relative's).
+    fn covers(&self, ti: &TaskInstanceResponse) -> bool {
+        self.tasks.contains(&ti.task_id) && (ti.task_id != self.task_id || self.names(ti))
+    }
 }
 
 /// Every task reachable from `start` through `next` (`start` excluded).
@@ -780,20 +1070,14 @@ fn reachable(dag: &Dag, start: &str, upstream: bool) -> BTreeSet<String> {
 
 async fn validate_mark(
     state: &AppState,
-    dag_id: &str,
-    run_id: &str,
-    task_id: &str,
-    query: &MapIndexQuery,
+    names: (&str, &str, &str),
+    map_index: Option<i64>,
+    update_mask: Option<&[String]>,
     body: PatchTaskInstanceBody,
 ) -> ApiResult<(StoredRun, std::sync::Arc<Dag>, Mark)> {
-    if query.map_index.is_some_and(|m| m != -1) {
-        return Err(ApiError::NotFound(format!(
-            "Task instance not found for task `{task_id}` on DAG `{dag_id}` with map_index {}: Gust has no mapped tasks",
-            query.map_index.unwrap_or(-1)
-        )));
-    }
+    let (dag_id, run_id, task_id) = names;
     let mask = UpdateMask {
-        update_mask: query.update_mask.clone(),
+        update_mask: update_mask.map(<[String]>::to_vec),
     };
     let to = match body
         .new_state
@@ -832,6 +1116,22 @@ async fn validate_mark(
             "Task '{task_id}' not found in DAG '{dag_id}'"
         )));
     };
+    let missing = || {
+        let index = map_index.map_or_else(|| "None".to_owned(), |m| m.to_string());
+        ApiError::NotFound(format!(
+            "The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}` and map_index: `{index}` was not found"
+        ))
+    };
+    let index = map_index
+        .map(|m| i32::try_from(m).map_err(|_| missing()))
+        .transpose()?;
+    let exists = instance_responses(state, &run, Some(&dag), Some(&[task_id.to_owned()]))
+        .await?
+        .iter()
+        .any(|ti| index.is_none_or(|m| i64::from(m) == ti.map_index));
+    if !exists {
+        return Err(missing());
+    }
     let mut tasks: BTreeSet<String> = BTreeSet::from([task.id.to_string()]);
     if body.include_upstream {
         tasks.extend(reachable(&dag, task_id, true));
@@ -854,6 +1154,8 @@ async fn validate_mark(
         Mark {
             to,
             note,
+            task_id: task_id.to_owned(),
+            map_index: index,
             tasks: tasks.into_iter().collect(),
             downstream,
             other_runs,
@@ -873,8 +1175,8 @@ async fn ensure_instances(state: &AppState, dag: &Dag, run: &StoredRun) -> ApiRe
     Ok(())
 }
 
-/// Mark a task instance (and, as asked, its upstream or downstream) `success`, `failed` or
-/// `skipped`, or change its note.
+/// Mark a task instance (every instance of a mapped task, or the one `map_index` names; and,
+/// as asked, its upstream or downstream) `success`, `failed` or `skipped`, or change its note.
 #[utoipa::path(patch, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}", tag = "Task Instance",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), MapIndexQuery),
     request_body = PatchTaskInstanceBody,
@@ -885,13 +1187,70 @@ async fn patch_task_instance(
     Params(query): Params<MapIndexQuery>,
     Body(body): Body<PatchTaskInstanceBody>,
 ) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
-    let (run, dag, mark) = validate_mark(&state, &dag_id, &run_id, &task_id, &query, body).await?;
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    let (run, dag, mark) = validate_mark(
+        &state,
+        names,
+        query.map_index,
+        query.update_mask.as_deref(),
+        body,
+    )
+    .await?;
+    apply_mark(&state, run, &dag, &mark).await
+}
+
+/// Mark one instance of a mapped task (and, as asked, its upstream or downstream) `success`,
+/// `failed` or `skipped`, or change its note.
+#[utoipa::path(patch, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}", tag = "Task Instance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), ("map_index" = i64, Path), UpdateMaskQuery),
+    request_body = PatchTaskInstanceBody,
+    responses((status = 200, body = TaskInstanceCollectionResponse), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422)))]
+async fn patch_task_instance_by_map_index(
+    State(state): State<AppState>,
+    PathParams((dag_id, run_id, task_id, map_index)): PathParams<(String, String, String, i64)>,
+    Params(query): Params<UpdateMaskQuery>,
+    Body(body): Body<PatchTaskInstanceBody>,
+) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    let (run, dag, mark) = validate_mark(
+        &state,
+        names,
+        Some(map_index),
+        query.update_mask.as_deref(),
+        body,
+    )
+    .await?;
+    apply_mark(&state, run, &dag, &mark).await
+}
+
+/// Applies a validated mark; answers with the named instances as they are after it.
+async fn apply_mark(
+    state: &AppState,
+    run: StoredRun,
+    dag: &Dag,
+    mark: &Mark,
+) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
     let store = state.store();
+    let (dag_id, task_id) = (run.dag_id.as_str(), mark.task_id.as_str());
     if let Some(note) = &mark.note {
-        ensure_instances(&state, &dag, &run).await?;
-        store
-            .set_task_instance_note(&dag_id, &run_id, &task_id, UNMAPPED, note.as_deref())
-            .await?;
+        ensure_instances(state, dag, &run).await?;
+        let named: Vec<i64> = instance_responses(
+            state,
+            &run,
+            Some(dag),
+            Some(std::slice::from_ref(&mark.task_id)),
+        )
+        .await?
+        .iter()
+        .filter(|ti| mark.names(ti))
+        .map(|ti| ti.map_index)
+        .collect();
+        for index in named {
+            let index = i32::try_from(index).unwrap_or(UNMAPPED);
+            store
+                .set_task_instance_note(dag_id, &run.run_id, task_id, index, note.as_deref())
+                .await?;
+        }
     }
     if let Some(to) = mark.to {
         // After a mark, Airflow clears what failed downstream so it runs again; after marking
@@ -901,28 +1260,33 @@ async fn patch_task_instance(
         } else {
             &mark.downstream
         };
+        let targets = mark.targets();
         for marked in std::iter::once(&run).chain(&mark.other_runs) {
-            ensure_instances(&state, &dag, marked).await?;
+            ensure_instances(state, dag, marked).await?;
             let changed = store
-                .mark_task_instances(&dag_id, &marked.run_id, &mark.tasks, to, reset, state.now())
+                .mark_instances(dag_id, &marked.run_id, &targets, to, reset, state.now())
                 .await?;
-            tracing::info!(%dag_id, run_id = %marked.run_id, %task_id, %to, ?changed, "task instances marked through the API");
+            tracing::info!(%dag_id, run_id = %marked.run_id, %task_id, map_index = ?mark.map_index, %to, ?changed, "task instances marked through the API");
         }
         state.wake_scheduler();
     }
-    let run = find_run(&state, &dag_id, &run.run_id).await?;
-    let instances = instance_responses(
-        &state,
+    let run = find_run(state, dag_id, &run.run_id).await?;
+    let instances: Vec<TaskInstanceResponse> = instance_responses(
+        state,
         &run,
-        Some(&dag),
-        Some(std::slice::from_ref(&task_id)),
+        Some(dag),
+        Some(std::slice::from_ref(&mark.task_id)),
     )
-    .await?;
+    .await?
+    .into_iter()
+    .filter(|ti| mark.names(ti))
+    .collect();
     let total = instances.len();
     Ok(Json(TaskInstanceCollectionResponse::of(instances, total)))
 }
 
-/// What marking a task instance would change, without changing it.
+/// What marking a task instance (every instance of a mapped task, or the one `map_index`
+/// names) would change, without changing it.
 #[utoipa::path(patch, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dry_run", tag = "Task Instance",
     params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), MapIndexQuery),
     request_body = PatchTaskInstanceBody,
@@ -933,10 +1297,57 @@ async fn patch_task_instance_dry_run(
     Params(query): Params<MapIndexQuery>,
     Body(body): Body<PatchTaskInstanceBody>,
 ) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
-    let (run, dag, mark) = validate_mark(&state, &dag_id, &run_id, &task_id, &query, body).await?;
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    let (run, dag, mark) = validate_mark(
+        &state,
+        names,
+        query.map_index,
+        query.update_mask.as_deref(),
+        body,
+    )
+    .await?;
+    dry_run_mark(&state, &run, &dag, &mark).await
+}
+
+/// What marking one instance of a mapped task would change, without changing it.
+#[utoipa::path(patch, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dry_run", tag = "Task Instance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), ("map_index" = i64, Path), UpdateMaskQuery),
+    request_body = PatchTaskInstanceBody,
+    responses((status = 200, body = TaskInstanceCollectionResponse), (status = 400), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn patch_task_instance_dry_run_by_map_index(
+    State(state): State<AppState>,
+    PathParams((dag_id, run_id, task_id, map_index)): PathParams<(String, String, String, i64)>,
+    Params(query): Params<UpdateMaskQuery>,
+    Body(body): Body<PatchTaskInstanceBody>,
+) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    let (run, dag, mark) = validate_mark(
+        &state,
+        names,
+        Some(map_index),
+        query.update_mask.as_deref(),
+        body,
+    )
+    .await?;
+    dry_run_mark(&state, &run, &dag, &mark).await
+}
+
+/// The instances a mark would change: those it covers, in the named run and the other runs it
+/// reaches, less those already in its state.
+async fn dry_run_mark(
+    state: &AppState,
+    run: &StoredRun,
+    dag: &Dag,
+    mark: &Mark,
+) -> ApiResult<Json<TaskInstanceCollectionResponse>> {
     let mut instances = Vec::new();
-    for marked in std::iter::once(&run).chain(&mark.other_runs) {
-        instances.extend(instance_responses(&state, marked, Some(&dag), Some(&mark.tasks)).await?);
+    for marked in std::iter::once(run).chain(&mark.other_runs) {
+        instances.extend(
+            instance_responses(state, marked, Some(dag), Some(&mark.tasks))
+                .await?
+                .into_iter()
+                .filter(|ti| mark.covers(ti)),
+        );
     }
     if let Some(to) = mark.to {
         // Those already in the state would not change.
@@ -946,22 +1357,66 @@ async fn patch_task_instance_dry_run(
     Ok(Json(TaskInstanceCollectionResponse::of(instances, total)))
 }
 
+/// `map_index` on the routes that name an instance without an index in their path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InstanceQuery {
+    /// Which instance (-1, the default, for a task that is not mapped).
+    #[serde(default = "unmapped")]
+    pub map_index: i64,
+}
+
+fn unmapped() -> i64 {
+    i64::from(UNMAPPED)
+}
+
 /// The tries of a task instance, oldest first.
 #[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries", tag = "Task Instance",
-    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path)),
-    responses((status = 200, body = TaskInstanceHistoryCollectionResponse), (status = 401), (status = 403), (status = 404)))]
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), InstanceQuery),
+    responses((status = 200, body = TaskInstanceHistoryCollectionResponse), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn get_task_instance_tries(
     State(state): State<AppState>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Params(query): Params<InstanceQuery>,
 ) -> ApiResult<Json<TaskInstanceHistoryCollectionResponse>> {
-    let (run, dag, mut tries) = tries_of(&state, &dag_id, &run_id, &task_id).await?;
-    let task = task_of(dag.as_deref(), &task_id);
+    instance_tries(&state, (&dag_id, &run_id, &task_id), query.map_index).await
+}
+
+/// The tries of one instance of a mapped task, oldest first.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries", tag = "Task Instance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), ("map_index" = i64, Path)),
+    responses((status = 200, body = TaskInstanceHistoryCollectionResponse), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn get_mapped_task_instance_tries(
+    State(state): State<AppState>,
+    PathParams((dag_id, run_id, task_id, map_index)): PathParams<(String, String, String, i64)>,
+) -> ApiResult<Json<TaskInstanceHistoryCollectionResponse>> {
+    instance_tries(&state, (&dag_id, &run_id, &task_id), map_index).await
+}
+
+/// The tries of instance `map_index` of a task; one never tried is listed as itself, as
+/// Airflow lists it.
+async fn instance_tries(
+    state: &AppState,
+    (dag_id, run_id, task_id): (&str, &str, &str),
+    map_index: i64,
+) -> ApiResult<Json<TaskInstanceHistoryCollectionResponse>> {
+    let missing = || {
+        ApiError::NotFound(format!(
+            "The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}` and map_index: `{map_index}` was not found"
+        ))
+    };
+    let index = i32::try_from(map_index).map_err(|_| missing())?;
+    let (run, dag, mut tries) = tries_of(state, dag_id, run_id, task_id, index).await?;
+    let task = task_of(dag.as_deref(), task_id);
     if tries.is_empty() {
-        // Never tried: the instance itself, as Airflow lists it.
-        let ti = one_instance(&state, &dag_id, &run_id, &task_id).await?;
+        let ti = task_instances_of(state, dag_id, run_id, task_id)
+            .await?
+            .into_iter()
+            .find(|ti| ti.map_index == map_index)
+            .ok_or_else(missing)?;
         tries.push(StoredTry {
             task_id: ti.task_id,
-            map_index: UNMAPPED,
+            map_index: index,
             try_number: ti.try_number,
             state: TaskState::NoStatus,
             queued_at: None,
@@ -987,6 +1442,7 @@ async fn tries_of(
     dag_id: &str,
     run_id: &str,
     task_id: &str,
+    map_index: i32,
 ) -> ApiResult<(StoredRun, Option<std::sync::Arc<Dag>>, Vec<StoredTry>)> {
     let run = find_run(state, dag_id, run_id).await?;
     let dag = definition(state, dag_id).await?;
@@ -995,32 +1451,67 @@ async fn tries_of(
         .tries_of_run(dag_id, run_id)
         .await?
         .into_iter()
-        .filter(|t| t.task_id == task_id)
+        .filter(|t| t.task_id == task_id && t.map_index == map_index)
         .collect();
     Ok((run, dag, tries))
 }
 
 /// One try of a task instance.
 #[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries/{task_try_number}", tag = "Task Instance",
-    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), ("task_try_number" = i32, Path)),
-    responses((status = 200, body = TaskInstanceHistoryResponse), (status = 401), (status = 403), (status = 404)))]
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), ("task_try_number" = i32, Path), InstanceQuery),
+    responses((status = 200, body = TaskInstanceHistoryResponse), (status = 401), (status = 403), (status = 404), (status = 422)))]
 async fn get_task_instance_try_details(
     State(state): State<AppState>,
     PathParams((dag_id, run_id, task_id, try_number)): PathParams<(String, String, String, i32)>,
+    Params(query): Params<InstanceQuery>,
 ) -> ApiResult<Json<TaskInstanceHistoryResponse>> {
-    let (run, dag, tries) = tries_of(&state, &dag_id, &run_id, &task_id).await?;
+    try_details(
+        &state,
+        (&dag_id, &run_id, &task_id),
+        query.map_index,
+        try_number,
+    )
+    .await
+}
+
+/// One try of one instance of a mapped task.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries/{task_try_number}", tag = "Task Instance",
+    params(("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path), ("map_index" = i64, Path), ("task_try_number" = i32, Path)),
+    responses((status = 200, body = TaskInstanceHistoryResponse), (status = 401), (status = 403), (status = 404), (status = 422)))]
+async fn get_mapped_task_instance_try_details(
+    State(state): State<AppState>,
+    PathParams((dag_id, run_id, task_id, map_index, try_number)): PathParams<(
+        String,
+        String,
+        String,
+        i64,
+        i32,
+    )>,
+) -> ApiResult<Json<TaskInstanceHistoryResponse>> {
+    try_details(&state, (&dag_id, &run_id, &task_id), map_index, try_number).await
+}
+
+async fn try_details(
+    state: &AppState,
+    (dag_id, run_id, task_id): (&str, &str, &str),
+    map_index: i64,
+    try_number: i32,
+) -> ApiResult<Json<TaskInstanceHistoryResponse>> {
+    let missing = || {
+        ApiError::NotFound(format!(
+            "The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}`, try_number: `{try_number}` and map_index: `{map_index}` was not found"
+        ))
+    };
+    let index = i32::try_from(map_index).map_err(|_| missing())?;
+    let (run, dag, tries) = tries_of(state, dag_id, run_id, task_id, index).await?;
     let attempt = tries
         .iter()
         .find(|t| t.try_number == try_number)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: `{task_id}`, try_number: `{try_number}` and map_index: `-1` was not found"
-            ))
-        })?;
+        .ok_or_else(missing)?;
     Ok(Json(history_response(
         &run,
         attempt,
-        task_of(dag.as_deref(), &task_id),
+        task_of(dag.as_deref(), task_id),
     )))
 }
 
@@ -1062,26 +1553,31 @@ fn yes() -> bool {
     true
 }
 
-/// The task ids of `task_ids` (Gust has no mapped tasks, so a pair must name map index -1).
-fn plain_task_ids(values: &[serde_json::Value]) -> ApiResult<Vec<String>> {
+/// The entries of `task_ids`: a task id names every instance of the task, a
+/// `[task_id, map_index]` pair one instance.
+fn task_targets(values: &[serde_json::Value]) -> ApiResult<Vec<InstanceTarget>> {
+    let bad = || {
+        ApiError::invalid(
+            "body",
+            "task_ids",
+            "each entry must be a task id or a [task_id, map_index] pair",
+        )
+    };
     values
         .iter()
         .map(|v| match v {
-            serde_json::Value::String(id) => Ok(id.clone()),
-            serde_json::Value::Array(pair)
-                if pair.len() == 2 && pair[1].as_i64() == Some(-1) && pair[0].is_string() =>
-            {
-                Ok(pair[0].as_str().unwrap_or_default().to_owned())
-            }
-            serde_json::Value::Array(_) => Err(ApiError::BadRequest(
-                "Gust has no mapped tasks: a [task_id, map_index] pair must have map_index -1"
-                    .into(),
-            )),
-            _ => Err(ApiError::invalid(
-                "body",
-                "task_ids",
-                "each entry must be a task id or a [task_id, map_index] pair",
-            )),
+            serde_json::Value::String(id) => Ok(InstanceTarget::all(id.clone())),
+            serde_json::Value::Array(pair) => match pair.as_slice() {
+                [serde_json::Value::String(id), index] => {
+                    let index = index
+                        .as_i64()
+                        .and_then(|i| i32::try_from(i).ok())
+                        .ok_or_else(bad)?;
+                    Ok(InstanceTarget::one(id.clone(), index))
+                }
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
         })
         .collect()
 }
@@ -1189,26 +1685,44 @@ async fn post_clear_task_instances(
                 .0
         }
     };
-    let mut tasks: BTreeSet<String> = match &body.task_ids {
-        Some(values) => plain_task_ids(values)?.into_iter().collect(),
-        None => dag.tasks().map(|t| t.id.to_string()).collect(),
+    let named: Vec<InstanceTarget> = match &body.task_ids {
+        Some(values) => task_targets(values)?,
+        None => dag
+            .tasks()
+            .map(|t| InstanceTarget::all(t.id.as_str()))
+            .collect(),
     };
-    for task_id in tasks.clone() {
+    // Every instance of these; of the rest, only the instances a pair names. Relatives are
+    // whole tasks: outside mapped task groups (which Gust has not), Airflow finds no narrower
+    // relatives of a mapped instance.
+    let mut tasks: BTreeSet<String> = named
+        .iter()
+        .filter(|t| t.map_index.is_none())
+        .map(|t| t.task_id.clone())
+        .collect();
+    for target in &named {
         if body.include_upstream {
-            tasks.extend(reachable(&dag, &task_id, true));
+            tasks.extend(reachable(&dag, &target.task_id, true));
         }
         if body.include_downstream {
-            tasks.extend(reachable(&dag, &task_id, false));
+            tasks.extend(reachable(&dag, &target.task_id, false));
         }
     }
-    let mut chosen: Vec<(StoredRun, Vec<String>)> = Vec::new();
+    let pairs: BTreeSet<(String, i32)> = named
+        .iter()
+        .filter_map(|t| Some((t.task_id.clone(), t.map_index?)))
+        .collect();
+    let wanted = |task_id: &str, map_index: i32| {
+        tasks.contains(task_id) || pairs.contains(&(task_id.to_owned(), map_index))
+    };
+    let mut chosen: Vec<(StoredRun, Vec<InstanceTarget>)> = Vec::new();
     for run in runs {
-        let ids: Vec<String> = state
+        let ids: Vec<InstanceTarget> = state
             .store()
             .task_instances(&run.dag_id, &run.run_id)
             .await?
             .into_iter()
-            .filter(|ti| tasks.contains(&ti.task_id))
+            .filter(|ti| wanted(&ti.task_id, ti.map_index))
             .filter(|ti| {
                 if body.only_failed {
                     matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
@@ -1218,7 +1732,7 @@ async fn post_clear_task_instances(
                     true
                 }
             })
-            .map(|ti| ti.task_id)
+            .map(|ti| InstanceTarget::one(ti.task_id, ti.map_index))
             .collect();
         if !ids.is_empty() {
             chosen.push((run, ids));
@@ -1232,8 +1746,15 @@ async fn post_clear_task_instances(
                     .task_instances(&run.dag_id, &run.run_id)
                     .await?
                     .into_iter()
-                    .filter(|ti| ids.contains(&ti.task_id) && ti.state == TaskState::Running)
-                    .map(|ti| ti.task_id)
+                    .filter(|ti| {
+                        ti.state == TaskState::Running
+                            && ids.contains(&InstanceTarget::one(ti.task_id.clone(), ti.map_index))
+                    })
+                    // `task`, or `task[3]` for an instance of a mapped one.
+                    .map(|ti| match TaskId::new(ti.task_id.clone()) {
+                        Ok(id) => InstanceId::mapped(id, ti.map_index).to_string(),
+                        Err(_) => ti.task_id,
+                    })
                     .collect();
                 if !running.is_empty() {
                     return Err(ApiError::Conflict(format!(
@@ -1247,17 +1768,17 @@ async fn post_clear_task_instances(
         for (run, ids) in &chosen {
             state
                 .store()
-                .clear_task_instances(&run.dag_id, &run.run_id, ids, state.now())
+                .clear_instances(&run.dag_id, &run.run_id, ids, state.now())
                 .await?;
             if let Some(note) = body.note.as_deref() {
-                for task_id in ids {
+                for target in ids {
                     state
                         .store()
                         .set_task_instance_note(
                             &run.dag_id,
                             &run.run_id,
-                            task_id,
-                            UNMAPPED,
+                            &target.task_id,
+                            target.map_index.unwrap_or(UNMAPPED),
                             Some(note),
                         )
                         .await?;
@@ -1274,7 +1795,18 @@ async fn post_clear_task_instances(
         let run = find_run(&state, &run.dag_id, &run.run_id)
             .await
             .map_err(|_| run_not_found(&run.dag_id, &run.run_id))?;
-        instances.extend(instance_responses(&state, &run, Some(&dag), Some(ids)).await?);
+        let task_ids: Vec<String> = ids.iter().map(|t| t.task_id.clone()).collect();
+        instances.extend(
+            instance_responses(&state, &run, Some(&dag), Some(&task_ids))
+                .await?
+                .into_iter()
+                .filter(|ti| {
+                    ids.iter().any(|t| {
+                        t.task_id == ti.task_id
+                            && t.map_index.is_none_or(|m| i64::from(m) == ti.map_index)
+                    })
+                }),
+        );
     }
     let total = instances.len();
     Ok(Json(TaskInstanceCollectionResponse::of(instances, total)))

@@ -74,15 +74,14 @@ fn default_page_limit() -> usize {
     MAX_PAGE
 }
 
-/// The keys a batch listing sorts by (Airflow's list; `id` and `map_index` are the run's
-/// order, as Gust's instances are never mapped).
+/// The keys a batch listing sorts by (Airflow's list; `id` is the run's order).
 const BATCH_ORDERS: &[(&str, InstanceOrder)] = &[
     ("id", InstanceOrder::Run),
     ("state", InstanceOrder::State),
     ("duration", InstanceOrder::Duration),
     ("start_date", InstanceOrder::StartDate),
     ("end_date", InstanceOrder::EndDate),
-    ("map_index", InstanceOrder::Run),
+    ("map_index", InstanceOrder::MapIndex),
 ];
 
 /// Airflow's task instance states that Gust's instances never take (no restarts, no
@@ -164,6 +163,7 @@ impl TaskInstancesBatchBody {
             task_ids: self.task_ids.clone().unwrap_or_default(),
             states,
             try_numbers: Vec::new(),
+            map_indexes: Vec::new(),
             logical_date: range(
                 "body",
                 "logical_date",

@@ -136,7 +136,7 @@ fn task_response(dag: &Dag, task: &Task) -> TaskResponse {
         operator_name: Some(operator_class(&task.operator)),
         params: Some(dag.settings.params.clone()),
         class_ref: class_ref(&task.operator),
-        is_mapped: Some(false),
+        is_mapped: Some(task.mapping.is_some()),
         extra_links: Vec::new(),
     }
 }

@@ -14,11 +14,13 @@ use std::collections::{BTreeSet, HashMap};
 use axum::Json;
 use axum::extract::State;
 use gust_core::dag::Dag;
-use gust_core::ids::TaskId;
+use gust_core::ids::{InstanceId, TaskId};
+use gust_core::mapping::UNMAPPED;
 use gust_core::readiness::{Decision, UpstreamCounts, decide};
 use gust_core::state::{DagRunState, TaskState};
 use gust_core::task::Task;
 use gust_core::trigger_rule::TriggerRule;
+use gust_scheduler::mapped::InstanceStates;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -289,10 +291,7 @@ async fn dependencies(
     map_index: i64,
 ) -> ApiResult<Json<TaskDependencyCollectionResponse>> {
     let missing = || not_found(dag_id, run_id, task_id, map_index);
-    // Gust's task instances are never mapped: every one has map index -1.
-    if map_index != -1 {
-        return Err(missing());
-    }
+    let index = i32::try_from(map_index).map_err(|_| missing())?;
     let Some(run) = state.store().run(dag_id, run_id).await? else {
         return Err(missing());
     };
@@ -310,14 +309,28 @@ async fn dependencies(
         .ok()
         .and_then(|id| dag.task(&id))
         .ok_or_else(missing)?;
-    let states: HashMap<TaskId, TaskState> = state
-        .store()
-        .task_instances(dag_id, run_id)
-        .await?
-        .into_iter()
-        .filter_map(|ti| Some((TaskId::new(ti.task_id).ok()?, ti.state)))
-        .collect();
-    let ti_state = states.get(&task.id).copied().unwrap_or(TaskState::NoStatus);
+    let stored = state.store().task_instances(dag_id, run_id).await?;
+    // A task with no row yet (a run not started) has its one unmapped instance to come.
+    let found = stored
+        .iter()
+        .any(|ti| ti.task_id == task_id && ti.map_index == index)
+        || (index == UNMAPPED && !stored.iter().any(|ti| ti.task_id == task_id));
+    if !found {
+        return Err(missing());
+    }
+    // A mapped upstream counts as its instances together, as the scheduler counts it.
+    let instances = InstanceStates::of(stored.into_iter().filter_map(|ti| {
+        Some((
+            InstanceId::mapped(TaskId::new(ti.task_id).ok()?, ti.map_index),
+            ti.state,
+        ))
+    }));
+    let instance = InstanceId::mapped(task.id.clone(), index);
+    let ti_state = match instances.get(&instance) {
+        TaskState::Removed if index == UNMAPPED => TaskState::NoStatus,
+        other => other,
+    };
+    let states: HashMap<TaskId, TaskState> = instances.tasks().clone();
     if !matches!(ti_state, TaskState::NoStatus | TaskState::Scheduled) {
         return Ok(Json(TaskDependencyCollectionResponse {
             dependencies: Vec::new(),

@@ -70,7 +70,7 @@ pub struct XComCollectionResponse {
 pub struct XComsQuery {
     /// Only this key.
     pub xcom_key: Option<String>,
-    /// Only this mapped instance (Gust has no mapped tasks: -1).
+    /// Only this instance of a mapped task (-1: of tasks that are not mapped).
     pub map_index: Option<i64>,
     /// At most this many (default 50, at most 100).
     #[serde(default = "crate::api::page::default_limit")]
@@ -84,7 +84,7 @@ pub struct XComsQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct XComQuery {
-    /// Which mapped instance (Gust has no mapped tasks: -1).
+    /// Which instance of a mapped task (-1, the default, for a task that is not mapped).
     #[serde(default = "unmapped")]
     pub map_index: i64,
     /// Answer the value deserialized (Gust's values are JSON already).

@@ -196,10 +196,18 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
             conf,
             logical_date,
             local_pods,
+            map_index,
         } => {
             let dag = find_dag(&folder, &dag_id)?;
+            let config = Config::load(&config::home()?)?;
+            let task = super::map_index::one_instance(
+                dag.id.as_str(),
+                find_task(&dag, &task_id)?,
+                map_index,
+                config.core.max_map_length,
+            )?;
             test_once(
-                single_task(&dag, &task_id)?,
+                single_task(&dag, task)?,
                 &folder,
                 conf,
                 logical_date,
@@ -212,10 +220,20 @@ pub fn run_tasks(command: crate::cli::TasksCommand) -> anyhow::Result<ExitCode> 
             folder,
             conf,
             logical_date,
+            map_index,
         } => {
             let dag = find_dag(&folder, &dag_id)?;
             let config = Config::load(&config::home()?)?;
-            super::dry_run::dry_run(&dag, &task_id, conf, logical_date, &config)
+            super::dry_run::dry_run(
+                &dag,
+                super::dry_run::Named {
+                    task_id: &task_id,
+                    map_index,
+                },
+                conf,
+                logical_date,
+                &config,
+            )
         }
     }
 }
@@ -304,9 +322,12 @@ fn counted(n: usize, noun: &str) -> String {
     }
 }
 
-/// `dag` cut down to `task_id` alone, without its upstreams: what `tasks test` runs.
-fn single_task(dag: &gust_core::dag::Dag, task_id: &str) -> anyhow::Result<gust_core::dag::Dag> {
-    let mut task = find_task(dag, task_id)?.clone();
+/// `dag` cut down to `task` alone (one of its tasks, or one instance of a mapped one), without
+/// its upstreams: what `tasks test` runs.
+fn single_task(
+    dag: &gust_core::dag::Dag,
+    mut task: gust_core::task::Task,
+) -> anyhow::Result<gust_core::dag::Dag> {
     task.upstream.clear();
     let tasks = [(task.id.clone(), task)].into_iter().collect();
     Ok(gust_core::dag::Dag::new(

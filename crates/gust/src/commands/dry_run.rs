@@ -28,16 +28,36 @@ fn show(text: &str) {
     print!("{}", gust_secrets::mask(text));
 }
 
+/// The task instance a dry run shows: a task, and which instance of it when it is mapped.
+#[derive(Debug, Clone, Copy)]
+pub struct Named<'a> {
+    /// The task.
+    pub task_id: &'a str,
+    /// `--map-index`.
+    pub map_index: Option<i32>,
+}
+
 /// Prints the task's pod manifest (or rendered arguments) for a run at `logical_date`, secrets
-/// masked.
+/// masked; an instance of a mapped task is shown with its own arguments and labels.
 pub fn dry_run(
     dag: &Dag,
-    task_id: &str,
+    named: Named<'_>,
     conf: Option<String>,
     logical_date: Option<String>,
     config: &Config,
 ) -> anyhow::Result<ExitCode> {
+    let task_id = named.task_id;
     let task = super::dags::find_task(dag, task_id)?;
+    let mapped = super::map_index::instance_args(
+        dag.id.as_str(),
+        task,
+        named.map_index,
+        config.core.max_map_length,
+    )?;
+    let map_index = match (&mapped, named.map_index) {
+        (Some(_), Some(index)) => index,
+        _ => gust_core::mapping::UNMAPPED,
+    };
     let conf = super::runs::parse_conf(conf.as_deref())?;
     let logical_date = match &logical_date {
         None => SystemClock.now(),
@@ -68,8 +88,16 @@ pub fn dry_run(
         conf: &conf,
         asset_events: &serde_json::Map::new(),
     };
-    let args = render_args(&Renderer::new(), dag, task, run, 1, None, lookup.clone())
-        .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
+    let args = render_args(
+        &Renderer::new(),
+        dag,
+        task,
+        run,
+        1,
+        mapped.as_ref(),
+        lookup.clone(),
+    )
+    .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
     // Its values under sensitive names are masked wherever the output repeats them.
     gust_secrets::add_from(&args);
 
@@ -87,7 +115,7 @@ pub fn dry_run(
                 task,
                 &run_id,
                 logical_date,
-                gust_core::mapping::UNMAPPED,
+                map_index,
                 1,
                 args,
                 std::path::Path::new("/dev/null"),
@@ -98,14 +126,26 @@ pub fn dry_run(
             worker_pod_args(&spec, config)
         }
         "kubernetes_job" | "kueue_job" => {
-            show(&job_manifest(dag, task, &args, &run_id, config)?);
+            show(&job_manifest(
+                dag,
+                task,
+                &args,
+                (&run_id, map_index),
+                config,
+            )?);
             return Ok(ExitCode::SUCCESS);
         }
         "spark_kubernetes"
         | "kubernetes_apply"
         | "kubernetes_delete_resource"
         | "kueue_install" => {
-            show(&resource_manifests(dag, task, &args, &run_id, config)?);
+            show(&resource_manifests(
+                dag,
+                task,
+                &args,
+                (&run_id, map_index),
+                config,
+            )?);
             return Ok(ExitCode::SUCCESS);
         }
         "processing" => {
@@ -118,7 +158,7 @@ pub fn dry_run(
                 dag_id: dag.id.as_str(),
                 run_id: run_id.as_str(),
                 task_id,
-                map_index: gust_core::mapping::UNMAPPED,
+                map_index,
                 dag_file: &dag.fileloc,
                 do_xcom_push: task.settings.do_xcom_push,
             };
@@ -163,7 +203,7 @@ pub fn dry_run(
             task_id,
             run_id: run_id.as_str(),
             try_number: 1,
-            map_index: gust_core::mapping::UNMAPPED,
+            map_index,
         },
         template_file: template.as_ref(),
         do_xcom_push,
@@ -225,7 +265,7 @@ fn job_manifest(
     dag: &Dag,
     task: &gust_core::task::Task,
     args: &serde_json::Map<String, serde_json::Value>,
-    run_id: &RunId,
+    (run_id, map_index): (&RunId, i32),
     config: &Config,
 ) -> anyhow::Result<String> {
     let task_id = task.id.as_str();
@@ -249,7 +289,7 @@ fn job_manifest(
             task_id,
             run_id: run_id.as_str(),
             try_number: 1,
-            map_index: gust_core::mapping::UNMAPPED,
+            map_index,
         },
         pod_template_file: pod_template.as_ref(),
         job_template_file: job_template.as_ref(),
@@ -287,7 +327,7 @@ fn resource_manifests(
     dag: &Dag,
     task: &gust_core::task::Task,
     args: &serde_json::Map<String, serde_json::Value>,
-    run_id: &RunId,
+    (run_id, map_index): (&RunId, i32),
     config: &Config,
 ) -> anyhow::Result<String> {
     use gust_kube::documents::{self, Document};
@@ -309,7 +349,7 @@ fn resource_manifests(
                     task_id,
                     run_id: run_id.as_str(),
                     try_number: 1,
-                    map_index: gust_core::mapping::UNMAPPED,
+                    map_index,
                 },
                 unique: &names::random_suffix(),
                 default_namespace: config.kubernetes.namespace.as_deref(),

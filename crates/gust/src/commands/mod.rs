@@ -8,6 +8,7 @@ mod dag_problems;
 mod dags;
 mod db;
 mod dry_run;
+mod map_index;
 mod pools;
 mod python;
 mod recorded;
