@@ -93,7 +93,7 @@ pub fn instance_args(
     let expand_error = |source: ExpandError| {
         let (dag, task) = names();
         match source {
-            ExpandError::NoValue { task: upstream } => MapIndexError::NeedsRun {
+            ExpandError::NoValue { task: upstream, .. } => MapIndexError::NeedsRun {
                 dag,
                 task,
                 upstream: upstream.to_string(),
