@@ -68,9 +68,10 @@ pub struct ParsedDag {
     /// task id: such a task runs in the Task SDK and cannot be exported.
     #[serde(default)]
     pub not_expressible: BTreeMap<String, Vec<String>>,
-    /// Mapped tasks (`expand`), which Gust cannot run yet.
+    /// Tasks in mapped task groups, which Gust cannot run yet (a mapped task is among the
+    /// tasks, with its `expand:`).
     #[serde(default)]
-    pub mapped: Vec<String>,
+    pub in_mapped_groups: Vec<String>,
     /// What Gust could not read of the DAG (a timetable it has no schedule for...).
     #[serde(default)]
     pub problems: Vec<String>,
@@ -103,16 +104,21 @@ pub enum TaskRoute {
 
 /// How `task` of `dag` runs: natively when its operator is one Gust runs itself (by the exact
 /// class, not a subclass, whose code Gust would not run) and all of its arguments are values
-/// that operator takes.
+/// that operator takes. A mapped task runs in the Task SDK (for now: Gust could run a mapped
+/// native operator itself, but its arguments would have to be read per instance).
 #[must_use]
 pub fn route(dag: &ParsedDag, task_id: &str) -> TaskRoute {
-    let class = dag
-        .dag
-        .get("tasks")
-        .and_then(|tasks| tasks.get(task_id))
+    let task = dag.dag.get("tasks").and_then(|tasks| tasks.get(task_id));
+    let class = task
         .and_then(|task| task.get("operator"))
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default();
+    if task.is_some_and(|t| t.get("expand").is_some() || t.get("expand_kwargs").is_some()) {
+        // The Task SDK picks each instance's item from the file's own MappedOperator.
+        return TaskRoute::TaskSdk(
+            "a mapped task of a Python DAG file runs in the Task SDK".into(),
+        );
+    }
     let Some(spec) = gust_operators::resolve(class)
         .filter(|spec| !gust_operators::python::runs_in_task_sdk(spec.name))
         .filter(|spec| spec.aliases.contains(&class))
@@ -163,14 +169,16 @@ pub fn load_python_file(
             out.problems
                 .push(Diagnostic::new(at.clone(), problem.clone()).in_dag(&dag.dag_id, None));
         }
-        for task in &dag.mapped {
+        for task in &dag.in_mapped_groups {
             out.problems.push(
                 Diagnostic::new(
                     at.clone(),
-                    format!("task \"{task}\" is mapped, and mapped tasks cannot run yet"),
+                    format!("task \"{task}\" is in a mapped task group, which Gust cannot run yet"),
                 )
                 .in_dag(&dag.dag_id, Some(task))
-                .with_hint("Gust reads and checks partial/expand but does not expand tasks yet; list the mapped tasks explicitly"),
+                .with_hint(
+                    "map the tasks themselves (`.expand` on each task) rather than their group",
+                ),
             );
         }
         if out.problems.len() > before {
@@ -231,9 +239,9 @@ pub fn export_yaml(dag: &ParsedDag) -> Result<serde_json::Value, String> {
         .and_then(serde_json::Value::as_object)
         .map(|tasks| tasks.keys().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
-    if let Some(task) = dag.mapped.first() {
+    if let Some(task) = dag.in_mapped_groups.first() {
         return Err(format!(
-            "task {task} of DAG {} is mapped, which Gust cannot run yet",
+            "task {task} of DAG {} is in a mapped task group, which Gust cannot run yet",
             dag.dag_id
         ));
     }
@@ -373,7 +381,7 @@ mod tests {
             .into_iter()
             .collect(),
             not_expressible: BTreeMap::new(),
-            mapped: Vec::new(),
+            in_mapped_groups: Vec::new(),
             problems: Vec::new(),
         }
     }

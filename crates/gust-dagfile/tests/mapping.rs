@@ -1,6 +1,6 @@
-//! Dynamic task mapping in DAG files: dag-factory's `partial:`/`expand:` is read and checked;
-//! a mapped Python task is refused with that one reason (the Task SDK expands its arguments
-//! through routes Gust does not serve yet).
+//! Dynamic task mapping in DAG files: dag-factory's `partial:`/`expand:` is read and checked,
+//! for Gust's own operators and for Python tasks alike (the Task SDK picks a Python instance's
+//! item itself; Gust decides how many instances there are).
 
 mod support;
 
@@ -57,19 +57,68 @@ fan_out:
 }
 
 #[test]
-fn a_mapped_python_task_is_refused_naming_what_can_be_mapped() {
+fn dag_factorys_mapped_python_tasks_are_read_into_the_model() {
     gust_operators::python::enable();
+    // dag-factory's own example (dev/dags/example_dynamic_task_mapping.yml), and TaskFlow's.
     let text = "\
-d:
+test_expand:
   tasks:
-    p:
+    request:
       operator: airflow.providers.standard.operators.python.PythonOperator
-      python_callable_name: f
-      python_callable_file: /tmp/f.py
+      python_callable_name: make_list
+      python_callable_file: /tmp/expand_tasks.py
+    process:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: consume_value
+      python_callable_file: /tmp/expand_tasks.py
+      partial:
+        op_kwargs:
+          fixed_param: test
       expand:
-        op_args: [[1], [2]]
+        op_args: request.output
+      dependencies: [request]
+    double:
+      decorator: airflow.sdk.task
+      python_callable: sample.double
+      expand:
+        number: [1, 2, 3]
+    again:
+      decorator: airflow.sdk.task
+      python_callable: sample.double
+      expand:
+        number: +double
 ";
-    assert_eq!(messages(text), ["Python task \"p\" cannot be mapped"]);
+    let (_folder, load) = load_one(text);
+    assert!(load.problems.is_empty(), "{:?}", load.problems);
+    let dag = &load.dags[0];
+    let task = |id: &str| {
+        dag.tasks()
+            .find(|t| t.id.as_str() == id)
+            .unwrap_or_else(|| panic!("task {id}"))
+    };
+    let process = task("process");
+    let over = |t: &gust_core::task::Task| {
+        t.mapping
+            .as_ref()
+            .expect("mapped")
+            .xcom_tasks()
+            .map(|t| t.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(over(process), ["request"]);
+    assert_eq!(
+        process.args.get("op_kwargs"),
+        Some(&serde_json::json!({"fixed_param": "test"}))
+    );
+    assert!(over(task("double")).is_empty(), "a literal list");
+    assert_eq!(over(task("again")), ["double"], "map over map");
+    assert!(
+        task("again")
+            .upstream
+            .iter()
+            .any(|u| u.as_str() == "double"),
+        "the upstream it maps over is a dependency"
+    );
 }
 
 #[test]

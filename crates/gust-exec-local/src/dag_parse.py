@@ -38,6 +38,7 @@ os.dup2(2, 1)
 started = time.monotonic()
 from airflow.dag_processing.dagbag import BundleDagBag  # noqa: E402
 from airflow.sdk.bases.operator import BaseOperator  # noqa: E402
+from airflow.sdk.definitions.mappedoperator import MappedOperator  # noqa: E402
 from airflow.serialization.serialized_objects import DagSerialization  # noqa: E402
 
 import importlib  # noqa: E402
@@ -214,6 +215,64 @@ def task_shape(task, dag_module):
     return out, arguments, not_expressible
 
 
+def expand_literal(value, where):
+    """An item of a list a mapped task expands over: as YAML holds it when it can. Otherwise its
+    text: the Task SDK, which runs every mapped task of a Python DAG file, reads the item from the
+    file itself, and Gust only counts the items."""
+    try:
+        return plain(value, where)
+    except NotExpressible:
+        return str(value)
+
+
+def expand_source(value, where):
+    """What a mapped task expands over, in dag-factory's spelling: a list (or a dict, whose items
+    are mapped over) written in the file, or an upstream's output as `task.output`; NotMappable
+    for what Gust cannot count the items of."""
+    from airflow.sdk.definitions.xcom_arg import MapXComArg, PlainXComArg, XComArg
+
+    # `.map(fn)` gives one item per item of what it maps.
+    while isinstance(value, MapXComArg):
+        value = value.arg
+    if isinstance(value, PlainXComArg):
+        if value.key == "return_value":
+            return "%s.output" % value.operator.task_id
+        return "%s.output[%r]" % (value.operator.task_id, value.key)
+    if isinstance(value, XComArg):
+        raise NotMappable("%s is a %s" % (where, type(value).__name__))
+    if isinstance(value, dict):
+        return {str(k): expand_literal(v, where) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [expand_literal(item, where) for item in value]
+    raise NotMappable("%s is a %s" % (where, type(value).__qualname__))
+
+
+class NotMappable(Exception):
+    pass
+
+
+def mapped_task_shape(task, dag_module):
+    """A mapped task (a MappedOperator) in dag-factory's shape: its operator's class, its
+    settings, and what it expands over (`expand:` or `expand_kwargs:`)."""
+    out, _, not_expressible = task_shape(task, dag_module)
+    out["operator"] = "%s.%s" % (task._task_module, task.task_type)
+    # A MappedOperator keeps what its instances are given in partial_kwargs.
+    push = task.partial_kwargs.get("do_xcom_push")
+    if push is not None:
+        out["do_xcom_push"] = bool(push)
+    expand_input = task._get_specified_expand_input()
+    if expand_input.EXPAND_INPUT_TYPE == "dict-of-lists":
+        out["expand"] = {
+            name: expand_source(value, "expand argument %r" % name)
+            for name, value in expand_input.value.items()
+        }
+    else:
+        out["expand_kwargs"] = expand_source(expand_input.value, "expand_kwargs")
+    if task.map_index_template:
+        out["map_index_template"] = task.map_index_template
+    return out, not_expressible
+
+
 def groups(dag):
     found = {}
     pending = [dag.task_group]
@@ -269,16 +328,32 @@ def dag_shape(dag):
     tasks = {}
     arguments = {}
     not_expressible = {}
-    mapped = []
+    in_mapped_groups = []
     dag_module = None
     for task in dag.tasks:
         closest_mapped_group = getattr(task, "get_closest_mapped_task_group", None)
-        in_mapped_group = closest_mapped_group is not None and closest_mapped_group() is not None
-        if not isinstance(task, BaseOperator) or in_mapped_group:
-            mapped.append(task.task_id)
+        if closest_mapped_group is not None and closest_mapped_group() is not None:
+            in_mapped_groups.append(task.task_id)
             continue
         dag_module = dag_module or _dag_module(dag)
-        tasks[task.task_id], arguments[task.task_id], why = task_shape(task, dag_module)
+        if isinstance(task, MappedOperator):
+            try:
+                tasks[task.task_id], why = mapped_task_shape(task, dag_module)
+            except NotMappable as what:
+                problems.append(
+                    "DAG %s: task %s maps over what Gust cannot map over yet (%s); expand over "
+                    "a list or one upstream's output" % (dag.dag_id, task.task_id, what)
+                )
+                continue
+            arguments[task.task_id] = {}
+        elif isinstance(task, BaseOperator):
+            tasks[task.task_id], arguments[task.task_id], why = task_shape(task, dag_module)
+        else:
+            problems.append(
+                "DAG %s: task %s is a %s, which Gust cannot read"
+                % (dag.dag_id, task.task_id, type(task).__qualname__)
+            )
+            continue
         if why:
             not_expressible[task.task_id] = why
     shape["tasks"] = tasks
@@ -287,7 +362,7 @@ def dag_shape(dag):
         "dag": shape,
         "arguments": arguments,
         "not_expressible": not_expressible,
-        "mapped": mapped,
+        "in_mapped_groups": in_mapped_groups,
         "problems": problems,
     }
 

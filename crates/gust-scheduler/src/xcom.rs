@@ -154,6 +154,22 @@ impl RuntimeLookup for RunXComs {
             .and_then(|value| value.get(key))
             .cloned()
     }
+
+    /// A mapped task's values by map index; any other task's value under -1.
+    fn xcom_rows(&self, task_id: &str, key: &str) -> BTreeMap<i32, serde_json::Value> {
+        let entry = (task_id.to_owned(), key.to_owned());
+        if let Some(instances) = self
+            .mapped
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&entry)
+        {
+            return instances.clone();
+        }
+        self.xcom(task_id, key)
+            .map(|value| BTreeMap::from([(gust_core::mapping::UNMAPPED, value)]))
+            .unwrap_or_default()
+    }
 }
 
 /// The key of a task's return value.
@@ -195,5 +211,10 @@ mod tests {
             Some(serde_json::json!([0.9, 0.8, 0.7]))
         );
         assert_eq!(xcoms.return_value("other"), None);
+        let rows = xcoms.xcom_rows("train", "return_value");
+        assert_eq!(rows.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+        xcoms.push("list", -1, "return_value", serde_json::json!([1, 2]));
+        let rows = xcoms.xcom_rows("list", "return_value");
+        assert_eq!(rows.get(&-1), Some(&serde_json::json!([1, 2])));
     }
 }

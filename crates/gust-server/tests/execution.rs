@@ -6,7 +6,7 @@
 //! neither exists the test says so and does nothing (and fails with GUST_REQUIRE_AIRFLOW=1, as
 //! in CI).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use gust_core::state::TaskState;
 use gust_executor::execution::{ExecutionBroker, Reported};
 use gust_executor::{LaunchSpec, RunFacts, SharedLookup, TryContext, TryKey};
 use gust_server::execution::{ExecutionState, TaskTokens};
-use gust_template::{MapLookup, TemplateConnection};
+use gust_template::{MapLookup, RuntimeLookup, TemplateConnection};
 
 mod common;
 
@@ -73,7 +73,7 @@ async fn run_script(
     output
 }
 
-fn spec(task: &str, retries: u32, lookup: Arc<MapLookup>) -> LaunchSpec {
+fn spec(task: &str, retries: u32, lookup: Arc<dyn RuntimeLookup>) -> LaunchSpec {
     let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
         .expect("a date")
         .to_utc();
@@ -281,6 +281,131 @@ async fn the_task_sdk_client_runs_a_try_against_gusts_execution_api() {
         broker.finish(load.ti_id).is_none(),
         "a finished try's token no longer works"
     );
+}
+
+/// A run of dag-factory's mapping example: `request` (not mapped) returned a list of three, and
+/// two of the three instances of `process`, mapped over it, have pushed their values.
+struct MappedRun;
+
+impl RuntimeLookup for MappedRun {
+    fn variable(&self, _key: &str) -> Option<String> {
+        None
+    }
+
+    fn connection(&self, _conn_id: &str) -> Option<TemplateConnection> {
+        None
+    }
+
+    fn xcom(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {
+        self.xcom_rows(task_id, key).into_values().next()
+    }
+
+    fn xcom_rows(&self, task_id: &str, key: &str) -> BTreeMap<i32, serde_json::Value> {
+        match (task_id, key) {
+            ("request", "return_value") => {
+                BTreeMap::from([(-1, serde_json::json!([[1], [2], [3]]))])
+            }
+            ("process", "return_value") => {
+                BTreeMap::from([(0, serde_json::json!(["a"])), (2, serde_json::json!(["c"]))])
+            }
+            _ => BTreeMap::new(),
+        }
+    }
+}
+
+/// What the Task SDK asks, as instance 1 of `process`, to resolve its `expand` and push its
+/// value; and what a reduce task asks of the mapped task.
+const MAPPED: &str = r#"
+import json, os, sys, uuid, datetime
+from airflow.sdk.api.client import Client, ServerResponseError
+
+url, token, ti_id = sys.argv[1:4]
+ti_id = uuid.UUID(ti_id)
+now = datetime.datetime.now(datetime.timezone.utc)
+client = Client(base_url=url, token=token)
+run = client.task_instances.start(ti_id, os.getpid(), now).dag_run.run_id
+x = client.xcoms
+out = {}
+out["upstream"] = x.get("etl", run, "request", "return_value").value
+out["upstream_count"] = x.head("etl", run, "request", "return_value").len
+out["upstream_as_mapped"] = x.get("etl", run, "request", "return_value", map_index=0).value
+out["count_before"] = x.head("etl", run, "process", "return_value").len
+x.set("etl", run, "process", "return_value", ["b"], map_index=1)
+out["count"] = x.head("etl", run, "process", "return_value").len
+out["slice"] = x.get_sequence_slice("etl", run, "process", "return_value", None, None, None).root
+out["reversed"] = x.get_sequence_slice("etl", run, "process", "return_value", None, None, -1).root
+out["item"] = x.get_sequence_item("etl", run, "process", "return_value", 1).root
+out["last"] = x.get_sequence_item("etl", run, "process", "return_value", -1).root
+out["past_the_end"] = type(x.get_sequence_item("etl", run, "process", "return_value", 3)).__name__
+out["own"] = x.get("etl", run, "process", "return_value", map_index=1).value
+out["sibling"] = x.get("etl", run, "process", "return_value", map_index=2).value
+out["unmapped_row"] = x.get("etl", run, "process", "return_value").value
+try:
+    x.set("etl", run, "process", "return_value", ["z"], map_index=2)
+    out["sibling_write"] = "allowed"
+except ServerResponseError as e:
+    out["sibling_write"] = e.response.status_code
+client.task_instances.succeed(ti_id, datetime.datetime.now(datetime.timezone.utc), [], [], None)
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn a_mapped_instance_reads_its_upstreams_and_its_siblings_by_map_index_as_airflow_answers() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let tokens = Arc::new(TaskTokens::new(
+        b"test secret",
+        std::time::Duration::from_secs(600),
+    ));
+    let broker = Arc::new(ExecutionBroker::new(tokens));
+    let mut process = spec("process", 0, Arc::new(MappedRun));
+    process.key.map_index = 1;
+    let now = gust_core::clock::Clock::now(&SystemClock);
+    let admitted = broker.admit(&process, now);
+    let state = ExecutionState::new(broker.clone(), Arc::new(SystemClock));
+    let ti_id = admitted.ti_id.to_string();
+    let output = run_script(state, &python, MAPPED, |url| {
+        vec![url, admitted.token.clone(), ti_id]
+    })
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the script failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let out: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|err| panic!("not JSON ({err}): {stdout}{stderr}"));
+    use serde_json::json;
+    assert_eq!(out["upstream"], json!([[1], [2], [3]]), "{out}");
+    assert_eq!(out["upstream_count"], 1, "an unmapped task is one row");
+    assert_eq!(
+        out["upstream_as_mapped"],
+        json!(null),
+        "no row at map index 0"
+    );
+    assert_eq!(out["count_before"], 2, "the instances that pushed");
+    assert_eq!(out["count"], 3);
+    assert_eq!(
+        out["slice"],
+        json!([["a"], ["b"], ["c"]]),
+        "in map-index order"
+    );
+    assert_eq!(out["reversed"], json!([["c"], ["b"], ["a"]]));
+    assert_eq!(out["item"], json!(["b"]));
+    assert_eq!(out["last"], json!(["c"]));
+    assert_eq!(out["past_the_end"], "ErrorResponse");
+    assert_eq!(out["own"], json!(["b"]));
+    assert_eq!(out["sibling"], json!(["c"]));
+    assert_eq!(
+        out["unmapped_row"],
+        json!(null),
+        "a mapped task has no row at -1"
+    );
+    assert_eq!(
+        out["sibling_write"], 403,
+        "an instance writes its own XComs only"
+    );
+    let progress = broker.finish(admitted.ti_id).expect("the try was live");
+    assert_eq!(progress.xcoms.get("return_value"), Some(&json!(["b"])));
 }
 
 /// Asks, through the Task SDK's client, for the previous successful run of the try `ti_id`.

@@ -1,7 +1,7 @@
 //! Where templates get variables, connections and XComs from: the caller supplies them through
 //! [`RuntimeLookup`], so rendering stays free of I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A connection as templates see it (`conn.ID.host`...): Airflow's `Connection` fields.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -45,6 +45,15 @@ pub trait RuntimeLookup: Send + Sync {
     fn connection(&self, conn_id: &str) -> Option<TemplateConnection>;
     /// The XCom `key` pushed by `task_id` in the current run, if any.
     fn xcom(&self, task_id: &str, key: &str) -> Option<serde_json::Value>;
+    /// The XCom `key` of each instance of `task_id` that pushed one, by map index, as Airflow
+    /// keeps XCom rows: a mapped task's instances under their map indexes, a task that is not
+    /// mapped under -1. What the Execution API's XCom sequence routes read; by default the
+    /// task is taken as not mapped.
+    fn xcom_rows(&self, task_id: &str, key: &str) -> BTreeMap<i32, serde_json::Value> {
+        self.xcom(task_id, key)
+            .map(|value| BTreeMap::from([(-1, value)]))
+            .unwrap_or_default()
+    }
 }
 
 /// A lookup with nothing in it, for dry runs and tests.

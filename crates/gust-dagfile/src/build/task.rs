@@ -155,15 +155,6 @@ pub fn read_task(
             problems.push(problem);
             None
         });
-    if mapped.is_some() && gust_operators::python::runs_in_task_sdk(operator.name) {
-        problems.push(
-            Diagnostic::new(
-                entry.at.clone(),
-                format!("Python task \"{}\" cannot be mapped", entry.name),
-            )
-            .with_hint("Gust maps its own operators (bash, kubernetes_pod, processing, kubernetes_job, spark_kubernetes, empty)"),
-        );
-    }
     // A teardown runs after its setups: they are among its dependencies.
     dependencies.extend(setups.iter().cloned());
     for (name, at) in xcom_upstreams {

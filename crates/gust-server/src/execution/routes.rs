@@ -497,7 +497,8 @@ async fn ti_skip_downstream(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `PATCH /task-instances/{id}/rendered-map-index`: Gust maps no tasks, so only checked.
+/// `PATCH /task-instances/{id}/rendered-map-index`: the name a mapped instance's
+/// `map_index_template` rendered to. Checked, not kept: Gust has no place for it yet.
 async fn ti_rendered_map_index(
     Extension(live): Live,
     Path(id): Path<Uuid>,
@@ -557,9 +558,9 @@ impl XComRead {
     }
 }
 
-/// `?start=&stop=&step=` of a slice.
+/// `?start=&stop=&step=` of a slice, `?map_index=` or `?offset=` of one value.
 #[derive(Debug, serde::Deserialize)]
-struct SliceQuery {
+struct XComQuery {
     #[serde(default)]
     start: Option<i64>,
     #[serde(default)]
@@ -568,6 +569,8 @@ struct SliceQuery {
     step: Option<i64>,
     #[serde(default)]
     map_index: Option<i64>,
+    #[serde(default)]
+    offset: Option<i64>,
 }
 
 /// `values[start:stop:step]` as Python slices a list.
@@ -606,46 +609,93 @@ fn py_slice(
     out
 }
 
+/// The XCom rows of `task_id`'s `key` as the token's try sees them, by map index (Airflow's
+/// XCom table: a mapped task's instances under their map indexes, a task that is not mapped
+/// under -1). The try's own row is what it pushed in this try, as Airflow clears a try's XComs
+/// when it starts; its task's other instances' rows are theirs.
+fn xcom_rows(
+    live: &LiveTry,
+    task_id: &str,
+    key: &str,
+) -> std::collections::BTreeMap<i32, serde_json::Value> {
+    let mut rows = live.lookup.xcom_rows(task_id, key);
+    if live.key.task_id.as_str() == task_id {
+        let own = live.key.map_index;
+        rows.remove(&own);
+        if let Some(value) = live.progress().xcoms.get(key) {
+            rows.insert(own, value.clone());
+        }
+    }
+    rows
+}
+
+/// The value `offset` places from the start (from the end when negative) of `values`, as
+/// Airflow's sequence routes count.
+fn at_offset(values: &[serde_json::Value], offset: i64) -> Option<&serde_json::Value> {
+    let index = if offset < 0 {
+        i64::try_from(values.len()).ok()? + offset
+    } else {
+        offset
+    };
+    values.get(usize::try_from(index).ok()?)
+}
+
 /// `GET /xcoms/{dag_id}/{run_id}/{task_id}/{key}` (and `HEAD`, `.../slice`,
-/// `.../item/{offset}`). Gust maps no tasks: a task's XCom is a sequence of one value.
+/// `.../item/{offset}`): one row by `map_index` (-1 when not given) or `offset`, the number of
+/// rows, a slice of them or one by its place, rows in map-index order. So a mapped upstream
+/// reads as the sequence of its instances' values (the Task SDK's `LazyXComSequence`), one that
+/// is not mapped as a sequence of its one value.
 async fn xcom_get(
     method: axum::http::Method,
     Extension(live): Live,
     Path((dag_id, run_id, task_id, path_key)): XComPath,
-    Query(query): Query<SliceQuery>,
+    Query(query): Query<XComQuery>,
 ) -> Result<Response, ExecError> {
     xcom_scope(&live, &dag_id, &run_id, &task_id, false)?;
     let read = XComRead::of(path_key);
     let key = match &read {
         XComRead::One(key) | XComRead::Slice(key) | XComRead::Item(key, _) => key.clone(),
     };
-    let value = if live.key.task_id.as_str() == task_id {
-        live.progress().xcoms.get(&key).cloned()
-    } else {
-        live.lookup.xcom(&task_id, &key)
-    };
+    let rows = xcom_rows(&live, &task_id, &key);
     let not_found = |what: String| {
         ExecError::not_found(format!(
             "XCom with key='{key}' {what} not found for task '{task_id}' in DAG run '{run_id}' \
              of '{dag_id}'"
         ))
     };
-    let sequence: Vec<serde_json::Value> = value.clone().into_iter().collect();
+    let sequence: Vec<serde_json::Value> = rows.values().cloned().collect();
     match read {
         XComRead::One(_) if method == axum::http::Method::HEAD => {
-            let count = sequence.len().to_string();
+            if query.map_index.is_some() {
+                return Err(ExecError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Cannot specify map_index in a HEAD request",
+                ));
+            }
             Ok((
-                [("Content-Range", format!("map_indexes {count}"))],
+                [("Content-Range", format!("map_indexes {}", sequence.len()))],
                 StatusCode::OK,
             )
                 .into_response())
         }
         XComRead::One(key) => {
-            let map_index = query.map_index.unwrap_or(-1);
-            match value.filter(|_| map_index < 0) {
-                Some(value) => Ok(axum::Json(XComResponse { key, value }).into_response()),
-                None => Err(not_found(format!("map_index={map_index}"))),
-            }
+            let found = if let Some(offset) = query.offset {
+                // As Airflow: the offset counts the rows that hold a value.
+                let held: Vec<serde_json::Value> =
+                    sequence.into_iter().filter(|v| !v.is_null()).collect();
+                at_offset(&held, offset)
+                    .cloned()
+                    .ok_or_else(|| not_found(format!("offset={offset}")))?
+            } else {
+                let map_index = query.map_index.unwrap_or(-1);
+                i32::try_from(map_index)
+                    .ok()
+                    .and_then(|i| rows.get(&i))
+                    .cloned()
+                    .ok_or_else(|| not_found(format!("map_index={map_index}")))?
+            };
+            Ok(axum::Json(XComResponse { key, value: found }).into_response())
         }
         XComRead::Slice(_) => {
             Ok(
@@ -653,18 +703,27 @@ async fn xcom_get(
                     .into_response(),
             )
         }
-        XComRead::Item(_, offset) => {
-            let index = if offset < 0 { offset + 1 } else { offset };
-            match value.filter(|_| index == 0) {
-                Some(value) => Ok(axum::Json(value).into_response()),
-                None => Err(not_found(format!("offset={offset}"))),
-            }
-        }
+        XComRead::Item(_, offset) => match at_offset(&sequence, offset) {
+            Some(value) => Ok(axum::Json(value.clone()).into_response()),
+            None => Err(not_found(format!("offset={offset}"))),
+        },
     }
 }
 
-/// `POST /xcoms/{dag_id}/{run_id}/{task_id}/{key}`: the value is kept masked; the return value
-/// becomes the try's XCom when it succeeds.
+/// The try's own map index must be the one a write names (none: the try's).
+fn own_map_index(live: &LiveTry, asked: Option<i64>) -> Result<(), ExecError> {
+    let own = live.key.map_index;
+    match asked {
+        Some(asked) if asked != i64::from(own) => Err(ExecError::forbidden(format!(
+            "task instance {}[{own}] may not write XComs of map index {asked}",
+            live.key.task_id
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /xcoms/{dag_id}/{run_id}/{task_id}/{key}?map_index=`: the value is kept masked; the
+/// return value becomes the try's XCom (its instance's, for a mapped task) when it succeeds.
 async fn xcom_set(
     Extension(live): Live,
     Path((dag_id, run_id, task_id, key)): XComPath,
@@ -672,13 +731,7 @@ async fn xcom_set(
     body: Bytes,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>), ExecError> {
     xcom_scope(&live, &dag_id, &run_id, &task_id, true)?;
-    if index.map_index.is_some_and(|i| i >= 0) {
-        return Err(ExecError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Gust does not map tasks: an XCom has no map_index",
-        ));
-    }
+    own_map_index(&live, index.map_index)?;
     let value: serde_json::Value = parse(&body)?;
     running(&live, None, None)?;
     live.progress().xcoms.insert(key, masked(&value));
@@ -688,12 +741,14 @@ async fn xcom_set(
     ))
 }
 
-/// `DELETE /xcoms/{dag_id}/{run_id}/{task_id}/{key}`.
+/// `DELETE /xcoms/{dag_id}/{run_id}/{task_id}/{key}?map_index=`.
 async fn xcom_delete(
     Extension(live): Live,
     Path((dag_id, run_id, task_id, key)): XComPath,
+    Query(index): Query<MapIndex>,
 ) -> Result<axum::Json<serde_json::Value>, ExecError> {
     xcom_scope(&live, &dag_id, &run_id, &task_id, true)?;
+    own_map_index(&live, index.map_index)?;
     live.progress().xcoms.remove(&key);
     Ok(axum::Json(serde_json::json!({
         "message": format!("XCom with key: {key} successfully deleted.")

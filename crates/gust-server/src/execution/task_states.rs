@@ -4,8 +4,8 @@
 //! store, as Airflow's routes read its database: under `gust dags test`, which keeps no runs,
 //! they are refused saying so, as the DAG-run routes are.
 //!
-//! Gust maps no tasks: every instance has map index -1, so asking for another map index finds
-//! nothing. A task group (`task_group_id`) is resolved through the DAG definition the scheduler
+//! Asking for a map index other than -1 finds nothing yet: these queries read the store's task
+//! instances as wholes, not a mapped task's instances one by one. A task group (`task_group_id`) is resolved through the DAG definition the scheduler
 //! stored: its tasks are those of the group and of the groups nested in it.
 
 use std::collections::BTreeMap;
@@ -133,7 +133,7 @@ fn state_value(state: TaskState) -> serde_json::Value {
 struct Asked {
     query: InstanceQuery,
     task_group_id: Option<String>,
-    /// A map index other than -1: Gust maps no tasks, so nothing matches.
+    /// A map index other than -1, which matches nothing yet.
     mapped: bool,
 }
 

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod instances;
+
 use assert_cmd::Command;
 
 /// The repository's example DAGs.
