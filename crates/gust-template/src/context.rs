@@ -34,6 +34,9 @@ pub struct TemplateContext {
     /// The asset events an asset-triggered run consumed, as lists by asset URI (Airflow's
     /// `triggering_asset_events`, keyed by the asset); empty for other runs.
     pub triggering_asset_events: serde_json::Map<String, serde_json::Value>,
+    /// More names, for what only some renderings have (a callback's `exception` and
+    /// `reason`); the names above win over these.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl TemplateContext {
@@ -58,6 +61,7 @@ impl TemplateContext {
             params: serde_json::Map::new(),
             conf: serde_json::Map::new(),
             triggering_asset_events: serde_json::Map::new(),
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -109,6 +113,7 @@ impl TemplateContext {
             var => Value::from_object(Variables { lookup: Arc::clone(&lookup) }),
             conn => Value::from_object(Connections { lookup }),
             triggering_asset_events => Value::from_serialize(&self.triggering_asset_events),
+            ..Value::from_serialize(&self.extra)
         }
     }
 }
