@@ -32,7 +32,7 @@ alerts:
       operator: bash
       bash_command: echo report
       dependencies: [load]
-      on_failure_callback: email
+      on_failure_callback: {callback: email, to: oncall@example.com}
       on_success_callback:
         callback: airflow.providers.http.notifications.HttpNotifier
         http_conn_id: reports
