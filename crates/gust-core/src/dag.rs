@@ -91,9 +91,13 @@ pub struct DagSettings {
     /// Which callbacks the DAG names (`on_success_callback`, `on_failure_callback`).
     #[serde(default)]
     pub callbacks: DagCallbacks,
+    /// The notifiers Gust sends when a run succeeds or fails (`on_success`, `on_failure`).
+    #[serde(default, skip_serializing_if = "crate::notify::Notifiers::is_empty")]
+    pub notifiers: crate::notify::Notifiers,
 }
 
-/// The callbacks a DAG names, in any form dag-factory reads; the callables are Python's.
+/// The Python callbacks a DAG names, in any form dag-factory reads; the callables are Python's
+/// (the notifiers Gust sends are in [`DagSettings::notifiers`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DagCallbacks {
     /// `on_success_callback`: after a run succeeds.
@@ -134,6 +138,7 @@ impl Default for DagSettings {
             is_paused_upon_creation: None,
             doc_md: None,
             callbacks: DagCallbacks::default(),
+            notifiers: crate::notify::Notifiers::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod date;
 pub mod duration;
 pub mod ids;
 pub mod mapping;
+pub mod notify;
 pub mod readiness;
 pub mod retry;
 pub mod schedule;

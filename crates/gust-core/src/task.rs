@@ -85,6 +85,10 @@ pub struct TaskSettings {
     /// Which callbacks the task names (`on_failure_callback`...).
     #[serde(default)]
     pub callbacks: TaskCallbacks,
+    /// The notifiers Gust sends on the task's events (Airflow's notifier classes named in
+    /// its callbacks), without Python.
+    #[serde(default, skip_serializing_if = "crate::notify::Notifiers::is_empty")]
+    pub notifiers: crate::notify::Notifiers,
     /// The assets a successful try updates (an asset event each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outlets: Vec<crate::asset::Asset>,
@@ -93,9 +97,10 @@ pub struct TaskSettings {
     pub inlets: Vec<crate::asset::Asset>,
 }
 
-/// The callbacks a task names, in any form dag-factory reads (a dotted path, a notifier with
-/// its arguments, `<callback>_name` with `<callback>_file`). Gust keeps only which exist: the
-/// callables themselves are Python's, read by dag-factory where they run.
+/// The Python callbacks a task names, in any form dag-factory reads (a dotted path, a notifier
+/// Gust does not send itself with its arguments, `<callback>_name` with `<callback>_file`).
+/// Gust keeps only which exist: the callables themselves are Python's, read by dag-factory
+/// where they run. The notifiers Gust sends are in [`TaskSettings::notifiers`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCallbacks {
     /// `on_execute_callback`: before a try runs.
@@ -167,6 +172,7 @@ impl Default for TaskSettings {
             is_teardown: false,
             on_failure_fail_dagrun: false,
             callbacks: TaskCallbacks::default(),
+            notifiers: crate::notify::Notifiers::default(),
             outlets: Vec::new(),
             inlets: Vec::new(),
         }

@@ -1,6 +1,6 @@
 //! Callbacks, read with Python tasks on (as `[python] interpreter` turns them on): in every
-//! form dag-factory reads, on tasks, in `default_args` and on the DAG. Gust keeps which exist;
-//! the callables are Python's.
+//! form dag-factory reads, on tasks, in `default_args` and on the DAG. Gust keeps which Python
+//! callbacks exist (the callables are Python's) and the notifiers it sends itself.
 
 mod support;
 
@@ -43,10 +43,17 @@ fn callbacks_are_read_in_every_form_on_tasks_defaults_and_the_dag() {
             .callbacks
     };
     let load_callbacks = task("load");
-    assert!(load_callbacks.on_failure && load_callbacks.on_retry);
-    assert!(!load_callbacks.on_success);
-    let report = task("report");
-    assert!(report.on_retry && !report.on_failure);
+    assert!(load_callbacks.on_failure && !load_callbacks.on_success);
+    // The Slack notifier in default_args is Gust's to send, not Python's.
+    assert!(!load_callbacks.on_retry);
+    let report = dag
+        .task(&TaskId::new("report").expect("an id"))
+        .expect("the task");
+    assert!(!report.settings.callbacks.on_retry && !report.settings.callbacks.on_failure);
+    let retry = &report.settings.notifiers.on_retry;
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].kind, gust_core::notify::NotifierKind::Slack);
+    assert_eq!(retry[0].args["text"], "retrying");
 }
 
 #[test]

@@ -48,6 +48,10 @@ impl std::fmt::Debug for PythonCallbacks {
 
 impl CallbackRunner for PythonCallbacks {
     fn run(&self, request: CallbackRequest) {
+        // The notifiers and emails are gust-notify's: only a Python callback is run here.
+        if !request.calls.python {
+            return;
+        }
         let this = self.clone();
         self.running.spawn(async move {
             let what = describe(&request);

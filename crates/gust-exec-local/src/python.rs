@@ -462,6 +462,8 @@ WORKER_FOLDER = {worker}
 DAG_FILE = {file_literal}
 # Gust's short operator names, as the Airflow classes they stand for.
 OPERATORS = {classes}
+# The notifiers Gust sends itself (callback paths).
+NOTIFIERS = {notifiers}
 
 
 def _moved(value):
@@ -470,7 +472,29 @@ def _moved(value):
     return value
 
 
+def _native(entry):
+    # Gust sends these notifiers and emails itself: dag-factory must not build them (their
+    # providers need not be installed) nor Airflow send them a second time.
+    for key in [k for k in entry if k.startswith("on_") and k.endswith("_callback")]:
+        value = entry[key]
+        items = value if isinstance(value, list) else [value]
+        kept = [
+            item
+            for item in items
+            if not (
+                (isinstance(item, str) and item.strip() in NOTIFIERS)
+                or (isinstance(item, dict) and str(item.get("callback", "")).strip() in NOTIFIERS)
+            )
+        ]
+        if not kept:
+            del entry[key]
+        elif isinstance(value, list):
+            entry[key] = kept if len(kept) > 1 else kept[0]
+    entry.pop("email", None)
+
+
 def _task(task):
+    _native(task)
     if task.get("operator") in OPERATORS:
         task["operator"] = OPERATORS[task["operator"]]
     for key in list(task):
@@ -480,7 +504,16 @@ def _task(task):
 
 def _airflow_names(config):
     for dag_id, dag in config.items():
-        if dag_id == "default" or not isinstance(dag, dict):
+        if not isinstance(dag, dict):
+            continue
+        _native(dag)
+        groups = dag.get("task_groups")
+        for group in groups.values() if isinstance(groups, dict) else (groups or []):
+            if isinstance(group, dict) and isinstance(group.get("default_args"), dict):
+                _native(group["default_args"])
+        if dag_id == "default":
+            if isinstance(dag.get("default_args"), dict):
+                _native(dag["default_args"])
             continue
         if isinstance(dag.get("default_args"), dict):
             _task(dag["default_args"])
@@ -503,6 +536,12 @@ load_yaml_dags(
 "#,
         file = dag_file.replace('\n', " "),
         classes = serde_json::Value::Object(classes),
+        notifiers = serde_json::json!(
+            gust_core::notify::CALLBACK_PATHS
+                .iter()
+                .map(|(path, _)| *path)
+                .collect::<Vec<_>>()
+        ),
     )
 }
 

@@ -3,15 +3,19 @@
 //! and the task instance. Gust does the same in the `[python] interpreter` environment, once the
 //! move that calls for one is committed (see the scheduler).
 //!
-//! Python tasks run their own callbacks in their worker, as Airflow's task runner does: none of
-//! theirs come here.
+//! Python tasks run their own Python callbacks in their worker, as Airflow's task runner does:
+//! none of theirs come here. The notifiers Gust sends itself (Airflow's notifier classes named
+//! in callbacks, and `email_on_failure`/`email_on_retry`) come here for every task, each
+//! request saying what it calls for ([`Calls`]); every [`CallbackRunner`] takes its own part.
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use gust_core::ids::{DagId, RunId, TaskId};
 
-use crate::RunFacts;
+use gust_core::notify::Notifier;
+
+use crate::{RunFacts, SharedLookup};
 
 /// Which callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +79,53 @@ pub struct CallbackTask {
     pub state: &'static str,
 }
 
+/// What one event of a task or a run calls for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calls {
+    /// A Python callback (run in the `[python] interpreter` environment).
+    pub python: bool,
+    /// The notifiers Gust sends.
+    pub notifiers: Vec<Notifier>,
+    /// Who gets Airflow's alert email (`email` with `email_on_failure` or `email_on_retry`).
+    pub email: Vec<String>,
+}
+
+impl Calls {
+    /// What `kind` calls for on `task`: its Python callback unless the Task SDK runs the task
+    /// (its worker runs them), its notifiers, and the alert email of a failure or a retry.
+    #[must_use]
+    pub fn of_task(kind: CallbackKind, task: &gust_core::task::Task) -> Self {
+        let settings = &task.settings;
+        let email = match kind {
+            CallbackKind::TaskFailure if settings.email_on_failure => settings.email.clone(),
+            CallbackKind::TaskRetry if settings.email_on_retry => settings.email.clone(),
+            _ => Vec::new(),
+        };
+        Self {
+            python: kind.is_named(&settings.callbacks, &Default::default())
+                && !gust_operators::python::runs_in_task_sdk(&task.operator),
+            notifiers: settings.notifiers.of_event(kind.event()).to_vec(),
+            email,
+        }
+    }
+
+    /// What `kind` calls for on `dag`'s run.
+    #[must_use]
+    pub fn of_dag(kind: CallbackKind, dag: &gust_core::dag::Dag) -> Self {
+        Self {
+            python: kind.is_named(&Default::default(), &dag.settings.callbacks),
+            notifiers: dag.settings.notifiers.of_event(kind.event()).to_vec(),
+            email: Vec::new(),
+        }
+    }
+
+    /// Whether it calls for nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        !self.python && self.notifiers.is_empty() && self.email.is_empty()
+    }
+}
+
 /// One callback to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallbackRequest {
@@ -100,6 +151,14 @@ pub struct CallbackRequest {
     pub reason: Option<String>,
     /// Where its output goes: the try's log for a task callback.
     pub log_path: PathBuf,
+    /// What the event calls for.
+    pub calls: Calls,
+    /// The DAG's params (templates' `params`, the run's conf over them).
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// How many tries the task may have in all (its retries + 1), for the alert email.
+    pub max_tries: u32,
+    /// Variables and connections, for templates and the notifiers' connections.
+    pub lookup: SharedLookup,
 }
 
 /// Runs callbacks, each on its own, without holding up the caller.

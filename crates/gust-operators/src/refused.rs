@@ -3,7 +3,9 @@
 //! Gust runs no Python inside its own processes: Python tasks run in Airflow's Task SDK once a
 //! Python environment is configured (`crate::python`). Until then, and for what that does not
 //! cover yet, Python callables in DAG files are refused with a message naming the setting or the
-//! alternative, never silently dropped.
+//! alternative, never silently dropped. Callbacks are settings, not arguments: the notifiers
+//! among them are sent natively, and the reader refuses only the Python callables they name
+//! when no Python environment is configured (gust-dagfile's `build/notifiers.rs`).
 
 /// Why an operator named in a DAG file cannot run here: a Python operator, or any other Airflow
 /// class path, without `[python] interpreter` (with it, the Task SDK runs them all).
@@ -96,9 +98,6 @@ pub fn refused_argument(name: &str) -> Option<&'static str> {
         "decorator" => {
             Some("a TaskFlow task is written with `decorator:` in place of `operator:`, not both")
         }
-        _ if (is_task_callback(name) || is_dag_callback(name)) && !crate::python::enabled() => {
-            Some(crate::python::NOT_CONFIGURED)
-        }
         _ if name.ends_with("_callback") || name.ends_with("_callbacks") => Some(
             "Gust runs the callbacks Airflow 3 runs: on_execute_callback, on_success_callback, \
              on_failure_callback, on_retry_callback and on_skipped_callback of tasks, \
@@ -121,12 +120,7 @@ mod tests {
 
     #[test]
     fn callables_and_callbacks_are_refused() {
-        for arg in [
-            "python_callable",
-            "on_failure_callback",
-            "sla_miss_callback",
-            "decorator",
-        ] {
+        for arg in ["python_callable", "sla_miss_callback", "decorator"] {
             assert!(refused_argument(arg).is_some(), "{arg}");
         }
         assert!(refused_argument("bash_command").is_none());

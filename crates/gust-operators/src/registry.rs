@@ -27,6 +27,8 @@ pub static OPERATORS: &[&OperatorSpec] = &[
     &sensors::external::MARKER_SPEC,
     &sensors::file::SPEC,
     &sensors::s3::SPEC,
+    &sensors::http::SENSOR_SPEC,
+    &sensors::http::OPERATOR_SPEC,
     &python::SPEC,
     &python::BRANCH_SPEC,
     &python::SHORT_CIRCUIT_SPEC,

@@ -17,7 +17,7 @@ use gust_core::readiness::{RunStates, run_state, settle, settle_changed};
 use gust_core::retry::{can_retry, retry_delay};
 use gust_core::schedule::DataInterval;
 use gust_core::state::{DagRunState, TaskEvent, TaskState};
-use gust_executor::callbacks::{CallbackKind, CallbackRequest, CallbackTask};
+use gust_executor::callbacks::{CallbackKind, CallbackRequest, CallbackTask, Calls};
 use gust_executor::deferral::{
     Deferral, EndState, Resume, TriggerFired, TriggerResult, TriggerRunner, TriggerSpec,
 };
@@ -543,6 +543,7 @@ impl<'a> Driver<'a> {
         run_state: &'static str,
         task: Option<&InstanceId>,
         reason: Option<String>,
+        calls: Calls,
     ) -> CallbackRequest {
         let tries = task
             .and_then(|t| self.instances.get(t))
@@ -574,6 +575,14 @@ impl<'a> Driver<'a> {
             }),
             reason,
             log_path,
+            max_tries: task
+                .and_then(|t| self.dag.task(&t.task_id))
+                .map_or(0, |t| t.settings.retries.saturating_add(1)),
+            calls,
+            params: self.dag.settings.params.clone(),
+            lookup: gust_executor::SharedLookup(Some(
+                self.xcoms.clone() as Arc<dyn gust_template::RuntimeLookup>
+            )),
         }
     }
 
@@ -584,10 +593,9 @@ impl<'a> Driver<'a> {
         else {
             return;
         };
-        if kind.is_named(&task.settings.callbacks, &Default::default())
-            && !gust_operators::python::runs_in_task_sdk(&task.operator)
-        {
-            runner.run(self.callback_request(kind, "running", Some(task_id), reason));
+        let calls = Calls::of_task(kind, task);
+        if !calls.is_empty() {
+            runner.run(self.callback_request(kind, "running", Some(task_id), reason, calls));
         }
     }
 
@@ -601,7 +609,8 @@ impl<'a> Driver<'a> {
         else {
             return;
         };
-        if !kind.is_named(&Default::default(), &self.dag.settings.callbacks) {
+        let calls = Calls::of_dag(kind, &self.dag);
+        if calls.is_empty() {
             return;
         }
         let deciding = if state == DagRunState::Success {
@@ -620,6 +629,7 @@ impl<'a> Driver<'a> {
             state.as_str(),
             task.as_ref(),
             Some(reason.to_owned()),
+            calls,
         ));
     }
 

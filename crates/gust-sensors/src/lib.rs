@@ -1,6 +1,7 @@
 //! The sensor runtime: runs Gust's native sensors (`TimeDeltaSensor`, `DateTimeSensor`,
-//! `TimeSensor`, `ExternalTaskSensor`, `FileSensor`, `S3KeySensor`) and `ExternalTaskMarker`
-//! inside the scheduler's process, with no Python and no process.
+//! `TimeSensor`, `ExternalTaskSensor`, `FileSensor`, `S3KeySensor`, `HttpSensor`),
+//! `ExternalTaskMarker` and `HttpOperator` (one async request) inside the scheduler's process,
+//! with no Python and no process.
 //!
 //! A try is one poke, an async check: met, the try succeeds; not yet, it ends as
 //! [`TryOutcome::Rescheduled`] at the next poke's time and the scheduler keeps it
@@ -8,11 +9,12 @@
 //! Every sensor behaves as Airflow's `reschedule` mode, whatever its `mode` or `deferrable`
 //! says; `timeout` counts from the try's first poke. The runtime reports outcomes and never
 //! writes task-instance state. What a poke means is decided by the pure [`decide::decide`];
-//! the pokes are in `time`, `external`, `file` and `s3`.
+//! the pokes are in `time`, `external`, `file`, `s3` and `http`.
 
 pub mod decide;
 mod external;
 mod file;
+pub mod http;
 mod s3;
 pub mod time;
 
@@ -27,6 +29,7 @@ use gust_executor::{
 use gust_operators::read_args;
 use gust_operators::sensors::external::{ExternalTaskArgs, ExternalTaskMarkerArgs};
 use gust_operators::sensors::file::FileArgs;
+use gust_operators::sensors::http::{HttpOperatorArgs, HttpSensorArgs};
 use gust_operators::sensors::s3::S3KeyArgs;
 use gust_operators::sensors::time::{DateTimeArgs, TimeArgs, TimeDeltaArgs};
 use gust_operators::sensors::{NATIVE, SensorSettings, is_native};
@@ -50,6 +53,9 @@ struct Inner {
     shutdown: CancellationToken,
     /// The metadata database `ExternalTaskSensor` reads (`None`: it fails, saying so).
     store: Option<Store>,
+    /// The HTTP client `HttpSensor` and `HttpOperator` share (its connections pooled), or why
+    /// it could not be built.
+    http: Result<reqwest::Client, String>,
 }
 
 impl SensorExecutor {
@@ -69,6 +75,10 @@ impl SensorExecutor {
                 tasks,
                 shutdown,
                 store,
+                http: reqwest::Client::builder()
+                    .user_agent(concat!("gust/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|err| format!("the HTTP client could not be built: {err}")),
             }),
         }
     }
@@ -161,6 +171,46 @@ impl Inner {
                 let args = args!(S3KeyArgs);
                 let (poke, said) = s3::poke(&args, lookup).await;
                 (poke, said, args.settings)
+            }
+            "http_sensor" => {
+                let args = args!(HttpSensorArgs);
+                let (poke, said) = match &self.http {
+                    Ok(client) => http::poke(client, &args, lookup).await,
+                    Err(why) => (Poke::Error(why.clone()), String::new()),
+                };
+                (poke, said, args.settings)
+            }
+            "http_operator" => {
+                // Not a sensor: one request, its body the XCom (Airflow's `response.text`).
+                let args = args!(HttpOperatorArgs);
+                let client = match &self.http {
+                    Ok(client) => client,
+                    Err(why) => return TryOutcome::Failed(FailureReason::Spawn(why.clone())),
+                };
+                return match http::run(client, &args, lookup).await {
+                    Ok(answer) => {
+                        if let Ok(mut log) =
+                            LogWriter::open(&spec.log_path, self.clock.as_ref()).await
+                        {
+                            let mut line = format!(
+                                "{} answered {}",
+                                args.endpoint.as_deref().unwrap_or("/"),
+                                answer.status
+                            );
+                            if args.log_response {
+                                line = format!("{line}: {}", gust_secrets::mask(&answer.body));
+                            }
+                            let _ = log.line("gust", &line).await;
+                            let _ = log.flush().await;
+                        }
+                        TryOutcome::Succeeded {
+                            xcom: spec
+                                .do_xcom_push
+                                .then(|| serde_json::Value::String(answer.body)),
+                        }
+                    }
+                    Err(why) => TryOutcome::Failed(FailureReason::Task(why)),
+                };
             }
             "external_task_marker" => {
                 // An empty task in its run; what it names matters only to a clear (see docs).

@@ -19,6 +19,7 @@ mod event_logs;
 mod heartbeats;
 mod instance_queries;
 mod metrics;
+mod notifications;
 mod pools;
 mod runs;
 mod task_instances;
@@ -50,6 +51,7 @@ pub use error::StoreError;
 pub use event_logs::{EventColumn, EventFilter, NewEvent, StoredEvent};
 pub use heartbeats::{Job, SCHEDULER_JOB};
 pub use instance_queries::{InstanceQuery, InstanceState, PreviousInstance};
+pub use notifications::{DeliveryStatus, NewDelivery, StoredDelivery};
 pub use pools::{DEFAULT_POOL, Pool};
 pub use runs::{NewRun, RunFilter, RunOrder, RunType, StoredRun, TimeRange};
 pub use task_instances::{

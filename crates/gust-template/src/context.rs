@@ -40,6 +40,9 @@ pub struct TemplateContext {
     /// them), seen as `task.<argument>` (as Airflow's operator attributes): what a
     /// `map_index_template` names an instance by. Empty while the arguments themselves render.
     pub task_args: serde_json::Map<String, serde_json::Value>,
+    /// More names, for what only some renderings have (a callback's `exception` and
+    /// `reason`); the names above win over these.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl TemplateContext {
@@ -66,6 +69,7 @@ impl TemplateContext {
             triggering_asset_events: serde_json::Map::new(),
             map_index: -1,
             task_args: serde_json::Map::new(),
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -123,6 +127,7 @@ impl TemplateContext {
             var => Value::from_object(Variables { lookup: Arc::clone(&lookup) }),
             conn => Value::from_object(Connections { lookup }),
             triggering_asset_events => Value::from_serialize(&self.triggering_asset_events),
+            ..Value::from_serialize(&self.extra)
         }
     }
 }

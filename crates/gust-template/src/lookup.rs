@@ -37,6 +37,48 @@ impl std::fmt::Debug for TemplateConnection {
     }
 }
 
+impl TemplateConnection {
+    /// The base URL of an HTTP connection as Airflow's HttpHook builds it: the host when it has
+    /// a scheme, else `schema` (or `http`) `://host`, then `:port` when there is one.
+    #[must_use]
+    pub fn http_base(&self) -> String {
+        let host = self.host.clone().unwrap_or_default();
+        let mut base = if host.contains("://") {
+            host
+        } else {
+            let scheme = self
+                .schema
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "http".to_owned());
+            format!("{scheme}://{host}")
+        };
+        if let Some(port) = self.port {
+            base = format!("{base}:{port}");
+        }
+        base
+    }
+
+    /// [`TemplateConnection::http_base`] and `endpoint` joined by one slash.
+    #[must_use]
+    pub fn http_url(&self, endpoint: &str) -> String {
+        join_url(&self.http_base(), endpoint)
+    }
+}
+
+/// `base` and `endpoint` joined by one slash (`base` alone when `endpoint` is empty).
+#[must_use]
+pub fn join_url(base: &str, endpoint: &str) -> String {
+    if endpoint.is_empty() {
+        return base.to_owned();
+    }
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        endpoint.trim_start_matches('/')
+    )
+}
+
 /// Variables, connections and XComs as a rendering sees them.
 pub trait RuntimeLookup: Send + Sync {
     /// A variable's value as stored (text), if it exists.

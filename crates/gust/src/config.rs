@@ -40,6 +40,29 @@ pub struct Config {
     /// `[dag_processor]`: how Python DAG files are parsed (with `[python] interpreter`).
     #[serde(default)]
     pub dag_processor: DagProcessorSection,
+    /// `[smtp]`: the server alert emails and `SmtpNotifier`s go through (Airflow's section).
+    #[serde(default)]
+    pub smtp: gust_notify::SmtpConfig,
+    /// `[email]`: which SMTP connection, when it exists, is used instead of `[smtp]`.
+    #[serde(default)]
+    pub email: EmailSection,
+}
+
+/// `[email]`: Airflow's name for the SMTP connection emails use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSection {
+    /// The SMTP connection alert emails and `SmtpNotifier`s without `smtp_conn_id` use when it
+    /// exists (default `smtp_default`, Airflow's); `[smtp]` is used when it does not.
+    pub email_conn_id: String,
+}
+
+impl Default for EmailSection {
+    fn default() -> Self {
+        Self {
+            email_conn_id: "smtp_default".to_owned(),
+        }
+    }
 }
 
 /// `[dag_processor]`: Airflow's names and defaults for parsing Python DAG files.
@@ -440,6 +463,8 @@ impl Config {
             scheduler: SchedulerSection::default(),
             python: PythonSection::default(),
             dag_processor: DagProcessorSection::default(),
+            smtp: gust_notify::SmtpConfig::default(),
+            email: EmailSection::default(),
         }
     }
 
@@ -471,6 +496,7 @@ pub const SENSITIVE_OPTIONS: &[(&str, &str)] = &[
     ("core", "fernet_key"),
     ("database", "url"),
     ("api", "secret_key"),
+    ("smtp", "smtp_password"),
 ];
 
 impl Config {

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod connections_watch;
+mod notifications;
 mod python_dags;
 mod python_tasks;
 mod remote_logs;

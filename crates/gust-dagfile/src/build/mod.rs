@@ -8,6 +8,7 @@ mod chains;
 mod graph;
 mod groups;
 mod mapping;
+mod notifiers;
 mod settings;
 mod setup_teardown;
 mod task;
@@ -276,8 +277,12 @@ fn read_settings(
             "is_paused_upon_creation" => {
                 values::boolean(node, name).map(|v| settings.is_paused_upon_creation = Some(v))
             }
-            callback if gust_operators::python::enabled() && settings.callbacks.note(callback) => {
-                settings::check_callback(node, name)
+            callback if refused::is_dag_callback(callback) => {
+                notifiers::read_callback(node, name, &mut settings.notifiers).map(|python| {
+                    if python {
+                        settings.callbacks.note(callback);
+                    }
+                })
             }
             _ => Err(unknown_dag_key(key)),
         };

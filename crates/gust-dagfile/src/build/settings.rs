@@ -38,32 +38,7 @@ pub const SETTING_KEYS: &[&str] = &[
 /// Whether `key` sets a task setting.
 #[must_use]
 pub fn is_setting(key: &str) -> bool {
-    SETTING_KEYS.contains(&key)
-        || (gust_operators::python::enabled() && gust_operators::refused::is_task_callback(key))
-}
-
-/// Reads a callback as dag-factory does: a dotted path, a notifier (`{callback: path, ...}`) or
-/// a list of those; `<callback>_name` and `<callback>_file` are strings. Python checks the rest
-/// where the callback runs.
-pub fn check_callback(node: &Node, key: &str) -> Read<()> {
-    use crate::yaml::Value;
-    let whole = !(key.ends_with("_name") || key.ends_with("_file"));
-    match &node.value {
-        Value::Str(text) if !text.trim().is_empty() => Ok(()),
-        Value::Map(_) | Value::Seq(_) if whole => Ok(()),
-        _ => Err(Diagnostic::new(
-            node.at.clone(),
-            if whole {
-                format!(
-                    "\"{key}\" must be a dotted path (module.function), a notifier \
-                     ({{callback: path, ...}}) or a list of those, not {}",
-                    node.kind()
-                )
-            } else {
-                format!("\"{key}\" must be a non-empty string, not {}", node.kind())
-            },
-        )),
-    }
+    SETTING_KEYS.contains(&key) || gust_operators::refused::is_task_callback(key)
 }
 
 /// Applies one setting to `settings`.
@@ -114,7 +89,11 @@ pub fn apply(settings: &mut TaskSettings, key: &str, node: &Node) -> Read<()> {
         "is_setup" => settings.is_setup = values::boolean(node, key)?,
         "is_teardown" => settings.is_teardown = values::boolean(node, key)?,
         "on_failure_fail_dagrun" => settings.on_failure_fail_dagrun = values::boolean(node, key)?,
-        callback if settings.callbacks.note(callback) => check_callback(node, key)?,
+        callback if gust_operators::refused::is_task_callback(callback) => {
+            if super::notifiers::read_callback(node, key, &mut settings.notifiers)? {
+                settings.callbacks.note(callback);
+            }
+        }
         other => {
             return Err(Diagnostic::new(
                 node.at.clone(),

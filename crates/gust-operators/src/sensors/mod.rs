@@ -27,6 +27,7 @@ macro_rules! sensor_arguments {
 
 pub mod external;
 pub mod file;
+pub mod http;
 pub mod s3;
 pub mod time;
 
@@ -183,8 +184,9 @@ pub(crate) fn duration(value: &serde_json::Value, unit: f64) -> Result<Duration,
     }
 }
 
-/// Every native sensor's canonical name (and `external_task_marker`, run by the same runtime).
-pub const NATIVE: [&str; 7] = [
+/// Every native sensor's canonical name (and `external_task_marker` and `http_operator`, run
+/// by the same runtime: each an async request, no process).
+pub const NATIVE: [&str; 9] = [
     time::TIME_DELTA_SPEC.name,
     time::DATE_TIME_SPEC.name,
     time::TIME_SPEC.name,
@@ -192,6 +194,8 @@ pub const NATIVE: [&str; 7] = [
     external::MARKER_SPEC.name,
     file::SPEC.name,
     s3::SPEC.name,
+    http::SENSOR_SPEC.name,
+    http::OPERATOR_SPEC.name,
 ];
 
 /// Whether the sensor runtime runs tries of `operator`.

@@ -1,11 +1,12 @@
-//! Which committed moves call for a callback: a task's (for tasks Gust runs natively; Python
-//! tasks run theirs in their worker) and a DAG's when its run ends. The callbacks themselves run
-//! in Python, through the configured [`CallbackRunner`], after the move is committed.
+//! Which committed moves call for a callback: a task's (Python callbacks for tasks Gust runs
+//! natively, as Python tasks run theirs in their worker; notifiers and alert emails for every
+//! task) and a DAG's when its run ends. The configured [`CallbackRunner`] runs them after the
+//! move is committed: Python's in Python, the notifiers' in gust-notify.
 
 use gust_core::ids::{InstanceId, TaskId};
 use gust_core::state::{DagRunState, TaskState};
 use gust_executor::TryKey;
-use gust_executor::callbacks::{CallbackKind, CallbackRequest, CallbackTask};
+use gust_executor::callbacks::{CallbackKind, CallbackRequest, CallbackTask, Calls};
 
 use super::active::{ActiveRun, RunKey};
 use super::{After, Batch, Scheduler};
@@ -32,8 +33,8 @@ impl Scheduler {
         let Some(task) = run.dag.task(task_id) else {
             return;
         };
-        let wanted = kind.is_named(&task.settings.callbacks, &Default::default());
-        if !wanted || gust_operators::python::runs_in_task_sdk(&task.operator) {
+        let calls = Calls::of_task(kind, task);
+        if calls.is_empty() {
             return;
         }
         let key = TryKey {
@@ -53,6 +54,8 @@ impl Scheduler {
             }),
             reason,
             log_path: crate::log_path::log_path(&self.config.logs_root, &key),
+            calls,
+            max_tries: task.settings.retries.saturating_add(1),
             ..run_request(run, kind, "running")
         };
         batch.then(After::Callback(Box::new(request)));
@@ -68,7 +71,8 @@ impl Scheduler {
         let Some((kind, reason)) = dag_callback_kind(state, run.timed_out) else {
             return;
         };
-        if !kind.is_named(&Default::default(), &run.dag.settings.callbacks) {
+        let calls = Calls::of_dag(kind, &run.dag);
+        if calls.is_empty() {
             return;
         }
         let deciding = if state == DagRunState::Success {
@@ -77,6 +81,7 @@ impl Scheduler {
             TaskState::Failed
         };
         let mut request = run_request(run, kind, state.as_str());
+        request.calls = calls;
         request.reason = Some(reason.to_owned());
         request.log_path = crate::log_path::dag_callbacks_log_path(
             &self.config.logs_root,
@@ -141,5 +146,11 @@ fn run_request(run: &ActiveRun, kind: CallbackKind, run_state: &'static str) -> 
         task: None,
         reason: None,
         log_path: std::path::PathBuf::new(),
+        calls: Calls::default(),
+        params: run.dag.settings.params.clone(),
+        max_tries: 0,
+        lookup: gust_executor::SharedLookup(Some(
+            run.xcoms.clone() as std::sync::Arc<dyn gust_template::RuntimeLookup>
+        )),
     }
 }

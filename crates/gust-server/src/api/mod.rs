@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod logs;
 pub mod mark_scope;
 pub mod monitor;
+pub mod notifications;
 pub mod page;
 pub mod pools;
 pub mod providers;
@@ -73,4 +74,5 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(jobs::routes())
         .merge(backfills::routes())
         .merge(assets::routes())
+        .merge(notifications::routes())
 }

@@ -11,9 +11,13 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
         ConfigCommand::List => {
             let home = config::home()?;
             let mut config = Config::load(&home)?;
-            // The database password and the keys are secrets: never printed.
+            // The database password, the keys and the SMTP password are secrets: never printed.
             config.database.url = gust_store::redact(&config.database.url);
-            for key in [&mut config.core.fernet_key, &mut config.api.secret_key] {
+            for key in [
+                &mut config.core.fernet_key,
+                &mut config.api.secret_key,
+                &mut config.smtp.smtp_password,
+            ] {
                 if key.is_some() {
                     *key = Some("***".to_owned());
                 }

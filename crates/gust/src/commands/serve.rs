@@ -351,14 +351,21 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
                 let (config, home) = (config.clone(), home.clone());
                 Arc::new(move || super::secret_key(&config, &home).ok())
             })));
-        // Callbacks of natively run tasks and of DAGs run in the tasks' Python environment.
-        scheduler_config.callbacks = python.as_ref().map(|p| {
+        // Notifiers and alert emails are sent natively; Python callbacks of natively run tasks
+        // and of DAGs run in the tasks' Python environment.
+        let python_callbacks = python.as_ref().map(|p| {
             Arc::new(gust_exec_local::PythonCallbacks::new(
                 p.runtime.interpreter.clone(),
                 p.runtime.work_dir.clone(),
                 p.runtime.clock.clone(),
             )) as Arc<dyn gust_executor::callbacks::CallbackRunner>
         });
+        scheduler_config.callbacks = Some(Arc::new(crate::notifications::runner(
+            &config,
+            clock.clone(),
+            Some(store.clone()),
+            python_callbacks,
+        )?));
         scheduler_config.worker_free_operators = gust_operators::OPERATORS
             .iter()
             .filter(|spec| !spec.holds_worker)

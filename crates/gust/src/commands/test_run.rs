@@ -48,13 +48,23 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
         let variables = variables_if_any(config, &home).await;
         let python = crate::python_tasks::start(config, None, None, clock.clone()).await?;
         // Callbacks of natively run tasks and of the DAG run in the Python tasks' environment.
-        let callbacks = python.as_ref().map(|p| {
+        let python_callbacks = python.as_ref().map(|p| {
             Arc::new(gust_exec_local::PythonCallbacks::new(
                 p.runtime.interpreter.clone(),
                 p.runtime.work_dir.clone(),
                 p.runtime.clock.clone(),
             ))
         });
+        // Notifiers and alert emails are sent natively (recorded nowhere: a test run has no
+        // database of its own).
+        let callbacks = Arc::new(crate::notifications::runner(
+            config,
+            clock.clone(),
+            None,
+            python_callbacks
+                .clone()
+                .map(|c| c as Arc<dyn gust_executor::callbacks::CallbackRunner>),
+        )?);
         // Triggers of deferred tasks that Gust does not run natively run in one Python process.
         let triggerer_stop = tokio_util::sync::CancellationToken::new();
         let triggerer = python.as_ref().map(|p| {
@@ -84,9 +94,7 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
                 .into_iter())
             .map(|c| (c.conn_id.clone(), template_connection(c)))
             .collect(),
-            callbacks: callbacks
-                .clone()
-                .map(|c| c as Arc<dyn gust_executor::callbacks::CallbackRunner>),
+            callbacks: Some(callbacks.clone() as Arc<dyn gust_executor::callbacks::CallbackRunner>),
             max_map_length: config.core.max_map_length,
             triggerer,
         };
@@ -116,8 +124,9 @@ pub fn run_test(args: TestArgs, config: &Config) -> anyhow::Result<ExitCode> {
         triggerer_stop.cancel();
         runtimes.shutdown().await;
         // The run ends once its callbacks have.
-        if let Some(callbacks) = callbacks {
-            callbacks.wait().await;
+        callbacks.wait().await;
+        if let Some(python_callbacks) = python_callbacks {
+            python_callbacks.wait().await;
         }
         if let Some(python) = python {
             python.stop().await;
