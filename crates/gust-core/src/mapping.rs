@@ -149,7 +149,8 @@ impl Mapping {
 
     /// The upstream tasks whose XComs are mapped over.
     pub fn xcom_tasks(&self) -> impl Iterator<Item = &TaskId> {
-        self.sources().filter_map(|s| s.upstream().map(|(task, _)| task))
+        self.sources()
+            .filter_map(|s| s.upstream().map(|(task, _)| task))
     }
 
     /// Every list, resolved once: `xcom` gives an upstream's XCom by key (`None`: its return
@@ -199,11 +200,7 @@ impl Mapping {
 
     /// How many instances the task has, once its upstreams' values are known (0: it is
     /// skipped); more than `max` is an error.
-    pub fn length(
-        &self,
-        xcom: &XComLookup<'_>,
-        max: usize,
-    ) -> Result<usize, ExpandError> {
+    pub fn length(&self, xcom: &XComLookup<'_>, max: usize) -> Result<usize, ExpandError> {
         self.resolve(xcom)?.checked_len(max)
     }
 
@@ -264,7 +261,10 @@ impl Lists {
     #[must_use]
     pub fn args(&self, index: usize) -> Option<Map<String, Value>> {
         if self.kwargs {
-            let item = self.by_argument.first().and_then(|(_, list)| list.get(index));
+            let item = self
+                .by_argument
+                .first()
+                .and_then(|(_, list)| list.get(index));
             return item.and_then(|v| v.as_object().cloned());
         }
         // As Airflow decomposes an index: the last argument varies fastest.
@@ -367,7 +367,8 @@ mod tests {
             ]),
             map_index_template: None,
         };
-        let xcom = |t: &TaskId, _: Option<&str>| (t.as_str() == "up").then(|| json!(["x", "y", "z"]));
+        let xcom =
+            |t: &TaskId, _: Option<&str>| (t.as_str() == "up").then(|| json!(["x", "y", "z"]));
         assert_eq!(mapping.length(&xcom, 1024), Ok(6));
         let all: Vec<Value> = (0..6)
             .map(|i| Value::Object(mapping.instance_args(&xcom, i).unwrap().unwrap()))

@@ -34,7 +34,10 @@ pub fn instance_args(
     let (Some(mapping), Ok(index)) = (&task.mapping, usize::try_from(instance.map_index)) else {
         return Ok(None);
     };
-    match xcoms.mapped_lists(&task.id, mapping).map(|lists| lists.args(index)) {
+    match xcoms
+        .mapped_lists(&task.id, mapping)
+        .map(|lists| lists.args(index))
+    {
         Ok(Some(args)) => Ok(Some(args)),
         Ok(None) => Err(format!(
             "{instance}: the list {} was expanded over no longer has item {index}; clear the task to expand it again",
@@ -143,14 +146,20 @@ impl InstanceStates {
         let mut states = Self::default();
         for (id, state) in instances {
             match usize::try_from(id.map_index) {
-                Ok(index) => states.mapped.entry(id.task_id).or_default().set(index, state),
+                Ok(index) => states
+                    .mapped
+                    .entry(id.task_id)
+                    .or_default()
+                    .set(index, state),
                 Err(_) => {
                     states.tasks.insert(id.task_id, state);
                 }
             }
         }
         for (task, mapped) in &states.mapped {
-            states.tasks.insert(task.clone(), mapped.counts.task_state());
+            states
+                .tasks
+                .insert(task.clone(), mapped.counts.task_state());
         }
         states
     }

@@ -609,7 +609,7 @@ impl<'a> Driver<'a> {
         else {
             return;
         };
-        let calls = Calls::of_dag(kind, &self.dag);
+        let calls = Calls::of_dag(kind, self.dag);
         if calls.is_empty() {
             return;
         }

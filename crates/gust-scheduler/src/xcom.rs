@@ -83,7 +83,11 @@ impl RunXComs {
 
     /// `task`'s lists resolved against the run's XComs (see [`Mapping::resolve`]), resolved
     /// once and kept until a value they come from is pushed again.
-    pub fn mapped_lists(&self, task: &TaskId, mapping: &Mapping) -> Result<Arc<Lists>, ExpandError> {
+    pub fn mapped_lists(
+        &self,
+        task: &TaskId,
+        mapping: &Mapping,
+    ) -> Result<Arc<Lists>, ExpandError> {
         let cached = self
             .lists
             .lock()
@@ -93,7 +97,8 @@ impl RunXComs {
         if let Some(lists) = cached {
             return Ok(lists);
         }
-        let lookup = |t: &TaskId, key: Option<&str>| self.xcom(t.as_str(), key.unwrap_or(RETURN_VALUE));
+        let lookup =
+            |t: &TaskId, key: Option<&str>| self.xcom(t.as_str(), key.unwrap_or(RETURN_VALUE));
         let lists = Arc::new(mapping.resolve(&lookup)?);
         self.lists
             .lock()

@@ -168,7 +168,7 @@ fn same(found: &serde_json::Value, wanted: &serde_json::Value) -> bool {
     found == wanted
         || match (found, wanted) {
             (serde_json::Value::String(s), other) | (other, serde_json::Value::String(s)) => {
-                !other.is_string() && *s == other.to_string()
+                !other.is_string() && s.as_str() == other.to_string().as_str()
             }
             _ => false,
         }

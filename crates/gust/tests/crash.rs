@@ -269,11 +269,7 @@ async fn crash_mapped_many_times(db: TestDb) {
     let home = tempfile::tempdir().expect("home");
     let side = home.path().join("side-effects.txt");
     std::fs::create_dir_all(home.path().join("dags")).expect("dags");
-    std::fs::write(
-        home.path().join("dags/crashy.yaml"),
-        mapped_dag_file(&side),
-    )
-    .expect("dag");
+    std::fs::write(home.path().join("dags/crashy.yaml"), mapped_dag_file(&side)).expect("dag");
     let trigger = gust_process(home.path(), &db.url)
         .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
         .output()
@@ -321,8 +317,14 @@ async fn crash_mapped_many_times(db: TestDb) {
         .filter_map(|t| Some((t.start_date?, t.end_date?)))
         .collect();
     for (start, _) in &spans {
-        let overlapping = spans.iter().filter(|(s, e)| s <= start && start < e).count();
-        assert!(overlapping <= 4, "{overlapping} instances ran at once: {spans:#?}");
+        let overlapping = spans
+            .iter()
+            .filter(|(s, e)| s <= start && start < e)
+            .count();
+        assert!(
+            overlapping <= 4,
+            "{overlapping} instances ran at once: {spans:#?}"
+        );
     }
     db.finish().await;
 }

@@ -100,7 +100,10 @@ fn mapped_tasks_end_as_in_airflow_with_the_same_values_pulled() {
         return;
     };
     let root = tempfile::tempdir().expect("tempdir");
-    let (gust_out, airflow_out) = (root.path().join("gust-out"), root.path().join("airflow-out"));
+    let (gust_out, airflow_out) = (
+        root.path().join("gust-out"),
+        root.path().join("airflow-out"),
+    );
     for dir in [&gust_out, &airflow_out] {
         std::fs::create_dir_all(dir).expect("mkdir");
     }

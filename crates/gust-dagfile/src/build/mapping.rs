@@ -72,7 +72,11 @@ fn xcom_ref(text: &str) -> Option<(&str, Option<&str>)> {
         match inner.split_once(',') {
             None => (inner.trim(), None),
             Some((task, key)) => {
-                let key = key.trim().strip_prefix("key")?.trim_start().strip_prefix('=')?;
+                let key = key
+                    .trim()
+                    .strip_prefix("key")?
+                    .trim_start()
+                    .strip_prefix('=')?;
                 (task.trim(), Some(quoted(key.trim())?))
             }
         }

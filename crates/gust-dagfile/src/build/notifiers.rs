@@ -165,7 +165,7 @@ fn notifier(
         ));
     }
     if let Some(retries) = args.get("retries")
-        && !retries.as_u64().is_some_and(|n| n <= 20)
+        && retries.as_u64().is_none_or(|n| n > 20)
     {
         return Err(Diagnostic::new(
             node.at.clone(),

@@ -71,7 +71,9 @@ pub fn apply(settings: &mut TaskSettings, key: &str, node: &Node) -> Read<()> {
         }
         "pool" => settings.pool = values::string(node, key)?,
         "pool_slots" => settings.pool_slots = values::count(node, key, 1)?,
-        "max_active_tis_per_dag" => settings.max_active_tis_per_dag = values::opt_count(node, key, 1)?,
+        "max_active_tis_per_dag" => {
+            settings.max_active_tis_per_dag = values::opt_count(node, key, 1)?
+        }
         "max_active_tis_per_dagrun" => {
             settings.max_active_tis_per_dagrun = values::opt_count(node, key, 1)?;
         }

@@ -1,11 +1,11 @@
 //! Expanding a mapped task once its trigger rule is met: as many instances as its lists have
 //! items (decided now, when its upstreams' values are known), each scheduled at once.
 
-use gust_core::ids::{InstanceId, TaskId};
-use gust_core::state::{TaskEvent, TaskState};
 use super::active::RunKey;
 use super::tasks::Retry;
 use super::{Batch, Expansion, Scheduler};
+use gust_core::ids::{InstanceId, TaskId};
+use gust_core::state::{TaskEvent, TaskState};
 
 impl Scheduler {
     /// Expands the mapped `task_id` of `run_key` and schedules its instances. A task expanded

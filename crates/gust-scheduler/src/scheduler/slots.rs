@@ -329,7 +329,11 @@ mod tests {
             slots.check(&r1, 16, &task),
             Err(Blocked::Full(Limit::TaskInRun(r1.clone(), train.clone())))
         );
-        assert_eq!(slots.check(&r2, 16, &task), Ok(()), "another run has its own");
+        assert_eq!(
+            slots.check(&r2, 16, &task),
+            Ok(()),
+            "another run has its own"
+        );
         slots.track(&r2, &task, true);
         assert_eq!(
             slots.check(&r2, 16, &task),
@@ -351,7 +355,12 @@ mod tests {
         let run = ("ml".to_owned(), "r1".to_owned());
         let now = chrono::DateTime::<Utc>::UNIX_EPOCH;
         for i in 0..3 {
-            line.push(1, run.clone(), InstanceId::mapped(TaskId::new("t").unwrap(), i), now);
+            line.push(
+                1,
+                run.clone(),
+                InstanceId::mapped(TaskId::new("t").unwrap(), i),
+                now,
+            );
         }
         let limit = Limit::Dag("ml".to_owned());
         let (first, ..) = line.next_after(None).unwrap();
