@@ -81,6 +81,33 @@ impl RunXComs {
             .retain(|_, lists| !lists.depends_on(task_id));
     }
 
+    /// Forgets the XComs of `task_id`'s instance `map_index`: a new try of it starts, and the
+    /// store drops what the last one pushed (a retried instance that pushes nothing this time
+    /// is not in its task's list).
+    pub fn forget(&self, task_id: &str, map_index: i32) {
+        if map_index < 0 {
+            self.values
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|(task, _), _| task != task_id);
+        } else {
+            let mut mapped = self
+                .mapped
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for ((task, _), instances) in mapped.iter_mut() {
+                if task == task_id {
+                    instances.remove(&map_index);
+                }
+            }
+            mapped.retain(|_, instances| !instances.is_empty());
+        }
+        self.lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, lists| !lists.depends_on(task_id));
+    }
+
     /// `task`'s lists resolved against the run's XComs (see [`Mapping::resolve`]), resolved
     /// once and kept until a value they come from is pushed again.
     pub fn mapped_lists(

@@ -57,7 +57,11 @@ impl Store {
         task_ids: &[&str],
     ) -> Result<(), StoreError> {
         let sql = self.sql(
-            "INSERT INTO task_instances (dag_id, run_id, task_id, state) VALUES ($1, $2, $3, 'none') ON CONFLICT DO NOTHING",
+            // Only for a task with no instance yet: an expanded task has none at map index -1.
+            "INSERT INTO task_instances (dag_id, run_id, task_id, state) \
+             SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), 'none' \
+             WHERE NOT EXISTS (SELECT 1 FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3) \
+             ON CONFLICT DO NOTHING",
         );
         with_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(query("creating task instances"))?;

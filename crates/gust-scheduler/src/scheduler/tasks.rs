@@ -284,6 +284,11 @@ impl Scheduler {
                         spec.context.reschedules = *so_far;
                     }
                     spec.context.resume = resume;
+                    if try_number > 1 {
+                        // The store drops what the last try pushed as this one is queued.
+                        run.xcoms
+                            .forget(instance.task_id.as_str(), instance.map_index);
+                    }
                     let change = TryChange::Queued {
                         try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
                         rendered_args: serde_json::Value::Object(spec.args.clone()),
