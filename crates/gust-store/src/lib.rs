@@ -356,6 +356,14 @@ mod schema_tests {
                 include_str!("../migrations/sqlite/0012_task_deferrals.sql"),
                 include_str!("../migrations/postgres/0012_task_deferrals.sql"),
             ),
+            (
+                include_str!("../migrations/sqlite/0013_rendered_map_index.sql"),
+                include_str!("../migrations/postgres/0013_rendered_map_index.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0014_notifications.sql"),
+                include_str!("../migrations/postgres/0014_notifications.sql"),
+            ),
         ];
         assert_eq!(
             std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
