@@ -86,12 +86,18 @@ fn the_example_pipeline_trains_and_evaluates_against_the_local_store() {
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(metrics_file).expect("read")).expect("json");
     assert!(metrics["accuracy"].as_f64().expect("accuracy") >= 0.65);
+    assert_eq!(
+        metrics["candidates"], 4,
+        "one model per parameter set: {metrics}"
+    );
     assert_eq!(metrics, reported_metrics(home.path()));
     for staged in [
         "prepare/code/prepare.py",
-        "train/config/config.json",
+        "evaluate/config/config.json",
         "prepare/train/train.csv",
-        "train/model/model.json",
+        // One model per parameter set: `train` is mapped over the list prepare made.
+        "train/map_index=0/model/model.json",
+        "train/map_index=3/model/model.json",
     ] {
         assert!(
             produced.iter().any(|p| p.ends_with(staged)),
@@ -133,7 +139,10 @@ async fn the_example_pipeline_runs_against_an_s3_server_with_credentials_from_a_
         listing.contains("evaluate/metrics/metrics.json"),
         "{listing}"
     );
-    assert!(listing.contains("train/model/model.json"), "{listing}");
+    assert!(
+        listing.contains("train/map_index=3/model/model.json"),
+        "{listing}"
+    );
     assert!(
         !home.path().join("artifacts").exists(),
         "nothing went to the local store"
