@@ -77,6 +77,8 @@ impl Sink {
                             } else if upper == "RSET" || upper == "NOOP" {
                                 b"250 OK\r\n"
                             } else {
+                                // SMTP's own answer to a command a server does not offer
+                                // (RFC 5321 4.2.4): the sink speaks only what lettre sends.
                                 b"502 not implemented\r\n"
                             };
                         if write.write_all(answer).await.is_err() {
