@@ -5,7 +5,7 @@
 //! passes here behaves the same under the scheduler. Downstream tasks start the moment their
 //! upstreams end: the driver reacts to each runtime event, with no polling interval.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,6 +232,15 @@ struct Driver<'a> {
     trigger_at: BTreeMap<Instant, Vec<(InstanceId, u32, Wake)>>,
     /// How many tries have ended so far (their order, for the DAG callback's context).
     ends: u64,
+    /// Tries held back by the DAG's `max_active_tasks` or their task's `max_active_tis_per_dag`
+    /// / `max_active_tis_per_dagrun` (one run here, so both bound the same instances), by task,
+    /// each with its place in the order they became ready.
+    held: HashMap<TaskId, VecDeque<(u64, InstanceId)>>,
+    /// The next place in that order.
+    held_seq: u64,
+    /// How many instances hold a slot (queued or running), in all and by task.
+    active: u32,
+    active_by_task: HashMap<TaskId, u32>,
     /// Tasks whose state moved since the run was last settled; `None` before the first pass,
     /// which decides every task. Settling only these and their downstream tasks keeps a pass
     /// after an event as cheap as what the event touched, whatever the DAG's size.
@@ -268,6 +277,10 @@ impl<'a> Driver<'a> {
             retry_at: BTreeMap::new(),
             trigger_at: BTreeMap::new(),
             ends: 0,
+            held: HashMap::new(),
+            held_seq: 0,
+            active: 0,
+            active_by_task: HashMap::new(),
             moved: None,
         }
     }
@@ -297,6 +310,16 @@ impl<'a> Driver<'a> {
             (true, false) => self.unfinished += 1,
             _ => {}
         }
+        if from.holds_slot() != to.holds_slot() {
+            let by_task = self.active_by_task.entry(task.task_id.clone()).or_default();
+            if to.holds_slot() {
+                self.active += 1;
+                *by_task += 1;
+            } else {
+                self.active = self.active.saturating_sub(1);
+                *by_task = by_task.saturating_sub(1);
+            }
+        }
         if from != to {
             if let Some(moved) = &mut self.moved {
                 moved.push(task.task_id.clone());
@@ -317,6 +340,7 @@ impl<'a> Driver<'a> {
     /// once, with no runtime event to wake the run for them.
     fn step(&mut self) {
         loop {
+            self.admit_held();
             let settled = match self.moved.replace(Vec::new()) {
                 None => settle(self.dag, &self.states, |_| true),
                 Some(moved) if moved.is_empty() => return,
@@ -417,7 +441,62 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Starts the next try of `task_id` now if the DAG's and its task's limits leave room,
+    /// else holds it until a slot is given back, as the scheduler does.
     fn launch(&mut self, task_id: &InstanceId) {
+        if self.has_room(&task_id.task_id) {
+            self.start_try(task_id);
+        } else {
+            self.held_seq += 1;
+            let place = self.held_seq;
+            self.held
+                .entry(task_id.task_id.clone())
+                .or_default()
+                .push_back((place, task_id.clone()));
+        }
+    }
+
+    /// Whether one more try of `task` may hold a slot now.
+    fn has_room(&self, task: &TaskId) -> bool {
+        if self.active >= self.dag.settings.max_active_tasks {
+            return false;
+        }
+        let limit = self.dag.task(task).and_then(|t| {
+            let s = &t.settings;
+            match (s.max_active_tis_per_dag, s.max_active_tis_per_dagrun) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        });
+        limit.is_none_or(|limit| self.active_by_task.get(task).copied().unwrap_or(0) < limit)
+    }
+
+    /// Starts held tries, oldest first, while limits leave room (a task at its own limit does
+    /// not hold back the others).
+    fn admit_held(&mut self) {
+        loop {
+            let next = self
+                .held
+                .iter()
+                .filter(|(task, queue)| !queue.is_empty() && self.has_room(task))
+                .filter_map(|(task, queue)| queue.front().map(|(place, _)| (*place, task)))
+                .min_by_key(|(place, _)| *place)
+                .map(|(_, task)| task.clone());
+            let Some(task) = next else {
+                return;
+            };
+            let Some((_, instance)) = self.held.get_mut(&task).and_then(VecDeque::pop_front)
+            else {
+                return;
+            };
+            if self.held.get(&task).is_some_and(VecDeque::is_empty) {
+                self.held.remove(&task);
+            }
+            self.start_try(&instance);
+        }
+    }
+
+    fn start_try(&mut self, task_id: &InstanceId) {
         let Some(task) = self.dag.task(&task_id.task_id) else {
             return;
         };

@@ -509,3 +509,52 @@ m:
     );
     assert_eq!(state_of(&report, "over_text"), TaskState::UpstreamFailed);
 }
+
+/// The most tries that ran at once, from a trace where each try wrote `+` when it started and
+/// `-` when it ended.
+fn most_at_once(trace: &str) -> i32 {
+    let mut now = 0;
+    let mut most = 0;
+    for line in trace.lines() {
+        now += if line == "+" { 1 } else { -1 };
+        most = most.max(now);
+    }
+    most
+}
+
+#[tokio::test]
+async fn the_dags_and_the_tasks_concurrency_limits_hold_as_under_the_scheduler() {
+    let f = Fixture::new();
+    let dag = f.dag(
+        r#"
+limits:
+  max_active_tasks: 3
+  tasks:
+    each:
+      operator: bash
+      max_active_tis_per_dagrun: 2
+      partial: {env: {OUT: "{dir}"}, append_env: true}
+      expand:
+        bash_command: ['echo + | tee -a $OUT/each >> $OUT/all; sleep 0.3; echo - | tee -a $OUT/each >> $OUT/all', 'echo + | tee -a $OUT/each >> $OUT/all; sleep 0.3; echo - | tee -a $OUT/each >> $OUT/all', 'echo + | tee -a $OUT/each >> $OUT/all; sleep 0.3; echo - | tee -a $OUT/each >> $OUT/all', 'echo + | tee -a $OUT/each >> $OUT/all; sleep 0.3; echo - | tee -a $OUT/each >> $OUT/all', 'echo + | tee -a $OUT/each >> $OUT/all; sleep 0.3; echo - | tee -a $OUT/each >> $OUT/all']
+    a: {operator: bash, bash_command: 'echo + >> {dir}/all; sleep 0.3; echo - >> {dir}/all'}
+    b: {operator: bash, bash_command: 'echo + >> {dir}/all; sleep 0.3; echo - >> {dir}/all'}
+    c: {operator: bash, bash_command: 'echo + >> {dir}/all; sleep 0.3; echo - >> {dir}/all'}
+    d: {operator: bash, bash_command: 'echo + >> {dir}/all; sleep 0.3; echo - >> {dir}/all'}
+    e: {operator: bash, bash_command: 'echo + >> {dir}/all; sleep 0.3; echo - >> {dir}/all'}
+"#,
+    );
+    let report = f.run(&dag, serde_json::json!({})).await;
+    assert_eq!(report.state, DagRunState::Success, "{report:?}");
+    assert_eq!(instances_of(&report, "each"), 5);
+    let each = f.read("each");
+    assert_eq!(each.lines().count(), 10, "every instance ran once: {each}");
+    assert!(
+        most_at_once(&each) <= 2,
+        "max_active_tis_per_dagrun 2 held: {each}"
+    );
+    let all = f.read("all");
+    assert_eq!(all.lines().count(), 20, "every try ran once: {all}");
+    let most = most_at_once(&all);
+    assert!(most <= 3, "max_active_tasks 3 held across the DAG: {all}");
+    assert!(most >= 2, "tries still ran side by side: {all}");
+}
