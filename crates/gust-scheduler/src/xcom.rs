@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use gust_core::ids::TaskId;
 use gust_core::mapping::{ExpandError, Lists, Mapping};
-use gust_template::{RuntimeLookup, TemplateConnection};
+use gust_template::{RuntimeLookup, TemplateConnection, XComRows};
 
 use crate::template_values::TemplateValues;
 
@@ -24,7 +24,9 @@ pub fn masked(value: &serde_json::Value) -> serde_json::Value {
 #[derive(Debug)]
 pub struct RunXComs {
     values: RwLock<HashMap<(String, String), serde_json::Value>>,
-    mapped: RwLock<HashMap<(String, String), BTreeMap<i32, serde_json::Value>>>,
+    /// Shared with the Execution API's readers ([`RuntimeLookup::xcom_rows`]); a push copies
+    /// them only while a reader still holds the previous rows.
+    mapped: RwLock<HashMap<(String, String), XComRows>>,
     /// Mapped tasks' lists as resolved from these XComs, by task, kept until a value they were
     /// resolved from changes: resolving copies every item, so it is done once per expansion
     /// rather than once per instance launched.
@@ -66,12 +68,11 @@ impl RunXComs {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(entry, value);
         } else {
-            self.mapped
+            let mut mapped = self
+                .mapped
                 .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entry(entry)
-                .or_default()
-                .insert(map_index, value);
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::make_mut(mapped.entry(entry).or_default()).insert(map_index, value);
         }
         // Any key may be what a list was resolved from (a keyed source reads a field of the
         // return value, see `xcom`), so every new value of the task makes its lists stale.
@@ -96,8 +97,8 @@ impl RunXComs {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for ((task, _), instances) in mapped.iter_mut() {
-                if task == task_id {
-                    instances.remove(&map_index);
+                if task == task_id && instances.contains_key(&map_index) {
+                    Arc::make_mut(instances).remove(&map_index);
                 }
             }
             mapped.retain(|_, instances| !instances.is_empty());
@@ -188,7 +189,7 @@ impl RuntimeLookup for RunXComs {
     }
 
     /// A mapped task's values by map index; any other task's value under -1.
-    fn xcom_rows(&self, task_id: &str, key: &str) -> BTreeMap<i32, serde_json::Value> {
+    fn xcom_rows(&self, task_id: &str, key: &str) -> XComRows {
         let entry = (task_id.to_owned(), key.to_owned());
         if let Some(instances) = self
             .mapped
@@ -198,9 +199,11 @@ impl RuntimeLookup for RunXComs {
         {
             return instances.clone();
         }
-        self.xcom(task_id, key)
-            .map(|value| BTreeMap::from([(gust_core::mapping::UNMAPPED, value)]))
-            .unwrap_or_default()
+        Arc::new(
+            self.xcom(task_id, key)
+                .map(|value| BTreeMap::from([(gust_core::mapping::UNMAPPED, value)]))
+                .unwrap_or_default(),
+        )
     }
 }
 

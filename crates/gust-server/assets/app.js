@@ -302,21 +302,29 @@ const Gust = (() => {
   }
   const CODES_BY_STATE = new Set(Object.values(CODES).filter(Boolean));
 
-  /** A task instance of an API answer as a row of the dialog. */
-  const affected = (ti, becomes) => ({ run_id: ti.dag_run_id, task_id: ti.task_id, state: ti.state || "none", becomes });
+  /** What a dialog calls a task instance: a mapped one by its task and map index. */
+  const instanceName = (taskId, mapIndex) => (mapIndex >= 0 ? `${taskId}[${mapIndex}]` : taskId);
 
-  /** Opens the dialog that marks a task instance (and the relatives chosen) `state`. */
-  function markTask(dagId, runId, taskId, state) {
+  /** A task instance of an API answer as a row of the dialog. */
+  const affected = (ti, becomes) => ({ run_id: ti.dag_run_id, task_id: instanceName(ti.task_id, ti.map_index ?? -1), state: ti.state || "none", becomes });
+
+  /**
+   * Opens the dialog that marks a task instance (and the relatives chosen) `state`; a mapped
+   * instance is named by its `mapIndex` (left out, or -1: the task instance that is not mapped).
+   */
+  function markTask(dagId, runId, taskId, state, mapIndex = -1) {
+    const name = instanceName(taskId, mapIndex);
     // Past and future reach the runs before and after this one that the API picks as Airflow
     // does (those on the DAG's schedule).
     const body = (o) => ({
       new_state: state, include_past: o.past, include_future: o.future,
       include_upstream: o.upstream, include_downstream: o.downstream,
     });
-    const url = `/api/v2/dags/${path(dagId)}/dagRuns/${path(runId)}/taskInstances/${path(taskId)}`;
+    const instance = `${path(taskId)}${mapIndex >= 0 ? `/${mapIndex}` : ""}`;
+    const url = `/api/v2/dags/${path(dagId)}/dagRuns/${path(runId)}/taskInstances/${instance}`;
     confirmAction({
-      title: `Mark ${taskId} ${state}`,
-      what: `Sets the state of ${taskId} in ${runId}, and of the task instances the options add, to ${state}. Nothing changes until you confirm.`,
+      title: `Mark ${name} ${state}`,
+      what: `Sets the state of ${name} in ${runId}, and of the task instances the options add, to ${state}. Nothing changes until you confirm.`,
       verb: `will be marked ${state}`,
       options: [
         { key: "past", label: "Past" }, { key: "future", label: "Future" },
@@ -333,16 +341,19 @@ const Gust = (() => {
     });
   }
 
-  /** Opens the dialog that clears a task instance (and the relatives chosen). */
-  function clearTask(dagId, runId, taskId) {
+  /** Opens the dialog that clears a task instance (and the relatives chosen); `mapIndex` as above. */
+  function clearTask(dagId, runId, taskId, mapIndex = -1) {
+    const name = instanceName(taskId, mapIndex);
+    // Airflow's API names one instance of a mapped task as a [task_id, map_index] pair.
+    const task = mapIndex >= 0 ? [taskId, mapIndex] : taskId;
     const body = (o, dryRun) => ({
-      dag_run_id: runId, task_ids: [taskId], dry_run: dryRun, only_failed: o.only_failed,
+      dag_run_id: runId, task_ids: [task], dry_run: dryRun, only_failed: o.only_failed,
       include_past: o.past, include_future: o.future, include_upstream: o.upstream, include_downstream: o.downstream,
     });
     const url = `/api/v2/dags/${path(dagId)}/clearTaskInstances`;
     confirmAction({
-      title: `Clear ${taskId}`,
-      what: `Clears ${taskId} in ${runId}, and the task instances the options add, so they run again. Nothing changes until you confirm.`,
+      title: `Clear ${name}`,
+      what: `Clears ${name} in ${runId}, and the task instances the options add, so they run again. Nothing changes until you confirm.`,
       verb: "will be cleared and run again",
       options: [
         { key: "past", label: "Past" }, { key: "future", label: "Future" },
@@ -802,10 +813,10 @@ const Gust = (() => {
 
     trySelect.addEventListener("change", () => { showLog(Number(trySelect.value)); render(); });
 
-    document.getElementById("clear-task")?.addEventListener("click", () => clearTask(dagId, runId, taskId));
+    document.getElementById("clear-task")?.addEventListener("click", () => clearTask(dagId, runId, taskId, mapIndex));
     for (const [id, state] of [["mark-success", "success"], ["mark-failed", "failed"]]) {
       document.getElementById(id)?.addEventListener("click", () =>
-        markTask(dagId, runId, taskId, state));
+        markTask(dagId, runId, taskId, state, mapIndex));
     }
 
     follow(`/ui/events${base}${mi ? `?${mi}` : ""}`, {

@@ -208,13 +208,16 @@ class GustPanel {
     );
   }
 
-  /** Clear and mark, through the same confirmation dialogs as the task instance's page. */
+  /**
+   * Clear and mark, through the same confirmation dialogs as the task instance's page; a mapped
+   * instance's act on that instance alone (with the relatives the dialog's options add).
+   */
   actions(d) {
-    if (d.map_index >= 0) return "";
+    const at = d.map_index ?? -1;
     return Gust.el("div", { class: "actions panel-actions" },
-      Gust.el("button", { type: "button", onclick: () => Gust.clearTask(this.dagId, d.run_id, d.task_id) }, "Clear…"),
-      Gust.el("button", { type: "button", class: "ok", onclick: () => Gust.markTask(this.dagId, d.run_id, d.task_id, "success") }, "Mark success…"),
-      Gust.el("button", { type: "button", class: "bad", onclick: () => Gust.markTask(this.dagId, d.run_id, d.task_id, "failed") }, "Mark failed…"));
+      Gust.el("button", { type: "button", id: "panel-clear", onclick: () => Gust.clearTask(this.dagId, d.run_id, d.task_id, at) }, "Clear…"),
+      Gust.el("button", { type: "button", class: "ok", id: "panel-mark-success", onclick: () => Gust.markTask(this.dagId, d.run_id, d.task_id, "success", at) }, "Mark success…"),
+      Gust.el("button", { type: "button", class: "bad", id: "panel-mark-failed", onclick: () => Gust.markTask(this.dagId, d.run_id, d.task_id, "failed", at) }, "Mark failed…"));
   }
 
   renderLogs(d) {

@@ -297,11 +297,11 @@ impl RuntimeLookup for MappedRun {
     }
 
     fn xcom(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {
-        self.xcom_rows(task_id, key).into_values().next()
+        self.xcom_rows(task_id, key).values().next().cloned()
     }
 
-    fn xcom_rows(&self, task_id: &str, key: &str) -> BTreeMap<i32, serde_json::Value> {
-        match (task_id, key) {
+    fn xcom_rows(&self, task_id: &str, key: &str) -> gust_template::XComRows {
+        std::sync::Arc::new(match (task_id, key) {
             ("request", "return_value") => {
                 BTreeMap::from([(-1, serde_json::json!([[1], [2], [3]]))])
             }
@@ -309,7 +309,7 @@ impl RuntimeLookup for MappedRun {
                 BTreeMap::from([(0, serde_json::json!(["a"])), (2, serde_json::json!(["c"]))])
             }
             _ => BTreeMap::new(),
-        }
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
 pub use check::Known;
 pub use context::TemplateContext;
-pub use lookup::{MapLookup, NoLookup, RuntimeLookup, TemplateConnection, join_url};
+pub use lookup::{MapLookup, NoLookup, RuntimeLookup, TemplateConnection, XComRows, join_url};
 
 /// The longest template accepted (bytes).
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;

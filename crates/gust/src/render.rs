@@ -349,6 +349,9 @@ struct TaskStateRow {
     /// column out; empty for an unmapped task's).
     #[serde(skip_serializing_if = "Option::is_none")]
     map_index: Option<String>,
+    /// A mapped instance's name (its `map_index_template` rendered), in JSON and YAML only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rendered_map_index: Option<String>,
     state: String,
     try_number: i32,
     start_date: String,
@@ -382,6 +385,7 @@ pub fn task_states(
                         String::new()
                     }
                 }),
+                rendered_map_index: ti.rendered_map_index.clone(),
                 state: ti.state.to_string(),
                 try_number: ti.try_number,
                 start_date: when(start),

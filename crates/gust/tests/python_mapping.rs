@@ -50,6 +50,11 @@ def double(x):
 
 
 def plus_ten(x):
+    # A name only the task knows while it runs: its map_index_template reads it (Airflow
+    # renders the template after execute).
+    from airflow.sdk import get_current_context
+
+    get_current_context()["label"] = "plus ten of %d" % x
     return x + 10
 
 
@@ -127,6 +132,7 @@ mapped_taskflow:
       decorator: airflow.sdk.task
       python_callable_name: plus_ten
       python_callable_file: {callables}
+      map_index_template: "{{{{ label }}}}"
       expand:
         x: +double
     total:
@@ -314,13 +320,19 @@ fn the_scheduler_runs_mapped_python_tasks_and_keeps_their_values_by_map_index() 
         serde_json::json!([2, 3, 4])
     );
     let instances: serde_json::Value = serde_json::from_str(&states).expect("JSON states");
-    let mapped = instances
+    let mut names: Vec<&str> = instances
         .as_array()
         .expect("a list")
         .iter()
         .filter(|ti| ti["task_id"] == "plus_ten")
-        .count();
-    assert_eq!(mapped, 3, "{states}");
+        .map(|ti| ti["rendered_map_index"].as_str().unwrap_or("(none)"))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["plus ten of 2", "plus ten of 4", "plus ten of 6"],
+        "each instance is named as the Task SDK rendered its map_index_template: {states}"
+    );
 }
 
 /// The scheduler, killed when the test ends (even by a failed assertion).

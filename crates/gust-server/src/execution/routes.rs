@@ -1,6 +1,7 @@
 //! The Execution API's handlers: task instances (run, state, heartbeat, rendered fields,
 //! skip-downstream, rendered map index), XComs, variables, connections, health.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,12 +13,14 @@ use axum::routing::{get, patch, put};
 use gust_executor::OutletEvent;
 use gust_executor::deferral::Deferral;
 use gust_executor::execution::{LiveTry, Reported, Runner};
+use gust_template::XComRows;
 use uuid::Uuid;
 
 use super::models::{
     ConnectionResponse, DagRun, EnterRunning, Heartbeat, MapIndex, RunContext, SkipDownstream,
     SkipTarget, VariablePostBody, VariableResponse, XComResponse,
 };
+use super::dag_runs::{store_failed, store_of};
 use super::{ExecError, ExecutionState};
 
 type Live = Extension<Arc<LiveTry>>;
@@ -497,15 +500,40 @@ async fn ti_skip_downstream(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The longest instance name kept, as Airflow's `rendered_map_index` column holds.
+const MAX_RENDERED_MAP_INDEX: usize = 250;
+
 /// `PATCH /task-instances/{id}/rendered-map-index`: the name a mapped instance's
-/// `map_index_template` rendered to. Checked, not kept: Gust has no place for it yet.
+/// `map_index_template` rendered to in the task runner (after `execute`, so a name the task set
+/// in its context while running), over the one Gust rendered as the try was handed over. Kept
+/// masked and cut to Airflow's 250 characters; under `gust dags test`, which keeps no runs,
+/// only checked.
 async fn ti_rendered_map_index(
+    State(state): State<ExecutionState>,
     Extension(live): Live,
     Path(id): Path<Uuid>,
     body: Bytes,
 ) -> Result<StatusCode, ExecError> {
     this_try(&live, id)?;
-    let _: String = parse(&body)?;
+    let name: String = parse(&body)?;
+    let Ok(store) = store_of(&state) else {
+        return Ok(StatusCode::NO_CONTENT);
+    };
+    let name: String = gust_secrets::mask(&name)
+        .chars()
+        .take(MAX_RENDERED_MAP_INDEX)
+        .collect();
+    let key = &live.key;
+    store
+        .set_rendered_map_index(
+            key.dag_id.as_str(),
+            key.run_id.as_str(),
+            key.task_id.as_str(),
+            key.map_index,
+            Some(&name),
+        )
+        .await
+        .map_err(store_failed)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -575,7 +603,7 @@ struct XComQuery {
 
 /// `values[start:stop:step]` as Python slices a list.
 fn py_slice(
-    values: &[serde_json::Value],
+    values: &[&serde_json::Value],
     start: Option<i64>,
     stop: Option<i64>,
     step: Option<i64>,
@@ -586,6 +614,7 @@ fn py_slice(
         let i = if i < 0 { i + len } else { i };
         i.clamp(low, high)
     };
+    let at = |i: i64| usize::try_from(i).ok().and_then(|i| values.get(i)).map(|v| (*v).clone());
     let mut out = Vec::new();
     if step > 0 {
         let (mut i, end) = (
@@ -593,7 +622,7 @@ fn py_slice(
             stop.map_or(len, |s| clamp(s, 0, len)),
         );
         while i < end {
-            out.extend(usize::try_from(i).ok().and_then(|i| values.get(i)).cloned());
+            out.extend(at(i));
             i += step;
         }
     } else {
@@ -602,7 +631,7 @@ fn py_slice(
             stop.map_or(-1, |s| clamp(s, -1, len - 1)),
         );
         while i > end {
-            out.extend(usize::try_from(i).ok().and_then(|i| values.get(i)).cloned());
+            out.extend(at(i));
             i += step;
         }
     }
@@ -612,32 +641,48 @@ fn py_slice(
 /// The XCom rows of `task_id`'s `key` as the token's try sees them, by map index (Airflow's
 /// XCom table: a mapped task's instances under their map indexes, a task that is not mapped
 /// under -1). The try's own row is what it pushed in this try, as Airflow clears a try's XComs
-/// when it starts; its task's other instances' rows are theirs.
-fn xcom_rows(
-    live: &LiveTry,
-    task_id: &str,
-    key: &str,
-) -> std::collections::BTreeMap<i32, serde_json::Value> {
-    let mut rows = live.lookup.xcom_rows(task_id, key);
-    if live.key.task_id.as_str() == task_id {
-        let own = live.key.map_index;
-        rows.remove(&own);
-        if let Some(value) = live.progress().xcoms.get(key) {
-            rows.insert(own, value.clone());
-        }
+/// when it starts; its task's other instances' rows are theirs. Shared with the run's XComs,
+/// not copied (see [`gust_template::RuntimeLookup::xcom_rows`]), but when a try reads its own
+/// task's rows.
+fn xcom_rows(live: &LiveTry, task_id: &str, key: &str) -> XComRows {
+    let rows = live.lookup.xcom_rows(task_id, key);
+    if live.key.task_id.as_str() != task_id {
+        return rows;
     }
-    rows
+    let own = live.key.map_index;
+    let mut rows = Arc::unwrap_or_clone(rows);
+    rows.remove(&own);
+    if let Some(value) = live.progress().xcoms.get(key) {
+        rows.insert(own, value.clone());
+    }
+    Arc::new(rows)
 }
 
-/// The value `offset` places from the start (from the end when negative) of `values`, as
-/// Airflow's sequence routes count.
-fn at_offset(values: &[serde_json::Value], offset: i64) -> Option<&serde_json::Value> {
-    let index = if offset < 0 {
-        i64::try_from(values.len()).ok()? + offset
+/// The row `offset` places from the first (from the end when negative) of `rows`, as Airflow's
+/// sequence routes count.
+fn at_offset<'a>(
+    mut rows: impl DoubleEndedIterator<Item = &'a serde_json::Value> + ExactSizeIterator,
+    offset: i64,
+) -> Option<&'a serde_json::Value> {
+    if offset < 0 {
+        rows.nth_back(usize::try_from(-(offset + 1)).ok()?)
     } else {
-        offset
-    };
-    values.get(usize::try_from(index).ok()?)
+        rows.nth(usize::try_from(offset).ok()?)
+    }
+}
+
+/// The row at `offset` of `rows`. A mapped task's rows are nearly always its map indexes
+/// 0..n, where a row's place is its index: read directly, so that each of 10,000 instances
+/// reading its item costs a lookup, not a walk.
+fn row_at(rows: &BTreeMap<i32, serde_json::Value>, offset: i64) -> Option<&serde_json::Value> {
+    let len = i64::try_from(rows.len()).ok()?;
+    let dense = rows.keys().next() == Some(&0)
+        && rows.keys().next_back().map(|last| i64::from(*last)) == Some(len - 1);
+    if dense {
+        let index = if offset < 0 { len + offset } else { offset };
+        return i32::try_from(index).ok().and_then(|i| rows.get(&i));
+    }
+    at_offset(rows.values(), offset)
 }
 
 /// `GET /xcoms/{dag_id}/{run_id}/{task_id}/{key}` (and `HEAD`, `.../slice`,
@@ -663,7 +708,6 @@ async fn xcom_get(
              of '{dag_id}'"
         ))
     };
-    let sequence: Vec<serde_json::Value> = rows.values().cloned().collect();
     match read {
         XComRead::One(_) if method == axum::http::Method::HEAD => {
             if query.map_index.is_some() {
@@ -674,7 +718,7 @@ async fn xcom_get(
                 ));
             }
             Ok((
-                [("Content-Range", format!("map_indexes {}", sequence.len()))],
+                [("Content-Range", format!("map_indexes {}", rows.len()))],
                 StatusCode::OK,
             )
                 .into_response())
@@ -682,9 +726,9 @@ async fn xcom_get(
         XComRead::One(key) => {
             let found = if let Some(offset) = query.offset {
                 // As Airflow: the offset counts the rows that hold a value.
-                let held: Vec<serde_json::Value> =
-                    sequence.into_iter().filter(|v| !v.is_null()).collect();
-                at_offset(&held, offset)
+                let held: Vec<&serde_json::Value> =
+                    rows.values().filter(|v| !v.is_null()).collect();
+                at_offset(held.into_iter(), offset)
                     .cloned()
                     .ok_or_else(|| not_found(format!("offset={offset}")))?
             } else {
@@ -698,12 +742,13 @@ async fn xcom_get(
             Ok(axum::Json(XComResponse { key, value: found }).into_response())
         }
         XComRead::Slice(_) => {
+            let sequence: Vec<&serde_json::Value> = rows.values().collect();
             Ok(
                 axum::Json(py_slice(&sequence, query.start, query.stop, query.step))
                     .into_response(),
             )
         }
-        XComRead::Item(_, offset) => match at_offset(&sequence, offset) {
+        XComRead::Item(_, offset) => match row_at(&rows, offset) {
             Some(value) => Ok(axum::Json(value.clone()).into_response()),
             None => Err(not_found(format!("offset={offset}"))),
         },
@@ -853,7 +898,8 @@ mod tests {
     #[test]
     fn slices_are_pythons() {
         let values = [json!(0), json!(1), json!(2), json!(3)];
-        let slice = |start, stop, step| py_slice(&values, start, stop, step);
+        let refs: Vec<&serde_json::Value> = values.iter().collect();
+        let slice = |start, stop, step| py_slice(&refs, start, stop, step);
         assert_eq!(slice(None, None, None), values.to_vec());
         assert_eq!(slice(Some(1), Some(3), None), vec![json!(1), json!(2)]);
         assert_eq!(slice(Some(-2), None, None), vec![json!(2), json!(3)]);
@@ -867,6 +913,26 @@ mod tests {
             py_slice(&[], None, None, None),
             Vec::<serde_json::Value>::new()
         );
+    }
+
+    #[test]
+    fn a_row_is_found_by_its_place_whether_or_not_the_map_indexes_are_dense() {
+        let dense: BTreeMap<i32, serde_json::Value> = (0..5).map(|i| (i, json!(i * 10))).collect();
+        assert_eq!(row_at(&dense, 0), Some(&json!(0)));
+        assert_eq!(row_at(&dense, 4), Some(&json!(40)));
+        assert_eq!(row_at(&dense, -1), Some(&json!(40)));
+        assert_eq!(row_at(&dense, -5), Some(&json!(0)));
+        assert_eq!(row_at(&dense, 5), None);
+        assert_eq!(row_at(&dense, -6), None);
+        // An instance that pushed nothing leaves a gap: places count the rows there are.
+        let gaps = BTreeMap::from([(0, json!("a")), (2, json!("c")), (3, json!("d"))]);
+        assert_eq!(row_at(&gaps, 1), Some(&json!("c")));
+        assert_eq!(row_at(&gaps, -1), Some(&json!("d")));
+        assert_eq!(row_at(&gaps, -3), Some(&json!("a")));
+        assert_eq!(row_at(&gaps, 3), None);
+        let unmapped = BTreeMap::from([(-1, json!([1, 2]))]);
+        assert_eq!(row_at(&unmapped, 0), Some(&json!([1, 2])));
+        assert_eq!(row_at(&unmapped, -1), Some(&json!([1, 2])));
     }
 
     #[test]

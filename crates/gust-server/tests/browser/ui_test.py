@@ -396,6 +396,14 @@ def main():
         b.go(f"{a.base}{page}")
         b.wait("instance 2's own page and log", "return document.getElementById('ti-state').textContent === 'failed' && "
                "document.getElementById('log').textContent.includes('shard-2')")
+        # Marking the instance changes it alone, not its task's other instances.
+        rows = dialog(b, "#mark-success")
+        assert rows == [[mapped_run, "fan_out[2]", "failed", "success"]], rows
+        b.wait("instance 2 marked success", "return document.getElementById('ti-state').textContent === 'success'")
+        states = b.js("return Gust.api('GET', `/api/v2/dags/example_mapped/dagRuns/${encodeURIComponent(arguments[0])}"
+                      "/taskInstances/fan_out/listMapped`).then(a => a.task_instances.map(t => [t.map_index, t.state]))",
+                      mapped_run)
+        assert sorted(map(tuple, states)) == [(0, "success"), (1, "success"), (2, "success")], states
         b.go(f"{a.base}/dags/example_mapped?tab=gantt&run_id={urllib.parse.quote(mapped_run)}")
         b.wait("a Gantt bar per instance", "return window.gustView && gustView.bars && gustView.bars.length === 4")
         indexes = b.js("return gustView.bars.map(b => [b.task_id, b.map_index])")
