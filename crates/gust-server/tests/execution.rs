@@ -520,6 +520,13 @@ out["null_or_failed"] = tis.get_count("up", logical_dates=[day(1)], states=["nul
 out["group_done"] = tis.get_count("up", task_group_id="transform", logical_dates=[day(1)], states=["success", "failed"]).count
 out["group_and_task"] = tis.get_count("up", task_ids=["publish"], task_group_id="transform", run_ids=["r1"]).count
 out["mapped"] = tis.get_count("up", map_index=0, run_ids=["r1"]).count
+out["unmapped"] = tis.get_count("up", map_index=-1, run_ids=["r1"]).count
+out["all_r1"] = tis.get_count("up", run_ids=["r1"]).count
+out["fan_states"] = tis.get_task_states("up", task_ids=["fan"], run_ids=["r1"]).task_states
+out["fan_1_states"] = tis.get_task_states("up", map_index=1, run_ids=["r1"]).task_states
+fan = tis.get_previous("up", "fan", map_index=1).task_instance
+out["previous_fan"] = [fan.run_id, fan.map_index] if fan else None
+out["previous_fan_unmapped"] = tis.get_previous("up", "fan", logical_date=day(2)).task_instance
 out["unknown_state"] = tis.get_count("up", states=["bogus"]).count
 out["group_states"] = tis.get_task_states("up", task_group_id="transform", run_ids=["r1"]).task_states
 out["task_states"] = tis.get_task_states("up", task_ids=["extract"], logical_dates=[day(1), day(2)]).task_states
@@ -557,6 +564,7 @@ up:
     clean: {operator: bash, bash_command: echo, task_group_name: transform, dependencies: [extract]}
     by_day: {operator: bash, bash_command: echo, task_group_name: aggregate, dependencies: [clean]}
     publish: {operator: bash, bash_command: echo, dependencies: [transform]}
+    fan: {operator: bash, expand: {bash_command: [echo, echo, echo]}}
 ";
 
 #[tokio::test]
@@ -572,6 +580,7 @@ async fn a_task_asks_about_another_dags_task_instances_and_runs_as_airflow_answe
         "transform.clean",
         "transform.aggregate.by_day",
         "publish",
+        "fan",
     ];
     let now = gust_core::clock::Clock::now(&SystemClock);
     // Run r1 (2024-01-01): extract and clean succeeded, by_day failed, publish has not run.
@@ -603,6 +612,15 @@ async fn a_task_asks_about_another_dags_task_instances_and_runs_as_airflow_answe
         )
         .await
         .expect("marked");
+    // In r1, fan is expanded into three instances, none run yet.
+    let fan = store
+        .task_instances("up", "r1")
+        .await
+        .expect("read")
+        .into_iter()
+        .find(|ti| ti.task_id == "fan")
+        .expect("fan's instance");
+    assert!(store.expand_task_instance(&fan, 3).await.expect("expanded"));
 
     let tokens = Arc::new(TaskTokens::new(
         b"test secret",
@@ -625,13 +643,30 @@ async fn a_task_asks_about_another_dags_task_instances_and_runs_as_airflow_answe
     assert_eq!(out["extract_done"], 1, "{out}");
     assert_eq!(out["both_days"], 2, "{out}");
     assert_eq!(
-        out["not_started"], 1,
-        "publish has no state: Airflow's null"
+        out["not_started"], 4,
+        "publish and fan's three instances have no state: Airflow's null"
     );
-    assert_eq!(out["null_or_failed"], 2, "{out}");
+    assert_eq!(out["null_or_failed"], 5, "{out}");
     assert_eq!(out["group_done"], 2, "the group's tasks, nested ones too");
     assert_eq!(out["group_and_task"], 0, "publish is not in the group");
-    assert_eq!(out["mapped"], 0, "Gust maps no tasks");
+    assert_eq!(out["mapped"], 1, "fan's instance 0: {out}");
+    assert_eq!(out["unmapped"], 4, "the tasks that are not mapped: {out}");
+    assert_eq!(out["all_r1"], 7, "each mapped instance counts: {out}");
+    assert_eq!(
+        out["fan_states"],
+        serde_json::json!({"r1": {"fan_0": null, "fan_1": null, "fan_2": null}}),
+        "a mapped task's instances are named as Airflow names them"
+    );
+    assert_eq!(
+        out["fan_1_states"],
+        serde_json::json!({"r1": {"fan_1": null}})
+    );
+    assert_eq!(out["previous_fan"], serde_json::json!(["r1", 1]), "{out}");
+    assert_eq!(
+        out["previous_fan_unmapped"],
+        serde_json::Value::Null,
+        "fan has no instance at map index -1 in r1 (and r2 is not before day 2)"
+    );
     assert_eq!(out["unknown_state"], 0, "{out}");
     assert_eq!(
         out["group_states"],
@@ -677,7 +712,7 @@ async fn a_task_asks_about_another_dags_task_instances_and_runs_as_airflow_answe
     assert_eq!(out["clear_missing"], 404);
     assert_eq!(out["clear_unknown_dag"], 404);
     assert_eq!(out["cleared"], true);
-    assert_eq!(out["after_clear"], 4, "every instance of r1 is cleared");
+    assert_eq!(out["after_clear"], 7, "every instance of r1 is cleared");
     let instances = store.task_instances("up", "r1").await.expect("read");
     assert!(instances.iter().all(|ti| ti.state == TaskState::NoStatus));
     server.finish().await;

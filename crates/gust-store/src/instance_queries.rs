@@ -25,6 +25,9 @@ pub struct InstanceQuery {
     pub logical_dates: Vec<DateTime<Utc>>,
     /// Only in these states (`None`: in any state; `Some` of an empty list: none at all).
     pub states: Option<Vec<TaskState>>,
+    /// Only instances at this map index (`Some(-1)`: tasks that are not mapped; `None`: every
+    /// instance, each of a mapped task's counting on its own, as Airflow's rows do).
+    pub map_index: Option<i32>,
 }
 
 /// One task instance's state, in its run.
@@ -34,6 +37,8 @@ pub struct InstanceState {
     pub run_id: String,
     /// The task.
     pub task_id: String,
+    /// Which instance of a mapped task (-1: the task is not mapped).
+    pub map_index: i32,
     /// Its state.
     pub state: TaskState,
 }
@@ -76,6 +81,7 @@ fn where_clause(q: &InstanceQuery) -> Option<(String, Vec<Bound>)> {
         .map(|at| Bound::Int(to_db(*at)))
         .collect();
     any_of("r.logical_date", dates);
+    any_of("ti.map_index", q.map_index.map(|i| Bound::Int(i.into())).into_iter().collect());
     if let Some(states) = &q.states {
         if states.is_empty() {
             return None;
@@ -114,10 +120,10 @@ impl Store {
             return Ok(Vec::new());
         };
         let sql = self.sql_owned(format!(
-            "SELECT ti.run_id, ti.task_id, ti.state {FROM}{clause} ORDER BY r.id, ti.task_id LIMIT ${}",
+            "SELECT ti.run_id, ti.task_id, ti.map_index, ti.state {FROM}{clause} ORDER BY r.id, ti.task_id, ti.map_index LIMIT ${}",
             binds.len() + 1
         ));
-        let rows: Vec<(String, String, String)> = with_pool!(self, pool => {
+        let rows: Vec<(String, String, i32, String)> = with_pool!(self, pool => {
             let mut q = sqlx::query_as(&sql);
             for b in &binds {
                 q = match b {
@@ -129,28 +135,31 @@ impl Store {
         })
         .map_err(query("reading task instance states"))?;
         rows.into_iter()
-            .map(|(run_id, task_id, state)| {
+            .map(|(run_id, task_id, map_index, state)| {
                 Ok(InstanceState {
                     run_id,
                     task_id,
+                    map_index,
                     state: parse_state(&state)?,
                 })
             })
             .collect()
     }
 
-    /// The instance of `task_id` in the latest run of `dag_id` (by logical date) before
-    /// `before` (any run when `None`), in state `state` when given.
+    /// The instance `map_index` (-1: the task is not mapped) of `task_id` in the latest run of
+    /// `dag_id` (by logical date) before `before` (any run when `None`), in state `state` when
+    /// given.
     pub async fn previous_instance(
         &self,
         dag_id: &str,
-        task_id: &str,
+        (task_id, map_index): (&str, i32),
         before: Option<DateTime<Utc>>,
         state: Option<TaskState>,
     ) -> Result<Option<PreviousInstance>, StoreError> {
         let mut binds = vec![
             Bound::Text(dag_id.to_owned()),
             Bound::Text(task_id.to_owned()),
+            Bound::Int(map_index.into()),
         ];
         let mut clause = String::new();
         if let Some(before) = before {
@@ -166,8 +175,8 @@ impl Store {
             "SELECT ti.run_id, r.logical_date, ti.state, ti.try_number, t.start_date, t.end_date {FROM} \
              LEFT JOIN task_tries t ON t.dag_id = ti.dag_id AND t.run_id = ti.run_id \
              AND t.task_id = ti.task_id AND t.map_index = ti.map_index AND t.try_number = ti.try_number \
-             WHERE ti.dag_id = $1 AND ti.task_id = $2{clause} \
-             ORDER BY r.logical_date DESC, r.id DESC, ti.map_index LIMIT 1"
+             WHERE ti.dag_id = $1 AND ti.task_id = $2 AND ti.map_index = $3{clause} \
+             ORDER BY r.logical_date DESC, r.id DESC LIMIT 1"
         ));
         let failed = query("reading a previous task instance");
         let row = with_pool!(self, pool => {
@@ -298,6 +307,7 @@ mod tests {
                 run_ids: Vec::new(),
                 logical_dates: dates.iter().map(|n| day(*n)).collect(),
                 states,
+                map_index: None,
             };
         let count = |q: InstanceQuery| {
             let store = store.clone();
@@ -330,6 +340,7 @@ mod tests {
             vec![InstanceState {
                 run_id: "r2".into(),
                 task_id: "a".into(),
+                map_index: -1,
                 state: TaskState::Failed
             }]
         );
@@ -344,14 +355,14 @@ mod tests {
         );
 
         let latest = store
-            .previous_instance("d", "a", None, None)
+            .previous_instance("d", ("a", -1), None, None)
             .await
             .unwrap()
             .unwrap();
         assert_eq!((latest.run_id.as_str(), latest.try_number), ("r3", 0));
         assert_eq!(latest.start_date, None);
         let before = store
-            .previous_instance("d", "a", Some(day(3)), None)
+            .previous_instance("d", ("a", -1), Some(day(3)), None)
             .await
             .unwrap()
             .unwrap();
@@ -367,19 +378,61 @@ mod tests {
             }
         );
         let succeeded = store
-            .previous_instance("d", "a", Some(day(3)), Some(TaskState::Success))
+            .previous_instance("d", ("a", -1), Some(day(3)), Some(TaskState::Success))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(succeeded.run_id, "r1");
         assert!(
             store
-                .previous_instance("d", "a", Some(day(1)), None)
+                .previous_instance("d", ("a", -1), Some(day(1)), None)
                 .await
                 .unwrap()
                 .is_none()
         );
     }
 
+    async fn a_mapped_tasks_instances_count_one_by_one_and_are_asked_for_by_map_index(
+        store: Store,
+    ) {
+        run_with(&store, 1, TaskState::NoStatus).await;
+        let b = store.task_instances("d", "r1").await.unwrap()[1].clone();
+        assert_eq!(b.task_id, "b");
+        assert!(store.expand_task_instance(&b, 3).await.unwrap());
+        let query = |map_index: Option<i32>| InstanceQuery {
+            dag_id: "d".into(),
+            map_index,
+            ..InstanceQuery::default()
+        };
+        let count = |q: InstanceQuery| {
+            let store = store.clone();
+            async move { store.count_instances(&q).await.unwrap() }
+        };
+        assert_eq!(count(query(None)).await, 4, "a, and b's three instances");
+        assert_eq!(count(query(Some(-1))).await, 1, "only a is not mapped");
+        assert_eq!(count(query(Some(2))).await, 1);
+        assert_eq!(count(query(Some(3))).await, 0);
+        let states = store.instance_states(&query(None), 100).await.unwrap();
+        let named: Vec<(&str, i32)> = states
+            .iter()
+            .map(|s| (s.task_id.as_str(), s.map_index))
+            .collect();
+        assert_eq!(named, [("a", -1), ("b", 0), ("b", 1), ("b", 2)]);
+        let found = store
+            .previous_instance("d", ("b", 1), None, None)
+            .await
+            .unwrap();
+        assert_eq!(found.map(|f| f.run_id), Some("r1".to_owned()));
+        assert!(
+            store
+                .previous_instance("d", ("b", -1), None, None)
+                .await
+                .unwrap()
+                .is_none(),
+            "b has no unmapped instance once expanded"
+        );
+    }
+
     crate::both_engines!(instances_are_counted_and_found_across_runs_by_date_task_and_state);
+    crate::both_engines!(a_mapped_tasks_instances_count_one_by_one_and_are_asked_for_by_map_index);
 }

@@ -516,6 +516,9 @@ async fn ti_rendered_map_index(
 ) -> Result<StatusCode, ExecError> {
     this_try(&live, id)?;
     let name: String = parse(&body)?;
+    if name.is_empty() {
+        return Err(ExecError::unprocessable("rendered_map_index cannot be empty"));
+    }
     let Ok(store) = store_of(&state) else {
         return Ok(StatusCode::NO_CONTENT);
     };

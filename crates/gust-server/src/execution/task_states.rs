@@ -4,9 +4,10 @@
 //! store, as Airflow's routes read its database: under `gust dags test`, which keeps no runs,
 //! they are refused saying so, as the DAG-run routes are.
 //!
-//! Asking for a map index other than -1 finds nothing yet: these queries read the store's task
-//! instances as wholes, not a mapped task's instances one by one. A task group (`task_group_id`) is resolved through the DAG definition the scheduler
-//! stored: its tasks are those of the group and of the groups nested in it.
+//! A mapped task's instances are rows of their own, as in Airflow: counted one by one, named
+//! `task_N` in `states`, and picked by `map_index` (-1: tasks that are not mapped). A task group
+//! (`task_group_id`) is resolved through the DAG definition the scheduler stored: its tasks are
+//! those of the group and of the groups nested in it.
 
 use std::collections::BTreeMap;
 
@@ -129,27 +130,31 @@ fn state_value(state: TaskState) -> serde_json::Value {
     }
 }
 
-/// What `count` and `states` share: the DAG, tasks, runs and dates asked about.
+/// What `count` and `states` share: the DAG, tasks, runs, dates and map index asked about.
 struct Asked {
     query: InstanceQuery,
     task_group_id: Option<String>,
-    /// A map index other than -1, which matches nothing yet.
-    mapped: bool,
 }
 
 impl Asked {
     fn of(pairs: &QueryPairs) -> Result<Self, ExecError> {
+        let map_index = pairs
+            .int("map_index")?
+            .map(|i| {
+                i32::try_from(i).map_err(|_| ExecError::unprocessable("map_index is out of range"))
+            })
+            .transpose()?;
         let query = InstanceQuery {
             dag_id: pairs.required("dag_id")?.to_owned(),
             task_ids: pairs.all("task_ids")?,
             run_ids: pairs.all("run_ids")?,
             logical_dates: pairs.dates("logical_dates")?,
             states: None,
+            map_index,
         };
         Ok(Self {
             query,
             task_group_id: pairs.one("task_group_id").map(str::to_owned),
-            mapped: pairs.int("map_index")?.is_some_and(|i| i != -1),
         })
     }
 
@@ -197,9 +202,6 @@ async fn count(
     let states = pairs.all("states")?;
     let store = store_of(&state)?;
     let group = asked.group_tasks(store).await?;
-    if asked.mapped {
-        return Ok(axum::Json(0));
-    }
     if !states.is_empty() {
         // A state no instance can be in matches nothing, as in Airflow's `IN`.
         asked.query.states = Some(states.iter().filter_map(|s| task_state(s)).collect());
@@ -226,8 +228,9 @@ async fn count(
     Ok(axum::Json(counted))
 }
 
-/// `GET /task-instances/states?dag_id=..&task_ids=..&task_group_id=..&logical_dates=..&run_ids=..`:
-/// `{"task_states": {run_id: {task_id: state}}}`.
+/// `GET /task-instances/states?dag_id=..&task_ids=..&task_group_id=..&logical_dates=..&run_ids=..&map_index=..`:
+/// `{"task_states": {run_id: {task_id: state}}}`, a mapped task's instances as
+/// `{task_id}_{map_index}` (Airflow's names).
 async fn states(
     State(state): State<ExecutionState>,
     RawQuery(query): RawQuery,
@@ -237,25 +240,28 @@ async fn states(
     let store = store_of(&state)?;
     let group = asked.group_tasks(store).await?;
     let mut by_run: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
-    if !asked.mapped {
-        if let Some(group) = group {
-            // The tasks named and those of the group, as Airflow adds the group's to them.
-            for task in group {
-                if !asked.query.task_ids.contains(&task) {
-                    asked.query.task_ids.push(task);
-                }
+    if let Some(group) = group {
+        // The tasks named and those of the group, as Airflow adds the group's to them.
+        for task in group {
+            if !asked.query.task_ids.contains(&task) {
+                asked.query.task_ids.push(task);
             }
         }
-        let found = store
-            .instance_states(&asked.query, MAX_STATES)
-            .await
-            .map_err(store_failed)?;
-        for instance in found {
-            by_run
-                .entry(instance.run_id)
-                .or_default()
-                .insert(instance.task_id, state_value(instance.state));
-        }
+    }
+    let found = store
+        .instance_states(&asked.query, MAX_STATES)
+        .await
+        .map_err(store_failed)?;
+    for instance in found {
+        let name = if instance.map_index < 0 {
+            instance.task_id
+        } else {
+            format!("{}_{}", instance.task_id, instance.map_index)
+        };
+        by_run
+            .entry(instance.run_id)
+            .or_default()
+            .insert(name, state_value(instance.state));
     }
     Ok(axum::Json(serde_json::json!({ "task_states": by_run })))
 }
@@ -270,7 +276,8 @@ async fn previous(
 ) -> Result<axum::Json<serde_json::Value>, ExecError> {
     let pairs = QueryPairs::parse(query.as_deref())?;
     let before = pairs.date("logical_date")?;
-    let map_index = pairs.int("map_index")?.unwrap_or(-1);
+    let map_index = i32::try_from(pairs.int("map_index")?.unwrap_or(-1))
+        .map_err(|_| ExecError::unprocessable("map_index is out of range"))?;
     let wanted = pairs
         .one("state")
         .map(|name| {
@@ -282,11 +289,8 @@ async fn previous(
         })
         .transpose()?;
     let store = store_of(&state)?;
-    if map_index != -1 {
-        return Ok(axum::Json(serde_json::Value::Null));
-    }
     let Some(found) = store
-        .previous_instance(&dag_id, &task_id, before, wanted)
+        .previous_instance(&dag_id, (&task_id, map_index), before, wanted)
         .await
         .map_err(store_failed)?
     else {
@@ -302,7 +306,7 @@ async fn previous(
         "end_date": found.end_date,
         "state": state_value(found.state),
         "try_number": found.try_number,
-        "map_index": -1,
+        "map_index": map_index,
         "duration": duration,
     })))
 }
@@ -347,16 +351,23 @@ async fn breadcrumbs(
             .and_then(|dag| dag.tasks().find(|t| t.id.as_str() == task_id))
             .map(|task| crate::api::task_instances::operator_class(&task.operator))
     };
-    let crumbs: Vec<serde_json::Value> = instances
+    let mut finished: Vec<_> = instances
         .iter()
         .filter(|ti| ti.state.is_finished())
+        .collect();
+    // Airflow's order: by task, then map index.
+    finished.sort_by(|a, b| (&a.task_id, a.map_index).cmp(&(&b.task_id, b.map_index)));
+    let crumbs: Vec<serde_json::Value> = finished
+        .into_iter()
         .map(|ti| {
-            let current = tries
-                .iter()
-                .find(|t| t.task_id == ti.task_id && t.try_number == ti.try_number);
+            let current = tries.iter().find(|t| {
+                t.task_id == ti.task_id
+                    && t.map_index == ti.map_index
+                    && t.try_number == ti.try_number
+            });
             serde_json::json!({
                 "task_id": ti.task_id,
-                "map_index": -1,
+                "map_index": ti.map_index,
                 "state": state_value(ti.state),
                 "operator": operator(&ti.task_id),
                 "duration": current.and_then(|t| duration_of(t.start_date, t.end_date)),
