@@ -14,6 +14,7 @@ mod common;
 use assert_cmd::Command;
 use common::gust;
 
+use common::python_scheduler::{PythonScheduler, read_json, succeeded};
 use common::{airflow_python, final_states};
 
 const CALLABLES: &str = r#"
@@ -385,11 +386,6 @@ py_timeout:
     )
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|err| panic!("{} was not written: {err}", path.display()));
-    serde_json::from_str(&text).expect("JSON")
-}
 
 /// A custom operator, imported by its class path from a package on PYTHONPATH (the test's
 /// root), as dag-factory's `customized` examples do.
@@ -780,7 +776,7 @@ fn the_scheduler_serves_the_execution_api_to_its_python_tasks() {
     let home = tempfile::tempdir().expect("tempdir");
     dags_folder_scheduled(home.path(), "\"@daily\"");
     let out = home.path().join("out");
-    let scheduler = Scheduler::start(home.path(), &python, &out);
+    let scheduler = PythonScheduler::start(home.path(), &python, &out);
     let runs = scheduler.wait_for_a_run("py_xcom");
     drop(scheduler);
     assert!(runs.contains("\"success\""), "{runs}");
@@ -799,7 +795,7 @@ fn a_task_triggers_another_dags_run_with_its_conf_and_waits_for_it() {
     dags_folder(home.path());
     let out = home.path().join("out");
     std::fs::create_dir_all(&out).expect("mkdir");
-    let scheduler = Scheduler::start(home.path(), &python, &out);
+    let scheduler = PythonScheduler::start(home.path(), &python, &out);
     scheduler
         .gust()
         .args(["dags", "trigger", "py_parent"])
@@ -832,7 +828,7 @@ fn an_external_task_sensor_waits_for_another_dags_tasks_group_and_run() {
     dags_folder(home.path());
     let out = home.path().join("out");
     std::fs::create_dir_all(&out).expect("mkdir");
-    let scheduler = Scheduler::start(home.path(), &python, &out);
+    let scheduler = PythonScheduler::start(home.path(), &python, &out);
     // The same logical date for both runs: what the sensors match on. The waiter starts first.
     let date = "2024-01-01T00:00:00+00:00";
     for (dag_id, run_id) in [("py_waiter", "waiting"), ("py_upstream", "upstream")] {
@@ -927,7 +923,7 @@ fn a_task_resets_an_existing_run_of_another_dag_and_waits_for_it_again() {
     dags_folder(home.path());
     let out = home.path().join("out");
     std::fs::create_dir_all(&out).expect("mkdir");
-    let scheduler = Scheduler::start(home.path(), &python, &out);
+    let scheduler = PythonScheduler::start(home.path(), &python, &out);
     // The second run finds the child's run (same id) there: it clears it and waits again.
     for run_id in ["first", "second"] {
         scheduler
@@ -1013,7 +1009,7 @@ fn killed_while(
     dag_id: &str,
     state: &str,
 ) -> (String, String) {
-    let scheduler = Scheduler::start(home, python, out);
+    let scheduler = PythonScheduler::start(home, python, out);
     scheduler
         .gust()
         .args(["dags", "trigger", dag_id])
@@ -1022,7 +1018,7 @@ fn killed_while(
     let run_id = scheduler.first_run_id(dag_id);
     scheduler.wait_for_state(dag_id, &run_id, state);
     drop(scheduler);
-    let scheduler = Scheduler::start(home, python, out);
+    let scheduler = PythonScheduler::start(home, python, out);
     let runs = scheduler.wait_for_a_run(dag_id);
     let states = scheduler.states_of_run(dag_id, &run_id);
     (runs, states)
@@ -1068,7 +1064,7 @@ fn callbacks_of_bash_tasks_and_of_the_dag_run_in_python_as_in_airflow() {
     let dags = dags_folder(home.path());
     let out = home.path().join("out");
     std::fs::create_dir_all(&out).expect("mkdir");
-    let scheduler = Scheduler::start(home.path(), &python, &out);
+    let scheduler = PythonScheduler::start(home.path(), &python, &out);
     scheduler
         .gust()
         .args(["dags", "trigger", "py_native_callbacks"])
@@ -1154,166 +1150,6 @@ fn callbacks_of_bash_tasks_and_of_the_dag_run_in_python_as_in_airflow() {
                 theirs[field], gust[name][field],
                 "{name}: {theirs} against {gust:?}"
             );
-        }
-    }
-}
-
-/// `gust scheduler` with Python tasks, on a SQLite database in `home`, its callables writing
-/// under `out`; killed when dropped.
-struct Scheduler {
-    home: PathBuf,
-    url: String,
-    python: PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl Scheduler {
-    fn start(home: &Path, python: &Path, out: &Path) -> Self {
-        let url = format!("sqlite://{}", home.join("gust.db").display());
-        let mut scheduler = Self {
-            home: home.to_owned(),
-            url,
-            python: python.to_owned(),
-            child: None,
-        };
-        scheduler.gust().args(["db", "migrate"]).assert().success();
-        let log = std::fs::File::create(home.join("scheduler.log")).expect("a log");
-        let child = common::gust_process(home, &scheduler.url)
-            .arg("scheduler")
-            .env("GUST__PYTHON__INTERPRETER", python)
-            .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
-            .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
-            .env("OUT_DIR", out)
-            // The file's other DAGs import a custom operator from there.
-            .env("PYTHONPATH", home)
-            .stdout(log.try_clone().expect("a log"))
-            .stderr(log)
-            .spawn()
-            .expect("the scheduler starts");
-        scheduler.child = Some(child);
-        scheduler
-    }
-
-    /// A `gust` command on the scheduler's database and Python.
-    fn gust(&self) -> Command {
-        let mut command = gust(&self.home);
-        command
-            .env("GUST__DATABASE__URL", &self.url)
-            .env("GUST__PYTHON__INTERPRETER", &self.python);
-        command
-    }
-
-    /// The id of `dag_id`'s first run.
-    fn first_run_id(&self, dag_id: &str) -> String {
-        let listed = self
-            .gust()
-            .args(["dags", "list-runs", dag_id, "-o", "json"])
-            .output()
-            .expect("gust runs");
-        serde_json::from_slice::<serde_json::Value>(&listed.stdout).expect("JSON")[0]["run_id"]
-            .as_str()
-            .expect("a run id")
-            .to_owned()
-    }
-
-    /// `gust tasks states-for-dag-run DAG RUN -o json`.
-    fn states_of_run(&self, dag_id: &str, run_id: &str) -> String {
-        let output = self
-            .gust()
-            .args(["tasks", "states-for-dag-run", dag_id, run_id, "-o", "json"])
-            .output()
-            .expect("gust runs");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Waits (two minutes at most) until a task of the run is in `state`.
-    #[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
-    fn wait_for_state(&self, dag_id: &str, run_id: &str, state: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let quoted = format!("\"{state}\"");
-        while !self.states_of_run(dag_id, run_id).contains(&quoted) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no task of {dag_id} went {state}: {}",
-                std::fs::read_to_string(self.home.join("scheduler.log")).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-
-    /// `gust dags list-runs DAG -o json` once a run of `dag_id` has ended.
-    #[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
-    fn wait_for_a_run(&self, dag_id: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-        loop {
-            let listed = self
-                .gust()
-                .args(["dags", "list-runs", dag_id, "-o", "json"])
-                .output()
-                .expect("gust runs");
-            let text = String::from_utf8_lossy(&listed.stdout).into_owned();
-            if text.contains("\"success\"") || text.contains("\"failed\"") {
-                return text;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no run of {dag_id} ended in 180 s: {text}\n{}",
-                std::fs::read_to_string(self.home.join("scheduler.log")).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-    }
-}
-
-impl Scheduler {
-    /// The state of run `run_id` of `dag_id` once it has ended.
-    #[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
-    fn wait_for_run(&self, dag_id: &str, run_id: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-        loop {
-            let listed = self
-                .gust()
-                .args(["dags", "list-runs", dag_id, "-o", "json"])
-                .output()
-                .expect("gust runs");
-            let runs: serde_json::Value =
-                serde_json::from_slice(&listed.stdout).unwrap_or_default();
-            let state = runs
-                .as_array()
-                .and_then(|runs| runs.iter().find(|r| r["run_id"] == run_id))
-                .and_then(|run| run["state"].as_str())
-                .unwrap_or_default()
-                .to_owned();
-            if state == "success" || state == "failed" {
-                return state;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "run {run_id} of {dag_id} did not end in 180 s: {runs}\n{}",
-                std::fs::read_to_string(self.home.join("scheduler.log")).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-    }
-
-    /// `gust tasks states-for-dag-run DAG RUN -o json`.
-    fn task_states(&self, dag_id: &str, run_id: &str) -> serde_json::Value {
-        let listed = succeeded(self.gust().args([
-            "tasks",
-            "states-for-dag-run",
-            dag_id,
-            run_id,
-            "-o",
-            "json",
-        ]));
-        serde_json::from_str(&listed).expect("JSON")
-    }
-}
-
-impl Drop for Scheduler {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
-            common::kill9(child);
         }
     }
 }
@@ -1413,11 +1249,6 @@ fn a_python_worker_that_stops_heartbeating_is_killed_as_a_zombie() {
     assert!(!out.join("thawed.json").exists());
 }
 
-/// The stdout of `command`, which must succeed.
-fn succeeded(command: &mut Command) -> String {
-    let output = command.assert().success().get_output().stdout.clone();
-    String::from_utf8_lossy(&output).into_owned()
-}
 
 /// Asserts that each of `tasks` ended in success in `gust dags test`'s `stdout`.
 fn assert_succeeded(stdout: &str, tasks: &[&str]) {

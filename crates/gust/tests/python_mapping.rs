@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
+use common::python_scheduler::{PythonScheduler, read_json};
 use common::{airflow_python, gust, instances};
 
 /// dag-factory's example callables (its `dev/dags/expand_tasks.py`).
@@ -185,12 +186,6 @@ fn airflow_folder(root: &Path, dags: &Path) -> PathBuf {
     folder
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|err| panic!("{} was not written: {err}", path.display()));
-    serde_json::from_str(&text).expect("JSON")
-}
-
 #[test]
 fn mapped_python_tasks_run_instance_by_instance_as_in_airflow() {
     let Some(python) = airflow_python() else {
@@ -249,78 +244,20 @@ fn the_scheduler_runs_mapped_python_tasks_and_keeps_their_values_by_map_index() 
     let home = tempfile::tempdir().expect("tempdir");
     dags_folder(home.path());
     let out = home.path().join("out");
-    let url = format!("sqlite://{}", home.path().join("gust.db").display());
-    let gust_db = || {
-        let mut command = gust(home.path());
-        command
-            .env("GUST__DATABASE__URL", &url)
-            .env("GUST__CORE__DAGS_FOLDER", home.path().join("dags"))
-            .env("GUST__PYTHON__INTERPRETER", &python);
-        command
-    };
-    gust_db().args(["db", "migrate"]).assert().success();
-    let log = std::fs::File::create(home.path().join("scheduler.log")).expect("a log");
-    let scheduler = common::gust_process(home.path(), &url)
-        .arg("scheduler")
-        .env("GUST__PYTHON__INTERPRETER", &python)
-        .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
-        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
-        .env("OUT_DIR", &out)
-        .stdout(log.try_clone().expect("a log"))
-        .stderr(log)
-        .spawn()
-        .expect("the scheduler starts");
-    let scheduler = Killed(Some(scheduler));
-    // The scheduler reads the folder first; a trigger before that is refused: try again.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let scheduler = PythonScheduler::start(home.path(), &python, &out);
     let run_id = "mapped-1";
-    let triggered = || {
-        gust_db()
-            .args(["dags", "trigger", "mapped_taskflow", "--run-id", run_id])
-            .output()
-            .expect("gust runs")
-            .status
-            .success()
-    };
-    while !triggered() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the DAG was never triggered"
-        );
-        pause();
-    }
-    let mut states = String::new();
-    while std::time::Instant::now() < deadline {
-        let output = gust_db()
-            .args([
-                "tasks",
-                "states-for-dag-run",
-                "mapped_taskflow",
-                run_id,
-                "-o",
-                "json",
-            ])
-            .output()
-            .expect("gust runs");
-        states = String::from_utf8_lossy(&output.stdout).into_owned();
-        if out.join("total.json").exists() && out.join("total_added.json").exists() {
-            break;
-        }
-        pause();
-    }
-    drop(scheduler);
+    scheduler.trigger("mapped_taskflow", run_id);
+    assert_eq!(scheduler.wait_for_run("mapped_taskflow", run_id), "success");
     assert_eq!(
         read_json(&out.join("total.json")),
-        serde_json::json!([12, 14, 16]),
-        "{states}{}",
-        std::fs::read_to_string(home.path().join("scheduler.log")).unwrap_or_default()
+        serde_json::json!([12, 14, 16])
     );
     assert_eq!(
         read_json(&out.join("total_added.json")),
         serde_json::json!([2, 3, 4])
     );
-    let instances: serde_json::Value = serde_json::from_str(&states).expect("JSON states");
-    let mut names: Vec<&str> = instances
+    let states = scheduler.task_states("mapped_taskflow", run_id);
+    let mut names: Vec<&str> = states
         .as_array()
         .expect("a list")
         .iter()
@@ -333,20 +270,4 @@ fn the_scheduler_runs_mapped_python_tasks_and_keeps_their_values_by_map_index() 
         ["plus ten of 2", "plus ten of 4", "plus ten of 6"],
         "each instance is named as the Task SDK rendered its map_index_template: {states}"
     );
-}
-
-/// The scheduler, killed when the test ends (even by a failed assertion).
-struct Killed(Option<std::process::Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.take() {
-            common::kill9(child);
-        }
-    }
-}
-
-#[allow(clippy::disallowed_methods, reason = "polls the scheduler it started")]
-fn pause() {
-    std::thread::sleep(std::time::Duration::from_millis(500));
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod instances;
+pub mod python_scheduler;
 
 use assert_cmd::Command;
 
