@@ -52,15 +52,6 @@ fn upstream(task: &str) -> Vec<&'static str> {
     }
 }
 
-fn scheduler(home: &Path, url: &str) -> Child {
-    gust_process(home, url)
-        .arg("scheduler")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the scheduler starts")
-}
-
 /// The test run's final state, once the restarted scheduler has finished it (at most 60 s).
 async fn run_end(db: &TestDb) -> DagRunState {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -74,26 +65,94 @@ async fn run_end(db: &TestDb) -> DagRunState {
     }
 }
 
-async fn crash_many_times(db: TestDb) {
-    let home = tempfile::tempdir().expect("home");
-    let side = home.path().join("side-effects.txt");
-    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
-    std::fs::write(home.path().join("dags/crashy.yaml"), dag_file(&side)).expect("dag");
-    let trigger = gust_process(home.path(), &db.url)
-        .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
-        .output()
-        .expect("trigger");
-    assert!(trigger.status.success(), "{trigger:?}");
+/// Where the crash tests' tasks append their side effects, in `home`.
+fn side_effects_in(home: &Path) -> std::path::PathBuf {
+    home.join("side-effects.txt")
+}
 
-    // Kill it at spread-out moments: during start-up, while tries are handed over, mid-try.
-    for round in 0..16u64 {
-        let child = scheduler(home.path(), &db.url);
+/// A GUST_HOME whose DAGs folder holds one DAG, `crashy`, with a fake cluster's kubeconfig
+/// when its tasks run pods.
+struct CrashHome {
+    home: tempfile::TempDir,
+    kubeconfig: Option<std::path::PathBuf>,
+}
+
+impl CrashHome {
+    /// The DAG file is `dag(home)`, given the home (where side effects go).
+    fn new(dag: impl FnOnce(&Path) -> String) -> Self {
+        let home = tempfile::tempdir().expect("home");
+        std::fs::create_dir_all(home.path().join("dags")).expect("dags");
+        std::fs::write(home.path().join("dags/crashy.yaml"), dag(home.path())).expect("dag");
+        Self {
+            home,
+            kubeconfig: None,
+        }
+    }
+
+    /// The same, its pods run by `fake`.
+    fn on_cluster(fake: &gust_kube_fake::FakeCluster, dag: &str) -> Self {
+        let mut crash = Self::new(|_| dag.to_owned());
+        let kubeconfig = crash.home.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("kubeconfig");
+        crash.kubeconfig = Some(kubeconfig);
+        crash
+    }
+
+    /// The file the DAG's tasks append their side effects to.
+    fn side_effects(&self) -> std::path::PathBuf {
+        side_effects_in(self.home.path())
+    }
+
+    /// `gust` on `db` (and the fake cluster).
+    fn gust(&self, db: &TestDb) -> Command {
+        let mut command = gust_process(self.home.path(), &db.url);
+        if let Some(kubeconfig) = &self.kubeconfig {
+            command.env("GUST__KUBERNETES__CONFIG_FILE", kubeconfig);
+        }
+        command
+    }
+
+    /// Triggers the run the crash tests follow, `crash-test`.
+    fn trigger(&self, db: &TestDb) {
+        let trigger = self
+            .gust(db)
+            .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
+            .output()
+            .expect("trigger");
+        assert!(trigger.status.success(), "{trigger:?}");
+    }
+
+    /// Starts a scheduler.
+    fn scheduler(&self, db: &TestDb) -> Child {
+        self.gust(db)
+            .arg("scheduler")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the scheduler starts")
+    }
+}
+
+/// Kills the scheduler `rounds` times at spread-out moments, then lets a last one finish the
+/// run; returns the run's end. `start` starts a scheduler.
+async fn kill_and_finish(db: &TestDb, rounds: u64, start: impl Fn() -> Child) -> DagRunState {
+    for round in 0..rounds {
+        let child = start();
         tokio::time::sleep(Duration::from_millis(150 + (round * 137) % 700)).await;
         kill9(child);
     }
-    let child = scheduler(home.path(), &db.url);
-    let state = run_end(&db).await;
+    let child = start();
+    let state = run_end(db).await;
     kill9(child);
+    state
+}
+
+async fn crash_many_times(db: TestDb) {
+    let crash = CrashHome::new(|home| dag_file(&side_effects_in(home)));
+    let side = crash.side_effects();
+    crash.trigger(&db);
+    // Kill it at spread-out moments: during start-up, while tries are handed over, mid-try.
+    let state = kill_and_finish(&db, 16, || crash.scheduler(&db)).await;
     let tis = db
         .store
         .task_instances("crashy", "crash-test")
@@ -120,7 +179,7 @@ async fn crash_many_times(db: TestDb) {
     let adopted = tries
         .iter()
         .filter(|t| {
-            let log = home.path().join(format!(
+            let log = crash.home.path().join(format!(
                 "logs/dag_id=crashy/run_id=crash-test/task_id={}/attempt={}.log",
                 t.task_id, t.try_number
             ));
@@ -156,36 +215,9 @@ async fn crash_many_times_with_pods(db: TestDb) {
             ..gust_kube_fake::PodScript::default()
         },
     );
-    let home = tempfile::tempdir().expect("home");
-    let kubeconfig = home.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("kubeconfig");
-    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
-    std::fs::write(home.path().join("dags/crashy.yaml"), pod_dag_file()).expect("dag");
-    let with_cluster = |mut command: Command| {
-        command.env("GUST__KUBERNETES__CONFIG_FILE", &kubeconfig);
-        command
-    };
-    let trigger = with_cluster(gust_process(home.path(), &db.url))
-        .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
-        .output()
-        .expect("trigger");
-    assert!(trigger.status.success(), "{trigger:?}");
-    let start = |home: &Path| {
-        with_cluster(gust_process(home, &db.url))
-            .arg("scheduler")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the scheduler starts")
-    };
-    for round in 0..12u64 {
-        let child = start(home.path());
-        tokio::time::sleep(Duration::from_millis(200 + (round * 137) % 700)).await;
-        kill9(child);
-    }
-    let child = start(home.path());
-    let state = run_end(&db).await;
-    kill9(child);
+    let crash = CrashHome::on_cluster(&fake, &pod_dag_file());
+    crash.trigger(&db);
+    let state = kill_and_finish(&db, 12, || crash.scheduler(&db)).await;
     let tries = db
         .store
         .tries_of_run("crashy", "crash-test")
@@ -210,7 +242,7 @@ async fn crash_many_times_with_pods(db: TestDb) {
     let reattached = TASKS
         .iter()
         .filter(|task| {
-            let log = home.path().join(format!(
+            let log = crash.home.path().join(format!(
                 "logs/dag_id=crashy/run_id=crash-test/task_id={task}/attempt=1.log"
             ));
             std::fs::read_to_string(log).is_ok_and(|text| text.contains("re-attached to pod"))
@@ -249,33 +281,13 @@ fn mapped_dag_file(side_effects: &Path) -> String {
     )
 }
 
-/// Kills the scheduler `rounds` times at spread-out moments, then lets a last one finish the
-/// run; returns the run's end. `start` starts a scheduler.
-async fn kill_and_finish(db: &TestDb, rounds: u64, start: impl Fn() -> Child) -> DagRunState {
-    for round in 0..rounds {
-        let child = start();
-        tokio::time::sleep(Duration::from_millis(150 + (round * 137) % 700)).await;
-        kill9(child);
-    }
-    let child = start();
-    let state = run_end(db).await;
-    kill9(child);
-    state
-}
-
 /// Expansion and the instances under the same kills: every instance runs exactly once, the
 /// mapped task keeps its instances, and no more than four ran at once.
 async fn crash_mapped_many_times(db: TestDb) {
-    let home = tempfile::tempdir().expect("home");
-    let side = home.path().join("side-effects.txt");
-    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
-    std::fs::write(home.path().join("dags/crashy.yaml"), mapped_dag_file(&side)).expect("dag");
-    let trigger = gust_process(home.path(), &db.url)
-        .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
-        .output()
-        .expect("trigger");
-    assert!(trigger.status.success(), "{trigger:?}");
-    let state = kill_and_finish(&db, 14, || scheduler(home.path(), &db.url)).await;
+    let crash = CrashHome::new(|home| mapped_dag_file(&side_effects_in(home)));
+    let side = crash.side_effects();
+    crash.trigger(&db);
+    let state = kill_and_finish(&db, 14, || crash.scheduler(&db)).await;
     let tis = db
         .store
         .task_instances("crashy", "crash-test")
@@ -364,30 +376,10 @@ async fn crash_mapped_pods_many_times(db: TestDb) {
             ..gust_kube_fake::PodScript::default()
         },
     );
-    let home = tempfile::tempdir().expect("home");
-    let kubeconfig = home.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, fake.kubeconfig_yaml()).expect("kubeconfig");
-    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
     let dag = "crashy:\n  schedule: null\n  is_paused_upon_creation: false\n  default_args: {retries: 2, retry_delay: 0}\n  tasks:\n    list:\n      operator: KubernetesPodOperator\n      image: lister\n      do_xcom_push: true\n    each:\n      operator: KubernetesPodOperator\n      do_xcom_push: true\n      max_active_tis_per_dagrun: 6\n      partial: {image: work}\n      expand:\n        arguments: list.output\n";
-    std::fs::write(home.path().join("dags/crashy.yaml"), dag).expect("dag");
-    let with_cluster = |mut command: Command| {
-        command.env("GUST__KUBERNETES__CONFIG_FILE", &kubeconfig);
-        command
-    };
-    let trigger = with_cluster(gust_process(home.path(), &db.url))
-        .args(["dags", "trigger", "crashy", "--run-id", "crash-test"])
-        .output()
-        .expect("trigger");
-    assert!(trigger.status.success(), "{trigger:?}");
-    let start = || {
-        with_cluster(gust_process(home.path(), &db.url))
-            .arg("scheduler")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the scheduler starts")
-    };
-    let state = kill_and_finish(&db, 12, start).await;
+    let crash = CrashHome::on_cluster(&fake, dag);
+    crash.trigger(&db);
+    let state = kill_and_finish(&db, 12, || crash.scheduler(&db)).await;
     let tries = db
         .store
         .tries_of_run("crashy", "crash-test")
