@@ -23,6 +23,9 @@ pub struct DagBag {
     pub warnings: Vec<Warning>,
     /// The Python tracebacks of the latest load's problems in Python DAG files, by place.
     pub tracebacks: BTreeMap<crate::Location, String>,
+    /// How long each DAG file took to parse when it was last parsed (Airflow's
+    /// `last_parse_duration` of its DAGs).
+    pub parse_durations: BTreeMap<PathBuf, std::time::Duration>,
 }
 
 /// One DAG in force.
@@ -116,6 +119,10 @@ impl DagBag {
             }
         }
         self.dags = next;
+        // A file not parsed again this time keeps its last parse's duration.
+        self.parse_durations.extend(load.parse_durations);
+        self.parse_durations
+            .retain(|file, _| existing_files.contains(&file));
         self.problems = load.problems;
         self.warnings = load.warnings;
         self.tracebacks = load.tracebacks;
@@ -179,8 +186,14 @@ mod tests {
         let mut bag = DagBag::default();
         bag.update(load(dir.path()));
         assert!(bag.update(load(dir.path())).is_empty());
+        assert!(
+            bag.parse_durations.contains_key(&file),
+            "each file's parse is timed: {:?}",
+            bag.parse_durations
+        );
         std::fs::remove_file(&file).unwrap();
         assert_eq!(ids(&bag.update(load(dir.path())).removed), ["d", "e"]);
         assert_eq!(bag.dags().count(), 0);
+        assert!(bag.parse_durations.is_empty(), "a deleted file's time goes");
     }
 }

@@ -36,8 +36,8 @@ pub struct FolderLoad {
     pub warnings: Vec<Warning>,
     /// Every DAG file read (defaults files not included), sorted.
     pub files: Vec<PathBuf>,
-    /// How long Airflow took to parse each Python DAG file (absent: YAML files, and Python
-    /// files without a Python environment).
+    /// How long each DAG file took to parse: a YAML file read and built, Airflow's parse of a
+    /// Python file (absent: files not read, and Python files without a Python environment).
     pub parse_durations: BTreeMap<PathBuf, std::time::Duration>,
     /// The Python traceback of each Python DAG file's import error, by the problem's place.
     pub tracebacks: BTreeMap<Location, String>,
@@ -269,8 +269,9 @@ impl<'a> Loader<'a> {
         let (python_files, mut dag_files): (Vec<PathBuf>, Vec<PathBuf>) = found
             .into_iter()
             .partition(|path| crate::python::is_python(path));
-        let (python_files, parse_durations) = self.load_python(python_files, &mut dags);
+        let (python_files, mut parse_durations) = self.load_python(python_files, &mut dags);
         for path in &dag_files {
+            let started = std::time::Instant::now();
             let mut layers = Vec::new();
             let mut broken = None;
             for dir in ancestors_within(path, self.root) {
@@ -315,6 +316,7 @@ impl<'a> Loader<'a> {
                     .into_iter()
                     .filter(|w| !refused.contains(&w.dag)),
             );
+            parse_durations.insert(path.clone(), started.elapsed());
         }
         self.problems.sort_by(|a, b| a.location.cmp(&b.location));
         dag_files.extend(python_files);

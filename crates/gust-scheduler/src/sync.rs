@@ -64,6 +64,7 @@ pub async fn record_dags(
             is_paused: false,
             is_stale: entry.stale,
             last_parsed: now,
+            last_parse_duration: bag.parse_durations.get(&dag.fileloc).copied(),
         };
         store
             .upsert_dag(

@@ -143,6 +143,13 @@ async fn assets_events_and_queues(server: TestServer) {
     );
 
     let details = server.get("/api/v2/dags/consumer/details").await;
+    assert!(
+        details.json["last_parse_duration"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0),
+        "how long the file took to parse, in seconds: {}",
+        details.json["last_parse_duration"]
+    );
     assert_eq!(details.json["timetable_summary"], "Asset");
     assert_eq!(details.json["timetable_description"], "Triggered by assets");
     assert_eq!(

@@ -215,6 +215,7 @@ mod tests {
                 is_paused: false,
                 is_stale: false,
                 last_parsed: t(0),
+                last_parse_duration: None,
             };
             store.upsert_dag(&dag, false).await.unwrap();
         }

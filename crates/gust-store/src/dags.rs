@@ -1,5 +1,7 @@
 //! DAGs as last parsed: definition, fingerprint, paused flag.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
@@ -25,6 +27,8 @@ pub struct StoredDag {
     pub is_stale: bool,
     /// When it was last parsed.
     pub last_parsed: DateTime<Utc>,
+    /// How long its file took to parse then (`None`: not measured).
+    pub last_parse_duration: Option<Duration>,
 }
 
 impl Store {
@@ -33,10 +37,11 @@ impl Store {
     /// version of the DAG ([`Store::record_dag_version`]).
     pub async fn upsert_dag(&self, dag: &StoredDag, paused_if_new: bool) -> Result<(), StoreError> {
         let sql = self.sql(
-            "INSERT INTO dags (dag_id, fileloc, definition, fingerprint, is_paused, is_stale, last_parsed) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO dags (dag_id, fileloc, definition, fingerprint, is_paused, is_stale, last_parsed, last_parse_duration) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (dag_id) DO UPDATE SET fileloc = excluded.fileloc, definition = excluded.definition, \
-             fingerprint = excluded.fingerprint, is_stale = excluded.is_stale, last_parsed = excluded.last_parsed",
+             fingerprint = excluded.fingerprint, is_stale = excluded.is_stale, last_parsed = excluded.last_parsed, \
+             last_parse_duration = excluded.last_parse_duration",
         );
         with_pool!(self, pool => sqlx::query(&sql)
             .bind(&dag.dag_id)
@@ -46,6 +51,7 @@ impl Store {
             .bind(i32::from(paused_if_new))
             .bind(i32::from(dag.is_stale))
             .bind(to_db(dag.last_parsed))
+            .bind(dag.last_parse_duration.map(|d| d.as_secs_f64()))
             .execute(pool)
             .await
             .map(drop))
@@ -57,17 +63,18 @@ impl Store {
 
     /// One DAG.
     pub async fn dag(&self, dag_id: &str) -> Result<Option<StoredDag>, StoreError> {
-        let sql = self.sql("SELECT dag_id, fileloc, definition, fingerprint, is_paused, is_stale, last_parsed FROM dags WHERE dag_id = $1");
+        let sql = self.sql("SELECT dag_id, fileloc, definition, fingerprint, is_paused, is_stale, last_parsed, last_parse_duration FROM dags WHERE dag_id = $1");
         let row = with_pool!(self, pool => sqlx::query(&sql).bind(dag_id).fetch_optional(pool).await.map_err(query("reading a DAG"))?
             .map(|row| {
                 let definition: String = row.try_get("definition")?;
                 Ok::<_, sqlx::Error>((row.try_get("dag_id")?, row.try_get("fileloc")?, definition, row.try_get("fingerprint")?,
-                    row.try_get::<i32, _>("is_paused")?, row.try_get::<i32, _>("is_stale")?, row.try_get::<i64, _>("last_parsed")?))
+                    row.try_get::<i32, _>("is_paused")?, row.try_get::<i32, _>("is_stale")?, row.try_get::<i64, _>("last_parsed")?,
+                    row.try_get::<Option<f64>, _>("last_parse_duration")?))
             })
             .transpose()
             .map_err(query("reading a DAG"))?);
         row.map(
-            |(dag_id, fileloc, definition, fingerprint, paused, stale, parsed)| {
+            |(dag_id, fileloc, definition, fingerprint, paused, stale, parsed, took)| {
                 Ok(StoredDag {
                     dag_id,
                     fileloc,
@@ -76,6 +83,7 @@ impl Store {
                     is_paused: paused != 0,
                     is_stale: stale != 0,
                     last_parsed: from_db(parsed)?,
+                    last_parse_duration: parse_duration(took),
                 })
             },
         )
@@ -109,12 +117,19 @@ pub struct DagSummary {
     pub is_active: bool,
     /// When it was last parsed.
     pub last_parsed: DateTime<Utc>,
+    /// How long its file took to parse then (`None`: not measured).
+    pub last_parse_duration: Option<Duration>,
 }
 
-type SummaryRow = (String, String, String, i32, i32, i32, i64);
+/// A stored parse duration (seconds) as a duration; a negative or broken one is none.
+fn parse_duration(seconds: Option<f64>) -> Option<Duration> {
+    seconds.and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
+
+type SummaryRow = (String, String, String, i32, i32, i32, i64, Option<f64>);
 
 fn summary_from_row(row: SummaryRow) -> Result<DagSummary, StoreError> {
-    let (dag_id, fileloc, fingerprint, paused, stale, active, parsed) = row;
+    let (dag_id, fileloc, fingerprint, paused, stale, active, parsed, took) = row;
     Ok(DagSummary {
         dag_id,
         fileloc,
@@ -123,11 +138,12 @@ fn summary_from_row(row: SummaryRow) -> Result<DagSummary, StoreError> {
         is_stale: stale != 0,
         is_active: active != 0,
         last_parsed: from_db(parsed)?,
+        last_parse_duration: parse_duration(took),
     })
 }
 
 const SUMMARY_COLUMNS: &str =
-    "dag_id, fileloc, fingerprint, is_paused, is_stale, is_active, last_parsed";
+    "dag_id, fileloc, fingerprint, is_paused, is_stale, is_active, last_parsed, last_parse_duration";
 
 impl Store {
     /// Every DAG's summary, by id (inactive ones too: their history is kept).

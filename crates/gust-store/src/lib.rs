@@ -364,6 +364,10 @@ mod schema_tests {
                 include_str!("../migrations/sqlite/0014_notifications.sql"),
                 include_str!("../migrations/postgres/0014_notifications.sql"),
             ),
+            (
+                include_str!("../migrations/sqlite/0016_parse_duration.sql"),
+                include_str!("../migrations/postgres/0016_parse_duration.sql"),
+            ),
         ];
         assert_eq!(
             std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))

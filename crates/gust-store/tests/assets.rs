@@ -38,6 +38,7 @@ async fn add_dag(store: &Store, id: &str, paused: bool) {
         is_paused: false,
         is_stale: false,
         last_parsed: at(0),
+        last_parse_duration: None,
     };
     store.upsert_dag(&dag, paused).await.expect("a DAG");
 }

@@ -52,6 +52,7 @@ fn dag(id: &str, fingerprint: &str) -> StoredDag {
         is_paused: false,
         is_stale: false,
         last_parsed: at(1),
+        last_parse_duration: Some(std::time::Duration::from_millis(1500)),
     }
 }
 
@@ -78,6 +79,16 @@ async fn dags_keep_their_paused_flag_across_reparses(store: Store) {
     assert!(!stored.is_paused, "a re-parse keeps the user's choice");
     assert_eq!(stored.fingerprint, "v2");
     assert_eq!(stored.last_parsed, at(1));
+    assert_eq!(
+        stored.last_parse_duration,
+        Some(std::time::Duration::from_millis(1500)),
+        "how long its file took to parse"
+    );
+    let summary = store.dag_summary("d").await.expect("read").expect("present");
+    assert_eq!(
+        summary.last_parse_duration,
+        Some(std::time::Duration::from_millis(1500))
+    );
     assert!(!store.set_paused("ghost", true).await.expect("no error"));
     assert_eq!(store.dag("ghost").await.expect("read"), None);
 }

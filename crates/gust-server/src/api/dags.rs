@@ -189,7 +189,7 @@ pub async fn dag_response(
         is_paused: summary.is_paused,
         is_stale: !summary.is_active,
         last_parsed_time: Some(summary.last_parsed.into()),
-        last_parse_duration: None,
+        last_parse_duration: summary.last_parse_duration.map(|d| d.as_secs_f64()),
         last_expired: None,
         bundle_name: Some("dags-folder".to_owned()),
         bundle_version: None,

@@ -159,6 +159,8 @@ async fn dag_details(
         on_success_callback => settings.callbacks.on_success,
         on_failure_callback => settings.callbacks.on_failure,
         last_parsed => summary.last_parsed.to_rfc3339(),
+        // How long the file took to parse: Airflow's `last_parse_duration`.
+        parse_duration => summary.last_parse_duration.map(|d| format!("{:.3} s", d.as_secs_f64())),
         fingerprint => summary.fingerprint,
     })
 }

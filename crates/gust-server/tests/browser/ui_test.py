@@ -338,8 +338,10 @@ def main():
             b.screenshot(f"{shots}/code.png")
         b.go(f"{a.base}/dags/{a.dag}?tab=details")
         details = b.js("const t = (id) => document.getElementById(id).textContent;"
-                       "return [t('details-owners'), t('details-max-active-runs'), t('details-file'), t('details-next')]")
+                       "return [t('details-owners'), t('details-max-active-runs'), t('details-file'), t('details-next'),"
+                       " t('details-parse-duration')]")
         assert details[0] == "analytics" and details[1] == "16" and details[2].endswith("task_groups.yaml"), details
+        assert details[4].startswith("in ") and details[4].endswith(" s"), details
         assert details[3].startswith("starts ") and "logical date" in details[3] and details[3].count(" UTC") == 2, details
         if shots:
             b.screenshot(f"{shots}/details.png")

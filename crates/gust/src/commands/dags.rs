@@ -44,7 +44,11 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
                 println!("{problem}");
             }
             // How long Airflow took over each Python file, as its `dags report` says.
-            for (file, took) in &load.parse_durations {
+            let python_files = load
+                .parse_durations
+                .iter()
+                .filter(|(file, _)| gust_dagfile::python::is_python(file));
+            for (file, took) in python_files {
                 eprintln!(
                     "{}: parsed by Airflow in {:.2}s",
                     relative(file, &dags_folder).display(),
