@@ -3,10 +3,14 @@
 #
 # The request (JSON on stdin) names the files, the DAG bundle folder (the DAGs folder, put on
 # sys.path as Airflow does), the per-file timeout and how many files parse at once. Airflow is
-# imported once here; each file is parsed in a child forked from this process (Airflow's
-# processor forks its parsers the same way), with Airflow's own BundleDagBag, and each DAG is
+# imported once here; files are parsed in children forked from this process (Airflow's
+# processor forks its parsers the same way), each child parsing a batch of files one after
+# another (as `airflow dags reserialize` parses in one process): a fork costs far more than a
+# small file's parse. Each file is parsed with Airflow's own BundleDagBag, and each DAG is
 # serialized with Airflow's own DagSerialization (a DAG Airflow cannot serialize is an import
-# error, as in Airflow). A child past the timeout is killed and its file gets an import error.
+# error, as in Airflow). A child still on one file past the timeout is killed: that file gets
+# an import error, and the rest of its batch goes to another child, as does the rest of a
+# batch whose child died.
 #
 # What is printed per DAG is the DAG in dag-factory's shape (what Gust reads from YAML), taken
 # from the DAG Airflow built: its settings, its tasks with their settings, upstreams, groups and
@@ -30,6 +34,10 @@ TIMEOUT = float(request["timeout"])
 PARALLELISM = max(1, int(request["parallelism"]))
 MAX_BYTES = int(request["max_bytes"])
 TRACEBACK_DEPTH = 5
+# The most files one child parses: enough to pay a fork for many small files, few enough that
+# what one file leaves behind in its process (a changed setting, a patched module) reaches few
+# others.
+FILES_PER_CHILD = 16
 
 OUT = os.fdopen(os.dup(1), "w")
 # A DAG file's prints must not reach the protocol: they go to stderr, which Gust discards.
@@ -400,7 +408,8 @@ def parse(path):
     }
 
 
-def child(path, fd):
+def result_line(path):
+    """One file's result as a JSON line, in the child."""
     try:
         result = parse(path)
     except BaseException:
@@ -417,82 +426,106 @@ def child(path, fd):
                         % (len(text), MAX_BYTES)
                     }
                 ],
+                "seconds": result.get("seconds", 0.0),
             }
         )
-    data = text.encode()
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    return text.encode() + b"\n"
+
+
+def child(paths, fd):
+    """Parses `paths` one after another, writing each one's line as soon as it is parsed."""
+    for path in paths:
+        view = memoryview(result_line(path))
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
     os.close(fd)
+
+
+def batches(files):
+    """The files split into batches, so that the children share the work evenly."""
+    size = max(1, min(FILES_PER_CHILD, -(-len(files) // PARALLELISM)))
+    return [files[i : i + size] for i in range(0, len(files), size)]
+
+
+def failed(path, message, seconds):
+    return {"file": path, "dags": [], "errors": [{"message": message}], "seconds": seconds}
 
 
 def main():
     selector = selectors.DefaultSelector()
-    pending = list(FILES)
-    running = {}  # read fd -> (pid, path, deadline, chunks, began)
+    pending = batches(list(FILES))
+    # read fd -> {pid, paths (those not reported yet), deadline, buffer, began (the current file)}
+    running = {}
     while pending or running:
         while pending and len(running) < PARALLELISM:
-            path = pending.pop(0)
+            paths = pending.pop(0)
             read_fd, write_fd = os.pipe()
             pid = os.fork()
             if pid == 0:
                 os.close(read_fd)
                 code = 0
                 try:
-                    child(path, write_fd)
+                    child(paths, write_fd)
                 except BaseException:
                     code = 1
                 os._exit(code)
             os.close(write_fd)
             now = time.monotonic()
-            running[read_fd] = (pid, path, now + TIMEOUT, [], now)
+            running[read_fd] = {
+                "pid": pid, "paths": list(paths), "deadline": now + TIMEOUT, "buffer": b"", "began": now,
+            }
             selector.register(read_fd, selectors.EVENT_READ)
-        nearest = min(entry[2] for entry in running.values())
+        nearest = min(entry["deadline"] for entry in running.values())
         wait = max(0.0, nearest - time.monotonic())
         for key, _ in selector.select(timeout=wait):
             fd = key.fd
-            pid, path, deadline, chunks, began = running[fd]
+            entry = running[fd]
             chunk = os.read(fd, 1 << 16)
             if chunk:
-                chunks.append(chunk)
+                entry["buffer"] += chunk
+                *lines, entry["buffer"] = entry["buffer"].split(b"\n")
+                for line in lines:
+                    try:
+                        result = json.loads(line)
+                    except ValueError:
+                        continue
+                    if result.get("file") in entry["paths"]:
+                        entry["paths"].remove(result["file"])
+                    emit(result)
+                    # The next file's time starts now.
+                    now = time.monotonic()
+                    entry["began"] = now
+                    entry["deadline"] = now + TIMEOUT
                 continue
             selector.unregister(fd)
             os.close(fd)
             del running[fd]
-            _, status = os.waitpid(pid, 0)
-            try:
-                result = json.loads(b"".join(chunks))
-            except ValueError:
-                result = {
-                    "file": path,
-                    "dags": [],
-                    "errors": [{"message": "parsing the file ended its process (%s)" % _status(status)}],
-                }
-            result["seconds"] = time.monotonic() - began
-            emit(result)
+            _, status = os.waitpid(entry["pid"], 0)
+            if entry["paths"]:
+                # The child died on its current file: that file is the one to blame, and the
+                # rest of its batch is parsed by another child.
+                path, *rest = entry["paths"]
+                emit(failed(path, "parsing the file ended its process (%s)" % _status(status),
+                            time.monotonic() - entry["began"]))
+                if rest:
+                    pending.append(rest)
         now = time.monotonic()
-        for fd, (pid, path, deadline, chunks, began) in list(running.items()):
-            if now < deadline:
+        for fd, entry in list(running.items()):
+            if now < entry["deadline"]:
                 continue
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            os.kill(entry["pid"], signal.SIGKILL)
+            os.waitpid(entry["pid"], 0)
             selector.unregister(fd)
             os.close(fd)
             del running[fd]
-            emit(
-                {
-                    "file": path,
-                    "dags": [],
-                    "errors": [
-                        {
-                            "message": "parsing the file took longer than [dag_processor] "
-                            "dag_file_processor_timeout (%gs) and was killed" % TIMEOUT
-                        }
-                    ],
-                    "seconds": now - began,
-                }
-            )
+            path, *rest = entry["paths"] or [None]
+            if path is not None:
+                emit(failed(path, "parsing the file took longer than [dag_processor] "
+                            "dag_file_processor_timeout (%gs) and was killed" % TIMEOUT,
+                            now - entry["began"]))
+            if rest:
+                pending.append(rest)
 
 
 def _status(status):

@@ -1,9 +1,10 @@
 //! Python DAG files parsed by Airflow itself (`dag_parse.py`), as Airflow 3's DAG processor
-//! parses them: one Python process imports Airflow once, then forks a child per file (at most
-//! `parallelism` at once), which loads the file with Airflow's `BundleDagBag` and serializes its
-//! DAGs with Airflow's `DagSerialization`; a child past `timeout` (`[dag_processor]
-//! dag_file_processor_timeout`) is killed and its file gets an import error. Each file's result
-//! is one JSON line, which the caller reads (gust-dagfile's `ParsedFile`).
+//! parses them: one Python process imports Airflow once, then forks children (at most
+//! `parallelism` at once), each parsing a batch of files one after another with Airflow's
+//! `BundleDagBag` and serializing their DAGs with Airflow's `DagSerialization`; a child still on
+//! one file past `timeout` (`[dag_processor] dag_file_processor_timeout`) is killed, that file
+//! gets an import error and the rest of its batch goes to another child. Each file's result is
+//! one JSON line, which the caller reads (gust-dagfile's `ParsedFile`).
 //!
 //! This module runs the parser and nothing else: it neither caches nor reads the results.
 

@@ -404,6 +404,66 @@ fn an_import_error_shows_airflow_s_traceback_at_the_line_that_failed() {
     );
 }
 
+/// A DAG file whose DAG is `id`, after `before` runs at import.
+fn dag_file_running(id: &str, before: &str) -> String {
+    format!(
+        "import os, time\nfrom airflow.sdk import DAG\nfrom airflow.providers.standard.operators.empty import EmptyOperator\n{before}\nwith DAG({id:?}, schedule=None):\n    EmptyOperator(task_id='t')\n"
+    )
+}
+
+#[test]
+fn a_file_that_kills_or_outlasts_its_parser_fails_alone_and_the_files_parsed_with_it_still_load() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let dags = root.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("mkdir");
+    // One parser at a time: the four files are one child's batch, in this order.
+    for (file, id, before) in [
+        ("a.py", "dag_a", ""),
+        ("b.py", "dag_b", "os._exit(3)"),
+        ("c.py", "dag_c", "time.sleep(60)"),
+        ("d.py", "dag_d", ""),
+    ] {
+        std::fs::write(dags.join(file), dag_file_running(id, before)).expect("write");
+    }
+    let listed = gust_py(root.path(), &python)
+        .env("GUST__DAG_PROCESSOR__PARSING_PROCESSES", "1")
+        .env("GUST__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT", "5s")
+        .args(["dags", "validate"])
+        .arg(&dags)
+        .output()
+        .expect("gust runs");
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    let line = |file: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(file))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("b.py").contains("parsing the file ended its process (exit code 3)"),
+        "{stdout}"
+    );
+    assert!(
+        line("c.py").contains("dag_file_processor_timeout (5s) and was killed"),
+        "{stdout}"
+    );
+    assert!(
+        line("a.py").is_empty() && line("d.py").is_empty(),
+        "the batch's other files load: {stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    for file in ["a.py", "d.py"] {
+        assert!(
+            stderr.contains(&format!("{file}: parsed by Airflow in")),
+            "{file} was parsed: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn airflow_s_dynamic_task_mapping_example_runs_instance_by_instance_as_in_airflow() {
     let Some(python) = airflow_python() else {
