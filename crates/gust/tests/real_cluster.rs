@@ -940,7 +940,7 @@ async fn a_scheduler_killed_while_a_pod_runs_is_replaced_by_one_that_re_attaches
     let log = try_log(home.path(), dag, run_id, "long", 1);
     assert_eq!(
         pods_created(&log),
-        [pod.clone()],
+        std::slice::from_ref(&pod),
         "the pod was created once: {log}"
     );
     assert!(
@@ -1183,14 +1183,12 @@ async fn pods_are_followed_to_their_end_across_an_api_server_restart_and_a_410_g
     );
     let said = std::fs::read_to_string(&scheduler.stderr).expect("the scheduler's stderr");
     assert!(
-        said.contains("pod watch interrupted")
-            && ["410", "Expired", "too old"]
-                .iter()
-                .any(|gone| said.contains(gone)),
+        said.lines()
+            .any(|line| line.contains("pod watch interrupted") && line.contains("too old")),
         "the watch resumed into a 410 Gone and listed again: {said}"
     );
     let log = try_log(home.path(), dag, run_id, "across", 1);
-    assert_eq!(pods_created(&log), [pod.clone()], "{log}");
+    assert_eq!(pods_created(&log), std::slice::from_ref(&pod), "{log}");
     assert!(log.contains(&format!("deleted pod {pod}")), "{log}");
     gone(&client, "default", &pod).await;
     let log = try_log(home.path(), dag, run_id, "after", 1);
