@@ -96,24 +96,29 @@ start() { # start NAME PROGRAM ARGS...
 
 start etcd "$bin/etcd" --data-dir "$dir/etcd" \
   --listen-client-url "http://127.0.0.1:$etcd_port" --listen-peer-url "http://127.0.0.1:$etcd_peer_port"
-start kube-apiserver "$bin/kube-apiserver" \
-  --etcd-servers "http://127.0.0.1:$etcd_port" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0 \
-  --endpoint-reconciler-type none \
-  --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
-  --client-ca-file "$pki/ca.crt" \
-  --authorization-mode Node,RBAC \
-  --enable-admission-plugins NodeRestriction \
-  --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-  --service-account-issuer https://kubernetes.default.svc.cluster.local \
-  --service-cluster-ip-range 10.96.0.0/16 \
-  --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key" \
-  --kubelet-preferred-address-types InternalIP \
+apiserver_args=(
+  --etcd-servers "http://127.0.0.1:$etcd_port"
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0
+  --endpoint-reconciler-type none
+  --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key"
+  --client-ca-file "$pki/ca.crt"
+  --authorization-mode Node,RBAC
+  --enable-admission-plugins NodeRestriction
+  --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key"
+  --service-account-issuer https://kubernetes.default.svc.cluster.local
+  --service-cluster-ip-range 10.96.0.0/16
+  --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key"
+  --kubelet-preferred-address-types InternalIP
   --allow-privileged --profiling=false --v 1
+)
+start kube-apiserver "$bin/kube-apiserver" "${apiserver_args[@]}"
+# Its arguments, one a line: a test starts a second API server on the same etcd from them.
+printf '%s\n' "${apiserver_args[@]}" >"$dir/kube-apiserver.args"
 cat >"$dir/env" <<EOF
 export GUST_TEST_KUBECONFIG=$dir/admin.kubeconfig
 export GUST_TEST_CLUSTER_DIR=$dir
 export GUST_TEST_KUBECTL=$bin/kubectl
+export GUST_TEST_KUBE_BIN=$bin
 export GUST_TEST_API_PORT=$api_port
 export GUST_TEST_KUBELET_PORT=$kubelet_port
 EOF

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -57,27 +56,7 @@ fn start(home: &Path, args: &[&str], env: &[(&str, &str)]) -> (Server, u16) {
 
 /// `GET path`; answers the status and the body.
 fn get(port: u16, path: &str) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => break stream,
-            Err(err) if Instant::now() < deadline => {
-                let _ = err;
-                std::thread::yield_now();
-            }
-            Err(err) => panic!("cannot connect: {err}"),
-        }
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("receive");
-    let status = answer[9..12].parse().expect("a status code");
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    common::http(port, "GET", path, &[], "")
 }
 
 /// The value of one series in a text exposition, if it is there.

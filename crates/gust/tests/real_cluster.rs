@@ -89,12 +89,7 @@ impl Ran {
 
     /// The pods the task's log says were created.
     fn created_pods(&self, task: &str) -> Vec<String> {
-        self.log(task)
-            .split("created pod ")
-            .skip(1)
-            .filter_map(|rest| rest.split_whitespace().next())
-            .map(str::to_owned)
-            .collect()
+        pods_created(&self.log(task))
     }
 }
 
@@ -358,9 +353,37 @@ fn token_kubeconfig(admin: &Path, token: &str, path: &Path) {
     std::fs::write(path, text).expect("write the kubeconfig");
 }
 
+/// The token of the ServiceAccount `account` in `ns`, from the Secret the token controller
+/// makes for it (as clusters before 1.24 do), waiting for it at most 30 s.
+async fn account_token(client: &kube::Client, ns: &str, account: &str) -> String {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let mut secret_name = None;
+    for _ in 0..300 {
+        let found = accounts.get(account).await.expect("the service account");
+        secret_name = found
+            .secrets
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|reference| reference.name);
+        if secret_name.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = secrets
+        .get(&secret_name.expect("the token controller made the account's token"))
+        .await
+        .expect("the token secret");
+    let token = secret.data.expect("data")["token"].0.clone();
+    String::from_utf8(token).expect("a token")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_one_line() {
-    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
     use kube::api::{Patch, PatchParams};
 
@@ -422,28 +445,7 @@ async fn the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_on
             other => panic!("gust kubernetes rbac printed an unexpected {other:?}"),
         }
     }
-    // The service account's token, from the Secret the token controller made for it.
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let mut secret_name = None;
-    for _ in 0..300 {
-        let account = accounts.get("gust").await.expect("the service account");
-        secret_name = account
-            .secrets
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|reference| reference.name);
-        if secret_name.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = secrets
-        .get(&secret_name.expect("the token controller made the account's token"))
-        .await
-        .expect("the token secret");
-    let token = secret.data.expect("data")["token"].0.clone();
-    let token = String::from_utf8(token).expect("a token");
+    let token = account_token(&client, ns, "gust").await;
     let account_kubeconfig = home.path().join("gust.kubeconfig");
     token_kubeconfig(&kubeconfig, &token, &account_kubeconfig);
 
@@ -511,27 +513,12 @@ async fn a_pod_deleted_by_someone_else_fails_the_try_saying_so() {
         async move { dags_test(&kubeconfig, &dags, "real_cluster_deleted").await }
     });
     // Someone deletes the pod once it runs.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let running = ListParams::default().labels("dag_id=real_cluster_deleted");
-    let mut deleted = None;
-    for _ in 0..600 {
-        let list = pods.list(&running).await.expect("listing pods");
-        if let Some(pod) = list.items.into_iter().find(|pod| {
-            pod.status
-                .as_ref()
-                .and_then(|status| status.phase.as_deref())
-                == Some("Running")
-        }) {
-            let name = pod.metadata.name.expect("a name");
-            pods.delete(&name, &DeleteParams::default())
-                .await
-                .expect("deleting the pod");
-            deleted = Some(name);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let deleted = deleted.expect("the pod ran within 60 s");
+    let deleted = running_pod(&client, "default", &running).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.delete(&deleted, &DeleteParams::default())
+        .await
+        .expect("deleting the pod");
     let ran = run.await.expect("joined");
     assert!(!ran.success, "{}", ran.stdout);
     let log = ran.log("pod");
@@ -653,4 +640,873 @@ async fn manifests_apply_server_side_the_crd_schema_refuses_in_one_line_and_dele
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the CRD was not deleted");
+}
+
+/// `gust scheduler` as a process of its own on the database at a URL, with `home/dags` as its
+/// DAGs folder, DAGs unpaused at creation and the cluster of a kubeconfig; killed with SIGKILL
+/// when dropped, as a crash would.
+struct Scheduler {
+    child: Option<std::process::Child>,
+    /// The port of its health server (`/health`).
+    health_port: u16,
+    /// The file its stderr (warnings and errors) goes to.
+    stderr: PathBuf,
+}
+
+impl Scheduler {
+    /// Starts it and reads its banner up to the line naming its health server.
+    fn start(home: &Path, url: &str, kubeconfig: &Path, name: &str) -> Self {
+        use std::io::BufRead as _;
+
+        let stderr = home.join(format!("{name}.stderr.log"));
+        let mut child = common::gust_process(home, url)
+            .env("GUST__KUBERNETES__CONFIG_FILE", kubeconfig)
+            .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
+            .env(
+                "GUST__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST",
+                "127.0.0.1",
+            )
+            .arg("scheduler")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("a file for stderr"))
+            .spawn()
+            .expect("the scheduler starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let health_port = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let said = std::fs::read_to_string(&stderr).unwrap_or_default();
+                panic!("gust scheduler ended before naming its health server: {said}");
+            };
+            if let Some(address) = line
+                .strip_prefix("  health:")
+                .and_then(|rest| rest.split("http://127.0.0.1:").nth(1))
+            {
+                let digits: String = address.chars().take_while(char::is_ascii_digit).collect();
+                break digits.parse::<u16>().expect("a port");
+            }
+        };
+        // Keep reading, so the process never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child: Some(child),
+            health_port,
+            stderr,
+        }
+    }
+
+    /// Fails the test unless the process still runs and its `/health` says healthy.
+    fn assert_healthy(&mut self) {
+        let child = self.child.as_mut().expect("running");
+        let exited = child.try_wait().expect("the scheduler's status");
+        let said = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        assert!(
+            exited.is_none(),
+            "the scheduler exited ({exited:?}): {said}"
+        );
+        let (status, body) = common::http(self.health_port, "GET", "/health", &[], "");
+        assert_eq!(status, 200, "{body}\n{said}");
+        assert!(body.contains("\"healthy\""), "{body}");
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            common::kill9(child);
+        }
+    }
+}
+
+/// Waits (at most `within`) until the run `run_id` of `dag` has ended; answers its state.
+async fn run_end(
+    db: &gust_store::testing::TestDb,
+    dag: &str,
+    run_id: &str,
+    within: Duration,
+) -> gust_core::state::DagRunState {
+    use gust_core::state::DagRunState;
+
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let run = db.store.run(dag, run_id).await.expect("reading the run");
+        match run.map(|run| run.state) {
+            Some(state @ (DagRunState::Success | DagRunState::Failed)) => return state,
+            state if std::time::Instant::now() > deadline => {
+                let tries = db.store.tries_of_run(dag, run_id).await.expect("tries");
+                panic!(
+                    "run {run_id} of {dag} did not end within {within:?} ({state:?}): {tries:#?}"
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// `gust dags trigger DAG --run-id RUN_ID` on the database at `url`.
+fn trigger(home: &Path, url: &str, kubeconfig: &Path, dag: &str, run_id: &str) {
+    let out = common::gust_process(home, url)
+        .env("GUST__KUBERNETES__CONFIG_FILE", kubeconfig)
+        .env("GUST__CORE__DAGS_ARE_PAUSED_AT_CREATION", "false")
+        .args(["dags", "trigger", dag, "--run-id", run_id])
+        .output()
+        .expect("gust dags trigger ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The try log of `task` (try `attempt`) in run `run_id` of `dag`, under `home`'s logs.
+fn try_log(home: &Path, dag: &str, run_id: &str, task: &str, attempt: i32) -> String {
+    let path = home.join(format!(
+        "logs/dag_id={dag}/run_id={run_id}/task_id={task}/attempt={attempt}.log"
+    ));
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// The names of the pods a try log says were created.
+fn pods_created(log: &str) -> Vec<String> {
+    log.split("created pod ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_pod_dag_runs_under_the_scheduler_and_the_scheduler_stays_healthy() {
+    use gust_core::state::{DagRunState, TaskState};
+
+    let Some(kubeconfig) =
+        cluster("the_seed_pod_dag_runs_under_the_scheduler_and_the_scheduler_stays_healthy")
+    else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    namespace(&client, "airflow").await;
+    let db = gust_store::testing::TestDb::sqlite().await;
+    let home = tempfile::tempdir().expect("home");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags");
+    std::fs::copy(
+        examples().join("kubernetes/kube_operator.yaml"),
+        dags.join("kube_operator.yaml"),
+    )
+    .expect("the example DAG");
+    trigger(
+        home.path(),
+        &db.url,
+        &kubeconfig,
+        "kube-operator",
+        "on-the-cluster",
+    );
+    let mut scheduler = Scheduler::start(home.path(), &db.url, &kubeconfig, "scheduler");
+    let state = run_end(
+        &db,
+        "kube-operator",
+        "on-the-cluster",
+        Duration::from_secs(90),
+    )
+    .await;
+    scheduler.assert_healthy();
+    // Unpaused, the DAG (daily, catchup off) also gets its latest scheduled run: every run's
+    // pods are checked once the runs have ended.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let runs = db
+            .store
+            .runs_of_dag("kube-operator", 10)
+            .await
+            .expect("runs");
+        if runs
+            .iter()
+            .all(|run| matches!(run.state, DagRunState::Success | DagRunState::Failed))
+            || std::time::Instant::now() > deadline
+        {
+            break runs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(state, DagRunState::Success, "{runs:#?}");
+    for run in &runs {
+        assert_eq!(run.state, DagRunState::Success, "{runs:#?}");
+        let tries = db
+            .store
+            .tries_of_run("kube-operator", &run.run_id)
+            .await
+            .expect("tries");
+        assert_eq!(tries.len(), 4, "one try per task: {tries:#?}");
+        for attempt in &tries {
+            assert_eq!(attempt.state, TaskState::Success, "{tries:#?}");
+            let log = try_log(
+                home.path(),
+                "kube-operator",
+                &run.run_id,
+                &attempt.task_id,
+                1,
+            );
+            let pods = pods_created(&log);
+            assert_eq!(pods.len(), 1, "{} created one pod: {log}", attempt.task_id);
+            assert!(
+                log.contains(&format!("deleted pod {}", pods[0])),
+                "the pod is deleted (is_delete_operator_pod): {log}"
+            );
+            gone(&client, "airflow", &pods[0]).await;
+        }
+    }
+    scheduler.assert_healthy();
+    db.finish().await;
+}
+
+/// A pod that runs for a while, and one after it.
+const RESTART_DAG: &str = r#"
+real_cluster_restart:
+  schedule: null
+  start_date: 2024-01-01
+  default_args:
+    operator: KubernetesPodOperator
+    namespace: default
+    image: busybox:1.36
+    cmds: ["true"]
+    get_logs: false
+    retries: 0
+  tasks:
+    long:
+      annotations: {sim.gust.dev/run-seconds: "10"}
+    after:
+      dependencies: [long]
+"#;
+
+/// The name of the first pod `selector` (labels or fields) picks in `namespace` that runs,
+/// waiting at most 60 s.
+async fn running_pod(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &kube::api::ListParams,
+) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for _ in 0..600 {
+        let list = pods.list(selector).await.expect("listing pods");
+        if let Some(pod) = list.items.into_iter().find(|pod| {
+            pod.status
+                .as_ref()
+                .and_then(|status| status.phase.as_deref())
+                == Some("Running")
+        }) {
+            return pod.metadata.name.expect("a name");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no pod of {namespace} that {selector:?} picks ran within 60 s");
+}
+
+/// Picks the pods of `task` of `dag`.
+fn task_pods(dag: &str, task: &str) -> kube::api::ListParams {
+    kube::api::ListParams::default().labels(&format!("dag_id={dag},task_id={task}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduler_killed_while_a_pod_runs_is_replaced_by_one_that_re_attaches_to_it() {
+    use gust_core::state::{DagRunState, TaskState};
+
+    let Some(kubeconfig) =
+        cluster("a_scheduler_killed_while_a_pod_runs_is_replaced_by_one_that_re_attaches_to_it")
+    else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    let db = gust_store::testing::TestDb::sqlite().await;
+    let home = tempfile::tempdir().expect("home");
+    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
+    std::fs::write(home.path().join("dags/restart.yaml"), RESTART_DAG).expect("the DAG");
+    let (dag, run_id) = ("real_cluster_restart", "killed-mid-run");
+    trigger(home.path(), &db.url, &kubeconfig, dag, run_id);
+    let first = Scheduler::start(home.path(), &db.url, &kubeconfig, "first");
+    let pod = running_pod(&client, "default", &task_pods(dag, "long")).await;
+    drop(first); // SIGKILL while the pod runs.
+
+    let mut second = Scheduler::start(home.path(), &db.url, &kubeconfig, "second");
+    let state = run_end(&db, dag, run_id, Duration::from_secs(60)).await;
+    second.assert_healthy();
+    let tries = db.store.tries_of_run(dag, run_id).await.expect("tries");
+    assert_eq!(state, DagRunState::Success, "{tries:#?}");
+    assert_eq!(tries.len(), 2, "no try was retried or doubled: {tries:#?}");
+    assert!(
+        tries.iter().all(|t| t.state == TaskState::Success),
+        "{tries:#?}"
+    );
+    let log = try_log(home.path(), dag, run_id, "long", 1);
+    assert_eq!(
+        pods_created(&log),
+        std::slice::from_ref(&pod),
+        "the pod was created once: {log}"
+    );
+    assert!(
+        log.contains(&format!("re-attached to pod {pod}")),
+        "the second scheduler followed the running pod: {log}"
+    );
+    assert!(log.contains(&format!("deleted pod {pod}")), "{log}");
+    gone(&client, "default", &pod).await;
+    let log = try_log(home.path(), dag, run_id, "after", 1);
+    let after = pods_created(&log);
+    assert_eq!(after.len(), 1, "{log}");
+    gone(&client, "default", &after[0]).await;
+    db.finish().await;
+}
+
+/// Another kube-apiserver on the cluster's etcd, started by the test from the arguments
+/// `up.sh` recorded, on a port of its own, without a watch cache (watches are then served by
+/// etcd itself, so a watch resumed from a revision etcd has compacted away gets 410 Gone, as it
+/// does from any API server whose watch cache no longer holds that revision) and with `extra`
+/// arguments. The test can stop and restart it without disturbing the other tests, which use
+/// the cluster's own API server.
+struct OtherApiServer {
+    /// A cluster-admin kubeconfig that reaches this API server.
+    kubeconfig: PathBuf,
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OtherApiServer {
+    /// Its arguments from `$GUST_TEST_CLUSTER_DIR/kube-apiserver.args` and `extra`, on a free
+    /// port; its log and its kubeconfig (the `admin` one, pointing at it) in `folder`, named
+    /// after `name`.
+    fn new(folder: &Path, admin: &Path, name: &str, extra: &[&str]) -> Self {
+        let cluster = PathBuf::from(
+            std::env::var_os("GUST_TEST_CLUSTER_DIR")
+                .expect("GUST_TEST_CLUSTER_DIR (target/cluster/env)"),
+        );
+        let program = PathBuf::from(
+            std::env::var_os("GUST_TEST_KUBE_BIN")
+                .expect("GUST_TEST_KUBE_BIN (target/cluster/env)"),
+        )
+        .join("kube-apiserver");
+        let recorded = std::fs::read_to_string(cluster.join("kube-apiserver.args"))
+            .expect("up.sh records the API server's arguments");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut args: Vec<String> = recorded.lines().map(str::to_owned).collect();
+        let at = args
+            .iter()
+            .position(|arg| arg == "--secure-port")
+            .expect("--secure-port");
+        args[at + 1] = port.to_string();
+        args.push("--watch-cache=false".to_owned());
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        let kubeconfig = folder.join(format!("{name}.kubeconfig"));
+        let mut config = Kubeconfig::read_from(admin).expect("the kubeconfig reads");
+        for named in &mut config.clusters {
+            if let Some(cluster) = named.cluster.as_mut() {
+                cluster.server = Some(format!("https://127.0.0.1:{port}"));
+            }
+        }
+        let text = serde_yaml_ng::to_string(&config).expect("a kubeconfig");
+        std::fs::write(&kubeconfig, text).expect("write the kubeconfig");
+        Self {
+            kubeconfig,
+            program,
+            args,
+            log: folder.join(format!("{name}-kube-apiserver.log")),
+            child: None,
+        }
+    }
+
+    /// Starts it and waits (at most 60 s) until it answers.
+    async fn start(&mut self) {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the test runs an API server of its own"
+        )]
+        let child = std::process::Command::new(&self.program)
+            .args(&self.args)
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log)
+                    .expect("the API server's log"),
+            )
+            .spawn()
+            .expect("kube-apiserver starts");
+        self.child = Some(child);
+        let namespaces: Api<Namespace> = Api::all(client(&self.kubeconfig).await);
+        for _ in 0..600 {
+            if namespaces
+                .get_opt("default")
+                .await
+                .is_ok_and(|ns| ns.is_some())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        panic!("the test's API server did not answer within 60 s: {tail:#?}");
+    }
+
+    /// Kills it (SIGKILL), as a crashed API server ends.
+    fn kill(&mut self) {
+        if let Some(child) = self.child.take() {
+            common::kill9(child);
+        }
+    }
+
+    /// Waits (at most 60 s) until etcd's history before `revision` is compacted away: a watch
+    /// from it through this API server gets 410 Gone.
+    async fn wait_compacted(&self, revision: &str) {
+        use futures::StreamExt as _;
+        use kube::api::{WatchEvent, WatchParams};
+
+        let pods: Api<Pod> = Api::namespaced(client(&self.kubeconfig).await, "default");
+        for _ in 0..120 {
+            if let Ok(events) = pods
+                .watch(&WatchParams::default().timeout(1), revision)
+                .await
+            {
+                let mut events = events.boxed();
+                while let Some(event) = events.next().await {
+                    if let Ok(WatchEvent::Error(status)) = event
+                        && status.code == 410
+                    {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("etcd did not compact its history before revision {revision} within 60 s");
+    }
+}
+
+impl Drop for OtherApiServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A pod that runs long enough for its API server to be restarted, and one started after.
+const COMPACTION_DAG: &str = r#"
+real_cluster_compaction:
+  schedule: null
+  start_date: 2024-01-01
+  default_args:
+    operator: KubernetesPodOperator
+    namespace: default
+    image: busybox:1.36
+    cmds: ["true"]
+    get_logs: false
+    retries: 0
+  tasks:
+    across:
+      annotations: {sim.gust.dev/run-seconds: "15"}
+    after:
+      dependencies: [across]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_are_followed_to_their_end_across_an_api_server_restart_and_a_410_gone() {
+    use gust_core::state::{DagRunState, TaskState};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::DeleteParams;
+
+    let Some(admin) =
+        cluster("pods_are_followed_to_their_end_across_an_api_server_restart_and_a_410_gone")
+    else {
+        return;
+    };
+    let client = client(&admin).await;
+    let db = gust_store::testing::TestDb::sqlite().await;
+    let home = tempfile::tempdir().expect("home");
+    let mut second = OtherApiServer::new(home.path(), &admin, "second", &[]);
+    second.start().await;
+    let kubeconfig = second.kubeconfig.clone();
+    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
+    std::fs::write(home.path().join("dags/compaction.yaml"), COMPACTION_DAG).expect("the DAG");
+    let (dag, run_id) = ("real_cluster_compaction", "across-a-410");
+    trigger(home.path(), &db.url, &kubeconfig, dag, run_id);
+    let mut scheduler = Scheduler::start(home.path(), &db.url, &kubeconfig, "scheduler");
+    let pod = running_pod(&client, "default", &task_pods(dag, "across")).await;
+
+    // The API server the scheduler watches through goes down; meanwhile etcd moves on and
+    // forgets its history (compacted by a third API server, with kube-apiserver's own
+    // compactor every second), so the watch's resourceVersion is gone when it comes back.
+    second.kill();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let marker: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "gust-compaction-marker"}
+    }))
+    .expect("a ConfigMap");
+    let _ = config_maps
+        .delete("gust-compaction-marker", &DeleteParams::default())
+        .await;
+    let marker = config_maps
+        .create(&PostParams::default(), &marker)
+        .await
+        .expect("a write that moves etcd's revision on");
+    let revision = marker.metadata.resource_version.expect("a resourceVersion");
+    let touch = serde_json::json!({"data": {"touched": "yes"}});
+    config_maps
+        .patch(
+            "gust-compaction-marker",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&touch),
+        )
+        .await
+        .expect("another write");
+    let mut compactor = OtherApiServer::new(
+        home.path(),
+        &admin,
+        "compactor",
+        &["--etcd-compaction-interval=1s"],
+    );
+    compactor.start().await;
+    compactor.wait_compacted(&revision).await;
+    compactor.kill();
+    second.start().await;
+
+    let state = run_end(&db, dag, run_id, Duration::from_secs(90)).await;
+    scheduler.assert_healthy();
+    let tries = db.store.tries_of_run(dag, run_id).await.expect("tries");
+    assert_eq!(state, DagRunState::Success, "{tries:#?}");
+    assert_eq!(tries.len(), 2, "no try was lost or doubled: {tries:#?}");
+    assert!(
+        tries.iter().all(|t| t.state == TaskState::Success),
+        "{tries:#?}"
+    );
+    let said = std::fs::read_to_string(&scheduler.stderr).expect("the scheduler's stderr");
+    assert!(
+        said.lines()
+            .any(|line| line.contains("pod watch interrupted") && line.contains("too old")),
+        "the watch resumed into a 410 Gone and listed again: {said}"
+    );
+    let log = try_log(home.path(), dag, run_id, "across", 1);
+    assert_eq!(pods_created(&log), std::slice::from_ref(&pod), "{log}");
+    assert!(log.contains(&format!("deleted pod {pod}")), "{log}");
+    gone(&client, "default", &pod).await;
+    let log = try_log(home.path(), dag, run_id, "after", 1);
+    let after = pods_created(&log);
+    assert_eq!(after.len(), 1, "{log}");
+    gone(&client, "default", &after[0]).await;
+    config_maps
+        .delete("gust-compaction-marker", &DeleteParams::default())
+        .await
+        .expect("the marker deleted");
+    drop(scheduler);
+    db.finish().await;
+}
+
+/// The repository's root.
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python that renders the Helm chart (`deploy/render_helm.py`): `GUST_TEST_HELM_PYTHON`,
+/// else the venv `deploy/check.sh` makes, `target/helm-venv` (`.ci/run` runs that script before
+/// this tier). `None`, after saying so, when there is none and none is required.
+fn helm_python(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("GUST_TEST_HELM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repository().join("target/helm-venv/bin/python"));
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("GUST_TEST_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+        "no Helm renderer at {}: run deploy/check.sh once (it makes target/helm-venv), or set \
+         GUST_TEST_HELM_PYTHON",
+        path.display()
+    );
+    eprintln!(
+        "{test}: no Helm renderer at {} (deploy/check.sh makes it): not run",
+        path.display()
+    );
+    None
+}
+
+/// The cluster's kubectl (`GUST_TEST_KUBECTL`, built beside the control plane) on `kubeconfig`.
+fn kubectl(kubeconfig: &Path) -> assert_cmd::Command {
+    let program =
+        std::env::var_os("GUST_TEST_KUBECTL").expect("GUST_TEST_KUBECTL (target/cluster/env)");
+    let mut command = assert_cmd::Command::new(program);
+    command.arg("--kubeconfig").arg(kubeconfig);
+    command.timeout(Duration::from_secs(60));
+    command
+}
+
+/// Runs `command`, failing the test (with what it printed) unless it succeeds; answers stdout.
+fn succeeds(command: &mut assert_cmd::Command, what: &str) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|err| panic!("{what}: {err}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Writes to `path` the kubeconfig `admin` with `namespace` as its context's namespace: objects
+/// that name none go there, those that name one keep it (as `helm install -n` places them).
+fn kubeconfig_in(admin: &Path, namespace: &str, path: &Path) {
+    let mut config = Kubeconfig::read_from(admin).expect("the kubeconfig reads");
+    for named in &mut config.contexts {
+        if let Some(context) = named.context.as_mut() {
+            context.namespace = Some(namespace.to_owned());
+        }
+    }
+    let text = serde_yaml_ng::to_string(&config).expect("a kubeconfig");
+    std::fs::write(path, text).expect("write the kubeconfig");
+}
+
+/// Renders the Helm chart with `deploy/helm/gust/ci/VALUES-values.yaml` into `namespace`.
+fn render_chart(python: &Path, values: &str, namespace: &str, out: &Path) {
+    let chart = repository().join("deploy/helm/gust");
+    let mut command = assert_cmd::Command::new(python);
+    command
+        .arg(repository().join("deploy/render_helm.py"))
+        .arg(&chart)
+        .arg(chart.join(format!("ci/{values}-values.yaml")))
+        .arg(namespace)
+        .arg(out)
+        .timeout(Duration::from_secs(60));
+    succeeds(&mut command, &format!("rendering the chart with {values}"));
+}
+
+/// A pod DAG in the namespace the chart is installed in.
+const CHART_DAG: &str = r#"
+real_cluster_chart:
+  start_date: 2024-01-01
+  tasks:
+    pod:
+      operator: KubernetesPodOperator
+      namespace: gust-chart
+      image: busybox:1.36
+      cmds: ["true"]
+      retries: 0
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deployment_manifests_pass_server_side_dry_run_and_the_charts_account_runs_pods() {
+    let test = "the_deployment_manifests_pass_server_side_dry_run_and_the_charts_account_runs_pods";
+    let Some(admin) = cluster(test) else {
+        return;
+    };
+    let Some(python) = helm_python(test) else {
+        return;
+    };
+    let client = client(&admin).await;
+    let out = tempfile::tempdir().expect("tempdir");
+    // What deploy/check.sh renders: each overlay, and the chart with each ci/ values file, in
+    // the namespace each is meant for.
+    let mut rendered = Vec::new();
+    for overlay in ["demo-sqlite", "production"] {
+        let file = out.path().join(format!("kustomize-{overlay}.yaml"));
+        let text = succeeds(
+            kubectl(&admin)
+                .arg("kustomize")
+                .arg(repository().join("deploy/kustomize/overlays").join(overlay)),
+            &format!("kubectl kustomize {overlay}"),
+        );
+        std::fs::write(&file, text).expect("write");
+        rendered.push((file, "default"));
+    }
+    for (values, namespace) in [
+        ("demo", "gust-demo"),
+        ("more", "gust"),
+        ("production", "gust"),
+    ] {
+        let file = out.path().join(format!("helm-{values}.yaml"));
+        render_chart(&python, values, namespace, &file);
+        rendered.push((file, namespace));
+    }
+    for namespace_name in ["gust", "gust-demo", "pipelines", "gust-chart"] {
+        namespace(&client, namespace_name).await;
+    }
+    // Every object is accepted by the API server's admission and validation.
+    for (file, namespace) in &rendered {
+        let kubeconfig = out.path().join(format!("{namespace}.kubeconfig"));
+        kubeconfig_in(&admin, namespace, &kubeconfig);
+        let what = format!("kubectl apply --dry-run=server -f {}", file.display());
+        let said = succeeds(
+            kubectl(&kubeconfig)
+                .args(["apply", "--dry-run=server", "-f"])
+                .arg(file),
+            &what,
+        );
+        let objects = std::fs::read_to_string(file)
+            .expect("read")
+            .lines()
+            .filter(|line| line.starts_with("kind:"))
+            .count();
+        let accepted = said
+            .lines()
+            .filter(|l| l.ends_with("(server dry run)"))
+            .count();
+        assert!(objects > 0, "{what}: nothing rendered");
+        assert_eq!(accepted, objects, "{what}: every object accepted:\n{said}");
+    }
+
+    // The chart installed for real into a namespace of its own; its ServiceAccount's token
+    // runs a pod DAG there.
+    let file = out.path().join("helm-chart.yaml");
+    render_chart(&python, "production", "gust-chart", &file);
+    let kubeconfig = out.path().join("gust-chart.kubeconfig");
+    kubeconfig_in(&admin, "gust-chart", &kubeconfig);
+    succeeds(
+        kubectl(&kubeconfig).args(["apply", "-f"]).arg(&file),
+        "kubectl apply of the chart",
+    );
+    let token = account_token(&client, "gust-chart", "gust").await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let account_kubeconfig = home.path().join("gust.kubeconfig");
+    token_kubeconfig(&admin, &token, &account_kubeconfig);
+    let dags = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dags.path().join("chart.yaml"), CHART_DAG).expect("write");
+    let ran = dags_test(&account_kubeconfig, dags.path(), "real_cluster_chart").await;
+    assert!(ran.success, "{}\n{}", ran.stdout, ran.stderr);
+    let pods = ran.created_pods("pod");
+    assert_eq!(pods.len(), 1, "{}", ran.log("pod"));
+    assert!(
+        ran.log("pod").contains(&format!("deleted pod {}", pods[0])),
+        "{}",
+        ran.log("pod")
+    );
+    gone(&client, "gust-chart", &pods[0]).await;
+}
+
+/// What `examples/dags/kubernetes/pod_features.yaml` expects to find in `default`: its Secrets
+/// and ConfigMaps, and its PersistentVolumeClaim bound to a volume (marked bound as the volume
+/// controller would, which this control plane does not run).
+const POD_FEATURES_OBJECTS: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: airflow-secrets}
+stringData: {sql_alchemy_conn: "postgresql://airflow@postgres/airflow"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: airflow-secrets-2}
+stringData: {EXTRA: "two"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: test-configmap-1}
+data: {ONE: "1"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: test-configmap-2}
+data: {TWO: "2"}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: gust-test-volume}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadOnlyMany]
+  hostPath: {path: /tmp/gust-test-volume}
+  claimRef: {namespace: default, name: test-volume}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: test-volume
+  annotations: {pv.kubernetes.io/bind-completed: "yes"}
+spec:
+  accessModes: [ReadOnlyMany]
+  resources: {requests: {storage: 1Gi}}
+  volumeName: gust-test-volume
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: gust-affinity-target
+  labels: {security: S1}
+  annotations: {sim.gust.dev/run-seconds: "120"}
+spec:
+  containers: [{name: main, image: busybox:1.36}]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pod_features_example_runs_on_the_real_server() {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+
+    let Some(admin) = cluster("the_pod_features_example_runs_on_the_real_server") else {
+        return;
+    };
+    let client = client(&admin).await;
+    let out = tempfile::tempdir().expect("tempdir");
+    // The pod's required pod affinity (topology.kubernetes.io/zone) needs zones on the nodes
+    // and a running pod labelled security=S1.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let zone =
+        serde_json::json!({"metadata": {"labels": {"topology.kubernetes.io/zone": "zone-a"}}});
+    for node in nodes.list(&Default::default()).await.expect("nodes") {
+        let name = node.metadata.name.expect("a name");
+        nodes
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&zone))
+            .await
+            .expect("a zone on the node");
+    }
+    // A fresh affinity target: one left by an earlier run may have ended.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let _ = pods
+        .delete("gust-affinity-target", &DeleteParams::default())
+        .await;
+    gone(&client, "default", "gust-affinity-target").await;
+    let objects = out.path().join("objects.yaml");
+    std::fs::write(&objects, POD_FEATURES_OBJECTS).expect("write");
+    let kubeconfig = out.path().join("default.kubeconfig");
+    kubeconfig_in(&admin, "default", &kubeconfig);
+    succeeds(
+        kubectl(&kubeconfig).args(["apply", "-f"]).arg(&objects),
+        "kubectl apply of pod_features' objects",
+    );
+    let affinity_target =
+        kube::api::ListParams::default().fields("metadata.name=gust-affinity-target");
+    running_pod(&client, "default", &affinity_target).await;
+
+    // The example as shipped, but reaching the cluster through GUST__KUBERNETES__CONFIG_FILE:
+    // `in_cluster: true` needs a pod's service-account files, which a test process has not.
+    let text = std::fs::read_to_string(examples().join("kubernetes/pod_features.yaml"))
+        .expect("the example");
+    assert!(text.contains("      in_cluster: true\n"), "{text}");
+    let dags = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dags.path().join("pod_features.yaml"),
+        text.replace("      in_cluster: true\n", ""),
+    )
+    .expect("write");
+    let ran = dags_test(&admin, dags.path(), "pod_features").await;
+    let _ = pods
+        .delete("gust-affinity-target", &DeleteParams::default())
+        .await;
+    assert!(
+        ran.success,
+        "{}\n{}\n{}",
+        ran.stdout,
+        ran.stderr,
+        ran.log("task")
+    );
+    let created = ran.created_pods("task");
+    assert_eq!(created.len(), 1, "{}", ran.log("task"));
+    assert!(created[0].starts_with("airflow-test-pod"), "{created:?}");
+    assert!(
+        ran.log("task")
+            .contains(&format!("deleted pod {}", created[0])),
+        "{}",
+        ran.log("task")
+    );
+    gone(&client, "default", &created[0]).await;
 }

@@ -2,13 +2,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{examples, gust};
+use common::{examples, gust, http};
 use predicates::prelude::*;
 use predicates::str::contains;
 
@@ -154,45 +152,6 @@ fn start(home: &Path, args: &[&str]) -> (Server, u16, String) {
         banner.push('\n');
     }
     (server, port, banner)
-}
-
-/// One HTTP/1.1 request; answers the status and the body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => break stream,
-            Err(err) if Instant::now() < deadline => {
-                let _ = err;
-                std::thread::yield_now();
-            }
-            Err(err) => panic!("cannot connect: {err}"),
-        }
-    };
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("receive");
-    let status = answer[9..12].parse().expect("a status code");
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! What the command-line tests share: the examples folder and `gust` run as a user runs it.
 #![allow(dead_code, reason = "each test file uses some of the helpers")]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub mod instances;
 pub mod python_scheduler;
@@ -118,4 +121,44 @@ pub fn final_states(stdout: &str) -> std::collections::BTreeMap<String, String> 
         }
     }
     states
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (retrying the connection for up to 10 s while the
+/// server starts); answers the status and the body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(err) if Instant::now() < deadline => {
+                let _ = err;
+                std::thread::yield_now();
+            }
+            Err(err) => panic!("cannot connect: {err}"),
+        }
+    };
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("receive");
+    let status = answer[9..12].parse().expect("a status code");
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
