@@ -94,6 +94,9 @@ pub struct DagSettings {
     /// The notifiers Gust sends when a run succeeds or fails (`on_success`, `on_failure`).
     #[serde(default, skip_serializing_if = "crate::notify::Notifiers::is_empty")]
     pub notifiers: crate::notify::Notifiers,
+    /// Deadline alerts (`deadline`): notifiers sent when a run has not finished in time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deadlines: Vec<crate::deadline::DeadlineAlert>,
 }
 
 /// The Python callbacks a DAG names, in any form dag-factory reads; the callables are Python's
@@ -139,6 +142,7 @@ impl Default for DagSettings {
             doc_md: None,
             callbacks: DagCallbacks::default(),
             notifiers: crate::notify::Notifiers::default(),
+            deadlines: Vec::new(),
         }
     }
 }

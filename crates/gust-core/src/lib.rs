@@ -9,6 +9,7 @@ pub mod asset;
 pub mod clock;
 pub mod dag;
 pub mod date;
+pub mod deadline;
 pub mod duration;
 pub mod ids;
 pub mod mapping;

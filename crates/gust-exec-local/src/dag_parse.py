@@ -298,6 +298,46 @@ def groups(dag):
     return found
 
 
+def deadline_shape(dag, problems):
+    """A DAG's deadline alerts in Gust's compact YAML form, or None without any."""
+    alerts = getattr(dag, "deadline", None)
+    if not alerts:
+        return None
+    alerts = alerts if isinstance(alerts, (list, tuple)) else [alerts]
+    shaped = []
+    for alert in alerts:
+        ref = alert.reference
+        kind = type(ref).__name__
+        if kind == "DagRunQueuedAtDeadline":
+            reference = "DAGRUN_QUEUED_AT"
+        elif kind == "DagRunLogicalDateDeadline":
+            reference = "DAGRUN_LOGICAL_DATE"
+        elif kind == "FixedDatetimeDeadline":
+            reference = {"fixed_datetime": ref._datetime.isoformat()}
+        elif kind == "AverageRuntimeDeadline":
+            reference = {"average_runtime": {"max_runs": ref.max_runs, "min_runs": ref.min_runs}}
+        else:
+            problems.append("DAG %s: its deadline's reference %s is not one Gust knows; use "
+                            "DeadlineReference's DAGRUN_QUEUED_AT, DAGRUN_LOGICAL_DATE, "
+                            "FIXED_DATETIME or AVERAGE_RUNTIME" % (dag.dag_id, kind))
+            continue
+        if not isinstance(alert.interval, datetime.timedelta):
+            problems.append("DAG %s: its deadline's interval is a %s; Gust needs a timedelta"
+                            % (dag.dag_id, type(alert.interval).__name__))
+            continue
+        try:
+            callback = plain(dict(alert.callback.kwargs or {}), "deadline callback's kwargs")
+        except NotExpressible as why:
+            problems.append("DAG %s: its %s" % (dag.dag_id, why))
+            continue
+        callback["callback"] = alert.callback.path
+        entry = {"reference": reference, "interval": timedelta(alert.interval), "callback": callback}
+        if alert.name:
+            entry["name"] = alert.name
+        shaped.append(entry)
+    return shaped
+
+
 def dag_shape(dag):
     problems = []
     shape = {}
@@ -332,6 +372,9 @@ def dag_shape(dag):
         if callbacks:
             callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
             shape[name] = [callable_path(fn) for fn in callbacks]
+    deadlines = deadline_shape(dag, problems)
+    if deadlines:
+        shape["deadline"] = deadlines
     shape["task_groups"] = groups(dag)
     tasks = {}
     arguments = {}

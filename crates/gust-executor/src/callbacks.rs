@@ -34,6 +34,8 @@ pub enum CallbackKind {
     DagSuccess,
     /// A DAG's `on_failure_callback`: its run failed.
     DagFailure,
+    /// A DAG's deadline alert (`deadline`): its run had not finished by the deadline.
+    DeadlineMissed,
 }
 
 impl CallbackKind {
@@ -52,6 +54,8 @@ impl CallbackKind {
             Self::TaskSkipped => task.on_skipped,
             Self::DagSuccess => dag.on_success,
             Self::DagFailure => dag.on_failure,
+            // Only notifiers Gust sends: a deadline names no Python callback.
+            Self::DeadlineMissed => false,
         }
     }
 
@@ -64,7 +68,17 @@ impl CallbackKind {
             Self::TaskFailure | Self::DagFailure => "failure",
             Self::TaskRetry => "retry",
             Self::TaskSkipped => "skipped",
+            Self::DeadlineMissed => "deadline",
         }
+    }
+
+    /// Whether it is about a run rather than a task.
+    #[must_use]
+    pub fn of_dag(self) -> bool {
+        matches!(
+            self,
+            Self::DagSuccess | Self::DagFailure | Self::DeadlineMissed
+        )
     }
 }
 

@@ -47,10 +47,7 @@ pub fn context(request: &CallbackRequest) -> TemplateContext {
     ctx.try_number = task.map_or(0, |t| t.try_number);
     ctx.params = request.params.clone();
     ctx.conf = run.conf.clone();
-    let of_dag = matches!(
-        request.kind,
-        CallbackKind::DagSuccess | CallbackKind::DagFailure
-    );
+    let of_dag = request.kind.of_dag();
     let state = if of_dag {
         request.run_state
     } else {
@@ -63,6 +60,13 @@ pub fn context(request: &CallbackRequest) -> TemplateContext {
         .reason
         .clone()
         .map_or(serde_json::Value::Null, Into::into);
+    if request.kind == CallbackKind::DeadlineMissed {
+        // As Airflow's deadline callbacks get it: the deadline that passed.
+        ctx.extra.insert(
+            "deadline".to_owned(),
+            serde_json::json!({"deadline_time": why.clone()}),
+        );
+    }
     if of_dag {
         ctx.extra.insert("reason".to_owned(), why);
     } else {

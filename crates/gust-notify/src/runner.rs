@@ -347,6 +347,7 @@ fn describe(source: &Source) -> String {
 fn describe_event(request: &CallbackRequest) -> String {
     let event = request.kind.event();
     match (&request.task, request.kind) {
+        (_, CallbackKind::DeadlineMissed) => format!("DAG {}'s deadline", request.dag_id),
         (_, CallbackKind::DagSuccess | CallbackKind::DagFailure) | (None, _) => {
             format!("DAG {}'s on_{event}", request.dag_id)
         }

@@ -618,7 +618,7 @@ const Gust = (() => {
       codeTab(dagId);
       return;
     }
-    if (tab === "details") return;
+    if (tab === "details" || tab === "notifications") return;
     const url = `/ui/api/dags/${path(dagId)}/grid?runs=${runs}`;
     const target = tab === "graph" ? new GustGraph(document.getElementById("graph"), dagId)
       : tab === "gantt" ? new GustGantt(document.getElementById("gantt"), dagId)

@@ -14,6 +14,7 @@ mod claims;
 mod connections;
 mod dag_versions;
 mod dags;
+mod deadlines;
 mod error;
 mod event_logs;
 mod heartbeats;
@@ -47,6 +48,7 @@ pub use claims::DagClaim;
 pub use connections::{Connection, Secret, SecretKey};
 pub use dag_versions::{DagVersion, MAX_SOURCE_BYTES};
 pub use dags::{DagSummary, ImportError, ImportErrorRecord, StoredDag};
+pub use deadlines::{NewDeadline, StoredDeadline};
 pub use error::StoreError;
 pub use event_logs::{EventColumn, EventFilter, NewEvent, StoredEvent};
 pub use heartbeats::{Job, SCHEDULER_JOB};
@@ -363,6 +365,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0014_notifications.sql"),
                 include_str!("../migrations/postgres/0014_notifications.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0015_deadlines.sql"),
+                include_str!("../migrations/postgres/0015_deadlines.sql"),
             ),
             (
                 include_str!("../migrations/sqlite/0016_parse_duration.sql"),

@@ -5,6 +5,7 @@
 
 mod assets;
 mod chains;
+mod deadlines;
 mod graph;
 mod groups;
 mod mapping;
@@ -51,6 +52,7 @@ pub const DAG_KEYS: &[&str] = &[
     "default_args",
     "is_paused_upon_creation",
     "doc_md",
+    "deadline",
     "tasks",
     "task_groups",
     "chains",
@@ -277,6 +279,8 @@ fn read_settings(
             "is_paused_upon_creation" => {
                 values::boolean(node, name).map(|v| settings.is_paused_upon_creation = Some(v))
             }
+            "deadline" => deadlines::read_deadlines(node, tz, ctx.now)
+                .map(|alerts| settings.deadlines = alerts),
             callback if refused::is_dag_callback(callback) => {
                 notifiers::read_callback(node, name, &mut settings.notifiers).map(|python| {
                     if python {

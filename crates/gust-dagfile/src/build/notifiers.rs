@@ -8,7 +8,7 @@ use gust_core::notify::{Notifier, NotifierKind, Notifiers};
 
 use super::values::Read;
 use crate::diagnostic::Diagnostic;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Key, Node, Value};
 
 /// Reads the callback setting `key` into `notifiers`; `Ok(true)` when it also names a Python
 /// callable (so the Python callback runner has something to run).
@@ -97,25 +97,8 @@ fn read_one(node: &Node, key: &str, read: &mut Vec<Notifier>) -> Read<bool> {
                     )),
                 };
             };
-            let mut args = serde_json::Map::new();
-            for (arg, value) in map.iter() {
-                if arg.name == "callback" {
-                    continue;
-                }
-                if !kind.arguments().contains(&arg.name.as_str()) {
-                    return Err(Diagnostic::new(
-                        arg.at.clone(),
-                        format!(
-                            "\"{key}\": the {} notifier takes no argument \"{}\"",
-                            kind.as_str(),
-                            arg.name
-                        ),
-                    )
-                    .with_hint(format!("it takes: {}", kind.arguments().join(", "))));
-                }
-                args.insert(arg.name.clone(), value.to_json());
-            }
-            read.push(notifier(node, key, kind, args)?);
+            let args = map.iter().filter(|(arg, _)| arg.name != "callback");
+            read.push(with_arguments(node, key, kind, args)?);
             Ok(false)
         }
         _ => Err(Diagnostic::new(
@@ -127,6 +110,31 @@ fn read_one(node: &Node, key: &str, read: &mut Vec<Notifier>) -> Read<bool> {
             ),
         )),
     }
+}
+
+/// A notifier of `kind` with `args` (Airflow's names, templates unrendered), each checked.
+pub fn with_arguments<'a>(
+    node: &Node,
+    key: &str,
+    kind: NotifierKind,
+    args: impl Iterator<Item = (&'a Key, &'a Node)>,
+) -> Read<Notifier> {
+    let mut read = serde_json::Map::new();
+    for (arg, value) in args {
+        if !kind.arguments().contains(&arg.name.as_str()) {
+            return Err(Diagnostic::new(
+                arg.at.clone(),
+                format!(
+                    "\"{key}\": the {} notifier takes no argument \"{}\"",
+                    kind.as_str(),
+                    arg.name
+                ),
+            )
+            .with_hint(format!("it takes: {}", kind.arguments().join(", "))));
+        }
+        read.insert(arg.name.clone(), value.to_json());
+    }
+    notifier(node, key, kind, read)
 }
 
 /// A notifier, once its arguments are known to be enough.

@@ -66,22 +66,7 @@ impl ActiveRun {
     /// The run as a try that reads it itself (a Python task) is told.
     #[must_use]
     pub fn facts(&self) -> gust_executor::RunFacts {
-        gust_executor::RunFacts {
-            data_interval: Some(self.run.data_interval),
-            // As Airflow sets it: a scheduled run may start once its interval has ended, a
-            // manual one once it is triggered.
-            run_after: Some(match self.run.run_type {
-                gust_store::RunType::Manual | gust_store::RunType::OperatorTriggered => {
-                    self.run.queued_at
-                }
-                gust_store::RunType::Scheduled
-                | gust_store::RunType::Backfill
-                | gust_store::RunType::AssetTriggered => self.run.data_interval.1,
-            }),
-            start_date: self.run.start_date,
-            run_type: self.run.run_type.as_str().to_owned(),
-            conf: self.run.conf.clone(),
-        }
+        run_facts(&self.run)
     }
 
     /// A run taken into memory, in need of a whole readiness pass.
@@ -255,5 +240,23 @@ impl ActiveRun {
     /// Whether every task of the DAG has finished.
     pub fn all_finished(&self) -> bool {
         self.unfinished == 0
+    }
+}
+
+/// What Airflow's context tells of a run.
+pub fn run_facts(run: &StoredRun) -> gust_executor::RunFacts {
+    gust_executor::RunFacts {
+        data_interval: Some(run.data_interval),
+        // As Airflow sets it: a scheduled run may start once its interval has ended, a
+        // manual one once it is triggered.
+        run_after: Some(match run.run_type {
+            gust_store::RunType::Manual | gust_store::RunType::OperatorTriggered => run.queued_at,
+            gust_store::RunType::Scheduled
+            | gust_store::RunType::Backfill
+            | gust_store::RunType::AssetTriggered => run.data_interval.1,
+        }),
+        start_date: run.start_date,
+        run_type: run.run_type.as_str().to_owned(),
+        conf: run.conf.clone(),
     }
 }

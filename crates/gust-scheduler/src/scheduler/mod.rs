@@ -21,6 +21,7 @@ mod active;
 mod assets;
 pub(crate) mod callbacks;
 mod claims;
+mod deadlines;
 mod deferrals;
 mod expand;
 mod runs;
@@ -154,6 +155,8 @@ enum Timer {
     TriggerTimeout(TryKey),
     /// A schedule may have a new interval due.
     Schedules,
+    /// A run's deadline (stored with this id) passes.
+    Deadline(RunKey, i64),
 }
 
 /// What to do once a batch of moves is committed, if the move it follows was.
@@ -311,6 +314,14 @@ pub struct Scheduler {
     fired: Option<mpsc::Receiver<gust_executor::deferral::TriggerFired>>,
     /// The deferred tries whose trigger `triggerer` runs for this scheduler.
     python_triggers: HashSet<TryKey>,
+    /// The DAGs in force with deadline alerts.
+    deadline_dags: HashSet<String>,
+    /// The runs whose deadlines this process stored and timed.
+    deadline_runs: HashSet<RunKey>,
+    /// Their deadlines still pending, by id.
+    deadline_alerts: HashMap<i64, gust_store::StoredDeadline>,
+    /// Deadlines whose timers came, to fire in the next step.
+    deadlines_due: Vec<(RunKey, i64)>,
 }
 
 impl Scheduler {
@@ -364,6 +375,10 @@ impl Scheduler {
             triggerer: None,
             fired: None,
             python_triggers: HashSet::new(),
+            deadline_dags: HashSet::new(),
+            deadline_runs: HashSet::new(),
+            deadline_alerts: HashMap::new(),
+            deadlines_due: Vec::new(),
         }
     }
 
@@ -463,6 +478,12 @@ impl Scheduler {
             self.config.paused_by_default,
         )
         .await?;
+        self.deadline_dags = self
+            .bag
+            .dags()
+            .filter(|e| !e.dag.settings.deadlines.is_empty())
+            .map(|e| e.dag.id.to_string())
+            .collect();
         for (key, run) in &self.runs {
             let current = self
                 .bag
@@ -536,6 +557,9 @@ impl Scheduler {
             }
             if !self.stale.is_empty() {
                 self.reload_stale().await?;
+            }
+            if !self.deadlines_due.is_empty() {
+                self.fire_deadlines().await?;
             }
             let mut batch = std::mem::take(&mut self.pending);
             self.settle_dirty(&mut batch);
@@ -697,6 +721,7 @@ impl Scheduler {
                     }
                     Timer::TriggerTimeout(key) => self.trigger_timed_out(&key),
                     Timer::Schedules => self.schedules_due = true,
+                    Timer::Deadline(run, id) => self.deadlines_due.push((run, id)),
                 }
             }
         }

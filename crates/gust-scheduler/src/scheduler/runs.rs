@@ -122,6 +122,12 @@ impl Scheduler {
             .collect();
         for run in stored {
             let key = (run.dag_id.clone(), run.run_id.clone());
+            if self.deadline_dags.contains(&run.dag_id)
+                && !self.deadline_runs.contains(&key)
+                && let Some(dag) = self.dag(&run.dag_id)
+            {
+                self.track_deadlines(&run, &dag).await?;
+            }
             match self.runs.get(&key) {
                 Some(held) if held.run.version == run.version => continue,
                 Some(_) => {
@@ -170,7 +176,7 @@ impl Scheduler {
         Ok(())
     }
 
-    fn dag(&self, dag_id: &str) -> Option<Arc<gust_core::dag::Dag>> {
+    pub(super) fn dag(&self, dag_id: &str) -> Option<Arc<gust_core::dag::Dag>> {
         self.bag
             .dags()
             .find(|e| e.dag.id.as_str() == dag_id)
@@ -195,6 +201,7 @@ impl Scheduler {
                 DagRunState::Queued => self.runs_due = true,
                 // Finished by someone else (a user marked it): nothing of it runs on.
                 DagRunState::Success | DagRunState::Failed => {
+                    self.deadlines_met(&key).await?;
                     self.kill_tries_of(&key, "its run was marked finished by a user");
                     self.runs_due = true;
                 }
@@ -496,6 +503,7 @@ impl Scheduler {
             self.dag_callback(run, state).await;
             let states = run.states.tasks().clone();
             self.unload_run(&key);
+            self.deadlines_met(&key).await?;
             for other in self.runs.values_mut() {
                 if other.previous.as_ref() == Some(&key) {
                     other.previous = None;

@@ -15,6 +15,7 @@ pub mod dag_tags;
 pub mod dag_versions;
 pub mod dag_warnings;
 pub mod dags;
+pub mod deadlines;
 pub mod event_logs;
 pub mod extract;
 pub mod fields;
@@ -75,4 +76,5 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .merge(backfills::routes())
         .merge(assets::routes())
         .merge(notifications::routes())
+        .merge(deadlines::routes())
 }

@@ -68,7 +68,15 @@ pub struct DagQuery {
 }
 
 /// The DAG page's tabs, by their `?tab=` names.
-const DAG_TABS: &[&str] = &["grid", "graph", "gantt", "runs", "code", "details"];
+const DAG_TABS: &[&str] = &[
+    "grid",
+    "graph",
+    "gantt",
+    "runs",
+    "code",
+    "details",
+    "notifications",
+];
 
 /// `GET /dags/{dag_id}`: the grid, graph, Gantt chart, runs, code or details, the trigger form,
 /// the pause switch.
@@ -88,10 +96,10 @@ pub async fn dag(
     let params = serde_json::to_string_pretty(&serde_json::Value::Object(settings.params.clone()))
         .unwrap_or_else(|_| "{}".to_owned());
     let owners: BTreeSet<&str> = dag.tasks().map(|t| t.settings.owner.as_str()).collect();
-    let details = if tab == "details" {
-        Some(dag_details(&state, &dag, &summary).await?)
-    } else {
-        None
+    let details = match tab {
+        "details" => Some(dag_details(&state, &dag, &summary).await?),
+        "notifications" => Some(notifications(&state, &dag_id).await?),
+        _ => None,
     };
     page(
         &user,
@@ -115,6 +123,57 @@ pub async fn dag(
             runs => query.runs.unwrap_or(DEFAULT_GRID_RUNS).clamp(1, MAX_GRID_RUNS),
         },
     )
+}
+
+/// How many deliveries and deadlines the Notifications tab lists (the newest).
+const NOTIFICATION_ROWS: i64 = 100;
+
+/// The Notifications tab: the DAG's latest deliveries (when, event, notifier, target, status,
+/// attempts, error) and its runs' deadlines, missed ones first.
+async fn notifications(state: &AppState, dag_id: &str) -> Result<minijinja::Value, PageError> {
+    let store = state.store();
+    let (deliveries, delivered) = store.deliveries(dag_id, None, NOTIFICATION_ROWS, 0).await?;
+    let (mut deadlines, deadline_count) = store
+        .deadlines(Some(dag_id), None, None, NOTIFICATION_ROWS, 0)
+        .await?;
+    deadlines.sort_by_key(|d| (!d.missed, std::cmp::Reverse(d.deadline.deadline_time)));
+    let mask = |text: &str| gust_secrets::mask(text);
+    let deliveries: Vec<minijinja::Value> = deliveries
+        .into_iter()
+        .map(|d| {
+            minijinja::context! {
+                at => d.delivery.at.to_rfc3339(),
+                run_id => d.delivery.run_id,
+                task_id => d.delivery.task_id,
+                try_number => d.delivery.try_number,
+                event => d.delivery.event,
+                notifier => d.delivery.notifier,
+                target => mask(&d.delivery.target),
+                status => d.status.as_str(),
+                attempts => d.attempts,
+                error => d.error.as_deref().map(mask),
+            }
+        })
+        .collect();
+    let deadlines: Vec<minijinja::Value> = deadlines
+        .into_iter()
+        .map(|d| {
+            minijinja::context! {
+                run_id => d.deadline.run_id,
+                name => d.deadline.alert_name,
+                reference => d.deadline.reference_type,
+                deadline_time => d.deadline.deadline_time.to_rfc3339(),
+                missed => d.missed,
+                notifiers => d.deadline.notifiers.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(),
+            }
+        })
+        .collect();
+    Ok(minijinja::context! {
+        deliveries => deliveries,
+        delivered => delivered,
+        deadlines => deadlines,
+        deadline_count => deadline_count,
+    })
 }
 
 /// The Details tab: the DAG's settings as Airflow 3's Details tab lists them, its next run,

@@ -47,7 +47,7 @@ port=$(free_port)
 # tail), one with no description and a single task, one with a mapped task.
 cp -r examples/dags "$work/dags"
 cp crates/gust-server/tests/browser/slow_log.yaml crates/gust-server/tests/browser/bare.yaml \
-  crates/gust-server/tests/browser/mapped.yaml "$work/dags/"
+  crates/gust-server/tests/browser/mapped.yaml crates/gust-server/tests/browser/late.yaml "$work/dags/"
 "$gust" standalone --host 127.0.0.1 --port "$port" --dags-folder "$work/dags" >"$work/standalone.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$port/api/v2/monitor/health" || { cat "$work/standalone.log" >&2; exit 1; }

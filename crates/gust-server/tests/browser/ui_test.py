@@ -346,6 +346,28 @@ def main():
         if shots:
             b.screenshot(f"{shots}/details.png")
 
+        print("Notifications tab: a missed deadline and its failed delivery")
+        late_run = b.js("return Gust.api('POST', '/api/v2/dags/example_late/dagRuns', {logical_date: null, conf: {}})"
+                        ".then(r => r.dag_run_id)")
+        assert late_run, "example_late triggered"
+        def late_rows():
+            b.go(f"{a.base}/dags/example_late?tab=notifications")
+            return b.js("return [document.querySelectorAll('#deadlines tr.deadline.missed').length,"
+                        " document.querySelectorAll('#deliveries tr.delivery.failed').length]")
+        for _ in range(40):
+            rows = late_rows()
+            if rows == [1, 1]:
+                break
+            time.sleep(0.5)
+        assert rows == [1, 1], f"one missed deadline and one failed delivery: {rows}"
+        cells = b.js("return [...document.querySelectorAll('#deliveries tr.delivery td')].map(td => td.textContent.trim())")
+        assert cells[1] == late_run and cells[2] == "deadline" and cells[3] == "webhook", cells
+        assert cells[4] == "http://127.0.0.1:9" and cells[5] == "failed", cells
+        deadline = b.js("return [...document.querySelectorAll('#deadlines tr.deadline td')].map(td => td.textContent.trim())")
+        assert deadline[0] == late_run and deadline[1] == "one second" and deadline[4] == "missed", deadline
+        if shots:
+            b.screenshot(f"{shots}/notifications.png")
+
         print("graph: task groups as boxes, folded and unfolded")
         b.go(f"{a.base}/dags/{a.dag}?tab=graph")
         b.wait("the group boxes", "return document.querySelectorAll('#graph svg .group').length === 2 && "
