@@ -106,8 +106,8 @@ fn cases() -> Vec<Case> {
         let mut shape = json!({"__type__": "airflow.timetables.trigger.CronTriggerTimetable", "cron": "0 1 * * *", "timezone": "UTC"});
         shape
             .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+            .expect("a map")
+            .extend(extra.as_object().expect("a map").clone());
         shape
     };
     let hourly = |run_immediately: Value| json!({"__type__": "airflow.timetables.trigger.CronTriggerTimetable", "cron": "0 * * * *", "timezone": "UTC", "run_immediately": run_immediately});
@@ -310,7 +310,7 @@ fn due_runs_and_the_next_run_equal_airflows_for_every_timetable() {
 
 fn run_airflow(python: &std::path::Path, input: &Value) -> Value {
     use std::io::Write;
-    let home = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().expect("a temporary directory");
     #[allow(clippy::disallowed_methods, reason = "the test runs Airflow")]
     let mut child = std::process::Command::new(python)
         .args(["-c", AIRFLOW])
@@ -325,15 +325,15 @@ fn run_airflow(python: &std::path::Path, input: &Value) -> Value {
     child
         .stdin
         .take()
-        .unwrap()
+        .expect("its stdin")
         .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+        .expect("the cases are written");
+    let output = child.wait_with_output().expect("Airflow ends");
     assert!(
         output.status.success(),
         "Airflow failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("Airflow's runs as JSON")
 }
