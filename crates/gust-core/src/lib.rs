@@ -21,4 +21,5 @@ mod setup_teardown;
 pub mod state;
 pub mod task;
 pub mod timetable;
+pub mod timetable_objects;
 pub mod trigger_rule;

@@ -16,6 +16,9 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::duration::{format_duration, parse_duration};
+use crate::timetable_objects::{
+    CronTrigger, DeltaTrigger, Events, Restriction, continuous_next, python_timedelta,
+};
 
 /// When a DAG runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +31,62 @@ pub enum Schedule {
     Cron(Box<CronSchedule>),
     /// Every fixed interval from `start_date`.
     Interval(Duration),
+    /// Airflow's `CronTriggerTimetable` or `MultipleCronTriggerTimetable`: a run at each fire
+    /// time, its logical date the fire time less the timetable's `interval`.
+    CronTrigger(Box<CronTrigger>),
+    /// Airflow's `DeltaTriggerTimetable`: a run every `delta`.
+    DeltaTrigger(DeltaTrigger),
+    /// Airflow's `EventsTimetable`: a run at each listed time.
+    Events(Box<Events>),
+    /// `@continuous`: one run at a time, the next as soon as the last ends.
+    Continuous,
+}
+
+/// What a cron string or a timedelta written as a DAG's schedule means: Airflow's `[scheduler]
+/// create_cron_data_intervals` and `create_delta_data_intervals`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleDefaults {
+    /// A cron string is a `CronDataIntervalTimetable` (else a `CronTriggerTimetable`).
+    pub cron_data_intervals: bool,
+    /// A timedelta is a `DeltaDataIntervalTimetable` (else a `DeltaTriggerTimetable`).
+    pub delta_data_intervals: bool,
+}
+
+impl Default for ScheduleDefaults {
+    /// Both `true`: data intervals, as Gust has always read schedules (Airflow 3's defaults
+    /// are `false`).
+    fn default() -> Self {
+        Self {
+            cron_data_intervals: true,
+            delta_data_intervals: true,
+        }
+    }
+}
+
+impl Schedule {
+    /// A schedule string's or timedelta's meaning under `defaults`, its cron read in the DAG's
+    /// `tz`; timetable objects and the rest are kept.
+    #[must_use]
+    pub fn with_defaults(self, defaults: ScheduleDefaults, tz: Tz) -> Schedule {
+        match self {
+            Schedule::Cron(cron) if !defaults.cron_data_intervals && cron.timezone.is_none() => {
+                Schedule::CronTrigger(Box::new(CronTrigger {
+                    crons: vec![*cron],
+                    timezone: tz,
+                    interval: Duration::ZERO,
+                    run_immediately: crate::timetable_objects::RunImmediately::Nearby,
+                    multiple: false,
+                }))
+            }
+            Schedule::Interval(delta) if !defaults.delta_data_intervals => {
+                Schedule::DeltaTrigger(DeltaTrigger {
+                    delta,
+                    interval: Duration::ZERO,
+                })
+            }
+            other => other,
+        }
+    }
 }
 
 /// A parsed five-field cron expression and the text it was written as.
@@ -36,13 +95,82 @@ pub struct CronSchedule {
     /// As written: a preset (`@daily`) or the expression.
     text: String,
     cron: Cron,
+    /// The zone of a `CronDataIntervalTimetable` written with its own; `None` reads the cron in
+    /// the DAG's zone, as a schedule string is.
+    timezone: Option<Tz>,
 }
 
 impl CronSchedule {
+    /// A preset or five-field cron expression.
+    pub fn parse(text: &str) -> Result<Self, ScheduleError> {
+        let trimmed = text.trim();
+        let expr = if trimmed.starts_with('@') {
+            PRESETS
+                .iter()
+                .find(|(name, _)| *name == trimmed)
+                .map(|(_, expr)| *expr)
+                .ok_or_else(|| ScheduleError::Preset {
+                    text: trimmed.to_owned(),
+                })?
+        } else {
+            let fields = trimmed.split_whitespace().count();
+            if fields > 5 {
+                return Err(ScheduleError::FieldCount {
+                    text: trimmed.to_owned(),
+                    fields,
+                });
+            }
+            trimmed
+        };
+        Ok(CronSchedule {
+            text: trimmed.to_owned(),
+            cron: compile(expr)?,
+            timezone: None,
+        })
+    }
+
+    /// The same cron read in `timezone` rather than the DAG's.
+    #[must_use]
+    pub fn in_timezone(mut self, timezone: Tz) -> Self {
+        self.timezone = Some(timezone);
+        self
+    }
+
+    /// The zone this cron was written with, if not the DAG's.
+    #[must_use]
+    pub fn timezone(&self) -> Option<Tz> {
+        self.timezone
+    }
+
     /// The schedule as written.
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The expression, a preset spelled out (Airflow's summary of a cron timetable).
+    #[must_use]
+    pub fn expression(&self) -> String {
+        PRESETS
+            .iter()
+            .find(|(name, _)| *name == self.text)
+            .map_or_else(|| self.text.clone(), |(_, expr)| (*expr).to_owned())
+    }
+
+    /// The first fire time strictly after `t`.
+    pub(crate) fn after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        next(&self.cron, whole_seconds(t), tz, false)
+    }
+
+    /// The first fire time at or after `t`.
+    pub(crate) fn at_or_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        // A time between seconds is no fire time: search from its second, exclusively.
+        next(&self.cron, whole_seconds(t), tz, t.nanosecond() == 0)
+    }
+
+    /// The latest fire time at or before `t`.
+    pub(crate) fn at_or_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        prev(&self.cron, whole_seconds(t), tz, true)
     }
 }
 
@@ -54,7 +182,7 @@ impl fmt::Debug for CronSchedule {
 
 impl PartialEq for CronSchedule {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+        self.text == other.text && self.timezone == other.timezone
     }
 }
 
@@ -91,6 +219,9 @@ pub enum ScheduleError {
         /// The interval as written.
         text: String,
     },
+    /// A `MultipleCronTriggerTimetable` without crons.
+    #[error("a MultipleCronTriggerTimetable needs at least one cron expression")]
+    NoCron,
     /// None of the accepted forms.
     #[error(
         "invalid schedule \"{text}\": expected a cron expression (\"0 3 * * *\"), a preset (@daily), a duration (1h) or null"
@@ -121,30 +252,11 @@ impl Schedule {
             "@once" => return Ok(Schedule::Once),
             _ => {}
         }
-        if trimmed.starts_with('@') {
-            let (_, expr) = PRESETS
-                .iter()
-                .find(|(name, _)| *name == trimmed)
-                .ok_or_else(|| ScheduleError::Preset {
-                    text: trimmed.to_owned(),
-                })?;
-            return Ok(Schedule::Cron(Box::new(CronSchedule {
-                text: trimmed.to_owned(),
-                cron: compile(expr)?,
-            })));
+        if trimmed == "@continuous" {
+            return Ok(Schedule::Continuous);
         }
-        let fields = trimmed.split_whitespace().count();
-        if fields == 5 {
-            return Ok(Schedule::Cron(Box::new(CronSchedule {
-                text: trimmed.to_owned(),
-                cron: compile(trimmed)?,
-            })));
-        }
-        if fields > 5 {
-            return Err(ScheduleError::FieldCount {
-                text: trimmed.to_owned(),
-                fields,
-            });
+        if trimmed.starts_with('@') || trimmed.split_whitespace().count() >= 5 {
+            return Ok(Schedule::Cron(Box::new(CronSchedule::parse(trimmed)?)));
         }
         match parse_duration(trimmed) {
             Ok(d) if d.is_zero() => Err(ScheduleError::ZeroInterval {
@@ -175,6 +287,10 @@ impl Schedule {
             Schedule::Once => "@once".to_owned(),
             Schedule::Cron(cron) => cron.text.clone(),
             Schedule::Interval(d) => format_duration(*d),
+            Schedule::CronTrigger(t) => t.summary(),
+            Schedule::DeltaTrigger(t) => python_timedelta(t.delta),
+            Schedule::Events(e) => e.summary(),
+            Schedule::Continuous => "@continuous".to_owned(),
         }
     }
 
@@ -182,8 +298,8 @@ impl Schedule {
     #[must_use]
     pub fn next_fire_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron(cron) => next(&cron.cron, after, tz, false),
-            Schedule::Manual | Schedule::Once | Schedule::Interval(_) => None,
+            Schedule::Cron(cron) => cron.after(after, cron.timezone.unwrap_or(tz)),
+            _ => None,
         }
     }
 
@@ -191,12 +307,8 @@ impl Schedule {
     #[must_use]
     pub fn prev_fire_at_or_before(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron(cron) => cron
-                .cron
-                .find_previous_occurrence(&at.with_timezone(&tz), true)
-                .ok()
-                .map(|t| whole_seconds(t.with_timezone(&Utc))),
-            Schedule::Manual | Schedule::Once | Schedule::Interval(_) => None,
+            Schedule::Cron(cron) => cron.at_or_before(at, cron.timezone.unwrap_or(tz)),
+            _ => None,
         }
     }
 
@@ -209,11 +321,44 @@ impl Schedule {
             Schedule::Manual => false,
             Schedule::Once => at == start_date,
             Schedule::Cron(_) => self.prev_fire_at_or_before(at, tz) == Some(at),
-            Schedule::Interval(every) => {
-                let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
-                let since = (at - start_date).num_milliseconds();
-                every > 0 && since >= 0 && since % every == 0
-            }
+            Schedule::Interval(every) => whole_steps(*every, start_date, at),
+            Schedule::CronTrigger(t) => chrono::Duration::from_std(t.interval)
+                .ok()
+                .and_then(|interval| at.checked_add_signed(interval))
+                .is_some_and(|fire| {
+                    t.crons
+                        .iter()
+                        .any(|c| c.at_or_before(fire, t.timezone) == Some(fire))
+                }),
+            Schedule::DeltaTrigger(t) => chrono::Duration::from_std(t.interval)
+                .ok()
+                .and_then(|interval| at.checked_add_signed(interval))
+                .is_some_and(|fire| whole_steps(t.delta, start_date, fire)),
+            Schedule::Events(e) => e.dates.contains(&at),
+            // A continuous run's logical date is whenever the one before it ended.
+            Schedule::Continuous => false,
+        }
+    }
+
+    /// Airflow's `next_dagrun_info` for the timetable objects: the run after `last` within `r`,
+    /// as of `now` (the data-interval schedules and `@once` take `r.earliest` as their start and
+    /// ignore `now`; `@continuous` has no next run without `now`).
+    #[must_use]
+    pub fn next_dagrun_info(
+        &self,
+        last: Option<&DataInterval>,
+        r: &Restriction,
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DataInterval> {
+        match self {
+            Schedule::CronTrigger(t) => t.next_dagrun_info(last, r, now),
+            Schedule::DeltaTrigger(t) => t.next_dagrun_info(last, r, now),
+            Schedule::Events(e) => e.next_dagrun_info(last, r, now),
+            Schedule::Continuous => continuous_next(last, r, now),
+            Schedule::Manual | Schedule::Once | Schedule::Cron(_) | Schedule::Interval(_) => self
+                .next_data_interval(last, r.earliest.unwrap_or(now), tz)
+                .filter(|i| r.latest.is_none_or(|end| i.start <= end)),
         }
     }
 
@@ -241,16 +386,47 @@ impl Schedule {
                 })
             }
             Schedule::Cron(cron) => {
+                let tz = cron.timezone.unwrap_or(tz);
                 let start = match last {
                     Some(l) => l.end,
-                    None => next(&cron.cron, start_date, tz, true)?,
+                    None => cron.at_or_after(start_date, tz)?,
                 };
-                let end = next(&cron.cron, start, tz, false)?;
+                let end = cron.after(start, tz)?;
                 Some(DataInterval { start, end })
             }
+            // The timetable objects' next run as a catchup DAG from `start_date` has it.
+            Schedule::CronTrigger(_) | Schedule::DeltaTrigger(_) | Schedule::Events(_) => {
+                let r = Restriction {
+                    earliest: Some(start_date),
+                    latest: None,
+                    catchup: true,
+                };
+                self.next_dagrun_info(last, &r, start_date, tz)
+            }
+            Schedule::Continuous => None,
         }
     }
+
+    /// Whether runs of this schedule follow one another without gaps, each covering the time
+    /// since the last (Airflow's `periodic`).
+    #[must_use]
+    pub fn is_periodic(&self) -> bool {
+        !matches!(
+            self,
+            Schedule::Manual | Schedule::Once | Schedule::Continuous
+        )
+    }
 }
+
+/// Whether `at` is a whole number of `every` from `start`.
+fn whole_steps(every: Duration, start: DateTime<Utc>, at: DateTime<Utc>) -> bool {
+    let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+    let since = (at - start).num_milliseconds();
+    every > 0 && since >= 0 && since % every == 0
+}
+
+mod form;
+use form::TimetableForm;
 
 /// Each cron field's name and range, for messages that name the field at fault.
 const FIELDS: [(&str, u32, u32); 5] = [
@@ -299,6 +475,12 @@ fn next(cron: &Cron, from: DateTime<Utc>, tz: Tz, inclusive: bool) -> Option<Dat
         .map(|t| whole_seconds(t.with_timezone(&Utc)))
 }
 
+fn prev(cron: &Cron, from: DateTime<Utc>, tz: Tz, inclusive: bool) -> Option<DateTime<Utc>> {
+    cron.find_previous_occurrence(&from.with_timezone(&tz), inclusive)
+        .ok()
+        .map(|t| whole_seconds(t.with_timezone(&Utc)))
+}
+
 /// A fire time on its whole second: croner keeps the sub-second part of the time it searched
 /// from, which would leak the clock's nanoseconds into logical dates and run ids.
 fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -314,14 +496,25 @@ impl FromStr for Schedule {
 
 impl Serialize for Schedule {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.as_text())
+        match TimetableForm::of(self) {
+            Some(form) => form.serialize(serializer),
+            None => serializer.serialize_str(&self.as_text()),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Schedule {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Schedule::parse(&text).map_err(serde::de::Error::custom)
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Text(String),
+            Timetable(TimetableForm),
+        }
+        match Stored::deserialize(deserializer)? {
+            Stored::Text(text) => Schedule::parse(&text).map_err(serde::de::Error::custom),
+            Stored::Timetable(form) => form.into_schedule().map_err(serde::de::Error::custom),
+        }
     }
 }
 

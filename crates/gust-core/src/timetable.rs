@@ -5,11 +5,52 @@
 //! complete interval is, and missed ones are skipped. No interval starts after `end_date`.
 //! `@once` has one run, for the interval `[start_date, start_date]`. A DAG with a schedule but no
 //! `start_date` behaves as without catchup from the first time it is seen.
+//!
+//! The timetable objects (trigger, events, continuous) follow Airflow's `next_dagrun_info`
+//! exactly ([`crate::timetable_objects`]): their runs are due once their `run_after` (the
+//! interval's end) has passed, one after another. One exception, because Gust decides at `now`
+//! what Airflow decided ahead of time: an `EventsTimetable` without catchup runs the latest
+//! event that has passed since the last run, where Airflow runs the event it had picked as next
+//! before that time came.
 
 use chrono::{DateTime, Utc};
 
 use crate::dag::DagSettings;
 use crate::schedule::{DataInterval, Schedule};
+use crate::timetable_objects::Restriction;
+
+/// The DAG's `start_date`, `end_date` and `catchup` as Airflow's `TimeRestriction`.
+#[must_use]
+pub fn restriction(settings: &DagSettings) -> Restriction {
+    Restriction {
+        earliest: settings.start_date,
+        latest: settings.end_date,
+        catchup: settings.catchup,
+    }
+}
+
+/// The DAG's next scheduled run after `last` as of `now`, due or not (Airflow's `next_dagrun`
+/// and `next_dagrun_create_after` are its start and end); `None` when it has no more.
+#[must_use]
+pub fn next_run(
+    settings: &DagSettings,
+    last: Option<&DataInterval>,
+    now: DateTime<Utc>,
+) -> Option<DataInterval> {
+    let schedule = &settings.schedule;
+    match schedule {
+        Schedule::Manual => None,
+        Schedule::Once | Schedule::Cron(_) | Schedule::Interval(_) => schedule
+            .next_data_interval(last, settings.start_date.unwrap_or(now), settings.timezone)
+            .filter(|next| settings.end_date.is_none_or(|end| next.start <= end)),
+        Schedule::CronTrigger(_)
+        | Schedule::DeltaTrigger(_)
+        | Schedule::Events(_)
+        | Schedule::Continuous => {
+            schedule.next_dagrun_info(last, &restriction(settings), now, settings.timezone)
+        }
+    }
+}
 
 /// The scheduled runs due at `now`, oldest first, at most `limit` of them. `last` is the
 /// interval of the DAG's latest scheduled run, if any.
@@ -57,6 +98,36 @@ pub fn due_intervals(
                 .into_iter()
                 .collect()
         }
+        Schedule::Events(events) if !settings.catchup => events
+            .latest_due(last, &restriction(settings), now)
+            .filter(|_| limit > 0)
+            .into_iter()
+            .collect(),
+        Schedule::CronTrigger(_)
+        | Schedule::DeltaTrigger(_)
+        | Schedule::Events(_)
+        | Schedule::Continuous => {
+            // Airflow runs a continuous DAG one run at a time.
+            let limit = if matches!(schedule, Schedule::Continuous) {
+                limit.min(1)
+            } else {
+                limit
+            };
+            let r = restriction(settings);
+            let mut due = Vec::new();
+            let mut last = last.copied();
+            while due.len() < limit {
+                let Some(next) = schedule.next_dagrun_info(last.as_ref(), &r, now, tz) else {
+                    break;
+                };
+                if next.end > now || last.is_some_and(|l| next.end <= l.end) {
+                    break;
+                }
+                due.push(next);
+                last = Some(next);
+            }
+            due
+        }
     }
 }
 
@@ -90,7 +161,7 @@ fn latest_complete(
                 end,
             })
         }
-        Schedule::Manual | Schedule::Once => None,
+        _ => None,
     }
 }
 

@@ -115,18 +115,27 @@ fn discover(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>, Vec<Diagnostic>) {
     (dag_files, defaults, problems)
 }
 
+/// What a load takes besides the files: the Python parser and what schedule strings mean.
+#[derive(Clone, Copy, Default)]
+pub struct LoadWith<'a> {
+    /// What parses `.py` files (none: `.py` files are not DAG files).
+    pub python: Option<&'a dyn PythonParser>,
+    /// What a cron string or timedelta schedule means.
+    pub schedules: gust_core::schedule::ScheduleDefaults,
+}
+
 /// Loads every YAML DAG below `root` (Python DAG files are skipped: see [`load_folder_with`]).
 /// `now` anchors relative start dates.
 pub fn load_folder(root: &Path, now: DateTime<Utc>) -> Result<FolderLoad, FolderError> {
-    load_folder_with(root, now, None)
+    load_folder_with(root, now, LoadWith::default())
 }
 
-/// Loads every DAG below `root`, the `.py` files with `python` (none: `.py` files are not DAG
-/// files). `now` anchors relative start dates.
+/// Loads every DAG below `root`, the `.py` files with `with.python`. `now` anchors relative
+/// start dates.
 pub fn load_folder_with(
     root: &Path,
     now: DateTime<Utc>,
-    python: Option<&dyn PythonParser>,
+    with: LoadWith<'_>,
 ) -> Result<FolderLoad, FolderError> {
     if !root.is_dir() {
         return Err(FolderError::NotAFolder {
@@ -134,26 +143,26 @@ pub fn load_folder_with(
         });
     }
     let (dag_files, defaults_files, problems) = discover(root);
-    Ok(Loader::new(root, now, problems, &defaults_files, python).load(dag_files))
+    Ok(Loader::new(root, now, problems, &defaults_files, with).load(dag_files))
 }
 
 /// Loads the given files and folders (as `gust dags validate PATH...` does). Files inside
 /// `dags_folder` get the defaults files between it and them; other files those of their own folder.
 pub fn load_paths(paths: &[PathBuf], dags_folder: &Path, now: DateTime<Utc>) -> FolderLoad {
-    load_paths_with(paths, dags_folder, now, None)
+    load_paths_with(paths, dags_folder, now, LoadWith::default())
 }
 
-/// [`load_paths`], the `.py` files parsed with `python`.
+/// [`load_paths`], the `.py` files parsed with `with.python`.
 pub fn load_paths_with(
     paths: &[PathBuf],
     dags_folder: &Path,
     now: DateTime<Utc>,
-    python: Option<&dyn PythonParser>,
+    with: LoadWith<'_>,
 ) -> FolderLoad {
     let mut total = FolderLoad::default();
     for path in paths {
         let load = if path.is_dir() {
-            match load_folder_with(path, now, python) {
+            match load_folder_with(path, now, with) {
                 Ok(load) => load,
                 Err(err) => {
                     total.problems.push(Diagnostic::new(
@@ -175,7 +184,7 @@ pub fn load_paths_with(
                 .flat_map(|dir| [dir.join("defaults.yml"), dir.join("defaults.yaml")])
                 .filter(|p| p.is_file())
                 .collect();
-            Loader::new(&root, now, Vec::new(), &defaults, python).load(vec![path.clone()])
+            Loader::new(&root, now, Vec::new(), &defaults, with).load(vec![path.clone()])
         };
         total.dags.extend(load.dags);
         total.problems.extend(load.problems);
@@ -212,6 +221,7 @@ struct Loader<'a> {
     defaults: HashMap<PathBuf, Result<Node, PathBuf>>,
     renderer: Renderer,
     python: Option<&'a dyn PythonParser>,
+    schedules: gust_core::schedule::ScheduleDefaults,
     tracebacks: BTreeMap<Location, String>,
 }
 
@@ -221,7 +231,7 @@ impl<'a> Loader<'a> {
         now: DateTime<Utc>,
         problems: Vec<Diagnostic>,
         defaults_files: &[PathBuf],
-        python: Option<&'a dyn PythonParser>,
+        with: LoadWith<'a>,
     ) -> Self {
         let mut loader = Self {
             root,
@@ -229,7 +239,8 @@ impl<'a> Loader<'a> {
             problems,
             defaults: HashMap::new(),
             renderer: Renderer::new(),
-            python,
+            python: with.python,
+            schedules: with.schedules,
             tracebacks: BTreeMap::new(),
         };
         for path in defaults_files {
@@ -305,6 +316,7 @@ impl<'a> Loader<'a> {
                 now: self.now,
                 renderer: &self.renderer,
                 fileloc: path,
+                schedules: self.schedules,
                 task_sdk: None,
             };
             let file = load_dags(root, &layers, &root_dir, &ctx);
@@ -396,6 +408,7 @@ impl<'a> Loader<'a> {
                 now: self.now,
                 renderer: &self.renderer,
                 fileloc: &file.file,
+                schedules: self.schedules,
                 task_sdk: None,
             };
             let load = crate::python::load_python_file(file, &ctx, &mut self.tracebacks);

@@ -23,7 +23,7 @@ pub use bag::{BagChanges, BagEntry, DagBag};
 pub use build::{ChainError, parse_chain};
 pub use diagnostic::Diagnostic;
 pub use folder::{
-    FolderError, FolderLoad, load_folder, load_folder_with, load_paths, load_paths_with,
+    FolderError, FolderLoad, LoadWith, load_folder, load_folder_with, load_paths, load_paths_with,
 };
 pub use location::Location;
 pub use python::{ParsedFile, PythonParser};

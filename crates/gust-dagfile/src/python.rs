@@ -194,6 +194,7 @@ pub fn load_python_file(
             now: ctx.now,
             renderer: ctx.renderer,
             fileloc: ctx.fileloc,
+            schedules: ctx.schedules,
             task_sdk: Some(&task_sdk),
         };
         if let Some(built) = build_dag(&key, &node, &ctx, &mut out.problems) {

@@ -159,11 +159,69 @@ def schedule(dag, problems):
         return [a.uri for a in value.objects]
     if isinstance(value, (list, tuple)) and all(isinstance(a, Asset) for a in value):
         return [a.uri for a in value]
+    shape = timetable_shape(value)
+    if shape is not None:
+        return shape
     problems.append(
         "DAG %s: its schedule (%s) cannot be read by Gust yet; use a cron expression, a preset, "
-        "a timedelta, None or a list of assets" % (dag.dag_id, type(value).__qualname__)
+        "a timedelta, None, a list of assets or one of Airflow's cron, delta, events and "
+        "continuous timetables" % (dag.dag_id, type(value).__qualname__)
     )
     return None
+
+
+# Airflow's serialized timetable arguments -> dag-factory's, per class (Gust reads the YAML shape).
+TIMETABLE_ARGS = {
+    "airflow.timetables.trigger.CronTriggerTimetable": {
+        "expression": "cron", "timezone": "timezone", "interval": "interval",
+        "run_immediately": "run_immediately",
+    },
+    "airflow.timetables.trigger.MultipleCronTriggerTimetable": {
+        "expressions": "__args__", "timezone": "timezone", "interval": "interval",
+        "run_immediately": "run_immediately",
+    },
+    "airflow.timetables.trigger.DeltaTriggerTimetable": {"delta": "delta", "interval": "interval"},
+    "airflow.timetables.interval.CronDataIntervalTimetable": {
+        "expression": "cron", "timezone": "timezone",
+    },
+    "airflow.timetables.interval.DeltaDataIntervalTimetable": {"delta": "delta"},
+    "airflow.timetables.events.EventsTimetable": {
+        "event_dates": "event_dates", "restrict_to_events": "restrict_to_events",
+        "description": "description",
+    },
+    "airflow.timetables.simple.ContinuousTimetable": {},
+    "airflow.timetables.simple.OnceTimetable": {},
+    "airflow.timetables.simple.NullTimetable": {},
+}
+
+
+def timetable_shape(value):
+    """A timetable object in dag-factory's shape, from Airflow's own serialization of it (what
+    Airflow stores, so the arguments are those Airflow schedules with); None for other values
+    and for arguments YAML cannot hold (a relativedelta)."""
+    try:
+        from airflow.serialization.encoders import encode_timetable
+
+        encoded = encode_timetable(value)
+    except Exception:
+        return None
+    kind = encoded.get("__type")
+    names = TIMETABLE_ARGS.get(kind)
+    if names is None:
+        return None
+    shape = {"__type__": kind}
+    for name, arg in names.items():
+        if name not in encoded.get("__var", {}):
+            continue
+        item = encoded["__var"][name]
+        if isinstance(item, dict):  # A relativedelta: months and years have no fixed length.
+            return None
+        shape[arg] = item
+    if kind == "airflow.timetables.events.EventsTimetable":
+        # Airflow 3.3's SDK class keeps the dates in the order given (it sorts only when told
+        # they are presorted) and the scheduler reads them as presorted: keep Airflow's order.
+        shape["presorted"] = True
+    return shape
 
 
 def assets(values):

@@ -31,6 +31,9 @@ pub struct WatchConfig {
     /// What parses Python DAG files (`[python] interpreter`; default none: `.py` files are not
     /// DAG files).
     pub python: Option<Arc<dyn PythonParser>>,
+    /// What cron strings and timedelta schedules mean (`[scheduler] create_cron_data_intervals`
+    /// and `create_delta_data_intervals`; default: data intervals).
+    pub schedules: gust_core::schedule::ScheduleDefaults,
 }
 
 impl std::fmt::Debug for WatchConfig {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for WatchConfig {
             .field("rescan", &self.rescan)
             .field("notifications", &self.notifications)
             .field("python", &self.python.is_some())
+            .field("schedules", &self.schedules)
             .finish()
     }
 }
@@ -51,6 +55,7 @@ impl Default for WatchConfig {
             rescan: Duration::from_secs(30),
             notifications: true,
             python: None,
+            schedules: gust_core::schedule::ScheduleDefaults::default(),
         }
     }
 }
@@ -65,7 +70,14 @@ pub async fn watch_folder(
 ) -> (watch::Receiver<Arc<DagBag>>, JoinHandle<()>) {
     let mut bag = DagBag::default();
     let python = config.python.clone();
-    reload(&root, clock.as_ref(), python.clone(), &mut bag).await;
+    reload(
+        &root,
+        clock.as_ref(),
+        python.clone(),
+        config.schedules,
+        &mut bag,
+    )
+    .await;
     let (publish, bags) = watch::channel(Arc::new(bag.clone()));
     // Capacity 1: a pending "something changed" is all the watcher needs to know.
     let (dirty_tx, mut dirty) = mpsc::channel::<()>(1);
@@ -92,7 +104,15 @@ pub async fn watch_folder(
                 }
                 _ = rescan.tick() => {}
             }
-            if reload(&root, clock.as_ref(), python.clone(), &mut bag).await {
+            if reload(
+                &root,
+                clock.as_ref(),
+                python.clone(),
+                config.schedules,
+                &mut bag,
+            )
+            .await
+            {
                 publish.send_replace(Arc::new(bag.clone()));
             }
         }
@@ -105,12 +125,17 @@ async fn reload(
     root: &Path,
     clock: &dyn Clock,
     python: Option<Arc<dyn PythonParser>>,
+    schedules: gust_core::schedule::ScheduleDefaults,
     bag: &mut DagBag,
 ) -> bool {
     let now = clock.now();
     let dir = root.to_path_buf();
     let loaded = tokio::task::spawn_blocking(move || {
-        gust_dagfile::load_folder_with(&dir, now, python.as_deref())
+        let with = gust_dagfile::LoadWith {
+            python: python.as_deref(),
+            schedules,
+        };
+        gust_dagfile::load_folder_with(&dir, now, with)
     })
     .await;
     match loaded {

@@ -83,6 +83,7 @@ async fn the_periodic_rescan_works_without_notifications() {
         rescan: Duration::from_millis(100),
         notifications: false,
         python: None,
+        ..WatchConfig::default()
     };
     let (mut bags, task) = watch_folder(
         dir.path().to_path_buf(),

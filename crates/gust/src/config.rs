@@ -131,9 +131,26 @@ pub struct SchedulerSection {
     /// worker is told the same, so it heartbeats well within it.
     #[serde(with = "humantime_serde_compat")]
     pub task_instance_heartbeat_timeout: std::time::Duration,
+    /// What a cron string written as a DAG's schedule means (default true): a
+    /// `CronDataIntervalTimetable`, whose run for `[t0, t1)` has logical date `t0` and starts
+    /// after `t1`; false makes it a `CronTriggerTimetable`, whose run at `t` has logical date
+    /// `t`. Airflow 3's default is false; Gust keeps the data intervals it has always used.
+    pub create_cron_data_intervals: bool,
+    /// The same for a timedelta schedule (default true): `DeltaDataIntervalTimetable`, else
+    /// `DeltaTriggerTimetable`.
+    pub create_delta_data_intervals: bool,
 }
 
 impl SchedulerSection {
+    /// What cron strings and timedeltas written as schedules mean.
+    #[must_use]
+    pub fn schedule_defaults(&self) -> gust_core::schedule::ScheduleDefaults {
+        gust_core::schedule::ScheduleDefaults {
+            cron_data_intervals: self.create_cron_data_intervals,
+            delta_data_intervals: self.create_delta_data_intervals,
+        }
+    }
+
     /// `allowed_run_id_pattern`, compiled.
     pub fn run_id_pattern(&self) -> anyhow::Result<gust_scheduler::trigger::RunIdPattern> {
         gust_scheduler::trigger::RunIdPattern::new(&self.allowed_run_id_pattern).with_context(
@@ -156,6 +173,8 @@ impl Default for SchedulerSection {
             scheduler_health_check_server_port: 8974,
             allowed_run_id_pattern: gust_scheduler::trigger::DEFAULT_RUN_ID_PATTERN.to_owned(),
             task_instance_heartbeat_timeout: std::time::Duration::from_secs(300),
+            create_cron_data_intervals: true,
+            create_delta_data_intervals: true,
         }
     }
 }

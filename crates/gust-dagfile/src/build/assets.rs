@@ -38,8 +38,6 @@ const MAX_DATASETS_FILE: u64 = 1024 * 1024;
 pub struct AssetSchedule {
     /// When runs are created by time, besides assets.
     pub time: Schedule,
-    /// The timetable's own timezone, when it names one.
-    pub timezone: Option<chrono_tz::Tz>,
     /// The asset updates that create runs.
     pub assets: AssetCondition,
 }
@@ -241,7 +239,13 @@ enum FileLookup {
 }
 
 /// A `schedule` that [`is_asset_schedule`] says holds assets.
-pub fn read_asset_schedule(node: &Node, key: &str, dag_dir: &Path) -> Read<AssetSchedule> {
+pub fn read_asset_schedule(
+    node: &Node,
+    key: &str,
+    dag_dir: &Path,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Read<AssetSchedule> {
     let map = match &node.value {
         Value::Seq(items) => {
             // `schedule: [a, b]` is Airflow's `AssetAll(a, b)`.
@@ -260,7 +264,6 @@ pub fn read_asset_schedule(node: &Node, key: &str, dag_dir: &Path) -> Read<Asset
             }
             return Ok(AssetSchedule {
                 time: Schedule::Manual,
-                timezone: None,
                 assets: AssetCondition::All(all),
             });
         }
@@ -275,7 +278,6 @@ pub fn read_asset_schedule(node: &Node, key: &str, dag_dir: &Path) -> Read<Asset
     if is_asset_map(map) {
         return Ok(AssetSchedule {
             time: Schedule::Manual,
-            timezone: None,
             assets: AssetCondition::Asset(read_asset(node, key)?),
         });
     }
@@ -305,15 +307,11 @@ pub fn read_asset_schedule(node: &Node, key: &str, dag_dir: &Path) -> Read<Asset
         }
     };
     let assets = read_condition(cond_node, &format!("{key}.{cond_key}"), &file, 0)?;
-    let (time, timezone) = match map.get("timetable") {
-        Some(t) => read_timetable(t, &format!("{key}.timetable"))?,
-        None => (Schedule::Manual, None),
+    let time = match map.get("timetable") {
+        Some(t) => read_timetable(t, &format!("{key}.timetable"), tz, now)?,
+        None => Schedule::Manual,
     };
-    Ok(AssetSchedule {
-        time,
-        timezone,
-        assets,
-    })
+    Ok(AssetSchedule { time, assets })
 }
 
 /// A condition: dag-factory's string (`(a & b) | c`), a list (all of them), one asset map, or
@@ -415,50 +413,25 @@ fn read_condition(
     }
 }
 
-/// The time part of an assets-or-time schedule: a cron string or preset, or
-/// `{__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: ..., timezone: ...}` (the
-/// cron also as `__args__: [cron]`).
-fn read_timetable(node: &Node, key: &str) -> Read<(Schedule, Option<chrono_tz::Tz>)> {
-    let fail = |at: &Node, err: String| Diagnostic::new(at.at.clone(), format!("\"{key}\": {err}"));
+/// The time part of an assets-or-time schedule: a cron string or preset, or a timetable object
+/// such as `{__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: ..., timezone: ...}`
+/// (the cron also as `__args__: [cron]`), which keeps its own zone.
+fn read_timetable(
+    node: &Node,
+    key: &str,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Read<Schedule> {
     match &node.value {
         Value::Str(text) => Schedule::parse(text)
-            .map(|s| (s, None))
-            .map_err(|e| fail(node, e.to_string())),
-        Value::Map(map) => {
-            values::check_type_tag(map, "airflow.timetables.trigger.CronTriggerTimetable", key)?;
-            let cron = match (map.get("cron"), map.get("__args__")) {
-                (Some(c), _) => values::string(c, &format!("{key}.cron"))?,
-                (
-                    None,
-                    Some(Node {
-                        value: Value::Seq(args),
-                        ..
-                    }),
-                ) if !args.is_empty() => values::string(&args[0], &format!("{key}.__args__"))?,
-                _ => {
-                    return Err(fail(
-                        node,
-                        "a CronTriggerTimetable needs its cron".to_owned(),
-                    ));
-                }
-            };
-            let schedule = Schedule::parse(&cron).map_err(|e| fail(node, e.to_string()))?;
-            let timezone = match map.get("timezone") {
-                Some(tz) => {
-                    let name = values::string(tz, &format!("{key}.timezone"))?;
-                    Some(
-                        gust_core::date::parse_timezone(&name)
-                            .map_err(|e| fail(tz, e.to_string()))?,
-                    )
-                }
-                None => None,
-            };
-            Ok((schedule, timezone))
+            .map_err(|e| Diagnostic::new(node.at.clone(), format!("\"{key}\": {e}"))),
+        Value::Map(map) if super::timetables::is_timetable(map) => {
+            super::timetables::read(node, map, key, tz, now)
         }
-        _ => Err(fail(
-            node,
+        _ => Err(Diagnostic::new(
+            node.at.clone(),
             format!(
-                "must be a cron expression or a CronTriggerTimetable, not {}",
+                "\"{key}\": must be a cron expression or a timetable such as CronTriggerTimetable, not {}",
                 node.kind()
             ),
         )),

@@ -13,6 +13,7 @@ mod notifiers;
 mod settings;
 mod setup_teardown;
 mod task;
+mod timetables;
 pub(crate) mod values;
 
 use std::collections::HashMap;
@@ -69,6 +70,8 @@ pub struct BuildContext<'a> {
     pub renderer: &'a Renderer,
     /// The file the DAG is read from.
     pub fileloc: &'a std::path::Path,
+    /// What a cron string or timedelta schedule means.
+    pub schedules: gust_core::schedule::ScheduleDefaults,
     /// Of a Python DAG file: the tasks (by id) the Task SDK runs from the file itself, whatever
     /// their operator (`None` for YAML files).
     pub task_sdk: Option<&'a std::collections::HashSet<String>>,
@@ -244,17 +247,19 @@ fn read_settings(
             "doc_md" => values::opt_string(node, name).map(|v| settings.doc_md = v),
             "schedule" | "schedule_interval" if assets::is_asset_schedule(node) => {
                 let dag_dir = ctx.fileloc.parent().unwrap_or(std::path::Path::new("."));
-                assets::read_asset_schedule(node, name, dag_dir).map(|s| {
-                    settings.schedule = s.time;
+                assets::read_asset_schedule(node, name, dag_dir, tz, ctx.now).map(|s| {
+                    settings.schedule = s.time.with_defaults(ctx.schedules, tz);
                     settings.assets = Some(s.assets);
-                    if let Some(tz) = s.timezone {
-                        settings.timezone = tz;
-                    }
                 })
             }
-            "schedule" | "schedule_interval" => {
-                read_schedule(node, name).map(|s| settings.schedule = s)
-            }
+            "schedule" | "schedule_interval" => read_schedule(node, name, tz, ctx.now)
+                .map(|s| settings.schedule = s.with_defaults(ctx.schedules, tz)),
+            // dag-factory 1.1.0 passes `timetable:` to the DAG, which Airflow 3 refuses.
+            "timetable" => Err(Diagnostic::new(
+                key.at.clone(),
+                "DAG setting \"timetable\" cannot be used: Airflow 3's DAG has no timetable argument".to_owned(),
+            )
+            .with_hint("write the timetable as the schedule: schedule: {__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: \"0 1 * * *\", timezone: UTC}")),
             "start_date" => {
                 values::datetime(node, name, tz, ctx.now).map(|d| settings.start_date = Some(d))
             }
@@ -307,6 +312,22 @@ fn read_settings(
             }
         }
     }
+    // Airflow runs a continuous DAG one run at a time and refuses it with more.
+    if matches!(settings.schedule, Schedule::Continuous)
+        && settings.max_active_runs > 1
+        && let Some(at) = map.get("schedule").or_else(|| map.get("schedule_interval"))
+    {
+        problems.push(
+            Diagnostic::new(
+                at.at.clone(),
+                format!(
+                    "a continuous schedule requires max_active_runs <= 1, not {}",
+                    settings.max_active_runs
+                ),
+            )
+            .with_hint("set max_active_runs: 1"),
+        );
+    }
     if let (Some(start), Some(end)) = (settings.start_date, settings.end_date)
         && end < start
     {
@@ -342,9 +363,15 @@ fn unknown_dag_key(key: &Key) -> Diagnostic {
     }
 }
 
-fn read_schedule(node: &Node, key: &str) -> values::Read<Schedule> {
+fn read_schedule(
+    node: &Node,
+    key: &str,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> values::Read<Schedule> {
     match &node.value {
         Value::Null => Ok(Schedule::Manual),
+        Value::Map(map) if timetables::is_timetable(map) => timetables::read(node, map, key, tz, now),
         Value::Str(text) => Schedule::parse(text)
             .map_err(|err| Diagnostic::new(node.at.clone(), format!("\"{key}\": {err}"))),
         // dag-factory writes a timedelta schedule as `{__type__: datetime.timedelta, days: 1}`.
@@ -357,7 +384,7 @@ fn read_schedule(node: &Node, key: &str) -> values::Read<Schedule> {
             node.at.clone(),
             format!("\"{key}\" must be a time schedule or assets"),
         )
-        .with_hint("use a cron expression, a preset such as @daily, a duration such as 1h, {__type__: datetime.timedelta, days: 1}, a list of asset URIs, {datasets: \"a & b\"}, or null")),
+        .with_hint("use a cron expression, a preset such as @daily, a duration such as 1h, {__type__: datetime.timedelta, days: 1}, a timetable such as {__type__: airflow.timetables.trigger.CronTriggerTimetable, cron: \"0 1 * * *\", timezone: UTC}, a list of asset URIs, {datasets: \"a & b\"}, or null")),
         _ => Err(Diagnostic::new(node.at.clone(), format!("\"{key}\" must be a cron expression, a preset, a duration or null, not {}", node.kind()))),
     }
 }

@@ -9,7 +9,7 @@ use gust_core::ids::{InstanceId, RunId, TaskId, TryNumber};
 use gust_core::readiness::run_state;
 use gust_core::schedule::{DataInterval, Schedule};
 use gust_core::state::{DagRunState, TaskEvent, TaskState};
-use gust_core::timetable::due_intervals;
+use gust_core::timetable::{due_intervals, next_run};
 use gust_executor::TryKey;
 use gust_store::{NewRun, RunType, StoredRun};
 
@@ -67,11 +67,8 @@ impl Scheduler {
                 latest = Some(interval);
                 self.runs_due = true;
             }
-            let start = settings.start_date.unwrap_or(now);
-            if let Some(next) = settings
-                .schedule
-                .next_data_interval(latest.as_ref(), start, settings.timezone)
-                .filter(|next| next.end > now)
+            if let Some(next) =
+                next_run(settings, latest.as_ref(), now).filter(|next| next.end > now)
             {
                 next_wake = next_wake.min(next.end);
             }

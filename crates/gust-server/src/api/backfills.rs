@@ -310,11 +310,11 @@ async fn plan(state: &AppState, body: &BackfillPostBody) -> ApiResult<Plan> {
             }
             found.push(interval);
         }
-        next = if interval.end > interval.start {
-            schedule.next_data_interval(Some(&interval), from_date, tz)
-        } else {
-            None
-        };
+        // A run of one instant (a trigger timetable's) is followed too; a next run that does
+        // not move on (`@once`'s none) ends the walk.
+        next = schedule
+            .next_data_interval(Some(&interval), from_date, tz)
+            .filter(|n| n.end > interval.end);
     }
     if found.is_empty() {
         return Err(unprocessable(format!(

@@ -202,7 +202,7 @@ pub async fn dag_response(
         timetable_summary: Some(summarize_schedule(settings)),
         timetable_description: Some(describe_assets_and_time(settings)),
         timetable_partitioned: false,
-        timetable_periodic: matches!(settings.schedule, Schedule::Cron(_) | Schedule::Interval(_)),
+        timetable_periodic: settings.schedule.is_periodic(),
         tags: settings
             .tags
             .iter()
@@ -243,11 +243,11 @@ async fn next_run(
         .latest_scheduled_interval(&summary.dag_id)
         .await?
         .map(|(start, end)| DataInterval { start, end });
-    let start = settings.start_date.unwrap_or_else(|| state.now());
-    Ok(settings
-        .schedule
-        .next_data_interval(last.as_ref(), start, settings.timezone)
-        .filter(|next| settings.end_date.is_none_or(|end| next.start <= end)))
+    Ok(gust_core::timetable::next_run(
+        settings,
+        last.as_ref(),
+        state.now(),
+    ))
 }
 
 /// Airflow's timetable summary: `Asset` for an asset schedule, `Asset or <time>` for assets or
@@ -269,12 +269,25 @@ fn describe_assets_and_time(settings: &gust_core::dag::DagSettings) -> String {
     }
 }
 
+/// Airflow's `description` of each timetable. Cron timetables are described by Airflow with
+/// the `cron_descriptor` library ("At 01:00"), which Gust does not have: they read "Cron: "
+/// and the expression, joined by ", " for several crons as Airflow joins its descriptions.
 fn describe_schedule(schedule: &Schedule) -> String {
     match schedule {
         Schedule::Manual => "Never, external triggers only".to_owned(),
         Schedule::Once => "Once, as soon as possible".to_owned(),
         Schedule::Cron(_) => format!("Cron: {}", schedule.as_text()),
         Schedule::Interval(_) => format!("Every {}", schedule.as_text()),
+        Schedule::CronTrigger(t) => t
+            .crons
+            .iter()
+            .map(|c| format!("Cron: {}", c.expression()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        // Airflow's delta timetables have no description.
+        Schedule::DeltaTrigger(_) => String::new(),
+        Schedule::Events(e) => e.describe(),
+        Schedule::Continuous => "As frequently as possible, but only one run at a time.".to_owned(),
     }
 }
 

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use gust_core::dag::Dag;
-use gust_core::schedule::{DataInterval, Schedule};
+use gust_core::schedule::DataInterval;
 use gust_core::state::TaskState;
 use gust_store::RunHeader;
 use serde::{Deserialize, Serialize};
@@ -169,18 +169,7 @@ pub fn next_interval(
     dag: &Dag,
     latest: Option<&DataInterval>,
 ) -> Option<DataInterval> {
-    let settings = &dag.settings;
-    match settings.schedule {
-        Schedule::Manual => None,
-        _ => settings
-            .schedule
-            .next_data_interval(
-                latest,
-                settings.start_date.unwrap_or_else(|| state.now()),
-                settings.timezone,
-            )
-            .filter(|next| settings.end_date.is_none_or(|end| next.start <= end)),
-    }
+    gust_core::timetable::next_run(&dag.settings, latest, state.now())
 }
 
 // ---------------------------------------------------------------------------------------------

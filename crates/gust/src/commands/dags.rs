@@ -31,14 +31,17 @@ pub fn run(command: DagsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 paths
             };
-            let python = python_dags()?;
+            let (python, schedules) = python_dags()?;
             let load = gust_dagfile::load_paths_with(
                 &paths,
                 &dags_folder,
                 wall_clock_now(),
-                python
-                    .as_deref()
-                    .map(|p| p as &dyn gust_dagfile::PythonParser),
+                gust_dagfile::LoadWith {
+                    python: python
+                        .as_deref()
+                        .map(|p| p as &dyn gust_dagfile::PythonParser),
+                    schedules,
+                },
             );
             for problem in &load.problems {
                 println!("{problem}");
@@ -467,25 +470,33 @@ pub(super) fn dags_folder(folder: &DagsFolder) -> anyhow::Result<PathBuf> {
 /// The DAGs folder (the flag's, else the configured one) and what loading it found.
 pub(super) fn load(folder: &DagsFolder) -> anyhow::Result<(PathBuf, FolderLoad)> {
     let root = dags_folder(folder)?;
-    let python = python_dags()?;
+    let (python, schedules) = python_dags()?;
     let load = gust_dagfile::load_folder_with(
         &root,
         wall_clock_now(),
-        python
-            .as_deref()
-            .map(|p| p as &dyn gust_dagfile::PythonParser),
+        gust_dagfile::LoadWith {
+            python: python
+                .as_deref()
+                .map(|p| p as &dyn gust_dagfile::PythonParser),
+            schedules,
+        },
     )
     .with_context(|| "cannot load DAGs (set [core] dags_folder or pass --dags-folder DIR)")?;
     Ok((root, load))
 }
 
 /// The parser of Python DAG files, when `[python] interpreter` is set.
-fn python_dags() -> anyhow::Result<Option<std::sync::Arc<crate::python_dags::PythonDags>>> {
+/// The parser of Python DAG files (when `[python] interpreter` is set) and what schedule
+/// strings mean, from the configuration.
+fn python_dags() -> anyhow::Result<(
+    Option<std::sync::Arc<crate::python_dags::PythonDags>>,
+    gust_core::schedule::ScheduleDefaults,
+)> {
     let home = config::home()?;
     let config = Config::load(&home)?;
-    Ok(crate::python_dags::PythonDags::from_config(
-        &config,
-        &home.join("run").join("python"),
+    Ok((
+        crate::python_dags::PythonDags::from_config(&config, &home.join("run").join("python")),
+        config.scheduler.schedule_defaults(),
     ))
 }
 
@@ -499,7 +510,7 @@ fn export_yaml(dag: &gust_core::dag::Dag, root: &Path) -> anyhow::Result<String>
             dag.fileloc.display()
         );
     }
-    let Some(python) = python_dags()? else {
+    let (Some(python), _) = python_dags()? else {
         anyhow::bail!("Python DAG files need [python] interpreter (see docs/python-dags.md)");
     };
     let parsed = python.parse(std::slice::from_ref(&dag.fileloc), root);

@@ -150,11 +150,11 @@ fn backfill_intervals(dag: &Dag, start: &str, end: &str) -> anyhow::Result<Vec<D
             anyhow::bail!("more than 10000 intervals between the dates; backfill a shorter range");
         }
         intervals.push(interval);
-        next = if interval.end > interval.start {
-            schedule.next_data_interval(Some(&interval), start, dag.settings.timezone)
-        } else {
-            None
-        };
+        // A run of one instant (a trigger timetable's) is followed too; a next run that does
+        // not move on ends the walk.
+        next = schedule
+            .next_data_interval(Some(&interval), start, dag.settings.timezone)
+            .filter(|n| n.end > interval.end);
     }
     if intervals.is_empty() {
         anyhow::bail!(

@@ -294,6 +294,7 @@ fn serve(mode: Mode, args: ServeArgs, listen: Option<Listen>) -> anyhow::Result<
                 &home.join("run").join("python"),
             )
             .map(|p| p as Arc<dyn gust_dagfile::PythonParser>),
+            schedules: config.scheduler.schedule_defaults(),
             ..WatchConfig::default()
         };
         let (bags, watcher) =
