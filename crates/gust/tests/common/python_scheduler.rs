@@ -194,7 +194,7 @@ impl PythonScheduler {
 }
 
 impl Drop for PythonScheduler {
-    pub fn drop(&mut self) {
+    fn drop(&mut self) {
         if let Some(child) = self.child.take() {
             super::kill9(child);
         }
