@@ -64,6 +64,8 @@ fn operator_rules(
             "sparkapplications",
             &["create", "get", "list", "watch", "delete"],
         )],
+        // Each poke reads the application once.
+        "spark_kubernetes_sensor" => &[("sparkoperator.k8s.io", "sparkapplications", &["get"])],
         // Python tasks as worker pods ([kubernetes] worker_image): each try's Secret (its
         // workload and DAG bundle) is created with its pod and deleted with it.
         operator if gust_operators::python::runs_in_task_sdk(operator) => {
@@ -73,18 +75,52 @@ fn operator_rules(
     }
 }
 
-/// The pod rules, then one rule per (group, resource) the `operators` call, verbs merged.
-fn rules_for(operators: &BTreeSet<String>) -> Vec<PolicyRule> {
-    let mut extra: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+/// A kind a `kubernetes_resource_sensor` task reads (`get`): its API group and resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Read {
+    /// The API group (`""` for core kinds).
+    pub group: String,
+    /// The resource, the kind's plural (`jobs`).
+    pub resource: String,
+}
+
+impl Read {
+    /// What reading `kind` of `api_version` needs; the resource is the kind's plural as
+    /// kube-rs forms it (as the API server names CRDs' resources unless they say otherwise).
+    #[must_use]
+    pub fn of(api_version: &str, kind: &str) -> Self {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        Self {
+            group: group.to_owned(),
+            resource: kube::api::ApiResource::from_gvk(&gvk).plural,
+        }
+    }
+}
+
+/// The pod rules, then one rule per (group, resource) the `operators` call and the sensors
+/// read (`reads`), verbs merged.
+fn rules_for(operators: &BTreeSet<String>, reads: &BTreeSet<Read>) -> Vec<PolicyRule> {
+    fn grant<'a>(
+        extra: &mut BTreeMap<(&'a str, &'a str), Vec<&'a str>>,
+        (group, resource): (&'a str, &'a str),
+        verb: &'a str,
+    ) {
+        let known = extra.entry((group, resource)).or_default();
+        if !known.contains(&verb) {
+            known.push(verb);
+        }
+    }
+    let mut extra = BTreeMap::new();
     for operator in operators {
         for (group, resource, verbs) in operator_rules(operator) {
-            let known = extra.entry((group, resource)).or_default();
             for verb in *verbs {
-                if !known.contains(verb) {
-                    known.push(verb);
-                }
+                grant(&mut extra, (group, resource), verb);
             }
         }
+    }
+    for read in reads {
+        grant(&mut extra, (&read.group, &read.resource), "get");
     }
     let mut rules = rules();
     for ((group, resource), verbs) in extra {
@@ -110,6 +146,16 @@ pub fn manifests_for(
     service_account: &str,
     operators: &BTreeSet<String>,
 ) -> Result<String, serde_yaml_ng::Error> {
+    manifests_with(namespace, service_account, operators, &BTreeSet::new())
+}
+
+/// [`manifests_for`], also granting `get` on the kinds Kubernetes sensors read (`reads`).
+pub fn manifests_with(
+    namespace: &str,
+    service_account: &str,
+    operators: &BTreeSet<String>,
+    reads: &BTreeSet<Read>,
+) -> Result<String, serde_yaml_ng::Error> {
     let role_name = format!("{service_account}-pod-runner");
     let account = ServiceAccount {
         metadata: meta(service_account, namespace),
@@ -117,7 +163,7 @@ pub fn manifests_for(
     };
     let role = Role {
         metadata: meta(&role_name, namespace),
-        rules: Some(rules_for(operators)),
+        rules: Some(rules_for(operators, reads)),
     };
     let binding = RoleBinding {
         metadata: meta(&role_name, namespace),
@@ -192,6 +238,39 @@ mod tests {
         let with_job: BTreeSet<String> = ["kubernetes_job".to_owned()].into();
         let text = manifests_for("ml", "gust", &with_job).unwrap();
         assert!(text.contains("- create"), "{text}");
+    }
+
+    #[test]
+    fn sensors_add_get_on_what_they_read() {
+        let used: BTreeSet<String> = ["spark_kubernetes_sensor".to_owned()].into();
+        let reads: BTreeSet<Read> = [
+            Read::of("batch/v1", "Job"),
+            Read::of("example.com/v1", "Policy"),
+            Read::of("v1", "ConfigMap"),
+        ]
+        .into();
+        let text = manifests_with("ml", "gust", &used, &reads).unwrap();
+        let role: Role = serde_yaml_ng::from_str(text.split("---\n").nth(1).unwrap()).unwrap();
+        let rules = role.rules.unwrap();
+        let verbs_of = |group: &str, resource: &str| {
+            rules
+                .iter()
+                .find(|r| {
+                    r.api_groups.as_deref() == Some(&[group.to_owned()][..])
+                        && r.resources.as_deref() == Some(&[resource.to_owned()][..])
+                })
+                .map(|r| r.verbs.clone())
+        };
+        assert_eq!(verbs_of("batch", "jobs"), Some(vec!["get".to_owned()]));
+        assert_eq!(
+            verbs_of("example.com", "policies"),
+            Some(vec!["get".to_owned()])
+        );
+        assert_eq!(verbs_of("", "configmaps"), Some(vec!["get".to_owned()]));
+        assert_eq!(
+            verbs_of("sparkoperator.k8s.io", "sparkapplications"),
+            Some(vec!["get".to_owned()])
+        );
     }
 
     #[test]

@@ -164,7 +164,7 @@ pub fn passes(check: Option<&ResponseCheck>, answer: &Answer) -> Result<(), Stri
 }
 
 /// Equal, or a string equal to the other's text (`"3"` and `3`, `"true"` and `true`).
-fn same(found: &serde_json::Value, wanted: &serde_json::Value) -> bool {
+pub(crate) fn same(found: &serde_json::Value, wanted: &serde_json::Value) -> bool {
     found == wanted
         || match (found, wanted) {
             (serde_json::Value::String(s), other) | (other, serde_json::Value::String(s)) => {

@@ -1,7 +1,8 @@
 //! The sensor runtime: runs Gust's native sensors (`TimeDeltaSensor`, `DateTimeSensor`,
-//! `TimeSensor`, `ExternalTaskSensor`, `FileSensor`, `S3KeySensor`, `HttpSensor`),
-//! `ExternalTaskMarker` and `HttpOperator` (one async request) inside the scheduler's process,
-//! with no Python and no process.
+//! `TimeSensor`, `ExternalTaskSensor`, `FileSensor`, `S3KeySensor`, `HttpSensor`, `SqlSensor`,
+//! `SparkKubernetesSensor` and Gust's `KubernetesResourceSensor`), `ExternalTaskMarker` and
+//! `HttpOperator` (one async request) inside the scheduler's process, with no Python and no
+//! process.
 //!
 //! A try is one poke, an async check: met, the try succeeds; not yet, it ends as
 //! [`TryOutcome::Rescheduled`] at the next poke's time and the scheduler keeps it
@@ -9,13 +10,15 @@
 //! Every sensor behaves as Airflow's `reschedule` mode, whatever its `mode` or `deferrable`
 //! says; `timeout` counts from the try's first poke. The runtime reports outcomes and never
 //! writes task-instance state. What a poke means is decided by the pure [`decide::decide`];
-//! the pokes are in `time`, `external`, `file`, `s3` and `http`.
+//! the pokes are in `time`, `external`, `file`, `s3`, `http`, `sql` and `kubernetes`.
 
 pub mod decide;
 mod external;
 mod file;
 pub mod http;
+pub mod kubernetes;
 mod s3;
+pub mod sql;
 pub mod time;
 
 use std::sync::Arc;
@@ -30,7 +33,9 @@ use gust_operators::read_args;
 use gust_operators::sensors::external::{ExternalTaskArgs, ExternalTaskMarkerArgs};
 use gust_operators::sensors::file::FileArgs;
 use gust_operators::sensors::http::{HttpOperatorArgs, HttpSensorArgs};
+use gust_operators::sensors::kubernetes::{ResourceSensorArgs, SparkSensorArgs};
 use gust_operators::sensors::s3::S3KeyArgs;
+use gust_operators::sensors::sql::SqlSensorArgs;
 use gust_operators::sensors::time::{DateTimeArgs, TimeArgs, TimeDeltaArgs};
 use gust_operators::sensors::{NATIVE, SensorSettings, is_native};
 use gust_store::Store;
@@ -56,6 +61,8 @@ struct Inner {
     /// The HTTP client `HttpSensor` and `HttpOperator` share (its connections pooled), or why
     /// it could not be built.
     http: Result<reqwest::Client, String>,
+    /// The clusters the Kubernetes sensors read (unset: they fail, saying a cluster is needed).
+    kubernetes: std::sync::OnceLock<gust_kube::runtime::ObjectReader>,
 }
 
 impl SensorExecutor {
@@ -79,6 +86,7 @@ impl SensorExecutor {
                     .user_agent(concat!("gust/", env!("CARGO_PKG_VERSION")))
                     .build()
                     .map_err(|err| format!("the HTTP client could not be built: {err}")),
+                kubernetes: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -91,6 +99,12 @@ impl SensorExecutor {
             executor = executor.route(operator, runtime.clone());
         }
         executor
+    }
+
+    /// Lets the Kubernetes sensors read objects through `objects` (the cluster runtime's
+    /// clusters and connections); only the first call counts.
+    pub fn use_kubernetes(&self, objects: gust_kube::runtime::ObjectReader) {
+        let _ = self.inner.kubernetes.set(objects);
     }
 
     /// Stops every poke under way (their tries fail as killed) and waits for them.
@@ -211,6 +225,25 @@ impl Inner {
                     }
                     Err(why) => TryOutcome::Failed(FailureReason::Task(why)),
                 };
+            }
+            "sql_sensor" => {
+                let args = args!(SqlSensorArgs);
+                let task = sql::Task {
+                    dag_id: spec.key.dag_id.as_str(),
+                    task_id: spec.key.task_id.as_str(),
+                };
+                let (poke, said) = sql::poke(&args, lookup, task).await;
+                (poke, said, args.settings)
+            }
+            "kubernetes_resource_sensor" => {
+                let args = args!(ResourceSensorArgs);
+                let (poke, said) = kubernetes::poke(&args.wait(), self.kubernetes.get()).await;
+                (poke, said, args.settings)
+            }
+            "spark_kubernetes_sensor" => {
+                let args = args!(SparkSensorArgs);
+                let (poke, said) = kubernetes::poke(&args.wait(), self.kubernetes.get()).await;
+                (poke, said, args.settings)
             }
             "external_task_marker" => {
                 // An empty task in its run; what it names matters only to a clear (see docs).

@@ -198,6 +198,8 @@ impl Runtimes {
         let kube_config = kube_config(config, kubernetes_connections(connections));
         let kubernetes = kube_config.connections.clone();
         let kube = KubeExecutor::new(kube_config.clone(), events.clone(), clock.clone());
+        // The Kubernetes sensors read objects on the same clusters, through the same clients.
+        sensors.use_kubernetes(kube.objects());
         let pods: Arc<dyn Executor> = Arc::new(kube.clone());
         let manifest_runtimes = ResourceExecutor::routes(&kube, &events);
         let spark: Arc<dyn Executor> = Arc::new(SparkExecutor::new(&kube, &events));

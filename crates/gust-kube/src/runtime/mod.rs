@@ -11,6 +11,7 @@ mod exec;
 mod follow;
 mod job;
 mod logs;
+mod object;
 mod resource;
 mod spark;
 mod sweep;
@@ -33,6 +34,7 @@ pub use cluster::{Cluster, ClusterChoice, Clusters, ConnectionSettings, NoCluste
 pub use follow::managed_selector;
 pub use job::{JOB_OPERATORS, JobExecutor, JobState, job_state};
 pub use logs::{LogLine, parse_line};
+pub use object::{Found, ObjectReader, ReadError};
 pub use resource::{FIELD_MANAGER, RESOURCE_OPERATORS, ResourceExecutor, manifests};
 pub use spark::{SPARK_OPERATOR, SparkExecutor};
 

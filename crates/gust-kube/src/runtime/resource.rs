@@ -127,6 +127,17 @@ pub(super) async fn connect(
     args: &ClusterArgs,
     namespace: Option<&str>,
 ) -> Result<Connected, TryOutcome> {
+    reach(inner, args, namespace)
+        .await
+        .map_err(|err| TryOutcome::Failed(FailureReason::Spawn(err.to_string())))
+}
+
+/// [`connect`], saying why there is no cluster.
+pub(super) async fn reach(
+    inner: &Inner,
+    args: &ClusterArgs,
+    namespace: Option<&str>,
+) -> Result<Connected, super::NoCluster> {
     let connection = inner.config.connection(&args.kubernetes_conn_id);
     let base = connection
         .as_ref()
@@ -143,11 +154,7 @@ pub(super) async fn connect(
             .clone()
             .or_else(|| base.context.clone()),
     };
-    let cluster = inner
-        .clusters
-        .get(&choice)
-        .await
-        .map_err(|err| TryOutcome::Failed(FailureReason::Spawn(err.to_string())))?;
+    let cluster = inner.clusters.get(&choice).await?;
     let namespace = namespace
         .filter(|ns| !ns.is_empty())
         .map(str::to_owned)

@@ -4,8 +4,8 @@
 //! `deferrable` says.
 //!
 //! This module holds what every sensor accepts ([`SensorSettings`], Airflow's
-//! `BaseSensorOperator` arguments) and the typed arguments of each sensor; `time`, `external`
-//! and `file` hold the operators.
+//! `BaseSensorOperator` arguments) and the typed arguments of each sensor; `time`, `external`,
+//! `file`, `s3`, `http`, `sql` and `kubernetes` hold the operators.
 
 /// The argument list of a sensor taking `own` besides the common ones.
 macro_rules! sensor_arguments {
@@ -28,7 +28,9 @@ macro_rules! sensor_arguments {
 pub mod external;
 pub mod file;
 pub mod http;
+pub mod kubernetes;
 pub mod s3;
+pub mod sql;
 pub mod time;
 
 use std::time::Duration;
@@ -186,7 +188,7 @@ pub(crate) fn duration(value: &serde_json::Value, unit: f64) -> Result<Duration,
 
 /// Every native sensor's canonical name (and `external_task_marker` and `http_operator`, run
 /// by the same runtime: each an async request, no process).
-pub const NATIVE: [&str; 9] = [
+pub const NATIVE: [&str; 12] = [
     time::TIME_DELTA_SPEC.name,
     time::DATE_TIME_SPEC.name,
     time::TIME_SPEC.name,
@@ -196,6 +198,9 @@ pub const NATIVE: [&str; 9] = [
     s3::SPEC.name,
     http::SENSOR_SPEC.name,
     http::OPERATOR_SPEC.name,
+    sql::SPEC.name,
+    kubernetes::RESOURCE_SPEC.name,
+    kubernetes::SPARK_SPEC.name,
 ];
 
 /// Whether the sensor runtime runs tries of `operator`.

@@ -2,6 +2,7 @@
 //! unpause | trigger | backfill | list-runs` act on the DAGs the database records
 //! ([`super::recorded`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -444,19 +445,37 @@ fn common_folder(files: &[String]) -> Option<PathBuf> {
     common.filter(|dir| !dir.as_os_str().is_empty())
 }
 
-/// The operators the folder's DAGs use, for `gust kubernetes rbac`. A folder named with
-/// `--dags-folder` must load; the configured one is skipped when it does not exist yet.
-pub fn operators_used(folder: &DagsFolder) -> anyhow::Result<std::collections::BTreeSet<String>> {
+/// What the folder's DAGs call on a cluster, for `gust kubernetes rbac`: the operators they
+/// use, and the kinds their `kubernetes_resource_sensor` tasks read (those whose `api_version`
+/// and `kind` are not templates). A folder named with `--dags-folder` must load; the configured
+/// one is skipped when it does not exist yet.
+pub fn cluster_calls(
+    folder: &DagsFolder,
+) -> anyhow::Result<(BTreeSet<String>, BTreeSet<gust_kube::rbac::Read>)> {
     let root = dags_folder(folder)?;
     if folder.dags_folder.is_none() && !root.is_dir() {
-        return Ok(std::collections::BTreeSet::new());
+        return Ok(Default::default());
     }
     let (_, load) = load(folder)?;
-    Ok(load
-        .dags
-        .iter()
-        .flat_map(|dag| dag.tasks().map(|task| task.operator.clone()))
-        .collect())
+    let tasks = || load.dags.iter().flat_map(|dag| dag.tasks());
+    let operators = tasks().map(|task| task.operator.clone()).collect();
+    let reads = tasks()
+        .filter(|task| task.operator == gust_operators::sensors::kubernetes::RESOURCE_SPEC.name)
+        .filter_map(|task| {
+            let text = |name: &str| {
+                task.args
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .filter(|text| !text.contains("{{"))
+                    .map(str::trim)
+            };
+            Some(gust_kube::rbac::Read::of(
+                text("api_version")?,
+                text("kind")?,
+            ))
+        })
+        .collect();
+    Ok((operators, reads))
 }
 
 /// The DAGs folder: the flag, else the configuration.

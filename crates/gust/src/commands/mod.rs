@@ -46,14 +46,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             // Loaded first: it decides whether Python tasks load at all.
             let config = crate::config::Config::load(&crate::config::home()?)?;
-            let mut operators = dags::operators_used(&folder)?;
+            let (mut operators, reads) = dags::cluster_calls(&folder)?;
             // Python tasks call the cluster (their worker pods' Secrets) only as worker pods.
             if config.kubernetes.worker_image.is_none() {
                 operators.retain(|op| !gust_operators::python::runs_in_task_sdk(op));
             }
             print!(
                 "{}",
-                gust_kube::rbac::manifests_for(&namespace, &service_account, &operators)?
+                gust_kube::rbac::manifests_with(&namespace, &service_account, &operators, &reads)?
             );
             Ok(ExitCode::SUCCESS)
         }
