@@ -485,8 +485,7 @@ impl<'a> Driver<'a> {
             let Some(task) = next else {
                 return;
             };
-            let Some((_, instance)) = self.held.get_mut(&task).and_then(VecDeque::pop_front)
-            else {
+            let Some((_, instance)) = self.held.get_mut(&task).and_then(VecDeque::pop_front) else {
                 return;
             };
             if self.held.get(&task).is_some_and(VecDeque::is_empty) {

@@ -142,8 +142,7 @@ fn summary_from_row(row: SummaryRow) -> Result<DagSummary, StoreError> {
     })
 }
 
-const SUMMARY_COLUMNS: &str =
-    "dag_id, fileloc, fingerprint, is_paused, is_stale, is_active, last_parsed, last_parse_duration";
+const SUMMARY_COLUMNS: &str = "dag_id, fileloc, fingerprint, is_paused, is_stale, is_active, last_parsed, last_parse_duration";
 
 impl Store {
     /// Every DAG's summary, by id (inactive ones too: their history is kept).

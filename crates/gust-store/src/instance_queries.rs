@@ -81,7 +81,13 @@ fn where_clause(q: &InstanceQuery) -> Option<(String, Vec<Bound>)> {
         .map(|at| Bound::Int(to_db(*at)))
         .collect();
     any_of("r.logical_date", dates);
-    any_of("ti.map_index", q.map_index.map(|i| Bound::Int(i.into())).into_iter().collect());
+    any_of(
+        "ti.map_index",
+        q.map_index
+            .map(|i| Bound::Int(i.into()))
+            .into_iter()
+            .collect(),
+    );
     if let Some(states) = &q.states {
         if states.is_empty() {
             return None;

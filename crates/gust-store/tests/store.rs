@@ -84,7 +84,11 @@ async fn dags_keep_their_paused_flag_across_reparses(store: Store) {
         Some(std::time::Duration::from_millis(1500)),
         "how long its file took to parse"
     );
-    let summary = store.dag_summary("d").await.expect("read").expect("present");
+    let summary = store
+        .dag_summary("d")
+        .await
+        .expect("read")
+        .expect("present");
     assert_eq!(
         summary.last_parse_duration,
         Some(std::time::Duration::from_millis(1500))

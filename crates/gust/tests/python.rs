@@ -386,7 +386,6 @@ py_timeout:
     )
 }
 
-
 /// A custom operator, imported by its class path from a package on PYTHONPATH (the test's
 /// root), as dag-factory's `customized` examples do.
 const CUSTOM_OPERATOR: &str = r#"
@@ -1248,7 +1247,6 @@ fn a_python_worker_that_stops_heartbeating_is_killed_as_a_zombie() {
     assert_gone(&read_json(&out.join("froze.json")));
     assert!(!out.join("thawed.json").exists());
 }
-
 
 /// Asserts that each of `tasks` ended in success in `gust dags test`'s `stdout`.
 fn assert_succeeded(stdout: &str, tasks: &[&str]) {

@@ -127,6 +127,9 @@ fn is_special(decimal: &str) -> bool {
     decimal.contains("NaN") || decimal.contains("Infinity")
 }
 
+/// A numeric bound of a check: its name, its value and how a cell's number must compare.
+type Bound<'a> = (&'a str, &'a Option<Value>, fn(f64, f64) -> bool);
+
 /// Whether `cell` passes every condition of `check`; an error when a comparison cannot be
 /// made (a bound that is no number, a cell that is none), as Python's comparison raises.
 pub fn passes(check: &CellCheck, cell: &Cell, name: &str) -> Result<bool, String> {
@@ -151,7 +154,7 @@ pub fn passes(check: &CellCheck, cell: &Cell, name: &str) -> Result<bool, String
             return Ok(false);
         }
     }
-    let bounds: [(&str, &Option<Value>, fn(f64, f64) -> bool); 4] = [
+    let bounds: [Bound<'_>; 4] = [
         ("gt", &check.gt, |a, b| a > b),
         ("ge", &check.ge, |a, b| a >= b),
         ("lt", &check.lt, |a, b| a < b),

@@ -16,11 +16,11 @@ use gust_executor::execution::{LiveTry, Reported, Runner};
 use gust_template::XComRows;
 use uuid::Uuid;
 
+use super::dag_runs::{store_failed, store_of};
 use super::models::{
     ConnectionResponse, DagRun, EnterRunning, Heartbeat, MapIndex, RunContext, SkipDownstream,
     SkipTarget, VariablePostBody, VariableResponse, XComResponse,
 };
-use super::dag_runs::{store_failed, store_of};
 use super::{ExecError, ExecutionState};
 
 type Live = Extension<Arc<LiveTry>>;
@@ -517,7 +517,9 @@ async fn ti_rendered_map_index(
     this_try(&live, id)?;
     let name: String = parse(&body)?;
     if name.is_empty() {
-        return Err(ExecError::unprocessable("rendered_map_index cannot be empty"));
+        return Err(ExecError::unprocessable(
+            "rendered_map_index cannot be empty",
+        ));
     }
     let Ok(store) = store_of(&state) else {
         return Ok(StatusCode::NO_CONTENT);
@@ -617,7 +619,12 @@ fn py_slice(
         let i = if i < 0 { i + len } else { i };
         i.clamp(low, high)
     };
-    let at = |i: i64| usize::try_from(i).ok().and_then(|i| values.get(i)).map(|v| (*v).clone());
+    let at = |i: i64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| values.get(i))
+            .map(|v| (*v).clone())
+    };
     let mut out = Vec::new();
     if step > 0 {
         let (mut i, end) = (
