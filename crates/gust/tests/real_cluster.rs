@@ -1036,13 +1036,27 @@ impl OtherApiServer {
             .spawn()
             .expect("kube-apiserver starts");
         self.child = Some(child);
-        let namespaces: Api<Namespace> = Api::all(client(&self.kubeconfig).await);
+        let client = client(&self.kubeconfig).await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        // Answering a read is not yet taking writes (a pod created too early failed to be sent
+        // once under CI's load): ready is when a ConfigMap can be created through it too.
+        let probes: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "default");
+        let probe: k8s_openapi::api::core::v1::ConfigMap =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"generateName": "gust-ready-probe-"}
+            }))
+            .expect("a ConfigMap");
         for _ in 0..600 {
             if namespaces
                 .get_opt("default")
                 .await
                 .is_ok_and(|ns| ns.is_some())
+                && let Ok(created) = probes.create(&PostParams::default(), &probe).await
             {
+                let name = created.metadata.name.unwrap_or_default();
+                let _ = probes
+                    .delete(&name, &kube::api::DeleteParams::default())
+                    .await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
