@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: a chain of 20 PythonOperator tasks, the same dag-factory file run by
-# `gust dags test` (each task in Airflow's Task SDK, a process per try, through Gust's Execution
-# API) and by `airflow dags test` (Airflow 3.3.2 runs every task in its own process too).
-# Also measures the floor: starting the Task SDK's task runner once (Python, Airflow's imports),
-# which every Python task pays on both. Gust's overhead per task is what it adds beyond that.
+# `gust dags test` (each task in Airflow's Task SDK, through Gust's Execution API), forked from
+# Gust's warm worker (the default) and, for comparison, in a fresh interpreter per try
+# (`[core] execute_tasks_new_python_interpreter`), and by `airflow dags test` (Airflow 3.3.2
+# runs every task in its one process). Also measures starting the Task SDK's task runner once
+# (Python, Airflow's imports): what a fresh interpreter per try pays every time.
 #
 #   benches/python_chain.sh [PYTHON] [ROUNDS]
 #
@@ -42,14 +43,20 @@ for round in $(seq 1 "$rounds"); do
   grep -q "t$tasks: success" "$work/gust-$round.log" || { cat "$work/gust-$round.log"; exit 1; }
 
   start=$(now)
+  GUST_HOME="$work/gust-cold-$round" GUST__PYTHON__INTERPRETER=$python \
+    GUST__CORE__EXECUTE_TASKS_NEW_PYTHON_INTERPRETER=true \
+    "$gust" dags test "chain_$tasks" --dags-folder "$work/dags" >"$work/gust-cold-$round.log" 2>&1
+  cold_wall=$(elapsed "$start" "$(now)")
+  grep -q "t$tasks: success" "$work/gust-cold-$round.log" || { cat "$work/gust-cold-$round.log"; exit 1; }
+
+  start=$(now)
   AIRFLOW_HOME=$airflow_home AIRFLOW__CORE__DAGS_FOLDER="$work/airflow-dags" \
     "$python" -m airflow dags test "chain_$tasks" "2024-01-0${round}" >"$work/airflow-$round.log" 2>&1 \
     || { tail -20 "$work/airflow-$round.log"; exit 1; }
   airflow_wall=$(elapsed "$start" "$(now)")
 
-  per_gust=$(per_task "$gust_wall" "$tasks")
-  per_airflow=$(per_task "$airflow_wall" "$tasks")
-  overhead=$(per_task "$gust_wall" "$tasks" "$floor")
-  printf 'round %s: task runner start-up %.2f s | gust %.1f s (%.2f s/task, %.2f s/task beyond start-up) | airflow %.1f s (%.2f s/task)\n' \
-    "$round" "$floor" "$gust_wall" "$per_gust" "$overhead" "$airflow_wall" "$per_airflow"
+  printf 'round %s: task runner start-up %.2f s | gust warm %.1f s (%.2f s/task) | gust fresh interpreter %.1f s (%.2f s/task) | airflow %.1f s (%.2f s/task)\n' \
+    "$round" "$floor" "$gust_wall" "$(per_task "$gust_wall" "$tasks")" \
+    "$cold_wall" "$(per_task "$cold_wall" "$tasks")" \
+    "$airflow_wall" "$(per_task "$airflow_wall" "$tasks")"
 done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: the chain of 20 PythonOperator tasks of benches/python_chain.sh, run by each
 # engine's scheduler rather than by `dags test`: `gust standalone` against Airflow 3.3.2's
-# scheduler, DAG processor and API server (LocalExecutor, SQLite), both starting a fresh Task SDK
-# worker process per task. Each round triggers a run and measures, from each engine's own
+# scheduler, DAG processor and API server (LocalExecutor, SQLite), both forking each task's Task
+# SDK supervisor from a process that has imported Airflow already (Gust's warm worker; set
+# GUST__CORE__EXECUTE_TASKS_NEW_PYTHON_INTERPRETER=true to measure a fresh interpreter per try). Each round triggers a run and measures, from each engine's own
 # database, the time from the run being queued to its end.
 #
 #   benches/python_chain_scheduled.sh [PYTHON] [ROUNDS]

@@ -22,12 +22,14 @@ mod python;
 pub mod python_pod;
 mod ready;
 mod triggerer;
+mod warm_worker;
 
 pub use callbacks::{CALLBACK_TIMEOUT, PythonCallbacks};
 pub use dag_parse::{DagParseError, DagParser, MAX_RESULT_BYTES};
 pub use pod::Secrets;
 pub use python::{NO_PYTHON_RUNTIME, PythonRuntime};
 pub use triggerer::PythonTriggerer;
+pub use warm_worker::WarmWorker;
 mod record;
 mod sandbox;
 

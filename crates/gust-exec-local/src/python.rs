@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::output::Decoder;
 use crate::process::{Plan, Watchdog};
+use crate::warm_worker::{Launch, WarmWorker};
 
 /// Why a Python try is refused when no Python environment is configured.
 pub const NO_PYTHON_RUNTIME: &str = gust_operators::python::NOT_CONFIGURED;
@@ -27,6 +28,10 @@ pub const NO_PYTHON_RUNTIME: &str = gust_operators::python::NOT_CONFIGURED;
 /// The longest a worker may take to build its DAG after starting, Airflow's default
 /// `[core] dagbag_import_timeout`: a try's `execution_timeout` counts from then at the latest.
 const DAG_BUILD_ALLOWANCE: Duration = Duration::from_secs(30);
+
+/// The longest a worker may take from its start to its first Execution API call, Airflow's
+/// default `[scheduler] task_queued_timeout` (a task not yet running is not a zombie).
+const QUEUED_ALLOWANCE: Duration = Duration::from_secs(600);
 
 /// The name of the DAG bundle that holds the loaders.
 pub(crate) const BUNDLE: &str = "gust";
@@ -49,6 +54,9 @@ pub struct PythonRuntime {
     /// The DAGs folder: a Python DAG file's tries load it from there, the folder being their DAG
     /// bundle (on `sys.path`), as on Airflow. A file elsewhere is its own folder's.
     pub dags_folder: Option<PathBuf>,
+    /// The process tries are forked from (`warm_worker.rs`); `None` starts a fresh interpreter
+    /// per try (`[core] execute_tasks_new_python_interpreter`).
+    pub warm_worker: Option<Arc<WarmWorker>>,
 }
 
 impl fmt::Debug for PythonRuntime {
@@ -106,48 +114,51 @@ pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcom
         "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
         "kwargs": {"path": bundle_path},
     }]);
-    let mut env = vec![
-        (
-            "AIRFLOW_HOME".to_owned(),
-            airflow_home.display().to_string(),
-        ),
-        (
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL".to_owned(),
-            python.api_url.clone(),
-        ),
+    let mut env = constant_env(python, &airflow_home);
+    env.extend([
         (
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST".to_owned(),
             bundles.to_string(),
-        ),
-        (
-            "AIRFLOW__CORE__LOAD_EXAMPLES".to_owned(),
-            "False".to_owned(),
         ),
         (
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER".to_owned(),
             scratch.path().join("logs").display().to_string(),
         ),
         (
-            "GUST_PYTHON".to_owned(),
-            python.interpreter.display().to_string(),
-        ),
-        (
             "GUST_WORKLOAD".to_owned(),
             workload_path.display().to_string(),
         ),
-    ];
-    // The worker heartbeats well within the timeout it is told (Airflow's own setting).
-    env.push((
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT".to_owned(),
-        python.heartbeat_timeout.as_secs().max(1).to_string(),
-    ));
+    ]);
     env.extend(crate::context_env::airflow_context_vars(spec));
     let do_xcom_push = spec.do_xcom_push;
     let watchdog = heartbeat_watchdog(python, admission.ti_id);
+    let script = match &python.warm_worker {
+        Some(worker) => {
+            worker.ensure_started(&Launch {
+                interpreter: python.interpreter.clone(),
+                env: constant_env(python, &airflow_home),
+                cwd: python.work_dir.clone(),
+            });
+            env.push((
+                "GUST_WARM_CLIENT".to_owned(),
+                worker.client().display().to_string(),
+            ));
+            env.push((
+                "GUST_WARM_SOCKET".to_owned(),
+                worker.socket().display().to_string(),
+            ));
+            // Python without `site` starts in milliseconds; the client needs only the
+            // standard library.
+            "\"$GUST_PYTHON\" -I -S \"$GUST_WARM_CLIENT\" \"$GUST_WARM_SOCKET\" --json-path \
+             \"$GUST_WORKLOAD\""
+        }
+        None => {
+            "\"$GUST_PYTHON\" -m airflow.sdk.execution_time.execute_workload --json-path \
+             \"$GUST_WORKLOAD\""
+        }
+    };
     Ok(Plan {
-        script: "\"$GUST_PYTHON\" -m airflow.sdk.execution_time.execute_workload --json-path \
-                 \"$GUST_WORKLOAD\""
-            .to_owned(),
+        script: script.to_owned(),
         env: Some(env),
         clear_env: false,
         cwd: scratch.path().to_owned(),
@@ -161,6 +172,34 @@ pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcom
         }),
         watchdog: Some(watchdog),
     })
+}
+
+/// The environment every try of `python` shares, which its warm worker starts with too (Airflow
+/// reads some settings when its modules are imported).
+fn constant_env(python: &PythonRuntime, airflow_home: &Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "AIRFLOW_HOME".to_owned(),
+            airflow_home.display().to_string(),
+        ),
+        (
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL".to_owned(),
+            python.api_url.clone(),
+        ),
+        (
+            "AIRFLOW__CORE__LOAD_EXAMPLES".to_owned(),
+            "False".to_owned(),
+        ),
+        (
+            "GUST_PYTHON".to_owned(),
+            python.interpreter.display().to_string(),
+        ),
+        // The worker heartbeats well within the timeout it is told (Airflow's own setting).
+        (
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT".to_owned(),
+            python.heartbeat_timeout.as_secs().max(1).to_string(),
+        ),
+    ]
 }
 
 /// Kills a try whose worker has not been heard of (no heartbeat since it started, or since its
@@ -190,6 +229,21 @@ fn heartbeat_watchdog(python: &PythonRuntime, ti_id: uuid::Uuid) -> Watchdog {
         check: Box::new(move || {
             let heard = broker.last_heard(ti_id)?;
             let silent = (clock.now() - heard).to_std().unwrap_or_default();
+            // Until its first call, the worker is starting (waiting for the warm worker, or
+            // importing Airflow on a loaded host), as a queued task in Airflow, which is not
+            // yet watched for heartbeats.
+            let starting = broker
+                .start_times(ti_id)
+                .is_some_and(|times| times.started_at.is_none());
+            if starting {
+                let limit = timeout.max(QUEUED_ALLOWANCE);
+                return (silent > limit).then(|| {
+                    format!(
+                        "its worker did not call the Execution API within {}s of starting",
+                        limit.as_secs()
+                    )
+                });
+            }
             (silent > timeout).then(|| {
                 format!(
                     "its worker was not heard of for {}s, past [scheduler] \

@@ -81,6 +81,7 @@ async fn runtime(
         clock: Arc::new(SystemClock),
         heartbeat_timeout: Duration::from_secs(300),
         dags_folder: None,
+        warm_worker: None,
     };
     let settings = WorkerSettings {
         image: IMAGE.into(),

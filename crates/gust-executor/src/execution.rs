@@ -244,13 +244,18 @@ impl ExecutionBroker {
         Some(progress)
     }
 
-    /// When try `ti_id`'s worker was last heard of: its last heartbeat, else its admission
-    /// (the worker is starting); `None` once the try has ended.
+    /// When try `ti_id`'s worker was last heard of: its last heartbeat, else its start (its
+    /// `run` call), else its admission (the worker is starting); `None` once the try has ended.
     #[must_use]
     pub fn last_heard(&self, ti_id: Uuid) -> Option<DateTime<Utc>> {
         let live = self.tries().get(&ti_id).cloned()?;
-        let heartbeat = live.progress().last_heartbeat;
-        Some(heartbeat.map_or(live.admitted_at, |at| at.max(live.admitted_at)))
+        let progress = live.progress();
+        Some(
+            [progress.last_heartbeat, progress.started_at]
+                .into_iter()
+                .flatten()
+                .fold(live.admitted_at, DateTime::max),
+        )
     }
 
     /// When try `ti_id`'s worker started (its `run` call) and when its task started executing

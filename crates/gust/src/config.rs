@@ -389,6 +389,12 @@ pub struct CoreConfig {
     /// a longer list fails the task that pushed it.
     #[serde(default = "default_max_map_length")]
     pub max_map_length: usize,
+    /// Whether each Python try starts a fresh interpreter (true) rather than being forked from
+    /// one warm process that has imported Airflow's task runner once (default false, Airflow's
+    /// name and default: its LocalExecutor forks too). Forking saves each try the interpreter's
+    /// start-up and imports, about two seconds; see docs/python.md.
+    #[serde(default)]
+    pub execute_tasks_new_python_interpreter: bool,
 }
 
 fn default_max_map_length() -> usize {
@@ -463,6 +469,7 @@ impl Config {
                 hide_sensitive_var_conn_fields: true,
                 test_connection: default_test_connection(),
                 max_map_length: default_max_map_length(),
+                execute_tasks_new_python_interpreter: false,
             },
             logging: LoggingConfig {
                 base_log_folder: home.join("logs"),

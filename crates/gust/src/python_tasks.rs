@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gust_core::clock::Clock;
-use gust_exec_local::PythonRuntime;
+use gust_exec_local::{PythonRuntime, WarmWorker};
 use gust_executor::execution::ExecutionBroker;
 use gust_server::execution::{ExecutionState, TASK_TOKEN_TTL, TaskTokens};
 use gust_store::{SecretKey, Store};
@@ -104,6 +104,11 @@ pub async fn start(
             clock,
             heartbeat_timeout: config.scheduler.task_instance_heartbeat_timeout,
             dags_folder: Some(config.core.dags_folder.clone()),
+            warm_worker: if config.core.execute_tasks_new_python_interpreter {
+                None
+            } else {
+                Some(WarmWorker::new().context("cannot make a folder for the warm Python worker")?)
+            },
         },
         execution,
         stop,

@@ -68,6 +68,30 @@ def skip():
     raise AirflowSkipException("nothing to do today")
 
 
+def lineage(ti=None):
+    # Who started this task's supervisor: Gust's warm worker (its command names its socket),
+    # or the try's own bash, which started a fresh interpreter.
+    def parent(pid):
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(") ", 1)[1].split()[1])
+
+    def command(pid):
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+
+    supervisor = os.getppid()
+    spawner = parent(supervisor)
+    value = {
+        "forked": "worker.sock" in command(spawner),
+        "spawner": spawner,
+        # The leader of the supervisor's process group, the group Gust kills on a timeout: the
+        # try's bash, or what it became (the client, or a fresh interpreter).
+        "leader": command(os.getpgid(supervisor)),
+    }
+    _record(ti.task_id, value)
+    return value["forked"]
+
+
 def fail():
     raise ValueError("this task always fails")
 
@@ -260,6 +284,32 @@ py_taskflow:
       operator: airflow.providers.standard.operators.bash.BashOperator
       bash_command: "echo total={{{{ ti.xcom_pull(task_ids='total')['sum'] }}}}"
       dependencies: [total]
+py_lineage:
+  schedule: null
+  start_date: 2024-01-01
+  tasks:
+    first:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: lineage
+      python_callable_file: {file}
+    second:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: lineage
+      python_callable_file: {file}
+      dependencies: [first]
+    third:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: lineage
+      python_callable_file: {file}
+      dependencies: [second]
+py_once:
+  schedule: null
+  start_date: 2024-01-01
+  tasks:
+    only:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable_name: lineage
+      python_callable_file: {file}
 py_zombie:
   schedule: null
   start_date: 2024-01-01
@@ -1246,6 +1296,100 @@ fn a_python_worker_that_stops_heartbeating_is_killed_as_a_zombie() {
     // The task's process (the stopped supervisor's child) is gone, and never woke.
     assert_gone(&read_json(&out.join("froze.json")));
     assert!(!out.join("thawed.json").exists());
+}
+
+#[test]
+fn python_tries_are_forked_from_one_warm_worker_unless_told_otherwise() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let out = home.path().join("out");
+    let run = dags_test(home.path(), &python, &out, &dags, "py_lineage")
+        .timeout(std::time::Duration::from_secs(300))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_succeeded(
+        &String::from_utf8_lossy(&run),
+        &["first", "second", "third"],
+    );
+    // The first try starts the worker and waits for it: every try is forked.
+    for task in ["first", "second"] {
+        let value = read_json(&out.join(format!("{task}.json")));
+        assert_eq!(value["forked"], true, "{task}: {value}");
+    }
+    let third = read_json(&out.join("third.json"));
+    assert_eq!(third["forked"], true, "{third}");
+    let leader = third["leader"].as_str().unwrap_or_default();
+    assert!(
+        leader.contains("client.py") || leader.starts_with("bash"),
+        "the forked supervisor is in its try's process group, not the worker's: {third}"
+    );
+    // The worker ends with the command.
+    assert_gone(&third["spawner"]);
+
+    // Airflow's setting: a fresh interpreter per try.
+    let out = home.path().join("out-cold");
+    let run = dags_test(home.path(), &python, &out, &dags, "py_lineage")
+        .env("GUST__CORE__EXECUTE_TASKS_NEW_PYTHON_INTERPRETER", "true")
+        .timeout(std::time::Duration::from_secs(300))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_succeeded(
+        &String::from_utf8_lossy(&run),
+        &["first", "second", "third"],
+    );
+    for task in ["first", "second", "third"] {
+        let value = read_json(&out.join(format!("{task}.json")));
+        assert_eq!(value["forked"], false, "{task}: {value}");
+        let leader = value["leader"].as_str().unwrap_or_default();
+        assert!(
+            // The supervisor leads its own try's group when bash started it in its place (it
+            // names itself `airflow supervisor: ...`).
+            leader.contains("airflow supervisor")
+                || leader.contains("execute_workload")
+                || leader.starts_with("bash"),
+            "{task}: {value}"
+        );
+    }
+}
+
+#[test]
+fn a_worker_slower_to_start_than_the_heartbeat_timeout_is_not_a_zombie() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = dags_folder(home.path());
+    let out = home.path().join("out");
+    // Every fresh interpreter (not the client, which skips `site`) sleeps before it runs:
+    // the worker's first call comes after the heartbeat timeout has passed.
+    let slow = home.path().join("slow-start");
+    std::fs::create_dir_all(&slow).expect("mkdir");
+    std::fs::write(
+        slow.join("sitecustomize.py"),
+        "import time\ntime.sleep(15)\n",
+    )
+    .expect("write");
+    let path = std::env::join_paths([slow.as_path(), home.path()]).expect("a path");
+    let run = dags_test(home.path(), &python, &out, &dags, "py_once")
+        .env("PYTHONPATH", path)
+        .env("GUST__CORE__EXECUTE_TASKS_NEW_PYTHON_INTERPRETER", "true")
+        .env("GUST__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "12s")
+        .timeout(std::time::Duration::from_secs(180))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_succeeded(&String::from_utf8_lossy(&run), &["only"]);
 }
 
 /// Asserts that each of `tasks` ended in success in `gust dags test`'s `stdout`.
