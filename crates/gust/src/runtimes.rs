@@ -390,7 +390,7 @@ fn worker_settings(
 fn refusing(events: &mpsc::Sender<TryEvent>, why: String) -> Arc<dyn Executor> {
     Arc::new(Refusing {
         events: events.clone(),
-        why: Arc::new(move |_| why.clone()),
+        why: Arc::new(move |_: &str| why.clone()),
     })
 }
 

@@ -1724,10 +1724,16 @@ async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as
         std::fs::read_to_string(logs.join(format!("task_id={task}/attempt=1.log")))
             .unwrap_or_else(|err| panic!("the log of {task}: {err}\n{stdout}\n{stderr}"))
     };
-    let silent = log("silent");
     assert!(
-        stdout.contains("exited without reporting the task's state"),
-        "the try fails saying its worker never reported: {stdout}\n{silent}"
+        stdout.contains(
+            "silent: failed (try 1): the Task SDK exited without reporting the task's state"
+        ),
+        "the try fails saying its worker never reported: {stdout}\n{}",
+        log("silent")
+    );
+    assert!(
+        stdout.contains("zombie: failed (try 1): its worker was not heard of for 4s"),
+        "the try fails as a zombie: {stdout}"
     );
     let zombie = log("zombie");
     let killed = line_with(&zombie, "killing the try");
