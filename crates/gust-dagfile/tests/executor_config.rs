@@ -86,7 +86,7 @@ etl:
     assert_eq!(problems.len(), 2, "{problems:#?}");
     let bad_field = &problems[0];
     assert!(
-        bad_field.starts_with("etl.yaml:6:")
+        bad_field.starts_with("etl.yaml:7:")
             && bad_field.contains("etl.extract")
             && bad_field
                 .contains("argument \"executor_config.pod_override.spec.containers[0].resourcez\""),

@@ -830,7 +830,7 @@ mod tests {
         assert!(!args.contains_key("full_pod_spec"));
         let bad = serde_json::Map::from_iter([(
             "executor_config".to_owned(),
-            serde_json::json!({"pod_override": {"spec": {"containerz": []}}}),
+            serde_json::json!({"pod_override": {"spec": {"containerz": [{"name": "x"}]}}}),
         )]);
         let err = pod_args(&settings, "gust-worker-x", &bad).expect_err("refused");
         assert!(err.to_string().contains("executor_config.pod_override.spec.containerz"), "{err}");
@@ -851,7 +851,7 @@ mod tests {
             Some(&serde_json::json!("1"))
         );
         let bad = dir.path().join("bad.yaml");
-        std::fs::write(&bad, "spec:\n  containers:\n    - name: base\n      resourcez: {}\n")
+        std::fs::write(&bad, "spec:\n  containers:\n    - name: base\n      resourcez: {limits: {cpu: 1}}\n")
             .expect("write");
         let err = read_pod_template(&bad).expect_err("refused").to_string();
         assert!(

@@ -508,7 +508,7 @@ mod tests {
             checked(json!({"python_callable": "m.f", "executor_config": config}))
                 .expect_err("refused")
         };
-        let typo = bad(json!({"pod_override": {"spec": {"containers": [{"name": "base", "resourcez": {}}]}}}));
+        let typo = bad(json!({"pod_override": {"spec": {"containers": [{"name": "base", "resourcez": {"limits": {"cpu": "1"}}}]}}}));
         assert_eq!(
             typo.path, "executor_config.pod_override.spec.containers[0].resourcez",
             "{}", typo.message

@@ -1618,7 +1618,7 @@ fn dry_run_prints_the_worker_pod_laid_over_the_template_and_the_override_secrets
     // A template that is not a pod: one line naming the file and the field.
     std::fs::write(
         &template,
-        "spec:\n  containers:\n    - name: base\n      resourcez: {}\n",
+        "spec:\n  containers:\n    - name: base\n      resourcez: {limits: {cpu: 1}}\n",
     )
     .expect("write");
     let output = dry_run(&template);
