@@ -580,8 +580,10 @@ impl PythonPods {
     /// The pod try of `spec`, admitted to the Execution API, with its zombie watch (started
     /// once the pod try is handed over).
     fn start_pod(&self, spec: &LaunchSpec) -> Result<(LaunchSpec, ZombieWatch), LaunchError> {
-        let args = pod_args(&self.inner.settings, &secret_name(&spec.key), &spec.args)
-            .map_err(|err| LaunchError::Unconfigured(format!("a worker pod cannot be built: {err}")))?;
+        let args =
+            pod_args(&self.inner.settings, &secret_name(&spec.key), &spec.args).map_err(|err| {
+                LaunchError::Unconfigured(format!("a worker pod cannot be built: {err}"))
+            })?;
         let (mut keys, loader) = bundle(&spec.dag_file).map_err(|err| {
             LaunchError::Unconfigured(format!("a worker pod needs its DAG bundle: {err}"))
         })?;
@@ -698,7 +700,11 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(silence(None, None), None, "a pending pod is not silent");
         assert_eq!(silence(Some(s(5)), None), Some(s(5)));
-        assert_eq!(silence(None, Some(s(7))), Some(s(7)), "heard before seen running");
+        assert_eq!(
+            silence(None, Some(s(7))),
+            Some(s(7)),
+            "heard before seen running"
+        );
         assert_eq!(silence(Some(s(5)), Some(s(2))), Some(s(2)));
         assert_eq!(silence(Some(s(1)), Some(s(9))), Some(s(1)));
         assert_eq!(
@@ -777,7 +783,11 @@ mod tests {
         let base = &spec["containers"][0];
         assert_eq!(base["name"], "base");
         assert_eq!(base["image"], "custom:1", "the override's image wins");
-        assert_eq!(base["command"], serde_json::json!(WORKER_COMMAND), "Gust's command wins");
+        assert_eq!(
+            base["command"],
+            serde_json::json!(WORKER_COMMAND),
+            "Gust's command wins"
+        );
         assert_eq!(
             base["resources"],
             serde_json::json!({"limits": {"memory": "2Gi"}}),
@@ -787,19 +797,36 @@ mod tests {
             .as_array()
             .expect("env")
             .iter()
-            .map(|v| (v["name"].as_str().unwrap_or(""), v["value"].as_str().unwrap_or("")))
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap_or(""),
+                    v["value"].as_str().unwrap_or(""),
+                )
+            })
             .collect();
-        assert!(env.contains(&("TEAM", "data")) && env.contains(&("EXTRA", "1")), "{env:?}");
+        assert!(
+            env.contains(&("TEAM", "data")) && env.contains(&("EXTRA", "1")),
+            "{env:?}"
+        );
         let urls: Vec<_> = env
             .iter()
             .filter(|(n, _)| *n == "AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
             .collect();
-        assert_eq!(urls, [&("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "http://api/execution/")]);
+        assert_eq!(
+            urls,
+            [&(
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+                "http://api/execution/"
+            )]
+        );
         assert_eq!(spec["nodeSelector"], serde_json::json!({"pool": "big"}));
         assert_eq!(spec["tolerations"][0]["key"], "dedicated");
         assert_eq!(spec["serviceAccountName"], "airflow-worker");
         assert_eq!(spec["restartPolicy"], "Never");
-        assert_eq!(spec["containers"][1]["name"], "proxy", "the template's sidecar is kept");
+        assert_eq!(
+            spec["containers"][1]["name"], "proxy",
+            "the template's sidecar is kept"
+        );
         let volumes: Vec<&str> = spec["volumes"]
             .as_array()
             .expect("volumes")
@@ -815,7 +842,10 @@ mod tests {
         assert_eq!(labels["dag_id"], "etl");
         let name = pod["metadata"]["name"].as_str().expect("a name");
         assert!(name.starts_with("extract-"), "named after the task: {name}");
-        assert_eq!(pod["metadata"]["namespace"], "default", "not the template's");
+        assert_eq!(
+            pod["metadata"]["namespace"], "default",
+            "not the template's"
+        );
     }
 
     #[test]
@@ -833,7 +863,11 @@ mod tests {
             serde_json::json!({"pod_override": {"spec": {"containerz": [{"name": "x"}]}}}),
         )]);
         let err = pod_args(&settings, "gust-worker-x", &bad).expect_err("refused");
-        assert!(err.to_string().contains("executor_config.pod_override.spec.containerz"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("executor_config.pod_override.spec.containerz"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -851,8 +885,11 @@ mod tests {
             Some(&serde_json::json!("1"))
         );
         let bad = dir.path().join("bad.yaml");
-        std::fs::write(&bad, "spec:\n  containers:\n    - name: base\n      resourcez: {limits: {cpu: 1}}\n")
-            .expect("write");
+        std::fs::write(
+            &bad,
+            "spec:\n  containers:\n    - name: base\n      resourcez: {limits: {cpu: 1}}\n",
+        )
+        .expect("write");
         let err = read_pod_template(&bad).expect_err("refused").to_string();
         assert!(
             err.starts_with("[kubernetes] worker_pod_template_file ")

@@ -460,7 +460,8 @@ async fn a_running_worker_pod_never_heard_of_is_killed_as_a_zombie_and_its_pod_d
     );
     let log = h.log_text("zombie");
     assert!(
-        log.contains("killing the try: its worker was not heard of") && log.contains("deleting pod"),
+        log.contains("killing the try: its worker was not heard of")
+            && log.contains("deleting pod"),
         "{log}"
     );
     h.pods_gone().await;
@@ -495,7 +496,8 @@ async fn a_pending_worker_pod_is_not_silent_and_heartbeats_keep_a_running_one_al
     h.pods_gone().await;
 
     // Running three times the timeout, heartbeating well within it, then reporting success.
-    h.fake.script(IMAGE, worker_script(Duration::from_millis(3000)));
+    h.fake
+        .script(IMAGE, worker_script(Duration::from_millis(3000)));
     h.python.start(h.spec("beating")).expect("started");
     let beats = async {
         for _ in 0..12 {
@@ -564,7 +566,11 @@ spec:
     let pod_spec = pod.spec.as_ref().expect("a spec");
     let base = &pod_spec.containers[0];
     assert_eq!(base.name, "base");
-    assert_eq!(base.image.as_deref(), Some(IMAGE), "worker_image over the template's");
+    assert_eq!(
+        base.image.as_deref(),
+        Some(IMAGE),
+        "worker_image over the template's"
+    );
     let env: Vec<(String, Option<String>)> = base
         .env
         .iter()
@@ -587,7 +593,10 @@ spec:
         Some("highmem"),
         "the override's node selector"
     );
-    assert_eq!(pod_spec.service_account_name.as_deref(), Some("airflow-worker"));
+    assert_eq!(
+        pod_spec.service_account_name.as_deref(),
+        Some("airflow-worker")
+    );
     assert_eq!(
         pod_spec.tolerations.as_ref().map(|t| t[0].key.as_deref()),
         Some(Some("dedicated"))
@@ -597,7 +606,12 @@ spec:
     assert_eq!(labels["gust.io/python-worker"], "true");
     assert_eq!(
         base.args.as_deref(),
-        Some(&["--json-path".to_owned(), "/opt/gust/bundle/workload.json".to_owned()][..])
+        Some(
+            &[
+                "--json-path".to_owned(),
+                "/opt/gust/bundle/workload.json".to_owned()
+            ][..]
+        )
     );
     assert_eq!(
         h.finished("sized").await,

@@ -473,7 +473,9 @@ mod tests {
             "spec": {"containers": [{"name": "base", "resources": {"limits": {"memory": "1Gi"}}}]}
         }}});
         assert!(checked(manifest.clone()).is_ok());
-        let read = pod_override(&args(manifest)).expect("valid").expect("an override");
+        let read = pod_override(&args(manifest))
+            .expect("valid")
+            .expect("an override");
         assert_eq!(
             read.pointer("/spec/containers/0/resources/limits/memory"),
             Some(&json!("1Gi"))
@@ -493,9 +495,14 @@ mod tests {
                 }],
             },
         }}});
-        let read = pod_override(&args(python)).expect("valid").expect("an override");
+        let read = pod_override(&args(python))
+            .expect("valid")
+            .expect("an override");
         assert_eq!(read.pointer("/spec/nodeSelector/pool"), Some(&json!("big")));
-        assert_eq!(read.pointer("/spec/serviceAccountName"), Some(&json!("etl")));
+        assert_eq!(
+            read.pointer("/spec/serviceAccountName"),
+            Some(&json!("etl"))
+        );
         assert_eq!(
             read.pointer("/spec/containers/0/resources/requests/cpu"),
             Some(&json!("2"))
@@ -508,18 +515,25 @@ mod tests {
             checked(json!({"python_callable": "m.f", "executor_config": config}))
                 .expect_err("refused")
         };
-        let typo = bad(json!({"pod_override": {"spec": {"containers": [{"name": "base", "resourcez": {"limits": {"cpu": "1"}}}]}}}));
+        let typo = bad(
+            json!({"pod_override": {"spec": {"containers": [{"name": "base", "resourcez": {"limits": {"cpu": "1"}}}]}}}),
+        );
         assert_eq!(
             typo.path, "executor_config.pod_override.spec.containers[0].resourcez",
-            "{}", typo.message
+            "{}",
+            typo.message
         );
         assert_eq!(bad(json!("big")).path, "executor_config");
         assert_eq!(
             bad(json!({"KubernetesExecutor": {"request_memory": "1Gi"}})).path,
             "executor_config.KubernetesExecutor"
         );
-        let wrong_type = bad(json!({"pod_override": {"__type__": "kubernetes.client.models.V1Container"}}));
-        assert!(wrong_type.path.starts_with("executor_config.pod_override"), "{wrong_type:?}");
+        let wrong_type =
+            bad(json!({"pod_override": {"__type__": "kubernetes.client.models.V1Container"}}));
+        assert!(
+            wrong_type.path.starts_with("executor_config.pod_override"),
+            "{wrong_type:?}"
+        );
     }
 
     #[test]

@@ -143,7 +143,10 @@ fn worker_pods_port(config: &Config) -> anyhow::Result<Option<u16>> {
 /// pods (`[kubernetes] worker_image`) and it is set.
 pub fn worker_pod_template(config: &Config) -> anyhow::Result<Option<Arc<serde_json::Value>>> {
     let k = &config.kubernetes;
-    let Some(path) = k.worker_pod_template_file.as_ref().filter(|_| k.worker_image.is_some())
+    let Some(path) = k
+        .worker_pod_template_file
+        .as_ref()
+        .filter(|_| k.worker_image.is_some())
     else {
         return Ok(None);
     };

@@ -1587,14 +1587,21 @@ fn dry_run_prints_the_worker_pod_laid_over_the_template_and_the_override_secrets
     };
     let output = dry_run(&template);
     let text = String::from_utf8(output.stdout).expect("utf-8");
-    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(!text.contains("hunter2"), "a secret shows: {text}");
     let pod: k8s_openapi::api::core::v1::Pod =
         serde_yaml_ng::from_str(&text).expect("the output is a Kubernetes Pod");
     let spec = pod.spec.expect("a spec");
     assert_eq!(spec.service_account_name.as_deref(), Some("airflow-worker"));
     assert_eq!(
-        spec.node_selector.unwrap_or_default().get("pool").map(String::as_str),
+        spec.node_selector
+            .unwrap_or_default()
+            .get("pool")
+            .map(String::as_str),
         Some("highmem")
     );
     let base = &spec.containers[0];

@@ -381,42 +381,16 @@ async fn account_token(client: &kube::Client, ns: &str, account: &str) -> String
     String::from_utf8(token).expect("a token")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_one_line() {
+/// Applies what `gust kubernetes rbac` printed (`text`) to `ns`, as `kubectl apply
+/// --server-side` would: each object by its kind. Answers the Role's name.
+async fn apply_rbac(client: &kube::Client, ns: &str, text: &str) -> String {
     use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
     use kube::api::{Patch, PatchParams};
 
-    let Some(kubeconfig) =
-        cluster("the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_one_line")
-    else {
-        return;
-    };
-    let client = client(&kubeconfig).await;
-    let ns = "gust-rbac";
-    namespace(&client, ns).await;
-    let home = tempfile::tempdir().expect("tempdir");
-    let out = gust(home.path())
-        .args([
-            "kubernetes",
-            "rbac",
-            "--namespace",
-            ns,
-            "--service-account",
-            "gust",
-        ])
-        .output()
-        .expect("gust ran");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    // Applied as `kubectl apply --server-side` would: each object by its kind.
     let apply = PatchParams::apply("gust-test").force();
     let mut role_name = String::new();
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
         let value = serde_json::Value::deserialize(document).expect("a YAML document");
         let name = value["metadata"]["name"]
             .as_str()
@@ -445,6 +419,40 @@ async fn the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_on
             other => panic!("gust kubernetes rbac printed an unexpected {other:?}"),
         }
     }
+    role_name
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_one_line() {
+    use k8s_openapi::api::rbac::v1::Role;
+
+    let Some(kubeconfig) =
+        cluster("the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_one_line")
+    else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    let ns = "gust-rbac";
+    namespace(&client, ns).await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = gust(home.path())
+        .args([
+            "kubernetes",
+            "rbac",
+            "--namespace",
+            ns,
+            "--service-account",
+            "gust",
+        ])
+        .output()
+        .expect("gust ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let role_name = apply_rbac(&client, ns, &text).await;
     let token = account_token(&client, ns, "gust").await;
     let account_kubeconfig = home.path().join("gust.kubeconfig");
     token_kubeconfig(&kubeconfig, &token, &account_kubeconfig);
@@ -1571,9 +1579,15 @@ fn free_port() -> u16 {
 fn worker_pods_env(kubeconfig: &Path, ns: &str, heartbeat_timeout: &str) -> Vec<(String, String)> {
     let port = free_port();
     [
-        ("GUST__KUBERNETES__CONFIG_FILE", kubeconfig.display().to_string()),
+        (
+            "GUST__KUBERNETES__CONFIG_FILE",
+            kubeconfig.display().to_string(),
+        ),
         ("GUST__KUBERNETES__NAMESPACE", ns.to_owned()),
-        ("GUST__KUBERNETES__WORKER_IMAGE", "apache/airflow:3.3.2".to_owned()),
+        (
+            "GUST__KUBERNETES__WORKER_IMAGE",
+            "apache/airflow:3.3.2".to_owned(),
+        ),
         (
             "GUST__KUBERNETES__EXECUTION_API_URL",
             format!("http://127.0.0.1:{port}/execution/"),
@@ -1599,40 +1613,31 @@ async fn worker_pods_account(
     home: &Path,
     dags: &Path,
 ) -> PathBuf {
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    use kube::api::{Patch, PatchParams};
-
     let out = gust(home)
         .envs(worker_pods_env(admin, ns, "300s"))
-        .args(["kubernetes", "rbac", "--namespace", ns, "--service-account", "gust"])
+        .args([
+            "kubernetes",
+            "rbac",
+            "--namespace",
+            ns,
+            "--service-account",
+            "gust",
+        ])
         .arg("--dags-folder")
         .arg(dags)
         .output()
         .expect("gust ran");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(text.contains("secrets"), "worker pods' Secrets are granted: {text}");
-    let apply = PatchParams::apply("gust-test").force();
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value = serde_json::Value::deserialize(document).expect("a YAML document");
-        let name = value["metadata"]["name"].as_str().expect("a name").to_owned();
-        match value["kind"].as_str() {
-            Some("ServiceAccount") => {
-                let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-                api.patch(&name, &apply, &Patch::Apply(&value)).await.expect("apply");
-            }
-            Some("Role") => {
-                let api: Api<Role> = Api::namespaced(client.clone(), ns);
-                api.patch(&name, &apply, &Patch::Apply(&value)).await.expect("apply");
-            }
-            Some("RoleBinding") => {
-                let api: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
-                api.patch(&name, &apply, &Patch::Apply(&value)).await.expect("apply");
-            }
-            other => panic!("gust kubernetes rbac printed an unexpected {other:?}"),
-        }
-    }
+    assert!(
+        text.contains("secrets"),
+        "worker pods' Secrets are granted: {text}"
+    );
+    apply_rbac(client, ns, &text).await;
     let token = account_token(client, ns, "gust").await;
     let path = home.join("gust.kubeconfig");
     token_kubeconfig(admin, &token, &path);
@@ -1640,7 +1645,10 @@ async fn worker_pods_account(
 }
 
 /// The worker pod Secrets in `ns`, with the pod each names as its owner (name, uid).
-async fn worker_secrets(client: &kube::Client, ns: &str) -> Vec<(String, Option<(String, String)>)> {
+async fn worker_secrets(
+    client: &kube::Client,
+    ns: &str,
+) -> Vec<(String, Option<(String, String)>)> {
     use k8s_openapi::api::core::v1::Secret;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let list = secrets
@@ -1665,9 +1673,9 @@ async fn worker_secrets(client: &kube::Client, ns: &str) -> Vec<(String, Option<
 async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as_zombies() {
     use k8s_openapi::api::core::v1::Secret;
 
-    let Some(admin) = cluster(
-        "python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as_zombies",
-    ) else {
+    let Some(admin) =
+        cluster("python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as_zombies")
+    else {
         return;
     };
     let began = std::time::Instant::now();
@@ -1687,7 +1695,13 @@ async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as
     let mut command = gust(run_home.path());
     command
         .envs(worker_pods_env(&account, ns, "4s"))
-        .args(["dags", "test", "real_cluster_worker_pods", "--logical-date", "2024-01-01"])
+        .args([
+            "dags",
+            "test",
+            "real_cluster_worker_pods",
+            "--logical-date",
+            "2024-01-01",
+        ])
         .arg("--dags-folder")
         .arg(&dags)
         .timeout(DAG_TIMEOUT);
@@ -1700,7 +1714,11 @@ async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as
                 panic!("Secret {secret} has no pod as its owner");
             };
             if let Some(found) = pods.get_opt(&pod).await.expect("reading pods") {
-                assert_eq!(found.metadata.uid.as_deref(), Some(uid.as_str()), "{secret}");
+                assert_eq!(
+                    found.metadata.uid.as_deref(),
+                    Some(uid.as_str()),
+                    "{secret}"
+                );
                 if !owned.contains(&secret) {
                     owned.push(secret);
                 }
@@ -1714,8 +1732,15 @@ async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as
     let output = run.await.expect("joined");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "both tries fail: {stdout}\n{stderr}");
-    assert_eq!(owned.len(), 2, "both Secrets were seen with their pods: {stdout}\n{stderr}");
+    assert!(
+        !output.status.success(),
+        "both tries fail: {stdout}\n{stderr}"
+    );
+    assert_eq!(
+        owned.len(),
+        2,
+        "both Secrets were seen with their pods: {stdout}\n{stderr}"
+    );
     let logs = run_home.path().join(format!(
         "logs/dag_id=real_cluster_worker_pods/run_id={}",
         test_run_id(&stdout)
@@ -1756,7 +1781,10 @@ async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as
         tokio::time::sleep(Duration::from_millis(100)).await;
         left = worker_secrets(&client, ns).await;
     }
-    assert!(left.is_empty(), "the Secrets went with their pods: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the Secrets went with their pods: {left:?}"
+    );
 
     // 2. Gust dies while a worker pod runs: the real garbage collector deletes its Secret
     // once the pod is deleted, through the owner reference alone.
@@ -1764,7 +1792,13 @@ async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as
     let child = common::gust_process(orphan_home.path(), "")
         .env_remove("GUST__DATABASE__URL")
         .envs(worker_pods_env(&account, ns, "300s"))
-        .args(["dags", "test", "real_cluster_worker_orphan", "--logical-date", "2024-01-01"])
+        .args([
+            "dags",
+            "test",
+            "real_cluster_worker_orphan",
+            "--logical-date",
+            "2024-01-01",
+        ])
         .arg("--dags-folder")
         .arg(&dags)
         .stdout(std::process::Stdio::null())
@@ -1797,13 +1831,21 @@ async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut collected = false;
     for _ in 0..300 {
-        if secrets.get_opt(&secret).await.expect("reading secrets").is_none() {
+        if secrets
+            .get_opt(&secret)
+            .await
+            .expect("reading secrets")
+            .is_none()
+        {
             collected = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(collected, "the garbage collector deleted Secret {secret} with its pod");
+    assert!(
+        collected,
+        "the garbage collector deleted Secret {secret} with its pod"
+    );
     assert!(
         began.elapsed() < Duration::from_secs(60),
         "the test took {:?}",

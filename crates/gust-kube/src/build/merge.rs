@@ -316,8 +316,15 @@ mod tests {
             {"name": "base", "resources": {"requests": {"memory": "1Gi"}}, "env": [{"name": "B"}]}]}});
         let pod = reconcile_pods_by_name(&template, &override_);
         let containers = pod["spec"]["containers"].as_array().expect("containers");
-        let names: Vec<&str> = containers.iter().filter_map(|c| c["name"].as_str()).collect();
-        assert_eq!(names, ["base", "proxy", "sidecar"], "by name, not by position");
+        let names: Vec<&str> = containers
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["base", "proxy", "sidecar"],
+            "by name, not by position"
+        );
         assert_eq!(
             containers[0]["resources"],
             json!({"requests": {"memory": "1Gi"}}),
