@@ -103,6 +103,11 @@ pub async fn plan(
     let script = script(&pod, &args, &layout, secrets, &mut values)?;
     let finish_layout = layout.clone();
     let do_xcom_push = spec.do_xcom_push;
+    // Nothing is pulled or scheduled here: a worker's containers start right after this, so
+    // it can be heard of from now on.
+    if let Some(worker) = worker {
+        worker.running.mark();
+    }
     Ok(Plan {
         script,
         env: Some(values.0),

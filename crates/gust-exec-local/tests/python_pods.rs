@@ -55,6 +55,8 @@ struct Harness {
 async fn runtime(
     fake: &FakeCluster,
     client: &kube::Client,
+    heartbeat_timeout: Duration,
+    pod_template: Option<Arc<serde_json::Value>>,
 ) -> (
     KubeExecutor,
     PythonPods,
@@ -79,14 +81,15 @@ async fn runtime(
         api_url: "http://127.0.0.1:9/execution/".into(),
         work_dir: PathBuf::from("/nonexistent"),
         clock: Arc::new(SystemClock),
-        heartbeat_timeout: Duration::from_secs(300),
+        heartbeat_timeout,
         dags_folder: None,
         warm_worker: None,
     };
     let settings = WorkerSettings {
         image: IMAGE.into(),
         api_url: "http://gust-scheduler.gust.svc:8794/execution/".into(),
-        heartbeat_timeout: Duration::from_secs(300),
+        heartbeat_timeout,
+        pod_template,
     };
     let (tx, events) = event_channel();
     let runtime = PythonPods::new(&python, settings, Arc::new(pods.clone()), from_pods, tx);
@@ -94,10 +97,24 @@ async fn runtime(
 }
 
 async fn harness() -> Harness {
+    harness_with(Duration::from_secs(300)).await
+}
+
+/// A harness whose workers may go unheard for `heartbeat_timeout`.
+async fn harness_with(heartbeat_timeout: Duration) -> Harness {
+    harness_full(heartbeat_timeout, None).await
+}
+
+/// A harness whose worker pods are laid over `pod_template`.
+async fn harness_full(
+    heartbeat_timeout: Duration,
+    pod_template: Option<Arc<serde_json::Value>>,
+) -> Harness {
     let fake = FakeCluster::start().await;
     let config = kube::Config::new(fake.url().parse().expect("a URL"));
     let client = kube::Client::try_from(config).expect("a client");
-    let (pods, python, broker, events) = runtime(&fake, &client).await;
+    let (pods, python, broker, events) =
+        runtime(&fake, &client, heartbeat_timeout, pod_template).await;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("etl.yaml"),
@@ -199,6 +216,28 @@ impl Harness {
             progress.xcoms.insert("return_value".into(), xcom);
         }
         progress.reported = Some(state);
+    }
+
+    /// Plays the worker's heartbeat: what the Execution API records for `PUT .../heartbeat`.
+    async fn heartbeat(&self, task: &str) {
+        let secret = self.secret(task).await;
+        let data = secret.data.expect("data");
+        let workload: serde_json::Value =
+            serde_json::from_slice(&data["workload.json"].0).expect("the workload is JSON");
+        let token = workload["token"].as_str().expect("a token");
+        if let Ok((live, _)) = self.broker.authorize(token, SystemClock.now()) {
+            live.progress().last_heartbeat = Some(SystemClock.now());
+        }
+    }
+
+    async fn pods_gone(&self) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !self.fake.pods().is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the pod is deleted");
     }
 
     async fn finished(&mut self, task: &str) -> TryOutcome {
@@ -375,7 +414,8 @@ async fn after_a_restart_the_pod_is_followed_to_its_end_then_retried_and_cleaned
     // The scheduler stops: the pod is left running, to be re-attached.
     h.pods.shutdown().await;
 
-    let (pods, python, _broker, events) = runtime(&h.fake, &h.client).await;
+    let (pods, python, _broker, events) =
+        runtime(&h.fake, &h.client, Duration::from_secs(300), None).await;
     h.events = events;
     python.adopt(spec);
     match h.finished("long").await {
@@ -389,4 +429,196 @@ async fn after_a_restart_the_pod_is_followed_to_its_end_then_retried_and_cleaned
     python.release(&key("long"));
     h.secret_gone("long").await;
     pods.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_running_worker_pod_never_heard_of_is_killed_as_a_zombie_and_its_pod_deleted() {
+    let timeout = Duration::from_millis(1500);
+    let mut h = harness_with(timeout).await;
+    h.fake.script(
+        IMAGE,
+        PodScript {
+            runs_forever: true,
+            ..PodScript::default()
+        },
+    );
+    let began = std::time::Instant::now();
+    h.python.start(h.spec("zombie")).expect("started");
+    match h.finished("zombie").await {
+        TryOutcome::Failed(FailureReason::Task(why)) => {
+            assert!(
+                why.contains("its worker was not heard of for 1s")
+                    && why.contains("task_instance_heartbeat_timeout (1s): a zombie"),
+                "the local runtime's zombie reason: {why}"
+            );
+        }
+        other => panic!("expected the try to fail as a zombie, got {other:?}"),
+    }
+    let took = began.elapsed();
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(5),
+        "killed once past the timeout: {took:?}"
+    );
+    let log = h.log_text("zombie");
+    assert!(
+        log.contains("killing the try: its worker was not heard of")
+            && log.contains("deleting pod"),
+        "{log}"
+    );
+    h.pods_gone().await;
+    h.python.release(&key("zombie"));
+    h.secret_gone("zombie").await;
+    h.pods.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pending_worker_pod_is_not_silent_and_heartbeats_keep_a_running_one_alive() {
+    let timeout = Duration::from_millis(1000);
+    let mut h = harness_with(timeout).await;
+    // Pending twice the timeout (not yet scheduled), then a short run that reports nothing:
+    // the try fails for exiting without reporting, not as a zombie.
+    h.fake.script(
+        IMAGE,
+        PodScript {
+            scheduling: gust_kube_fake::Scheduling::After(Duration::from_millis(2000)),
+            runs_for: Duration::from_millis(300),
+            ..PodScript::default()
+        },
+    );
+    h.python.start(h.spec("pending")).expect("started");
+    match h.finished("pending").await {
+        TryOutcome::Failed(FailureReason::Task(why)) => {
+            assert!(why.contains("without reporting"), "not a zombie: {why}");
+        }
+        other => panic!("expected a failure without a report, got {other:?}"),
+    }
+    h.python.release(&key("pending"));
+    h.secret_gone("pending").await;
+    h.pods_gone().await;
+
+    // Running three times the timeout, heartbeating well within it, then reporting success.
+    h.fake
+        .script(IMAGE, worker_script(Duration::from_millis(3000)));
+    h.python.start(h.spec("beating")).expect("started");
+    let beats = async {
+        for _ in 0..12 {
+            h.heartbeat("beating").await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        h.report("beating", Reported::Success, Some(serde_json::json!(3)))
+            .await;
+    };
+    beats.await;
+    assert_eq!(
+        h.finished("beating").await,
+        TryOutcome::Succeeded {
+            xcom: Some(serde_json::json!(3))
+        },
+        "a worker that heartbeats is not a zombie"
+    );
+    h.python.release(&key("beating"));
+    h.secret_gone("beating").await;
+    h.pods.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_worker_pod_carries_the_templates_and_the_overrides_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let template_file = dir.path().join("worker-pod.yaml");
+    std::fs::write(
+        &template_file,
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: placeholder
+  labels: {team: data}
+spec:
+  serviceAccountName: airflow-worker
+  nodeSelector: {pool: workers}
+  tolerations:
+    - {key: dedicated, operator: Equal, value: airflow, effect: NoSchedule}
+  containers:
+    - name: base
+      image: ignored
+      env:
+        - {name: TEAM, value: data}
+      resources:
+        requests: {cpu: 500m, memory: 512Mi}
+"#,
+    )
+    .expect("a template");
+    let template = gust_exec_local::python_pod::read_pod_template(&template_file).expect("a pod");
+    let mut h = harness_full(Duration::from_secs(300), Some(Arc::new(template))).await;
+    h.fake
+        .script(IMAGE, worker_script(Duration::from_millis(300)));
+    let mut spec = h.spec("sized");
+    spec.args.insert(
+        "executor_config".into(),
+        serde_json::json!({"pod_override": {"spec": {
+            "nodeSelector": {"pool": "highmem"},
+            "containers": [{"name": "base", "env": [{"name": "EXTRA", "value": "1"}],
+                            "resources": {"limits": {"memory": "4Gi"}}}],
+        }}}),
+    );
+    h.python.start(spec).expect("started");
+    h.report("sized", Reported::Success, None).await;
+    let pods = h.fake.pods();
+    let pod = pods.first().expect("a pod");
+    let pod_spec = pod.spec.as_ref().expect("a spec");
+    let base = &pod_spec.containers[0];
+    assert_eq!(base.name, "base");
+    assert_eq!(
+        base.image.as_deref(),
+        Some(IMAGE),
+        "worker_image over the template's"
+    );
+    let env: Vec<(String, Option<String>)> = base
+        .env
+        .iter()
+        .flatten()
+        .map(|v| (v.name.clone(), v.value.clone()))
+        .collect();
+    assert!(
+        env.contains(&("TEAM".into(), Some("data".into())))
+            && env.contains(&("EXTRA".into(), Some("1".into()))),
+        "the template's and the override's variables: {env:?}"
+    );
+    let limits = base
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .expect("the override's limits");
+    assert_eq!(limits["memory"].0, "4Gi");
+    assert_eq!(
+        pod_spec.node_selector.as_ref().map(|n| n["pool"].as_str()),
+        Some("highmem"),
+        "the override's node selector"
+    );
+    assert_eq!(
+        pod_spec.service_account_name.as_deref(),
+        Some("airflow-worker")
+    );
+    assert_eq!(
+        pod_spec.tolerations.as_ref().map(|t| t[0].key.as_deref()),
+        Some(Some("dedicated"))
+    );
+    let labels = pod.metadata.labels.as_ref().expect("labels");
+    assert_eq!(labels["team"], "data");
+    assert_eq!(labels["gust.io/python-worker"], "true");
+    assert_eq!(
+        base.args.as_deref(),
+        Some(
+            &[
+                "--json-path".to_owned(),
+                "/opt/gust/bundle/workload.json".to_owned()
+            ][..]
+        )
+    );
+    assert_eq!(
+        h.finished("sized").await,
+        TryOutcome::Succeeded { xcom: None }
+    );
+    h.python.release(&key("sized"));
+    h.secret_gone("sized").await;
+    h.pods.shutdown().await;
 }

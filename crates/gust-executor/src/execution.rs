@@ -104,6 +104,15 @@ pub struct StartTimes {
     pub executing_since: Option<DateTime<Utc>>,
 }
 
+/// What a try's worker has said of its liveness, for the zombie watch of a worker pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerHeard {
+    /// Its last heartbeat (its `run` call counts as one); `None` while it has not called.
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// It has reported how its task ended: it is only finishing up, no longer a task to watch.
+    pub reported: bool,
+}
+
 /// One admitted try.
 pub struct LiveTry {
     /// Its id, the Task SDK's task instance id.
@@ -256,6 +265,19 @@ impl ExecutionBroker {
                 .flatten()
                 .fold(live.admitted_at, DateTime::max),
         )
+    }
+
+    /// What try `ti_id`'s worker has said of its liveness; `None` once the try has ended. Unlike
+    /// [`ExecutionBroker::last_heard`], admission does not count: a worker pod is admitted
+    /// before it is even scheduled.
+    #[must_use]
+    pub fn worker_heard(&self, ti_id: Uuid) -> Option<WorkerHeard> {
+        let live = self.tries().get(&ti_id).cloned()?;
+        let progress = live.progress();
+        Some(WorkerHeard {
+            last_heartbeat: progress.last_heartbeat,
+            reported: progress.reported.is_some(),
+        })
     }
 
     /// When try `ti_id`'s worker started (its `run` call) and when its task started executing

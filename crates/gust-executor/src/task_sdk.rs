@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 /// The pod form of a Python try: its per-try Secret, which holds the ExecuteTask workload (with
 /// the try's token) and the DAG bundle the worker loads. The pod runtime creates the Secret
@@ -14,6 +15,42 @@ pub struct WorkerPod {
     pub secret_name: String,
     /// Its keys and values; `None` for an adopted try, whose Secret exists already.
     pub secret_data: Option<BTreeMap<String, String>>,
+    /// Set by the pod runtime once the pod's containers run: from then on its worker can be
+    /// heard of, so its silence counts towards the heartbeat timeout (a pending pod's does not).
+    pub running: RunningSince,
+}
+
+/// When a worker pod's containers started running, as its pod runtime saw it; shared between
+/// the runtime that sees the pod and the one that watches its worker's heartbeats.
+#[derive(Clone, Default)]
+pub struct RunningSince(Arc<OnceLock<tokio::time::Instant>>);
+
+impl RunningSince {
+    /// Records that the pod runs now (the first call counts).
+    pub fn mark(&self) {
+        let _ = self.0.set(tokio::time::Instant::now());
+    }
+
+    /// When the pod started running, once it has.
+    #[must_use]
+    pub fn get(&self) -> Option<tokio::time::Instant> {
+        self.0.get().copied()
+    }
+}
+
+impl PartialEq for RunningSince {
+    /// The same signal, not the same instant: two specs of one try share it.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RunningSince {}
+
+impl fmt::Debug for RunningSince {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RunningSince").field(&self.get()).finish()
+    }
 }
 
 impl fmt::Debug for WorkerPod {
@@ -97,6 +134,7 @@ mod tests {
         let pod = WorkerPod {
             secret_name: "gust-worker-1".into(),
             secret_data: Some(BTreeMap::from([("workload.json".into(), "token".into())])),
+            running: RunningSince::default(),
         };
         assert!(!format!("{pod:?}").contains("token"));
     }

@@ -58,7 +58,12 @@ pub fn load(args: &PodArgs, dag_file: &Path) -> Result<Option<Value>, TemplateEr
     let Some(file) = &args.pod_template_file else {
         return Ok(None);
     };
-    let path = resolve(file, dag_file);
+    load_file(&resolve(file, dag_file)).map(Some)
+}
+
+/// The pod template at `path` as JSON, read as Airflow reads a `pod_template_file`.
+pub fn load_file(path: &Path) -> Result<Value, TemplateError> {
+    let path = path.to_owned();
     let read = |source| TemplateError::Read {
         path: path.clone(),
         source,
@@ -72,7 +77,7 @@ pub fn load(args: &PodArgs, dag_file: &Path) -> Result<Option<Value>, TemplateEr
         path: path.clone(),
         message,
     })?;
-    Ok(Some(text_where_text_is_expected::<Pod>(value)))
+    Ok(text_where_text_is_expected::<Pod>(value))
 }
 
 /// `text` as PyYAML's `safe_load` reads it (YAML 1.1 scalars), as JSON; the error says where.

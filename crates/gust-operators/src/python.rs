@@ -68,11 +68,83 @@ pub struct PythonArgs {
     pub multiple_outputs: Option<bool>,
 }
 
+/// Airflow's `executor_config` argument (every operator's): the KubernetesExecutor's settings
+/// of the task's worker pod. Gust reads its `pod_override`, used when Python tasks run as pods.
+pub const EXECUTOR_CONFIG: &str = "executor_config";
+
+/// The key of [`EXECUTOR_CONFIG`] that Gust reads: a pod laid over the worker pod.
+pub const POD_OVERRIDE: &str = "pod_override";
+
+/// The `pod_override` of a task's `executor_config`, in manifest form (camelCase, no
+/// `__type__` keys), checked; `None` when the task has none.
+pub fn pod_override(
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<serde_json::Value>, ArgumentError> {
+    let Some(config) = args.get(EXECUTOR_CONFIG) else {
+        return Ok(None);
+    };
+    let problem = |path: String, message: &str| ArgumentError {
+        path,
+        message: message.to_owned(),
+    };
+    let serde_json::Value::Object(config) = config else {
+        return Err(problem(
+            EXECUTOR_CONFIG.to_owned(),
+            "must be a map, e.g. {pod_override: {spec: {containers: [{name: base, resources: ...}]}}}",
+        ));
+    };
+    for key in config.keys() {
+        let path = format!("{EXECUTOR_CONFIG}.{key}");
+        match key.as_str() {
+            POD_OVERRIDE => {}
+            "KubernetesExecutor" => {
+                return Err(problem(
+                    path,
+                    "the Airflow 1 form is not read (nor by Airflow 3); give the pod as \
+                     pod_override",
+                ));
+            }
+            _ => {
+                return Err(problem(
+                    path,
+                    "Gust reads only pod_override (the KubernetesExecutor's worker pod \
+                     settings)",
+                ));
+            }
+        }
+    }
+    let Some(value) = config.get(POD_OVERRIDE).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let path = format!("{EXECUTOR_CONFIG}.{POD_OVERRIDE}");
+    let pod: k8s_openapi::api::core::v1::Pod =
+        crate::kubernetes_pod::read_object(&path, value, "V1Pod")?;
+    let manifest = crate::kubernetes_pod::to_manifest_form(value, &path, Some("V1Pod"))?;
+    // A container is merged with the worker pod's by its name: one without is no container.
+    let containers = pod.spec.iter().flat_map(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+    });
+    for container in containers {
+        if container.name.is_empty() {
+            return Err(problem(
+                format!("{path}.spec.containers"),
+                "every container needs a name (the worker's own is `base`)",
+            ));
+        }
+    }
+    Ok(Some(manifest))
+}
+
 fn check(args: &serde_json::Map<String, serde_json::Value>) -> Result<(), ArgumentError> {
+    pod_override(args)?;
     // Callbacks are the worker's to read (dag-factory's forms), not PythonOperator's arguments.
     let args: serde_json::Map<String, serde_json::Value> = args
         .iter()
-        .filter(|(name, _)| !crate::refused::is_task_callback(name))
+        .filter(|(name, _)| {
+            !crate::refused::is_task_callback(name) && name.as_str() != EXECUTOR_CONFIG
+        })
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let read: PythonArgs = read_args(&args)?;
@@ -140,6 +212,7 @@ macro_rules! python_arguments {
             "templates_exts",
             "show_return_value_in_logs",
             "multiple_outputs",
+            "executor_config",
             $($extra),*
         ]
     };
@@ -220,6 +293,7 @@ pub static TASKFLOW_SPEC: OperatorSpec = OperatorSpec {
         "python_callable_name",
         "python_callable_file",
         "multiple_outputs",
+        "executor_config",
     ],
     renamed_arguments: &[],
     required: &["decorator"],
@@ -242,7 +316,8 @@ pub static CLASS_PATH_SPEC: OperatorSpec = OperatorSpec {
     pushes_xcom_by_default: true,
     holds_worker: true,
     open_arguments: true,
-    check: |_| Ok(()),
+    // Its arguments are Python's to judge; the worker pod's settings are Gust's.
+    check: |args| pod_override(args).map(drop),
 };
 
 /// Every operator whose tries the Task SDK runs, by canonical name.
@@ -289,6 +364,7 @@ pub fn xcom_arg_task(value: &serde_json::Value) -> Option<&str> {
 }
 
 fn check_taskflow(args: &serde_json::Map<String, serde_json::Value>) -> Result<(), ArgumentError> {
+    pod_override(args)?;
     let text = |name: &str| -> Result<Option<String>, ArgumentError> {
         match args.get(name) {
             None => Ok(None),
@@ -388,6 +464,76 @@ mod tests {
         );
         assert!(checked(with(json!(false))).is_err());
         assert!(runs_in_task_sdk("python_branch") && !runs_in_task_sdk("bash"));
+    }
+
+    #[test]
+    fn executor_config_takes_a_pod_override_in_either_form_and_names_a_bad_field() {
+        let args = |value: serde_json::Value| value.as_object().expect("an object").clone();
+        let manifest = json!({"python_callable": "m.f", "executor_config": {"pod_override": {
+            "spec": {"containers": [{"name": "base", "resources": {"limits": {"memory": "1Gi"}}}]}
+        }}});
+        assert!(checked(manifest.clone()).is_ok());
+        let read = pod_override(&args(manifest))
+            .expect("valid")
+            .expect("an override");
+        assert_eq!(
+            read.pointer("/spec/containers/0/resources/limits/memory"),
+            Some(&json!("1Gi"))
+        );
+        // dag-factory's form of a Python object: snake_case fields and __type__ keys.
+        let python = json!({"python_callable": "m.f", "executor_config": {"pod_override": {
+            "__type__": "kubernetes.client.models.V1Pod",
+            "spec": {
+                "__type__": "kubernetes.client.models.V1PodSpec",
+                "node_selector": {"pool": "big"},
+                "service_account_name": "etl",
+                "containers": [{
+                    "__type__": "kubernetes.client.models.V1Container",
+                    "name": "base",
+                    "resources": {"__type__": "kubernetes.client.models.V1ResourceRequirements",
+                                  "requests": {"cpu": 2}},
+                }],
+            },
+        }}});
+        let read = pod_override(&args(python))
+            .expect("valid")
+            .expect("an override");
+        assert_eq!(read.pointer("/spec/nodeSelector/pool"), Some(&json!("big")));
+        assert_eq!(
+            read.pointer("/spec/serviceAccountName"),
+            Some(&json!("etl"))
+        );
+        assert_eq!(
+            read.pointer("/spec/containers/0/resources/requests/cpu"),
+            Some(&json!("2"))
+        );
+        assert!(check_taskflow(&args(json!({"decorator": "airflow.sdk.task", "python_callable": "m.f",
+            "executor_config": {"pod_override": {"spec": {"containers": [{"name": "base", "imagee": "x"}]}}}}))).is_err());
+        assert!((CLASS_PATH_SPEC.check)(&args(json!({"executor_config": 3}))).is_err());
+
+        let bad = |config: serde_json::Value| {
+            checked(json!({"python_callable": "m.f", "executor_config": config}))
+                .expect_err("refused")
+        };
+        let typo = bad(
+            json!({"pod_override": {"spec": {"containers": [{"name": "base", "resourcez": {"limits": {"cpu": "1"}}}]}}}),
+        );
+        assert_eq!(
+            typo.path, "executor_config.pod_override.spec.containers[0].resourcez",
+            "{}",
+            typo.message
+        );
+        assert_eq!(bad(json!("big")).path, "executor_config");
+        assert_eq!(
+            bad(json!({"KubernetesExecutor": {"request_memory": "1Gi"}})).path,
+            "executor_config.KubernetesExecutor"
+        );
+        let wrong_type =
+            bad(json!({"pod_override": {"__type__": "kubernetes.client.models.V1Container"}}));
+        assert!(
+            wrong_type.path.starts_with("executor_config.pod_override"),
+            "{wrong_type:?}"
+        );
     }
 
     #[test]

@@ -98,6 +98,12 @@ pub fn refused_argument(name: &str) -> Option<&'static str> {
         "decorator" => {
             Some("a TaskFlow task is written with `decorator:` in place of `operator:`, not both")
         }
+        "executor_config" => Some(
+            "executor_config (its pod_override) shapes the worker pod of a Python task run as a \
+             pod ([kubernetes] worker_image); this operator runs in no worker pod: give a \
+             kubernetes_pod task its pod's settings as its own arguments (container_resources, \
+             node_selector, tolerations, full_pod_spec...)",
+        ),
         _ if name.ends_with("_callback") || name.ends_with("_callbacks") => Some(
             "Gust runs the callbacks Airflow 3 runs: on_execute_callback, on_success_callback, \
              on_failure_callback, on_retry_callback and on_skipped_callback of tasks, \

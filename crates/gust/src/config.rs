@@ -313,6 +313,11 @@ pub struct KubernetesConfig {
     /// (docs/python.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_image: Option<String>,
+    /// A Pod manifest (YAML) every worker pod is laid over, as Airflow's `[kubernetes_executor]
+    /// pod_template_file` (default: none): resources, env, node selectors, tolerations, service
+    /// account, volumes; the worker's container is the one named `base` (docs/python.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_pod_template_file: Option<PathBuf>,
     /// The address worker pods reach this process's Execution API at, ending in `/execution/`
     /// (e.g. `http://$(POD_IP):8794/execution/` in a Deployment). Needed for worker pods on a
     /// cluster:
@@ -333,6 +338,7 @@ impl Default for KubernetesConfig {
             xcom_sidecar_image: "alpine".to_owned(),
             kueue_manifests_folder: None,
             worker_image: None,
+            worker_pod_template_file: None,
             execution_api_url: None,
         }
     }

@@ -54,6 +54,9 @@ pub async fn start(
             interpreter.display()
         );
     }
+    // A worker pod template that cannot be read stops the start, naming the field, rather
+    // than failing every Python try.
+    worker_pod_template(config)?;
     let (work_dir, scratch) = match work_dir {
         Some(dir) => (dir, None),
         None => {
@@ -139,4 +142,19 @@ fn worker_pods_port(config: &Config) -> anyhow::Result<Option<u16>> {
     url.port_or_known_default()
         .map(Some)
         .with_context(|| format!("[kubernetes] execution_api_url {text:?} has no port"))
+}
+
+/// `[kubernetes] worker_pod_template_file`'s pod, read and checked, when Python tasks run as
+/// pods (`[kubernetes] worker_image`) and it is set.
+pub fn worker_pod_template(config: &Config) -> anyhow::Result<Option<Arc<serde_json::Value>>> {
+    let k = &config.kubernetes;
+    let Some(path) = k
+        .worker_pod_template_file
+        .as_ref()
+        .filter(|_| k.worker_image.is_some())
+    else {
+        return Ok(None);
+    };
+    let pod = gust_exec_local::python_pod::read_pod_template(path)?;
+    Ok(Some(Arc::new(pod)))
 }

@@ -149,7 +149,7 @@ impl Runtimes {
                     operator,
                     Arc::new(Refusing {
                         events: events.clone(),
-                        why: NEEDS_CLUSTER,
+                        why: Arc::new(NEEDS_CLUSTER),
                     }),
                 );
             }
@@ -171,13 +171,16 @@ impl Runtimes {
                     config,
                     url.unwrap_or_else(|| python.api_url.clone()),
                 );
-                let runtime: Arc<dyn Executor> = Arc::new(PythonPods::new(
-                    python,
-                    settings,
-                    Arc::new(pods.clone()),
-                    from_pods,
-                    events.clone(),
-                ));
+                let runtime: Arc<dyn Executor> = match settings {
+                    Ok(settings) => Arc::new(PythonPods::new(
+                        python,
+                        settings,
+                        Arc::new(pods.clone()),
+                        from_pods,
+                        events.clone(),
+                    )),
+                    Err(why) => refusing(&events, why),
+                };
                 executor = route_python(executor, &runtime);
                 worker_pods = Some(WorkerPodRuntime::Local(pods));
             }
@@ -229,24 +232,28 @@ impl Runtimes {
         let mut worker_pods = None;
         if let Some(python) = &worker_python {
             let runtime: Arc<dyn Executor> = match &config.kubernetes.execution_api_url {
-                Some(url) => {
-                    let (pod_events, from_pods) = gust_executor::event_channel();
-                    // Its own runtime (sharing the connections) whose outcomes PythonPods reads.
-                    let pods = KubeExecutor::new(kube_config, pod_events, clock_for_pods.clone());
-                    let settings = worker_settings(python, config, url.clone());
-                    let runtime = Arc::new(PythonPods::new(
-                        python,
-                        settings,
-                        Arc::new(pods.clone()),
-                        from_pods,
-                        events_for_pods.clone(),
-                    ));
-                    worker_pods = Some(WorkerPodRuntime::Cluster(pods));
-                    runtime
-                }
+                Some(url) => match worker_settings(python, config, url.clone()) {
+                    Ok(settings) => {
+                        let (pod_events, from_pods) = gust_executor::event_channel();
+                        // Its own runtime (sharing the connections) whose outcomes PythonPods
+                        // reads.
+                        let pods =
+                            KubeExecutor::new(kube_config, pod_events, clock_for_pods.clone());
+                        let runtime = Arc::new(PythonPods::new(
+                            python,
+                            settings,
+                            Arc::new(pods.clone()),
+                            from_pods,
+                            events_for_pods.clone(),
+                        ));
+                        worker_pods = Some(WorkerPodRuntime::Cluster(pods));
+                        runtime
+                    }
+                    Err(why) => refusing(&events_for_pods, why),
+                },
                 None => Arc::new(Refusing {
                     events: events_for_pods.clone(),
-                    why: NO_EXECUTION_API_URL,
+                    why: Arc::new(NO_EXECUTION_API_URL),
                 }),
             };
             executor = route_python(executor, &runtime);
@@ -321,7 +328,7 @@ const NEEDS_CLUSTER: fn(&str) -> String = |operator| {
 /// instead (`why`, given the operator).
 struct Refusing {
     events: mpsc::Sender<TryEvent>,
-    why: fn(&str) -> String,
+    why: Arc<dyn Fn(&str) -> String + Send + Sync>,
 }
 
 impl Executor for Refusing {
@@ -363,16 +370,28 @@ fn route_python(mut executor: Routed, runtime: &Arc<dyn Executor>) -> Routed {
 }
 
 /// How Python tries run as pods, their workers reaching the Execution API at `api_url`.
+/// Fails when `[kubernetes] worker_pod_template_file` cannot be read (checked already when the
+/// Execution API started, so only when it changed since).
 fn worker_settings(
     python: &gust_exec_local::PythonRuntime,
     config: &Config,
     api_url: String,
-) -> WorkerSettings {
-    WorkerSettings {
+) -> Result<WorkerSettings, String> {
+    Ok(WorkerSettings {
         image: config.kubernetes.worker_image.clone().unwrap_or_default(),
         api_url,
         heartbeat_timeout: python.heartbeat_timeout,
-    }
+        pod_template: crate::python_tasks::worker_pod_template(config)
+            .map_err(|err| format!("{err:#}"))?,
+    })
+}
+
+/// Python tries refused for `why`: worker pods cannot be built.
+fn refusing(events: &mpsc::Sender<TryEvent>, why: String) -> Arc<dyn Executor> {
+    Arc::new(Refusing {
+        events: events.clone(),
+        why: Arc::new(move |_: &str| why.clone()),
+    })
 }
 
 /// The processing runtime over `pods`, from `[artifacts]`: the store's credentials are the

@@ -1699,6 +1699,91 @@ fn dry_run_prints_the_worker_pod_of_a_python_task_without_its_token() {
 }
 
 #[test]
+fn dry_run_prints_the_worker_pod_laid_over_the_template_and_the_override_secrets_masked() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dags = worker_pod_dags(home.path());
+    let dag = std::fs::read_to_string(dags.join("py_pod.yaml")).expect("read");
+    let dag = dag.replacen(
+        "      op_kwargs: {n: 21}\n",
+        "      op_kwargs: {n: 21}\n      executor_config:\n        pod_override:\n          spec:\n            nodeSelector: {pool: highmem}\n            containers:\n              - name: base\n                resources: {limits: {memory: 8Gi}}\n                env: [{name: EXTRA, value: \"1\"}]\n",
+        1,
+    );
+    std::fs::write(dags.join("py_pod.yaml"), dag).expect("write");
+    let template = home.path().join("worker-pod.yaml");
+    std::fs::write(
+        &template,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: placeholder\nspec:\n  serviceAccountName: airflow-worker\n  containers:\n    - name: base\n      env:\n        - {name: DB_PASSWORD, value: hunter2}\n      resources:\n        requests: {cpu: 500m}\n",
+    )
+    .expect("a template");
+    let dry_run = |template: &Path| {
+        gust(home.path())
+            .env("GUST__PYTHON__INTERPRETER", "python3")
+            .env("GUST__KUBERNETES__WORKER_IMAGE", "apache/airflow:3.3.2")
+            .env("GUST__KUBERNETES__WORKER_POD_TEMPLATE_FILE", template)
+            .env(
+                "GUST__KUBERNETES__EXECUTION_API_URL",
+                "http://gust-scheduler.gust.svc:8794/execution/",
+            )
+            .args(["tasks", "dry-run", "py_pod", "py", "--dags-folder"])
+            .arg(&dags)
+            .output()
+            .expect("gust ran")
+    };
+    let output = dry_run(&template);
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains("hunter2"), "a secret shows: {text}");
+    let pod: k8s_openapi::api::core::v1::Pod =
+        serde_yaml_ng::from_str(&text).expect("the output is a Kubernetes Pod");
+    let spec = pod.spec.expect("a spec");
+    assert_eq!(spec.service_account_name.as_deref(), Some("airflow-worker"));
+    assert_eq!(
+        spec.node_selector
+            .unwrap_or_default()
+            .get("pool")
+            .map(String::as_str),
+        Some("highmem")
+    );
+    let base = &spec.containers[0];
+    let resources = base.resources.clone().expect("resources");
+    assert_eq!(
+        resources.limits.unwrap_or_default()["memory"].0,
+        "8Gi",
+        "the override's resources replace the template's: {text}"
+    );
+    let env: Vec<String> = base.env.iter().flatten().map(|v| v.name.clone()).collect();
+    assert!(
+        env.contains(&"DB_PASSWORD".to_owned()) && env.contains(&"EXTRA".to_owned()),
+        "{env:?}"
+    );
+    assert_eq!(
+        base.args.clone().unwrap_or_default(),
+        ["--json-path", "/opt/gust/bundle/workload.json"]
+    );
+    assert!(!text.contains("eyJ"), "no token: {text}");
+
+    // A template that is not a pod: one line naming the file and the field.
+    std::fs::write(
+        &template,
+        "spec:\n  containers:\n    - name: base\n      resourcez: {limits: {cpu: 1}}\n",
+    )
+    .expect("write");
+    let output = dry_run(&template);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("[kubernetes] worker_pod_template_file")
+            && stderr.contains("worker-pod.yaml")
+            && stderr.contains("spec.containers[0].resourcez"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_worker_pod_on_a_cluster_without_the_execution_api_url_fails_naming_it() {
     let home = tempfile::tempdir().expect("tempdir");
     let dags = worker_pod_dags(home.path());

@@ -381,42 +381,16 @@ async fn account_token(client: &kube::Client, ns: &str, account: &str) -> String
     String::from_utf8(token).expect("a token")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_one_line() {
+/// Applies what `gust kubernetes rbac` printed (`text`) to `ns`, as `kubectl apply
+/// --server-side` would: each object by its kind. Answers the Role's name.
+async fn apply_rbac(client: &kube::Client, ns: &str, text: &str) -> String {
     use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
     use kube::api::{Patch, PatchParams};
 
-    let Some(kubeconfig) =
-        cluster("the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_one_line")
-    else {
-        return;
-    };
-    let client = client(&kubeconfig).await;
-    let ns = "gust-rbac";
-    namespace(&client, ns).await;
-    let home = tempfile::tempdir().expect("tempdir");
-    let out = gust(home.path())
-        .args([
-            "kubernetes",
-            "rbac",
-            "--namespace",
-            ns,
-            "--service-account",
-            "gust",
-        ])
-        .output()
-        .expect("gust ran");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    // Applied as `kubectl apply --server-side` would: each object by its kind.
     let apply = PatchParams::apply("gust-test").force();
     let mut role_name = String::new();
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
         let value = serde_json::Value::deserialize(document).expect("a YAML document");
         let name = value["metadata"]["name"]
             .as_str()
@@ -445,6 +419,40 @@ async fn the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_on
             other => panic!("gust kubernetes rbac printed an unexpected {other:?}"),
         }
     }
+    role_name
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_one_line() {
+    use k8s_openapi::api::rbac::v1::Role;
+
+    let Some(kubeconfig) =
+        cluster("the_service_account_gust_rbac_prints_is_enough_and_a_missing_verb_is_one_line")
+    else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    let ns = "gust-rbac";
+    namespace(&client, ns).await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = gust(home.path())
+        .args([
+            "kubernetes",
+            "rbac",
+            "--namespace",
+            ns,
+            "--service-account",
+            "gust",
+        ])
+        .output()
+        .expect("gust ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let role_name = apply_rbac(&client, ns, &text).await;
     let token = account_token(&client, ns, "gust").await;
     let account_kubeconfig = home.path().join("gust.kubeconfig");
     token_kubeconfig(&kubeconfig, &token, &account_kubeconfig);
@@ -1523,4 +1531,324 @@ async fn the_pod_features_example_runs_on_the_real_server() {
         ran.log("task")
     );
     gone(&client, "default", &created[0]).await;
+}
+
+/// Two Python tasks run as worker pods: one whose pod nodesim runs to its end (its worker
+/// never reports: no container runs), one held running by its `pod_override`'s annotation,
+/// whose worker is never heard of (a zombie).
+const WORKER_PODS_DAG: &str = r#"
+real_cluster_worker_pods:
+  start_date: 2024-01-01
+  default_args:
+    operator: airflow.providers.standard.operators.python.PythonOperator
+    python_callable: builtins.print
+    retries: 0
+  tasks:
+    silent: {}
+    zombie:
+      executor_config:
+        pod_override:
+          metadata:
+            annotations: {sim.gust.dev/run-seconds: "120"}
+"#;
+
+/// One Python task whose worker pod runs for two minutes.
+const ORPHAN_DAG: &str = r#"
+real_cluster_worker_orphan:
+  start_date: 2024-01-01
+  tasks:
+    held:
+      operator: airflow.providers.standard.operators.python.PythonOperator
+      python_callable: builtins.print
+      retries: 0
+      executor_config:
+        pod_override:
+          metadata:
+            annotations: {sim.gust.dev/run-seconds: "120"}
+"#;
+
+/// A port nothing listens on now, for the Execution API.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    listener.local_addr().expect("an address").port()
+}
+
+/// The environment that runs Python tasks as worker pods in `ns` on the cluster of
+/// `kubeconfig`, workers unheard of for `heartbeat_timeout` being zombies. The pods never
+/// call the Execution API (nodesim runs no container), so its address only has to be valid.
+fn worker_pods_env(kubeconfig: &Path, ns: &str, heartbeat_timeout: &str) -> Vec<(String, String)> {
+    let port = free_port();
+    [
+        (
+            "GUST__KUBERNETES__CONFIG_FILE",
+            kubeconfig.display().to_string(),
+        ),
+        ("GUST__KUBERNETES__NAMESPACE", ns.to_owned()),
+        (
+            "GUST__KUBERNETES__WORKER_IMAGE",
+            "apache/airflow:3.3.2".to_owned(),
+        ),
+        (
+            "GUST__KUBERNETES__EXECUTION_API_URL",
+            format!("http://127.0.0.1:{port}/execution/"),
+        ),
+        // Not run: worker pods run the Task SDK, not this interpreter.
+        ("GUST__PYTHON__INTERPRETER", "python3".to_owned()),
+        (
+            "GUST__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
+            heartbeat_timeout.to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Applies what `gust kubernetes rbac` prints for `dags` (Python tasks as worker pods) to
+/// `ns`, and answers a kubeconfig that authenticates as its ServiceAccount.
+async fn worker_pods_account(
+    client: &kube::Client,
+    admin: &Path,
+    ns: &str,
+    home: &Path,
+    dags: &Path,
+) -> PathBuf {
+    let out = gust(home)
+        .envs(worker_pods_env(admin, ns, "300s"))
+        .args([
+            "kubernetes",
+            "rbac",
+            "--namespace",
+            ns,
+            "--service-account",
+            "gust",
+        ])
+        .arg("--dags-folder")
+        .arg(dags)
+        .output()
+        .expect("gust ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        text.contains("secrets"),
+        "worker pods' Secrets are granted: {text}"
+    );
+    apply_rbac(client, ns, &text).await;
+    let token = account_token(client, ns, "gust").await;
+    let path = home.join("gust.kubeconfig");
+    token_kubeconfig(admin, &token, &path);
+    path
+}
+
+/// The worker pod Secrets in `ns`, with the pod each names as its owner (name, uid).
+async fn worker_secrets(
+    client: &kube::Client,
+    ns: &str,
+) -> Vec<(String, Option<(String, String)>)> {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let list = secrets
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("listing secrets");
+    list.items
+        .into_iter()
+        .filter_map(|secret| {
+            let name = secret.metadata.name.clone()?;
+            name.starts_with("gust-worker-").then(|| {
+                let owner = (secret.metadata.owner_references.into_iter().flatten())
+                    .find(|o| o.kind == "Pod")
+                    .map(|o| (o.name, o.uid));
+                (name, owner)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as_zombies() {
+    use k8s_openapi::api::core::v1::Secret;
+
+    let Some(admin) =
+        cluster("python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as_zombies")
+    else {
+        return;
+    };
+    let began = std::time::Instant::now();
+    let client = client(&admin).await;
+    let ns = "gust-wpods";
+    namespace(&client, ns).await;
+    let home = tempfile::tempdir().expect("home");
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags");
+    std::fs::write(dags.join("worker_pods.yaml"), WORKER_PODS_DAG).expect("the DAG");
+    std::fs::write(dags.join("orphan.yaml"), ORPHAN_DAG).expect("the DAG");
+    let account = worker_pods_account(&client, &admin, ns, home.path(), &dags).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+
+    // 1. A pod run to its end without a report, and a zombie, both as the RBAC account.
+    let run_home = tempfile::tempdir().expect("home");
+    let mut command = gust(run_home.path());
+    command
+        .envs(worker_pods_env(&account, ns, "4s"))
+        .args([
+            "dags",
+            "test",
+            "real_cluster_worker_pods",
+            "--logical-date",
+            "2024-01-01",
+        ])
+        .arg("--dags-folder")
+        .arg(&dags)
+        .timeout(DAG_TIMEOUT);
+    let run = tokio::task::spawn_blocking(move || command.output().expect("gust ran"));
+    // While it runs: each try's Secret names its pod as owner, as the real server stored it.
+    let mut owned = Vec::new();
+    for _ in 0..300 {
+        for (secret, owner) in worker_secrets(&client, ns).await {
+            let Some((pod, uid)) = owner else {
+                panic!("Secret {secret} has no pod as its owner");
+            };
+            if let Some(found) = pods.get_opt(&pod).await.expect("reading pods") {
+                assert_eq!(
+                    found.metadata.uid.as_deref(),
+                    Some(uid.as_str()),
+                    "{secret}"
+                );
+                if !owned.contains(&secret) {
+                    owned.push(secret);
+                }
+            }
+        }
+        if owned.len() == 2 || run.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = run.await.expect("joined");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "both tries fail: {stdout}\n{stderr}"
+    );
+    assert_eq!(
+        owned.len(),
+        2,
+        "both Secrets were seen with their pods: {stdout}\n{stderr}"
+    );
+    let logs = run_home.path().join(format!(
+        "logs/dag_id=real_cluster_worker_pods/run_id={}",
+        test_run_id(&stdout)
+    ));
+    let log = |task: &str| {
+        std::fs::read_to_string(logs.join(format!("task_id={task}/attempt=1.log")))
+            .unwrap_or_else(|err| panic!("the log of {task}: {err}\n{stdout}\n{stderr}"))
+    };
+    assert!(
+        stdout.contains(
+            "silent: failed (try 1): the Task SDK exited without reporting the task's state"
+        ),
+        "the try fails saying its worker never reported: {stdout}\n{}",
+        log("silent")
+    );
+    assert!(
+        stdout.contains("zombie: failed (try 1): its worker was not heard of for 4s"),
+        "the try fails as a zombie: {stdout}"
+    );
+    let zombie = log("zombie");
+    let killed = line_with(&zombie, "killing the try");
+    assert!(
+        killed.contains("its worker was not heard of for 4s")
+            && killed.contains("task_instance_heartbeat_timeout (4s): a zombie")
+            && killed.contains("deleting pod"),
+        "{zombie}"
+    );
+    for task in ["silent", "zombie"] {
+        for pod in pods_created(&log(task)) {
+            gone(&client, ns, &pod).await;
+        }
+    }
+    let mut left = worker_secrets(&client, ns).await;
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = worker_secrets(&client, ns).await;
+    }
+    assert!(
+        left.is_empty(),
+        "the Secrets went with their pods: {left:?}"
+    );
+
+    // 2. Gust dies while a worker pod runs: the real garbage collector deletes its Secret
+    // once the pod is deleted, through the owner reference alone.
+    let orphan_home = tempfile::tempdir().expect("home");
+    let child = common::gust_process(orphan_home.path(), "")
+        .env_remove("GUST__DATABASE__URL")
+        .envs(worker_pods_env(&account, ns, "300s"))
+        .args([
+            "dags",
+            "test",
+            "real_cluster_worker_orphan",
+            "--logical-date",
+            "2024-01-01",
+        ])
+        .arg("--dags-folder")
+        .arg(&dags)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gust starts");
+    let pod = running_pod(
+        &client,
+        ns,
+        &task_pods("real_cluster_worker_orphan", "held"),
+    )
+    .await;
+    let mut secret = None;
+    for _ in 0..100 {
+        secret = worker_secrets(&client, ns)
+            .await
+            .into_iter()
+            .find(|(_, owner)| owner.as_ref().is_some_and(|(name, _)| *name == pod));
+        if secret.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (secret, _) = secret.expect("the held pod's Secret, owned by it");
+    common::kill9(child);
+    pods.delete(&pod, &kube::api::DeleteParams::default())
+        .await
+        .expect("deleting the pod");
+    gone(&client, ns, &pod).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut collected = false;
+    for _ in 0..300 {
+        if secrets
+            .get_opt(&secret)
+            .await
+            .expect("reading secrets")
+            .is_none()
+        {
+            collected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        collected,
+        "the garbage collector deleted Secret {secret} with its pod"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(60),
+        "the test took {:?}",
+        began.elapsed()
+    );
 }

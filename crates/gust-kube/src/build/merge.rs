@@ -10,6 +10,11 @@
 //! One deliberate difference: the upper pod's base container pairs with the lower pod's
 //! container of the same name when there is one, not blindly with the first (identical when
 //! the base container comes first, as it does in KPO's own templates).
+//!
+//! [`reconcile_pods_by_name`] is the same merge with every container paired by name, as init
+//! containers are: how a worker pod's template and a task's `pod_override` are laid together
+//! (the KubernetesExecutor's `reconcile_pods` pairs by position, which merges an override's
+//! lone sidecar into the base container).
 
 use serde_json::{Map, Value};
 
@@ -20,15 +25,35 @@ const SPEC_LISTS: &[&str] = &["initContainers", "volumes"];
 /// The fields of metadata that are concatenated rather than replaced.
 const METADATA_LISTS: &[&str] = &["managedFields", "finalizers", "ownerReferences"];
 
+/// How the containers of two pods are paired.
+#[derive(Debug, Clone, Copy)]
+enum Pairing<'a> {
+    /// KPO's: by position, the base container (named so) by name.
+    Kpo(&'a str),
+    /// Every container by name.
+    ByName,
+}
+
 /// `upper` laid over `lower`; `base_container` names the container the operator builds.
 #[must_use]
 pub fn reconcile_pods(lower: &Value, upper: &Value, base_container: &str) -> Value {
+    reconcile(lower, upper, Pairing::Kpo(base_container))
+}
+
+/// `upper` laid over `lower` with every container paired by name (the lower pod's order,
+/// then the upper pod's unpaired ones); otherwise as [`reconcile_pods`].
+#[must_use]
+pub fn reconcile_pods_by_name(lower: &Value, upper: &Value) -> Value {
+    reconcile(lower, upper, Pairing::ByName)
+}
+
+fn reconcile(lower: &Value, upper: &Value, pairing: Pairing<'_>) -> Value {
     if is_empty(upper) {
         return lower.clone();
     }
     let mut merged = upper.clone();
     if let Value::Object(top) = &mut merged {
-        let spec = reconcile_specs(lower.get("spec"), upper.get("spec"), base_container);
+        let spec = reconcile_specs(lower.get("spec"), upper.get("spec"), pairing);
         let metadata = reconcile_metadata(lower.get("metadata"), upper.get("metadata"));
         set(top, "spec", spec);
         set(top, "metadata", metadata);
@@ -63,7 +88,7 @@ fn reconcile_metadata(lower: Option<&Value>, upper: Option<&Value>) -> Option<Va
 fn reconcile_specs(
     lower: Option<&Value>,
     upper: Option<&Value>,
-    base_container: &str,
+    pairing: Pairing<'_>,
 ) -> Option<Value> {
     let (lower, upper) = match (lower, upper) {
         (Some(lower), None) => return Some(lower.clone()),
@@ -72,11 +97,11 @@ fn reconcile_specs(
     };
     let mut merged = upper.clone();
     if let Value::Object(fields) = &mut merged {
-        let containers = reconcile_containers(
-            list(lower.get("containers")),
-            list(upper.get("containers")),
-            base_container,
-        );
+        let (below, above) = (list(lower.get("containers")), list(upper.get("containers")));
+        let containers = match pairing {
+            Pairing::Kpo(base_container) => reconcile_containers(below, above, base_container),
+            Pairing::ByName => reconcile_init_containers(below, above),
+        };
         fields.insert("containers".to_owned(), Value::Array(containers));
     }
     let mut merged = extend_lists(lower, &merged, SPEC_LISTS);
@@ -279,6 +304,37 @@ mod tests {
         assert_eq!(base["env"], json!([{"name": "A"}, {"name": "B"}]));
         assert_eq!(base["resources"], json!({"limits": {"cpu": "1"}}));
         assert_eq!(pod["spec"]["containers"][1]["name"], "side");
+    }
+
+    #[test]
+    fn by_name_every_container_pairs_with_its_namesake_and_lone_ones_are_kept() {
+        let template = json!({"spec": {"containers": [
+            {"name": "base", "resources": {"limits": {"cpu": "1"}}, "env": [{"name": "A"}]},
+            {"name": "proxy", "image": "p"}]}});
+        let override_ = json!({"spec": {"containers": [
+            {"name": "sidecar", "image": "s"},
+            {"name": "base", "resources": {"requests": {"memory": "1Gi"}}, "env": [{"name": "B"}]}]}});
+        let pod = reconcile_pods_by_name(&template, &override_);
+        let containers = pod["spec"]["containers"].as_array().expect("containers");
+        let names: Vec<&str> = containers
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["base", "proxy", "sidecar"],
+            "by name, not by position"
+        );
+        assert_eq!(
+            containers[0]["resources"],
+            json!({"requests": {"memory": "1Gi"}}),
+            "replaced whole, as Airflow's merge_objects does"
+        );
+        assert_eq!(containers[0]["env"], json!([{"name": "A"}, {"name": "B"}]));
+        assert_eq!(
+            reconcile_pods_by_name(&json!({}), &override_)["spec"]["containers"][0]["name"],
+            "sidecar"
+        );
     }
 
     #[test]

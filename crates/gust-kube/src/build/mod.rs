@@ -13,6 +13,7 @@ use gust_operators::kubernetes_pod::{PodArgs, SecretDeployType, to_manifest_form
 use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
 use serde_json::{Map, Value, json};
 
+pub use merge::reconcile_pods_by_name;
 pub use names::NameError;
 
 /// Where the XCom sidecar and the base container share the return value.

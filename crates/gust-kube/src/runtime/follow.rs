@@ -400,6 +400,10 @@ impl<'a> Follower<'a> {
                         PodView::Running => {
                             if !announced_start {
                                 announced_start = true;
+                                // A Python try's worker can be heard of from now on.
+                                if let Some(worker) = &self.spec.context.worker_pod {
+                                    worker.running.mark();
+                                }
                                 let node = pod
                                     .spec
                                     .as_ref()

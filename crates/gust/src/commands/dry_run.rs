@@ -124,6 +124,7 @@ pub fn dry_run(
             );
             show(&worker_pod_comments(&spec, config)?);
             worker_pod_args(&spec, config)
+                .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err:#}", dag.id))?
         }
         "kubernetes_job" | "kueue_job" => {
             show(&job_manifest(
@@ -239,11 +240,12 @@ fn worker_pod_comments(
     Ok(text)
 }
 
-/// A Python task's worker pod's `kubernetes_pod` arguments.
+/// A Python task's worker pod's `kubernetes_pod` arguments: Gust's own, laid over `[kubernetes]
+/// worker_pod_template_file` and the task's `executor_config` `pod_override`.
 fn worker_pod_args(
     spec: &gust_executor::LaunchSpec,
     config: &Config,
-) -> serde_json::Map<String, serde_json::Value> {
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
     let settings = gust_exec_local::python_pod::WorkerSettings {
         image: config.kubernetes.worker_image.clone().unwrap_or_default(),
         // Without the setting, the local pod runtime's workers use the loopback port the
@@ -254,9 +256,12 @@ fn worker_pod_args(
             .clone()
             .unwrap_or_else(|| "http://127.0.0.1:PORT/execution/".to_owned()),
         heartbeat_timeout: config.scheduler.task_instance_heartbeat_timeout,
+        pod_template: crate::python_tasks::worker_pod_template(config)?,
     };
     let name = gust_exec_local::python_pod::secret_name(&spec.key);
-    gust_exec_local::python_pod::pod_args(&settings, &name)
+    Ok(gust_exec_local::python_pod::pod_args(
+        &settings, &name, &spec.args,
+    )?)
 }
 
 /// The Job a `kubernetes_job` or `kueue_job` task would create, templates rendered, as YAML
