@@ -244,14 +244,7 @@ fn heartbeat_watchdog(python: &PythonRuntime, ti_id: uuid::Uuid) -> Watchdog {
                     )
                 });
             }
-            (silent > timeout).then(|| {
-                format!(
-                    "its worker was not heard of for {}s, past [scheduler] \
-                     task_instance_heartbeat_timeout ({}s): a zombie",
-                    silent.as_secs(),
-                    timeout.as_secs()
-                )
-            })
+            (silent > timeout).then(|| crate::python_pod::zombie_reason(silent, timeout))
         }),
     }
 }
