@@ -15,7 +15,7 @@
 //! `GUST_BENCH_KUBECONFIG=$GUST_TEST_KUBECONFIG`), it runs against that API server instead:
 //! `fanout_N` (`GUST_BENCH_REAL_PODS`, default 1,000 pods of one second each, in the namespace
 //! `gust-bench`) and `chain_30`, with nodesim playing ten more nodes of 1,100 pods each
-//! (started from `GUST_TEST_KUBE_BIN` with the cluster's certificates, removed at the end).
+//! (`GUST_TEST_NODESIM` with the cluster's certificates, removed at the end).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -228,7 +228,12 @@ async fn run_once(
         if state == Some(DagRunState::Success) {
             break;
         }
-        assert_ne!(state, Some(DagRunState::Failed), "{dag_id} failed");
+        assert_ne!(
+            state,
+            Some(DagRunState::Failed),
+            "{dag_id} failed: {}",
+            failures(&home.join(format!("logs/dag_id={dag_id}")))
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = began.elapsed();
@@ -284,6 +289,22 @@ fn chain_tasks() -> Vec<(String, Vec<String>)> {
             (format!("c{i}"), upstream)
         })
         .collect()
+}
+
+/// The first few failures the try logs under `logs` end with, one a line.
+fn failures(logs: &Path) -> String {
+    let failed: Vec<String> = walkdir::WalkDir::new(logs)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .filter_map(|text| {
+            text.lines()
+                .find(|line| line.contains("try failed"))
+                .map(str::to_owned)
+        })
+        .take(5)
+        .collect();
+    failed.join("\n")
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -445,8 +466,8 @@ struct RealNodes {
 }
 
 impl RealNodes {
-    /// Starts nodesim with [`REAL_NODES`] nodes of [`REAL_NODE_PODS`] pods each, from
-    /// `GUST_TEST_KUBE_BIN` with the certificates in `GUST_TEST_CLUSTER_DIR` (both from
+    /// Starts nodesim with [`REAL_NODES`] nodes of [`REAL_NODE_PODS`] pods each, the program
+    /// `GUST_TEST_NODESIM` with the certificates in `GUST_TEST_CLUSTER_DIR` (both from
     /// `target/cluster/env`), and waits until they are ready.
     #[allow(
         clippy::disallowed_methods,
@@ -457,7 +478,7 @@ impl RealNodes {
             std::env::var_os(name)
                 .unwrap_or_else(|| panic!("{name} (from target/cluster/env) names the cluster"))
         };
-        let bin = Path::new(&var("GUST_TEST_KUBE_BIN")).join("nodesim");
+        let bin = std::path::PathBuf::from(var("GUST_TEST_NODESIM"));
         let pki = Path::new(&var("GUST_TEST_CLUSTER_DIR")).join("pki");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -505,22 +526,28 @@ impl RealNodes {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!(
-            "nodesim's {REAL_NODES} nodes were not ready within 60 s (see {})",
-            log.display()
-        );
+        let said = std::fs::read_to_string(log.with_extension("err")).unwrap_or_default();
+        panic!("nodesim's {REAL_NODES} nodes were not ready within 60 s: {said}");
     }
 
     /// Stops nodesim and removes its nodes.
-    async fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let api: kube::Api<Node> = kube::Api::all(self.client.clone());
+    async fn stop(self) {
+        let client = self.client.clone();
+        drop(self);
+        let api: kube::Api<Node> = kube::Api::all(client);
         for i in 0..REAL_NODES {
             let _ = api
                 .delete(&format!("{REAL_NODE_PREFIX}{i}"), &Default::default())
                 .await;
         }
+    }
+}
+
+impl Drop for RealNodes {
+    /// nodesim ends with the benchmark, a failed one too.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -594,6 +621,17 @@ async fn bench_real(kubeconfig: &Path) {
     let home = tempfile::tempdir().expect("home");
     let nodes = RealNodes::start(kubeconfig, &client, &home.path().join("nodesim.log")).await;
     real_namespace(&client).await;
+    // In a task of its own, so that the nodes are removed even when a workload fails.
+    let ran = tokio::spawn(real_workloads(client, home.path().to_path_buf(), count)).await;
+    nodes.stop().await;
+    if let Err(failed) = ran {
+        std::panic::resume_unwind(failed.into_panic());
+    }
+}
+
+/// `fanout_N` and `chain_30` on the real cluster of `client`, in `home`.
+async fn real_workloads(client: kube::Client, home: std::path::PathBuf, count: usize) {
+    let home = home.as_path();
     let db = TestDb::sqlite().await;
     db.store
         .set_pool(&gust_store::Pool {
@@ -603,13 +641,15 @@ async fn bench_real(kubeconfig: &Path) {
         })
         .await
         .expect("pool");
-    let dags = home.path().join("dags");
+    let dags = home.join("dags");
     std::fs::create_dir_all(&dags).expect("dags");
     let fan_id = format!("fanout_{count}");
     let fan: Vec<(String, Vec<String>)> = (0..count).map(|i| (format!("p{i}"), vec![])).collect();
+    // The cluster's scheduler binds about 50 pods a second (its client's default rate), so the
+    // last of 10,000 pods waits minutes for a node: not a failure here.
     let in_namespace = |seconds: &str| {
         format!(
-            "      namespace: {REAL_NAMESPACE}\n      annotations: {{sim.gust.dev/run-seconds: \"{seconds}\"}}\n"
+            "      namespace: {REAL_NAMESPACE}\n      annotations: {{sim.gust.dev/run-seconds: \"{seconds}\"}}\n      startup_timeout_seconds: 3600\n      schedule_timeout_seconds: 3600\n"
         )
     };
     std::fs::write(
@@ -629,16 +669,9 @@ async fn bench_real(kubeconfig: &Path) {
     .expect("write");
 
     let load = load_average();
-    let (wall, cpu, triggered) = run_once(
-        &db.store,
-        home.path(),
-        &client,
-        REAL_NAMESPACE,
-        &fan_id,
-        4 * count,
-    )
-    .await;
-    let mut delays: Vec<f64> = pods_created_at(&home.path().join(format!("logs/dag_id={fan_id}")))
+    let (wall, cpu, triggered) =
+        run_once(&db.store, home, &client, REAL_NAMESPACE, &fan_id, 4 * count).await;
+    let mut delays: Vec<f64> = pods_created_at(&home.join(format!("logs/dag_id={fan_id}")))
         .iter()
         .map(|at| (*at - triggered).num_microseconds().unwrap_or_default() as f64 / 1e3)
         .collect();
@@ -660,7 +693,7 @@ async fn bench_real(kubeconfig: &Path) {
         peak_rss_mib()
     );
     let load = load_average();
-    let (wall, delays) = run_chain(&db.store, home.path(), &client, REAL_NAMESPACE).await;
+    let (wall, delays) = run_chain(&db.store, home, &client, REAL_NAMESPACE).await;
     println!(
         "real cluster chain_30 (load {load}): wall {:.2} s   pod end -> downstream pod created: median {:.1} ms, p90 {:.1} ms ({} pairs)",
         wall.as_secs_f64(),
@@ -668,6 +701,5 @@ async fn bench_real(kubeconfig: &Path) {
         percentile(&delays, 0.9),
         delays.len()
     );
-    nodes.stop().await;
     db.finish().await;
 }
