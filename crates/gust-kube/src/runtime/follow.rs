@@ -246,7 +246,11 @@ impl<'a> Follower<'a> {
         let mut wait = Duration::from_millis(200);
         let mut attempts = 0;
         loop {
-            let answer = match api.create(&PostParams::default(), pod).await {
+            // Never closed: the permit only bounds how many creates are in flight.
+            let permit = self.inner.creates.acquire().await.ok();
+            let answer = api.create(&PostParams::default(), pod).await;
+            drop(permit);
+            let answer = match answer {
                 // A retried create whose first attempt reached the server after all (its answer
                 // was lost): the pod is this try's, its name being unique to the try.
                 Err(kube::Error::Api(status)) if status.code == 409 && attempts > 0 => {
