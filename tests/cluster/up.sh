@@ -29,6 +29,10 @@ fi
 "$here/down.sh" >/dev/null 2>&1 || true
 
 bin=$("$here/build.sh" | tail -n 1)
+# etcd and nodesim are links to this clone's build of them; another clone's build.sh may point
+# them at its own later, so take the files they name now.
+etcd=$(readlink -f "$bin/etcd")
+nodesim=$(readlink -f "$bin/nodesim")
 mkdir -p "$dir"/{pki,logs,pids,etcd}
 chmod 700 "$dir"
 pki=$dir/pki
@@ -94,7 +98,7 @@ start() { # start NAME PROGRAM ARGS...
   echo $! >"$dir/pids/$name.pid"
 }
 
-start etcd "$bin/etcd" --data-dir "$dir/etcd" \
+start etcd "$etcd" --data-dir "$dir/etcd" \
   --listen-client-url "http://127.0.0.1:$etcd_port" --listen-peer-url "http://127.0.0.1:$etcd_peer_port"
 apiserver_args=(
   --etcd-servers "http://127.0.0.1:$etcd_port"
@@ -119,6 +123,7 @@ export GUST_TEST_KUBECONFIG=$dir/admin.kubeconfig
 export GUST_TEST_CLUSTER_DIR=$dir
 export GUST_TEST_KUBECTL=$bin/kubectl
 export GUST_TEST_KUBE_BIN=$bin
+export GUST_TEST_NODESIM=$nodesim
 export GUST_TEST_API_PORT=$api_port
 export GUST_TEST_KUBELET_PORT=$kubelet_port
 EOF
@@ -162,7 +167,7 @@ start kube-scheduler "$bin/kube-scheduler" \
   --profiling=false --v 1
 
 # The nodes' kubelets once the API server answers (nodesim registers them).
-start nodesim "$bin/nodesim" --kubeconfig "$dir/admin.kubeconfig" --nodes 2 \
+start nodesim "$nodesim" --kubeconfig "$dir/admin.kubeconfig" --nodes 2 \
   --kubelet-port "$kubelet_port" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key"
 wait_for "the nodes" "${kubectl[@]}" wait --for condition=Ready --timeout 1s node --all
 wait_for "the node list" test "$("${kubectl[@]}" get nodes -o name | wc -l)" -eq 2

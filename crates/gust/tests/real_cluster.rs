@@ -212,6 +212,14 @@ real_cluster_failures:
     image_pull:
       annotations: {sim.gust.dev/stage: image-pull-backoff}
       log_events_on_failure: true
+    err_image_pull:
+      annotations: {sim.gust.dev/stage: err-image-pull}
+      startup_timeout_seconds: 60
+    pull_rate_limited:
+      annotations:
+        sim.gust.dev/stage: err-image-pull
+        sim.gust.dev/pull-error: "unexpected status from GET request: 429 Too Many Requests"
+      startup_timeout_seconds: 5
 "#;
 
 /// The line of `log` holding `needle`, which must be the whole failure on one line.
@@ -262,6 +270,28 @@ async fn failures_decided_by_the_real_server_fail_the_try_in_one_line() {
         "{line}"
     );
     assert!(line.contains("check the image name"), "{line}");
+
+    // As a kubelet says it: ErrImagePull with the registry's "not found", failed at once
+    // (long before its startup_timeout_seconds of 60, which the run would otherwise wait).
+    let log = ran.log("err_image_pull");
+    let line = line_with(&log, "cannot start: ErrImagePull");
+    assert!(
+        line.contains("busybox:1.36") && line.contains("not found"),
+        "{line}"
+    );
+    assert!(line.contains("check the image name"), "{line}");
+    assert!(!log.contains("startup_timeout_seconds"), "{log}");
+
+    // A pull error that passes (a registry's rate limit) is waited out, through ErrImagePull
+    // and ImagePullBackOff, until startup_timeout_seconds; the failure names the image and why.
+    let log = ran.log("pull_rate_limited");
+    let line = line_with(&log, "did not start within startup_timeout_seconds (5s)");
+    assert!(line.contains("ImagePullBackOff"), "{line}");
+    assert!(
+        line.contains("busybox:1.36") && line.contains("429 Too Many Requests"),
+        "{line}"
+    );
+    assert!(!line.contains("check the image name"), "{line}");
 }
 
 /// A Job run through the real Job controller, to its completion.
@@ -1851,4 +1881,409 @@ async fn python_worker_pods_run_with_the_rbac_account_fail_unreported_and_die_as
         "the test took {:?}",
         began.elapsed()
     );
+}
+
+/// A `kueue_job` and a `kubernetes_job` created suspended, on an API server without Jobs'
+/// `spec.suspend` (Kubernetes 1.20 drops it).
+const SUSPENDED_JOBS: &str = r#"
+real_cluster_suspended_jobs:
+  start_date: 2024-01-01
+  default_args:
+    namespace: default
+    image: perl:5.34.0
+    cmds: ["perl", "-e", "print 1"]
+    annotations: {sim.gust.dev/run-seconds: "30"}
+    wait_until_job_complete: true
+    get_logs: false
+    retries: 0
+  tasks:
+    queued:
+      operator: KubernetesStartKueueJobOperator
+      queue_name: user-queue
+    held:
+      operator: KubernetesJobOperator
+      suspend: true
+"#;
+
+/// The job a failure line names (`... from job NAME in namespace ...`).
+fn job_named_in(line: &str) -> String {
+    line.split("from job ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no job named in {line}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_job_the_server_cannot_hold_is_deleted_and_fails_the_try_in_one_line() {
+    let Some(kubeconfig) =
+        cluster("a_suspended_job_the_server_cannot_hold_is_deleted_and_fails_the_try_in_one_line")
+    else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    let dags = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dags.path().join("suspended.yaml"), SUSPENDED_JOBS).expect("write");
+    let ran = dags_test(&kubeconfig, dags.path(), "real_cluster_suspended_jobs").await;
+    assert!(!ran.success, "both tries fail: {}", ran.stdout);
+
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    for (task, why) in [
+        ("queued", "Kueue could not hold it for admission"),
+        ("held", "it would have started at once"),
+    ] {
+        let log = ran.log(task);
+        let line = line_with(&log, "the API server dropped spec.suspend");
+        assert!(line.contains(why), "{line}");
+        assert!(line.contains("before 1.21"), "{line}");
+        assert!(line.contains("deleted it"), "{line}");
+        let name = job_named_in(line);
+        // Deleted at once: its pods (run-seconds 30) never get to finish.
+        for _ in 0..300 {
+            if jobs.get_opt(&name).await.expect("reading jobs").is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            jobs.get_opt(&name).await.expect("reading jobs").is_none(),
+            "job {name} was deleted"
+        );
+        assert!(!log.contains("succeeded"), "{log}");
+    }
+}
+
+/// The Spark operator's CRD as these tests install it (tests/cluster/crds: a hand-written
+/// subset of upstream's, see the file).
+fn spark_crd() -> PathBuf {
+    repository().join("tests/cluster/crds/sparkapplications.sparkoperator.k8s.io.yaml")
+}
+
+/// A two-section Spark template with every pod setting Gust lays onto the driver and the
+/// executors; `DRIVER_CPU` is the driver's CPU request.
+const SPARK_TEMPLATE: &str = r#"
+spark:
+  apiVersion: sparkoperator.k8s.io/v1beta2
+  kind: SparkApplication
+  spec:
+    type: Python
+    pythonVersion: "3"
+    mode: cluster
+    sparkVersion: 3.4.0
+    restartPolicy: {type: Never}
+    imagePullPolicy: IfNotPresent
+    sparkConf: {spark.ui.enabled: "false"}
+    dynamicAllocation: {enabled: false}
+    driver:
+      serviceAccount: default
+      container_resources:
+        cpu: {request: DRIVER_CPU, limit: 1200m}
+        memory: {limit: 2Gi}
+    executor:
+      instances: 2
+      container_resources:
+        cpu: {request: 2}
+        memory: {limit: 4Gi}
+        gpu: {name: nvidia.com/gpu, quantity: 1}
+kubernetes:
+  env_vars: {MODE: test}
+  env_from: [{configMapRef: {name: spark-settings}}]
+  node_selector: {type: sim}
+  tolerations: [{key: dedicated, operator: Equal, value: spark, effect: NoSchedule}]
+  config_map_mounts: {spark-files: /etc/spark-files}
+  from_env_secret: [spark-secret]
+  affinity:
+    nodeAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 1
+        preference:
+          matchExpressions: [{key: type, operator: In, values: [sim]}]
+"#;
+
+const SPARK_DAG: &str = r#"
+real_cluster_spark:
+  start_date: 2024-01-01
+  default_args:
+    operator: SparkKubernetesOperator
+    namespace: gust-spark
+    image: apache/spark-py:v3.4.0
+    code_path: local:///opt/spark/examples/src/main/python/pi.py
+    application_file: spark.yaml
+    retries: 0
+  tasks:
+    completes: {}
+    fails:
+      get_logs: false
+    refused:
+      application_file: refused.yaml
+"#;
+
+/// Every path (`/spec/driver/env/0/name`) of `value`'s objects and arrays, values aside.
+fn json_paths(value: &serde_json::Value, at: &str, paths: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                let path = format!("{at}/{key}");
+                json_paths(inner, &path, paths);
+                paths.push(path);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                let path = format!("{at}/{i}");
+                json_paths(inner, &path, paths);
+                paths.push(path);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Plays the Spark operator for one application, as its controller moves it on: SUBMITTED with
+/// its driver pod (which nodesim runs), RUNNING, then COMPLETED once the driver pod succeeded
+/// (task `completes`) or FAILED with the operator's message (any other task). Answers the
+/// application's spec as the API server stored it.
+async fn play_spark_application(
+    client: kube::Client,
+    apps: Api<kube::api::DynamicObject>,
+    app: kube::api::DynamicObject,
+) -> serde_json::Value {
+    use kube::ResourceExt as _;
+    use kube::api::{Patch, PatchParams};
+
+    let name = app.name_any();
+    let namespace = app.namespace().expect("a namespaced application");
+    let task = app.labels().get("task_id").cloned().unwrap_or_default();
+    let driver = format!("{name}-driver");
+    let set = |status: serde_json::Value| {
+        let apps = apps.clone();
+        let name = name.clone();
+        async move {
+            apps.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "status": status })),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("setting {name}'s status: {err}"));
+        }
+    };
+    set(serde_json::json!({
+        "applicationState": {"state": "SUBMITTED"},
+        "driverInfo": {"podName": driver},
+        "submissionAttempts": 1,
+    }))
+    .await;
+    if task != "completes" {
+        set(serde_json::json!({"applicationState": {"state": "RUNNING"}})).await;
+        set(serde_json::json!({"applicationState": {
+            "state": "FAILED",
+            "errorMessage": "driver container failed with ExitCode: 1, Reason: Error",
+        }}))
+        .await;
+        return app.data["spec"].clone();
+    }
+    // The driver pod, owned by the application as the operator's is (deleting the application
+    // deletes it).
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": driver,
+            "labels": {"spark-role": "driver", "sparkoperator.k8s.io/app-name": name},
+            "ownerReferences": [{
+                "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+                "name": name, "uid": app.uid().expect("a uid"), "controller": true,
+            }],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "spark-kubernetes-driver", "image": app.data["spec"]["image"]}],
+        },
+    }))
+    .expect("a pod");
+    // The namespace's default service account may still be on its way.
+    let mut attempts = 0;
+    while let Err(err) = pods.create(&PostParams::default(), &pod).await {
+        attempts += 1;
+        assert!(attempts < 100, "creating the driver pod {driver}: {err}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    set(serde_json::json!({"applicationState": {"state": "RUNNING"}})).await;
+    for _ in 0..300 {
+        let phase = pods
+            .get(&driver)
+            .await
+            .expect("reading the driver pod")
+            .status
+            .and_then(|s| s.phase);
+        if phase.as_deref() == Some("Succeeded") {
+            set(serde_json::json!({"applicationState": {"state": "COMPLETED"}})).await;
+            return app.data["spec"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the driver pod {driver} did not succeed within 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spark_applications_pass_the_crds_validation_and_end_as_the_operator_says() {
+    use futures::StreamExt as _;
+    use kube::ResourceExt as _;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    use kube::runtime::watcher;
+
+    let Some(kubeconfig) =
+        cluster("spark_applications_pass_the_crds_validation_and_end_as_the_operator_says")
+    else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    succeeds(
+        kubectl(&kubeconfig).arg("apply").arg("-f").arg(spark_crd()),
+        "installing the SparkApplication CRD",
+    );
+    succeeds(
+        kubectl(&kubeconfig).args([
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout",
+            "30s",
+            "crd/sparkapplications.sparkoperator.k8s.io",
+        ]),
+        "waiting for the CRD",
+    );
+    namespace(&client, "gust-spark").await;
+    let dags = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dags.path().join("spark.yaml"),
+        SPARK_TEMPLATE.replace("DRIVER_CPU", "1"),
+    )
+    .expect("write");
+    // Half a core: Gust (as Airflow) makes whole cores of it, 0, which the CRD refuses.
+    std::fs::write(
+        dags.path().join("refused.yaml"),
+        SPARK_TEMPLATE.replace("DRIVER_CPU", "0.5"),
+    )
+    .expect("write");
+    std::fs::write(dags.path().join("dag.yaml"), SPARK_DAG).expect("write");
+
+    // The Spark operator, played: each new application is moved on by a task of its own.
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "sparkoperator.k8s.io",
+        "v1beta2",
+        "SparkApplication",
+    ));
+    let apps: Api<DynamicObject> = Api::namespaced_with(client.clone(), "gust-spark", &resource);
+    let operator = {
+        let (client, apps) = (client.clone(), apps.clone());
+        tokio::spawn(async move {
+            let mut events = watcher(apps.clone(), watcher::Config::default()).boxed();
+            let mut played = std::collections::HashMap::new();
+            while let Some(event) = events.next().await {
+                let Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) = event else {
+                    continue;
+                };
+                let task = app.labels().get("task_id").cloned().unwrap_or_default();
+                if app.data["status"].is_null() && !played.contains_key(&task) {
+                    let playing = play_spark_application(client.clone(), apps.clone(), app);
+                    played.insert(task, tokio::spawn(playing));
+                }
+                if played.len() == 2 {
+                    break;
+                }
+            }
+            played
+        })
+    };
+    let ran = dags_test(&kubeconfig, dags.path(), "real_cluster_spark").await;
+    assert!(
+        !ran.success,
+        "fails and refused fail the run: {}",
+        ran.stdout
+    );
+    let mut played = tokio::time::timeout(Duration::from_secs(10), operator)
+        .await
+        .expect("the operator saw both applications")
+        .expect("the operator ran");
+
+    let log = ran.log("completes");
+    assert!(log.contains("is RUNNING"), "{log}");
+    assert!(log.contains("is COMPLETED"), "{log}");
+    // The driver's log, through the API server from the node's kubelet (nodesim's line).
+    assert!(
+        log.contains("nodesim: no container ran for gust-spark/")
+            && log.contains("spark-kubernetes-driver"),
+        "{log}"
+    );
+    assert!(log.contains("try succeeded"), "{log}");
+    let name = line_with(&log, "created SparkApplication")
+        .split("created SparkApplication ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the application's name")
+        .to_owned();
+
+    // Nothing Gust sent was pruned by the CRD's schema: every path of the application
+    // `gust tasks dry-run` prints is in the one the API server stored.
+    let stored = played
+        .remove("completes")
+        .expect("the operator played completes")
+        .await
+        .expect("playing completes");
+    let home = tempfile::tempdir().expect("tempdir");
+    let printed = succeeds(
+        gust(home.path())
+            .args([
+                "tasks",
+                "dry-run",
+                "real_cluster_spark",
+                "completes",
+                "--dags-folder",
+            ])
+            .arg(dags.path()),
+        "dry-run",
+    );
+    let printed: serde_json::Value = serde_yaml_ng::from_str(&printed).expect("YAML");
+    let (mut sent, mut kept) = (Vec::new(), Vec::new());
+    json_paths(&printed["spec"], "/spec", &mut sent);
+    json_paths(&stored, "/spec", &mut kept);
+    let pruned: Vec<&String> = sent.iter().filter(|path| !kept.contains(path)).collect();
+    assert!(pruned.is_empty(), "pruned by the CRD's schema: {pruned:?}");
+    assert_eq!(stored["driver"]["cores"], 1, "{stored}");
+    assert_eq!(stored["executor"]["gpu"]["quantity"], 1, "{stored}");
+
+    let log = ran.log("fails");
+    let line = line_with(&log, "ended FAILED");
+    assert!(
+        line.contains("driver container failed with ExitCode: 1"),
+        "{line}"
+    );
+    played
+        .remove("fails")
+        .expect("the operator played fails")
+        .await
+        .expect("playing fails");
+
+    // The CRD's own validation, in one line: the driver's cores must be at least 1.
+    let log = ran.log("refused");
+    let line = line_with(&log, "cannot create SparkApplication");
+    assert!(line.contains("spec.driver.cores"), "{line}");
+    assert!(line.contains("(422 Invalid)"), "{line}");
+    assert!(!line.contains("Status {"), "{line}");
+
+    // Deleted once its outcome was recorded, and its driver pod with it (garbage collector).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "gust-spark");
+    for _ in 0..300 {
+        let app = apps.get_opt(&name).await.expect("reading applications");
+        let pod = pods
+            .get_opt(&format!("{name}-driver"))
+            .await
+            .expect("reading pods");
+        if app.is_none() && pod.is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("SparkApplication {name} or its driver pod is still there");
 }

@@ -3,13 +3,17 @@
 /// The API server's own message with its code and reason, e.g. `namespaces "etl" not found
 /// (404 NotFound)`. kube's text of an API error ends with the whole status debug-printed
 /// (`... (Status { status: Some(Failure), code: 404, ... })`), which says nothing more; other
-/// errors (connection, TLS, decoding) keep kube's text. A 403 names the fix.
+/// errors (connection, TLS, decoding) keep kube's text. A 403 from RBAC names the fix; a 403
+/// from an admission plugin (a quota, a pod security level, or the plugin failing) is no
+/// missing right, so it gets no such hint.
 pub(crate) fn api_error(err: &kube::Error) -> String {
     match err {
-        kube::Error::Api(status) if status.code == 403 => format!(
-            "{} (403 Forbidden: grant it with `gust kubernetes rbac`)",
-            status.message
-        ),
+        kube::Error::Api(status) if status.code == 403 && refused_by_rbac(&status.message) => {
+            format!(
+                "{} (403 Forbidden: grant it with `gust kubernetes rbac`)",
+                status.message
+            )
+        }
         kube::Error::Api(status) if status.reason.is_empty() => {
             format!("{} ({})", status.message, status.code)
         }
@@ -18,6 +22,11 @@ pub(crate) fn api_error(err: &kube::Error) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Whether a 403's message is RBAC's (`User "..." cannot create resource "pods" ...`).
+fn refused_by_rbac(message: &str) -> bool {
+    message.contains(" cannot ") && message.contains(" resource ")
 }
 
 #[cfg(test)]
@@ -54,5 +63,25 @@ mod tests {
             text.ends_with("(403 Forbidden: grant it with `gust kubernetes rbac`)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_admission_plugins_refusal_is_no_missing_right() {
+        // As a loaded kube-apiserver answered a pod create in the 10,000-pod benchmark.
+        let text = api_error(&api(
+            r#"pods "p-1" is forbidden: Get "https://127.0.0.1:6443/api/v1/namespaces/etl/limitranges": net/http: TLS handshake timeout"#,
+            "Forbidden",
+            403,
+        ));
+        assert!(
+            text.ends_with("TLS handshake timeout (403 Forbidden)"),
+            "{text}"
+        );
+        let text = api_error(&api(
+            r#"pods "p-1" is forbidden: exceeded quota: compute, requested: cpu=2, used: cpu=8, limited: cpu=8"#,
+            "Forbidden",
+            403,
+        ));
+        assert!(!text.contains("gust kubernetes rbac"), "{text}");
     }
 }

@@ -246,7 +246,22 @@ impl<'a> Follower<'a> {
         let mut wait = Duration::from_millis(200);
         let mut attempts = 0;
         loop {
-            match api.create(&PostParams::default(), pod).await {
+            // Never closed: the permit only bounds how many creates are in flight.
+            let permit = self.inner.creates.acquire().await.ok();
+            let answer = api.create(&PostParams::default(), pod).await;
+            drop(permit);
+            let answer = match answer {
+                // A retried create whose first attempt reached the server after all (its answer
+                // was lost): the pod is this try's, its name being unique to the try.
+                Err(kube::Error::Api(status)) if status.code == 409 && attempts > 0 => {
+                    match api.get(&name).await {
+                        Ok(found) if same_labels(pod, &found) => Ok(found),
+                        _ => Err(kube::Error::Api(status)),
+                    }
+                }
+                answer => answer,
+            };
+            match answer {
                 Ok(created) => {
                     self.create_worker_secret(api, &created).await?;
                     let _ = log
@@ -261,7 +276,7 @@ impl<'a> Follower<'a> {
                     let _ = log.flush().await;
                     return Ok(name);
                 }
-                Err(kube::Error::Api(status)) if is_transient(status.code) && attempts < 5 => {
+                Err(err) if create_may_pass(&err) && attempts < 5 => {
                     attempts += 1;
                     tokio::time::sleep(wait).await;
                     wait *= 2;
@@ -777,6 +792,27 @@ fn is_transient(code: u16) -> bool {
     matches!(code, 429 | 500 | 502 | 503 | 504)
 }
 
+/// Whether a failed pod create may pass when tried again: the server was busy or failing, or
+/// the request never got an answer (no connection, or it broke), as when thousands of pods are
+/// created at once. A create tried again after its answer was lost finds its pod there (409),
+/// which `same_labels` tells from another's.
+fn create_may_pass(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => is_transient(status.code),
+        kube::Error::Service(_) | kube::Error::HyperError(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether `found` carries every label `sent` was created with (the try's labels).
+fn same_labels(sent: &Pod, found: &Pod) -> bool {
+    let labels = |pod: &Pod| pod.metadata.labels.clone().unwrap_or_default();
+    let found = labels(found);
+    labels(sent)
+        .iter()
+        .all(|(key, value)| found.get(key) == Some(value))
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -788,4 +824,39 @@ async fn sleep_until(at: Option<Instant>) {
 #[must_use]
 pub fn managed_selector() -> String {
     format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn pod(labels: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "labels": labels}}))
+            .expect("a pod")
+    }
+
+    #[test]
+    fn a_pod_found_after_a_lost_answer_is_the_trys_when_it_has_the_trys_labels() {
+        let sent = pod(serde_json::json!({"dag_id": "d", "task_id": "t", "try_number": "1"}));
+        let ours = pod(
+            serde_json::json!({"dag_id": "d", "task_id": "t", "try_number": "1",
+                                          "added": "by a webhook"}),
+        );
+        let another = pod(serde_json::json!({"dag_id": "d", "task_id": "t", "try_number": "2"}));
+        assert!(same_labels(&sent, &ours));
+        assert!(!same_labels(&sent, &another));
+    }
+
+    #[test]
+    fn a_create_is_tried_again_when_the_server_was_busy_or_never_answered() {
+        let api = |code: u16| kube::Error::Api(Box::new(Status::failure("x", "y").with_code(code)));
+        assert!(create_may_pass(&api(503)));
+        assert!(create_may_pass(&api(429)));
+        assert!(!create_may_pass(&api(422)));
+        assert!(!create_may_pass(&api(403)));
+        assert!(create_may_pass(&kube::Error::Service(
+            "client error (Connect)".into()
+        )));
+    }
 }

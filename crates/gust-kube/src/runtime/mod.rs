@@ -80,9 +80,16 @@ struct Inner {
     running: Arc<RunningTries>,
     /// Finished tries' pods, cleaned up once their outcome is recorded.
     leftovers: Mutex<HashMap<TryKey, cleanup::Leftover>>,
+    /// Pod creates in flight at once, over every cluster: a burst of thousands of ready tries
+    /// would otherwise open thousands of connections to the API server together (as client-go
+    /// bounds its clients' requests).
+    creates: tokio::sync::Semaphore,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
+
+/// How many pod creates may be in flight at once ([`Inner::creates`]).
+const CREATES_IN_FLIGHT: usize = 64;
 
 impl Inner {
     fn leftovers(&self) -> MutexGuard<'_, HashMap<TryKey, cleanup::Leftover>> {
@@ -107,6 +114,7 @@ impl KubeExecutor {
                 clock,
                 running: Arc::new(RunningTries::new(shutdown.clone(), tasks.clone(), events)),
                 leftovers: Mutex::new(HashMap::new()),
+                creates: tokio::sync::Semaphore::new(CREATES_IN_FLIGHT),
                 tasks,
                 shutdown,
             }),

@@ -29,6 +29,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::api_error::api_error;
 use super::cleanup::CHECKED_LABEL;
 use super::follow::Start;
 use super::logs::{self, LogLine};
@@ -367,7 +368,8 @@ async fn create(
             }
             Err(err) => {
                 return Err(TryOutcome::Failed(FailureReason::Spawn(format!(
-                    "cannot create SparkApplication {name} in namespace {namespace}: {err}"
+                    "cannot create SparkApplication {name} in namespace {namespace}: {}",
+                    api_error(&err)
                 ))));
             }
         }

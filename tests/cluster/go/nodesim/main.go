@@ -7,8 +7,15 @@
 //
 //	sim.gust.dev/exit-code: "3"              the containers exit with 3 (the pod fails)
 //	sim.gust.dev/run-seconds: "5"            how long the containers run (default 1)
-//	sim.gust.dev/stage: image-pull-backoff   the image is never pulled: ImagePullBackOff, and an
-//	                                         event saying the image was not found
+//	sim.gust.dev/stage: image-pull-backoff   the image is never pulled: ImagePullBackOff at once
+//	                                         (as a watcher sees a pod whose first ErrImagePull it
+//	                                         missed), and an event with the pull error
+//	sim.gust.dev/stage: err-image-pull       the image is never pulled, as a kubelet says it:
+//	                                         ErrImagePull with the pull error and its events,
+//	                                         a second or two later ImagePullBackOff and its events
+//	sim.gust.dev/pull-error: "..."           the pull error of those two stages (default: the
+//	                                         image was not found); "429 Too Many Requests", say,
+//	                                         is one that passes
 //
 // Pods whose restartPolicy is Always keep running. A pod being deleted is removed at once (as a
 // kubelet does once its containers have stopped). The nodes serve the kubelet's log endpoint
@@ -45,6 +52,10 @@ const (
 	annotationExitCode   = "sim.gust.dev/exit-code"
 	annotationRunSeconds = "sim.gust.dev/run-seconds"
 	annotationStage      = "sim.gust.dev/stage"
+	annotationPullError  = "sim.gust.dev/pull-error"
+
+	stageImagePullBackOff = "image-pull-backoff"
+	stageErrImagePull     = "err-image-pull"
 )
 
 type sim struct {
@@ -60,6 +71,7 @@ func main() {
 	prefix := flag.String("node-prefix", "sim-node-", "the nodes' names: the prefix and a number")
 	cpu := flag.String("node-cpu", "8", "each node's allocatable CPU")
 	memory := flag.String("node-memory", "32Gi", "each node's allocatable memory")
+	pods := flag.String("node-pods", "110", "how many pods each node takes")
 	port := flag.Int("kubelet-port", 10250, "the port the nodes' kubelet endpoint (logs) listens on at 127.0.0.1")
 	certFile := flag.String("tls-cert-file", "", "the kubelet endpoint's serving certificate (required)")
 	keyFile := flag.String("tls-private-key-file", "", "the kubelet endpoint's key (required)")
@@ -89,7 +101,7 @@ func main() {
 	}
 	for i := 0; i < *count; i++ {
 		name := fmt.Sprintf("%s%d", *prefix, i)
-		if err := registerNode(ctx, client, name, *cpu, *memory, *port); err != nil {
+		if err := registerNode(ctx, client, name, *cpu, *memory, *pods, *port); err != nil {
 			log.Fatalf("registering node %s: %v", name, err)
 		}
 		s.nodes[name] = true
@@ -120,7 +132,7 @@ func main() {
 	s.queue.ShutDown()
 }
 
-func registerNode(ctx context.Context, client kubernetes.Interface, name, cpu, memory string, port int) error {
+func registerNode(ctx context.Context, client kubernetes.Interface, name, cpu, memory, pods string, port int) error {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name: name,
 		Labels: map[string]string{
@@ -141,7 +153,7 @@ func registerNode(ctx context.Context, client kubernetes.Interface, name, cpu, m
 	resources := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse(cpu),
 		corev1.ResourceMemory: resource.MustParse(memory),
-		corev1.ResourcePods:   resource.MustParse("110"),
+		corev1.ResourcePods:   resource.MustParse(pods),
 	}
 	created.Status = corev1.NodeStatus{
 		Capacity:    resources,
@@ -229,10 +241,100 @@ func (s *sim) sync(ctx context.Context, key string) (time.Duration, error) {
 		return s.finish(ctx, pod)
 	default:
 		if len(pod.Status.ContainerStatuses) > 0 {
-			return 0, nil // waiting for ever (ImagePullBackOff)
+			return s.backOff(ctx, pod)
 		}
 		return s.start(ctx, pod)
 	}
+}
+
+// pullError is the error pulling `image` ends with: the pod's sim.gust.dev/pull-error, or the
+// registry's "not found".
+func pullError(pod *corev1.Pod, image string) string {
+	if text := pod.Annotations[annotationPullError]; text != "" {
+		return fmt.Sprintf("rpc error: code = Unknown desc = failed to pull and unpack image %q: %s", image, text)
+	}
+	return fmt.Sprintf("rpc error: code = NotFound desc = failed to pull and unpack image %q: not found", image)
+}
+
+// pullFailed puts the pod's containers in the waiting state `reason` (ErrImagePull or
+// ImagePullBackOff) with the kubelet's events for it; withPull adds the failed pull's events
+// before a back-off's (whose ErrImagePull the pod's watchers never saw).
+func (s *sim) pullFailed(ctx context.Context, pod *corev1.Pod, reason string, withPull bool) error {
+	image := pod.Spec.Containers[0].Image
+	pod.Status.Phase = corev1.PodPending
+	pod.Status.ContainerStatuses = nil
+	for _, c := range pod.Spec.Containers {
+		message := fmt.Sprintf("Back-off pulling image %q", c.Image)
+		if reason == "ErrImagePull" {
+			message = pullError(pod, c.Image)
+		}
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}},
+		})
+	}
+	// What a kubelet records: on a failed pull, the pull's own error and the container's
+	// (both Failed); on back-off, BackOff and the container's error again.
+	pulled := [][2]string{
+		{"Failed", fmt.Sprintf("Failed to pull image %q: %s", image, pullError(pod, image))},
+		{"Failed", "Error: ErrImagePull"},
+	}
+	backOff := [][2]string{
+		{"BackOff", fmt.Sprintf("Back-off pulling image %q", image)},
+		{"Failed", "Error: ImagePullBackOff"},
+	}
+	var events [][2]string
+	if reason == "ErrImagePull" || withPull {
+		events = append(events, pulled...)
+	}
+	if reason == "ImagePullBackOff" {
+		events = append(events, backOff...)
+	}
+	for _, e := range events {
+		if err := s.event(ctx, pod, e[0], e[1]); err != nil {
+			return err
+		}
+	}
+	_, err := s.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+	return ignoreGone(err)
+}
+
+// backOff moves a pod whose image pull failed (ErrImagePull) on to ImagePullBackOff a second
+// or two later; a pod in back-off waits for ever.
+func (s *sim) backOff(ctx context.Context, pod *corev1.Pod) (time.Duration, error) {
+	waiting := pod.Status.ContainerStatuses[0].State.Waiting
+	if waiting == nil || waiting.Reason != "ErrImagePull" {
+		return 0, nil
+	}
+	// The start time is kept to the second: two seconds after it is one to two after the
+	// failed pull.
+	if pod.Status.StartTime != nil {
+		if left := 2*time.Second - time.Since(pod.Status.StartTime.Time); left > 0 {
+			return left, nil
+		}
+	}
+	return 0, s.pullFailed(ctx, pod, "ImagePullBackOff", false)
+}
+
+// event records a kubelet's event about the pod's first container.
+func (s *sim) event(ctx context.Context, pod *corev1.Pod, reason, message string) error {
+	now := metav1.Now()
+	kind := corev1.EventTypeWarning
+	if reason == "BackOff" {
+		kind = corev1.EventTypeNormal
+	}
+	event := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: pod.Name + ".", Namespace: pod.Namespace},
+		InvolvedObject: corev1.ObjectReference{
+			Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, APIVersion: "v1",
+			FieldPath: "spec.containers{" + pod.Spec.Containers[0].Name + "}",
+		},
+		Reason: reason, Type: kind, Message: message, Count: 1,
+		Source:         corev1.EventSource{Component: "kubelet", Host: pod.Spec.NodeName},
+		FirstTimestamp: now, LastTimestamp: now,
+	}
+	_, err := s.client.CoreV1().Events(pod.Namespace).Create(ctx, event, metav1.CreateOptions{})
+	return err
 }
 
 func (s *sim) start(ctx context.Context, pod *corev1.Pod) (time.Duration, error) {
@@ -241,34 +343,14 @@ func (s *sim) start(ctx context.Context, pod *corev1.Pod) (time.Duration, error)
 	pod.Status.PodIP = "127.0.0.1"
 	pod.Status.PodIPs = []corev1.PodIP{{IP: "127.0.0.1"}}
 	pod.Status.StartTime = &now
-	if pod.Annotations[annotationStage] == "image-pull-backoff" {
-		pod.Status.Phase = corev1.PodPending
-		for _, c := range pod.Spec.Containers {
-			pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{
-				Name: c.Name, Image: c.Image,
-				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
-					Reason: "ImagePullBackOff", Message: fmt.Sprintf("Back-off pulling image %q", c.Image),
-				}},
-			})
-		}
-		image := pod.Spec.Containers[0].Image
-		event := &corev1.Event{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: pod.Name + ".", Namespace: pod.Namespace},
-			InvolvedObject: corev1.ObjectReference{
-				Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, APIVersion: "v1",
-				FieldPath: "spec.containers{" + pod.Spec.Containers[0].Name + "}",
-			},
-			Reason: "Failed", Type: corev1.EventTypeWarning, Count: 1,
-			Message: fmt.Sprintf("Failed to pull image %q: rpc error: code = NotFound desc = failed to pull and unpack image %q: not found",
-				image, image),
-			Source:         corev1.EventSource{Component: "kubelet", Host: pod.Spec.NodeName},
-			FirstTimestamp: now, LastTimestamp: now,
-		}
-		if _, err := s.client.CoreV1().Events(pod.Namespace).Create(ctx, event, metav1.CreateOptions{}); err != nil {
+	switch pod.Annotations[annotationStage] {
+	case stageImagePullBackOff:
+		return 0, s.pullFailed(ctx, pod, "ImagePullBackOff", true)
+	case stageErrImagePull:
+		if err := s.pullFailed(ctx, pod, "ErrImagePull", false); err != nil {
 			return 0, err
 		}
-		_, err := s.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
-		return 0, ignoreGone(err)
+		return 2 * time.Second, nil
 	}
 	pod.Status.Phase = corev1.PodRunning
 	pod.Status.Conditions = []corev1.PodCondition{

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::fanout::Objects;
-use super::{JobState, Jobs, Leftover, job_state, labels_of};
+use super::{JobState, Jobs, Leftover, job_state, labels_of, suspend_dropped};
 use crate::build::job::{CHECKED_LABEL, JobRequest, build_job};
 use crate::build::{XCOM_SIDECAR_NAME, names, try_labels};
 use crate::diagnose::{self, PodView};
@@ -170,6 +170,9 @@ impl Follower<'_> {
         let mut attempts = 0;
         loop {
             match self.api.create(&PostParams::default(), job).await {
+                Ok(created) if suspend_dropped(job, &created) => {
+                    return Err(self.refuse_unsuspendable(&name).await);
+                }
                 Ok(_) => {
                     let _ = log
                         .line(
@@ -201,6 +204,28 @@ impl Follower<'_> {
                 }
             }
         }
+    }
+
+    /// Deletes job `name`, created suspended but running because the API server dropped
+    /// `spec.suspend`, and says so: a Job meant to wait (for Kueue, or for a resume) must not
+    /// run unasked.
+    async fn refuse_unsuspendable(&self, name: &str) -> TryOutcome {
+        let deleted = match self.api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => "deleted it".to_owned(),
+            Err(err) => format!("could not delete it: {}", api_error(&err)),
+        };
+        let waiting_for = if self.args.queue_name.is_some() {
+            "Kueue could not hold it for admission"
+        } else {
+            "it would have started at once"
+        };
+        let message = format!(
+            "the API server dropped spec.suspend from job {name} in namespace {} (Kubernetes \
+             before 1.21, or the SuspendJob feature gate off), so {waiting_for}; {deleted}. \
+             Suspended Jobs need a cluster that knows spec.suspend",
+            self.namespace
+        );
+        TryOutcome::Failed(FailureReason::Spawn(message))
     }
 
     /// The try's Job, found by the labels it was created with.

@@ -381,6 +381,16 @@ pub fn job_state(job: &Job) -> JobState {
     JobState::Active
 }
 
+/// Whether the API server dropped `spec.suspend` from a Job created suspended: `sent` asked for
+/// it, `created` (the server's answer) lacks it. API servers before Kubernetes 1.21 (and 1.21
+/// with the `SuspendJob` feature gate off) know no such field, drop it without a word, and the
+/// Job starts at once.
+#[must_use]
+pub fn suspend_dropped(sent: &Job, created: &Job) -> bool {
+    let suspend = |job: &Job| job.spec.as_ref().and_then(|s| s.suspend);
+    suspend(sent) == Some(true) && suspend(created).is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,5 +424,17 @@ mod tests {
         );
         let resumed = json!({"conditions": [{"type": "Suspended", "status": "False"}]});
         assert_eq!(job_state(&job(resumed, false)), JobState::Active);
+    }
+
+    #[test]
+    fn a_suspend_the_server_left_out_is_seen_as_dropped() {
+        let unsuspended: Job = serde_json::from_value(json!({"spec": {"template": {}}})).unwrap();
+        assert!(suspend_dropped(&job(json!({}), true), &unsuspended));
+        assert!(!suspend_dropped(
+            &job(json!({}), true),
+            &job(json!({}), true)
+        ));
+        assert!(!suspend_dropped(&job(json!({}), false), &unsuspended));
+        assert!(!suspend_dropped(&unsuspended, &unsuspended));
     }
 }
