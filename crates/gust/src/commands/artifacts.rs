@@ -203,6 +203,10 @@ async fn run_command(command: &[String]) -> anyhow::Result<i32> {
             child_command.env_remove(key);
         }
     }
+    // Watched before the command starts: a SIGTERM that comes as soon as it runs (its pod being
+    // deleted) is forwarded, rather than ending this wrapper by the default action.
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut child = match child_command.spawn() {
         Ok(child) => child,
         Err(err) => {
@@ -210,8 +214,6 @@ async fn run_command(command: &[String]) -> anyhow::Result<i32> {
             return Ok(127);
         }
     };
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let status = loop {
         let forward = tokio::select! {
             status = child.wait() => break status.context("cannot wait for the command")?,
