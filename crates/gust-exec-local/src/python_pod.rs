@@ -848,14 +848,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn without_template_or_override_the_worker_pod_is_gusts_alone() {
-        let settings = WorkerSettings {
+    /// Worker settings without a pod template.
+    fn plain_settings() -> WorkerSettings {
+        WorkerSettings {
             image: "airflow:test".into(),
             api_url: "http://api/execution/".into(),
             heartbeat_timeout: Duration::from_secs(60),
             pod_template: None,
-        };
+        }
+    }
+
+    #[test]
+    fn without_template_or_override_the_worker_pod_is_gusts_alone() {
+        let settings = plain_settings();
         let args = pod_args(&settings, "gust-worker-x", &serde_json::Map::new()).expect("args");
         assert!(!args.contains_key("full_pod_spec"));
         let bad = serde_json::Map::from_iter([(
@@ -947,12 +952,7 @@ mod tests {
 
     #[test]
     fn the_pod_names_its_secret_and_reads_the_workload_from_it() {
-        let settings = WorkerSettings {
-            image: "airflow:test".into(),
-            api_url: "http://api/execution/".into(),
-            heartbeat_timeout: Duration::from_secs(60),
-            pod_template: None,
-        };
+        let settings = plain_settings();
         let args = pod_args(&settings, "gust-worker-x", &serde_json::Map::new()).expect("args");
         let pod = gust_operators::kubernetes_pod::PodArgs::read(&args).expect("pod arguments");
         assert_eq!(pod.image.as_deref(), Some("airflow:test"));
