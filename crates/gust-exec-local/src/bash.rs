@@ -2,15 +2,17 @@
 //! temporary folder (or `cwd`), its exit mapped to an outcome as Airflow's BashOperator does.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
 use gust_operators::bash::BashArgs;
 
 use crate::output::Decoder;
 use crate::process::Plan;
+use crate::reuse::ScratchFolders;
 
 /// The plan of a bash try: its command, environment and working folder.
-pub fn plan(spec: &LaunchSpec) -> Result<Plan, TryOutcome> {
+pub fn plan(spec: &LaunchSpec, scratch: &Arc<ScratchFolders>) -> Result<Plan, TryOutcome> {
     let args: BashArgs = gust_operators::read_args(&spec.args)
         .map_err(|err| TryOutcome::Failed(FailureReason::InvalidArguments(err.to_string())))?;
     let Some(decoder) = Decoder::for_label(&args.output_encoding) else {
@@ -18,19 +20,16 @@ pub fn plan(spec: &LaunchSpec) -> Result<Plan, TryOutcome> {
             format!("unknown output_encoding \"{}\"", args.output_encoding),
         )));
     };
-    // Airflow runs bash commands in a fresh temporary folder unless told otherwise.
-    let mut folders = Vec::new();
+    // Airflow runs bash commands in a fresh, empty temporary folder unless told otherwise.
+    let mut own = None;
     let cwd = match &args.cwd {
         Some(cwd) => PathBuf::from(cwd),
         None => {
-            let dir = tempfile::Builder::new()
-                .prefix("gust-try-")
-                .tempdir()
-                .map_err(|err| {
-                    TryOutcome::Failed(FailureReason::Spawn(format!("no temporary folder: {err}")))
-                })?;
+            let dir = scratch.take().map_err(|err| {
+                TryOutcome::Failed(FailureReason::Spawn(format!("no temporary folder: {err}")))
+            })?;
             let path = dir.path().to_owned();
-            folders.push(dir);
+            own = Some(dir);
             path
         }
     };
@@ -52,7 +51,8 @@ pub fn plan(spec: &LaunchSpec) -> Result<Plan, TryOutcome> {
         decoder,
         render: std::convert::identity,
         what: "bash".to_owned(),
-        folders,
+        folders: Vec::new(),
+        scratch: own,
         finish: Box::new(move |code, last_line| {
             outcome_of_code(code, &args, do_xcom_push, last_line)
         }),

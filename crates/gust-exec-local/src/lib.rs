@@ -31,6 +31,7 @@ pub use python::{NO_PYTHON_RUNTIME, PythonRuntime};
 pub use triggerer::PythonTriggerer;
 pub use warm_worker::WarmWorker;
 mod record;
+mod reuse;
 mod sandbox;
 
 use std::collections::HashMap;
@@ -116,6 +117,8 @@ struct Inner {
     /// Readied tries being taken back. The same try readied again (its move lost, then was
     /// made again) uses the same paths, so it waits for this to end first.
     undoing: Mutex<HashMap<TryKey, JoinHandle<()>>>,
+    /// Record files and scratch folders of ended tries, for the next ones.
+    reuse: reuse::Reuse,
 }
 
 /// A try being readied on the blocking pool.
@@ -135,6 +138,7 @@ impl LocalExecutor {
         let slots = Arc::new(Semaphore::new(config.parallelism.max(1)));
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
+        let reuse = reuse::Reuse::new(config.state_dir.as_deref(), config.parallelism);
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -145,6 +149,7 @@ impl LocalExecutor {
                 shutdown,
                 readying: Mutex::default(),
                 undoing: Mutex::default(),
+                reuse,
             }),
         }
     }
@@ -161,6 +166,8 @@ impl LocalExecutor {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+        let scratch = Arc::clone(&self.inner.reuse.scratch);
+        let _ = tokio::task::spawn_blocking(move || scratch.clear()).await;
     }
 
     /// Whether this runtime runs tries of `operator`.
@@ -185,7 +192,7 @@ impl LocalExecutor {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&spec.key);
-        let make = move || ready::Ready::make(&spec, &inner.config);
+        let make = move || ready::Ready::make(&spec, &inner.config, &inner.reuse);
         match undoing {
             None => tokio::task::spawn_blocking(make),
             Some(undoing) => tokio::spawn(async move {
@@ -207,9 +214,10 @@ impl LocalExecutor {
 
     /// Takes back what was readied for `key`'s try, which will not run.
     fn undo(&self, key: &TryKey, readying: Readying) {
+        let inner = Arc::clone(&self.inner);
         let undoing = self.inner.tasks.spawn(async move {
             if let Ok(Ok(ready)) = readying.await {
-                let _ = tokio::task::spawn_blocking(move || ready.undo()).await;
+                let _ = tokio::task::spawn_blocking(move || ready.undo(&inner.reuse)).await;
             }
         });
         let mut all = self
@@ -305,8 +313,9 @@ impl Executor for LocalExecutor {
         if let Some(dir) = &self.inner.config.state_dir {
             // The older layout is looked for only when this version's record is not there: no
             // extra look-up per try.
-            if !record::TryRecord::of(dir, key).remove() {
-                record::TryRecord::find(dir, key).remove();
+            let spares = self.inner.reuse.spares.as_ref();
+            if !record::TryRecord::of(dir, key).remove(spares) {
+                record::TryRecord::find(dir, key).remove(None);
             }
         }
     }

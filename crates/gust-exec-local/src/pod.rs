@@ -121,6 +121,7 @@ pub async fn plan(
         },
         what: format!("local pod {name}"),
         folders: vec![root],
+        scratch: None,
         finish: Box::new(move |code, _| finish(code, &args, do_xcom_push, &finish_layout)),
         watchdog: None,
     })

@@ -46,6 +46,8 @@ pub struct Plan {
     pub what: String,
     /// Folders that must live as long as the try (removed when it ends).
     pub folders: Vec<tempfile::TempDir>,
+    /// The empty folder a bash try runs in (given back when it ends).
+    pub scratch: Option<crate::reuse::Scratch>,
     /// How its exit maps to an outcome.
     pub finish: Finish,
     /// A check made while the process runs, which may end the try.
@@ -218,7 +220,7 @@ where
     let decoder = plan.decoder;
     let render = plan.render;
     // The pod's volumes and the scratch folder outlive the process, then go with the try.
-    let folders = plan.folders;
+    let folders = (plan.folders, plan.scratch);
     let mut out = Lines::new(stdout);
     let mut err = Lines::new(stderr);
     let (mut out_open, mut err_open) = (true, true);
@@ -319,7 +321,7 @@ where
     let outcome = outcome(status, plan.finish, last_line);
     // Removing a folder takes the file system a while: it is done off the try's way to its
     // outcome, and `LocalExecutor::shutdown` waits for it.
-    if !folders.is_empty() {
+    if !folders.0.is_empty() || folders.1.is_some() {
         cleanup.spawn_blocking(move || drop(folders));
     }
     outcome

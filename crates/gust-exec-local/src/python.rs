@@ -166,6 +166,7 @@ pub fn plan(spec: &LaunchSpec, python: &PythonRuntime) -> Result<Plan, TryOutcom
         render: gust_executor::task_sdk::log_line,
         what: format!("python {}", python.interpreter.display()),
         folders: vec![scratch],
+        scratch: None,
         finish: Box::new(move |code, _last_line| {
             let progress = admission.finish();
             outcome(code, progress, do_xcom_push)

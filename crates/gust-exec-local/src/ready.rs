@@ -17,6 +17,7 @@ use gust_executor::{FailureReason, LaunchSpec, TryOutcome};
 use crate::LocalConfig;
 use crate::process::Plan;
 use crate::record::TryRecord;
+use crate::reuse::Reuse;
 
 /// A try readied to be spawned.
 pub struct Ready {
@@ -49,7 +50,11 @@ pub struct Recording {
 
 impl Ready {
     /// Readies `spec`'s try. An `Err` means not even its log could be opened.
-    pub fn make(spec: &LaunchSpec, config: &LocalConfig) -> Result<Self, TryOutcome> {
+    pub fn make(
+        spec: &LaunchSpec,
+        config: &LocalConfig,
+        reuse: &Reuse,
+    ) -> Result<Self, TryOutcome> {
         let (log, log_is_new) = LogWriter::create(&spec.log_path).map_err(|err| {
             TryOutcome::Failed(FailureReason::Log(format!(
                 "{}: {err}",
@@ -60,16 +65,16 @@ impl Ready {
             log,
             log_path: spec.log_path.clone(),
             log_is_new,
-            readied: Readied::make(spec, config),
+            readied: Readied::make(spec, config, reuse),
         })
     }
 
     /// Takes back everything [`Ready::make`] made: the record, the scratch folder, and the log
     /// when it was made here and nothing was written to it.
-    pub fn undo(self) {
+    pub fn undo(self, reuse: &Reuse) {
         if let Ok(readied) = self.readied {
             if let Some(recording) = readied.record {
-                recording.record.remove();
+                recording.record.remove(reuse.spares.as_ref());
             }
             // Dropping the plan removes its scratch folder.
             drop(readied.plan);
@@ -82,9 +87,9 @@ impl Ready {
 }
 
 impl Readied {
-    fn make(spec: &LaunchSpec, config: &LocalConfig) -> Result<Self, TryOutcome> {
+    fn make(spec: &LaunchSpec, config: &LocalConfig, reuse: &Reuse) -> Result<Self, TryOutcome> {
         let plan = match spec.operator.as_str() {
-            "bash" => Some(crate::bash::plan(spec)?),
+            "bash" => Some(crate::bash::plan(spec, &reuse.scratch)?),
             operator if runs_in_task_sdk(operator) => match &config.python {
                 Some(python) => Some(crate::python::plan(spec, python)?),
                 None => {
@@ -99,7 +104,7 @@ impl Readied {
             None => None,
             Some(dir) => {
                 let record = TryRecord::of(dir, &spec.key);
-                let (lock, pid_writer) = record.prepare().map_err(|err| {
+                let (lock, pid_writer) = record.prepare(reuse.spares.as_ref()).map_err(|err| {
                     TryOutcome::Failed(FailureReason::Spawn(format!(
                         "cannot record the try under {}: {err}",
                         dir.display()

@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 
 use gust_executor::TryKey;
 
+use crate::reuse::SpareFiles;
+
 /// The environment variable naming the file bash writes its exit code to.
 pub const EXIT_FILE_VAR: &str = "GUST_TRY_EXIT_FILE";
 
@@ -165,24 +167,41 @@ impl TryRecord {
     /// second handle on the same open file for [`TryRecord::write_pid`]. The exit code's file
     /// is made here too, empty: bash then only fills it, and making a file (an inode) is no
     /// longer part of the try's exit.
-    pub fn prepare(&self) -> io::Result<(File, File)> {
+    pub fn prepare(&self, spares: Option<&SpareFiles>) -> io::Result<(File, File)> {
         if let Some(folder) = self.lock.parent() {
             fs::create_dir_all(folder)?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.lock)?;
-        file.try_lock().map_err(|err| match err {
+        let placed = spares.is_some_and(|spares| spares.place(&self.lock));
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&self.lock)
+        };
+        let mut file = open()?;
+        let mut locked = file.try_lock();
+        if placed && matches!(locked, Err(TryLockError::WouldBlock)) {
+            // A spare still locked by a process an earlier try left behind (one that kept
+            // its stdin open): that process keeps its file, this try gets a new one.
+            fs::remove_file(&self.lock)?;
+            file = open()?;
+            locked = file.try_lock();
+        }
+        locked.map_err(|err| match err {
             TryLockError::WouldBlock => io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "another process holds this try's lock",
             ),
             TryLockError::Error(err) => err,
         })?;
-        // Only once the lock is ours: an exit code left by an earlier process goes.
+        // Only once the lock is ours: what an earlier process (or a spare's last try) wrote
+        // goes, and so does an exit code left by an earlier process.
+        file.set_len(0)?;
+        if let Some(spares) = spares {
+            spares.place(&self.exit);
+        }
         File::create(&self.exit)?;
         let ours = file.try_clone()?;
         Ok((file, ours))
@@ -247,14 +266,19 @@ impl TryRecord {
         }
     }
 
-    /// Deletes the record (its outcome is committed), and the folders it leaves empty.
-    /// Returns whether there was a record to delete.
-    pub fn remove(&self) -> bool {
-        let pid = (self.pid != self.lock).then_some(&self.pid);
-        for path in [&self.exit].into_iter().chain(pid) {
-            let _ = fs::remove_file(path);
+    /// Deletes the record (its outcome is committed), and the folders it leaves empty; with
+    /// `spares`, its files are kept there for later tries instead (`reuse.rs`). Returns
+    /// whether there was a record.
+    pub fn remove(&self, spares: Option<&SpareFiles>) -> bool {
+        let gone = |path: &Path| match spares {
+            Some(spares) => spares.keep(path),
+            None => fs::remove_file(path).is_ok(),
+        };
+        gone(&self.exit);
+        if self.pid != self.lock {
+            let _ = fs::remove_file(&self.pid);
         }
-        let existed = fs::remove_file(&self.lock).is_ok();
+        let existed = gone(&self.lock);
         // Only empty folders go: `remove_dir` refuses the others.
         let mut folder = self.lock.parent();
         for _ in 0..self.own_folders {
@@ -295,14 +319,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = TryRecord::of(dir.path(), &key());
         assert_eq!(record.status(), RecordStatus::Absent);
-        let readied = record.prepare().unwrap();
+        let readied = record.prepare(None).unwrap();
         drop(readied);
         assert_eq!(
             record.status(),
             RecordStatus::Absent,
             "a record readied for a process never spawned is a try that never started"
         );
-        let (held, mut ours) = record.prepare().unwrap();
+        let (held, mut ours) = record.prepare(None).unwrap();
         TryRecord::write_pid(&mut ours, 42).unwrap();
         drop(ours);
         assert_eq!(record.status(), RecordStatus::Running);
@@ -311,7 +335,7 @@ mod tests {
         assert_eq!(record.status(), RecordStatus::Vanished);
         fs::write(record.exit_path(), "3").unwrap();
         assert_eq!(record.status(), RecordStatus::Exited(3));
-        record.remove();
+        record.remove(None);
         assert_eq!(record.status(), RecordStatus::Absent);
         assert_eq!(
             fs::read_dir(dir.path()).unwrap().count(),
@@ -324,7 +348,7 @@ mod tests {
     fn records_are_files_named_after_the_try_and_long_names_become_digests() {
         let dir = tempfile::tempdir().unwrap();
         let record = TryRecord::of(dir.path(), &key());
-        let (stdin, mut ours) = record.prepare().unwrap();
+        let (stdin, mut ours) = record.prepare(None).unwrap();
         TryRecord::write_pid(&mut ours, 7).unwrap();
         let mut read = String::new();
         std::io::Read::read_to_string(&mut &stdin, &mut read).unwrap();
@@ -372,7 +396,7 @@ mod tests {
         fs::write(folder.join("attempt=1.exit"), "0").unwrap();
         let record = TryRecord::find(dir.path(), &key());
         assert_eq!(record.status(), RecordStatus::Exited(0));
-        record.remove();
+        record.remove(None);
         assert!(!dir.path().join("dag_id=d").exists(), "its folders go too");
         let fresh = TryRecord::find(dir.path(), &key());
         assert_eq!(

@@ -373,7 +373,22 @@ async fn tries_run_in_a_fresh_temporary_folder_unless_cwd_is_given() {
         panic!("pwd failed")
     };
     assert!(dir.contains("gust-try-"), "{dir}");
-    // It is removed in the background once the try ended; shutting down waits for that.
+    // A folder is handed to a later try only when the try before left it empty.
+    for (task, command, found) in [
+        ("leaves", "touch left; echo n=$(ls -A | wc -l)", "n=1"),
+        ("finds", "echo n=$(ls -A | wc -l)", "n=0"),
+    ] {
+        let spec = h.spec(task, json!({ "bash_command": command }));
+        assert_eq!(
+            h.run(spec).await,
+            TryOutcome::Succeeded {
+                xcom: Some(json!(found))
+            },
+            "{task}: each try starts in an empty folder"
+        );
+    }
+    // Ended tries' folders are removed (or kept for later tries) in the background;
+    // shutting down waits for that and removes the kept ones.
     h.executor.shutdown().await;
     assert!(
         !Path::new(&dir).exists(),
