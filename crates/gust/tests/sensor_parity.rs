@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{airflow_python, gust, gust_process, kill9};
+use common::{airflow_command, airflow_python, gust, gust_process, kill9};
 
 /// A task's final state and the try it ended at (0: it never ran).
 type Ended = (String, u32);
@@ -224,13 +224,8 @@ fn airflow_runs(python: &Path, world: &World) -> Runs {
         ),
     ];
     let airflow = |args: &[&str]| {
-        #[allow(clippy::disallowed_methods, reason = "the test runs Airflow")]
-        let output = std::process::Command::new(python)
+        let output = airflow_command(python, &home, &dags)
             .args(args)
-            .env("AIRFLOW_HOME", &home)
-            .env("AIRFLOW__CORE__DAGS_FOLDER", &dags)
-            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-            .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
             .envs(connections.iter().map(|(k, v)| (k, v.to_string())))
             .output()
             .expect("airflow runs");
@@ -239,22 +234,9 @@ fn airflow_runs(python: &Path, world: &World) -> Runs {
     };
     airflow(&["-m", "airflow", "db", "migrate"]);
     // Runs with failed tasks exit 1 on purpose: the task instances are what is compared.
-    airflow(&[
-        "-m",
-        "airflow",
-        "dags",
-        "test",
-        "sensor_upstream",
-        AN_HOUR_EARLIER,
-    ]);
-    airflow(&[
-        "-m",
-        "airflow",
-        "dags",
-        "test",
-        "sensor_upstream",
-        LOGICAL_DATE,
-    ]);
+    for date in [AN_HOUR_EARLIER, LOGICAL_DATE] {
+        airflow(&["-m", "airflow", "dags", "test", "sensor_upstream", date]);
+    }
     let parity = airflow(&["-m", "airflow", "dags", "test", "sensor_parity"]);
     let downstream = airflow(&[
         "-m",
