@@ -85,12 +85,22 @@ fn matches_a_file(pattern: &Path, recursive: bool) -> Result<bool, String> {
     if !crosses {
         walk = walk.max_depth(rest.len());
     }
-    for entry in walk.into_iter().filter_map(Result::ok) {
-        // Python's glob leaves out names starting with a dot unless the pattern names them.
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if hidden && !text.contains("/.") {
-            continue;
-        }
+    // Python's glob leaves out a name starting with a dot unless the pattern's part for it
+    // starts with one (past a `**`, whose parts do not line up with the names, any part).
+    // Only the names below the walk's root count: the root is written out, dots and all.
+    let dotted: Vec<bool> = rest.iter().map(|part| part.starts_with('.')).collect();
+    let any_dotted = dotted.contains(&true);
+    let shown = |entry: &walkdir::DirEntry| {
+        let depth = entry.depth();
+        depth == 0
+            || !entry.file_name().to_string_lossy().starts_with('.')
+            || if crosses {
+                any_dotted
+            } else {
+                dotted.get(depth - 1).copied().unwrap_or(false)
+            }
+    };
+    for entry in walk.into_iter().filter_entry(shown).filter_map(Result::ok) {
         if matcher.is_match(entry.path()) && holds_a_file(entry.path()) {
             return Ok(true);
         }
@@ -137,6 +147,26 @@ mod tests {
         assert!(!matches_a_file(&root.join("**/b.json"), false).unwrap());
         assert!(matches_a_file(&root.join("**/b.json"), true).unwrap());
         assert!(matches_a_file(&root.join("*/er/*.json"), false).unwrap());
+    }
+
+    #[test]
+    fn names_with_a_dot_match_only_a_part_that_names_the_dot() {
+        // The base folder's own dot (as a temporary folder's `.tmpXYZ`) changes nothing.
+        let dir = tempfile::Builder::new()
+            .prefix(".base")
+            .tempdir()
+            .expect("a folder");
+        let root = dir.path();
+        touch(&root.join("hidden/.secret"));
+        assert!(!matches_a_file(&root.join("hidden/*"), false).unwrap());
+        assert!(matches_a_file(&root.join("hidden/.s*"), false).unwrap());
+        assert!(matches_a_file(&root.join("hidden/.secret"), false).unwrap());
+        touch(&root.join(".cache/in/a.csv"));
+        assert!(!matches_a_file(&root.join("*/in/*.csv"), false).unwrap());
+        assert!(matches_a_file(&root.join(".c*/in/*.csv"), false).unwrap());
+        assert!(!matches_a_file(&root.join("**/a.csv"), true).unwrap());
+        // A folder named outright, below which a dotted name holds the file: it holds one.
+        assert!(matches_a_file(&root.join("hidden"), false).unwrap());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! a not-yet body until its JSONPath check passes, the operator's response is its XCom (read by
 //! the next task's template), and a task whose endpoint answers 404 fails and notifies.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,13 +13,11 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{StatusCode, Uri};
 use gust_core::clock::{Clock, SystemClock};
-use gust_core::ids::RunId;
-use gust_core::schedule::DataInterval;
 use gust_core::state::{DagRunState, TaskState};
 use gust_executor::event_channel;
-use gust_scheduler::test_run::{TestRunSpec, run};
 use gust_sensors::SensorExecutor;
 use gust_template::TemplateConnection;
+use support::{load_dag, run_spec, run_within, states};
 
 const DAG: &str = r#"
 calling:
@@ -101,13 +101,8 @@ async fn server() -> (String, Seen) {
 async fn http_sensor_and_operator_run_natively_and_a_failure_notifies() {
     let (base, seen) = server().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let dags = dir.path().join("dags");
-    std::fs::create_dir_all(&dags).expect("mkdir");
-    std::fs::write(dags.join("d.yaml"), DAG).expect("write");
     let now = SystemClock.now();
-    let load = gust_dagfile::load_folder(&dags, now).expect("folder");
-    assert!(load.problems.is_empty(), "{:?}", load.problems);
-    let dag = load.dags.into_iter().next().expect("one DAG");
+    let dag = load_dag(dir.path(), DAG, now);
     let (tx, mut events) = event_channel();
     let executor = SensorExecutor::new(tx, Arc::new(SystemClock), None);
     let connections = HashMap::from([
@@ -139,37 +134,15 @@ async fn http_sensor_and_operator_run_natively_and_a_failure_notifies() {
         )
         .expect("a client"),
     );
-    let spec = TestRunSpec {
-        run_id: RunId::new("manual__http").expect("a run id"),
-        interval: DataInterval {
-            start: now,
-            end: now,
-        },
-        conf: serde_json::Map::new(),
-        logs_root: dir.path().join("logs"),
-        variables: Default::default(),
-        connections,
-        callbacks: Some(notifications.clone()),
-        max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
-        triggerer: None,
-    };
-    let report = tokio::time::timeout(
-        Duration::from_secs(60),
-        run(&dag, &spec, &executor, &mut events),
-    )
-    .await
-    .expect("the run ends");
+    let mut spec = run_spec(dir.path(), "manual__http", now);
+    spec.connections = connections;
+    spec.callbacks = Some(notifications.clone());
+    let report = run_within(Duration::from_secs(60), &dag, &spec, &executor, &mut events).await;
     tokio::time::timeout(Duration::from_secs(30), notifications.wait())
         .await
         .expect("the notifications end");
-    let mut states: Vec<(&str, TaskState)> = report
-        .tasks
-        .iter()
-        .map(|t| (t.task_id.as_str(), t.state))
-        .collect();
-    states.sort_unstable();
     assert_eq!(
-        states,
+        states(&report),
         [
             ("broken", TaskState::Failed),
             ("call", TaskState::Success),

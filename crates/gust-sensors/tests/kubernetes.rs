@@ -4,19 +4,18 @@
 //! operator), an object that does not exist, a 403 from the API server, and a DAG whose sensor
 //! task waits for a Job under `gust dags test`'s driver.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use gust_core::clock::{Clock, SystemClock};
-use gust_core::ids::RunId;
-use gust_core::schedule::DataInterval;
 use gust_core::state::TaskState;
 use gust_executor::event_channel;
 use gust_kube::runtime::{Cluster, ClusterChoice, KubeConfig, KubeExecutor, ObjectReader};
 use gust_kube_fake::{FakeCluster, PodScript, StatusCode, spark_application_crd};
 use gust_operators::read_args;
 use gust_operators::sensors::kubernetes::{ResourceSensorArgs, SparkSensorArgs};
-use gust_scheduler::test_run::{TestRunSpec, run};
 use gust_sensors::SensorExecutor;
 use gust_sensors::decide::Poke;
 use gust_sensors::kubernetes::poke;
@@ -25,6 +24,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use support::{load_dag, run_spec, run_within, states};
 
 struct Harness {
     fake: FakeCluster,
@@ -341,44 +341,14 @@ async fn a_resource_sensor_task_waits_for_its_job_in_a_dag() {
     );
     h.job("nightly", "nightly").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let dags = dir.path().join("dags");
-    std::fs::create_dir_all(&dags).expect("mkdir");
-    std::fs::write(dags.join("d.yaml"), DAG).expect("write");
-    let now = SystemClock.now();
-    let load = gust_dagfile::load_folder(&dags, now).expect("folder");
-    assert!(load.problems.is_empty(), "{:?}", load.problems);
-    let dag = load.dags.into_iter().next().expect("one DAG");
+    let dag = load_dag(dir.path(), DAG, SystemClock.now());
     let (tx, mut events) = event_channel();
     let executor = SensorExecutor::new(tx, Arc::new(SystemClock), None);
     executor.use_kubernetes(h.objects());
-    let spec = TestRunSpec {
-        run_id: RunId::new("manual__jobs").expect("a run id"),
-        interval: DataInterval {
-            start: now,
-            end: now,
-        },
-        conf: serde_json::Map::new(),
-        logs_root: dir.path().join("logs"),
-        variables: Default::default(),
-        connections: Default::default(),
-        callbacks: None,
-        max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
-        triggerer: None,
-    };
-    let report = tokio::time::timeout(
-        Duration::from_secs(60),
-        run(&dag, &spec, &executor, &mut events),
-    )
-    .await
-    .expect("the run ends");
-    let mut states: Vec<(&str, TaskState)> = report
-        .tasks
-        .iter()
-        .map(|t| (t.task_id.as_str(), t.state))
-        .collect();
-    states.sort_unstable();
+    let spec = run_spec(dir.path(), "manual__jobs", SystemClock.now());
+    let report = run_within(Duration::from_secs(60), &dag, &spec, &executor, &mut events).await;
     assert_eq!(
-        states,
+        states(&report),
         [("missing", TaskState::Failed), ("wait", TaskState::Success)],
         "{report:?}"
     );

@@ -6,23 +6,23 @@
 //! Each poke is called directly (not met, a row inserted, then met), and one DAG runs under
 //! `gust dags test`'s driver, so the poke's wiring into the sensor runtime is tested too.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use gust_core::clock::{Clock, SystemClock};
-use gust_core::ids::RunId;
-use gust_core::schedule::DataInterval;
 use gust_core::state::TaskState;
 use gust_executor::event_channel;
 use gust_operators::read_args;
 use gust_operators::sensors::sql::SqlSensorArgs;
-use gust_scheduler::test_run::{TestRunSpec, run};
 use gust_sensors::SensorExecutor;
 use gust_sensors::decide::Poke;
 use gust_sensors::sql::{Task, poke};
 use gust_template::{MapLookup, TemplateConnection};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
+use support::{load_dag, run_spec, run_within, states};
 
 const TASK: Task<'static> = Task {
     dag_id: "orders",
@@ -315,16 +315,12 @@ async fn a_sql_sensor_task_runs_natively_in_a_dag() {
     ] {
         admin.execute(statement).await.expect(statement);
     }
-    let dags = dir.path().join("dags");
-    std::fs::create_dir_all(&dags).expect("mkdir");
-    std::fs::write(dags.join("d.yaml"), DAG).expect("write");
     let now = SystemClock.now();
-    let load = gust_dagfile::load_folder(&dags, now).expect("folder");
-    assert!(load.problems.is_empty(), "{:?}", load.problems);
-    let dag = load.dags.into_iter().next().expect("one DAG");
+    let dag = load_dag(dir.path(), DAG, now);
     let (tx, mut events) = event_channel();
     let executor = SensorExecutor::new(tx, Arc::new(SystemClock), None);
-    let connections = [(
+    let mut spec = run_spec(dir.path(), "manual__sql", now);
+    spec.connections = [(
         "landing".to_owned(),
         TemplateConnection {
             conn_id: "landing".to_owned(),
@@ -334,34 +330,9 @@ async fn a_sql_sensor_task_runs_natively_in_a_dag() {
         },
     )]
     .into();
-    let spec = TestRunSpec {
-        run_id: RunId::new("manual__sql").expect("a run id"),
-        interval: DataInterval {
-            start: now,
-            end: now,
-        },
-        conf: serde_json::Map::new(),
-        logs_root: dir.path().join("logs"),
-        variables: Default::default(),
-        connections,
-        callbacks: None,
-        max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
-        triggerer: None,
-    };
-    let report = tokio::time::timeout(
-        Duration::from_secs(60),
-        run(&dag, &spec, &executor, &mut events),
-    )
-    .await
-    .expect("the run ends");
-    let mut states: Vec<(&str, TaskState)> = report
-        .tasks
-        .iter()
-        .map(|t| (t.task_id.as_str(), t.state))
-        .collect();
-    states.sort_unstable();
+    let report = run_within(Duration::from_secs(60), &dag, &spec, &executor, &mut events).await;
     assert_eq!(
-        states,
+        states(&report),
         [("broken", TaskState::Failed), ("wait", TaskState::Success)],
         "{report:?}"
     );

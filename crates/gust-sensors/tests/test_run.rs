@@ -1,17 +1,17 @@
 //! Native sensors under `gust dags test`'s driver: a sensor not yet met reschedules the same try
 //! and pokes again until it is met, times out (failed) or, with `soft_fail`, skips.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gust_core::clock::{Clock, SystemClock};
-use gust_core::ids::RunId;
-use gust_core::schedule::DataInterval;
 use gust_core::state::{DagRunState, TaskState};
 use gust_executor::event_channel;
-use gust_scheduler::test_run::{TestRunSpec, run};
 use gust_sensors::SensorExecutor;
+use support::{load_dag, run_spec, run_within};
 
 const DAG: &str = r#"
 sensing:
@@ -44,39 +44,17 @@ sensing:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sensors_poke_again_until_met_timed_out_or_skipped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let dags = dir.path().join("dags");
-    std::fs::create_dir_all(&dags).expect("mkdir");
-    std::fs::write(dags.join("d.yaml"), DAG).expect("write");
     let now: DateTime<Utc> = SystemClock.now();
-    let load = gust_dagfile::load_folder(&dags, now).expect("folder");
-    assert!(load.problems.is_empty(), "{:?}", load.problems);
-    let dag = load.dags.into_iter().next().expect("one DAG");
+    let dag = load_dag(dir.path(), DAG, now);
     let soon = now + chrono::Duration::seconds(2);
     let (tx, mut events) = event_channel();
     let executor = SensorExecutor::new(tx, Arc::new(SystemClock), None);
-    let spec = TestRunSpec {
-        run_id: RunId::new("manual__test").expect("a run id"),
-        interval: DataInterval {
-            start: now,
-            end: now,
-        },
-        conf: serde_json::json!({"at": soon.to_rfc3339()})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-        logs_root: dir.path().join("logs"),
-        variables: Default::default(),
-        connections: Default::default(),
-        callbacks: None,
-        max_map_length: gust_core::mapping::DEFAULT_MAX_MAP_LENGTH,
-        triggerer: None,
-    };
-    let report = tokio::time::timeout(
-        Duration::from_secs(30),
-        run(&dag, &spec, &executor, &mut events),
-    )
-    .await
-    .expect("the run ends");
+    let mut spec = run_spec(dir.path(), "manual__test", now);
+    spec.conf = serde_json::json!({"at": soon.to_rfc3339()})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let report = run_within(Duration::from_secs(30), &dag, &spec, &executor, &mut events).await;
     let states: Vec<(&str, TaskState, u32)> = report
         .tasks
         .iter()

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{airflow_python, final_states, gust};
+use common::{airflow_command, airflow_python, final_states, gust};
 
 const DAG_ID: &str = "mapping_parity";
 
@@ -44,13 +44,8 @@ fn airflow_run(python: &Path, root: &Path, out: &Path) -> BTreeMap<String, Strin
     )
     .expect("write");
     let airflow = |args: &[&str]| {
-        #[allow(clippy::disallowed_methods, reason = "the test runs Airflow")]
-        let output = std::process::Command::new(python)
+        let output = airflow_command(python, &home, &dags)
             .args(args)
-            .env("AIRFLOW_HOME", &home)
-            .env("AIRFLOW__CORE__DAGS_FOLDER", &dags)
-            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-            .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
             .env("OUT_DIR", out)
             .output()
             .expect("airflow runs");

@@ -1,14 +1,17 @@
 //! Several schedulers on one PostgreSQL database, one of them killed with SIGKILL over and over
 //! and restarted while a busy set of DAGs runs: the others take over its DAGs and adopt its
 //! tries, and every task's side effect still happens exactly once, with no run created or task
-//! queued twice.
+//! queued twice. And a missed deadline's webhook is sent exactly once by two schedulers, even
+//! when the one holding the DAG is killed before the deadline passes.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gust_core::state::{DagRunState, TaskState};
+use gust_store::DeliveryStatus;
 use gust_store::testing::TestDb;
 
 mod common;
@@ -331,5 +334,175 @@ async fn three_schedulers_one_killed_repeatedly_create_each_pod_exactly_once() {
         pods as u64,
         "each task's pod created exactly once\n{logs}"
     );
+    db.finish().await;
+}
+
+/// A local webhook receiver on a loopback port: its base URL and every request's path and body.
+async fn webhook_catcher() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let caught: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let kept = caught.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: String| {
+        let kept = kept.clone();
+        async move {
+            kept.lock()
+                .expect("a lock")
+                .push((uri.path().to_owned(), body));
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let base = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, caught)
+}
+
+/// A DAG whose runs outlast their deadline (6 s after they are queued), which a webhook to
+/// `base` reports.
+fn deadline_dag_file(base: &str) -> String {
+    format!(
+        r#"late:
+  schedule: null
+  is_paused_upon_creation: false
+  deadline:
+    name: six seconds
+    reference: DAGRUN_QUEUED_AT
+    interval: 6s
+    callback: {{callback: webhook, url: "{base}/late", json: {{run: "{{{{ run_id }}}}"}}}}
+  tasks:
+    slow:
+      operator: BashOperator
+      bash_command: sleep 10
+"#
+    )
+}
+
+/// Waits until `run` of DAG `late` has ended, for at most a minute.
+async fn wait_for_late(db: &TestDb, run: &str, home: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored = db.store.run("late", run).await.expect("read");
+        if stored.is_some_and(|r| matches!(r.state, DagRunState::Success | DagRunState::Failed)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run} did not end in a minute\n{}",
+            scheduler_logs(home)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Two schedulers on one database: a run that misses its deadline gets exactly one webhook,
+/// recorded once, both while both schedulers live and when the one holding the DAG is killed
+/// with SIGKILL after storing the deadline and before it passes (the other takes the DAG over
+/// and sends it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_send_a_missed_deadline_once_even_when_its_holder_is_killed() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (base, caught) = webhook_catcher().await;
+    let home = tempfile::tempdir().expect("home");
+    std::fs::create_dir_all(home.path().join("dags")).expect("dags");
+    std::fs::write(home.path().join("dags/late.yaml"), deadline_dag_file(&base)).expect("dag");
+    let mut schedulers: Vec<Option<Child>> = (0..2)
+        .map(|_| Some(scheduler(home.path(), &db.url)))
+        .collect();
+    let trigger = |run: &str| {
+        let output = gust(home.path(), &db.url)
+            .args(["dags", "trigger", "late", "--run-id", run])
+            .output()
+            .expect("trigger");
+        assert!(output.status.success(), "{output:?}");
+    };
+
+    trigger("both-alive");
+    wait_for_late(&db, "both-alive", home.path()).await;
+
+    trigger("holder-killed");
+    // The holder stores the run's deadline once it drives the run; kill it then.
+    let started = Instant::now();
+    let due = loop {
+        let (pending, _) = db
+            .store
+            .deadlines(Some("late"), Some("holder-killed"), Some(false), 10, 0)
+            .await
+            .expect("deadlines");
+        if let Some(stored) = pending.first() {
+            break stored.deadline.deadline_time;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the deadline was never stored\n{}",
+            scheduler_logs(home.path())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let holder = db
+        .store
+        .dag_claims()
+        .await
+        .expect("claims")
+        .into_iter()
+        .find(|claim| claim.dag_id == "late")
+        .and_then(|claim| claim.scheduler_id)
+        .expect("a scheduler holds the DAG");
+    let pid: u32 = holder
+        .rsplit_once(':')
+        .and_then(|(_, pid)| pid.parse().ok())
+        .expect("HOST:PID");
+    let victim = schedulers
+        .iter_mut()
+        .find(|child| child.as_ref().is_some_and(|c| c.id() == pid))
+        .and_then(Option::take)
+        .expect("the holder is one of the test's schedulers");
+    kill9(victim);
+    assert!(
+        gust_core::clock::Clock::now(&gust_core::clock::SystemClock) < due,
+        "the holder was killed after the deadline passed: the test proved nothing"
+    );
+    wait_for_late(&db, "holder-killed", home.path()).await;
+    // Long enough for a second sending to show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for child in schedulers.into_iter().flatten() {
+        kill9(child);
+    }
+
+    let logs = scheduler_logs(home.path());
+    let mut sent: Vec<String> = caught
+        .lock()
+        .expect("a lock")
+        .iter()
+        .map(|(path, body)| {
+            assert_eq!(path, "/late");
+            let body: serde_json::Value = serde_json::from_str(body).expect("JSON");
+            body["run"].as_str().expect("the run").to_owned()
+        })
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(
+        sent,
+        ["both-alive", "holder-killed"],
+        "one webhook per run\n{logs}"
+    );
+    for run in ["both-alive", "holder-killed"] {
+        let (deliveries, _) = db
+            .store
+            .deliveries("late", Some(run), 10, 0)
+            .await
+            .expect("deliveries");
+        assert_eq!(deliveries.len(), 1, "{run}: {deliveries:#?}\n{logs}");
+        assert_eq!(deliveries[0].delivery.event, "deadline");
+        assert_eq!(deliveries[0].status, DeliveryStatus::Sent, "{run}");
+        let (missed, _) = db
+            .store
+            .deadlines(Some("late"), Some(run), Some(true), 10, 0)
+            .await
+            .expect("deadlines");
+        assert_eq!(missed.len(), 1, "{run}: the deadline is recorded as missed");
+    }
     db.finish().await;
 }

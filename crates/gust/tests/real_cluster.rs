@@ -356,6 +356,127 @@ async fn jobs_complete_and_fail_through_the_real_job_controller() {
     assert!(line.contains("exited with code 4"), "{line}");
 }
 
+/// `kubernetes_resource_sensor` waiting for Jobs the test creates: one after the run starts,
+/// which completes, one before, which fails; and one that never exists.
+const RESOURCE_SENSOR: &str = r#"
+real_cluster_resource_sensor:
+  start_date: 2024-01-01
+  default_args: {retries: 0}
+  tasks:
+    job_complete:
+      operator: KubernetesResourceSensor
+      api_version: batch/v1
+      kind: Job
+      name: sensed-complete
+      namespace: gust-sensors
+      silent_fail: true            # the Job is created after the first poke
+      poke_interval: 1
+      timeout: 90
+    job_failed:
+      operator: KubernetesResourceSensor
+      api_version: batch/v1
+      kind: Job
+      name: sensed-failed
+      namespace: gust-sensors      # created before the run (silent_fail would wait on failure)
+      poke_interval: 1
+      timeout: 90
+    job_missing:
+      operator: KubernetesResourceSensor
+      api_version: batch/v1
+      kind: Job
+      name: never-created
+      namespace: gust-sensors
+      poke_interval: 1
+"#;
+
+/// A Job of one pod in `ns` whose containers exit with `exit_code` (nodesim's annotation),
+/// tried once.
+fn sensed_job(name: &str, exit_code: u8) -> Job {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": {"sim.gust.dev/exit-code": exit_code.to_string()}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "work", "image": "busybox:1.36", "command": ["true"]}],
+                },
+            },
+        },
+    }))
+    .expect("a Job")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_resource_sensor_waits_for_a_real_job_to_complete_and_fails_on_a_failed_one() {
+    let Some(kubeconfig) =
+        cluster("the_resource_sensor_waits_for_a_real_job_to_complete_and_fails_on_a_failed_one")
+    else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    namespace(&client, "gust-sensors").await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "gust-sensors");
+    // Left by an earlier run of this test on the same cluster.
+    let background = kube::api::DeleteParams::background();
+    for name in ["sensed-complete", "sensed-failed"] {
+        let _ = jobs.delete(name, &background).await;
+        for _ in 0..300 {
+            if jobs.get_opt(name).await.expect("reading jobs").is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    jobs.create(&PostParams::default(), &sensed_job("sensed-failed", 3))
+        .await
+        .expect("creating Job sensed-failed");
+    let dags = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dags.path().join("sensor.yaml"), RESOURCE_SENSOR).expect("write");
+    let dags_path = dags.path().to_path_buf();
+    let config = kubeconfig.clone();
+    let run = tokio::spawn(async move {
+        dags_test(&config, &dags_path, "real_cluster_resource_sensor").await
+    });
+    // The sensor pokes a few times before its Job exists.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    jobs.create(&PostParams::default(), &sensed_job("sensed-complete", 0))
+        .await
+        .expect("creating Job sensed-complete");
+    let ran = run.await.expect("joined");
+    let states = common::final_states(&ran.stdout);
+    let state = |task: &str| states.get(task).map(String::as_str);
+    assert_eq!(state("job_complete"), Some("success"), "{}", ran.stdout);
+    assert_eq!(state("job_failed"), Some("failed"), "{}", ran.stdout);
+    assert_eq!(state("job_missing"), Some("failed"), "{}", ran.stdout);
+    assert!(!ran.success, "failed sensors fail the run");
+    // It waited: the Job did not exist, then did not complete, at its first pokes.
+    assert!(
+        ran.stdout.contains("job_complete: up_for_reschedule"),
+        "{}",
+        ran.stdout
+    );
+    let log = ran.log("job_complete");
+    assert!(
+        log.contains("Poking: Job gust-sensors/sensed-complete on cluster"),
+        "{log}"
+    );
+    let log = ran.log("job_failed");
+    let line = line_with(&log, "Sensor poke failed");
+    assert!(
+        line.contains("Job gust-sensors/sensed-failed failed")
+            && line.contains("BackoffLimitExceeded"),
+        "{line}"
+    );
+    let log = ran.log("job_missing");
+    let line = line_with(&log, "Sensor poke failed");
+    assert!(
+        line.contains("gust-sensors/never-created does not exist"),
+        "{line}"
+    );
+}
+
 /// A pod DAG in the namespace `gust-rbac`, as the ServiceAccount `gust rbac` prints may run it.
 const RBAC_DAG: &str = r#"
 real_cluster_rbac:

@@ -39,6 +39,39 @@ macro_rules! bind {
     }};
 }
 
+/// Opens a connection with `$options`, runs `$query`, reads the first row's first cell with
+/// `$cell` and closes the connection: `None` when there is no row.
+macro_rules! first_row_cell {
+    ($options:expr, $query:expr, $cell:expr) => {{
+        let mut db = connect($options).await?;
+        let row = bounded($query.fetch_optional(&mut db)).await;
+        let _ = db.close().await;
+        row?.map(|row| $cell(&row)).transpose()
+    }};
+}
+
+/// Sets what PostgreSQL's and MySQL's connect options take alike from Airflow's connection
+/// fields: host (default localhost), port (default `$port`), login, password and schema (the
+/// database).
+macro_rules! server_fields {
+    ($options:expr, $conn:expr, $port:expr) => {{
+        let conn: &TemplateConnection = $conn;
+        let mut options = $options
+            .host(non_empty(&conn.host).unwrap_or("localhost"))
+            .port(port(conn, $port)?);
+        if let Some(login) = non_empty(&conn.login) {
+            options = options.username(login);
+        }
+        if let Some(password) = non_empty(&conn.password) {
+            options = options.password(password);
+        }
+        if let Some(database) = non_empty(&conn.schema) {
+            options = options.database(database);
+        }
+        options
+    }};
+}
+
 /// Decodes the first cell as the first type in the list that the column's type fits.
 macro_rules! first_fitting {
     ($row:expr; $($ty:ty => $make:expr),* $(,)?) => {
@@ -119,8 +152,8 @@ pub async fn poke(
             said,
         );
     };
-    if let Some(password) = conn.password.clone().filter(|p| !p.is_empty()) {
-        gust_secrets::add([password]);
+    if let Some(password) = non_empty(&conn.password) {
+        gust_secrets::add([password.to_owned()]);
     }
     let Some(engine) = Engine::of(&conn) else {
         return (
@@ -181,7 +214,7 @@ fn one_line(text: &str) -> String {
 
 /// `text` with the connection's password hidden, even before the masker knows it.
 fn mask(text: &str, conn: &TemplateConnection) -> String {
-    match conn.password.as_deref().filter(|p| !p.is_empty()) {
+    match non_empty(&conn.password) {
         Some(password) => text.replace(password, "***"),
         None => text.to_owned(),
     }
@@ -193,27 +226,23 @@ async fn first_cell(
     conn: &TemplateConnection,
     prepared: &Prepared,
 ) -> Result<Option<Cell>, String> {
+    // PostgreSQL's parameters are written into the query (`Style::PyformatInline`).
     match engine {
-        Engine::Postgres => {
-            let mut db = connect(postgres_options(conn)?).await?;
-            let row = bounded(sqlx::query(&prepared.sql).fetch_optional(&mut db)).await;
-            let _ = db.close().await;
-            row?.map(|row| postgres_cell(&row)).transpose()
-        }
-        Engine::MySql => {
-            let mut db = connect(mysql_options(conn)?).await?;
-            let query = bind!(sqlx::query(&prepared.sql), &prepared.binds);
-            let row = bounded(query.fetch_optional(&mut db)).await;
-            let _ = db.close().await;
-            row?.map(|row| mysql_cell(&row)).transpose()
-        }
-        Engine::Sqlite => {
-            let mut db = connect(sqlite_options(conn)?).await?;
-            let query = bind!(sqlx::query(&prepared.sql), &prepared.binds);
-            let row = bounded(query.fetch_optional(&mut db)).await;
-            let _ = db.close().await;
-            row?.map(|row| sqlite_cell(&row)).transpose()
-        }
+        Engine::Postgres => first_row_cell!(
+            postgres_options(conn)?,
+            sqlx::query(&prepared.sql),
+            postgres_cell
+        ),
+        Engine::MySql => first_row_cell!(
+            mysql_options(conn)?,
+            bind!(sqlx::query(&prepared.sql), &prepared.binds),
+            mysql_cell
+        ),
+        Engine::Sqlite => first_row_cell!(
+            sqlite_options(conn)?,
+            bind!(sqlx::query(&prepared.sql), &prepared.binds),
+            sqlite_cell
+        ),
     }
 }
 
@@ -257,6 +286,11 @@ fn error_text(err: &sqlx::Error) -> String {
     text
 }
 
+/// A connection field that is set and not empty.
+fn non_empty(field: &Option<String>) -> Option<&str> {
+    field.as_deref().filter(|text| !text.is_empty())
+}
+
 fn port(conn: &TemplateConnection, default: u16) -> Result<u16, String> {
     conn.port.map_or(Ok(default), |port| {
         u16::try_from(port).map_err(|_| format!("its port {port} is not a port number"))
@@ -274,24 +308,11 @@ fn extra(conn: &TemplateConnection) -> serde_json::Map<String, serde_json::Value
 /// Airflow's Postgres connection: host, port (5432), login, password, schema as the database,
 /// `sslmode` in the extra.
 fn postgres_options(conn: &TemplateConnection) -> Result<sqlx::postgres::PgConnectOptions, String> {
-    let mut options = sqlx::postgres::PgConnectOptions::new_without_pgpass()
-        .host(
-            conn.host
-                .as_deref()
-                .filter(|h| !h.is_empty())
-                .unwrap_or("localhost"),
-        )
-        .port(port(conn, 5432)?)
-        .application_name("gust-sql-sensor");
-    if let Some(login) = conn.login.as_deref().filter(|l| !l.is_empty()) {
-        options = options.username(login);
-    }
-    if let Some(password) = conn.password.as_deref().filter(|p| !p.is_empty()) {
-        options = options.password(password);
-    }
-    if let Some(database) = conn.schema.as_deref().filter(|s| !s.is_empty()) {
-        options = options.database(database);
-    }
+    let mut options = server_fields!(
+        sqlx::postgres::PgConnectOptions::new_without_pgpass().application_name("gust-sql-sensor"),
+        conn,
+        5432
+    );
     if let Some(mode) = extra(conn)
         .get("sslmode")
         .and_then(serde_json::Value::as_str)
@@ -307,23 +328,7 @@ fn postgres_options(conn: &TemplateConnection) -> Result<sqlx::postgres::PgConne
 /// Airflow's MySQL connection: host, port (3306), login, password, schema as the database,
 /// `unix_socket` in the extra.
 fn mysql_options(conn: &TemplateConnection) -> Result<sqlx::mysql::MySqlConnectOptions, String> {
-    let mut options = sqlx::mysql::MySqlConnectOptions::new()
-        .host(
-            conn.host
-                .as_deref()
-                .filter(|h| !h.is_empty())
-                .unwrap_or("localhost"),
-        )
-        .port(port(conn, 3306)?);
-    if let Some(login) = conn.login.as_deref().filter(|l| !l.is_empty()) {
-        options = options.username(login);
-    }
-    if let Some(password) = conn.password.as_deref().filter(|p| !p.is_empty()) {
-        options = options.password(password);
-    }
-    if let Some(database) = conn.schema.as_deref().filter(|s| !s.is_empty()) {
-        options = options.database(database);
-    }
+    let mut options = server_fields!(sqlx::mysql::MySqlConnectOptions::new(), conn, 3306);
     if let Some(socket) = extra(conn)
         .get("unix_socket")
         .and_then(serde_json::Value::as_str)
@@ -335,10 +340,8 @@ fn mysql_options(conn: &TemplateConnection) -> Result<sqlx::mysql::MySqlConnectO
 
 /// Airflow's SQLite connection: the database file is its host (or its schema).
 fn sqlite_options(conn: &TemplateConnection) -> Result<sqlx::sqlite::SqliteConnectOptions, String> {
-    let file = [conn.host.as_deref(), conn.schema.as_deref()]
-        .into_iter()
-        .flatten()
-        .find(|f| !f.is_empty())
+    let file = non_empty(&conn.host)
+        .or_else(|| non_empty(&conn.schema))
         .ok_or_else(|| "it names no database file: set its host to the file's path".to_owned())?;
     Ok(sqlx::sqlite::SqliteConnectOptions::new()
         .filename(file)

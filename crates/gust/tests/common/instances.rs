@@ -49,13 +49,8 @@ pub fn airflow_runs(
 ) -> BTreeMap<String, AirflowRun> {
     let home = root.join("airflow-home");
     let airflow = |args: &[&str]| {
-        #[allow(clippy::disallowed_methods, reason = "the test runs Airflow")]
-        let output = std::process::Command::new(python)
+        let output = super::airflow_command(python, &home, dags)
             .args(args)
-            .env("AIRFLOW_HOME", &home)
-            .env("AIRFLOW__CORE__DAGS_FOLDER", dags)
-            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-            .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False")
             .envs(env.iter().copied())
             .output()
             .expect("airflow runs");

@@ -108,6 +108,19 @@ pub fn airflow_python() -> Option<PathBuf> {
     }
 }
 
+/// Airflow (`python`, the Airflow venv's) with `home` as AIRFLOW_HOME and `dags` as its DAGs
+/// folder, without Airflow's example DAGs or dag-factory's telemetry: add the arguments.
+pub fn airflow_command(python: &Path, home: &Path, dags: &Path) -> std::process::Command {
+    #[allow(clippy::disallowed_methods, reason = "the test runs Airflow")]
+    let mut command = std::process::Command::new(python);
+    command
+        .env("AIRFLOW_HOME", home)
+        .env("AIRFLOW__CORE__DAGS_FOLDER", dags)
+        .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+        .env("AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY", "False");
+    command
+}
+
 /// Each task's last state in `gust dags test`'s progress lines (`<time> <task>: <state>...`).
 pub fn final_states(stdout: &str) -> std::collections::BTreeMap<String, String> {
     let mut states = std::collections::BTreeMap::new();
