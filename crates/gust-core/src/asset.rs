@@ -203,12 +203,45 @@ fn split_uri(uri: &str) -> UriParts<'_> {
     }
 }
 
+/// An asset alias (Airflow 3's `AssetAlias(name, group)`): a name tasks attach assets to at run
+/// time (`outlet_events[AssetAlias(name)].add(Asset(...))`). A DAG scheduled on an alias is
+/// scheduled on the assets attached to it so far; one attached to none is never triggered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AssetAlias {
+    /// The alias's name.
+    pub name: String,
+    /// Its group (default `asset`, as Airflow's).
+    pub group: String,
+}
+
+impl AssetAlias {
+    /// `AssetAlias(name=, group=)`, the name and group checked as an asset's.
+    pub fn new(name: &str, group: Option<&str>) -> Result<Self, AssetError> {
+        let group = group.unwrap_or(DEFAULT_GROUP);
+        for (field, value) in [("name", name), ("group", group)] {
+            if value.is_empty() || value.len() > MAX_IDENTIFIER || value.trim().is_empty() {
+                return Err(AssetError::Identifier {
+                    field,
+                    value: value.chars().take(100).collect(),
+                });
+            }
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            group: group.to_owned(),
+        })
+    }
+}
+
 /// A condition on asset updates: a DAG scheduled on it gets a run once it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetCondition {
     /// This asset was updated.
     Asset(Asset),
+    /// One of the assets attached to this alias was updated (see
+    /// [`AssetCondition::resolve_aliases`]).
+    Alias(AssetAlias),
     /// Every one holds (`&`, a list of assets).
     All(Vec<AssetCondition>),
     /// One holds (`|`).
@@ -241,16 +274,40 @@ impl AssetCondition {
         }
     }
 
-    /// Whether the condition holds when the assets `updated` says were updated.
-    pub fn is_met(&self, updated: &dyn Fn(&Asset) -> bool) -> bool {
+    /// Whether the condition holds when the assets `updated` says were updated. An alias
+    /// holds when one of the assets `aliased` says are attached to it was updated, as Airflow's
+    /// `AssetEvaluator` resolves aliases when it evaluates.
+    pub fn is_met(
+        &self,
+        updated: &dyn Fn(&Asset) -> bool,
+        aliased: &dyn Fn(&AssetAlias) -> Vec<Asset>,
+    ) -> bool {
         match self {
             AssetCondition::Asset(asset) => updated(asset),
-            AssetCondition::All(items) => items.iter().all(|c| c.is_met(updated)),
-            AssetCondition::Any(items) => items.iter().any(|c| c.is_met(updated)),
+            AssetCondition::Alias(alias) => aliased(alias).iter().any(updated),
+            AssetCondition::All(items) => items.iter().all(|c| c.is_met(updated, aliased)),
+            AssetCondition::Any(items) => items.iter().any(|c| c.is_met(updated, aliased)),
         }
     }
 
-    /// Every asset the condition names, each once.
+    /// Every alias the condition names, each once.
+    #[must_use]
+    pub fn aliases(&self) -> BTreeSet<&AssetAlias> {
+        let mut out = BTreeSet::new();
+        let mut pending = vec![self];
+        while let Some(condition) = pending.pop() {
+            match condition {
+                AssetCondition::Asset(_) => {}
+                AssetCondition::Alias(alias) => {
+                    out.insert(alias);
+                }
+                AssetCondition::All(items) | AssetCondition::Any(items) => pending.extend(items),
+            }
+        }
+        out
+    }
+
+    /// Every asset the condition names, each once (not those attached to its aliases).
     #[must_use]
     pub fn assets(&self) -> BTreeSet<&Asset> {
         let mut out = BTreeSet::new();
@@ -263,6 +320,7 @@ impl AssetCondition {
             AssetCondition::Asset(asset) => {
                 out.insert(asset);
             }
+            AssetCondition::Alias(_) => {}
             AssetCondition::All(items) | AssetCondition::Any(items) => {
                 for item in items {
                     item.collect(out);
@@ -280,6 +338,9 @@ impl AssetCondition {
             AssetCondition::Asset(asset) => serde_json::json!({"asset": {
                 "uri": asset.uri, "name": asset.name, "group": asset.group, "id": id_of(asset),
             }}),
+            AssetCondition::Alias(alias) => serde_json::json!({"alias": {
+                "name": alias.name, "group": alias.group,
+            }}),
             AssetCondition::All(items) => serde_json::json!({
                 "all": items.iter().map(|c| c.expression(id_of)).collect::<Vec<_>>(),
             }),
@@ -294,6 +355,7 @@ impl fmt::Display for AssetCondition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (items, op) = match self {
             AssetCondition::Asset(asset) => return write!(f, "{}", asset.uri),
+            AssetCondition::Alias(alias) => return write!(f, "alias:{}", alias.name),
             AssetCondition::All(items) => (items, " & "),
             AssetCondition::Any(items) => (items, " | "),
         };
@@ -587,7 +649,11 @@ mod tests {
     fn a_condition_is_met_by_the_updated_assets() {
         let resolve = |w: &str| Asset::from_uri(w);
         let cond = parse_condition("(a & b) | c", &resolve).unwrap();
-        let met = |names: &[&str]| cond.is_met(&|a: &Asset| names.contains(&a.uri.as_str()));
+        let met = |names: &[&str]| {
+            cond.is_met(&|a: &Asset| names.contains(&a.uri.as_str()), &|_| {
+                Vec::new()
+            })
+        };
         assert!(!met(&[]));
         assert!(!met(&["a"]));
         assert!(met(&["a", "b"]));
@@ -602,5 +668,32 @@ mod tests {
                 {"asset": {"uri": "b", "name": "b", "group": "asset", "id": null}}]},
                 {"asset": {"uri": "c", "name": "c", "group": "asset", "id": 7}}]})
         );
+    }
+
+    #[test]
+    fn an_alias_holds_when_an_asset_attached_to_it_was_updated() {
+        let alias = AssetAlias::new("example-alias", None).unwrap();
+        let cond = AssetCondition::Alias(alias.clone()).and(asset("c"));
+        let attached = |a: &AssetAlias| {
+            if a.name == "example-alias" {
+                vec![Asset::from_uri("s3://bucket/my-task").unwrap()]
+            } else {
+                Vec::new()
+            }
+        };
+        let met =
+            |names: &[&str]| cond.is_met(&|a: &Asset| names.contains(&a.uri.as_str()), &attached);
+        assert!(met(&["s3://bucket/my-task", "c"]));
+        assert!(!met(&["c"]));
+        // An alias no asset is attached to never holds.
+        let alone = AssetCondition::Alias(alias.clone());
+        assert!(!alone.is_met(&|_| true, &|_| Vec::new()));
+        assert_eq!(cond.aliases().into_iter().collect::<Vec<_>>(), vec![&alias]);
+        assert_eq!(cond.assets().len(), 1);
+        assert_eq!(
+            alone.expression(&|_| None),
+            serde_json::json!({"alias": {"name": "example-alias", "group": "asset"}})
+        );
+        assert!(AssetAlias::new(" ", None).is_err());
     }
 }

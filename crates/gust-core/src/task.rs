@@ -92,6 +92,11 @@ pub struct TaskSettings {
     /// The assets a successful try updates (an asset event each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outlets: Vec<crate::asset::Asset>,
+    /// The asset aliases among its outlets: a successful try's events attached through them
+    /// (`outlet_events[AssetAlias(name)].add(asset)`) are recorded, the assets attached to the
+    /// alias.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outlet_aliases: Vec<crate::asset::AssetAlias>,
     /// The assets the task reads (shown, and in `inlet_events` of Python tasks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inlets: Vec<crate::asset::Asset>,
@@ -174,6 +179,7 @@ impl Default for TaskSettings {
             callbacks: TaskCallbacks::default(),
             notifiers: crate::notify::Notifiers::default(),
             outlets: Vec::new(),
+            outlet_aliases: Vec::new(),
             inlets: Vec::new(),
         }
     }

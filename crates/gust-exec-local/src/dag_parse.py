@@ -145,27 +145,60 @@ def callable_path(fn):
     return "%s.%s" % (getattr(fn, "__module__", None) or type(fn).__module__, name)
 
 
+def asset_shape(value):
+    """An asset, an asset alias or a condition of them in dag-factory's shape (an asset map, an
+    alias map, `{and: [...]}`, `{or: [...]}`); None for what Gust cannot read (an asset
+    reference)."""
+    from airflow.sdk.definitions.asset import Asset, AssetAlias, AssetAll, AssetAny
+
+    if isinstance(value, Asset):
+        shape = {"__type__": "airflow.sdk.Asset", "name": value.name, "uri": value.uri,
+                 "group": value.group}
+        if value.extra:
+            try:
+                shape["extra"] = plain(dict(value.extra), "the asset's extra")
+            except NotExpressible:
+                return None
+        return shape
+    if isinstance(value, AssetAlias):
+        return {"__type__": "airflow.sdk.AssetAlias", "name": value.name, "group": value.group}
+    if isinstance(value, (AssetAll, AssetAny)):
+        parts = [asset_shape(item) for item in value.objects]
+        if any(part is None for part in parts):
+            return None
+        return {"and" if isinstance(value, AssetAll) else "or": parts}
+    return None
+
+
 def schedule(dag, problems):
     value = dag.schedule if hasattr(dag, "schedule") else None
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, datetime.timedelta):
         return timedelta(value)
-    from airflow.sdk.definitions.asset import Asset, AssetAll
+    if isinstance(value, (list, tuple)):
+        parts = [asset_shape(item) for item in value]
+        if parts and all(part is not None for part in parts):
+            return parts
+    else:
+        condition = asset_shape(value)
+        if condition is not None:
+            return {"assets": condition}
+    from airflow.sdk.definitions.timetables.assets import AssetOrTimeSchedule
 
-    if isinstance(value, Asset):
-        return [value.uri]
-    if isinstance(value, AssetAll) and all(isinstance(a, Asset) for a in value.objects):
-        return [a.uri for a in value.objects]
-    if isinstance(value, (list, tuple)) and all(isinstance(a, Asset) for a in value):
-        return [a.uri for a in value]
+    if isinstance(value, AssetOrTimeSchedule):
+        condition = asset_shape(value.asset_condition)
+        time = timetable_shape(value.timetable)
+        if condition is not None and time is not None:
+            return {"__type__": "airflow.timetables.assets.AssetOrTimeSchedule",
+                    "assets": condition, "timetable": time}
     shape = timetable_shape(value)
     if shape is not None:
         return shape
     problems.append(
         "DAG %s: its schedule (%s) cannot be read by Gust yet; use a cron expression, a preset, "
-        "a timedelta, None, a list of assets or one of Airflow's cron, delta, events and "
-        "continuous timetables" % (dag.dag_id, type(value).__qualname__)
+        "a timedelta, None, assets and asset aliases or one of Airflow's cron, delta, events "
+        "and continuous timetables" % (dag.dag_id, type(value).__qualname__)
     )
     return None
 
@@ -225,9 +258,8 @@ def timetable_shape(value):
 
 
 def assets(values):
-    from airflow.sdk.definitions.asset import Asset
-
-    return [a.uri for a in values if isinstance(a, Asset)]
+    """A task's outlets or inlets: its assets and asset aliases (references are left out)."""
+    return [shape for shape in (asset_shape(a) for a in values) if shape is not None]
 
 
 def task_shape(task, dag_module):

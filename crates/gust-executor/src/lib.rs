@@ -245,6 +245,9 @@ pub struct OutletEvent {
     pub uri: String,
     /// The event's extra.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// The alias it was emitted through (`outlet_events[AssetAlias(name)].add(asset)`), with
+    /// the extra the asset was given there; `None` for an event of an outlet asset itself.
+    pub through_alias: Option<(String, serde_json::Map<String, serde_json::Value>)>,
 }
 
 /// Why a try failed.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use gust_dagfile::DagBag;
-use gust_store::{AssetRef, AssetRefKind, ImportError, Store, StoreError, StoredDag};
+use gust_store::{AliasRef, AssetRef, AssetRefKind, ImportError, Store, StoreError, StoredDag};
 
 /// Records `bag` in `store`. A DAG seen for the first time starts paused when its file says so
 /// (`is_paused_upon_creation`), else when `paused_by_default` (`[core]
@@ -77,9 +77,32 @@ pub async fn record_dags(
         store
             .record_dag_assets(dag.id.as_str(), &asset_refs(dag), now)
             .await?;
+        store
+            .record_dag_aliases(dag.id.as_str(), &alias_refs(dag), now)
+            .await?;
         recorded.push(dag.id.to_string());
     }
     Ok(recorded)
+}
+
+/// The asset aliases `dag` names: in its schedule, and in each task's outlets.
+fn alias_refs(dag: &gust_core::dag::Dag) -> BTreeSet<AliasRef> {
+    let mut refs = BTreeSet::new();
+    if let Some(condition) = &dag.settings.assets {
+        refs.extend(condition.aliases().into_iter().map(|alias| AliasRef {
+            alias: alias.clone(),
+            task_id: String::new(),
+            kind: AssetRefKind::Schedule,
+        }));
+    }
+    for task in dag.tasks() {
+        refs.extend(task.settings.outlet_aliases.iter().map(|alias| AliasRef {
+            alias: alias.clone(),
+            task_id: task.id.to_string(),
+            kind: AssetRefKind::Outlet,
+        }));
+    }
+    refs
 }
 
 /// What `dag` says about assets: those its schedule names, and each task's outlets and inlets.

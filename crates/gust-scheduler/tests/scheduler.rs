@@ -654,6 +654,7 @@ async fn reported_outlet_events_carry_their_extras_one_event_each(store: Store) 
                     .as_object()
                     .cloned()
                     .unwrap_or_default(),
+                through_alias: None,
             };
             Arc::new(Scripted {
                 local,
@@ -705,6 +706,100 @@ async fn reported_outlet_events_carry_their_extras_one_event_each(store: Store) 
             ),
             ("s3://bucket/other".to_owned(), serde_json::json!({})),
         ]
+    );
+}
+
+const THROUGH_ALIAS: &str = r#"
+alias_producer:
+  schedule: null
+  tasks:
+    emit:
+      operator: BashOperator
+      bash_command: 'true'
+      outlets: [{__type__: airflow.sdk.AssetAlias, name: example-alias}]
+alias_consumer:
+  schedule: [{__type__: airflow.sdk.AssetAlias, name: example-alias}]
+  tasks:
+    use: {operator: BashOperator, bash_command: 'true'}
+"#;
+
+both_engines!(a_dag_scheduled_on_an_alias_runs_once_an_asset_is_attached_to_it_and_updated);
+
+/// As Airflow's `AssetAlias`: an event a try emits through its outlet alias records the asset
+/// (created, attached to the alias), and queues the DAGs scheduled on the alias, which run.
+/// Events emitted through an alias the task does not name are left out.
+async fn a_dag_scheduled_on_an_alias_runs_once_an_asset_is_attached_to_it_and_updated(
+    store: Store,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("alias.yaml"), THROUGH_ALIAS).expect("dag file");
+    let (stop, handle) = start_through(
+        &store,
+        &dags,
+        dir.path(),
+        |_, _| {},
+        |local, events| {
+            let through = |alias: &str| gust_executor::OutletEvent {
+                name: "s3://bucket/my-task".to_owned(),
+                uri: "s3://bucket/my-task".to_owned(),
+                extra: serde_json::Map::new(),
+                through_alias: Some((alias.to_owned(), serde_json::Map::new())),
+            };
+            Arc::new(Scripted {
+                local,
+                events,
+                task: "emit",
+                outcome: TryOutcome::SucceededReporting {
+                    xcom: None,
+                    skip: Vec::new(),
+                    outlet_events: vec![through("example-alias"), through("not-its-alias")],
+                },
+            })
+        },
+    )
+    .await;
+    let run_id = trigger(&store, &dags, "alias_producer", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "alias_producer", &run_id).await,
+        DagRunState::Success
+    );
+    let runs = wait_for_asset_runs(&store, "alias_consumer", 1).await;
+    assert_eq!(
+        wait_for_run(&store, "alias_consumer", &runs[0]).await,
+        DagRunState::Success
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+    let attached = store.aliased_assets().await.expect("aliased assets");
+    assert_eq!(
+        attached
+            .iter()
+            .map(|a| (a.alias.as_str(), a.uri.as_str()))
+            .collect::<Vec<_>>(),
+        [("example-alias", "s3://bucket/my-task")]
+    );
+    let filter = gust_store::AssetEventFilter {
+        alias: Some("example-alias".to_owned()),
+        ..Default::default()
+    };
+    let (events, total) = store
+        .asset_events(&filter, "id", 10, 0)
+        .await
+        .expect("events");
+    assert_eq!(
+        total, 1,
+        "one event, through the task's own alias: {events:?}"
+    );
+    assert_eq!(events[0].source_task_id.as_deref(), Some("emit"));
+    let consumed = store
+        .run_asset_events("alias_consumer", &runs[0])
+        .await
+        .expect("consumed events");
+    assert_eq!(
+        consumed.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [events[0].id]
     );
 }
 

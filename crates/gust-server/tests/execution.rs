@@ -761,6 +761,7 @@ async fn a_task_reads_assets_and_their_events_as_airflow_answers() {
                 .cloned()
                 .unwrap_or_default(),
             source: Some(("etl".into(), "r".into(), "load".into())),
+            aliases: Vec::new(),
             timestamp: at(minute),
         };
         store.create_asset_events(&[event]).await.expect("events");

@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use gust_core::asset::Asset;
+use gust_core::asset::{Asset, AssetAlias};
 use sqlx::Row;
 
 use crate::error::query;
@@ -62,6 +62,30 @@ pub struct AssetRef {
     pub kind: AssetRefKind,
 }
 
+/// One reference of a DAG to an asset alias: its schedule names it, or a task's outlets do.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AliasRef {
+    /// The alias.
+    pub alias: AssetAlias,
+    /// The task (empty for the schedule).
+    pub task_id: String,
+    /// How ([`AssetRefKind::Schedule`] or [`AssetRefKind::Outlet`]).
+    pub kind: AssetRefKind,
+}
+
+/// An asset attached to an alias by an event emitted through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasedAsset {
+    /// The alias's name.
+    pub alias: String,
+    /// The asset's name.
+    pub name: String,
+    /// The asset's URI.
+    pub uri: String,
+    /// The asset's group.
+    pub group: String,
+}
+
 /// A stored asset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAsset {
@@ -105,6 +129,9 @@ pub struct NewAssetEvent {
     pub extra: serde_json::Map<String, serde_json::Value>,
     /// The try that emitted it: DAG, run and task (none for an event posted to the API).
     pub source: Option<(String, String, String)>,
+    /// The aliases it was emitted through (`outlet_events[AssetAlias(name)].add(asset)`): the
+    /// asset is attached to each, and the DAGs scheduled on them are queued too.
+    pub aliases: Vec<AssetAlias>,
     /// When.
     pub timestamp: DateTime<Utc>,
 }
@@ -157,6 +184,8 @@ pub struct AssetEventFilter {
     pub name: Option<String>,
     /// Of the asset with this URI.
     pub uri: Option<String>,
+    /// Emitted through the alias of this name.
+    pub alias: Option<String>,
 }
 
 /// An event waiting for a DAG scheduled on its asset.
@@ -264,6 +293,54 @@ macro_rules! insert_event {
             .execute(&mut *$tx)
             .await
             .map_err(query("queueing an asset event"))?;
+        for alias in &event.aliases {
+            // As Airflow's `register_asset_change` with `source_alias_names`: the asset is
+            // attached to the alias, the event recorded as the alias's, and the unpaused DAGs
+            // scheduled on the alias queued for the asset.
+            let upsert = $store.sql(
+                "INSERT INTO asset_aliases (name, alias_group) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET alias_group = excluded.alias_group RETURNING id",
+            );
+            let alias_id = sqlx::query_scalar::<_, i64>(&upsert)
+                .bind(&alias.name)
+                .bind(&alias.group)
+                .fetch_one(&mut *$tx)
+                .await
+                .map_err(query("recording an asset alias"))?;
+            let attach = $store.sql(
+                "INSERT INTO asset_alias_assets (alias_id, asset_id) VALUES ($1, $2) \
+                 ON CONFLICT (alias_id, asset_id) DO NOTHING",
+            );
+            sqlx::query(&attach)
+                .bind(alias_id)
+                .bind($asset_id)
+                .execute(&mut *$tx)
+                .await
+                .map_err(query("attaching an asset to an alias"))?;
+            let through = $store.sql(
+                "INSERT INTO asset_alias_events (alias_id, event_id) VALUES ($1, $2) \
+                 ON CONFLICT (alias_id, event_id) DO NOTHING",
+            );
+            sqlx::query(&through)
+                .bind(alias_id)
+                .bind(id)
+                .execute(&mut *$tx)
+                .await
+                .map_err(query("recording an alias's asset event"))?;
+            let queue = $store.sql(
+                "INSERT INTO asset_queue (asset_id, target_dag_id, created_at) \
+                 SELECT $1, r.dag_id, $2 FROM asset_alias_references r JOIN dags d ON d.dag_id = r.dag_id \
+                 WHERE r.alias_id = $3 AND r.kind = 'schedule' AND d.is_paused = 0 AND d.is_active = 1 \
+                 ON CONFLICT (asset_id, target_dag_id) DO NOTHING",
+            );
+            sqlx::query(&queue)
+                .bind($asset_id)
+                .bind(to_db(event.timestamp))
+                .bind(alias_id)
+                .execute(&mut *$tx)
+                .await
+                .map_err(query("queueing an alias's asset event"))?;
+        }
         id
     }};
 }
@@ -290,7 +367,9 @@ impl Store {
         );
         let unqueue = self.sql(
             "DELETE FROM asset_queue WHERE target_dag_id = $1 AND asset_id NOT IN \
-             (SELECT asset_id FROM asset_references WHERE dag_id = $1 AND kind = 'schedule')",
+             (SELECT asset_id FROM asset_references WHERE dag_id = $1 AND kind = 'schedule') \
+             AND asset_id NOT IN (SELECT aa.asset_id FROM asset_alias_assets aa JOIN asset_alias_references ar \
+             ON ar.alias_id = aa.alias_id WHERE ar.dag_id = $1 AND ar.kind = 'schedule')",
         );
         let failed = query("recording a DAG's assets");
         with_pool!(self, pool => {
@@ -328,6 +407,94 @@ impl Store {
             sqlx::query(&unqueue).bind(dag_id).execute(&mut *tx).await.map_err(failed)?;
             tx.commit().await.map_err(failed)?;
             Ok(())
+        })
+    }
+
+    /// Records which aliases `dag_id` refers to (its schedule's, its tasks' outlets'), creating
+    /// the aliases it is the first to name, as Airflow's DAG processor does. Queued events of
+    /// assets attached only to aliases its schedule no longer names go.
+    pub async fn record_dag_aliases(
+        &self,
+        dag_id: &str,
+        refs: &BTreeSet<AliasRef>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let existing = self.sql(
+            "SELECT r.alias_id, r.task_id, r.kind FROM asset_alias_references r WHERE r.dag_id = $1",
+        );
+        let upsert = self.sql(
+            "INSERT INTO asset_aliases (name, alias_group) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET alias_group = excluded.alias_group RETURNING id",
+        );
+        let insert = self.sql(
+            "INSERT INTO asset_alias_references (alias_id, dag_id, task_id, kind, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (alias_id, dag_id, task_id, kind) DO NOTHING",
+        );
+        let delete = self.sql(
+            "DELETE FROM asset_alias_references WHERE alias_id = $1 AND dag_id = $2 AND task_id = $3 AND kind = $4",
+        );
+        let unqueue = self.sql(
+            "DELETE FROM asset_queue WHERE target_dag_id = $1 AND asset_id NOT IN \
+             (SELECT asset_id FROM asset_references WHERE dag_id = $1 AND kind = 'schedule') \
+             AND asset_id NOT IN (SELECT aa.asset_id FROM asset_alias_assets aa JOIN asset_alias_references ar \
+             ON ar.alias_id = aa.alias_id WHERE ar.dag_id = $1 AND ar.kind = 'schedule')",
+        );
+        let failed = query("recording a DAG's asset aliases");
+        with_pool!(self, pool => {
+            // A DAG with no aliases, now or before, costs one read.
+            let rows = sqlx::query(&existing).bind(dag_id).fetch_all(pool).await.map_err(failed)?;
+            if rows.is_empty() && refs.is_empty() {
+                return Ok(());
+            }
+            let mut old: BTreeSet<(i64, String, String)> = BTreeSet::new();
+            for r in &rows {
+                old.insert((r.try_get(0).map_err(failed)?, r.try_get(1).map_err(failed)?, r.try_get(2).map_err(failed)?));
+            }
+            let mut tx = pool.begin().await.map_err(failed)?;
+            let mut ids: HashMap<&AssetAlias, i64> = HashMap::new();
+            let mut new: BTreeSet<(i64, String, String)> = BTreeSet::new();
+            for r in refs {
+                let id = match ids.get(&r.alias) {
+                    Some(id) => *id,
+                    None => {
+                        let id: i64 = sqlx::query_scalar(&upsert).bind(&r.alias.name).bind(&r.alias.group)
+                            .fetch_one(&mut *tx).await.map_err(failed)?;
+                        ids.insert(&r.alias, id);
+                        id
+                    }
+                };
+                new.insert((id, r.task_id.clone(), r.kind.as_str().to_owned()));
+            }
+            for (id, task, kind) in new.difference(&old) {
+                sqlx::query(&insert).bind(id).bind(dag_id).bind(task).bind(kind).bind(to_db(now))
+                    .execute(&mut *tx).await.map_err(failed)?;
+            }
+            for (id, task, kind) in old.difference(&new) {
+                sqlx::query(&delete).bind(id).bind(dag_id).bind(task).bind(kind)
+                    .execute(&mut *tx).await.map_err(failed)?;
+            }
+            sqlx::query(&unqueue).bind(dag_id).execute(&mut *tx).await.map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            Ok(())
+        })
+    }
+
+    /// The assets attached to each alias so far, by alias name.
+    pub async fn aliased_assets(&self) -> Result<Vec<AliasedAsset>, StoreError> {
+        let sql = self.sql(
+            "SELECT al.name, a.name, a.uri, a.asset_group FROM asset_alias_assets aa \
+             JOIN asset_aliases al ON al.id = aa.alias_id JOIN assets a ON a.id = aa.asset_id \
+             ORDER BY al.name, a.id",
+        );
+        let failed = query("reading the assets of asset aliases");
+        with_pool!(self, pool => {
+            let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(failed)?;
+            rows.iter().map(|r| Ok(AliasedAsset {
+                alias: r.try_get(0).map_err(failed)?,
+                name: r.try_get(1).map_err(failed)?,
+                uri: r.try_get(2).map_err(failed)?,
+                group: r.try_get(3).map_err(failed)?,
+            })).collect()
         })
     }
 
@@ -370,6 +537,7 @@ impl Store {
             },
             extra,
             source: None,
+            aliases: Vec::new(),
             timestamp: at,
         };
         let failed = query("recording an asset event");
@@ -523,6 +691,13 @@ impl Store {
         if filter.uri.is_some() {
             conditions.push(format!("a.uri = {}", next()));
         }
+        if filter.alias.is_some() {
+            conditions.push(format!(
+                "e.id IN (SELECT ae.event_id FROM asset_alias_events ae JOIN asset_aliases al \
+                 ON al.id = ae.alias_id WHERE al.name = {})",
+                next()
+            ));
+        }
         let (limit_at, offset_at) = (next(), next());
         let conditions = conditions.join(" AND ");
         let list = self.sql_owned(format!(
@@ -561,6 +736,9 @@ impl Store {
                     q = q.bind(v.clone());
                 }
                 if let Some(v) = &filter.uri {
+                    q = q.bind(v.clone());
+                }
+                if let Some(v) = &filter.alias {
                     q = q.bind(v.clone());
                 }
                 q
@@ -695,10 +873,14 @@ impl Store {
         let consume = self.sql(
             "INSERT INTO run_asset_events (dag_id, run_id, event_id) \
              SELECT $1, $2, e.id FROM asset_events e \
-             WHERE e.asset_id IN (SELECT asset_id FROM asset_references WHERE dag_id = $1 AND kind = 'schedule') \
+             WHERE (e.asset_id IN (SELECT asset_id FROM asset_references WHERE dag_id = $1 AND kind = 'schedule') \
+               OR e.id IN (SELECT ae.event_id FROM asset_alias_events ae JOIN asset_alias_references ar \
+                 ON ar.alias_id = ae.alias_id WHERE ar.dag_id = $1 AND ar.kind = 'schedule')) \
              AND e.timestamp <= $3 AND e.timestamp > COALESCE( \
                (SELECT MAX(logical_date) FROM dag_runs WHERE dag_id = $1 AND run_type = 'asset_triggered' AND logical_date < $3), \
-               CASE WHEN $4 = 1 THEN NULL ELSE (SELECT MIN(created_at) FROM asset_references WHERE dag_id = $1 AND kind = 'schedule') END, \
+               CASE WHEN $4 = 1 THEN NULL ELSE (SELECT MIN(s.created_at) FROM ( \
+                 SELECT created_at FROM asset_references WHERE dag_id = $1 AND kind = 'schedule' UNION ALL \
+                 SELECT created_at FROM asset_alias_references WHERE dag_id = $1 AND kind = 'schedule') s) END, \
                $5) \
              ON CONFLICT DO NOTHING",
         );

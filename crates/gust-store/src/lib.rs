@@ -40,8 +40,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use assets::{
-    AssetEventFilter, AssetRef, AssetRefKind, ConsumingRun, EVENT_ORDERS, NewAssetEvent,
-    QueuedAssetEvent, StoredAsset, StoredAssetEvent, StoredAssetRef,
+    AliasRef, AliasedAsset, AssetEventFilter, AssetRef, AssetRefKind, ConsumingRun, EVENT_ORDERS,
+    NewAssetEvent, QueuedAssetEvent, StoredAsset, StoredAssetEvent, StoredAssetRef,
 };
 pub use backfills::{BackfillGate, NewBackfill, StoredBackfill};
 pub use claims::DagClaim;
@@ -373,6 +373,10 @@ mod schema_tests {
             (
                 include_str!("../migrations/sqlite/0016_parse_duration.sql"),
                 include_str!("../migrations/postgres/0016_parse_duration.sql"),
+            ),
+            (
+                include_str!("../migrations/sqlite/0017_asset_aliases.sql"),
+                include_str!("../migrations/postgres/0017_asset_aliases.sql"),
             ),
         ];
         assert_eq!(

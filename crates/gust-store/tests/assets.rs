@@ -105,6 +105,7 @@ fn emitted(uri: &str, minute: u32) -> NewAssetEvent {
         asset: asset(uri),
         extra: serde_json::Map::new(),
         source: Some(("producer".into(), "r".into(), "t".into())),
+        aliases: Vec::new(),
         timestamp: at(minute),
     }
 }

@@ -36,7 +36,7 @@ async fn migrations_are_idempotent_and_checked(store: Store) {
         .migrate()
         .await
         .expect("a second migration is a no-op");
-    assert_eq!(store.check().await.expect("current"), 16);
+    assert_eq!(store.check().await.expect("current"), 17);
     assert!(matches!(
         store.kind(),
         EngineKind::Sqlite | EngineKind::Postgres

@@ -297,7 +297,7 @@ fn db_migrate_creates_the_sqlite_schema_and_check_confirms_it() {
         .args(["db", "migrate"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("schema at version 16"));
+        .stdout(predicate::str::contains("schema at version 17"));
     gust(home.path())
         .args(["db", "check"])
         .assert()

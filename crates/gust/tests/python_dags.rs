@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 mod common;
 
 use assert_cmd::Command;
+use common::python_scheduler::PythonScheduler;
 use common::{airflow_python, examples, final_states, gust, instances};
 
 /// Airflow's example DAGs (in apache-airflow 3.3.2) whose operators are installed and which need
@@ -46,6 +47,39 @@ const BRANCHES: &[(&str, &str)] = &[
         "example_branch_labels",
     ),
 ];
+/// PythonOperator's sisters, which run their callable in another interpreter: a virtualenv
+/// Airflow makes (`python -m venv`, then pip from PyPI) and an existing Python. The file's SQL
+/// template is in its `sql` folder, copied beside it.
+const PYTHON_OPERATORS: &[(&str, &str)] = &[(
+    "providers/standard/example_dags/example_python_operator.py",
+    "example_python_operator",
+)];
+/// Branches of each kind (in this Python, in another, in a virtualenv): each picks one of four
+/// branches at random, so the states are compared branch family by branch family.
+const BRANCH_OPERATORS: &[(&str, &str)] = &[(
+    "providers/standard/example_dags/example_branch_operator.py",
+    "example_branch_operator",
+)];
+/// Asset aliases: a task attaching an asset to its outlet alias at run time, and a DAG scheduled
+/// on the alias (whose task reads the alias's events), TaskFlow and classic.
+const ASSET_ALIASES: &[(&str, &str)] = &[
+    (
+        "example_dags/example_asset_alias.py",
+        "asset_alias_example_alias_producer",
+    ),
+    (
+        "example_dags/example_asset_alias.py",
+        "asset_alias_example_alias_consumer",
+    ),
+    (
+        "example_dags/example_asset_alias_with_no_taskflow.py",
+        "asset_alias_example_alias_producer_with_no_taskflow",
+    ),
+    (
+        "example_dags/example_asset_alias_with_no_taskflow.py",
+        "asset_alias_example_alias_consumer_with_no_taskflow",
+    ),
+];
 const SETUPS_AND_XCOM_ARGS: &[(&str, &str)] = &[
     (
         "example_dags/example_setup_teardown.py",
@@ -69,7 +103,8 @@ fn airflow_package(python: &Path) -> PathBuf {
         .expect("airflow in the venv")
 }
 
-/// A DAGs folder holding copies of `files` (relative to the `airflow` package).
+/// A DAGs folder holding copies of `files` (relative to the `airflow` package), and of the
+/// folders of template files beside them (`sql/`), as the examples are shipped.
 fn copied_examples(python: &Path, into: &Path, files: &[&str]) -> PathBuf {
     let dags = into.join("dags");
     std::fs::create_dir_all(&dags).expect("mkdir");
@@ -78,6 +113,20 @@ fn copied_examples(python: &Path, into: &Path, files: &[&str]) -> PathBuf {
         let from = package.join(file);
         let name = from.file_name().expect("a file name");
         std::fs::copy(&from, dags.join(name)).expect("copy an example");
+        let templates = from.with_file_name("sql");
+        if templates.is_dir() {
+            std::fs::create_dir_all(dags.join("sql")).expect("mkdir sql");
+            for entry in std::fs::read_dir(&templates)
+                .expect("the sql folder")
+                .flatten()
+            {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "sql") {
+                    std::fs::copy(&path, dags.join("sql").join(entry.file_name()))
+                        .expect("copy a template");
+                }
+            }
+        }
     }
     dags
 }
@@ -163,11 +212,54 @@ with create_session() as session:
 /// Runs `examples` with `gust dags test` and `airflow dags test`, and asserts each DAG's tasks
 /// end in the same states.
 fn assert_ends_as_in_airflow(examples: &[(&str, &str)]) {
+    assert_ends_alike(examples, |states| states);
+}
+
+/// The states of a run of `example_branch_operator` whatever branches its random choices took:
+/// each family of branches (`branch_a`..`branch_d`, `follow_*`, `ext_py_*`, `venv_*`) as the
+/// sorted list of its tasks' states, once every option's branch is checked to end as the task
+/// after it.
+fn branch_families(states: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for option in ["a", "b", "c", "d"] {
+        assert_eq!(
+            states.get(&format!("branch_{option}")),
+            states.get(&format!("follow_{option}")),
+            "branch_{option} and follow_{option} end alike: {states:?}"
+        );
+    }
+    let mut families: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (task, state) in states {
+        let family = match task.rsplit_once('_') {
+            Some((prefix, option))
+                if ["a", "b", "c", "d"].contains(&option)
+                    && ["branch", "follow", "ext_py", "venv"].contains(&prefix) =>
+            {
+                format!("{prefix}_*")
+            }
+            _ => task,
+        };
+        families.entry(family).or_default().push(state);
+    }
+    families
+        .into_iter()
+        .map(|(family, mut states)| {
+            states.sort();
+            (family, states.join(","))
+        })
+        .collect()
+}
+
+/// As [`assert_ends_as_in_airflow`], comparing the states as `view` sees them.
+fn assert_ends_alike(
+    examples: &[(&str, &str)],
+    view: fn(BTreeMap<String, String>) -> BTreeMap<String, String>,
+) {
     let Some(python) = airflow_python() else {
         return;
     };
     let root = tempfile::tempdir().expect("tempdir");
-    let files: Vec<&str> = examples.iter().map(|(file, _)| *file).collect();
+    let mut files: Vec<&str> = examples.iter().map(|(file, _)| *file).collect();
+    files.dedup();
     let dags = copied_examples(&python, root.path(), &files);
     let dag_ids: Vec<&str> = examples.iter().map(|(_, id)| *id).collect();
 
@@ -178,10 +270,11 @@ fn assert_ends_as_in_airflow(examples: &[(&str, &str)]) {
         .success();
     let airflow = airflow_states(&python, root.path(), &dags, &dag_ids);
     for dag_id in &dag_ids {
-        let gust = gust_states(root.path(), &python, &dags, dag_id);
+        let gust = view(gust_states(root.path(), &python, &dags, dag_id));
+        let airflow = airflow.get(*dag_id).cloned().map(view);
         assert_eq!(
-            Some(&gust),
-            airflow.get(*dag_id),
+            Some(gust),
+            airflow,
             "{dag_id}: Gust's states (left) differ from Airflow's (right)"
         );
     }
@@ -205,6 +298,55 @@ fn airflow_s_task_group_skip_and_complex_examples_end_in_gust_as_in_airflow() {
 #[test]
 fn airflow_s_branch_examples_end_in_gust_as_in_airflow() {
     assert_ends_as_in_airflow(BRANCHES);
+}
+
+#[test]
+fn airflow_s_python_virtualenv_and_external_python_example_ends_in_gust_as_in_airflow() {
+    assert_ends_as_in_airflow(PYTHON_OPERATORS);
+}
+
+#[test]
+fn airflow_s_branch_operators_example_ends_in_gust_as_in_airflow() {
+    assert_ends_alike(BRANCH_OPERATORS, branch_families);
+}
+
+#[test]
+fn airflow_s_asset_alias_examples_end_in_gust_as_in_airflow() {
+    assert_ends_as_in_airflow(ASSET_ALIASES);
+}
+
+#[test]
+fn an_asset_attached_to_an_alias_at_run_time_triggers_the_dags_scheduled_on_it() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    copied_examples(
+        &python,
+        home.path(),
+        &["example_dags/example_asset_alias.py"],
+    );
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let scheduler = PythonScheduler::start(home.path(), &python, &out);
+    scheduler.trigger("asset_alias_example_alias_producer", "through_the_alias");
+    // The event of s3://bucket/my-task, emitted through the alias, triggers the DAG scheduled
+    // on the alias and the one scheduled on the asset itself, as in Airflow.
+    let on_alias = scheduler.wait_for_a_run("asset_alias_example_alias_consumer");
+    let on_asset = scheduler.wait_for_a_run("asset_s3_bucket_consumer");
+    drop(scheduler);
+    for runs in [&on_alias, &on_asset] {
+        assert!(
+            runs.contains("\"asset_triggered\"") && runs.contains("\"success\""),
+            "{runs}"
+        );
+    }
+    // The consumer's task read the alias's event (`inlet_events[AssetAlias(...)]`).
+    let log = read_logs(
+        &home.path().join("logs"),
+        "task_id=consume_asset_event_from_asset_alias",
+    );
+    assert!(log.contains("s3://bucket/my-task"), "{log}");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use gust_core::asset::{Asset, AssetCondition, AssetError, parse_condition};
+use gust_core::asset::{Asset, AssetAlias, AssetCondition, AssetError, parse_condition};
 use gust_core::schedule::Schedule;
 
 use super::values::{self, Read};
@@ -23,6 +23,13 @@ const ASSET_TYPES: [&str; 6] = [
     "airflow.datasets.Dataset",
     "airflow.Dataset",
     "airflow.assets.Asset",
+];
+
+/// The `__type__` tags that mean an asset alias.
+const ALIAS_TYPES: [&str; 3] = [
+    "airflow.sdk.AssetAlias",
+    "airflow.sdk.definitions.asset.AssetAlias",
+    "airflow.datasets.DatasetAlias",
 ];
 
 /// The `__type__` of Airflow's assets-or-time schedule, under its names old and new.
@@ -49,12 +56,56 @@ fn is_asset_map(map: &Mapping) -> bool {
         .is_some_and(|t| ASSET_TYPES.contains(&t))
 }
 
+/// Whether a map is one asset alias (`{__type__: airflow.sdk.AssetAlias, name: ...}`).
+fn is_alias_map(map: &Mapping) -> bool {
+    map.get("__type__")
+        .and_then(Node::as_str)
+        .is_some_and(|t| ALIAS_TYPES.contains(&t))
+}
+
+/// One asset alias map: its `name` and optional `group`.
+fn read_alias(node: &Node, map: &Mapping, key: &str) -> Read<AssetAlias> {
+    for (k, _) in map.iter() {
+        if !matches!(k.name.as_str(), "__type__" | "name" | "group") {
+            return Err(Diagnostic::new(
+                k.at.clone(),
+                format!("unknown asset alias field \"{}\" in \"{key}\"", k.name),
+            )
+            .with_hint("an asset alias has name and group"));
+        }
+    }
+    let text = |field: &str| -> Read<Option<String>> {
+        map.get(field)
+            .map(|n| values::opt_string(n, &format!("{key}.{field}")))
+            .transpose()
+            .map(Option::flatten)
+    };
+    let Some(name) = text("name")? else {
+        return Err(Diagnostic::new(
+            node.at.clone(),
+            format!("an asset alias in \"{key}\" has no name"),
+        ));
+    };
+    AssetAlias::new(&name, text("group")?.as_deref()).map_err(|e| asset_problem(node, key, &e))
+}
+
+/// One item of a schedule's list: an asset, or an asset alias.
+fn read_schedule_item(node: &Node, key: &str) -> Read<AssetCondition> {
+    match &node.value {
+        Value::Map(map) if is_alias_map(map) => {
+            read_alias(node, map, key).map(AssetCondition::Alias)
+        }
+        _ => read_asset(node, key).map(AssetCondition::Asset),
+    }
+}
+
 /// Whether a `schedule` node holds assets rather than a time schedule.
 pub fn is_asset_schedule(node: &Node) -> bool {
     match &node.value {
         Value::Seq(_) => true,
         Value::Map(map) => {
             is_asset_map(map)
+                || is_alias_map(map)
                 || map.contains("datasets")
                 || map.contains("assets")
                 || map
@@ -125,27 +176,46 @@ fn read_asset(node: &Node, key: &str) -> Read<Asset> {
     }
 }
 
-/// A task's `outlets` or `inlets`: a list of assets, one asset, or dag-factory's
-/// `{file: ..., datasets: [names]}` (names looked up in the file, relative to `dag_dir`).
-pub fn read_task_assets(node: &Node, key: &str, dag_dir: &Path) -> Read<Vec<Asset>> {
-    match &node.value {
-        Value::Null => Ok(Vec::new()),
-        Value::Seq(items) => items.iter().map(|item| read_asset(item, key)).collect(),
+/// A task's `outlets` or `inlets`: a list of assets and asset aliases, one of them, or
+/// dag-factory's `{file: ..., datasets: [names]}` (names looked up in the file, relative to
+/// `dag_dir`).
+pub fn read_task_assets(
+    node: &Node,
+    key: &str,
+    dag_dir: &Path,
+) -> Read<(Vec<Asset>, Vec<AssetAlias>)> {
+    let mut assets = Vec::new();
+    let mut aliases = Vec::new();
+    let items: Vec<&Node> = match &node.value {
+        Value::Seq(items) => items.iter().collect(),
         Value::Map(map) if map.contains("file") => {
-            let file = DatasetsFile::read(map, key, dag_dir)?;
-            let names = map
-                .get("datasets")
-                .map(|n| values::string_list(n, &format!("{key}.datasets")))
-                .transpose()?
-                .unwrap_or_default();
-            // dag-factory keeps the file's order and skips names it lacks; Gust says so.
-            names
-                .iter()
-                .map(|name| file.resolve(name).map_err(|e| file.problem(map, key, &e)))
-                .collect()
+            return Ok((read_datasets(map, key, dag_dir)?, aliases));
         }
-        _ => read_asset(node, key).map(|a| vec![a]),
+        Value::Null => Vec::new(),
+        _ => vec![node],
+    };
+    for item in items {
+        match &item.value {
+            Value::Map(map) if is_alias_map(map) => aliases.push(read_alias(item, map, key)?),
+            _ => assets.push(read_asset(item, key)?),
+        }
     }
+    Ok((assets, aliases))
+}
+
+/// dag-factory's `{file: ..., datasets: [names]}` of a task.
+fn read_datasets(map: &Mapping, key: &str, dag_dir: &Path) -> Read<Vec<Asset>> {
+    let file = DatasetsFile::read(map, key, dag_dir)?;
+    let names = map
+        .get("datasets")
+        .map(|n| values::string_list(n, &format!("{key}.datasets")))
+        .transpose()?
+        .unwrap_or_default();
+    // dag-factory keeps the file's order and skips names it lacks; Gust says so.
+    names
+        .iter()
+        .map(|name| file.resolve(name).map_err(|e| file.problem(map, key, &e)))
+        .collect()
 }
 
 /// dag-factory's `file:` of datasets: `datasets: [{name, uri}]`.
@@ -252,7 +322,7 @@ pub fn read_asset_schedule(
             let all = items
                 .iter()
                 .filter(|item| !matches!(&item.value, Value::Str(s) if s.trim().is_empty()))
-                .map(|item| read_asset(item, key).map(AssetCondition::Asset))
+                .map(|item| read_schedule_item(item, key))
                 .collect::<Read<Vec<_>>>()?;
             if all.is_empty() {
                 return Err(
@@ -275,10 +345,10 @@ pub fn read_asset_schedule(
             ));
         }
     };
-    if is_asset_map(map) {
+    if is_asset_map(map) || is_alias_map(map) {
         return Ok(AssetSchedule {
             time: Schedule::Manual,
-            assets: AssetCondition::Asset(read_asset(node, key)?),
+            assets: read_schedule_item(node, key)?,
         });
     }
     for (k, _) in map.iter() {
@@ -369,7 +439,7 @@ fn read_condition(
                 Diagnostic::new(node.at.clone(), format!("\"{key}\" lists no assets"))
             })
         }
-        Value::Map(map) if is_asset_map(map) => read_asset(node, key).map(AssetCondition::Asset),
+        Value::Map(map) if is_asset_map(map) || is_alias_map(map) => read_schedule_item(node, key),
         Value::Map(map) if map.len() == 1 => {
             let Some((op, items)) = map.iter().next() else {
                 return Err(Diagnostic::new(

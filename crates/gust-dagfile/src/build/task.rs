@@ -107,10 +107,16 @@ pub fn read_task(
                 // The group was resolved by the caller, which needs it to lay the group's defaults.
                 "task_group_name" => values::string(node, name).map(drop),
                 "doc_md" => values::opt_string(node, name).map(|d| doc_md = d),
-                "outlets" => super::assets::read_task_assets(node, name, entry.dag_dir)
-                    .map(|assets| settings.outlets = assets),
+                "outlets" => super::assets::read_task_assets(node, name, entry.dag_dir).map(
+                    |(assets, aliases)| {
+                        settings.outlets = assets;
+                        settings.outlet_aliases = aliases;
+                    },
+                ),
+                // An inlet alias matters only to the Task SDK (`inlet_events`), which reads
+                // the task from the file itself.
                 "inlets" => super::assets::read_task_assets(node, name, entry.dag_dir)
-                    .map(|assets| settings.inlets = assets),
+                    .map(|(assets, _)| settings.inlets = assets),
                 "as_teardown" => setup_teardown::read_as_teardown(node).map(|teardown| {
                     teardown.apply(&mut settings);
                     setups = teardown.setups;

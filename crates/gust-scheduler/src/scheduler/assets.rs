@@ -1,9 +1,12 @@
 //! Asset-triggered runs: a DAG scheduled on assets gets a run once the events queued for it
 //! meet its condition, as Airflow 3's scheduler creates them (`asset_triggered`, named after
-//! the newest queued event's arrival, consuming the events since its previous such run).
+//! the newest queued event's arrival, consuming the events since its previous such run). An
+//! asset alias in a condition stands for the assets attached to it so far, read when the
+//! condition is evaluated, as Airflow's `AssetEvaluator` resolves it.
 
 use std::collections::HashMap;
 
+use gust_core::asset::{Asset, AssetAlias};
 use gust_store::{NewRun, QueuedAssetEvent, RunType};
 
 use super::{Scheduler, SchedulerError};
@@ -29,6 +32,24 @@ impl Scheduler {
         for row in self.store.queued_asset_events(None, None).await? {
             queued.entry(row.dag_id.clone()).or_default().push(row);
         }
+        let any_alias = dags.iter().any(|dag| {
+            dag.settings
+                .assets
+                .as_ref()
+                .is_some_and(|c| !c.aliases().is_empty())
+        });
+        let mut aliased: HashMap<String, Vec<Asset>> = HashMap::new();
+        if any_alias && !queued.is_empty() {
+            for row in self.store.aliased_assets().await? {
+                aliased.entry(row.alias).or_default().push(Asset {
+                    name: row.name,
+                    uri: row.uri,
+                    group: row.group,
+                    extra: String::new(),
+                });
+            }
+        }
+        let attached = |alias: &AssetAlias| aliased.get(&alias.name).cloned().unwrap_or_default();
         let now = self.clock.now();
         for dag in dags {
             let (Some(rows), Some(condition)) =
@@ -36,14 +57,14 @@ impl Scheduler {
             else {
                 continue;
             };
-            let updated = |asset: &gust_core::asset::Asset| {
+            let updated = |asset: &Asset| {
                 rows.iter()
                     .any(|r| r.name == asset.name && r.uri == asset.uri)
             };
             let Some(triggered) = rows.iter().map(|r| r.created_at).max() else {
                 continue;
             };
-            if !condition.is_met(&updated) {
+            if !condition.is_met(&updated, &attached) {
                 continue;
             }
             let run = NewRun {

@@ -642,7 +642,9 @@ impl Scheduler {
     /// Fills a successful try's end with the asset events of its task's outlets, named after
     /// the try, at its end, as Airflow's `register_asset_changes`: one per event the try
     /// `reported` for the asset (with its extra), else one with an empty extra. Reported events
-    /// of assets that are not the task's outlets are left out, as in Airflow.
+    /// of assets that are not the task's outlets are left out, as in Airflow. Events the try
+    /// emitted through one of its outlet aliases are recorded too, one per asset, asset extra
+    /// and extra (naming every alias that emitted it), the asset created if it is new.
     fn outlet_events(
         &self,
         run_key: &RunKey,
@@ -657,15 +659,18 @@ impl Scheduler {
         let Some(task) = self.runs.get(run_key).and_then(|run| run.dag.task(task_id)) else {
             return;
         };
+        let source = Some((run_key.0.clone(), run_key.1.clone(), task_id.to_string()));
         let event = |asset: &gust_core::asset::Asset, extra| gust_store::NewAssetEvent {
             asset: asset.clone(),
             extra,
-            source: Some((run_key.0.clone(), run_key.1.clone(), task_id.to_string())),
+            source: source.clone(),
+            aliases: Vec::new(),
             timestamp: *at,
         };
         for asset in &task.settings.outlets {
             let extras: Vec<_> = reported
                 .iter()
+                .filter(|e| e.through_alias.is_none())
                 .filter(|e| e.name == asset.name && e.uri == asset.uri)
                 .map(|e| e.extra.clone())
                 .collect();
@@ -674,6 +679,49 @@ impl Scheduler {
             } else {
                 outlets.extend(extras.into_iter().map(|extra| event(asset, extra)));
             }
+        }
+        type Emitted<'a> = (&'a str, &'a str, String, String);
+        let mut through: std::collections::BTreeMap<
+            Emitted<'_>,
+            Vec<gust_core::asset::AssetAlias>,
+        > = std::collections::BTreeMap::new();
+        for reported in reported {
+            let Some((name, asset_extra)) = &reported.through_alias else {
+                continue;
+            };
+            let Some(alias) = task
+                .settings
+                .outlet_aliases
+                .iter()
+                .find(|a| a.name == *name)
+            else {
+                continue;
+            };
+            // serde_json's maps are sorted by key, so equal extras have equal texts.
+            let key = (
+                reported.name.as_str(),
+                reported.uri.as_str(),
+                serde_json::Value::Object(asset_extra.clone()).to_string(),
+                serde_json::Value::Object(reported.extra.clone()).to_string(),
+            );
+            let aliases = through.entry(key).or_default();
+            if !aliases.contains(alias) {
+                aliases.push(alias.clone());
+            }
+        }
+        for ((name, uri, asset_extra, extra), aliases) in through {
+            let asset_extra: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&asset_extra).unwrap_or_default();
+            let asset =
+                gust_core::asset::Asset::new(Some(name), Some(uri), None, Some(&asset_extra));
+            let Ok(asset) = asset else {
+                tracing::warn!(dag_id = %run_key.0, run_id = %run_key.1, %task_id, "an asset event through an alias names an asset Gust cannot record: {name} ({uri})");
+                continue;
+            };
+            outlets.push(gust_store::NewAssetEvent {
+                aliases,
+                ..event(&asset, serde_json::from_str(&extra).unwrap_or_default())
+            });
         }
     }
 

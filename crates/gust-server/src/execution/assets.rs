@@ -1,7 +1,8 @@
 //! The Execution API's asset routes: the assets and events a Python task reads (its
 //! `inlet_events`, `Asset` lookups), and the events an asset-triggered run consumed, given to the
 //! task in its run context (`dag_run.consumed_asset_events`, its `triggering_asset_events`).
-//! Gust has no asset aliases: `by-alias` answers no asset and `by-asset-alias` no event.
+//! An asset alias answers the assets attached to it (`by-alias`) and the events emitted through
+//! it (`by-asset-alias`, a task's `inlet_events[AssetAlias(name)]`).
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -64,16 +65,42 @@ async fn by_uri(
     find_asset(&state, |a| a.uri == uri, missing).await
 }
 
-/// `GET /assets/by-alias?alias_name=`: Gust has no aliases, so no asset.
-async fn by_alias(RawQuery(query): RawQuery) -> Result<axum::Json<Value>, ExecError> {
-    QueryPairs::parse(query.as_deref())?.required("alias_name")?;
-    Ok(axum::Json(json!([])))
+/// `GET /assets/by-alias?alias_name=`: the assets attached to the alias so far.
+async fn by_alias(
+    State(state): State<ExecutionState>,
+    RawQuery(query): RawQuery,
+) -> Result<axum::Json<Value>, ExecError> {
+    let pairs = QueryPairs::parse(query.as_deref())?;
+    let alias = pairs.required("alias_name")?.to_owned();
+    // `gust dags test` keeps no assets: nothing is attached to any alias.
+    let Ok(store) = store_of(&state) else {
+        return Ok(axum::Json(json!([])));
+    };
+    let attached = store.aliased_assets().await.map_err(store_failed)?;
+    let assets = store.assets().await.map_err(store_failed)?;
+    let found: Vec<Value> = attached
+        .iter()
+        .filter(|a| a.alias == alias)
+        .filter_map(|a| assets.iter().find(|s| s.name == a.name && s.uri == a.uri))
+        .map(asset_json)
+        .collect();
+    Ok(axum::Json(Value::Array(found)))
 }
 
-/// `GET /asset-events/by-asset-alias?name=`: no aliases, so no events.
-async fn events_by_alias(RawQuery(query): RawQuery) -> Result<axum::Json<Value>, ExecError> {
-    QueryPairs::parse(query.as_deref())?.required("name")?;
-    Ok(axum::Json(json!({"asset_events": []})))
+/// `GET /asset-events/by-asset-alias?name=&after=&before=&ascending=&limit=`: the events emitted
+/// through the alias.
+async fn events_by_alias(
+    State(state): State<ExecutionState>,
+    RawQuery(query): RawQuery,
+) -> Result<axum::Json<Value>, ExecError> {
+    let pairs = QueryPairs::parse(query.as_deref())?;
+    let filter = AssetEventFilter {
+        alias: Some(pairs.required("name")?.to_owned()),
+        timestamp_gte: pairs.date("after")?,
+        timestamp_lte: pairs.date("before")?,
+        ..AssetEventFilter::default()
+    };
+    events_answer(&state, &pairs, &filter).await
 }
 
 /// The most events one answer holds when the task names no `limit`.
@@ -102,6 +129,16 @@ async fn events_by_asset(
         timestamp_lte: pairs.date("before")?,
         ..AssetEventFilter::default()
     };
+    events_answer(&state, &pairs, &filter).await
+}
+
+/// The events `filter` picks, in the order and number `pairs` ask (`ascending`, `limit`), as
+/// an `AssetEventsResponse`.
+async fn events_answer(
+    state: &ExecutionState,
+    pairs: &QueryPairs,
+    filter: &AssetEventFilter,
+) -> Result<axum::Json<Value>, ExecError> {
     let ascending = pairs
         .one("ascending")
         .is_none_or(|a| !a.eq_ignore_ascii_case("false"));
@@ -115,9 +152,12 @@ async fn events_by_asset(
         None => MAX_EVENTS,
     };
     let order = if ascending { "timestamp" } else { "-timestamp" };
-    let store = store_of(&state)?;
+    // `gust dags test` keeps no asset events: a task reading its inlets reads none.
+    let Ok(store) = store_of(state) else {
+        return Ok(axum::Json(json!({"asset_events": []})));
+    };
     let (events, _) = store
-        .asset_events(&filter, order, limit, 0)
+        .asset_events(filter, order, limit, 0)
         .await
         .map_err(store_failed)?;
     let runs = consuming_runs(store, &events).await?;

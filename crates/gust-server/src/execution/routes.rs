@@ -37,6 +37,10 @@ pub(super) fn authenticated() -> Router<ExecutionState> {
         )
         .route("/task-instances/{id}/rtif", put(ti_rtif))
         .route(
+            "/task-instances/{id}/validate-inlets-and-outlets",
+            get(ti_validate_inlets_and_outlets),
+        )
+        .route(
             "/task-instances/{id}/skip-downstream",
             patch(ti_skip_downstream),
         )
@@ -228,8 +232,8 @@ fn read_state(body: &serde_json::Value) -> Result<Reported, ExecError> {
 const MAX_OUTLET_EVENTS: usize = 1_000;
 
 /// The asset events a `TISuccessStatePayload` reports (`outlet_events`), with their extras
-/// (masked, as every value Gust keeps); those emitted through an asset alias are left out, as
-/// Gust has no aliases.
+/// (masked, as every value Gust keeps), those emitted through an asset alias with the alias's
+/// name and the extra the asset was given.
 fn read_outlet_events(body: &serde_json::Value) -> Result<Vec<OutletEvent>, ExecError> {
     let Some(events) = body
         .get("outlet_events")
@@ -243,10 +247,7 @@ fn read_outlet_events(body: &serde_json::Value) -> Result<Vec<OutletEvent>, Exec
         )));
     }
     let mut read = Vec::new();
-    for event in events
-        .iter()
-        .filter(|e| e.get("source_alias_name").is_none())
-    {
+    for event in events {
         let key = |field: &str| {
             event
                 .get("dest_asset_key")
@@ -259,15 +260,15 @@ fn read_outlet_events(body: &serde_json::Value) -> Result<Vec<OutletEvent>, Exec
                     ))
                 })
         };
-        let extra = match event.get("extra") {
-            None | Some(serde_json::Value::Null) => serde_json::Map::new(),
-            Some(serde_json::Value::Object(extra)) => match masked(&extra.clone().into()) {
-                serde_json::Value::Object(extra) => extra,
-                _ => serde_json::Map::new(),
-            },
+        let extra = object(event, "extra")?;
+        let through_alias = match event.get("source_alias_name") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(alias)) => {
+                Some((alias.clone(), object(event, "dest_asset_extra")?))
+            }
             Some(_) => {
                 return Err(ExecError::unprocessable(
-                    "an outlet event's extra must be an object",
+                    "an outlet event's source_alias_name must be a string",
                 ));
             }
         };
@@ -275,9 +276,27 @@ fn read_outlet_events(body: &serde_json::Value) -> Result<Vec<OutletEvent>, Exec
             name: key("name")?,
             uri: key("uri")?,
             extra,
+            through_alias,
         });
     }
     Ok(read)
+}
+
+/// An outlet event's `field`, a JSON object (none is empty), masked.
+fn object(
+    event: &serde_json::Value,
+    field: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ExecError> {
+    match event.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(serde_json::Map::new()),
+        Some(serde_json::Value::Object(extra)) => match masked(&extra.clone().into()) {
+            serde_json::Value::Object(extra) => Ok(extra),
+            _ => Ok(serde_json::Map::new()),
+        },
+        Some(_) => Err(ExecError::unprocessable(format!(
+            "an outlet event's {field} must be an object"
+        ))),
+    }
 }
 
 /// A `TIDeferredStatePayload`: the trigger and where to resume, kwargs kept in serde's form.
@@ -482,6 +501,18 @@ async fn ti_rtif(
             serde_json::json!({"message": "Rendered task instance fields successfully set"}),
         ),
     ))
+}
+
+/// `GET /task-instances/{id}/validate-inlets-and-outlets`: the task's inactive assets, which
+/// the task runner refuses to run with (asked before `execute` by any task with inlets or
+/// outlets). Airflow deactivates an asset whose name or URI another asset also has; Gust keeps
+/// every asset the DAGs name active (docs/dag-format.md), so none is inactive.
+async fn ti_validate_inlets_and_outlets(
+    Extension(live): Live,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<serde_json::Value>, ExecError> {
+    this_try(&live, id)?;
+    Ok(axum::Json(serde_json::json!({"inactive_assets": []})))
 }
 
 /// `PATCH /task-instances/{id}/skip-downstream` (branching): recorded for the runtime.
@@ -979,22 +1010,33 @@ mod tests {
     }
 
     #[test]
-    fn outlet_events_are_read_with_their_extras_leaving_alias_events_out() {
+    fn outlet_events_are_read_with_their_extras_and_the_alias_they_came_through() {
         let body = json!({
             "state": "success",
             "outlet_events": [
                 {"dest_asset_key": {"name": "orders", "uri": "s3://b/orders"}, "extra": {"rows": 3}},
-                {"source_alias_name": "alias", "dest_asset_key": {"name": "x", "uri": "x"}, "extra": {}},
+                {"source_alias_name": "alias", "dest_asset_key": {"name": "x", "uri": "x"},
+                 "dest_asset_extra": {"team": "a"}, "extra": {}},
             ],
         });
         let events = read_outlet_events(&body).expect("events");
+        let map = |v: serde_json::Value| v.as_object().cloned().expect("an object");
         assert_eq!(
             events,
-            [OutletEvent {
-                name: "orders".into(),
-                uri: "s3://b/orders".into(),
-                extra: json!({"rows": 3}).as_object().cloned().expect("an object"),
-            }]
+            [
+                OutletEvent {
+                    name: "orders".into(),
+                    uri: "s3://b/orders".into(),
+                    extra: map(json!({"rows": 3})),
+                    through_alias: None,
+                },
+                OutletEvent {
+                    name: "x".into(),
+                    uri: "x".into(),
+                    extra: serde_json::Map::new(),
+                    through_alias: Some(("alias".into(), map(json!({"team": "a"})))),
+                }
+            ]
         );
         let bad =
             json!({"outlet_events": [{"dest_asset_key": {"name": "n", "uri": "u"}, "extra": 1}]});
