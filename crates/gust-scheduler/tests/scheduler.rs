@@ -620,6 +620,44 @@ async fn a_branch_skips_the_tasks_it_does_not_follow_and_trigger_rules_do_the_re
     assert_eq!(state("join").0, TaskState::Success);
 }
 
+/// Starts a scheduler on the DAG file `text`, whose task `emit` succeeds reporting
+/// `outlet_events` (as a Python task's Execution API calls do).
+async fn start_emitting(
+    store: &Store,
+    text: &str,
+    outlet_events: Vec<gust_executor::OutletEvent>,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("emitting.yaml"), text).expect("dag file");
+    let (stop, handle) = start_through(
+        store,
+        &dags,
+        dir.path(),
+        |_, _| {},
+        |local, events| {
+            Arc::new(Scripted {
+                local,
+                events,
+                task: "emit",
+                outcome: TryOutcome::SucceededReporting {
+                    xcom: None,
+                    skip: Vec::new(),
+                    outlet_events,
+                },
+            })
+        },
+    )
+    .await;
+    (dir, dags, stop, handle)
+}
+
 const EMITTING: &str = r#"
 emitting:
   schedule: null
@@ -635,44 +673,23 @@ both_engines!(reported_outlet_events_carry_their_extras_one_event_each);
 /// As Airflow's `register_asset_changes`: one event per reported event of an outlet, with its
 /// extra; an outlet without any gets one with an empty extra; other assets get none.
 async fn reported_outlet_events_carry_their_extras_one_event_each(store: Store) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dags = dir.path().join("dags");
-    std::fs::create_dir_all(&dags).expect("dags folder");
-    std::fs::write(dags.join("emitting.yaml"), EMITTING).expect("dag file");
-    let (stop, handle) = start_through(
-        &store,
-        &dags,
-        dir.path(),
-        |_, _| {},
-        |local, events| {
-            // `emit` reports two events of its first outlet with extras, and one of an asset it
-            // does not update.
-            let event = |uri: &str, rows: i64| gust_executor::OutletEvent {
-                name: uri.to_owned(),
-                uri: uri.to_owned(),
-                extra: serde_json::json!({"rows": rows})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-                through_alias: None,
-            };
-            Arc::new(Scripted {
-                local,
-                events,
-                task: "emit",
-                outcome: TryOutcome::SucceededReporting {
-                    xcom: None,
-                    skip: Vec::new(),
-                    outlet_events: vec![
-                        event("s3://bucket/orders", 1),
-                        event("s3://bucket/orders", 2),
-                        event("s3://bucket/elsewhere", 3),
-                    ],
-                },
-            })
-        },
-    )
-    .await;
+    // `emit` reports two events of its first outlet with extras, and one of an asset it does
+    // not update.
+    let event = |uri: &str, rows: i64| gust_executor::OutletEvent {
+        name: uri.to_owned(),
+        uri: uri.to_owned(),
+        extra: serde_json::json!({"rows": rows})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        through_alias: None,
+    };
+    let outlet_events = vec![
+        event("s3://bucket/orders", 1),
+        event("s3://bucket/orders", 2),
+        event("s3://bucket/elsewhere", 3),
+    ];
+    let (_dir, dags, stop, handle) = start_emitting(&store, EMITTING, outlet_events).await;
     let run_id = trigger(&store, &dags, "emitting", serde_json::json!({})).await;
     assert_eq!(
         wait_for_run(&store, "emitting", &run_id).await,
@@ -731,35 +748,14 @@ both_engines!(a_dag_scheduled_on_an_alias_runs_once_an_asset_is_attached_to_it_a
 async fn a_dag_scheduled_on_an_alias_runs_once_an_asset_is_attached_to_it_and_updated(
     store: Store,
 ) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dags = dir.path().join("dags");
-    std::fs::create_dir_all(&dags).expect("dags folder");
-    std::fs::write(dags.join("alias.yaml"), THROUGH_ALIAS).expect("dag file");
-    let (stop, handle) = start_through(
-        &store,
-        &dags,
-        dir.path(),
-        |_, _| {},
-        |local, events| {
-            let through = |alias: &str| gust_executor::OutletEvent {
-                name: "s3://bucket/my-task".to_owned(),
-                uri: "s3://bucket/my-task".to_owned(),
-                extra: serde_json::Map::new(),
-                through_alias: Some((alias.to_owned(), serde_json::Map::new())),
-            };
-            Arc::new(Scripted {
-                local,
-                events,
-                task: "emit",
-                outcome: TryOutcome::SucceededReporting {
-                    xcom: None,
-                    skip: Vec::new(),
-                    outlet_events: vec![through("example-alias"), through("not-its-alias")],
-                },
-            })
-        },
-    )
-    .await;
+    let through = |alias: &str| gust_executor::OutletEvent {
+        name: "s3://bucket/my-task".to_owned(),
+        uri: "s3://bucket/my-task".to_owned(),
+        extra: serde_json::Map::new(),
+        through_alias: Some((alias.to_owned(), serde_json::Map::new())),
+    };
+    let outlet_events = vec![through("example-alias"), through("not-its-alias")];
+    let (_dir, dags, stop, handle) = start_emitting(&store, THROUGH_ALIAS, outlet_events).await;
     let run_id = trigger(&store, &dags, "alias_producer", serde_json::json!({})).await;
     assert_eq!(
         wait_for_run(&store, "alias_producer", &run_id).await,

@@ -346,6 +346,85 @@ macro_rules! insert_event {
 }
 pub(crate) use {insert_event, upsert_asset};
 
+/// The SQL of one table of what DAGs refer to (`asset_references`, `asset_alias_references`):
+/// rows of (referred id, DAG, task, kind).
+struct ReferenceSql {
+    existing: &'static str,
+    insert: &'static str,
+    delete: &'static str,
+}
+
+const ASSET_REFERENCES: ReferenceSql = ReferenceSql {
+    existing: "SELECT asset_id, task_id, kind FROM asset_references WHERE dag_id = $1",
+    insert: "INSERT INTO asset_references (asset_id, dag_id, task_id, kind, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (asset_id, dag_id, task_id, kind) DO NOTHING",
+    delete: "DELETE FROM asset_references WHERE asset_id = $1 AND dag_id = $2 AND task_id = $3 AND kind = $4",
+};
+
+const ALIAS_REFERENCES: ReferenceSql = ReferenceSql {
+    existing: "SELECT alias_id, task_id, kind FROM asset_alias_references WHERE dag_id = $1",
+    insert: "INSERT INTO asset_alias_references (alias_id, dag_id, task_id, kind, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (alias_id, dag_id, task_id, kind) DO NOTHING",
+    delete: "DELETE FROM asset_alias_references WHERE alias_id = $1 AND dag_id = $2 AND task_id = $3 AND kind = $4",
+};
+
+/// Drops a DAG's queued events of assets its schedule no longer names, directly or through an
+/// alias they are attached to.
+const UNQUEUE_UNSCHEDULED: &str = "DELETE FROM asset_queue WHERE target_dag_id = $1 AND asset_id NOT IN \
+     (SELECT asset_id FROM asset_references WHERE dag_id = $1 AND kind = 'schedule') \
+     AND asset_id NOT IN (SELECT aa.asset_id FROM asset_alias_assets aa JOIN asset_alias_references ar \
+     ON ar.alias_id = aa.alias_id WHERE ar.dag_id = $1 AND ar.kind = 'schedule')";
+
+/// Replaces a DAG's rows in one reference table by `$refs`, in one transaction: `$id` (an
+/// expression over the transaction `$tx` and the reference `$r`) gives the referred row's id,
+/// created when missing, once per distinct `$key`. A DAG with no references, now or before,
+/// costs one read.
+macro_rules! record_references {
+    ($store:expr, $table:expr, $dag_id:expr, $refs:expr, $now:expr, $what:literal,
+     |$tx:ident, $r:ident| key: $key:expr, id: $id:expr) => {{
+        let table: &ReferenceSql = &$table;
+        let (existing, insert, delete) =
+            ($store.sql(table.existing), $store.sql(table.insert), $store.sql(table.delete));
+        let unqueue = $store.sql(UNQUEUE_UNSCHEDULED);
+        let failed = query($what);
+        with_pool!($store, pool => {
+            let rows = sqlx::query(&existing).bind($dag_id).fetch_all(pool).await.map_err(failed)?;
+            if rows.is_empty() && $refs.is_empty() {
+                return Ok(());
+            }
+            let mut old: BTreeSet<(i64, String, String)> = BTreeSet::new();
+            for row in &rows {
+                old.insert((row.try_get(0).map_err(failed)?, row.try_get(1).map_err(failed)?, row.try_get(2).map_err(failed)?));
+            }
+            let mut $tx = pool.begin().await.map_err(failed)?;
+            let mut ids = HashMap::new();
+            let mut new: BTreeSet<(i64, String, String)> = BTreeSet::new();
+            for $r in $refs {
+                let id: i64 = match ids.get($key) {
+                    Some(id) => *id,
+                    None => {
+                        let id = $id;
+                        ids.insert($key, id);
+                        id
+                    }
+                };
+                new.insert((id, $r.task_id.clone(), $r.kind.as_str().to_owned()));
+            }
+            for (id, task, kind) in new.difference(&old) {
+                sqlx::query(&insert).bind(id).bind($dag_id).bind(task).bind(kind).bind(to_db($now))
+                    .execute(&mut *$tx).await.map_err(failed)?;
+            }
+            for (id, task, kind) in old.difference(&new) {
+                sqlx::query(&delete).bind(id).bind($dag_id).bind(task).bind(kind)
+                    .execute(&mut *$tx).await.map_err(failed)?;
+            }
+            sqlx::query(&unqueue).bind($dag_id).execute(&mut *$tx).await.map_err(failed)?;
+            $tx.commit().await.map_err(failed)?;
+            Ok(())
+        })
+    }};
+}
+
 impl Store {
     /// Records what `dag_id` refers to: its assets (created or updated) and its references,
     /// keeping the first-seen time of references it had before (the event window of a DAG
@@ -356,58 +435,8 @@ impl Store {
         refs: &BTreeSet<AssetRef>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let existing =
-            self.sql("SELECT asset_id, task_id, kind FROM asset_references WHERE dag_id = $1");
-        let insert = self.sql(
-            "INSERT INTO asset_references (asset_id, dag_id, task_id, kind, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (asset_id, dag_id, task_id, kind) DO NOTHING",
-        );
-        let delete = self.sql(
-            "DELETE FROM asset_references WHERE asset_id = $1 AND dag_id = $2 AND task_id = $3 AND kind = $4",
-        );
-        let unqueue = self.sql(
-            "DELETE FROM asset_queue WHERE target_dag_id = $1 AND asset_id NOT IN \
-             (SELECT asset_id FROM asset_references WHERE dag_id = $1 AND kind = 'schedule') \
-             AND asset_id NOT IN (SELECT aa.asset_id FROM asset_alias_assets aa JOIN asset_alias_references ar \
-             ON ar.alias_id = aa.alias_id WHERE ar.dag_id = $1 AND ar.kind = 'schedule')",
-        );
-        let failed = query("recording a DAG's assets");
-        with_pool!(self, pool => {
-            // A DAG with no assets, now or before, costs one read.
-            let rows = sqlx::query(&existing).bind(dag_id).fetch_all(pool).await.map_err(failed)?;
-            if rows.is_empty() && refs.is_empty() {
-                return Ok(());
-            }
-            let mut old: BTreeSet<(i64, String, String)> = BTreeSet::new();
-            for r in &rows {
-                old.insert((r.try_get(0).map_err(failed)?, r.try_get(1).map_err(failed)?, r.try_get(2).map_err(failed)?));
-            }
-            let mut tx = pool.begin().await.map_err(failed)?;
-            let mut ids: HashMap<&Asset, i64> = HashMap::new();
-            let mut new: BTreeSet<(i64, String, String)> = BTreeSet::new();
-            for r in refs {
-                let id = match ids.get(&r.asset) {
-                    Some(id) => *id,
-                    None => {
-                        let id = upsert_asset!(self, tx, &r.asset, now);
-                        ids.insert(&r.asset, id);
-                        id
-                    }
-                };
-                new.insert((id, r.task_id.clone(), r.kind.as_str().to_owned()));
-            }
-            for (id, task, kind) in new.difference(&old) {
-                sqlx::query(&insert).bind(id).bind(dag_id).bind(task).bind(kind).bind(to_db(now))
-                    .execute(&mut *tx).await.map_err(failed)?;
-            }
-            for (id, task, kind) in old.difference(&new) {
-                sqlx::query(&delete).bind(id).bind(dag_id).bind(task).bind(kind)
-                    .execute(&mut *tx).await.map_err(failed)?;
-            }
-            sqlx::query(&unqueue).bind(dag_id).execute(&mut *tx).await.map_err(failed)?;
-            tx.commit().await.map_err(failed)?;
-            Ok(())
-        })
+        record_references!(self, ASSET_REFERENCES, dag_id, refs, now, "recording a DAG's assets",
+            |tx, r| key: &r.asset, id: upsert_asset!(self, tx, &r.asset, now))
     }
 
     /// Records which aliases `dag_id` refers to (its schedule's, its tasks' outlets'), creating
@@ -419,64 +448,13 @@ impl Store {
         refs: &BTreeSet<AliasRef>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let existing = self.sql(
-            "SELECT r.alias_id, r.task_id, r.kind FROM asset_alias_references r WHERE r.dag_id = $1",
-        );
         let upsert = self.sql(
             "INSERT INTO asset_aliases (name, alias_group) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET alias_group = excluded.alias_group RETURNING id",
         );
-        let insert = self.sql(
-            "INSERT INTO asset_alias_references (alias_id, dag_id, task_id, kind, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (alias_id, dag_id, task_id, kind) DO NOTHING",
-        );
-        let delete = self.sql(
-            "DELETE FROM asset_alias_references WHERE alias_id = $1 AND dag_id = $2 AND task_id = $3 AND kind = $4",
-        );
-        let unqueue = self.sql(
-            "DELETE FROM asset_queue WHERE target_dag_id = $1 AND asset_id NOT IN \
-             (SELECT asset_id FROM asset_references WHERE dag_id = $1 AND kind = 'schedule') \
-             AND asset_id NOT IN (SELECT aa.asset_id FROM asset_alias_assets aa JOIN asset_alias_references ar \
-             ON ar.alias_id = aa.alias_id WHERE ar.dag_id = $1 AND ar.kind = 'schedule')",
-        );
-        let failed = query("recording a DAG's asset aliases");
-        with_pool!(self, pool => {
-            // A DAG with no aliases, now or before, costs one read.
-            let rows = sqlx::query(&existing).bind(dag_id).fetch_all(pool).await.map_err(failed)?;
-            if rows.is_empty() && refs.is_empty() {
-                return Ok(());
-            }
-            let mut old: BTreeSet<(i64, String, String)> = BTreeSet::new();
-            for r in &rows {
-                old.insert((r.try_get(0).map_err(failed)?, r.try_get(1).map_err(failed)?, r.try_get(2).map_err(failed)?));
-            }
-            let mut tx = pool.begin().await.map_err(failed)?;
-            let mut ids: HashMap<&AssetAlias, i64> = HashMap::new();
-            let mut new: BTreeSet<(i64, String, String)> = BTreeSet::new();
-            for r in refs {
-                let id = match ids.get(&r.alias) {
-                    Some(id) => *id,
-                    None => {
-                        let id: i64 = sqlx::query_scalar(&upsert).bind(&r.alias.name).bind(&r.alias.group)
-                            .fetch_one(&mut *tx).await.map_err(failed)?;
-                        ids.insert(&r.alias, id);
-                        id
-                    }
-                };
-                new.insert((id, r.task_id.clone(), r.kind.as_str().to_owned()));
-            }
-            for (id, task, kind) in new.difference(&old) {
-                sqlx::query(&insert).bind(id).bind(dag_id).bind(task).bind(kind).bind(to_db(now))
-                    .execute(&mut *tx).await.map_err(failed)?;
-            }
-            for (id, task, kind) in old.difference(&new) {
-                sqlx::query(&delete).bind(id).bind(dag_id).bind(task).bind(kind)
-                    .execute(&mut *tx).await.map_err(failed)?;
-            }
-            sqlx::query(&unqueue).bind(dag_id).execute(&mut *tx).await.map_err(failed)?;
-            tx.commit().await.map_err(failed)?;
-            Ok(())
-        })
+        record_references!(self, ALIAS_REFERENCES, dag_id, refs, now, "recording a DAG's asset aliases",
+            |tx, r| key: &r.alias, id: sqlx::query_scalar(&upsert).bind(&r.alias.name).bind(&r.alias.group)
+                .fetch_one(&mut *tx).await.map_err(query("recording an asset alias"))?)
     }
 
     /// The assets attached to each alias so far, by alias name.
