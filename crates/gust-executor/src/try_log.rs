@@ -2,16 +2,43 @@
 //! prefixed with its time and its source (`stdout`, `stderr`, a container's name, `gust`), and
 //! every secret the process knows masked (`gust_secrets`) before it reaches the file, so neither
 //! the file nor its remote copy ever holds one.
+//!
+//! The file work (folders, opening, appending) runs on tokio's blocking pool, a few pieces at
+//! once across the process: ten thousand tries starting or poking together (a mapped task's
+//! pods, waiting sensors) would otherwise grow the pool towards its 512 threads, each keeping
+//! its stack and its allocator arena, for a few microseconds of writing each.
 
+use std::io::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gust_core::clock::Clock;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::sync::Semaphore;
+
+/// How many pieces of try-log file work run on the blocking pool at once, process-wide.
+const FILE_WORK_AT_ONCE: usize = 4;
+static FILE_WORK: Semaphore = Semaphore::const_new(FILE_WORK_AT_ONCE);
+
+/// Lines are written once this much is buffered (or on [`LogWriter::flush`]).
+const BUFFERED: usize = 8 * 1024;
+
+/// Runs `work` on the blocking pool once a [`FILE_WORK`] permit is free.
+async fn file_work<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let _permit = FILE_WORK.acquire().await.map_err(std::io::Error::other)?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)?
+}
 
 /// A try's log file: every line prefixed with its time and its source.
 pub struct LogWriter<'c> {
-    file: BufWriter<tokio::fs::File>,
+    /// Shared with a write under way, so that a flush dropped half-way loses no file.
+    file: Arc<std::fs::File>,
+    /// Lines not yet written.
+    pending: Vec<u8>,
     clock: &'c dyn Clock,
 }
 
@@ -20,9 +47,7 @@ impl<'c> LogWriter<'c> {
     pub async fn open(path: &Path, clock: &'c dyn Clock) -> std::io::Result<Self> {
         let path = path.to_owned();
         // One trip to the blocking pool for the folders and the file, not one for each.
-        let (file, _new) = tokio::task::spawn_blocking(move || Self::create(&path))
-            .await
-            .map_err(std::io::Error::other)??;
+        let (file, _new) = file_work(move || Self::create(&path)).await?;
         Ok(Self::from_file(file, clock))
     }
 
@@ -53,18 +78,16 @@ impl<'c> LogWriter<'c> {
     /// A writer on `file`, opened with [`LogWriter::create`].
     pub fn from_file(file: std::fs::File, clock: &'c dyn Clock) -> Self {
         Self {
-            file: BufWriter::new(tokio::fs::File::from_std(file)),
+            file: Arc::new(file),
+            pending: Vec::new(),
             clock,
         }
     }
 
     /// Writes one line from `source` (`stdout`, `stderr`, `gust`), secrets masked.
     pub async fn line(&mut self, source: &str, text: &str) -> std::io::Result<()> {
-        let stamp = self.clock.now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-        let masker = gust_secrets::current();
-        let text = masker.mask(text);
-        let line = format!("[{stamp}] {source}: {text}\n");
-        self.file.write_all(line.as_bytes()).await
+        let at = self.clock.now();
+        self.line_at(at, source, text).await
     }
 
     /// Writes one line stamped with the time it was produced (a container's own timestamp),
@@ -78,13 +101,21 @@ impl<'c> LogWriter<'c> {
         let stamp = at.format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let masker = gust_secrets::current();
         let text = masker.mask(text);
-        let line = format!("[{stamp}] {source}: {text}\n");
-        self.file.write_all(line.as_bytes()).await
+        writeln!(self.pending, "[{stamp}] {source}: {text}")?;
+        if self.pending.len() >= BUFFERED {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     /// Makes everything written so far visible to readers (a live tail).
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush().await
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let lines = std::mem::take(&mut self.pending);
+        let file = Arc::clone(&self.file);
+        file_work(move || (&*file).write_all(&lines)).await
     }
 }
 

@@ -83,7 +83,9 @@ pub async fn watch_folder(
     let (dirty_tx, mut dirty) = mpsc::channel::<()>(1);
     let watcher = config.notifications.then(|| {
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            // Reads (opening and closing a file unchanged) are not changes: the reload's own
+            // reads would otherwise start the next reload, re-parsing the folder forever.
+            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
                 let _ = dirty_tx.try_send(());
             }
         })

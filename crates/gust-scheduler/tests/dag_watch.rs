@@ -101,3 +101,58 @@ async fn the_periodic_rescan_works_without_notifications() {
     cancel.cancel();
     task.await.expect("stops");
 }
+
+/// Counts the parses of the folder's Python files; parses nothing.
+#[derive(Default)]
+struct CountingParser(std::sync::atomic::AtomicUsize);
+
+impl gust_dagfile::PythonParser for CountingParser {
+    fn parse(
+        &self,
+        files: &[std::path::PathBuf],
+        _bundle: &std::path::Path,
+    ) -> Vec<gust_dagfile::ParsedFile> {
+        self.0
+            .fetch_add(files.len(), std::sync::atomic::Ordering::SeqCst);
+        Vec::new()
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_folder_is_not_read_again_until_the_rescan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("d.py"), "from airflow import DAG\n").expect("write");
+    std::fs::write(
+        dir.path().join("e.yaml"),
+        "e:\n  tasks: {a: {operator: empty}}\n",
+    )
+    .expect("write");
+    let parser = Arc::new(CountingParser::default());
+    let cancel = CancellationToken::new();
+    let config = WatchConfig {
+        python: Some(parser.clone()),
+        ..WatchConfig::default()
+    };
+    let (_bags, task) = watch_folder(
+        dir.path().to_path_buf(),
+        config,
+        Arc::new(SystemClock),
+        cancel.clone(),
+    )
+    .await;
+    // Reading the files for a load is not a change to them: no load follows the first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(parser.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // An edit is one.
+    std::fs::write(
+        dir.path().join("d.py"),
+        "from airflow import DAG  # edited\n",
+    )
+    .expect("write");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(parser.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    cancel.cancel();
+    task.await.expect("the watcher stops cleanly");
+}

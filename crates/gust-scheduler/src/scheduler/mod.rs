@@ -491,6 +491,7 @@ impl Scheduler {
                 .find(|e| e.dag.id.as_str() == key.0)
                 .map(|e| e.dag.clone());
             if current.is_some_and(|dag| !Arc::ptr_eq(&dag, &run.dag)) {
+                tracing::debug!(dag_id = %key.0, run_id = %key.1, "its DAG changed: the run is re-read");
                 self.stale.insert(key.clone());
             }
         }

@@ -184,6 +184,7 @@ impl Scheduler {
     pub(super) async fn reload_stale(&mut self) -> Result<(), SchedulerError> {
         let stale: Vec<RunKey> = self.stale.drain().collect();
         for key in stale {
+            tracing::debug!(dag_id = %key.0, run_id = %key.1, "re-reading a run");
             self.unload_run(&key);
             let Some(run) = self.store.run(&key.0, &key.1).await? else {
                 self.kill_tries_of(&key, "its run was deleted");
