@@ -424,9 +424,16 @@ impl<'a> Driver<'a> {
             }
         }
         for instance in self.states.instances(task_id) {
-            if self.state(&instance) == TaskState::NoStatus {
-                self.transition(&instance, TaskEvent::Schedule);
-                self.launch(&instance);
+            if self.state(&instance) != TaskState::NoStatus {
+                continue;
+            }
+            match crate::mapped::waiting_instance_event(self.dag, task, &self.states, &instance) {
+                Some(TaskEvent::Schedule) => {
+                    self.transition(&instance, TaskEvent::Schedule);
+                    self.launch(&instance);
+                }
+                Some(event) => self.transition(&instance, event),
+                None => {}
             }
         }
     }
