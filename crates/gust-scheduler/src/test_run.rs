@@ -402,6 +402,7 @@ impl<'a> Driver<'a> {
                 Ok(count) => {
                     self.instances.remove(&unmapped);
                     self.states.expand(task_id, count);
+                    self.xcoms.expanded(task_id.as_str(), count);
                     for instance in self.states.instances(task_id) {
                         self.instances.insert(instance, Instance::default());
                     }

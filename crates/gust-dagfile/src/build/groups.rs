@@ -258,7 +258,7 @@ pub fn resolve<'a>(
                 }
                 (Some(fields), None) => Some(MappedGroup {
                     id: id.clone(),
-                    fields: *fields,
+                    fields,
                 }),
                 (None, outer_mapped) => outer_mapped,
             };
