@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::ids::TaskId;
+use crate::ids::{GroupId, TaskId};
 use crate::state::TaskState;
 
 /// The `map_index` of a task that is not mapped (its one instance), as in Airflow.
@@ -26,6 +26,11 @@ pub struct Mapping {
     /// A template naming each instance in the UI and API (`rendered_map_index`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_index_template: Option<String>,
+    /// The mapped task group this mapping is the expansion of (`@task_group` with `.expand`):
+    /// every task of the group has one instance per item, and instance `i` of a task follows
+    /// instance `i` of its upstreams in the same group rather than the whole of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
 }
 
 /// What the instances of a mapped task differ by.
@@ -366,6 +371,7 @@ mod tests {
                 ("b".into(), Source::XCom(task("up"))),
             ]),
             map_index_template: None,
+            group: None,
         };
         let xcom =
             |t: &TaskId, _: Option<&str>| (t.as_str() == "up").then(|| json!(["x", "y", "z"]));
@@ -397,6 +403,7 @@ mod tests {
         let mapping = Mapping {
             expand: Expand::Args(vec![("n".into(), Source::XCom(task("up")))]),
             map_index_template: None,
+            group: None,
         };
         assert_eq!(
             mapping.length(&none, 1024),
@@ -432,6 +439,7 @@ mod tests {
         let mapping = Mapping {
             expand: Expand::Kwargs(Source::XComKey(task("prepare"), "grid".into())),
             map_index_template: None,
+            group: None,
         };
         let xcom = |t: &TaskId, key: Option<&str>| {
             (t.as_str() == "prepare" && key == Some("grid"))
@@ -466,6 +474,7 @@ mod tests {
                 json!({"bash_command": "echo 2", "env": {"X": "1"}}),
             ])),
             map_index_template: None,
+            group: None,
         };
         assert_eq!(mapping.length(&none, 1024), Ok(2));
         assert_eq!(
@@ -475,6 +484,7 @@ mod tests {
         let bad = Mapping {
             expand: Expand::Kwargs(Source::Literal(vec![json!(1)])),
             map_index_template: None,
+            group: None,
         };
         assert_eq!(
             bad.length(&none, 1024),

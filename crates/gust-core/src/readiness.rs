@@ -38,6 +38,13 @@ pub trait RunStates {
     /// state, once, when it is not mapped): counts rather than instances, so that a task mapped
     /// over thousands of items costs its downstream's readiness a few calls, not thousands.
     fn instance_counts(&self, task: &TaskId, each: &mut dyn FnMut(TaskState, usize));
+
+    /// The state of instance `map_index` of `task` (its state as a whole by default, for
+    /// states that hold no instances).
+    fn instance_state(&self, task: &TaskId, map_index: i32) -> TaskState {
+        let _ = map_index;
+        self.task_state(task)
+    }
 }
 
 /// The states of a run none of whose tasks is expanded: one instance per task.
@@ -338,6 +345,15 @@ fn settle_ranks(
         let mut decision = match gate {
             SetupGate::Failed => Decision::UpstreamFailed,
             SetupGate::Skipped => Decision::Skip,
+            // Each instance decides by its own upstream instances ([`decide_instance`]) once
+            // they have all ended: the task as a whole only waits for them.
+            SetupGate::Open | SetupGate::Closed if follows_in_group(dag, task) => {
+                if up.all_done() {
+                    Decision::Ready
+                } else {
+                    Decision::Wait
+                }
+            }
             SetupGate::Open | SetupGate::Closed => decide(task.settings.trigger_rule, &up),
         };
         let scope_unfinished = || {
@@ -365,6 +381,48 @@ fn settle_ranks(
         candidates.extend(dag.watcher_ranks(rank));
     }
     out
+}
+
+/// Whether `task` is expanded with a mapped task group, as one of its upstreams is expanded with
+/// the same group: then its instance `i` follows their instances `i` alone.
+fn follows_in_group<'a>(dag: &'a Dag, task: &'a Task) -> bool {
+    in_group_upstreams(dag, task).next().is_some()
+}
+
+/// The upstreams of `task` mapped by the same mapped task group as `task`.
+fn in_group_upstreams<'a>(dag: &'a Dag, task: &'a Task) -> impl Iterator<Item = &'a TaskId> {
+    let group = task.mapping.as_ref().and_then(|m| m.group.as_ref());
+    task.upstream.iter().filter(move |upstream| {
+        group.is_some()
+            && dag
+                .task(upstream)
+                .and_then(|t| t.mapping.as_ref())
+                .and_then(|m| m.group.as_ref())
+                == group
+    })
+}
+
+/// What `task`'s trigger rule says for its instance `map_index`, as Airflow decides an instance
+/// in a mapped task group: an upstream in the same mapped group counts by its instance of the
+/// same index, any other upstream by all of its instances. For a task outside mapped groups,
+/// what it says for the task as a whole.
+#[must_use]
+pub fn decide_instance(
+    dag: &Dag,
+    task: &Task,
+    states: &impl RunStates,
+    map_index: i32,
+) -> Decision {
+    let same_group: Vec<&TaskId> = in_group_upstreams(dag, task).collect();
+    let mut up = UpstreamCounts::default();
+    for upstream in &task.upstream {
+        if same_group.contains(&upstream) {
+            up.add(states.instance_state(upstream, map_index), 1, false);
+        } else {
+            states.instance_counts(upstream, &mut |state, n| up.add(state, n, false));
+        }
+    }
+    decide(task.settings.trigger_rule, &up)
 }
 
 /// The run's state from its tasks' states: running while any task is unfinished; then failed if
@@ -542,5 +600,135 @@ mod tests {
             };
             assert_eq!(d(rule, &[S::Running, S::Running]), expected, "{rule}");
         }
+    }
+}
+
+#[cfg(test)]
+mod mapped_group_tests {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use indexmap::IndexMap;
+    use serde_json::json;
+
+    use super::*;
+    use crate::dag::{Dag, DagSettings};
+    use crate::ids::{DagId, GroupId};
+    use crate::mapping::{Expand, Mapping, Source};
+    use crate::task::TaskSettings;
+
+    /// Instance states by (task, map index); a task without instances is `none`.
+    struct Instances(HashMap<(String, i32), TaskState>);
+
+    impl RunStates for Instances {
+        fn task_state(&self, task: &TaskId) -> TaskState {
+            let mut of_task = self
+                .0
+                .iter()
+                .filter(|((t, _), _)| t == task.as_str())
+                .map(|(_, s)| *s)
+                .peekable();
+            if of_task.peek().is_none() {
+                return TaskState::NoStatus;
+            }
+            crate::mapping::task_state(of_task)
+        }
+
+        fn instance_counts(&self, task: &TaskId, each: &mut dyn FnMut(TaskState, usize)) {
+            let mut any = false;
+            for ((t, _), state) in &self.0 {
+                if t == task.as_str() {
+                    any = true;
+                    each(*state, 1);
+                }
+            }
+            // A task not expanded yet is its one instance, waiting.
+            if !any {
+                each(TaskState::NoStatus, 1);
+            }
+        }
+
+        fn instance_state(&self, task: &TaskId, map_index: i32) -> TaskState {
+            self.0
+                .get(&(task.to_string(), map_index))
+                .copied()
+                .unwrap_or(TaskState::Removed)
+        }
+    }
+
+    fn task(id: &str, upstream: &[&str], group: Option<&str>) -> Task {
+        Task {
+            id: TaskId::new(id).unwrap(),
+            operator: "empty".into(),
+            args: serde_json::Map::new(),
+            upstream: upstream.iter().map(|u| TaskId::new(*u).unwrap()).collect(),
+            group: group.map(|g| GroupId::new(g).unwrap()),
+            settings: TaskSettings::default(),
+            doc_md: None,
+            mapping: group.map(|g| Mapping {
+                expand: Expand::Args(vec![(
+                    "env".into(),
+                    Source::Literal(vec![json!({}), json!({})]),
+                )]),
+                map_index_template: None,
+                group: Some(GroupId::new(g).unwrap()),
+            }),
+        }
+    }
+
+    #[test]
+    fn an_instance_in_a_mapped_group_follows_its_own_upstream_instance() {
+        let tasks = vec![
+            task("before", &[], None),
+            task("g.first", &["before"], Some("g")),
+            task("g.second", &["g.first"], Some("g")),
+            task("after", &["g.second"], None),
+        ];
+        let dag = Dag::new(
+            DagId::new("d").unwrap(),
+            DagSettings::default(),
+            tasks.into_iter().map(|t| (t.id.clone(), t)).collect(),
+            IndexMap::new(),
+            PathBuf::from("d.yaml"),
+        )
+        .unwrap();
+        let states = |list: &[(&str, i32, TaskState)]| {
+            Instances(
+                list.iter()
+                    .map(|(t, i, s)| (((*t).to_owned(), *i), *s))
+                    .collect(),
+            )
+        };
+        let id = |t: &str| TaskId::new(t).unwrap();
+        let second = dag.task(&id("g.second")).unwrap();
+        // The second task waits while any instance of the first runs...
+        let running = states(&[
+            ("before", -1, TaskState::Success),
+            ("g.first", 0, TaskState::Failed),
+            ("g.first", 1, TaskState::Running),
+        ]);
+        assert_eq!(settle(&dag, &running, |_| true).ready, Vec::<TaskId>::new());
+        // ...then each of its instances is decided by its own upstream instance.
+        let ended = states(&[
+            ("before", -1, TaskState::Success),
+            ("g.first", 0, TaskState::Failed),
+            ("g.first", 1, TaskState::Success),
+        ]);
+        assert_eq!(settle(&dag, &ended, |_| true).ready, [id("g.second")]);
+        assert_eq!(
+            decide_instance(&dag, second, &ended, 0),
+            Decision::UpstreamFailed
+        );
+        assert_eq!(decide_instance(&dag, second, &ended, 1), Decision::Ready);
+        // Outside the group, every instance counts.
+        let after = dag.task(&id("after")).unwrap();
+        let done = states(&[
+            ("g.second", 0, TaskState::UpstreamFailed),
+            ("g.second", 1, TaskState::Success),
+        ]);
+        assert_eq!(
+            decide_instance(&dag, after, &done, -1),
+            Decision::UpstreamFailed
+        );
     }
 }

@@ -68,10 +68,6 @@ pub struct ParsedDag {
     /// task id: such a task runs in the Task SDK and cannot be exported.
     #[serde(default)]
     pub not_expressible: BTreeMap<String, Vec<String>>,
-    /// Tasks in mapped task groups, which Gust cannot run yet (a mapped task is among the
-    /// tasks, with its `expand:`).
-    #[serde(default)]
-    pub in_mapped_groups: Vec<String>,
     /// What Gust could not read of the DAG (a timetable it has no schedule for...).
     #[serde(default)]
     pub problems: Vec<String>,
@@ -119,6 +115,13 @@ pub fn route(dag: &ParsedDag, task_id: &str) -> TaskRoute {
             "a mapped task of a Python DAG file runs in the Task SDK".into(),
         );
     }
+    if task.is_some_and(|t| in_mapped_group(dag, t)) {
+        // What the group expands over are its function's arguments, which the Task SDK
+        // resolves from the file's own MappedTaskGroup, not the operator's.
+        return TaskRoute::TaskSdk(
+            "a task of a mapped task group of a Python DAG file runs in the Task SDK".into(),
+        );
+    }
     let Some(spec) = gust_operators::resolve(class)
         .filter(|spec| !gust_operators::python::runs_in_task_sdk(spec.name))
         .filter(|spec| spec.aliases.contains(&class))
@@ -146,6 +149,31 @@ pub fn route(dag: &ParsedDag, task_id: &str) -> TaskRoute {
     TaskRoute::Native
 }
 
+/// Whether `task` (its dag-factory shape) is in a mapped task group of `dag`, or in a group
+/// nested in one.
+fn in_mapped_group(dag: &ParsedDag, task: &serde_json::Value) -> bool {
+    let groups = dag.dag.get("task_groups");
+    let mut group = task
+        .get("task_group_name")
+        .and_then(serde_json::Value::as_str);
+    // At most one step per group, whatever the parents say.
+    let steps = groups
+        .and_then(serde_json::Value::as_object)
+        .map_or(0, serde_json::Map::len);
+    for _ in 0..=steps {
+        let Some(entry) = group.and_then(|g| groups.and_then(|all| all.get(g))) else {
+            return false;
+        };
+        if entry.get("expand").is_some() || entry.get("expand_kwargs").is_some() {
+            return true;
+        }
+        group = entry
+            .get("parent_group_name")
+            .and_then(serde_json::Value::as_str);
+    }
+    false
+}
+
 /// The DAGs of one parsed file, with its import errors as diagnostics; `tracebacks` gets the
 /// Python traceback of each import error, by its place.
 pub fn load_python_file(
@@ -168,18 +196,6 @@ pub fn load_python_file(
         for problem in &dag.problems {
             out.problems
                 .push(Diagnostic::new(at.clone(), problem.clone()).in_dag(&dag.dag_id, None));
-        }
-        for task in &dag.in_mapped_groups {
-            out.problems.push(
-                Diagnostic::new(
-                    at.clone(),
-                    format!("task \"{task}\" is in a mapped task group, which Gust cannot run yet"),
-                )
-                .in_dag(&dag.dag_id, Some(task))
-                .with_hint(
-                    "map the tasks themselves (`.expand` on each task) rather than their group",
-                ),
-            );
         }
         if out.problems.len() > before {
             continue;
@@ -240,12 +256,6 @@ pub fn export_yaml(dag: &ParsedDag) -> Result<serde_json::Value, String> {
         .and_then(serde_json::Value::as_object)
         .map(|tasks| tasks.keys().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
-    if let Some(task) = dag.in_mapped_groups.first() {
-        return Err(format!(
-            "task {task} of DAG {} is in a mapped task group, which Gust cannot run yet",
-            dag.dag_id
-        ));
-    }
     if let Some(problem) = dag.problems.first() {
         return Err(problem.clone());
     }
@@ -382,7 +392,6 @@ mod tests {
             .into_iter()
             .collect(),
             not_expressible: BTreeMap::new(),
-            in_mapped_groups: Vec::new(),
             problems: Vec::new(),
         }
     }

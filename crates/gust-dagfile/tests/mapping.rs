@@ -136,3 +136,133 @@ d:
         ["argument \"bash_command\": invalid type: integer `1`, expected a string"]
     );
 }
+
+#[test]
+fn a_mapped_task_group_s_expand_and_partial_are_its_tasks_own() {
+    let text = "\
+grouped:
+  task_groups:
+    shard:
+      expand:
+        bash_command: names.output
+      partial:
+        env: {FIXED: test}
+    inner:
+      parent_group_name: shard
+  tasks:
+    names:
+      operator: bash
+      bash_command: echo
+    first:
+      operator: bash
+      task_group_name: shard
+    second:
+      operator: bash
+      task_group_name: inner
+      dependencies: [first]
+";
+    let (_folder, load) = load_one(text);
+    assert!(load.problems.is_empty(), "{:?}", load.problems);
+    let dag = &load.dags[0];
+    let task = |id: &str| dag.tasks().find(|t| t.id.as_str() == id).expect(id);
+    for id in ["shard.first", "shard.inner.second"] {
+        let mapping = task(id).mapping.as_ref().expect("mapped with its group");
+        assert_eq!(mapping.group.as_ref().map(|g| g.as_str()), Some("shard"));
+        assert_eq!(
+            mapping.xcom_tasks().map(|t| t.as_str()).collect::<Vec<_>>(),
+            ["names"]
+        );
+        assert_eq!(
+            task(id).args.get("env"),
+            Some(&serde_json::json!({"FIXED": "test"}))
+        );
+    }
+    // What the group maps over is its root's upstream, not every task's.
+    assert_eq!(
+        task("shard.first")
+            .upstream
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>(),
+        ["names"]
+    );
+    assert_eq!(
+        task("shard.inner.second")
+            .upstream
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>(),
+        ["shard.first"]
+    );
+}
+
+#[test]
+fn nested_mapping_in_a_mapped_task_group_is_refused_in_one_line() {
+    let mapped_task = messages(
+        "\
+d:
+  task_groups:
+    g: {expand: {bash_command: [echo 1]}}
+  tasks:
+    t:
+      operator: bash
+      task_group_name: g
+      expand: {env: [{A: '1'}]}
+",
+    );
+    assert_eq!(
+        mapped_task,
+        ["the task is mapped inside mapped task group \"g\", which Gust cannot run yet"]
+    );
+    let mapped_groups = messages(
+        "\
+d:
+  task_groups:
+    g: {expand: {bash_command: [echo 1]}}
+    h: {parent_group_name: g, expand: {env: [{A: '1'}]}}
+  tasks:
+    t:
+      operator: bash
+      task_group_name: h
+",
+    );
+    assert!(
+        mapped_groups.contains(
+            &"task group \"g.h\" is mapped inside mapped task group \"g\", which Gust cannot run yet"
+                .to_owned()
+        ),
+        "{mapped_groups:?}"
+    );
+    let unmapped_partial = messages(
+        "\
+d:
+  task_groups:
+    g: {partial: {env: {A: '1'}}}
+  tasks:
+    t:
+      operator: bash
+      bash_command: echo
+      task_group_name: g
+",
+    );
+    assert_eq!(
+        unmapped_partial,
+        ["task group \"g\" has `partial:` but is not mapped"]
+    );
+    let twice = messages(
+        "\
+d:
+  task_groups:
+    g: {expand: {bash_command: [echo 1]}, partial: {env: {A: '1'}}}
+  tasks:
+    t:
+      operator: bash
+      env: {A: '2'}
+      task_group_name: g
+",
+    );
+    assert_eq!(
+        twice,
+        ["\"env\" is given both by mapped task group \"g\"'s partial (line 3) and the task"]
+    );
+}

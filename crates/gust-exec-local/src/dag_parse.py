@@ -371,7 +371,10 @@ def mapped_task_shape(task, dag_module):
     return out, not_expressible
 
 
-def groups(dag):
+def groups(dag, problems):
+    """The DAG's task groups in dag-factory's shape; a mapped group (`@task_group` with
+    `.expand`) with what it expands over, as a mapped task's (its tasks, which the Task SDK runs,
+    resolve their arguments from the file's own group: Gust only counts the items)."""
     found = {}
     pending = [dag.task_group]
     while pending:
@@ -384,6 +387,24 @@ def groups(dag):
                     entry["tooltip"] = child.tooltip
                 if group.group_id is not None:
                     entry["parent_group_name"] = group.group_id
+                expand_input = getattr(child, "_expand_input", None)
+                if expand_input is not None:
+                    try:
+                        if expand_input.EXPAND_INPUT_TYPE == "dict-of-lists":
+                            entry["expand"] = {
+                                name: expand_source(value, "expand argument %r" % name)
+                                for name, value in expand_input.value.items()
+                            }
+                        else:
+                            entry["expand_kwargs"] = expand_source(
+                                expand_input.value, "expand_kwargs"
+                            )
+                    except NotMappable as what:
+                        problems.append(
+                            "DAG %s: task group %s maps over what Gust cannot map over yet (%s); "
+                            "expand over a list or one upstream's output"
+                            % (dag.dag_id, child.group_id, what)
+                        )
                 found[child.group_id] = entry
     return found
 
@@ -465,18 +486,22 @@ def dag_shape(dag):
     deadlines = deadline_shape(dag, problems)
     if deadlines:
         shape["deadline"] = deadlines
-    shape["task_groups"] = groups(dag)
+    shape["task_groups"] = groups(dag, problems)
     tasks = {}
     arguments = {}
     not_expressible = {}
-    in_mapped_groups = []
     dag_module = None
     for task in dag.tasks:
-        closest_mapped_group = getattr(task, "get_closest_mapped_task_group", None)
-        if closest_mapped_group is not None and closest_mapped_group() is not None:
-            in_mapped_groups.append(task.task_id)
-            continue
         dag_module = dag_module or _dag_module(dag)
+        closest_mapped_group = getattr(task, "get_closest_mapped_task_group", None)
+        mapped_group = closest_mapped_group() if closest_mapped_group is not None else None
+        if mapped_group is not None and isinstance(task, MappedOperator):
+            problems.append(
+                "DAG %s: task %s is mapped inside mapped task group %s, which Gust cannot run "
+                "yet; map the group or the task, not both"
+                % (dag.dag_id, task.task_id, mapped_group.group_id)
+            )
+            continue
         if isinstance(task, MappedOperator):
             try:
                 tasks[task.task_id], why = mapped_task_shape(task, dag_module)
@@ -503,7 +528,6 @@ def dag_shape(dag):
         "dag": shape,
         "arguments": arguments,
         "not_expressible": not_expressible,
-        "in_mapped_groups": in_mapped_groups,
         "problems": problems,
     }
 

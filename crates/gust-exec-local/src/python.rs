@@ -550,11 +550,46 @@ def _task(task):
             task[key] = _moved(task[key])
 
 
+def _mapped_groups(dag):
+    # Gust's mapped task groups (a group's `expand:`, `expand_kwargs:` and `partial:`, which
+    # dag-factory has not): each task of one takes them as its own, as Gust reads them.
+    groups = dag.get("task_groups")
+    if isinstance(groups, list):
+        groups = {{g.get("group_name"): g for g in groups if isinstance(g, dict)}}
+    if not isinstance(groups, dict):
+        return
+    keys = {{}}
+    for name, group in groups.items():
+        if isinstance(group, dict):
+            keys[name] = {{k: group.pop(k) for k in ("expand", "expand_kwargs", "partial") if k in group}}
+
+    def mapped(name):
+        seen = set()
+        while name in groups and name not in seen:
+            seen.add(name)
+            if "expand" in keys.get(name, {{}}) or "expand_kwargs" in keys.get(name, {{}}):
+                return keys[name]
+            name = (groups[name] or {{}}).get("parent_group_name")
+        return None
+
+    tasks = dag.get("tasks")
+    for task in tasks.values() if isinstance(tasks, dict) else (tasks or []):
+        group = mapped(task.get("task_group_name")) if isinstance(task, dict) else None
+        if not group:
+            continue
+        for key in ("expand", "expand_kwargs"):
+            if key in group:
+                task[key] = group[key]
+        if "partial" in group:
+            task["partial"] = {{**(task.get("partial") or {{}}), **group["partial"]}}
+
+
 def _airflow_names(config):
     for dag_id, dag in config.items():
         if not isinstance(dag, dict):
             continue
         _native(dag)
+        _mapped_groups(dag)
         groups = dag.get("task_groups")
         for group in groups.values() if isinstance(groups, dict) else (groups or []):
             if isinstance(group, dict) and isinstance(group.get("default_args"), dict):

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use gust_core::dag::Dag;
 use gust_core::ids::{InstanceId, TaskId};
 use gust_core::mapping::{ExpandError, StateCounts};
-use gust_core::readiness::RunStates;
-use gust_core::state::TaskState;
+use gust_core::readiness::{Decision, RunStates, decide_instance};
+use gust_core::state::{TaskEvent, TaskState};
 use gust_core::task::Task;
 use serde_json::{Map, Value};
 
@@ -44,6 +44,33 @@ pub fn instance_args(
             instance.task_id
         )),
         Err(err) => Err(format!("{instance}: {err}")),
+    }
+}
+
+/// How a waiting instance of an expanded task moves now: scheduled, or, for a task in a mapped
+/// task group, whatever its trigger rule says from its own upstream instances (instance `i`
+/// of the group's next task waits on instance `i` of the one before, as in Airflow). `None`:
+/// it waits.
+#[must_use]
+pub fn waiting_instance_event(
+    dag: &Dag,
+    task: &Task,
+    states: &InstanceStates,
+    instance: &InstanceId,
+) -> Option<TaskEvent> {
+    if task
+        .mapping
+        .as_ref()
+        .and_then(|m| m.group.as_ref())
+        .is_none()
+    {
+        return Some(TaskEvent::Schedule);
+    }
+    match decide_instance(dag, task, states, instance.map_index) {
+        Decision::Ready => Some(TaskEvent::Schedule),
+        Decision::Wait => None,
+        Decision::Skip => Some(TaskEvent::Skip),
+        Decision::UpstreamFailed => Some(TaskEvent::UpstreamFail),
     }
 }
 
@@ -241,6 +268,17 @@ impl RunStates for InstanceStates {
         match self.mapped.get(task) {
             Some(mapped) => mapped.counts.for_each(each),
             None => each(self.tasks.task_state(task), 1),
+        }
+    }
+
+    fn instance_state(&self, task: &TaskId, map_index: i32) -> TaskState {
+        match (self.mapped.get(task), usize::try_from(map_index)) {
+            (Some(mapped), Ok(index)) => mapped
+                .states
+                .get(index)
+                .copied()
+                .unwrap_or(TaskState::Removed),
+            _ => self.tasks.task_state(task),
         }
     }
 }

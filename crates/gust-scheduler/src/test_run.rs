@@ -402,6 +402,7 @@ impl<'a> Driver<'a> {
                 Ok(count) => {
                     self.instances.remove(&unmapped);
                     self.states.expand(task_id, count);
+                    self.xcoms.expanded(task_id.as_str(), count);
                     for instance in self.states.instances(task_id) {
                         self.instances.insert(instance, Instance::default());
                     }
@@ -424,9 +425,16 @@ impl<'a> Driver<'a> {
             }
         }
         for instance in self.states.instances(task_id) {
-            if self.state(&instance) == TaskState::NoStatus {
-                self.transition(&instance, TaskEvent::Schedule);
-                self.launch(&instance);
+            if self.state(&instance) != TaskState::NoStatus {
+                continue;
+            }
+            match crate::mapped::waiting_instance_event(self.dag, task, &self.states, &instance) {
+                Some(TaskEvent::Schedule) => {
+                    self.transition(&instance, TaskEvent::Schedule);
+                    self.launch(&instance);
+                }
+                Some(event) => self.transition(&instance, event),
+                None => {}
             }
         }
     }

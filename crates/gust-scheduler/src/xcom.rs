@@ -31,6 +31,8 @@ pub struct RunXComs {
     /// resolved from changes: resolving copies every item, so it is done once per expansion
     /// rather than once per instance launched.
     lists: Mutex<HashMap<TaskId, Arc<Lists>>>,
+    /// How many instances each expanded task has, where no store answers it (`gust dags test`).
+    expanded: RwLock<HashMap<String, usize>>,
     template_values: Arc<TemplateValues>,
 }
 
@@ -48,6 +50,7 @@ impl RunXComs {
             values: RwLock::default(),
             mapped: RwLock::default(),
             lists: Mutex::default(),
+            expanded: RwLock::default(),
             template_values,
         }
     }
@@ -80,6 +83,15 @@ impl RunXComs {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|_, lists| !lists.depends_on(task_id));
+    }
+
+    /// Notes that `task_id` was expanded to `count` instances (see
+    /// [`RuntimeLookup::instance_count`]).
+    pub fn expanded(&self, task_id: &str, count: usize) {
+        self.expanded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(task_id.to_owned(), count);
     }
 
     /// Forgets the XComs of `task_id`'s instance `map_index`: a new try of it starts, and the
@@ -144,6 +156,14 @@ impl RunXComs {
 }
 
 impl RuntimeLookup for RunXComs {
+    fn instance_count(&self, task_id: &str) -> Option<usize> {
+        self.expanded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(task_id)
+            .copied()
+    }
+
     fn variable(&self, key: &str) -> Option<String> {
         self.template_values.snapshot().variables.get(key).cloned()
     }

@@ -1409,3 +1409,144 @@ async fn a_mapped_instance_is_named_by_its_map_index_template_when_handed_over(s
     stop.cancel();
     handle.await.expect("the scheduler stopped");
 }
+
+const GROUPED: &str = r#"
+grouped:
+  schedule: null
+  task_groups:
+    shard:
+      expand:
+        env: [{N: "0"}, {N: "1"}, {N: "2"}]
+      partial:
+        append_env: true
+    by_xcom:
+      expand:
+        bash_command: names.output
+    empty:
+      expand:
+        env: []
+  tasks:
+    first:
+      operator: BashOperator
+      task_group_name: shard
+      retries: 1
+      retry_delay: 0
+      bash_command: 'if [ "$N" = 1 ] && [ ! -e "{{ var.value.marks }}/fixed" ]; then exit 1; fi; echo first-$N'
+    second:
+      operator: BashOperator
+      task_group_name: shard
+      bash_command: 'echo second-$N'
+      dependencies: [first]
+    after:
+      operator: BashOperator
+      trigger_rule: all_done
+      bash_command: "echo '{{ ti.xcom_pull(task_ids=\"shard.second\") | list | join(\",\") }}'"
+      dependencies: [shard]
+    names:
+      operator: BashOperator
+      expand: {bash_command: ['echo echo a', 'echo echo b']}
+    run:
+      operator: BashOperator
+      task_group_name: by_xcom
+    lonely:
+      operator: BashOperator
+      task_group_name: empty
+      bash_command: echo never
+"#;
+
+both_engines!(a_mapped_task_group_runs_each_instance_after_its_own_upstream_instance);
+
+/// A mapped task group: every task of `shard` has one instance per item of the group's list
+/// (with the group's `partial:` too), instance 1 of `first` fails after its retry and only
+/// instance 1 of `second` is upstream_failed; the task after the group pulls the instances'
+/// values in map-index order; `by_xcom` has as many instances as its upstream's value has
+/// items, known when it ends; a group over nothing has its tasks skipped. Clearing the failed
+/// instances runs them again, alone.
+async fn a_mapped_task_group_runs_each_instance_after_its_own_upstream_instance(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).expect("dags folder");
+    std::fs::write(dags.join("grouped.yaml"), GROUPED).expect("dag file");
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&marks).expect("marks folder");
+    store
+        .set_variable("marks", &marks.display().to_string(), None, &fernet())
+        .await
+        .expect("variable");
+    let (stop, handle) = start(&store, &dags, dir.path()).await;
+    let run_id = trigger(&store, &dags, "grouped", serde_json::json!({})).await;
+    assert_eq!(
+        wait_for_run(&store, "grouped", &run_id).await,
+        DagRunState::Success
+    );
+    let instances = |tis: &[gust_store::StoredTaskInstance]| -> Vec<(String, i32, TaskState, i32)> {
+        tis.iter()
+            .map(|t| (t.task_id.clone(), t.map_index, t.state, t.try_number))
+            .collect()
+    };
+    let tis = store.task_instances("grouped", &run_id).await.expect("tis");
+    let expected = |fixed: bool| {
+        let (first, second) = if fixed {
+            ((TaskState::Success, 3), (TaskState::Success, 1))
+        } else {
+            ((TaskState::Failed, 2), (TaskState::UpstreamFailed, 0))
+        };
+        vec![
+            ("after".to_owned(), -1, TaskState::Success, 1),
+            ("by_xcom.run".to_owned(), 0, TaskState::Success, 1),
+            ("by_xcom.run".to_owned(), 1, TaskState::Success, 1),
+            ("empty.lonely".to_owned(), -1, TaskState::Skipped, 0),
+            ("names".to_owned(), 0, TaskState::Success, 1),
+            ("names".to_owned(), 1, TaskState::Success, 1),
+            ("shard.first".to_owned(), 0, TaskState::Success, 1),
+            ("shard.first".to_owned(), 1, first.0, first.1),
+            ("shard.first".to_owned(), 2, TaskState::Success, 1),
+            ("shard.second".to_owned(), 0, TaskState::Success, 1),
+            ("shard.second".to_owned(), 1, second.0, second.1),
+            ("shard.second".to_owned(), 2, TaskState::Success, 1),
+        ]
+    };
+    assert_eq!(instances(&tis), expected(false));
+    let xcoms = store.xcoms_of_run("grouped", &run_id).await.expect("xcoms");
+    let values: Vec<(&str, i32, serde_json::Value)> = xcoms
+        .iter()
+        .map(|x| (x.task_id.as_str(), x.map_index, x.value.clone()))
+        .collect();
+    for value in [
+        ("shard.second", 2, serde_json::json!("second-2")),
+        ("by_xcom.run", 1, serde_json::json!("b")),
+        ("after", -1, serde_json::json!("second-0,second-2")),
+    ] {
+        assert!(values.contains(&value), "{value:?} in {values:?}");
+    }
+    let log = dir
+        .path()
+        .join("logs/dag_id=grouped")
+        .join(format!("run_id={run_id}"))
+        .join("task_id=shard.first/map_index=1/attempt=2.log");
+    assert!(log.exists(), "each instance's tries have their own logs");
+
+    std::fs::write(marks.join("fixed"), "").expect("mark");
+    let targets =
+        [("shard.first", 1), ("shard.second", 1)].map(|(task, index)| gust_store::InstanceTarget {
+            task_id: task.to_owned(),
+            map_index: Some(index),
+        });
+    let cleared = store
+        .clear_instances("grouped", &run_id, &targets, SystemClock.now())
+        .await
+        .expect("clear");
+    assert_eq!(cleared, 2);
+    assert_eq!(
+        wait_for_run(&store, "grouped", &run_id).await,
+        DagRunState::Success
+    );
+    let tis = store.task_instances("grouped", &run_id).await.expect("tis");
+    assert_eq!(
+        instances(&tis),
+        expected(true),
+        "only the cleared instances ran again"
+    );
+    stop.cancel();
+    handle.await.expect("the scheduler stopped");
+}

@@ -104,6 +104,13 @@ pub trait RuntimeLookup: Send + Sync {
                 .unwrap_or_default(),
         )
     }
+    /// How many instances `task_id` was expanded to in the current run, when known here (the
+    /// Task SDK asks it of a task in a mapped task group, to pick its upstreams' instance).
+    /// By default it is not.
+    fn instance_count(&self, task_id: &str) -> Option<usize> {
+        let _ = task_id;
+        None
+    }
 }
 
 /// A lookup with nothing in it, for dry runs and tests.

@@ -1,4 +1,6 @@
-//! Task groups: full ids (`outer.inner`), prefixes for their tasks, and inherited default_args.
+//! Task groups: full ids (`outer.inner`), prefixes for their tasks, inherited default_args, and
+//! mapped task groups (`expand:`/`expand_kwargs:`/`partial:`, Airflow's `@task_group` with
+//! `.expand`), whose every task gets one instance per item.
 
 use std::collections::HashMap;
 
@@ -23,6 +25,9 @@ const GROUP_KEYS: &[&str] = &[
     "prefix_group_id",
     "ui_color",
     "ui_fgcolor",
+    "expand",
+    "expand_kwargs",
+    "partial",
 ];
 
 /// A group entry's keys, read.
@@ -32,6 +37,18 @@ struct GroupFields<'a> {
     default_args: Option<&'a Mapping>,
     tooltip: Option<String>,
     dependencies: Vec<(String, Location)>,
+    /// The entry's keys, when it is mapped (`expand:` or `expand_kwargs:`).
+    mapped: Option<&'a Mapping>,
+}
+
+/// The mapped task group a task is in (itself, or the closest enclosing group that is mapped):
+/// its tasks take its `expand:`/`expand_kwargs:` and `partial:` as their own.
+#[derive(Debug, Clone)]
+pub struct MappedGroup<'a> {
+    /// The mapped group's full id.
+    pub id: GroupId,
+    /// Its entry's keys.
+    pub fields: &'a Mapping,
 }
 
 /// A group with everything resolved that does not need the tasks.
@@ -52,6 +69,8 @@ pub struct Group<'a> {
     pub child_prefix: String,
     /// Where the entry starts.
     pub at: Location,
+    /// The mapped group its tasks are expanded with, if any.
+    pub mapped: Option<MappedGroup<'a>>,
 }
 
 /// Resolves every group's id, prefix and inherited defaults. Groups with problems are left out.
@@ -81,6 +100,8 @@ pub fn resolve<'a>(
         for (key, value) in entry.fields.iter() {
             let result = match key.name.as_str() {
                 "group_name" | "ui_color" | "ui_fgcolor" => Ok(()),
+                // Read with each of the group's tasks, which take them as their own.
+                "expand" | "expand_kwargs" | "partial" => Ok(()),
                 "tooltip" => values::opt_string(value, "tooltip").map(|t| tooltip = t),
                 "parent_group_name" => values::string(value, "parent_group_name")
                     .map(|p| parent = Some((p, value.at.clone()))),
@@ -105,6 +126,26 @@ pub fn resolve<'a>(
                 problems.push(p);
             }
         }
+        let mapped = ["expand", "expand_kwargs"]
+            .iter()
+            .any(|key| entry.fields.get(key).is_some());
+        if mapped {
+            // What the group maps over comes first: its roots depend on it, as in Airflow.
+            dependencies.extend(super::mapping::expand_upstreams(entry.fields).unwrap_or_default());
+        } else if let Some((key, _)) = entry.fields.entry("partial") {
+            problems.push(
+                Diagnostic::new(
+                    key.at.clone(),
+                    format!(
+                        "task group \"{}\" has `partial:` but is not mapped",
+                        entry.name
+                    ),
+                )
+                .with_hint(
+                    "add `expand:` (or `expand_kwargs:`) to the group, or remove `partial:`",
+                ),
+            );
+        }
         parsed.insert(
             &entry.name,
             GroupFields {
@@ -113,6 +154,7 @@ pub fn resolve<'a>(
                 default_args,
                 tooltip,
                 dependencies,
+                mapped: mapped.then_some(entry.fields),
             },
         );
     }
@@ -186,6 +228,7 @@ pub fn resolve<'a>(
                 default_args,
                 tooltip,
                 dependencies,
+                mapped,
             } = &parsed[name];
             let parent_prefix = outer
                 .as_ref()
@@ -197,6 +240,27 @@ pub fn resolve<'a>(
                     problems.push(Diagnostic::new(first_at[name].clone(), err.to_string()));
                     break;
                 }
+            };
+            let outer_mapped = outer.as_ref().and_then(|g| g.mapped.clone());
+            let mapped = match (mapped, outer_mapped) {
+                (Some(_), Some(outer_mapped)) => {
+                    problems.push(
+                        Diagnostic::new(
+                            first_at[name].clone(),
+                            format!(
+                                "task group \"{id}\" is mapped inside mapped task group \"{}\", which Gust cannot run yet",
+                                outer_mapped.id
+                            ),
+                        )
+                        .with_hint("map one of the two groups only"),
+                    );
+                    break;
+                }
+                (Some(fields), None) => Some(MappedGroup {
+                    id: id.clone(),
+                    fields,
+                }),
+                (None, outer_mapped) => outer_mapped,
             };
             let mut inherited = outer
                 .as_ref()
@@ -214,6 +278,7 @@ pub fn resolve<'a>(
                 dependencies: dependencies.clone(),
                 default_args: inherited,
                 at: first_at[name].clone(),
+                mapped,
             };
             resolved.insert(name.to_owned(), group.clone());
             outer = Some(group);

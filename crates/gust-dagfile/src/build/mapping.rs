@@ -12,6 +12,7 @@ use gust_core::ids::TaskId;
 use gust_core::mapping::{Expand, Mapping as TaskMapping, Source};
 use gust_operators::OperatorSpec;
 
+use super::groups::MappedGroup;
 use super::values::{self, Read};
 use crate::diagnostic::Diagnostic;
 use crate::location::Location;
@@ -146,6 +147,72 @@ fn read_source(node: &Node, key: &str, upstreams: &mut Vec<(String, Location)>) 
     }
 }
 
+/// The upstreams a mapped task group's `expand:` or `expand_kwargs:` maps over (`fields`: the
+/// group's keys), as written.
+pub fn expand_upstreams(fields: &Mapping) -> Read<Vec<(String, Location)>> {
+    let mut upstreams = Vec::new();
+    if let Some(node) = fields.get("expand") {
+        for (k, v) in values::map(node, "expand")?.iter() {
+            read_source(v, &format!("expand.{}", k.name), &mut upstreams)?;
+        }
+    }
+    if let Some(node) = fields.get("expand_kwargs") {
+        read_source(node, "expand_kwargs", &mut upstreams)?;
+    }
+    Ok(upstreams)
+}
+
+/// A task of mapped task group `group`: its own keys with the group's `expand:` or
+/// `expand_kwargs:` and `partial:` laid in, as if the task had them, so each of its instances
+/// gets the group's item of its index. A task mapped itself inside a mapped group is refused
+/// (Airflow maps it again within each of the group's instances; Gust does not yet), as is an
+/// argument given both by the group's `partial:` and the task.
+pub fn in_mapped_group(own: &Mapping, group: &MappedGroup<'_>) -> Read<Mapping> {
+    if let Some((key, _)) = own.entry("expand").or_else(|| own.entry("expand_kwargs")) {
+        return Err(Diagnostic::new(
+            key.at.clone(),
+            format!(
+                "the task is mapped inside mapped task group \"{}\", which Gust cannot run yet",
+                group.id
+            ),
+        )
+        .with_hint("map the group or its task, not both"));
+    }
+    let mut merged = own.clone();
+    for key in ["expand", "expand_kwargs"] {
+        if let Some((k, v)) = group.fields.entry(key) {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some((group_key, group_partial)) = group.fields.entry("partial") {
+        let mut partial = match own.get("partial") {
+            Some(node) => values::map(node, "partial")?.clone(),
+            None => Mapping::default(),
+        };
+        for (k, v) in values::map(group_partial, "partial")?.iter() {
+            if let Some((first, _)) = partial.entry(&k.name).or_else(|| own.entry(&k.name)) {
+                return Err(Diagnostic::new(
+                    first.at.clone(),
+                    format!(
+                        "\"{}\" is given both by mapped task group \"{}\"'s partial (line {}) and the task",
+                        k.name, group.id, k.at.line
+                    ),
+                )
+                .with_hint("give it once"));
+            }
+            partial.insert(k.clone(), v.clone());
+        }
+        merged.insert(
+            group_key.clone(),
+            Node {
+                value: Value::Map(partial),
+                at: group_partial.at.clone(),
+            },
+        );
+    }
+    Ok(merged)
+}
+
 /// A mapped task's `expand:` or `expand_kwargs:` and `map_index_template:`; `None` when the task
 /// is not mapped. The upstreams whose outputs it maps over are pushed to `upstreams`; every
 /// expanded argument must be one `operator` takes, and not also be given to the task.
@@ -223,6 +290,7 @@ pub fn read_mapping(
     Ok(Some(TaskMapping {
         expand,
         map_index_template,
+        group: None,
     }))
 }
 

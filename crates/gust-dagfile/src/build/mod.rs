@@ -500,6 +500,7 @@ fn read_tasks(
             defaults,
             dag_dir: ctx.fileloc.parent().unwrap_or(std::path::Path::new(".")),
             task_sdk: runs_in_task_sdk(&name),
+            mapped_group: group.and_then(|g| g.mapped.as_ref()),
         };
         let read = task::read_task(&entry, ctx.renderer, &mut task_problems);
         if let (Some(g), None) = (group_name, group) {

@@ -39,6 +39,8 @@ pub struct TaskEntry<'a> {
     /// A task of a Python DAG file that the Task SDK runs from the file itself: its operator
     /// (a class path) and arguments are Python's, not Gust's to check.
     pub task_sdk: bool,
+    /// The mapped task group the task is in, if any: it is expanded with the group.
+    pub mapped_group: Option<&'a super::groups::MappedGroup<'a>>,
 }
 
 /// A task entry read and checked, before its dependencies are resolved.
@@ -66,12 +68,25 @@ pub fn read_task(
     problems: &mut Vec<Diagnostic>,
 ) -> Option<ReadTask> {
     let operator = read_operator(entry, problems)?;
+    // A task of a mapped group takes the group's `expand:` and `partial:` as its own.
+    let in_group = match entry.mapped_group {
+        Some(group) => match mapping::in_mapped_group(entry.own, group) {
+            Ok(own) => Some(own),
+            Err(problem) => {
+                // The rest would be judged against keys the task does not have.
+                problems.push(problem);
+                return None;
+            }
+        },
+        None => None,
+    };
+    let own = in_group.as_ref().unwrap_or(entry.own);
     // dag-factory lays `partial:`'s arguments in among the task's own.
-    let merged = mapping::with_partial(entry.own).unwrap_or_else(|problem| {
+    let merged = mapping::with_partial(own).unwrap_or_else(|problem| {
         problems.push(problem);
         None
     });
-    let own_map = merged.as_ref().unwrap_or(entry.own);
+    let own_map = merged.as_ref().unwrap_or(own);
     let mut settings = TaskSettings {
         do_xcom_push: operator.pushes_xcom_by_default,
         ..TaskSettings::default()
@@ -156,10 +171,22 @@ pub fn read_task(
         }
     }
 
-    let mapped =
-        mapping::read_mapping(own_map, operator, &mut xcom_upstreams).unwrap_or_else(|problem| {
+    // What a mapped group maps over is its roots' upstream (the group's dependency), not
+    // every one of its tasks'.
+    let mut group_upstreams = Vec::new();
+    let sources = if entry.mapped_group.is_some() {
+        &mut group_upstreams
+    } else {
+        &mut xcom_upstreams
+    };
+    let mapped = mapping::read_mapping(own_map, operator, sources)
+        .unwrap_or_else(|problem| {
             problems.push(problem);
             None
+        })
+        .map(|mut m| {
+            m.group = entry.mapped_group.map(|g| g.id.clone());
+            m
         });
     // A teardown runs after its setups: they are among its dependencies.
     dependencies.extend(setups.iter().cloned());

@@ -55,14 +55,26 @@ impl Scheduler {
         if self.revise(batch, run_key, task_id) {
             return;
         }
-        let waiting: Vec<InstanceId> = self.runs.get(run_key).map_or_else(Vec::new, |run| {
-            run.instances(task_id)
-                .into_iter()
-                .filter(|i| run.state(i) == TaskState::NoStatus)
-                .collect()
-        });
-        for instance in waiting {
-            if self.move_into(batch, run_key, &instance, TaskEvent::Schedule, None, None) {
+        // Each waiting instance with how it moves (in a mapped task group, by its own
+        // upstream instances).
+        let waiting: Vec<(InstanceId, TaskEvent)> =
+            self.runs.get(run_key).map_or_else(Vec::new, |run| {
+                let Some(task) = run.dag.task(task_id) else {
+                    return Vec::new();
+                };
+                run.instances(task_id)
+                    .into_iter()
+                    .filter(|i| run.state(i) == TaskState::NoStatus)
+                    .filter_map(|i| {
+                        let event =
+                            crate::mapped::waiting_instance_event(&run.dag, task, &run.states, &i)?;
+                        Some((i, event))
+                    })
+                    .collect()
+            });
+        for (instance, event) in waiting {
+            let scheduled = event == TaskEvent::Schedule;
+            if self.move_into(batch, run_key, &instance, event, None, None) && scheduled {
                 self.wait_for_slot(run_key, &instance);
             }
         }

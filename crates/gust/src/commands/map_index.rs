@@ -167,6 +167,7 @@ mod tests {
         task(Some(Mapping {
             expand: Expand::Args(vec![("env".to_owned(), source)]),
             map_index_template: None,
+            group: None,
         }))
     }
 
