@@ -588,7 +588,7 @@ async fn a_branch_skips_the_tasks_it_does_not_follow_and_trigger_rules_do_the_re
                 events,
                 task: "pick",
                 outcome: TryOutcome::SucceededReporting {
-                    xcom: Some(serde_json::json!("left")),
+                    xcoms: [("return_value".to_owned(), serde_json::json!("left"))].into(),
                     skip: vec!["right".to_owned(), "not_a_task".to_owned()],
                     outlet_events: Vec::new(),
                 },
@@ -661,7 +661,7 @@ async fn reported_outlet_events_carry_their_extras_one_event_each(store: Store) 
                 events,
                 task: "emit",
                 outcome: TryOutcome::SucceededReporting {
-                    xcom: None,
+                    xcoms: std::collections::BTreeMap::new(),
                     skip: Vec::new(),
                     outlet_events: vec![
                         event("s3://bucket/orders", 1),
@@ -752,7 +752,7 @@ async fn a_dag_scheduled_on_an_alias_runs_once_an_asset_is_attached_to_it_and_up
                 events,
                 task: "emit",
                 outcome: TryOutcome::SucceededReporting {
-                    xcom: None,
+                    xcoms: std::collections::BTreeMap::new(),
                     skip: Vec::new(),
                     outlet_events: vec![through("example-alias"), through("not-its-alias")],
                 },
