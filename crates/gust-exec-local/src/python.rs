@@ -628,6 +628,9 @@ load_yaml_dags(
     )
 }
 
+/// The key of a task's return value among its XComs.
+const RETURN_VALUE: &str = "return_value";
+
 /// The try's outcome from what its worker reported (`progress`) and its exit code.
 pub(crate) fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool) -> TryOutcome {
     let Some(progress) = progress.filter(|p| p.reported.is_some()) else {
@@ -638,26 +641,28 @@ pub(crate) fn outcome(code: i32, progress: Option<Progress>, do_xcom_push: bool)
             code => FailureReason::ExitCode(code),
         });
     };
+    // The return value is kept as `do_xcom_push` says; other keys always, as in Airflow.
+    let xcoms: std::collections::BTreeMap<String, serde_json::Value> = progress
+        .xcoms
+        .iter()
+        .filter(|(key, _)| do_xcom_push || *key != RETURN_VALUE)
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let keyed = xcoms.keys().any(|key| key != RETURN_VALUE);
     match progress.reported {
         Some(Reported::Success)
-            if !progress.skip_downstream.is_empty() || !progress.outlet_events.is_empty() =>
+            if !progress.skip_downstream.is_empty()
+                || !progress.outlet_events.is_empty()
+                || keyed =>
         {
             TryOutcome::SucceededReporting {
-                xcom: if do_xcom_push {
-                    progress.xcoms.get("return_value").cloned()
-                } else {
-                    None
-                },
+                xcoms,
                 skip: progress.skip_downstream,
                 outlet_events: progress.outlet_events,
             }
         }
         Some(Reported::Success) => TryOutcome::Succeeded {
-            xcom: if do_xcom_push {
-                progress.xcoms.get("return_value").cloned()
-            } else {
-                None
-            },
+            xcom: xcoms.get(RETURN_VALUE).cloned(),
         },
         Some(Reported::Skipped) => TryOutcome::SkippedItself {
             reason: "the task raised AirflowSkipException".to_owned(),

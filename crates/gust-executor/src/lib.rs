@@ -197,13 +197,16 @@ pub enum TryOutcome {
         /// The return value.
         xcom: Option<serde_json::Value>,
     },
-    /// It succeeded and reported more than its return value (a Python task): downstream tasks
-    /// of its run to skip (a branch that follows other tasks, or a short circuit: Airflow's
-    /// `skip-downstream`; only tasks that have not started are skipped, trigger rules decide
-    /// the rest), and the extras of the asset events of its outlets.
+    /// It succeeded and reported more than its return value (a Python task): XComs under
+    /// other keys, downstream tasks of its run to skip (a branch that follows other tasks, or a
+    /// short circuit: Airflow's `skip-downstream`; only tasks that have not started are
+    /// skipped, trigger rules decide the rest), and the extras of the asset events of its
+    /// outlets.
     SucceededReporting {
-        /// The return value.
-        xcom: Option<serde_json::Value>,
+        /// The XComs it pushed, by key: its return value as `return_value` (when
+        /// `do_xcom_push` keeps it), and the keys it pushed otherwise (`ti.xcom_push(key=...)`),
+        /// which are kept whatever `do_xcom_push` says, as in Airflow.
+        xcoms: std::collections::BTreeMap<String, serde_json::Value>,
         /// The ids of the tasks to skip.
         skip: Vec<String>,
         /// The asset events it reported (`outlet_events`), with their extras.

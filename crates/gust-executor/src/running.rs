@@ -141,6 +141,7 @@ impl TryOutcome {
     pub fn summary(&self) -> String {
         match self {
             Self::Succeeded { .. } => "try succeeded".to_owned(),
+            Self::SucceededReporting { skip, .. } if skip.is_empty() => "try succeeded".to_owned(),
             Self::SucceededReporting { skip, .. } => {
                 format!("try succeeded; skipping downstream: {}", skip.join(", "))
             }

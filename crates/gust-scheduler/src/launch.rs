@@ -27,6 +27,16 @@ pub struct RunContext<'a> {
     pub asset_events: &'a serde_json::Map<String, serde_json::Value>,
 }
 
+/// A task's arguments rendered for one try, and the XComs its templates pushed as they
+/// rendered (`ti.xcom_push`), masked, by key, the last push of a key kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The arguments, templates rendered.
+    pub args: serde_json::Map<String, serde_json::Value>,
+    /// What the templates pushed.
+    pub xcoms: Vec<(String, serde_json::Value)>,
+}
+
 /// Renders `task`'s arguments for try `try_number` of the run; an instance of a mapped task
 /// (`mapped`: its map index and the arguments it is given) has its own arguments on top of the
 /// task's. The error names the task, the argument and what went wrong. The values the run's conf holds under sensitive names join the
@@ -40,7 +50,7 @@ pub fn render_args(
     try_number: u32,
     mapped: Option<&serde_json::Map<String, serde_json::Value>>,
     lookup: Arc<dyn RuntimeLookup>,
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+) -> Result<Rendered, String> {
     let mut written = task.args.clone();
     if let Some(instance_args) = mapped {
         written.extend(instance_args.clone());
@@ -48,18 +58,68 @@ pub fn render_args(
     // A Python task's templates are rendered by Airflow's Task SDK as it runs the task, with
     // Airflow's own Jinja: Gust hands its arguments over as written.
     if gust_operators::python::runs_in_task_sdk(&task.operator) {
-        return Ok(written);
+        return Ok(Rendered {
+            args: written,
+            xcoms: Vec::new(),
+        });
     }
     let ctx = try_context(dag, task, run, try_number);
     gust_secrets::add(conf_secrets(run.conf));
+    let keeping = Arc::new(KeepingPushes {
+        lookup,
+        pushed: std::sync::Mutex::default(),
+    });
     let mut args = serde_json::Map::with_capacity(written.len());
     for (name, value) in &written {
         let rendered = renderer
-            .render_value(value, name, &ctx, lookup.clone())
+            .render_value(value, name, &ctx, keeping.clone())
             .map_err(|err| err.to_string())?;
         args.insert(name.clone(), rendered);
     }
-    Ok(args)
+    let xcoms = std::mem::take(
+        &mut *keeping
+            .pushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    Ok(Rendered { args, xcoms })
+}
+
+/// The run's lookup as one try's templates see it, keeping what they push.
+struct KeepingPushes {
+    lookup: Arc<dyn RuntimeLookup>,
+    pushed: std::sync::Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl RuntimeLookup for KeepingPushes {
+    fn variable(&self, key: &str) -> Option<String> {
+        self.lookup.variable(key)
+    }
+
+    fn connection(&self, conn_id: &str) -> Option<gust_template::TemplateConnection> {
+        self.lookup.connection(conn_id)
+    }
+
+    fn xcom(&self, task_id: &str, key: &str) -> Option<serde_json::Value> {
+        self.lookup.xcom(task_id, key)
+    }
+
+    fn xcom_rows(&self, task_id: &str, key: &str) -> gust_template::XComRows {
+        self.lookup.xcom_rows(task_id, key)
+    }
+
+    fn asset_events(&self, asset: &gust_template::AssetQuery) -> Vec<serde_json::Value> {
+        self.lookup.asset_events(asset)
+    }
+
+    fn push_xcom(&self, key: &str, value: serde_json::Value) {
+        let mut pushed = self
+            .pushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pushed.retain(|(kept, _)| kept != key);
+        pushed.push((key.to_owned(), crate::xcom::masked(&value)));
+    }
 }
 
 /// The template context of try `try_number` of `task` in the run.
@@ -75,7 +135,33 @@ fn try_context(dag: &Dag, task: &Task, run: RunContext<'_>, try_number: u32) -> 
     ctx.params = dag.settings.params.clone();
     ctx.conf = run.conf.clone();
     ctx.triggering_asset_events = run.asset_events.clone();
+    ctx.inlets = inlets(task);
     ctx
+}
+
+/// `task`'s inlets as templates see them.
+#[must_use]
+pub fn inlets(task: &Task) -> Vec<gust_template::Inlet> {
+    task.settings
+        .inlets
+        .iter()
+        .map(|asset| gust_template::Inlet {
+            name: asset.name.clone(),
+            uri: asset.uri.clone(),
+        })
+        .collect()
+}
+
+/// Whether `task`'s templates read `inlet_events`: the events of its inlets are then read from
+/// the store before its tries render.
+#[must_use]
+pub fn reads_inlet_events(task: &Task) -> bool {
+    !task.settings.inlets.is_empty()
+        && !gust_operators::python::runs_in_task_sdk(&task.operator)
+        && task
+            .args
+            .values()
+            .any(|value| value.to_string().contains("inlet_events"))
 }
 
 /// The name of instance `map_index` of a mapped task: its `map_index_template` rendered with

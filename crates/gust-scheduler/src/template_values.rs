@@ -2,17 +2,20 @@
 //! store when tries are about to render, so a variable created right before a trigger is seen by
 //! that run's first tries, as an Airflow task reads its variables when it renders.
 //!
+//! The events of the assets templates read as `inlet_events` are read with them (only those of
+//! the inlets of tasks whose templates name `inlet_events`, see [`TemplateValues::read_events_of`]).
+//!
 //! [`TemplateValues::refresh`] is called once per scheduler step that admits tries (not once per
 //! try): one query for the connection ids and one for the variables (their keys only, until the
 //! key that decrypts them is known), plus one that decrypts the connections when there are any. Rendering itself stays synchronous and reads the last
 //! snapshot.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use gust_store::{SecretKey, Store, StoreError};
-use gust_template::TemplateConnection;
+use gust_template::{AssetQuery, TemplateConnection};
 
 /// Gives the key that decrypts connections and variables, when one is set up (asked only once a
 /// connection or variable exists, so no key is made for nothing).
@@ -25,6 +28,9 @@ pub struct Snapshot {
     pub variables: HashMap<String, String>,
     /// Connections by id.
     pub connections: HashMap<String, TemplateConnection>,
+    /// The events of the assets whose events templates read, oldest first, as
+    /// [`gust_template::RuntimeLookup::asset_events`] gives them.
+    pub asset_events: HashMap<AssetQuery, Vec<serde_json::Value>>,
 }
 
 /// Where the values come from: a store, or fixed values (`gust dags test`, dry runs).
@@ -48,6 +54,8 @@ impl FromStore {
 /// The current variables and connections, shared by the scheduler and every run's lookup.
 pub struct TemplateValues {
     source: Option<FromStore>,
+    /// The assets whose events are read at each refresh.
+    inlets: RwLock<BTreeSet<AssetQuery>>,
     current: RwLock<Arc<Snapshot>>,
 }
 
@@ -66,9 +74,11 @@ impl TemplateValues {
     ) -> Self {
         Self {
             source: None,
+            inlets: RwLock::default(),
             current: RwLock::new(Arc::new(Snapshot {
                 variables,
                 connections,
+                asset_events: HashMap::new(),
             })),
         }
     }
@@ -83,6 +93,7 @@ impl TemplateValues {
                 key,
                 found_key: std::sync::OnceLock::new(),
             }),
+            inlets: RwLock::default(),
             current: RwLock::new(Arc::new(Snapshot::default())),
         }
     }
@@ -114,14 +125,42 @@ impl TemplateValues {
                 .collect(),
             _ => HashMap::new(),
         };
+        let inlets = self
+            .inlets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut asset_events = HashMap::with_capacity(inlets.len());
+        for asked in inlets {
+            let filter = gust_store::AssetEventFilter {
+                name: asked.name.clone(),
+                uri: asked.uri.clone(),
+                ..gust_store::AssetEventFilter::default()
+            };
+            let (events, _) = source
+                .store
+                .asset_events(&filter, "-timestamp", MAX_INLET_EVENTS, 0)
+                .await?;
+            asset_events.insert(asked, events.iter().rev().map(inlet_event).collect());
+        }
         *self
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Snapshot {
             variables,
             connections,
+            asset_events,
         });
         Ok(())
+    }
+
+    /// Reads the events of `assets` at each refresh from now on: the inlets of a task whose
+    /// templates read `inlet_events`.
+    pub fn read_events_of(&self, assets: impl IntoIterator<Item = AssetQuery>) {
+        self.inlets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(assets);
     }
 
     /// The values as last read.
@@ -150,6 +189,32 @@ pub fn template_connection(c: gust_store::Connection) -> TemplateConnection {
     }
 }
 
+/// The most events of one asset `inlet_events` lists: the newest, so that `[-1]` is the latest
+/// event however many there are.
+const MAX_INLET_EVENTS: i64 = 10_000;
+
+/// An event as `inlet_events` lists it: Airflow's `AssetEventResult`.
+fn inlet_event(e: &gust_store::StoredAssetEvent) -> serde_json::Value {
+    let mut event = template_event(e);
+    event["id"] = serde_json::json!(e.id);
+    event["source_aliases"] = serde_json::json!([]);
+    event["created_dagruns"] = serde_json::json!([]);
+    event
+}
+
+/// An event with the fields of Airflow's `AssetEvent`.
+fn template_event(e: &gust_store::StoredAssetEvent) -> serde_json::Value {
+    serde_json::json!({
+        "asset": {"uri": e.uri, "name": e.name, "group": e.group},
+        "extra": e.extra,
+        "timestamp": gust_core::date::python_isoformat(e.timestamp),
+        "source_dag_id": e.source_dag_id,
+        "source_task_id": e.source_task_id,
+        "source_run_id": e.source_run_id,
+        "source_map_index": e.source_map_index,
+    })
+}
+
 /// A run's consumed asset events as templates see them (`triggering_asset_events`): by asset
 /// URI, oldest first, each with the fields of Airflow's `AssetEvent`.
 #[must_use]
@@ -158,15 +223,7 @@ pub fn triggering_asset_events(
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut by_uri = serde_json::Map::new();
     for e in events {
-        let event = serde_json::json!({
-            "asset": {"uri": e.uri, "name": e.name, "group": e.group},
-            "extra": e.extra,
-            "timestamp": gust_core::date::python_isoformat(e.timestamp),
-            "source_dag_id": e.source_dag_id,
-            "source_task_id": e.source_task_id,
-            "source_run_id": e.source_run_id,
-            "source_map_index": e.source_map_index,
-        });
+        let event = template_event(e);
         if let serde_json::Value::Array(list) = by_uri
             .entry(e.uri.clone())
             .or_insert_with(|| serde_json::Value::Array(Vec::new()))

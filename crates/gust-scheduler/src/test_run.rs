@@ -539,7 +539,14 @@ impl<'a> Driver<'a> {
                 )
             });
         let args = match rendered {
-            Ok(args) => args,
+            Ok(rendered) => {
+                // Pushed as the templates rendered, before the try runs, as in Airflow.
+                for (key, value) in rendered.xcoms {
+                    self.xcoms
+                        .push(task_id.task_id.as_str(), task_id.map_index, &key, value);
+                }
+                rendered.args
+            }
             Err(err) => {
                 let key = self.try_key(task_id, try_number);
                 self.failure_logs.push((
@@ -760,9 +767,13 @@ impl<'a> Driver<'a> {
                     self.transition(&task_id, TaskEvent::Start);
                 }
                 match outcome {
-                    TryOutcome::Succeeded { xcom } => self.succeed(&task_id, xcom, &[]),
-                    TryOutcome::SucceededReporting { xcom, skip, .. } => {
-                        self.succeed(&task_id, xcom, &skip);
+                    TryOutcome::Succeeded { xcom } => {
+                        let pushed = crate::xcom::Pushed::returned(xcom);
+                        self.succeed(&task_id, pushed, &[]);
+                    }
+                    TryOutcome::SucceededReporting { xcoms, skip, .. } => {
+                        let pushed = crate::xcom::Pushed::by_key(xcoms);
+                        self.succeed(&task_id, pushed, &skip);
                     }
                     TryOutcome::Skipped { .. } | TryOutcome::SkippedItself { .. } => {
                         self.transition(&task_id, TaskEvent::Skip);
@@ -782,11 +793,11 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// A try succeeded: its XCom is recorded before the success, so downstream tasks see it
-    /// (masked, as the scheduler records it), then the tasks it asked to skip that have not
-    /// started are skipped, as the scheduler does.
-    fn succeed(&mut self, task_id: &InstanceId, xcom: Option<serde_json::Value>, skip: &[String]) {
-        let xcom = xcom.map(|value| crate::xcom::masked(&value));
+    /// A try succeeded: its XComs are recorded before the success, so downstream tasks see
+    /// them (masked, as the scheduler records them), then the tasks it asked to skip that have
+    /// not started are skipped, as the scheduler does.
+    fn succeed(&mut self, task_id: &InstanceId, pushed: crate::xcom::Pushed, skip: &[String]) {
+        let xcom = pushed.xcom.map(|value| crate::xcom::masked(&value));
         // A mapped instance's value is one item of what a downstream task maps over.
         if let Some(task) = self
             .dag
@@ -801,10 +812,9 @@ impl<'a> Driver<'a> {
                 return;
             }
         }
-        if let Some(value) = xcom {
-            let name = task_id.task_id.as_str();
-            self.xcoms
-                .push(name, task_id.map_index, "return_value", value);
+        let name = task_id.task_id.as_str();
+        for (key, value) in crate::xcom::recorded(xcom, &pushed.keyed_xcoms) {
+            self.xcoms.push(name, task_id.map_index, &key, value);
         }
         self.transition(task_id, TaskEvent::Succeed);
         self.finish_timing(task_id, None);
@@ -915,7 +925,9 @@ impl<'a> Driver<'a> {
                     instance.deferral = None;
                 }
                 match state {
-                    EndState::Success => self.succeed(&task_id, None, &[]),
+                    EndState::Success => {
+                        self.succeed(&task_id, crate::xcom::Pushed::returned(None), &[]);
+                    }
                     EndState::Skipped => {
                         self.transition(&task_id, TaskEvent::Skip);
                         self.ended(&task_id);

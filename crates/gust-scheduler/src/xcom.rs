@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use gust_core::ids::TaskId;
 use gust_core::mapping::{ExpandError, Lists, Mapping};
-use gust_template::{RuntimeLookup, TemplateConnection, XComRows};
+use gust_template::{AssetQuery, RuntimeLookup, TemplateConnection, XComRows};
 
 use crate::template_values::TemplateValues;
 
@@ -17,6 +17,52 @@ use crate::template_values::TemplateValues;
 #[must_use]
 pub fn masked(value: &serde_json::Value) -> serde_json::Value {
     gust_secrets::current().redact(value, None)
+}
+
+/// What a successful try pushed: its return value (when it is kept) and its other keys.
+#[derive(Debug)]
+pub(crate) struct Pushed {
+    /// The return value.
+    pub xcom: Option<serde_json::Value>,
+    /// The XComs under other keys.
+    pub keyed_xcoms: Vec<(String, serde_json::Value)>,
+}
+
+impl Pushed {
+    /// What a try pushed, by key (its return value under `return_value`).
+    pub(crate) fn by_key(mut xcoms: std::collections::BTreeMap<String, serde_json::Value>) -> Self {
+        Self {
+            xcom: xcoms.remove(RETURN_VALUE),
+            keyed_xcoms: xcoms.into_iter().collect(),
+        }
+    }
+
+    /// A try that pushed its return value alone (or nothing).
+    pub(crate) fn returned(xcom: Option<serde_json::Value>) -> Self {
+        Self {
+            xcom,
+            keyed_xcoms: Vec::new(),
+        }
+    }
+}
+
+/// Every XCom a successful try records, by key: its return value (already masked) as
+/// `return_value`, then the keys it pushed otherwise (`ti.xcom_push(key=...)`), masked. A
+/// pushed `return_value` is the return value, already in `xcom` when it is kept.
+#[must_use]
+pub fn recorded(
+    xcom: Option<serde_json::Value>,
+    keyed: &[(String, serde_json::Value)],
+) -> Vec<(String, serde_json::Value)> {
+    xcom.map(|value| (RETURN_VALUE.to_owned(), value))
+        .into_iter()
+        .chain(
+            keyed
+                .iter()
+                .filter(|(key, _)| key != RETURN_VALUE)
+                .map(|(key, value)| (key.clone(), masked(value))),
+        )
+        .collect()
 }
 
 /// The run's XComs by (task_id, key), each mapped instance's by its map index, and the
@@ -166,6 +212,15 @@ impl RuntimeLookup for RunXComs {
 
     fn variable(&self, key: &str) -> Option<String> {
         self.template_values.snapshot().variables.get(key).cloned()
+    }
+
+    fn asset_events(&self, asset: &AssetQuery) -> Vec<serde_json::Value> {
+        self.template_values
+            .snapshot()
+            .asset_events
+            .get(asset)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn connection(&self, conn_id: &str) -> Option<TemplateConnection> {

@@ -588,7 +588,7 @@ async fn a_branch_skips_the_tasks_it_does_not_follow_and_trigger_rules_do_the_re
                 events,
                 task: "pick",
                 outcome: TryOutcome::SucceededReporting {
-                    xcom: Some(serde_json::json!("left")),
+                    xcoms: [("return_value".to_owned(), serde_json::json!("left"))].into(),
                     skip: vec!["right".to_owned(), "not_a_task".to_owned()],
                     outlet_events: Vec::new(),
                 },
@@ -647,7 +647,7 @@ async fn start_emitting(
                 events,
                 task: "emit",
                 outcome: TryOutcome::SucceededReporting {
-                    xcom: None,
+                    xcoms: std::collections::BTreeMap::new(),
                     skip: Vec::new(),
                     outlet_events,
                 },

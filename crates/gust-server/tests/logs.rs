@@ -47,6 +47,7 @@ async fn started_try(server: &TestServer, end: Option<TaskState>) -> PathBuf {
             TryChange::Queued {
                 try_number: 1,
                 rendered_args: json!({}),
+                xcoms: Vec::new(),
                 log_location: path.display().to_string(),
                 at: t0(),
             },
@@ -66,7 +67,7 @@ async fn started_try(server: &TestServer, end: Option<TaskState>) -> PathBuf {
                 try_number: 1,
                 at: t0(),
                 failure: None,
-                xcom: None,
+                xcoms: Vec::new(),
                 outlets: Vec::new(),
             },
         ));
@@ -310,6 +311,7 @@ async fn a_log_outside_the_servers_folder_is_found_through_the_index() {
         try_change: Some(TryChange::Queued {
             try_number: 2,
             rendered_args: json!({}),
+            xcoms: Vec::new(),
             log_location: indexed.display().to_string(),
             at: t0(),
         }),

@@ -74,6 +74,7 @@ async fn one_try(server: &TestServer, map_index: i32, end: TaskState, log: &std:
             TryChange::Queued {
                 try_number: 1,
                 rendered_args: json!({"bash_command": "echo $LETTER"}),
+                xcoms: Vec::new(),
                 log_location: log.display().to_string(),
                 at: t0(),
             },
@@ -91,7 +92,7 @@ async fn one_try(server: &TestServer, map_index: i32, end: TaskState, log: &std:
                 try_number: 1,
                 at: t0() + chrono::Duration::seconds(2),
                 failure: None,
-                xcom: None,
+                xcoms: Vec::new(),
                 outlets: Vec::new(),
             },
         ),

@@ -54,6 +54,7 @@ async fn queue_try(server: &TestServer, dag_id: &str, rendered: serde_json::Valu
         try_change: Some(TryChange::Queued {
             try_number: 1,
             rendered_args: rendered,
+            xcoms: Vec::new(),
             log_location: server
                 .logs_dir
                 .path()

@@ -105,6 +105,7 @@ async fn run_with_tries(server: &TestServer, tries: i32, last: TaskState) {
                 TryChange::Queued {
                     try_number: n,
                     rendered_args: json!({"bash_command": "echo hello world"}),
+                    xcoms: Vec::new(),
                     log_location: format!("/elsewhere/attempt={n}.log"),
                     at: t0(),
                 },
@@ -122,7 +123,10 @@ async fn run_with_tries(server: &TestServer, tries: i32, last: TaskState) {
                     try_number: n,
                     at: t0() + chrono::Duration::seconds(3),
                     failure: None,
-                    xcom: (end == TaskState::Success).then(|| json!({"greeting": "hello"})),
+                    xcoms: (end == TaskState::Success)
+                        .then(|| ("return_value".to_owned(), json!({"greeting": "hello"})))
+                        .into_iter()
+                        .collect(),
                     outlets: Vec::new(),
                 },
             ),

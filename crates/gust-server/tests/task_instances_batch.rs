@@ -31,6 +31,7 @@ async fn two_runs(server: &TestServer) {
                 TryChange::Queued {
                     try_number: 1,
                     rendered_args: json!({"bash_command": "echo hello"}),
+                    xcoms: Vec::new(),
                     log_location: format!("/logs/{run_id}.log"),
                     at: started,
                 },
@@ -48,7 +49,7 @@ async fn two_runs(server: &TestServer) {
                     try_number: 1,
                     at: started + Duration::seconds(seconds),
                     failure: None,
-                    xcom: None,
+                    xcoms: Vec::new(),
                     outlets: Vec::new(),
                 },
             ),

@@ -110,6 +110,7 @@ async fn run_hello(server: &TestServer) -> String {
             TryChange::Queued {
                 try_number: 1,
                 rendered_args: json!({"bash_command": "echo hello world", "env": {"DB_PASSWORD": "hunter2"}}),
+                xcoms: Vec::new(),
                 log_location: log.display().to_string(),
                 at: t0(),
             },
@@ -133,7 +134,7 @@ async fn run_hello(server: &TestServer) -> String {
                 try_number: 1,
                 at: t0(),
                 failure: None,
-                xcom: Some(json!("hello world")),
+                xcoms: vec![("return_value".to_owned(), json!("hello world"))],
                 outlets: Vec::new(),
             },
         ),
@@ -145,6 +146,7 @@ async fn run_hello(server: &TestServer) -> String {
             TryChange::Queued {
                 try_number: 1,
                 rendered_args: json!({"bash_command": "echo done"}),
+                xcoms: Vec::new(),
                 log_location: server
                     .logs_dir
                     .path()
@@ -521,7 +523,7 @@ async fn the_grid_stream_sends_only_the_column_that_changed() {
             try_number: 1,
             at: t0(),
             failure: Some("exit code 1".into()),
-            xcom: None,
+            xcoms: Vec::new(),
             outlets: Vec::new(),
         }),
     };
@@ -933,6 +935,7 @@ async fn a_mapped_task_is_one_cell_counting_its_instances_each_with_its_details_
     let queued = |at: &std::path::Path| TryChange::Queued {
         try_number: 1,
         rendered_args: json!({"bash_command": "echo c"}),
+        xcoms: Vec::new(),
         log_location: at.display().to_string(),
         at: t0(),
     };
@@ -957,7 +960,7 @@ async fn a_mapped_task_is_one_cell_counting_its_instances_each_with_its_details_
                 try_number: 1,
                 at: t0(),
                 failure: Some("exit code 1".into()),
-                xcom: None,
+                xcoms: Vec::new(),
                 outlets: Vec::new(),
             },
         ),

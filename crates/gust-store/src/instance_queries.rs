@@ -273,6 +273,7 @@ mod tests {
                 TryChange::Queued {
                     try_number: 1,
                     rendered_args: serde_json::json!({}),
+                    xcoms: Vec::new(),
                     log_location: "a.log".into(),
                     at: day(n),
                 },
@@ -294,7 +295,7 @@ mod tests {
                     try_number: 1,
                     at: day(n) + chrono::Duration::hours(1),
                     failure: None,
-                    xcom: None,
+                    xcoms: Vec::new(),
                     outlets: Vec::new(),
                 },
             ),

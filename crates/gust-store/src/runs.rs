@@ -745,6 +745,7 @@ mod tests {
             Some(TryChange::Queued {
                 try_number: 1,
                 rendered_args: serde_json::json!({}),
+                xcoms: Vec::new(),
                 log_location: "/logs/a/attempt=1.log".into(),
                 at: at(2),
             }),

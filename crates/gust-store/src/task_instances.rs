@@ -777,6 +777,7 @@ mod tests {
             Some(TryChange::Queued {
                 try_number: 1,
                 rendered_args: serde_json::json!({}),
+                xcoms: Vec::new(),
                 log_location: "a.log".into(),
                 at: at(2),
             }),

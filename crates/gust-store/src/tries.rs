@@ -39,12 +39,16 @@ pub struct TaskMove {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TryChange {
     /// A new try is handed to a runtime (the move to `queued`): its row is created with the
-    /// arguments it runs with, its log's place is indexed, and earlier XComs of the task go.
+    /// arguments it runs with, its log's place is indexed, earlier XComs of the task go, and
+    /// the ones its templates pushed as they rendered are recorded.
     Queued {
         /// The new try's number.
         try_number: i32,
         /// Its arguments, templates rendered.
         rendered_args: serde_json::Value,
+        /// The XComs its templates pushed (`ti.xcom_push`), by key: Airflow writes them as it
+        /// renders, before the try runs, and keeps them whatever the try does.
+        xcoms: Vec<(String, serde_json::Value)>,
         /// Where its log is.
         log_location: String,
         /// When.
@@ -65,8 +69,9 @@ pub enum TryChange {
         at: DateTime<Utc>,
         /// Why it failed, when it did.
         failure: Option<String>,
-        /// Its return value, kept as the XCom `return_value`.
-        xcom: Option<serde_json::Value>,
+        /// The XComs a successful try pushed, by key: its return value as `return_value`,
+        /// and any other key it pushed.
+        xcoms: Vec<(String, serde_json::Value)>,
         /// The asset events a successful try emits (its task's outlets), recorded and queued
         /// for the DAGs scheduled on their assets with the move.
         outlets: Vec<crate::NewAssetEvent>,
@@ -173,11 +178,12 @@ impl Store {
     /// with a move is written only when the move happens.
     pub async fn apply_moves(&self, moves: &[TaskMove]) -> Result<Vec<bool>, StoreError> {
         for m in moves {
-            if let Some(TryChange::Ended {
-                xcom: Some(value), ..
-            }) = &m.try_change
+            if let Some(TryChange::Ended { xcoms, .. } | TryChange::Queued { xcoms, .. }) =
+                &m.try_change
             {
-                check_xcom_size(&m.task_id, "return_value", value)?;
+                for (key, value) in xcoms {
+                    check_xcom_size(&m.task_id, key, value)?;
+                }
             }
         }
         // Consecutive moves of one instance (scheduled then queued, started then ended) are
@@ -229,7 +235,7 @@ impl Store {
             "DELETE FROM task_deferrals WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4",
         );
         let put_xcom = self.sql(
-            "INSERT INTO xcoms (dag_id, run_id, task_id, map_index, key, value) VALUES ($1, $2, $3, $4, 'return_value', $5) \
+            "INSERT INTO xcoms (dag_id, run_id, task_id, map_index, key, value) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (dag_id, run_id, task_id, map_index, key) DO UPDATE SET value = excluded.value",
         );
         // (start, end) of each run of one instance's moves, as indices: nothing borrowed from an
@@ -284,7 +290,7 @@ impl Store {
                     let to = m.to;
                     match &m.try_change {
                         None => {}
-                        Some(TryChange::Queued { try_number, rendered_args, log_location, at }) => {
+                        Some(TryChange::Queued { try_number, rendered_args, xcoms, log_location, at }) => {
                             sqlx::query(&insert_try).bind(dag).bind(run).bind(task).bind(index).bind(try_number).bind(to_db(*at)).bind(rendered_args.to_string()).bind(log_location)
                                 .execute(&mut *tx).await.map_err(query("recording a try"))?;
                             // Only an earlier try can have left XComs; a resumed try keeps
@@ -296,19 +302,23 @@ impl Store {
                                 sqlx::query(&drop_xcoms).bind(dag).bind(run).bind(task).bind(index)
                                     .execute(&mut *tx).await.map_err(query("dropping old XComs"))?;
                             }
+                            for (key, value) in xcoms {
+                                sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(index).bind(key).bind(value.to_string())
+                                    .execute(&mut *tx).await.map_err(query("recording an XCom"))?;
+                            }
                         }
                         Some(TryChange::Started { try_number, at }) => {
                             // A start followed by the same try's end is written with it.
                             if let Some(ended) = group.get(next)
-                                && let Some(TryChange::Ended { try_number: n, at: end, failure, xcom, outlets }) = &ended.try_change
+                                && let Some(TryChange::Ended { try_number: n, at: end, failure, xcoms, outlets }) = &ended.try_change
                                 && n == try_number
                             {
                                 next += 1;
                                 let to = ended.to;
                                 sqlx::query(&end_try).bind(to.as_str()).bind(to_db(*at)).bind(to_db(*end)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(index).bind(try_number)
                                     .execute(&mut *tx).await.map_err(query("recording a try's end"))?;
-                                if let Some(value) = xcom {
-                                    sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(index).bind(value.to_string())
+                                for (key, value) in xcoms {
+                                    sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(index).bind(key).bind(value.to_string())
                                         .execute(&mut *tx).await.map_err(query("recording an XCom"))?;
                                 }
                                 for event in outlets {
@@ -334,11 +344,11 @@ impl Store {
                                 .bind(&deferral.next_method).bind(deferral.next_kwargs.to_string()).bind(to_db(*at))
                                 .execute(&mut *tx).await.map_err(query("recording a try's deferral"))?;
                         }
-                        Some(TryChange::Ended { try_number, at, failure, xcom, outlets }) => {
+                        Some(TryChange::Ended { try_number, at, failure, xcoms, outlets }) => {
                             sqlx::query(&end_try).bind(to.as_str()).bind(to_db(*at)).bind(to_db(*at)).bind(failure.as_deref()).bind(dag).bind(run).bind(task).bind(index).bind(try_number)
                                 .execute(&mut *tx).await.map_err(query("recording a try's end"))?;
-                            if let Some(value) = xcom {
-                                sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(index).bind(value.to_string())
+                            for (key, value) in xcoms {
+                                sqlx::query(&put_xcom).bind(dag).bind(run).bind(task).bind(index).bind(key).bind(value.to_string())
                                     .execute(&mut *tx).await.map_err(query("recording an XCom"))?;
                             }
                             for event in outlets {

@@ -94,7 +94,7 @@ fn ended(task: &str, outlets: Vec<NewAssetEvent>) -> TaskMove {
             try_number: 1,
             at: at(3),
             failure: None,
-            xcom: None,
+            xcoms: Vec::new(),
             outlets,
         }),
     }

@@ -386,6 +386,7 @@ async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
         try_change: Some(TryChange::Queued {
             try_number: 1,
             rendered_args: serde_json::json!({"bash_command": "echo 1"}),
+            xcoms: Vec::new(),
             log_location: format!("logs/{task}/attempt=1.log"),
             at: at(1),
         }),
@@ -409,7 +410,10 @@ async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
             try_number: 1,
             at: at(3),
             failure: None,
-            xcom: Some(serde_json::json!("s3://bucket/out")),
+            xcoms: vec![(
+                "return_value".to_owned(),
+                serde_json::json!("s3://bucket/out"),
+            )],
             outlets: Vec::new(),
         }),
         ..a_move("a", TaskState::Running, 2, TaskState::Success)
@@ -420,7 +424,7 @@ async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
             try_number: 1,
             at: at(3),
             failure: Some("exited with code 1".into()),
-            xcom: None,
+            xcoms: Vec::new(),
             outlets: Vec::new(),
         }),
         ..a_move("b", TaskState::Queued, 1, TaskState::UpForRetry)
@@ -467,6 +471,7 @@ async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
         try_change: Some(TryChange::Queued {
             try_number: 2,
             rendered_args: serde_json::json!({}),
+            xcoms: Vec::new(),
             log_location: "logs/a/attempt=2.log".into(),
             at: at(6),
         }),
@@ -490,7 +495,10 @@ async fn scheduling_moves_record_tries_xcoms_and_logs_atomically(store: Store) {
             try_number: 2,
             at: at(7),
             failure: None,
-            xcom: Some(serde_json::json!("x".repeat(gust_store::MAX_XCOM_BYTES))),
+            xcoms: vec![(
+                "return_value".to_owned(),
+                serde_json::json!("x".repeat(gust_store::MAX_XCOM_BYTES)),
+            )],
             outlets: Vec::new(),
         }),
         ..a_move("a", TaskState::Queued, 4, TaskState::Success)
@@ -617,6 +625,7 @@ async fn one_instances_consecutive_moves_commit_together_and_fail_together(store
         try_change: Some(TryChange::Queued {
             try_number: 1,
             rendered_args: serde_json::json!({}),
+            xcoms: Vec::new(),
             log_location: "logs/a/attempt=1.log".into(),
             at: at(1),
         }),
@@ -643,7 +652,7 @@ async fn one_instances_consecutive_moves_commit_together_and_fail_together(store
             try_number: 1,
             at: at(3),
             failure: None,
-            xcom: Some(serde_json::json!(7)),
+            xcoms: vec![("return_value".to_owned(), serde_json::json!(7))],
             outlets: Vec::new(),
         }),
         ..a_move("a", TaskState::Running, 3, TaskState::Success)
@@ -701,6 +710,7 @@ async fn a_deferral_is_recorded_with_its_move_and_read_back_until_the_try_resume
         try_change: Some(TryChange::Queued {
             try_number: 1,
             rendered_args: serde_json::json!({}),
+            xcoms: Vec::new(),
             log_location: "logs/a/attempt=1.log".into(),
             at: at(1),
         }),
@@ -759,6 +769,7 @@ async fn a_deferral_is_recorded_with_its_move_and_read_back_until_the_try_resume
         try_change: Some(TryChange::Queued {
             try_number: 1,
             rendered_args: serde_json::json!({}),
+            xcoms: Vec::new(),
             log_location: "logs/a/attempt=1.log".into(),
             at: at(3),
         }),
@@ -909,6 +920,7 @@ async fn each_mapped_instance_moves_and_keeps_its_own_try_and_xcom(store: Store)
                 try_change: Some(TryChange::Queued {
                     try_number: 1,
                     rendered_args: serde_json::json!({"n": value}),
+                    xcoms: Vec::new(),
                     log_location: format!("m/map_index={index}/attempt=1.log"),
                     at: at(1),
                 }),
@@ -920,7 +932,7 @@ async fn each_mapped_instance_moves_and_keeps_its_own_try_and_xcom(store: Store)
                     try_number: 1,
                     at: at(2),
                     failure: None,
-                    xcom: Some(serde_json::json!(value)),
+                    xcoms: vec![("return_value".to_owned(), serde_json::json!(value))],
                     outlets: Vec::new(),
                 }),
                 ..a_move("m", TaskState::Queued, 1, TaskState::Success)

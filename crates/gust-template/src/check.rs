@@ -55,6 +55,7 @@ const GUST_NAMES: &[&str] = &[
     "ts_nodash",
     "ts_nodash_with_tz",
     "triggering_asset_events",
+    "inlet_events",
     "var",
 ];
 
@@ -105,6 +106,9 @@ const AIRFLOW_NAMES: &[&str] = &[
 /// Methods of context objects: a path ending in one is a call, not a missing attribute.
 const METHODS: &[&str] = &[
     "xcom_pull",
+    "xcom_push",
+    "for_asset",
+    "for_asset_alias",
     "ds_add",
     "ds_format",
     "strftime",

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use minijinja::Value;
 
 use crate::connections::Connections;
+use crate::inlets::{Inlet, InletEvents};
 use crate::lookup::RuntimeLookup;
 use crate::macros::Macros;
 use crate::objects::{DateTimeValue, TaskInstance, Variables};
@@ -34,6 +35,9 @@ pub struct TemplateContext {
     /// The asset events an asset-triggered run consumed, as lists by asset URI (Airflow's
     /// `triggering_asset_events`, keyed by the asset); empty for other runs.
     pub triggering_asset_events: serde_json::Map<String, serde_json::Value>,
+    /// The task's inlets, whose events templates read as `inlet_events` (from
+    /// [`RuntimeLookup::asset_events`]).
+    pub inlets: Vec<Inlet>,
     /// Which instance of a mapped task (`ti.map_index`; -1 for a task that is not mapped).
     pub map_index: i32,
     /// The task's arguments as the try runs with them (a mapped instance's own items among
@@ -67,6 +71,7 @@ impl TemplateContext {
             params: serde_json::Map::new(),
             conf: serde_json::Map::new(),
             triggering_asset_events: serde_json::Map::new(),
+            inlets: Vec::new(),
             map_index: -1,
             task_args: serde_json::Map::new(),
             extra: serde_json::Map::new(),
@@ -90,6 +95,11 @@ impl TemplateContext {
             run_id: self.run_id.clone(),
             try_number: self.try_number,
             map_index: self.map_index,
+            lookup: Arc::clone(&lookup),
+        });
+        let inlet_events = Value::from_object(InletEvents {
+            task_id: self.task_id.clone(),
+            inlets: self.inlets.clone(),
             lookup: Arc::clone(&lookup),
         });
         let mut task = self.task_args.clone();
@@ -127,6 +137,7 @@ impl TemplateContext {
             var => Value::from_object(Variables { lookup: Arc::clone(&lookup) }),
             conn => Value::from_object(Connections { lookup }),
             triggering_asset_events => Value::from_serialize(&self.triggering_asset_events),
+            inlet_events => inlet_events,
             ..Value::from_serialize(&self.extra)
         }
     }

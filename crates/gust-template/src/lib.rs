@@ -12,6 +12,7 @@ mod check;
 mod connections;
 mod context;
 mod date_math;
+mod inlets;
 mod lookup;
 mod macros;
 mod objects;
@@ -22,7 +23,10 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
 pub use check::Known;
 pub use context::TemplateContext;
-pub use lookup::{MapLookup, NoLookup, RuntimeLookup, TemplateConnection, XComRows, join_url};
+pub use inlets::Inlet;
+pub use lookup::{
+    AssetQuery, MapLookup, NoLookup, RuntimeLookup, TemplateConnection, XComRows, join_url,
+};
 
 /// The longest template accepted (bytes).
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;

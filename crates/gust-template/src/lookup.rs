@@ -80,6 +80,16 @@ pub fn join_url(base: &str, endpoint: &str) -> String {
     )
 }
 
+/// Which asset's events to read: by name, by URI, or by both (as Airflow's
+/// `GetAssetEventByAsset` asks).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AssetQuery {
+    /// The asset's name, when asked by it.
+    pub name: Option<String>,
+    /// The asset's URI, when asked by it.
+    pub uri: Option<String>,
+}
+
 /// A task's XCom rows of one key by map index (see [`RuntimeLookup::xcom_rows`]).
 pub type XComRows = Arc<BTreeMap<i32, serde_json::Value>>;
 
@@ -91,6 +101,21 @@ pub trait RuntimeLookup: Send + Sync {
     fn connection(&self, conn_id: &str) -> Option<TemplateConnection>;
     /// The XCom `key` pushed by `task_id` in the current run, if any.
     fn xcom(&self, task_id: &str, key: &str) -> Option<serde_json::Value>;
+    /// Keeps the XCom `key` that the template being rendered pushes (`{{ ti.xcom_push(key=...,
+    /// value=...) }}`), which Airflow writes as it renders, for the try the rendering is for.
+    /// By default the push is dropped: a rendering that records nothing (a dry run, the check
+    /// when DAGs load) still renders.
+    fn push_xcom(&self, key: &str, value: serde_json::Value) {
+        let _ = (key, value);
+    }
+    /// The events of the assets with the name and URI given (one of them may be left out, as
+    /// Airflow's `for_asset(uri=...)` asks by URI alone), oldest first, each with the fields of
+    /// Airflow's `AssetEventResult` (`extra`, `timestamp`, `asset`, `source_dag_id`...): what
+    /// `inlet_events` lists. By default there are none (a lookup without a store).
+    fn asset_events(&self, asset: &AssetQuery) -> Vec<serde_json::Value> {
+        let _ = asset;
+        Vec::new()
+    }
     /// The XCom `key` of each instance of `task_id` that pushed one, by map index, as Airflow
     /// keeps XCom rows: a mapped task's instances under their map indexes, a task that is not
     /// mapped under -1. What the Execution API's XCom sequence routes read, once per request

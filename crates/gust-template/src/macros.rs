@@ -403,7 +403,7 @@ impl Object for JsonModule {
 }
 
 /// Python's `json.dumps` defaults: `", "` and `": "` separators, non-ASCII escaped.
-fn python_dumps(value: &serde_json::Value, sort_keys: bool, out: &mut String) {
+pub(crate) fn python_dumps(value: &serde_json::Value, sort_keys: bool, out: &mut String) {
     use serde_json::Value as J;
     match value {
         J::String(s) => python_string(s, out),

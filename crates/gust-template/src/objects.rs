@@ -247,9 +247,41 @@ impl Object for TaskInstance {
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
-        if method != "xcom_pull" {
-            return Err(Error::from(ErrorKind::UnknownMethod));
+        match method {
+            "xcom_pull" => self.xcom_pull(args),
+            "xcom_push" => self.xcom_push(args),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
+    }
+}
+
+impl TaskInstance {
+    /// `ti.xcom_push(key, value)`: kept for the try being rendered (see
+    /// [`RuntimeLookup::push_xcom`]); it renders as Python's `None`, what Airflow's returns.
+    fn xcom_push(&self, args: &[Value]) -> Result<Value, Error> {
+        let (key, value, kwargs): (Option<String>, Option<Value>, Kwargs) = from_args(args)?;
+        let key = match key {
+            Some(key) => key,
+            None => kwargs.get::<Option<String>>("key")?.ok_or_else(|| {
+                invalid("xcom_push needs a key, e.g. ti.xcom_push(key='k', value=1)")
+            })?,
+        };
+        let value = match value {
+            Some(value) => value,
+            None => kwargs.get::<Option<Value>>("value")?.ok_or_else(|| {
+                invalid("xcom_push needs a value, e.g. ti.xcom_push(key='k', value=1)")
+            })?,
+        };
+        kwargs.assert_all_used()?;
+        let value = serde_json::to_value(&value)
+            .map_err(|err| invalid(format!("XCom \"{key}\" is not a JSON value: {err}")))?;
+        self.lookup.push_xcom(&key, value);
+        Ok(Value::from(()))
+    }
+
+    /// `ti.xcom_pull(task_ids, key=..., default=...)`: the run's XComs. Airflow's `dag_id`
+    /// and `run_id` may name this run's own; `include_prior_dates` may be false.
+    fn xcom_pull(&self, args: &[Value]) -> Result<Value, Error> {
         let (positional, kwargs): (Option<Value>, Kwargs) = from_args(args)?;
         let task_ids: Option<Value> = match positional {
             Some(ids) => Some(ids),
@@ -257,7 +289,33 @@ impl Object for TaskInstance {
         };
         let key: Option<String> = kwargs.get("key")?;
         let default: Option<Value> = kwargs.get("default")?;
+        let other_dag = kwargs
+            .get::<Option<String>>("dag_id")?
+            .filter(|dag_id| *dag_id != self.dag_id);
+        let other_run = kwargs
+            .get::<Option<String>>("run_id")?
+            .filter(|run_id| *run_id != self.run_id);
+        let prior_dates = kwargs
+            .get::<Option<bool>>("include_prior_dates")?
+            .unwrap_or(false);
         kwargs.assert_all_used()?;
+        if let Some(dag_id) = other_dag {
+            return Err(invalid(format!(
+                "xcom_pull reads the XComs of this run of DAG {} only, not of DAG {dag_id}",
+                self.dag_id
+            )));
+        }
+        if let Some(run_id) = other_run {
+            return Err(invalid(format!(
+                "xcom_pull reads the XComs of this run ({}) only, not of run {run_id}",
+                self.run_id
+            )));
+        }
+        if prior_dates {
+            return Err(invalid(
+                "xcom_pull reads the XComs of this run only: include_prior_dates=True is not supported",
+            ));
+        }
         let key = key.unwrap_or_else(|| "return_value".to_owned());
         let pull = |task: &str| {
             self.lookup
@@ -381,9 +439,60 @@ pub(crate) fn add_filters(env: &mut minijinja::Environment<'static>) {
             })
         }
     }
+    env.add_filter("tojson", tojson);
     env.add_filter("ds", filter("%Y-%m-%d"));
     env.add_filter("ds_nodash", filter("%Y%m%d"));
     env.add_filter("ts", filter("iso"));
     env.add_filter("ts_nodash", filter("%Y%m%dT%H%M%S"));
     env.add_filter("ts_nodash_with_tz", filter("%Y%m%dT%H%M%S%z"));
+}
+
+/// Jinja's `tojson` as Airflow renders it: Python's `json.dumps` with sorted keys (`", "` and
+/// `": "` between items, non-ASCII escaped; with `indent`, one item a line), then `<`, `>`,
+/// `&` and `'` escaped as Jinja's `htmlsafe_json_dumps` does.
+fn tojson(value: &Value, indent: Option<usize>, kwargs: Kwargs) -> Result<Value, Error> {
+    let indent = match indent {
+        Some(width) => Some(width),
+        None => kwargs.get::<Option<usize>>("indent")?,
+    };
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(value)
+        .map_err(|err| invalid(format!("tojson: not a JSON value: {err}")))?;
+    let out = match indent {
+        None => {
+            let mut out = String::new();
+            crate::macros::python_dumps(&json, true, &mut out);
+            out
+        }
+        Some(width) => {
+            let spaces = " ".repeat(width);
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(spaces.as_bytes());
+            let mut bytes = Vec::new();
+            let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, formatter);
+            serde::Serialize::serialize(&sorted(json), &mut serializer)
+                .map_err(|err| invalid(format!("tojson: {err}")))?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    };
+    let safe = out
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\'', "\\u0027");
+    Ok(Value::from_safe_string(safe))
+}
+
+/// `value` with every object's keys in order, as `sort_keys=True` writes them.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
 }

@@ -331,3 +331,126 @@ fn a_mapped_instance_sees_its_arguments_as_the_tasks_and_its_index_as_the_tis() 
         "-1 load"
     );
 }
+
+/// A lookup that keeps what templates push, with events of one asset.
+#[derive(Default)]
+struct Recording {
+    pushed: std::sync::Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl RuntimeLookup for Recording {
+    fn variable(&self, _key: &str) -> Option<String> {
+        None
+    }
+
+    fn connection(&self, _conn_id: &str) -> Option<gust_template::TemplateConnection> {
+        None
+    }
+
+    fn xcom(&self, _task_id: &str, _key: &str) -> Option<serde_json::Value> {
+        None
+    }
+
+    fn push_xcom(&self, key: &str, value: serde_json::Value) {
+        self.pushed
+            .lock()
+            .expect("not poisoned")
+            .push((key.to_owned(), value));
+    }
+
+    fn asset_events(&self, asset: &gust_template::AssetQuery) -> Vec<serde_json::Value> {
+        let by_name = asset.name.as_deref().is_none_or(|n| n == "test-asset");
+        let by_uri = asset
+            .uri
+            .as_deref()
+            .is_none_or(|u| u == "s3://output/1.txt");
+        if !(by_name && by_uri) {
+            return Vec::new();
+        }
+        vec![
+            json!({"extra": {"hi": "first"}, "source_dag_id": "a"}),
+            json!({"extra": {"hi": "bye", "<&'>": "x"}, "source_dag_id": "b"}),
+        ]
+    }
+}
+
+#[test]
+fn xcom_push_keeps_the_value_for_the_try_and_renders_none() {
+    let recording = Arc::new(Recording::default());
+    let rendered = Renderer::new()
+        .render_str(
+            "echo \"set {{ ti.xcom_push(key='manually_pushed_value', value='v') }}\" \
+             {{ ti.xcom_push('n', [1, 2]) }}",
+            &ctx(),
+            recording.clone(),
+        )
+        .expect("renders");
+    assert_eq!(rendered, "echo \"set None\" None");
+    assert_eq!(
+        *recording.pushed.lock().expect("not poisoned"),
+        vec![
+            ("manually_pushed_value".to_owned(), json!("v")),
+            ("n".to_owned(), json!([1, 2]))
+        ]
+    );
+    let err = fail("{{ ti.xcom_push(value=1) }}");
+    assert!(err.to_string().contains("xcom_push needs a key"), "{err}");
+}
+
+#[test]
+fn xcom_pull_takes_this_run_s_dag_id_as_str_of_an_xcom_arg_writes_it() {
+    assert_eq!(
+        render("{{ task_instance.xcom_pull(task_ids='count', dag_id='etl', key='rows') }}"),
+        "7"
+    );
+    let err = fail("{{ ti.xcom_pull(task_ids='count', dag_id='other') }}");
+    assert!(err.to_string().contains("not of DAG other"), "{err}");
+}
+
+#[test]
+fn inlet_events_list_the_events_of_the_task_s_inlets() {
+    let mut ctx = ctx();
+    ctx.inlets = vec![gust_template::Inlet {
+        name: "test-asset".into(),
+        uri: "s3://output/1.txt".into(),
+    }];
+    let render = |source: &str| {
+        Renderer::new()
+            .render_str(source, &ctx, Arc::new(Recording::default()))
+            .map_err(|e| e.to_string())
+    };
+    // Airflow 3.3.2's example_inlet_event_extra.py, and Jinja's `tojson` as Airflow prints it.
+    assert_eq!(
+        render("echo '{{ inlet_events.for_asset(uri='s3://output/1.txt')[-1].extra | tojson }}'"),
+        Ok(r#"echo '{"\u003c\u0026\u0027\u003e": "x", "hi": "bye"}'"#.to_owned())
+    );
+    assert_eq!(
+        render("{{ inlet_events[0][0].extra.hi }} {{ inlet_events['test-asset'] | length }}"),
+        Ok("first 2".to_owned())
+    );
+    assert_eq!(
+        render(
+            "{{ inlet_events.for_asset(name='test-asset', uri='s3://output/1.txt')[-1].source_dag_id }}"
+        ),
+        Ok("b".to_owned())
+    );
+    let not_an_inlet = render("{{ inlet_events.for_asset(uri='s3://elsewhere') }}");
+    assert!(
+        not_an_inlet
+            .as_ref()
+            .is_err_and(|e| e.contains("is not an inlet of task load")),
+        "{not_an_inlet:?}"
+    );
+}
+
+#[test]
+fn tojson_writes_json_as_airflow_s_jinja_does() {
+    assert_eq!(
+        render("{{ {'b': 1, 'a': [1, 'é']} | tojson }}"),
+        r#"{"a": [1, "\u00e9"], "b": 1}"#
+    );
+    assert_eq!(
+        render("{{ {'b': 1, 'a': 2} | tojson(indent=2) }}"),
+        "{\n  \"a\": 2,\n  \"b\": 1\n}"
+    );
+}

@@ -215,16 +215,19 @@ impl Scheduler {
     ) {
         let now = self.clock.now();
         let n = i32::try_from(try_number).unwrap_or(i32::MAX);
-        let ended = move |failure: Option<String>, xcom| TryChange::Ended {
+        let ended = move |failure: Option<String>, xcoms| TryChange::Ended {
             try_number: n,
             at: now,
             failure,
-            xcom,
+            xcoms,
             outlets: Vec::new(),
         };
         let mut batch = std::mem::take(&mut self.pending);
         let moved = match state {
-            EndState::Success => self.succeed(&mut batch, run_key, task_id, None, &[], ended),
+            EndState::Success => {
+                let nothing = crate::xcom::Pushed::returned(None);
+                self.succeed(&mut batch, run_key, task_id, nothing, &[], ended)
+            }
             EndState::Skipped => {
                 let why = "its trigger skipped it".to_owned();
                 self.skip_try(&mut batch, run_key, task_id, try_number, why, ended)
@@ -235,7 +238,7 @@ impl Scheduler {
                 task_id,
                 TaskEvent::Fail { can_retry: false },
                 None,
-                Some(ended(Some("its trigger failed it".to_owned()), None)),
+                Some(ended(Some("its trigger failed it".to_owned()), Vec::new())),
             ),
         };
         if moved && let Some(run) = self.runs.get_mut(run_key) {

@@ -266,6 +266,13 @@ impl Scheduler {
             .await?;
         let stored = self.store.task_instances(&run.dag_id, &run.run_id).await?;
         let xcoms = RunXComs::new(self.template_values.clone());
+        // The events of the inlets its templates read are read before its tries render.
+        self.template_values.read_events_of(
+            dag.tasks()
+                .filter(|task| crate::launch::reads_inlet_events(task))
+                .flat_map(crate::launch::inlets)
+                .flat_map(|inlet| inlet.queries()),
+        );
         for x in self.store.xcoms_of_run(&run.dag_id, &run.run_id).await? {
             xcoms.push(&x.task_id, x.map_index, &x.key, x.value);
         }

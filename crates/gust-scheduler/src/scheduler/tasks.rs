@@ -14,7 +14,7 @@ use gust_store::TryChange;
 use super::active::RunKey;
 use super::slots::{Blocked, Limit};
 use super::{After, Batch, Scheduler, Timer};
-use crate::launch::{RunContext, launch_spec, render_args, render_map_index};
+use crate::launch::{Rendered, RunContext, launch_spec, render_args, render_map_index};
 use crate::metrics::{Line, TryResult};
 
 impl Scheduler {
@@ -244,7 +244,7 @@ impl Scheduler {
                 });
             let run_id = run.run_id.clone();
             match rendered {
-                Ok(args) => {
+                Ok(Rendered { args, xcoms }) => {
                     let name = render_map_index(
                         &self.renderer,
                         &dag,
@@ -289,9 +289,14 @@ impl Scheduler {
                         run.xcoms
                             .forget(instance.task_id.as_str(), instance.map_index);
                     }
+                    for (key, value) in &xcoms {
+                        let task = instance.task_id.as_str();
+                        run.xcoms.push(task, instance.map_index, key, value.clone());
+                    }
                     let change = TryChange::Queued {
                         try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
                         rendered_args: serde_json::Value::Object(spec.args.clone()),
+                        xcoms,
                         log_location: spec.log_path.display().to_string(),
                         at: self.clock.now(),
                     };
@@ -352,6 +357,7 @@ impl Scheduler {
         let change = TryChange::Queued {
             try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
             rendered_args: args,
+            xcoms: Vec::new(),
             log_location: log.display().to_string(),
             at: self.clock.now(),
         };
@@ -398,7 +404,7 @@ impl Scheduler {
             at: now,
             // Why it failed may quote output or arguments: shown in the API, UI and CLI.
             failure: Some(gust_secrets::mask(&why)),
-            xcom: None,
+            xcoms: Vec::new(),
             outlets: Vec::new(),
         };
         let event = TaskEvent::Fail { can_retry: retry };
@@ -504,11 +510,11 @@ impl Scheduler {
                 return;
             }
         }
-        let ended = |failure: Option<String>, xcom| TryChange::Ended {
+        let ended = |failure: Option<String>, xcoms| TryChange::Ended {
             try_number: n,
             at: now,
             failure,
-            xcom,
+            xcoms,
             outlets: Vec::new(),
         };
         // Failures are counted where every failed try goes (`fail_try`).
@@ -526,7 +532,8 @@ impl Scheduler {
         };
         let moved = match outcome {
             TryOutcome::Succeeded { xcom } => {
-                let moved = self.succeed(batch, &run_key, &task_id, xcom, &[], ended);
+                let xcoms = crate::xcom::Pushed::returned(xcom);
+                let moved = self.succeed(batch, &run_key, &task_id, xcoms, &[], ended);
                 if moved {
                     let kind = CallbackKind::TaskSuccess;
                     self.then_task_callback(batch, &run_key, &task_id, try_number, kind, None);
@@ -534,11 +541,12 @@ impl Scheduler {
                 moved
             }
             TryOutcome::SucceededReporting {
-                xcom,
+                xcoms,
                 skip,
                 outlet_events,
             } => {
-                let moved = self.succeed(batch, &run_key, &task_id, xcom, &outlet_events, ended);
+                let xcoms = crate::xcom::Pushed::by_key(xcoms);
+                let moved = self.succeed(batch, &run_key, &task_id, xcoms, &outlet_events, ended);
                 if moved {
                     let kind = CallbackKind::TaskSuccess;
                     self.then_task_callback(batch, &run_key, &task_id, try_number, kind, None);
@@ -574,7 +582,7 @@ impl Scheduler {
                     &task_id,
                     TaskEvent::Requeue,
                     None,
-                    Some(ended(Some(why), None)),
+                    Some(ended(Some(why), Vec::new())),
                 );
                 if requeued {
                     self.wait_for_slot(&run_key, &task_id);
@@ -590,19 +598,18 @@ impl Scheduler {
         }
     }
 
-    /// Moves a try's task to success, its return value (masked: a secret a try returns is
-    /// stored and passed on masked, as its log shows it) recorded first so that downstream
-    /// tasks see it.
+    /// Moves a try's task to success, its XComs (masked: a secret a try returns is stored and
+    /// passed on masked, as its log shows it) recorded first so that downstream tasks see them.
     pub(super) fn succeed(
         &mut self,
         batch: &mut Batch,
         run_key: &RunKey,
         instance: &InstanceId,
-        xcom: Option<serde_json::Value>,
+        pushed: crate::xcom::Pushed,
         reported: &[gust_executor::OutletEvent],
-        ended: impl FnOnce(Option<String>, Option<serde_json::Value>) -> TryChange,
+        ended: impl FnOnce(Option<String>, Vec<(String, serde_json::Value)>) -> TryChange,
     ) -> bool {
-        let xcom = xcom.map(|value| crate::xcom::masked(&value));
+        let xcom = pushed.xcom.map(|value| crate::xcom::masked(&value));
         if let Some(run) = self.runs.get(run_key)
             && !instance.is_mapped()
             && let Some(task) = run.dag.task(&instance.task_id)
@@ -619,15 +626,14 @@ impl Scheduler {
             self.fail_try(batch, run_key, instance, try_number, why, Retry::AsSet);
             return true;
         }
-        if let (Some(value), Some(run)) = (&xcom, self.runs.get(run_key)) {
-            run.xcoms.push(
-                instance.task_id.as_str(),
-                instance.map_index,
-                "return_value",
-                value.clone(),
-            );
+        let xcoms = crate::xcom::recorded(xcom, &pushed.keyed_xcoms);
+        if let Some(run) = self.runs.get(run_key) {
+            for (key, value) in &xcoms {
+                let task = instance.task_id.as_str();
+                run.xcoms.push(task, instance.map_index, key, value.clone());
+            }
         }
-        let mut change = ended(None, xcom);
+        let mut change = ended(None, xcoms);
         self.outlet_events(run_key, instance, reported, &mut change);
         self.move_into(
             batch,
@@ -769,7 +775,7 @@ impl Scheduler {
         task_id: &InstanceId,
         try_number: u32,
         reason: String,
-        ended: impl FnOnce(Option<String>, Option<serde_json::Value>) -> TryChange,
+        ended: impl FnOnce(Option<String>, Vec<(String, serde_json::Value)>) -> TryChange,
     ) -> bool {
         let moved = self.move_into(
             batch,
@@ -777,7 +783,7 @@ impl Scheduler {
             task_id,
             TaskEvent::Skip,
             None,
-            Some(ended(Some(reason), None)),
+            Some(ended(Some(reason), Vec::new())),
         );
         if moved {
             let kind = CallbackKind::TaskSkipped;
@@ -896,7 +902,7 @@ impl Scheduler {
                     try_number: i32::try_from(try_number).unwrap_or(i32::MAX),
                     at: now,
                     failure: Some(why.clone()),
-                    xcom: None,
+                    xcoms: Vec::new(),
                     outlets: Vec::new(),
                 };
                 if self.move_into(

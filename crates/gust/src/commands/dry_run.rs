@@ -97,7 +97,9 @@ pub fn dry_run(
         mapped.as_ref(),
         lookup.clone(),
     )
-    .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?;
+    .map_err(|err| anyhow::anyhow!("{}.{task_id}: {err}", dag.id))?
+    // What its templates push is recorded by runs only: a dry run contacts nothing.
+    .args;
     // Its values under sensitive names are masked wherever the output repeats them.
     gust_secrets::add_from(&args);
 

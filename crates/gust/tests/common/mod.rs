@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 pub mod instances;
 pub mod python_scheduler;
+pub mod xcoms;
 
 use assert_cmd::Command;
 
